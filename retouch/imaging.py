@@ -1,0 +1,89 @@
+"""Small array helpers shared by analyses: colour/depth conversion and bounded analysis resolution."""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+
+def to_gray_float(image: np.ndarray) -> np.ndarray:
+    """float32 luminance in [0, 1] from uint8/uint16/float gray or RGB (H, W[, 3])."""
+    array = np.asarray(image)
+    if array.ndim == 3 and array.shape[2] == 4:
+        array = array[:, :, :3]
+    if array.dtype == np.uint8:
+        gray = array.astype(np.float32) / 255.0
+    elif array.dtype == np.uint16:
+        gray = array.astype(np.float32) / 65535.0
+    elif array.dtype == bool:
+        gray = array.astype(np.float32)
+    else:
+        gray = array.astype(np.float32)
+    if gray.ndim == 3:
+        gray = cv2.cvtColor(gray, cv2.COLOR_RGB2GRAY)
+    elif gray.ndim != 2:
+        raise ValueError(f"image must be (H, W) or (H, W, 3), got shape {array.shape}")
+    return gray
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """uint8 version of a uint8/uint16/[0, 1]-float image, same channels."""
+    array = np.asarray(image)
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype == np.uint16:
+        return (array >> 8).astype(np.uint8)
+    return np.round(np.clip(array, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def to_rgb8(image: np.ndarray) -> np.ndarray:
+    """uint8 RGB (H, W, 3) for display."""
+    array = to_uint8(image)
+    if array.ndim == 2:
+        return np.repeat(array[:, :, None], 3, axis=2)
+    return np.ascontiguousarray(array[:, :, :3])
+
+
+def analysis_scale(shape: tuple[int, ...], max_pixels: int) -> float:
+    """Scale factor (<= 1) that brings an image of ``shape`` to at most ``max_pixels`` pixels."""
+    pixels = int(shape[0]) * int(shape[1])
+    if max_pixels <= 0 or pixels <= max_pixels:
+        return 1.0
+    return math.sqrt(max_pixels / pixels)
+
+
+def bounded(image: np.ndarray, max_pixels: int) -> tuple[np.ndarray, float]:
+    """Downscale ``image`` (area interpolation) to at most ``max_pixels``; returns the image and the scale used."""
+    scale = analysis_scale(image.shape, max_pixels)
+    if scale >= 1.0:
+        return image, 1.0
+    height, width = image.shape[:2]
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA), scale
+
+
+def upscale_to(values: np.ndarray, shape: tuple[int, ...], *, nearest: bool = False) -> np.ndarray:
+    """Map an analysis-resolution map back to the full ``shape`` (H, W)."""
+    height, width = int(shape[0]), int(shape[1])
+    if values.shape[:2] == (height, width):
+        return values
+    if values.dtype == bool:
+        out = cv2.resize(values.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST)
+        return out.astype(bool)
+    interpolation = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
+    return cv2.resize(values, (width, height), interpolation=interpolation)
+
+
+def box_mean(values: np.ndarray, size: int) -> np.ndarray:
+    """Local mean over a ``size`` x ``size`` window (reflect border), float32."""
+    return cv2.boxFilter(values.astype(np.float32, copy=False), -1, (size, size), borderType=cv2.BORDER_REFLECT)
+
+
+def robust_sigma(values: np.ndarray) -> float:
+    """Standard deviation estimated from the median absolute deviation (Gaussian-consistent)."""
+    flat = np.asarray(values, np.float64).ravel()
+    if flat.size == 0:
+        return 0.0
+    return float(1.4826 * np.median(np.abs(flat - np.median(flat))))

@@ -1,0 +1,33 @@
+"""File input and output: the only layer of retouch that touches files."""
+
+from retouch.io.load import (
+    DEFAULT_MAX_PIXELS,
+    LoadedImage,
+    load_image,
+    load_image_bytes,
+    max_pixels_from_env,
+)
+from retouch.io.write import (
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    encode_jpeg,
+    encode_png,
+    heatmap_to_uint8,
+    write_png,
+)
+
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "LoadedImage",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_text",
+    "encode_jpeg",
+    "encode_png",
+    "heatmap_to_uint8",
+    "load_image",
+    "load_image_bytes",
+    "max_pixels_from_env",
+    "write_png",
+]

@@ -1,0 +1,322 @@
+"""One loader for every image retouch reads.
+
+Formats: JPEG, PNG, TIFF (8 and 16 bit; gray, RGB, RGBA, palette), WebP and BMP, recognised by their content,
+not their name. The loader applies EXIF orientation, keeps the file's bytes and (for JPEG) its quantization
+tables for JPEG-domain analyses, records the SHA-256, and refuses anything it cannot read faithfully with one
+:class:`~retouch.errors.InputError` line that names the file and says what to do. It never writes to its input.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from PIL import Image, ImageFile, JpegImagePlugin
+
+from retouch.errors import ImageTooLargeError, InputError
+
+DEFAULT_MAX_PIXELS = 200_000_000
+DEFAULT_MAX_BYTES = 1 << 30  # 1 GiB: no honest scan is larger than this as a compressed file
+
+SUPPORTED_FORMATS = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG", "TIFF": "TIFF", "WEBP": "WEBP", "BMP": "BMP"}
+
+# Pillow's own bomb check warns at its limit and raises at twice it; retouch applies its own configurable limit
+# from the header before decoding, so Pillow's is lifted to let that one speak.
+Image.MAX_IMAGE_PIXELS = None
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+_EXIF_ORIENTATION = 0x0112
+
+
+def max_pixels_from_env() -> int:
+    """The pixel limit in force: ``RETOUCH_MAX_PIXELS`` if set, else :data:`DEFAULT_MAX_PIXELS`."""
+    value = os.environ.get("RETOUCH_MAX_PIXELS")
+    if not value:
+        return DEFAULT_MAX_PIXELS
+    try:
+        return max(1, int(float(value)))
+    except ValueError:
+        return DEFAULT_MAX_PIXELS
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedImage:
+    """A decoded image with what analyses and reports need to know about its file.
+
+    ``pixels`` is in display orientation, RGB (H, W, 3) or gray (H, W), uint8 or uint16, never with alpha.
+    """
+
+    pixels: np.ndarray
+    name: str
+    format: str
+    sha256: str
+    file_size: int
+    mode: str
+    bit_depth: int
+    data: bytes = field(repr=False)
+    path: str | None = None
+    jpeg_quantization: dict[int, list[int]] | None = None
+    jpeg_subsampling: str | None = None
+    exif_orientation: int = 1
+    had_alpha: bool = False
+
+    @property
+    def height(self) -> int:
+        return int(self.pixels.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.pixels.shape[1])
+
+    @property
+    def megapixels(self) -> float:
+        return self.height * self.width / 1e6
+
+    @property
+    def is_color(self) -> bool:
+        return self.pixels.ndim == 3
+
+    @property
+    def rgb8(self) -> np.ndarray:
+        """uint8 RGB (H, W, 3) view for display and colour analyses."""
+        px = self.pixels
+        if px.dtype == np.uint16:
+            px = (px >> 8).astype(np.uint8)
+        if px.ndim == 2:
+            px = np.repeat(px[:, :, None], 3, axis=2)
+        return px
+
+    @property
+    def gray8(self) -> np.ndarray:
+        """uint8 luminance (H, W)."""
+        px = self.pixels
+        if px.dtype == np.uint16:
+            px = (px >> 8).astype(np.uint8)
+        if px.ndim == 3:
+            px = cv2.cvtColor(px, cv2.COLOR_RGB2GRAY)
+        return px
+
+    @property
+    def gray(self) -> np.ndarray:
+        """float32 luminance in [0, 1] (H, W), at full bit depth."""
+        px = self.pixels
+        scale = 65535.0 if px.dtype == np.uint16 else 255.0
+        if px.ndim == 3:
+            px = cv2.cvtColor(px, cv2.COLOR_RGB2GRAY)
+        return px.astype(np.float32) / scale
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-serialisable facts about the input, for reports."""
+        info: dict[str, Any] = {
+            "name": self.name,
+            "path": self.path,
+            "format": self.format,
+            "width": self.width,
+            "height": self.height,
+            "mode": self.mode,
+            "bit_depth": self.bit_depth,
+            "file_size": self.file_size,
+            "sha256": self.sha256,
+            "exif_orientation": self.exif_orientation,
+        }
+        if self.had_alpha:
+            info["had_alpha"] = True
+        if self.jpeg_subsampling:
+            info["jpeg_subsampling"] = self.jpeg_subsampling
+        return info
+
+
+def load_image(
+    path: str | os.PathLike[str],
+    *,
+    max_pixels: int | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> LoadedImage:
+    """Read and decode the image file at ``path``.
+
+    Raises
+    ------
+    InputError
+        The path is missing, empty, a directory or unreadable; the content is not a supported image; the file is
+        truncated or corrupt. :class:`ImageTooLargeError` when it holds more than ``max_pixels`` pixels.
+    """
+    file_path = Path(path)
+    label = str(file_path)
+    if not str(path):
+        raise InputError("no input path given: pass the path of an image file")
+    if not file_path.exists():
+        raise InputError(f"{label}: no such file; check the path", path=label)
+    if file_path.is_dir():
+        raise InputError(f"{label}: is a directory, not an image file", path=label)
+    try:
+        size = file_path.stat().st_size
+        if size > max_bytes:
+            raise ImageTooLargeError(
+                f"{label}: file is {size / 1e6:.0f} MB, over the {max_bytes / 1e6:.0f} MB limit", path=label
+            )
+        with open(file_path, "rb") as handle:
+            data = handle.read()
+    except PermissionError:
+        raise InputError(f"{label}: permission denied; make the file readable", path=label) from None
+    except OSError as error:
+        raise InputError(f"{label}: cannot be read ({error.strerror or error}); check the file", path=label) from None
+    return load_image_bytes(data, name=file_path.name, path=str(file_path.resolve()), max_pixels=max_pixels)
+
+
+def load_image_bytes(
+    data: bytes,
+    *,
+    name: str,
+    path: str | None = None,
+    max_pixels: int | None = None,
+) -> LoadedImage:
+    """Decode an image held in memory (an upload, an archive member); ``name`` labels it in errors."""
+    label = path or name
+    limit = max_pixels_from_env() if max_pixels is None else max_pixels
+    if not data:
+        raise InputError(f"{label}: file is empty; supply a JPEG, PNG, TIFF, WebP or BMP image", path=label)
+    digest = hashlib.sha256(data).hexdigest()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Pillow's warnings on odd metadata are not the user's problem
+        try:
+            image = Image.open(io.BytesIO(data))
+        except Image.UnidentifiedImageError:
+            raise InputError(
+                f"{label}: not a supported image (JPEG, PNG, TIFF, WebP or BMP expected)", path=label
+            ) from None
+        except Exception as error:  # noqa: BLE001 - any parser failure on hostile bytes is a bad file
+            raise InputError(f"{label}: corrupt image header ({_reason(error)})", path=label) from None
+        with image:
+            file_format = SUPPORTED_FORMATS.get(image.format or "")
+            if file_format is None:
+                raise InputError(
+                    f"{label}: {image.format} images are not supported; convert to TIFF, PNG or JPEG", path=label
+                )
+            width, height = image.size
+            if width <= 0 or height <= 0:
+                raise InputError(f"{label}: image has no pixels", path=label)
+            if width * height > limit:
+                raise ImageTooLargeError(
+                    f"{label}: {width}x{height} is {width * height / 1e6:.0f} MP, over the "
+                    f"{limit / 1e6:.0f} MP limit (decompression-bomb guard); raise RETOUCH_MAX_PIXELS "
+                    "if the file is trusted",
+                    path=label,
+                )
+            try:
+                orientation = int(image.getexif().get(_EXIF_ORIENTATION, 1) or 1)
+            except Exception:  # noqa: BLE001 - broken EXIF must not block the pixels
+                orientation = 1
+            quantization = subsampling = None
+            if file_format == "JPEG":
+                quantization = {int(k): [int(v) for v in table] for k, table in image.quantization.items()}
+                subsampling = _jpeg_subsampling(image)
+            mode = image.mode
+            try:
+                pixels, had_alpha = _decode(image, data)
+            except ImageTooLargeError:
+                raise
+            except Exception as error:  # noqa: BLE001
+                raise InputError(
+                    f"{label}: truncated or corrupt {file_format} data ({_reason(error)}); "
+                    "re-export or re-scan the file",
+                    path=label,
+                ) from None
+    pixels = _apply_orientation(pixels, orientation)
+    return LoadedImage(
+        pixels=np.ascontiguousarray(pixels),
+        name=name,
+        format=file_format,
+        sha256=digest,
+        file_size=len(data),
+        mode=mode,
+        bit_depth=16 if pixels.dtype == np.uint16 else 8,
+        data=data,
+        path=path,
+        jpeg_quantization=quantization,
+        jpeg_subsampling=subsampling,
+        exif_orientation=orientation if 1 <= orientation <= 8 else 1,
+        had_alpha=had_alpha,
+    )
+
+
+def _reason(error: Exception) -> str:
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return text[:160]
+
+
+def _jpeg_subsampling(image: Image.Image) -> str | None:
+    try:
+        code = JpegImagePlugin.get_sampling(image)
+    except Exception:  # noqa: BLE001
+        return None
+    return {0: "4:4:4", 1: "4:2:2", 2: "4:2:0"}.get(code)
+
+
+def _decode(image: Image.Image, data: bytes) -> tuple[np.ndarray, bool]:
+    """Decode to uint8/uint16 gray or RGB, dropping alpha. Raises on truncation."""
+    image.load()
+    mode = image.mode
+    had_alpha = mode in {"RGBA", "LA", "PA", "La", "RGBa"} or (mode == "P" and "transparency" in image.info)
+    if mode in {"I;16", "I;16B", "I;16L", "I;16N"}:
+        return np.asarray(image).astype(np.uint16), had_alpha
+    if mode in {"I", "F"}:
+        values = np.asarray(image)
+        if mode == "I" and values.min() >= 0 and values.max() <= 65535:
+            return values.astype(np.uint16), had_alpha
+        lo, hi = float(values.min()), float(values.max())
+        scaled = (values - lo) / (hi - lo or 1.0) * 65535.0
+        return scaled.astype(np.uint16), had_alpha
+    if mode == "1":
+        return (np.asarray(image, dtype=np.uint8) * 255).astype(np.uint8), had_alpha
+    if mode in {"L", "LA", "La"}:
+        return np.asarray(image.convert("L")), had_alpha
+    if mode in {"P", "PA"}:
+        rgb = np.asarray(image.convert("RGB"))
+        if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]):
+            return np.ascontiguousarray(rgb[..., 0]), had_alpha
+        return rgb, had_alpha
+    if mode == "RGB" and image.format in {"PNG", "TIFF"}:
+        deep = _decode_16bit_rgb(data)
+        if deep is not None:
+            return deep, had_alpha
+    if mode in {"RGBA", "RGBa"} and image.format in {"PNG", "TIFF"}:
+        deep = _decode_16bit_rgb(data)
+        if deep is not None:
+            return deep, had_alpha
+    return np.asarray(image.convert("RGB")), had_alpha
+
+
+def _decode_16bit_rgb(data: bytes) -> np.ndarray | None:
+    """Pillow reduces 16-bit colour PNG/TIFF to 8 bits; OpenCV keeps the depth. Header size is checked already."""
+    decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
+    if decoded is None or decoded.dtype != np.uint16 or decoded.ndim != 3:
+        return None
+    if decoded.shape[2] == 4:
+        return cv2.cvtColor(decoded, cv2.COLOR_BGRA2RGB)
+    return cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
+
+
+def _apply_orientation(pixels: np.ndarray, orientation: int) -> np.ndarray:
+    """Rotate/flip to display orientation per the EXIF tag (1 = as stored)."""
+    if orientation == 2:
+        return pixels[:, ::-1]
+    if orientation == 3:
+        return pixels[::-1, ::-1]
+    if orientation == 4:
+        return pixels[::-1, :]
+    if orientation == 5:
+        return np.swapaxes(pixels, 0, 1)
+    if orientation == 6:
+        return np.rot90(pixels, k=-1)
+    if orientation == 7:
+        return np.rot90(pixels, k=1)[::-1, ::-1]
+    if orientation == 8:
+        return np.rot90(pixels, k=1)
+    return pixels

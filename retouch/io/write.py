@@ -1,0 +1,88 @@
+"""Atomic writers: every output appears whole or not at all (temp file in the same folder, then rename)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` via a temp file and ``os.replace`` so a crash never leaves half a file."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temp_name, target)
+    except BaseException:
+        try:
+            os.unlink(temp_name)
+        except FileNotFoundError:
+            pass
+        raise
+    return target
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike[str], payload: Any) -> Path:
+    return atomic_write_text(path, json.dumps(payload, indent=2, default=_json_default, allow_nan=False) + "\n")
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """PNG bytes of a uint8/uint16 gray or RGB(A) array (RGB order), or a bool mask (0/255)."""
+    array = np.asarray(image)
+    if array.dtype == bool:
+        array = array.astype(np.uint8) * 255
+    elif array.dtype not in (np.uint8, np.uint16):
+        raise TypeError(f"PNG needs uint8, uint16 or bool pixels, got {array.dtype}")
+    if array.ndim == 3 and array.shape[2] == 3:
+        array = cv2.cvtColor(array, cv2.COLOR_RGB2BGR)
+    elif array.ndim == 3 and array.shape[2] == 4:
+        array = cv2.cvtColor(array, cv2.COLOR_RGBA2BGRA)
+    ok, buffer = cv2.imencode(".png", np.ascontiguousarray(array), [cv2.IMWRITE_PNG_COMPRESSION, 3])
+    if not ok:
+        raise OSError("PNG encoding failed")
+    return buffer.tobytes()
+
+
+def encode_jpeg(image: np.ndarray, *, quality: int = 90) -> bytes:
+    array = np.asarray(image)
+    if array.ndim == 3:
+        array = cv2.cvtColor(array, cv2.COLOR_RGB2BGR)
+    ok, buffer = cv2.imencode(".jpg", np.ascontiguousarray(array), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise OSError("JPEG encoding failed")
+    return buffer.tobytes()
+
+
+def write_png(path: str | os.PathLike[str], image: np.ndarray) -> Path:
+    return atomic_write_bytes(path, encode_png(image))
+
+
+def heatmap_to_uint8(heatmap: np.ndarray) -> np.ndarray:
+    """A [0, 1] float heatmap as uint8 gray (0..255), the on-disk form of every ``<detector>.png``."""
+    return np.round(np.clip(np.asarray(heatmap, np.float32), 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")

@@ -1,0 +1,191 @@
+"""The one result shape every retouch analysis returns.
+
+A result is a float heatmap in [0, 1] at the input's size, the analysis' own binary decision (``mask``),
+a list of :class:`Region` and an image-level ``score`` in [0, 1]. Reports, the CLI, the API and the web page
+render this shape; none of them re-derives it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+
+REGION_KINDS = frozenset(
+    {
+        "removed",  # content of the reference absent from the questioned image
+        "added",  # content in the questioned image absent from the reference
+        "retouched",  # same content, altered surface (paint, airbrush, tone)
+        "clone-target",  # filled with material copied from elsewhere in the image
+        "clone-source",  # where that material came from
+        "inpainted",  # exemplar or diffusion fill
+        "noise-low",  # grain far below what the image's noise-level function predicts
+        "noise-high",  # grain far above, or of a different texture
+        "jpeg-ghost",  # region compressed at a different quality than the rest
+        "jpeg-grid",  # region whose 8x8 grid origin differs from the image's
+        "error-level",  # error-level outlier
+        "suspect",  # fused decision supported by one or more detectors
+    }
+)
+
+
+@dataclass(frozen=True)
+class Region:
+    """A connected area flagged by an analysis.
+
+    ``bbox`` is ``(x, y, width, height)`` in pixels of the analysed image; ``area`` counts flagged pixels
+    (not the bbox area); ``score`` is in [0, 1]; ``evidence`` holds JSON-serialisable facts behind the call
+    (e.g. supporting detectors, the matching bbox in the other frame, the paired clone source).
+    """
+
+    bbox: tuple[int, int, int, int]
+    area: int
+    score: float
+    kind: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in REGION_KINDS:
+            raise ValueError(f"unknown region kind {self.kind!r}; expected one of {sorted(REGION_KINDS)}")
+        x, y, w, h = (int(v) for v in self.bbox)
+        if w <= 0 or h <= 0 or x < 0 or y < 0:
+            raise ValueError(f"region bbox must have x, y >= 0 and positive size, got {self.bbox}")
+        object.__setattr__(self, "bbox", (x, y, w, h))
+        object.__setattr__(self, "area", int(self.area))
+        object.__setattr__(self, "score", float(np.clip(self.score, 0.0, 1.0)))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "bbox": list(self.bbox),
+            "area": self.area,
+            "score": round(self.score, 4),
+            "kind": self.kind,
+            "evidence": self.evidence,
+        }
+
+
+@dataclass
+class AnalysisResult:
+    """What one analysis found in one image (or one pair).
+
+    Attributes
+    ----------
+    method : str
+        Registry name of the analysis (``"ela"``, ``"grain"``, ``"compare"``, ``"fused"``...).
+    heatmap : ndarray of float32, shape (H, W)
+        Per-pixel suspicion in [0, 1] at the analysed image's full size.
+    mask : ndarray of bool, shape (H, W)
+        The analysis' own decision at its own threshold.
+    regions : list of Region
+        Connected components of ``mask`` with their score and kind.
+    score : float
+        Image-level suspicion in [0, 1].
+    params : dict
+        Every parameter the analysis used, JSON-serialisable, for the report.
+    summary : str
+        One or two sentences of what was found, for a non-programmer.
+    explanation : str
+        What the map means, how it was made and where it fails (rendered in the HTML report).
+    details : dict
+        Further JSON-serialisable facts (quantization tables, noise-level function, transform, ...).
+    images : dict of str to ndarray
+        Extra visualisations as uint8 RGB or gray images (e.g. ``aligned_reference``) for reports.
+    skipped : str or None
+        Why the analysis did not apply to this input (e.g. JPEG cues on a PNG); heatmap is then all zero.
+    """
+
+    method: str
+    heatmap: np.ndarray
+    mask: np.ndarray
+    regions: list[Region]
+    score: float
+    params: dict[str, Any] = field(default_factory=dict)
+    summary: str = ""
+    explanation: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+    images: dict[str, np.ndarray] = field(default_factory=dict)
+    skipped: str | None = None
+
+    def __post_init__(self) -> None:
+        heatmap = np.asarray(self.heatmap)
+        if heatmap.ndim != 2:
+            raise ValueError(f"{self.method}: heatmap must be 2-D (H, W), got shape {heatmap.shape}")
+        heatmap = np.nan_to_num(heatmap.astype(np.float32, copy=False), nan=0.0, posinf=1.0, neginf=0.0)
+        self.heatmap = np.clip(heatmap, 0.0, 1.0)
+        mask = np.asarray(self.mask, dtype=bool)
+        if mask.shape != self.heatmap.shape:
+            raise ValueError(f"{self.method}: mask shape {mask.shape} differs from heatmap {self.heatmap.shape}")
+        self.mask = mask
+        self.score = float(np.clip(self.score, 0.0, 1.0))
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.heatmap.shape  # type: ignore[return-value]
+
+    @property
+    def flagged_fraction(self) -> float:
+        return float(self.mask.mean()) if self.mask.size else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable summary (without the pixel arrays)."""
+        return {
+            "method": self.method,
+            "score": round(self.score, 4),
+            "flagged_fraction": round(self.flagged_fraction, 6),
+            "regions": [r.to_dict() for r in self.regions],
+            "summary": self.summary,
+            "params": self.params,
+            "details": self.details,
+            "skipped": self.skipped,
+        }
+
+    @classmethod
+    def skipped_result(cls, method: str, shape: tuple[int, int], reason: str, **kwargs: Any) -> AnalysisResult:
+        """An empty result for an analysis that does not apply to this input."""
+        return cls(
+            method=method,
+            heatmap=np.zeros(shape, np.float32),
+            mask=np.zeros(shape, bool),
+            regions=[],
+            score=0.0,
+            summary=f"Not applicable: {reason}",
+            skipped=reason,
+            **kwargs,
+        )
+
+
+def regions_from_mask(
+    mask: np.ndarray,
+    heatmap: np.ndarray,
+    *,
+    kind: str,
+    min_area: int = 1,
+    evidence: dict[str, Any] | None = None,
+) -> list[Region]:
+    """Connected components (8-connectivity) of ``mask`` as regions, scored by the mean heatmap inside.
+
+    Components smaller than ``min_area`` pixels are dropped. Regions are sorted by score, then area.
+    """
+    mask_u8 = np.ascontiguousarray(mask, dtype=np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask_u8, connectivity=8)
+    if count <= 1:
+        return []
+    heat_sums = np.bincount(labels.ravel(), weights=np.asarray(heatmap, np.float64).ravel(), minlength=count)
+    regions = []
+    for label in range(1, count):
+        x, y, w, h, area = (int(v) for v in stats[label])
+        if area < min_area:
+            continue
+        regions.append(
+            Region(
+                bbox=(x, y, w, h),
+                area=area,
+                score=float(heat_sums[label] / area),
+                kind=kind,
+                evidence=dict(evidence or {}),
+            )
+        )
+    regions.sort(key=lambda r: (-r.score, -r.area))
+    return regions
