@@ -72,6 +72,16 @@ def get_detector(name: str) -> DetectorSpec:
     return available[name]
 
 
+_NOT_DETECTORS = {"registry", "fuse"}
+
+
 def _load_builtin() -> None:
-    # Importing the package imports every detector module, each of which registers itself.
-    import retouch.detect  # noqa: F401
+    """Import every module of ``retouch.detect``; each detector module registers itself on import."""
+    import importlib
+    import pkgutil
+
+    import retouch.detect as package
+
+    for module in pkgutil.iter_modules(package.__path__):
+        if not module.name.startswith("_") and module.name not in _NOT_DETECTORS:
+            importlib.import_module(f"retouch.detect.{module.name}")
