@@ -12,12 +12,22 @@ import cv2
 import numpy as np
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     """Write ``data`` to ``path`` via a temp file and ``os.replace`` so a crash never leaves half a file."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     try:
+        os.fchmod(handle, 0o666 & ~_UMASK)  # mkstemp's 0600 would hide reports from colleagues
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
             stream.flush()

@@ -1,0 +1,42 @@
+"""``retouch analyze IMAGE``: single-image evidence from every detector, fused into one suspect mask."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from retouch.cli.app import app
+from retouch.cli.render import print_outcome
+from retouch.detect import detectors as registered_detectors
+
+
+def _default_out(image: Path) -> Path:
+    return Path(f"retouch-analyze-{image.stem}")
+
+
+@app.command()
+def analyze(
+    image: Path = typer.Argument(..., help="The scan to examine (JPEG, PNG, TIFF, WebP or BMP)."),
+    out: Path | None = typer.Option(None, "-o", "--out", help="Folder for the report and maps "
+                                    "[default: ./retouch-analyze-<name>]."),
+    detectors: str = typer.Option("", "--detectors", "-d", help="Comma-separated detectors to run, or 'all' "
+                                  "[default: every default detector]. See 'retouch detectors'."),
+    max_pixels: int | None = typer.Option(None, "--max-pixels", help="Refuse images with more pixels than "
+                                          "this (decompression-bomb guard) [default: 200 MP or "
+                                          "$RETOUCH_MAX_PIXELS]."),
+    as_json: bool = typer.Option(False, "--json", help="Print the outcome as JSON instead of a table."),
+) -> None:
+    """Look for retouching in one scan: error levels, JPEG traces, grain, clones and inpainting."""
+    from retouch.tasks import analyze_file
+
+    outcome = analyze_file(image, out or _default_out(image), detectors=detectors or None, max_pixels=max_pixels)
+    print_outcome(outcome, as_json=as_json)
+
+
+@app.command("detectors")
+def list_detectors() -> None:
+    """List the single-image detectors and what each one finds."""
+    for name, spec in registered_detectors().items():
+        default = "" if spec.default else " (not run by default)"
+        print(f"{name:10s} {spec.title}{default}\n{'':10s} {spec.description}")

@@ -1,0 +1,240 @@
+"""Whole jobs on files: load, analyse, write every artifact. The CLI, batch runs and the API workers call these.
+
+Each task writes into its output folder with atomic file writes and writes ``report.json`` last, so the
+presence of ``report.json`` means the item is complete; a stale ``report.json`` is removed before any other
+file is touched. Inputs are only read, and a task refuses an output folder where it would overwrite an input.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from retouch.errors import InputError
+from retouch.io import LoadedImage, atomic_write_bytes, atomic_write_json, atomic_write_text, heatmap_to_uint8
+from retouch.io import encode_png, load_image
+from retouch.pipeline import analyze_image, compare_images
+from retouch.report import build_report, flicker_gif, overlay, render_html
+
+REPORT_JSON = "report.json"
+REPORT_HTML = "report.html"
+
+ANALYZE_ARTIFACTS = {
+    "suspect_mask.png": "fused decision: 255 where at least one detector flagged the pixel (input size)",
+    "suspect_heatmap.png": "fused heatmap: per-pixel maximum of the detectors' maps, 0..255 (input size)",
+    "overlay.png": "the image with the fused heatmap tinted and suspect regions boxed",
+}
+COMPARE_ARTIFACTS = {
+    "changes_mask.png": "255 where the content differs (questioned image's size and frame)",
+    "changes_heatmap.png": "change strength 0..255 (questioned image's size and frame)",
+    "aligned_reference.png": "the reference warped into the questioned image's frame",
+    "overlay.png": "the questioned image with changes tinted and regions boxed by kind",
+    "flicker.gif": "animation alternating the aligned reference and the questioned image",
+}
+
+
+@dataclass
+class TaskOutcome:
+    """What a finished task produced (also the row a batch or the API records)."""
+
+    command: str
+    out_dir: str
+    score: float
+    region_count: int
+    artifacts: list[str]
+    inputs: list[dict[str, Any]]
+    seconds: float
+    params: dict[str, Any] = field(default_factory=dict)
+    summary: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _prepare_out_dir(out_dir: str | os.PathLike[str], inputs: Sequence[LoadedImage],
+                     names: Sequence[str]) -> Path:
+    folder = Path(out_dir)
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"{folder}: output path exists and is not a folder; choose another -o/--out")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InputError(f"{folder}: cannot create the output folder ({error.strerror}); choose another") from None
+    if not os.access(folder, os.W_OK):
+        raise InputError(f"{folder}: output folder is not writable; choose another -o/--out")
+    input_paths = {os.path.realpath(item.path) for item in inputs if item.path}
+    for name in names:
+        if os.path.realpath(folder / name) in input_paths:
+            raise InputError(f"{folder / name}: writing the report here would overwrite an input; "
+                             "choose another output folder")
+    stale = folder / REPORT_JSON
+    if stale.exists():
+        stale.unlink()  # an old report must not vouch for a half-rewritten folder
+    return folder
+
+
+def _input_record(image: LoadedImage, role: str) -> dict[str, Any]:
+    record = image.describe()
+    record["role"] = role
+    return record
+
+
+def analyze_loaded(
+    image: LoadedImage,
+    out_dir: str | os.PathLike[str],
+    *,
+    detectors: Sequence[str] | str | None = None,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+    load_seconds: float = 0.0,
+) -> TaskOutcome:
+    """Run ``retouch analyze`` on an already loaded image and write its artifacts into ``out_dir``."""
+    started = time.perf_counter()
+    try:
+        run = analyze_image(image.pixels, jpeg_quantization=image.jpeg_quantization, detectors=detectors,
+                            detector_options=options)
+    except ValueError as error:
+        if "unknown detector" in str(error):
+            raise InputError(str(error)) from None
+        raise
+    analyse_seconds = time.perf_counter() - started
+    artifacts = {f"{r.method}.png": f"{r.method} heatmap, 0..255 (input size)" for r in run.results}
+    artifacts.update(ANALYZE_ARTIFACTS)
+    artifacts[REPORT_HTML] = "this report for people (self-contained)"
+    artifacts[REPORT_JSON] = "this report for programs"
+    folder = _prepare_out_dir(out_dir, [image], list(artifacts))
+    write_started = time.perf_counter()
+    for result in run.results:
+        atomic_write_bytes(folder / f"{result.method}.png", encode_png(heatmap_to_uint8(result.heatmap)))
+    fused = run.fused
+    atomic_write_bytes(folder / "suspect_mask.png", encode_png(fused.mask))
+    atomic_write_bytes(folder / "suspect_heatmap.png", encode_png(heatmap_to_uint8(fused.heatmap)))
+    atomic_write_bytes(folder / "overlay.png", encode_png(overlay(image.pixels, fused.heatmap, fused.mask,
+                                                                 fused.regions)))
+    timings = {"load": load_seconds, **run.timings, "analysis_total": analyse_seconds}
+    report = build_report(
+        command="analyze",
+        inputs=[_input_record(image, "image")],
+        result=fused,
+        analyses=run.results,
+        parameters=run.params,
+        timings=timings,
+        artifacts=artifacts,
+    )
+    layers = {r.method: r.heatmap for r in run.results if r.skipped is None}
+    layers = {"suspect": fused.heatmap, **layers}
+    page = render_html(report, photo=image.rgb8, layers=layers, default_layer="suspect" if fused.regions else None)
+    atomic_write_text(folder / REPORT_HTML, page)
+    report["timings_s"]["write"] = round(time.perf_counter() - write_started, 4)
+    atomic_write_json(folder / REPORT_JSON, report)
+    return TaskOutcome(
+        command="analyze",
+        out_dir=str(folder),
+        score=fused.score,
+        region_count=len(fused.regions),
+        artifacts=list(artifacts),
+        inputs=report["inputs"],
+        seconds=round(load_seconds + time.perf_counter() - started, 4),
+        params=run.params,
+        summary=fused.summary,
+    )
+
+
+def analyze_file(
+    image_path: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    detectors: Sequence[str] | str | None = None,
+    max_pixels: int | None = None,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+) -> TaskOutcome:
+    """Load ``image_path``, run the detectors and fusion, write ``report.json``, ``report.html``, one
+    ``<detector>.png`` per detector, ``suspect_mask.png``, ``suspect_heatmap.png`` and ``overlay.png``."""
+    started = time.perf_counter()
+    image = load_image(image_path, max_pixels=max_pixels)
+    return analyze_loaded(image, out_dir, detectors=detectors, options=options,
+                          load_seconds=time.perf_counter() - started)
+
+
+def compare_loaded(
+    reference: LoadedImage,
+    questioned: LoadedImage,
+    out_dir: str | os.PathLike[str],
+    *,
+    options: Mapping[str, Any] | None = None,
+    load_seconds: float = 0.0,
+) -> TaskOutcome:
+    """Run ``retouch compare`` on loaded images and write its artifacts into ``out_dir``."""
+    started = time.perf_counter()
+    comparison = compare_images(reference.pixels, questioned.pixels, **dict(options or {}))
+    compare_seconds = time.perf_counter() - started
+    artifacts = dict(COMPARE_ARTIFACTS)
+    artifacts[REPORT_HTML] = "this report for people (self-contained)"
+    artifacts[REPORT_JSON] = "this report for programs"
+    folder = _prepare_out_dir(out_dir, [reference, questioned], list(artifacts))
+    write_started = time.perf_counter()
+    result = comparison.result
+    aligned = comparison.aligned_reference
+    atomic_write_bytes(folder / "changes_mask.png", encode_png(result.mask))
+    atomic_write_bytes(folder / "changes_heatmap.png", encode_png(heatmap_to_uint8(result.heatmap)))
+    atomic_write_bytes(folder / "aligned_reference.png", encode_png(aligned))
+    atomic_write_bytes(folder / "overlay.png", encode_png(overlay(questioned.pixels, result.heatmap, result.mask,
+                                                                 result.regions)))
+    atomic_write_bytes(folder / "flicker.gif", flicker_gif(aligned, questioned.pixels))
+    timings = {"load": load_seconds, **result.details.get("timings_s", {}), "compare_total": compare_seconds}
+    registration = comparison.registration.to_dict()
+    report = build_report(
+        command="compare",
+        inputs=[_input_record(reference, "reference"), _input_record(questioned, "questioned")],
+        result=result,
+        analyses=[],
+        parameters=result.params,
+        timings=timings,
+        artifacts=artifacts,
+        extra={
+            "registration": registration,
+            "transform": {
+                "maps": "reference pixel (x, y, 1) -> questioned pixel, homogeneous 3x3",
+                "matrix": np.asarray(comparison.transform, float).round(8).tolist(),
+            },
+            "compared_fraction": round(float(np.mean(comparison.valid_mask)), 6),
+        },
+    )
+    page = render_html(report, photo=questioned.rgb8, layers={"changes": result.heatmap},
+                       pair=(aligned, questioned.pixels), default_layer=None)
+    atomic_write_text(folder / REPORT_HTML, page)
+    report["timings_s"]["write"] = round(time.perf_counter() - write_started, 4)
+    atomic_write_json(folder / REPORT_JSON, report)
+    return TaskOutcome(
+        command="compare",
+        out_dir=str(folder),
+        score=result.score,
+        region_count=len(result.regions),
+        artifacts=list(artifacts),
+        inputs=report["inputs"],
+        seconds=round(load_seconds + time.perf_counter() - started, 4),
+        params=result.params,
+        summary=result.summary,
+    )
+
+
+def compare_files(
+    reference_path: str | os.PathLike[str],
+    questioned_path: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    max_pixels: int | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> TaskOutcome:
+    """Load both scans, register and compare them, write ``report.json``, ``report.html``, ``changes_mask.png``,
+    ``changes_heatmap.png``, ``aligned_reference.png``, ``overlay.png`` and ``flicker.gif``."""
+    started = time.perf_counter()
+    reference = load_image(reference_path, max_pixels=max_pixels)
+    questioned = load_image(questioned_path, max_pixels=max_pixels)
+    return compare_loaded(reference, questioned, out_dir, options=options,
+                          load_seconds=time.perf_counter() - started)
