@@ -316,7 +316,7 @@ def _apply_orientation(pixels: np.ndarray, orientation: int) -> np.ndarray:
     if orientation == 6:
         return np.rot90(pixels, k=-1)
     if orientation == 7:
-        return np.rot90(pixels, k=1)[::-1, ::-1]
+        return np.swapaxes(pixels, 0, 1)[::-1, ::-1]
     if orientation == 8:
         return np.rot90(pixels, k=1)
     return pixels

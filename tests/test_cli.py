@@ -1,0 +1,125 @@
+"""The command line's contract: exit codes 0/1/2, one readable error line, reports with provenance."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from retouch import __version__
+from retouch.cli.app import main
+from retouch.detect.registry import register
+from retouch.result import AnalysisResult
+
+
+def retouch(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "retouch", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=300)
+
+
+def _one_line(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, stderr
+    assert "Traceback" not in stderr
+    return lines[0]
+
+
+def test_version_and_help() -> None:
+    done = retouch("--version")
+    assert done.returncode == 0 and done.stdout.strip() == f"retouch {__version__}"
+    shown = retouch("--help")
+    assert shown.returncode == 0
+    for command in ("analyze", "compare"):
+        assert command in shown.stdout
+
+
+def test_misuse_exits_2_with_one_line(tmp_path: Path) -> None:
+    misuse = retouch("anything.txt")
+    assert misuse.returncode == 2
+    assert "No such command 'anything.txt'" in _one_line(misuse.stderr)
+    missing_arg = retouch("compare", "only-one.jpg")
+    assert missing_arg.returncode == 2
+    _one_line(missing_arg.stderr)
+
+
+def test_missing_and_non_image_inputs_exit_2_naming_the_file(tmp_path: Path) -> None:
+    missing = retouch("analyze", str(tmp_path / "lost.jpg"), "-o", str(tmp_path / "out"))
+    assert missing.returncode == 2
+    assert "lost.jpg" in _one_line(missing.stderr)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("minutes of the Politburo meeting\n")
+    wrong = retouch("analyze", str(notes), "-o", str(tmp_path / "out"))
+    assert wrong.returncode == 2
+    assert "notes.txt" in _one_line(wrong.stderr)
+    assert not (tmp_path / "out" / "report.json").exists()
+
+
+def test_unknown_detector_exits_2(tmp_path: Path) -> None:
+    image = tmp_path / "scan.png"
+    cv2.imwrite(str(image), np.full((40, 40), 128, np.uint8))
+    done = retouch("analyze", str(image), "-o", str(tmp_path / "out"), "--detectors", "tea-leaves")
+    assert done.returncode == 2
+    assert "tea-leaves" in _one_line(done.stderr)
+
+
+@register("test-explodes", title="fails on purpose", description="raises to test exit code 1", default=False)
+def _explodes(image: np.ndarray) -> AnalysisResult:
+    raise RuntimeError("simulated defect")
+
+
+def test_internal_error_exits_1_with_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("RETOUCH_LOG_DIR", str(tmp_path / "logs"))
+    image = tmp_path / "scan.png"
+    cv2.imwrite(str(image), np.full((40, 40), 128, np.uint8))
+    code = main(["analyze", str(image), "-o", str(tmp_path / "out"), "--detectors", "test-explodes"])
+    assert code == 1
+    line = _one_line(capsys.readouterr().err)
+    assert "internal error" in line and "simulated defect" in line
+    log = Path(re.search(r"details in (\S+)", line).group(1))
+    assert "Traceback" in log.read_text()
+
+
+def test_analyze_writes_complete_report(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    scan = np.clip(rng.normal(128, 12, (180, 240)), 0, 255).astype(np.uint8)
+    image = tmp_path / "scan.jpg"
+    cv2.imwrite(str(image), scan, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    before = image.read_bytes()
+    out = tmp_path / "report"
+    done = retouch("analyze", str(image), "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    assert f"Report: {out / 'report.html'}" in done.stdout
+    assert image.read_bytes() == before
+    report = json.loads((out / "report.json").read_text())
+    assert report["schema"] == "retouch-report/1" and report["tool"]["version"] == __version__
+    [record] = report["inputs"]
+    assert record["sha256"] == hashlib.sha256(before).hexdigest()
+    assert (record["width"], record["height"], record["format"]) == (240, 180, "JPEG")
+    assert report["parameters"]["detectors"], "the parameters record which detectors ran"
+    for analysis in report["analyses"]:
+        heatmap = cv2.imread(str(out / f"{analysis['method']}.png"), cv2.IMREAD_UNCHANGED)
+        assert heatmap.shape == (180, 240) and heatmap.dtype == np.uint8
+    mask = cv2.imread(str(out / "suspect_mask.png"), cv2.IMREAD_UNCHANGED)
+    assert mask.shape == (180, 240) and set(np.unique(mask)) <= {0, 255}
+    page = (out / "report.html").read_text()
+    assert "<script" in page and "data:image/jpeg;base64," in page
+    assert not re.search(r"""(src|href)=["']https?://""", page), "the report must open offline"
+    assert not list(out.glob("*.part")), "no temp files left behind"
+
+
+def test_refuses_to_overwrite_an_input(tmp_path: Path) -> None:
+    image = tmp_path / "overlay.png"
+    cv2.imwrite(str(image), np.full((40, 40), 90, np.uint8))
+    before = image.read_bytes()
+    done = retouch("analyze", str(image), "-o", str(tmp_path))
+    assert done.returncode == 2
+    assert "overwrite an input" in _one_line(done.stderr)
+    assert image.read_bytes() == before

@@ -1,0 +1,220 @@
+"""The loader reads every supported format faithfully and refuses everything else with one clear line."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image, ImageOps
+
+from retouch.errors import ImageTooLargeError, InputError
+from retouch.io import atomic_write_bytes, atomic_write_json, load_image, load_image_bytes
+
+RNG = np.random.default_rng(7)
+RGB = (RNG.random((37, 53, 3)) * 255).astype(np.uint8)
+GRAY = (RNG.random((37, 53)) * 255).astype(np.uint8)
+
+
+def _pil_bytes(image: Image.Image, fmt: str, **kwargs) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **kwargs)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("fmt", "mode", "lossless"),
+    [
+        ("PNG", "RGB", True), ("PNG", "L", True), ("PNG", "RGBA", True), ("PNG", "P", True),
+        ("TIFF", "RGB", True), ("TIFF", "L", True), ("TIFF", "RGBA", True), ("TIFF", "P", True),
+        ("BMP", "RGB", True), ("BMP", "L", True), ("WEBP", "RGB", False), ("JPEG", "RGB", False),
+        ("JPEG", "L", False), ("PNG", "1", True),
+    ],
+)
+def test_loads_each_format_and_mode(tmp_path: Path, fmt: str, mode: str, lossless: bool) -> None:
+    source = Image.fromarray(RGB)
+    if mode == "L":
+        source = Image.fromarray(GRAY)
+    elif mode == "RGBA":
+        source = Image.fromarray(np.dstack([RGB, np.full(GRAY.shape, 200, np.uint8)]))
+    elif mode == "P":
+        source = source.quantize(colors=64)
+    elif mode == "1":
+        source = Image.fromarray(GRAY).convert("1")
+    data = _pil_bytes(source, fmt)
+    path = tmp_path / f"image.{fmt.lower()}"
+    path.write_bytes(data)
+    loaded = load_image(path)
+    assert loaded.format == ("WEBP" if fmt == "WEBP" else fmt)
+    assert (loaded.height, loaded.width) == (37, 53)
+    assert loaded.sha256 == hashlib.sha256(data).hexdigest()
+    assert loaded.data == data and loaded.file_size == len(data)
+    assert loaded.pixels.dtype == np.uint8 and loaded.bit_depth == 8
+    expected = np.asarray(source.convert("RGB"))
+    if mode in {"L", "1"}:
+        assert loaded.pixels.ndim == 2
+    if mode == "RGBA":
+        assert loaded.had_alpha and loaded.pixels.shape == (37, 53, 3)
+    if not lossless:  # lossy: the loader must give exactly what the decoder gives
+        expected = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    assert np.array_equal(loaded.rgb8, expected)
+
+
+@pytest.mark.parametrize("ext", [".png", ".tiff"])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_keeps_16_bit_depth(tmp_path: Path, ext: str, channels: int) -> None:
+    deep = (RNG.random((31, 29, channels)) * 65535).astype(np.uint16).squeeze()
+    path = tmp_path / f"deep{ext}"
+    bgr = deep if channels == 1 else cv2.cvtColor(deep, cv2.COLOR_RGB2BGR)
+    assert cv2.imwrite(str(path), bgr)
+    loaded = load_image(path)
+    assert loaded.bit_depth == 16 and loaded.pixels.dtype == np.uint16
+    assert np.array_equal(loaded.pixels, deep)
+    assert 0.0 <= loaded.gray.min() and loaded.gray.max() <= 1.0
+
+
+def test_jpeg_keeps_quantization_tables_and_subsampling(tmp_path: Path) -> None:
+    path = tmp_path / "q.jpg"
+    path.write_bytes(_pil_bytes(Image.fromarray(RGB), "JPEG", quality=75))
+    loaded = load_image(path)
+    assert set(loaded.jpeg_quantization) == {0, 1}
+    # IJG quality 75 scales the standard luminance table by 0.5: its first entry 16 becomes 8.
+    assert loaded.jpeg_quantization[0][0] == 8 and len(loaded.jpeg_quantization[0]) == 64
+    assert loaded.jpeg_subsampling == "4:2:0"
+    assert load_image_bytes(_pil_bytes(Image.fromarray(RGB), "PNG"), name="x.png").jpeg_quantization is None
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_applies_exif_orientation_like_pillow(tmp_path: Path, orientation: int) -> None:
+    image = Image.fromarray(RGB)
+    exif = image.getexif()
+    exif[0x0112] = orientation
+    path = tmp_path / "o.png"
+    path.write_bytes(_pil_bytes(image, "PNG", exif=exif))
+    loaded = load_image(path)
+    expected = np.asarray(ImageOps.exif_transpose(Image.open(path)).convert("RGB"))
+    assert loaded.exif_orientation == orientation
+    assert np.array_equal(loaded.rgb8, expected)
+
+
+def test_never_modifies_the_input(tmp_path: Path) -> None:
+    path = tmp_path / "keep.jpg"
+    path.write_bytes(_pil_bytes(Image.fromarray(RGB), "JPEG"))
+    before = (path.read_bytes(), path.stat().st_mtime_ns)
+    load_image(path)
+    assert (path.read_bytes(), path.stat().st_mtime_ns) == before
+
+
+def _assert_one_line_naming(error: InputError, name: str) -> None:
+    message = str(error)
+    assert "\n" not in message and name in message
+
+
+def test_refuses_missing_empty_directory_and_text(tmp_path: Path) -> None:
+    with pytest.raises(InputError) as missing:
+        load_image(tmp_path / "nope.jpg")
+    _assert_one_line_naming(missing.value, "nope.jpg")
+    assert "no such file" in str(missing.value)
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    with pytest.raises(InputError, match="empty"):
+        load_image(empty)
+    with pytest.raises(InputError, match="directory"):
+        load_image(tmp_path)
+    text = tmp_path / "notes.jpg"
+    text.write_text("these are not pixels\n")
+    with pytest.raises(InputError, match="not a supported image") as wrong:
+        load_image(text)
+    _assert_one_line_naming(wrong.value, "notes.jpg")
+
+
+def test_refuses_unreadable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "locked.png"
+    path.write_bytes(_pil_bytes(Image.fromarray(RGB), "PNG"))
+
+    def denied(*_args, **_kwargs):  # root reads any file, so deny the way a locked file would
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("retouch.io.load.open", denied, raising=False)
+    with pytest.raises(InputError, match="permission denied") as refused:
+        load_image(path)
+    _assert_one_line_naming(refused.value, "locked.png")
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "TIFF", "WEBP", "BMP"])
+def test_refuses_truncated_files(fmt: str) -> None:
+    data = _pil_bytes(Image.fromarray((RNG.random((64, 64, 3)) * 255).astype(np.uint8)), fmt)
+    for cut in (len(data) // 2, len(data) * 3 // 4):
+        with pytest.raises(InputError) as refused:
+            load_image_bytes(data[:cut], name=f"cut.{fmt.lower()}")
+        _assert_one_line_naming(refused.value, f"cut.{fmt.lower()}")
+
+
+def test_refuses_decompression_bomb_before_decoding() -> None:
+    # A 20000 x 20000 gray PNG of zeros compresses to a few hundred kilobytes: a classic bomb.
+    bomb = _pil_bytes(Image.new("L", (20000, 20000)), "PNG")
+    assert len(bomb) < 1_000_000
+    with pytest.raises(ImageTooLargeError, match="decompression-bomb") as refused:
+        load_image_bytes(bomb, name="bomb.png", max_pixels=50_000_000)
+    _assert_one_line_naming(refused.value, "bomb.png")
+
+
+def test_pixel_limit_is_configurable(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = _pil_bytes(Image.fromarray(RGB), "PNG")
+    with pytest.raises(ImageTooLargeError):
+        load_image_bytes(data, name="small.png", max_pixels=100)
+    monkeypatch.setenv("RETOUCH_MAX_PIXELS", "1000")
+    with pytest.raises(ImageTooLargeError):
+        load_image_bytes(data, name="small.png")
+    monkeypatch.setenv("RETOUCH_MAX_PIXELS", "5000")
+    assert load_image_bytes(data, name="small.png").width == 53
+
+
+_VALID = {fmt: _pil_bytes(Image.fromarray(RGB[:16, :16]), fmt) for fmt in ("JPEG", "PNG", "TIFF", "WEBP", "BMP")}
+
+
+@settings(max_examples=120, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(sorted(_VALID)), st.data())
+def test_corrupted_bytes_end_in_documented_outcome(fmt: str, data: st.DataObject) -> None:
+    """Random byte flips, truncations and garbage: a decoded image or an InputError, never anything else."""
+    raw = bytearray(_VALID[fmt])
+    action = data.draw(st.sampled_from(["flip", "truncate", "garbage", "splice"]))
+    if action == "flip":
+        for _ in range(data.draw(st.integers(1, 12))):
+            index = data.draw(st.integers(0, len(raw) - 1))
+            raw[index] = data.draw(st.integers(0, 255))
+    elif action == "truncate":
+        raw = raw[: data.draw(st.integers(0, len(raw) - 1))]
+    elif action == "garbage":
+        raw = bytearray(data.draw(st.binary(min_size=0, max_size=512)))
+    else:
+        start = data.draw(st.integers(0, len(raw)))
+        raw[start:start] = data.draw(st.binary(min_size=1, max_size=64))
+    try:
+        loaded = load_image_bytes(bytes(raw), name=f"fuzz.{fmt.lower()}", max_pixels=4_000_000)
+    except InputError as error:
+        _assert_one_line_naming(error, f"fuzz.{fmt.lower()}")
+    else:
+        assert loaded.pixels.ndim in (2, 3) and loaded.pixels.size > 0
+
+
+def test_atomic_write_leaves_no_partial_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "out" / "report.json"
+    atomic_write_json(target, {"a": 1})
+    assert target.read_text().strip().startswith("{")
+    assert oct(target.stat().st_mode & 0o777) != oct(0o600)
+
+    def explode(*_args, **_kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", explode)
+    with pytest.raises(OSError):
+        atomic_write_bytes(target, b"new content")
+    assert target.read_text().strip().startswith("{")  # old content intact
+    assert [p.name for p in target.parent.iterdir()] == ["report.json"]  # no temp file left behind
