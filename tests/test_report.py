@@ -1,0 +1,100 @@
+"""The result shape, fusion and the report writer render what analyses found, and nothing else."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+
+from retouch.detect.fuse import fuse_results
+from retouch.report import build_report, render_html
+from retouch.result import AnalysisResult, Region, regions_from_mask
+
+
+def _result(method: str, mask: np.ndarray, score: float, kind: str = "noise-low") -> AnalysisResult:
+    heatmap = mask.astype(np.float32) * 0.8
+    return AnalysisResult(method, heatmap, mask, regions_from_mask(mask, heatmap, kind=kind), score,
+                          summary=f"{method} summary", explanation=f"{method} explanation")
+
+
+def test_region_validation() -> None:
+    with pytest.raises(ValueError, match="kind"):
+        Region(bbox=(0, 0, 2, 2), area=4, score=0.5, kind="mystery")
+    with pytest.raises(ValueError, match="bbox"):
+        Region(bbox=(0, 0, 0, 2), area=4, score=0.5, kind="added")
+    assert Region(bbox=(1, 2, 3, 4), area=5, score=1.7, kind="added").score == 1.0
+
+
+def test_result_clips_heatmap_and_checks_shapes() -> None:
+    result = AnalysisResult("x", np.array([[np.nan, 2.0], [-1.0, 0.5]]), np.zeros((2, 2), bool), [], 3.0)
+    assert result.heatmap.dtype == np.float32
+    assert result.heatmap.tolist() == [[0.0, 1.0], [0.0, 0.5]] and result.score == 1.0
+    with pytest.raises(ValueError, match="mask shape"):
+        AnalysisResult("x", np.zeros((2, 2)), np.zeros((3, 3), bool), [], 0.0)
+
+
+def test_regions_from_mask_counts_components_and_drops_small_ones() -> None:
+    mask = np.zeros((20, 30), bool)
+    mask[2:6, 3:9] = True  # 24 px
+    mask[10:12, 20:21] = True  # 2 px, below min_area
+    heat = np.where(mask, 0.5, 0.0)
+    regions = regions_from_mask(mask, heat, kind="added", min_area=5)
+    assert [(r.bbox, r.area, r.score) for r in regions] == [((3, 2, 6, 4), 24, 0.5)]
+
+
+def test_fusion_is_union_with_support() -> None:
+    a = np.zeros((100, 100), bool)
+    b = np.zeros((100, 100), bool)
+    a[10:40, 10:40] = True
+    b[20:50, 20:50] = True
+    b[70:90, 70:90] = True
+    skipped = AnalysisResult.skipped_result("jpeg", (100, 100), "not a JPEG")
+    fused = fuse_results([_result("grain", a, 0.9), _result("clone", b, 0.4, "clone-target"), skipped],
+                         shape=(100, 100))
+    assert fused.mask.sum() >= (a | b).sum()
+    assert fused.score == pytest.approx(0.9)
+    assert len(fused.regions) == 2
+    big = max(fused.regions, key=lambda r: r.area)
+    assert set(big.evidence["detectors"]) == {"grain", "clone"}
+    small = min(fused.regions, key=lambda r: r.area)
+    assert small.evidence["detectors"] == ["clone"]
+    assert fused.details["skipped"] == {"jpeg": "not a JPEG"}
+
+
+def _pair_report(regions: list[Region]) -> dict:
+    mask = np.zeros((60, 80), bool)
+    for region in regions:
+        x, y, w, h = region.bbox
+        mask[y:y + h, x:x + w] = True
+    result = AnalysisResult("compare", mask * 0.9, mask, regions, 0.8, summary="1 removal",
+                            explanation="change map")
+    return build_report(command="compare", inputs=[{"role": "reference", "name": "ref.tif", "sha256": "ab"},
+                                                   {"role": "questioned", "name": "q.jpg", "sha256": "cd"}],
+                        result=result, analyses=[], parameters={"threshold": 3.5}, timings={"fit": 0.1},
+                        artifacts={"report.html": "page"}, extra={"registration": {"inliers": 321}})
+
+
+def test_html_is_self_contained_and_renders_the_regions() -> None:
+    region = Region(bbox=(8, 6, 20, 30), area=600, score=0.75, kind="removed",
+                    evidence={"bbox_reference": [5, 5, 22, 33]})
+    report = _pair_report([region])
+    json.dumps(report)  # the document is JSON-serialisable as built
+    photo = np.full((60, 80, 3), 120, np.uint8)
+    page = render_html(report, photo=photo, layers={"changes": np.zeros((60, 80), np.float32)},
+                       pair=(photo, photo))
+    assert 'class="swipe"' in page and 'data-flicker="pair"' in page
+    assert 'class="box removed" data-region="1"' in page
+    assert "x=8, y=6, 20×30" in page and "in reference at x=5, y=5, 22×33" in page
+    assert "321" in page  # registration quality shown
+    assert not re.search(r"""(src|href)=["']https?://""", page)
+    assert page.count("data:image/") >= 3
+
+
+def test_html_escapes_file_names() -> None:
+    report = _pair_report([])
+    report["inputs"][-1]["name"] = "<script>alert(1)</script>.jpg"
+    page = render_html(report, photo=np.zeros((60, 80), np.uint8), layers={})
+    assert "<script>alert(1)</script>" not in page
+    assert "No region was flagged" in page
