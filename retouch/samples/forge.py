@@ -196,7 +196,7 @@ def airbrush_fill(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator)
 def pasteup(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, *, size: int
             ) -> tuple[np.ndarray, dict[str, Any]]:
     """Glue in a piece of another print (another photograph, its own grain and tone) under ``mask``."""
-    donor_name = str(rng.choice([s for s in PHOTO_SOURCES]))
+    donor_name = str(rng.choice([*PHOTO_SOURCES, "rocket", "hubble"]))
     donor_style = PrintStyle.random(rng)
     donor_style = PrintStyle(donor_style.black, donor_style.white, donor_style.gamma,
                              grain=float(rng.uniform(0.06, 0.09)), grain_correlation=float(rng.uniform(1.3, 2.0)))

@@ -1,0 +1,313 @@
+"""Register two scans of one photograph: features, a robust model fit, sub-pixel refinement, a fallback.
+
+Method
+------
+SIFT keypoints (Lowe 2004) on contrast-normalised copies at a bounded resolution, Lowe's ratio test, and a
+robust fit with MAGSAC++ (Barath et al. 2020, OpenCV's ``USAC_MAGSAC``) of a similarity, an affine and a
+homography model; the simplest model whose inlier set and residual are as good as the richer one's wins. A
+mirrored print is found by matching the mirrored questioned image too. The winner is refined by enhanced
+correlation coefficient maximisation (Evangelidis & Psarakis 2008, ``cv2.findTransformECC``) on a two-level
+pyramid; a refinement that moves any corner by more than a few pixels is rejected, so a large edit cannot drag
+the fit. Without enough features, a Fourier-Mellin fallback (log-polar phase correlation, Reddy & Chatterji
+1996) recovers rotation, scale and translation. Pairs that do not register, or whose aligned overlap does not
+correlate, are refused as not the same photograph.
+
+Limits: strong non-rigid distortion (a print that was bent when re-photographed) is modelled only by a
+homography; mirror detection needs features on both sides.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+
+from retouch.errors import NotSamePhotographError
+from retouch.imaging import bounded, to_gray_float
+
+FEATURE_PIXELS = 1_200_000
+MIN_INLIERS = 20
+MIN_INLIER_RATIO = 0.12
+MIN_OVERLAP_CORRELATION = 0.35
+
+
+@dataclass
+class Registration:
+    """How the reference was mapped onto the questioned image, and how well."""
+
+    transform: np.ndarray  # 3x3, reference pixel -> questioned pixel, full resolution
+    model: str
+    method: str
+    mirrored: bool
+    matches: int
+    inliers: int
+    inlier_ratio: float
+    residual_px: float
+    rotation_deg: float
+    scale: float
+    refined: bool
+    overlap_correlation: float = float("nan")
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["transform"] = np.asarray(self.transform, float).round(8).tolist()
+        for key in ("inlier_ratio", "residual_px", "rotation_deg", "scale", "overlap_correlation"):
+            data[key] = round(float(data[key]), 4)
+        return data
+
+
+def normalise_for_matching(image: np.ndarray) -> np.ndarray:
+    """uint8 gray, grain softened and local contrast equalised (CLAHE), so tone and fading do not hide features."""
+    gray = cv2.GaussianBlur(to_gray_float(image), (0, 0), 1.0)
+    lo, hi = np.percentile(gray, [0.5, 99.5])
+    stretched = np.clip((gray - lo) / max(hi - lo, 1e-6), 0, 1)
+    eight = np.round(stretched * 255).astype(np.uint8)
+    return cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8)).apply(eight)
+
+
+def _scale_matrix(scale: float) -> np.ndarray:
+    return np.diag([scale, scale, 1.0])
+
+
+def _detect(gray8: np.ndarray) -> tuple[list[cv2.KeyPoint], np.ndarray | None]:
+    sift = cv2.SIFT_create(nfeatures=5000, contrastThreshold=0.02)
+    return sift.detectAndCompute(gray8, None)
+
+
+def _ratio_matches(desc_a: np.ndarray, desc_b: np.ndarray, ratio: float = 0.8) -> list[cv2.DMatch]:
+    if desc_a is None or desc_b is None or len(desc_a) < 2 or len(desc_b) < 2:
+        return []
+    index = cv2.FlannBasedMatcher({"algorithm": 1, "trees": 4}, {"checks": 64})
+    pairs = index.knnMatch(desc_a, desc_b, k=2)
+    return [p[0] for p in pairs if len(p) == 2 and p[0].distance < ratio * p[1].distance]
+
+
+def _to_h(matrix: np.ndarray) -> np.ndarray:
+    return np.vstack([matrix, [0, 0, 1]]) if matrix.shape == (2, 3) else matrix
+
+
+def _fit_models(src: np.ndarray, dst: np.ndarray, threshold: float) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    fits = []
+    similarity, inl = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=threshold,
+                                                  maxIters=4000, confidence=0.999)
+    if similarity is not None:
+        fits.append(("similarity", _to_h(similarity), inl.ravel().astype(bool)))
+    affine, inl = cv2.estimateAffine2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=threshold,
+                                       maxIters=4000, confidence=0.999)
+    if affine is not None:
+        fits.append(("affine", _to_h(affine), inl.ravel().astype(bool)))
+    if len(src) >= 8:
+        # MAGSAC++ is usually the better estimator but, being randomised, can miss on a given run; RANSAC is
+        # run beside it and the fit with more inliers is kept, then polished by least squares on its inliers.
+        best = None
+        for method in (cv2.USAC_MAGSAC, cv2.RANSAC):
+            homography, _ = cv2.findHomography(src, dst, method, threshold, maxIters=5000, confidence=0.999)
+            if homography is None:
+                continue
+            inliers = _residuals(homography, src, dst) < threshold
+            if best is None or inliers.sum() > best[1].sum():
+                best = (homography, inliers)
+        if best is not None:
+            homography, inliers = best
+            if inliers.sum() >= 8:
+                polished, _ = cv2.findHomography(src[inliers], dst[inliers], 0)
+                if polished is not None and (_residuals(polished, src, dst) < threshold).sum() >= inliers.sum():
+                    homography = polished
+                    inliers = _residuals(polished, src, dst) < threshold
+            fits.append(("homography", homography, inliers))
+    return fits
+
+
+def _residuals(h: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    mapped = cv2.perspectiveTransform(src.reshape(-1, 1, 2), h).reshape(-1, 2)
+    return np.hypot(*(mapped - dst).T)
+
+
+def _choose_model(fits, src, dst, threshold):
+    """Similarity, then affine, then homography: the first model that fits the homography's inliers tightly.
+
+    A re-photographed print is rarely parallel to the film plane, so a simpler model is kept only when 90 % of
+    the homography's inliers lie within 1 px of it (at matching resolution).
+    """
+    richest_name, richest_h, _ = fits[-1]
+    support = _residuals(richest_h, src, dst) < threshold
+    for name, h, _ in fits:  # ordered simple to rich
+        residual = _residuals(h, src[support], dst[support])
+        if residual.size and (np.percentile(residual, 90) <= 1.0 or name == richest_name):
+            inliers = _residuals(h, src, dst) < threshold
+            return name, h, inliers, float(np.median(residual))
+    return richest_name, richest_h, support, float(np.median(_residuals(richest_h, src[support], dst[support])))
+
+
+def _feature_registration(ref8: np.ndarray, q8: np.ndarray):
+    keys_r, desc_r = _detect(ref8)
+    best = None
+    width = q8.shape[1]
+    for mirrored in (False, True):
+        query = q8[:, ::-1] if mirrored else q8
+        keys_q, desc_q = _detect(np.ascontiguousarray(query))
+        matches = _ratio_matches(desc_r, desc_q)
+        if len(matches) < 6:
+            continue
+        src = np.float32([keys_r[m.queryIdx].pt for m in matches])
+        dst = np.float32([keys_q[m.trainIdx].pt for m in matches])
+        if mirrored:
+            dst[:, 0] = (width - 1) - dst[:, 0]
+        threshold = max(2.0, 0.003 * max(q8.shape))
+        fits = _fit_models(src, dst, threshold)
+        if not fits:
+            continue
+        name, h, inliers, median = _choose_model(fits, src, dst, threshold)
+        candidate = {"model": name, "h": h, "inliers": int(inliers.sum()), "matches": len(matches),
+                     "residual": median, "mirrored": mirrored}
+        if best is None or candidate["inliers"] > best["inliers"]:
+            best = candidate
+    return best
+
+
+def _log_polar_fallback(ref: np.ndarray, q: np.ndarray) -> np.ndarray | None:
+    """Fourier-Mellin: rotation and scale from the log-polar magnitude spectra, then translation."""
+    from skimage.registration import phase_cross_correlation
+    from skimage.transform import warp_polar
+
+    size = 512
+    ref_f = to_gray_float(ref)
+    q_f = to_gray_float(q)
+    # common square canvas so the spectra share a frequency grid
+    side = max(ref_f.shape + q_f.shape)
+    scale_canvas = size / side
+    canvases = []
+    for img in (ref_f, q_f):
+        small = cv2.resize(img, None, fx=scale_canvas, fy=scale_canvas, interpolation=cv2.INTER_AREA)
+        canvas = np.zeros((size, size), np.float32)
+        canvas[: small.shape[0], : small.shape[1]] = small - small.mean()
+        canvases.append(canvas * np.outer(np.hanning(size), np.hanning(size)))
+    spectra = [np.abs(np.fft.fftshift(np.fft.fft2(c))) for c in canvases]
+    radius = size // 2
+    polar = [warp_polar(np.log1p(s), radius=radius, output_shape=(360, radius), scaling="log") for s in spectra]
+    shift, error, _ = phase_cross_correlation(polar[0][:, radius // 8:], polar[1][:, radius // 8:],
+                                              upsample_factor=10, normalization=None)
+    angle = -shift[0] * 360.0 / 360
+    klog = radius / np.log(radius)
+    scale = float(np.exp(shift[1] / klog))
+    if not (0.3 < scale < 3.5):
+        return None
+    centre = (size / 2, size / 2)
+    rotation = cv2.getRotationMatrix2D(centre, angle, scale)
+    rotated = cv2.warpAffine(canvases[0], rotation, (size, size))
+    (dy, dx), _, _ = phase_cross_correlation(canvases[1], rotated, upsample_factor=10, normalization=None)
+    h_small = _to_h(rotation)
+    h_small = np.array([[1, 0, dx], [0, 1, dy], [0, 0, 1]]) @ h_small
+    return np.linalg.inv(_scale_matrix(scale_canvas)) @ h_small @ _scale_matrix(scale_canvas)
+
+
+def _corner_shift(h_a: np.ndarray, h_b: np.ndarray, shape: tuple[int, int]) -> float:
+    height, width = shape
+    corners = np.float32([[0, 0], [width, 0], [width, height], [0, height]]).reshape(-1, 1, 2)
+    return float(np.max(np.hypot(*(cv2.perspectiveTransform(corners, h_a)
+                                   - cv2.perspectiveTransform(corners, h_b)).reshape(-1, 2).T)))
+
+
+def _ecc_refine(ref8: np.ndarray, q8: np.ndarray, h: np.ndarray, model: str) -> tuple[np.ndarray, bool]:
+    """ECC refinement of ``h`` (ref -> q) on a two-level pyramid; rejected if it moves a corner by > 8 px."""
+    motion = {"similarity": cv2.MOTION_AFFINE, "affine": cv2.MOTION_AFFINE}.get(model, cv2.MOTION_HOMOGRAPHY)
+    ref_f = cv2.GaussianBlur(ref8.astype(np.float32) / 255.0, (0, 0), 1.0)
+    q_f = cv2.GaussianBlur(q8.astype(np.float32) / 255.0, (0, 0), 1.0)
+    current = h.copy()
+    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 60, 1e-5)
+    try:
+        for level in (0.5, 1.0):
+            down = _scale_matrix(level)
+            template = cv2.resize(q_f, None, fx=level, fy=level, interpolation=cv2.INTER_AREA) if level < 1 else q_f
+            source = cv2.resize(ref_f, None, fx=level, fy=level, interpolation=cv2.INTER_AREA) if level < 1 else ref_f
+            # ECC's warp maps template coordinates to input coordinates: here questioned -> reference
+            warp_q_to_r = down @ np.linalg.inv(current) @ np.linalg.inv(down)
+            warp_q_to_r /= warp_q_to_r[2, 2]
+            matrix = warp_q_to_r if motion == cv2.MOTION_HOMOGRAPHY else warp_q_to_r[:2].copy()
+            _, matrix = cv2.findTransformECC(template, source, matrix.astype(np.float32), motion, criteria, None, 5)
+            refined_q_to_r = _to_h(matrix.astype(np.float64))
+            current = np.linalg.inv(np.linalg.inv(down) @ refined_q_to_r @ down)
+            current /= current[2, 2]
+    except cv2.error:
+        return h, False
+    if _corner_shift(current, h, q8.shape) > 8.0:
+        return h, False
+    return current, True
+
+
+def overlap_correlation(ref: np.ndarray, q: np.ndarray, h: np.ndarray) -> float:
+    """Correlation of the smoothed, contrast-normalised images over their overlap after warping."""
+    height, width = q.shape[:2]
+    warped = cv2.warpPerspective(ref, h, (width, height), flags=cv2.INTER_LINEAR)
+    valid = cv2.warpPerspective(np.ones(ref.shape[:2], np.uint8), h, (width, height), flags=cv2.INTER_NEAREST) > 0
+    if valid.sum() < 0.05 * height * width:
+        return 0.0
+    a = cv2.GaussianBlur(warped.astype(np.float32), (0, 0), 2.0)[valid]
+    b = cv2.GaussianBlur(q.astype(np.float32), (0, 0), 2.0)[valid]
+    # rank correlation: insensitive to any monotone tone difference between the scans
+    ra = np.argsort(np.argsort(a)).astype(np.float64)
+    rb = np.argsort(np.argsort(b)).astype(np.float64)
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def register(reference: np.ndarray, questioned: np.ndarray, *, feature_pixels: int = FEATURE_PIXELS,
+             refine: bool = True) -> Registration:
+    """Estimate the homography mapping ``reference`` pixels to ``questioned`` pixels (full resolution).
+
+    Raises :class:`~retouch.errors.NotSamePhotographError` when the images do not show the same photograph.
+    """
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    ref_small, ref_scale = bounded(to_gray_float(reference), feature_pixels)
+    q_small, q_scale = bounded(to_gray_float(questioned), feature_pixels)
+    ref8, q8 = normalise_for_matching(ref_small), normalise_for_matching(q_small)
+    timings["prepare"] = time.perf_counter() - started
+    started = time.perf_counter()
+    found = _feature_registration(ref8, q8)
+    timings["features_and_fit"] = time.perf_counter() - started
+    method = "sift+magsac"
+    if found is None or found["inliers"] < MIN_INLIERS or found["inliers"] < MIN_INLIER_RATIO * found["matches"]:
+        started = time.perf_counter()
+        h_fallback = _log_polar_fallback(ref8, q8)
+        timings["fallback"] = time.perf_counter() - started
+        if h_fallback is None:
+            raise NotSamePhotographError("these images do not show the same photograph: no consistent matches")
+        found = {"model": "similarity", "h": h_fallback, "inliers": 0, "matches": 0 if found is None else
+                 found["matches"], "residual": float("nan"), "mirrored": False}
+        method = "fourier-mellin"
+    h_small = found["h"] / found["h"][2, 2]
+    refined = False
+    if refine:
+        started = time.perf_counter()
+        if found["mirrored"]:
+            # refine in the mirrored questioned frame, where the map is a proper (orientation-keeping) warp
+            flip = np.array([[-1.0, 0.0, q8.shape[1] - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+            refined_h, refined = _ecc_refine(ref8, np.ascontiguousarray(q8[:, ::-1]), flip @ h_small,
+                                             found["model"])
+            h_small = np.linalg.inv(flip) @ refined_h if refined else h_small
+        else:
+            h_small, refined = _ecc_refine(ref8, q8, h_small, found["model"])
+        timings["refine"] = time.perf_counter() - started
+    correlation = overlap_correlation(ref8, q8, h_small)
+    # a feature-free estimate has no inlier count to vouch for it, so its overlap must correlate clearly
+    needed = MIN_OVERLAP_CORRELATION if method != "fourier-mellin" else 0.6
+    if correlation < needed:
+        raise NotSamePhotographError(
+            f"these images do not show the same photograph: aligned overlap correlates at {correlation:.2f}")
+    h_full = np.linalg.inv(_scale_matrix(q_scale)) @ h_small @ _scale_matrix(ref_scale)
+    h_full /= h_full[2, 2]
+    linear = h_full[:2, :2]
+    scale = float(np.sqrt(abs(np.linalg.det(linear))))
+    rotation = float(np.degrees(np.arctan2(linear[1, 0] - linear[0, 1], linear[0, 0] + linear[1, 1])))
+    return Registration(
+        transform=h_full, model=found["model"], method=method, mirrored=bool(found["mirrored"]),
+        matches=int(found["matches"]), inliers=int(found["inliers"]),
+        inlier_ratio=found["inliers"] / max(found["matches"], 1),
+        residual_px=float(found["residual"]) / q_scale if np.isfinite(found["residual"]) else float("nan"),
+        rotation_deg=rotation, scale=scale, refined=refined, overlap_correlation=correlation,
+        timings_s={k: round(v, 4) for k, v in timings.items()},
+    )

@@ -1,0 +1,90 @@
+"""Paired differencing on generated pairs with known geometry and ground truth."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from retouch.compare import compare_pair
+from retouch.errors import NotSamePhotographError
+from retouch.metrics import f1_score
+from retouch.samples import load_source, make_pair
+
+
+def registration_error(found: np.ndarray, truth: np.ndarray, reference_shape, questioned_shape) -> float:
+    """RMS distance (questioned pixels) between the two maps over reference grid points landing in the frame."""
+    height, width = reference_shape
+    ys, xs = np.mgrid[0:height:8, 0:width:8]
+    points = np.float32(np.stack([xs.ravel(), ys.ravel()], 1)).reshape(-1, 1, 2)
+    a = cv2.perspectiveTransform(points, truth).reshape(-1, 2)
+    b = cv2.perspectiveTransform(points, found).reshape(-1, 2)
+    inside = (a[:, 0] >= 0) & (a[:, 0] < questioned_shape[1]) & (a[:, 1] >= 0) & (a[:, 1] < questioned_shape[0])
+    return float(np.sqrt(np.mean(np.sum((a - b)[inside] ** 2, axis=1))))
+
+
+@pytest.mark.parametrize(
+    ("seed", "geometry"),
+    [
+        (1, {}),
+        (2, {"mirror_chance": 1.0}),
+        (3, {"quarter_turns": True, "max_angle": 3.0}),
+        (4, {"scale_range": (0.5, 0.6)}),
+        (5, {"scale_range": (1.8, 2.0), "perspective": 0.03}),
+    ],
+)
+def test_recovers_known_transform_within_a_pixel(seed: int, geometry: dict) -> None:
+    pair = make_pair(seed, size=448, edit="none", geometry=geometry)
+    comparison = compare_pair(pair.reference, pair.questioned)
+    error = registration_error(comparison.transform, pair.transform, pair.reference.shape[:2],
+                               pair.questioned.shape[:2])
+    assert error <= 1.0, (error, pair.info["view"])
+    assert comparison.registration.mirrored == pair.info["view"]["mirrored"]
+    assert comparison.aligned_reference.shape[:2] == pair.questioned.shape[:2]
+    assert comparison.result.heatmap.shape == pair.questioned.shape[:2]
+
+
+@pytest.mark.parametrize("edit", ["diffusion", "clone", "added"])
+def test_localises_the_edit_with_its_kind(edit: str) -> None:
+    pair = make_pair(21, size=512, edit=edit, geometry={"scale_range": (0.8, 1.3)})
+    comparison = compare_pair(pair.reference, pair.questioned)
+    result = comparison.result
+    f1 = f1_score(result.mask, pair.mask_questioned, valid=comparison.valid_mask)
+    assert f1 >= 0.5, f1  # one case; the benchmark measures the median over many
+    biggest = max(result.regions, key=lambda r: r.area)
+    x, y, w, h = biggest.bbox
+    assert pair.mask_questioned[y:y + h, x:x + w].mean() > 0.3  # the main region sits on the edit
+    expected = {"diffusion": {"removed", "retouched"}, "clone": {"removed", "retouched"}, "added": {"added",
+                                                                                                   "retouched"}}
+    assert biggest.kind in expected[edit]
+    assert "bbox_reference" in biggest.evidence
+    assert result.score > 0.5
+
+
+def test_warp_does_not_absorb_a_large_edit() -> None:
+    pair = make_pair(33, size=512, edit="diffusion", geometry={"scale_range": (0.9, 1.1)})
+    assert pair.mask_questioned.mean() > 0.02
+    edited = compare_pair(pair.reference, pair.questioned)
+    error = registration_error(edited.transform, pair.transform, pair.reference.shape[:2],
+                               pair.questioned.shape[:2])
+    assert error < 0.5
+    # and the edit is still reported rather than warped away
+    assert f1_score(edited.result.mask, pair.mask_questioned, valid=edited.valid_mask) > 0.5
+
+
+def test_no_edit_reports_almost_nothing() -> None:
+    flagged = []
+    for seed in (40, 41, 42, 43):
+        pair = make_pair(seed, size=640, edit="none")
+        flagged.append(compare_pair(pair.reference, pair.questioned).result.mask.mean())
+    assert np.mean(flagged) <= 0.01, flagged  # two honest scans differ only in scanning
+
+
+def test_unrelated_photographs_are_refused() -> None:
+    cat = load_source("chelsea")
+    coffee = load_source("coffee")
+    with pytest.raises(NotSamePhotographError, match="these images do not show the same photograph"):
+        compare_pair(cat, coffee)
+    noise = (np.random.default_rng(0).random((300, 300)) * 255).astype(np.uint8)
+    with pytest.raises(NotSamePhotographError):
+        compare_pair(load_source("camera"), noise)
