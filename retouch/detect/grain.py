@@ -1,0 +1,137 @@
+"""Noise and film-grain consistency: where is the grain too weak, or too strong, for its brightness?
+
+Method
+------
+Every photographic print carries grain whose strength depends on exposure. The image is split into blocks; in
+each block the grain is measured as the robust spread of a high-pass residual (the image minus a 3x3 median,
+which keeps grain and drops shading). From the flattest blocks of the whole image a noise-level function
+sigma(brightness) is estimated (Liu et al. 2006, "Noise estimation from a single image"; its use for
+splicing detection: Pun, Liu & Yuan 2016; Mahdian & Saic 2009). Each block's log-ratio of measured to predicted
+grain is turned into a robust z-score; z-scores are pooled over 3x3 neighbourhoods and a region is flagged when
+the pooled score passes a Bonferroni bound set for ``false_alarms`` expected false detections per image
+(an a-contrario decision in the spirit of Gardella et al.'s Noisesniffer, 2021). ``noise-low`` regions have far
+less grain than the print elsewhere (airbrush, gouache, diffusion inpainting, digital smoothing);
+``noise-high`` regions have far more (paste-ups from a grainier print, added noise), and are only sought in
+blocks without strong image structure, whose texture would otherwise pass for grain.
+
+Limits: a fill that was re-grained to match is invisible to this test; clipped blacks and whites carry no grain
+and are ignored; heavy JPEG compression or denoising of the whole scan flattens grain everywhere, which the
+noise-level function absorbs but which lowers sensitivity.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from retouch.detect._blocks import (
+    binned_reference,
+    block_decision,
+    block_mean,
+    block_result,
+    bonferroni_z,
+    decision_score,
+    pooled_z,
+)
+from retouch.detect.registry import register
+from retouch.imaging import to_gray_float
+from retouch.result import AnalysisResult
+
+EXPLANATION = (
+    "Film grain covers every part of a photographic print, stronger or weaker according to brightness. This map "
+    "compares the grain in each small block with what the rest of this same print shows at that brightness. "
+    "Bright areas mark grain far weaker than expected, as left by airbrush, gouache or digital smoothing that "
+    "painted something out, or far stronger, as in a piece pasted in from a grainier print. Limits: a careful "
+    "retoucher who re-added matching grain defeats it; pure blacks and whites, and very heavily compressed or "
+    "denoised scans, carry too little grain to judge; a print damaged by wear can also lose its grain locally."
+)
+
+
+def _block_size(shape: tuple[int, int]) -> int:
+    pixels = shape[0] * shape[1]
+    return 8 if pixels <= 1_500_000 else 16 if pixels <= 12_000_000 else 24
+
+
+def _standardise(values: np.ndarray, where: np.ndarray) -> np.ndarray:
+    sample = values[where] if where.any() else values.ravel()
+    centre = float(np.median(sample))
+    spread = float(1.4826 * np.median(np.abs(sample - centre))) + 1e-6
+    return (values - centre) / spread
+
+
+@register("grain", title="Film grain consistency",
+          description="Regions whose grain is far weaker (painted or smoothed) or stronger (pasted) than the "
+                      "print's own noise-level function predicts.")
+def grain_consistency(
+    image: np.ndarray,
+    *,
+    block: int | None = None,
+    false_alarms: float = 0.5,
+    pool_radius: int = 1,
+) -> AnalysisResult:
+    """Flag regions whose grain departs from the image's noise-level function.
+
+    Parameters
+    ----------
+    image : ndarray
+        uint8/uint16 gray or RGB scan.
+    block : int, optional
+        Block side in pixels (default: 8, 16 or 24 by image size).
+    false_alarms : float
+        Expected number of falsely flagged block groups per untouched image; sets the threshold.
+    pool_radius : int
+        Neighbourhood (in blocks) over which block z-scores are pooled before the decision.
+    """
+    gray = to_gray_float(image)
+    shape = gray.shape
+    block = block or _block_size(shape)
+    eight = np.round(np.clip(gray, 0, 1) * 255).astype(np.uint8) if image.dtype != np.uint16 else None
+    # the high-pass residual: image minus its 3x3 median keeps grain, drops shading and most edges
+    if eight is not None:
+        background = cv2.medianBlur(eight, 3).astype(np.float32) / 255.0
+    else:
+        background = cv2.medianBlur(gray, 3)
+    residual = gray - background
+    brightness = block_mean(cv2.GaussianBlur(gray, (0, 0), 2.0), block)
+    # grain spread per block: mean absolute residual (robust enough, fast), in log units
+    grain = np.log(block_mean(np.abs(residual), block) + 1e-5)
+    smooth = cv2.GaussianBlur(gray, (0, 0), 1.2)
+    structure = block_mean(cv2.magnitude(cv2.Sobel(smooth, cv2.CV_32F, 1, 0), cv2.Sobel(smooth, cv2.CV_32F, 0, 1)),
+                           block)
+    clipped = block_mean(((gray < 0.015) | (gray > 0.985)).astype(np.float32), block) > 0.2
+    usable = ~clipped
+    flat = usable & (structure <= np.percentile(structure[usable], 40) if usable.any() else usable)
+    expected, spread = binned_reference(grain, brightness, flat, bins=10)
+    z = (grain - expected) / spread
+    z[clipped] = 0.0
+    # neighbouring blocks share grain clumps and image structure, so pooled scores are not unit-variance:
+    # each pooled map is rescaled by its own robust spread over the image before the bound is applied
+    low = _standardise(pooled_z(np.minimum(-z, 6.0), pool_radius), usable)
+    # strong structure raises the residual on its own: only structure-poor blocks may testify to excess grain
+    high = _standardise(pooled_z(np.where(flat, np.minimum(z, 6.0), 0.0), pool_radius), flat)
+    tests = int(usable.sum()) * 2
+    threshold = bonferroni_z(tests, false_alarms)
+    min_blocks = 4
+    low_mask = block_decision(low, threshold, min_blocks=min_blocks)
+    high_mask = block_decision(high, threshold, min_blocks=min_blocks)
+    mask_blocks = (low_mask | high_mask) & usable
+    strength = np.maximum(low, high)
+    heat_blocks = np.clip((strength - 0.5 * threshold) / threshold, 0.0, 1.0)
+    score = decision_score(strength, mask_blocks, usable, threshold)
+    low_count = int(low_mask.sum())
+    high_count = int(high_mask.sum())
+    if mask_blocks.any():
+        summary = (f"Grain inconsistent with the rest of the print in {100 * mask_blocks.mean():.2f} % of the image "
+                   f"({'too weak' if low_count >= high_count else 'too strong'} in most of it).")
+    else:
+        summary = "Grain is consistent with one noise-level function across the print."
+    return block_result(
+        "grain", heat_blocks=heat_blocks, mask_blocks=mask_blocks, block=block, shape=shape,
+        kind_of={"noise-low": low_mask, "noise-high": high_mask}, score=score,
+        params={"block": block, "false_alarms": false_alarms, "pool_radius": pool_radius,
+                "threshold_z": round(threshold, 3)},
+        summary=summary, explanation=EXPLANATION,
+        details={"blocks_tested": int(usable.sum()), "blocks_low": low_count, "blocks_high": high_count,
+                 "noise_level_median": round(float(np.exp(np.median(expected))), 6)},
+        min_area=min_blocks * block * block,
+    )
