@@ -64,6 +64,15 @@ def pooled_z(z: np.ndarray, radius: int) -> np.ndarray:
     return mean * math.sqrt(size * size)
 
 
+def standardise(values: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """Centre and scale ``values`` by their median and MAD over ``where``: neighbouring blocks share content and
+    noise, so pooled scores are not unit-variance; each map is put on its own empirical scale before a bound."""
+    sample = values[where] if where.any() else values.ravel()
+    centre = float(np.median(sample))
+    spread = float(1.4826 * np.median(np.abs(sample - centre))) + 1e-6
+    return (values - centre) / spread
+
+
 def block_decision(z: np.ndarray, threshold: float, *, min_blocks: int, grow: float = 0.7) -> np.ndarray:
     """Hysteresis: groups of blocks above ``grow * threshold`` that contain a block above ``threshold`` and
     hold at least ``min_blocks`` blocks. The strict threshold controls false alarms; the lower one the extent."""

@@ -32,6 +32,7 @@ from retouch.detect._blocks import (
     bonferroni_z,
     decision_score,
     pooled_z,
+    standardise,
 )
 from retouch.detect.registry import register
 from retouch.imaging import to_gray_float
@@ -50,13 +51,6 @@ EXPLANATION = (
 def _block_size(shape: tuple[int, int]) -> int:
     pixels = shape[0] * shape[1]
     return 8 if pixels <= 1_500_000 else 16 if pixels <= 12_000_000 else 24
-
-
-def _standardise(values: np.ndarray, where: np.ndarray) -> np.ndarray:
-    sample = values[where] if where.any() else values.ravel()
-    centre = float(np.median(sample))
-    spread = float(1.4826 * np.median(np.abs(sample - centre))) + 1e-6
-    return (values - centre) / spread
 
 
 @register("grain", title="Film grain consistency",
@@ -104,11 +98,9 @@ def grain_consistency(
     expected, spread = binned_reference(grain, brightness, flat, bins=10)
     z = (grain - expected) / spread
     z[clipped] = 0.0
-    # neighbouring blocks share grain clumps and image structure, so pooled scores are not unit-variance:
-    # each pooled map is rescaled by its own robust spread over the image before the bound is applied
-    low = _standardise(pooled_z(np.minimum(-z, 6.0), pool_radius), usable)
+    low = standardise(pooled_z(np.minimum(-z, 6.0), pool_radius), usable)
     # strong structure raises the residual on its own: only structure-poor blocks may testify to excess grain
-    high = _standardise(pooled_z(np.where(flat, np.minimum(z, 6.0), 0.0), pool_radius), flat)
+    high = standardise(pooled_z(np.where(flat, np.minimum(z, 6.0), 0.0), pool_radius), flat)
     tests = int(usable.sum()) * 2
     threshold = bonferroni_z(tests, false_alarms)
     min_blocks = 4

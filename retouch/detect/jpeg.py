@@ -1,0 +1,209 @@
+"""JPEG traces: the file's quantization tables and quality, JPEG ghosts, and misaligned block grids.
+
+Method
+------
+- Quality: the luminance quantization table is compared with the IJG standard table scaled for every quality
+  1..100 (the libjpeg scaling rule); the closest quality and whether it matches exactly are reported.
+- JPEG ghosts (Farid 2009, "Exposing digital forgeries from JPEG ghosts", IEEE TIFS): the image is recompressed
+  at a sweep of qualities; for each quality the squared difference is averaged over 16x16 windows and normalised
+  per window across the sweep. A region that was compressed at a quality below the file's last one shows a
+  "ghost": a dip of its difference at that quality that the rest of the image does not share (or the
+  reverse for a region pasted in after the first compression). The sweep quality with the strongest spatial
+  contrast is kept, its map is turned into robust z-scores and bounded for ``false_alarms`` expected false
+  detections.
+- Block grid (in the spirit of Li, Yuan & Yu 2009 and of Nikoukhah et al. 2021, "ZERO: a local JPEG grid
+  origin detector based on the number of DCT zeros"): the blocking artifact is the excess of pixel
+  differences across block boundaries; its phase (0..7 horizontally and vertically) is measured in local
+  windows and compared with the image's main grid. A region whose grid origin differs from the image's was
+  compressed separately, then pasted or shifted (a crop of a JPEG, a pasted JPEG).
+
+Skips ghost and quality analysis on files that are not JPEG; the grid test still runs on any input, because a
+PNG or TIFF may carry the grid of an earlier life as a JPEG, and it returns "not applicable" when no grid is
+present at all.
+
+Limits: a region recompressed at the same quality as the rest leaves no ghost; resizing or rotating the whole
+image after compression destroys both cues; a print retouched by hand before scanning has one digital history
+and no JPEG trace of the retouching.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import cv2
+import numpy as np
+
+from retouch.detect._blocks import (
+    block_decision,
+    block_mean,
+    block_result,
+    bonferroni_z,
+    decision_score,
+    pooled_z,
+    standardise,
+)
+from retouch.detect.registry import register
+from retouch.imaging import to_uint8
+from retouch.result import AnalysisResult
+
+STANDARD_LUMINANCE = np.array([
+    16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
+    14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
+    49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99], np.float64)
+
+EXPLANATION = (
+    "A JPEG file remembers how it was compressed. This analysis reads the file's compression tables (and so its "
+    "quality), then looks for two traces of editing after a first compression: 'ghosts', areas that respond to "
+    "recompression as if they had been saved at another quality than their surroundings, and block grids, "
+    "areas whose 8x8 compression grid is shifted against the rest, as when a piece of another JPEG is pasted "
+    "in. Bright areas are where either trace is unusual. Limits: both traces concern only the digital file; a "
+    "print retouched by hand and then scanned shows none. Resizing, rotating or heavily recompressing the "
+    "whole file erases them."
+)
+
+
+def ijg_table(quality: int) -> np.ndarray:
+    """The IJG (libjpeg) luminance table for ``quality`` in 1..100."""
+    quality = int(np.clip(quality, 1, 100))
+    scale = 5000 / quality if quality < 50 else 200 - 2 * quality
+    return np.clip(np.floor((STANDARD_LUMINANCE * scale + 50) / 100), 1, 255)
+
+
+def estimate_quality(tables: Mapping[int, Sequence[int]]) -> dict[str, object]:
+    """Closest IJG quality for the luminance table, with the mean absolute table difference at that quality."""
+    luminance = np.asarray(tables.get(0, next(iter(tables.values()))), np.float64)
+    errors = np.array([np.abs(ijg_table(q) - luminance).mean() for q in range(1, 101)])
+    best = int(np.argmin(errors)) + 1
+    return {"quality": best, "table_difference": round(float(errors[best - 1]), 3),
+            "standard_tables": bool(errors[best - 1] < 0.5)}
+
+
+def _ghost_maps(gray: np.ndarray, qualities: Sequence[int], window: int) -> tuple[np.ndarray, list[int]]:
+    maps = []
+    for quality in qualities:
+        ok, buffer = cv2.imencode(".jpg", gray, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+        decoded = cv2.imdecode(buffer, cv2.IMREAD_GRAYSCALE).astype(np.float32)
+        maps.append(block_mean((gray.astype(np.float32) - decoded) ** 2, window))
+    stack = np.stack(maps)
+    lo, hi = stack.min(axis=0), stack.max(axis=0)
+    return (stack - lo) / np.maximum(hi - lo, 1e-3), list(qualities)
+
+
+def _grid_phase_strength(gray: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray, tuple[int, int], float]:
+    """Local block-grid phase agreement with the global grid, per ``window`` tile.
+
+    Returns (local strength of the image's main grid, local strength of the best other phase, global phase,
+    global grid contrast).
+    """
+    image = gray.astype(np.float32)
+    dx = np.pad(np.abs(np.diff(image, axis=1)), ((0, 0), (0, 1)))  # boundary between column x and x+1
+    dy = np.pad(np.abs(np.diff(image, axis=0)), ((0, 1), (0, 0)))
+    height, width = dx.shape
+    columns = np.arange(width) % 8
+    rows = np.arange(height) % 8
+    col_energy = np.array([dx[:, columns == p].mean() for p in range(8)])
+    row_energy = np.array([dy[rows == p, :].mean() for p in range(8)])
+    phase = (int(np.argmax(col_energy)), int(np.argmax(row_energy)))
+    contrast = float((col_energy.max() / np.median(col_energy) + row_energy.max() / np.median(row_energy)) / 2 - 1)
+    # per tile: the boundary excess at every phase; phase 7 means the boundary after pixel 7 (origin 0)
+    local = []
+    for p in range(8):
+        column_mask = (columns == p).astype(np.float32)[None, :]
+        row_mask = (rows == p).astype(np.float32)[:, None]
+        local.append(block_mean(dx * column_mask, window) * 8 + block_mean(dy * row_mask, window) * 8)
+    local_x = np.stack(local)
+    baseline = np.median(local_x, axis=0) + 1e-3
+    main = local_x[phase[0]] / baseline  # (phase bookkeeping is per direction; the sum keeps both)
+    others = np.max(np.delete(local_x, phase[0], axis=0), axis=0) / baseline
+    return main, others, phase, contrast
+
+
+@register("jpeg", title="JPEG traces: quality, ghosts, block grid", uses_jpeg=True,
+          description="Reads the file's JPEG tables and quality; finds regions with a different compression "
+                      "history (JPEG ghosts) or a shifted 8x8 grid (pasted JPEG pieces).")
+def jpeg_traces(
+    image: np.ndarray,
+    *,
+    jpeg_quantization: Mapping[int, Sequence[int]] | None = None,
+    qualities: Sequence[int] = (50, 55, 60, 65, 70, 75, 80, 85, 90),
+    false_alarms: float = 0.01,
+) -> AnalysisResult:
+    """JPEG quality estimate, ghost map and grid-alignment map.
+
+    Parameters
+    ----------
+    image : ndarray
+        uint8/uint16 gray or RGB image.
+    jpeg_quantization : mapping, optional
+        The file's quantization tables; ``None`` when the file is not a JPEG (ghosts are then skipped).
+    qualities : sequence of int
+        Recompression sweep for the ghost analysis.
+    false_alarms : float
+        Expected number of falsely flagged block groups per untouched image, per cue.
+    """
+    eight = to_uint8(image)
+    gray = cv2.cvtColor(eight, cv2.COLOR_RGB2GRAY) if eight.ndim == 3 else eight
+    shape = gray.shape
+    window = 16
+    details: dict[str, object] = {}
+    params = {"qualities": [int(q) for q in qualities], "false_alarms": false_alarms, "window": window}
+    main, others, phase, contrast = _grid_phase_strength(gray, window)
+    tiles = (shape[0] // window, shape[1] // window)
+    main, others = main[: tiles[0], : tiles[1]], others[: tiles[0], : tiles[1]]
+    details["grid"] = {"origin_phase": list(phase), "contrast": round(contrast, 4)}
+    has_grid = contrast > 0.15
+    if jpeg_quantization is None and not has_grid:
+        return AnalysisResult.skipped_result("jpeg", shape, "the file is not a JPEG and shows no JPEG block grid",
+                                             params=params, explanation=EXPLANATION, details=details)
+    brightness = block_mean(gray.astype(np.float32) / 255.0, window)[: tiles[0], : tiles[1]]
+    usable = (brightness > 0.03) & (brightness < 0.97)
+    tests = int(usable.sum())
+    threshold = bonferroni_z(tests * 2, false_alarms)
+    kinds: dict[str, np.ndarray] = {}
+    strength = np.zeros(tiles, np.float32)
+    if has_grid:
+        # a tile testifies to a shifted grid when another phase beats the main one clearly
+        shift = np.log(others + 1e-3) - np.log(main + 1e-3)
+        grid_z = standardise(pooled_z(np.clip(standardise(shift, usable), -6, 6), 1), usable)
+        # a statistical outlier is not enough: another phase must really dominate the main one locally
+        dominated = (cv2.blur(others.astype(np.float32), (3, 3)) > 1.5) & (cv2.blur(main.astype(np.float32), (3, 3)) < 1.15)
+        grid_z[(~usable) | ~dominated] = 0.0
+        grid_mask = block_decision(grid_z, threshold, min_blocks=4)
+        kinds["jpeg-grid"] = grid_mask
+        strength = np.maximum(strength, grid_z)
+    if jpeg_quantization is not None:
+        details["quality_estimate"] = estimate_quality(jpeg_quantization)
+        details["tables"] = {str(k): list(v) for k, v in jpeg_quantization.items()}
+        normalised, sweep = _ghost_maps(gray, qualities, window)
+        normalised = normalised[:, : tiles[0], : tiles[1]]
+        contrasts = [float(np.percentile(n[usable], 95) - np.percentile(n[usable], 50)) if usable.any() else 0.0
+                     for n in normalised]
+        best = int(np.argmax(contrasts))
+        ghost = normalised[best]
+        # both directions: a dip where the rest is high (earlier compression at this quality) or the reverse
+        ghost_z = standardise(pooled_z(np.clip(standardise(ghost, usable), -6, 6), 1), usable)
+        ghost_z = np.maximum(ghost_z, standardise(pooled_z(np.clip(-standardise(ghost, usable), -6, 6), 1), usable))
+        ghost_z[~usable] = 0.0
+        ghost_mask = block_decision(ghost_z, threshold, min_blocks=4)
+        kinds["jpeg-ghost"] = ghost_mask
+        strength = np.maximum(strength, ghost_z)
+        details["ghost_quality"] = sweep[best]
+    mask_blocks = np.zeros(tiles, bool)
+    for blocks in kinds.values():
+        mask_blocks |= blocks
+    mask_blocks &= usable
+    heat = np.clip((strength - 0.5 * threshold) / threshold, 0.0, 1.0)
+    score = decision_score(strength, mask_blocks, usable, threshold)
+    quality_note = ""
+    if "quality_estimate" in details:
+        quality_note = f" File quality about {details['quality_estimate']['quality']}."  # type: ignore[index]
+    if mask_blocks.any():
+        found = " and ".join(k.replace("jpeg-", "") for k, v in kinds.items() if v.any())
+        summary = f"JPEG {found} anomalies in {100 * mask_blocks.mean():.2f} % of the image.{quality_note}"
+    else:
+        summary = f"No JPEG ghost or shifted grid found.{quality_note}"
+    params["threshold_z"] = round(threshold, 3)
+    # the maps cover whole windows; pad the block maps to the image through block_result
+    return block_result("jpeg", heat_blocks=heat, mask_blocks=mask_blocks, block=window, shape=shape,
+                        kind_of=kinds, score=score, params=params, summary=summary, explanation=EXPLANATION,
+                        details=details, min_area=4 * window * window)
