@@ -1,0 +1,165 @@
+"""Rotation-invariant patch features and a vectorised PatchMatch nearest-neighbour field (shared by clone and
+inpaint).
+
+Features are magnitudes of Zernike moments (Khotanzad & Hong 1990) of a disc around every pixel, computed by
+convolving the image with the Zernike filter bank; a rotation of the patch only changes the moments' phases.
+The nearest-neighbour field follows PatchMatch (Barnes et al. 2009) as adapted to copy-move detection by
+Cozzolino, Poggi & Verdoliva (2015): random initialisation, propagation of good offsets from neighbours and
+random search, every step evaluated for all pixels at once (whole-array numpy), with offsets shorter than a
+minimum length forbidden so a patch cannot match itself.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+ZERNIKE_ORDERS = [(1, 1), (2, 0), (2, 2), (3, 1), (3, 3), (4, 0), (4, 2), (4, 4), (5, 1), (5, 3), (5, 5)]
+
+
+def raw_patch_features(gray: np.ndarray, size: int) -> np.ndarray:
+    """(H, W, size*size) float32: each pixel's size x size neighbourhood, mean removed (for unrotated copies)."""
+    half = size // 2
+    padded = cv2.copyMakeBorder(gray.astype(np.float32), half, half, half, half, cv2.BORDER_REFLECT)
+    height, width = gray.shape
+    channels = [padded[dy:dy + height, dx:dx + width] for dy in range(size) for dx in range(size)]
+    stack = np.stack(channels, axis=2)
+    return (stack - stack.mean(axis=2, keepdims=True)).astype(np.float32)
+
+
+def _radial(n: int, m: int, rho: np.ndarray) -> np.ndarray:
+    out = np.zeros_like(rho)
+    for k in range((n - m) // 2 + 1):
+        coefficient = ((-1) ** k * math.factorial(n - k)
+                       / (math.factorial(k) * math.factorial((n + m) // 2 - k) * math.factorial((n - m) // 2 - k)))
+        out += coefficient * rho ** (n - 2 * k)
+    return out
+
+
+def zernike_features(gray: np.ndarray, radius: int) -> np.ndarray:
+    """(H, W, F) float32 magnitudes of Zernike moments of the disc of ``radius`` around each pixel."""
+    coords = np.arange(-radius, radius + 1, dtype=np.float64)
+    yy, xx = np.meshgrid(coords, coords, indexing="ij")
+    rho = np.hypot(xx, yy) / (radius + 0.5)
+    theta = np.arctan2(yy, xx)
+    inside = rho <= 1.0
+    image = gray.astype(np.float32)
+    channels = []
+    for n, m in ZERNIKE_ORDERS:
+        radial = _radial(n, m, rho) * inside
+        real = (radial * np.cos(m * theta)).astype(np.float32)
+        imag = (radial * np.sin(m * theta)).astype(np.float32)
+        real -= real[inside].mean() * inside if m == 0 else 0.0  # zero DC: invariant to brightness offsets
+        response_re = cv2.filter2D(image, -1, real, borderType=cv2.BORDER_REFLECT)
+        if m == 0:
+            channels.append(np.abs(response_re))
+        else:
+            response_im = cv2.filter2D(image, -1, imag, borderType=cv2.BORDER_REFLECT)
+            channels.append(cv2.magnitude(response_re, response_im))
+    features = np.stack(channels, axis=2)
+    scale = features.reshape(-1, features.shape[2]).std(axis=0) + 1e-6
+    return (features / scale).astype(np.float32)
+
+
+def reduce_features(features: np.ndarray, dims: int) -> np.ndarray:
+    """Project features on their ``dims`` principal components (cheaper distances, noise averaged)."""
+    flat = features.reshape(-1, features.shape[2])
+    centred = flat - flat.mean(axis=0)
+    sample = centred[:: max(1, centred.shape[0] // 50_000)]
+    _, _, components = np.linalg.svd(sample, full_matrices=False)
+    reduced = centred @ components[:dims].T
+    return np.ascontiguousarray(reduced.reshape(features.shape[0], features.shape[1], dims), dtype=np.float32)
+
+
+def patchmatch(features: np.ndarray, *, min_offset: int, iterations: int = 5, global_samples: int = 3,
+               proposals: list[np.ndarray] | None = None,
+               initial: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None, seed: int = 0,
+               local_samples: int = 0, local_radius: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Approximate nearest neighbour (excluding offsets shorter than ``min_offset``) for every pixel.
+
+    Each iteration tries, for all pixels at once: the offsets of neighbours at distances 8, 4, 2 and 1
+    (propagation, jump-flooding style), ``global_samples`` uniformly random targets (so that small copied areas
+    are hit at all), and random offsets around the current one at shrinking radii.
+
+    ``local_samples`` further random offsets per iteration are drawn within ``local_radius`` (exemplar fills copy
+    from close by). ``proposals`` are 2x3 affine maps (pixel -> its presumed copy) tried for every pixel before the iterations,
+    e.g. from keypoint matches: they seed the field where random sampling would rarely land.
+
+    Returns (offset y, offset x, squared feature distance), each (H, W).
+    """
+    height, width, dims = features.shape
+    flat = features.reshape(-1, dims)
+    rng = np.random.default_rng(seed)
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.int32)
+    own = flat.reshape(height, width, dims)
+    if initial is not None:
+        oy, ox, best = (np.array(a, copy=True) for a in initial)
+        oy, ox, best = oy.astype(np.int32), ox.astype(np.int32), best.astype(np.float32)
+    else:
+        best = np.full((height, width), np.inf, np.float32)
+        oy = np.zeros((height, width), np.int32)
+        ox = np.zeros((height, width), np.int32)
+
+    def consider(cy: np.ndarray, cx: np.ndarray) -> None:
+        ty, tx = ys + cy, xs + cx
+        valid = (ty >= 0) & (ty < height) & (tx >= 0) & (tx < width) & (cy * cy + cx * cx >= min_offset**2)
+        index = np.where(valid, ty * width + tx, 0)
+        diff = own - flat[index]
+        cost = np.einsum("ijk,ijk->ij", diff, diff)
+        cost[~valid] = np.inf
+        better = cost < best
+        oy[better], ox[better], best[better] = cy[better], cx[better], cost[better]
+
+    def uniform() -> None:
+        consider(rng.integers(0, height, size=(height, width), dtype=np.int32) - ys,
+                 rng.integers(0, width, size=(height, width), dtype=np.int32) - xs)
+
+    for affine in proposals or []:
+        mapped_x = affine[0, 0] * xs + affine[0, 1] * ys + affine[0, 2]
+        mapped_y = affine[1, 0] * xs + affine[1, 1] * ys + affine[1, 2]
+        consider(np.round(mapped_y).astype(np.int32) - ys, np.round(mapped_x).astype(np.int32) - xs)
+    for _ in range(iterations):
+        for _ in range(global_samples):
+            uniform()
+        for _ in range(local_samples):
+            consider(rng.integers(-local_radius, local_radius + 1, size=(height, width), dtype=np.int32),
+                     rng.integers(-local_radius, local_radius + 1, size=(height, width), dtype=np.int32))
+        for step in (8, 4, 2, 1):
+            for dy, dx in ((step, 0), (-step, 0), (0, step), (0, -step)):
+                consider(np.roll(oy, (dy, dx), axis=(0, 1)), np.roll(ox, (dy, dx), axis=(0, 1)))
+        radius = max(height, width) / 8
+        while radius >= 1:
+            consider(oy + rng.integers(-int(radius), int(radius) + 1, size=(height, width), dtype=np.int32),
+                     ox + rng.integers(-int(radius), int(radius) + 1, size=(height, width), dtype=np.int32))
+            radius /= 4
+    return oy, ox, best
+
+
+def local_affine_residual(oy: np.ndarray, ox: np.ndarray, window: int) -> np.ndarray:
+    """Mean squared residual of a least-squares affine fit of the offset field in each ``window`` (dense linear
+    fitting, Cozzolino et al. 2015): near zero inside a copied region, whatever its rotation or scale."""
+    height, width = oy.shape
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float64)
+
+    def box(values: np.ndarray) -> np.ndarray:
+        return cv2.boxFilter(values, cv2.CV_64F, (window, window), normalize=True, borderType=cv2.BORDER_REFLECT)
+
+    # centre coordinates locally for conditioning
+    mx, my = box(xx), box(yy)
+    sxx = box(xx * xx) - mx * mx
+    syy = box(yy * yy) - my * my
+    sxy = box(xx * yy) - mx * my
+    det = sxx * syy - sxy * sxy + 1e-9
+    residual = np.zeros((height, width))
+    for field in (oy.astype(np.float64), ox.astype(np.float64)):
+        mf = box(field)
+        sfx = box(field * xx) - mf * mx
+        sfy = box(field * yy) - mf * my
+        ax = (sfx * syy - sfy * sxy) / det
+        ay = (sfy * sxx - sfx * sxy) / det
+        variance = box(field * field) - mf * mf
+        explained = ax * sfx + ay * sfy
+        residual += np.maximum(variance - explained, 0.0)
+    return residual.astype(np.float32)
