@@ -11,6 +11,7 @@ import os
 import sys
 import tempfile
 import traceback
+import warnings
 from pathlib import Path
 
 import typer
@@ -88,7 +89,11 @@ def main(argv: list[str] | None = None) -> int:
     command = typer.main.get_command(app)
     args = sys.argv[1:] if argv is None else argv
     try:
-        command.main(args=args, prog_name="retouch", standalone_mode=False)
+        with warnings.catch_warnings():
+            # numerical warnings on degenerate images (flat, tiny) are handled by the analyses themselves;
+            # printed, they would break the promise of one clear line on stderr
+            warnings.simplefilter("ignore", RuntimeWarning)
+            command.main(args=args, prog_name="retouch", standalone_mode=False)
         code = 0
     except typer.Exit as done:
         code = int(getattr(done, "exit_code", 0) or 0)

@@ -104,7 +104,8 @@ def _grid_phase_strength(gray: np.ndarray, window: int) -> tuple[np.ndarray, np.
     col_energy = np.array([dx[:, columns == p].mean() for p in range(8)])
     row_energy = np.array([dy[rows == p, :].mean() for p in range(8)])
     phase = (int(np.argmax(col_energy)), int(np.argmax(row_energy)))
-    contrast = float((col_energy.max() / np.median(col_energy) + row_energy.max() / np.median(row_energy)) / 2 - 1)
+    contrast = float((col_energy.max() / (np.median(col_energy) + 1e-6)
+                      + row_energy.max() / (np.median(row_energy) + 1e-6)) / 2 - 1)
     # per tile: the boundary excess at every phase; phase 7 means the boundary after pixel 7 (origin 0)
     local = []
     for p in range(8):
