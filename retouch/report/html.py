@@ -44,15 +44,15 @@ def _data_uri(data: bytes, mime: str) -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
-def _photo_uri(image: np.ndarray, side: int = DISPLAY_SIDE) -> str:
+def photo_uri(image: np.ndarray, side: int = DISPLAY_SIDE) -> str:
     return _data_uri(jpeg_bytes(shrink(image, side)), "image/jpeg")
 
 
-def _png_uri(image: np.ndarray, side: int = DISPLAY_SIDE) -> str:
+def png_uri(image: np.ndarray, side: int = DISPLAY_SIDE) -> str:
     return _data_uri(png_bytes(shrink(image, side)), "image/png")
 
 
-def _e(value: Any) -> str:
+def escape(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
@@ -60,7 +60,7 @@ def _pct(part: float, whole: float) -> str:
     return f"{100.0 * part / whole:.3f}" if whole else "0"
 
 
-def _asset(name: str) -> str:
+def asset(name: str) -> str:
     return resources.files("retouch.report").joinpath(name).read_text(encoding="utf-8")
 
 
@@ -70,7 +70,7 @@ def _region_boxes(regions: Sequence[Mapping[str, Any]], width: int, height: int)
         x, y, w, h = region["bbox"]
         style = (f"left:{_pct(x, width)}%;top:{_pct(y, height)}%;"
                  f"width:{_pct(w, width)}%;height:{_pct(h, height)}%")
-        boxes.append(f'<div class="box {_e(region["kind"])}" data-region="{index}" style="{style}">'
+        boxes.append(f'<div class="box {escape(region["kind"])}" data-region="{index}" style="{style}">'
                      f"<span>{index}</span></div>")
     return "".join(boxes)
 
@@ -102,11 +102,11 @@ def _region_table(regions: Sequence[Mapping[str, Any]], width: int, height: int)
     for index, region in enumerate(regions, start=1):
         x, y, w, h = region["bbox"]
         rows.append(
-            f'<tr data-region="{index}"><td class="num">{index}</td><td>{_e(region["kind"])}'
-            f'<div class="note">{_e(KIND_MEANING.get(region["kind"], ""))}</div></td>'
+            f'<tr data-region="{index}"><td class="num">{index}</td><td>{escape(region["kind"])}'
+            f'<div class="note">{escape(KIND_MEANING.get(region["kind"], ""))}</div></td>'
             f"<td class=\"mono\">x={x}, y={y}, {w}×{h}</td>"
             f'<td class="num">{region["area"]:,} px<br>{100.0 * region["area"] / total:.2f} %</td>'
-            f'<td class="num">{region["score"]:.2f}</td><td>{_e(_evidence_text(region))}</td></tr>'
+            f'<td class="num">{region["score"]:.2f}</td><td>{escape(_evidence_text(region))}</td></tr>'
         )
     return ("<table><thead><tr><th>#</th><th>Kind</th><th>Where (pixels)</th><th>Area</th><th>Score</th>"
             "<th>Evidence</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
@@ -119,24 +119,24 @@ def _figure(photo: np.ndarray, layers: Mapping[str, np.ndarray], regions: Sequen
                                + ("" if default_layer else " checked") + "> photograph only</label>"]
     for name, heatmap in layers.items():
         on = name == default_layer
-        layer_imgs.append(f'<img class="layer{" on" if on else ""}" data-name="{_e(name)}" alt="{_e(name)} map" '
-                          f'src="{_png_uri(heatmap_rgba(heatmap, max_side=DISPLAY_SIDE))}">')
-        toggles.append(f'<label><input type="radio" name="layer" data-layer="{_e(name)}"'
-                       f'{" checked" if on else ""}> {_e(name)}</label>')
+        layer_imgs.append(f'<img class="layer{" on" if on else ""}" data-name="{escape(name)}" alt="{escape(name)} map" '
+                          f'src="{png_uri(heatmap_rgba(heatmap, max_side=DISPLAY_SIDE))}">')
+        toggles.append(f'<label><input type="radio" name="layer" data-layer="{escape(name)}"'
+                       f'{" checked" if on else ""}> {escape(name)}</label>')
     controls = ('<div class="controls">Show over the photograph: ' + " ".join(toggles)
                 + ' <label>opacity <input type="range" min="10" max="100" value="75" data-opacity="1"></label>'
                 "</div>")
     return (controls + '<div class="figure">'
-            f'<img alt="analysed photograph" src="{_photo_uri(photo)}">' + "".join(layer_imgs)
+            f'<img alt="analysed photograph" src="{photo_uri(photo)}">' + "".join(layer_imgs)
             + _region_boxes(regions, width, height) + "</div>")
 
 
-def _swipe(reference: np.ndarray, questioned: np.ndarray) -> str:
+def swipe_html(reference: np.ndarray, questioned: np.ndarray) -> str:
     return (
         '<div class="pair-labels"><span>◀ aligned reference</span><span>questioned ▶</span></div>'
         '<div class="swipe" id="pair">'
-        f'<img alt="aligned reference" src="{_photo_uri(reference)}">'
-        f'<img class="top" alt="questioned" src="{_photo_uri(questioned)}"><div class="bar"></div></div>'
+        f'<img alt="aligned reference" src="{photo_uri(reference)}">'
+        f'<img class="top" alt="questioned" src="{photo_uri(questioned)}"><div class="bar"></div></div>'
         '<input class="swipe-range" type="range" min="0" max="100" value="50" data-target="pair" '
         'aria-label="swipe between the aligned reference and the questioned image">'
         '<div class="controls"><button type="button" data-flicker="pair">Flicker</button>'
@@ -151,16 +151,16 @@ def _analysis_cards(analyses: Sequence[Mapping[str, Any]], layers: Mapping[str, 
         name = analysis["method"]
         picture = ""
         if name in layers and not analysis.get("skipped"):
-            picture = f'<img alt="{_e(name)} heatmap" src="{_png_uri(colorize_heatmap(layers[name]), CARD_SIDE)}">'
+            picture = f'<img alt="{escape(name)} heatmap" src="{png_uri(colorize_heatmap(layers[name]), CARD_SIDE)}">'
         status = "not applicable" if analysis.get("skipped") else f"score {analysis['score']:.2f}"
         cards.append(
-            f'<div class="card{" skipped" if analysis.get("skipped") else ""}"><h3>{_e(name)}</h3>'
-            f'<div class="meta">{_e(status)} · {len(analysis["regions"])} region(s) · '
+            f'<div class="card{" skipped" if analysis.get("skipped") else ""}"><h3>{escape(name)}</h3>'
+            f'<div class="meta">{escape(status)} · {len(analysis["regions"])} region(s) · '
             f'{100.0 * analysis.get("flagged_fraction", 0.0):.2f} % flagged</div>{picture}'
-            f"<p>{_e(analysis.get('summary', ''))}</p>"
+            f"<p>{escape(analysis.get('summary', ''))}</p>"
             f"<details><summary>What this map shows and where it fails</summary>"
-            f"<p>{_e(analysis.get('explanation', ''))}</p></details>"
-            f"<details><summary>Parameters</summary><pre>{_e(json.dumps(analysis.get('params', {}), indent=1))}"
+            f"<p>{escape(analysis.get('explanation', ''))}</p></details>"
+            f"<details><summary>Parameters</summary><pre>{escape(json.dumps(analysis.get('params', {}), indent=1))}"
             "</pre></details></div>"
         )
     return '<div class="cards">' + "".join(cards) + "</div>"
@@ -170,10 +170,10 @@ def _inputs_table(inputs: Sequence[Mapping[str, Any]]) -> str:
     rows = []
     for item in inputs:
         rows.append(
-            f"<tr><td>{_e(item.get('role', 'image'))}</td><td>{_e(item.get('name', ''))}</td>"
-            f"<td>{_e(item.get('format', ''))}, {item.get('width')}×{item.get('height')}, "
-            f"{_e(item.get('mode', ''))} {item.get('bit_depth', '')}-bit</td>"
-            f"<td class=\"mono\">{_e(item.get('sha256', ''))}</td></tr>"
+            f"<tr><td>{escape(item.get('role', 'image'))}</td><td>{escape(item.get('name', ''))}</td>"
+            f"<td>{escape(item.get('format', ''))}, {item.get('width')}×{item.get('height')}, "
+            f"{escape(item.get('mode', ''))} {item.get('bit_depth', '')}-bit</td>"
+            f"<td class=\"mono\">{escape(item.get('sha256', ''))}</td></tr>"
         )
     return ("<table><thead><tr><th>Role</th><th>File</th><th>Format</th><th>SHA-256</th></tr></thead><tbody>"
             + "".join(rows) + "</tbody></table>"
@@ -203,26 +203,26 @@ def render_html(
     title = f"retouch {report['command']} report: {subject}"
     clean = not regions
     sections = [
-        f"<h1>{_e(title)}</h1>",
-        f'<p class="sub">retouch {_e(report["tool"]["version"])} · {_e(report["created_utc"])} · '
-        f'schema {_e(report["schema"])}</p>',
+        f"<h1>{escape(title)}</h1>",
+        f'<p class="sub">retouch {escape(report["tool"]["version"])} · {escape(report["created_utc"])} · '
+        f'schema {escape(report["schema"])}</p>',
         f'<div class="verdict{" clean" if clean else ""}"><div class="score">{result["score"]:.2f}</div>'
-        f"<p><strong>{_e(result['summary'])}</strong></p><p class=\"note\">{_e(SCORE_NOTE)}</p></div>",
+        f"<p><strong>{escape(result['summary'])}</strong></p><p class=\"note\">{escape(SCORE_NOTE)}</p></div>",
     ]
     if intro:
-        sections.append(f"<p>{_e(intro)}</p>")
+        sections.append(f"<p>{escape(intro)}</p>")
     if pair is not None:
-        sections += ["<h2>The two versions, aligned</h2>", _swipe(*pair)]
+        sections += ["<h2>The two versions, aligned</h2>", swipe_html(*pair)]
     sections += [
         "<h2>Where</h2>",
         _figure(photo, layers, regions, default_layer),
         f"<h2>Regions ({len(regions)})</h2>",
         _region_table(regions, width, height),
-        f"<p>{_e(result.get('explanation', ''))}</p>",
+        f"<p>{escape(result.get('explanation', ''))}</p>",
     ]
     if report.get("registration"):
         sections += ["<h2>How the two scans were aligned</h2>",
-                     f"<pre>{_e(json.dumps(report['registration'], indent=1))}</pre>"]
+                     f"<pre>{escape(json.dumps(report['registration'], indent=1))}</pre>"]
     analyses = report.get("analyses", [])
     if analyses:
         sections += ["<h2>Each analysis</h2>", _analysis_cards(analyses, layers)]
@@ -230,19 +230,19 @@ def render_html(
         "<h2>Inputs</h2>",
         _inputs_table(report["inputs"]),
         "<h2>Method record</h2>",
-        f"<details><summary>Parameters</summary><pre>{_e(json.dumps(report['parameters'], indent=1))}</pre>"
+        f"<details><summary>Parameters</summary><pre>{escape(json.dumps(report['parameters'], indent=1))}</pre>"
         "</details>",
-        f"<details><summary>Timings (seconds)</summary><pre>{_e(json.dumps(report['timings_s'], indent=1))}"
+        f"<details><summary>Timings (seconds)</summary><pre>{escape(json.dumps(report['timings_s'], indent=1))}"
         "</pre></details>",
-        f"<details><summary>Software versions</summary><pre>{_e(json.dumps(report['tool'], indent=1))}</pre>"
+        f"<details><summary>Software versions</summary><pre>{escape(json.dumps(report['tool'], indent=1))}</pre>"
         "</details>",
-        f"<details><summary>Files written</summary><pre>{_e(json.dumps(report['artifacts'], indent=1))}</pre>"
+        f"<details><summary>Files written</summary><pre>{escape(json.dumps(report['artifacts'], indent=1))}</pre>"
         "</details>",
     ]
     return (
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{_e(title)}</title><style>{_asset('report.css')}</style></head><body><main>"
+        f"<title>{escape(title)}</title><style>{asset('report.css')}</style></head><body><main>"
         + "\n".join(sections)
-        + f"</main><script>{_asset('report.js')}</script></body></html>\n"
+        + f"</main><script>{asset('report.js')}</script></body></html>\n"
     )

@@ -1,0 +1,62 @@
+"""``retouch samples build`` and ``retouch demo``: generated archive-style forgeries and the teaching gallery."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+
+from retouch.cli.app import app, stdout
+
+samples_app = typer.Typer(help="Generate archive-style scans and forgeries with exact ground truth.",
+                          no_args_is_help=True)
+app.add_typer(samples_app, name="samples")
+
+
+@samples_app.command("build")
+def build(
+    out: Path = typer.Option(Path("samples-out"), "-o", "--out", help="Folder for the generated set."),
+    seed: int = typer.Option(1, "--seed", help="Seed: the same seed gives the same set."),
+    count: int = typer.Option(12, "--count", min=1, max=2000, help="Single-image cases, and as many pairs."),
+    size: int = typer.Option(768, "--size", min=128, max=8192, help="Longest side of the prints in pixels."),
+) -> None:
+    """Generate single-image forgeries, untouched scans and scan pairs with their ground-truth masks."""
+    from retouch.samples.build import build_samples
+
+    manifest = build_samples(out, seed=seed, count=count, size=size)
+    stdout.print(f"{len(manifest['single'])} single-image cases and {len(manifest['pairs'])} pairs in {out}")
+    stdout.print(f"Manifest: {out / 'cases.json'}")
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("demo-out"), "-o", "--out", help="Folder for the demo's reports and gallery."),
+    size: int = typer.Option(768, "--size", min=256, max=4096, help="Longest side of the generated prints."),
+) -> None:
+    """Build the bundled samples, compare a doctored pair, analyse forged and honest scans, write the gallery."""
+    from retouch.gallery import render_gallery
+    from retouch.io import atomic_write_text
+    from retouch.samples.build import build_samples
+    from retouch.tasks import analyze_file, compare_files
+
+    started = time.perf_counter()
+    samples = out / "samples"
+    stdout.print(f"Building samples in {samples} ...")
+    manifest = build_samples(samples, seed=1917, count=6, size=size)
+    pair = next(p for p in manifest["pairs"] if p["edit"] == "diffusion")
+    pair_folder = out / f"compare-{pair['id']}"
+    stdout.print(f"Comparing the pair {pair['id']} ...")
+    compare_files(samples / pair["reference"], samples / pair["questioned"], pair_folder)
+    singles = []
+    for case in manifest["single"]:
+        folder = out / f"analyze-{case['id']}"
+        stdout.print(f"Analysing {case['id']} ...")
+        analyze_file(samples / case["image"], folder)
+        singles.append((folder, case["method"]))
+    truth = (f"The generator removed a figure covering {100 * pair['info']['mask_fraction_questioned']:.1f} % of "
+             "the questioned print.")
+    gallery = out / "index.html"
+    atomic_write_text(gallery, render_gallery(pair_folder, singles, pair_truth_note=truth))
+    stdout.print(f"Done in {time.perf_counter() - started:.0f} s.")
+    stdout.print(f"Gallery: {gallery.resolve()}")

@@ -1,0 +1,40 @@
+"""The teaching demo and the sample builder run end to end (so the gallery never rots)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+
+
+def test_samples_build_writes_cases_with_matching_masks(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "retouch", "samples", "build", "-o", str(tmp_path), "--seed", "3",
+                           "--count", "6", "--size", "256"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    manifest = json.loads((tmp_path / "cases.json").read_text())
+    assert len(manifest["single"]) == 6 and len(manifest["pairs"]) == 6
+    for case in manifest["single"]:
+        image = cv2.imread(str(tmp_path / case["image"]), cv2.IMREAD_UNCHANGED)
+        mask = cv2.imread(str(tmp_path / case["mask"]), cv2.IMREAD_UNCHANGED)
+        assert image.shape[:2] == mask.shape and abs((mask > 0).mean() - case["mask_fraction"]) < 1e-6
+    for pair in manifest["pairs"]:
+        questioned = cv2.imread(str(tmp_path / pair["questioned"]), cv2.IMREAD_UNCHANGED)
+        mask = cv2.imread(str(tmp_path / pair["mask_questioned"]), cv2.IMREAD_UNCHANGED)
+        assert questioned.shape[:2] == mask.shape
+    assert (tmp_path / "pairs.csv").read_text().startswith("reference,questioned,id\n")
+
+
+def test_demo_ends_with_an_existing_gallery(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "retouch", "demo", "-o", str(tmp_path), "--size", "384"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    last = done.stdout.strip().splitlines()[-1]
+    assert last.startswith("Gallery: ")
+    gallery = Path(last.removeprefix("Gallery: "))
+    assert gallery.exists()
+    page = gallery.read_text()
+    assert "How a commissar vanishes" in page and 'class="swipe"' in page
+    assert page.count("data:image/") >= 10
