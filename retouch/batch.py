@@ -1,0 +1,234 @@
+"""Batch runs over collections: plan items, skip what is done, run the rest on an executor, record results.
+
+``results.jsonl`` gets one line per finished item, appended (and flushed to disk) by the coordinating process as
+results stream back, so a run killed at any moment leaves only whole lines for whole items (a torn last line is
+ignored on reading). A rerun skips items whose inputs (by SHA-256) and parameters are unchanged; ``summary.csv``
+is regenerated from ``results.jsonl`` at the end of every run, also an interrupted one.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from retouch import __version__
+from retouch.errors import InputError
+from retouch.io import atomic_write_text
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp"}
+MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"II*\x00", b"MM\x00*", b"BM")
+RESULTS = "results.jsonl"
+SUMMARY = "summary.csv"
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    id: str
+    command: str  # "analyze" or "compare"
+    paths: tuple[str, ...]
+
+
+def _looks_like_image(path: Path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(16)
+    except OSError:
+        return path.suffix.lower() in IMAGE_SUFFIXES
+    if head.startswith(MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
+        return True
+    # a file named like an image but not one is an item that will fail with a clear message
+    return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def _item_id(relative: str) -> str:
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", relative).strip("-")[:60] or "item"
+    return f"{slug}-{hashlib.sha1(relative.encode('utf-8')).hexdigest()[:6]}"
+
+
+def plan(input_path: str | os.PathLike[str]) -> list[BatchItem]:
+    """Items of a batch: every image under a folder (recursively), or every row of a pairs CSV."""
+    source = Path(input_path)
+    if not source.exists():
+        raise InputError(f"{source}: no such file or folder; give a folder of images or a CSV of pairs")
+    if source.is_dir():
+        items = []
+        for path in sorted(p for p in source.rglob("*") if p.is_file()):
+            if _looks_like_image(path):
+                relative = path.relative_to(source).as_posix()
+                items.append(BatchItem(_item_id(relative), "analyze", (str(path.resolve()),)))
+        if not items:
+            raise InputError(f"{source}: no image files found; give a folder of scans or a CSV of pairs")
+        return items
+    if source.suffix.lower() != ".csv":
+        raise InputError(f"{source}: a batch input is a folder of images or a .csv of pairs "
+                         "(reference,questioned[,id])")
+    items, seen = [], set()
+    with open(source, newline="", encoding="utf-8-sig") as handle:
+        for number, row in enumerate(csv.reader(handle), start=1):
+            cells = [cell.strip() for cell in row]
+            if not cells or not any(cells) or (number == 1 and cells[:2] == ["reference", "questioned"]):
+                continue
+            if len(cells) < 2:
+                raise InputError(f"{source}:{number}: expected 'reference,questioned[,id]'")
+            reference, questioned = (str((source.parent / cell).resolve()) for cell in cells[:2])
+            item_id = re.sub(r"[^A-Za-z0-9._-]+", "-", cells[2]) if len(cells) > 2 and cells[2] else \
+                _item_id(f"{cells[0]}|{cells[1]}")
+            if item_id in seen:
+                raise InputError(f"{source}:{number}: duplicate id {item_id!r}")
+            seen.add(item_id)
+            items.append(BatchItem(item_id, "compare", (reference, questioned)))
+    if not items:
+        raise InputError(f"{source}: no pairs listed")
+    return items
+
+
+def params_key(command: str, detectors: Sequence[str] | None, options: dict[str, Any] | None) -> str:
+    blob = json.dumps({"command": command, "detectors": sorted(detectors or []), "options": options or {},
+                       "version": __version__}, sort_keys=True)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+
+
+def file_sha256(path: str) -> str | None:
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+def run_item(item: dict[str, Any], out_dir: str, detectors: list[str] | None, key: str) -> dict[str, Any]:
+    """Worker side: run one item into ``out_dir/items/<id>`` and describe the outcome (never raises)."""
+    from retouch.tasks import analyze_file, compare_files
+
+    folder = Path(out_dir) / "items" / item["id"]
+    record: dict[str, Any] = {"id": item["id"], "command": item["command"], "paths": list(item["paths"]),
+                              "sha256": [file_sha256(p) for p in item["paths"]], "params_key": key,
+                              "artifacts": str(folder)}
+    try:
+        if item["command"] == "analyze":
+            outcome = analyze_file(item["paths"][0], folder, detectors=detectors or None)
+        else:
+            outcome = compare_files(item["paths"][0], item["paths"][1], folder)
+        record.update(status="ok", score=round(outcome.score, 4), regions=outcome.region_count, error="",
+                      seconds=outcome.seconds)
+    except InputError as error:
+        record.update(status="error", score=None, regions=None, error=str(error))
+    except Exception as error:  # noqa: BLE001 - one bad item must not end the batch
+        record.update(status="error", score=None, regions=None, error=f"internal error: {type(error).__name__}: "
+                                                                       f"{str(error)[:200]}")
+    return record
+
+
+def read_results(out_dir: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
+    """The latest complete record per item id (a torn last line from a killed run is ignored)."""
+    path = Path(out_dir) / RESULTS
+    records: dict[str, dict[str, Any]] = {}
+    if not path.exists():
+        return records
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict) and "id" in record:
+                records[record["id"]] = record
+    return records
+
+
+def write_summary(out_dir: str | os.PathLike[str]) -> Path:
+    records = read_results(out_dir)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["id", "command", "paths", "sha256", "score", "regions", "status", "error"])
+    for record in sorted(records.values(), key=lambda r: r["id"]):
+        writer.writerow([record["id"], record["command"], " | ".join(record["paths"]),
+                         " | ".join(s or "" for s in record["sha256"]), record.get("score"), record.get("regions"),
+                         record["status"], record.get("error", "")])
+    return atomic_write_text(Path(out_dir) / SUMMARY, buffer.getvalue())
+
+
+@dataclass
+class BatchReport:
+    total: int
+    skipped: int
+    ok: int
+    failed: int
+    executor: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _append(handle: io.TextIOBase, record: dict[str, Any]) -> None:
+    handle.write(json.dumps(record, sort_keys=True) + "\n")
+    handle.flush()
+    os.fsync(handle.fileno())
+
+
+def pending_items(items: Sequence[BatchItem], out_dir: str, key: str) -> Iterator[BatchItem]:
+    done = read_results(out_dir)
+    for item in items:
+        record = done.get(item.id)
+        if record and record.get("params_key") == key and record.get("sha256") == [file_sha256(p)
+                                                                                   for p in item.paths]:
+            continue
+        yield item
+
+
+def run_batch(
+    input_path: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    detectors: Sequence[str] | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    progress: Callable[[int, int, dict[str, Any] | None], None] | None = None,
+) -> BatchReport:
+    """Run (or resume) a batch; ``progress(done, total, record)`` is called as items finish."""
+    from retouch.executor import as_completed, make_executor
+
+    items = plan(input_path)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    command = items[0].command
+    key = params_key(command, detectors, None)
+    todo = list(pending_items(items, str(out), key))
+    skipped = len(items) - len(todo)
+    ok = failed = 0
+    if progress:
+        progress(0, len(todo), None)
+    if not todo:
+        write_summary(out)
+        return BatchReport(len(items), skipped, 0, 0, "none (nothing to do)")
+    executor = make_executor(scheduler, workers=workers)
+    description = executor.description
+    try:
+        with open(out / RESULTS, "a", encoding="utf-8") as handle:
+            futures = [executor.submit(run_item, asdict(item), str(out), list(detectors or []), key)
+                       for item in todo]
+            for finished, future in enumerate(as_completed(futures), start=1):
+                record = future.result()
+                _append(handle, record)
+                ok += record["status"] == "ok"
+                failed += record["status"] != "ok"
+                if progress:
+                    progress(finished, len(todo), record)
+    except BaseException:
+        executor.shutdown(cancel=True)
+        write_summary(out)
+        raise
+    executor.shutdown()
+    write_summary(out)
+    return BatchReport(len(items), skipped, ok, failed, description)

@@ -1,0 +1,57 @@
+"""``retouch batch INPUT -o OUT``: analyse a folder of scans or compare a CSV of pairs, resumably, in parallel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from retouch.cli.app import app, console, fail_usage, stdout
+
+
+@app.command()
+def batch(
+    input_path: Path = typer.Argument(..., metavar="INPUT", help="A folder of scans (searched recursively) or a "
+                                      "CSV of pairs: reference,questioned[,id] (paths relative to the CSV)."),
+    out: Path = typer.Option(..., "-o", "--out", help="Folder for results.jsonl, summary.csv and each item's "
+                             "reports (items/<id>/)."),
+    detectors: str = typer.Option("", "--detectors", "-d", help="Detectors for analyze items (default: all "
+                                  "default detectors)."),
+    workers: int | None = typer.Option(None, "--workers", "-w", min=1, help="Worker processes [default: one "
+                                       "per core]."),
+    scheduler: str | None = typer.Option(None, "--scheduler", help="'local' starts a Dask LocalCluster; "
+                                         "tcp://HOST:PORT uses a running Dask scheduler."),
+) -> None:
+    """Run analyze or compare over many items. Rerunning skips items already done with the same inputs and
+    parameters; an unreadable file is reported in summary.csv and skipped, never fatal."""
+    from retouch.batch import run_batch
+    from retouch.pipeline import resolve_detectors
+
+    names = None
+    if detectors:
+        try:
+            names = resolve_detectors(detectors)
+        except ValueError as error:
+            fail_usage(str(error))
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+               TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task("batch", total=None, rate="")
+
+        def progress(done: int, total: int, record: dict | None) -> None:
+            elapsed = bar.tasks[0].elapsed or 0.0
+            rate = f"{60 * done / elapsed:.1f} items/min" if done and elapsed else ""
+            bar.update(task, completed=done, total=total, rate=rate)
+            if record and record["status"] != "ok":
+                console.print(f"[yellow]failed[/yellow] {record['id']}: {record['error']}", markup=True)
+
+        try:
+            report = run_batch(input_path, out, detectors=names, workers=workers, scheduler=scheduler,
+                               progress=progress)
+        except ValueError as error:
+            fail_usage(str(error))
+            return
+    stdout.print(f"{report.total} items: {report.ok} done, {report.failed} failed, {report.skipped} already done "
+                 f"({report.executor}).")
+    stdout.print(f"Summary: {out / 'summary.csv'}")

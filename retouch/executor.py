@@ -1,0 +1,109 @@
+"""One executor abstraction for batch runs and the API's workers: local processes or a Dask cluster.
+
+``make_executor(None)`` runs work in local processes (one per core), ``make_executor("local")`` starts a Dask
+distributed ``LocalCluster``, and ``make_executor("tcp://host:port")`` connects to a running Dask scheduler.
+Callers see ``concurrent.futures.Future`` objects either way. Submitted functions must be module-level and
+receive paths, not pixels: workers read their own inputs, so nothing large travels through the scheduler.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing
+import os
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Protocol
+
+
+class Executor(Protocol):
+    description: str
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future: ...
+
+    def shutdown(self, *, cancel: bool = False) -> None: ...
+
+
+def default_workers() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class LocalExecutor:
+    """A pool of local worker processes (spawned, so safe beside threads and native libraries)."""
+
+    def __init__(self, workers: int | None = None) -> None:
+        self.workers = workers or default_workers()
+        self._pool = cf.ProcessPoolExecutor(max_workers=self.workers,
+                                            mp_context=multiprocessing.get_context("spawn"))
+        self.description = f"local processes x{self.workers}"
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future:
+        return self._pool.submit(fn, *args, **kwargs)
+
+    def shutdown(self, *, cancel: bool = False) -> None:
+        self._pool.shutdown(wait=not cancel, cancel_futures=cancel)
+
+    def __enter__(self) -> LocalExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown(cancel=exc[0] is not None)
+
+
+class DaskExecutor:
+    """Work on a Dask distributed cluster: a new ``LocalCluster`` (``"local"``) or an existing scheduler."""
+
+    def __init__(self, scheduler: str, workers: int | None = None) -> None:
+        from distributed import Client, LocalCluster
+
+        self._cluster = None
+        if scheduler == "local":
+            self._cluster = LocalCluster(n_workers=workers or default_workers(), threads_per_worker=1,
+                                         processes=True, dashboard_address=None, silence_logs=40)
+            self._client = Client(self._cluster)
+            self.description = f"Dask LocalCluster x{workers or default_workers()}"
+        else:
+            self._client = Client(scheduler, timeout="20s")
+            self.description = f"Dask scheduler {scheduler}"
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future:
+        outer: cf.Future = cf.Future()
+        inner = self._client.submit(fn, *args, pure=False, **kwargs)
+
+        def relay(done: Any) -> None:
+            if outer.cancelled():
+                return
+            try:
+                outer.set_result(done.result())
+            except BaseException as error:  # noqa: BLE001 - hand the worker's exception to the caller
+                outer.set_exception(error)
+
+        inner.add_done_callback(relay)
+        outer.add_done_callback(lambda f: inner.cancel() if f.cancelled() else None)
+        return outer
+
+    def shutdown(self, *, cancel: bool = False) -> None:
+        self._client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+
+    def __enter__(self) -> DaskExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown(cancel=exc[0] is not None)
+
+
+def make_executor(scheduler: str | None = None, *, workers: int | None = None) -> LocalExecutor | DaskExecutor:
+    """Local processes (``None``), a Dask ``LocalCluster`` (``"local"``) or a Dask scheduler (``"tcp://..."``)."""
+    if scheduler in (None, "", "processes"):
+        return LocalExecutor(workers)
+    if scheduler == "local" or scheduler.startswith(("tcp://", "tls://", "inproc://", "ws://")):
+        return DaskExecutor(scheduler, workers)
+    raise ValueError(f"unknown scheduler {scheduler!r}: use 'local' or a Dask address such as tcp://host:8786")
+
+
+def as_completed(futures: Iterable[cf.Future]) -> Iterator[cf.Future]:
+    return cf.as_completed(list(futures))

@@ -1,0 +1,102 @@
+"""Batch runs: statuses, resumption, a run killed half-way, and the same results on a Dask LocalCluster."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from retouch.batch import RESULTS, read_results, run_batch
+from retouch.samples import make_authentic, make_forgery, make_pair
+
+DETECTORS = ["grain", "ela", "jpeg"]
+
+
+@pytest.fixture(scope="module")
+def collection(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("collection")
+    (folder / "box1").mkdir()
+    for index, method in enumerate(["diffusion", "airbrush", "clone", "pasteup"]):
+        case = make_forgery(100 + index, method=method, size=320)
+        suffix = ".jpg" if case.file_format == "JPEG" else ".png"
+        (folder / "box1" / f"{method}{suffix}").write_bytes(case.file_bytes)
+    for index in range(4):
+        case = make_authentic(200 + index, size=320)
+        suffix = ".jpg" if case.file_format == "JPEG" else ".png"
+        (folder / f"honest-{index}{suffix}").write_bytes(case.file_bytes)
+    (folder / "box1" / "mouldy.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 40)  # a JPEG header, no image
+    (folder / "inventory.txt").write_text("not an image, ignored\n")
+    return folder
+
+
+def _statuses(out: Path) -> dict[str, str]:
+    return {record_id: record["status"] for record_id, record in read_results(out).items()}
+
+
+def test_mixed_batch_reports_each_item_and_reruns_do_no_work(collection: Path, tmp_path: Path) -> None:
+    report = run_batch(collection, tmp_path, detectors=DETECTORS, workers=2)
+    assert (report.total, report.ok, report.failed) == (9, 8, 1)
+    statuses = _statuses(tmp_path)
+    assert [k for k, v in statuses.items() if v == "error"] == [k for k in statuses if k.startswith("box1-mouldy")]
+    failed = read_results(tmp_path)[next(k for k in statuses if k.startswith("box1-mouldy"))]
+    assert "mouldy.jpg" in failed["error"]
+    summary = (tmp_path / "summary.csv").read_text().splitlines()
+    assert len(summary) == 10 and summary[0].startswith("id,command,paths,sha256,score,regions,status,error")
+    lines_before = (tmp_path / RESULTS).read_text()
+    again = run_batch(collection, tmp_path, detectors=DETECTORS, workers=2)
+    assert (again.skipped, again.ok, again.failed) == (9, 0, 0)
+    assert (tmp_path / RESULTS).read_text() == lines_before
+
+
+def test_killed_run_resumes_and_completes_each_item_once(collection: Path, tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "retouch", "batch", str(collection), "-o", str(tmp_path), "-w", "1",
+               "-d", ",".join(DETECTORS)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    results = tmp_path / RESULTS
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if results.exists() and len(results.read_text().splitlines()) >= 3:
+            break
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    done_before = len(read_results(tmp_path))
+    assert 3 <= done_before < 9, done_before
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr
+    lines = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
+    ids = [line["id"] for line in lines]
+    assert len(ids) == len(set(ids)) == 9, "every item recorded exactly once"
+
+
+def test_dask_local_cluster_gives_the_same_results(collection: Path, tmp_path: Path) -> None:
+    local = tmp_path / "local"
+    dask = tmp_path / "dask"
+    run_batch(collection, local, detectors=DETECTORS, workers=2)
+    report = run_batch(collection, dask, detectors=DETECTORS, workers=2, scheduler="local")
+    assert "LocalCluster" in report.executor
+    ours, theirs = read_results(local), read_results(dask)
+    assert ours.keys() == theirs.keys()
+    for item_id, record in ours.items():
+        other = theirs[item_id]
+        assert (record["status"], record["score"], record["regions"], record["sha256"]) == \
+               (other["status"], other["score"], other["regions"], other["sha256"])
+
+
+def test_pairs_csv_runs_compare(tmp_path: Path) -> None:
+    pair = make_pair(5, size=384, edit="diffusion")
+    (tmp_path / "a.png").write_bytes(pair.reference_bytes)
+    (tmp_path / "b.jpg").write_bytes(pair.questioned_bytes)
+    (tmp_path / "pairs.csv").write_text("reference,questioned,id\na.png,b.jpg,lenin-1920\na.png,missing.jpg,bad\n")
+    report = run_batch(tmp_path / "pairs.csv", tmp_path / "out", workers=1)
+    assert (report.ok, report.failed) == (1, 1)
+    record = read_results(tmp_path / "out")["lenin-1920"]
+    assert record["command"] == "compare" and (tmp_path / "out" / "items" / "lenin-1920" / "report.json").exists()
+    assert "missing.jpg" in read_results(tmp_path / "out")["bad"]["error"]
