@@ -1,0 +1,186 @@
+"""Submitting analyses, comparisons and batches; polling, listing, deleting jobs; fetching their files."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import uuid
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile, status
+from fastapi.responses import FileResponse, JSONResponse
+
+from api.deps import require_key, settings, store
+from api.errors import ApiError
+from api.schemas import ErrorResponse, JobCreated, JobList, JobStatus
+from api.settings import Settings
+from api.store import JobStore
+from api.uploads import extract_archive, is_image_bytes, safe_name, save_upload, validate_image
+from retouch.pipeline import resolve_detectors
+
+ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 415, 422)}
+router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)], responses=ERRORS)
+FILE_NAME = re.compile(r"^[A-Za-z0-9_.-]+\.(png|gif|json|html)$")
+
+
+def _upload_dir(config: Settings) -> Path:
+    return config.data_dir / "uploads" / uuid.uuid4().hex
+
+
+def _options(detectors: str | None) -> dict:
+    if not detectors:
+        return {}
+    try:
+        return {"detectors": resolve_detectors(detectors)}
+    except ValueError as error:
+        raise ApiError(422, "unknown_detector", str(error)) from None
+
+
+def _created(request: Request, job_id: str, count: int) -> JSONResponse:
+    body = JobCreated(job_id=job_id, status_url=str(request.url_for("get_job", job_id=job_id)), items=count)
+    return JSONResponse(body.model_dump(), status_code=status.HTTP_202_ACCEPTED)
+
+
+@router.post("/analyses", status_code=202, response_model=JobCreated, summary="Analyse one scan")
+async def submit_analysis(
+    request: Request,
+    image: Annotated[UploadFile, File(description="The scan (JPEG, PNG, TIFF, WebP or BMP)")],
+    detectors: Annotated[str | None, Form(description="Comma-separated detectors (default: all default)")] = None,
+    config: Settings = Depends(settings), jobs: JobStore = Depends(store),
+) -> JSONResponse:
+    options = _options(detectors)
+    folder = _upload_dir(config)
+    path = await save_upload(image, folder, config, "image")
+    try:
+        await validate_image(path, config, image.filename or path.name)
+    except ApiError:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    job_id = jobs.create_job("analysis", [{"item_id": "image", "command": "analyze", "inputs": [str(path)]}],
+                             options)
+    return _created(request, job_id, 1)
+
+
+@router.post("/comparisons", status_code=202, response_model=JobCreated, summary="Compare two scans")
+async def submit_comparison(
+    request: Request,
+    reference: Annotated[UploadFile, File(description="The scan believed closest to the original print")],
+    questioned: Annotated[UploadFile, File(description="The scan suspected of being altered")],
+    config: Settings = Depends(settings), jobs: JobStore = Depends(store),
+) -> JSONResponse:
+    folder = _upload_dir(config)
+    paths = []
+    try:
+        for role, upload in (("reference", reference), ("questioned", questioned)):
+            path = await save_upload(upload, folder / role, config, role)
+            await validate_image(path, config, upload.filename or role)
+            paths.append(str(path))
+    except ApiError:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    job_id = jobs.create_job("comparison", [{"item_id": "pair", "command": "compare", "inputs": paths}], {})
+    return _created(request, job_id, 1)
+
+
+@router.post("/batches", status_code=202, response_model=JobCreated, summary="Submit many scans or pairs")
+async def submit_batch(
+    request: Request,
+    files: Annotated[list[UploadFile] | None, File(description="Scans to analyse, one item each")] = None,
+    archive: Annotated[UploadFile | None, File(description="A zip of scans, optionally with manifest.json "
+                                                           "or manifest.csv listing items or pairs")] = None,
+    detectors: Annotated[str | None, Form()] = None,
+    config: Settings = Depends(settings), jobs: JobStore = Depends(store),
+) -> JSONResponse:
+    options = _options(detectors)
+    folder = _upload_dir(config)
+    items = []
+    try:
+        for index, upload in enumerate(files or []):
+            path = await save_upload(upload, folder / f"{index:05d}", config, f"file{index}")
+            with open(path, "rb") as handle:
+                if not is_image_bytes(handle.read(16)):
+                    raise ApiError(415, "not_an_image", f"{upload.filename}: not a supported image")
+            items.append({"item_id": f"{index:05d}-{safe_name(upload.filename, 'file')}", "command": "analyze",
+                          "inputs": [str(path)]})
+        if archive is not None:
+            saved = await save_upload(archive, folder, config, "archive.zip")
+            items += extract_archive(saved, folder / "archive", config)
+            saved.unlink(missing_ok=True)
+    except ApiError:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    if not items:
+        raise ApiError(422, "empty_batch", "send files or a zip archive")
+    if len({item["item_id"] for item in items}) != len(items):
+        shutil.rmtree(folder, ignore_errors=True)
+        raise ApiError(400, "bad_manifest", "item ids must be unique")
+    job_id = jobs.create_job("batch", items, options)
+    return _created(request, job_id, len(items))
+
+
+@router.get("/jobs", response_model=JobList, summary="List jobs, newest first")
+def list_jobs(limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0),
+              jobs: JobStore = Depends(store)) -> JobList:
+    found, total = jobs.jobs(limit=limit, offset=offset)
+    return JobList(jobs=found, total=total, limit=limit, offset=offset)
+
+
+@router.get("/jobs/{job_id}", response_model=JobStatus, summary="A job's state, progress and items")
+def get_job(job_id: str, jobs: JobStore = Depends(store)) -> dict:
+    job = jobs.job(job_id)
+    if job is None:
+        raise ApiError(404, "not_found", f"no job {job_id}")
+    return job
+
+
+@router.delete("/jobs/{job_id}", status_code=204, summary="Delete a job, its uploads and its results")
+def delete_job(job_id: str, config: Settings = Depends(settings), jobs: JobStore = Depends(store)) -> None:
+    job = jobs.job(job_id)
+    if job is None:
+        raise ApiError(404, "not_found", f"no job {job_id}")
+    jobs.delete(job_id)
+    shutil.rmtree(config.data_dir / "jobs" / job_id, ignore_errors=True)
+
+
+def _item_folder(config: Settings, jobs: JobStore, job_id: str, item_id: str) -> Path:
+    job = jobs.job(job_id)
+    if job is None or item_id not in {item["id"] for item in job["items"]}:
+        raise ApiError(404, "not_found", f"no item {item_id} in job {job_id}")
+    item = next(i for i in job["items"] if i["id"] == item_id)
+    if item["state"] != "done":
+        raise ApiError(404, "not_ready", f"item {item_id} is {item['state']}: no files yet")
+    return config.data_dir / "jobs" / job_id / "items" / item_id
+
+
+@router.get("/jobs/{job_id}/items/{item_id}/report", summary="An item's report.json")
+def get_report(job_id: str, item_id: str, config: Settings = Depends(settings),
+               jobs: JobStore = Depends(store)) -> JSONResponse:
+    folder = _item_folder(config, jobs, job_id, item_id)
+    report = json.loads((folder / "report.json").read_text(encoding="utf-8"))
+    for entry in report.get("inputs", []):
+        entry["path"] = None  # server paths are not the client's business
+    return JSONResponse(report)
+
+
+@router.get("/jobs/{job_id}/items/{item_id}/files/{name}", summary="An artifact: report.html, masks, heatmaps")
+def get_file(job_id: str, item_id: str, name: str, config: Settings = Depends(settings),
+             jobs: JobStore = Depends(store)) -> FileResponse:
+    if not FILE_NAME.match(name):
+        raise ApiError(404, "not_found", f"no file {name!r}")
+    folder = _item_folder(config, jobs, job_id, item_id)
+    path = folder / name
+    if not path.is_file():
+        raise ApiError(404, "not_found", f"no file {name!r} for item {item_id}")
+    return FileResponse(path)
+
+
+@router.get("/jobs/{job_id}/items/{item_id}/inputs/{index}", summary="An item's uploaded input image")
+def get_input(job_id: str, item_id: str, index: int, config: Settings = Depends(settings),
+              jobs: JobStore = Depends(store)) -> FileResponse:
+    report = json.loads((_item_folder(config, jobs, job_id, item_id) / "report.json").read_text(encoding="utf-8"))
+    inputs = report.get("inputs", [])
+    if not 0 <= index < len(inputs):
+        raise ApiError(404, "not_found", f"no input {index}")
+    return FileResponse(inputs[index]["path"])

@@ -1,0 +1,61 @@
+"""Response models: the API's contract, published in its OpenAPI document."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class JobCreated(BaseModel):
+    job_id: str
+    status_url: str
+    items: int
+
+
+class Progress(BaseModel):
+    total: int
+    finished: int
+    failed: int
+
+
+class ItemStatus(BaseModel):
+    id: str
+    command: str
+    state: str
+    attempts: int
+    completions: int
+    error: str | None
+    result: dict[str, Any] | None
+    inputs: list[str]
+
+
+class JobStatus(BaseModel):
+    id: str
+    kind: str
+    state: str
+    created: float
+    progress: Progress
+    items: list[ItemStatus]
+
+
+class JobList(BaseModel):
+    jobs: list[JobStatus]
+    total: int
+    limit: int
+    offset: int
+
+
+class Health(BaseModel):
+    status: str
+    version: str
+    queue: dict[str, int]

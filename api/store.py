@@ -1,0 +1,163 @@
+"""Jobs and items in an embedded SQLite database (WAL) under the data directory.
+
+An item moves ``queued -> running -> done | failed`` exactly once per attempt: it is claimed with one atomic
+``UPDATE ... WHERE state = 'queued'`` and finished with an ``UPDATE ... WHERE state = 'running' AND attempt = ?``,
+so a result from a superseded attempt is never recorded. On start-up, items left ``running`` by a dead process
+go back to ``queued``. ``completions`` counts how often an item was finished, for tests and audits.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    created REAL NOT NULL,
+    options TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS items (
+    job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+    item_id TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    command TEXT NOT NULL,
+    inputs TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'queued',
+    attempt INTEGER NOT NULL DEFAULT 0,
+    completions INTEGER NOT NULL DEFAULT 0,
+    error TEXT,
+    result TEXT,
+    updated REAL NOT NULL,
+    PRIMARY KEY (job_id, item_id)
+);
+CREATE INDEX IF NOT EXISTS items_state ON items(state, updated);
+"""
+
+
+class JobStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(SCHEMA)
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA foreign_keys=ON")
+        db.execute("PRAGMA busy_timeout=30000")
+        try:
+            yield db
+        finally:
+            db.close()
+
+    def create_job(self, kind: str, items: Sequence[dict[str, Any]], options: dict[str, Any]) -> str:
+        job_id = uuid.uuid4().hex
+        now = time.time()
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("INSERT INTO jobs (id, kind, created, options) VALUES (?, ?, ?, ?)",
+                       (job_id, kind, now, json.dumps(options)))
+            db.executemany(
+                "INSERT INTO items (job_id, item_id, position, command, inputs, updated) VALUES (?, ?, ?, ?, ?, ?)",
+                [(job_id, item["item_id"], index, item["command"], json.dumps(item["inputs"]), now)
+                 for index, item in enumerate(items)])
+            db.execute("COMMIT")
+        return job_id
+
+    def requeue_interrupted(self) -> int:
+        with self._connect() as db:
+            return db.execute("UPDATE items SET state = 'queued', updated = ? WHERE state = 'running'",
+                              (time.time(),)).rowcount
+
+    def claim(self) -> dict[str, Any] | None:
+        """Atomically take the oldest queued item (state -> running, attempt + 1)."""
+        with self._connect() as db:
+            row = db.execute(
+                "UPDATE items SET state = 'running', attempt = attempt + 1, updated = ? "
+                "WHERE rowid = (SELECT rowid FROM items WHERE state = 'queued' ORDER BY updated, position LIMIT 1) "
+                "AND state = 'queued' RETURNING job_id, item_id, command, inputs, attempt",
+                (time.time(),)).fetchone()
+        if row is None:
+            return None
+        claimed = dict(row)
+        claimed["inputs"] = json.loads(claimed["inputs"])
+        with self._connect() as db:
+            options = db.execute("SELECT options FROM jobs WHERE id = ?", (claimed["job_id"],)).fetchone()
+        claimed["options"] = json.loads(options["options"]) if options else {}
+        return claimed
+
+    def finish(self, job_id: str, item_id: str, attempt: int, *, result: dict[str, Any] | None,
+               error: str | None) -> bool:
+        state = "done" if error is None else "failed"
+        with self._connect() as db:
+            changed = db.execute(
+                "UPDATE items SET state = ?, result = ?, error = ?, completions = completions + 1, updated = ? "
+                "WHERE job_id = ? AND item_id = ? AND state = 'running' AND attempt = ?",
+                (state, json.dumps(result) if result is not None else None, error, time.time(), job_id, item_id,
+                 attempt)).rowcount
+        return changed == 1
+
+    def job(self, job_id: str) -> dict[str, Any] | None:
+        with self._connect() as db:
+            job = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if job is None:
+                return None
+            items = db.execute("SELECT * FROM items WHERE job_id = ? ORDER BY position", (job_id,)).fetchall()
+        return _describe(dict(job), [dict(item) for item in items])
+
+    def jobs(self, *, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+        with self._connect() as db:
+            total = db.execute("SELECT COUNT(*) FROM jobs").fetchone()[0]
+            rows = db.execute("SELECT * FROM jobs ORDER BY created DESC LIMIT ? OFFSET ?", (limit, offset)).fetchall()
+            described = []
+            for row in rows:
+                items = db.execute("SELECT * FROM items WHERE job_id = ? ORDER BY position", (row["id"],)).fetchall()
+                described.append(_describe(dict(row), [dict(item) for item in items]))
+        return described, total
+
+    def delete(self, job_id: str) -> bool:
+        with self._connect() as db:
+            return db.execute("DELETE FROM jobs WHERE id = ?", (job_id,)).rowcount == 1
+
+    def counts(self) -> dict[str, int]:
+        with self._connect() as db:
+            return {row["state"]: row["n"] for row in
+                    db.execute("SELECT state, COUNT(*) AS n FROM items GROUP BY state").fetchall()}
+
+
+def _describe(job: dict[str, Any], items: list[dict[str, Any]]) -> dict[str, Any]:
+    states = [item["state"] for item in items]
+    finished = sum(state in ("done", "failed") for state in states)
+    if all(state == "done" for state in states):
+        state = "done"
+    elif finished == len(states):
+        state = "failed" if all(s == "failed" for s in states) else "done_with_errors"
+    elif any(state in ("running", "done", "failed") for state in states):
+        state = "running"
+    else:
+        state = "queued"
+    return {
+        "id": job["id"],
+        "kind": job["kind"],
+        "state": state,
+        "created": job["created"],
+        "progress": {"total": len(items), "finished": finished, "failed": states.count("failed")},
+        "items": [
+            {"id": item["item_id"], "command": item["command"], "state": item["state"], "attempts": item["attempt"],
+             "completions": item["completions"], "error": item["error"],
+             "result": json.loads(item["result"]) if item["result"] else None,
+             "inputs": [Path(p).name for p in json.loads(item["inputs"])]}
+            for item in items
+        ],
+    }

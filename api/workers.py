@@ -1,0 +1,107 @@
+"""The worker pool: a dispatcher thread claims queued items and runs them on the shared executor.
+
+Work never runs in a request handler. Each item writes into a temporary folder that is renamed into place
+when complete, so an item interrupted by a crash leaves no half-written artifacts and simply runs again.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+from api.store import JobStore
+from retouch.executor import make_executor
+
+log = logging.getLogger("retouch.api")
+
+
+def run_api_item(command: str, inputs: list[str], out_dir: str, options: dict[str, Any]) -> dict[str, Any]:
+    """Worker side: run one item into ``out_dir`` atomically; returns the outcome or {"error": message}."""
+    from retouch.errors import InputError
+    from retouch.tasks import analyze_file, compare_files
+
+    final = Path(out_dir)
+    partial = final.with_name(final.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        if command == "analyze":
+            outcome = analyze_file(inputs[0], partial, detectors=options.get("detectors") or None,
+                                   max_pixels=options.get("max_pixels"))
+        else:
+            outcome = compare_files(inputs[0], inputs[1], partial, max_pixels=options.get("max_pixels"))
+    except InputError as error:
+        shutil.rmtree(partial, ignore_errors=True)
+        return {"error": str(error).replace(str(partial), final.name)}
+    except Exception as error:  # noqa: BLE001 - a failing item fails alone
+        shutil.rmtree(partial, ignore_errors=True)
+        return {"error": f"internal error while processing: {type(error).__name__}"}
+    shutil.rmtree(final, ignore_errors=True)
+    partial.rename(final)
+    return {"score": round(outcome.score, 4), "regions": outcome.region_count, "summary": outcome.summary,
+            "artifacts": outcome.artifacts, "seconds": outcome.seconds}
+
+
+class Dispatcher:
+    def __init__(self, store: JobStore, data_dir: Path, *, workers: int | None, scheduler: str | None,
+                 poll_interval: float) -> None:
+        self.store = store
+        self.data_dir = data_dir
+        self.executor = make_executor(scheduler, workers=workers)
+        self.capacity = max(1, workers or getattr(self.executor, "workers", 2))
+        self.poll_interval = poll_interval
+        self._stop = threading.Event()
+        self._in_flight: set[Future] = set()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._loop, name="retouch-dispatcher", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self.executor.shutdown(cancel=True)
+
+    def item_dir(self, job_id: str, item_id: str) -> Path:
+        return self.data_dir / "jobs" / job_id / "items" / item_id
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            with self._lock:
+                room = self.capacity - len(self._in_flight)
+            claimed = self.store.claim() if room > 0 else None
+            if claimed is None:
+                self._stop.wait(self.poll_interval)
+                continue
+            out_dir = self.item_dir(claimed["job_id"], claimed["item_id"])
+            out_dir.parent.mkdir(parents=True, exist_ok=True)
+            future = self.executor.submit(run_api_item, claimed["command"], claimed["inputs"], str(out_dir),
+                                          claimed["options"])
+            with self._lock:
+                self._in_flight.add(future)
+            future.add_done_callback(lambda done, item=claimed: self._finish(done, item))
+
+    def _finish(self, future: Future, item: dict[str, Any]) -> None:
+        with self._lock:
+            self._in_flight.discard(future)
+        if future.cancelled():
+            return
+        try:
+            outcome = future.result()
+        except Exception as error:  # noqa: BLE001 - e.g. a worker process died
+            outcome = {"error": f"worker failed: {type(error).__name__}"}
+        error = outcome.pop("error", None)
+        try:
+            self.store.finish(item["job_id"], item["item_id"], item["attempt"], result=None if error else outcome,
+                              error=error)
+        except Exception:  # noqa: BLE001 - the item stays running and is re-queued on restart
+            log.exception("could not record item %s/%s", item["job_id"], item["item_id"])
+
+    def idle(self) -> bool:
+        with self._lock:
+            return not self._in_flight

@@ -1,0 +1,76 @@
+"""Start a real ``retouch serve`` (uvicorn) on 127.0.0.1 for the API and browser tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    def __init__(self, data_dir: Path, *, workers: int = 1, env: dict[str, str] | None = None,
+                 api_key: str | None = None) -> None:
+        self.data_dir = data_dir
+        self.workers = workers
+        self.env = dict(os.environ, **(env or {}))
+        self.api_key = api_key
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> Server:
+        command = [sys.executable, "-m", "retouch", "serve", "--port", str(self.port), "--data-dir",
+                   str(self.data_dir), "--workers", str(self.workers)]
+        if self.api_key:
+            command += ["--api-key", self.api_key]
+        log = open(self.data_dir.parent / f"server-{self.port}.log", "ab")  # noqa: SIM115 - lives with the process
+        self.process = subprocess.Popen(command, env=self.env, stdout=log, stderr=log, start_new_session=True)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}")
+            time.sleep(0.1)
+        raise RuntimeError("server did not start in 60 s")
+
+    def kill(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def client(self) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=60)
+
+    def wait_job(self, client: httpx.Client, job_id: str, timeout: float = 180) -> dict:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            job = client.get(f"/v1/jobs/{job_id}").json()
+            if job["state"] in ("done", "failed", "done_with_errors"):
+                return job
+            time.sleep(0.2)
+        raise TimeoutError(f"job {job_id} not finished: {job}")

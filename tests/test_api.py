@@ -1,0 +1,181 @@
+"""The web service over real HTTP: submit, poll, fetch; restarts; concurrency; bad uploads; auth."""
+
+from __future__ import annotations
+
+import io
+import time
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from retouch.samples import make_authentic, make_forgery, make_pair
+from tests.api_server import Server
+
+FAST = "grain,ela,jpeg"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory):
+    folder = tmp_path_factory.mktemp("service")
+    running = Server(folder / "data", workers=2, env={"RETOUCH_MAX_UPLOAD_BYTES": str(3_000_000)}).start()
+    yield running
+    running.stop()
+
+
+def _png(pixels: np.ndarray) -> bytes:
+    return cv2.imencode(".png", pixels)[1].tobytes()
+
+
+def test_submit_poll_and_fetch_an_analysis(server: Server) -> None:
+    case = make_forgery(7, method="airbrush", size=320)
+    with server.client() as client:
+        created = client.post("/v1/analyses", files={"image": ("scan.jpg", case.file_bytes)},
+                              data={"detectors": FAST})
+        assert created.status_code == 202
+        job = server.wait_job(client, created.json()["job_id"])
+        assert job["state"] == "done" and job["progress"] == {"total": 1, "finished": 1, "failed": 0}
+        report = client.get(f"/v1/jobs/{job['id']}/items/image/report").json()
+        assert report["schema"] == "retouch-report/1" and report["command"] == "analyze"
+        assert [a["method"] for a in report["analyses"]] == ["grain", "ela", "jpeg"]
+        mask = client.get(f"/v1/jobs/{job['id']}/items/image/files/suspect_mask.png")
+        assert mask.status_code == 200
+        pixels = np.asarray(Image.open(io.BytesIO(mask.content)))
+        assert pixels.shape == case.image.shape[:2]
+        page = client.get(f"/v1/jobs/{job['id']}/items/image/files/report.html")
+        assert page.status_code == 200 and "retouch analyze report" in page.text
+        assert client.get(f"/v1/jobs/{job['id']}/items/image/files/..%2Fjobs.sqlite3").status_code == 404
+        listed = client.get("/v1/jobs", params={"limit": 5}).json()
+        assert job["id"] in [j["id"] for j in listed["jobs"]]
+
+
+def test_comparison_job(server: Server) -> None:
+    pair = make_pair(3, size=384, edit="diffusion")
+    with server.client() as client:
+        created = client.post("/v1/comparisons", files={"reference": ("ref.png", pair.reference_bytes),
+                                                        "questioned": ("q.jpg", pair.questioned_bytes)})
+        assert created.status_code == 202
+        job = server.wait_job(client, created.json()["job_id"])
+        assert job["state"] == "done", job
+        report = client.get(f"/v1/jobs/{job['id']}/items/pair/report").json()
+        assert report["command"] == "compare" and report["result"]["regions"]
+        assert client.get(f"/v1/jobs/{job['id']}/items/pair/files/aligned_reference.png").status_code == 200
+        assert client.delete(f"/v1/jobs/{job['id']}").status_code == 204
+        assert client.get(f"/v1/jobs/{job['id']}").status_code == 404
+
+
+def _zip(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as bundle:
+        for name, data in members.items():
+            bundle.writestr(name, data)
+    return buffer.getvalue()
+
+
+def test_bad_uploads_get_documented_errors(server: Server) -> None:
+    good = make_authentic(1, size=256).file_bytes
+    bomb = io.BytesIO()
+    Image.new("L", (20000, 20000)).save(bomb, format="PNG")
+    with server.client() as client:
+        cases = [
+            (client.post("/v1/analyses", files={"image": ("notes.jpg", b"minutes of the meeting")}), 415,
+             "not_an_image"),
+            (client.post("/v1/analyses", files={"image": ("cut.jpg", good[: len(good) // 2])}), 422,
+             "unreadable_image"),
+            (client.post("/v1/analyses", files={"image": ("bomb.png", bomb.getvalue())}), 413, "too_many_pixels"),
+            (client.post("/v1/analyses", files={"image": ("huge.png", b"\x89PNG\r\n\x1a\n" + b"\0" * 3_100_000)}),
+             413, "upload_too_large"),
+            (client.post("/v1/batches", files={"archive": ("evil.zip", _zip({"../../etc/cron.d/x.jpg": good}))}),
+             400, "unsafe_archive"),
+            (client.post("/v1/batches", files={"archive": ("bomb.zip", _zip({"zeros.png": b"\0" * 2_000_000}))}),
+             400, "unsafe_archive"),
+            (client.post("/v1/analyses", files={"image": ("a.jpg", good)}, data={"detectors": "tea-leaves"}), 422,
+             "unknown_detector"),
+            (client.get("/v1/jobs/does-not-exist"), 404, "not_found"),
+        ]
+        for response, status, code in cases:
+            assert response.status_code == status, (code, response.text)
+            body = response.json()
+            assert body["error"]["code"] == code and "Traceback" not in response.text
+
+
+def test_batch_zip_with_manifest_and_one_bad_item(server: Server) -> None:
+    pair = make_pair(8, size=320, edit="none")
+    members = {"a.png": pair.reference_bytes, "b.jpg": pair.questioned_bytes,
+               "scan.jpg": make_authentic(4, size=256).file_bytes, "broken.jpg": b"\xff\xd8\xff\xe0broken",
+               "manifest.json": b'{"items": [{"id": "pair", "reference": "a.png", "questioned": "b.jpg"},'
+                                b' {"id": "single", "image": "scan.jpg"}, {"id": "bad", "image": "broken.jpg"}]}'}
+    with server.client() as client:
+        created = client.post("/v1/batches", files={"archive": ("batch.zip", _zip(members))}, data={"detectors": FAST})
+        assert created.status_code == 202 and created.json()["items"] == 3
+        job = server.wait_job(client, created.json()["job_id"])
+        states = {item["id"]: item["state"] for item in job["items"]}
+        assert states == {"pair": "done", "single": "done", "bad": "failed"}
+        assert job["state"] == "done_with_errors"
+        bad = next(item for item in job["items"] if item["id"] == "bad")
+        assert "broken.jpg" in bad["error"]
+
+
+def test_fifty_concurrent_submissions_all_complete_once(server: Server) -> None:
+    rng = np.random.default_rng(0)
+    images = [_png(np.clip(rng.normal(120, 15, (96, 96)), 0, 255).astype(np.uint8)) for _ in range(50)]
+    with server.client() as client:
+        def submit(data: bytes) -> str:
+            response = client.post("/v1/analyses", files={"image": ("s.png", data)}, data={"detectors": "grain"})
+            assert response.status_code == 202, response.text
+            return response.json()["job_id"]
+
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            job_ids = list(pool.map(submit, images))
+        assert len(set(job_ids)) == 50
+        for job_id in job_ids:
+            job = server.wait_job(client, job_id)
+            assert job["state"] == "done"
+            assert [item["completions"] for item in job["items"]] == [1]
+
+
+def test_restart_mid_batch_finishes_every_item_exactly_once(tmp_path: Path) -> None:
+    files = []
+    for index in range(6):
+        case = make_forgery(300 + index, method="diffusion", size=448)
+        files.append(("files", (f"scan{index}.jpg" if case.file_format == "JPEG" else f"scan{index}.png",
+                                case.file_bytes)))
+    server = Server(tmp_path / "data", workers=1).start()
+    try:
+        with server.client() as client:
+            job_id = client.post("/v1/batches", files=files, data={"detectors": "grain,ela,inpaint"}).json()["job_id"]
+            deadline = time.time() + 120
+            while time.time() < deadline:
+                if client.get(f"/v1/jobs/{job_id}").json()["progress"]["finished"] >= 1:
+                    break
+                time.sleep(0.05)
+        server.kill()  # mid-batch: some items done, one running, the rest queued
+        server.start()
+        with server.client() as client:
+            job = server.wait_job(client, job_id)
+        assert job["state"] == "done"
+        assert [item["completions"] for item in job["items"]] == [1] * 6
+        assert not list((tmp_path / "data" / "jobs" / job_id / "items").glob("*.partial"))
+    finally:
+        server.stop()
+
+
+def test_api_key_protects_everything_but_health(tmp_path: Path) -> None:
+    server = Server(tmp_path / "data", api_key="s3cret").start()
+    try:
+        import httpx
+
+        assert httpx.get(server.url + "/health").status_code == 200
+        denied = httpx.get(server.url + "/v1/jobs")
+        assert denied.status_code == 401 and denied.json()["error"]["code"] == "unauthorized"
+        wrong = httpx.get(server.url + "/v1/jobs", headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401
+        with server.client() as client:
+            assert client.get("/v1/jobs").status_code == 200
+        assert httpx.get(server.url + "/openapi.json").status_code == 200
+    finally:
+        server.stop()
