@@ -128,7 +128,7 @@
     var data = ctx.getImageData(0, 0, canvas.width, canvas.height);
     for (var i = 0; i < data.data.length; i += 4) {
       var v = data.data[i]; var c = ramp(v);
-      data.data[i] = c[0]; data.data[i + 1] = c[1]; data.data[i + 2] = c[2]; data.data[i + 3] = Math.round(Math.sqrt(v / 255) * 230);
+      data.data[i] = c[0]; data.data[i + 1] = c[1]; data.data[i + 2] = c[2]; data.data[i + 3] = v < 40 ? 0 : Math.round(Math.pow((v - 40) / 215, 0.7) * 230);
     }
     ctx.putImageData(data, 0, 0);
   }

@@ -1,0 +1,55 @@
+"""The browser page in a real Chromium (Debian's package, driven by Playwright): upload a pair, see the result."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from retouch.samples import make_pair
+from tests.api_server import Server
+
+CHROMIUM = "/usr/bin/chromium"
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed at /usr/bin/chromium"),
+]
+
+
+def test_upload_a_pair_and_see_swipe_and_regions(tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    pair = make_pair(21, size=512, edit="diffusion", geometry={"scale_range": (0.8, 1.3)})
+    reference = tmp_path / "reference.png"
+    questioned = tmp_path / "questioned.jpg" if pair.questioned_format == "JPEG" else tmp_path / "questioned.png"
+    reference.write_bytes(pair.reference_bytes)
+    questioned.write_bytes(pair.questioned_bytes)
+    server = Server(tmp_path / "data", workers=1).start()
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=CHROMIUM, headless=True,
+                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                      "--disable-component-update", "--disable-sync", "--no-first-run"])
+            page = browser.new_page(viewport={"width": 1200, "height": 1600})
+            page.goto(server.url + "/")
+            page.set_input_files("#files", [str(reference), str(questioned)])
+            assert page.inner_text("#go") == "Compare"
+            page.click("#go")
+            page.wait_for_selector("#result:not([hidden])", timeout=120_000)
+            assert page.is_visible("#swipe")
+            page.fill("#swipe-range", "20")
+            assert "20%" in page.get_attribute("#right", "style")
+            rows = page.locator("#regions tbody tr")
+            assert rows.count() >= 1
+            assert page.locator("#boxes .box").count() == rows.count()
+            rows.first.hover()
+            assert "hot" in page.get_attribute("#boxes .box >> nth=0", "class")
+            screenshot = tmp_path / "web-page.png"
+            page.screenshot(path=str(screenshot), full_page=True)
+            assert screenshot.stat().st_size > 10_000
+            browser.close()
+    finally:
+        server.stop()
