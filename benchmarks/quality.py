@@ -1,0 +1,189 @@
+"""Detection quality on generated archive-style forgeries with exact ground truth.
+
+Runs every registered detector, their fusion, and ``compare`` over a generated set (seed fixed, size
+configurable) and writes Markdown tables to ``benchmarks/results/quality.md`` and into README.md between the
+``quality-table`` markers.
+
+    python -m benchmarks.quality [--per-method 30] [--size 768] [--seed 7] [--workers 2] [--no-readme]
+
+Conventions (also printed with the tables):
+- Pixel metrics are per image against the ground-truth mask of changed pixels, then the median over images.
+  ``F1 own`` uses the detector's own decision (its mask at its own, fixed threshold); ``F1 best`` is the best F1
+  over all thresholds of its heatmap on that image (an oracle, an upper bound); ``MCC`` is of the own decision;
+  ``AUC`` is the pixel ROC AUC of the heatmap.
+- ``image AUC``: ROC AUC of the image-level score, forged images of that manipulation (positives) against the
+  untouched scans (negatives).
+- ``FP area``: mean fraction of the image marked by the own decision on untouched scans.
+- Manipulations: removals by diffusion inpainting, exemplar inpainting, clone stamp, airbrush, and paste-ups,
+  edited on the print before scanning ("print"); and the same done digitally on a JPEG scan that is saved again
+  ("digital", where JPEG traces exist).
+- Pairs: registration error is the RMS distance, in questioned pixels, between the recovered and the true
+  transform over points of the overlap; F1 is computed over the compared overlap, for edits covering at least
+  1 % of the image; ``FP area`` is the changed area reported on pairs with no edit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+MANIPULATIONS = [("diffusion", "print"), ("exemplar", "print"), ("clone", "print"), ("airbrush", "print"),
+                 ("pasteup", "print"), ("diffusion", "digital"), ("clone", "digital")]
+PAIR_EDITS = ["diffusion", "clone", "exemplar", "airbrush", "added", "none"]
+
+
+def _single_case(task: tuple[str, str, int, int]) -> list[dict]:
+    from retouch.detect import detectors
+    from retouch.io import load_image_bytes
+    from retouch.metrics import localisation_scores
+    from retouch.pipeline import analyze_image
+    from retouch.samples import make_authentic, make_forgery
+
+    method, history, seed, size = task
+    case = make_authentic(seed, size=size) if method == "none" else make_forgery(seed, method=method, size=size,
+                                                                                 history=history)
+    loaded = load_image_bytes(case.file_bytes, name=f"case-{seed}")
+    run = analyze_image(loaded.pixels, jpeg_quantization=loaded.jpeg_quantization, detectors=list(detectors()))
+    rows = []
+    for result in [*run.results, run.fused]:
+        row = {"detector": result.method, "manipulation": f"{method}/{history}" if method != "none" else "none",
+               "score": result.score, "seconds": run.timings.get(result.method, 0.0),
+               "flagged": float(result.mask.mean()), "megapixels": case.mask.size / 1e6}
+        if method != "none":
+            row.update(localisation_scores(result.heatmap, result.mask, case.mask))
+        rows.append(row)
+    return rows
+
+
+def _pair_case(task: tuple[str, int, int]) -> dict:
+    import cv2
+
+    from retouch.compare import compare_pair
+    from retouch.errors import NotSamePhotographError
+    from retouch.metrics import localisation_scores
+    from retouch.samples import make_pair
+
+    edit, seed, size = task
+    pair = make_pair(seed, size=size, edit=edit)
+    row = {"edit": edit, "truth_fraction": float(pair.mask_questioned.mean())}
+    try:
+        comparison = compare_pair(pair.reference, pair.questioned)
+    except NotSamePhotographError:
+        row["refused"] = True
+        return row
+    height, width = pair.reference.shape[:2]
+    ys, xs = np.mgrid[0:height:16, 0:width:16]
+    points = np.float32(np.stack([xs.ravel(), ys.ravel()], 1)).reshape(-1, 1, 2)
+    true = cv2.perspectiveTransform(points, pair.transform).reshape(-1, 2)
+    found = cv2.perspectiveTransform(points, comparison.transform).reshape(-1, 2)
+    qh, qw = pair.questioned.shape[:2]
+    inside = (true[:, 0] >= 0) & (true[:, 0] < qw) & (true[:, 1] >= 0) & (true[:, 1] < qh)
+    row["registration_px"] = float(np.sqrt(np.mean(np.sum((true - found)[inside] ** 2, axis=1))))
+    row["refused"] = False
+    row["flagged"] = float(comparison.result.mask[comparison.valid_mask].mean())
+    if edit != "none":
+        row.update(localisation_scores(comparison.result.heatmap, comparison.result.mask, pair.mask_questioned,
+                                       valid=comparison.valid_mask))
+        kinds = [r.kind for r in comparison.result.regions]
+        row["main_kind"] = max(comparison.result.regions, key=lambda r: r.area).kind if kinds else ""
+    return row
+
+
+def _median(values: list[float]) -> float:
+    finite = [v for v in values if v == v]
+    return float(np.median(finite)) if finite else float("nan")
+
+
+def single_tables(rows: list[dict]) -> str:
+    from retouch.metrics import roc_auc
+
+    detectors = list(dict.fromkeys(r["detector"] for r in rows))
+    lines = []
+    for detector in detectors:
+        mine = [r for r in rows if r["detector"] == detector]
+        negatives = [r for r in mine if r["manipulation"] == "none"]
+        lines += [f"\n**{detector}**  (false-positive area on untouched scans: "
+                  f"{100 * np.mean([r['flagged'] for r in negatives]):.2f} %, over {len(negatives)} scans)\n",
+                  "| manipulation | n | F1 own | F1 best | MCC | pixel AUC | image AUC |",
+                  "|---|---|---|---|---|---|---|"]
+        for manipulation in dict.fromkeys(r["manipulation"] for r in mine if r["manipulation"] != "none"):
+            chosen = [r for r in mine if r["manipulation"] == manipulation]
+            scores = [r["score"] for r in chosen] + [r["score"] for r in negatives]
+            labels = [1] * len(chosen) + [0] * len(negatives)
+            lines.append(f"| {manipulation} | {len(chosen)} | {_median([r['f1_fixed'] for r in chosen]):.3f} | "
+                         f"{_median([r['f1_best'] for r in chosen]):.3f} | {_median([r['mcc'] for r in chosen]):.3f} | "
+                         f"{_median([r['pixel_auc'] for r in chosen]):.3f} | {roc_auc(np.array(scores), np.array(labels)):.3f} |")
+    return "\n".join(lines)
+
+
+def pair_table(rows: list[dict]) -> str:
+    lines = ["| edit | n | refused | registration px (median / max) | F1 own (edits >= 1 %) | F1 best | MCC | "
+             "pixel AUC | flagged area | main region kind |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for edit in PAIR_EDITS:
+        chosen = [r for r in rows if r["edit"] == edit]
+        done = [r for r in chosen if not r["refused"]]
+        big = [r for r in done if r["truth_fraction"] >= 0.01]
+        kinds = {}
+        for r in done:
+            if r.get("main_kind"):
+                kinds[r["main_kind"]] = kinds.get(r["main_kind"], 0) + 1
+        kind_text = ", ".join(f"{k} {v}" for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])) or "-"
+        errors = [r["registration_px"] for r in done]
+        if edit == "none":
+            lines.append(f"| none | {len(chosen)} | {len(chosen) - len(done)} | {_median(errors):.2f} / "
+                         f"{max(errors, default=float('nan')):.2f} | - | - | - | - | "
+                         f"{100 * np.mean([r['flagged'] for r in done]):.3f} % | - |")
+            continue
+        lines.append(f"| {edit} | {len(chosen)} | {len(chosen) - len(done)} | {_median(errors):.2f} / "
+                     f"{max(errors, default=float('nan')):.2f} | {_median([r['f1_fixed'] for r in big]):.3f} | "
+                     f"{_median([r['f1_best'] for r in big]):.3f} | {_median([r['mcc'] for r in big]):.3f} | "
+                     f"{_median([r['pixel_auc'] for r in big]):.3f} | "
+                     f"{100 * np.mean([r['flagged'] for r in done]):.2f} % | {kind_text} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--per-method", type=int, default=30, help="cases per manipulation (and untouched)")
+    parser.add_argument("--size", type=int, default=768, help="longest side of generated prints")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--no-readme", action="store_true", help="do not update README.md")
+    args = parser.parse_args()
+    started = time.time()
+    base = args.seed * 100_000
+    single_tasks = [(m, h, base + i, args.size) for m, h in MANIPULATIONS for i in range(args.per_method)]
+    single_tasks += [("none", "print", base + 50_000 + i, args.size) for i in range(2 * args.per_method)]
+    pair_tasks = [(edit, base + 80_000 + i, args.size) for edit in PAIR_EDITS for i in range(args.per_method)]
+    with ProcessPoolExecutor(max_workers=args.workers) as pool:
+        single_rows = [row for rows in pool.map(_single_case, single_tasks, chunksize=2) for row in rows]
+        pair_rows = list(pool.map(_pair_case, pair_tasks, chunksize=2))
+    elapsed = time.time() - started
+    conventions = __doc__.split("Conventions (also printed with the tables):")[1].strip()
+    body = (f"Generated set: seed {args.seed}, prints {args.size} px on the longest side, {args.per_method} cases per "
+            f"manipulation, {2 * args.per_method} untouched scans, {len(pair_tasks)} pairs "
+            f"({elapsed / 60:.1f} min on this machine).\n\n"
+            f"Command: `python -m benchmarks.quality --per-method {args.per_method} --size {args.size} "
+            f"--seed {args.seed}`\n\n### Paired differencing (`retouch compare`)\n\n{pair_table(pair_rows)}\n\n"
+            f"### Single-image detectors (`retouch analyze`)\n{single_tables(single_rows)}\n\n"
+            f"Conventions:\n\n{conventions}\n")
+    out = ROOT / "benchmarks" / "results" / "quality.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("# Detection quality\n\n" + body, encoding="utf-8")
+    print(body)
+    if not args.no_readme:
+        readme = ROOT / "README.md"
+        text = readme.read_text(encoding="utf-8")
+        replaced = re.sub(r"(<!-- quality-table:start -->\n).*?(\n<!-- quality-table:end -->)",
+                          lambda m: m.group(1) + body.strip() + m.group(2), text, flags=re.S)
+        readme.write_text(replaced, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
