@@ -54,9 +54,10 @@ def test_localises_the_edit_with_its_kind(edit: str) -> None:
     biggest = max(result.regions, key=lambda r: r.area)
     x, y, w, h = biggest.bbox
     assert pair.mask_questioned[y:y + h, x:x + w].mean() > 0.3  # the main region sits on the edit
-    expected = {"diffusion": {"removed", "retouched"}, "clone": {"removed", "retouched"}, "added": {"added",
-                                                                                                   "retouched"}}
-    assert biggest.kind in expected[edit]
+    # a clone stamp swaps one content for another: removed, added or retouched can all be argued, so only the
+    # unambiguous edits are held to a kind
+    expected = {"diffusion": {"removed"}, "clone": {"removed", "added", "retouched"}, "added": {"added"}}
+    assert biggest.kind in expected[edit], biggest.evidence
     assert "bbox_reference" in biggest.evidence
     assert result.score > 0.5
 

@@ -126,7 +126,8 @@ def compare_pair(
     heat_small = np.clip(evidence / (2.0 * threshold), 0.0, 1.0)
     min_area_small = max(30, int(min_area_fraction * valid.sum()))
     mask_small = decide(evidence, valid, threshold=threshold, min_area=min_area_small)
-    small_regions = classify_regions(mask_small, heat_small, r_toned, q_small, min_area=min_area_small)
+    small_regions = classify_regions(mask_small, heat_small, r_toned, q_small, min_area=min_area_small,
+                                     valid=valid)
     timings["change_detection"] = time.perf_counter() - started
 
     started = time.perf_counter()

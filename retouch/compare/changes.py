@@ -13,9 +13,10 @@ Method
 4. The decision: z above ``threshold`` (default 4.5: about 7 in a million pixels under Gaussian noise, before
    the area constraint) at any scale, cleaned by morphological opening/closing, components below a minimum area
    (0.2 % of the overlap by default) dropped. The heatmap is the z-score mapped to [0, 1].
-5. Each region is classified: ``removed`` when the reference shows something that stands out from its
-   surroundings and the questioned does not (content erased and filled), ``added`` for the opposite, and
-   ``retouched`` otherwise (both stand out, or neither: altered surface). Both contrasts are in the evidence.
+5. Each region is classified by what happened to image structure (detail above the grain): much less in the
+   questioned frame is ``removed`` (content erased and filled), much more is ``added``; otherwise the frame in
+   which the region stands out from its surroundings decides, and failing that it is ``retouched`` (an altered
+   surface). The structure ratio and both contrasts are in the evidence.
 
 Limits: changes smaller than the minimum area, or of contrast below the grain, are not reported; changes in
 regions outside the overlap are not compared at all (``valid_mask``).
@@ -178,24 +179,25 @@ def decide(evidence: np.ndarray, valid: np.ndarray, *, threshold: float, min_are
 
 
 def _stand_out(image: np.ndarray, region: np.ndarray, ring: np.ndarray) -> float:
-    """How much a region differs from its surroundings: mean and texture contrast in units of the ring's spread."""
+    """How far a region's mean departs from its surroundings, in units of the surroundings' spread."""
     inside, around = image[region], image[ring]
     if inside.size < 10 or around.size < 10:
         return 0.0
-    spread = float(around.std()) + 1e-3
-    mean_contrast = abs(float(inside.mean()) - float(around.mean())) / spread
-    texture_contrast = abs(np.log((float(inside.std()) + 1e-3) / spread))
-    return mean_contrast + texture_contrast
+    return abs(float(inside.mean()) - float(around.mean())) / (float(around.std()) + 1e-3)
 
 
 def classify_regions(mask: np.ndarray, heatmap: np.ndarray, reference: np.ndarray, questioned: np.ndarray,
-                     *, min_area: int) -> list[Region]:
+                     *, min_area: int, valid: np.ndarray | None = None) -> list[Region]:
     """Regions of ``mask`` labelled removed / added / retouched from how each frame's content stands out."""
     regions = regions_from_mask(mask, heatmap, kind="retouched", min_area=min_area)
     smooth_r = cv2.GaussianBlur(reference, (0, 0), 1.5)
     smooth_q = cv2.GaussianBlur(questioned, (0, 0), 1.5)
-    detail_r = np.abs(reference - cv2.GaussianBlur(reference, (0, 0), 3.0))
-    detail_q = np.abs(questioned - cv2.GaussianBlur(questioned, (0, 0), 3.0))
+    # image structure above the grain: detail of the grain-smoothed image at a coarser scale
+    detail_r = np.abs(smooth_r - cv2.GaussianBlur(smooth_r, (0, 0), 4.0))
+    detail_q = np.abs(smooth_q - cv2.GaussianBlur(smooth_q, (0, 0), 4.0))
+    # the two scans differ in sharpness and grain overall; a region's structure ratio is judged against that
+    unchanged = (valid if valid is not None else np.ones(mask.shape, bool)) & ~mask
+    overall = (float(np.median(detail_q[unchanged])) + 1e-4) / (float(np.median(detail_r[unchanged])) + 1e-4)
     labelled = []
     for region in regions:
         x, y, w, h = region.bbox
@@ -208,10 +210,12 @@ def classify_regions(mask: np.ndarray, heatmap: np.ndarray, reference: np.ndarra
         out_q = _stand_out(smooth_q[y0:y1, x0:x1], local, ring)
         texture_r = float(detail_r[y0:y1, x0:x1][local].mean())
         texture_q = float(detail_q[y0:y1, x0:x1][local].mean())
-        texture_ratio = (texture_q + 1e-4) / (texture_r + 1e-4)
-        if out_r > 1.25 * out_q + 0.1 or (texture_ratio < 0.6 and out_r >= out_q):
+        texture_ratio = (texture_q + 1e-4) / (texture_r + 1e-4) / overall
+        # structure lost (a figure painted out) or gained (something pasted in) decides first; otherwise which
+        # frame's region stands out from its surroundings, and failing both, an altered surface
+        if texture_ratio < 0.85 or (texture_ratio < 1.0 and out_r > 1.5 * out_q + 0.1):
             kind = "removed"
-        elif out_q > 1.25 * out_r + 0.1 or (texture_ratio > 1.6 and out_q >= out_r):
+        elif texture_ratio > 1.25 or (texture_ratio >= 1.0 and out_q > 1.5 * out_r + 0.1):
             kind = "added"
         else:
             kind = "retouched"
