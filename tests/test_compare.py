@@ -89,3 +89,17 @@ def test_unrelated_photographs_are_refused() -> None:
     noise = (np.random.default_rng(0).random((300, 300)) * 255).astype(np.uint8)
     with pytest.raises(NotSamePhotographError):
         compare_pair(load_source("camera"), noise)
+
+
+@pytest.mark.parametrize(("angle", "scale"), [(10, 1.2), (-25, 0.8), (170, 1.5)])
+def test_fourier_mellin_fallback_recovers_rotation_scale_and_shift(angle: float, scale: float) -> None:
+    from retouch.compare.register import _log_polar_fallback, normalise_for_matching
+
+    image = cv2.resize(cv2.cvtColor(load_source("coffee"), cv2.COLOR_RGB2GRAY), (600, 400))
+    truth = cv2.getRotationMatrix2D((300, 200), angle, scale)
+    truth[:, 2] += (15, -10)
+    moved = cv2.warpAffine(image, truth, (600, 400))
+    found = _log_polar_fallback(normalise_for_matching(image), normalise_for_matching(moved))
+    points = np.float32([[250, 170], [350, 230], [300, 200]]).reshape(-1, 1, 2)
+    error = np.hypot(*(cv2.perspectiveTransform(points, found) - cv2.transform(points, truth)).reshape(-1, 2).T)
+    assert error.max() < 12.0  # a coarse start: ECC refinement in register() takes it to sub-pixel

@@ -170,39 +170,59 @@ def _feature_registration(ref8: np.ndarray, q8: np.ndarray):
 
 
 def _log_polar_fallback(ref: np.ndarray, q: np.ndarray) -> np.ndarray | None:
-    """Fourier-Mellin: rotation and scale from the log-polar magnitude spectra, then translation."""
+    """Fourier-Mellin: rotation and scale from the log-polar magnitude spectra, then translation.
+
+    The magnitude spectrum ignores translation; in log-polar coordinates a rotation becomes a shift along the
+    angle axis and a scaling a shift along log-radius (the spectrum scales inversely to the image). The
+    spectrum's 180-degree symmetry leaves two candidate rotations, and the scale estimate is refined by a search
+    on a log grid; the candidate whose aligned images correlate best wins.
+    """
     from skimage.registration import phase_cross_correlation
     from skimage.transform import warp_polar
 
     size = 512
-    ref_f = to_gray_float(ref)
-    q_f = to_gray_float(q)
-    # common square canvas so the spectra share a frequency grid
-    side = max(ref_f.shape + q_f.shape)
-    scale_canvas = size / side
-    canvases = []
-    for img in (ref_f, q_f):
-        small = cv2.resize(img, None, fx=scale_canvas, fy=scale_canvas, interpolation=cv2.INTER_AREA)
+    side = max(ref.shape + q.shape)
+    factor = size / side
+    canvases, tapered = [], []
+    for img in (to_gray_float(ref), to_gray_float(q)):
+        small = cv2.resize(img, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
         canvas = np.zeros((size, size), np.float32)
         canvas[: small.shape[0], : small.shape[1]] = small - small.mean()
-        canvases.append(canvas * np.outer(np.hanning(size), np.hanning(size)))
-    spectra = [np.abs(np.fft.fftshift(np.fft.fft2(c))) for c in canvases]
+        canvases.append(canvas)
+        # taper each image inside its own frame so its borders do not dominate the spectrum
+        window = np.outer(np.hanning(small.shape[0]), np.hanning(small.shape[1])).astype(np.float32)
+        taper = np.zeros((size, size), np.float32)
+        taper[: small.shape[0], : small.shape[1]] = (small - small.mean()) * window
+        tapered.append(taper)
+    spectra = [np.abs(np.fft.fftshift(np.fft.fft2(t))) for t in tapered]
     radius = size // 2
-    polar = [warp_polar(np.log1p(s), radius=radius, output_shape=(360, radius), scaling="log") for s in spectra]
-    shift, error, _ = phase_cross_correlation(polar[0][:, radius // 8:], polar[1][:, radius // 8:],
-                                              upsample_factor=10, normalization=None)
-    angle = -shift[0] * 360.0 / 360
-    klog = radius / np.log(radius)
-    scale = float(np.exp(shift[1] / klog))
-    if not (0.3 < scale < 3.5):
+    polar = [warp_polar(np.log1p(spectrum), radius=radius, output_shape=(360, radius), scaling="log")
+             for spectrum in spectra]
+    band = slice(radius // 20, (3 * radius) // 4)  # no DC, not the noisiest frequencies
+    (angle_shift, log_shift), _, _ = phase_cross_correlation(polar[0][:, band], polar[1][:, band],
+                                                             upsample_factor=10, normalization=None)
+    estimated = float(np.exp(-log_shift / (radius / np.log(radius))))
+    # the radial shift is the weaker estimate (windowing and cropping blur it), so scales are also searched on a
+    # log grid and every candidate is judged by how well the aligned images correlate
+    scales = [estimated] if 0.3 < estimated < 3.5 else []
+    scales += list(np.geomspace(0.5, 2.0, 41))
+    best, best_score = None, -np.inf
+    for angle, scale in ((a, sc) for a in (float(angle_shift), float(angle_shift) + 180.0) for sc in scales):
+        rotation = _to_h(cv2.getRotationMatrix2D((size / 2, size / 2), angle, float(scale)))
+        rotated = cv2.warpPerspective(canvases[0], rotation, (size, size))
+        (dy, dx), _, _ = phase_cross_correlation(canvases[1], rotated, upsample_factor=10, normalization=None)
+        candidate = np.array([[1, 0, dx], [0, 1, dy], [0, 0, 1]]) @ rotation
+        aligned = cv2.warpPerspective(canvases[0], candidate, (size, size))
+        overlap = (aligned != 0) & (canvases[1] != 0)
+        if overlap.sum() < 100:
+            continue
+        with np.errstate(invalid="ignore", divide="ignore"):
+            score = float(np.nan_to_num(np.corrcoef(aligned[overlap], canvases[1][overlap])[0, 1], nan=-1.0))
+        if score > best_score:
+            best, best_score = candidate, score
+    if best is None:
         return None
-    centre = (size / 2, size / 2)
-    rotation = cv2.getRotationMatrix2D(centre, angle, scale)
-    rotated = cv2.warpAffine(canvases[0], rotation, (size, size))
-    (dy, dx), _, _ = phase_cross_correlation(canvases[1], rotated, upsample_factor=10, normalization=None)
-    h_small = _to_h(rotation)
-    h_small = np.array([[1, 0, dx], [0, 1, dy], [0, 0, 1]]) @ h_small
-    return np.linalg.inv(_scale_matrix(scale_canvas)) @ h_small @ _scale_matrix(scale_canvas)
+    return np.linalg.inv(_scale_matrix(factor)) @ best @ _scale_matrix(factor)
 
 
 def _corner_shift(h_a: np.ndarray, h_b: np.ndarray, shape: tuple[int, int]) -> float:
@@ -212,8 +232,10 @@ def _corner_shift(h_a: np.ndarray, h_b: np.ndarray, shape: tuple[int, int]) -> f
                                    - cv2.perspectiveTransform(corners, h_b)).reshape(-1, 2).T)))
 
 
-def _ecc_refine(ref8: np.ndarray, q8: np.ndarray, h: np.ndarray, model: str) -> tuple[np.ndarray, bool]:
-    """ECC refinement of ``h`` (ref -> q) on a two-level pyramid; rejected if it moves a corner by > 8 px."""
+def _ecc_refine(ref8: np.ndarray, q8: np.ndarray, h: np.ndarray, model: str, *, max_shift: float = 8.0
+                ) -> tuple[np.ndarray, bool]:
+    """ECC refinement of ``h`` (ref -> q) on a two-level pyramid; rejected if it moves a corner by more than
+    ``max_shift`` pixels (a sound feature fit is never that far off; a larger move means ECC chased an edit)."""
     motion = {"similarity": cv2.MOTION_AFFINE, "affine": cv2.MOTION_AFFINE}.get(model, cv2.MOTION_HOMOGRAPHY)
     ref_f = cv2.GaussianBlur(ref8.astype(np.float32) / 255.0, (0, 0), 1.0)
     q_f = cv2.GaussianBlur(q8.astype(np.float32) / 255.0, (0, 0), 1.0)
@@ -234,7 +256,7 @@ def _ecc_refine(ref8: np.ndarray, q8: np.ndarray, h: np.ndarray, model: str) -> 
             current /= current[2, 2]
     except cv2.error:
         return h, False
-    if _corner_shift(current, h, q8.shape) > 8.0:
+    if _corner_shift(current, h, q8.shape) > max_shift:
         return h, False
     return current, True
 
@@ -283,14 +305,15 @@ def register(reference: np.ndarray, questioned: np.ndarray, *, feature_pixels: i
     refined = False
     if refine:
         started = time.perf_counter()
+        shift_limit = 8.0 if method != "fourier-mellin" else 30.0  # the feature-free start is coarser
         if found["mirrored"]:
             # refine in the mirrored questioned frame, where the map is a proper (orientation-keeping) warp
             flip = np.array([[-1.0, 0.0, q8.shape[1] - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
             refined_h, refined = _ecc_refine(ref8, np.ascontiguousarray(q8[:, ::-1]), flip @ h_small,
-                                             found["model"])
+                                             found["model"], max_shift=shift_limit)
             h_small = np.linalg.inv(flip) @ refined_h if refined else h_small
         else:
-            h_small, refined = _ecc_refine(ref8, q8, h_small, found["model"])
+            h_small, refined = _ecc_refine(ref8, q8, h_small, found["model"], max_shift=shift_limit)
         timings["refine"] = time.perf_counter() - started
     correlation = overlap_correlation(ref8, q8, h_small)
     # a feature-free estimate has no inlier count to vouch for it, so its overlap must correlate clearly
