@@ -123,3 +123,34 @@ def test_refuses_to_overwrite_an_input(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "overwrite an input" in _one_line(done.stderr)
     assert image.read_bytes() == before
+
+
+def test_compare_unrelated_photographs_exits_2(tmp_path: Path) -> None:
+    from retouch.samples import load_source
+
+    cat, coffee = tmp_path / "cat.png", tmp_path / "coffee.png"
+    cv2.imwrite(str(cat), load_source("chelsea")[:, :, ::-1])
+    cv2.imwrite(str(coffee), load_source("coffee")[:, :, ::-1])
+    done = retouch("compare", str(cat), str(coffee), "-o", str(tmp_path / "out"))
+    assert done.returncode == 2
+    assert "these images do not show the same photograph" in _one_line(done.stderr)
+    assert not (tmp_path / "out" / "report.json").exists()
+
+
+def test_compare_writes_every_artifact_in_the_questioned_frame(tmp_path: Path) -> None:
+    from retouch.samples import make_pair
+
+    pair = make_pair(12, size=384, edit="diffusion")
+    reference, questioned = tmp_path / "ref.png", tmp_path / "q.jpg"
+    reference.write_bytes(pair.reference_bytes)
+    questioned.write_bytes(pair.questioned_bytes)
+    out = tmp_path / "out"
+    done = retouch("compare", str(reference), str(questioned), "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    height, width = pair.questioned.shape[:2]
+    for name in ("changes_mask.png", "changes_heatmap.png", "aligned_reference.png", "overlay.png"):
+        assert cv2.imread(str(out / name), cv2.IMREAD_UNCHANGED).shape[:2] == (height, width), name
+    assert (out / "flicker.gif").read_bytes()[:6] == b"GIF89a"
+    report = json.loads((out / "report.json").read_text())
+    assert report["registration"]["inliers"] > 20 and len(report["transform"]["matrix"]) == 3
+    assert {entry["role"] for entry in report["inputs"]} == {"reference", "questioned"}
