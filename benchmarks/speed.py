@@ -32,7 +32,7 @@ def _scan(megapixels: float, seed: int) -> tuple[np.ndarray, bytes]:
     from retouch.io import load_image_bytes
     from retouch.samples import make_forgery
 
-    side = int(round(np.sqrt(megapixels * 1e6 * 4 / 3)))
+    side = int(round(np.sqrt(megapixels * 1e6 * 600 / 512)))
     case = make_forgery(seed, method="diffusion", size=side, source="grace_hopper")
     loaded = load_image_bytes(case.file_bytes, name="scan", max_pixels=400_000_000)
     return loaded.pixels, case.file_bytes
@@ -44,9 +44,11 @@ def child_compare(megapixels: float, baseline: bool) -> dict:
     from retouch.compare import compare_pair
     from retouch.samples import make_pair
 
-    side = int(round(np.sqrt(megapixels * 1e6)))
+    # grace_hopper is 600 x 512: the longest side for the requested area; little crop and scale so that the
+    # questioned image really has about ``megapixels``
+    side = int(round(np.sqrt(megapixels * 1e6 * 600 / 512)))
     pair = make_pair(5, size=side, edit="diffusion", source="grace_hopper",
-                     geometry={"scale_range": (0.95, 1.05)})
+                     geometry={"scale_range": (1.0, 1.02), "max_crop": 0.02, "max_angle": 2.0})
     rss_before = _rss_mb()
     started = time.perf_counter()
     comparison = compare_pair(pair.reference, pair.questioned)
