@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
-import time
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any

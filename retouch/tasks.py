@@ -17,8 +17,15 @@ from typing import Any
 import numpy as np
 
 from retouch.errors import InputError
-from retouch.io import LoadedImage, atomic_write_bytes, atomic_write_json, atomic_write_text, heatmap_to_uint8
-from retouch.io import encode_png, load_image
+from retouch.io import (
+    LoadedImage,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    encode_png,
+    heatmap_to_uint8,
+    load_image,
+)
 from retouch.pipeline import analyze_image, compare_images
 from retouch.report import build_report, flicker_gif, overlay, render_html
 

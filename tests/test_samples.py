@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from retouch.samples import FORGERY_METHODS, ScanStyle, make_authentic, make_forgery, make_pair
-from retouch.samples.archive import make_print, PrintStyle
+from retouch.samples.archive import PrintStyle, make_print
 from retouch.samples.forge import forge_print
 from retouch.samples.sources import SOURCES, load_source
 
