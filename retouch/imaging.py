@@ -74,16 +74,3 @@ def upscale_to(values: np.ndarray, shape: tuple[int, ...], *, nearest: bool = Fa
         return out.astype(bool)
     interpolation = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
     return cv2.resize(values, (width, height), interpolation=interpolation)
-
-
-def box_mean(values: np.ndarray, size: int) -> np.ndarray:
-    """Local mean over a ``size`` x ``size`` window (reflect border), float32."""
-    return cv2.boxFilter(values.astype(np.float32, copy=False), -1, (size, size), borderType=cv2.BORDER_REFLECT)
-
-
-def robust_sigma(values: np.ndarray) -> float:
-    """Standard deviation estimated from the median absolute deviation (Gaussian-consistent)."""
-    flat = np.asarray(values, np.float64).ravel()
-    if flat.size == 0:
-        return 0.0
-    return float(1.4826 * np.median(np.abs(flat - np.median(flat))))

@@ -67,16 +67,6 @@ def encode_png(image: np.ndarray) -> bytes:
     return buffer.tobytes()
 
 
-def encode_jpeg(image: np.ndarray, *, quality: int = 90) -> bytes:
-    array = np.asarray(image)
-    if array.ndim == 3:
-        array = cv2.cvtColor(array, cv2.COLOR_RGB2BGR)
-    ok, buffer = cv2.imencode(".jpg", np.ascontiguousarray(array), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    if not ok:
-        raise OSError("JPEG encoding failed")
-    return buffer.tobytes()
-
-
 def write_png(path: str | os.PathLike[str], image: np.ndarray) -> Path:
     return atomic_write_bytes(path, encode_png(image))
 
