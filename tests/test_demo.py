@@ -38,3 +38,19 @@ def test_demo_ends_with_an_existing_gallery(tmp_path: Path) -> None:
     page = gallery.read_text()
     assert "How a commissar vanishes" in page and 'class="swipe"' in page
     assert page.count("data:image/") >= 10
+
+
+def test_teaching_script_in_samples_runs(tmp_path: Path) -> None:
+    script = Path(__file__).resolve().parents[1] / "samples" / "vanishing_commissar.py"
+    done = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert report["command"] == "compare" and report["result"]["regions"], "the airbrushed figure is found"
+
+
+def test_sources_table_matches_the_code() -> None:
+    from retouch.samples.sources import SOURCES
+
+    table = (Path(__file__).resolve().parents[1] / "samples" / "SOURCES.md").read_text()
+    for source in SOURCES.values():
+        assert f"| {source.name} | {source.origin} | {source.licence} |" in table
