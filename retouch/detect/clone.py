@@ -10,8 +10,8 @@ locally affine, so the residual of a local affine fit is near zero there and lar
 accidental. A pixel is a clone candidate where that residual is small and its match is much closer than
 matches are in this image generally (a stamped copy carries the same grain as its source, independent grain
 does not match). Candidates are cleaned (opening, hysteresis growth, closing, minimum area) and mirrored: every detection is
-mapped through its offset to its source. Of the two sides of a pair, the one whose outline shows a blending
-seam (grain averaged where two unrelated textures were mixed by a soft brush) is called the target.
+mapped through its offset to its source. Of the two sides of a pair, the one whose outline is more of a seam
+(content that does not continue into its surroundings) is called the target.
 
 Analysis runs on a copy bounded to ``analysis_pixels`` and is mapped back to full size.
 
@@ -39,7 +39,8 @@ EXPLANATION = (
     "film grain, the area is marked as a copy; the report pairs each copied area (target) with where it came "
     "from (source). Limits: very small copies, copies strongly enlarged or shrunk, and genuinely repetitive "
     "subjects (rows of identical windows, patterned cloth) are hard cases. Both sides of a pair are marked: "
-    "which is the copy and which the original is only suggested (from the blending seam a soft brush leaves) "
+    "which is the copy and which the original is only suggested (from how well each continues into its "
+    "surroundings) "
     "and is often wrong, so look at both."
 )
 
@@ -52,18 +53,24 @@ def _components(mask: np.ndarray, min_area: int) -> tuple[int, np.ndarray, np.nd
 
 
 def _seam_evidence(gray: np.ndarray, region: np.ndarray) -> float:
-    """How much a region's outline looks like a stamp's soft edge, where two unrelated textures were blended:
-    blending averages independent grain, so the fine residual on the outline drops below that of the
-    surroundings a few pixels out. Larger means more seam-like (the target side of a copy)."""
+    """How badly a region's content fails to continue across its outline: the mean difference, along the
+    outline, between the local mean just inside and just outside (masked box means of the grain-smoothed
+    image). An original area continues into its surroundings; a stamped copy meets a background it was not
+    photographed against. Larger means more seam-like (the target side of a copy)."""
     kernel = np.ones((3, 3), np.uint8)
-    mask = region.astype(np.uint8)
-    outline = cv2.dilate(mask, kernel, iterations=2).astype(bool) & ~cv2.erode(mask, kernel, iterations=2).astype(bool)
-    near = cv2.dilate(mask, kernel, iterations=7).astype(bool) & ~cv2.dilate(mask, kernel, iterations=4).astype(bool)
-    eight = np.round(np.clip(gray, 0, 1) * 255).astype(np.uint8)
-    residual = np.abs(gray - cv2.medianBlur(eight, 3).astype(np.float32) / 255.0)
-    if not outline.any() or not near.any():
+    inside = region.astype(np.float32)
+    outside = 1.0 - inside
+    outline = (cv2.dilate(region.astype(np.uint8), kernel).astype(bool)
+               & ~cv2.erode(region.astype(np.uint8), kernel).astype(bool))
+    if not outline.any() or region.all():
         return 0.0
-    return float(np.log((np.mean(residual[near]) + 1e-5) / (np.mean(residual[outline]) + 1e-5)))
+    smooth = cv2.GaussianBlur(gray, (0, 0), 1.5)
+    size = (9, 9)
+    mean_in = cv2.boxFilter(smooth * inside, -1, size, normalize=False) / (
+        cv2.boxFilter(inside, -1, size, normalize=False) + 1e-6)
+    mean_out = cv2.boxFilter(smooth * outside, -1, size, normalize=False) / (
+        cv2.boxFilter(outside, -1, size, normalize=False) + 1e-6)
+    return float(np.mean(np.abs(mean_in - mean_out)[outline]))
 
 
 def _closeness(distance: np.ndarray, energy: np.ndarray, oy: np.ndarray, ox: np.ndarray) -> np.ndarray:
