@@ -21,6 +21,9 @@ if TYPE_CHECKING:
     from retouch.compare import PairComparison
 
 
+MIN_SIDE = 32
+
+
 @dataclass
 class AnalyzeRun:
     """Results of ``retouch analyze`` on one image: one result per detector and their fusion."""
@@ -78,6 +81,11 @@ def analyze_image(
     timings: dict[str, float] = {}
     for name in names:
         started = time.perf_counter()
+        if min(shape) < MIN_SIDE:
+            results.append(AnalysisResult.skipped_result(
+                name, shape, f"the image is too small ({shape[1]}x{shape[0]}); detectors need at least "
+                f"{MIN_SIDE} pixels on each side"))
+            continue
         result = available[name].run(image, jpeg_quantization=tables, **options[name])
         timings[name] = round(time.perf_counter() - started, 4)
         if result.heatmap.shape != shape:

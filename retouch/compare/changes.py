@@ -124,7 +124,8 @@ def _noise_normalised(difference: np.ndarray, brightness: np.ndarray, activity: 
     for index in range(bins * bins):  # 64 cells, each a median over its own sample
         if ends[index] - starts[index] > 30:
             spread[index] = 1.4826 * float(np.median(sorted_values[starts[index]:ends[index]]))
-    spread = np.maximum(spread, 0.5 * overall)
+    # half a grey level is the least difference that can mean anything in 8-bit scans
+    spread = np.maximum(spread, max(0.5 * overall, 0.5 / 255.0))
     return (centred / spread[cell]).astype(np.float32)
 
 

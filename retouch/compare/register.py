@@ -56,7 +56,8 @@ class Registration:
         data = asdict(self)
         data["transform"] = np.asarray(self.transform, float).round(8).tolist()
         for key in ("inlier_ratio", "residual_px", "rotation_deg", "scale", "overlap_correlation"):
-            data[key] = round(float(data[key]), 4)
+            value = float(data[key])
+            data[key] = round(value, 4) if np.isfinite(value) else None  # e.g. no residual without matches
         return data
 
 
@@ -273,7 +274,9 @@ def overlap_correlation(ref: np.ndarray, q: np.ndarray, h: np.ndarray) -> float:
     # rank correlation: insensitive to any monotone tone difference between the scans
     ra = np.argsort(np.argsort(a)).astype(np.float64)
     rb = np.argsort(np.argsort(b)).astype(np.float64)
-    return float(np.corrcoef(ra, rb)[0, 1])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        correlation = float(np.corrcoef(ra, rb)[0, 1])
+    return correlation if np.isfinite(correlation) else 0.0  # a featureless image correlates with nothing
 
 
 def register(reference: np.ndarray, questioned: np.ndarray, *, feature_pixels: int = FEATURE_PIXELS,
