@@ -154,3 +154,19 @@ def test_compare_writes_every_artifact_in_the_questioned_frame(tmp_path: Path) -
     report = json.loads((out / "report.json").read_text())
     assert report["registration"]["inliers"] > 20 and len(report["transform"]["matrix"]) == 3
     assert {entry["role"] for entry in report["inputs"]} == {"reference", "questioned"}
+
+
+def test_degenerate_images_get_reports_not_crashes(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    strip = tmp_path / "strip.jpg"
+    cv2.imwrite(str(strip), (rng.random((12, 900, 3)) * 255).astype(np.uint8))
+    done = retouch("analyze", str(strip), "-o", str(tmp_path / "strip"), "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "strip" / "report.json").read_text())
+    assert all(a["skipped"] and "too small" in a["skipped"] for a in report["analyses"])
+    flat = tmp_path / "flat.png"
+    cv2.imwrite(str(flat), np.full((300, 300), 128, np.uint8))
+    same = retouch("compare", str(flat), str(flat), "-o", str(tmp_path / "same"))
+    assert same.returncode in (0, 2), same.stderr  # refused or compared, never an internal error
+    if same.returncode == 0:
+        assert json.loads((tmp_path / "same" / "report.json").read_text())["result"]["regions"] == []
