@@ -3,9 +3,9 @@
 Method
 ------
 Every photographic print carries grain whose strength depends on exposure. The image is split into blocks; in
-each block the grain is measured as the robust spread of a high-pass residual (the image minus a 3x3 median,
-which keeps grain and drops shading). From the flattest blocks of the whole image a noise-level function
-sigma(brightness) is estimated (Liu et al. 2006, "Noise estimation from a single image"; its use for
+each block the grain is measured as the mean absolute high-pass residual (the image minus a twice-applied 5x5
+median, which keeps the grain's clumps and drops shading). From the flattest blocks of the whole image a
+noise-level function sigma(brightness) is estimated (Liu et al. 2006, "Noise estimation from a single image"; its use for
 splicing detection: Pun, Liu & Yuan 2016; Mahdian & Saic 2009). Each block's log-ratio of measured to predicted
 grain is turned into a robust z-score; z-scores are pooled over 3x3 neighbourhoods and a region is flagged when
 the pooled score passes a Bonferroni bound set for ``false_alarms`` expected false detections per image
@@ -80,11 +80,16 @@ def grain_consistency(
     shape = gray.shape
     block = block or _block_size(shape)
     eight = np.round(np.clip(gray, 0, 1) * 255).astype(np.uint8) if image.dtype != np.uint16 else None
-    # the high-pass residual: image minus its 3x3 median keeps grain, drops shading and most edges
+    # The residual: image minus a robust background, a 5x5 median applied twice (9x9 support). Print grain is
+    # spatially correlated (clumps of 1-2 px, then softened by the scanner's optics) while the scanner's own
+    # noise and JPEG quantization are white; a 3x3 median keeps mostly the white part, which a grainless fill
+    # still carries, so a painted fill read only ~30 % below its surroundings. The wider background keeps the
+    # grain's clumps in the residual (fill contrast about twice as large in log units). Iterated 5x5 medians
+    # have fast SIMD paths in OpenCV, unlike one 7x7 or 9x9 median (about 50x slower on 8-bit images).
     if eight is not None:
-        background = cv2.medianBlur(eight, 3).astype(np.float32) / 255.0
+        background = cv2.medianBlur(cv2.medianBlur(eight, 5), 5).astype(np.float32) / 255.0
     else:
-        background = cv2.medianBlur(gray, 3)
+        background = cv2.medianBlur(cv2.medianBlur(gray, 5), 5)
     residual = gray - background
     brightness = block_mean(cv2.GaussianBlur(gray, (0, 0), 2.0), block)
     # grain spread per block: mean absolute residual (robust enough, fast), in log units
