@@ -41,3 +41,24 @@ def test_synthetic_smoothed_patch_in_uniform_grain() -> None:
     clean = get_detector("grain").run((np.clip(shading + 0.04 * rng.standard_normal((400, 400)), 0, 1) * 255)
                                       .astype(np.uint8))
     assert clean.mask.mean() < 0.01  # the bound allows half a false alarm per image on average
+
+
+def test_block_regions_match_full_size_labelling() -> None:
+    """Regions found on the block grid equal those of the blown-up mask, partial edge tiles included."""
+    from retouch.detect._blocks import block_regions, blocks_to_image
+    from retouch.result import regions_from_mask
+
+    rng = np.random.default_rng(1)
+    for _ in range(60):
+        block = int(rng.choice([8, 16, 24]))
+        height, width = int(rng.integers(50, 260)), int(rng.integers(50, 260))
+        blocks = rng.random((height // block, width // block)) < rng.uniform(0.05, 0.5)
+        heat = rng.random((height, width)).astype(np.float32)
+        min_area = int(rng.integers(1, 4)) * block * block
+        found = block_regions(blocks, heat, block, kind="noise-low", min_area=min_area)
+        full = blocks_to_image(blocks, block, (height, width), smooth=False)
+        expected = regions_from_mask(full, heat, kind="noise-low", min_area=min_area)
+        key = lambda r: (r.bbox, r.area)  # noqa: E731
+        assert sorted(map(key, found)) == sorted(map(key, expected))
+        by_key = {key(r): r.score for r in expected}
+        assert all(abs(r.score - by_key[key(r)]) < 1e-4 for r in found)

@@ -11,13 +11,16 @@ import math
 import cv2
 import numpy as np
 
-from retouch.result import AnalysisResult, regions_from_mask
+from retouch.result import AnalysisResult, Region
 
 
 def block_mean(values: np.ndarray, block: int) -> np.ndarray:
     """Mean of each ``block`` x ``block`` tile (the image is cropped to whole tiles)."""
     rows, cols = values.shape[0] // block, values.shape[1] // block
-    cropped = np.ascontiguousarray(values[: rows * block, : cols * block], dtype=np.float32)
+    # OpenCV reads the cropped view through its row stride: no full-image copy unless a conversion is needed
+    cropped = values[: rows * block, : cols * block]
+    if cropped.dtype != np.float32:
+        cropped = cropped.astype(np.float32)
     return cv2.resize(cropped, (cols, rows), interpolation=cv2.INTER_AREA)
 
 
@@ -97,19 +100,60 @@ def decision_score(strength: np.ndarray, decided: np.ndarray, usable: np.ndarray
     return float(np.clip(0.5 * peak / threshold, 0.0, 0.49))
 
 
+def _pad_to(big: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Extend a whole-tile map to ``shape`` by replicating its last row and column (the partial edge tiles)."""
+    height, width = shape
+    pad_y, pad_x = max(height - big.shape[0], 0), max(width - big.shape[1], 0)
+    if pad_y or pad_x:
+        big = cv2.copyMakeBorder(big, 0, pad_y, 0, pad_x, cv2.BORDER_REPLICATE)
+    return big[:height, :width]
+
+
 def blocks_to_image(values: np.ndarray, block: int, shape: tuple[int, int], *, smooth: bool) -> np.ndarray:
     """Blow a block map up to the full image (edge tiles replicate the last block)."""
-    height, width = shape
     rows, cols = values.shape
     if values.dtype == bool:
-        big = np.repeat(np.repeat(values, block, axis=0), block, axis=1)
-    else:
-        interpolation = cv2.INTER_LINEAR if smooth else cv2.INTER_NEAREST
-        big = cv2.resize(values.astype(np.float32), (cols * block, rows * block), interpolation=interpolation)
-    pad_y, pad_x = height - big.shape[0], width - big.shape[1]
-    if pad_y > 0 or pad_x > 0:
-        big = np.pad(big, ((0, max(pad_y, 0)), (0, max(pad_x, 0))), mode="edge")
-    return big[:height, :width]
+        # nearest-neighbour resizing by an integer factor is an exact block repeat, and far cheaper than np.repeat
+        big = cv2.resize(values.astype(np.uint8), (cols * block, rows * block), interpolation=cv2.INTER_NEAREST)
+        return _pad_to(big, shape).view(bool)
+    interpolation = cv2.INTER_LINEAR if smooth else cv2.INTER_NEAREST
+    big = cv2.resize(values.astype(np.float32), (cols * block, rows * block), interpolation=interpolation)
+    return _pad_to(big, shape)
+
+
+def block_regions(blocks: np.ndarray, heatmap: np.ndarray, block: int, *, kind: str, min_area: int) -> list[Region]:
+    """Connected groups of flagged blocks as regions, found on the block grid rather than on the full image.
+
+    Gives the same regions as ``regions_from_mask`` on the blown-up mask (8-connected blocks touch by a corner
+    pixel, so they stay 8-connected at full size; edge tiles own the partial rows and columns), in time that
+    grows with the number of blocks, not pixels: on a 24-megapixel scan the full-size labelling cost seconds.
+    Each region's score is the mean of ``heatmap`` over its pixels, as for every other detector.
+    """
+    height, width = heatmap.shape
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(blocks.astype(np.uint8), connectivity=8)
+    if count <= 1:
+        return []
+    rows, cols = blocks.shape
+    # pixel extent of every block row and column; the last ones take the partial tiles at the border
+    row_end = np.minimum((np.arange(rows) + 1) * block, height)
+    row_end[-1] = height
+    col_end = np.minimum((np.arange(cols) + 1) * block, width)
+    col_end[-1] = width
+    row_size = np.diff(row_end, prepend=0)
+    col_size = np.diff(col_end, prepend=0)
+    areas = np.bincount(labels.ravel(), weights=np.outer(row_size, col_size).ravel(), minlength=count)
+    regions = []
+    for label in range(1, count):
+        area = int(areas[label])
+        if area < min_area:
+            continue
+        bx, by, bw, bh = (int(v) for v in stats[label, :4])
+        x0, y0 = bx * block, by * block
+        x1, y1 = int(col_end[bx + bw - 1]), int(row_end[by + bh - 1])
+        inside = blocks_to_image(labels[by:by + bh, bx:bx + bw] == label, block, (y1 - y0, x1 - x0), smooth=False)
+        score = float(heatmap[y0:y1, x0:x1][inside].mean())
+        regions.append(Region(bbox=(x0, y0, x1 - x0, y1 - y0), area=area, score=score, kind=kind))
+    return regions
 
 
 def block_result(method: str, *, heat_blocks: np.ndarray, mask_blocks: np.ndarray, block: int,
@@ -120,8 +164,7 @@ def block_result(method: str, *, heat_blocks: np.ndarray, mask_blocks: np.ndarra
     mask = blocks_to_image(mask_blocks, block, shape, smooth=False)
     regions = []
     for kind, blocks in kind_of.items():
-        kind_mask = blocks_to_image(blocks & mask_blocks, block, shape, smooth=False)
-        regions += regions_from_mask(kind_mask, heatmap, kind=kind, min_area=min_area)
+        regions += block_regions(blocks & mask_blocks, heatmap, block, kind=kind, min_area=min_area)
     regions.sort(key=lambda r: (-r.score, -r.area))
     return AnalysisResult(method=method, heatmap=heatmap, mask=mask, regions=regions, score=score, params=params,
                           summary=summary, explanation=explanation, details=details)
