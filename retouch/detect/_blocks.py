@@ -24,6 +24,21 @@ def block_mean(values: np.ndarray, block: int) -> np.ndarray:
     return cv2.resize(cropped, (cols, rows), interpolation=cv2.INTER_AREA)
 
 
+def _grouped_quantile(values: np.ndarray, groups: np.ndarray, counts: np.ndarray, quantile: float) -> np.ndarray:
+    """``np.percentile(values[groups == g], quantile)`` (linear interpolation) for every group g; NaN-free, 0 for
+    empty groups. ``counts`` is ``np.bincount(groups)``."""
+    ordered = values[np.lexsort((values, groups))]
+    starts = np.cumsum(counts) - counts
+    position = starts + np.maximum(counts - 1, 0) * (quantile / 100.0)
+    low = np.floor(position).astype(np.int64)
+    high = np.minimum(low + 1, starts + np.maximum(counts - 1, 0))
+    fraction = position - low
+    if ordered.size == 0:
+        return np.zeros(counts.shape, np.float64)
+    low, high = np.minimum(low, ordered.size - 1), np.minimum(high, ordered.size - 1)
+    return np.where(counts > 0, ordered[low] + (ordered[high] - ordered[low]) * fraction, 0.0)
+
+
 def binned_reference(values: np.ndarray, covariate: np.ndarray, eligible: np.ndarray, *, bins: int = 12,
                      quantile: float = 50.0, min_count: int = 20) -> tuple[np.ndarray, np.ndarray]:
     """A robust function ``values ~ f(covariate)`` from ``eligible`` blocks: per-bin ``quantile`` of values and
@@ -41,13 +56,14 @@ def binned_reference(values: np.ndarray, covariate: np.ndarray, eligible: np.nda
     eligible_values = values[eligible]
     overall_centre = float(np.percentile(eligible_values, quantile))
     overall_spread = float(1.4826 * np.median(np.abs(eligible_values - np.median(eligible_values)))) + 1e-6
-    centre = np.full(bins, overall_centre)
-    spread = np.full(bins, overall_spread)
-    for b in range(bins):  # a dozen bins, each a vectorised percentile
-        chosen = eligible_values[eligible_index == b]
-        if chosen.size >= min_count:
-            centre[b] = np.percentile(chosen, quantile)
-            spread[b] = 1.4826 * np.median(np.abs(chosen - np.median(chosen))) + 1e-6
+    # every bin's quantile, median and MAD at once from one sort by (bin, value): no Python loop over bins
+    counts = np.bincount(eligible_index, minlength=bins)[:bins]
+    centre = _grouped_quantile(eligible_values, eligible_index, counts, quantile)
+    median = centre if quantile == 50.0 else _grouped_quantile(eligible_values, eligible_index, counts, 50.0)
+    mad = _grouped_quantile(np.abs(eligible_values - median[eligible_index]), eligible_index, counts, 50.0)
+    enough = counts >= min_count
+    centre = np.where(enough, centre, overall_centre)
+    spread = np.where(enough, 1.4826 * mad + 1e-6, overall_spread)
     spread = np.maximum(spread, 0.5 * overall_spread)
     return centre[index], spread[index]
 

@@ -49,9 +49,10 @@ EXPLANATION = (
 
 
 def _recompression_error(gray: np.ndarray, quality: int) -> np.ndarray:
+    """Absolute difference (8-bit) between ``gray`` and its JPEG recompression at ``quality``."""
     ok, buffer = cv2.imencode(".jpg", gray, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     decoded = cv2.imdecode(buffer, cv2.IMREAD_GRAYSCALE)
-    return cv2.absdiff(gray, decoded).astype(np.float32)
+    return cv2.absdiff(gray, decoded, dst=decoded)
 
 
 @register("ela", title="Error-level analysis (content-normalised)",
@@ -81,10 +82,11 @@ def error_level_analysis(
     gray = cv2.cvtColor(eight, cv2.COLOR_RGB2GRAY) if eight.ndim == 3 else eight
     shape = gray.shape
     block = 8
-    as_float = gray.astype(np.float32) / 255.0
-    texture = block_mean(cv2.magnitude(cv2.Sobel(as_float, cv2.CV_32F, 1, 0), cv2.Sobel(as_float, cv2.CV_32F, 0, 1)),
-                         block)
-    brightness = block_mean(as_float, block)
+    # Sobel is linear: filter the 8-bit image straight into float and rescale the block means, rather than
+    # converting the whole image to [0, 1] floats first
+    dx = cv2.Sobel(gray, cv2.CV_32F, 1, 0)
+    texture = block_mean(cv2.magnitude(dx, cv2.Sobel(gray, cv2.CV_32F, 0, 1), dx), block) / 255.0
+    brightness = block_mean(gray, block) / 255.0
     usable = (brightness > 0.02) & (brightness < 0.98)
     covariate = np.log(texture + 1e-3) + 0.5 * brightness  # texture dominates; brightness splits ties
     qualities = [int(quality), *[int(q) for q in sweep if int(q) != int(quality)]]
