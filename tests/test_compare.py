@@ -103,3 +103,18 @@ def test_fourier_mellin_fallback_recovers_rotation_scale_and_shift(angle: float,
     points = np.float32([[250, 170], [350, 230], [300, 200]]).reshape(-1, 1, 2)
     error = np.hypot(*(cv2.perspectiveTransform(points, found) - cv2.transform(points, truth)).reshape(-1, 2).T)
     assert error.max() < 12.0  # a coarse start: ECC refinement in register() takes it to sub-pixel
+
+
+def test_lost_shared_grain_is_evidence_even_where_tones_match() -> None:
+    from retouch.compare.changes import grain_decorrelation
+
+    rng = np.random.default_rng(5)
+    grain = cv2.GaussianBlur(rng.standard_normal((256, 256)).astype(np.float32), (0, 0), 0.8) * 0.05
+    reference = 0.5 + grain + rng.normal(0, 0.005, grain.shape).astype(np.float32)
+    questioned = 0.5 + grain + rng.normal(0, 0.005, grain.shape).astype(np.float32)
+    questioned[96:160, 96:160] = 0.5  # a grain-free fill of exactly the old mean tone
+    valid = np.ones(grain.shape, bool)
+    z = grain_decorrelation(reference, questioned, valid, np.full(grain.shape, 0.5, np.float32),
+                            defects=np.zeros(grain.shape, bool))
+    assert np.median(z[106:150, 106:150]) > 4.0
+    assert np.percentile(z[:64], 99) < 4.0

@@ -17,9 +17,10 @@ from retouch.compare.changes import (
     change_evidence,
     classify_regions,
     decide,
+    find_defects,
+    grain_decorrelation,
     match_sharpness,
     match_tones,
-    remove_dust,
 )
 from retouch.compare.register import Registration, register
 from retouch.imaging import analysis_scale, to_gray_float, to_uint8, upscale_to
@@ -30,9 +31,11 @@ ANALYSIS_PIXELS = 2_500_000
 EXPLANATION = (
     "The reference scan was aligned onto the questioned scan (features, a robust geometric fit and a sub-pixel "
     "refinement), its tones were matched to the questioned scan's, and the two were compared at three scales "
-    "after smoothing away film grain. Each pixel's difference is expressed against what grain, dust and "
-    "compression alone produce between these two scans at that brightness; the map shows that normalised "
-    "difference, and regions are where it is far above chance over an area larger than dust. A region is "
+    "after smoothing away film grain; where the print is untouched both scans also record its own grain, so a "
+    "local loss of that shared grain (paint, a fill, a stamped or pasted piece) is evidence too. Each pixel's "
+    "difference is expressed against what grain, dust and compression alone produce between these two scans at "
+    "that brightness; the map shows that normalised difference, and regions are where it is far above chance "
+    "over an area larger than dust, outlined where the finest scales confirm it. A region is "
     "'removed' when the reference shows something distinct there that the questioned scan lacks, 'added' for the "
     "opposite, and 'retouched' when the surface changed without such a clear direction. Limits: areas outside "
     "the overlap of the two scans are not compared; changes smaller than about 0.2 % of the compared area (the min_area_fraction parameter), or fainter "
@@ -114,17 +117,22 @@ def compare_pair(
         raise NotSamePhotographError("these images do not show the same photograph: the scans barely overlap")
 
     started = time.perf_counter()
-    r_small, q_small = remove_dust(r_small), remove_dust(q_small)
+    # the raw images are kept for the shared-grain cue, which the dust filter's median would erase
+    r_raw, q_raw = r_small, q_small
+    (r_small, r_defects), (q_small, q_defects) = find_defects(r_raw), find_defects(q_raw)
     timings["dust"] = time.perf_counter() - started
     started = time.perf_counter()
     r_toned = match_tones(r_small, q_small, valid)
+    grain = grain_decorrelation(r_raw, q_raw, valid, cv2.GaussianBlur(q_small, (0, 0), 2.0),
+                                defects=r_defects | q_defects)
     r_toned, q_small, sharpness = match_sharpness(r_toned, q_small, valid)
     timings["tone_and_sharpness"] = time.perf_counter() - started
     started = time.perf_counter()
-    evidence = change_evidence(r_toned, q_small, valid)
+    cues = change_evidence(r_toned, q_small, valid, grain=grain)
+    evidence = cues.evidence
     heat_small = np.clip(evidence / (2.0 * threshold), 0.0, 1.0)
     min_area_small = max(30, int(min_area_fraction * valid.sum()))
-    mask_small = decide(evidence, valid, threshold=threshold, min_area=min_area_small)
+    mask_small = decide(evidence, valid, threshold=threshold, min_area=min_area_small, local=cues.local)
     small_regions = classify_regions(mask_small, heat_small, r_toned, q_small, min_area=min_area_small,
                                      valid=valid)
     timings["change_detection"] = time.perf_counter() - started

@@ -10,56 +10,91 @@ Method
 3. Each difference map is normalised by a noise-level function: the robust (MAD) spread of the difference in
    bins of brightness over the overlap. Since most of a pair is unchanged, that spread is what grain, dust and
    compression alone produce, and the normalised value is a z-score.
-4. The decision: z above ``threshold`` (default 4.5: about 7 in a million pixels under Gaussian noise, before
-   the area constraint) at any scale, cleaned by morphological opening/closing, components below a minimum area
-   (0.2 % of the overlap by default) dropped. The heatmap is the z-score mapped to [0, 1].
-5. Each region is classified by what happened to image structure (detail above the grain): much less in the
+4. Shared grain: two scans of one print both record that print's own film grain, so wherever the print is
+   untouched their finest detail (a high-pass band, defects masked out) correlates locally; paint, a
+   clone, an inpainted fill or a pasted piece carries no grain or other grain, and the local correlation drops
+   to zero even where the fill matches the old tones. ``1 - correlation`` is normalised like the differences
+   (one-sided: only a loss of correlation is evidence).
+5. The decision, in two steps. Regions: evidence above ``threshold`` (default 7.5) at any scale, cleaned by
+   morphological opening/closing, components below a minimum area (0.2 % of the overlap by default) dropped.
+   Outline: the coarse scales and the windowed structure term spread a change over their support (up to ten
+   pixels beyond it), so each region is cut back to where the evidence of the fine scales (intensity at 1 and 2
+   pixels, structure at 1 pixel, shared grain) exceeds ``LOCAL_THRESHOLD`` within a pixel, holes enclosed by a
+   region are filled (an edit is a filled area, even where its fill happens to match the old tones), and the
+   outline then grows by up to ``GROW_PX`` pixels into neighbouring fine evidence above ``GROW_THRESHOLD`` (the
+   feathered edge of a soft brush). The heatmap is the z-score mapped to [0, 1].
+6. Each region is classified by what happened to image structure (detail above the grain): much less in the
    questioned frame is ``removed`` (content erased and filled), much more is ``added``; otherwise the frame in
    which the region stands out from its surroundings decides, and failing that it is ``retouched`` (an altered
    surface). The structure ratio and both contrasts are in the evidence.
 
 Limits: changes smaller than the minimum area, or of contrast below the grain, are not reported; changes in
-regions outside the overlap are not compared at all (``valid_mask``).
+regions outside the overlap are not compared at all (``valid_mask``). The shared-grain cue needs both scans to
+resolve the print's grain (not so for a copy negative of a copy, a halftone reproduction or a heavily
+downsampled file); without it the cue is flat, and only tone and structure changes are seen. The outline
+radii are in analysis pixels, so they are tuned for prints of roughly 500 to 1500 pixels a side.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
+from scipy import ndimage
 
 from retouch.result import Region, regions_from_mask
 
 SCALES = (1.0, 2.0, 4.0)
 MEDIAN_PX = 5
 DEFAULT_THRESHOLD = 7.5
+# the outline of a region: fine evidence that confirms it, and the weaker fine evidence it may grow into
+LOCAL_THRESHOLD = 3.0
+GROW_THRESHOLD = 2.5
+GROW_PX = 3
+# shared grain: the band above a 2-px Gaussian, correlated over a 3-px Gaussian window; its z-score counts
+# double in the evidence because a correlation is bounded (a grain-free fill reaches z of about 4 to 6, not 50)
+GRAIN_HIGHPASS_PX = 2.0
+GRAIN_WINDOW_PX = 3.0
+GRAIN_WEIGHT = 2.0
 
 
-def remove_dust(image: np.ndarray) -> np.ndarray:
-    """Replace dust specks and scratches (small or thin outliers against a median background) by that background.
+def find_defects(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Dust specks and scratches: returns the image with them replaced by a median background, and their mask.
 
-    Dust and scratches differ between any two scans of one print; they are damage, not content. A pixel is a
-    defect candidate when it departs from the local median by more than five robust standard deviations; its
-    connected component is a defect when it is small (under twice the median window's area) or thin (mean width
-    under four pixels including the one-pixel margin, as a scratch). Defects are replaced by the median; anything larger is left for comparison.
+    Dust and scratches differ between any two scans of one print; they are damage, not content. A 5-px median
+    first erases scratches and specks up to two pixels wide outright (the mask marks them where the raw image
+    departs from that median by more than four robust standard deviations). Then a pixel is a defect candidate
+    when it departs from the local median by more than five robust standard deviations; its connected component
+    is a defect when it is small (under twice the median window's area) or thin (mean width under four pixels
+    including the one-pixel margin, as a scratch). Defects are replaced by the median; anything larger is left
+    for comparison.
     """
     window = max(5, (min(image.shape) // 40) | 1)
     eight = np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)
-    # a small median first erases scratches and specks up to two pixels wide outright
     eight = cv2.medianBlur(eight, MEDIAN_PX)
-    image = eight.astype(np.float32) / 255.0
+    filtered = eight.astype(np.float32) / 255.0
+    fine = image - filtered
+    thin = np.abs(fine) > 4.0 * (1.4826 * float(np.median(np.abs(fine))) + 1e-4)
     background = cv2.medianBlur(eight, min(window, 255)).astype(np.float32) / 255.0
-    residual = image - background
+    residual = filtered - background
     sigma = 1.4826 * float(np.median(np.abs(residual))) + 1e-4
     candidates = (np.abs(residual) > 5.0 * sigma).astype(np.uint8)
     candidates = cv2.dilate(candidates, np.ones((3, 3), np.uint8))
     count, labels, stats, _ = cv2.connectedComponentsWithStats(candidates, connectivity=8)
     if count <= 1:
-        return image
+        return filtered, thin
     area = stats[:, cv2.CC_STAT_AREA].astype(np.float64)
     length = np.maximum(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]).astype(np.float64)
     defect = (area <= 2 * window * window) | (area / np.maximum(length, 1.0) < 4.0)
     defect[0] = False
-    return np.where(defect[labels], background, image).astype(np.float32)
+    specks = defect[labels]
+    return np.where(specks, background, filtered).astype(np.float32), specks | thin
+
+
+def remove_dust(image: np.ndarray) -> np.ndarray:
+    """The image with dust specks and scratches replaced by a median background (see :func:`find_defects`)."""
+    return find_defects(image)[0]
 
 
 def match_sharpness(reference: np.ndarray, questioned: np.ndarray, valid: np.ndarray
@@ -129,6 +164,46 @@ def _noise_normalised(difference: np.ndarray, brightness: np.ndarray, activity: 
     return (centred / spread[cell]).astype(np.float32)
 
 
+def grain_decorrelation(reference: np.ndarray, questioned: np.ndarray, valid: np.ndarray, brightness: np.ndarray,
+                        *, defects: np.ndarray, bins: int = 8) -> np.ndarray:
+    """One-sided z-score of the loss of shared print grain between two registered scans (float gray, [0, 1]).
+
+    Both images are high-passed (minus a Gaussian of ``GRAIN_HIGHPASS_PX``), defects (dust, scratches) and a
+    two-pixel margin are zeroed, and the local correlation coefficient is taken over a Gaussian window of
+    ``GRAIN_WINDOW_PX``; the zeroed pixels drop out of the window's sums, so a scratch crossing it does not
+    decorrelate it. ``1 - correlation`` is compared with its median and robust spread among overlap pixels of
+    like ``brightness`` (grain strength depends on exposure); windows mostly masked get no evidence.
+    Pass the images before dust removal: its median filter erases the grain this cue looks at.
+    """
+    keep = (~cv2.dilate(defects.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)).astype(np.float32)
+    a = (reference - cv2.GaussianBlur(reference, (0, 0), GRAIN_HIGHPASS_PX)) * keep
+    b = (questioned - cv2.GaussianBlur(questioned, (0, 0), GRAIN_HIGHPASS_PX)) * keep
+    var_a = cv2.GaussianBlur(a * a, (0, 0), GRAIN_WINDOW_PX)
+    var_b = cv2.GaussianBlur(b * b, (0, 0), GRAIN_WINDOW_PX)
+    cov = cv2.GaussianBlur(a * b, (0, 0), GRAIN_WINDOW_PX)
+    support = cv2.GaussianBlur(keep, (0, 0), GRAIN_WINDOW_PX)
+    loss = 1.0 - cov / np.sqrt(var_a * var_b + 1e-12)
+    usable = valid & (support > 0.5)
+    if usable.sum() < 1000:
+        return np.zeros(questioned.shape, np.float32)
+    rng = np.random.default_rng(2)
+    pick = rng.choice(np.flatnonzero(usable), size=min(int(usable.sum()), 200_000), replace=False)
+    index = _quantile_bins(brightness.ravel(), pick, bins).reshape(brightness.shape)
+    sampled_index = index.ravel()[pick]
+    sampled_loss = loss.ravel()[pick]
+    centre = np.zeros(bins, np.float32)
+    spread = np.ones(bins, np.float32)
+    for k in range(bins):  # eight brightness bins, each its own median and spread
+        values = sampled_loss[sampled_index == k]
+        if values.size > 30:
+            centre[k] = np.median(values)
+            spread[k] = 1.4826 * np.median(np.abs(values - centre[k]))
+    # a correlation estimated over a few dozen pixels is never exact: a floor on its spread
+    spread = np.maximum(spread, 1e-3)
+    z = (loss - centre[index]) / spread[index]
+    return np.where(usable, np.maximum(z, 0.0), 0.0).astype(np.float32)
+
+
 def _structure_dissimilarity(a: np.ndarray, b: np.ndarray, sigma: float) -> np.ndarray:
     mean_a = cv2.GaussianBlur(a, (0, 0), sigma)
     mean_b = cv2.GaussianBlur(b, (0, 0), sigma)
@@ -139,10 +214,20 @@ def _structure_dissimilarity(a: np.ndarray, b: np.ndarray, sigma: float) -> np.n
     return (1.0 - (2 * cov + c) / (var_a + var_b + c)).astype(np.float32)
 
 
+@dataclass
+class ChangeEvidence:
+    """``evidence``: z-score of change, max over scales and cues; ``local``: the same from the cues that place
+    a boundary within a pixel or two (intensity at the two finest scales, structure at the finest, grain)."""
+
+    evidence: np.ndarray
+    local: np.ndarray
+
+
 def change_evidence(reference: np.ndarray, questioned: np.ndarray, valid: np.ndarray, *,
-                    scale_factor: float = 1.0) -> np.ndarray:
-    """Per-pixel z-score of change (max over scales and cues) for float gray images in [0, 1]."""
+                    grain: np.ndarray | None = None, scale_factor: float = 1.0) -> ChangeEvidence:
+    """Per-pixel z-scores of change for float gray images in [0, 1]; ``grain`` from :func:`grain_decorrelation`."""
     evidence = np.zeros(questioned.shape, np.float32)
+    local = np.zeros(questioned.shape, np.float32)
     rng = np.random.default_rng(0)
     valid_index = np.flatnonzero(valid)
     sample = np.zeros(valid.size, bool)
@@ -162,21 +247,48 @@ def change_evidence(reference: np.ndarray, questioned: np.ndarray, valid: np.nda
                                         activity, sample)
         np.maximum(evidence, np.minimum(z_intensity, z_structure * 1.5) * 0.3 + z_intensity * 0.7, out=evidence)
         np.maximum(evidence, z_structure * 0.8, out=evidence)
+        if scale <= 2.0:
+            np.maximum(local, z_intensity, out=local)
+        if scale == SCALES[0]:
+            np.maximum(local, z_structure * 0.8, out=local)
+    if grain is not None:
+        np.maximum(evidence, grain * GRAIN_WEIGHT, out=evidence)
+        np.maximum(local, grain, out=local)
     evidence[~valid] = 0.0
-    return evidence
+    local[~valid] = 0.0
+    return ChangeEvidence(evidence=evidence, local=local)
 
 
-def decide(evidence: np.ndarray, valid: np.ndarray, *, threshold: float, min_area: int) -> np.ndarray:
-    """Threshold, clean up (opening removes dust and scratches, closing joins a region), drop small components."""
+def _drop_small(mask: np.ndarray, min_area: int) -> np.ndarray:
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    keep = np.zeros(count, bool)
+    keep[1:] = stats[1:, cv2.CC_STAT_AREA] >= min_area
+    return keep[labels]
+
+
+def decide(evidence: np.ndarray, valid: np.ndarray, *, threshold: float, min_area: int,
+           local: np.ndarray | None = None) -> np.ndarray:
+    """Threshold, clean up (opening removes dust and scratches, closing joins a region), drop small components;
+    with ``local`` evidence, fit each region's outline to it (module docstring, step 5)."""
     mask = (evidence > threshold) & valid
     size = max(3, int(round(np.sqrt(min_area) / 4)) | 1)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
     cleaned = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_OPEN, kernel)
     cleaned = cv2.morphologyEx(cleaned, cv2.MORPH_CLOSE, kernel)
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(cleaned, connectivity=8)
-    keep = np.zeros(count, bool)
-    keep[1:] = stats[1:, cv2.CC_STAT_AREA] >= min_area
-    return keep[labels] & valid
+    regions = _drop_small(cleaned, min_area) & valid
+    if local is None or not regions.any():
+        return regions
+    # cut the halo of the coarse cues back to fine evidence (within a pixel), then clean as before
+    confirmed = cv2.dilate((local > LOCAL_THRESHOLD).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    cut = cv2.morphologyEx((regions & confirmed).astype(np.uint8), cv2.MORPH_OPEN, kernel)
+    cut = cv2.morphologyEx(cut, cv2.MORPH_CLOSE, kernel)
+    cut = _drop_small(ndimage.binary_fill_holes(cut), min_area) & valid
+    # grow into the weaker fine evidence next to it (a feathered edge), a few pixels at most; the 3x3 opening
+    # keeps single noisy pixels from being added
+    reach = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * GROW_PX + 1, 2 * GROW_PX + 1))
+    ring = cv2.dilate(cut.astype(np.uint8), reach).astype(bool) & (local > GROW_THRESHOLD)
+    grown = cv2.morphologyEx((cut | ring).astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)).astype(bool)
+    return (grown | cut) & valid
 
 
 def _stand_out(image: np.ndarray, region: np.ndarray, ring: np.ndarray) -> float:
