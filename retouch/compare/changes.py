@@ -21,8 +21,8 @@ Method
    pixels beyond it), so each region is cut back to where the evidence of the fine scales (intensity at 1 and 2
    pixels, structure at 1 pixel, shared grain) exceeds ``LOCAL_THRESHOLD`` within a pixel, holes enclosed by a
    region are filled (an edit is a filled area, even where its fill happens to match the old tones), and the
-   outline then grows by up to ``GROW_PX`` pixels into neighbouring fine evidence above ``GROW_THRESHOLD`` (the
-   feathered edge of a soft brush). The heatmap is the z-score mapped to [0, 1].
+   outline then grows, a pixel a step for up to ``GROW_PX`` steps, through connected fine evidence above
+   ``GROW_THRESHOLD`` (the feathered edge of a soft brush). The heatmap is the z-score mapped to [0, 1].
 6. Each region is classified by what happened to image structure (detail above the grain): much less in the
    questioned frame is ``removed`` (content erased and filled), much more is ``added``; otherwise the frame in
    which the region stands out from its surroundings decides, and failing that it is ``retouched`` (an altered
@@ -51,7 +51,7 @@ DEFAULT_THRESHOLD = 7.5
 # the outline of a region: fine evidence that confirms it, and the weaker fine evidence it may grow into
 LOCAL_THRESHOLD = 3.0
 GROW_THRESHOLD = 2.5
-GROW_PX = 3
+GROW_PX = 6
 # shared grain: the band above a 2-px Gaussian, correlated over a 3-px Gaussian window; its z-score counts
 # double in the evidence because a correlation is bounded (a grain-free fill reaches z of about 4 to 6, not 50)
 GRAIN_HIGHPASS_PX = 2.0
@@ -283,10 +283,15 @@ def decide(evidence: np.ndarray, valid: np.ndarray, *, threshold: float, min_are
     cut = cv2.morphologyEx((regions & confirmed).astype(np.uint8), cv2.MORPH_OPEN, kernel)
     cut = cv2.morphologyEx(cut, cv2.MORPH_CLOSE, kernel)
     cut = _drop_small(ndimage.binary_fill_holes(cut), min_area) & valid
-    # grow into the weaker fine evidence next to it (a feathered edge), a few pixels at most; the 3x3 opening
-    # keeps single noisy pixels from being added
-    reach = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * GROW_PX + 1, 2 * GROW_PX + 1))
-    ring = cv2.dilate(cut.astype(np.uint8), reach).astype(bool) & (local > GROW_THRESHOLD)
+    # grow into the weaker fine evidence connected to it (a feathered edge), one pixel a step and a few steps at
+    # most, so growth follows the evidence instead of swallowing noise nearby; the 3x3 opening then keeps single
+    # noisy pixels off the outline
+    allowed = (local > GROW_THRESHOLD).astype(np.uint8)
+    ring = cut.astype(np.uint8)
+    cross = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
+    for _ in range(GROW_PX):  # a few whole-image dilations, not a per-pixel loop
+        ring = cv2.dilate(ring, cross) & (allowed | ring)
+    ring = ring.astype(bool)
     grown = cv2.morphologyEx((cut | ring).astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)).astype(bool)
     return (grown | cut) & valid
 
