@@ -31,8 +31,10 @@ Method
 Limits: changes smaller than the minimum area, or of contrast below the grain, are not reported; changes in
 regions outside the overlap are not compared at all (``valid_mask``). The shared-grain cue needs both scans to
 resolve the print's grain (not so for a copy negative of a copy, a halftone reproduction or a heavily
-downsampled file); without it the cue is flat, and only tone and structure changes are seen. The outline
-radii are in analysis pixels, so they are tuned for prints of roughly 500 to 1500 pixels a side.
+downsampled file); without it the cue is flat, and only tone and structure changes are seen. It was measured
+only on generated pairs, where both scans carry the very same print grain (blurred and resampled); how much of
+it survives a real re-photographed print is not yet measured. The outline radii are in analysis pixels, so
+they are tuned for prints of roughly 500 to 1500 pixels a side.
 """
 
 from __future__ import annotations
