@@ -144,7 +144,8 @@ def blocks_to_image(values: np.ndarray, block: int, shape: tuple[int, int], *, s
     return _pad_to(big, shape)
 
 
-def block_regions(blocks: np.ndarray, heatmap: np.ndarray, block: int, *, kind: str, min_area: int) -> list[Region]:
+def block_regions(blocks: np.ndarray, heatmap: np.ndarray, block: int, *, kind: str,
+                  min_area: int) -> list[Region]:
     """Connected groups of flagged blocks as regions, found on the block grid rather than on the full image.
 
     Gives the same regions as ``regions_from_mask`` on the blown-up mask (8-connected blocks touch by a corner

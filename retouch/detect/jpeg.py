@@ -104,7 +104,8 @@ def _grid_phase_strength(gray: np.ndarray, window: int) -> tuple[np.ndarray, np.
     columns = np.arange(width) % 8
     rows = np.arange(height) % 8
     # mean boundary energy at each phase, from the column (row) means: no per-phase copies of the image
-    col_energy = np.bincount(columns, weights=dx.mean(axis=0, dtype=np.float64), minlength=8) / np.bincount(columns)
+    col_energy = (np.bincount(columns, weights=dx.mean(axis=0, dtype=np.float64), minlength=8)
+                  / np.bincount(columns))
     row_energy = np.bincount(rows, weights=dy.mean(axis=1, dtype=np.float64), minlength=8) / np.bincount(rows)
     phase = (int(np.argmax(col_energy)), int(np.argmax(row_energy)))
     contrast = float((col_energy.max() / (np.median(col_energy) + 1e-6)
