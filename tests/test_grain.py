@@ -24,6 +24,16 @@ def test_finds_diffusion_fill() -> None:
     assert result.heatmap.shape == case.image.shape[:2]
 
 
+def test_finds_airbrushed_fill_with_its_feathered_edge() -> None:
+    # the truth includes the feathered edge; a 3x3-median residual found about 0.65 F1 on these, the wider
+    # background about 0.84
+    scores = []
+    for seed in (3, 8):
+        case = make_forgery(seed, method="airbrush", size=768, area_fraction=0.05)
+        scores.append(f1_score(run(case).mask, case.mask))
+    assert np.mean(scores) > 0.75, scores
+
+
 def test_quiet_on_untouched_scans() -> None:
     flagged = [run(make_authentic(seed, size=768)).mask.mean() for seed in (500, 501, 502)]
     assert np.mean(flagged) < 0.01, flagged
