@@ -25,6 +25,7 @@ from retouch.compare.changes import (
     decide,
     find_defects,
     grain_decorrelation,
+    localised,
     match_sharpness,
     match_tones,
 )
@@ -136,7 +137,7 @@ def compare_pair(
     started = time.perf_counter()
     cues = change_evidence(r_toned, q_small, valid, grain=grain)
     evidence = cues.evidence
-    heat_small = np.clip(evidence / (2.0 * threshold), 0.0, 1.0)
+    heat_small = np.clip(localised(evidence, cues.local, threshold=threshold) / (2.0 * threshold), 0.0, 1.0)
     min_area_small = max(30, int(min_area_fraction * valid.sum()))
     mask_small = decide(evidence, valid, threshold=threshold, min_area=min_area_small, local=cues.local)
     small_regions = classify_regions(mask_small, heat_small, r_toned, q_small, min_area=min_area_small,

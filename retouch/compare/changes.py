@@ -22,7 +22,8 @@ Method
    pixels, structure at 1 pixel, shared grain) exceeds ``LOCAL_THRESHOLD`` within a pixel, holes enclosed by a
    region are filled (an edit is a filled area, even where its fill happens to match the old tones), and the
    outline then grows, a pixel a step for up to ``GROW_PX`` steps, through connected fine evidence above
-   ``GROW_THRESHOLD`` (the feathered edge of a soft brush). The heatmap is the z-score mapped to [0, 1].
+   ``GROW_THRESHOLD`` (the feathered edge of a soft brush). The heatmap is the z-score, capped below the
+   threshold where the fine scales do not confirm it (so its outlines agree with the decision), mapped to [0, 1].
 6. Each region is classified by what happened to image structure (detail above the grain): much less in the
    questioned frame is ``removed`` (content erased and filled), much more is ``added``; otherwise the frame in
    which the region stands out from its surroundings decides, and failing that it is ``retouched`` (an altered
@@ -259,6 +260,15 @@ def change_evidence(reference: np.ndarray, questioned: np.ndarray, valid: np.nda
     evidence[~valid] = 0.0
     local[~valid] = 0.0
     return ChangeEvidence(evidence=evidence, local=local)
+
+
+def localised(evidence: np.ndarray, local: np.ndarray, *, threshold: float) -> np.ndarray:
+    """The evidence capped where the fine scales do not support it, for the heatmap: where the fine evidence
+    (within a pixel) is below ``GROW_THRESHOLD`` (the least an outline may grow into) the cap falls below
+    ``threshold`` in proportion, so the map's outlines agree with :func:`decide`'s instead of showing the coarse
+    cues' halo."""
+    confirmed = cv2.dilate(local, np.ones((3, 3), np.uint8))
+    return np.minimum(evidence, confirmed * (threshold / GROW_THRESHOLD)).astype(np.float32)
 
 
 def _drop_small(mask: np.ndarray, min_area: int) -> np.ndarray:
