@@ -23,13 +23,26 @@ def test_clone_finds_a_copied_block_and_pairs_it_with_its_source() -> None:
     image = _grainy(1)
     image[60:160, 300:420] = image[200:300, 40:160]  # stamp a 100x120 block 260 px to the right, 140 up
     result = get_detector("clone").run((image * 255).astype(np.uint8))
-    truth = np.zeros(image.shape, bool)
-    truth[60:160, 300:420] = truth[200:300, 40:160] = True
-    assert f1_score(result.mask, truth) > 0.7
     kinds = {r.kind for r in result.regions}
     assert kinds == {"clone-target", "clone-source"}
     pair = result.regions[0].evidence
     assert abs(abs(pair["offset_px"][0]) - 260) <= 3 and abs(abs(pair["offset_px"][1]) - 140) <= 3
+    # the stamp's hard edge is a seam its source does not have: the call is confident and the decision marks
+    # the copy only
+    target = next(r for r in result.regions if r.kind == "clone-target")
+    assert target.evidence["target_call"] == "seam"
+    assert abs(target.bbox[0] - 300) <= 6 and abs(target.bbox[1] - 60) <= 6
+    truth = np.zeros(image.shape, bool)
+    truth[60:160, 300:420] = True
+    assert f1_score(result.mask, truth) > 0.85
+
+
+def test_clone_marks_the_stamped_copy_not_its_source_on_generated_scans() -> None:
+    # an unrotated stamp on a print (seam cue) and a rotated one on a JPEG scan (the resampled copy lost grain)
+    for seed, history in ((700001, "print"), (700002, "digital")):
+        case = make_forgery(seed, method="clone", size=768, history=history)
+        result = get_detector("clone").run(load_image_bytes(case.file_bytes, name="c").pixels)
+        assert f1_score(result.mask, case.mask) > 0.75, (seed, history)
 
 
 def test_clone_tolerates_rotation_of_the_copy() -> None:

@@ -10,16 +10,32 @@ locally affine, so the residual of a local affine fit is near zero there and lar
 accidental. A pixel is a clone candidate where that residual is small and its match is much closer than
 matches are in this image generally (a stamped copy carries the same grain as its source, independent grain
 does not match). Candidates are cleaned (opening, hysteresis growth, closing, minimum area) and mirrored: every detection is
-mapped through its offset to its source. Of the two sides of a pair, the one whose outline is more of a seam
-(content that does not continue into its surroundings) is called the target.
+mapped through its offset to its source. Each pair's affine map is then fitted to its offset field and the
+copied area redrawn from the pixel difference between the image and its warped self (a copy differs from its
+source by scan noise only, so the extent is exact to the scan's blur instead of the feature disc's radius).
+
+Which side is the copy (target) is decided from two physical traces, in this order:
+
+- interpolation: a stamp that was rotated (or moved by a fraction of a pixel) was resampled, and resampling
+  low-passes the film grain, so the copy has less of the finest detail than its source (log ratio of the
+  energy of image minus its 1-px blur, inside both areas; used when it exceeds ``interpolation_margin``);
+- seam: a copy's content does not continue into the surroundings it was stamped on, its source's does (mean
+  difference across the outline of the grain-smoothed image; used when the log ratio between the two sides
+  exceeds ``seam_margin``).
+
+The decision mask marks the target only when one of these calls is confident, and both sides otherwise; each
+pair reports the cue used (``target_call``: interpolation, seam or undecided) and its margin.
 
 Analysis runs on a copy bounded to ``analysis_pixels`` and is mapped back to full size.
 
 Limits: copies smaller than ``min_area_fraction`` of the image, or rescaled by more than about 15 %, are
 missed; strongly repetitive subjects (rows of windows, a regular fabric) can match themselves and need an
 expert's look; heavy recompression or blur of the whole image weakens the grain that separates copies from
-look-alikes. Which side is the target is an inference from seam evidence, reported with its margin; on
-generated cases it is right only about half of the time, so the decision mask marks both sides of each pair.
+look-alikes. Rotated stamps edited on the print before scanning are often missed altogether (their resampled
+grain no longer matches the source's closely enough). The target call is an inference: the interpolation cue
+says nothing about an unrotated whole-pixel stamp, and the seam cue fails where the copy was stamped onto
+similar, smooth surroundings (then both sides are marked); a stamp rescaled or deliberately re-grained could
+reverse the interpolation cue.
 """
 
 from __future__ import annotations
@@ -37,11 +53,12 @@ EXPLANATION = (
     "This analysis looks, for every point, for the most similar spot elsewhere in the image, allowing for "
     "rotation. Where a whole area finds its twin at a consistent displacement, and the twins share even their "
     "film grain, the area is marked as a copy; the report pairs each copied area (target) with where it came "
-    "from (source). Limits: very small copies, copies strongly enlarged or shrunk, and genuinely repetitive "
-    "subjects (rows of identical windows, patterned cloth) are hard cases. Both sides of a pair are marked: "
-    "which is the copy and which the original is only suggested (from how well each continues into its "
-    "surroundings) "
-    "and is often wrong, so look at both."
+    "from (source). Which one is the copy is told by two traces: a copy that was turned has been redrawn "
+    "pixel by pixel and lost some of its finest grain, and a copy does not continue into the scene around it "
+    "as the original does. When neither trace is clear, both sides are marked. Limits: very small copies, "
+    "copies strongly enlarged or shrunk, copies turned before the print was scanned, and genuinely repetitive "
+    "subjects (rows of identical windows, patterned cloth) are hard cases; the copy/original call is an "
+    "inference, so check the pair."
 )
 
 
@@ -71,6 +88,56 @@ def _seam_evidence(gray: np.ndarray, region: np.ndarray) -> float:
     mean_out = cv2.boxFilter(smooth * outside, -1, size, normalize=False) / (
         cv2.boxFilter(outside, -1, size, normalize=False) + 1e-6)
     return float(np.mean(np.abs(mean_in - mean_out)[outline]))
+
+
+def _pair_map(member: np.ndarray, oy: np.ndarray, ox: np.ndarray) -> np.ndarray | None:
+    """The affine map (2x3, pixel -> its twin) that the offset field follows over ``member`` (RANSAC fit)."""
+    ys, xs = np.nonzero(member)
+    if ys.size < 12:
+        return None
+    step = max(1, ys.size // 4000)
+    ys, xs = ys[::step], xs[::step]
+    source = np.float32(np.column_stack([xs, ys]))
+    target = np.float32(np.column_stack([xs + ox[ys, xs], ys + oy[ys, xs]]))
+    affine, inliers = cv2.estimateAffine2D(source, target, method=cv2.RANSAC, ransacReprojThreshold=1.5)
+    if affine is None or inliers is None or inliers.sum() < 12:
+        return None
+    return affine.astype(np.float64)
+
+
+def _copy_extent(gray: np.ndarray, affine: np.ndarray, zone: np.ndarray, seed: np.ndarray,
+                 ratio: float = 0.35) -> np.ndarray:
+    """Pixels of ``zone`` whose neighbourhood equals, down to the grain, its image under ``affine``.
+
+    Feature discs blur a copy's outline by their radius; the pixel difference between the image and its warped
+    self does not, so it draws the copied area to within the scan's blur (a stamped copy and its source differ
+    by scan noise only, look-alikes by their whole grain). Kept: connected parts touching ``seed``.
+    """
+    height, width = gray.shape
+    warped = cv2.warpAffine(gray, affine.astype(np.float32), (width, height),
+                            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REFLECT)
+    size = (7, 7)
+    error = cv2.boxFilter((gray - warped) ** 2, -1, size)
+    contrast = (cv2.boxFilter(gray * gray, -1, size) - cv2.boxFilter(gray, -1, size) ** 2
+                + cv2.boxFilter(warped * warped, -1, size) - cv2.boxFilter(warped, -1, size) ** 2)
+    same = (error < ratio * np.maximum(contrast, 1e-6)) & zone
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
+    same = cv2.morphologyEx(same.astype(np.uint8), cv2.MORPH_OPEN, kernel)
+    same = cv2.morphologyEx(same, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5)))
+    count, labels = cv2.connectedComponents(same, connectivity=8)
+    keep = np.zeros(count, bool)
+    keep[np.unique(labels[seed & (labels > 0)])] = True
+    keep[0] = False
+    return keep[labels]
+
+
+def _fine_energy(gray: np.ndarray, region: np.ndarray) -> float:
+    """Mean energy of the finest detail (image minus its 1-px blur) inside ``region``, edges excluded."""
+    inner = cv2.erode(region.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    if inner.sum() < 20:
+        return float("nan")
+    detail = gray - cv2.GaussianBlur(gray, (0, 0), 1.0)
+    return float(np.mean(detail[inner] ** 2))
 
 
 def _closeness(distance: np.ndarray, energy: np.ndarray, oy: np.ndarray, ox: np.ndarray) -> np.ndarray:
@@ -151,6 +218,8 @@ def copy_move(
     match_ratio: float = 0.3,
     min_area_fraction: float = 0.002,
     iterations: int = 2,
+    interpolation_margin: float = 0.1,
+    seam_margin: float = 0.15,
 ) -> AnalysisResult:
     """Dense copy-move detection.
 
@@ -172,6 +241,10 @@ def copy_move(
         Smallest reported copy, as a fraction of the image.
     iterations : int
         PatchMatch iterations.
+    interpolation_margin : float
+        Smallest |log ratio| of fine-detail energy between the two sides for the resampling call.
+    seam_margin : float
+        Smallest |log ratio| of seam strength between the two sides for the seam call.
     """
     gray = to_gray_float(image)
     shape = gray.shape
@@ -228,6 +301,7 @@ def copy_move(
     target_small = np.zeros(small.shape, bool)
     source_small = np.zeros(small.shape, bool)
     pairs = []
+    undecided_small = np.zeros(small.shape, bool)
     seen = set()
     for label, (dy, dx) in mean_offsets.items():
         if label in seen:
@@ -244,26 +318,49 @@ def copy_move(
                   np.clip(mx + np.round(ox_f[member]).astype(int), 0, width - 1)] = True
             other = cv2.morphologyEx(other.astype(np.uint8), cv2.MORPH_CLOSE, kernel).astype(bool)
             seen.add(label)
+        affine = _pair_map(member, oy_f, ox_f)
+        interpolation = 0.0
+        if affine is not None:
+            zone = cv2.dilate(member.astype(np.uint8), disc).astype(bool)
+            refined = _copy_extent(small, affine, zone, member)
+            if refined.sum() >= min_area:
+                member = refined
+                other = cv2.warpAffine(member.astype(np.uint8), affine.astype(np.float32), (width, height),
+                                       flags=cv2.INTER_NEAREST).astype(bool)
+            fine_a, fine_b = _fine_energy(small, member), _fine_energy(small, other)
+            if np.isfinite(fine_a) and np.isfinite(fine_b) and fine_a > 0 and fine_b > 0:
+                interpolation = float(np.log(fine_b / fine_a))  # > 0: ``member`` is the low-passed side
         cut_a, cut_b = _seam_evidence(small, member), _seam_evidence(small, other)
-        target, source = (member, other) if cut_a >= cut_b else (other, member)
+        seam = float(np.log((cut_a + 1e-6) / (cut_b + 1e-6)))  # > 0: ``member`` has the stronger seam
+        if abs(interpolation) >= interpolation_margin:
+            # a rotated (or sub-pixel shifted) stamp was resampled: its grain is low-passed, its source's not
+            member_is_target, cue, margin = interpolation > 0, "interpolation", abs(interpolation)
+        elif abs(seam) >= seam_margin:
+            member_is_target, cue, margin = seam > 0, "seam", abs(seam)
+        else:
+            member_is_target, cue, margin = seam >= 0, "undecided", abs(seam)
+        target, source = (member, other) if member_is_target else (other, member)
+        if cue == "undecided":  # no reliable call: both sides go into the decision
+            undecided_small |= target | source
         target_small |= target
         source_small |= source & ~target
-        pairs.append((target, source, (dy, dx) if cut_a >= cut_b else (-dy, -dx), abs(cut_a - cut_b)))
+        pairs.append((target, source, (dy, dx) if member_is_target else (-dy, -dx), margin, cue))
     heat_small = np.clip(1.0 - residual / (2.0 * max_affine_residual), 0, 1) * np.clip(1.0 - closeness, 0, 1)
     heat_small = cv2.GaussianBlur(heat_small.astype(np.float32), (0, 0), 1.5)
     heat_small = np.maximum(heat_small, (target_small | source_small).astype(np.float32) * 0.9)
     heatmap = upscale_to(heat_small, shape)
     target_full = upscale_to(target_small, shape)
     source_full = upscale_to(source_small, shape)
+    undecided_full = upscale_to(undecided_small, shape)
     regions: list[Region] = []
-    for pair_id, (target, source, (dy, dx), margin) in enumerate(pairs, start=1):
+    for pair_id, (target, source, (dy, dx), margin, cue) in enumerate(pairs, start=1):
         boxes = []
         for side in (target, source):
             x, y, w, h = cv2.boundingRect(side.astype(np.uint8))
             boxes.append([int(x / scale), int(y / scale), max(1, int(round(w / scale))), max(1, int(round(h / scale)))])
         score = float(heat_small[target].mean()) if target.any() else 0.0
         common = {"pair_id": pair_id, "offset_px": [round(dx / scale, 1), round(dy / scale, 1)],
-                  "target_call_margin": round(margin, 3)}
+                  "target_call": cue, "target_call_margin": round(margin, 3)}
         target_area = int(round(target.sum() / scale**2))
         source_area = int(round(source.sum() / scale**2))
         if target_area > 0:
@@ -281,13 +378,14 @@ def copy_move(
         strongest = float(np.percentile(heat_small, 99.9))
         score = float(np.clip(0.45 * strongest, 0, 0.45))
         summary = "No area copied from elsewhere in the picture was found."
-    # The decision marks both sides of every pair: copy and original are the same pixels, and which one was
-    # stamped over the other is only the seam inference above (reported per pair with its margin).
+    # The decision marks the copy of every pair whose target call was confident and both sides of the others
+    # (copy and original are the same pixels; without a clear trace either may have been stamped over the other).
     return AnalysisResult(
-        method="clone", heatmap=heatmap, mask=target_full | source_full, regions=regions, score=score,
+        method="clone", heatmap=heatmap, mask=target_full | undecided_full, regions=regions, score=score,
         params={"analysis_pixels": analysis_pixels, "analysis_scale": round(scale, 6), "radius": radius,
                 "min_offset_px": min_offset, "max_affine_residual": max_affine_residual,
-                "match_ratio": match_ratio, "min_area_fraction": min_area_fraction, "iterations": iterations},
+                "match_ratio": match_ratio, "min_area_fraction": min_area_fraction, "iterations": iterations,
+                "interpolation_margin": interpolation_margin, "seam_margin": seam_margin},
         summary=summary, explanation=EXPLANATION,
         details={"pairs": len(pairs), "keypoint_proposals": len(proposals) // 2, "copied_fraction": round(copied, 6),
                  "source_fraction": round(float(source_full.mean()), 6)},
