@@ -171,7 +171,7 @@ def keypoint_proposals(gray: np.ndarray, min_offset: int, *, max_maps: int = 8) 
     pairs are grouped by displacement and a robust affine map is fitted per group (both directions)."""
     eight = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8)).apply(
         np.round(np.clip(cv2.GaussianBlur(gray, (0, 0), 0.8), 0, 1) * 255).astype(np.uint8))
-    keypoints, descriptors = cv2.SIFT_create(nfeatures=4000, contrastThreshold=0.02).detectAndCompute(eight, None)
+    keypoints, descriptors = cv2.SIFT_create(nfeatures=8000, contrastThreshold=0.01).detectAndCompute(eight, None)
     if descriptors is None or len(keypoints) < 10:
         return []
     matcher = cv2.BFMatcher(cv2.NORM_L2)
