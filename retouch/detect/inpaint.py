@@ -21,9 +21,8 @@ fill that copies only the unknown part of each patch (the usual front-to-centre 
 about 30 pixels (4 x 9 for 9-pixel patches): measured on generated prints, only about a third of the filled
 pixels have a 3 x 3 neighbourhood inside one sliver and one in twenty a 5 x 5 one, and after scanning (blur,
 noise, JPEG) a 3 x 3 twin was, on the print examined, four times farther than the best look-alike elsewhere in
-the image, so such fills are not
-found (paired comparison finds them); at analysis scales below 1 the pieces shrink further. An exemplar fill
-from another photograph, or one re-grained afterwards, leaves no twins; naturally
+the image, so such fills are not found (paired comparison finds them); at analysis scales below 1 the pieces
+shrink further. An exemplar fill from another photograph, or one re-grained afterwards, leaves no twins; naturally
 smooth areas (clear sky, a plain wall) can look diffused when the scan has almost no grain; diffusion fills are
 also what airbrush and digital smoothing produce, so the cue says "smoothed along isophotes", not which tool.
 """
