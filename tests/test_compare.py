@@ -118,3 +118,17 @@ def test_lost_shared_grain_is_evidence_even_where_tones_match() -> None:
                             defects=np.zeros(grain.shape, bool))
     assert np.median(z[106:150, 106:150]) > 4.0
     assert np.percentile(z[:64], 99) < 4.0
+
+
+@pytest.mark.parametrize(("edit", "seed"), [("none", 380011), ("added", 380006)])
+def test_registers_halftone_pairs_with_few_inliers(edit: str, seed: int) -> None:
+    # a halftone screen leaves ~15-30 true matches: a similarity must be accepted (not the Fourier-Mellin fallback,
+    # 246 px off on the 180-degree turn) and not be displaced by a homography over-fitted to them
+    from retouch.compare import register
+
+    pair = make_pair(seed, size=768, edit=edit)
+    registration = register(pair.reference, pair.questioned)
+    error = registration_error(registration.transform, pair.transform, pair.reference.shape[:2],
+                               pair.questioned.shape[:2])
+    assert registration.method == "sift+magsac"
+    assert error <= 1.0, (error, pair.info["view"])

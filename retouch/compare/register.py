@@ -2,11 +2,12 @@
 
 Method
 ------
-SIFT keypoints (Lowe 2004) on contrast-normalised copies at a bounded resolution, Lowe's ratio test, and a
-robust fit with MAGSAC++ (Barath et al. 2020, OpenCV's ``USAC_MAGSAC``) of a similarity, an affine and a
-homography model; the simplest model whose inlier set and residual are as good as the richer one's wins. A
-mirrored print is found by matching the mirrored questioned image too. The winner is refined by enhanced
-correlation coefficient maximisation (Evangelidis & Psarakis 2008, ``cv2.findTransformECC``) on a two-level
+SIFT keypoints (Lowe 2004) on contrast-normalised copies at a bounded resolution, Lowe's ratio test (exact
+nearest neighbours), and a robust fit with MAGSAC++ (Barath et al. 2020, OpenCV's ``USAC_MAGSAC``) of a
+similarity, an affine and a homography model; the simplest model whose residuals on the homography's inliers are
+as tight, or that Torr's GRIC prefers, wins, and the inliers required scale with its number of parameters. A
+mirrored print is found by matching the mirrored questioned image too. The winner seeds enhanced correlation
+coefficient maximisation (Evangelidis & Psarakis 2008, ``cv2.findTransformECC``) of a homography on a two-level
 pyramid; a refinement that moves any corner by more than a few pixels is rejected, so a large edit cannot drag
 the fit. Without enough features, a Fourier-Mellin fallback (log-polar phase correlation, Reddy & Chatterji
 1996) recovers rotation, scale and translation. Pairs that do not register, or whose aligned overlap does not
@@ -29,7 +30,7 @@ from retouch.errors import NotSamePhotographError
 from retouch.imaging import bounded, to_gray_float
 
 FEATURE_PIXELS = 1_200_000
-MIN_INLIERS = 20
+MIN_INLIERS = 20  # for a homography; a model with fewer parameters needs proportionally fewer (a similarity 10)
 MIN_INLIER_RATIO = 0.12
 MIN_OVERLAP_CORRELATION = 0.35
 
@@ -82,8 +83,9 @@ def _detect(gray8: np.ndarray) -> tuple[list[cv2.KeyPoint], np.ndarray | None]:
 def _ratio_matches(desc_a: np.ndarray, desc_b: np.ndarray, ratio: float = 0.8) -> list[cv2.DMatch]:
     if desc_a is None or desc_b is None or len(desc_a) < 2 or len(desc_b) < 2:
         return []
-    index = cv2.FlannBasedMatcher({"algorithm": 1, "trees": 4}, {"checks": 64})
-    pairs = index.knnMatch(desc_a, desc_b, k=2)
+    # exact nearest neighbours: FLANN's randomised trees draw on OpenCV's global RNG, so the matches (and with few
+    # inliers, the fit) changed from run to run; brute force is deterministic and fast enough at 5000 features
+    pairs = cv2.BFMatcher(cv2.NORM_L2).knnMatch(desc_a, desc_b, k=2)
     return [p[0] for p in pairs if len(p) == 2 and p[0].distance < ratio * p[1].distance]
 
 
@@ -128,17 +130,38 @@ def _residuals(h: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return np.hypot(*(mapped - dst).T)
 
 
+_MODEL_PARAMETERS = {"similarity": 4, "affine": 6, "homography": 8}
+
+
+def _gric(residual: np.ndarray, sigma: float, parameters: int, count: int) -> float:
+    """Torr's geometric robust information criterion for a 2D->2D map: capped squared residuals plus log(4 n)
+    per parameter (data dimension 4, model manifold dimension 2)."""
+    return float(np.minimum((residual / sigma) ** 2, 4.0).sum() + np.log(4.0 * count) * parameters)
+
+
 def _choose_model(fits, src, dst, threshold):
     """Similarity, then affine, then homography: the first model that fits the homography's inliers tightly.
 
-    A re-photographed print is rarely parallel to the film plane, so a simpler model is kept only when 90 % of
-    the homography's inliers lie within 1 px of it (at matching resolution).
+    A re-photographed print is rarely parallel to the film plane, so a simpler model is kept when 90 % of the
+    homography's inliers lie within 1 px of it (at matching resolution), or when it explains those matches as well
+    as the richer model once the extra parameters are paid for (GRIC, Torr 1998; noise from the richest fit's
+    residuals). With few, noisy matches the 1 px test fails for every model and a homography fitted to a dozen
+    points would win although it bends the frame by pixels away from them.
     """
     richest_name, richest_h, _ = fits[-1]
     support = _residuals(richest_h, src, dst) < threshold
+    count = int(support.sum())
+    scores = {}
+    if count > _MODEL_PARAMETERS.get(richest_name, 8):
+        rich_residual = _residuals(richest_h, src[support], dst[support])
+        dof = count - _MODEL_PARAMETERS.get(richest_name, 8) / 2  # each match gives two equations
+        sigma = max(float(np.sqrt(np.sum(rich_residual ** 2) / dof)), 0.25)
+        for name, h, _ in fits:
+            scores[name] = _gric(_residuals(h, src[support], dst[support]), sigma, _MODEL_PARAMETERS[name], count)
     for name, h, _ in fits:  # ordered simple to rich
         residual = _residuals(h, src[support], dst[support])
-        if residual.size and (np.percentile(residual, 90) <= 1.0 or name == richest_name):
+        explains = name in scores and scores[name] <= min(scores.values())
+        if residual.size and (np.percentile(residual, 90) <= 1.0 or explains or name == richest_name):
             inliers = _residuals(h, src, dst) < threshold
             return name, h, inliers, float(np.median(residual))
     return richest_name, richest_h, support, float(np.median(_residuals(richest_h, src[support], dst[support])))
@@ -236,8 +259,12 @@ def _corner_shift(h_a: np.ndarray, h_b: np.ndarray, shape: tuple[int, int]) -> f
 def _ecc_refine(ref8: np.ndarray, q8: np.ndarray, h: np.ndarray, model: str, *, max_shift: float = 8.0
                 ) -> tuple[np.ndarray, bool]:
     """ECC refinement of ``h`` (ref -> q) on a two-level pyramid; rejected if it moves a corner by more than
-    ``max_shift`` pixels (a sound feature fit is never that far off; a larger move means ECC chased an edit)."""
-    motion = {"similarity": cv2.MOTION_AFFINE, "affine": cv2.MOTION_AFFINE}.get(model, cv2.MOTION_HOMOGRAPHY)
+    ``max_shift`` pixels (a sound feature fit is never that far off; a larger move means ECC chased an edit).
+
+    Whatever ``model`` the matches supported, ECC refines a full homography: a few noisy matches may only justify a
+    similarity, but the dense correlation over the whole overlap can recover the print's slight keystone too."""
+    del model  # the start's model only bounds what the sparse matches can support, not the dense refinement
+    motion = cv2.MOTION_HOMOGRAPHY
     ref_f = cv2.GaussianBlur(ref8.astype(np.float32) / 255.0, (0, 0), 1.0)
     q_f = cv2.GaussianBlur(q8.astype(np.float32) / 255.0, (0, 0), 1.0)
     current = h.copy()
@@ -295,7 +322,10 @@ def register(reference: np.ndarray, questioned: np.ndarray, *, feature_pixels: i
     found = _feature_registration(ref8, q8)
     timings["features_and_fit"] = time.perf_counter() - started
     method = "sift+magsac"
-    if found is None or found["inliers"] < MIN_INLIERS or found["inliers"] < MIN_INLIER_RATIO * found["matches"]:
+    # random matches agree with a 4-parameter similarity far more rarely than with an 8-parameter homography, so the
+    # inliers required scale with the chosen model's parameters (a dozen matches on one similarity are no chance)
+    if found is None or found["inliers"] < MIN_INLIERS * _MODEL_PARAMETERS[found["model"]] / 8 \
+            or found["inliers"] < MIN_INLIER_RATIO * found["matches"]:
         started = time.perf_counter()
         h_fallback = _log_polar_fallback(ref8, q8)
         timings["fallback"] = time.perf_counter() - started
