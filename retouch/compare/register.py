@@ -256,17 +256,8 @@ def _corner_shift(h_a: np.ndarray, h_b: np.ndarray, shape: tuple[int, int]) -> f
                                    - cv2.perspectiveTransform(corners, h_b)).reshape(-1, 2).T)))
 
 
-def _ecc_refine(ref8: np.ndarray, q8: np.ndarray, h: np.ndarray, model: str, *, max_shift: float = 8.0
-                ) -> tuple[np.ndarray, bool]:
-    """ECC refinement of ``h`` (ref -> q) on a two-level pyramid; rejected if it moves a corner by more than
-    ``max_shift`` pixels (a sound feature fit is never that far off; a larger move means ECC chased an edit).
-
-    Whatever ``model`` the matches supported, ECC refines a full homography: a few noisy matches may only justify a
-    similarity, but the dense correlation over the whole overlap can recover the print's slight keystone too."""
-    del model  # the start's model only bounds what the sparse matches can support, not the dense refinement
-    motion = cv2.MOTION_HOMOGRAPHY
-    ref_f = cv2.GaussianBlur(ref8.astype(np.float32) / 255.0, (0, 0), 1.0)
-    q_f = cv2.GaussianBlur(q8.astype(np.float32) / 255.0, (0, 0), 1.0)
+def _ecc_pyramid(ref_f: np.ndarray, q_f: np.ndarray, h: np.ndarray, motion: int) -> np.ndarray | None:
+    """ECC (ref -> q) with ``motion`` on a two-level pyramid, or ``None`` where it does not converge."""
     current = h.copy()
     criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 60, 1e-5)
     try:
@@ -283,10 +274,27 @@ def _ecc_refine(ref8: np.ndarray, q8: np.ndarray, h: np.ndarray, model: str, *, 
             current = np.linalg.inv(np.linalg.inv(down) @ refined_q_to_r @ down)
             current /= current[2, 2]
     except cv2.error:
-        return h, False
-    if _corner_shift(current, h, q8.shape) > max_shift:
-        return h, False
-    return current, True
+        return None
+    return current
+
+
+def _ecc_refine(ref8: np.ndarray, q8: np.ndarray, h: np.ndarray, model: str, *, max_shift: float = 8.0
+                ) -> tuple[np.ndarray, bool]:
+    """ECC refinement of ``h`` (ref -> q); rejected if it moves a corner by more than ``max_shift`` pixels (a
+    sound feature fit is never that far off; a larger move means ECC chased an edit).
+
+    ECC first refines a full homography, whatever ``model`` the matches supported: a few noisy matches may only
+    justify a similarity, but the dense correlation over the whole overlap can recover the print's slight keystone
+    too. Where that does not converge (a halftone screen gives ECC many false optima), a start from a similarity
+    or affine fit is refined as an affine map instead."""
+    ref_f = cv2.GaussianBlur(ref8.astype(np.float32) / 255.0, (0, 0), 1.0)
+    q_f = cv2.GaussianBlur(q8.astype(np.float32) / 255.0, (0, 0), 1.0)
+    motions = [cv2.MOTION_HOMOGRAPHY] + ([cv2.MOTION_AFFINE] if model != "homography" else [])
+    for motion in motions:
+        current = _ecc_pyramid(ref_f, q_f, h, motion)
+        if current is not None and _corner_shift(current, h, q8.shape) <= max_shift:
+            return current, True
+    return h, False
 
 
 def overlap_correlation(ref: np.ndarray, q: np.ndarray, h: np.ndarray) -> float:
