@@ -347,7 +347,10 @@ def copy_move(
         pairs.append((target, source, (dy, dx) if member_is_target else (-dy, -dx), margin, cue))
     heat_small = np.clip(1.0 - residual / (2.0 * max_affine_residual), 0, 1) * np.clip(1.0 - closeness, 0, 1)
     heat_small = cv2.GaussianBlur(heat_small.astype(np.float32), (0, 0), 1.5)
-    heat_small = np.maximum(heat_small, (target_small | source_small).astype(np.float32) * 0.9)
+    # the map ranks what the decision marks (copies, and both sides of undecided pairs) above the sources of
+    # confidently called pairs, which stay visible but below them
+    heat_small = np.maximum(heat_small, source_small.astype(np.float32) * 0.6)
+    heat_small = np.maximum(heat_small, (target_small | undecided_small).astype(np.float32) * 0.9)
     heatmap = upscale_to(heat_small, shape)
     target_full = upscale_to(target_small, shape)
     source_full = upscale_to(source_small, shape)
