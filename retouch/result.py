@@ -174,22 +174,14 @@ def regions_from_mask(
     """
     mask_u8 = np.ascontiguousarray(mask, dtype=np.uint8)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask_u8, connectivity=8)
-    if count <= 1:
-        return []
-    heat_sums = np.bincount(labels.ravel(), weights=np.asarray(heatmap, np.float64).ravel(), minlength=count)
     regions = []
-    for label in range(1, count):
-        x, y, w, h, area = (int(v) for v in stats[label])
-        if area < min_area:
+    # each kept component is scored inside its own box: a full-image weighted bincount cost seconds at 24 MP
+    for label in np.flatnonzero(stats[:, cv2.CC_STAT_AREA] >= max(min_area, 1)):
+        if label == 0:
             continue
-        regions.append(
-            Region(
-                bbox=(x, y, w, h),
-                area=area,
-                score=float(heat_sums[label] / area),
-                kind=kind,
-                evidence=dict(evidence or {}),
-            )
-        )
+        x, y, w, h, area = (int(v) for v in stats[label])
+        inside = labels[y:y + h, x:x + w] == label
+        score = float(np.asarray(heatmap[y:y + h, x:x + w], np.float64)[inside].mean())
+        regions.append(Region(bbox=(x, y, w, h), area=area, score=score, kind=kind, evidence=dict(evidence or {})))
     regions.sort(key=lambda r: (-r.score, -r.area))
     return regions

@@ -95,11 +95,6 @@ def find_defects(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.where(specks, background, filtered).astype(np.float32), specks | thin
 
 
-def remove_dust(image: np.ndarray) -> np.ndarray:
-    """The image with dust specks and scratches replaced by a median background (see :func:`find_defects`)."""
-    return find_defects(image)[0]
-
-
 def match_sharpness(reference: np.ndarray, questioned: np.ndarray, valid: np.ndarray
                     ) -> tuple[np.ndarray, np.ndarray, float]:
     """Blur the sharper of the two images until their difference is smallest (scans differ in focus and in how

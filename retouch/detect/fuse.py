@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from retouch.result import AnalysisResult, Region
+from retouch.result import AnalysisResult, Region, regions_from_mask
 
 FUSED_EXPLANATION = (
     "The suspect map combines every detector that ran: a pixel is suspect when at least one detector flagged it "
@@ -25,22 +25,6 @@ FUSED_EXPLANATION = (
     "backed by a single cue. None of these maps proves a forgery on its own: each one marks a statistical "
     "anomaly that an expert should examine against the photograph's history (damage, restoration, scanning)."
 )
-
-
-def _large_regions(mask: np.ndarray, heatmap: np.ndarray, *, min_area: int) -> list[Region]:
-    """``regions_from_mask(mask, heatmap, kind="suspect", min_area=min_area)``, scoring only the components that
-    are large enough, each inside its own box (a full-image weighted bincount took seconds at 24 megapixels)."""
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-    regions = []
-    for label in np.flatnonzero(stats[:, cv2.CC_STAT_AREA] >= min_area):
-        if label == 0:
-            continue
-        x, y, w, h, area = (int(v) for v in stats[label])
-        inside = labels[y:y + h, x:x + w] == label
-        score = float(heatmap[y:y + h, x:x + w][inside].astype(np.float64).mean())
-        regions.append(Region(bbox=(x, y, w, h), area=area, score=score, kind="suspect"))
-    regions.sort(key=lambda r: (-r.score, -r.area))
-    return regions
 
 
 def fused_score(scores: Sequence[float], *, decided: bool) -> float:
@@ -77,7 +61,7 @@ def fuse_results(results: Sequence[AnalysisResult], *, shape: tuple[int, int], m
         # Close hairline gaps between neighbouring detections so one forged area becomes one region.
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
         mask = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_CLOSE, kernel).astype(bool)
-    regions = _large_regions(mask, heatmap, min_area=min_area)
+    regions = regions_from_mask(mask, heatmap, kind="suspect", min_area=min_area)
     kept = np.zeros(shape, bool)
     annotated: list[Region] = []
     for region in regions:
