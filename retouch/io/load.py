@@ -260,10 +260,17 @@ def _jpeg_subsampling(image: Image.Image) -> str | None:
 
 
 def _decode(image: Image.Image, data: bytes) -> tuple[np.ndarray, bool]:
-    """Decode to uint8/uint16 gray or RGB, dropping alpha. Raises on truncation."""
-    image.load()
+    """Decode to uint8/uint16 gray or RGB, dropping alpha, with one decoder pass. Raises on truncation."""
     mode = image.mode
     had_alpha = mode in {"RGBA", "LA", "PA", "La", "RGBa"} or (mode == "P" and "transparency" in image.info)
+    if mode in {"RGB", "RGBA", "RGBa"} and _is_16bit_colour(image, data):
+        # Pillow would reduce 16-bit colour to 8 bits, so such files go to OpenCV alone; the header says which
+        # files they are, so 8-bit files are never decoded twice just to find out
+        deep = _decode_16bit_rgb(data)
+        if deep is not None:
+            return deep, had_alpha
+        # OpenCV refused (truncated or corrupt): Pillow's decoder below raises with its own reason
+    image.load()
     if mode in {"I;16", "I;16B", "I;16L", "I;16N"}:
         return np.asarray(image).astype(np.uint16), had_alpha
     if mode in {"I", "F"}:
@@ -275,22 +282,36 @@ def _decode(image: Image.Image, data: bytes) -> tuple[np.ndarray, bool]:
         return scaled.astype(np.uint16), had_alpha
     if mode == "1":
         return (np.asarray(image, dtype=np.uint8) * 255).astype(np.uint8), had_alpha
-    if mode in {"L", "LA", "La"}:
+    if mode == "L":
+        return np.asarray(image), had_alpha
+    if mode in {"LA", "La"}:
         return np.asarray(image.convert("L")), had_alpha
     if mode in {"P", "PA"}:
         rgb = np.asarray(image.convert("RGB"))
         if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]):
             return np.ascontiguousarray(rgb[..., 0]), had_alpha
         return rgb, had_alpha
-    if mode == "RGB" and image.format in {"PNG", "TIFF"}:
-        deep = _decode_16bit_rgb(data)
-        if deep is not None:
-            return deep, had_alpha
-    if mode in {"RGBA", "RGBa"} and image.format in {"PNG", "TIFF"}:
-        deep = _decode_16bit_rgb(data)
-        if deep is not None:
-            return deep, had_alpha
+    if mode == "RGB":
+        return np.asarray(image), had_alpha  # convert("RGB") would copy the whole image once more for nothing
     return np.asarray(image.convert("RGB")), had_alpha
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _is_16bit_colour(image: Image.Image, data: bytes) -> bool:
+    """Whether a PNG or TIFF stores colour samples deeper than 8 bits, read from its header (no decoding)."""
+    if image.format == "PNG":
+        # IHDR is the first chunk: signature (8), length (4), "IHDR" (4), width (4), height (4), then bit depth
+        return data[:8] == _PNG_SIGNATURE and data[12:16] == b"IHDR" and len(data) > 24 and data[24] > 8
+    if image.format == "TIFF":
+        try:
+            bits = image.tag_v2.get(258, (8,))  # BitsPerSample, one entry per sample
+            bits = bits if isinstance(bits, (tuple, list)) else (bits,)
+            return max(int(b) for b in bits) > 8
+        except Exception:  # noqa: BLE001 - an unreadable tag: let Pillow decide as for any 8-bit file
+            return False
+    return False
 
 
 def _decode_16bit_rgb(data: bytes) -> np.ndarray | None:
