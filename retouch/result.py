@@ -114,9 +114,13 @@ class AnalysisResult:
             raise ValueError(f"{self.method}: heatmap must be 2-D (H, W), got shape {heatmap.shape}")
         # clipping already sends +inf to 1 and -inf to 0; only NaN needs replacing (checked in one pass, where
         # nan_to_num made a copy and three passes on every full-size map)
-        heatmap = np.clip(heatmap.astype(np.float32, copy=False), 0.0, 1.0)
-        if np.isnan(heatmap).any():
-            np.nan_to_num(heatmap, copy=False, nan=0.0)
+        heatmap = heatmap.astype(np.float32, copy=False)
+        # most maps are already in range: two reductions prove it (NaN fails both comparisons) and save the
+        # full-size copy that clipping makes; the caller's array is never modified either way
+        if not (heatmap.size == 0 or (heatmap.min() >= 0.0 and heatmap.max() <= 1.0)):
+            heatmap = np.clip(heatmap, 0.0, 1.0)
+            if np.isnan(heatmap).any():
+                np.nan_to_num(heatmap, copy=False, nan=0.0)
         self.heatmap = heatmap
         mask = np.asarray(self.mask, dtype=bool)
         if mask.shape != self.heatmap.shape:

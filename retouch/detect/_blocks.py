@@ -15,13 +15,24 @@ from retouch.result import AnalysisResult, Region
 
 
 def block_mean(values: np.ndarray, block: int) -> np.ndarray:
-    """Mean of each ``block`` x ``block`` tile (the image is cropped to whole tiles)."""
+    """Mean of each ``block`` x ``block`` tile (the image is cropped to whole tiles), as float32."""
     rows, cols = values.shape[0] // block, values.shape[1] // block
     # OpenCV reads the cropped view through its row stride: no full-image copy unless a conversion is needed
     cropped = values[: rows * block, : cols * block]
+    if cropped.dtype == np.uint8 and rows and cols:
+        return _block_mean_u8(cropped, block)
     if cropped.dtype != np.float32:
         cropped = cropped.astype(np.float32)
     return cv2.resize(cropped, (cols, rows), interpolation=cv2.INTER_AREA)
+
+
+def _block_mean_u8(cropped: np.ndarray, block: int) -> np.ndarray:
+    """Exact tile means of 8-bit values without a float copy of the image: the ``block`` rows of each band of
+    tiles are added in uint16 (exact up to 257 rows of 255), then the columns of each tile on the small result."""
+    rows, cols = cropped.shape[0] // block, cropped.shape[1] // block
+    bands = cropped.reshape(rows, block, cols * block).sum(axis=1, dtype=np.uint16)
+    sums = bands.reshape(rows, cols, block).sum(axis=2, dtype=np.uint32)
+    return (sums * (1.0 / (block * block))).astype(np.float32)
 
 
 def _grouped_quantile(values: np.ndarray, groups: np.ndarray, counts: np.ndarray, quantile: float) -> np.ndarray:
@@ -123,25 +134,29 @@ def decision_score(strength: np.ndarray, decided: np.ndarray, usable: np.ndarray
     return float(np.clip(0.5 * peak / threshold, 0.0, 0.49))
 
 
-def _pad_to(big: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Extend a whole-tile map to ``shape`` by replicating its last row and column (the partial edge tiles)."""
-    height, width = shape
-    pad_y, pad_x = max(height - big.shape[0], 0), max(width - big.shape[1], 0)
-    if pad_y or pad_x:
-        big = cv2.copyMakeBorder(big, 0, pad_y, 0, pad_x, cv2.BORDER_REPLICATE)
-    return big[:height, :width]
-
-
 def blocks_to_image(values: np.ndarray, block: int, shape: tuple[int, int], *, smooth: bool) -> np.ndarray:
     """Blow a block map up to the full image (edge tiles replicate the last block)."""
     rows, cols = values.shape
+    height, width = shape
+    inner_h, inner_w = min(rows * block, height), min(cols * block, width)
     if values.dtype == bool:
-        # nearest-neighbour resizing by an integer factor is an exact block repeat, and far cheaper than np.repeat
-        big = cv2.resize(values.astype(np.uint8), (cols * block, rows * block), interpolation=cv2.INTER_NEAREST)
-        return _pad_to(big, shape).view(bool)
-    interpolation = cv2.INTER_LINEAR if smooth else cv2.INTER_NEAREST
-    big = cv2.resize(values.astype(np.float32), (cols * block, rows * block), interpolation=interpolation)
-    return _pad_to(big, shape)
+        source, dtype, interpolation = values.view(np.uint8), np.uint8, cv2.INTER_NEAREST
+    else:
+        source, dtype = values.astype(np.float32, copy=False), np.float32
+        interpolation = cv2.INTER_LINEAR if smooth else cv2.INTER_NEAREST
+    out = np.empty((height, width), dtype)
+    if inner_h < rows * block or inner_w < cols * block:  # a map larger than the image: resize, then crop
+        big = cv2.resize(source, (cols * block, rows * block), interpolation=interpolation)
+        out[:inner_h, :inner_w] = big[:inner_h, :inner_w]
+    elif inner_h and inner_w:
+        # resized straight into the output (nearest-neighbour by an integer factor is an exact block repeat),
+        # then the partial edge tiles copy the last full row and column: no padded copy of the whole image
+        cv2.resize(source, (inner_w, inner_h), dst=out[:inner_h, :inner_w], interpolation=interpolation)
+    if inner_h < height:
+        out[inner_h:, :inner_w] = out[inner_h - 1: inner_h, :inner_w]
+    if inner_w < width:
+        out[:, inner_w:] = out[:, inner_w - 1: inner_w]
+    return out.view(bool) if values.dtype == bool else out
 
 
 def block_regions(blocks: np.ndarray, heatmap: np.ndarray, block: int, *, kind: str,

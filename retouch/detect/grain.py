@@ -3,10 +3,11 @@
 Method
 ------
 Every photographic print carries grain whose strength depends on exposure. The image is split into blocks; in
-each block the grain is measured as the mean absolute high-pass residual (the image minus a twice-applied 5x5
-median, which keeps the grain's clumps and drops shading). From the flattest blocks of the whole image a
-noise-level function sigma(brightness) is estimated (Liu et al. 2006, "Noise estimation from a single image";
-its use for splicing detection: Pun, Liu & Yuan 2016; Mahdian & Saic 2009). Each block's log-ratio of measured
+each block the grain is measured as the mean absolute high-pass residual of the luminance (minus a twice-applied
+5x5 median, which keeps the grain's clumps and drops shading; in 8-bit integers, or at full depth for 16-bit
+scans). From the flattest blocks of the whole image a noise-level function sigma(brightness) is estimated (Liu
+et al. 2006, "Noise estimation from a single image"; its use for splicing detection: Pun, Liu & Yuan 2016;
+Mahdian & Saic 2009). Each block's log-ratio of measured
 to predicted grain is turned into a robust z-score; z-scores are pooled over 3x3 neighbourhoods and a region is
 flagged when the pooled score passes a Bonferroni bound set for ``false_alarms`` expected false detections per image
 (an a-contrario decision in the spirit of Gardella et al.'s Noisesniffer, 2021). ``noise-low`` regions have far
@@ -48,24 +49,30 @@ EXPLANATION = (
 )
 
 
-def _gray8(image: np.ndarray, gray: np.ndarray) -> np.ndarray:
-    """8-bit luminance: the input itself when it is 8-bit gray, else ``gray`` rounded."""
+def _gray8(image: np.ndarray) -> np.ndarray:
+    """8-bit luminance: the input itself when it is 8-bit gray, else its luminance rounded to 8 bits."""
     if image.dtype == np.uint8 and image.ndim == 2:
         return image
-    if image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3:
-        return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-    return cv2.convertScaleAbs(gray, alpha=255.0)  # saturating round to 0..255
+    if image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] in (3, 4):
+        return cv2.cvtColor(image[:, :, :3], cv2.COLOR_RGB2GRAY)
+    return cv2.convertScaleAbs(to_gray_float(image), alpha=255.0)  # saturating round to 0..255
 
 
-def _gradient_magnitude(gray: np.ndarray, sigma: float) -> np.ndarray:
-    """Gradient magnitude of ``gray`` smoothed by a Gaussian of ``sigma``: Sobel after Gaussian, folded into one
-    separable filter per direction (two passes each instead of a blur and two Sobels)."""
-    gauss = cv2.getGaussianKernel(int(round(8 * sigma + 1)) | 1, sigma, cv2.CV_32F).ravel()  # OpenCV's own size
-    derivative = np.convolve(gauss, np.array([1.0, 0.0, -1.0], np.float32))  # Sobel's difference, applied to it
-    smooth = np.convolve(gauss, np.array([1.0, 2.0, 1.0], np.float32))  # and Sobel's cross smoothing
-    dx = cv2.sepFilter2D(gray, cv2.CV_32F, derivative, smooth, borderType=cv2.BORDER_REFLECT_101)
-    dy = cv2.sepFilter2D(gray, cv2.CV_32F, smooth, derivative, borderType=cv2.BORDER_REFLECT_101)
-    return cv2.magnitude(dx, dy, dx)
+def _structure(eight: np.ndarray, block: int) -> np.ndarray:
+    """Per-block gradient energy at the scale of 1.2 px: a 3x3 Sobel gradient (L1 norm) of the 8-bit luminance
+    smoothed by a Gaussian of 1.2 px.
+
+    All in 8-bit and 16-bit integers (OpenCV's fixed-point paths), where the float Sobel-of-Gaussian with an L2
+    norm cost about three times as much at 12 MP. Only the ranking of blocks matters here (the flattest 40 %
+    become the reference), and the rounding of the smoothed image averages out over a block: on 108 generated
+    768 px cases the final masks agreed with the float measure's (median IoU 0.98) at the same false-alarm area.
+    """
+    smooth = cv2.GaussianBlur(eight, (0, 0), 1.2)
+    dx, dy = cv2.spatialGradient(smooth)  # 3x3 Sobel, int16
+    # a quarter keeps flat and textured blocks apart in uint8; only strong edges saturate, and they are
+    # "structure" whatever their exact value
+    energy = cv2.add(cv2.convertScaleAbs(dx, alpha=0.25), cv2.convertScaleAbs(dy, alpha=0.25))
+    return block_mean(energy, block)
 
 
 def _block_size(shape: tuple[int, int]) -> int:
@@ -96,8 +103,11 @@ def grain_consistency(
     pool_radius : int
         Neighbourhood (in blocks) over which block z-scores are pooled before the decision.
     """
-    gray = to_gray_float(image)
-    shape = gray.shape
+    image = np.asarray(image)
+    gray = to_gray_float(image) if image.dtype == np.uint16 else None
+    # 8-bit luminance for everything but a 16-bit scan's residual: brightness, clipping and structure need no more
+    eight = _gray8(image) if gray is None else cv2.convertScaleAbs(gray, alpha=255.0)
+    shape = eight.shape
     block = block or _block_size(shape)
     # The residual: image minus a robust background, a 5x5 median applied twice (9x9 support). Print grain is
     # spatially correlated (clumps of 1-2 px, then softened by the scanner's optics) while the scanner's own
@@ -105,21 +115,25 @@ def grain_consistency(
     # still carries, so a painted fill read only ~30 % below its surroundings. The wider background keeps the
     # grain's clumps in the residual (fill contrast about twice as large in log units). Iterated 5x5 medians
     # have fast SIMD paths in OpenCV, unlike one 7x7 or 9x9 median (about 50x slower on 8-bit images).
-    if image.dtype == np.uint16:
+    if gray is not None:
         background = cv2.medianBlur(cv2.medianBlur(gray, 5), 5)  # float medians keep 16-bit precision
+        residual = block_mean(cv2.absdiff(gray, background, dst=background), block)
         clipped_fraction = block_mean(((gray < 0.015) | (gray > 0.985)).view(np.uint8), block)
+        del gray, background
     else:
-        eight = _gray8(image, gray)
-        background = cv2.medianBlur(cv2.medianBlur(eight, 5), 5).astype(np.float32)
-        background *= np.float32(1 / 255)
+        # 8-bit: medians of integers are integers, so the residual is exact in uint8 (no float image); a colour
+        # scan's luminance is rounded to 8 bits first, noise of 0.29 grey levels RMS against grain of several
+        residual = block_mean(cv2.absdiff(eight, cv2.medianBlur(cv2.medianBlur(eight, 5), 5)), block) / 255.0
         # 0.015 and 0.985 of full scale are 3.8 and 251.2 grey levels: clipped pixels are <= 3 or >= 252
         clipped_fraction = 1.0 - block_mean(cv2.inRange(eight, 4, 251), block) / 255.0
     # grain spread per block: mean absolute residual (robust enough, fast), in log units
-    grain = np.log(block_mean(cv2.absdiff(gray, background, dst=background), block) + 1e-5)
-    brightness = block_mean(cv2.GaussianBlur(gray, (0, 0), 2.0), block)
+    grain = np.log(residual + 1e-5)
+    # block means are already a low-pass: no blur first (a 2 px Gaussian before them moved a block's brightness
+    # by 0.9 grey levels in median, more only across edges, which the flat reference excludes)
+    brightness = block_mean(eight, block) / 255.0
     # structure: gradient energy at the scale of 1.2 px (it includes the grain itself, which is what makes the
     # "flat" reference blocks flat; a coarser measure picks worse references)
-    structure = block_mean(_gradient_magnitude(gray, 1.2), block)
+    structure = _structure(eight, block)
     clipped = clipped_fraction > 0.2
     usable = ~clipped
     flat = usable & (structure <= np.percentile(structure[usable], 40) if usable.any() else usable)
