@@ -90,10 +90,13 @@ def patchmatch(features: np.ndarray, *, min_offset: int, iterations: int = 5, gl
     Returns (offset y, offset x, squared feature distance), each (H, W).
     """
     height, width, dims = features.shape
-    flat = features.reshape(-1, dims)
     rng = np.random.default_rng(seed)
     ys, xs = np.mgrid[0:height, 0:width].astype(np.int32)
-    own = flat.reshape(height, width, dims)
+    ys_f, xs_f = ys.astype(np.float32), xs.astype(np.float32)
+    # candidates are fetched with cv2.remap (nearest, NaN outside the image) in groups of at most four
+    # channels, its limit: about 2.5x faster than a numpy fancy-index gather of all channels
+    groups = [np.ascontiguousarray(features[:, :, start:start + 4]) for start in range(0, dims, 4)]
+    nan_border = (float("nan"),) * 4
     if initial is not None:
         oy, ox, best = (np.array(a, copy=True) for a in initial)
         oy, ox, best = oy.astype(np.int32), ox.astype(np.int32), best.astype(np.float32)
@@ -103,12 +106,15 @@ def patchmatch(features: np.ndarray, *, min_offset: int, iterations: int = 5, gl
         ox = np.zeros((height, width), np.int32)
 
     def consider(cy: np.ndarray, cx: np.ndarray) -> None:
-        ty, tx = ys + cy, xs + cx
-        valid = (ty >= 0) & (ty < height) & (tx >= 0) & (tx < width) & (cy * cy + cx * cx >= min_offset**2)
-        index = np.where(valid, ty * width + tx, 0)
-        diff = own - flat[index]
-        cost = np.einsum("ijk,ijk->ij", diff, diff)
-        cost[~valid] = np.inf
+        map_y, map_x = ys_f + cy.astype(np.float32), xs_f + cx.astype(np.float32)
+        cost = np.zeros((height, width), np.float32)
+        for group in groups:
+            candidate = cv2.remap(group, map_x, map_y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
+                                  borderValue=nan_border)
+            diff = cv2.subtract(group, candidate)
+            squared = cv2.multiply(diff, diff)
+            cost += squared if squared.ndim == 2 else squared.sum(axis=2, dtype=np.float32)
+        cost[(cy * cy + cx * cx < min_offset**2) | np.isnan(cost)] = np.inf
         better = cost < best
         oy[better], ox[better], best[better] = cy[better], cx[better], cost[better]
 
