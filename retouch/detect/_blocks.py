@@ -26,6 +26,15 @@ def block_mean(values: np.ndarray, block: int) -> np.ndarray:
     return cv2.resize(cropped, (cols, rows), interpolation=cv2.INTER_AREA)
 
 
+def block_max(values: np.ndarray, block: int) -> np.ndarray:
+    """Maximum of each ``block`` x ``block`` tile (the image is cropped to whole tiles)."""
+    rows, cols = values.shape[0] // block, values.shape[1] // block
+    cropped = values[: rows * block, : cols * block]
+    # down each band of tiles first, along whole contiguous rows, then across each tile on the small result: a
+    # single max over axes (1, 3) of the 4-D view walks memory in short strides and cost about six times as much
+    return cropped.reshape(rows, block, cols * block).max(axis=1).reshape(rows, cols, block).max(axis=2)
+
+
 def _block_mean_u8(cropped: np.ndarray, block: int) -> np.ndarray:
     """Exact tile means of 8-bit values without a float copy of the image: the ``block`` rows of each band of
     tiles are added in uint16 (exact up to 257 rows of 255), then the columns of each tile on the small result."""

@@ -29,6 +29,7 @@ import numpy as np
 from retouch.detect._blocks import (
     binned_reference,
     block_decision,
+    block_max,
     block_mean,
     block_result,
     bonferroni_z,
@@ -100,7 +101,7 @@ def error_level_analysis(
     # detector's false alarms. Blocks holding a pixel far from its 3x3 median are not judged.
     impulse = cv2.absdiff(gray, cv2.medianBlur(gray, 3))
     rows, cols = texture.shape
-    peak_impulse = impulse[: rows * block, : cols * block].reshape(rows, block, cols, block).max(axis=(1, 3))
+    peak_impulse = block_max(impulse, block)
     usable &= peak_impulse <= impulse_limit
     covariate = np.log(texture + 1e-3) + 0.5 * brightness  # texture dominates; brightness splits ties
     qualities = [int(quality), *[int(q) for q in sweep if int(q) != int(quality)]]
