@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import pytest
 
 from retouch.detect import get_detector
 from retouch.io import load_image_bytes
@@ -45,16 +46,20 @@ def test_clone_marks_the_stamped_copy_not_its_source_on_generated_scans() -> Non
         assert f1_score(result.mask, case.mask) > 0.75, (seed, history)
 
 
-def test_clone_tolerates_rotation_of_the_copy() -> None:
+@pytest.mark.parametrize(("angle", "scale"), [(15, 1.0), (0, 1.15), (-10, 0.9)])
+def test_clone_tolerates_rotation_and_scaling_of_the_copy(angle: float, scale: float) -> None:
     image = _grainy(2)
     patch = image[190:310, 30:150]
-    rotated = cv2.warpAffine(patch, cv2.getRotationMatrix2D((60, 60), 15, 1.0), (120, 120),
-                             borderMode=cv2.BORDER_REFLECT)
-    image[40:160, 320:440] = rotated
+    turned = cv2.warpAffine(patch, cv2.getRotationMatrix2D((60, 60), angle, scale), (120, 120),
+                            borderMode=cv2.BORDER_REFLECT)
+    image[40:160, 320:440] = turned
     result = get_detector("clone").run((image * 255).astype(np.uint8))
     truth = np.zeros(image.shape, bool)
     truth[55:145, 335:425] = True  # the copy's interior (its corners carry reflected border)
     assert result.mask[truth].mean() > 0.5
+    untouched = np.zeros(image.shape, bool)
+    untouched[200:340, 200:300] = True  # between source and copy: nothing was stamped there
+    assert result.mask[untouched].mean() < 0.05
 
 
 def test_clone_quiet_on_untouched_scans() -> None:

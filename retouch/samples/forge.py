@@ -158,11 +158,13 @@ def exemplar_fill(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
 
 def clone_fill(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, *, rotate: bool
                ) -> tuple[np.ndarray, dict[str, Any]]:
-    """Stamp a block of the picture from elsewhere over ``mask`` (optionally rotated), soft-edged by 1.5 px."""
+    """Stamp a block of the picture from elsewhere over ``mask``, soft-edged by 1.5 px; with ``rotate`` the block
+    is also turned (up to 25 degrees) and rescaled (0.9 to 1.12), as a retoucher fitting it to the perspective."""
     height, width = image.shape
     ys, xs = np.nonzero(mask)
     box_h, box_w = ys.max() - ys.min() + 1, xs.max() - xs.min() + 1
     angle = float(rng.uniform(-25, 25)) if rotate else 0.0
+    zoom = float(rng.uniform(0.9, 1.12)) if rotate else 1.0
     for _ in range(200):
         dx = int(rng.integers(-width, width))
         dy = int(rng.integers(-height // 3, height // 3 + 1))
@@ -174,13 +176,13 @@ def clone_fill(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, *,
     else:
         dx, dy = (width // 2 if xs.mean() < width / 2 else -width // 2), 0
     centre = (float(xs.mean() + dx), float(ys.mean() + dy))
-    # the source patch, rotated about its own centre, moved onto the target
-    rotation = cv2.getRotationMatrix2D(centre, angle, 1.0)
+    # the source patch, rotated and scaled about its own centre, moved onto the target
+    rotation = cv2.getRotationMatrix2D(centre, angle, zoom)
     rotation[:, 2] -= (dx, dy)
     moved = cv2.warpAffine(image, rotation, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
     alpha = _feather(mask, 1.5)
     out = image * (1 - alpha) + moved * alpha
-    return out.astype(np.float32), {"offset": [dx, dy], "angle_deg": round(angle, 2)}
+    return out.astype(np.float32), {"offset": [dx, dy], "angle_deg": round(angle, 2), "scale": round(zoom, 3)}
 
 
 def airbrush_fill(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
