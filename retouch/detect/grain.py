@@ -7,10 +7,10 @@ each block the grain is measured as the mean absolute high-pass residual of the 
 5x5 median, which keeps the grain's clumps and drops shading; in 8-bit integers, or at full depth for 16-bit
 scans). From the flattest blocks of the whole image a noise-level function sigma(brightness) is estimated (Liu
 et al. 2006, "Noise estimation from a single image"; its use for splicing detection: Pun, Liu & Yuan 2016;
-Mahdian & Saic 2009). Each block's log-ratio of measured
-to predicted grain is turned into a robust z-score; z-scores are pooled over 3x3 neighbourhoods and a region is
-flagged when the pooled score passes a Bonferroni bound set for ``false_alarms`` expected false detections per image
-(an a-contrario decision in the spirit of Gardella et al.'s Noisesniffer, 2021). ``noise-low`` regions have far
+Mahdian & Saic 2009). Each block's log-ratio of measured to predicted grain is turned into a robust z-score;
+z-scores are pooled over 3x3 neighbourhoods and a region is flagged when the pooled score passes a Bonferroni
+bound set for ``false_alarms`` expected false detections per image (an a-contrario decision in the spirit of
+Gardella et al.'s Noisesniffer, 2021). ``noise-low`` regions have far
 less grain than the print elsewhere (airbrush, gouache, diffusion inpainting, digital smoothing);
 ``noise-high`` regions have far more (paste-ups from a grainier print, added noise), and are only sought in
 blocks without strong image structure, whose texture would otherwise pass for grain.
