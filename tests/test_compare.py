@@ -120,10 +120,12 @@ def test_lost_shared_grain_is_evidence_even_where_tones_match() -> None:
     assert np.percentile(z[:64], 99) < 4.0
 
 
-@pytest.mark.parametrize(("edit", "seed"), [("none", 380011), ("added", 380006)])
+@pytest.mark.parametrize(("edit", "seed"), [("none", 380011), ("added", 380006), ("clone", 780007)])
 def test_registers_halftone_pairs_with_few_inliers(edit: str, seed: int) -> None:
     # a halftone screen leaves ~15-30 true matches: a similarity must be accepted (not the Fourier-Mellin fallback,
-    # 246 px off on the 180-degree turn) and not be displaced by a homography over-fitted to them
+    # 246 px off on the 180-degree turn) and not be displaced by a homography over-fitted to them; on a keystoned
+    # print (780007) that similarity is ~12 px off at the corners and ECC's homography, which keeps its matches,
+    # must be taken although it moves the corners that far (it was refused, leaving 1.18 px RMS)
     from retouch.compare import register
 
     pair = make_pair(seed, size=768, edit=edit)

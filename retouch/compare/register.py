@@ -187,7 +187,8 @@ def _feature_registration(ref8: np.ndarray, q8: np.ndarray):
             continue
         name, h, inliers, median = _choose_model(fits, src, dst, threshold)
         candidate = {"model": name, "h": h, "inliers": int(inliers.sum()), "matches": len(matches),
-                     "residual": median, "mirrored": mirrored}
+                     "residual": median, "mirrored": mirrored, "anchors": (src[inliers], dst[inliers]),
+                     "tolerance": threshold}
         if best is None or candidate["inliers"] > best["inliers"]:
             best = candidate
     return best
@@ -278,10 +279,14 @@ def _ecc_pyramid(ref_f: np.ndarray, q_f: np.ndarray, h: np.ndarray, motion: int)
     return current
 
 
-def _ecc_refine(ref8: np.ndarray, q8: np.ndarray, h: np.ndarray, model: str, *, max_shift: float = 8.0
+def _ecc_refine(ref8: np.ndarray, q8: np.ndarray, h: np.ndarray, model: str, *, max_shift: float = 8.0,
+                anchors: tuple[np.ndarray, np.ndarray] | None = None, tolerance: float = 2.0
                 ) -> tuple[np.ndarray, bool]:
     """ECC refinement of ``h`` (ref -> q); rejected if it moves a corner by more than ``max_shift`` pixels (a
-    sound feature fit is never that far off; a larger move means ECC chased an edit).
+    sound feature fit is never that far off; a larger move means ECC chased an edit), unless it still carries
+    the feature fit's inlier matches (``anchors``, at least 12) within ``tolerance``: a similarity fitted to the
+    matches of a keystoned print can be 10 px off at the corners, and the homography that corrects it keeps every
+    match, whereas a warp chasing an edit drags matches away.
 
     ECC first refines a full homography, whatever ``model`` the matches supported: a few noisy matches may only
     justify a similarity, but the dense correlation over the whole overlap can recover the print's slight keystone
@@ -292,9 +297,18 @@ def _ecc_refine(ref8: np.ndarray, q8: np.ndarray, h: np.ndarray, model: str, *, 
     motions = [cv2.MOTION_HOMOGRAPHY] + ([cv2.MOTION_AFFINE] if model != "homography" else [])
     for motion in motions:
         current = _ecc_pyramid(ref_f, q_f, h, motion)
-        if current is not None and _corner_shift(current, h, q8.shape) <= max_shift:
+        if current is None:
+            continue
+        if _corner_shift(current, h, q8.shape) <= max_shift or _keeps_anchors(current, anchors, tolerance):
             return current, True
     return h, False
+
+
+def _keeps_anchors(h: np.ndarray, anchors: tuple[np.ndarray, np.ndarray] | None, tolerance: float) -> bool:
+    """Whether ``h`` maps 90 % of at least 12 matched points within ``tolerance`` pixels of their matches."""
+    if anchors is None or len(anchors[0]) < 12:
+        return False
+    return float(np.percentile(_residuals(h, *anchors), 90)) <= tolerance
 
 
 def overlap_correlation(ref: np.ndarray, q: np.ndarray, h: np.ndarray) -> float:
@@ -347,14 +361,19 @@ def register(reference: np.ndarray, questioned: np.ndarray, *, feature_pixels: i
     if refine:
         started = time.perf_counter()
         shift_limit = 8.0 if method != "fourier-mellin" else 30.0  # the feature-free start is coarser
+        anchors, tolerance = found.get("anchors"), found.get("tolerance", 2.0)
         if found["mirrored"]:
             # refine in the mirrored questioned frame, where the map is a proper (orientation-keeping) warp
             flip = np.array([[-1.0, 0.0, q8.shape[1] - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+            if anchors is not None:
+                anchors = (anchors[0], np.stack([q8.shape[1] - 1.0 - anchors[1][:, 0], anchors[1][:, 1]], 1))
             refined_h, refined = _ecc_refine(ref8, np.ascontiguousarray(q8[:, ::-1]), flip @ h_small,
-                                             found["model"], max_shift=shift_limit)
+                                             found["model"], max_shift=shift_limit, anchors=anchors,
+                                             tolerance=tolerance)
             h_small = np.linalg.inv(flip) @ refined_h if refined else h_small
         else:
-            h_small, refined = _ecc_refine(ref8, q8, h_small, found["model"], max_shift=shift_limit)
+            h_small, refined = _ecc_refine(ref8, q8, h_small, found["model"], max_shift=shift_limit,
+                                           anchors=anchors, tolerance=tolerance)
         timings["refine"] = time.perf_counter() - started
     correlation = overlap_correlation(ref8, q8, h_small)
     # a feature-free estimate has no inlier count to vouch for it, so its overlap must correlate clearly
