@@ -34,7 +34,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 MANIPULATIONS = [("diffusion", "print"), ("exemplar", "print"), ("clone", "print"), ("airbrush", "print"),
-                 ("pasteup", "print"), ("diffusion", "digital"), ("clone", "digital")]
+                 ("pasteup", "print"), ("diffusion", "digital"), ("exemplar", "digital"), ("clone", "digital")]
 PAIR_EDITS = ["diffusion", "clone", "exemplar", "airbrush", "added", "none"]
 
 
