@@ -93,10 +93,12 @@ def patchmatch(features: np.ndarray, *, min_offset: int, iterations: int = 5, gl
     rng = np.random.default_rng(seed)
     ys, xs = np.mgrid[0:height, 0:width].astype(np.int32)
     ys_f, xs_f = ys.astype(np.float32), xs.astype(np.float32)
-    # candidates are fetched with cv2.remap (nearest, NaN outside the image) in groups of at most four
-    # channels, its limit: about 2.5x faster than a numpy fancy-index gather of all channels
-    groups = [np.ascontiguousarray(features[:, :, start:start + 4]) for start in range(0, dims, 4)]
-    nan_border = (float("nan"),) * 4
+    # candidates are fetched plane by plane with cv2.remap (nearest, NaN outside the image) and their squared
+    # differences summed with OpenCV's arithmetic: about 3x faster than a numpy fancy-index gather of all
+    # channels and a reduction over the short last axis. Planes are summed in groups of four and the groups
+    # added, the order numpy's float32 sum over (H, W, 4) slices used, so the costs are the same to the bit.
+    planes = [np.ascontiguousarray(features[:, :, channel]) for channel in range(dims)]
+    min_offset_sq = np.float32(min_offset**2)
     if initial is not None:
         oy, ox, best = (np.array(a, copy=True) for a in initial)
         oy, ox, best = oy.astype(np.int32), ox.astype(np.int32), best.astype(np.float32)
@@ -106,17 +108,24 @@ def patchmatch(features: np.ndarray, *, min_offset: int, iterations: int = 5, gl
         ox = np.zeros((height, width), np.int32)
 
     def consider(cy: np.ndarray, cx: np.ndarray) -> None:
-        map_y, map_x = ys_f + cy.astype(np.float32), xs_f + cx.astype(np.float32)
-        cost = np.zeros((height, width), np.float32)
-        for group in groups:
-            candidate = cv2.remap(group, map_x, map_y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
-                                  borderValue=nan_border)
-            diff = cv2.subtract(group, candidate)
-            squared = cv2.multiply(diff, diff)
-            cost += squared if squared.ndim == 2 else squared.sum(axis=2, dtype=np.float32)
-        cost[(cy * cy + cx * cx < min_offset**2) | np.isnan(cost)] = np.inf
+        offset_y, offset_x = cy.astype(np.float32), cx.astype(np.float32)
+        map_y, map_x = cv2.add(ys_f, offset_y), cv2.add(xs_f, offset_x)
+        cost = None
+        for start in range(0, dims, 4):
+            group = None
+            for plane in planes[start:start + 4]:
+                candidate = cv2.remap(plane, map_x, map_y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
+                                      borderValue=float("nan"))
+                diff = cv2.subtract(plane, candidate, dst=candidate)
+                squared = cv2.multiply(diff, diff, dst=diff)
+                group = squared if group is None else cv2.add(group, squared, dst=group)
+            cost = group if cost is None else cv2.add(cost, group, dst=cost)
+        # NaN (outside the image) never compares below the best; too-short offsets are excluded explicitly
         better = cost < best
-        oy[better], ox[better], best[better] = cy[better], cx[better], cost[better]
+        better &= cv2.add(cv2.multiply(offset_y, offset_y), cv2.multiply(offset_x, offset_x)) >= min_offset_sq
+        np.copyto(oy, cy, where=better)
+        np.copyto(ox, cx, where=better)
+        np.copyto(best, cost, where=better)
 
     def uniform() -> None:
         consider(rng.integers(0, height, size=(height, width), dtype=np.int32) - ys,
