@@ -100,7 +100,6 @@ def error_level_analysis(
     # (a thin line barely moves a block's mean gradient); on untouched scans they were nearly all of this
     # detector's false alarms. Blocks holding a pixel far from its 3x3 median are not judged.
     impulse = cv2.absdiff(gray, cv2.medianBlur(gray, 3))
-    rows, cols = texture.shape
     peak_impulse = block_max(impulse, block)
     usable &= peak_impulse <= impulse_limit
     covariate = np.log(texture + 1e-3) + 0.5 * brightness  # texture dominates; brightness splits ties
