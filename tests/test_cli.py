@@ -61,6 +61,19 @@ def test_missing_and_non_image_inputs_exit_2_naming_the_file(tmp_path: Path) -> 
     assert not (tmp_path / "out" / "report.json").exists()
 
 
+def test_truncated_16bit_colour_png_gets_one_line(tmp_path: Path) -> None:
+    # 16-bit colour files are read by OpenCV, whose libpng would print its own complaint to stderr if it saw the
+    # truncated data before Pillow's decoder refused it
+    deep = (np.random.default_rng(0).random((64, 64, 3)) * 65535).astype(np.uint16)
+    data = cv2.imencode(".png", deep)[1].tobytes()
+    cut = tmp_path / "deep.png"
+    cut.write_bytes(data[: len(data) // 2])
+    done = retouch("analyze", str(cut), "-o", str(tmp_path / "out"))
+    assert done.returncode == 2
+    assert "deep.png: truncated" in _one_line(done.stderr)
+    assert not (tmp_path / "out").exists()
+
+
 def test_unknown_detector_exits_2(tmp_path: Path) -> None:
     image = tmp_path / "scan.png"
     cv2.imwrite(str(image), np.full((40, 40), 128, np.uint8))

@@ -260,17 +260,18 @@ def _jpeg_subsampling(image: Image.Image) -> str | None:
 
 
 def _decode(image: Image.Image, data: bytes) -> tuple[np.ndarray, bool]:
-    """Decode to uint8/uint16 gray or RGB, dropping alpha, with one decoder pass. Raises on truncation."""
+    """Decode to uint8/uint16 gray or RGB, dropping alpha. Raises on truncation."""
     mode = image.mode
     had_alpha = mode in {"RGBA", "LA", "PA", "La", "RGBa"} or (mode == "P" and "transparency" in image.info)
+    # Pillow's decoder checks the data (raising with its own reason on truncation) before anything else reads it:
+    # OpenCV's PNG reader would print libpng's complaint to stderr, a second, unexplained line for the user
+    image.load()
     if mode in {"RGB", "RGBA", "RGBa"} and _is_16bit_colour(image, data):
-        # Pillow would reduce 16-bit colour to 8 bits, so such files go to OpenCV alone; the header says which
-        # files they are, so 8-bit files are never decoded twice just to find out
+        # Pillow reduces 16-bit colour to 8 bits, so such files (named by their header; 8-bit files never pay
+        # this) are decoded once more by OpenCV, which keeps the depth
         deep = _decode_16bit_rgb(data)
         if deep is not None:
             return deep, had_alpha
-        # OpenCV refused (truncated or corrupt): Pillow's decoder below raises with its own reason
-    image.load()
     if mode in {"I;16", "I;16B", "I;16L", "I;16N"}:
         return np.asarray(image).astype(np.uint16), had_alpha
     if mode in {"I", "F"}:
