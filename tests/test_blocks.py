@@ -36,3 +36,15 @@ def test_ela_content_blocks_in_bands_equal_the_whole_image(shape: tuple[int, int
     np.testing.assert_allclose(banded[0], whole[0], rtol=1e-6)
     np.testing.assert_array_equal(banded[1], whole[1])
     np.testing.assert_array_equal(banded[2], whole[2])
+
+
+@pytest.mark.parametrize("shape", [(1029, 517), (2048, 64)])
+def test_ela_recompression_in_parallel_strips_equals_the_whole_image(shape, monkeypatch) -> None:
+    import cv2
+
+    from retouch.detect.ela import _recompression_error, _strip_error
+
+    rng = np.random.default_rng(3)
+    gray = cv2.GaussianBlur(rng.integers(0, 256, shape, dtype=np.uint8), (0, 0), 1.0)
+    monkeypatch.setattr(cv2, "getNumThreads", lambda: 4)  # four strips whatever this machine has
+    np.testing.assert_array_equal(_recompression_error(gray, 90), _strip_error(gray, 90))
