@@ -42,9 +42,9 @@ def test_ela_content_blocks_in_bands_equal_the_whole_image(shape: tuple[int, int
 def test_ela_recompression_in_parallel_strips_equals_the_whole_image(shape, monkeypatch) -> None:
     import cv2
 
-    from retouch.detect.ela import _recompression_error, _strip_error
+    from retouch.detect._recompress import _strip_error, recompression_error
 
     rng = np.random.default_rng(3)
     gray = cv2.GaussianBlur(rng.integers(0, 256, shape, dtype=np.uint8), (0, 0), 1.0)
     monkeypatch.setattr(cv2, "getNumThreads", lambda: 4)  # four strips whatever this machine has
-    np.testing.assert_array_equal(_recompression_error(gray, 90), _strip_error(gray, 90))
+    np.testing.assert_array_equal(recompression_error(gray, 90), _strip_error(gray, 90))

@@ -22,7 +22,6 @@ anything; on a never-compressed scan it measures texture only, which the normali
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
@@ -38,6 +37,7 @@ from retouch.detect._blocks import (
     pooled_z,
     standardise,
 )
+from retouch.detect._recompress import recompression_error
 from retouch.detect.registry import register
 from retouch.imaging import to_uint8
 from retouch.result import AnalysisResult
@@ -51,34 +51,6 @@ EXPLANATION = (
     "has one uniform digital history, and error-level analysis cannot see such retouching. Recompressing, "
     "resizing or filtering the whole file also erases the differences it looks for."
 )
-
-
-def _recompression_error(gray: np.ndarray, quality: int) -> np.ndarray:
-    """Absolute difference (8-bit) between ``gray`` and its JPEG recompression at ``quality``.
-
-    JPEG codes every 8x8 block on its own (a grey image has no chroma subsampling; only the entropy coding links
-    blocks, and it is lossless), so strips cut on the block grid recompress to exactly the pixels of the whole
-    image. Strips are coded in parallel threads (OpenCV releases the GIL): recompression is ELA's largest cost.
-    """
-    rows = gray.shape[0]
-    parts = min(max(cv2.getNumThreads(), 1), 4, rows // 256)
-    if parts <= 1:
-        return _strip_error(gray, quality)
-    cuts = [0, *[(rows * k // parts) // 8 * 8 for k in range(1, parts)], rows]
-    error = np.empty_like(gray)
-
-    def recompress(top: int, bottom: int) -> None:
-        error[top:bottom] = _strip_error(gray[top:bottom], quality)
-
-    with ThreadPoolExecutor(max_workers=parts, thread_name_prefix="retouch-ela") as pool:
-        list(pool.map(recompress, cuts[:-1], cuts[1:]))
-    return error
-
-
-def _strip_error(gray: np.ndarray, quality: int) -> np.ndarray:
-    ok, buffer = cv2.imencode(".jpg", gray, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    decoded = cv2.imdecode(buffer, cv2.IMREAD_GRAYSCALE)
-    return cv2.absdiff(gray, decoded, dst=decoded)
 
 
 def _content_blocks(gray: np.ndarray, block: int, *, band_pixels: int = 1 << 18
@@ -149,7 +121,7 @@ def error_level_analysis(
     low = np.full(texture.shape, -np.inf, np.float32)
     levels = {}
     for q in qualities:
-        error = np.log(block_mean(_recompression_error(gray, q), block) + 0.05)
+        error = np.log(block_mean(recompression_error(gray, q), block) + 0.05)
         expected, spread = binned_reference(error, covariate, usable, bins=12)
         z = np.clip((error - expected) / spread, -6, 6)
         z[~usable] = 0.0

@@ -43,6 +43,7 @@ from retouch.detect._blocks import (
     pooled_z,
     standardise,
 )
+from retouch.detect._recompress import recompression_error
 from retouch.detect.registry import register
 from retouch.imaging import to_uint8
 from retouch.result import AnalysisResult
@@ -82,10 +83,8 @@ def estimate_quality(tables: Mapping[int, Sequence[int]]) -> dict[str, object]:
 def _ghost_maps(gray: np.ndarray, qualities: Sequence[int], window: int) -> tuple[np.ndarray, list[int]]:
     maps = []
     for quality in qualities:
-        ok, buffer = cv2.imencode(".jpg", gray, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-        decoded = cv2.imdecode(buffer, cv2.IMREAD_GRAYSCALE)
         # the squared difference from the 8-bit absolute one: exact in float32, one full-size float image
-        difference = cv2.absdiff(gray, decoded).astype(np.float32)
+        difference = recompression_error(gray, quality).astype(np.float32)
         maps.append(block_mean(cv2.multiply(difference, difference, dst=difference), window))
     stack = np.stack(maps)
     lo, hi = stack.min(axis=0), stack.max(axis=0)

@@ -1,0 +1,36 @@
+"""JPEG recompression of a grey image, the costly step of error-level analysis and JPEG ghosts."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import cv2
+import numpy as np
+
+
+def recompression_error(gray: np.ndarray, quality: int) -> np.ndarray:
+    """Absolute difference (8-bit) between ``gray`` and its JPEG recompression at ``quality``.
+
+    JPEG codes every 8x8 block on its own (a grey image has no chroma subsampling; only the entropy coding links
+    blocks, and it is lossless), so strips cut on the block grid recompress to exactly the pixels of the whole
+    image. Strips are coded in parallel threads (OpenCV releases the GIL): it is the largest cost of both.
+    """
+    rows = gray.shape[0]
+    parts = min(max(cv2.getNumThreads(), 1), 4, rows // 256)
+    if parts <= 1:
+        return _strip_error(gray, quality)
+    cuts = [0, *[(rows * k // parts) // 8 * 8 for k in range(1, parts)], rows]
+    error = np.empty_like(gray)
+
+    def recompress(top: int, bottom: int) -> None:
+        error[top:bottom] = _strip_error(gray[top:bottom], quality)
+
+    with ThreadPoolExecutor(max_workers=parts, thread_name_prefix="retouch-jpeg") as pool:
+        list(pool.map(recompress, cuts[:-1], cuts[1:]))
+    return error
+
+
+def _strip_error(gray: np.ndarray, quality: int) -> np.ndarray:
+    ok, buffer = cv2.imencode(".jpg", gray, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    decoded = cv2.imdecode(buffer, cv2.IMREAD_GRAYSCALE)
+    return cv2.absdiff(gray, decoded, dst=decoded)
