@@ -183,3 +183,20 @@ def test_degenerate_images_get_reports_not_crashes(tmp_path: Path) -> None:
     assert same.returncode in (0, 2), same.stderr  # refused or compared, never an internal error
     if same.returncode == 0:
         assert json.loads((tmp_path / "same" / "report.json").read_text())["result"]["regions"] == []
+    # a blank scan, a scan of a white sheet and a black-and-white drawing: block detectors have nothing they can
+    # measure (they say so) and nothing is marked, not even by the copy detector, for which every uniform area
+    # and every straight edge is its own exact twin
+    drawing = np.zeros((300, 400), np.uint8)
+    drawing[100:200, 100:200] = 255
+    for name, pixels in (("black", np.zeros((300, 400), np.uint8)), ("white", np.full((300, 400, 3), 255, np.uint8)),
+                         ("drawing", drawing)):
+        cv2.imwrite(str(tmp_path / f"{name}.png"), pixels)
+        done = retouch("analyze", str(tmp_path / f"{name}.png"), "-o", str(tmp_path / name), "--json")
+        assert done.returncode == 0, (name, done.stderr)
+        report = json.loads((tmp_path / name / "report.json").read_text())
+        analyses = {a["method"]: a for a in report["analyses"]}
+        assert all(not a["regions"] for a in analyses.values()), name
+        if name != "drawing":
+            assert all("clipped" in analyses[m]["skipped"] for m in ("ela", "grain", "inpaint")), name
+        mask = cv2.imread(str(tmp_path / name / "suspect_mask.png"), cv2.IMREAD_GRAYSCALE)
+        assert mask.shape == (300, 400) and not mask.any(), name

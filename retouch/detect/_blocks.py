@@ -105,6 +105,10 @@ def binned_reference(values: np.ndarray, covariate: np.ndarray, eligible: np.nda
     return centre[index], spread[index]
 
 
+NOTHING_TO_JUDGE = ("no part of the image can be measured: every block is clipped to black or white (or, for "
+                    "error levels, holds dust or scratches)")
+
+
 def bonferroni_z(tests: int, false_alarms: float = 1.0) -> float:
     """One-sided Gaussian z beyond which ``tests`` null tests give ``false_alarms`` expected alarms in total."""
     from statistics import NormalDist

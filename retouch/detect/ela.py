@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 from retouch.detect._blocks import (
+    NOTHING_TO_JUDGE,
     binned_reference,
     block_decision,
     block_max,
@@ -115,6 +116,10 @@ def error_level_analysis(
     texture, brightness, peak_impulse = _content_blocks(gray, block)
     usable = (brightness > 0.02) & (brightness < 0.98)
     usable &= peak_impulse <= impulse_limit  # dust and scratches: see the module docstring
+    params = {"quality": int(quality), "sweep": [int(q) for q in sweep], "false_alarms": false_alarms,
+              "impulse_limit": int(impulse_limit), "block": block}
+    if not usable.any():
+        return AnalysisResult.skipped_result("ela", shape, NOTHING_TO_JUDGE, params=params, explanation=EXPLANATION)
     covariate = np.log(texture + 1e-3) + 0.5 * brightness  # texture dominates; brightness splits ties
     qualities = [int(quality), *[int(q) for q in sweep if int(q) != int(quality)]]
     high = np.full(texture.shape, -np.inf, np.float32)
@@ -143,9 +148,7 @@ def error_level_analysis(
     return block_result(
         "ela", heat_blocks=heat_blocks, mask_blocks=mask_blocks, block=block, shape=shape,
         kind_of={"error-level": high_mask | low_mask}, score=score,
-        params={"quality": int(quality), "sweep": [int(q) for q in sweep], "false_alarms": false_alarms,
-                "impulse_limit": int(impulse_limit),
-                "block": block, "threshold_z": round(threshold, 3)},
+        params={**params, "threshold_z": round(threshold, 3)},
         summary=summary, explanation=EXPLANATION,
         details={"median_error_level": levels, "blocks_high": int(high_mask.sum()), "blocks_low": int(low_mask.sum())},
         min_area=4 * block * block,

@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 
 from retouch.detect._blocks import (
+    NOTHING_TO_JUDGE,
     binned_reference,
     block_decision,
     block_mean,
@@ -136,7 +137,11 @@ def grain_consistency(
     structure = _structure(eight, block)
     clipped = clipped_fraction > 0.2
     usable = ~clipped
-    flat = usable & (structure <= np.percentile(structure[usable], 40) if usable.any() else usable)
+    if not usable.any():
+        return AnalysisResult.skipped_result(
+            "grain", shape, NOTHING_TO_JUDGE, explanation=EXPLANATION,
+            params={"block": block, "false_alarms": false_alarms, "pool_radius": pool_radius})
+    flat = usable & (structure <= np.percentile(structure[usable], 40))
     expected, spread = binned_reference(grain, brightness, flat, bins=10)
     z = (grain - expected) / spread
     z[clipped] = 0.0

@@ -37,6 +37,7 @@ import cv2
 import numpy as np
 
 from retouch.detect._blocks import (
+    NOTHING_TO_JUDGE,
     binned_reference,
     block_decision,
     block_mean,
@@ -106,6 +107,13 @@ def inpainting_traces(
     shape = gray_full.shape
     gray, scale = bounded(gray_full, analysis_pixels)
     block = 8
+    params = {"analysis_pixels": analysis_pixels, "analysis_scale": round(scale, 6), "radius": radius,
+              "min_offset": min_offset, "near_exact": near_exact, "false_alarms": false_alarms, "block": block}
+    brightness = block_mean(cv2.GaussianBlur(gray, (0, 0), 2.0), block)
+    usable = (brightness > 0.02) & (brightness < 0.98)
+    if not usable.any():
+        return AnalysisResult.skipped_result("inpaint", shape, NOTHING_TO_JUDGE, params=params,
+                                             explanation=EXPLANATION)
     # exemplar patches are copied unrotated and small: a pixel's own small neighbourhood, not a rotation-
     # invariant disc that would straddle several copied patches, is what finds its twin
     reduced = reduce_features(raw_patch_features(gray, 2 * radius - 1), 8)
@@ -117,8 +125,6 @@ def inpainting_traces(
     partner = energy[np.clip(ys + oy, 0, height - 1), np.clip(xs + ox, 0, width - 1)]
     relative = np.where(np.isfinite(distance), distance / (energy + partner + 1e-3), 1.0)
     twins = block_mean((relative < near_exact).astype(np.float32), block)
-    brightness = block_mean(cv2.GaussianBlur(gray, (0, 0), 2.0), block)
-    usable = (brightness > 0.02) & (brightness < 0.98)
     # exemplar: the fraction of near-exact twins, against blocks of the same brightness
     twin_score = np.log(twins + 0.02)
     expected, spread = binned_reference(twin_score, brightness, usable, bins=8)
@@ -160,9 +166,7 @@ def inpainting_traces(
     return AnalysisResult(
         method="inpaint", heatmap=upscale_to(small_result.heatmap, shape), mask=upscale_to(small_result.mask, shape),
         regions=regions, score=score,
-        params={"analysis_pixels": analysis_pixels, "analysis_scale": round(scale, 6), "radius": radius,
-                "min_offset": min_offset, "near_exact": near_exact, "false_alarms": false_alarms, "block": block,
-                "threshold_z": round(threshold, 3)},
+        params={**params, "threshold_z": round(threshold, 3)},
         summary=summary, explanation=EXPLANATION,
         details={"blocks_exemplar": int(exemplar_mask.sum()), "blocks_diffusion": int(diffusion_mask.sum())},
     )
