@@ -69,6 +69,27 @@ def _components(mask: np.ndarray, min_area: int) -> tuple[int, np.ndarray, np.nd
     return count, np.where(keep[labels], labels, 0), stats
 
 
+def _drop_grainless(gray: np.ndarray, labels: np.ndarray, *, radius: int, min_grain: float) -> np.ndarray:
+    """Remove detections whose typical pixel has no grain to share with its twin (median local RMS of the
+    distance from the 3x3 median below ``min_grain``): a uniform area, such as a margin clipped to white, matches
+    any other part of itself exactly, which proves nothing about copying."""
+    if not labels.any():
+        return labels
+    # distance from the 3x3 median: grain and noise, but neither flat areas nor straight edges (a straight edge
+    # matches itself shifted along its length as exactly as a flat area does)
+    detail = gray - cv2.medianBlur(gray, 3)
+    size = (2 * radius + 1, 2 * radius + 1)
+    grain = np.sqrt(np.maximum(cv2.boxFilter(detail * detail, -1, size), 0.0))
+    inside = labels > 0
+    ids, per_label = labels[inside], grain[inside]
+    order = np.argsort(ids, kind="stable")
+    ids, per_label = ids[order], per_label[order]
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+    medians = {int(ids[a]): float(np.median(per_label[a:b])) for a, b in zip(starts, np.r_[starts[1:], ids.size])}
+    grainless = [label for label, median in medians.items() if median < min_grain]
+    return np.where(np.isin(labels, grainless), 0, labels) if grainless else labels
+
+
 def _seam_evidence(gray: np.ndarray, region: np.ndarray) -> float:
     """How badly a region's content fails to continue across its outline: the mean difference, along the
     outline, between the local mean just inside and just outside (masked box means of the grain-smoothed
@@ -220,6 +241,7 @@ def copy_move(
     iterations: int = 2,
     interpolation_margin: float = 0.1,
     seam_margin: float = 0.15,
+    min_grain: float = 0.5 / 255,
 ) -> AnalysisResult:
     """Dense copy-move detection.
 
@@ -245,6 +267,9 @@ def copy_move(
         Smallest |log ratio| of fine-detail energy between the two sides for the resampling call.
     seam_margin : float
         Smallest |log ratio| of seam strength between the two sides for the seam call.
+    min_grain : float
+        Smallest median RMS of the grain (image minus its 3x3 median, in [0, 1] units) inside a detection: flatter
+        areas (clipped margins, flat digital fills, clean straight edges) carry nothing that could prove a copy.
     """
     gray = to_gray_float(image)
     shape = gray.shape
@@ -285,6 +310,7 @@ def copy_move(
     disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius - 1, 2 * radius - 1))
     candidate = cv2.dilate(candidate.astype(np.uint8), disc).astype(bool)
     count, labels, stats = _components(candidate, min_area)
+    labels = _drop_grainless(small, labels, radius=radius, min_grain=min_grain)
     height, width = small.shape
     ys, xs = np.nonzero(labels)
     partner_labels = np.zeros(count, np.int64)
@@ -388,7 +414,8 @@ def copy_move(
         params={"analysis_pixels": analysis_pixels, "analysis_scale": round(scale, 6), "radius": radius,
                 "min_offset_px": min_offset, "max_affine_residual": max_affine_residual,
                 "match_ratio": match_ratio, "min_area_fraction": min_area_fraction, "iterations": iterations,
-                "interpolation_margin": interpolation_margin, "seam_margin": seam_margin},
+                "interpolation_margin": interpolation_margin, "seam_margin": seam_margin,
+                "min_grain": min_grain},
         summary=summary, explanation=EXPLANATION,
         details={"pairs": len(pairs), "keypoint_proposals": len(proposals) // 2, "copied_fraction": round(copied, 6),
                  "source_fraction": round(float(source_full.mean()), 6)},
