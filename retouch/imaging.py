@@ -74,3 +74,35 @@ def upscale_to(values: np.ndarray, shape: tuple[int, ...], *, nearest: bool = Fa
         return out.astype(bool)
     interpolation = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
     return cv2.resize(values, (width, height), interpolation=interpolation)
+
+
+def content_box(image: np.ndarray, *, tolerance: int = 2, grid: int = 8) -> tuple[int, int, int, int]:
+    """``(top, bottom, left, right)`` of the picture inside uniform margins.
+
+    Margins are the outermost rows and columns whose values span at most ``tolerance`` grey levels (8-bit units):
+    a digital frame or padding, a scanner bed clipped to white or black. ``top`` and ``left`` are rounded up to
+    multiples of ``grid`` (up to ``grid - 1`` rows or columns of picture are left out with the margin), so the
+    part keeps the file's JPEG block grid. Returns the whole image when it has no such margin, or when it is
+    uniform throughout.
+    """
+    height, width = image.shape[:2]
+    planes = image.reshape(height, width, -1)
+    limit = tolerance * (257 if image.dtype == np.uint16 else 1)
+
+    def uniform(lines: np.ndarray) -> np.ndarray:  # (lines, samples, channels) -> (lines,)
+        return lines.max(axis=(1, 2)).astype(np.int64) - lines.min(axis=(1, 2)) <= limit
+
+    # most scans have none: four border lines decide that without reading the whole image
+    border_rows, border_cols = planes[[0, height - 1]], planes[:, [0, width - 1]].transpose(1, 0, 2)
+    if not (uniform(border_rows).any() or uniform(border_cols).any()):
+        return 0, height, 0, width
+    rows = np.flatnonzero(~uniform(planes))
+    cols = np.flatnonzero(~uniform(planes.transpose(1, 0, 2)))
+    if rows.size == 0 or cols.size == 0:
+        return 0, height, 0, width
+    # up to the next grid line: a sliver of margin left in would put a straight border back into the part
+    top, left = -(-int(rows[0]) // grid) * grid, -(-int(cols[0]) // grid) * grid
+    bottom, right = int(rows[-1]) + 1, int(cols[-1]) + 1
+    if bottom - top < grid or right - left < grid:
+        return 0, height, 0, width
+    return top, bottom, left, right

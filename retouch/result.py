@@ -7,7 +7,7 @@ render this shape; none of them re-derives it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import cv2
@@ -55,6 +55,14 @@ class Region:
         object.__setattr__(self, "bbox", (x, y, w, h))
         object.__setattr__(self, "area", int(self.area))
         object.__setattr__(self, "score", float(np.clip(self.score, 0.0, 1.0)))
+
+    def shifted(self, dx: int, dy: int) -> Region:
+        """The same region in a frame whose origin lies ``(dx, dy)`` pixels before this one's (bounding boxes in
+        the evidence, keys ending in ``_bbox``, move with it)."""
+        evidence = {key: ([value[0] + dx, value[1] + dy, *value[2:]] if key.endswith("_bbox") else value)
+                    for key, value in self.evidence.items()}
+        x, y, w, h = self.bbox
+        return replace(self, bbox=(x + dx, y + dy, w, h), evidence=evidence)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -135,6 +143,16 @@ class AnalysisResult:
     @property
     def flagged_fraction(self) -> float:
         return float(self.mask.mean()) if self.mask.size else 0.0
+
+    def placed_in(self, shape: tuple[int, int], top: int, left: int) -> AnalysisResult:
+        """This result, computed on a part of a larger image whose corner is at (``top``, ``left``), on the whole
+        ``shape``: maps are zero (nothing found) outside the part and regions move to the whole image's frame."""
+        height, width = self.shape
+        heatmap = np.zeros(shape, np.float32)
+        heatmap[top:top + height, left:left + width] = self.heatmap
+        mask = np.zeros(shape, bool)
+        mask[top:top + height, left:left + width] = self.mask
+        return replace(self, heatmap=heatmap, mask=mask, regions=[r.shifted(left, top) for r in self.regions])
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable summary (without the pixel arrays)."""
