@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
@@ -106,3 +108,19 @@ def content_box(image: np.ndarray, *, tolerance: int = 2, grid: int = 8) -> tupl
     if bottom - top < grid or right - left < grid:
         return 0, height, 0, width
     return top, bottom, left, right
+
+
+def strip_workers(rows: int, *, min_rows: int = 256) -> int:
+    """How many horizontal strips to work on at once: OpenCV's thread count (at most 4), fewer for short images."""
+    return max(1, min(cv2.getNumThreads(), 4, rows // min_rows))
+
+
+def for_each_strip(work: Callable[[int, int], None], cuts: list[int]) -> None:
+    """Call ``work(cuts[i], cuts[i + 1])`` for every strip, in parallel threads when there are several: OpenCV
+    and numpy release the GIL, so strips of one image use every core. ``work`` writes its own rows only."""
+    if len(cuts) <= 2:
+        for top, bottom in zip(cuts[:-1], cuts[1:]):
+            work(top, bottom)
+        return
+    with ThreadPoolExecutor(max_workers=len(cuts) - 1, thread_name_prefix="retouch-strip") as pool:
+        list(pool.map(work, cuts[:-1], cuts[1:]))

@@ -25,9 +25,13 @@ def test_block_mean_and_max_match_numpy(shape: tuple[int, int], block: int) -> N
     np.testing.assert_array_equal(block_max(floats, block), _tiles(floats, block).max(axis=(1, 3)))
 
 
-@pytest.mark.parametrize("shape", [(203, 150), (64, 77)])
-def test_ela_content_blocks_in_bands_equal_the_whole_image(shape: tuple[int, int]) -> None:
-    # bands of one block row each exercise every halo; a single band is the whole-image computation
+@pytest.mark.parametrize("shape", [(203, 150), (64, 77), (1100, 90)])
+def test_ela_content_blocks_in_bands_equal_the_whole_image(shape: tuple[int, int], monkeypatch) -> None:
+    # bands of one block row each exercise every halo, in up to four threads; a single band is the whole-image
+    # computation
+    import cv2
+
+    monkeypatch.setattr(cv2, "getNumThreads", lambda: 4)
     rng = np.random.default_rng(1)
     gray = rng.integers(0, 256, shape, dtype=np.uint8)
     gray[40:60, 30:50] = 255  # a hard edge across band boundaries

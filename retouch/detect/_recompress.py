@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 import cv2
 import numpy as np
+
+from retouch.imaging import for_each_strip, strip_workers
 
 
 def recompression_error(gray: np.ndarray, quality: int) -> np.ndarray:
@@ -16,17 +16,14 @@ def recompression_error(gray: np.ndarray, quality: int) -> np.ndarray:
     image. Strips are coded in parallel threads (OpenCV releases the GIL): it is the largest cost of both.
     """
     rows = gray.shape[0]
-    parts = min(max(cv2.getNumThreads(), 1), 4, rows // 256)
-    if parts <= 1:
-        return _strip_error(gray, quality)
+    parts = strip_workers(rows)
     cuts = [0, *[(rows * k // parts) // 8 * 8 for k in range(1, parts)], rows]
     error = np.empty_like(gray)
 
     def recompress(top: int, bottom: int) -> None:
         error[top:bottom] = _strip_error(gray[top:bottom], quality)
 
-    with ThreadPoolExecutor(max_workers=parts, thread_name_prefix="retouch-jpeg") as pool:
-        list(pool.map(recompress, cuts[:-1], cuts[1:]))
+    for_each_strip(recompress, cuts)
     return error
 
 
