@@ -96,7 +96,8 @@ def analyze_image(
             continue
         result = available[name].run(picture, jpeg_quantization=tables, **options[name])
         if result.heatmap.shape != picture.shape[:2]:
-            raise RuntimeError(f"detector {name} returned a {result.heatmap.shape} map for a {picture.shape[:2]} image")
+            raise RuntimeError(f"detector {name} returned a {result.heatmap.shape} map for a "
+                               f"{picture.shape[:2]} image")
         if cropped:
             result = result.placed_in(shape, top, left)
         timings[name] = round(time.perf_counter() - started, 4)
@@ -104,8 +105,9 @@ def analyze_image(
     started = time.perf_counter()
     fused = fuse_results(results, shape=shape)
     if cropped:
-        fused = replace(fused, summary=f"{fused.summary} Uniform margins were left out: the picture analysed is the "
-                                       f"{inside[1]}x{inside[0]} px area at ({left}, {top}).".strip())
+        note = (f"Uniform margins were left out: the picture analysed is the {inside[1]}x{inside[0]} px area at "
+                f"({left}, {top}).")
+        fused = replace(fused, summary=f"{fused.summary} {note}".strip())
     timings["fusion"] = round(time.perf_counter() - started, 4)
     area = {"bbox": [left, top, inside[1], inside[0]] if cropped else [0, 0, shape[1], shape[0]],
             "uniform_margins_excluded": bool(cropped)}

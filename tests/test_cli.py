@@ -188,8 +188,8 @@ def test_degenerate_images_get_reports_not_crashes(tmp_path: Path) -> None:
     # and every straight edge is its own exact twin
     drawing = np.zeros((300, 400), np.uint8)
     drawing[100:200, 100:200] = 255
-    for name, pixels in (("black", np.zeros((300, 400), np.uint8)), ("white", np.full((300, 400, 3), 255, np.uint8)),
-                         ("drawing", drawing)):
+    blank, sheet = np.zeros((300, 400), np.uint8), np.full((300, 400, 3), 255, np.uint8)
+    for name, pixels in (("black", blank), ("white", sheet), ("drawing", drawing)):
         cv2.imwrite(str(tmp_path / f"{name}.png"), pixels)
         done = retouch("analyze", str(tmp_path / f"{name}.png"), "-o", str(tmp_path / name), "--json")
         assert done.returncode == 0, (name, done.stderr)

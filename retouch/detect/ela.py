@@ -125,7 +125,8 @@ def error_level_analysis(
     params = {"quality": int(quality), "sweep": [int(q) for q in sweep], "false_alarms": false_alarms,
               "impulse_limit": int(impulse_limit), "block": block}
     if not usable.any():
-        return AnalysisResult.skipped_result("ela", shape, NOTHING_TO_JUDGE, params=params, explanation=EXPLANATION)
+        return AnalysisResult.skipped_result("ela", shape, NOTHING_TO_JUDGE, params=params,
+                                             explanation=EXPLANATION)
     covariate = np.log(texture + 1e-3) + 0.5 * brightness  # texture dominates; brightness splits ties
     qualities = [int(quality), *[int(q) for q in sweep if int(q) != int(quality)]]
     high = np.full(texture.shape, -np.inf, np.float32)
