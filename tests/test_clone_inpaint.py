@@ -62,6 +62,24 @@ def test_clone_tolerates_rotation_and_scaling_of_the_copy(angle: float, scale: f
     assert result.mask[untouched].mean() < 0.05
 
 
+@pytest.mark.parametrize("scale", [0.7, 1.5])
+def test_clone_finds_copies_shrunk_or_enlarged_by_a_third(scale: float) -> None:
+    # the disc features of a strongly rescaled copy differ from its source's; the keypoint-proposed map is
+    # checked at the pixels instead
+    image = _grainy(2)
+    side = int(round(110 / scale))
+    source = image[180:180 + side, 30:30 + side]
+    image[45:155, 325:435] = cv2.resize(source, (110, 110),
+                                        interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
+    result = get_detector("clone").run((image * 255).astype(np.uint8))
+    assert result.mask[45:155, 325:435].mean() > 0.8
+    untouched = np.zeros(image.shape, bool)
+    untouched[200:340, 250:320] = True
+    assert result.mask[untouched].mean() < 0.05
+    pair = {r.kind: r for r in result.regions}
+    assert abs(pair["clone-target"].bbox[0] - 325) <= 6 or abs(pair["clone-source"].bbox[0] - 325) <= 6
+
+
 def test_clone_quiet_on_untouched_scans() -> None:
     for seed in (700, 701):
         case = make_authentic(seed, size=640)

@@ -13,6 +13,9 @@ does not match). Candidates are cleaned (opening, hysteresis growth, closing, mi
 mapped through its offset to its source. Each pair's affine map is then fitted to its offset field and the
 copied area redrawn from the pixel difference between the image and its warped self (a copy differs from its
 source by scan noise only, so the extent is exact to the scan's blur instead of the feature disc's radius).
+Copies enlarged or shrunk by more than about 20 % no longer match by their disc features (the discs describe
+different amounts of scene); the affine maps proposed by SIFT self-matches (scale-invariant) that rescale that
+much are checked directly by the same pixel difference over the whole image.
 
 Which side is the copy (target) is decided from two physical traces, in this order:
 
@@ -28,14 +31,16 @@ pair reports the cue used (``target_call``: interpolation, seam or undecided) an
 
 Analysis runs on a copy bounded to ``analysis_pixels`` and is mapped back to full size.
 
-Limits: copies smaller than ``min_area_fraction`` of the image, or rescaled by more than about 15 %, are
-missed; strongly repetitive subjects (rows of windows, a regular fabric) can match themselves and need an
-expert's look; heavy recompression or blur of the whole image weakens the grain that separates copies from
+Limits: copies smaller than ``min_area_fraction`` of the image are missed, and strongly rescaled copies are
+found only when SIFT pairs enough keypoints between copy and source (hand-made digital copies scaled 0.6 to
+1.7 were found); strongly repetitive subjects (rows of windows, a regular fabric) can match themselves and
+need an expert's look; heavy recompression or blur of the whole image weakens the grain that separates copies from
 look-alikes. Rotated stamps edited on the print before scanning are often missed altogether (their resampled
 grain no longer matches the source's closely enough). The target call is an inference: the interpolation cue
 says nothing about an unrotated whole-pixel stamp, and the seam cue fails where the copy was stamped onto
-similar, smooth surroundings (then both sides are marked); a stamp rescaled or deliberately re-grained could
-reverse the interpolation cue.
+similar, smooth surroundings (then both sides are marked); between two sides of clearly different size the
+interpolation cue is not used (an enlarged copy is smoother than its source, a shrunk one rougher), and a
+deliberately re-grained stamp could reverse it.
 """
 
 from __future__ import annotations
@@ -56,9 +61,9 @@ EXPLANATION = (
     "from (source). Which one is the copy is told by two traces: a copy that was turned has been redrawn "
     "pixel by pixel and lost some of its finest grain, and a copy does not continue into the scene around it "
     "as the original does. When neither trace is clear, both sides are marked. Limits: very small copies, "
-    "copies strongly enlarged or shrunk, copies turned before the print was scanned, and genuinely repetitive "
-    "subjects (rows of identical windows, patterned cloth) are hard cases; the copy/original call is an "
-    "inference, so check the pair."
+    "strongly enlarged or shrunk copies with few distinct points, copies turned before the print was scanned, "
+    "and genuinely repetitive subjects (rows of identical windows, patterned cloth) are hard cases; the "
+    "copy/original call is an inference, so check the pair."
 )
 
 
@@ -67,6 +72,33 @@ def _components(mask: np.ndarray, min_area: int) -> tuple[int, np.ndarray, np.nd
     keep = np.zeros(count, bool)
     keep[1:] = stats[1:, cv2.CC_STAT_AREA] >= min_area
     return count, np.where(keep[labels], labels, 0), stats
+
+
+def _rescaled_copies(gray: np.ndarray, maps: list[np.ndarray], *, min_offset: int, min_area: int,
+                     min_log_scale: float) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Copies enlarged or shrunk by more than ``exp(min_log_scale)``, found by checking each SIFT-proposed map
+    that rescales directly at the pixels: the disc features of a rescaled copy differ from its source's (they
+    describe different amounts of scene), but the image equals its warped self there down to the grain.
+
+    Returns, per map that holds a copy, the area whose twin under the map is its equal, and the offset field
+    (dy, dx) the map implies everywhere.
+    """
+    # near its own size the dense field finds a copy, and places its outline better
+    maps = [a for a in maps if abs(np.log(np.sqrt(abs(np.linalg.det(a[:, :2]))))) >= min_log_scale]
+    if not maps:
+        return []
+    height, width = gray.shape
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    found = []
+    for affine in maps:
+        twin_x = affine[0, 0] * xs + affine[0, 1] * ys + affine[0, 2] - xs
+        twin_y = affine[1, 0] * xs + affine[1, 1] * ys + affine[1, 2] - ys
+        zone = ((np.hypot(twin_x, twin_y) >= min_offset) & (xs + twin_x >= 0) & (xs + twin_x <= width - 1)
+                & (ys + twin_y >= 0) & (ys + twin_y <= height - 1))
+        same = _copy_extent(gray, affine, zone, zone)
+        if same.sum() >= min_area:
+            found.append((same, twin_y, twin_x))
+    return found
 
 
 def _drop_grainless(gray: np.ndarray, labels: np.ndarray, *, radius: int, min_grain: float) -> np.ndarray:
@@ -242,6 +274,7 @@ def copy_move(
     interpolation_margin: float = 0.1,
     seam_margin: float = 0.15,
     min_grain: float = 0.5 / 255,
+    min_log_scale: float = 0.18,
 ) -> AnalysisResult:
     """Dense copy-move detection.
 
@@ -270,6 +303,9 @@ def copy_move(
     min_grain : float
         Smallest median RMS of the grain (image minus its 3x3 median, in [0, 1] units) inside a detection: flatter
         areas (clipped margins, flat digital fills, clean straight edges) carry nothing that could prove a copy.
+    min_log_scale : float
+        Keypoint-proposed maps that rescale by more than ``exp(min_log_scale)`` are checked at the pixels too
+        (rescaled copies defeat the disc features).
     """
     gray = to_gray_float(image)
     shape = gray.shape
@@ -309,6 +345,10 @@ def copy_move(
     # are grown back by that much
     disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius - 1, 2 * radius - 1))
     candidate = cv2.dilate(candidate.astype(np.uint8), disc).astype(bool)
+    for same, twin_y, twin_x in _rescaled_copies(small, proposals, min_offset=min_offset, min_area=min_area,
+                                                 min_log_scale=min_log_scale):
+        oy_f[same], ox_f[same] = twin_y[same], twin_x[same]
+        candidate |= same
     count, labels, stats = _components(candidate, min_area)
     labels = _drop_grainless(small, labels, radius=radius, min_grain=min_grain)
     height, width = small.shape
@@ -354,7 +394,10 @@ def copy_move(
                 other = cv2.warpAffine(member.astype(np.uint8), affine.astype(np.float32), (width, height),
                                        flags=cv2.INTER_NEAREST).astype(bool)
             fine_a, fine_b = _fine_energy(small, member), _fine_energy(small, other)
-            if np.isfinite(fine_a) and np.isfinite(fine_b) and fine_a > 0 and fine_b > 0:
+            # between two sides of different size the cue is mute: an enlarged copy is smoother than its source, a
+            # shrunk one rougher, and either way the smaller side is the rougher one
+            rescaled = abs(np.log(np.sqrt(abs(np.linalg.det(affine[:, :2]))))) >= min_log_scale
+            if np.isfinite(fine_a) and np.isfinite(fine_b) and fine_a > 0 and fine_b > 0 and not rescaled:
                 interpolation = float(np.log(fine_b / fine_a))  # > 0: ``member`` is the low-passed side
         cut_a, cut_b = _seam_evidence(small, member), _seam_evidence(small, other)
         seam = float(np.log((cut_a + 1e-6) / (cut_b + 1e-6)))  # > 0: ``member`` has the stronger seam
@@ -415,7 +458,7 @@ def copy_move(
                 "min_offset_px": min_offset, "max_affine_residual": max_affine_residual,
                 "match_ratio": match_ratio, "min_area_fraction": min_area_fraction, "iterations": iterations,
                 "interpolation_margin": interpolation_margin, "seam_margin": seam_margin,
-                "min_grain": min_grain},
+                "min_grain": min_grain, "min_log_scale": min_log_scale},
         summary=summary, explanation=EXPLANATION,
         details={"pairs": len(pairs), "keypoint_proposals": len(proposals) // 2, "copied_fraction": round(copied, 6),
                  "source_fraction": round(float(source_full.mean()), 6)},
