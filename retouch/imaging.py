@@ -82,10 +82,10 @@ def content_box(image: np.ndarray, *, tolerance: int = 2, grid: int = 8) -> tupl
     """``(top, bottom, left, right)`` of the picture inside uniform margins.
 
     Margins are the outermost rows and columns whose values span at most ``tolerance`` grey levels (8-bit units):
-    a digital frame or padding, a scanner bed clipped to white or black. ``top`` and ``left`` are rounded up to
-    multiples of ``grid`` (up to ``grid - 1`` rows or columns of picture are left out with the margin), so the
-    part keeps the file's JPEG block grid. Returns the whole image when it has no such margin, or when it is
-    uniform throughout.
+    a digital frame or padding, a scanner bed clipped to white or black. On each side with a margin the ``grid``
+    block holding the picture's edge is left out too (up to ``grid`` lines of picture), so the part keeps the
+    file's JPEG block grid and none of the ringing JPEG leaves along the edge. Returns the whole image when it
+    has no such margin, or when it is uniform throughout.
     """
     height, width = image.shape[:2]
     planes = image.reshape(height, width, -1)
@@ -102,12 +102,20 @@ def content_box(image: np.ndarray, *, tolerance: int = 2, grid: int = 8) -> tupl
     cols = np.flatnonzero(~uniform(planes.transpose(1, 0, 2)))
     if rows.size == 0 or cols.size == 0:
         return 0, height, 0, width
-    # up to the next grid line: a sliver of margin left in would put a straight border back into the part
-    top, left = -(-int(rows[0]) // grid) * grid, -(-int(cols[0]) // grid) * grid
-    bottom, right = int(rows[-1]) + 1, int(cols[-1]) + 1
+    # Where there is a margin, the grid block holding the picture's edge is left out whole: JPEG rings within
+    # the blocks that straddle the edge, and a sliver of ringing margin left in puts a straight border back
+    top, bottom = _inside_edges(int(rows[0]), int(rows[-1]), height, grid)
+    left, right = _inside_edges(int(cols[0]), int(cols[-1]), width, grid)
     if bottom - top < grid or right - left < grid:
         return 0, height, 0, width
     return top, bottom, left, right
+
+
+def _inside_edges(first: int, last: int, size: int, grid: int) -> tuple[int, int]:
+    """Grid lines just inside the blocks holding the first and last non-uniform line (image edges stay)."""
+    start = (first // grid + 1) * grid if first > 0 else 0
+    end = last // grid * grid if last < size - 1 else size
+    return start, end
 
 
 def strip_workers(rows: int, *, min_rows: int = 256) -> int:

@@ -17,10 +17,10 @@ def test_content_box_finds_the_picture_inside_uniform_margins() -> None:
     picture = rng.integers(0, 256, (100, 140, 3), dtype=np.uint8)
     assert content_box(picture) == (0, 100, 0, 140)
     framed = cv2.copyMakeBorder(picture, 21, 9, 16, 5, cv2.BORDER_CONSTANT, value=(250, 250, 250))
-    # top and left go up to the next multiple of 8 (the JPEG grid); bottom and right are exact
-    assert content_box(framed) == (24, 121, 16, 156)
+    # on the JPEG grid, without the 8x8 blocks that hold the picture's edges (rows 21 and 120, columns 16 and 155)
+    assert content_box(framed) == (24, 120, 24, 152)
     deep = (framed.astype(np.uint16) * 257)[:, :, 0]
-    assert content_box(deep) == (24, 121, 16, 156)
+    assert content_box(deep) == (24, 120, 24, 152)
     assert content_box(np.full((50, 60), 7, np.uint8)) == (0, 50, 0, 60)  # uniform throughout: nothing to cut
     clipped_sky = picture.copy()
     clipped_sky[:2] = 255  # a top row clipped to white is not a frame, but holds nothing either
@@ -43,12 +43,16 @@ def test_a_padded_scan_is_judged_like_the_unpadded_one() -> None:
     # without the margins left out, their straight borders and flat blocks made the detectors mark about 11 % of
     # padded untouched scans
     clean = load_image_bytes(make_authentic(750001, size=768).file_bytes, name="a").pixels
-    for fill in (255, 0):
+    bottom = (60 + clean.shape[0] - 1) // 8 * 8
+    for fill, saved_as in ((255, ".png"), (0, ".png"), (255, ".jpg")):
         padded = cv2.copyMakeBorder(clean, 60, 60, 80, 77, cv2.BORDER_CONSTANT, value=fill)
-        run = analyze_image(padded)
-        assert run.params["analysed_area"] == {"bbox": [80, 64, 768, clean.shape[0] - 4],
-                                               "uniform_margins_excluded": True}
-        assert run.fused.mask.mean() < 0.01 and "margins were left out" in run.fused.summary
+        # a JPEG rings along the picture's edge, into the margin's side of the blocks that straddle it
+        quality = [cv2.IMWRITE_JPEG_QUALITY, 85] if saved_as == ".jpg" else []
+        loaded = load_image_bytes(cv2.imencode(saved_as, padded, quality)[1].tobytes(), name=f"padded{saved_as}")
+        run = analyze_image(loaded.pixels, jpeg_quantization=loaded.jpeg_quantization)
+        assert run.params["analysed_area"] == {"bbox": [88, 64, 840 - 88, bottom - 64],
+                                               "uniform_margins_excluded": True}, saved_as
+        assert run.fused.mask.mean() < 0.01 and "margins were left out" in run.fused.summary, saved_as
         assert all(r.shape == padded.shape[:2] for r in run.results)
 
 
