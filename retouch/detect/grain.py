@@ -17,7 +17,13 @@ blocks without strong image structure, whose texture would otherwise pass for gr
 
 Limits: a fill that was re-grained to match is invisible to this test; clipped blacks and whites carry no grain
 and are ignored; heavy JPEG compression or denoising of the whole scan flattens grain everywhere, which the
-noise-level function absorbs but which lowers sensitivity.
+noise-level function absorbs but which lowers sensitivity. A paste-up whose coarse grain (clumps of several
+pixels) covers image structure is rarely found: such grain raises the structure measure too, so few of its blocks
+are tested for excess. Measured on 12 generated paste-ups and 12 untouched scans, per 8x8 block: no measure tried
+told pasted blocks from textured untouched ones well enough for a decision at this false-alarm rate (pixel-level
+ROC AUC of the block score: this residual 0.75, band-pass 1-3 px energy 0.85, fine-to-coarse residual ratio
+0.81, with untouched textured blocks above the pasted blocks' median; Gaussianity and orientation coherence of the
+band-pass did not separate them; conditioning on coarse structure absorbed the excess, 0.57-0.71).
 """
 
 from __future__ import annotations
@@ -160,8 +166,8 @@ def grain_consistency(
     low_count = int(low_mask.sum())
     high_count = int(high_mask.sum())
     if mask_blocks.any():
-        summary = (f"Grain inconsistent with the rest of the print in {100 * mask_blocks.mean():.2f} % of the image "
-                   f"({'too weak' if low_count >= high_count else 'too strong'} in most of it).")
+        summary = (f"Grain inconsistent with the rest of the print in {100 * mask_blocks.mean():.2f} % of the "
+                   f"image ({'too weak' if low_count >= high_count else 'too strong'} in most of it).")
     else:
         summary = "Grain is consistent with one noise-level function across the print."
     return block_result(
