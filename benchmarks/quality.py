@@ -49,7 +49,8 @@ def _single_case(task: tuple[str, str, int, int]) -> list[dict]:
     case = make_authentic(seed, size=size) if method == "none" else make_forgery(seed, method=method, size=size,
                                                                                  history=history)
     loaded = load_image_bytes(case.file_bytes, name=f"case-{seed}")
-    run = analyze_image(loaded.pixels, jpeg_quantization=loaded.jpeg_quantization, detectors=list(detectors()))
+    run = analyze_image(loaded.pixels, jpeg_quantization=loaded.jpeg_quantization, detectors=list(detectors()),
+                        orientation=loaded.exif_orientation)
     rows = []
     for result in [*run.results, run.fused]:
         row = {"detector": result.method, "manipulation": f"{method}/{history}" if method != "none" else "none",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import cv2
@@ -76,6 +76,58 @@ def upscale_to(values: np.ndarray, shape: tuple[int, ...], *, nearest: bool = Fa
         return out.astype(bool)
     interpolation = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
     return cv2.resize(values, (width, height), interpolation=interpolation)
+
+
+# EXIF orientation (1-8): how the stored pixels are turned for display. Detectors that read the JPEG block grid
+# must see the pixels as stored, since turning an image whose sides are not multiples of 8 moves the grid.
+_INVERSE_ORIENTATION = {6: 8, 8: 6}
+
+
+def to_display(pixels: np.ndarray, orientation: int) -> np.ndarray:
+    """The stored ``pixels`` turned or flipped for display per an EXIF orientation tag (1 = as stored); a view."""
+    if orientation == 2:
+        return pixels[:, ::-1]
+    if orientation == 3:
+        return pixels[::-1, ::-1]
+    if orientation == 4:
+        return pixels[::-1, :]
+    if orientation == 5:
+        return np.swapaxes(pixels, 0, 1)
+    if orientation == 6:
+        return np.rot90(pixels, k=-1)
+    if orientation == 7:
+        return np.swapaxes(pixels, 0, 1)[::-1, ::-1]
+    if orientation == 8:
+        return np.rot90(pixels, k=1)
+    return pixels
+
+
+def to_stored(pixels: np.ndarray, orientation: int) -> np.ndarray:
+    """Display-oriented ``pixels`` back as the file stores them (the inverse of :func:`to_display`); a view."""
+    return to_display(pixels, _INVERSE_ORIENTATION.get(orientation, orientation))
+
+
+def display_point(x: float, y: float, stored_shape: tuple[int, int], orientation: int) -> tuple[float, float]:
+    """Where the stored pixel ``(x, y)`` of an image of ``stored_shape`` (height, width) appears for display."""
+    last_x, last_y = stored_shape[1] - 1, stored_shape[0] - 1
+    return {2: (last_x - x, y), 3: (last_x - x, last_y - y), 4: (x, last_y - y), 5: (y, x),
+            6: (last_y - y, x), 7: (last_y - y, last_x - x), 8: (y, last_x - x)}.get(orientation, (x, y))
+
+
+def display_box(box: Sequence[int], stored_shape: tuple[int, int], orientation: int) -> list[int]:
+    """A stored-frame box ``(x, y, width, height)`` in the display frame (width and height swap when turned)."""
+    x, y, width, height = (int(v) for v in box[:4])
+    corners = [display_point(x, y, stored_shape, orientation),
+               display_point(x + width - 1, y + height - 1, stored_shape, orientation)]
+    left, top = (int(min(c[i] for c in corners)) for i in (0, 1))
+    right, bottom = (int(max(c[i] for c in corners)) for i in (0, 1))
+    return [left, top, right - left + 1, bottom - top + 1]
+
+
+def display_vector(dx: float, dy: float, orientation: int) -> tuple[float, float]:
+    """A stored-frame displacement in the display frame (no origin shift, only the turn or flip)."""
+    return {2: (-dx, dy), 3: (-dx, -dy), 4: (dx, -dy), 5: (dy, dx), 6: (-dy, dx), 7: (-dy, -dx),
+            8: (dy, -dx)}.get(orientation, (dx, dy))
 
 
 def content_box(image: np.ndarray, *, tolerance: int = 2, grid: int = 8) -> tuple[int, int, int, int]:

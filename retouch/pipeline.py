@@ -15,7 +15,7 @@ import numpy as np
 
 from retouch.detect.fuse import fuse_results
 from retouch.detect.registry import detectors as registered_detectors
-from retouch.imaging import content_box
+from retouch.imaging import content_box, display_box, to_stored
 from retouch.result import AnalysisResult
 
 if TYPE_CHECKING:
@@ -35,22 +35,32 @@ class AnalyzeRun:
     params: dict[str, Any] = field(default_factory=dict)
 
 
-def resolve_detectors(names: Sequence[str] | str | None) -> list[str]:
-    """Detector names to run: the defaults when ``names`` is empty, else the given ones, validated.
+class DetectorChoiceError(ValueError):
+    """The detectors asked for are unknown, or the choice names none."""
 
-    Raises ``ValueError`` naming the unknown detector and the available ones.
+
+def resolve_detectors(names: Sequence[str] | str | None) -> list[str]:
+    """Detector names to run: the defaults when ``names`` is empty or blank (as if not given), else the given
+    ones (a comma-separated string or a sequence), validated.
+
+    Raises :class:`DetectorChoiceError` naming the unknown detector, or saying that a non-blank choice such as
+    ``","`` names none, with the available ones.
     """
     available = registered_detectors()
-    if names is None or names == "" or names == []:
+    if names is None or (isinstance(names, str) and not names.strip()) or (not isinstance(names, str) and
+                                                                             not names):
         return [name for name, spec in available.items() if spec.default]
-    if isinstance(names, str):
-        names = [part.strip() for part in names.split(",") if part.strip()]
-    if list(names) == ["all"]:
+    chosen = [part.strip() for part in (names.split(",") if isinstance(names, str) else names)]
+    chosen = [name for name in chosen if name]
+    if not chosen:
+        raise DetectorChoiceError(f"the detector choice {names!r} names no detector; name one or more of: "
+                                  f"{', '.join(available)} (or leave it out for the defaults)")
+    if chosen == ["all"]:
         return list(available)
-    unknown = [name for name in names if name not in available]
+    unknown = [name for name in chosen if name not in available]
     if unknown:
-        raise ValueError(f"unknown detector {', '.join(unknown)}; available: {', '.join(available)}")
-    return list(dict.fromkeys(names))
+        raise DetectorChoiceError(f"unknown detector {', '.join(unknown)}; available: {', '.join(available)}")
+    return list(dict.fromkeys(chosen))
 
 
 def analyze_image(
@@ -59,6 +69,7 @@ def analyze_image(
     jpeg_quantization: Mapping[int, Sequence[int]] | None = None,
     detectors: Sequence[str] | str | None = None,
     detector_options: Mapping[str, Mapping[str, Any]] | None = None,
+    orientation: int = 1,
 ) -> AnalyzeRun:
     """Run the chosen detectors (default: every default detector) on ``image`` and fuse their decisions.
 
@@ -66,6 +77,11 @@ def analyze_image(
     ----------
     image : ndarray
         uint8/uint16 gray (H, W) or RGB (H, W, 3), display orientation.
+    orientation : int
+        The file's EXIF orientation (1-8) by which ``image`` was turned for display. The detectors see the pixels
+        as stored, on the file's own JPEG block grid (turning an image whose sides are not multiples of 8 moves
+        that grid, and error-level analysis then missed a paste it found in the same file untagged); results
+        come back in display orientation.
     jpeg_quantization : mapping, optional
         The file's JPEG quantization tables (natural order); ``None`` for non-JPEG inputs.
     detectors : sequence of str or comma-separated str, optional
@@ -76,6 +92,9 @@ def analyze_image(
     names = resolve_detectors(detectors)
     available = registered_detectors()
     options = {name: dict((detector_options or {}).get(name, {})) for name in names}
+    display_shape = (int(image.shape[0]), int(image.shape[1]))
+    orientation = orientation if orientation in range(1, 9) else 1
+    image = to_stored(image, orientation)
     shape = (int(image.shape[0]), int(image.shape[1]))
     tables = {int(k): list(v) for k, v in jpeg_quantization.items()} if jpeg_quantization else None
     results: list[AnalysisResult] = []
@@ -86,13 +105,13 @@ def analyze_image(
     top, bottom, left, right = content_box(image)
     inside = (bottom - top, right - left)
     cropped = inside != shape and min(inside) >= MIN_SIDE
-    picture = np.ascontiguousarray(image[top:bottom, left:right]) if cropped else image
+    picture = np.ascontiguousarray(image[top:bottom, left:right] if cropped else image)
     for name in names:
         started = time.perf_counter()
         if min(shape) < MIN_SIDE:
             results.append(AnalysisResult.skipped_result(
-                name, shape, f"the image is too small ({shape[1]}x{shape[0]}); detectors need at least "
-                f"{MIN_SIDE} pixels on each side"))
+                name, shape, f"the image is too small ({display_shape[1]}x{display_shape[0]}); detectors need "
+                f"at least {MIN_SIDE} pixels on each side"))
             continue
         result = available[name].run(picture, jpeg_quantization=tables, **options[name])
         if result.heatmap.shape != picture.shape[:2]:
@@ -103,14 +122,17 @@ def analyze_image(
         timings[name] = round(time.perf_counter() - started, 4)
         results.append(result)
     started = time.perf_counter()
-    fused = fuse_results(results, shape=shape)
+    # fused where the detectors worked (its closing kernel is not symmetric under a quarter turn), then turned
+    fused = fuse_results(results, shape=shape).oriented(orientation)
+    results = [result.oriented(orientation) for result in results]
+    area_box = display_box([left, top, inside[1], inside[0]] if cropped else [0, 0, shape[1], shape[0]], shape,
+                           orientation)
     if cropped:
-        note = (f"Uniform margins were left out: the picture analysed is the {inside[1]}x{inside[0]} px area at "
-                f"({left}, {top}).")
+        note = (f"Uniform margins were left out: the picture analysed is the {area_box[2]}x{area_box[3]} px area "
+                f"at ({area_box[0]}, {area_box[1]}).")
         fused = replace(fused, summary=f"{fused.summary} {note}".strip())
     timings["fusion"] = round(time.perf_counter() - started, 4)
-    area = {"bbox": [left, top, inside[1], inside[0]] if cropped else [0, 0, shape[1], shape[0]],
-            "uniform_margins_excluded": bool(cropped)}
+    area = {"bbox": area_box, "uniform_margins_excluded": bool(cropped)}
     return AnalyzeRun(results=results, fused=fused, timings=timings,
                       params={"detectors": names, "detector_options": options, "analysed_area": area})
 

@@ -13,6 +13,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from retouch.imaging import display_box, display_vector, to_display
+
 REGION_KINDS = frozenset(
     {
         "removed",  # content of the reference absent from the questioned image
@@ -63,6 +65,18 @@ class Region:
                     for key, value in self.evidence.items()}
         x, y, w, h = self.bbox
         return replace(self, bbox=(x + dx, y + dy, w, h), evidence=evidence)
+
+    def oriented(self, stored_shape: tuple[int, int], orientation: int) -> Region:
+        """The same region, found on stored pixels of ``stored_shape``, in the display frame of an EXIF
+        ``orientation`` (evidence boxes, keys ending in ``_bbox``, and displacements ending in ``_px`` turn too)."""
+        evidence = {}
+        for key, value in self.evidence.items():
+            if key.endswith("_bbox"):
+                value = display_box(value, stored_shape, orientation)
+            elif key.endswith("_px") and isinstance(value, list) and len(value) == 2:
+                value = list(display_vector(value[0], value[1], orientation))
+            evidence[key] = value
+        return replace(self, bbox=tuple(display_box(self.bbox, stored_shape, orientation)), evidence=evidence)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -153,6 +167,15 @@ class AnalysisResult:
         mask = np.zeros(shape, bool)
         mask[top:top + height, left:left + width] = self.mask
         return replace(self, heatmap=heatmap, mask=mask, regions=[r.shifted(left, top) for r in self.regions])
+
+    def oriented(self, orientation: int) -> AnalysisResult:
+        """This result, computed on the pixels as the file stores them, in the display frame of an EXIF
+        ``orientation`` (1 = as stored: returned unchanged)."""
+        if orientation == 1:
+            return self
+        return replace(self, heatmap=np.ascontiguousarray(to_display(self.heatmap, orientation)),
+                       mask=np.ascontiguousarray(to_display(self.mask, orientation)),
+                       regions=[r.oriented(self.shape, orientation) for r in self.regions])
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable summary (without the pixel arrays)."""

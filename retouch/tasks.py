@@ -26,7 +26,7 @@ from retouch.io import (
     heatmap_to_uint8,
     load_image,
 )
-from retouch.pipeline import analyze_image, compare_images
+from retouch.pipeline import DetectorChoiceError, analyze_image, compare_images
 from retouch.report import build_report, flicker_gif, overlay, render_html
 
 REPORT_JSON = "report.json"
@@ -104,11 +104,9 @@ def analyze_loaded(
     started = time.perf_counter()
     try:
         run = analyze_image(image.pixels, jpeg_quantization=image.jpeg_quantization, detectors=detectors,
-                            detector_options=options)
-    except ValueError as error:
-        if "unknown detector" in str(error):
-            raise InputError(str(error)) from None
-        raise
+                            detector_options=options, orientation=image.exif_orientation)
+    except DetectorChoiceError as error:
+        raise InputError(str(error)) from None
     analyse_seconds = time.perf_counter() - started
     artifacts = {f"{r.method}.png": f"{r.method} heatmap, 0..255 (input size)" for r in run.results}
     artifacts.update(ANALYZE_ARTIFACTS)

@@ -147,6 +147,25 @@ def test_refuses_unreadable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     _assert_one_line_naming(refused.value, "locked.png")
 
 
+def test_refuses_float_images_with_nan_or_infinity() -> None:
+    values = RNG.random((40, 50)).astype(np.float32)
+    for bad in (np.nan, np.inf):
+        broken = values.copy()
+        broken[3, 4] = bad
+        # before, the min/max stretch turned every pixel into 0 and the image was analysed as all black
+        with pytest.raises(InputError, match="NaN or infinite") as refused:
+            load_image_bytes(_pil_bytes(Image.fromarray(broken, mode="F"), "TIFF"), name="depth.tif")
+        _assert_one_line_naming(refused.value, "depth.tif")
+    assert load_image_bytes(_pil_bytes(Image.fromarray(values, mode="F"), "TIFF"), name="ok.tif").bit_depth == 16
+
+
+def test_unreadable_variant_of_a_known_format_says_which_format() -> None:
+    header_only = b"II*\x00" + bytes(20)  # a TIFF signature with no readable directory
+    with pytest.raises(InputError, match="starts like a TIFF file but cannot be decoded") as refused:
+        load_image_bytes(header_only, name="scan.tif")
+    _assert_one_line_naming(refused.value, "scan.tif")
+
+
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG", "TIFF", "WEBP", "BMP"])
 def test_refuses_truncated_files(fmt: str) -> None:
     data = _pil_bytes(Image.fromarray((RNG.random((64, 64, 3)) * 255).astype(np.uint8)), fmt)

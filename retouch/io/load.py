@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image, ImageFile, JpegImagePlugin
 
 from retouch.errors import ImageTooLargeError, InputError
+from retouch.imaging import to_display
 
 DEFAULT_MAX_PIXELS = 200_000_000
 DEFAULT_MAX_BYTES = 1 << 30  # 1 GiB: no honest scan is larger than this as a compressed file
@@ -188,6 +189,13 @@ def load_image_bytes(
         try:
             image = Image.open(io.BytesIO(data))
         except Image.UnidentifiedImageError:
+            kind = _container(data)
+            if kind:
+                raise InputError(
+                    f"{label}: starts like a {kind} file but cannot be decoded (truncated or corrupt, or a variant "
+                    "such as floating-point colour TIFF); re-export it as an 8- or 16-bit JPEG, PNG or TIFF",
+                    path=label,
+                ) from None
             raise InputError(
                 f"{label}: not a supported image (JPEG, PNG, TIFF, WebP or BMP expected)", path=label
             ) from None
@@ -222,13 +230,18 @@ def load_image_bytes(
                 pixels, had_alpha = _decode(image, data)
             except ImageTooLargeError:
                 raise
+            except _NotFiniteError:
+                raise InputError(
+                    f"{label}: the floating-point samples include NaN or infinite values, which have no grey "
+                    "level; save the image with them filled in, as an 8- or 16-bit integer image", path=label
+                ) from None
             except Exception as error:  # noqa: BLE001
                 raise InputError(
                     f"{label}: truncated or corrupt {file_format} data ({_reason(error)}); "
                     "re-export or re-scan the file",
                     path=label,
                 ) from None
-    pixels = _apply_orientation(pixels, orientation)
+    pixels = to_display(pixels, orientation)
     return LoadedImage(
         pixels=np.ascontiguousarray(pixels),
         name=name,
@@ -259,6 +272,21 @@ def _jpeg_subsampling(image: Image.Image) -> str | None:
     return {0: "4:4:4", 1: "4:2:2", 2: "4:2:0"}.get(code)
 
 
+class _NotFiniteError(ValueError):
+    """A floating-point image holds NaN or infinite samples (no stretch can place them on a grey scale)."""
+
+
+_CONTAINER_SIGNATURES = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"II*\x00", "TIFF"),
+                         (b"MM\x00*", "TIFF"), (b"II+\x00", "TIFF"), (b"MM\x00+", "TIFF"), (b"BM", "BMP"))
+
+
+def _container(data: bytes) -> str | None:
+    """The format a file's first bytes claim, for a clearer error when the decoder cannot read it."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WebP"
+    return next((name for signature, name in _CONTAINER_SIGNATURES if data.startswith(signature)), None)
+
+
 def _decode(image: Image.Image, data: bytes) -> tuple[np.ndarray, bool]:
     """Decode to uint8/uint16 gray or RGB, dropping alpha. Raises on truncation."""
     mode = image.mode
@@ -276,6 +304,8 @@ def _decode(image: Image.Image, data: bytes) -> tuple[np.ndarray, bool]:
         return np.asarray(image).astype(np.uint16), had_alpha
     if mode in {"I", "F"}:
         values = np.asarray(image)
+        if mode == "F" and not np.isfinite(values).all():
+            raise _NotFiniteError
         if mode == "I" and values.min() >= 0 and values.max() <= 65535:
             return values.astype(np.uint16), had_alpha
         lo, hi = float(values.min()), float(values.max())
@@ -323,22 +353,3 @@ def _decode_16bit_rgb(data: bytes) -> np.ndarray | None:
     if decoded.shape[2] == 4:
         return cv2.cvtColor(decoded, cv2.COLOR_BGRA2RGB)
     return cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
-
-
-def _apply_orientation(pixels: np.ndarray, orientation: int) -> np.ndarray:
-    """Rotate/flip to display orientation per the EXIF tag (1 = as stored)."""
-    if orientation == 2:
-        return pixels[:, ::-1]
-    if orientation == 3:
-        return pixels[::-1, ::-1]
-    if orientation == 4:
-        return pixels[::-1, :]
-    if orientation == 5:
-        return np.swapaxes(pixels, 0, 1)
-    if orientation == 6:
-        return np.rot90(pixels, k=-1)
-    if orientation == 7:
-        return np.swapaxes(pixels, 0, 1)[::-1, ::-1]
-    if orientation == 8:
-        return np.rot90(pixels, k=1)
-    return pixels
