@@ -69,3 +69,14 @@ def test_ela_localises_a_digital_edit_and_is_quiet_on_authentic() -> None:
         honest = load_image_bytes(make_authentic(seed, size=768).file_bytes, name="a.jpg")
         flagged.append(get_detector("ela").run(honest.pixels).mask.mean())
     assert np.mean(flagged) < 0.02, flagged
+
+
+def test_ela_is_quiet_on_photographs_saved_once_at_its_own_recompression_quality() -> None:
+    from skimage import data
+
+    for name in ("astronaut", "coffee"):
+        loaded = load_image_bytes(encode(getattr(data, name)(), 90)[1], name=f"{name}.jpg")
+        result = get_detector("ela").run(loaded.pixels)  # quality 90 by default: the file reproduces itself
+        # at 90 the recompression error is only rounding; before, 34 % and 41 % of these were marked
+        assert result.details["self_reproducing_qualities"] == [90] and result.details["qualities_used"] == [80]
+        assert result.mask.mean() < 0.01, (name, result.mask.mean())

@@ -11,6 +11,10 @@ their own empirical scale, and flagged beyond a Bonferroni bound for ``false_ala
 detections per image; regions whose error is far above their peers (saved fewer times, or at a different
 quality) or far below are marked ``error-level``.
 
+A quality at which the image reproduces itself (the median block unchanged: it was last saved at that quality)
+is replaced by one 10 lower: there the error is only rounding, and on untouched photographs saved once at
+quality 90, the default, 34-43 % of the image was marked (generated scans: 1.4-2.8 %; 0-0.8 % at quality 80).
+
 Blocks holding dust, scratches or one-pixel lines (a pixel far from its 3x3 median) are not judged: such
 details recompress badly whatever their history, and were nearly all of the false alarms on untouched scans.
 
@@ -88,6 +92,20 @@ def _content_blocks(gray: np.ndarray, block: int, *, band_pixels: int = 1 << 18
     return texture / 255.0, block_mean(gray, block) / 255.0, peak_impulse
 
 
+def _non_reproducing_error(gray: np.ndarray, quality: int, usable: np.ndarray, block: int
+                           ) -> tuple[int, np.ndarray]:
+    """The quality actually used and its per-block mean recompression error: ``quality`` itself, unless the
+    median usable block comes back unchanged (the image was last saved at that quality), then 10 lower (down to
+    20 at most three times)."""
+    for attempt in range(4):
+        used = max(20, quality - 10 * attempt)
+        error = block_mean(recompression_error(gray, used), block)
+        # block means of 8-bit differences: below half a level in 64 pixels, the block is unchanged
+        if float(np.median(error[usable])) >= 0.5 / (block * block) or used == 20:
+            break
+    return used, error
+
+
 @register("ela", title="Error-level analysis (content-normalised)",
           description="JPEG recompression error per 8x8 block compared with blocks of similar texture; finds "
                       "regions with a different digital compression history.")
@@ -128,12 +146,19 @@ def error_level_analysis(
         return AnalysisResult.skipped_result("ela", shape, NOTHING_TO_JUDGE, params=params,
                                              explanation=EXPLANATION)
     covariate = np.log(texture + 1e-3) + 0.5 * brightness  # texture dominates; brightness splits ties
-    qualities = [int(quality), *[int(q) for q in sweep if int(q) != int(quality)]]
+    qualities: list[int] = []
+    reproducing: list[int] = []
     high = np.full(texture.shape, -np.inf, np.float32)
     low = np.full(texture.shape, -np.inf, np.float32)
     levels = {}
-    for q in qualities:
-        error = np.log(block_mean(recompression_error(gray, q), block) + 0.05)
+    for asked in dict.fromkeys([int(quality), *[int(q) for q in sweep]]):
+        q, raw_error = _non_reproducing_error(gray, asked, usable, block)
+        if q != asked:
+            reproducing.append(asked)
+        if q in qualities:
+            continue
+        qualities.append(q)
+        error = np.log(raw_error + 0.05)
         expected, spread = binned_reference(error, covariate, usable, bins=12)
         z = np.clip((error - expected) / spread, -6, 6)
         z[~usable] = 0.0
@@ -152,11 +177,16 @@ def error_level_analysis(
                    f"(recompressed at quality {', '.join(map(str, qualities))}).")
     else:
         summary = "Error levels are consistent with the image's content everywhere."
+    if reproducing:
+        summary += (f" The image reproduces itself at quality {', '.join(map(str, reproducing))} (it was last "
+                    f"saved so), so it was recompressed at {', '.join(map(str, qualities))} instead.")
     return block_result(
         "ela", heat_blocks=heat_blocks, mask_blocks=mask_blocks, block=block, shape=shape,
         kind_of={"error-level": high_mask | low_mask}, score=score,
         params={**params, "threshold_z": round(threshold, 3)},
         summary=summary, explanation=EXPLANATION,
-        details={"median_error_level": levels, "blocks_high": int(high_mask.sum()), "blocks_low": int(low_mask.sum())},
+        details={"median_error_level": levels, "qualities_used": qualities,
+                 "self_reproducing_qualities": reproducing, "blocks_high": int(high_mask.sum()),
+                 "blocks_low": int(low_mask.sum())},
         min_area=4 * block * block,
     )
