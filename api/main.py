@@ -10,6 +10,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from api import errors
+from api.guard import RequestGuard
 from api.routes import jobs
 from api.schemas import Health
 from api.settings import Settings
@@ -42,6 +43,8 @@ def create_app(config: Settings | None = None) -> FastAPI:
                               "job, fetch report.json, report.html, masks and heatmaps. Errors are JSON: "
                               '{"error": {"code", "message"}}.')
     errors.install(app)
+    # key and size checks must come before FastAPI reads (and spools) the body, so they are middleware
+    app.add_middleware(RequestGuard, settings=config)
     app.include_router(jobs.router)
 
     @app.get("/health", response_model=Health, tags=["service"])

@@ -16,7 +16,8 @@ class Settings(BaseSettings):
     api_key: str | None = None
     workers: int | None = None
     scheduler: str | None = None
-    max_upload_bytes: int = 200 * 1024 * 1024
+    max_upload_bytes: int = 200 * 1024 * 1024  # per uploaded file (a scan, or a batch's zip archive)
+    max_batch_upload_bytes: int = 1024 * 1024 * 1024  # a whole POST /v1/batches body: all its files together
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_zip_members: int = 2000
     max_zip_total_bytes: int = 4 * 1024 * 1024 * 1024
