@@ -9,6 +9,7 @@ import json
 import re
 import stat
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -35,23 +36,23 @@ def is_image_bytes(head: bytes) -> bool:
     return head.startswith(IMAGE_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
 
 
-async def save_upload(upload: UploadFile, folder: Path, settings: Settings, fallback: str) -> Path:
-    """Stream ``upload`` to ``folder`` (413 beyond the size limit); returns the saved path."""
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / safe_name(upload.filename, fallback)
+async def save_upload(upload: UploadFile, target: Path, settings: Settings, label: str) -> Path:
+    """Stream ``upload`` to ``target``, a server-chosen path (413 beyond the size limit, 422 when empty).
+
+    ``label`` names the upload in error messages (the client's file name). The caller removes the request's
+    upload folder when anything fails.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
     size = 0
     with open(target, "wb") as handle:
         while chunk := await upload.read(CHUNK):
             size += len(chunk)
             if size > settings.max_upload_bytes:
-                handle.close()
-                target.unlink(missing_ok=True)
-                raise ApiError(413, "upload_too_large", f"{upload.filename}: larger than the "
+                raise ApiError(413, "upload_too_large", f"{label}: larger than the "
                                f"{settings.max_upload_bytes // (1024 * 1024)} MB upload limit")
             handle.write(chunk)
     if size == 0:
-        target.unlink(missing_ok=True)
-        raise ApiError(422, "empty_file", f"{upload.filename}: the uploaded file is empty")
+        raise ApiError(422, "empty_file", f"{label}: the uploaded file is empty")
     return target
 
 
@@ -70,80 +71,109 @@ async def validate_image(path: Path, settings: Settings, label: str) -> None:
         raise ApiError(422, "unreadable_image", str(error)) from None
 
 
-def extract_archive(archive: Path, folder: Path, settings: Settings) -> list[dict[str, Any]]:
+# errors zipfile and its decompressors raise on a damaged member: bad CRC, truncated or lying data, a member
+# encrypted or compressed with an unsupported method
+ARCHIVE_READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError, RuntimeError,
+                       ValueError)
+
+
+def extract_archive(archive: Path, folder: Path, settings: Settings, label: str) -> list[dict[str, Any]]:
     """Unpack a zip of images (with an optional ``manifest.json`` or ``manifest.csv``) into ``folder``.
 
-    Returns batch items ``{"item_id", "command", "inputs"}``. Raises ApiError 400 for unsafe or malformed archives.
+    Each member goes to ``folder/<index>/<its file name>``: the folders are the server's, so no member name can
+    clash with them. Returns batch items ``{"item_id", "command", "inputs"}``. Raises ApiError 400
+    (``bad_archive``, ``unsafe_archive``, ``bad_manifest``) for unsafe, damaged or malformed archives; ``label``
+    (the client's file name) names the archive in messages. The caller removes ``folder`` on failure.
     """
     try:
         bundle = zipfile.ZipFile(archive)
-    except zipfile.BadZipFile:
-        raise ApiError(400, "bad_archive", f"{archive.name}: not a valid zip archive") from None
+    except (zipfile.BadZipFile, OSError):
+        raise ApiError(400, "bad_archive", f"{label}: not a valid zip archive") from None
     with bundle:
         members = [m for m in bundle.infolist() if not m.is_dir()]
         if len(members) > settings.max_zip_members:
-            raise ApiError(400, "bad_archive", f"{archive.name}: more than {settings.max_zip_members} files")
+            raise ApiError(400, "bad_archive", f"{label}: more than {settings.max_zip_members} files")
         total = 0
         for member in members:
             name = member.filename.replace("\\", "/")
             parts = PurePosixPath(name).parts
             if name.startswith("/") or ".." in parts or re.match(r"^[A-Za-z]:", name):
-                raise ApiError(400, "unsafe_archive", f"{archive.name}: member {member.filename!r} points outside "
+                raise ApiError(400, "unsafe_archive", f"{label}: member {member.filename!r} points outside "
                                "the archive (path traversal)")
             mode = member.external_attr >> 16
             if stat.S_ISLNK(mode):
-                raise ApiError(400, "unsafe_archive", f"{archive.name}: member {member.filename!r} is a link")
+                raise ApiError(400, "unsafe_archive", f"{label}: member {member.filename!r} is a link")
             total += member.file_size
             ratio = member.file_size / max(member.compress_size, 1)
             if total > settings.max_zip_total_bytes or ratio > settings.max_zip_ratio:
-                raise ApiError(400, "unsafe_archive", f"{archive.name}: uncompressed size or compression ratio "
+                raise ApiError(400, "unsafe_archive", f"{label}: uncompressed size or compression ratio "
                                "beyond the limits (zip bomb guard)")
         folder.mkdir(parents=True, exist_ok=True)
         saved: dict[str, Path] = {}
         manifest_text = None
         for member in members:
             name = member.filename.replace("\\", "/")
-            if PurePosixPath(name).name in ("manifest.json", "manifest.csv"):
-                manifest_text = (PurePosixPath(name).name, bundle.read(member).decode("utf-8", "replace"))
-                continue
-            target = folder / f"{len(saved):05d}-{safe_name(name, 'member')}"
-            with bundle.open(member) as source, open(target, "wb") as sink:
-                written = 0
-                while chunk := source.read(CHUNK):
-                    written += len(chunk)
-                    if written > member.file_size:  # the header lied about the size
-                        raise ApiError(400, "unsafe_archive", f"{archive.name}: member {name!r} is larger than "
-                                       "its header says")
-                    sink.write(chunk)
+            try:
+                if PurePosixPath(name).name in ("manifest.json", "manifest.csv"):
+                    manifest_text = (PurePosixPath(name).name, bundle.read(member).decode("utf-8", "replace"))
+                    continue
+                target = folder / f"{len(saved):05d}" / safe_name(name, "member")
+                target.parent.mkdir()
+                _copy_member(bundle, member, target, label)
+            except ARCHIVE_READ_ERRORS as error:
+                raise ApiError(400, "bad_archive", f"{label}: member {name!r} cannot be read ({error}); "
+                               "re-create the zip") from None
             saved[name] = target
     if manifest_text is None:
         return [{"item_id": safe_name(name, f"item{index}"), "command": "analyze", "inputs": [str(path)]}
                 for index, (name, path) in enumerate(saved.items())]
-    return _items_from_manifest(manifest_text, saved, archive.name)
+    return _items_from_manifest(manifest_text, saved, label)
+
+
+def _copy_member(bundle: zipfile.ZipFile, member: zipfile.ZipInfo, target: Path, label: str) -> None:
+    """Copy one member to ``target``, never writing more than its header announced."""
+    with bundle.open(member) as source, open(target, "wb") as sink:
+        written = 0
+        while chunk := source.read(CHUNK):
+            written += len(chunk)
+            if written > member.file_size:  # the header lied about the size
+                raise ApiError(400, "unsafe_archive", f"{label}: member {member.filename!r} is larger than "
+                               "its header says")
+            sink.write(chunk)
+
+
+def _manifest_rows(kind: str, text: str, label: str) -> list[Any]:
+    """The manifest's entries: a JSON list (or ``{"items": [...]}``) or the CSV's rows."""
+    try:
+        if kind == "manifest.csv":
+            return list(csv.DictReader(io.StringIO(text)))
+        data = json.loads(text)
+    except (json.JSONDecodeError, csv.Error) as error:
+        raise ApiError(400, "bad_manifest", f"{label}: {kind} cannot be parsed ({error})") from None
+    rows = data.get("items") if isinstance(data, dict) else data
+    if not isinstance(rows, list):
+        raise ApiError(400, "bad_manifest", f"{label}: {kind} must be a list of items or an object "
+                       '{"items": [...]}, each item with "image" or "reference" and "questioned"')
+    return rows
 
 
 def _items_from_manifest(manifest: tuple[str, str], saved: dict[str, Path], label: str) -> list[dict[str, Any]]:
     kind, text = manifest
-    rows: list[dict[str, Any]] = []
-    try:
-        if kind == "manifest.json":
-            data = json.loads(text)
-            rows = data.get("items", data) if isinstance(data, dict) else data
-        else:
-            rows = [row for row in csv.DictReader(io.StringIO(text))]
-    except (json.JSONDecodeError, csv.Error) as error:
-        raise ApiError(400, "bad_manifest", f"{label}: {kind} cannot be parsed ({error})") from None
     items = []
-    for index, row in enumerate(rows):
+    for index, row in enumerate(_manifest_rows(kind, text, label)):
         if not isinstance(row, dict):
             raise ApiError(400, "bad_manifest", f"{label}: {kind} entry {index} is not an object")
         item_id = safe_name(str(row.get("id") or f"item{index}"), f"item{index}")
-        names = [row[k] for k in ("reference", "questioned") if row.get(k)] or [row.get("image")]
+        pair = [row.get("reference"), row.get("questioned")]
+        names = pair if any(pair) else [row.get("image")]
         paths = []
         for name in names:
-            if not name or name not in saved:
-                raise ApiError(400, "bad_manifest", f"{label}: {kind} entry {item_id!r} names {name!r}, which is not "
-                               "in the archive")
+            if not isinstance(name, str) or not name:
+                raise ApiError(400, "bad_manifest", f"{label}: {kind} entry {item_id!r} needs a file name in "
+                               '"image", or in both "reference" and "questioned"')
+            if name not in saved:
+                raise ApiError(400, "bad_manifest", f"{label}: {kind} entry {item_id!r} names {name!r}, which is "
+                               "not in the archive")
             paths.append(str(saved[name]))
         items.append({"item_id": item_id, "command": "compare" if len(paths) == 2 else "analyze", "inputs": paths})
     if not items:

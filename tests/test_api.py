@@ -105,6 +105,43 @@ def test_bad_uploads_get_documented_errors(server: Server) -> None:
             assert body["error"]["code"] == code and "Traceback" not in response.text
 
 
+def _upload_folders(server: Server) -> set[str]:
+    uploads = server.data_dir / "uploads"
+    return {path.name for path in uploads.iterdir()} if uploads.exists() else set()
+
+
+def test_malformed_batches_get_400_and_leave_nothing_behind(server: Server) -> None:
+    png = _png(np.full((64, 64), 128, np.uint8))
+    stored = io.BytesIO()
+    with zipfile.ZipFile(stored, "w", zipfile.ZIP_STORED) as bundle:
+        bundle.writestr("x.png", png)
+    bad_crc = bytearray(stored.getvalue())
+    bad_crc[60] ^= 0xFF  # inside x.png's data: the CRC no longer matches
+    lying = bytearray(stored.getvalue())
+    central = lying.index(b"PK\x01\x02")
+    lying[central + 24:central + 28] = (10).to_bytes(4, "little")  # uncompressed size: 10 bytes, not the PNG's
+    before = _upload_folders(server)
+    with server.client() as client:
+        cases = [(_zip({"manifest.json": manifest, "x.png": png}), "bad_manifest")
+                 for manifest in (b"5", b"null", b'{"items": 5}', b'[{"image": ["x.png"]}]',
+                                  b'[{"reference": "x.png"}]')]
+        cases += [(bytes(bad_crc), "bad_archive"), (bytes(lying), "bad_archive")]
+        for archive, code in cases:
+            response = client.post("/v1/batches", files={"archive": ("a.zip", archive)})
+            assert response.status_code == 400 and response.json()["error"]["code"] == code, response.text
+            assert "a.zip" in response.json()["error"]["message"]
+        too_big = client.post("/v1/analyses", files={"image": ("huge.png", b"\x89PNG\r\n\x1a\n" + b"\0" * 3_100_000)})
+        empty = client.post("/v1/analyses", files={"image": ("empty.png", b"")})
+        assert (too_big.status_code, empty.status_code) == (413, 422)
+        assert _upload_folders(server) == before
+        # upload names that are also the server's folder names are just names
+        for files in ({"archive": ("archive", _zip({"x.png": png}))},
+                      [("files", ("x.png", png)), ("archive", ("00000", _zip({"y.png": png})))]):
+            response = client.post("/v1/batches", files=files, data={"detectors": "grain"})
+            assert response.status_code == 202, response.text
+            server.wait_job(client, response.json()["job_id"])
+
+
 def test_batch_zip_with_manifest_and_one_bad_item(server: Server) -> None:
     pair = make_pair(8, size=320, edit="none")
     members = {"a.png": pair.reference_bytes, "b.jpg": pair.questioned_bytes,

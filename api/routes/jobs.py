@@ -6,6 +6,8 @@ import json
 import re
 import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -27,6 +29,16 @@ FILE_NAME = re.compile(r"^[A-Za-z0-9_.-]+\.(png|gif|json|html)$")
 
 def _upload_dir(config: Settings) -> Path:
     return config.data_dir / "uploads" / uuid.uuid4().hex
+
+
+@contextmanager
+def _removed_on_failure(folder: Path) -> Iterator[Path]:
+    """Remove a request's upload folder when anything fails, so a rejected upload leaves nothing on disk."""
+    try:
+        yield folder
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
 
 
 def _options(detectors: str | None) -> dict:
@@ -51,15 +63,12 @@ async def submit_analysis(
     config: Settings = Depends(settings), jobs: JobStore = Depends(store),
 ) -> JSONResponse:
     options = _options(detectors)
-    folder = _upload_dir(config)
-    path = await save_upload(image, folder, config, "image")
-    try:
-        await validate_image(path, config, image.filename or path.name)
-    except ApiError:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
-    job_id = jobs.create_job("analysis", [{"item_id": "image", "command": "analyze", "inputs": [str(path)]}],
-                             options)
+    label = image.filename or "image"
+    with _removed_on_failure(_upload_dir(config)) as folder:
+        path = await save_upload(image, folder / safe_name(image.filename, "image"), config, label)
+        await validate_image(path, config, label)
+        job_id = jobs.create_job("analysis", [{"item_id": "image", "command": "analyze", "inputs": [str(path)]}],
+                                 options)
     return _created(request, job_id, 1)
 
 
@@ -70,17 +79,14 @@ async def submit_comparison(
     questioned: Annotated[UploadFile, File(description="The scan suspected of being altered")],
     config: Settings = Depends(settings), jobs: JobStore = Depends(store),
 ) -> JSONResponse:
-    folder = _upload_dir(config)
     paths = []
-    try:
+    with _removed_on_failure(_upload_dir(config)) as folder:
         for role, upload in (("reference", reference), ("questioned", questioned)):
-            path = await save_upload(upload, folder / role, config, role)
-            await validate_image(path, config, upload.filename or role)
+            label = upload.filename or role
+            path = await save_upload(upload, folder / role / safe_name(upload.filename, role), config, label)
+            await validate_image(path, config, label)
             paths.append(str(path))
-    except ApiError:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
-    job_id = jobs.create_job("comparison", [{"item_id": "pair", "command": "compare", "inputs": paths}], {})
+        job_id = jobs.create_job("comparison", [{"item_id": "pair", "command": "compare", "inputs": paths}], {})
     return _created(request, job_id, 1)
 
 
@@ -94,29 +100,29 @@ async def submit_batch(
     config: Settings = Depends(settings), jobs: JobStore = Depends(store),
 ) -> JSONResponse:
     options = _options(detectors)
-    folder = _upload_dir(config)
     items = []
-    try:
+    # every path below the request's folder is chosen by the server (client names only ever end a path), so
+    # no upload name can collide with another upload or with the folder layout
+    with _removed_on_failure(_upload_dir(config)) as folder:
         for index, upload in enumerate(files or []):
-            path = await save_upload(upload, folder / f"{index:05d}", config, f"file{index}")
+            label = upload.filename or f"file {index + 1}"
+            path = await save_upload(upload, folder / "files" / f"{index:05d}" / safe_name(upload.filename, "file"),
+                                     config, label)
             with open(path, "rb") as handle:
                 if not is_image_bytes(handle.read(16)):
-                    raise ApiError(415, "not_an_image", f"{upload.filename}: not a supported image")
+                    raise ApiError(415, "not_an_image", f"{label}: not a supported image")
             items.append({"item_id": f"{index:05d}-{safe_name(upload.filename, 'file')}", "command": "analyze",
                           "inputs": [str(path)]})
         if archive is not None:
-            saved = await save_upload(archive, folder, config, "archive.zip")
-            items += extract_archive(saved, folder / "archive", config)
+            label = archive.filename or "archive"
+            saved = await save_upload(archive, folder / "archive.zip", config, label)
+            items += extract_archive(saved, folder / "members", config, label)
             saved.unlink(missing_ok=True)
-    except ApiError:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
-    if not items:
-        raise ApiError(422, "empty_batch", "send files or a zip archive")
-    if len({item["item_id"] for item in items}) != len(items):
-        shutil.rmtree(folder, ignore_errors=True)
-        raise ApiError(400, "bad_manifest", "item ids must be unique")
-    job_id = jobs.create_job("batch", items, options)
+        if not items:
+            raise ApiError(422, "empty_batch", "send files or a zip archive")
+        if len({item["item_id"] for item in items}) != len(items):
+            raise ApiError(400, "bad_manifest", "item ids must be unique")
+        job_id = jobs.create_job("batch", items, options)
     return _created(request, job_id, len(items))
 
 
