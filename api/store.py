@@ -126,6 +126,12 @@ class JobStore:
                 described.append(_describe(dict(row), [dict(item) for item in items]))
         return described, total
 
+    def input_paths(self, job_id: str) -> list[str]:
+        """The server paths of every input of the job's items (uploads), as stored at submission."""
+        with self._connect() as db:
+            rows = db.execute("SELECT inputs FROM items WHERE job_id = ?", (job_id,)).fetchall()
+        return [path for row in rows for path in json.loads(row["inputs"])]
+
     def delete(self, job_id: str) -> bool:
         with self._connect() as db:
             return db.execute("DELETE FROM jobs WHERE id = ?", (job_id,)).rowcount == 1

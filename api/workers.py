@@ -2,6 +2,12 @@
 
 Work never runs in a request handler. Each item writes into a temporary folder that is renamed into place
 when complete, so an item interrupted by a crash leaves no half-written artifacts and simply runs again.
+
+A job is being worked on while its folder holds the :data:`LIVE_MARKER` file, written by the dispatcher before it
+hands an item to a worker. Deleting a job removes its folder, marker included: a worker still running one of its
+items then finds the marker gone and throws its output away instead of putting it in place, and the dispatcher
+removes whatever a worker wrote for a job that no longer exists. Workers may run in other processes or on a
+Dask cluster sharing the data folder, so the signal is a file, not memory or the database.
 """
 
 from __future__ import annotations
@@ -18,6 +24,28 @@ from retouch.executor import make_executor
 
 log = logging.getLogger("retouch.api")
 
+LIVE_MARKER = ".live"
+CANCELLED = "cancelled: the job was deleted"
+
+
+def job_folder(data_dir: Path, job_id: str) -> Path:
+    return data_dir / "jobs" / job_id
+
+
+def _job_is_live(item_out_dir: Path) -> bool:
+    """Whether the job owning ``item_out_dir`` (``jobs/<job>/items/<item>``) still exists."""
+    return (item_out_dir.parent.parent / LIVE_MARKER).exists()
+
+
+def _discard(partial: Path, final: Path) -> None:
+    """Remove a cancelled item's output, and its job's folders when nothing else is left in them."""
+    shutil.rmtree(partial, ignore_errors=True)
+    for folder in (final.parent, final.parent.parent):  # items/, then the job's folder: removed only when empty
+        try:
+            folder.rmdir()
+        except OSError:
+            break
+
 
 def run_api_item(command: str, inputs: list[str], out_dir: str, options: dict[str, Any]) -> dict[str, Any]:
     """Worker side: run one item into ``out_dir`` atomically; returns the outcome or {"error": message}."""
@@ -26,6 +54,9 @@ def run_api_item(command: str, inputs: list[str], out_dir: str, options: dict[st
 
     final = Path(out_dir)
     partial = final.with_name(final.name + ".partial")
+    if not _job_is_live(final):  # deleted while queued for this worker: nothing to do
+        _discard(partial, final)
+        return {"error": CANCELLED}
     shutil.rmtree(partial, ignore_errors=True)
     try:
         if command == "analyze":
@@ -39,6 +70,9 @@ def run_api_item(command: str, inputs: list[str], out_dir: str, options: dict[st
     except Exception as error:  # noqa: BLE001 - a failing item fails alone
         shutil.rmtree(partial, ignore_errors=True)
         return {"error": f"internal error while processing: {type(error).__name__}"}
+    if not _job_is_live(final):  # deleted while this item ran: its results must not appear
+        _discard(partial, final)
+        return {"error": CANCELLED}
     shutil.rmtree(final, ignore_errors=True)
     partial.rename(final)
     return {"score": round(outcome.score, 4), "regions": outcome.region_count, "summary": outcome.summary,
@@ -67,7 +101,7 @@ class Dispatcher:
         self.executor.shutdown(cancel=True)
 
     def item_dir(self, job_id: str, item_id: str) -> Path:
-        return self.data_dir / "jobs" / job_id / "items" / item_id
+        return job_folder(self.data_dir, job_id) / "items" / item_id
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -79,6 +113,7 @@ class Dispatcher:
                 continue
             out_dir = self.item_dir(claimed["job_id"], claimed["item_id"])
             out_dir.parent.mkdir(parents=True, exist_ok=True)
+            (out_dir.parent.parent / LIVE_MARKER).touch()
             future = self.executor.submit(run_api_item, claimed["command"], claimed["inputs"], str(out_dir),
                                           claimed["options"])
             with self._lock:
@@ -96,8 +131,12 @@ class Dispatcher:
             outcome = {"error": f"worker failed: {type(error).__name__}"}
         error = outcome.pop("error", None)
         try:
-            self.store.finish(item["job_id"], item["item_id"], item["attempt"], result=None if error else outcome,
-                              error=error)
+            recorded = self.store.finish(item["job_id"], item["item_id"], item["attempt"],
+                                         result=None if error else outcome, error=error)
+            if not recorded and self.store.job(item["job_id"]) is None:
+                # the job was deleted while this item ran; the worker may still have written (it checks the
+                # marker, then renames: a delete can fall in between), so whatever is there goes now
+                shutil.rmtree(job_folder(self.data_dir, item["job_id"]), ignore_errors=True)
         except Exception:  # noqa: BLE001 - the item stays running and is re-queued on restart
             log.exception("could not record item %s/%s", item["job_id"], item["item_id"])
 

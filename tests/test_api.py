@@ -254,6 +254,37 @@ def test_restart_mid_batch_finishes_every_item_exactly_once(tmp_path: Path) -> N
         server.stop()
 
 
+def test_delete_removes_uploads_and_cancels_running_items(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    slow = make_forgery(300, method="diffusion", size=448).file_bytes
+    server = Server(data, workers=1).start()
+    try:
+        with server.client() as client:
+            def submit(image: bytes, detectors: str) -> str:
+                return client.post("/v1/analyses", files={"image": ("scan.jpg", image)},
+                                   data={"detectors": detectors}).json()["job_id"]
+
+            tiny = _png(np.full((64, 64), 90, np.uint8))
+            finished = submit(tiny, "grain")
+            server.wait_job(client, finished)
+            assert client.delete(f"/v1/jobs/{finished}").status_code == 204
+            assert not (data / "jobs" / finished).exists() and not list((data / "uploads").iterdir())
+
+            running = submit(slow, "grain,ela,inpaint")
+            deadline = time.time() + 60
+            while client.get(f"/v1/jobs/{running}").json()["state"] != "running" and time.time() < deadline:
+                time.sleep(0.02)
+            assert client.delete(f"/v1/jobs/{running}").status_code == 204
+            # one worker: once a job submitted after the delete is done, the deleted job's item has finished too
+            server.wait_job(client, submit(tiny, "grain"))
+            time.sleep(0.2)  # the dispatcher's clean-up runs just after the worker returns
+            assert not (data / "jobs" / running).exists()
+            assert client.get(f"/v1/jobs/{running}").status_code == 404
+            assert len(list((data / "uploads").iterdir())) == 1  # only the last job's upload
+    finally:
+        server.stop()
+
+
 def test_api_key_protects_everything_but_health(tmp_path: Path) -> None:
     server = Server(tmp_path / "data", api_key="s3cret").start()
     try:

@@ -20,6 +20,7 @@ from api.schemas import ErrorResponse, JobCreated, JobList, JobStatus
 from api.settings import Settings
 from api.store import JobStore
 from api.uploads import extract_archive, is_image_bytes, safe_name, save_upload, validate_image
+from api.workers import job_folder
 from retouch.pipeline import resolve_detectors
 
 ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 415, 422)}
@@ -143,11 +144,20 @@ def get_job(job_id: str, jobs: JobStore = Depends(store)) -> dict:
 
 @router.delete("/jobs/{job_id}", status_code=204, summary="Delete a job, its uploads and its results")
 def delete_job(job_id: str, config: Settings = Depends(settings), jobs: JobStore = Depends(store)) -> None:
-    job = jobs.job(job_id)
-    if job is None:
+    """Delete the job's records, results and uploaded files. An item still running is cancelled: its worker
+    finishes its computation but throws the output away instead of writing results (see api.workers)."""
+    if jobs.job(job_id) is None:
         raise ApiError(404, "not_found", f"no job {job_id}")
-    jobs.delete(job_id)
-    shutil.rmtree(config.data_dir / "jobs" / job_id, ignore_errors=True)
+    uploads = (config.data_dir / "uploads").absolute()
+    upload_folders = set()
+    for path in map(Path, jobs.input_paths(job_id)):
+        path = path.absolute()
+        if path.is_relative_to(uploads) and path != uploads:  # only ever the request folders under uploads/
+            upload_folders.add(uploads / path.relative_to(uploads).parts[0])
+    jobs.delete(job_id)  # first, so no queued item of the job is claimed any more
+    shutil.rmtree(job_folder(config.data_dir, job_id), ignore_errors=True)  # its live marker goes with it
+    for folder in upload_folders:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _item_folder(config: Settings, jobs: JobStore, job_id: str, item_id: str) -> Path:
