@@ -13,6 +13,7 @@ Dask cluster sharing the data folder, so the signal is a file, not memory or the
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import threading
 from concurrent.futures import Future
@@ -35,6 +36,22 @@ def job_folder(data_dir: Path, job_id: str) -> Path:
 def _job_is_live(item_out_dir: Path) -> bool:
     """Whether the job owning ``item_out_dir`` (``jobs/<job>/items/<item>``) still exists."""
     return (item_out_dir.parent.parent / LIVE_MARKER).exists()
+
+
+def client_message(message: str, inputs: list[str], partial: Path, final: Path) -> str:
+    """An item's error as its client may see it: server paths replaced by the bare file names.
+
+    The loader names a file by the path it was given or by its resolved absolute path; either way only the last
+    part (the client's own file name, see api.uploads) is kept. Output folders become the item's folder name.
+    """
+    replacements = {str(partial): final.name, str(final): final.name}
+    for path in inputs:
+        replacements[path] = Path(path).name
+        replacements[os.path.realpath(path)] = Path(path).name
+        replacements[str(Path(path).absolute())] = Path(path).name
+    for server_path in sorted(replacements, key=len, reverse=True):  # longest first: no partial replacements
+        message = message.replace(server_path, replacements[server_path])
+    return message
 
 
 def _discard(partial: Path, final: Path) -> None:
@@ -66,7 +83,7 @@ def run_api_item(command: str, inputs: list[str], out_dir: str, options: dict[st
             outcome = compare_files(inputs[0], inputs[1], partial, max_pixels=options.get("max_pixels"))
     except InputError as error:
         shutil.rmtree(partial, ignore_errors=True)
-        return {"error": str(error).replace(str(partial), final.name)}
+        return {"error": client_message(str(error), inputs, partial, final)}
     except Exception as error:  # noqa: BLE001 - a failing item fails alone
         shutil.rmtree(partial, ignore_errors=True)
         return {"error": f"internal error while processing: {type(error).__name__}"}

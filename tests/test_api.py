@@ -159,6 +159,24 @@ def test_batch_zip_with_manifest_and_one_bad_item(server: Server) -> None:
         assert "broken.jpg" in bad["error"]
 
 
+def test_clients_see_only_their_own_file_names(server: Server) -> None:
+    png = _png(np.full((64, 64), 128, np.uint8))
+    with server.client() as client:
+        job_id = client.post("/v1/analyses", files={"image": ("x.png", png)}, data={"detectors": "grain"}).json()
+        job_id = job_id["job_id"]
+        server.wait_job(client, job_id)
+        for route in ("report", "files/report.json"):
+            report = client.get(f"/v1/jobs/{job_id}/items/image/{route}").json()
+            assert [(entry["name"], entry["path"]) for entry in report["inputs"]] == [("x.png", None)], route
+        members = {"box1/broken.jpg": b"\xff\xd8\xff\xe0broken", "box1/fine.png": png}
+        created = client.post("/v1/batches", files={"archive": ("batch.zip", _zip(members))},
+                              data={"detectors": "grain"})
+        job = server.wait_job(client, created.json()["job_id"])
+        assert [item["inputs"] for item in job["items"]] == [["broken.jpg"], ["fine.png"]]
+        error = job["items"][0]["error"]
+        assert error.startswith("broken.jpg: ") and "uploads" not in error and str(server.data_dir) not in error
+
+
 def test_fifty_concurrent_submissions_all_complete_once(server: Server) -> None:
     rng = np.random.default_rng(0)
     images = [_png(np.clip(rng.normal(120, 15, (96, 96)), 0, 255).astype(np.uint8)) for _ in range(50)]

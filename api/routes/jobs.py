@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile, status
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 
 from api.deps import require_key, settings, store
 from api.errors import ApiError
@@ -170,22 +170,28 @@ def _item_folder(config: Settings, jobs: JobStore, job_id: str, item_id: str) ->
     return config.data_dir / "jobs" / job_id / "items" / item_id
 
 
-@router.get("/jobs/{job_id}/items/{item_id}/report", summary="An item's report.json")
-def get_report(job_id: str, item_id: str, config: Settings = Depends(settings),
-               jobs: JobStore = Depends(store)) -> JSONResponse:
-    folder = _item_folder(config, jobs, job_id, item_id)
+def _client_report(folder: Path) -> JSONResponse:
+    """An item's report.json as clients see it: inputs named by their file names, without server paths."""
     report = json.loads((folder / "report.json").read_text(encoding="utf-8"))
     for entry in report.get("inputs", []):
         entry["path"] = None  # server paths are not the client's business
     return JSONResponse(report)
 
 
+@router.get("/jobs/{job_id}/items/{item_id}/report", summary="An item's report.json")
+def get_report(job_id: str, item_id: str, config: Settings = Depends(settings),
+               jobs: JobStore = Depends(store)) -> JSONResponse:
+    return _client_report(_item_folder(config, jobs, job_id, item_id))
+
+
 @router.get("/jobs/{job_id}/items/{item_id}/files/{name}", summary="An artifact: report.html, masks, heatmaps")
 def get_file(job_id: str, item_id: str, name: str, config: Settings = Depends(settings),
-             jobs: JobStore = Depends(store)) -> FileResponse:
+             jobs: JobStore = Depends(store)) -> Response:
     if not FILE_NAME.match(name):
         raise ApiError(404, "not_found", f"no file {name!r}")
     folder = _item_folder(config, jobs, job_id, item_id)
+    if name == "report.json":  # the file on disk records server paths; clients get the same view as /report
+        return _client_report(folder)
     path = folder / name
     if not path.is_file():
         raise ApiError(404, "not_found", f"no file {name!r} for item {item_id}")
