@@ -20,6 +20,7 @@ class JobCreated(BaseModel):
     job_id: str
     status_url: str
     items: int
+    notes: list[str] = []  # e.g. archive members skipped because they are not images
 
 
 class Progress(BaseModel):
@@ -45,6 +46,7 @@ class JobStatus(BaseModel):
     state: str
     created: float
     progress: Progress
+    notes: list[str] = []
     items: list[ItemStatus]
 
 

@@ -22,7 +22,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
     kind TEXT NOT NULL,
     created REAL NOT NULL,
-    options TEXT NOT NULL DEFAULT '{}'
+    options TEXT NOT NULL DEFAULT '{}',
+    notes TEXT NOT NULL DEFAULT '[]'
 );
 CREATE TABLE IF NOT EXISTS items (
     job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
@@ -49,6 +50,9 @@ class JobStore:
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(SCHEMA)
+            columns = {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}
+            if "notes" not in columns:  # a database from before job notes existed
+                db.execute("ALTER TABLE jobs ADD COLUMN notes TEXT NOT NULL DEFAULT '[]'")
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -61,13 +65,15 @@ class JobStore:
         finally:
             db.close()
 
-    def create_job(self, kind: str, items: Sequence[dict[str, Any]], options: dict[str, Any]) -> str:
+    def create_job(self, kind: str, items: Sequence[dict[str, Any]], options: dict[str, Any],
+                   notes: Sequence[str] = ()) -> str:
+        """Record a job and its items (all queued); ``notes`` tell the client about the submission."""
         job_id = uuid.uuid4().hex
         now = time.time()
         with self._connect() as db:
             db.execute("BEGIN IMMEDIATE")
-            db.execute("INSERT INTO jobs (id, kind, created, options) VALUES (?, ?, ?, ?)",
-                       (job_id, kind, now, json.dumps(options)))
+            db.execute("INSERT INTO jobs (id, kind, created, options, notes) VALUES (?, ?, ?, ?, ?)",
+                       (job_id, kind, now, json.dumps(options), json.dumps(list(notes))))
             db.executemany(
                 "INSERT INTO items (job_id, item_id, position, command, inputs, updated) VALUES (?, ?, ?, ?, ?, ?)",
                 [(job_id, item["item_id"], index, item["command"], json.dumps(item["inputs"]), now)
@@ -159,6 +165,7 @@ def _describe(job: dict[str, Any], items: list[dict[str, Any]]) -> dict[str, Any
         "state": state,
         "created": job["created"],
         "progress": {"total": len(items), "finished": finished, "failed": states.count("failed")},
+        "notes": json.loads(job.get("notes") or "[]"),
         "items": [
             {"id": item["item_id"], "command": item["command"], "state": item["state"], "attempts": item["attempt"],
              "completions": item["completions"], "error": item["error"],

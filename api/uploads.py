@@ -1,5 +1,10 @@
 """Receiving files safely: size limits while streaming, content sniffing, and zip archives checked member by
-member (path traversal, links, member count, total size and compression ratio)."""
+member (path traversal, links, member count, total size and compression ratio).
+
+Every image, sent directly or inside a zip, gets the same checks at submission as the CLI's loader applies:
+the type sniffed from its first bytes (retouch.io), and the pixel count read from its header (the
+decompression-bomb guard), without decoding it.
+"""
 
 from __future__ import annotations
 
@@ -19,10 +24,11 @@ from starlette.concurrency import run_in_threadpool
 from api.errors import ApiError
 from api.settings import Settings
 from retouch.errors import ImageTooLargeError, InputError
-from retouch.io import load_image_bytes
+from retouch.io import load_image_bytes, probe_image, sniff_format
+from retouch.io.load import SNIFF_BYTES
 
-IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"II*\x00", b"MM\x00*", b"BM")
 CHUNK = 1 << 20
+SUPPORTED = "JPEG, PNG, TIFF, WebP or BMP"
 
 
 def safe_name(name: str | None, fallback: str) -> str:
@@ -32,8 +38,19 @@ def safe_name(name: str | None, fallback: str) -> str:
     return cleaned[:100] or fallback
 
 
-def is_image_bytes(head: bytes) -> bool:
-    return head.startswith(IMAGE_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+def screen_image(path: Path, settings: Settings, label: str) -> None:
+    """Submission checks for one image, header only: 415 when it is not a supported image, 413 beyond the pixel
+    limit. A file that announces an image but whose header is damaged passes: in a batch it becomes an item that
+    fails alone with the loader's message, as a corrupt scan in a CLI batch does."""
+    try:
+        probe_image(path, name=label, max_pixels=settings.max_pixels)
+    except ImageTooLargeError as error:
+        raise ApiError(413, "too_many_pixels", str(error)) from None
+    except InputError as error:
+        if error.code == "not_an_image":
+            raise ApiError(415, "not_an_image", f"{label}: not a supported image ({SUPPORTED})") from None
+        if error.code != "unreadable":
+            raise ApiError(422, "unreadable_image", str(error)) from None
 
 
 async def save_upload(upload: UploadFile, target: Path, settings: Settings, label: str) -> Path:
@@ -58,10 +75,7 @@ async def save_upload(upload: UploadFile, target: Path, settings: Settings, labe
 
 async def validate_image(path: Path, settings: Settings, label: str) -> None:
     """Decode the image fully (in a thread) so bad uploads are refused now: 415, 413 or 422."""
-    with open(path, "rb") as handle:
-        head = handle.read(16)
-    if not is_image_bytes(head):
-        raise ApiError(415, "not_an_image", f"{label}: not a supported image (JPEG, PNG, TIFF, WebP or BMP)")
+    await run_in_threadpool(screen_image, path, settings, label)  # type and pixel count before decoding
     data = path.read_bytes()
     try:
         await run_in_threadpool(load_image_bytes, data, name=label, max_pixels=settings.max_pixels)
@@ -77,13 +91,18 @@ ARCHIVE_READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImp
                        ValueError)
 
 
-def extract_archive(archive: Path, folder: Path, settings: Settings, label: str) -> list[dict[str, Any]]:
+def extract_archive(archive: Path, folder: Path, settings: Settings,
+                    label: str) -> tuple[list[dict[str, Any]], list[str]]:
     """Unpack a zip of images (with an optional ``manifest.json`` or ``manifest.csv``) into ``folder``.
 
     Each member goes to ``folder/<index>/<its file name>``: the folders are the server's, so no member name can
-    clash with them. Returns batch items ``{"item_id", "command", "inputs"}``. Raises ApiError 400
-    (``bad_archive``, ``unsafe_archive``, ``bad_manifest``) for unsafe, damaged or malformed archives; ``label``
-    (the client's file name) names the archive in messages. The caller removes ``folder`` on failure.
+    clash with them. Members that are not images by their first bytes (a readme, a nested zip, ``.DS_Store``) are
+    not extracted: without a manifest they are skipped and named in the returned notes; a manifest entry naming
+    one is a ``bad_manifest`` error. Images get :func:`screen_image`'s header checks (413 for a bomb).
+
+    Returns (batch items ``{"item_id", "command", "inputs"}``, notes). Raises ApiError 400 (``bad_archive``,
+    ``unsafe_archive``, ``bad_manifest``) for unsafe, damaged or malformed archives; ``label`` (the client's file
+    name) names the archive in messages. The caller removes ``folder`` on failure.
     """
     try:
         bundle = zipfile.ZipFile(archive)
@@ -110,6 +129,7 @@ def extract_archive(archive: Path, folder: Path, settings: Settings, label: str)
                                "beyond the limits (zip bomb guard)")
         folder.mkdir(parents=True, exist_ok=True)
         saved: dict[str, Path] = {}
+        not_images: list[str] = []
         manifest_text = None
         for member in members:
             name = member.filename.replace("\\", "/")
@@ -118,28 +138,40 @@ def extract_archive(archive: Path, folder: Path, settings: Settings, label: str)
                     manifest_text = (PurePosixPath(name).name, bundle.read(member).decode("utf-8", "replace"))
                     continue
                 target = folder / f"{len(saved):05d}" / safe_name(name, "member")
-                target.parent.mkdir()
-                _copy_member(bundle, member, target, label)
+                if not _extract_image_member(bundle, member, target, label):
+                    not_images.append(name)
+                    continue
             except ARCHIVE_READ_ERRORS as error:
                 raise ApiError(400, "bad_archive", f"{label}: member {name!r} cannot be read ({error}); "
                                "re-create the zip") from None
+            screen_image(target, settings, f"{label}: {name}")
             saved[name] = target
     if manifest_text is None:
-        return [{"item_id": safe_name(name, f"item{index}"), "command": "analyze", "inputs": [str(path)]}
-                for index, (name, path) in enumerate(saved.items())]
-    return _items_from_manifest(manifest_text, saved, label)
+        notes = [f"{label}: {name} skipped: not an image ({SUPPORTED})" for name in not_images]
+        items = [{"item_id": safe_name(name, f"item{index}"), "command": "analyze", "inputs": [str(path)]}
+                 for index, (name, path) in enumerate(saved.items())]
+        return items, notes
+    return _items_from_manifest(manifest_text, saved, set(not_images), label), []
 
 
-def _copy_member(bundle: zipfile.ZipFile, member: zipfile.ZipInfo, target: Path, label: str) -> None:
-    """Copy one member to ``target``, never writing more than its header announced."""
-    with bundle.open(member) as source, open(target, "wb") as sink:
-        written = 0
-        while chunk := source.read(CHUNK):
-            written += len(chunk)
-            if written > member.file_size:  # the header lied about the size
-                raise ApiError(400, "unsafe_archive", f"{label}: member {member.filename!r} is larger than "
-                               "its header says")
-            sink.write(chunk)
+def _extract_image_member(bundle: zipfile.ZipFile, member: zipfile.ZipInfo, target: Path, label: str) -> bool:
+    """Copy one member to ``target`` if its first bytes announce an image (else write nothing, return False),
+    never writing more than its header announced."""
+    with bundle.open(member) as source:
+        head = source.read(SNIFF_BYTES)
+        if sniff_format(head) is None:
+            return False
+        target.parent.mkdir()
+        with open(target, "wb") as sink:
+            sink.write(head)
+            written = len(head)
+            while chunk := source.read(CHUNK):
+                written += len(chunk)
+                if written > member.file_size:  # the header lied about the size
+                    raise ApiError(400, "unsafe_archive", f"{label}: member {member.filename!r} is larger than "
+                                   "its header says")
+                sink.write(chunk)
+    return True
 
 
 def _manifest_rows(kind: str, text: str, label: str) -> list[Any]:
@@ -157,7 +189,8 @@ def _manifest_rows(kind: str, text: str, label: str) -> list[Any]:
     return rows
 
 
-def _items_from_manifest(manifest: tuple[str, str], saved: dict[str, Path], label: str) -> list[dict[str, Any]]:
+def _items_from_manifest(manifest: tuple[str, str], saved: dict[str, Path], not_images: set[str],
+                         label: str) -> list[dict[str, Any]]:
     kind, text = manifest
     items = []
     for index, row in enumerate(_manifest_rows(kind, text, label)):
@@ -171,6 +204,9 @@ def _items_from_manifest(manifest: tuple[str, str], saved: dict[str, Path], labe
             if not isinstance(name, str) or not name:
                 raise ApiError(400, "bad_manifest", f"{label}: {kind} entry {item_id!r} needs a file name in "
                                '"image", or in both "reference" and "questioned"')
+            if name in not_images:
+                raise ApiError(400, "bad_manifest", f"{label}: {kind} entry {item_id!r} names {name!r}, which is "
+                               f"not an image ({SUPPORTED})")
             if name not in saved:
                 raise ApiError(400, "bad_manifest", f"{label}: {kind} entry {item_id!r} names {name!r}, which is "
                                "not in the archive")

@@ -7,6 +7,7 @@ import json
 import socket
 import time
 import zipfile
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -24,7 +25,8 @@ FAST = "grain,ela,jpeg"
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory):
     folder = tmp_path_factory.mktemp("service")
-    running = Server(folder / "data", workers=2, env={"RETOUCH_MAX_UPLOAD_BYTES": str(3_000_000)}).start()
+    running = Server(folder / "data", workers=2, env={"RETOUCH_MAX_UPLOAD_BYTES": str(3_000_000),
+                                                      "RETOUCH_MAX_ZIP_MEMBERS": "50"}).start()
     yield running
     running.stop()
 
@@ -130,7 +132,8 @@ def test_malformed_batches_get_400_and_leave_nothing_behind(server: Server) -> N
             response = client.post("/v1/batches", files={"archive": ("a.zip", archive)})
             assert response.status_code == 400 and response.json()["error"]["code"] == code, response.text
             assert "a.zip" in response.json()["error"]["message"]
-        too_big = client.post("/v1/analyses", files={"image": ("huge.png", b"\x89PNG\r\n\x1a\n" + b"\0" * 3_100_000)})
+        huge = b"\x89PNG\r\n\x1a\n" + b"\0" * 3_100_000
+        too_big = client.post("/v1/analyses", files={"image": ("huge.png", huge)})
         empty = client.post("/v1/analyses", files={"image": ("empty.png", b"")})
         assert (too_big.status_code, empty.status_code) == (413, 422)
         assert _upload_folders(server) == before
@@ -140,6 +143,55 @@ def test_malformed_batches_get_400_and_leave_nothing_behind(server: Server) -> N
             response = client.post("/v1/batches", files=files, data={"detectors": "grain"})
             assert response.status_code == 202, response.text
             server.wait_job(client, response.json()["job_id"])
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose header announces ``width`` x ``height`` (8-bit gray) followed by a token of data."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return len(body).to_bytes(4, "big") + kind + body + zlib.crc32(kind + body).to_bytes(4, "big")
+
+    header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 0, 0, 0, 0])
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+
+
+def test_direct_files_and_zip_members_get_the_same_checks(server: Server) -> None:
+    png = _png(np.full((64, 64), 128, np.uint8))
+    big_tiff = io.BytesIO()
+    Image.new("L", (64, 48), 100).save(big_tiff, format="TIFF", big_tiff=True)
+    bomb = _png_header_only(20000, 20000)  # 400 MP announced, beyond the 200 MP default
+    before = _upload_folders(server)
+    with server.client() as client:
+        # BigTIFF: read by the CLI's loader, so accepted by the API too
+        assert client.post("/v1/analyses", files={"image": ("big.tif", big_tiff.getvalue())},
+                           data={"detectors": "grain"}).status_code == 202
+        refused = [
+            (client.post("/v1/batches", files=[("files", ("x.png", png)), ("files", ("bomb.png", bomb))]),
+             413, "too_many_pixels", "bomb.png"),
+            (client.post("/v1/batches", files={"archive": ("b.zip", _zip({"x.png": png, "d/bomb.png": bomb}))}),
+             413, "too_many_pixels", "d/bomb.png"),
+            (client.post("/v1/batches", files=[("files", (f"s{n}.bmp", b"BM\0\0")) for n in range(60)]),
+             400, "too_many_files", "at most 50"),
+            (client.post("/v1/batches", files=[("files", ("notes.txt", b"minutes"))]), 415, "not_an_image",
+             "notes.txt"),
+            (client.post("/v1/batches", files={"archive": ("m.zip", _zip({"x.png": png, "readme.txt": b"hi",
+                                                                          "manifest.json": b'["readme.txt"]'}))}),
+             400, "bad_manifest", "m.zip"),
+            (client.post("/v1/batches", files={"archive": ("m.zip", _zip({
+                "x.png": png, "readme.txt": b"hi", "manifest.json": b'[{"image": "readme.txt"}]'}))}),
+             400, "bad_manifest", "readme.txt"),
+        ]
+        for response, status, code, named in refused:
+            assert response.status_code == status and response.json()["error"]["code"] == code, response.text
+            assert named in response.json()["error"]["message"]
+        assert len(_upload_folders(server) - before) == 1  # only the BigTIFF's
+        # non-image members are skipped, and the job says which
+        mixed = _zip({"x.png": png, "readme.txt": b"scanned 1931", "old.zip": _zip({"y.png": png})})
+        created = client.post("/v1/batches", files={"archive": ("mixed.zip", mixed)}, data={"detectors": "grain"})
+        assert created.status_code == 202 and created.json()["items"] == 1
+        job = server.wait_job(client, created.json()["job_id"])
+        assert job["state"] == "done" and created.json()["notes"] == job["notes"]
+        skipped = [note.split(" skipped")[0] for note in job["notes"]]
+        assert skipped == ["mixed.zip: readme.txt", "mixed.zip: old.zip"]
 
 
 def test_batch_zip_with_manifest_and_one_bad_item(server: Server) -> None:
@@ -317,8 +369,8 @@ def test_api_key_protects_everything_but_health(tmp_path: Path) -> None:
             assert client.get("/v1/jobs").status_code == 200
         assert httpx.get(server.url + "/openapi.json").status_code == 200
         # refused before the body is read: headers promising 500 MB and a few bytes get their 401 at once
-        status, body, seconds = _raw_post(server, "/v1/analyses", {**MULTIPART_TYPE, "Content-Length": "500000000"},
-                                          [MULTIPART_HEAD])
+        promise = {**MULTIPART_TYPE, "Content-Length": "500000000"}
+        status, body, seconds = _raw_post(server, "/v1/analyses", promise, [MULTIPART_HEAD])
         assert status == 401 and body["error"]["code"] == "unauthorized" and seconds < 5
     finally:
         server.stop()

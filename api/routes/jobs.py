@@ -13,13 +13,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile, status
 from fastapi.responses import FileResponse, JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from api.deps import require_key, settings, store
 from api.errors import ApiError
 from api.schemas import ErrorResponse, JobCreated, JobList, JobStatus
 from api.settings import Settings
 from api.store import JobStore
-from api.uploads import extract_archive, is_image_bytes, safe_name, save_upload, validate_image
+from api.uploads import extract_archive, safe_name, save_upload, screen_image, validate_image
 from api.workers import job_folder
 from retouch.pipeline import resolve_detectors
 
@@ -51,8 +52,9 @@ def _options(detectors: str | None) -> dict:
         raise ApiError(422, "unknown_detector", str(error)) from None
 
 
-def _created(request: Request, job_id: str, count: int) -> JSONResponse:
-    body = JobCreated(job_id=job_id, status_url=str(request.url_for("get_job", job_id=job_id)), items=count)
+def _created(request: Request, job_id: str, count: int, notes: list[str] | None = None) -> JSONResponse:
+    body = JobCreated(job_id=job_id, status_url=str(request.url_for("get_job", job_id=job_id)), items=count,
+                      notes=notes or [])
     return JSONResponse(body.model_dump(), status_code=status.HTTP_202_ACCEPTED)
 
 
@@ -100,31 +102,51 @@ async def submit_batch(
     detectors: Annotated[str | None, Form()] = None,
     config: Settings = Depends(settings), jobs: JobStore = Depends(store),
 ) -> JSONResponse:
+    """Queue one item per scan in ``files`` and per image (or manifest entry) in ``archive``.
+
+    Checked at submission, the same way for ``files`` and for the archive's members, with an error naming the
+    file: at most ``RETOUCH_MAX_ZIP_MEMBERS`` files in all (400 ``too_many_files``), each a supported image by
+    its first bytes, sniffed as the CLI does (a file in ``files`` that is not: 415 ``not_an_image``), and within
+    the pixel limit by its header (413 ``too_many_pixels``, the decompression-bomb guard). A scan whose header is
+    damaged is accepted and becomes an item that fails alone, so one bad scan does not hold up the others.
+
+    Archive members that are not images (a readme, a nested zip, ``.DS_Store``) are skipped, not rejected:
+    archives of scans often carry such files, and a batch should not fail over them. The skipped members are
+    named in ``notes`` (in this answer and in the job), so nothing is dropped silently. With a manifest, only
+    the members it names matter, and an entry naming a non-image is a 400 ``bad_manifest``.
+    """
     options = _options(detectors)
-    items = []
+    files = files or []
+    if len(files) > config.max_zip_members:  # before anything is written
+        raise ApiError(400, "too_many_files", f"{len(files)} files: a batch takes at most {config.max_zip_members}"
+                       " (RETOUCH_MAX_ZIP_MEMBERS); split it")
+    items, notes = [], []
     # every path below the request's folder is chosen by the server (client names only ever end a path), so
     # no upload name can collide with another upload or with the folder layout
     with _removed_on_failure(_upload_dir(config)) as folder:
-        for index, upload in enumerate(files or []):
+        for index, upload in enumerate(files):
             label = upload.filename or f"file {index + 1}"
-            path = await save_upload(upload, folder / "files" / f"{index:05d}" / safe_name(upload.filename, "file"),
-                                     config, label)
-            with open(path, "rb") as handle:
-                if not is_image_bytes(handle.read(16)):
-                    raise ApiError(415, "not_an_image", f"{label}: not a supported image")
+            target = folder / "files" / f"{index:05d}" / safe_name(upload.filename, "file")
+            path = await save_upload(upload, target, config, label)
+            await run_in_threadpool(screen_image, path, config, label)
             items.append({"item_id": f"{index:05d}-{safe_name(upload.filename, 'file')}", "command": "analyze",
                           "inputs": [str(path)]})
         if archive is not None:
             label = archive.filename or "archive"
             saved = await save_upload(archive, folder / "archive.zip", config, label)
-            items += extract_archive(saved, folder / "members", config, label)
+            members, notes = await run_in_threadpool(extract_archive, saved, folder / "members", config, label)
+            items += members
             saved.unlink(missing_ok=True)
         if not items:
-            raise ApiError(422, "empty_batch", "send files or a zip archive")
+            raise ApiError(422, "empty_batch", "send image files or a zip archive holding images" +
+                           (f" ({'; '.join(notes[:5])})" if notes else ""))
+        if len(items) > config.max_zip_members:
+            raise ApiError(400, "too_many_files", f"{len(items)} items from files and archive: a batch takes at "
+                           f"most {config.max_zip_members} (RETOUCH_MAX_ZIP_MEMBERS); split it")
         if len({item["item_id"] for item in items}) != len(items):
             raise ApiError(400, "bad_manifest", "item ids must be unique")
-        job_id = jobs.create_job("batch", items, options)
-    return _created(request, job_id, len(items))
+        job_id = jobs.create_job("batch", items, options, notes=notes)
+    return _created(request, job_id, len(items), notes)
 
 
 @router.get("/jobs", response_model=JobList, summary="List jobs, newest first")

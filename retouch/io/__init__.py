@@ -2,10 +2,13 @@
 
 from retouch.io.load import (
     DEFAULT_MAX_PIXELS,
+    ImageHeader,
     LoadedImage,
     load_image,
     load_image_bytes,
     max_pixels_from_env,
+    probe_image,
+    sniff_format,
 )
 from retouch.io.write import (
     atomic_write_bytes,
@@ -18,6 +21,7 @@ from retouch.io.write import (
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
+    "ImageHeader",
     "LoadedImage",
     "atomic_write_bytes",
     "atomic_write_json",
@@ -27,5 +31,7 @@ __all__ = [
     "load_image",
     "load_image_bytes",
     "max_pixels_from_env",
+    "probe_image",
+    "sniff_format",
     "write_png",
 ]

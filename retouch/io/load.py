@@ -35,6 +35,84 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 _EXIF_ORIENTATION = 0x0112
 
+# First bytes of each supported format. TIFF includes BigTIFF (version 43 instead of 42), which Pillow reads.
+SIGNATURES: tuple[tuple[bytes, str], ...] = (
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"II+\x00", "TIFF"),
+    (b"MM\x00+", "TIFF"),
+    (b"BM", "BMP"),
+)
+SNIFF_BYTES = 16
+
+
+def sniff_format(head: bytes) -> str | None:
+    """The supported format a file's first :data:`SNIFF_BYTES` bytes announce, or None when they announce none.
+
+    A cheap first test (no parsing) for telling images from other files, e.g. a readme in an archive; a file
+    that passes may still be corrupt, which :func:`probe_image` or the loader then says.
+    """
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    return next((name for signature, name in SIGNATURES if head.startswith(signature)), None)
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    """What a file's header says, read without decoding any pixels."""
+
+    format: str
+    width: int
+    height: int
+
+
+def probe_image(path: str | os.PathLike[str], *, name: str | None = None,
+                max_pixels: int | None = None) -> ImageHeader:
+    """Read only the header of the image file at ``path``: its format and size, with the pixel-count guard.
+
+    ``name`` labels the file in errors (default: the path). Cheap enough to run on every file of a batch when it
+    is submitted; decoding is left to :func:`load_image`.
+
+    Raises
+    ------
+    InputError
+        ``code="not_an_image"`` when the first bytes announce no supported format; ``code="unreadable"`` when
+        they do but the header cannot be parsed. :class:`ImageTooLargeError` beyond ``max_pixels`` pixels.
+    """
+    label = name or str(path)
+    limit = max_pixels_from_env() if max_pixels is None else max_pixels
+    try:
+        with open(path, "rb") as handle:
+            if sniff_format(handle.read(SNIFF_BYTES)) is None:
+                raise InputError(f"{label}: not a supported image (JPEG, PNG, TIFF, WebP or BMP expected)",
+                                 path=label, code="not_an_image")
+            handle.seek(0)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                try:
+                    with Image.open(handle) as image:  # lazy: reads the header only
+                        found_format = image.format or "unknown"
+                        width, height = image.size
+                except Image.UnidentifiedImageError:  # Pillow's message names the file handle: not for users
+                    raise InputError(f"{label}: corrupt image header; re-export or re-scan the file", path=label,
+                                     code="unreadable") from None
+                except Exception as error:  # noqa: BLE001 - any parser failure on hostile bytes is a bad file
+                    raise InputError(f"{label}: corrupt image header ({_reason(error)})", path=label,
+                                     code="unreadable") from None
+    except OSError as error:
+        raise InputError(f"{label}: cannot be read ({error.strerror or error})", path=label) from None
+    file_format = SUPPORTED_FORMATS.get(found_format)
+    if file_format is None:
+        raise InputError(f"{label}: {found_format} images are not supported; convert to TIFF, PNG or JPEG",
+                         path=label, code="not_an_image")
+    if width * height > limit:
+        raise ImageTooLargeError(
+            f"{label}: {width}x{height} is {width * height / 1e6:.0f} MP, over the {limit / 1e6:.0f} MP limit "
+            "(decompression-bomb guard); raise RETOUCH_MAX_PIXELS if the file is trusted", path=label)
+    return ImageHeader(format=file_format, width=width, height=height)
+
 
 def max_pixels_from_env() -> int:
     """The pixel limit in force: ``RETOUCH_MAX_PIXELS`` if set, else :data:`DEFAULT_MAX_PIXELS`."""
