@@ -11,7 +11,9 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing
 import os
+import signal
 from collections.abc import Callable, Iterable, Iterator
+from types import FrameType
 from typing import Any, Protocol
 
 
@@ -30,20 +32,52 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def _leave_interrupts_to_the_coordinator() -> None:
+    """Worker initializer. Ctrl-C in a terminal reaches every process of the group; a worker that raised
+    KeyboardInterrupt while waiting for work would print a traceback. The coordinating process handles the
+    interrupt and stops the workers itself (see ``LocalExecutor.shutdown``), with SIGTERM, which unwinds the
+    running item so its atomic writes remove their temp files."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _exit_quietly)
+
+
+def _exit_quietly(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)  # SystemExit ends a process without printing a traceback
+
+
 class LocalExecutor:
     """A pool of local worker processes (spawned, so safe beside threads and native libraries)."""
 
     def __init__(self, workers: int | None = None) -> None:
         self.workers = workers or default_workers()
         self._pool = cf.ProcessPoolExecutor(max_workers=self.workers,
-                                            mp_context=multiprocessing.get_context("spawn"))
+                                            mp_context=multiprocessing.get_context("spawn"),
+                                            initializer=_leave_interrupts_to_the_coordinator)
         self.description = f"local processes x{self.workers}"
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future:
         return self._pool.submit(fn, *args, **kwargs)
 
     def shutdown(self, *, cancel: bool = False) -> None:
-        self._pool.shutdown(wait=not cancel, cancel_futures=cancel)
+        """Wait for submitted work, or with ``cancel`` drop what has not started and stop the workers now.
+
+        Cancelling stops the workers mid-item: otherwise the interpreter would wait for each running item to
+        finish before an interrupted program could exit. Tasks write every file atomically and their
+        ``report.json`` last, so a stopped item is simply not done (and a batch rerun redoes it).
+        """
+        if not cancel:
+            self._pool.shutdown(wait=True)
+            return
+        # ProcessPoolExecutor (before Python 3.14) has no public way to stop running workers
+        workers = list((getattr(self._pool, "_processes", None) or {}).values())
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        for process in workers:
+            if process.is_alive():
+                process.terminate()
+        for process in workers:
+            process.join(timeout=5)
+            if process.is_alive():  # stuck in native code that does not return to Python
+                process.kill()
 
     def __enter__(self) -> LocalExecutor:
         return self

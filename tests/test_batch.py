@@ -100,3 +100,26 @@ def test_pairs_csv_runs_compare(tmp_path: Path) -> None:
     record = read_results(tmp_path / "out")["lenin-1920"]
     assert record["command"] == "compare" and (tmp_path / "out" / "items" / "lenin-1920" / "report.json").exists()
     assert "missing.jpg" in read_results(tmp_path / "out")["bad"]["error"]
+
+
+def test_ctrl_c_exits_130_and_leaves_consistent_results(collection: Path, tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "retouch", "batch", str(collection), "-o", str(tmp_path), "-w", "1",
+               "-d", ",".join(DETECTORS)]
+    # a terminal's Ctrl-C reaches the whole process group: the workers too
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    results = tmp_path / RESULTS
+    deadline = time.time() + 120
+    while time.time() < deadline and not (results.exists() and results.read_text().strip()):
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert stderr.splitlines()[-1] == "retouch: error: interrupted" and "Traceback" not in stderr
+    lines = [json.loads(line) for line in results.read_text().splitlines()]  # whole lines only
+    assert 1 <= len(lines) < 9
+    summary = (tmp_path / "summary.csv").read_text().splitlines()
+    assert len(summary) == 1 + len(lines), "summary.csv lists exactly the recorded items"
+    for line in lines:
+        assert (Path(line["artifacts"]) / "report.json").exists() == (line["status"] == "ok")
+    assert not list(tmp_path.rglob("*.part")), "no temp files left behind"

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -200,3 +203,36 @@ def test_degenerate_images_get_reports_not_crashes(tmp_path: Path) -> None:
             assert all("clipped" in analyses[m]["skipped"] for m in ("ela", "grain", "inpaint")), name
         mask = cv2.imread(str(tmp_path / name / "suspect_mask.png"), cv2.IMREAD_GRAYSCALE)
         assert mask.shape == (300, 400) and not mask.any(), name
+
+
+def _interrupt_once_busy(command: list[str], started: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``retouch`` and press Ctrl-C (SIGINT to its whole process group, as a terminal does) once it is busy:
+    after ``started`` exists, or once the process has used a second of CPU (Python and the imports are done)."""
+    process = subprocess.Popen([sys.executable, "-m", "retouch", *command], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and process.poll() is None:
+        if started is not None:
+            if started.exists() and started.stat().st_size:
+                break
+        else:
+            fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            if (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK") >= 1.0:
+                break
+        time.sleep(0.05)
+    assert process.poll() is None, "finished before it could be interrupted; use a bigger input"
+    os.killpg(process.pid, signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads CPU time from /proc")
+def test_ctrl_c_exits_130_with_one_line_and_no_report(tmp_path: Path) -> None:
+    image = tmp_path / "big.png"
+    cv2.imwrite(str(image), (np.random.default_rng(4).random((900, 900, 3)) * 255).astype(np.uint8))
+    for command in (["analyze", str(image), "-o", str(tmp_path / "analyze")],
+                    ["compare", str(image), str(image), "-o", str(tmp_path / "compare")]):
+        done = _interrupt_once_busy(command)
+        assert done.returncode == 130, (command[0], done.stderr)
+        assert _one_line(done.stderr) == "retouch: error: interrupted"
+        assert not (Path(command[-1]) / "report.json").exists()

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import signal
 import sys
 import tempfile
+import threading
 import traceback
 import warnings
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 import typer
 
@@ -82,47 +86,82 @@ def _error_line(message: str) -> None:
     console.print(f"retouch: error: {message}", markup=False, soft_wrap=True)
 
 
+class _InterruptWatch:
+    """Notes whether Ctrl-C (SIGINT) arrived while a command ran, then raises KeyboardInterrupt as usual.
+
+    The exception alone cannot tell: Typer (standalone_mode=False) turns KeyboardInterrupt into a returned exit
+    code, and in a batch the interrupt can surface as another error from the worker pool being torn down.
+    """
+
+    def __init__(self) -> None:
+        self.fired = False
+        self._previous: Any = None
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.fired = True
+        signal.default_int_handler(signum, frame)
+
+    def __enter__(self) -> _InterruptWatch:
+        if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point; returns (and exits with) the documented exit code."""
-    import retouch.cli  # noqa: F401  (registers every command module)
+    interrupt = _InterruptWatch()
+    with interrupt:
+        code, message = _run_command(sys.argv[1:] if argv is None else argv, interrupt)
+    if interrupt.fired:
+        code, message = 130, "interrupted"
+    if message:
+        _error_line(message)
+    return code
 
-    command = typer.main.get_command(app)
-    args = sys.argv[1:] if argv is None else argv
+
+def _run_command(args: list[str], interrupt: _InterruptWatch) -> tuple[int, str | None]:
+    """Run one command line; returns the exit code and the error line to print (None: nothing to say)."""
     try:
+        import retouch.cli  # noqa: F401  (registers every command module)
+
+        command = typer.main.get_command(app)
         with warnings.catch_warnings():
             # numerical warnings on degenerate images (flat, tiny) are handled by the analyses themselves;
             # printed, they would break the promise of one clear line on stderr
             warnings.simplefilter("ignore", RuntimeWarning)
-            command.main(args=args, prog_name="retouch", standalone_mode=False)
-        code = 0
+            returned = command.main(args=args, prog_name="retouch", standalone_mode=False)
+        # Typer returns (rather than raises) the code of a typer.Exit, and 130 for a KeyboardInterrupt
+        if isinstance(returned, int) and not isinstance(returned, bool):
+            return (130, "interrupted") if returned == 130 else (returned, None)
+        return 0, None
     except typer.Exit as done:
-        code = int(getattr(done, "exit_code", 0) or 0)
+        return int(getattr(done, "exit_code", 0) or 0), None
     except click_errors.NoArgsIsHelpError as shown:
         print(shown.ctx.get_help())
-        code = 0
+        return 0, None
     except click_errors.UsageError as error:
         hint = ""
         if error.ctx is not None:
             hint = f" (see '{error.ctx.command_path} --help')"
-        _error_line(f"{error.format_message()}{hint}")
-        code = 2
+        return 2, f"{error.format_message()}{hint}"
     except (InputError, UsageFailure) as error:
-        _error_line(str(error))
-        code = 2
+        return 2, str(error)
     except (typer.Abort, KeyboardInterrupt):
-        _error_line("interrupted")
-        code = 130
+        return 130, "interrupted"
     except click_errors.ClickException as error:
-        _error_line(error.format_message())
-        code = error.exit_code
+        return error.exit_code, error.format_message()
     except BrokenPipeError:
-        code = 1
+        return 1, None
     except Exception as error:  # noqa: BLE001 - the one place internal errors become exit 1
+        if interrupt.fired:  # an error caused by the interrupt itself (e.g. a worker pool torn down) is no defect
+            return 130, "interrupted"
         log = _write_crash_log()
         where = f"; details in {log}" if log else ""
-        _error_line(f"internal error: {type(error).__name__}: {str(error)[:200]}{where}")
-        code = 1
-    return code
+        return 1, f"internal error: {type(error).__name__}: {str(error)[:200]}{where}"
 
 
 def run() -> None:
