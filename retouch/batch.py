@@ -53,14 +53,21 @@ def _item_id(relative: str) -> str:
     return f"{slug}-{hashlib.sha1(relative.encode('utf-8')).hexdigest()[:6]}"
 
 
-def plan(input_path: str | os.PathLike[str]) -> list[BatchItem]:
-    """Items of a batch: every image under a folder (recursively), or every row of a pairs CSV."""
+def plan(input_path: str | os.PathLike[str], *, out_dir: str | os.PathLike[str] | None = None) -> list[BatchItem]:
+    """Items of a batch: every image under a folder (recursively), or every row of a pairs CSV.
+
+    Files under ``out_dir`` are not items: a batch whose output folder lies inside its input folder would
+    otherwise analyse its own maps and overlays on the next run.
+    """
     source = Path(input_path)
     if not source.exists():
         raise InputError(f"{source}: no such file or folder; give a folder of images or a CSV of pairs")
     if source.is_dir():
         items = []
+        output = Path(out_dir).resolve() if out_dir is not None else None
         for path in sorted(p for p in source.rglob("*") if p.is_file()):
+            if output is not None and output in path.resolve().parents:
+                continue
             if _looks_like_image(path):
                 relative = path.relative_to(source).as_posix()
                 items.append(BatchItem(_item_id(relative), "analyze", (str(path.resolve()),)))
@@ -199,7 +206,7 @@ def run_batch(
     """Run (or resume) a batch; ``progress(done, total, record)`` is called as items finish."""
     from retouch.executor import as_completed, make_executor
 
-    items = plan(input_path)
+    items = plan(input_path, out_dir=out_dir)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     command = items[0].command

@@ -123,3 +123,13 @@ def test_ctrl_c_exits_130_and_leaves_consistent_results(collection: Path, tmp_pa
     for line in lines:
         assert (Path(line["artifacts"]) / "report.json").exists() == (line["status"] == "ok")
     assert not list(tmp_path.rglob("*.part")), "no temp files left behind"
+
+
+def test_output_folder_inside_the_input_folder_is_not_scanned(tmp_path: Path) -> None:
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    (scans / "a.png").write_bytes(make_authentic(7, size=128).file_bytes)
+    first = run_batch(scans, scans / "out", detectors=["grain"], workers=1)
+    assert (first.total, first.ok) == (1, 1)
+    again = run_batch(scans, scans / "out", detectors=["grain"], workers=1)
+    assert (again.total, again.skipped, again.ok) == (1, 1, 0), "the run's own maps are not new items"
