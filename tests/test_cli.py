@@ -236,3 +236,21 @@ def test_ctrl_c_exits_130_with_one_line_and_no_report(tmp_path: Path) -> None:
         assert done.returncode == 130, (command[0], done.stderr)
         assert _one_line(done.stderr) == "retouch: error: interrupted"
         assert not (Path(command[-1]) / "report.json").exists()
+
+
+def test_blank_detectors_mean_the_defaults_and_a_bare_comma_is_refused(tmp_path: Path) -> None:
+    from retouch.detect import detectors as registered_detectors
+
+    image = tmp_path / "scan.png"
+    cv2.imwrite(str(image), (np.random.default_rng(5).random((48, 48)) * 255).astype(np.uint8))
+    defaults = [name for name, spec in registered_detectors().items() if spec.default]
+    blank = retouch("analyze", str(image), "-o", str(tmp_path / "blank"), "--detectors", " ")
+    assert blank.returncode == 0, blank.stderr
+    assert json.loads((tmp_path / "blank" / "report.json").read_text())["parameters"]["detectors"] == defaults
+    for command in (["analyze", str(image), "-o", str(tmp_path / "comma")], ["batch", str(tmp_path), "-o",
+                                                                             str(tmp_path / "batch")]):
+        comma = retouch(*command, "--detectors", ",")
+        assert comma.returncode == 2, (command[0], comma.stderr)
+        line = _one_line(comma.stderr)
+        assert "names no detector" in line and "ela" in line and "grain" in line, line
+    assert not (tmp_path / "comma").exists() and not (tmp_path / "batch").exists()

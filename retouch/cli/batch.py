@@ -26,14 +26,9 @@ def batch(
     """Run analyze or compare over many items. Rerunning skips items already done with the same inputs and
     parameters; an unreadable file is reported in summary.csv and skipped, never fatal."""
     from retouch.batch import run_batch
-    from retouch.pipeline import resolve_detectors
+    from retouch.requirements import detector_selection
 
-    names = None
-    if detectors:
-        try:
-            names = resolve_detectors(detectors)
-        except ValueError as error:
-            fail_usage(str(error))
+    names = detector_selection(detectors)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=False) as bar:

@@ -1,0 +1,32 @@
+"""What retouch requires of a request before any work starts, checked the same way by the CLI and the API.
+
+Each check raises :class:`retouch.errors.InputError` with one line that says what is wrong and what to do.
+"""
+
+from __future__ import annotations
+
+from retouch.errors import InputError
+
+
+def detector_selection(value: str | None, *, field: str = "--detectors") -> list[str] | None:
+    """The detectors a comma-separated ``value`` names, or ``None`` (the defaults) when it is empty or blank.
+
+    A value that is not blank but names nothing once split on commas (``","``) is refused rather than read as
+    "no detector": that would run nothing and report a clean result. ``"all"`` names every detector. ``field``
+    names the option or form field in the messages.
+    """
+    from retouch.detect import detectors as registered_detectors
+
+    if value is None or not value.strip():
+        return None
+    available = list(registered_detectors())
+    choices = f"name one or more of {', '.join(available)} separated by commas, or 'all'"
+    names = [part.strip() for part in value.split(",") if part.strip()]
+    if not names:
+        raise InputError(f"{field} {value!r} names no detector; {choices}", code="bad_detectors")
+    if names == ["all"]:
+        return available
+    unknown = [name for name in names if name not in available]
+    if unknown:
+        raise InputError(f"{field}: unknown detector {', '.join(unknown)}; {choices}", code="bad_detectors")
+    return list(dict.fromkeys(names))
