@@ -14,6 +14,7 @@ import io
 import json
 import os
 import re
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -123,10 +124,14 @@ def run_item(item: dict[str, Any], out_dir: str, detectors: list[str] | None, ke
                               "sha256": [file_sha256(p) for p in item["paths"]], "params_key": key,
                               "artifacts": str(folder)}
     try:
-        if item["command"] == "analyze":
-            outcome = analyze_file(item["paths"][0], folder, detectors=detectors or None)
-        else:
-            outcome = compare_files(item["paths"][0], item["paths"][1], folder)
+        with warnings.catch_warnings():
+            # as in the command line (retouch.cli.app): library warnings on degenerate images are handled by the
+            # analyses, and workers share the terminal's stderr
+            warnings.simplefilter("ignore")
+            if item["command"] == "analyze":
+                outcome = analyze_file(item["paths"][0], folder, detectors=detectors or None)
+            else:
+                outcome = compare_files(item["paths"][0], item["paths"][1], folder)
         record.update(status="ok", score=round(outcome.score, 4), regions=outcome.region_count, error="",
                       seconds=outcome.seconds)
     except InputError as error:

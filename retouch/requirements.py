@@ -5,7 +5,13 @@ Each check raises :class:`retouch.errors.InputError` with one line that says wha
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from retouch.errors import InputError
+from retouch.pipeline import MIN_SIDE
+
+if TYPE_CHECKING:
+    from retouch.io import LoadedImage
 
 
 def detector_selection(value: str | None, *, field: str = "--detectors") -> list[str] | None:
@@ -30,3 +36,16 @@ def detector_selection(value: str | None, *, field: str = "--detectors") -> list
     if unknown:
         raise InputError(f"{field}: unknown detector {', '.join(unknown)}; {choices}", code="bad_detectors")
     return list(dict.fromkeys(names))
+
+
+def require_analysable(image: LoadedImage) -> None:
+    """Refuse an image too small for retouch to analyse or compare, naming the file and its size.
+
+    The detectors skip any image under ``MIN_SIDE`` pixels on a side (their blocks and windows do not fit), and
+    registration finds no usable features in one either: reported as clean, such an image would look examined.
+    """
+    if min(image.width, image.height) < MIN_SIDE:
+        raise InputError(f"{image.path or image.name}: the image is {image.width}x{image.height} pixels; retouch "
+                         f"needs at least {MIN_SIDE} x {MIN_SIDE} pixels to analyse (its detectors and the "
+                         "comparison work on blocks and neighbourhoods of pixels); give a larger scan",
+                         path=image.path, code="too_small")

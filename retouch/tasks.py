@@ -28,6 +28,7 @@ from retouch.io import (
 )
 from retouch.pipeline import DetectorChoiceError, analyze_image, compare_images
 from retouch.report import build_report, flicker_gif, overlay, render_html
+from retouch.requirements import require_analysable
 
 REPORT_JSON = "report.json"
 REPORT_HTML = "report.html"
@@ -101,6 +102,7 @@ def analyze_loaded(
     load_seconds: float = 0.0,
 ) -> TaskOutcome:
     """Run ``retouch analyze`` on an already loaded image and write its artifacts into ``out_dir``."""
+    require_analysable(image)
     started = time.perf_counter()
     try:
         run = analyze_image(image.pixels, jpeg_quantization=image.jpeg_quantization, detectors=detectors,
@@ -175,6 +177,8 @@ def compare_loaded(
     load_seconds: float = 0.0,
 ) -> TaskOutcome:
     """Run ``retouch compare`` on loaded images and write its artifacts into ``out_dir``."""
+    require_analysable(reference)
+    require_analysable(questioned)
     started = time.perf_counter()
     comparison = compare_images(reference.pixels, questioned.pixels, **dict(options or {}))
     compare_seconds = time.perf_counter() - started

@@ -177,13 +177,16 @@ def test_degenerate_images_get_reports_not_crashes(tmp_path: Path) -> None:
     strip = tmp_path / "strip.jpg"
     cv2.imwrite(str(strip), (rng.random((12, 900, 3)) * 255).astype(np.uint8))
     done = retouch("analyze", str(strip), "-o", str(tmp_path / "strip"), "--json")
-    assert done.returncode == 0, done.stderr
-    report = json.loads((tmp_path / "strip" / "report.json").read_text())
-    assert all(a["skipped"] and "too small" in a["skipped"] for a in report["analyses"])
+    assert done.returncode == 2, done.stderr
+    assert "strip.jpg: the image is 900x12 pixels" in _one_line(done.stderr)
     flat = tmp_path / "flat.png"
     cv2.imwrite(str(flat), np.full((300, 300), 128, np.uint8))
     same = retouch("compare", str(flat), str(flat), "-o", str(tmp_path / "same"))
     assert same.returncode in (0, 2), same.stderr  # refused or compared, never an internal error
+    if same.returncode == 2:
+        _one_line(same.stderr)
+    else:
+        assert not same.stderr.strip(), "no warnings"
     if same.returncode == 0:
         assert json.loads((tmp_path / "same" / "report.json").read_text())["result"]["regions"] == []
     # a blank scan, a scan of a white sheet and a black-and-white drawing: block detectors have nothing they can
@@ -254,3 +257,21 @@ def test_blank_detectors_mean_the_defaults_and_a_bare_comma_is_refused(tmp_path:
         line = _one_line(comma.stderr)
         assert "names no detector" in line and "ela" in line and "grain" in line, line
     assert not (tmp_path / "comma").exists() and not (tmp_path / "batch").exists()
+
+
+def test_images_too_small_to_analyse_are_refused_naming_the_file_and_size(tmp_path: Path) -> None:
+    rng = np.random.default_rng(6)
+    sizes = {"tiny7.png": (7, 7), "line.png": (1, 50), "dot.png": (1, 1), "small8.png": (8, 8), "ok.png": (64, 64)}
+    for name, shape in sizes.items():
+        cv2.imwrite(str(tmp_path / name), (rng.random((*shape, 3)) * 255).astype(np.uint8))
+    cases = {("analyze", "tiny7.png"): "tiny7.png: the image is 7x7 pixels",
+             ("compare", "line.png", "line.png"): "line.png: the image is 50x1 pixels",
+             ("compare", "dot.png", "ok.png"): "dot.png: the image is 1x1 pixels",
+             ("compare", "ok.png", "small8.png"): "small8.png: the image is 8x8 pixels"}
+    for (command, *images), expected in cases.items():
+        out = tmp_path / f"out-{command}-{images[0]}"
+        done = retouch(command, *(str(tmp_path / image) for image in images), "-o", str(out))
+        assert done.returncode == 2, (command, images, done.stderr)
+        line = _one_line(done.stderr)  # and no warnings
+        assert expected in line and "at least 32 x 32 pixels" in line, line
+        assert not out.exists()

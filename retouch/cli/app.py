@@ -130,9 +130,10 @@ def _run_command(args: list[str], interrupt: _InterruptWatch) -> tuple[int, str 
 
         command = typer.main.get_command(app)
         with warnings.catch_warnings():
-            # numerical warnings on degenerate images (flat, tiny) are handled by the analyses themselves;
-            # printed, they would break the promise of one clear line on stderr
-            warnings.simplefilter("ignore", RuntimeWarning)
+            # warnings from numerical libraries on degenerate images (flat, tiny) are handled by the analyses
+            # themselves; printed, they would break the promise of one clear line on stderr, and a user of the
+            # command line cannot act on them
+            warnings.simplefilter("ignore")
             returned = command.main(args=args, prog_name="retouch", standalone_mode=False)
         # Typer returns (rather than raises) the code of a typer.Exit, and 130 for a KeyboardInterrupt
         if isinstance(returned, int) and not isinstance(returned, bool):

@@ -20,6 +20,7 @@ homography; mirror detection needs features on both sides.
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -194,6 +195,20 @@ def _feature_registration(ref8: np.ndarray, q8: np.ndarray):
     return best
 
 
+def _phase_shift(fixed: np.ndarray, moving: np.ndarray) -> tuple[float, float]:
+    """The (row, column) shift that best aligns ``moving`` onto ``fixed``, by phase correlation.
+
+    scikit-image also computes an RMS error, unused here, and warns when an image is flat (a blank or tiny
+    scan); the shift is still returned and the candidates are judged by correlation afterwards.
+    """
+    from skimage.registration import phase_cross_correlation
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Could not determine RMS error", category=UserWarning)
+        shift, _, _ = phase_cross_correlation(fixed, moving, upsample_factor=10, normalization=None)
+    return float(shift[0]), float(shift[1])
+
+
 def _log_polar_fallback(ref: np.ndarray, q: np.ndarray) -> np.ndarray | None:
     """Fourier-Mellin: rotation and scale from the log-polar magnitude spectra, then translation.
 
@@ -202,7 +217,6 @@ def _log_polar_fallback(ref: np.ndarray, q: np.ndarray) -> np.ndarray | None:
     spectrum's 180-degree symmetry leaves two candidate rotations, and the scale estimate is refined by a search
     on a log grid; the candidate whose aligned images correlate best wins.
     """
-    from skimage.registration import phase_cross_correlation
     from skimage.transform import warp_polar
 
     size = 512
@@ -224,8 +238,7 @@ def _log_polar_fallback(ref: np.ndarray, q: np.ndarray) -> np.ndarray | None:
     polar = [warp_polar(np.log1p(spectrum), radius=radius, output_shape=(360, radius), scaling="log")
              for spectrum in spectra]
     band = slice(radius // 20, (3 * radius) // 4)  # no DC, not the noisiest frequencies
-    (angle_shift, log_shift), _, _ = phase_cross_correlation(polar[0][:, band], polar[1][:, band],
-                                                             upsample_factor=10, normalization=None)
+    angle_shift, log_shift = _phase_shift(polar[0][:, band], polar[1][:, band])
     estimated = float(np.exp(-log_shift / (radius / np.log(radius))))
     # the radial shift is the weaker estimate (windowing and cropping blur it), so scales are also searched on a
     # log grid and every candidate is judged by how well the aligned images correlate
@@ -235,7 +248,7 @@ def _log_polar_fallback(ref: np.ndarray, q: np.ndarray) -> np.ndarray | None:
     for angle, scale in ((a, sc) for a in (float(angle_shift), float(angle_shift) + 180.0) for sc in scales):
         rotation = _to_h(cv2.getRotationMatrix2D((size / 2, size / 2), angle, float(scale)))
         rotated = cv2.warpPerspective(canvases[0], rotation, (size, size))
-        (dy, dx), _, _ = phase_cross_correlation(canvases[1], rotated, upsample_factor=10, normalization=None)
+        dy, dx = _phase_shift(canvases[1], rotated)
         candidate = np.array([[1, 0, dx], [0, 1, dy], [0, 0, 1]]) @ rotation
         aligned = cv2.warpPerspective(canvases[0], candidate, (size, size))
         overlap = (aligned != 0) & (canvases[1] != 0)
