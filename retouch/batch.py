@@ -23,6 +23,7 @@ from typing import Any
 from retouch import __version__
 from retouch.errors import InputError
 from retouch.io import atomic_write_text
+from retouch.requirements import require_output_folder
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp"}
 MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"II*\x00", b"MM\x00*", b"BM")
@@ -212,8 +213,10 @@ def run_batch(
     from retouch.executor import as_completed, make_executor
 
     items = plan(input_path, out_dir=out_dir)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = require_output_folder(out_dir, [RESULTS, SUMMARY])
+    if (out / "items").exists() and not (out / "items").is_dir():
+        raise InputError(f"{out / 'items'}: retouch keeps each item's reports in this folder but a file is in the "
+                         "way; remove it or choose another -o/--out", path=str(out / "items"), code="bad_output")
     command = items[0].command
     key = params_key(command, detectors, None)
     todo = list(pending_items(items, str(out), key))

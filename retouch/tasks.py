@@ -28,7 +28,7 @@ from retouch.io import (
 )
 from retouch.pipeline import DetectorChoiceError, analyze_image, compare_images
 from retouch.report import build_report, flicker_gif, overlay, render_html
-from retouch.requirements import require_analysable
+from retouch.requirements import require_analysable, require_output_folder
 
 REPORT_JSON = "report.json"
 REPORT_HTML = "report.html"
@@ -67,15 +67,7 @@ class TaskOutcome:
 
 def _prepare_out_dir(out_dir: str | os.PathLike[str], inputs: Sequence[LoadedImage],
                      names: Sequence[str]) -> Path:
-    folder = Path(out_dir)
-    if folder.exists() and not folder.is_dir():
-        raise InputError(f"{folder}: output path exists and is not a folder; choose another -o/--out")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise InputError(f"{folder}: cannot create the output folder ({error.strerror}); choose another") from None
-    if not os.access(folder, os.W_OK):
-        raise InputError(f"{folder}: output folder is not writable; choose another -o/--out")
+    folder = require_output_folder(out_dir, names)
     input_paths = {os.path.realpath(item.path) for item in inputs if item.path}
     for name in names:
         if os.path.realpath(folder / name) in input_paths:

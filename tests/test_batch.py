@@ -133,3 +133,25 @@ def test_output_folder_inside_the_input_folder_is_not_scanned(tmp_path: Path) ->
     assert (first.total, first.ok) == (1, 1)
     again = run_batch(scans, scans / "out", detectors=["grain"], workers=1)
     assert (again.total, again.skipped, again.ok) == (1, 1, 0), "the run's own maps are not new items"
+
+
+def _retouch(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "retouch", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_unusable_output_folders_exit_2_with_one_line(tmp_path: Path) -> None:
+    (tmp_path / "a.png").write_bytes(make_authentic(8, size=128).file_bytes)
+    (tmp_path / "pairs.csv").write_text("a.png,a.png\n")
+    (tmp_path / "a-file").write_text("not a folder\n")
+    for blocker in ("results.jsonl", "summary.csv"):
+        (tmp_path / f"blocked-{blocker}" / blocker).mkdir(parents=True)
+    cases = {"a-file": "is not a folder", "blocked-results.jsonl": "results.jsonl: retouch writes a file here",
+             "blocked-summary.csv": "summary.csv: retouch writes a file here"}
+    for out, expected in cases.items():
+        done = _retouch("batch", str(tmp_path / "pairs.csv"), "-o", str(tmp_path / out), "-w", "1")
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        assert done.returncode == 2 and len(lines) == 1 and expected in lines[0], (out, done.stderr)
+    assert (tmp_path / "a-file").read_text() == "not a folder\n"
+    (tmp_path / "analyze-out" / "report.json").mkdir(parents=True)
+    single = _retouch("analyze", str(tmp_path / "a.png"), "-o", str(tmp_path / "analyze-out"), "-d", "grain")
+    assert single.returncode == 2 and "report.json: retouch writes a file here" in single.stderr, single.stderr

@@ -31,22 +31,29 @@ def batch(
     names = detector_selection(detectors)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=False) as bar:
-        task = bar.add_task("batch", total=None, rate="")
+    bar = Progress(*columns, console=console, transient=False)
+    task = bar.add_task("batch", total=None, rate="")
 
-        def progress(done: int, total: int, record: dict | None) -> None:
-            elapsed = bar.tasks[0].elapsed or 0.0
-            rate = f"{60 * done / elapsed:.1f} items/min" if done and elapsed else ""
-            bar.update(task, completed=done, total=total, rate=rate)
-            if record and record["status"] != "ok":
-                console.print(f"[yellow]failed[/yellow] {record['id']}: {record['error']}", markup=True)
+    def progress(done: int, total: int, record: dict | None) -> None:
+        # shown from the first report on: run_batch checks the input and the output folder first, and a refusal
+        # must stay the one line on stderr
+        if not bar.live.is_started:
+            bar.start()
+        elapsed = bar.tasks[0].elapsed or 0.0
+        rate = f"{60 * done / elapsed:.1f} items/min" if done and elapsed else ""
+        bar.update(task, completed=done, total=total, rate=rate)
+        if record and record["status"] != "ok":
+            console.print(f"[yellow]failed[/yellow] {record['id']}: {record['error']}", markup=True)
 
-        try:
-            report = run_batch(input_path, out, detectors=names, workers=workers, scheduler=scheduler,
-                               progress=progress)
-        except ValueError as error:
-            fail_usage(str(error))
-            return
+    try:
+        report = run_batch(input_path, out, detectors=names, workers=workers, scheduler=scheduler,
+                           progress=progress)
+    except ValueError as error:
+        fail_usage(str(error))
+        return
+    finally:
+        if bar.live.is_started:
+            bar.stop()
     stdout.print(f"{report.total} items: {report.ok} done, {report.failed} failed, {report.skipped} already done "
                  f"({report.executor}).")
     stdout.print(f"Summary: {out / 'summary.csv'}")
