@@ -55,6 +55,18 @@ def _item_id(relative: str) -> str:
     return f"{slug}-{hashlib.sha1(relative.encode('utf-8')).hexdigest()[:6]}"
 
 
+def _csv_item_id(given: str, where: str) -> str:
+    """The id a CSV row gives, as a folder name under items/: refused unless it is a plain name.
+
+    ``..`` would put the item's reports in the output root, ``.`` in items/ itself, and a slash in a folder
+    elsewhere; other characters outside letters, digits, '.', '_' and '-' become '-'.
+    """
+    if given in {".", ".."} or "/" in given or "\\" in given:
+        raise InputError(f"{where}: id {given!r} is not a plain name (it names the item's folder under items/, so "
+                         "it cannot be '.' or '..' or contain '/' or '\\'); use letters, digits, '.', '_' and '-'")
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", given)
+
+
 def plan(input_path: str | os.PathLike[str], *, out_dir: str | os.PathLike[str] | None = None) -> list[BatchItem]:
     """Items of a batch: every image under a folder (recursively), or every row of a pairs CSV.
 
@@ -88,8 +100,10 @@ def plan(input_path: str | os.PathLike[str], *, out_dir: str | os.PathLike[str] 
             if len(cells) < 2:
                 raise InputError(f"{source}:{number}: expected 'reference,questioned[,id]'")
             reference, questioned = (str((source.parent / cell).resolve()) for cell in cells[:2])
-            item_id = re.sub(r"[^A-Za-z0-9._-]+", "-", cells[2]) if len(cells) > 2 and cells[2] else \
-                _item_id(f"{cells[0]}|{cells[1]}")
+            if len(cells) > 2 and cells[2]:
+                item_id = _csv_item_id(cells[2], f"{source}:{number}")
+            else:  # no id given (or an empty cell, as spreadsheets pad rows): one is made from the paths
+                item_id = _item_id(f"{cells[0]}|{cells[1]}")
             if item_id in seen:
                 raise InputError(f"{source}:{number}: duplicate id {item_id!r}")
             seen.add(item_id)

@@ -155,3 +155,14 @@ def test_unusable_output_folders_exit_2_with_one_line(tmp_path: Path) -> None:
     (tmp_path / "analyze-out" / "report.json").mkdir(parents=True)
     single = _retouch("analyze", str(tmp_path / "a.png"), "-o", str(tmp_path / "analyze-out"), "-d", "grain")
     assert single.returncode == 2 and "report.json: retouch writes a file here" in single.stderr, single.stderr
+
+
+def test_csv_ids_that_are_not_plain_names_are_refused_naming_the_row(tmp_path: Path) -> None:
+    (tmp_path / "a.png").write_bytes(make_authentic(9, size=128).file_bytes)
+    for bad_id in ("..", ".", "box/1", "box\\1"):
+        (tmp_path / "pairs.csv").write_text(f"reference,questioned,id\na.png,a.png,fine\na.png,a.png,{bad_id}\n")
+        done = _retouch("batch", str(tmp_path / "pairs.csv"), "-o", str(tmp_path / "out"), "-w", "1")
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        assert done.returncode == 2 and len(lines) == 1, (bad_id, done.stderr)
+        assert "pairs.csv:3: id" in lines[0] and "not a plain name" in lines[0], lines[0]
+        assert not (tmp_path / "out").exists()
