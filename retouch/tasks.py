@@ -2,7 +2,8 @@
 
 Each task writes into its output folder with atomic file writes and writes ``report.json`` last, so the
 presence of ``report.json`` means the item is complete; a stale ``report.json`` is removed before any other
-file is touched. Inputs are only read, and a task refuses an output folder where it would overwrite an input.
+file is touched, together with the outputs of an earlier run that this run will not rewrite, so a folder never
+mixes two runs. Inputs are only read, and a task refuses an output folder where it would overwrite an input.
 """
 
 from __future__ import annotations
@@ -76,7 +77,21 @@ def _prepare_out_dir(out_dir: str | os.PathLike[str], inputs: Sequence[LoadedIma
     stale = folder / REPORT_JSON
     if stale.exists():
         stale.unlink()  # an old report must not vouch for a half-rewritten folder
+    # outputs of an earlier run that this one does not write (other detectors, the other command) would sit
+    # beside the new report as if they belonged to it; only names retouch itself writes are removed, never an input
+    for name in sorted(_retouch_output_names() - set(names)):
+        old = folder / name
+        if old.is_file() and os.path.realpath(old) not in input_paths:
+            old.unlink()
     return folder
+
+
+def _retouch_output_names() -> set[str]:
+    """Every file name an analyze or compare run can write into its output folder."""
+    from retouch.detect import detectors as registered_detectors
+
+    detector_maps = {f"{name}.png" for name in registered_detectors()}
+    return detector_maps | set(ANALYZE_ARTIFACTS) | set(COMPARE_ARTIFACTS) | {REPORT_HTML, REPORT_JSON}
 
 
 def _input_record(image: LoadedImage, role: str) -> dict[str, Any]:

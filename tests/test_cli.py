@@ -275,3 +275,17 @@ def test_images_too_small_to_analyse_are_refused_naming_the_file_and_size(tmp_pa
         line = _one_line(done.stderr)  # and no warnings
         assert expected in line and "at least 32 x 32 pixels" in line, line
         assert not out.exists()
+
+
+def test_a_rerun_into_the_same_folder_leaves_only_its_own_outputs(tmp_path: Path) -> None:
+    first, out = tmp_path / "first.png", tmp_path / "out"
+    cv2.imwrite(str(first), (np.random.default_rng(7).random((64, 64)) * 255).astype(np.uint8))
+    assert retouch("analyze", str(first), "-o", str(out), "-d", "ela,grain,jpeg").returncode == 0
+    (out / "notes.txt").write_text("the archivist's own file\n")
+    # the second input is the first run's ela.png, inside the folder: an input is never removed
+    done = retouch("analyze", str(out / "ela.png"), "-o", str(out), "-d", "grain")
+    assert done.returncode == 0, done.stderr
+    artifacts = set(json.loads((out / "report.json").read_text())["artifacts"])
+    assert artifacts == {"grain.png", "suspect_mask.png", "suspect_heatmap.png", "overlay.png", "report.html",
+                         "report.json"}
+    assert {p.name for p in out.iterdir()} == artifacts | {"ela.png", "notes.txt"}
