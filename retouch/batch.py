@@ -67,6 +67,28 @@ def _csv_item_id(given: str, where: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", given)
 
 
+def _pairs_from_csv(source: Path) -> list[BatchItem]:
+    """The compare items listed in a pairs CSV (reference,questioned[,id]); malformed rows are refused."""
+    items, seen = [], set()
+    with open(source, newline="", encoding="utf-8-sig") as handle:
+        for number, row in enumerate(csv.reader(handle), start=1):
+            cells = [cell.strip() for cell in row]
+            if not cells or not any(cells) or (number == 1 and cells[:2] == ["reference", "questioned"]):
+                continue
+            if len(cells) < 2:
+                raise InputError(f"{source}:{number}: expected 'reference,questioned[,id]'")
+            reference, questioned = (str((source.parent / cell).resolve()) for cell in cells[:2])
+            if len(cells) > 2 and cells[2]:
+                item_id = _csv_item_id(cells[2], f"{source}:{number}")
+            else:  # no id given (or an empty cell, as spreadsheets pad rows): one is made from the paths
+                item_id = _item_id(f"{cells[0]}|{cells[1]}")
+            if item_id in seen:
+                raise InputError(f"{source}:{number}: duplicate id {item_id!r}")
+            seen.add(item_id)
+            items.append(BatchItem(item_id, "compare", (reference, questioned)))
+    return items
+
+
 def plan(input_path: str | os.PathLike[str], *, out_dir: str | os.PathLike[str] | None = None) -> list[BatchItem]:
     """Items of a batch: every image under a folder (recursively), or every row of a pairs CSV.
 
@@ -91,23 +113,12 @@ def plan(input_path: str | os.PathLike[str], *, out_dir: str | os.PathLike[str] 
     if source.suffix.lower() != ".csv":
         raise InputError(f"{source}: a batch input is a folder of images or a .csv of pairs "
                          "(reference,questioned[,id])")
-    items, seen = [], set()
-    with open(source, newline="", encoding="utf-8-sig") as handle:
-        for number, row in enumerate(csv.reader(handle), start=1):
-            cells = [cell.strip() for cell in row]
-            if not cells or not any(cells) or (number == 1 and cells[:2] == ["reference", "questioned"]):
-                continue
-            if len(cells) < 2:
-                raise InputError(f"{source}:{number}: expected 'reference,questioned[,id]'")
-            reference, questioned = (str((source.parent / cell).resolve()) for cell in cells[:2])
-            if len(cells) > 2 and cells[2]:
-                item_id = _csv_item_id(cells[2], f"{source}:{number}")
-            else:  # no id given (or an empty cell, as spreadsheets pad rows): one is made from the paths
-                item_id = _item_id(f"{cells[0]}|{cells[1]}")
-            if item_id in seen:
-                raise InputError(f"{source}:{number}: duplicate id {item_id!r}")
-            seen.add(item_id)
-            items.append(BatchItem(item_id, "compare", (reference, questioned)))
+    try:
+        items = _pairs_from_csv(source)
+    except UnicodeDecodeError as error:
+        raise InputError(f"{source}: the CSV is not UTF-8 text (it holds byte 0x{error.object[error.start]:02x}, "
+                         "which UTF-8 does not allow there); save it as UTF-8 (in a spreadsheet: 'CSV UTF-8') and "
+                         "try again", path=str(source)) from None
     if not items:
         raise InputError(f"{source}: no pairs listed")
     return items

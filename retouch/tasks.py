@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from retouch.errors import InputError
+from retouch.errors import InputError, NotSamePhotographError
 from retouch.io import (
     LoadedImage,
     atomic_write_bytes,
@@ -187,7 +187,17 @@ def compare_loaded(
     require_analysable(reference)
     require_analysable(questioned)
     started = time.perf_counter()
-    comparison = compare_images(reference.pixels, questioned.pixels, **dict(options or {}))
+    try:
+        comparison = compare_images(reference.pixels, questioned.pixels, **dict(options or {}))
+    except NotSamePhotographError as error:
+        # the registration knows why it failed, not which files it was given nor what a user can do about it
+        reason = str(error).removeprefix("these images do not show the same photograph").lstrip(": ")
+        because = f" ({reason})" if reason else ""
+        names = f"{reference.path or reference.name} and {questioned.path or questioned.name}"
+        raise NotSamePhotographError(
+            f"{names}: these images do not show the same photograph{because}; check that both are scans of the "
+            "same print. If one shows only a small part of the other (heavily cropped), crop the larger scan to "
+            "about the same area and compare again") from None
     compare_seconds = time.perf_counter() - started
     artifacts = dict(COMPARE_ARTIFACTS)
     artifacts[REPORT_HTML] = "this report for people (self-contained)"

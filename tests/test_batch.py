@@ -166,3 +166,11 @@ def test_csv_ids_that_are_not_plain_names_are_refused_naming_the_row(tmp_path: P
         assert done.returncode == 2 and len(lines) == 1, (bad_id, done.stderr)
         assert "pairs.csv:3: id" in lines[0] and "not a plain name" in lines[0], lines[0]
         assert not (tmp_path / "out").exists()
+
+
+def test_a_csv_that_is_not_utf8_is_named_with_advice(tmp_path: Path) -> None:
+    (tmp_path / "pairs.csv").write_bytes("référence,questionné\n".encode("cp1252"))
+    done = _retouch("batch", str(tmp_path / "pairs.csv"), "-o", str(tmp_path / "out"))
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    assert "pairs.csv: the CSV is not UTF-8 text" in lines[0] and "save it as UTF-8" in lines[0], lines[0]

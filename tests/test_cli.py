@@ -149,7 +149,9 @@ def test_compare_unrelated_photographs_exits_2(tmp_path: Path) -> None:
     cv2.imwrite(str(coffee), load_source("coffee")[:, :, ::-1])
     done = retouch("compare", str(cat), str(coffee), "-o", str(tmp_path / "out"))
     assert done.returncode == 2
-    assert "these images do not show the same photograph" in _one_line(done.stderr)
+    line = _one_line(done.stderr)
+    assert "these images do not show the same photograph" in line
+    assert "cat.png and " in line and "coffee.png:" in line and "check that both are scans" in line, line
     assert not (tmp_path / "out" / "report.json").exists()
 
 
@@ -289,3 +291,19 @@ def test_a_rerun_into_the_same_folder_leaves_only_its_own_outputs(tmp_path: Path
     assert artifacts == {"grain.png", "suspect_mask.png", "suspect_heatmap.png", "overlay.png", "report.html",
                          "report.json"}
     assert {p.name for p in out.iterdir()} == artifacts | {"ela.png", "notes.txt"}
+
+
+def test_empty_paths_and_non_positive_pixel_limits_are_refused_naming_the_option(tmp_path: Path) -> None:
+    image = tmp_path / "scan.png"
+    cv2.imwrite(str(image), (np.random.default_rng(8).random((48, 48)) * 255).astype(np.uint8))
+    cases = {("analyze", ""): "'image': the path is empty",
+             ("analyze", "scan.png", "-o", ""): "'-o' / '--out': the path is empty",
+             ("compare", "scan.png", ""): "'questioned': the path is empty",
+             ("batch", "", "-o", "out"): "'INPUT': the path is empty",
+             ("analyze", "scan.png", "--max-pixels", "0"): "'--max-pixels'",
+             ("compare", "scan.png", "scan.png", "--max-pixels", "-5"): "'--max-pixels'"}
+    for args, expected in cases.items():
+        done = retouch(*args, cwd=tmp_path)
+        assert done.returncode == 2, (args, done.stderr)
+        assert expected in _one_line(done.stderr), (args, done.stderr)
+    assert {p.name for p in tmp_path.iterdir()} == {"scan.png"}, "nothing written into the current folder"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from retouch.cli.app import app
+from retouch.cli.app import app, non_empty_path
 from retouch.cli.render import print_outcome
 from retouch.detect import detectors as registered_detectors
 
@@ -17,12 +17,13 @@ def _default_out(image: Path) -> Path:
 
 @app.command()
 def analyze(
-    image: Path = typer.Argument(..., help="The scan to examine (JPEG, PNG, TIFF, WebP or BMP)."),
-    out: Path | None = typer.Option(None, "-o", "--out", help="Folder for the report and maps "
-                                    "[default: ./retouch-analyze-<name>]."),
+    image: Path = typer.Argument(..., parser=non_empty_path,
+                                 help="The scan to examine (JPEG, PNG, TIFF, WebP or BMP)."),
+    out: Path | None = typer.Option(None, "-o", "--out", parser=non_empty_path,
+                                    help="Folder for the report and maps [default: ./retouch-analyze-<name>]."),
     detectors: str = typer.Option("", "--detectors", "-d", help="Comma-separated detectors to run, or 'all' "
                                   "[default: every default detector]. See 'retouch detectors'."),
-    max_pixels: int | None = typer.Option(None, "--max-pixels", help="Refuse images with more pixels than "
+    max_pixels: int | None = typer.Option(None, "--max-pixels", min=1, help="Refuse images with more pixels than "
                                           "this (decompression-bomb guard) [default: 200 MP or "
                                           "$RETOUCH_MAX_PIXELS]."),
     as_json: bool = typer.Option(False, "--json", help="Print the outcome as JSON instead of a table."),

@@ -57,6 +57,14 @@ def _root(
     """Find where archival photographs were doctored: compare two scans, or analyse one."""
 
 
+def non_empty_path(value: str) -> Path:
+    """Parser for every path argument and option: an empty value would silently become '.' (the current folder,
+    written into or read as a folder), so it is refused, naming the option."""
+    if not value.strip():
+        raise typer.BadParameter("the path is empty; give a file or folder name")
+    return Path(value)
+
+
 class UsageFailure(Exception):
     """A command-level usage problem found after parsing (bad option combination, bad value)."""
 

@@ -7,15 +7,16 @@ from pathlib import Path
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from retouch.cli.app import app, console, fail_usage, stdout
+from retouch.cli.app import app, console, fail_usage, non_empty_path, stdout
 
 
 @app.command()
 def batch(
-    input_path: Path = typer.Argument(..., metavar="INPUT", help="A folder of scans (searched recursively) or a "
-                                      "CSV of pairs: reference,questioned[,id] (paths relative to the CSV)."),
-    out: Path = typer.Option(..., "-o", "--out", help="Folder for results.jsonl, summary.csv and each item's "
-                             "reports (items/<id>/)."),
+    input_path: Path = typer.Argument(..., metavar="INPUT", parser=non_empty_path,
+                                      help="A folder of scans (searched recursively) or a CSV of pairs: "
+                                      "reference,questioned[,id] (paths relative to the CSV)."),
+    out: Path = typer.Option(..., "-o", "--out", parser=non_empty_path,
+                             help="Folder for results.jsonl, summary.csv and each item's reports (items/<id>/)."),
     detectors: str = typer.Option("", "--detectors", "-d", help="Detectors for analyze items (default: all "
                                   "default detectors)."),
     workers: int | None = typer.Option(None, "--workers", "-w", min=1, help="Worker processes [default: one "

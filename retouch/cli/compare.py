@@ -6,17 +6,19 @@ from pathlib import Path
 
 import typer
 
-from retouch.cli.app import app
+from retouch.cli.app import app, non_empty_path
 from retouch.cli.render import print_outcome
 
 
 @app.command()
 def compare(
-    reference: Path = typer.Argument(..., help="The scan believed closest to the original print."),
-    questioned: Path = typer.Argument(..., help="The scan suspected of being altered."),
-    out: Path | None = typer.Option(None, "-o", "--out", help="Folder for the report and maps "
-                                    "[default: ./retouch-compare-<questioned name>]."),
-    max_pixels: int | None = typer.Option(None, "--max-pixels", help="Refuse images with more pixels than "
+    reference: Path = typer.Argument(..., parser=non_empty_path,
+                                     help="The scan believed closest to the original print."),
+    questioned: Path = typer.Argument(..., parser=non_empty_path, help="The scan suspected of being altered."),
+    out: Path | None = typer.Option(None, "-o", "--out", parser=non_empty_path,
+                                    help="Folder for the report and maps [default: ./retouch-compare-<questioned "
+                                    "name>]."),
+    max_pixels: int | None = typer.Option(None, "--max-pixels", min=1, help="Refuse images with more pixels than "
                                           "this [default: 200 MP or $RETOUCH_MAX_PIXELS]."),
     as_json: bool = typer.Option(False, "--json", help="Print the outcome as JSON instead of a table."),
 ) -> None:
