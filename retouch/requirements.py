@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from retouch.errors import InputError
-from retouch.pipeline import MIN_SIDE
+from retouch.pipeline import DetectorChoiceError, MIN_SIDE, resolve_detectors
 
 if TYPE_CHECKING:
     from retouch.io import LoadedImage
@@ -20,25 +20,16 @@ if TYPE_CHECKING:
 def detector_selection(value: str | None, *, field: str = "--detectors") -> list[str] | None:
     """The detectors a comma-separated ``value`` names, or ``None`` (the defaults) when it is empty or blank.
 
-    A value that is not blank but names nothing once split on commas (``","``) is refused rather than read as
-    "no detector": that would run nothing and report a clean result. ``"all"`` names every detector. ``field``
-    names the option or form field in the messages.
+    The rule is :func:`retouch.pipeline.resolve_detectors`'s: a value that is not blank but names nothing once
+    split on commas (``","``) is refused rather than read as "no detector", which would run nothing and report a
+    clean result; ``"all"`` names every detector. ``field`` names the option or form field in the messages.
     """
-    from retouch.detect import detectors as registered_detectors
-
     if value is None or not value.strip():
         return None
-    available = list(registered_detectors())
-    choices = f"name one or more of {', '.join(available)} separated by commas, or 'all'"
-    names = [part.strip() for part in value.split(",") if part.strip()]
-    if not names:
-        raise InputError(f"{field} {value!r} names no detector; {choices}", code="bad_detectors")
-    if names == ["all"]:
-        return available
-    unknown = [name for name in names if name not in available]
-    if unknown:
-        raise InputError(f"{field}: unknown detector {', '.join(unknown)}; {choices}", code="bad_detectors")
-    return list(dict.fromkeys(names))
+    try:
+        return resolve_detectors(value)
+    except DetectorChoiceError as error:
+        raise InputError(f"{field}: {error}", code="bad_detectors") from None
 
 
 def require_analysable(image: LoadedImage) -> None:
