@@ -7,8 +7,9 @@ error level is the mean absolute difference per 8x8 block of the JPEG grid (Kraw
 Raw error levels mostly show texture: edges and grain recompress worse than flat areas. So each block's log
 error is compared with what blocks of the same texture (local gradient energy) and brightness show elsewhere in
 the image (a robust binned regression), and the residual is a robust z-score. Blocks are pooled 3x3, put on
-their own empirical scale, and flagged beyond a Bonferroni bound for ``false_alarms`` expected false
-detections per image; regions whose error is far above their peers (saved fewer times, or at a different
+their own empirical scale, and flagged beyond 1.3 times a Bonferroni bound for ``false_alarms`` expected
+false detections per image (real photographs' scores have heavier tails than the bound assumes; see
+``_blocks.TAIL_MARGIN``); regions whose error is far above their peers (saved fewer times, or at a different
 quality) or far below are marked ``error-level``.
 
 A quality at which the image reproduces itself (the median block unchanged: it was last saved at that quality)
@@ -37,8 +38,8 @@ from retouch.detect._blocks import (
     block_max,
     block_mean,
     block_result,
-    bonferroni_z,
     decision_score,
+    decision_threshold,
     pooled_z,
     standardise,
 )
@@ -165,7 +166,7 @@ def error_level_analysis(
         high = np.maximum(high, standardise(pooled_z(z, 1), usable))
         low = np.maximum(low, standardise(pooled_z(-z, 1), usable))
         levels[q] = round(float(np.exp(np.median(error))), 4)
-    threshold = bonferroni_z(int(usable.sum()) * 2 * len(qualities), false_alarms)
+    threshold = decision_threshold(int(usable.sum()) * 2 * len(qualities), false_alarms)
     high_mask = block_decision(high, threshold, min_blocks=4)
     low_mask = block_decision(low, threshold, min_blocks=4)
     mask_blocks = (high_mask | low_mask) & usable

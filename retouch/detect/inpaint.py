@@ -14,7 +14,8 @@ Method
   derivative along the isophote direction is abnormally small in the fill and its film grain is gone. Per block,
   the log energy of that derivative is compared with blocks of the same brightness over the image.
 Both cues are turned into block z-scores, pooled, put on their empirical scale and bounded for ``false_alarms``
-expected false detections per image; regions say which cue fired (``evidence["cue"]``).
+expected false detections per image (``_blocks.decision_threshold``); regions say which cue fired
+(``evidence["cue"]``).
 
 Limits: the exemplar cue finds fills made of copied pieces large enough to hold the compared neighbourhood. A
 fill that copies only the unknown part of each patch (the usual front-to-centre order) is a mosaic of pieces of
@@ -42,8 +43,8 @@ from retouch.detect._blocks import (
     block_decision,
     block_mean,
     block_result,
-    bonferroni_z,
     decision_score,
+    decision_threshold,
     pooled_z,
     standardise,
 )
@@ -135,7 +136,7 @@ def inpainting_traces(
     diffusion = standardise(pooled_z(np.clip((expected - curvature) / spread, -6, 6), 1), usable)
     exemplar[~usable] = 0.0
     diffusion[~usable] = 0.0
-    threshold = bonferroni_z(int(usable.sum()) * 2, false_alarms)
+    threshold = decision_threshold(int(usable.sum()) * 2, false_alarms)
     exemplar_mask = block_decision(exemplar, threshold, min_blocks=4)
     diffusion_mask = block_decision(diffusion, threshold, min_blocks=4)
     mask_blocks = exemplar_mask | diffusion_mask
