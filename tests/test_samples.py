@@ -40,6 +40,33 @@ def test_digital_history_records_two_qualities() -> None:
     assert case.file_format == "JPEG" and second > first
 
 
+@pytest.mark.parametrize("seed, drawn", [(10, (0.0, 1.0, [117, 66], 0.8190782247514871)),
+                                         (1, (11.52, 0.952, [-141, 60], 0.3935771371671798))])
+def test_clone_stamp_default_draw_is_unchanged(seed: int, drawn: tuple) -> None:
+    # the stamp's angle, scale, offset and the next random number, as drawn before an explicit stamp geometry
+    # could be asked for (seed 10 draws an unrotated stamp, seed 1 a rotated one): any change to how the default
+    # generation consumes the random stream fails here (both seeds keep their first offset candidate, so even
+    # one extra draw moves the offset; with a rejected first candidate it can cancel out)
+    rng = np.random.default_rng(seed)
+    style = PrintStyle()
+    clean = make_print(load_source("camera"), rng, size=200, style=style)
+    _, _, info = forge_print(clean, rng, method="clone", area_fraction=0.04, regrain=False, style=style, size=200)
+    assert (info["angle_deg"], info["scale"], info["offset"], float(rng.random())) == drawn
+    assert "stamp_inside" not in info
+
+
+def test_clone_stamp_geometry_can_be_set() -> None:
+    default = make_forgery(2, method="clone", size=256, scan_style=ScanStyle.clean())
+    stamped = make_forgery(2, method="clone", size=256, scan_style=ScanStyle.clean(), stamp=(90.0, 1.33))
+    assert (stamped.info["angle_deg"], stamped.info["scale"]) == (90.0, 1.33) and stamped.info["stamp_inside"]
+    assert stamped.info["source"] == default.info["source"]  # only the stamp differs, not the photograph
+    assert stamped.info["target_bbox"] == default.info["target_bbox"]
+    changed = np.abs(stamped.image.astype(int) - stamped.original.astype(int))
+    assert not changed[~stamped.mask].any() and (changed[stamped.mask] > 0).mean() > 0.5
+    with pytest.raises(ValueError, match="clone"):
+        make_forgery(2, method="diffusion", size=256, stamp=(10.0, 1.0))
+
+
 def test_same_seed_same_case() -> None:
     a = make_forgery(11, method="exemplar", size=192)
     b = make_forgery(11, method="exemplar", size=192)

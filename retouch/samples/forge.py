@@ -3,9 +3,9 @@
 Edits act on the print (before scanning), as airbrush, gouache and scissors did, or on a compressed scan
 (``history="digital"``), as a modern forger would. Each edit returns the new print and the exact footprint of the
 changed pixels. Removal methods: ``diffusion`` (smooth inpainting), ``exemplar`` (many small patches copied from
-nearby), ``clone`` (one block of background stamped over, optionally rotated), ``airbrush`` (soft-edged paint
-without grain); ``pasteup`` glues in a piece of another print. ``regrain=True`` re-adds matching grain over the
-fill, as a careful retoucher would.
+nearby), ``clone`` (one block of background stamped over, optionally rotated and rescaled, at random or at a
+given ``stamp`` geometry), ``airbrush`` (soft-edged paint without grain); ``pasteup`` glues in a piece of another
+print. ``regrain=True`` re-adds matching grain over the fill, as a careful retoucher would.
 """
 
 from __future__ import annotations
@@ -156,22 +156,51 @@ def exemplar_fill(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
     return out
 
 
-def clone_fill(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, *, rotate: bool
-               ) -> tuple[np.ndarray, dict[str, Any]]:
+def clone_fill(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, *, rotate: bool,
+               stamp: tuple[float, float] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
     """Stamp a block of the picture from elsewhere over ``mask``, soft-edged by 1.5 px; with ``rotate`` the block
-    is also turned (up to 25 degrees) and rescaled (0.9 to 1.12), as a retoucher fitting it to the perspective."""
+    is also turned (up to 25 degrees) and rescaled (0.9 to 1.12), as a retoucher fitting it to the perspective.
+
+    ``stamp`` (angle in degrees, scale) sets the block's geometry instead: the random angle and scale are still
+    drawn (and ignored), so the rest of the case is drawn as without it; the source is then chosen so that the
+    turned and rescaled block lies inside the picture and clear of the target (``info["stamp_inside"]`` says
+    whether such a place was found). Without ``stamp`` the stamp is placed exactly as it always was.
+    """
     height, width = image.shape
     ys, xs = np.nonzero(mask)
     box_h, box_w = ys.max() - ys.min() + 1, xs.max() - xs.min() + 1
     angle = float(rng.uniform(-25, 25)) if rotate else 0.0
     zoom = float(rng.uniform(0.9, 1.12)) if rotate else 1.0
+    if stamp is not None:
+        angle, zoom = float(stamp[0]), float(stamp[1])
+        if not zoom > 0:
+            raise ValueError(f"the stamp's scale must be positive, got {zoom}")
+    # where the target's bounding box comes from in the picture, relative to the source centre
+    corners = np.array([[xs.min(), ys.min()], [xs.max(), ys.min()], [xs.max(), ys.max()], [xs.min(), ys.max()]],
+                       np.float64) - (xs.mean(), ys.mean())
+    inverse = np.linalg.inv(cv2.getRotationMatrix2D((0.0, 0.0), angle, zoom)[:, :2])  # target -> source
+    reach = corners @ inverse.T
+    found = False
     for _ in range(200):
         dx = int(rng.integers(-width, width))
         dy = int(rng.integers(-height // 3, height // 3 + 1))
-        if abs(dx) < box_w * 1.1 and abs(dy) < box_h * 1.1:
-            continue
-        if not (0 <= xs.min() + dx and xs.max() + dx < width and 0 <= ys.min() + dy and ys.max() + dy < height):
-            continue
+        if stamp is None:
+            if abs(dx) < box_w * 1.1 and abs(dy) < box_h * 1.1:
+                continue
+            if not (0 <= xs.min() + dx and xs.max() + dx < width
+                    and 0 <= ys.min() + dy and ys.max() + dy < height):
+                continue
+        else:
+            source = reach + (xs.mean() + dx, ys.mean() + dy)
+            low, high = source.min(axis=0), source.max(axis=0)
+            if not (low[0] >= 0 and high[0] < width - 1 and low[1] >= 0 and high[1] < height - 1):
+                continue
+            span_w, span_h = high - low + 1
+            gap_x = abs((low[0] + high[0]) / 2 - (xs.min() + xs.max()) / 2)
+            gap_y = abs((low[1] + high[1]) / 2 - (ys.min() + ys.max()) / 2)
+            if gap_x < 0.55 * (box_w + span_w) and gap_y < 0.55 * (box_h + span_h):
+                continue
+        found = True
         break
     else:
         dx, dy = (width // 2 if xs.mean() < width / 2 else -width // 2), 0
@@ -182,7 +211,10 @@ def clone_fill(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, *,
     moved = cv2.warpAffine(image, rotation, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
     alpha = _feather(mask, 1.5)
     out = image * (1 - alpha) + moved * alpha
-    return out.astype(np.float32), {"offset": [dx, dy], "angle_deg": round(angle, 2), "scale": round(zoom, 3)}
+    info: dict[str, Any] = {"offset": [dx, dy], "angle_deg": round(angle, 2), "scale": round(zoom, 3)}
+    if stamp is not None:
+        info["stamp_inside"] = found
+    return out.astype(np.float32), info
 
 
 def airbrush_fill(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -216,8 +248,15 @@ def _footprint(before: np.ndarray, after: np.ndarray) -> np.ndarray:
 
 
 def forge_print(print_image: np.ndarray, rng: np.random.Generator, *, method: str, area_fraction: float,
-                regrain: bool, style: PrintStyle, size: int) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """Apply ``method`` to a print; returns (forged print, changed-pixel mask, description)."""
+                regrain: bool, style: PrintStyle, size: int, stamp: tuple[float, float] | None = None
+                ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Apply ``method`` to a print; returns (forged print, changed-pixel mask, description).
+
+    ``stamp``: (angle in degrees, scale) of a clone stamp, instead of the random geometry (see ``clone_fill``);
+    only for ``method="clone"``.
+    """
+    if stamp is not None and method != "clone":
+        raise ValueError(f"a stamp geometry is only meaningful for method 'clone', not {method!r}")
     target = figure_mask(print_image.shape, rng, area_fraction=area_fraction)
     info: dict[str, Any] = {"target_bbox": list(cv2.boundingRect(target.astype(np.uint8)))}
     if method == "diffusion":
@@ -225,7 +264,7 @@ def forge_print(print_image: np.ndarray, rng: np.random.Generator, *, method: st
     elif method == "exemplar":
         forged = exemplar_fill(print_image, target, rng)
     elif method == "clone":
-        forged, extra = clone_fill(print_image, target, rng, rotate=bool(rng.random() < 0.5))
+        forged, extra = clone_fill(print_image, target, rng, rotate=bool(rng.random() < 0.5), stamp=stamp)
         info.update(extra)
     elif method == "airbrush":
         forged = airbrush_fill(print_image, target, rng)
@@ -245,12 +284,16 @@ def forge_print(print_image: np.ndarray, rng: np.random.Generator, *, method: st
 
 def make_forgery(seed: int, *, method: str, size: int = 512, source: str | None = None, regrain: bool = False,
                  history: str = "print", scan_style: ScanStyle | None = None,
-                 area_fraction: float | None = None) -> ForgeryCase:
+                 area_fraction: float | None = None, stamp: tuple[float, float] | None = None) -> ForgeryCase:
     """An archive-style forged scan with its exact ground-truth mask.
 
     ``history="print"``: the print was retouched, then scanned once (the Soviet workflow).
     ``history="digital"``: a JPEG scan was edited and saved again (a modern fake; leaves JPEG traces).
+    ``stamp``: (angle in degrees, scale) of a clone stamp, e.g. ``(45, 1.33)``, instead of the random geometry;
+    only for ``method="clone"`` (ValueError otherwise). Without it every case is generated exactly as before.
     """
+    if stamp is not None and method != "clone":
+        raise ValueError(f"a stamp geometry is only meaningful for method 'clone', not {method!r}")
     rng = np.random.default_rng(seed)
     source = source or str(rng.choice(PHOTO_SOURCES))
     style = PrintStyle.random(rng)
@@ -262,7 +305,7 @@ def make_forgery(seed: int, *, method: str, size: int = 512, source: str | None 
                             "history": history, "print_style": style.to_dict(), "scan_style": scan_style.to_dict()}
     if history == "print":
         forged_print, mask, extra = forge_print(clean_print, rng, method=method, area_fraction=fraction,
-                                                regrain=regrain, style=style, size=size)
+                                                regrain=regrain, style=style, size=size, stamp=stamp)
         original, _, _ = scan(clean_print, np.random.default_rng(scan_seed), scan_style)
         image, data, fmt = scan(forged_print, np.random.default_rng(scan_seed), scan_style)
     elif history == "digital":
@@ -273,7 +316,7 @@ def make_forgery(seed: int, *, method: str, size: int = 512, source: str | None 
         if gray.ndim == 3:
             gray = cv2.cvtColor(gray, cv2.COLOR_RGB2GRAY)
         forged_gray, mask, extra = forge_print(gray, rng, method=method, area_fraction=fraction,
-                                               regrain=regrain, style=style, size=size)
+                                               regrain=regrain, style=style, size=size, stamp=stamp)
         forged = original.astype(np.float32) / 255.0
         if forged.ndim == 3:  # apply the gray edit as a luminance change, keeping the sepia tint
             forged = np.clip(forged * (forged_gray / np.maximum(gray, 1e-3))[:, :, None], 0, 1)
