@@ -2,20 +2,24 @@
 
 Method
 ------
-Dense-field copy-move detection after Cozzolino, Poggi & Verdoliva (2015, "Efficient dense-field copy-move
-forgery detection", IEEE TIFS): rotation-invariant Zernike-moment features for the disc around every pixel, an
-approximate nearest-neighbour field by vectorised PatchMatch with a minimum offset, a median filter of the
-field, and dense linear fitting: a copied region (shifted, rotated or mildly scaled) has an offset field that is
-locally affine, so the residual of a local affine fit is near zero there and large where matches are
-accidental. A pixel is a clone candidate where that residual is small and its match is much closer than
-matches are in this image generally (a stamped copy carries the same grain as its source, independent grain
-does not match). Candidates are cleaned (opening, hysteresis growth, closing, minimum area) and mirrored: every detection is
-mapped through its offset to its source. Each pair's affine map is then fitted to its offset field and the
-copied area redrawn from the pixel difference between the image and its warped self (a copy differs from its
-source by scan noise only, so the extent is exact to the scan's blur instead of the feature disc's radius).
-Copies enlarged or shrunk by more than about 20 % no longer match by their disc features (the discs describe
-different amounts of scene); the affine maps proposed by SIFT self-matches (scale-invariant) that rescale that
-much are checked directly by the same pixel difference over the whole image.
+Dense-field copy-move detection after Cozzolino, Poggi & Verdoliva (2015, "Efficient dense-field copy-move forgery
+detection", IEEE TIFS): rotation-invariant Zernike-moment features for the disc around every pixel, an approximate
+nearest-neighbour field by vectorised PatchMatch with a minimum offset, a median filter of the field, and dense
+linear fitting: a copied region (shifted, rotated or mildly scaled) has an offset field that is locally affine, so
+the residual of a local affine fit is near zero there and large where matches are accidental. A pixel is a clone
+candidate where that residual is small and its match is much closer than matches are in this image generally (a
+stamped copy carries the same grain as its source, independent grain does not match). Candidates are cleaned
+(opening, hysteresis growth, closing, minimum area) and mirrored: every detection is mapped through its offset to
+its source. Each pair's affine map is then fitted to its offset field and the copied area redrawn from the pixel
+difference between the image and its warped self (a copy differs from its source by scan noise only, so the extent
+is exact to the scan's blur instead of the feature disc's radius). Copies enlarged or shrunk by more than about
+20 % no longer match by their disc features (the discs describe different amounts of scene), and copies turned on
+the print before scanning often match their source too loosely (resampled, then rescanned grain). Both are found
+from SIFT self-matches (scale- and rotation-invariant): the matched keypoint pairs are grouped by the similarity
+map they follow (sequential RANSAC: largest consensus set, removed, repeat; rotation by any angle, scale 0.4 to
+2.5, with a minimum count of agreeing pairs and a minimum displacement). Every map seeds the dense field, and those
+that rescale by more than about 20 % or turn by more than 30 degrees are checked directly by the same pixel
+difference over the whole image.
 
 Which side is the copy (target) is decided from two physical traces, in this order:
 
@@ -31,15 +35,15 @@ pair reports the cue used (``target_call``: interpolation, seam or undecided) an
 
 Analysis runs on a copy bounded to ``analysis_pixels`` and is mapped back to full size.
 
-Limits: copies smaller than ``min_area_fraction`` of the image are missed, and strongly rescaled copies are
-found only when SIFT pairs enough keypoints between copy and source (hand-made digital copies scaled 0.6 to
-1.7 were found); strongly repetitive subjects (rows of windows, a regular fabric) can match themselves and
-need an expert's look; heavy recompression or blur of the whole image weakens the grain that separates copies from
-look-alikes. Rotated stamps edited on the print before scanning are often missed altogether (their resampled
-grain no longer matches the source's closely enough). The target call is an inference: the interpolation cue
-says nothing about an unrotated whole-pixel stamp, and the seam cue fails where the copy was stamped onto
-similar, smooth surroundings (then both sides are marked); between two sides of clearly different size the
-interpolation cue is not used (an enlarged copy is smoother than its source, a shrunk one rougher), and a
+Limits: copies smaller than ``min_area_fraction`` of the image are missed, and strongly rescaled or turned copies
+are found only when SIFT pairs enough keypoints between copy and source (at least five agreeing pairs; a stamp
+enlarged 1.7 times on the print often has fewer); mirrored copies are left to the dense field (SIFT does not pair
+mirror images, and a similarity map cannot mirror), which often misses them too; strongly repetitive subjects (rows
+of windows, a regular fabric) can match themselves and need an expert's look; heavy recompression or blur of the
+whole image weakens the grain that separates copies from look-alikes. The target call is an inference: the
+interpolation cue says nothing about an unrotated whole-pixel stamp, and the seam cue fails where the copy was
+stamped onto similar, smooth surroundings (then both sides are marked); between two sides of clearly different size
+the interpolation cue is not used (an enlarged copy is smoother than its source, a shrunk one rougher), and a
 deliberately re-grained stamp could reverse it.
 """
 
@@ -61,7 +65,7 @@ EXPLANATION = (
     "from (source). Which one is the copy is told by two traces: a copy that was turned has been redrawn "
     "pixel by pixel and lost some of its finest grain, and a copy does not continue into the scene around it "
     "as the original does. When neither trace is clear, both sides are marked. Limits: very small copies, "
-    "strongly enlarged or shrunk copies with few distinct points, copies turned before the print was scanned, "
+    "strongly enlarged or shrunk copies with few distinct points, mirrored copies, "
     "and genuinely repetitive subjects (rows of identical windows, patterned cloth) are hard cases; the "
     "copy/original call is an inference, so check the pair."
 )
@@ -75,16 +79,23 @@ def _components(mask: np.ndarray, min_area: int) -> tuple[int, np.ndarray, np.nd
 
 
 def _rescaled_copies(gray: np.ndarray, maps: list[np.ndarray], *, min_offset: int, min_area: int,
-                     min_log_scale: float) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Copies enlarged or shrunk by more than ``exp(min_log_scale)``, found by checking each SIFT-proposed map
-    that rescales directly at the pixels: the disc features of a rescaled copy differ from its source's (they
-    describe different amounts of scene), but the image equals its warped self there down to the grain.
+                     min_log_scale: float, min_angle: float) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Copies enlarged or shrunk by more than ``exp(min_log_scale)`` or turned by more than ``min_angle`` degrees,
+    found by checking each SIFT-proposed map that does so directly at the pixels: the disc features of a rescaled
+    copy differ from its source's (they describe different amounts of scene), and a copy turned on the print
+    before scanning has its grain resampled and rescanned, which often leaves its feature distance too large for
+    the dense field; but the image equals its warped self there down to the grain.
 
     Returns, per map that holds a copy, the area whose twin under the map is its equal, and the offset field
     (dy, dx) the map implies everywhere.
     """
-    # near its own size the dense field finds a copy, and places its outline better
-    maps = [a for a in maps if abs(np.log(np.sqrt(abs(np.linalg.det(a[:, :2]))))) >= min_log_scale]
+    def strong(affine: np.ndarray) -> bool:
+        # near its own size and orientation the dense field finds a copy, and places its outline better
+        log_scale = abs(np.log(np.sqrt(abs(np.linalg.det(affine[:, :2])))))
+        angle = abs(np.degrees(np.arctan2(affine[1, 0], affine[0, 0])))
+        return bool(log_scale >= min_log_scale or angle >= min_angle)
+
+    maps = [a for a in maps if strong(a)]
     if not maps:
         return []
     height, width = gray.shape
@@ -218,10 +229,19 @@ def _dominant_offsets(oy: np.ndarray, ox: np.ndarray, selected: np.ndarray, *, m
     return found
 
 
-def keypoint_proposals(gray: np.ndarray, min_offset: int, *, max_maps: int = 8) -> list[np.ndarray]:
-    """Affine maps between repeated parts of one image, from SIFT self-matches (Amerini et al. 2011, g2NN):
-    each keypoint's nearest other keypoints that are far away and much closer than the next one are pairs;
-    pairs are grouped by displacement and a robust affine map is fitted per group (both directions)."""
+def keypoint_proposals(gray: np.ndarray, min_offset: int, *, max_maps: int = 8, min_inliers: int = 5,
+                       threshold: float = 3.0, scale_range: tuple[float, float] = (0.4, 2.5)) -> list[np.ndarray]:
+    """Similarity maps between repeated parts of one image, from SIFT self-matches (Amerini et al. 2011, g2NN):
+    each keypoint's nearest other keypoint, when far away and much closer than the next one, makes a pair.
+
+    Pairs are grouped by the map they follow, not by their displacement: a copy turned or rescaled relative to
+    its source has a displacement that changes across it (a half turn spreads it over twice the copy's size), so
+    no displacement bin holds enough of its pairs. Sequential RANSAC of a similarity (rotation by any angle,
+    scale, shift) takes the largest consensus set, removes it and repeats. A map is kept when at least
+    ``min_inliers`` pairs agree within ``threshold`` px, its scale lies in ``scale_range``, its pairs are at least
+    ``min_offset`` apart and spread over more than one spot (a few keypoints on one blob can agree on anything).
+    Each map is returned with its inverse (either side may be the copy).
+    """
     eight = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8)).apply(
         np.round(np.clip(cv2.GaussianBlur(gray, (0, 0), 0.8), 0, 1) * 255).astype(np.uint8))
     keypoints, descriptors = cv2.SIFT_create(nfeatures=8000, contrastThreshold=0.01).detectAndCompute(eight, None)
@@ -229,7 +249,7 @@ def keypoint_proposals(gray: np.ndarray, min_offset: int, *, max_maps: int = 8) 
         return []
     matcher = cv2.BFMatcher(cv2.NORM_L2)
     points = np.float32([k.pt for k in keypoints])
-    sources, targets = [], []
+    pairs: set[tuple[int, int]] = set()
     for candidates in matcher.knnMatch(descriptors, descriptors, k=4):
         others = [c for c in candidates if c.trainIdx != c.queryIdx]
         for first, second in zip(others, others[1:], strict=False):
@@ -237,25 +257,36 @@ def keypoint_proposals(gray: np.ndarray, min_offset: int, *, max_maps: int = 8) 
                 break
             a, b = points[first.queryIdx], points[first.trainIdx]
             if np.hypot(*(b - a)) >= min_offset:
-                sources.append(a)
-                targets.append(b)
+                # one orientation per pair of keypoints: a match found from both ends counts once
+                pairs.add((min(first.queryIdx, first.trainIdx), max(first.queryIdx, first.trainIdx)))
             break
-    if len(sources) < 4:
+    if len(pairs) < min_inliers:
         return []
-    sources, targets = np.float32(sources), np.float32(targets)
-    displacement = np.round((targets - sources) / 12.0).astype(np.int32)
-    groups: dict[tuple[int, int], list[int]] = {}
-    for index, key in enumerate(map(tuple, displacement)):
-        groups.setdefault(key, []).append(index)
-    maps = []
-    for members in sorted(groups.values(), key=len, reverse=True)[:max_maps]:
-        if len(members) < 4:
+    index = np.array(sorted(pairs), np.int64)
+    # both orientations: a pair whose ends are listed in the other order than the copy's still fits the map
+    sources = np.concatenate([points[index[:, 0]], points[index[:, 1]]])
+    targets = np.concatenate([points[index[:, 1]], points[index[:, 0]]])
+    twin = np.concatenate([np.arange(len(index)) + len(index), np.arange(len(index))])
+    alive = np.ones(len(sources), bool)
+    maps: list[np.ndarray] = []
+    for _ in range(3 * max_maps):  # a rejected fit removes its pairs too; the cap bounds time on look-alikes
+        if len(maps) >= 2 * max_maps or alive.sum() < 2 * min_inliers:
             break
-        affine, inliers = cv2.estimateAffinePartial2D(sources[members], targets[members], method=cv2.RANSAC,
-                                                      ransacReprojThreshold=3.0)
-        if affine is not None and inliers is not None and inliers.sum() >= 4:
-            maps.append(affine)
-            maps.append(cv2.invertAffineTransform(affine))
+        live = np.flatnonzero(alive)
+        affine, inliers = cv2.estimateAffinePartial2D(sources[live], targets[live], method=cv2.RANSAC,
+                                                      ransacReprojThreshold=threshold, maxIters=4000,
+                                                      confidence=0.999, refineIters=10)
+        if affine is None or inliers is None or inliers.sum() < min_inliers:
+            break
+        members = live[inliers.ravel().astype(bool)]
+        alive[members] = False
+        alive[twin[members]] = False  # the same pairs read backwards follow the inverse map
+        zoom = float(np.sqrt(abs(np.linalg.det(affine[:, :2]))))
+        spread = np.ptp(sources[members], axis=0).max()
+        if not scale_range[0] <= zoom <= scale_range[1] or spread < min_offset:
+            continue
+        maps.append(affine)
+        maps.append(cv2.invertAffineTransform(affine))
     return maps
 
 
@@ -275,6 +306,7 @@ def copy_move(
     seam_margin: float = 0.15,
     min_grain: float = 0.5 / 255,
     min_log_scale: float = 0.18,
+    min_angle: float = 30.0,
 ) -> AnalysisResult:
     """Dense copy-move detection.
 
@@ -306,6 +338,9 @@ def copy_move(
     min_log_scale : float
         Keypoint-proposed maps that rescale by more than ``exp(min_log_scale)`` are checked at the pixels too
         (rescaled copies defeat the disc features).
+    min_angle : float
+        Keypoint-proposed maps that turn by more than this many degrees are checked at the pixels too (copies
+        turned on the print before scanning are often too far from their source in feature distance).
     """
     gray = to_gray_float(image)
     shape = gray.shape
@@ -346,7 +381,7 @@ def copy_move(
     disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius - 1, 2 * radius - 1))
     candidate = cv2.dilate(candidate.astype(np.uint8), disc).astype(bool)
     for same, twin_y, twin_x in _rescaled_copies(small, proposals, min_offset=min_offset, min_area=min_area,
-                                                 min_log_scale=min_log_scale):
+                                                 min_log_scale=min_log_scale, min_angle=min_angle):
         oy_f[same], ox_f[same] = twin_y[same], twin_x[same]
         candidate |= same
     count, labels, stats = _components(candidate, min_area)
@@ -458,7 +493,8 @@ def copy_move(
                 "min_offset_px": min_offset, "max_affine_residual": max_affine_residual,
                 "match_ratio": match_ratio, "min_area_fraction": min_area_fraction, "iterations": iterations,
                 "interpolation_margin": interpolation_margin, "seam_margin": seam_margin,
-                "min_grain": min_grain, "min_log_scale": min_log_scale},
+                "min_grain": min_grain, "min_log_scale": min_log_scale,
+                "min_angle": min_angle},
         summary=summary, explanation=EXPLANATION,
         details={"pairs": len(pairs), "keypoint_proposals": len(proposals) // 2, "copied_fraction": round(copied, 6),
                  "source_fraction": round(float(source_full.mean()), 6)},
