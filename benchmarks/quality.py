@@ -1,8 +1,9 @@
 """Detection quality on generated archive-style forgeries with exact ground truth.
 
 Runs every registered detector, their fusion, and ``compare`` over a generated set (seed fixed, size
-configurable) and writes Markdown tables to ``benchmarks/results/quality.md`` and into README.md between the
-``quality-table`` markers.
+configurable), and every detector over the untouched photographs the samples are made from, saved in six ways
+(their false-positive area outside the generator's world), and writes Markdown tables to
+``benchmarks/results/quality.md`` and into README.md between the ``quality-table`` markers.
 
     python -m benchmarks.quality [--per-method 30] [--size 768] [--seed 7] [--workers 2] [--no-readme]
 
@@ -32,10 +33,16 @@ from pathlib import Path
 
 import numpy as np
 
+from retouch.samples.sources import SOURCES
+
 ROOT = Path(__file__).resolve().parents[1]
 MANIPULATIONS = [("diffusion", "print"), ("exemplar", "print"), ("clone", "print"), ("airbrush", "print"),
                  ("pasteup", "print"), ("diffusion", "digital"), ("exemplar", "digital"), ("clone", "digital")]
 PAIR_EDITS = ["diffusion", "clone", "exemplar", "airbrush", "added", "none"]
+# Untouched photographs as they are, not generated archival scans: how each was saved (first and last JPEG
+# quality; None = not compressed at that step)
+PHOTO_SAVES = [("once, quality 75", None, 75), ("once, quality 90", None, 90), ("once, quality 95", None, 95),
+               ("twice, 65 then 92", 65, 92), ("twice, 80 then 90", 80, 90), ("PNG, never compressed", None, None)]
 
 
 def _single_case(task: tuple[str, str, int, int]) -> list[dict]:
@@ -60,6 +67,40 @@ def _single_case(task: tuple[str, str, int, int]) -> list[dict]:
             row.update(localisation_scores(result.heatmap, result.mask, case.mask))
         rows.append(row)
     return rows
+
+
+def _photo_case(task: tuple[str, str, int | None, int | None]) -> list[dict]:
+    """An untouched photograph of the sample sources, saved as ``PHOTO_SAVES`` says, through ``analyze``."""
+    from retouch.detect import detectors
+    from retouch.io import load_image_bytes
+    from retouch.pipeline import analyze_image
+    from retouch.samples.archive import encode
+    from retouch.samples.sources import load_source
+
+    source, save, first, last = task
+    pixels = load_source(source)
+    if first is not None:
+        pixels = encode(pixels, first)[0]
+    loaded = load_image_bytes(encode(pixels, last)[1], name=f"{source}.jpg")
+    run = analyze_image(loaded.pixels, jpeg_quantization=loaded.jpeg_quantization, detectors=list(detectors()),
+                        orientation=loaded.exif_orientation)
+    return [{"detector": result.method, "save": save, "source": source, "flagged": float(result.mask.mean())}
+            for result in [*run.results, run.fused]]
+
+
+def photo_table(rows: list[dict]) -> str:
+    """Mean area marked on untouched photographs, per detector and way of saving; the worst image in brackets."""
+    detectors = list(dict.fromkeys(r["detector"] for r in rows))
+    saves = list(dict.fromkeys(r["save"] for r in rows))
+    lines = ["| saved | n | " + " | ".join(detectors) + " |", "|---|---|" + "---|" * len(detectors)]
+    for save in saves:
+        cells = []
+        for detector in detectors:
+            flagged = [r["flagged"] for r in rows if r["save"] == save and r["detector"] == detector]
+            cells.append(f"{100 * np.mean(flagged):.2f} ({100 * max(flagged):.1f})")
+        count = len({r["source"] for r in rows if r["save"] == save})
+        lines.append(f"| {save} | {count} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def _pair_case(task: tuple[str, int, int]) -> dict:
@@ -162,9 +203,11 @@ def main() -> None:
     single_tasks = [(m, h, base + i, args.size) for m, h in MANIPULATIONS for i in range(args.per_method)]
     single_tasks += [("none", "print", base + 50_000 + i, args.size) for i in range(2 * args.per_method)]
     pair_tasks = [(edit, base + 80_000 + i, args.size) for edit in PAIR_EDITS for i in range(args.per_method)]
+    photo_tasks = [(source, save, first, last) for source in SOURCES for save, first, last in PHOTO_SAVES]
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
         single_rows = [row for rows in pool.map(_single_case, single_tasks, chunksize=2) for row in rows]
         pair_rows = list(pool.map(_pair_case, pair_tasks, chunksize=2))
+        photo_rows = [row for rows in pool.map(_photo_case, photo_tasks, chunksize=2) for row in rows]
     elapsed = time.time() - started
     conventions = __doc__.split("Conventions (also printed with the tables):")[1].strip()
     body = (f"Generated set: seed {args.seed}, prints {args.size} px on the longest side, {args.per_method} cases per "
@@ -173,6 +216,10 @@ def main() -> None:
             f"Command: `python -m benchmarks.quality --per-method {args.per_method} --size {args.size} "
             f"--seed {args.seed}`\n\n### Paired differencing (`retouch compare`)\n\n{pair_table(pair_rows)}\n\n"
             f"### Single-image detectors (`retouch analyze`)\n{single_tables(single_rows)}\n\n"
+            f"### Untouched photographs (not generated scans)\n\nPercent of the image marked by each detector's own "
+            f"decision on the {len(SOURCES)} photographs the samples are made from ({', '.join(SOURCES)}; digital "
+            f"photographs and scans of prints, untouched), saved in each way; mean over the photographs, the worst "
+            f"in brackets. Their own history before they were shipped is unknown.\n\n{photo_table(photo_rows)}\n\n"
             f"Conventions:\n\n{conventions}\n")
     out = ROOT / "benchmarks" / "results" / "quality.md"
     out.parent.mkdir(parents=True, exist_ok=True)
