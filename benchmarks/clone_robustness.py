@@ -33,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.quality import finite_median
+
 ROOT = Path(__file__).resolve().parents[1]
 BASELINE = {"angle": 0.0, "scale": 1.0, "jpeg": 90, "blur": 0.6}
 AXES: dict[str, tuple[str, list]] = {
@@ -89,11 +91,6 @@ def _case(task: tuple[dict | None, int, int]) -> dict:
     return row
 
 
-def _median(values: list[float]) -> float:
-    finite = [v for v in values if v == v]
-    return float(np.median(finite)) if finite else float("nan")
-
-
 def axis_table(axis: str, rows_by_key: dict[tuple, list[dict]]) -> str:
     title, values = AXES[axis]
     lines = [f"**{title}**\n", "| setting | n | F1 own | F1 best | pixel AUC | F1 own >= 0.5 | target marked | "
@@ -108,11 +105,11 @@ def axis_table(axis: str, rows_by_key: dict[tuple, list[dict]]) -> str:
         calls = [c for r in rows for c in r["calls"]]
         call_text = "/".join(str(calls.count(c)) for c in ("interpolation", "seam", "undecided"))
         lines.append(
-            f"| {label} | {len(rows)} | {_median([r['f1_fixed'] for r in rows]):.3f} | "
-            f"{_median([r['f1_best'] for r in rows]):.3f} | {_median([r['pixel_auc'] for r in rows]):.3f} | "
+            f"| {label} | {len(rows)} | {finite_median([r['f1_fixed'] for r in rows]):.3f} | "
+            f"{finite_median([r['f1_best'] for r in rows]):.3f} | {finite_median([r['pixel_auc'] for r in rows]):.3f} | "
             f"{np.mean([r['f1_fixed'] >= 0.5 for r in rows]):.2f} | "
-            f"{_median([r['target_marked'] for r in rows]):.2f} | "
-            f"{_median([r['source_marked'] for r in rows]):.2f} | "
+            f"{finite_median([r['target_marked'] for r in rows]):.2f} | "
+            f"{finite_median([r['source_marked'] for r in rows]):.2f} | "
             f"{sum(r['target_marked'] < 0.1 for r in rows)}/{len(rows)} | {call_text} | "
             f"{np.mean([r['seconds'] for r in rows]):.1f} |")
     return "\n".join(lines)

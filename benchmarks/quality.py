@@ -137,7 +137,11 @@ def _pair_case(task: tuple[str, int, int]) -> dict:
     return row
 
 
-def _median(values: list[float]) -> float:
+SCORE_KEYS = ("f1_fixed", "f1_best", "mcc", "pixel_auc")  # the per-image localisation scores, in table order
+
+
+def finite_median(values: list[float]) -> float:
+    """Median of the values that are not NaN (NaN when none is)."""
     finite = [v for v in values if v == v]
     return float(np.median(finite)) if finite else float("nan")
 
@@ -158,9 +162,9 @@ def single_tables(rows: list[dict]) -> str:
             chosen = [r for r in mine if r["manipulation"] == manipulation]
             scores = [r["score"] for r in chosen] + [r["score"] for r in negatives]
             labels = [1] * len(chosen) + [0] * len(negatives)
-            lines.append(f"| {manipulation} | {len(chosen)} | {_median([r['f1_fixed'] for r in chosen]):.3f} | "
-                         f"{_median([r['f1_best'] for r in chosen]):.3f} | {_median([r['mcc'] for r in chosen]):.3f} | "
-                         f"{_median([r['pixel_auc'] for r in chosen]):.3f} | {roc_auc(np.array(scores), np.array(labels)):.3f} |")
+            medians = [finite_median([r[key] for r in chosen]) for key in SCORE_KEYS]
+            lines.append(f"| {manipulation} | {len(chosen)} | " + " | ".join(f"{m:.3f}" for m in medians)
+                         + f" | {roc_auc(np.array(scores), np.array(labels)):.3f} |")
     return "\n".join(lines)
 
 
@@ -178,14 +182,14 @@ def pair_table(rows: list[dict]) -> str:
         kind_text = ", ".join(f"{k} {v}" for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])) or "-"
         errors = [r["registration_px"] for r in done]
         if edit == "none":
-            lines.append(f"| none | {len(chosen)} | {len(chosen) - len(done)} | {_median(errors):.2f} / "
+            lines.append(f"| none | {len(chosen)} | {len(chosen) - len(done)} | {finite_median(errors):.2f} / "
                          f"{max(errors, default=float('nan')):.2f} | - | - | - | - | "
                          f"{100 * np.mean([r['flagged'] for r in done]):.3f} % | - |")
             continue
-        lines.append(f"| {edit} | {len(chosen)} | {len(chosen) - len(done)} | {_median(errors):.2f} / "
-                     f"{max(errors, default=float('nan')):.2f} | {_median([r['f1_fixed'] for r in big]):.3f} | "
-                     f"{_median([r['f1_best'] for r in big]):.3f} | {_median([r['mcc'] for r in big]):.3f} | "
-                     f"{_median([r['pixel_auc'] for r in big]):.3f} | "
+        medians = [finite_median([r[key] for r in big]) for key in SCORE_KEYS]
+        scores = " | ".join(f"{m:.3f}" for m in medians)
+        lines.append(f"| {edit} | {len(chosen)} | {len(chosen) - len(done)} | {finite_median(errors):.2f} / "
+                     f"{max(errors, default=float('nan')):.2f} | {scores} | "
                      f"{100 * np.mean([r['flagged'] for r in done]):.2f} % | {kind_text} |")
     return "\n".join(lines)
 
@@ -210,16 +214,17 @@ def main() -> None:
         photo_rows = [row for rows in pool.map(_photo_case, photo_tasks, chunksize=2) for row in rows]
     elapsed = time.time() - started
     conventions = __doc__.split("Conventions (also printed with the tables):")[1].strip()
-    body = (f"Generated set: seed {args.seed}, prints {args.size} px on the longest side, {args.per_method} cases per "
-            f"manipulation, {2 * args.per_method} untouched scans, {len(pair_tasks)} pairs "
+    body = (f"Generated set: seed {args.seed}, prints {args.size} px on the longest side, {args.per_method} cases "
+            f"per manipulation, {2 * args.per_method} untouched scans, {len(pair_tasks)} pairs "
             f"({elapsed / 60:.1f} min on this machine).\n\n"
             f"Command: `python -m benchmarks.quality --per-method {args.per_method} --size {args.size} "
             f"--seed {args.seed}`\n\n### Paired differencing (`retouch compare`)\n\n{pair_table(pair_rows)}\n\n"
             f"### Single-image detectors (`retouch analyze`)\n{single_tables(single_rows)}\n\n"
-            f"### Untouched photographs (not generated scans)\n\nPercent of the image marked by each detector's own "
-            f"decision on the {len(SOURCES)} photographs the samples are made from ({', '.join(SOURCES)}; digital "
-            f"photographs and scans of prints, untouched), saved in each way; mean over the photographs, the worst "
-            f"in brackets. Their own history before they were shipped is unknown.\n\n{photo_table(photo_rows)}\n\n"
+            f"### Untouched photographs (not generated scans)\n\nPercent of the image marked by each detector's "
+            f"own decision on the {len(SOURCES)} photographs the samples are made from ({', '.join(SOURCES)}; "
+            f"digital photographs and scans of prints, untouched), saved in each way; mean over the photographs, "
+            f"the worst in brackets. Their own history before they were shipped is unknown.\n\n"
+            f"{photo_table(photo_rows)}\n\n"
             f"Conventions:\n\n{conventions}\n")
     out = ROOT / "benchmarks" / "results" / "quality.md"
     out.parent.mkdir(parents=True, exist_ok=True)
