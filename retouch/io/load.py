@@ -267,7 +267,7 @@ def load_image_bytes(
         try:
             image = Image.open(io.BytesIO(data))
         except Image.UnidentifiedImageError:
-            kind = _container(data)
+            kind = sniff_format(data[:SNIFF_BYTES])
             if kind:
                 raise InputError(
                     f"{label}: starts like a {kind} file but cannot be decoded (truncated or corrupt, or a variant "
@@ -352,17 +352,6 @@ def _jpeg_subsampling(image: Image.Image) -> str | None:
 
 class _NotFiniteError(ValueError):
     """A floating-point image holds NaN or infinite samples (no stretch can place them on a grey scale)."""
-
-
-_CONTAINER_SIGNATURES = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"II*\x00", "TIFF"),
-                         (b"MM\x00*", "TIFF"), (b"II+\x00", "TIFF"), (b"MM\x00+", "TIFF"), (b"BM", "BMP"))
-
-
-def _container(data: bytes) -> str | None:
-    """The format a file's first bytes claim, for a clearer error when the decoder cannot read it."""
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "WebP"
-    return next((name for signature, name in _CONTAINER_SIGNATURES if data.startswith(signature)), None)
 
 
 def _decode(image: Image.Image, data: bytes) -> tuple[np.ndarray, bool]:
