@@ -22,11 +22,10 @@ from typing import Any
 
 from retouch import __version__
 from retouch.errors import InputError
-from retouch.io import atomic_write_text
+from retouch.io import SNIFF_BYTES, atomic_write_text, sniff_format
 from retouch.requirements import require_output_folder
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp"}
-MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"II*\x00", b"MM\x00*", b"BM")
 RESULTS = "results.jsonl"
 SUMMARY = "summary.csv"
 
@@ -41,10 +40,10 @@ class BatchItem:
 def _looks_like_image(path: Path) -> bool:
     try:
         with open(path, "rb") as handle:
-            head = handle.read(16)
+            head = handle.read(SNIFF_BYTES)
     except OSError:
         return path.suffix.lower() in IMAGE_SUFFIXES
-    if head.startswith(MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
+    if sniff_format(head) is not None:
         return True
     # a file named like an image but not one is an item that will fail with a clear message
     return path.suffix.lower() in IMAGE_SUFFIXES

@@ -2,6 +2,7 @@
 
 from retouch.io.load import (
     DEFAULT_MAX_PIXELS,
+    SNIFF_BYTES,
     ImageHeader,
     LoadedImage,
     load_image,
@@ -21,6 +22,7 @@ from retouch.io.write import (
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
+    "SNIFF_BYTES",
     "ImageHeader",
     "LoadedImage",
     "atomic_write_bytes",
