@@ -39,7 +39,8 @@ class BodyTooLarge(StarletteHTTPException):
         super().__init__(status_code=413, detail=message, headers=CLOSE)
 
 
-def _megabytes(size: int) -> str:
+def megabytes(size: int) -> str:
+    """A byte count for messages: whole megabytes (MiB) from 1 MiB, else bytes."""
     return f"{size / (1024 * 1024):.0f} MB" if size >= 1024 * 1024 else f"{size} bytes"
 
 
@@ -55,17 +56,17 @@ class RequestGuard:
         config = self.settings
         if method == "POST" and path == "/v1/analyses":
             return config.max_upload_bytes + MULTIPART_ALLOWANCE, (
-                f"the {_megabytes(config.max_upload_bytes)} upload limit (RETOUCH_MAX_UPLOAD_BYTES)")
+                f"the {megabytes(config.max_upload_bytes)} upload limit (RETOUCH_MAX_UPLOAD_BYTES)")
         if method == "POST" and path == "/v1/comparisons":
             return 2 * config.max_upload_bytes + MULTIPART_ALLOWANCE, (
-                f"the upload limit of two files of {_megabytes(config.max_upload_bytes)} "
+                f"the upload limit of two files of {megabytes(config.max_upload_bytes)} "
                 "(RETOUCH_MAX_UPLOAD_BYTES)")
         if method == "POST" and path == "/v1/batches":
             return config.max_batch_upload_bytes + MULTIPART_ALLOWANCE, (
-                f"the {_megabytes(config.max_batch_upload_bytes)} batch upload limit "
+                f"the {megabytes(config.max_batch_upload_bytes)} batch upload limit "
                 "(RETOUCH_MAX_BATCH_UPLOAD_BYTES)")
         # no other route takes a body: anything beyond the framing allowance is refused
-        return MULTIPART_ALLOWANCE, f"the {_megabytes(MULTIPART_ALLOWANCE)} limit for this route"
+        return MULTIPART_ALLOWANCE, f"the {megabytes(MULTIPART_ALLOWANCE)} limit for this route"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -88,7 +89,7 @@ class RequestGuard:
                 return
             if int(declared) > limit:
                 await self._reject(scope, receive, send, 413, "upload_too_large",
-                                   f"the request body ({_megabytes(int(declared))}) is larger than {limit_text}; "
+                                   f"the request body ({megabytes(int(declared))}) is larger than {limit_text}; "
                                    "send fewer or smaller files")
                 return
         await self._forward_counting(scope, receive, send, limit, limit_text)

@@ -22,10 +22,10 @@ from fastapi import UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from api.errors import ApiError
+from api.guard import megabytes
 from api.settings import Settings
 from retouch.errors import ImageTooLargeError, InputError
-from retouch.io import load_image_bytes, probe_image, sniff_format
-from retouch.io.load import SNIFF_BYTES
+from retouch.io import SNIFF_BYTES, load_image_bytes, probe_image, sniff_format
 
 CHUNK = 1 << 20
 SUPPORTED = "JPEG, PNG, TIFF, WebP or BMP"
@@ -66,7 +66,7 @@ async def save_upload(upload: UploadFile, target: Path, settings: Settings, labe
             size += len(chunk)
             if size > settings.max_upload_bytes:
                 raise ApiError(413, "upload_too_large", f"{label}: larger than the "
-                               f"{settings.max_upload_bytes // (1024 * 1024)} MB upload limit")
+                               f"{megabytes(settings.max_upload_bytes)} upload limit")
             handle.write(chunk)
     if size == 0:
         raise ApiError(422, "empty_file", f"{label}: the uploaded file is empty")
