@@ -176,6 +176,19 @@ def decision_score(strength: np.ndarray, decided: np.ndarray, usable: np.ndarray
     return float(np.clip(0.5 * peak / threshold, 0.0, 0.49))
 
 
+def strength_to_heat(strength: np.ndarray, threshold: float) -> np.ndarray:
+    """Map block evidence (z) onto [0, 1]: 0.5 at the decision threshold, strictly increasing everywhere.
+
+    A logistic of width threshold / 4 (0.12 at half the threshold, 0.88 at 1.5 times it). An earlier linear ramp
+    from half the threshold tied every block below it at 0; since the threshold includes ``TAIL_MARGIN``, that
+    tie covered much of a weak edit's area: on 6 generated forgeries per kind, ELA's median pixel AUC was
+    0.73-0.91 with the ramp and 0.88-0.94 with this map. A strictly increasing map ranks pixels exactly as the
+    evidence does; the decisions and image scores do not depend on it.
+    """
+    scaled = (np.asarray(strength, np.float32) - np.float32(threshold)) * np.float32(4.0 / max(threshold, 1e-6))
+    return (1.0 / (1.0 + np.exp(-np.clip(scaled, -30.0, 30.0)))).astype(np.float32)
+
+
 def blocks_to_image(values: np.ndarray, block: int, shape: tuple[int, int], *, smooth: bool) -> np.ndarray:
     """Blow a block map up to the full image (edge tiles replicate the last block)."""
     rows, cols = values.shape

@@ -42,6 +42,7 @@ from retouch.detect._blocks import (
     decision_threshold,
     pooled_z,
     standardise,
+    strength_to_heat,
 )
 from retouch.detect._recompress import recompression_error
 from retouch.detect.registry import register
@@ -171,7 +172,7 @@ def error_level_analysis(
     low_mask = block_decision(low, threshold, min_blocks=4)
     mask_blocks = (high_mask | low_mask) & usable
     strength = np.maximum(high, low)
-    heat_blocks = np.clip((strength - 0.5 * threshold) / threshold, 0.0, 1.0)
+    heat_blocks = strength_to_heat(strength, threshold)
     score = decision_score(strength, mask_blocks, usable, threshold)
     if mask_blocks.any():
         summary = (f"Error levels unusual for their content in {100 * mask_blocks.mean():.2f} % of the image "

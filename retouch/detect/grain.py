@@ -42,6 +42,7 @@ from retouch.detect._blocks import (
     decision_threshold,
     pooled_z,
     standardise,
+    strength_to_heat,
 )
 from retouch.detect.registry import register
 from retouch.imaging import to_gray_float
@@ -162,7 +163,7 @@ def grain_consistency(
     high_mask = block_decision(high, threshold, min_blocks=min_blocks)
     mask_blocks = (low_mask | high_mask) & usable
     strength = np.maximum(low, high)
-    heat_blocks = np.clip((strength - 0.5 * threshold) / threshold, 0.0, 1.0)
+    heat_blocks = strength_to_heat(strength, threshold)
     score = decision_score(strength, mask_blocks, usable, threshold)
     low_count = int(low_mask.sum())
     high_count = int(high_mask.sum())

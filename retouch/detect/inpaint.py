@@ -47,6 +47,7 @@ from retouch.detect._blocks import (
     decision_threshold,
     pooled_z,
     standardise,
+    strength_to_heat,
 )
 from retouch.detect._patchmatch import patchmatch, raw_patch_features, reduce_features
 from retouch.detect.registry import register
@@ -141,7 +142,7 @@ def inpainting_traces(
     diffusion_mask = block_decision(diffusion, threshold, min_blocks=4)
     mask_blocks = exemplar_mask | diffusion_mask
     strength = np.maximum(exemplar, diffusion)
-    heat = np.clip((strength - 0.5 * threshold) / threshold, 0.0, 1.0)
+    heat = strength_to_heat(strength, threshold)
     score = decision_score(strength, mask_blocks, usable, threshold)
     small_result = block_result(
         "inpaint", heat_blocks=heat, mask_blocks=mask_blocks, block=block, shape=gray.shape,

@@ -43,6 +43,7 @@ from retouch.detect._blocks import (
     decision_score,
     pooled_z,
     standardise,
+    strength_to_heat,
 )
 from retouch.detect._recompress import recompression_error
 from retouch.detect.registry import register
@@ -219,7 +220,7 @@ def jpeg_traces(
     for blocks in kinds.values():
         mask_blocks |= blocks
     mask_blocks &= usable
-    heat = np.clip((strength - 0.5 * threshold) / threshold, 0.0, 1.0)
+    heat = strength_to_heat(strength, threshold)
     score = decision_score(strength, mask_blocks, usable, threshold)
     quality_note = ""
     if "quality_estimate" in details:
