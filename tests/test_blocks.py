@@ -52,3 +52,56 @@ def test_ela_recompression_in_parallel_strips_equals_the_whole_image(shape, monk
     gray = cv2.GaussianBlur(rng.integers(0, 256, shape, dtype=np.uint8), (0, 0), 1.0)
     monkeypatch.setattr(cv2, "getNumThreads", lambda: 4)  # four strips whatever this machine has
     np.testing.assert_array_equal(recompression_error(gray, 90), _strip_error(gray, 90))
+
+
+def test_median_and_sorted_quantiles_give_numpys_bits() -> None:
+    from retouch.detect._blocks import median, sorted_quantiles
+
+    rng = np.random.default_rng(7)
+    for size in [*range(1, 40), 1000, 6144, 6145]:
+        for dtype in (np.float32, np.float64):
+            spread = rng.normal(size=size).astype(dtype)
+            ties = np.round(spread)  # repeated values and signed zeros: numpy's partition order matters
+            zeros = (spread * 0.0).astype(dtype)
+            for values in (spread, ties, zeros):
+                expected, found = np.median(values), median(values)
+                assert found.dtype == expected.dtype and found.tobytes() == expected.tobytes()
+                for quantiles in (np.linspace(0, 1, 13)[1:-1], np.array([0.0, 0.4, 1.0])):
+                    ordered = np.sort(values)
+                    found, expected = sorted_quantiles(ordered, quantiles), np.quantile(ordered, quantiles)
+                    # equal values (numpy's partition may pick -0.0 for 0.0; the edges are only compared with)
+                    assert found.dtype == expected.dtype and np.array_equal(found, expected)
+    with_nan = np.array([1.0, np.nan, 3.0], np.float32)
+    assert np.isnan(median(with_nan))
+
+
+def test_block_mask_blown_up_sparsely_equals_the_whole_map() -> None:
+    from retouch.detect._blocks import _blow_up, blocks_to_image
+
+    rng = np.random.default_rng(5)
+    for _ in range(300):
+        rows, cols = (int(v) for v in rng.integers(1, 9, 2))
+        block = int(rng.choice([1, 8, 16, 24]))
+        flags = rng.random((rows, cols)) < rng.choice([0.0, 0.05, 0.3, 1.0])
+        shape = (rows * block + int(rng.integers(0, block)), cols * block + int(rng.integers(0, 2 * block)))
+        np.testing.assert_array_equal(blocks_to_image(flags, block, shape, smooth=False),
+                                      _blow_up(flags, block, shape, smooth=False))
+
+
+def test_strips_run_in_the_shared_pool_and_report_errors() -> None:
+    from retouch.imaging import for_each_strip
+
+    seen: list[tuple[int, int]] = []
+
+    def nested(top: int, bottom: int) -> None:  # a strip that itself works in strips must not wait on the pool
+        for_each_strip(lambda a, b: seen.append((a, b)), [top, (top + bottom) // 2, bottom])
+
+    for_each_strip(nested, [0, 10, 20, 30, 40])
+    assert sorted(seen) == [(0, 5), (5, 10), (10, 15), (15, 20), (20, 25), (25, 30), (30, 35), (35, 40)]
+
+    def failing(top: int, bottom: int) -> None:
+        if top == 20:
+            raise RuntimeError("strip failed")
+
+    with pytest.raises(RuntimeError, match="strip failed"):
+        for_each_strip(failing, [0, 10, 20, 30])

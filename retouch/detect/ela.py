@@ -40,6 +40,7 @@ from retouch.detect._blocks import (
     block_result,
     decision_score,
     decision_threshold,
+    median,
     pooled_z,
     standardise,
     strength_to_heat,
@@ -103,7 +104,7 @@ def _non_reproducing_error(gray: np.ndarray, quality: int, usable: np.ndarray, b
         used = max(20, quality - 10 * attempt)
         error = block_mean(recompression_error(gray, used), block)
         # block means of 8-bit differences: below half a level in 64 pixels, the block is unchanged
-        if float(np.median(error[usable])) >= 0.5 / (block * block) or used == 20:
+        if float(median(error[usable])) >= 0.5 / (block * block) or used == 20:
             break
     return used, error
 
@@ -166,7 +167,7 @@ def error_level_analysis(
         z[~usable] = 0.0
         high = np.maximum(high, standardise(pooled_z(z, 1), usable))
         low = np.maximum(low, standardise(pooled_z(-z, 1), usable))
-        levels[q] = round(float(np.exp(np.median(error))), 4)
+        levels[q] = round(float(np.exp(median(error))), 4)
     threshold = decision_threshold(int(usable.sum()) * 2 * len(qualities), false_alarms)
     high_mask = block_decision(high, threshold, min_blocks=4)
     low_mask = block_decision(low, threshold, min_blocks=4)

@@ -40,6 +40,7 @@ from retouch.detect._blocks import (
     block_result,
     decision_score,
     decision_threshold,
+    median,
     pooled_z,
     standardise,
     strength_to_heat,
@@ -179,6 +180,6 @@ def grain_consistency(
                 "threshold_z": round(threshold, 3)},
         summary=summary, explanation=EXPLANATION,
         details={"blocks_tested": int(usable.sum()), "blocks_low": low_count, "blocks_high": high_count,
-                 "noise_level_median": round(float(np.exp(np.median(expected))), 6)},
+                 "noise_level_median": round(float(np.exp(median(expected))), 6)},
         min_area=min_blocks * block * block,
     )
