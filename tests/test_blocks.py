@@ -105,3 +105,26 @@ def test_strips_run_in_the_shared_pool_and_report_errors() -> None:
 
     with pytest.raises(RuntimeError, match="strip failed"):
         for_each_strip(failing, [0, 10, 20, 30])
+
+
+@pytest.mark.parametrize("shape", [(203, 150), (64, 77), (1100, 90)])
+@pytest.mark.parametrize("block", [8, 16, 24])
+def test_grain_measures_in_bands_equal_the_whole_image(shape: tuple[int, int], block: int, monkeypatch) -> None:
+    # bands of one block row each, in up to four threads, against one band holding the whole image
+    import cv2
+
+    from retouch.detect._blocks import block_mean
+    from retouch.detect.grain import _block_measures, _structure_energy
+
+    monkeypatch.setattr(cv2, "getNumThreads", lambda: 4)
+    rng = np.random.default_rng(2)
+    eight = cv2.GaussianBlur(rng.integers(0, 256, shape, dtype=np.uint8), (0, 0), 0.8)
+    eight[30:70, 20:60] = 255  # clipped, with hard edges across band boundaries
+    whole = {"structure": block_mean(_structure_energy(eight), block), "brightness": block_mean(eight, block),
+             "residual": block_mean(cv2.absdiff(eight, cv2.medianBlur(cv2.medianBlur(eight, 5), 5)), block),
+             "unclipped": block_mean(cv2.inRange(eight, 4, 251), block)}
+    for band_pixels in (1, 1 << 30):
+        banded = _block_measures(eight, block, band_pixels=band_pixels)
+        assert banded.keys() == whole.keys()
+        for name in whole:
+            np.testing.assert_array_equal(banded[name], whole[name])
