@@ -46,16 +46,19 @@ def test_ela_content_blocks_in_bands_equal_the_whole_image(shape: tuple[int, int
 def test_ela_recompression_in_parallel_strips_equals_the_whole_image(shape, monkeypatch) -> None:
     import cv2
 
-    from retouch.detect._recompress import _strip_error, recompression_error
+    from retouch.detect._recompress import _strip_error, recompression_block_error, recompression_error
 
     rng = np.random.default_rng(3)
     gray = cv2.GaussianBlur(rng.integers(0, 256, shape, dtype=np.uint8), (0, 0), 1.0)
     monkeypatch.setattr(cv2, "getNumThreads", lambda: 4)  # four strips whatever this machine has
     np.testing.assert_array_equal(recompression_error(gray, 90), _strip_error(gray, 90))
+    for block in (8, 12, 16):
+        np.testing.assert_array_equal(recompression_block_error(gray, 90, block),
+                                      block_mean(_strip_error(gray, 90), block))
 
 
 def test_median_and_sorted_quantiles_give_numpys_bits() -> None:
-    from retouch.detect._blocks import median, sorted_quantiles
+    from retouch.detect._blocks import median, percentile, sorted_quantiles
 
     rng = np.random.default_rng(7)
     for size in [*range(1, 40), 1000, 6144, 6145]:
@@ -66,6 +69,9 @@ def test_median_and_sorted_quantiles_give_numpys_bits() -> None:
             for values in (spread, ties, zeros):
                 expected, found = np.median(values), median(values)
                 assert found.dtype == expected.dtype and found.tobytes() == expected.tobytes()
+                for q in (0, 12.5, 40, 50.0, 100):
+                    expected, found = np.percentile(values, q), percentile(values, q)
+                    assert found.dtype == expected.dtype and found.tobytes() == expected.tobytes()
                 for quantiles in (np.linspace(0, 1, 13)[1:-1], np.array([0.0, 0.4, 1.0])):
                     ordered = np.sort(values)
                     found, expected = sorted_quantiles(ordered, quantiles), np.quantile(ordered, quantiles)

@@ -73,6 +73,28 @@ def median(values: np.ndarray) -> np.floating:
     return (part[middle - 1] + part[middle] + 0.0) / 2 if even else part[middle] + 0.0
 
 
+def percentile(values: np.ndarray, q: float) -> np.floating:
+    """``np.percentile(values, q)`` for a Python number ``q`` (linear method) of NaN-free float values, by numpy's
+    own partition and arithmetic (a weak scalar ``q``: the interpolation stays in the values' dtype), so the
+    same bits, without its 0.1 ms of dispatch."""
+    flat = values.ravel()
+    last = flat.size - 1
+    if last < 0:
+        return np.percentile(flat, q)  # NaN, with numpy's warning
+    virtual = last * (q / 100)
+    previous = math.floor(virtual)
+    following = previous + 1
+    if virtual >= last:
+        previous = following = -1
+    elif virtual < 0:
+        previous = following = 0
+    gamma = virtual - previous
+    part = np.partition(flat, sorted({0, -1, previous, following}))
+    low, high = part[previous], part[following]
+    step = high - low
+    return high - step * (1 - gamma) if gamma >= 0.5 else low + step * gamma
+
+
 def sorted_quantiles(ordered: np.ndarray, quantiles: np.ndarray) -> np.ndarray:
     """``np.quantile(ordered, quantiles)`` (linear method, float64 ``quantiles``) of an ascending, NaN-free 1-D
     array, by numpy's own steps (virtual index, neighbours, two-sided lerp), so to the same bits; numpy's per-call
@@ -144,7 +166,7 @@ def binned_reference(values: np.ndarray, covariate: np.ndarray, eligible: np.nda
     mad = _grouped_quantile(np.abs(eligible_values - bin_median[eligible_index]), eligible_index, counts, 50.0)
     enough = counts >= min_count
     if not enough.all():  # sparse bins borrow the overall figure
-        centre = np.where(enough, centre, float(np.percentile(eligible_values, quantile)))
+        centre = np.where(enough, centre, float(percentile(eligible_values, quantile)))
     spread = np.where(enough, 1.4826 * mad + 1e-6, overall_spread)
     spread = np.maximum(spread, 0.5 * overall_spread)
     return centre[index], spread[index]

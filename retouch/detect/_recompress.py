@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 
+from retouch.detect._blocks import block_mean
 from retouch.imaging import for_each_strip, strip_workers
 
 
@@ -25,6 +28,23 @@ def recompression_error(gray: np.ndarray, quality: int) -> np.ndarray:
 
     for_each_strip(recompress, cuts)
     return error
+
+
+def recompression_block_error(gray: np.ndarray, quality: int, block: int) -> np.ndarray:
+    """``block_mean(recompression_error(gray, quality), block)``, each strip averaged in its own thread as soon
+    as it is recompressed (strips are cut on both the JPEG grid and the block grid)."""
+    rows = gray.shape[0]
+    unit = math.lcm(8, block)
+    parts = strip_workers(rows)
+    cuts = [0, *[(rows * k // parts) // unit * unit for k in range(1, parts)], rows]
+    means = np.empty((rows // block, gray.shape[1] // block), np.float32)
+
+    def recompress(top: int, bottom: int) -> None:
+        strip = block_mean(_strip_error(gray[top:bottom], quality), block)
+        means[top // block: top // block + strip.shape[0]] = strip
+
+    for_each_strip(recompress, cuts)
+    return means
 
 
 def _strip_error(gray: np.ndarray, quality: int) -> np.ndarray:

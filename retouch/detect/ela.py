@@ -45,7 +45,7 @@ from retouch.detect._blocks import (
     standardise,
     strength_to_heat,
 )
-from retouch.detect._recompress import recompression_error
+from retouch.detect._recompress import recompression_block_error
 from retouch.detect.registry import register
 from retouch.imaging import for_each_strip, strip_workers, to_uint8
 from retouch.result import AnalysisResult
@@ -74,6 +74,7 @@ def _content_blocks(gray: np.ndarray, block: int, *, band_pixels: int = 1 << 18
     height, width = gray.shape
     rows, cols = height // block, width // block
     texture = np.empty((rows, cols), np.float32)
+    brightness = np.empty((rows, cols), np.float32)
     peak_impulse = np.empty((rows, cols), np.uint8)
     step = max(1, band_pixels // max(width * block, 1))
 
@@ -88,11 +89,12 @@ def _content_blocks(gray: np.ndarray, block: int, *, band_pixels: int = 1 << 18
             dx = cv2.Sobel(band, cv2.CV_32F, 1, 0)
             magnitude = cv2.magnitude(dx, cv2.Sobel(band, cv2.CV_32F, 0, 1), dx)
             texture[first:last] = block_mean(magnitude[inner], block)
+            brightness[first:last] = block_mean(band[inner], block)
             peak_impulse[first:last] = block_max(cv2.absdiff(band, cv2.medianBlur(band, 3))[inner], block)
 
     parts = strip_workers(height)
     for_each_strip(bands, [rows * k // parts for k in range(parts + 1)])
-    return texture / 255.0, block_mean(gray, block) / 255.0, peak_impulse
+    return texture / 255.0, brightness / 255.0, peak_impulse
 
 
 def _non_reproducing_error(gray: np.ndarray, quality: int, usable: np.ndarray, block: int
@@ -102,7 +104,7 @@ def _non_reproducing_error(gray: np.ndarray, quality: int, usable: np.ndarray, b
     20 at most three times)."""
     for attempt in range(4):
         used = max(20, quality - 10 * attempt)
-        error = block_mean(recompression_error(gray, used), block)
+        error = recompression_block_error(gray, used, block)
         # block means of 8-bit differences: below half a level in 64 pixels, the block is unchanged
         if float(median(error[usable])) >= 0.5 / (block * block) or used == 20:
             break
@@ -151,8 +153,8 @@ def error_level_analysis(
     covariate = np.log(texture + 1e-3) + 0.5 * brightness  # texture dominates; brightness splits ties
     qualities: list[int] = []
     reproducing: list[int] = []
-    high = np.full(texture.shape, -np.inf, np.float32)
-    low = np.full(texture.shape, -np.inf, np.float32)
+    high: np.ndarray | None = None  # per block, the strongest evidence over the qualities used
+    low: np.ndarray | None = None
     levels = {}
     for asked in dict.fromkeys([int(quality), *[int(q) for q in sweep]]):
         q, raw_error = _non_reproducing_error(gray, asked, usable, block)
@@ -165,9 +167,11 @@ def error_level_analysis(
         expected, spread = binned_reference(error, covariate, usable, bins=12)
         z = np.clip((error - expected) / spread, -6, 6)
         z[~usable] = 0.0
-        high = np.maximum(high, standardise(pooled_z(z, 1), usable))
-        low = np.maximum(low, standardise(pooled_z(-z, 1), usable))
+        high_here, low_here = standardise(pooled_z(z, 1), usable), standardise(pooled_z(-z, 1), usable)
+        high = high_here if high is None else np.maximum(high, high_here)
+        low = low_here if low is None else np.maximum(low, low_here)
         levels[q] = round(float(np.exp(median(error))), 4)
+    assert high is not None and low is not None  # the first quality asked is always used
     threshold = decision_threshold(int(usable.sum()) * 2 * len(qualities), false_alarms)
     high_mask = block_decision(high, threshold, min_blocks=4)
     low_mask = block_decision(low, threshold, min_blocks=4)

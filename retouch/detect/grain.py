@@ -41,6 +41,7 @@ from retouch.detect._blocks import (
     decision_score,
     decision_threshold,
     median,
+    percentile,
     pooled_z,
     standardise,
     strength_to_heat,
@@ -190,7 +191,7 @@ def grain_consistency(
         return AnalysisResult.skipped_result(
             "grain", shape, NOTHING_TO_JUDGE, explanation=EXPLANATION,
             params={"block": block, "false_alarms": false_alarms, "pool_radius": pool_radius})
-    flat = usable & (structure <= np.percentile(structure[usable], 40))
+    flat = usable & (structure <= percentile(structure[usable], 40))
     expected, spread = binned_reference(grain, brightness, flat, bins=10)
     z = (grain - expected) / spread
     z[clipped] = 0.0
