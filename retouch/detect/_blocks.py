@@ -55,22 +55,20 @@ def _block_mean_u8(cropped: np.ndarray, block: int) -> np.ndarray:
 
 
 def median(values: np.ndarray) -> np.floating:
-    """``np.median(values)`` of float values, by the same partition and arithmetic, so the same bits and dtype:
-    numpy's checks and dispatch cost several times the partition itself on the few thousand blocks of a small
-    image."""
+    """``np.median(values)`` of float values, to the same bits and dtype: numpy's checks and dispatch, and its
+    partition around three indices, cost twice this on the few thousand blocks of a small image."""
     flat = values.ravel()
     middle = flat.size // 2
-    even = flat.size % 2 == 0
     if flat.size == 0:
         return np.median(flat)  # NaN, with numpy's warning
-    # numpy's own partition indices, the last one included (its NaN check): ties, signed zeros included, end up
-    # where numpy puts them
-    part = np.partition(flat, [middle - 1, middle, -1] if even else [middle, -1])
-    if np.isnan(part[-1]):
+    part = np.partition(flat, middle)
+    if np.isnan(part[middle:].max()):  # NaN sorts last, so any is here; numpy's median is then NaN
         return np.median(flat)
-    # numpy takes the mean of the middle one or two, summed onto 0.0 (a -0.0 median comes out as 0.0), in their
-    # dtype
-    return (part[middle - 1] + part[middle] + 0.0) / 2 if even else part[middle] + 0.0
+    # numpy takes the mean of the middle one or two values, summed onto 0.0 (a -0.0 median comes out as 0.0),
+    # in their dtype; the lower middle value is the largest below the partition point
+    if flat.size % 2:
+        return part[middle] + 0.0
+    return (part[:middle].max() + part[middle] + 0.0) / 2
 
 
 def percentile(values: np.ndarray, q: float) -> np.floating:
@@ -311,10 +309,10 @@ def block_regions(blocks: np.ndarray, heatmap: np.ndarray, block: int, *, kind: 
     grows with the number of blocks, not pixels: on a 24-megapixel scan the full-size labelling cost seconds.
     Each region's score is the mean of ``heatmap`` over its pixels, as for every other detector.
     """
+    if not blocks.any():  # often one of a detector's kinds: no labelling
+        return []
     height, width = heatmap.shape
     count, labels, stats, _ = cv2.connectedComponentsWithStats(blocks.astype(np.uint8), connectivity=8)
-    if count <= 1:
-        return []
     rows, cols = blocks.shape
     # pixel extent of every block row and column; the last ones take the partial tiles at the border
     row_end = np.minimum((np.arange(rows) + 1) * block, height)
