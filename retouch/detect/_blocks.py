@@ -151,7 +151,7 @@ def binned_reference(values: np.ndarray, covariate: np.ndarray, eligible: np.nda
     # of them, cheaper than numpy's repeated partitioning
     edges = sorted_quantiles(np.sort(pool), np.linspace(0, 1, bins + 1)[1:-1])
     # the bin of each block, as searchsorted(edges, covariate, side="right") counts it, by one comparison per edge
-    # counted in bytes (bins < 256), an eighth of the memory traffic of intp counts on a 12-megapixel image's blocks
+    # counted in bytes (bins < 256): an eighth of the memory traffic of intp counts on a 12 MP image's blocks
     index = np.zeros(covariate.shape, np.uint8 if bins < 256 else np.intp)
     for edge in edges:
         index += covariate >= edge

@@ -97,8 +97,9 @@ def _block_measures(eight: np.ndarray, block: int, *, residual: bool = True, ban
     (4..251), all in 8-bit units.
 
     Worked through in bands of whole block rows, each with a ``_HALO``-row margin for the filters, so the
-    intermediate images stay in cache, and strips of bands run in parallel threads (a third of the time on a
-    0.5-megapixel image on two cores); the per-pixel values are those of the whole-image filters.
+    intermediate images stay in cache, and strips of bands run in parallel threads (the two medians, the largest
+    per-pixel cost, were single-threaded as whole-image calls); the per-pixel values are those of the
+    whole-image filters.
     """
     height, width = eight.shape
     rows, cols = height // block, width // block
