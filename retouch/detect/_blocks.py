@@ -54,66 +54,6 @@ def _block_mean_u8(cropped: np.ndarray, block: int) -> np.ndarray:
     return (sums * (1.0 / (block * block))).astype(np.float32)
 
 
-def median(values: np.ndarray) -> np.floating:
-    """``np.median(values)`` of float values, to the same bits and dtype: numpy's checks and dispatch, and its
-    partition around three indices, cost twice this on the few thousand blocks of a small image."""
-    flat = values.ravel()
-    middle = flat.size // 2
-    if flat.size == 0:
-        return np.median(flat)  # NaN, with numpy's warning
-    part = np.partition(flat, middle)
-    if np.isnan(part[middle:].max()):  # NaN sorts last, so any is here; numpy's median is then NaN
-        return np.median(flat)
-    # numpy takes the mean of the middle one or two values, summed onto 0.0 (a -0.0 median comes out as 0.0),
-    # in their dtype; the lower middle value is the largest below the partition point
-    if flat.size % 2:
-        return part[middle] + 0.0
-    return (part[:middle].max() + part[middle] + 0.0) / 2
-
-
-def percentile(values: np.ndarray, q: float) -> np.floating:
-    """``np.percentile(values, q)`` for a Python number ``q`` (linear method) of NaN-free float values, by numpy's
-    own partition and arithmetic (a weak scalar ``q``: the interpolation stays in the values' dtype), so the
-    same bits, without its 0.1 ms of dispatch."""
-    flat = values.ravel()
-    last = flat.size - 1
-    if last < 0:
-        return np.percentile(flat, q)  # NaN, with numpy's warning
-    virtual = last * (q / 100)
-    previous = math.floor(virtual)
-    following = previous + 1
-    if virtual >= last:
-        previous = following = -1
-    elif virtual < 0:
-        previous = following = 0
-    gamma = virtual - previous
-    part = np.partition(flat, sorted({0, -1, previous, following}))
-    low, high = part[previous], part[following]
-    step = high - low
-    return high - step * (1 - gamma) if gamma >= 0.5 else low + step * gamma
-
-
-def sorted_quantiles(ordered: np.ndarray, quantiles: np.ndarray) -> np.ndarray:
-    """``np.quantile(ordered, quantiles)`` (linear method, float64 ``quantiles``) of an ascending, NaN-free 1-D
-    array, by numpy's own steps (virtual index, neighbours, two-sided lerp), so to the same bits; numpy's per-call
-    overhead was 0.2 ms, ten times the sort of a 0.5-megapixel image's blocks."""
-    last = ordered.size - 1
-    virtual = last * quantiles
-    previous = np.floor(virtual)
-    following = previous + 1
-    beyond = virtual >= last  # numpy takes the last value there
-    previous[beyond] = -1
-    following[beyond] = -1
-    previous[virtual < 0] = following[virtual < 0] = 0
-    previous, following = previous.astype(np.intp), following.astype(np.intp)
-    gamma = virtual - previous
-    low, high = ordered[previous], ordered[following]
-    step = high - low
-    result = low + step * gamma
-    np.subtract(high, step * (1 - gamma), out=result, where=gamma >= 0.5)
-    return result
-
-
 def _grouped_quantile(values: np.ndarray, groups: np.ndarray, counts: np.ndarray, quantile: float) -> np.ndarray:
     """``np.percentile(values[groups == g], quantile)`` (linear interpolation) for every group g; NaN-free, 0 for
     empty groups. ``counts`` is ``np.bincount(groups)``."""
@@ -149,7 +89,7 @@ def binned_reference(values: np.ndarray, covariate: np.ndarray, eligible: np.nda
         pool = covariate[eligible]
     # quantiles depend on the order statistics only: selecting them from a sorted copy is exact and, with eleven
     # of them, cheaper than numpy's repeated partitioning
-    edges = sorted_quantiles(np.sort(pool), np.linspace(0, 1, bins + 1)[1:-1])
+    edges = np.quantile(np.sort(pool), np.linspace(0, 1, bins + 1)[1:-1])
     # the bin of each block, as searchsorted(edges, covariate, side="right") counts it, by one comparison per edge
     # counted in bytes (bins < 256): an eighth of the memory traffic of intp counts on a 12 MP image's blocks
     index = np.zeros(covariate.shape, np.uint8 if bins < 256 else np.intp)
@@ -157,7 +97,7 @@ def binned_reference(values: np.ndarray, covariate: np.ndarray, eligible: np.nda
         index += covariate >= edge
     eligible_index = index[eligible]
     eligible_values = values[eligible]
-    overall_spread = float(1.4826 * median(np.abs(eligible_values - median(eligible_values)))) + 1e-6
+    overall_spread = float(1.4826 * np.median(np.abs(eligible_values - np.median(eligible_values)))) + 1e-6
     # every bin's quantile, median and MAD at once from one sort by (bin, value): no Python loop over bins
     counts = np.bincount(eligible_index, minlength=bins)[:bins]
     centre = _grouped_quantile(eligible_values, eligible_index, counts, quantile)
@@ -165,7 +105,7 @@ def binned_reference(values: np.ndarray, covariate: np.ndarray, eligible: np.nda
     mad = _grouped_quantile(np.abs(eligible_values - bin_median[eligible_index]), eligible_index, counts, 50.0)
     enough = counts >= min_count
     if not enough.all():  # sparse bins borrow the overall figure
-        centre = np.where(enough, centre, float(percentile(eligible_values, quantile)))
+        centre = np.where(enough, centre, float(np.percentile(eligible_values, quantile)))
     spread = np.where(enough, 1.4826 * mad + 1e-6, overall_spread)
     spread = np.maximum(spread, 0.5 * overall_spread)
     return centre[index], spread[index]
@@ -210,8 +150,8 @@ def standardise(values: np.ndarray, where: np.ndarray) -> np.ndarray:
     sample = values[where]
     if sample.size == 0:
         sample = values.ravel()
-    centre = median(sample)
-    spread = float(1.4826 * median(np.abs(sample - centre))) + 1e-6
+    centre = float(np.median(sample))
+    spread = float(1.4826 * np.median(np.abs(sample - centre))) + 1e-6
     return (values - centre) / spread
 
 
