@@ -1,15 +1,17 @@
 """Robustness of the ``clone`` (copy-move) detector to the transformations it promises to tolerate.
 
 The promise: "Tolerant to film grain, mild blur and JPEG at quality >= 80, and to rotation and scaling of the
-copied region." Clone stamps are made on the print before scanning (``history="print"``), then scanned. One axis
-is varied at a time from a baseline (stamp turned 0 degrees, scale 1; scan blur 0.6, JPEG quality 90, every
-other ``ScanStyle`` field at its default): the stamp's rotation, the stamp's scale, the scan's JPEG quality and
-the scanner's blur. Every setting uses the same seeds, so the photograph, print, figure removed and scan noise
-are the same across a table and only the varied quantity changes (the stamp's source position is drawn anew
-for each geometry, to keep the turned or rescaled block inside the picture). The detector runs as
-``retouch analyze --detectors clone`` does (file bytes decoded by the loader, then ``analyze_image``).
+copied region." Clone stamps are made on the print before scanning (``history="print"``), then scanned. One axis is
+varied at a time from a baseline (stamp turned 0 degrees, scale 1; scan blur 0.6, JPEG quality 90, every other
+``ScanStyle`` field at its default): the stamp's rotation, the stamp's scale, the scan's JPEG quality, the
+scanner's blur, and a stamp flipped left to right (at a few angles and scales). Every setting uses the same seeds,
+so the photograph, print, figure removed and scan noise are the same across a table and only the varied quantity
+changes (the stamp's source position is drawn anew for each geometry, to keep the turned or rescaled block inside
+the picture). The detector runs as ``retouch analyze --detectors clone`` does (file bytes decoded by the loader,
+then ``analyze_image``).
 
     python -m benchmarks.clone_robustness [--per-setting 10] [--authentic 40] [--size 768] [--seed 9] [--workers 1]
+        [--axes angle,scale,jpeg,blur,mirror]
 
 Conventions (also written with the tables):
 - Per case, against the ground-truth mask of changed pixels (the stamped target only); then the median over cases.
@@ -36,17 +38,27 @@ import numpy as np
 from benchmarks.quality import finite_median
 
 ROOT = Path(__file__).resolve().parents[1]
-BASELINE = {"angle": 0.0, "scale": 1.0, "jpeg": 90, "blur": 0.6}
+BASELINE = {"angle": 0.0, "scale": 1.0, "jpeg": 90, "blur": 0.6, "mirror": False}
 AXES: dict[str, tuple[str, list]] = {
     "angle": ("Rotation of the stamp (degrees)", [0.0, 10.0, 25.0, 45.0, 90.0, 180.0]),
     "scale": ("Scale of the stamp", [0.6, 0.75, 0.9, 1.0, 1.1, 1.33, 1.7]),
     "jpeg": ("JPEG quality of the scan (None: lossless PNG)", [None, 95, 90, 85, 80, 70]),
     "blur": ("Scanner blur (Gaussian sigma, px)", [0.3, 0.6, 0.9, 1.2, 1.5]),
+    # (angle, scale) of a stamp flipped left to right; the other fields at the baseline
+    "mirror": ("Mirrored stamp (flipped left to right; angle degrees, scale)",
+               [(0.0, 1.0), (10.0, 1.0), (45.0, 1.0), (180.0, 1.0), (0.0, 0.75), (0.0, 1.33)]),
 }
 
 
 def _setting_key(setting: dict) -> tuple:
-    return (setting["angle"], setting["scale"], setting["jpeg"], setting["blur"])
+    return (setting["angle"], setting["scale"], setting["jpeg"], setting["blur"], setting["mirror"])
+
+
+def _at(axis: str, value) -> dict:
+    """The setting that varies ``axis`` to ``value`` from the baseline (a mirror value is (angle, scale))."""
+    if axis == "mirror":
+        return {**BASELINE, "angle": value[0], "scale": value[1], "mirror": True}
+    return {**BASELINE, axis: value}
 
 
 def _case(task: tuple[dict | None, int, int]) -> dict:
@@ -64,7 +76,7 @@ def _case(task: tuple[dict | None, int, int]) -> dict:
         case = make_authentic(seed, size=size, scan_style=style)
     else:
         case = make_forgery(seed, method="clone", size=size, history="print", scan_style=style,
-                            stamp=(setting["angle"], setting["scale"]))
+                            stamp=(setting["angle"], setting["scale"], setting["mirror"]))
     loaded = load_image_bytes(case.file_bytes, name=f"case-{seed}")
     started = time.perf_counter()
     run = analyze_image(loaded.pixels, jpeg_quantization=loaded.jpeg_quantization, detectors=["clone"])
@@ -78,8 +90,10 @@ def _case(task: tuple[dict | None, int, int]) -> dict:
     # the stamp's source: the target mapped back through the stamp's own geometry
     ys, xs = np.nonzero(case.mask)
     dx, dy = case.info["offset"]
-    forward = cv2.getRotationMatrix2D((float(xs.mean() + dx), float(ys.mean() + dy)), case.info["angle_deg"],
-                                      case.info["scale"])
+    centre = (float(xs.mean() + dx), float(ys.mean() + dy))
+    forward = cv2.getRotationMatrix2D(centre, case.info["angle_deg"], case.info["scale"])
+    if case.info.get("mirrored"):  # the block was flipped about the source centre before it was turned
+        forward = forward @ np.array([[-1.0, 0.0, 2 * centre[0]], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
     forward[:, 2] -= (dx, dy)
     height, width = case.mask.shape
     source = cv2.warpAffine(case.mask.astype(np.uint8), forward, (width, height),
@@ -97,9 +111,12 @@ def axis_table(axis: str, rows_by_key: dict[tuple, list[dict]]) -> str:
              "source marked | missed | target call (interp./seam/undecided) | s per case |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for value in values:
-        setting = {**BASELINE, axis: value}
+        setting = _at(axis, value)
         rows = rows_by_key[_setting_key(setting)]
-        label = "lossless" if value is None else f"{value:g}"
+        if axis == "mirror":
+            label = f"{value[0]:g} deg, x{value[1]:g}"
+        else:
+            label = "lossless" if value is None else f"{value:g}"
         if setting == BASELINE:
             label += " (baseline)"
         calls = [c for r in rows for c in r["calls"]]
@@ -122,13 +139,19 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=768, help="longest side of generated prints")
     parser.add_argument("--seed", type=int, default=9)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--axes", default=",".join(AXES),
+                        help="comma-separated axes to run (the untouched scans are always run)")
     args = parser.parse_args()
+    axes = [axis for axis in args.axes.split(",") if axis]
+    unknown = sorted(set(axes) - set(AXES))
+    if unknown:
+        parser.error(f"unknown axes {unknown}; choose from {', '.join(AXES)}")
     started = time.time()
     base = args.seed * 100_000
     settings: dict[tuple, dict] = {}
-    for axis, (_, values) in AXES.items():
-        for value in values:
-            setting = {**BASELINE, axis: value}
+    for axis in axes:
+        for value in AXES[axis][1]:
+            setting = _at(axis, value)
             settings.setdefault(_setting_key(setting), setting)  # the baseline is run once, shown in every table
     tasks: list[tuple[dict | None, int, int]] = [(setting, base + i, args.size) for setting in settings.values()
                                                  for i in range(args.per_setting)]
@@ -146,7 +169,7 @@ def main() -> None:
     negatives = [r for r in rows if r["setting"] is None]
     outside = sum(not r["stamp_inside"] for r in rows if r["setting"] is not None)
     conventions = __doc__.split("Conventions (also written with the tables):")[1].strip()
-    tables = "\n\n".join(axis_table(axis, rows_by_key) for axis in AXES)
+    tables = "\n\n".join(axis_table(axis, rows_by_key) for axis in axes)
     fp_text = (f"{100 * np.mean([r['flagged'] for r in negatives]):.3f} % of the image on average, "
                f"{sum(r['flagged'] > 0 for r in negatives)} of {len(negatives)} scans with anything marked, "
                f"largest {100 * max((r['flagged'] for r in negatives), default=0.0):.2f} %")
@@ -155,7 +178,8 @@ def main() -> None:
             f"{len(negatives)} untouched scans; "
             f"{elapsed / 60:.1f} min on this machine with {args.workers} worker(s).\n\n"
             f"Command: `python -m benchmarks.clone_robustness --per-setting {args.per_setting} "
-            f"--authentic {args.authentic} --size {args.size} --seed {args.seed} --workers {args.workers}`\n\n"
+            f"--authentic {args.authentic} --size {args.size} --seed {args.seed} --workers {args.workers}"
+            f"{'' if axes == list(AXES) else ' --axes ' + ','.join(axes)}`\n\n"
             f"Baseline: stamp angle 0, scale 1; scan blur 0.6, JPEG quality 90, other `ScanStyle` fields at their "
             f"defaults. Stamps whose turned or rescaled source could not be placed inside the picture: "
             f"{outside}.\n\n"

@@ -3,9 +3,10 @@
 Edits act on the print (before scanning), as airbrush, gouache and scissors did, or on a compressed scan
 (``history="digital"``), as a modern forger would. Each edit returns the new print and the exact footprint of the
 changed pixels. Removal methods: ``diffusion`` (smooth inpainting), ``exemplar`` (many small patches copied from
-nearby), ``clone`` (one block of background stamped over, optionally rotated and rescaled, at random or at a
-given ``stamp`` geometry), ``airbrush`` (soft-edged paint without grain); ``pasteup`` glues in a piece of another
-print. ``regrain=True`` re-adds matching grain over the fill, as a careful retoucher would.
+nearby), ``clone`` (one block of background stamped over, optionally rotated and rescaled, at random or at a given
+``stamp`` geometry, which may also mirror the block), ``airbrush`` (soft-edged paint without grain); ``pasteup``
+glues in a piece of another print. ``regrain=True`` re-adds matching grain over the fill, as a careful retoucher
+would.
 """
 
 from __future__ import annotations
@@ -157,28 +158,33 @@ def exemplar_fill(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
 
 
 def clone_fill(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, *, rotate: bool,
-               stamp: tuple[float, float] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+               stamp: tuple[float, float] | tuple[float, float, bool] | None = None
+               ) -> tuple[np.ndarray, dict[str, Any]]:
     """Stamp a block of the picture from elsewhere over ``mask``, soft-edged by 1.5 px; with ``rotate`` the block
     is also turned (up to 25 degrees) and rescaled (0.9 to 1.12), as a retoucher fitting it to the perspective.
 
-    ``stamp`` (angle in degrees, scale) sets the block's geometry instead: the random angle and scale are still
-    drawn (and ignored), so the rest of the case is drawn as without it; the source is then chosen so that the
-    turned and rescaled block lies inside the picture and clear of the target (``info["stamp_inside"]`` says
-    whether such a place was found). Without ``stamp`` the stamp is placed exactly as it always was.
+    ``stamp`` (angle in degrees, scale[, mirror]) sets the block's geometry instead: the random angle and scale
+    are still drawn (and ignored), so the rest of the case is drawn as without it; the source is then chosen so
+    that the turned and rescaled block lies inside the picture and clear of the target (``info["stamp_inside"]``
+    says whether such a place was found). A true third element flips the block left to right about its centre
+    before it is turned (``info["mirrored"]``). Without ``stamp`` the stamp is placed exactly as it always was.
     """
     height, width = image.shape
     ys, xs = np.nonzero(mask)
     box_h, box_w = ys.max() - ys.min() + 1, xs.max() - xs.min() + 1
     angle = float(rng.uniform(-25, 25)) if rotate else 0.0
     zoom = float(rng.uniform(0.9, 1.12)) if rotate else 1.0
+    mirrored = False
     if stamp is not None:
         angle, zoom = float(stamp[0]), float(stamp[1])
+        mirrored = bool(stamp[2]) if len(stamp) > 2 else False
         if not zoom > 0:
             raise ValueError(f"the stamp's scale must be positive, got {zoom}")
+    flip = np.diag([-1.0, 1.0]) if mirrored else np.eye(2)
     # where the target's bounding box comes from in the picture, relative to the source centre
     corners = np.array([[xs.min(), ys.min()], [xs.max(), ys.min()], [xs.max(), ys.max()], [xs.min(), ys.max()]],
                        np.float64) - (xs.mean(), ys.mean())
-    inverse = np.linalg.inv(cv2.getRotationMatrix2D((0.0, 0.0), angle, zoom)[:, :2])  # target -> source
+    inverse = np.linalg.inv(cv2.getRotationMatrix2D((0.0, 0.0), angle, zoom)[:, :2] @ flip)  # target -> source
     reach = corners @ inverse.T
     found = False
     for _ in range(200):
@@ -207,6 +213,8 @@ def clone_fill(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, *,
     centre = (float(xs.mean() + dx), float(ys.mean() + dy))
     # the source patch, rotated and scaled about its own centre, moved onto the target
     rotation = cv2.getRotationMatrix2D(centre, angle, zoom)
+    if mirrored:  # flipped left to right about the source centre first: x -> 2 cx - x
+        rotation = rotation @ np.array([[-1.0, 0.0, 2 * centre[0]], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
     rotation[:, 2] -= (dx, dy)
     moved = cv2.warpAffine(image, rotation, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
     alpha = _feather(mask, 1.5)
@@ -214,6 +222,7 @@ def clone_fill(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, *,
     info: dict[str, Any] = {"offset": [dx, dy], "angle_deg": round(angle, 2), "scale": round(zoom, 3)}
     if stamp is not None:
         info["stamp_inside"] = found
+        info["mirrored"] = mirrored
     return out.astype(np.float32), info
 
 
@@ -248,11 +257,13 @@ def _footprint(before: np.ndarray, after: np.ndarray) -> np.ndarray:
 
 
 def forge_print(print_image: np.ndarray, rng: np.random.Generator, *, method: str, area_fraction: float,
-                regrain: bool, style: PrintStyle, size: int, stamp: tuple[float, float] | None = None
+                regrain: bool, style: PrintStyle, size: int,
+                stamp: tuple[float, float] | tuple[float, float, bool] | None = None
                 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Apply ``method`` to a print; returns (forged print, changed-pixel mask, description).
 
-    ``stamp``: (angle in degrees, scale) of a clone stamp, instead of the random geometry (see ``clone_fill``);
+    ``stamp``: (angle in degrees, scale[, mirror]) of a clone stamp, instead of the random geometry (see
+    ``clone_fill``);
     only for ``method="clone"``.
     """
     if stamp is not None and method != "clone":
@@ -284,13 +295,15 @@ def forge_print(print_image: np.ndarray, rng: np.random.Generator, *, method: st
 
 def make_forgery(seed: int, *, method: str, size: int = 512, source: str | None = None, regrain: bool = False,
                  history: str = "print", scan_style: ScanStyle | None = None,
-                 area_fraction: float | None = None, stamp: tuple[float, float] | None = None) -> ForgeryCase:
+                 area_fraction: float | None = None,
+                 stamp: tuple[float, float] | tuple[float, float, bool] | None = None) -> ForgeryCase:
     """An archive-style forged scan with its exact ground-truth mask.
 
     ``history="print"``: the print was retouched, then scanned once (the Soviet workflow).
     ``history="digital"``: a JPEG scan was edited and saved again (a modern fake; leaves JPEG traces).
-    ``stamp``: (angle in degrees, scale) of a clone stamp, e.g. ``(45, 1.33)``, instead of the random geometry;
-    only for ``method="clone"`` (ValueError otherwise). Without it every case is generated exactly as before.
+    ``stamp``: (angle in degrees, scale) of a clone stamp, e.g. ``(45, 1.33)``, instead of the random geometry,
+    or (angle, scale, mirror) with ``mirror=True`` for a block flipped left to right before it is turned; only
+    for ``method="clone"`` (ValueError otherwise). Without it every case is generated exactly as before.
     """
     if stamp is not None and method != "clone":
         raise ValueError(f"a stamp geometry is only meaningful for method 'clone', not {method!r}")
