@@ -21,6 +21,17 @@ map they follow (sequential RANSAC: largest consensus set, removed, repeat; rota
 that rescale by more than about 20 % or turn by more than 30 degrees are checked directly by the same pixel
 difference over the whole image.
 
+Mirrored copies (a stamp flipped left to right, then possibly turned and rescaled) are found the same way from
+SIFT matches between the image and its flipped self (keypoints mapped back; a keypoint's match with its own mirror
+image skipped): the pairs are grouped by similarity maps fitted to mirrored targets, so each map flips
+(determinant < 0), and every such map is checked at the pixels (the dense field is not seeded with them). A mirror
+map is also what the two halves of a symmetric subject follow (a face, a facade, a badge), and where their
+structure outweighs their texture they pass the pixel test; what tells a flipped copy is that it carries its
+source's grain. A mirrored area is kept only when the finest detail of its two sides (image minus its 1-px blur)
+correlates by at least ``min_mirror_correlation`` and differs by at most ``max_mirror_difference`` times what two
+independent grain fields of this image would (generated mirrored stamps: correlation 0.71 to 0.91, ratio 0.36 to
+0.70; symmetric subjects: correlation 0.15 to 0.88, ratio 0.75 to 3.6).
+
 Which side is the copy (target) is decided from two physical traces, in this order:
 
 - interpolation: a stamp that was rotated (or moved by a fraction of a pixel) was resampled, and resampling
@@ -37,8 +48,10 @@ Analysis runs on a copy bounded to ``analysis_pixels`` and is mapped back to ful
 
 Limits: copies smaller than ``min_area_fraction`` of the image are missed, and strongly rescaled or turned copies
 are found only when SIFT pairs enough keypoints between copy and source (at least five agreeing pairs; a stamp
-enlarged 1.7 times on the print often has fewer); mirrored copies are left to the dense field (SIFT does not pair
-mirror images, and a similarity map cannot mirror), which often misses them too; strongly repetitive subjects (rows
+enlarged 1.7 times on the print often has fewer); a mirrored copy is found only through SIFT (same limit), and one
+whose grain was lost (heavy blur or recompression, a stamp re-grained by hand) is dropped with the symmetric
+subjects, while a subject mirror-symmetric to the pixel including its grain (a digitally mirrored picture, a
+symmetric graphic) is reported as a copy, which it is; strongly repetitive subjects (rows
 of windows, a regular fabric) can match themselves and need an expert's look; heavy recompression or blur of the
 whole image weakens the grain that separates copies from look-alikes. The target call is an inference: the
 interpolation cue says nothing about an unrotated whole-pixel stamp, and the seam cue fails where the copy was
@@ -65,7 +78,7 @@ EXPLANATION = (
     "from (source). Which one is the copy is told by two traces: a copy that was turned has been redrawn "
     "pixel by pixel and lost some of its finest grain, and a copy does not continue into the scene around it "
     "as the original does. When neither trace is clear, both sides are marked. Limits: very small copies, "
-    "strongly enlarged or shrunk copies with few distinct points, mirrored copies, "
+    "strongly enlarged or shrunk copies with few distinct points, mirrored copies whose grain was lost, "
     "and genuinely repetitive subjects (rows of identical windows, patterned cloth) are hard cases; the "
     "copy/original call is an inference, so check the pair."
 )
@@ -79,7 +92,8 @@ def _components(mask: np.ndarray, min_area: int) -> tuple[int, np.ndarray, np.nd
 
 
 def _rescaled_copies(gray: np.ndarray, maps: list[np.ndarray], *, min_offset: int, min_area: int,
-                     min_log_scale: float, min_angle: float) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+                     min_log_scale: float, min_angle: float, min_mirror_correlation: float = 0.6,
+                     max_mirror_difference: float = 0.8) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Copies enlarged or shrunk by more than ``exp(min_log_scale)`` or turned by more than ``min_angle`` degrees,
     found by checking each SIFT-proposed map that does so directly at the pixels: the disc features of a rescaled
     copy differ from its source's (they describe different amounts of scene), and a copy turned on the print
@@ -90,7 +104,10 @@ def _rescaled_copies(gray: np.ndarray, maps: list[np.ndarray], *, min_offset: in
     (dy, dx) the map implies everywhere.
     """
     def strong(affine: np.ndarray) -> bool:
-        # near its own size and orientation the dense field finds a copy, and places its outline better
+        # near its own size and orientation the dense field finds a copy, and places its outline better; a
+        # mirrored copy it does not find at all
+        if np.linalg.det(affine[:, :2]) < 0:
+            return True
         log_scale = abs(np.log(np.sqrt(abs(np.linalg.det(affine[:, :2])))))
         angle = abs(np.degrees(np.arctan2(affine[1, 0], affine[0, 0])))
         return bool(log_scale >= min_log_scale or angle >= min_angle)
@@ -108,8 +125,37 @@ def _rescaled_copies(gray: np.ndarray, maps: list[np.ndarray], *, min_offset: in
                 & (ys + twin_y >= 0) & (ys + twin_y <= height - 1))
         same = _copy_extent(gray, affine, zone, zone)
         if same.sum() >= min_area:
+            # a mirror map is also what two halves of a symmetric subject (a face, a facade) follow, and their
+            # outlines agree to the pixel test where structure outweighs texture: only shared fine texture
+            # (the copied grain) tells a flipped copy
+            if np.linalg.det(affine[:, :2]) < 0:
+                correlation, ratio = _shared_grain(gray, affine, same)
+                if correlation < min_mirror_correlation or ratio > max_mirror_difference:
+                    continue
             found.append((same, twin_y, twin_x))
     return found
+
+
+def _shared_grain(gray: np.ndarray, affine: np.ndarray, region: np.ndarray) -> tuple[float, float]:
+    """Whether ``region`` and its twin under ``affine`` share their finest detail (image minus its 1-px blur:
+    grain, scan noise, the scene's finest texture), as (correlation, difference ratio).
+
+    A stamped copy carries its source's grain, so the two differ by scan noise and JPEG only: correlation about
+    0.7 to 0.9 and an RMS difference of 0.35 to 0.7 times what two independent grain fields would give (the
+    image's median local RMS of that detail, times sqrt 2), on generated prints. Two halves of a symmetric subject
+    agree in shape only: on photographs given a mirror-symmetric outline but their own texture the correlation is
+    0.15 to 0.45; on a symmetric scene printed with its own grain on each half it reaches 0.86 where strong
+    structure dominates the detail, but the difference ratio stays above 0.75 (it measures the grain the halves
+    do not share, not the structure they do)."""
+    height, width = gray.shape
+    detail = gray - cv2.GaussianBlur(gray, (0, 0), 1.0)
+    warped = cv2.warpAffine(detail, affine.astype(np.float32), (width, height),
+                            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REFLECT)
+    a, b = detail[region].astype(np.float64), warped[region].astype(np.float64)
+    level = float(np.median(np.sqrt(np.maximum(cv2.boxFilter(detail * detail, -1, (7, 7)), 0.0))))
+    ratio = float(np.sqrt(np.mean((a - b) ** 2)) / (np.sqrt(2.0) * level + 1e-9))
+    a, b = a - a.mean(), b - b.mean()
+    return float((a * b).sum() / np.sqrt(max((a * a).sum() * (b * b).sum(), 1e-20))), ratio
 
 
 def _drop_grainless(gray: np.ndarray, labels: np.ndarray, *, radius: int, min_grain: float) -> np.ndarray:
@@ -229,55 +275,34 @@ def _dominant_offsets(oy: np.ndarray, ox: np.ndarray, selected: np.ndarray, *, m
     return found
 
 
-def keypoint_proposals(gray: np.ndarray, min_offset: int, *, max_maps: int = 8, min_inliers: int = 5,
-                       threshold: float = 3.0, scale_range: tuple[float, float] = (0.4, 2.5)) -> list[np.ndarray]:
-    """Similarity maps between repeated parts of one image, from SIFT self-matches (Amerini et al. 2011, g2NN):
-    each keypoint's nearest other keypoint, when far away and much closer than the next one, makes a pair.
-
-    Pairs are grouped by the map they follow, not by their displacement: a copy turned or rescaled relative to
-    its source has a displacement that changes across it (a half turn spreads it over twice the copy's size), so
-    no displacement bin holds enough of its pairs. Sequential RANSAC of a similarity (rotation by any angle,
-    scale, shift) takes the largest consensus set, removes it and repeats. A map is kept when at least
-    ``min_inliers`` pairs agree within ``threshold`` px, its scale lies in ``scale_range``, its pairs are at least
-    ``min_offset`` apart and spread over more than one spot (a few keypoints on one blob can agree on anything).
-    Each map is returned with its inverse (either side may be the copy).
-    """
+def _sift(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """SIFT keypoint positions (x, y) and descriptors of the contrast-equalised 8-bit image."""
     eight = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8)).apply(
         np.round(np.clip(cv2.GaussianBlur(gray, (0, 0), 0.8), 0, 1) * 255).astype(np.uint8))
     keypoints, descriptors = cv2.SIFT_create(nfeatures=8000, contrastThreshold=0.01).detectAndCompute(eight, None)
     if descriptors is None or len(keypoints) < 10:
-        return []
-    matcher = cv2.BFMatcher(cv2.NORM_L2)
-    points = np.float32([k.pt for k in keypoints])
-    pairs: set[tuple[int, int]] = set()
-    for candidates in matcher.knnMatch(descriptors, descriptors, k=4):
-        others = [c for c in candidates if c.trainIdx != c.queryIdx]
-        for first, second in zip(others, others[1:], strict=False):
-            if first.distance >= 0.6 * second.distance:
-                break
-            a, b = points[first.queryIdx], points[first.trainIdx]
-            if np.hypot(*(b - a)) >= min_offset:
-                # one orientation per pair of keypoints: a match found from both ends counts once
-                pairs.add((min(first.queryIdx, first.trainIdx), max(first.queryIdx, first.trainIdx)))
-            break
-    if len(pairs) < min_inliers:
-        return []
-    index = np.array(sorted(pairs), np.int64)
-    # both orientations: a pair whose ends are listed in the other order than the copy's still fits the map
-    sources = np.concatenate([points[index[:, 0]], points[index[:, 1]]])
-    targets = np.concatenate([points[index[:, 1]], points[index[:, 0]]])
-    twin = np.concatenate([np.arange(len(index)) + len(index), np.arange(len(index))])
+        return np.zeros((0, 2), np.float32), None
+    return np.float32([k.pt for k in keypoints]), descriptors
+
+
+def _group_maps(sources: np.ndarray, targets: np.ndarray, twin: np.ndarray, *, min_offset: int, max_maps: int,
+                min_inliers: int, threshold: float, scale_range: tuple[float, float],
+                reflect: bool) -> list[np.ndarray]:
+    """Sequential RANSAC of similarity maps source -> target (see ``keypoint_proposals``). With ``reflect`` the
+    targets are mirrored (x -> -x) before the fit and the map composed with the mirror again, so it flips."""
+    flip = np.float32([-1, 1]) if reflect else np.float32([1, 1])
     alive = np.ones(len(sources), bool)
     maps: list[np.ndarray] = []
     for _ in range(3 * max_maps):  # a rejected fit removes its pairs too; the cap bounds time on look-alikes
         if len(maps) >= 2 * max_maps or alive.sum() < 2 * min_inliers:
             break
         live = np.flatnonzero(alive)
-        affine, inliers = cv2.estimateAffinePartial2D(sources[live], targets[live], method=cv2.RANSAC,
+        affine, inliers = cv2.estimateAffinePartial2D(sources[live], targets[live] * flip, method=cv2.RANSAC,
                                                       ransacReprojThreshold=threshold, maxIters=4000,
                                                       confidence=0.999, refineIters=10)
         if affine is None or inliers is None or inliers.sum() < min_inliers:
             break
+        affine = affine * flip[:, None]  # the mirror applied to the fitted map's output again
         members = live[inliers.ravel().astype(bool)]
         alive[members] = False
         alive[twin[members]] = False  # the same pairs read backwards follow the inverse map
@@ -288,6 +313,67 @@ def keypoint_proposals(gray: np.ndarray, min_offset: int, *, max_maps: int = 8, 
         maps.append(affine)
         maps.append(cv2.invertAffineTransform(affine))
     return maps
+
+
+def keypoint_proposals(gray: np.ndarray, min_offset: int, *, max_maps: int = 8, min_inliers: int = 5,
+                       threshold: float = 3.0, scale_range: tuple[float, float] = (0.4, 2.5),
+                       mirrored: bool = False) -> list[np.ndarray]:
+    """Similarity maps between repeated parts of one image, from SIFT self-matches (Amerini et al. 2011, g2NN):
+    each keypoint's nearest other keypoint, when far away and much closer than the next one, makes a pair.
+
+    Pairs are grouped by the map they follow, not by their displacement: a copy turned or rescaled relative to
+    its source has a displacement that changes across it (a half turn spreads it over twice the copy's size), so
+    no displacement bin holds enough of its pairs. Sequential RANSAC of a similarity (rotation by any angle,
+    scale, shift) takes the largest consensus set, removes it and repeats. A map is kept when at least
+    ``min_inliers`` pairs agree within ``threshold`` px, its scale lies in ``scale_range``, its pairs are at least
+    ``min_offset`` apart and spread over more than one spot (a few keypoints on one blob can agree on anything).
+    Each map is returned with its inverse (either side may be the copy).
+
+    ``mirrored``: maps that also flip (determinant < 0) instead. SIFT descriptors are not mirror-invariant, so
+    the image's descriptors are matched against those of its left-right flipped self, whose keypoints are mapped
+    back; a keypoint's match with its own mirror image (a locally symmetric blob) is skipped.
+    """
+    points, descriptors = _sift(gray)
+    if descriptors is None:
+        return []
+    if mirrored:
+        flipped_points, others_descriptors = _sift(np.ascontiguousarray(gray[:, ::-1]))
+        if others_descriptors is None:
+            return []
+        other_points = flipped_points.copy()
+        other_points[:, 0] = gray.shape[1] - 1 - flipped_points[:, 0]
+    else:
+        other_points, others_descriptors = points, descriptors
+    matcher = cv2.BFMatcher(cv2.NORM_L2)
+    pairs: set[tuple] = set()
+    for candidates in matcher.knnMatch(descriptors, others_descriptors, k=4):
+        # a keypoint's own twin (itself, or its mirror image at the same place) is no evidence of copying
+        others = [c for c in candidates if (np.hypot(*(other_points[c.trainIdx] - points[c.queryIdx])) >= 2.0
+                                            if mirrored else c.trainIdx != c.queryIdx)]
+        for first, second in zip(others, others[1:], strict=False):
+            if first.distance >= 0.6 * second.distance:
+                break
+            a, b = points[first.queryIdx], other_points[first.trainIdx]
+            if np.hypot(*(b - a)) >= min_offset:
+                # one orientation per pair of keypoints: a match found from both ends counts once (mirrored, the
+                # two ends are keypoints of different images, so the pair is known by its two places)
+                ends = ((tuple(np.round(a, 1)), tuple(np.round(b, 1))) if mirrored
+                        else (first.queryIdx, first.trainIdx))
+                pairs.add((min(ends), max(ends)))
+            break
+    if len(pairs) < min_inliers:
+        return []
+    if mirrored:
+        ends = np.float32(sorted(pairs))  # (pairs, 2 ends, xy)
+    else:
+        index = np.array(sorted(pairs), np.int64)
+        ends = np.stack([points[index[:, 0]], points[index[:, 1]]], axis=1)
+    # both orientations: a pair whose ends are listed in the other order than the copy's still fits the map
+    sources = np.concatenate([ends[:, 0], ends[:, 1]])
+    targets = np.concatenate([ends[:, 1], ends[:, 0]])
+    twin = np.concatenate([np.arange(len(ends)) + len(ends), np.arange(len(ends))])
+    return _group_maps(sources, targets, twin, min_offset=min_offset, max_maps=max_maps, min_inliers=min_inliers,
+                       threshold=threshold, scale_range=scale_range, reflect=mirrored)
 
 
 @register("clone", title="Clone stamp (copy-move)",
@@ -307,6 +393,8 @@ def copy_move(
     min_grain: float = 0.5 / 255,
     min_log_scale: float = 0.18,
     min_angle: float = 30.0,
+    min_mirror_correlation: float = 0.6,
+    max_mirror_difference: float = 0.8,
 ) -> AnalysisResult:
     """Dense copy-move detection.
 
@@ -341,6 +429,13 @@ def copy_move(
     min_angle : float
         Keypoint-proposed maps that turn by more than this many degrees are checked at the pixels too (copies
         turned on the print before scanning are often too far from their source in feature distance).
+    min_mirror_correlation : float
+        A mirrored copy (found from SIFT matches with the flipped image, checked at the pixels) is kept only when
+        the finest detail of its two sides correlates at least this much: a copy shares its grain, the two halves
+        of a symmetric subject do not.
+    max_mirror_difference : float
+        ... and only when the RMS difference of that detail between the two sides is at most this fraction of
+        what two independent grain fields of this image would give (a copy differs by scan noise and JPEG only).
     """
     gray = to_gray_float(image)
     shape = gray.shape
@@ -348,6 +443,8 @@ def copy_move(
     features = zernike_features(cv2.GaussianBlur(small, (0, 0), 0.7), radius)
     min_offset = max(2 * radius + 1, int(min_offset_fraction * max(small.shape)))
     proposals = keypoint_proposals(small, min_offset)
+    # mirrored maps are checked at the pixels only: the dense field is not seeded with them
+    mirror_maps = keypoint_proposals(small, min_offset, mirrored=True)
     features = reduce_features(features, 8)
     energy = np.einsum("ijk,ijk->ij", features, features)
     oy, ox, distance = patchmatch(features, min_offset=min_offset, iterations=iterations, proposals=proposals)
@@ -380,8 +477,11 @@ def copy_move(
     # are grown back by that much
     disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius - 1, 2 * radius - 1))
     candidate = cv2.dilate(candidate.astype(np.uint8), disc).astype(bool)
-    for same, twin_y, twin_x in _rescaled_copies(small, proposals, min_offset=min_offset, min_area=min_area,
-                                                 min_log_scale=min_log_scale, min_angle=min_angle):
+    checked = _rescaled_copies(small, proposals + mirror_maps, min_offset=min_offset, min_area=min_area,
+                               min_log_scale=min_log_scale, min_angle=min_angle,
+                               min_mirror_correlation=min_mirror_correlation,
+                               max_mirror_difference=max_mirror_difference)
+    for same, twin_y, twin_x in checked:
         oy_f[same], ox_f[same] = twin_y[same], twin_x[same]
         candidate |= same
     count, labels, stats = _components(candidate, min_area)
@@ -494,7 +594,8 @@ def copy_move(
                 "match_ratio": match_ratio, "min_area_fraction": min_area_fraction, "iterations": iterations,
                 "interpolation_margin": interpolation_margin, "seam_margin": seam_margin,
                 "min_grain": min_grain, "min_log_scale": min_log_scale,
-                "min_angle": min_angle},
+                "min_angle": min_angle, "min_mirror_correlation": min_mirror_correlation,
+                "max_mirror_difference": max_mirror_difference},
         summary=summary, explanation=EXPLANATION,
         details={"pairs": len(pairs), "keypoint_proposals": len(proposals) // 2, "copied_fraction": round(copied, 6),
                  "source_fraction": round(float(source_full.mean()), 6)},
