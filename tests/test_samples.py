@@ -67,6 +67,27 @@ def test_clone_stamp_geometry_can_be_set() -> None:
         make_forgery(2, method="diffusion", size=256, stamp=(10.0, 1.0))
 
 
+def test_clone_stamp_can_be_mirrored() -> None:
+    plain = make_forgery(2, method="clone", size=256, scan_style=ScanStyle.clean(), stamp=(0.0, 1.0))
+    mirrored = make_forgery(2, method="clone", size=256, scan_style=ScanStyle.clean(), stamp=(0.0, 1.0, True))
+    assert plain.info["mirrored"] is False and mirrored.info["mirrored"] is True
+    # the same photograph and target; the stamped block is the flipped source (whole-pixel geometry, clean scan)
+    assert mirrored.info["target_bbox"] == plain.info["target_bbox"]
+    x, y, w, h = mirrored.info["target_bbox"]
+    dx, dy = mirrored.info["offset"]
+    inside = mirrored.mask[y:y + h, x:x + w]
+    stamped = mirrored.image[y:y + h, x:x + w].astype(int)
+    # flipped about the source centre cx = (target centre + dx): target x came from 2 cx - dx - x; the target
+    # centre is the figure's, which the changed-pixel mask gives to within a pixel
+    mirror_sum = 2 * mirrored.mask.nonzero()[1].mean() + dx
+    errors = []
+    for nudge in (-1, 0, 1):
+        cols = np.clip(np.round(mirror_sum + nudge - np.arange(x, x + w)).astype(int), 0, 255)
+        source = mirrored.original[y + dy:y + dy + h][:, cols].astype(int)
+        errors.append(np.median(np.abs(stamped - source)[inside]))
+    assert min(errors) <= 2
+
+
 def test_same_seed_same_case() -> None:
     a = make_forgery(11, method="exemplar", size=192)
     b = make_forgery(11, method="exemplar", size=192)
