@@ -92,6 +92,16 @@ def test_clone_finds_a_stamp_turned_half_round_on_the_print() -> None:
     assert f1_score(result.mask, case.mask) > 0.6
 
 
+def test_clone_marks_the_enlarged_side_of_a_stamp_enlarged_1_7_times() -> None:
+    # the copy and its source differ in size, so their fine detail cannot be compared directly; the seam cue
+    # marked the source here (F1 0 before). Each side against its own surroundings: the upsampled copy's grain
+    # is weaker than the native grain around it, the source's is not
+    case = make_forgery(4, method="clone", size=512, stamp=(0, 1.7))
+    result = get_detector("clone").run(load_image_bytes(case.file_bytes, name="c").pixels)
+    assert f1_score(result.mask, case.mask) > 0.6
+    assert {r.evidence["target_call"] for r in result.regions} == {"interpolation"}
+
+
 def test_clone_finds_a_mirrored_stamp() -> None:
     # SIFT does not pair mirror images and a similarity map cannot flip, so a stamp flipped left to right was
     # missed (F1 0 before); the image's descriptors are now matched against its flipped self's

@@ -36,7 +36,14 @@ Which side is the copy (target) is decided from two physical traces, in this ord
 
 - interpolation: a stamp that was rotated (or moved by a fraction of a pixel) was resampled, and resampling
   low-passes the film grain, so the copy has less of the finest detail than its source (log ratio of the
-  energy of image minus its 1-px blur, inside both areas; used when it exceeds ``interpolation_margin``);
+  energy of image minus its 1-px blur, inside both areas; used when it exceeds ``interpolation_margin``).
+  Between two sides of clearly different size that comparison is mute (the smaller side is the rougher one
+  either way), so each side is compared with its own surroundings instead: an enlarged copy is an upsampled
+  one, its grain weaker and coarser than the native grain around it, while the source matches its
+  surroundings (used when the larger side is smoother than its surroundings, and than the smaller side is
+  relative to its own, by ``rescale_margin`` in log energy; for enlargements from about x1.3. A shrunk copy can
+  come out smoother or rougher than its surroundings, depending on the factor, so that direction is left to
+  the seam);
 - seam: a copy's content does not continue into the surroundings it was stamped on, its source's does (mean
   difference across the outline of the grain-smoothed image; used when the log ratio between the two sides
   exceeds ``seam_margin``).
@@ -56,8 +63,8 @@ of windows, a regular fabric) can match themselves and need an expert's look; he
 whole image weakens the grain that separates copies from look-alikes. The target call is an inference: the
 interpolation cue says nothing about an unrotated whole-pixel stamp, and the seam cue fails where the copy was
 stamped onto similar, smooth surroundings (then both sides are marked); between two sides of clearly different size
-the interpolation cue is not used (an enlarged copy is smoother than its source, a shrunk one rougher), and a
-deliberately re-grained stamp could reverse it.
+the interpolation cue compares each side with its surroundings, which a copy stamped over an area of different
+texture (a smooth wall into foliage) can mislead, and a deliberately re-grained stamp could reverse either form.
 """
 
 from __future__ import annotations
@@ -73,14 +80,14 @@ from retouch.result import AnalysisResult, Region
 EXPLANATION = (
     "A retoucher can hide a person by stamping background copied from elsewhere in the same picture over them. "
     "This analysis looks, for every point, for the most similar spot elsewhere in the image, allowing for "
-    "rotation. Where a whole area finds its twin at a consistent displacement, and the twins share even their "
-    "film grain, the area is marked as a copy; the report pairs each copied area (target) with where it came "
-    "from (source). Which one is the copy is told by two traces: a copy that was turned has been redrawn "
-    "pixel by pixel and lost some of its finest grain, and a copy does not continue into the scene around it "
-    "as the original does. When neither trace is clear, both sides are marked. Limits: very small copies, "
-    "strongly enlarged or shrunk copies with few distinct points, mirrored copies whose grain was lost, "
-    "and genuinely repetitive subjects (rows of identical windows, patterned cloth) are hard cases; the "
-    "copy/original call is an inference, so check the pair."
+    "rotation, rescaling and mirroring. Where a whole area finds its twin at a consistent displacement, and the "
+    "twins share even their film grain, the area is marked as a copy; the report pairs each copied area (target) "
+    "with where it came from (source). Which one is the copy is told by two traces: a copy that was turned or "
+    "enlarged has been redrawn pixel by pixel and lost some of its finest grain, and a copy does not continue "
+    "into the scene around it as the original does. When neither trace is clear, both sides are marked. Limits: "
+    "very small copies, strongly enlarged or shrunk copies with few distinct points, mirrored copies whose grain "
+    "was lost, and genuinely repetitive subjects (rows of identical windows, patterned cloth) are hard cases; "
+    "the copy/original call is an inference, so check the pair."
 )
 
 
@@ -250,6 +257,22 @@ def _fine_energy(gray: np.ndarray, region: np.ndarray) -> float:
     return float(np.mean(detail[inner] ** 2))
 
 
+def _relative_fine_energy(gray: np.ndarray, region: np.ndarray, *, ring: int = 12) -> float:
+    """log of the finest detail's typical energy inside ``region`` over that in a ring around it (median of the
+    5x5 local energy of image minus its 1-px blur, edges of the region excluded): near 0 for an area that carries
+    the same grain as its surroundings, negative for one smoother than them (an enlarged, i.e. upsampled, copy),
+    positive for a rougher one."""
+    kernel = np.ones((5, 5), np.uint8)
+    inner = cv2.erode(region.astype(np.uint8), kernel).astype(bool)
+    outer = cv2.dilate(region.astype(np.uint8), np.ones((2 * ring + 1, 2 * ring + 1), np.uint8)).astype(bool)
+    around = outer & ~cv2.dilate(region.astype(np.uint8), kernel).astype(bool)
+    if inner.sum() < 20 or around.sum() < 20:
+        return float("nan")
+    detail = gray - cv2.GaussianBlur(gray, (0, 0), 1.0)
+    local = cv2.boxFilter(detail * detail, -1, (5, 5))
+    return float(np.log((np.median(local[inner]) + 1e-12) / (np.median(local[around]) + 1e-12)))
+
+
 def _closeness(distance: np.ndarray, energy: np.ndarray, oy: np.ndarray, ox: np.ndarray) -> np.ndarray:
     """Match distance relative to the two patches' own feature energy: about 1 for look-alikes, near 0 only for
     copies (which share their grain), whatever the local texture."""
@@ -395,6 +418,7 @@ def copy_move(
     min_angle: float = 30.0,
     min_mirror_correlation: float = 0.6,
     max_mirror_difference: float = 0.8,
+    rescale_margin: float = 0.2,
 ) -> AnalysisResult:
     """Dense copy-move detection.
 
@@ -423,6 +447,10 @@ def copy_move(
     min_grain : float
         Smallest median RMS of the grain (image minus its 3x3 median, in [0, 1] units) inside a detection: flatter
         areas (clipped margins, flat digital fills, clean straight edges) carry nothing that could prove a copy.
+    rescale_margin : float
+        Between two sides of clearly different size, the larger one is called the copy (enlarged, so upsampled)
+        when its log ratio of fine-detail energy to that of its own surroundings is below -``rescale_margin``
+        and below the smaller side's by as much.
     min_log_scale : float
         Keypoint-proposed maps that rescale by more than ``exp(min_log_scale)`` are checked at the pixels too
         (rescaled copies defeat the disc features).
@@ -529,14 +557,27 @@ def copy_move(
                 other = cv2.warpAffine(member.astype(np.uint8), affine.astype(np.float32), (width, height),
                                        flags=cv2.INTER_NEAREST).astype(bool)
             fine_a, fine_b = _fine_energy(small, member), _fine_energy(small, other)
-            # between two sides of different size the cue is mute: an enlarged copy is smoother than its source, a
-            # shrunk one rougher, and either way the smaller side is the rougher one
-            rescaled = abs(np.log(np.sqrt(abs(np.linalg.det(affine[:, :2]))))) >= min_log_scale
+            # between two sides of different size the direct comparison is mute: an enlarged copy is smoother than
+            # its source, a shrunk one rougher, and either way the smaller side is the rougher one
+            zoom = float(np.sqrt(abs(np.linalg.det(affine[:, :2]))))  # > 1: ``other`` is the larger side
+            rescaled = abs(np.log(zoom)) >= min_log_scale
             if np.isfinite(fine_a) and np.isfinite(fine_b) and fine_a > 0 and fine_b > 0 and not rescaled:
                 interpolation = float(np.log(fine_b / fine_a))  # > 0: ``member`` is the low-passed side
+            elif rescaled:
+                # ... but each side against its own surroundings is not: an enlarged copy was upsampled, so its
+                # grain is weaker and coarser than the native grain around it (negative log ratio), while its
+                # source matches its surroundings. Only that direction is called: a shrunk copy can come out
+                # smoother (x0.75) or rougher (x0.6, aliased grain) than its surroundings, so with the smaller side
+                # the copy the seam decides. Generated prints: larger side -0.45 to -1.44 when it is the copy at
+                # x1.33 and x1.7, its source -0.1 to +0.27; both within about 0.1 of 0 at x0.6
+                larger, smaller = (other, member) if zoom > 1 else (member, other)
+                rel_large, rel_small = _relative_fine_energy(small, larger), _relative_fine_energy(small, smaller)
+                enlarged = min(-rel_large, rel_small - rel_large)  # > 0: the larger side is an upsampled copy
+                if np.isfinite(enlarged) and enlarged >= rescale_margin:
+                    interpolation = enlarged if zoom < 1 else -enlarged  # > 0: ``member`` is the copy
         cut_a, cut_b = _seam_evidence(small, member), _seam_evidence(small, other)
         seam = float(np.log((cut_a + 1e-6) / (cut_b + 1e-6)))  # > 0: ``member`` has the stronger seam
-        if abs(interpolation) >= interpolation_margin:
+        if abs(interpolation) >= interpolation_margin:  # rescaled pairs reach here only past ``rescale_margin``
             # a rotated (or sub-pixel shifted) stamp was resampled: its grain is low-passed, its source's not
             member_is_target, cue, margin = interpolation > 0, "interpolation", abs(interpolation)
         elif abs(seam) >= seam_margin:
@@ -595,7 +636,7 @@ def copy_move(
                 "interpolation_margin": interpolation_margin, "seam_margin": seam_margin,
                 "min_grain": min_grain, "min_log_scale": min_log_scale,
                 "min_angle": min_angle, "min_mirror_correlation": min_mirror_correlation,
-                "max_mirror_difference": max_mirror_difference},
+                "max_mirror_difference": max_mirror_difference, "rescale_margin": rescale_margin},
         summary=summary, explanation=EXPLANATION,
         details={"pairs": len(pairs), "keypoint_proposals": len(proposals) // 2, "copied_fraction": round(copied, 6),
                  "source_fraction": round(float(source_full.mean()), 6)},
