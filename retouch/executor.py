@@ -41,8 +41,26 @@ def _leave_interrupts_to_the_coordinator() -> None:
     signal.signal(signal.SIGTERM, _exit_quietly)
 
 
+_terminated = False
+
+
 def _exit_quietly(signum: int, frame: FrameType | None) -> None:
+    global _terminated
+    _terminated = True
     raise SystemExit(128 + signum)  # SystemExit ends a process without printing a traceback
+
+
+def _run_until_terminated(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+    """Run one item in a worker; once SIGTERM has unwound it (its atomic writes removing their temp files), end
+    the process. ProcessPoolExecutor's worker loop catches every exception of an item, SystemExit included, and
+    would go on to the next item already queued for it, to be killed mid-write when the coordinator gives up
+    waiting."""
+    try:
+        return fn(*args, **kwargs)
+    except SystemExit as stop:
+        if _terminated:
+            os._exit(stop.code if isinstance(stop.code, int) else 1)
+        raise
 
 
 class LocalExecutor:
@@ -56,7 +74,7 @@ class LocalExecutor:
         self.description = f"local processes x{self.workers}"
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future:
-        return self._pool.submit(fn, *args, **kwargs)
+        return self._pool.submit(_run_until_terminated, fn, *args, **kwargs)
 
     def shutdown(self, *, cancel: bool = False) -> None:
         """Wait for submitted work, or with ``cancel`` drop what has not started and stop the workers now.

@@ -125,6 +125,31 @@ def test_ctrl_c_exits_130_and_leaves_consistent_results(collection: Path, tmp_pa
     assert not list(tmp_path.rglob("*.part")), "no temp files left behind"
 
 
+def _mark_then_wait(marker: str, seconds: float) -> None:
+    Path(marker).write_text("started\n")
+    time.sleep(seconds)
+
+
+def test_a_stopped_worker_does_not_start_the_item_queued_behind_it(tmp_path: Path) -> None:
+    # ProcessPoolExecutor hands a worker its next item before the current one ends; SIGTERM unwinds the current
+    # item, and the worker must then exit, not start the next one (to be killed mid-write 5 s later)
+    from retouch.executor import LocalExecutor
+
+    executor = LocalExecutor(1)
+    first, second = tmp_path / "first", tmp_path / "second"
+    running = executor.submit(_mark_then_wait, str(first), 60)
+    executor.submit(_mark_then_wait, str(second), 60)
+    deadline = time.time() + 60
+    while not first.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    assert first.exists() and not running.done()
+    started = time.time()
+    executor.shutdown(cancel=True)
+    time.sleep(0.5)
+    assert not second.exists(), "the worker went on to the next item after it was told to stop"
+    assert time.time() - started < 4.5, "the worker had to be killed"
+
+
 def test_output_folder_inside_the_input_folder_is_not_scanned(tmp_path: Path) -> None:
     scans = tmp_path / "scans"
     scans.mkdir()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -12,27 +12,23 @@ import cv2
 import numpy as np
 
 
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _current_umask()
-
-
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     """Write ``data`` to ``path`` via a temp file and ``os.replace`` so a crash never leaves half a file."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    # the temp file is named before it exists, so an interrupt (Ctrl-C, SIGTERM) that lands just after it is
+    # created still finds it to remove; mkstemp returns the name only once the file is there
+    temp_name = target.parent / f".{target.name}.{secrets.token_hex(8)}.part"
     try:
-        os.fchmod(handle, 0o666 & ~_UMASK)  # mkstemp's 0600 would hide reports from colleagues
+        # 0o666 less the umask, as for any file the user creates (mkstemp's 0600 would hide reports from colleagues)
+        handle = os.open(temp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temp_name, target)
+    except FileExistsError:  # a 64-bit name taken already: another writer's file, not ours to remove
+        raise
     except BaseException:
         try:
             os.unlink(temp_name)
