@@ -18,33 +18,32 @@ def recompression_error(gray: np.ndarray, quality: int) -> np.ndarray:
     blocks, and it is lossless), so strips cut on the block grid recompress to exactly the pixels of the whole
     image. Strips are coded in parallel threads (OpenCV releases the GIL): it is the largest cost of both.
     """
-    rows = gray.shape[0]
-    parts = strip_workers(rows)
-    cuts = [0, *[(rows * k // parts) // 8 * 8 for k in range(1, parts)], rows]
     error = np.empty_like(gray)
 
     def recompress(top: int, bottom: int) -> None:
         error[top:bottom] = _strip_error(gray[top:bottom], quality)
 
-    for_each_strip(recompress, cuts)
+    for_each_strip(recompress, _strip_cuts(gray.shape[0], 8))
     return error
 
 
 def recompression_block_error(gray: np.ndarray, quality: int, block: int) -> np.ndarray:
     """``block_mean(recompression_error(gray, quality), block)``, each strip averaged in its own thread as soon
     as it is recompressed (strips are cut on both the JPEG grid and the block grid)."""
-    rows = gray.shape[0]
-    unit = math.lcm(8, block)
-    parts = strip_workers(rows)
-    cuts = [0, *[(rows * k // parts) // unit * unit for k in range(1, parts)], rows]
-    means = np.empty((rows // block, gray.shape[1] // block), np.float32)
+    means = np.empty((gray.shape[0] // block, gray.shape[1] // block), np.float32)
 
     def recompress(top: int, bottom: int) -> None:
         strip = block_mean(_strip_error(gray[top:bottom], quality), block)
         means[top // block: top // block + strip.shape[0]] = strip
 
-    for_each_strip(recompress, cuts)
+    for_each_strip(recompress, _strip_cuts(gray.shape[0], math.lcm(8, block)))
     return means
+
+
+def _strip_cuts(rows: int, unit: int) -> list[int]:
+    """Row cuts into one strip per worker, each cut on a multiple of ``unit`` rows."""
+    parts = strip_workers(rows)
+    return [0, *[(rows * k // parts) // unit * unit for k in range(1, parts)], rows]
 
 
 def _strip_error(gray: np.ndarray, quality: int) -> np.ndarray:
