@@ -340,7 +340,8 @@ def _group_maps(sources: np.ndarray, targets: np.ndarray, twin: np.ndarray, *, m
 
 def keypoint_proposals(gray: np.ndarray, min_offset: int, *, max_maps: int = 8, min_inliers: int = 5,
                        threshold: float = 3.0, scale_range: tuple[float, float] = (0.4, 2.5),
-                       mirrored: bool = False) -> list[np.ndarray]:
+                       mirrored: bool = False,
+                       own: tuple[np.ndarray, np.ndarray | None] | None = None) -> list[np.ndarray]:
     """Similarity maps between repeated parts of one image, from SIFT self-matches (Amerini et al. 2011, g2NN):
     each keypoint's nearest other keypoint, when far away and much closer than the next one, makes a pair.
 
@@ -355,8 +356,10 @@ def keypoint_proposals(gray: np.ndarray, min_offset: int, *, max_maps: int = 8, 
     ``mirrored``: maps that also flip (determinant < 0) instead. SIFT descriptors are not mirror-invariant, so
     the image's descriptors are matched against those of its left-right flipped self, whose keypoints are mapped
     back; a keypoint's match with its own mirror image (a locally symmetric blob) is skipped.
+
+    ``own``: the image's SIFT keypoints and descriptors (``_sift(gray)``) when already computed.
     """
-    points, descriptors = _sift(gray)
+    points, descriptors = own if own is not None else _sift(gray)
     if descriptors is None:
         return []
     if mirrored:
@@ -470,9 +473,10 @@ def copy_move(
     small, scale = bounded(gray, analysis_pixels)
     features = zernike_features(cv2.GaussianBlur(small, (0, 0), 0.7), radius)
     min_offset = max(2 * radius + 1, int(min_offset_fraction * max(small.shape)))
-    proposals = keypoint_proposals(small, min_offset)
+    own_keypoints = _sift(small)  # shared by the plain and the mirrored matching
+    proposals = keypoint_proposals(small, min_offset, own=own_keypoints)
     # mirrored maps are checked at the pixels only: the dense field is not seeded with them
-    mirror_maps = keypoint_proposals(small, min_offset, mirrored=True)
+    mirror_maps = keypoint_proposals(small, min_offset, mirrored=True, own=own_keypoints)
     features = reduce_features(features, 8)
     energy = np.einsum("ijk,ijk->ij", features, features)
     oy, ox, distance = patchmatch(features, min_offset=min_offset, iterations=iterations, proposals=proposals)
