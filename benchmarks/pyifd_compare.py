@@ -121,7 +121,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--per-method", type=int, default=8)
     parser.add_argument("--size", type=int, default=768)
-    parser.add_argument("--scan-mp", type=float, default=12.0, help="megapixels of the speed-only scan-size images")
+    parser.add_argument("--scan-mp", type=float, default=12.0,
+                        help="megapixels of the speed-only scan-size images")
     parser.add_argument("--scan-count", type=int, default=2, help="how many scan-size images (0: none)")
     parser.add_argument("--repeats", type=int, default=3, help="each timing is the best of this many runs")
     args = parser.parse_args()
@@ -220,11 +221,11 @@ def main() -> None:
              "this benchmark did: that rule lifts any map whose sign wanders, even a random one, above 0.5, so it "
              "is shown for comparison only.", "",
              "The last column is a map with no forensic content: local flatness of the picture (minus the mean "
-             "absolute Laplacian over 8 x 8 pixels). A diffusion or airbrush fill replaces a subject by a smooth "
-             "area, flatter than the average of the picture, so any map that rises on flat areas scores about this "
-             "much without evidence of an edit; a noise or error map earns its AUC only above that line. A clone "
-             "copies the picture's own grain and compression, so a noise map has no basis there; the third table "
-             "shows how widely single images spread around each median.", "",
+             "absolute Laplacian over 8 x 8 pixels). A diffusion or airbrush fill replaces a subject by a "
+             "smooth area, flatter than the average of the picture, so any map that rises on flat areas scores "
+             "about this much without evidence of an edit; a noise or error map earns its AUC only above that "
+             "line. A clone copies the picture's own grain and compression, so a noise map has no basis there; "
+             "the third table shows how widely single images spread around each median.", "",
              "| manipulation | n | retouch ela | pyIFD ELA | retouch grain | pyIFD NOI1 | pyIFD NOI4 "
              "| flatness (content only) |",
              "|---|---|---|---|---|---|---|---|"]
