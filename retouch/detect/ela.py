@@ -110,6 +110,20 @@ def _non_reproducing_error(gray: np.ndarray, quality: int, usable: np.ndarray, b
     return used, error
 
 
+def _spread_bearing(pooled: np.ndarray, usable: np.ndarray) -> np.ndarray:
+    """The usable blocks whose pooled score is not exactly 0, which the empirical scale is taken from.
+
+    In a picture saved twice (say at quality 65, then 92) many blocks reproduce exactly when recompressed:
+    their error is 0, and where most of a texture class does so, so is the class's median, so their z is exactly
+    0. Such ties carry no information on the spread of the rest, yet they shrank the median absolute deviation
+    the pooled scores are scaled by: on the 8 sample photographs saved at 65 then 92, 1.12 % of the image was
+    marked on average (4.2 % at worst); leaving the ties out of the scale, 0.53 % (1.3 %), with the same
+    decisions on generated forgeries. Unless ties are most of the picture, they are left out.
+    """
+    bearing = usable & (pooled != 0)
+    return bearing if bearing.sum() >= 0.25 * usable.sum() else usable
+
+
 @register("ela", title="Error-level analysis (content-normalised)",
           description="JPEG recompression error per 8x8 block compared with blocks of similar texture; finds "
                       "regions with a different digital compression history.")
@@ -166,7 +180,9 @@ def error_level_analysis(
         expected, spread = binned_reference(error, covariate, usable, bins=12)
         z = np.clip((error - expected) / spread, -6, 6)
         z[~usable] = 0.0
-        high_here, low_here = standardise(pooled_z(z, 1), usable), standardise(pooled_z(-z, 1), usable)
+        pooled = pooled_z(z, 1)
+        scale_from = _spread_bearing(pooled, usable)
+        high_here, low_here = standardise(pooled, scale_from), standardise(-pooled, scale_from)
         high = high_here if high is None else np.maximum(high, high_here)
         low = low_here if low is None else np.maximum(low, low_here)
         levels[q] = round(float(np.exp(np.median(error))), 4)
