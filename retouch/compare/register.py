@@ -94,7 +94,19 @@ def _to_h(matrix: np.ndarray) -> np.ndarray:
     return np.vstack([matrix, [0, 0, 1]]) if matrix.shape == (2, 3) else matrix
 
 
+def _invertible(h: np.ndarray) -> bool:
+    """Whether ``h`` can map one scan of a print onto another: finite, and its linear part neither collapses the
+    frame nor blows it up beyond any re-photographing (OpenCV's robust fits can return an all-zero linear part
+    when their sampling fails, which was once chosen and then broke the refinement with a singular matrix)."""
+    if not np.all(np.isfinite(h)) or abs(h[2, 2]) < 1e-12:
+        return False
+    area_scale = abs(float(np.linalg.det(h[:2, :2] / h[2, 2])))
+    return 1e-3 < area_scale < 1e3
+
+
 def _fit_models(src: np.ndarray, dst: np.ndarray, threshold: float) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """Similarity, affine and (from 8 matches) homography fits of ``src`` -> ``dst``, simplest first, each with its
+    inlier flags; fits that are not invertible maps are left out."""
     fits = []
     similarity, inl = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=threshold,
                                                   maxIters=4000, confidence=0.999)
@@ -123,7 +135,7 @@ def _fit_models(src: np.ndarray, dst: np.ndarray, threshold: float) -> list[tupl
                     homography = polished
                     inliers = _residuals(polished, src, dst) < threshold
             fits.append(("homography", homography, inliers))
-    return fits
+    return [fit for fit in fits if _invertible(fit[1])]
 
 
 def _residuals(h: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -287,7 +299,7 @@ def _ecc_pyramid(ref_f: np.ndarray, q_f: np.ndarray, h: np.ndarray, motion: int)
             refined_q_to_r = _to_h(matrix.astype(np.float64))
             current = np.linalg.inv(np.linalg.inv(down) @ refined_q_to_r @ down)
             current /= current[2, 2]
-    except cv2.error:
+    except (cv2.error, np.linalg.LinAlgError):  # no convergence, or a degenerate warp
         return None
     return current
 
