@@ -92,14 +92,18 @@ def photo_table(rows: list[dict]) -> str:
     """Mean area marked on untouched photographs, per detector and way of saving; the worst image in brackets."""
     detectors = list(dict.fromkeys(r["detector"] for r in rows))
     saves = list(dict.fromkeys(r["save"] for r in rows))
-    lines = ["| saved | n | " + " | ".join(detectors) + " |", "|---|---|" + "---|" * len(detectors)]
+    lines = ["| saved | n | " + " | ".join(detectors) + " | anything marked |",
+             "|---|---|" + "---|" * (len(detectors) + 1)]
     for save in saves:
         cells = []
         for detector in detectors:
             flagged = [r["flagged"] for r in rows if r["save"] == save and r["detector"] == detector]
             cells.append(f"{100 * np.mean(flagged):.2f} ({100 * max(flagged):.1f})")
         count = len({r["source"] for r in rows if r["save"] == save})
-        lines.append(f"| {save} | {count} | " + " | ".join(cells) + " |")
+        # the image-level false alarm: photographs where the fused decision marks any pixel at all
+        marked = len({r["source"] for r in rows if r["save"] == save and r["detector"] == "fused"
+                      and r["flagged"] > 0})
+        lines.append(f"| {save} | {count} | " + " | ".join(cells) + f" | {marked} of {count} |")
     return "\n".join(lines)
 
 
@@ -155,7 +159,8 @@ def single_tables(rows: list[dict]) -> str:
         mine = [r for r in rows if r["detector"] == detector]
         negatives = [r for r in mine if r["manipulation"] == "none"]
         lines += [f"\n**{detector}**  (false-positive area on untouched scans: "
-                  f"{100 * np.mean([r['flagged'] for r in negatives]):.2f} %, over {len(negatives)} scans)\n",
+                  f"{100 * np.mean([r['flagged'] for r in negatives]):.2f} %, over {len(negatives)} scans; "
+                  f"anything marked on {sum(r['flagged'] > 0 for r in negatives)} of them)\n",
                   "| manipulation | n | F1 own | F1 best | MCC | pixel AUC | image AUC |",
                   "|---|---|---|---|---|---|---|"]
         for manipulation in dict.fromkeys(r["manipulation"] for r in mine if r["manipulation"] != "none"):
