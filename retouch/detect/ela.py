@@ -7,10 +7,10 @@ error level is the mean absolute difference per 8x8 block of the JPEG grid (Kraw
 Raw error levels mostly show texture: edges and grain recompress worse than flat areas. So each block's log
 error is compared with what blocks of the same texture (local gradient energy) and brightness show elsewhere in
 the image (a robust binned regression), and the residual is a robust z-score. Blocks are pooled 3x3, put on
-their own empirical scale, and flagged beyond 1.3 times a Bonferroni bound for ``false_alarms`` expected
-false detections per image (real photographs' scores have heavier tails than the bound assumes; see
-``_blocks.TAIL_MARGIN``); regions whose error is far above their peers (saved fewer times, or at a different
-quality) or far below are marked ``error-level``.
+their own empirical scale (blocks that recompress exactly, tied at 0, left out of it), and flagged beyond 1.3
+times a Bonferroni bound for ``false_alarms`` expected false detections per image (real photographs' scores have
+heavier tails than the bound assumes; see ``_blocks.TAIL_MARGIN``); regions whose error is far above their peers
+(saved fewer times, or at a different quality) or far below are marked ``error-level``.
 
 A quality at which the image reproduces itself (the median block unchanged: it was last saved at that quality)
 is replaced by one 10 lower: there the error is only rounding, and on untouched photographs saved once at
