@@ -330,7 +330,9 @@ def _group_maps(sources: np.ndarray, targets: np.ndarray, twin: np.ndarray, *, m
         alive[members] = False
         alive[twin[members]] = False  # the same pairs read backwards follow the inverse map
         zoom = float(np.sqrt(abs(np.linalg.det(affine[:, :2]))))
-        spread = np.ptp(sources[members], axis=0).max()
+        # measured on the larger side: RANSAC fits either orientation of a rescaled copy's pairs, and the smaller
+        # side's spread (an x1.7 stamp's source keypoints: 23 px) alone would make the test depend on which
+        spread = max(np.ptp(sources[members], axis=0).max(), np.ptp(targets[members], axis=0).max())
         if not scale_range[0] <= zoom <= scale_range[1] or spread < min_offset:
             continue
         maps.append(affine)
