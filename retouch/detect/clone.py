@@ -402,7 +402,8 @@ def keypoint_maps(gray: np.ndarray, min_offset: int, *, ratios: tuple[float, ...
         others = [c for c in candidates if (np.hypot(*(other_points[c.trainIdx] - points[c.queryIdx])) >= 2.0
                                             if mirrored else c.trainIdx != c.queryIdx)]
         for first, second in zip(others, others[1:], strict=False):
-            closeness = first.distance / max(second.distance, 1e-9)
+            # two equally near candidates at distance 0 (exact duplicates) are as ambiguous as any tie
+            closeness = first.distance / second.distance if second.distance > 0 else np.inf
             if closeness >= loosest:
                 break
             a, b = points[first.queryIdx], other_points[first.trainIdx]
