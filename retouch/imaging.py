@@ -11,6 +11,30 @@ from concurrent.futures import ThreadPoolExecutor, wait
 import cv2
 import numpy as np
 
+from retouch.errors import InputError
+
+
+def checked_image(image: np.ndarray, *, role: str = "image") -> np.ndarray:
+    """``image`` as the analyses take it: (H, W) gray or (H, W, 3) colour (a fourth, alpha, channel is ignored),
+    with at least one pixel and numeric samples; raises :class:`~retouch.errors.InputError` naming ``role``.
+
+    A one-channel (H, W, 1) array is gray and a two-channel one gray with alpha (Pillow's "LA"), whose alpha is
+    dropped as the loader drops it: both reached OpenCV's colour conversion and failed there with its own error.
+    Anything else is refused here, so a caller learns which argument is wrong instead of reading a traceback
+    from deep inside a detector (an empty array, for one, failed in the margin search).
+    """
+    array = np.asarray(image)
+    if array.dtype != bool and not (np.issubdtype(array.dtype, np.integer) or
+                                    np.issubdtype(array.dtype, np.floating)):
+        raise InputError(f"{role}: samples of type {array.dtype} are not grey levels; pass uint8 or uint16 pixels")
+    if array.ndim == 3 and array.shape[2] in (1, 2):
+        array = array[:, :, 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
+        raise InputError(f"{role}: an image array must be (H, W) gray or (H, W, 3) RGB, got shape {array.shape}")
+    if array.size == 0:
+        raise InputError(f"{role}: the image has no pixels (shape {array.shape})")
+    return array
+
 
 def to_gray_float(image: np.ndarray) -> np.ndarray:
     """float32 luminance in [0, 1] from uint8/uint16/float gray or RGB (H, W[, 3])."""

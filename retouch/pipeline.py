@@ -15,7 +15,7 @@ import numpy as np
 
 from retouch.detect.fuse import fuse_results
 from retouch.detect.registry import detectors as registered_detectors
-from retouch.imaging import content_box, display_box, to_stored
+from retouch.imaging import checked_image, content_box, display_box, to_stored
 from retouch.result import AnalysisResult
 
 if TYPE_CHECKING:
@@ -88,7 +88,15 @@ def analyze_image(
         Registry names; ``None`` runs the default set.
     detector_options : mapping, optional
         Per-detector keyword options, e.g. ``{"ela": {"quality": 90}}``.
+
+    Raises
+    ------
+    InputError
+        ``image`` is not a gray or RGB image with pixels.
+    DetectorChoiceError
+        The detectors asked for are unknown, or the choice names none.
     """
+    image = checked_image(image)
     names = resolve_detectors(detectors)
     available = registered_detectors()
     options = {name: dict((detector_options or {}).get(name, {})) for name in names}

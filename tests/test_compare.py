@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from retouch.compare import compare_pair
-from retouch.errors import NotSamePhotographError
+from retouch.errors import InputError, NotSamePhotographError
 from retouch.metrics import f1_score
 from retouch.samples import load_source, make_pair
 
@@ -89,6 +89,22 @@ def test_unrelated_photographs_are_refused() -> None:
     noise = (np.random.default_rng(0).random((300, 300)) * 255).astype(np.uint8)
     with pytest.raises(NotSamePhotographError):
         compare_pair(load_source("camera"), noise)
+
+
+def test_one_channel_arrays_compare_as_gray_and_arrays_without_an_image_are_refused() -> None:
+    # an (H, W, 1) or gray-with-alpha array failed in OpenCV's colour conversion during registration, an empty one
+    # in its Gaussian blur, each with OpenCV's own error instead of one naming the argument
+    pair = make_pair(2, size=128, edit="clone")
+    gray = pair.reference if pair.reference.ndim == 2 else cv2.cvtColor(pair.reference, cv2.COLOR_RGB2GRAY)
+    expected = compare_pair(gray, pair.questioned)
+    for variant in (gray[:, :, None], np.dstack([gray, np.full_like(gray, 255)])):
+        comparison = compare_pair(variant, pair.questioned)
+        assert np.array_equal(comparison.transform, expected.transform)
+        assert np.array_equal(comparison.result.heatmap, expected.result.heatmap)
+    with pytest.raises(InputError, match="questioned: the image has no pixels"):
+        compare_pair(pair.reference, pair.questioned[:0])
+    with pytest.raises(InputError, match=r"reference: an image array must be \(H, W\) gray or \(H, W, 3\) RGB"):
+        compare_pair(gray.ravel(), pair.questioned)
 
 
 def test_a_degenerate_feature_fit_is_never_refined() -> None:

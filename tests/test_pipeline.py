@@ -1,11 +1,16 @@
-"""How a choice of detectors is read, the same for the CLI, batch runs and the API."""
+"""How a choice of detectors is read, the same for the CLI, batch runs and the API, and which arrays
+``analyze_image`` takes."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from retouch.detect.registry import detectors
-from retouch.pipeline import DetectorChoiceError, resolve_detectors
+from retouch.errors import InputError
+from retouch.io import load_image_bytes
+from retouch.pipeline import DetectorChoiceError, analyze_image, resolve_detectors
+from retouch.samples import make_forgery
 
 
 def test_blank_choice_means_the_defaults_and_a_choice_naming_none_is_an_error() -> None:
@@ -19,3 +24,40 @@ def test_blank_choice_means_the_defaults_and_a_choice_naming_none_is_an_error() 
     assert resolve_detectors("all") == list(detectors())
     with pytest.raises(DetectorChoiceError, match="unknown detector nope; available: "):
         resolve_detectors("ela,nope")
+
+
+def _gray_case() -> tuple[np.ndarray, dict[int, list[int]] | None]:
+    loaded = load_image_bytes(make_forgery(3, method="clone", size=96).file_bytes, name="case.jpg")
+    pixels = loaded.pixels if loaded.pixels.ndim == 2 else loaded.pixels[:, :, 0]
+    return np.ascontiguousarray(pixels), loaded.jpeg_quantization
+
+
+def test_one_and_two_channel_arrays_are_analysed_as_gray() -> None:
+    # (H, W, 1) arrays (what many array libraries give for gray) and gray with alpha reached OpenCV's colour
+    # conversion inside the clone detector and failed there with its "bad number of channels" error
+    gray, tables = _gray_case()
+    expected = analyze_image(gray, jpeg_quantization=tables, detectors="all")
+    alpha = np.full_like(gray, 255)
+    for variant in (gray[:, :, None], np.dstack([gray, alpha])):
+        run = analyze_image(variant, jpeg_quantization=tables, detectors="all")
+        for got, want in zip([*run.results, run.fused], [*expected.results, expected.fused], strict=True):
+            assert got.method == want.method and got.score == want.score
+            assert np.array_equal(got.heatmap, want.heatmap) and np.array_equal(got.mask, want.mask)
+
+
+def test_arrays_that_hold_no_image_are_refused_with_a_clear_error() -> None:
+    gray, _ = _gray_case()
+    # each of these failed deep inside the analysis (numpy's reshape in the margin search, an index error, a rint
+    # TypeError on object samples) or, a batch of one image and complex samples, quietly gave an answer ("no
+    # suspect region", with no detector run for the batch) instead of saying what was wrong with the argument
+    with pytest.raises(InputError, match="image: the image has no pixels"):
+        analyze_image(gray[:0])
+    with pytest.raises(InputError, match="image: the image has no pixels"):
+        analyze_image(np.zeros((40, 0, 3), np.uint8))
+    with pytest.raises(InputError, match=r"must be \(H, W\) gray or \(H, W, 3\) RGB, got shape \(\d+,\)"):
+        analyze_image(gray.ravel())
+    with pytest.raises(InputError, match="got shape"):
+        analyze_image(gray[None, :, :, None].repeat(3, axis=3))
+    for samples in (np.complex64, object):
+        with pytest.raises(InputError, match="not grey levels"):
+            analyze_image(gray.astype(samples))

@@ -30,7 +30,7 @@ from retouch.compare.changes import (
     match_tones,
 )
 from retouch.compare.register import Registration, register
-from retouch.imaging import analysis_scale, to_gray_float, to_uint8, upscale_to
+from retouch.imaging import analysis_scale, checked_image, to_gray_float, to_uint8, upscale_to
 from retouch.result import AnalysisResult, Region
 
 ANALYSIS_PIXELS = 2_500_000
@@ -99,7 +99,11 @@ def compare_pair(
     ------
     NotSamePhotographError
         The two images do not show the same photograph.
+    InputError
+        Either image is not a gray or RGB image with pixels (the message names which).
     """
+    reference = checked_image(reference, role="reference")
+    questioned = checked_image(questioned, role="questioned")
     timings: dict[str, float] = {}
     started = time.perf_counter()
     registration = register(reference, questioned)
