@@ -15,6 +15,7 @@ import numpy as np
 
 from retouch.detect.fuse import fuse_results
 from retouch.detect.registry import detectors as registered_detectors
+from retouch.errors import InputError
 from retouch.imaging import checked_image, content_box, display_box, to_stored
 from retouch.result import AnalysisResult
 
@@ -92,7 +93,7 @@ def analyze_image(
     Raises
     ------
     InputError
-        ``image`` is not a gray or RGB image with pixels.
+        ``image`` is not a gray or RGB image with pixels, or a quantization table does not hold 64 entries.
     DetectorChoiceError
         The detectors asked for are unknown, or the choice names none.
     """
@@ -105,6 +106,12 @@ def analyze_image(
     image = to_stored(image, orientation)
     shape = (int(image.shape[0]), int(image.shape[1]))
     tables = {int(k): list(v) for k, v in jpeg_quantization.items()} if jpeg_quantization else None
+    # a JPEG file's tables always hold 64 entries (one per DCT coefficient); a shorter one, which only a caller
+    # of this function can pass, failed inside the JPEG detector's quality estimate with numpy's broadcast error
+    for key, table in (tables or {}).items():
+        if len(table) != 64:
+            raise InputError(f"JPEG quantization table {key} has {len(table)} entries; a table holds 64 (pass the "
+                             "file's tables as read, or None)")
     results: list[AnalysisResult] = []
     timings: dict[str, float] = {}
     # Uniform margins (frames, padding, a scanner bed clipped to white) hold no evidence, but their straight

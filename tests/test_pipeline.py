@@ -61,3 +61,10 @@ def test_arrays_that_hold_no_image_are_refused_with_a_clear_error() -> None:
     for samples in (np.complex64, object):
         with pytest.raises(InputError, match="not grey levels"):
             analyze_image(gray.astype(samples))
+
+
+def test_a_quantization_table_without_64_entries_is_refused() -> None:
+    # a 10-entry table failed in the JPEG detector's quality estimate with numpy's broadcast error
+    gray, _ = _gray_case()
+    with pytest.raises(InputError, match="JPEG quantization table 0 has 10 entries; a table holds 64"):
+        analyze_image(gray, jpeg_quantization={0: [16] * 10}, detectors="all")
