@@ -79,6 +79,20 @@ def test_keeps_16_bit_depth(tmp_path: Path, ext: str, channels: int) -> None:
     assert 0.0 <= loaded.gray.min() and loaded.gray.max() <= 1.0
 
 
+def test_16_bit_rgba_tiff_from_opencv_loads_without_a_libtiff_warning(tmp_path: Path,
+                                                                     capfd: pytest.CaptureFixture[str]) -> None:
+    # OpenCV writes RGBA TIFFs without the ExtraSamples tag; reading one back, its libtiff printed a warning line
+    # to stderr (through OpenCV's log) beside a successful analysis
+    deep = (RNG.random((31, 29, 4)) * 65535).astype(np.uint16)
+    path = tmp_path / "deep.tiff"
+    assert cv2.imwrite(str(path), deep)
+    capfd.readouterr()
+    loaded = load_image(path)
+    assert loaded.pixels.dtype == np.uint16 and loaded.had_alpha
+    assert np.array_equal(loaded.pixels, cv2.cvtColor(deep, cv2.COLOR_BGRA2RGB))
+    assert capfd.readouterr().err == ""
+
+
 def test_jpeg_keeps_quantization_tables_and_subsampling(tmp_path: Path) -> None:
     path = tmp_path / "q.jpg"
     path.write_bytes(_pil_bytes(Image.fromarray(RGB), "JPEG", quality=75))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -395,6 +396,7 @@ def _decode(image: Image.Image, data: bytes) -> tuple[np.ndarray, bool]:
 
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_OPENCV_LOG_LOCK = threading.Lock()  # OpenCV's log level is process-wide; loads in API worker threads share it
 
 
 def _is_16bit_colour(image: Image.Image, data: bytes) -> bool:
@@ -414,7 +416,17 @@ def _is_16bit_colour(image: Image.Image, data: bytes) -> bool:
 
 def _decode_16bit_rgb(data: bytes) -> np.ndarray | None:
     """Pillow reduces 16-bit colour PNG/TIFF to 8 bits; OpenCV keeps the depth. Header size is checked already."""
-    decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
+    # libtiff's warnings reach stderr through OpenCV's log: an RGBA TIFF as OpenCV itself writes it (no
+    # ExtraSamples tag) printed "TIFF_Warning ... Defining non-color channels as ExtraSamples" beside a successful
+    # run, breaking the promise of a quiet stderr; Pillow has already checked the data, and errors still show
+    with _OPENCV_LOG_LOCK:
+        level = cv2.utils.logging.getLogLevel()
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+        try:
+            decoded = cv2.imdecode(np.frombuffer(data, np.uint8),
+                                   cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
+        finally:
+            cv2.utils.logging.setLogLevel(level)
     if decoded is None or decoded.dtype != np.uint16 or decoded.ndim != 3:
         return None
     if decoded.shape[2] == 4:
