@@ -36,10 +36,10 @@ def test_one_and_two_channel_arrays_are_analysed_as_gray() -> None:
     # (H, W, 1) arrays (what many array libraries give for gray) and gray with alpha reached OpenCV's colour
     # conversion inside the clone detector and failed there with its "bad number of channels" error
     gray, tables = _gray_case()
-    expected = analyze_image(gray, jpeg_quantization=tables, detectors="all")
+    expected = analyze_image(gray, jpeg_quantization=tables)
     alpha = np.full_like(gray, 255)
     for variant in (gray[:, :, None], np.dstack([gray, alpha])):
-        run = analyze_image(variant, jpeg_quantization=tables, detectors="all")
+        run = analyze_image(variant, jpeg_quantization=tables)
         for got, want in zip([*run.results, run.fused], [*expected.results, expected.fused], strict=True):
             assert got.method == want.method and got.score == want.score
             assert np.array_equal(got.heatmap, want.heatmap) and np.array_equal(got.mask, want.mask)
@@ -67,4 +67,4 @@ def test_a_quantization_table_without_64_entries_is_refused() -> None:
     # a 10-entry table failed in the JPEG detector's quality estimate with numpy's broadcast error
     gray, _ = _gray_case()
     with pytest.raises(InputError, match="JPEG quantization table 0 has 10 entries; a table holds 64"):
-        analyze_image(gray, jpeg_quantization={0: [16] * 10}, detectors="all")
+        analyze_image(gray, jpeg_quantization={0: [16] * 10})
