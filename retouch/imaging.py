@@ -16,7 +16,8 @@ from retouch.errors import InputError
 
 def checked_image(image: np.ndarray, *, role: str = "image") -> np.ndarray:
     """``image`` as the analyses take it: (H, W) gray or (H, W, 3) colour (a fourth, alpha, channel is ignored),
-    with at least one pixel and numeric samples; raises :class:`~retouch.errors.InputError` naming ``role``.
+    with at least one pixel and uint8, uint16, bool or [0, 1] float samples; raises
+    :class:`~retouch.errors.InputError` naming ``role``.
 
     A one-channel (H, W, 1) array is gray and a two-channel one gray with alpha (Pillow's "LA"), whose alpha is
     dropped as the loader drops it: both reached OpenCV's colour conversion and failed there with its own error.
@@ -27,6 +28,15 @@ def checked_image(image: np.ndarray, *, role: str = "image") -> np.ndarray:
     if array.dtype != bool and not (np.issubdtype(array.dtype, np.integer) or
                                     np.issubdtype(array.dtype, np.floating)):
         raise InputError(f"{role}: samples of type {array.dtype} are not grey levels; pass uint8 or uint16 pixels")
+    if np.issubdtype(array.dtype, np.integer) and array.dtype not in (np.uint8, np.uint16):
+        # int32 and the like have no agreed grey scale (0..255? 0..65535?), and were read as floats in [0, 1]
+        raise InputError(f"{role}: samples of type {array.dtype} have no agreed grey scale; pass uint8 or uint16 "
+                         "pixels (or floats in [0, 1])")
+    if np.issubdtype(array.dtype, np.floating) and array.size and not (
+            np.isfinite(low := float(np.min(array))) and np.isfinite(high := float(np.max(array)))
+            and low >= 0.0 and high <= 1.0):
+        raise InputError(f"{role}: float samples must be finite grey levels in [0, 1]; scale the image, or pass "
+                         "uint8 or uint16 pixels")
     if array.ndim == 3 and array.shape[2] in (1, 2):
         array = array[:, :, 0]
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):

@@ -61,6 +61,13 @@ def test_arrays_that_hold_no_image_are_refused_with_a_clear_error() -> None:
     for samples in (np.complex64, object):
         with pytest.raises(InputError, match="not grey levels"):
             analyze_image(gray.astype(samples))
+    # integers without an agreed scale and floats outside [0, 1] were read as [0, 1] floats: a meaningless answer
+    with pytest.raises(InputError, match="int32 have no agreed grey scale"):
+        analyze_image(gray.astype(np.int32))
+    with pytest.raises(InputError, match=r"float samples must be finite grey levels in \[0, 1\]"):
+        analyze_image(gray.astype(np.float32))
+    with pytest.raises(InputError, match="finite grey levels"):
+        analyze_image(np.full((64, 64), np.nan, np.float32))
 
 
 def test_a_quantization_table_without_64_entries_is_refused() -> None:
