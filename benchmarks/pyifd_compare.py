@@ -224,8 +224,10 @@ def main() -> None:
              "absolute Laplacian over 8 x 8 pixels). A diffusion or airbrush fill replaces a subject by a "
              "smooth area, flatter than the average of the picture, so any map that rises on flat areas scores "
              "about this much without evidence of an edit; a noise or error map earns its AUC only above that "
-             "line. A clone copies the picture's own grain and compression, so a noise map has no basis there; "
-             "the third table shows how widely single images spread around each median.", "",
+             "line (†: not above it by more than 0.02). A clone copies the picture's own grain and compression, "
+             "so a noise map has no basis there; and error-level analysis cannot see an edit made on the print "
+             "before scanning (one digital history), so on the print rows its AUC is only what it shares with "
+             "content. The third table shows how widely single images spread around each median.", "",
              "| manipulation | n | retouch ela | pyIFD ELA | retouch grain | pyIFD NOI1 | pyIFD NOI4 "
              "| flatness (content only) |",
              "|---|---|---|---|---|---|---|---|"]
@@ -258,8 +260,14 @@ def main() -> None:
                       "|---|---|---|---|---|---|---|"]
         for label in labels:
             chosen = [r for r in rows if r[0] == label]
-            lines.append(f"| {label} | {len(chosen)} | "
-                         + " | ".join(f"{row_auc(chosen, name, rule):.3f}" for name in shown) + " |")
+            content = row_auc(chosen, "flatness", "per row")
+
+            def cell(name: str) -> str:
+                value = row_auc(chosen, name, rule)
+                # a map that does no better than content alone shows no evidence of the edit on that row
+                return f"{value:.3f}" + (" †" if name != "flatness" and not value > content + 0.02 else "")
+
+            lines.append(f"| {label} | {len(chosen)} | " + " | ".join(cell(name) for name in shown) + " |")
 
     lines += ["", "Spread over images: lowest and highest pixel AUC of each map on each row (pyIFD in the "
               "orientation of the first table).", "",
