@@ -310,6 +310,11 @@ def _sift(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     return np.float32([k.pt for k in keypoints]), descriptors
 
 
+# Lowe's ratio test for the SIFT pairs whose maps seed the dense field (the looser ``loose_ratio`` pairs only
+# reach the pixel check)
+SEED_RATIO = 0.6
+
+
 def _same_map(a: np.ndarray, b: np.ndarray, shape: tuple[int, int], tolerance: float = 6.0) -> bool:
     """Whether two 2x3 maps move the image's corners and centre to within ``tolerance`` px of each other (the
     same copy found twice; its second pixel check would only repeat the first)."""
@@ -352,7 +357,7 @@ def _group_maps(sources: np.ndarray, targets: np.ndarray, twin: np.ndarray, *, m
 
 def keypoint_proposals(gray: np.ndarray, min_offset: int, *, max_maps: int = 8, min_inliers: int = 5,
                        threshold: float = 3.0, scale_range: tuple[float, float] = (0.4, 2.5),
-                       mirrored: bool = False, ratio: float = 0.6,
+                       mirrored: bool = False, ratio: float = SEED_RATIO,
                        own: tuple[np.ndarray, np.ndarray | None] | None = None) -> list[np.ndarray]:
     """Similarity maps between repeated parts of one image, from SIFT self-matches (Amerini et al. 2011, g2NN):
     each keypoint's nearest other keypoint, when far away and closer than ``ratio`` times the next one, makes a
@@ -516,7 +521,7 @@ def copy_move(
     min_offset = max(2 * radius + 1, int(min_offset_fraction * max(small.shape)))
     own_keypoints = _sift(small)  # shared by the plain and the mirrored matching
     # the loose ratio test's maps go to the pixel check only (see ``loose_ratio``), never to the dense field
-    proposals, loose_maps = keypoint_maps(small, min_offset, ratios=(0.6, loose_ratio), own=own_keypoints)
+    proposals, loose_maps = keypoint_maps(small, min_offset, ratios=(SEED_RATIO, loose_ratio), own=own_keypoints)
     loose_maps = [a for a in loose_maps if not any(_same_map(a, b, small.shape) for b in proposals)]
     # mirrored maps are checked at the pixels only: the dense field is not seeded with them
     mirror_maps = keypoint_proposals(small, min_offset, mirrored=True, own=own_keypoints)
