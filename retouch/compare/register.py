@@ -34,6 +34,8 @@ FEATURE_PIXELS = 1_200_000
 MIN_INLIERS = 20  # for a homography; a model with fewer parameters needs proportionally fewer (a similarity 10)
 MIN_INLIER_RATIO = 0.12
 MIN_OVERLAP_CORRELATION = 0.35
+SMALL_SIDE = 256  # longest side (px) below which feature detection adapts its normalisation to the image size
+MIN_CLAHE_TILE = 32  # px; smaller equalisation tiles amplify grain more than they reveal features
 
 
 @dataclass
@@ -63,13 +65,26 @@ class Registration:
         return data
 
 
-def normalise_for_matching(image: np.ndarray) -> np.ndarray:
-    """uint8 gray, grain softened and local contrast equalised (CLAHE), so tone and fading do not hide features."""
-    gray = cv2.GaussianBlur(to_gray_float(image), (0, 0), 1.0)
+def normalise_for_matching(image: np.ndarray, *, size_aware: bool = False) -> np.ndarray:
+    """uint8 gray, grain softened and local contrast equalised (CLAHE), so tone and fading do not hide features.
+
+    ``size_aware``: below SMALL_SIDE pixels on the longest side, soften less and use fewer, larger CLAHE tiles
+    (for feature detection). A fixed 8x8 grid on a 60 px thumbnail equalises 7 px tiles, which turns grain into
+    contrast and drowns the descriptors, and a 1 px blur removes a larger share of a thumbnail's detail; on 24
+    generated pairs at each of 96-256 px this gave 18-50 % more correct matches. Images of SMALL_SIDE and more
+    are normalised exactly as without it.
+    """
+    gray = to_gray_float(image)
+    sigma, grid = 1.0, 8
+    if size_aware:
+        side = max(gray.shape[:2])
+        sigma = float(np.clip(side / SMALL_SIDE, 0.7, 1.0))
+        grid = int(np.clip(side // MIN_CLAHE_TILE, 1, 8))
+    gray = cv2.GaussianBlur(gray, (0, 0), sigma)
     lo, hi = np.percentile(gray, [0.5, 99.5])
     stretched = np.clip((gray - lo) / max(hi - lo, 1e-6), 0, 1)
     eight = np.round(stretched * 255).astype(np.uint8)
-    return cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8)).apply(eight)
+    return cv2.createCLAHE(clipLimit=2.0, tileGridSize=(grid, grid)).apply(eight)
 
 
 def _scale_matrix(scale: float) -> np.ndarray:
@@ -364,9 +379,13 @@ def register(reference: np.ndarray, questioned: np.ndarray, *, feature_pixels: i
     ref_small, ref_scale = bounded(to_gray_float(reference), feature_pixels)
     q_small, q_scale = bounded(to_gray_float(questioned), feature_pixels)
     ref8, q8 = normalise_for_matching(ref_small), normalise_for_matching(q_small)
+    # a small image gets its own, size-aware copy for features (same pixel frame); the fallback, ECC and the
+    # correlation check keep the fixed normalisation their thresholds were set on
+    ref_features = ref8 if max(ref8.shape) >= SMALL_SIDE else normalise_for_matching(ref_small, size_aware=True)
+    q_features = q8 if max(q8.shape) >= SMALL_SIDE else normalise_for_matching(q_small, size_aware=True)
     timings["prepare"] = time.perf_counter() - started
     started = time.perf_counter()
-    found = _feature_registration(ref8, q8)
+    found = _feature_registration(ref_features, q_features)
     timings["features_and_fit"] = time.perf_counter() - started
     method = "sift+magsac"
     # random matches agree with a 4-parameter similarity far more rarely than with an 8-parameter homography, so the
