@@ -36,6 +36,14 @@ MIN_INLIER_RATIO = 0.12
 MIN_OVERLAP_CORRELATION = 0.35
 SMALL_SIDE = 256  # longest side (px) below which feature detection adapts its normalisation to the image size
 MIN_CLAHE_TILE = 32  # px; smaller equalisation tiles amplify grain more than they reveal features
+# The Fourier-Mellin fallback has no inlier count to vouch for it, only the aligned overlap's correlation. On a
+# small image the smoothed overlap holds few independent samples, so chance agreement runs high: on generated
+# pairs of 64-128 px prints, different photographs aligned at 0.60-0.75 and wrong alignments of one photograph
+# (20-130 px off) at 0.61-0.80, while right ones mostly reached 0.8-0.93. Below SMALL_SIDE the bar is raised,
+# and below MIN_FALLBACK_SIDE on a short side the spectrum holds too few frequencies to try at all.
+FALLBACK_CORRELATION = 0.6
+SMALL_FALLBACK_CORRELATION = 0.8
+MIN_FALLBACK_SIDE = 32
 
 
 @dataclass
@@ -392,6 +400,11 @@ def register(reference: np.ndarray, questioned: np.ndarray, *, feature_pixels: i
     # inliers required scale with the chosen model's parameters (a dozen matches on one similarity are no chance)
     if found is None or found["inliers"] < MIN_INLIERS * _MODEL_PARAMETERS[found["model"]] / 8 \
             or found["inliers"] < MIN_INLIER_RATIO * found["matches"]:
+        shortest = min(ref8.shape + q8.shape)
+        if shortest < MIN_FALLBACK_SIDE:
+            raise NotSamePhotographError(
+                f"these images do not show the same photograph: too few consistent matches, and an image "
+                f"{shortest} px across is too small to align without them")
         started = time.perf_counter()
         h_fallback = _log_polar_fallback(ref8, q8)
         timings["fallback"] = time.perf_counter() - started
@@ -420,8 +433,12 @@ def register(reference: np.ndarray, questioned: np.ndarray, *, feature_pixels: i
                                            anchors=anchors, tolerance=tolerance)
         timings["refine"] = time.perf_counter() - started
     correlation = overlap_correlation(ref8, q8, h_small)
-    # a feature-free estimate has no inlier count to vouch for it, so its overlap must correlate clearly
-    needed = MIN_OVERLAP_CORRELATION if method != "fourier-mellin" else 0.6
+    # a feature-free estimate has no inlier count to vouch for it, so its overlap must correlate clearly, and more
+    # clearly on a small image (see SMALL_FALLBACK_CORRELATION)
+    needed = MIN_OVERLAP_CORRELATION
+    if method == "fourier-mellin":
+        small = max(q8.shape) < SMALL_SIDE  # the correlation is taken in the questioned frame
+        needed = SMALL_FALLBACK_CORRELATION if small else FALLBACK_CORRELATION
     if correlation < needed:
         raise NotSamePhotographError(
             f"these images do not show the same photograph: aligned overlap correlates at {correlation:.2f}")
