@@ -161,3 +161,29 @@ def test_registers_halftone_pairs_with_few_inliers(edit: str, seed: int) -> None
                                pair.questioned.shape[:2])
     assert registration.method == "sift+magsac"
     assert error <= 1.0, (error, pair.info["view"])
+
+
+def test_a_thumbnail_pair_registers_on_features() -> None:
+    # a 64 x 66 px view of a 128 px print: with CLAHE's fixed 8x8 grid (8 px tiles) its features did not match
+    # and the Fourier-Mellin fallback was accepted 41 px off; size-aware normalisation finds 22 inliers
+    from retouch.compare import register
+
+    pair = make_pair(90001, size=128, edit="none")
+    registration = register(pair.reference, pair.questioned)
+    error = registration_error(registration.transform, pair.transform, pair.reference.shape[:2],
+                               pair.questioned.shape[:2])
+    assert registration.method == "sift+magsac"
+    assert error <= 1.0, (error, pair.info["view"])
+
+
+@pytest.mark.parametrize(("seed", "other", "size", "edit"),
+                         [(90023, 190023, 64, "none"), (90010, 190010, 128, "added")])
+def test_small_views_of_different_photographs_are_refused(seed: int, other: int, size: int, edit: str) -> None:
+    # coins against chelsea at 19 x 23 px, coffee against camera at 80 x 67 px: the fallback aligned both and its
+    # smoothed overlap correlated at 0.75, above the 0.6 it needed; a tiny image has too few samples for that bar
+    from retouch.compare import register
+
+    first, second = make_pair(seed, size=size, edit=edit), make_pair(other, size=size, edit=edit)
+    assert first.info["source"] != second.info["source"]
+    with pytest.raises(NotSamePhotographError, match="these images do not show the same photograph"):
+        register(first.reference, second.questioned)
