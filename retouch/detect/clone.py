@@ -32,7 +32,9 @@ structure outweighs their texture they pass the pixel test; what tells a flipped
 source's grain. A mirrored area is kept only when the finest detail of its two sides (image minus its 1-px blur)
 correlates by at least ``min_mirror_correlation`` and differs by at most ``max_mirror_difference`` times what two
 independent grain fields of this image would (generated mirrored stamps: correlation 0.71 to 0.91, ratio 0.36 to
-0.70; symmetric subjects: correlation 0.15 to 0.88, ratio 0.75 to 3.6).
+0.70; symmetric subjects: correlation 0.15 to 0.88, ratio 0.75 to 3.6). The two sides are compared under the map
+refitted to the area's own pixels (ECC): a keypoint map can be a pixel or two off across the area, which
+decorrelates grain about a pixel fine.
 
 Every pair, plain or mirrored, must share its grain: the finest detail of its two sides may differ by at most
 ``max_grain_difference`` times what two independent grain fields of this image would (a copy differs from its
