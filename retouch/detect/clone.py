@@ -136,12 +136,18 @@ def _rescaled_copies(gray: np.ndarray, maps: list[np.ndarray], *, min_offset: in
         return []
     height, width = gray.shape
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
-    found = []
-    for affine in maps:
+
+    def twin_field(affine: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The offsets (dy, dx) the map implies at every pixel, and where the twin is far enough and inside."""
         twin_x = affine[0, 0] * xs + affine[0, 1] * ys + affine[0, 2] - xs
         twin_y = affine[1, 0] * xs + affine[1, 1] * ys + affine[1, 2] - ys
         zone = ((np.hypot(twin_x, twin_y) >= min_offset) & (xs + twin_x >= 0) & (xs + twin_x <= width - 1)
                 & (ys + twin_y >= 0) & (ys + twin_y <= height - 1))
+        return twin_y, twin_x, zone
+
+    found = []
+    for affine in maps:
+        twin_y, twin_x, zone = twin_field(affine)
         same = _copy_extent(gray, affine, zone, zone)
         if same.sum() >= min_area:
             # a mirror map is also what two halves of a symmetric subject (a face, a facade) follow, and their
@@ -153,13 +159,10 @@ def _rescaled_copies(gray: np.ndarray, maps: list[np.ndarray], *, min_offset: in
                 # first fitted to the area's pixels
                 refined = _refine_map(gray, affine, same)
                 if refined is not None:
-                    twin_x = refined[0, 0] * xs + refined[0, 1] * ys + refined[0, 2] - xs
-                    twin_y = refined[1, 0] * xs + refined[1, 1] * ys + refined[1, 2] - ys
-                    zone = ((np.hypot(twin_x, twin_y) >= min_offset) & (xs + twin_x >= 0)
-                            & (xs + twin_x <= width - 1) & (ys + twin_y >= 0) & (ys + twin_y <= height - 1))
-                    refit = _copy_extent(gray, refined, zone, zone & same)
+                    refined_y, refined_x, refined_zone = twin_field(refined)
+                    refit = _copy_extent(gray, refined, refined_zone, refined_zone & same)
                     if refit.sum() >= min_area:
-                        affine, same = refined, refit
+                        affine, same, twin_y, twin_x = refined, refit, refined_y, refined_x
                 correlation, ratio = _shared_grain(gray, affine, same)
                 if correlation < min_mirror_correlation or ratio > max_mirror_difference:
                     continue
