@@ -154,9 +154,9 @@ def _rescaled_copies(gray: np.ndarray, maps: list[np.ndarray], *, min_offset: in
             # outlines agree to the pixel test where structure outweighs texture: only shared fine texture
             # (the copied grain) tells a flipped copy
             if np.linalg.det(affine[:, :2]) < 0:
-                # the grain is about a pixel fine: a keypoint map a few tenths of a pixel off across the area
-                # (0.2 % in scale over 150 px) decorrelates a copy's grain from its source's, so the map is
-                # first fitted to the area's pixels
+                # the grain is about a pixel fine: a keypoint map a pixel or two off across the area (2.4 px at
+                # the far edge of a generated mirrored x0.75 stamp) decorrelates a copy's grain from its source's,
+                # so the map is first fitted to the area's pixels
                 refined = _refine_map(gray, affine, same)
                 if refined is not None:
                     refined_y, refined_x, refined_zone = twin_field(refined)
