@@ -165,19 +165,15 @@ def single_tables(rows: list[dict]) -> str:
                   f"anything marked on {sum(r['flagged'] > 0 for r in negatives)} of them)\n",
                   "| manipulation | n | F1 own | F1 best | MCC | pixel AUC | image AUC |",
                   "|---|---|---|---|---|---|---|"]
-        for manipulation in dict.fromkeys(r["manipulation"] for r in mine if r["manipulation"] != "none"):
-            chosen = [r for r in mine if r["manipulation"] == manipulation]
+        forged = [r for r in mine if r["manipulation"] != "none"]
+        kinds = dict.fromkeys(r["manipulation"] for r in forged)
+        groups = {kind: [r for r in forged if r["manipulation"] == kind] for kind in kinds}
+        for name, chosen in [*groups.items(), ("all of the above", forged)]:
             scores = [r["score"] for r in chosen] + [r["score"] for r in negatives]
             labels = [1] * len(chosen) + [0] * len(negatives)
             medians = [finite_median([r[key] for r in chosen]) for key in SCORE_KEYS]
-            lines.append(f"| {manipulation} | {len(chosen)} | " + " | ".join(f"{m:.3f}" for m in medians)
+            lines.append(f"| {name} | {len(chosen)} | " + " | ".join(f"{m:.3f}" for m in medians)
                          + f" | {roc_auc(np.array(scores), np.array(labels)):.3f} |")
-        forged = [r for r in mine if r["manipulation"] != "none"]
-        scores = [r["score"] for r in forged] + [r["score"] for r in negatives]
-        labels = [1] * len(forged) + [0] * len(negatives)
-        medians = [finite_median([r[key] for r in forged]) for key in SCORE_KEYS]
-        lines.append(f"| all of the above | {len(forged)} | " + " | ".join(f"{m:.3f}" for m in medians)
-                     + f" | {roc_auc(np.array(scores), np.array(labels)):.3f} |")
     return "\n".join(lines)
 
 
