@@ -57,6 +57,25 @@ def test_submit_poll_and_fetch_an_analysis(server: Server) -> None:
         assert job["id"] in [j["id"] for j in listed["jobs"]]
 
 
+def test_a_tiff_input_is_previewed_as_a_jpeg_of_its_first_page(server: Server) -> None:
+    # browsers show no TIFF; the page shows the preview, at the input's display size when that is small
+    rng = np.random.default_rng(5)
+    first, second = (np.clip(rng.normal(mean, 10, (90, 130)), 0, 255).astype(np.uint8) for mean in (80, 180))
+    buffer = io.BytesIO()
+    Image.fromarray(first).save(buffer, format="TIFF", save_all=True, append_images=[Image.fromarray(second)])
+    with server.client() as client:
+        created = client.post("/v1/analyses", files={"image": ("scans.tif", buffer.getvalue())},
+                              data={"detectors": "grain"})
+        job = server.wait_job(client, created.json()["job_id"])
+        [record] = client.get(f"/v1/jobs/{job['id']}/items/image/report").json()["inputs"]
+        assert record["pages"] == 2
+        preview = client.get(f"/v1/jobs/{job['id']}/items/image/inputs/0/preview")
+        assert preview.status_code == 200 and preview.headers["content-type"] == "image/jpeg"
+        shown = np.asarray(Image.open(io.BytesIO(preview.content)).convert("L"), np.float32)
+        assert shown.shape == (90, 130) and abs(float(shown.mean()) - float(first.mean())) < 3
+        assert client.get(f"/v1/jobs/{job['id']}/items/image/inputs/1/preview").status_code == 404
+
+
 def test_comparison_job(server: Server) -> None:
     pair = make_pair(3, size=384, edit="diffusion")
     with server.client() as client:

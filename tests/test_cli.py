@@ -131,6 +131,26 @@ def test_analyze_writes_complete_report(tmp_path: Path) -> None:
     assert not list(out.glob("*.part")), "no temp files left behind"
 
 
+def test_a_multi_page_tiff_is_analysed_on_its_first_page_and_the_report_says_so(tmp_path: Path) -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(4)
+    first, second = (np.clip(rng.normal(mean, 12, (120, 160)), 0, 255).astype(np.uint8) for mean in (90, 170))
+    image = tmp_path / "scans.tif"
+    Image.fromarray(first).save(image, save_all=True, append_images=[Image.fromarray(second)])
+    out = tmp_path / "report"
+    done = retouch("analyze", str(image), "-o", str(out), "--detectors", "grain")
+    assert done.returncode == 0, done.stderr
+    assert "scans.tif holds 2 images" in done.stdout and "only the first was analysed" in done.stdout
+    [record] = json.loads((out / "report.json").read_text())["inputs"]
+    assert (record["pages"], record["page_analysed"]) == (2, 1)
+    assert "page 1 of 2 analysed" in (out / "report.html").read_text()
+    # and it is the first page that was analysed, not the last one read while counting
+    from retouch.io import load_image
+
+    assert np.array_equal(load_image(image).pixels, first)
+
+
 def test_refuses_to_overwrite_an_input(tmp_path: Path) -> None:
     image = tmp_path / "overlay.png"
     cv2.imwrite(str(image), np.full((40, 40), 90, np.uint8))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from retouch.samples import make_pair
@@ -18,6 +19,39 @@ pytestmark = [
 ]
 
 
+def _launch(playwright):
+    return playwright.chromium.launch(
+        executable_path=CHROMIUM, headless=True,
+        args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+              "--disable-component-update", "--disable-sync", "--no-first-run"])
+
+
+def test_upload_a_multi_page_tiff_and_see_its_first_page(tmp_path: Path) -> None:
+    # archives scan to TIFF, which browsers cannot show: the page shows the service's JPEG preview instead
+    from PIL import Image
+    from playwright.sync_api import sync_playwright
+
+    rng = np.random.default_rng(6)
+    first, second = (np.clip(rng.normal(mean, 10, (150, 200)), 0, 255).astype(np.uint8) for mean in (80, 180))
+    scan = tmp_path / "scans.tif"
+    Image.fromarray(first).save(scan, save_all=True, append_images=[Image.fromarray(second)])
+    server = Server(tmp_path / "data", workers=1).start()
+    try:
+        with sync_playwright() as playwright:
+            browser = _launch(playwright)
+            page = browser.new_page(viewport={"width": 1200, "height": 1200})
+            page.goto(server.url + "/")
+            page.set_input_files("#files", [str(scan)])
+            page.click("#go")
+            page.wait_for_selector("#result:not([hidden])", timeout=120_000)
+            page.wait_for_function("document.getElementById('photo').complete")
+            assert page.evaluate("document.getElementById('photo').naturalWidth") == 200
+            assert "scans.tif holds 2 images" in page.inner_text("#summary")
+            browser.close()
+    finally:
+        server.stop()
+
+
 def test_upload_a_pair_and_see_swipe_and_regions(tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
@@ -29,10 +63,7 @@ def test_upload_a_pair_and_see_swipe_and_regions(tmp_path: Path) -> None:
     server = Server(tmp_path / "data", workers=1).start()
     try:
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path=CHROMIUM, headless=True,
-                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                      "--disable-component-update", "--disable-sync", "--no-first-run"])
+            browser = _launch(playwright)
             page = browser.new_page(viewport={"width": 1200, "height": 1600})
             page.goto(server.url + "/")
             page.set_input_files("#files", [str(reference), str(questioned)])

@@ -22,10 +22,13 @@ from api.settings import Settings
 from api.store import JobStore
 from api.uploads import extract_archive, safe_name, save_upload, screen_image, validate_image
 from api.workers import job_folder
+from retouch.io import load_image
 from retouch.pipeline import resolve_detectors
+from retouch.report.visual import jpeg_bytes, shrink
 
 ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 415, 422)}
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)], responses=ERRORS)
+PREVIEW_SIDE = 2400
 FILE_NAME = re.compile(r"^[A-Za-z0-9_.-]+\.(png|gif|json|html)$")
 
 
@@ -220,11 +223,26 @@ def get_file(job_id: str, item_id: str, name: str, config: Settings = Depends(se
     return FileResponse(path)
 
 
-@router.get("/jobs/{job_id}/items/{item_id}/inputs/{index}", summary="An item's uploaded input image")
-def get_input(job_id: str, item_id: str, index: int, config: Settings = Depends(settings),
-              jobs: JobStore = Depends(store)) -> FileResponse:
+def _input_path(config: Settings, jobs: JobStore, job_id: str, item_id: str, index: int) -> str:
     report = json.loads((_item_folder(config, jobs, job_id, item_id) / "report.json").read_text(encoding="utf-8"))
     inputs = report.get("inputs", [])
     if not 0 <= index < len(inputs):
         raise ApiError(404, "not_found", f"no input {index}")
-    return FileResponse(inputs[index]["path"])
+    return inputs[index]["path"]
+
+
+@router.get("/jobs/{job_id}/items/{item_id}/inputs/{index}", summary="An item's uploaded input image")
+def get_input(job_id: str, item_id: str, index: int, config: Settings = Depends(settings),
+              jobs: JobStore = Depends(store)) -> FileResponse:
+    return FileResponse(_input_path(config, jobs, job_id, item_id, index))
+
+
+@router.get("/jobs/{job_id}/items/{item_id}/inputs/{index}/preview",
+            summary="An item's input as a JPEG any browser shows (display orientation, first page, at most "
+                    f"{PREVIEW_SIDE} px on the longest side)",
+            response_class=Response, responses={200: {"content": {"image/jpeg": {}}}})
+def get_input_preview(job_id: str, item_id: str, index: int, config: Settings = Depends(settings),
+                      jobs: JobStore = Depends(store)) -> Response:
+    # browsers show neither TIFF, the archives' usual format, nor the first page of a multi-page file alone
+    loaded = load_image(_input_path(config, jobs, job_id, item_id, index), max_pixels=config.max_pixels)
+    return Response(jpeg_bytes(shrink(loaded.rgb8, PREVIEW_SIDE)), media_type="image/jpeg")

@@ -82,10 +82,13 @@
     var result = report.result;
     $("status").hidden = true; $("result").hidden = false;
     $("score").textContent = result.score.toFixed(2);
-    $("summary").textContent = result.summary;
+    var pageNotes = report.inputs.filter(function (item) { return (item.pages || 1) > 1; }).map(function (item) {
+      return " " + item.name + " holds " + item.pages + " images (pages or frames); only the first was analysed.";
+    });
+    $("summary").textContent = result.summary + pageNotes.join("");
     var isPair = report.command === "compare";
     var photoIndex = isPair ? 1 : 0;
-    $("photo").src = await blobUrl(base + "/inputs/" + photoIndex);
+    $("photo").src = await blobUrl(base + "/inputs/" + photoIndex + "/preview");
     $("pair").hidden = !isPair;
     if (isPair) {
       $("left").src = await blobUrl(base + "/files/aligned_reference.png");

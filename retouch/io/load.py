@@ -146,6 +146,7 @@ class LoadedImage:
     jpeg_subsampling: str | None = None
     exif_orientation: int = 1
     had_alpha: bool = False
+    pages: int = 1
 
     @property
     def height(self) -> int:
@@ -208,6 +209,9 @@ class LoadedImage:
         }
         if self.had_alpha:
             info["had_alpha"] = True
+        if self.pages > 1:  # only the first page (or frame) is decoded; the report must say so
+            info["pages"] = self.pages
+            info["page_analysed"] = 1
         if self.jpeg_subsampling:
             info["jpeg_subsampling"] = self.jpeg_subsampling
         return info
@@ -305,6 +309,7 @@ def load_image_bytes(
                 quantization = {int(k): [int(v) for v in table] for k, table in image.quantization.items()}
                 subsampling = _jpeg_subsampling(image)
             mode = image.mode
+            pages = _page_count(image)
             try:
                 pixels, had_alpha = _decode(image, data)
             except ImageTooLargeError:
@@ -335,7 +340,18 @@ def load_image_bytes(
         jpeg_subsampling=subsampling,
         exif_orientation=orientation if 1 <= orientation <= 8 else 1,
         had_alpha=had_alpha,
+        pages=pages,
     )
+
+
+def _page_count(image: Image.Image) -> int:
+    """How many images (TIFF pages, animation frames) the file holds; 1 when the count cannot be read."""
+    try:
+        count = int(getattr(image, "n_frames", 1) or 1)
+        image.seek(0)  # counting walks the file's directory; the decode must start at the first image
+    except Exception:  # noqa: BLE001 - a broken directory of later pages must not block the first one
+        return 1
+    return max(count, 1)
 
 
 def _reason(error: Exception) -> str:
