@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,6 +30,7 @@ from retouch.report.visual import jpeg_bytes, shrink
 ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 415, 422)}
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)], responses=ERRORS)
 PREVIEW_SIDE = 2400
+_preview_slots = threading.BoundedSemaphore(2)
 FILE_NAME = re.compile(r"^[A-Za-z0-9_.-]+\.(png|gif|json|html)$")
 
 
@@ -244,5 +246,7 @@ def get_input(job_id: str, item_id: str, index: int, config: Settings = Depends(
 def get_input_preview(job_id: str, item_id: str, index: int, config: Settings = Depends(settings),
                       jobs: JobStore = Depends(store)) -> Response:
     # browsers show neither TIFF, the archives' usual format, nor the first page of a multi-page file alone
-    loaded = load_image(_input_path(config, jobs, job_id, item_id, index), max_pixels=config.max_pixels)
-    return Response(jpeg_bytes(shrink(loaded.rgb8, PREVIEW_SIDE)), media_type="image/jpeg")
+    path = _input_path(config, jobs, job_id, item_id, index)
+    with _preview_slots:  # a large scan decodes to gigabytes: a burst of requests must not hold many at once
+        loaded = load_image(path, max_pixels=config.max_pixels)
+        return Response(jpeg_bytes(shrink(loaded.rgb8, PREVIEW_SIDE)), media_type="image/jpeg")
