@@ -23,6 +23,7 @@ from api.settings import Settings
 from api.store import JobStore
 from api.uploads import extract_archive, safe_name, save_upload, screen_image, validate_image
 from api.workers import job_folder
+from retouch.errors import InputError
 from retouch.io import load_image
 from retouch.pipeline import resolve_detectors
 from retouch.report.visual import jpeg_bytes, shrink
@@ -248,5 +249,8 @@ def get_input_preview(job_id: str, item_id: str, index: int, config: Settings = 
     # browsers show neither TIFF, the archives' usual format, nor the first page of a multi-page file alone
     path = _input_path(config, jobs, job_id, item_id, index)
     with _preview_slots:  # a large scan decodes to gigabytes: a burst of requests must not hold many at once
-        loaded = load_image(path, max_pixels=config.max_pixels)
+        try:
+            loaded = load_image(path, max_pixels=config.max_pixels)
+        except InputError:  # the job was deleted meanwhile
+            raise ApiError(404, "not_found", f"input {index} is no longer stored") from None
         return Response(jpeg_bytes(shrink(loaded.rgb8, PREVIEW_SIDE)), media_type="image/jpeg")
