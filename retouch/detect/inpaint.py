@@ -17,22 +17,22 @@ Both cues are turned into block z-scores, pooled, put on their empirical scale a
 expected false detections per image (``_blocks.decision_threshold``); regions say which cue fired
 (``evidence["cue"]``).
 
-Limits: the exemplar cue finds fills made of copied pieces large enough to hold the compared neighbourhood. A
-fill that copies only the unknown part of each patch (the usual front-to-centre order) is a mosaic of pieces of
-about 45 pixels for 9-pixel patches, whether each source is the best of the whole surroundings (Criminisi's
-exhaustive search) or of a random sample. Measured on generated prints with every filled pixel's true source
-recorded: at the true offset the 3 x 3 match was better than the best look-alike within 20 pixels for only 13-25 %
-of the filled pixels (windows fitted to the piece, up to 16 pixels, or pre-smoothing against scan noise did not
-change this), and a count of near-equal pixels in a 9 x 9 window scored no higher at the true offset than at the
-best of 1500 random ones; so after scanning (blur across the pieces' edges, scan noise, JPEG) such fills are not
-found (paired comparison finds them, and error-level analysis finds a digital one saved again as JPEG); at
-analysis scales below 1 the pieces shrink further. Two traces of the mosaic itself were measured on 12 such prints
-and not kept: the grain's correlation between neighbouring pixels, lower where pieces meet (median pixel AUC 0.62
-to 0.72; 0.5 to 0.6 where the scan's blur exceeds about 0.7 px), and the energy of short horizontal and vertical
-steps along the pieces' straight edges against diagonal ones (0.48 to 0.54). An exemplar fill from another photograph, or one re-grained
-afterwards, leaves no twins; naturally smooth areas (clear sky, a plain wall) can look diffused when the scan has
-almost no grain; diffusion fills are also what airbrush and digital smoothing produce, so the cue says "smoothed
-along isophotes", not which tool.
+Limits: the exemplar cue finds fills made of copied pieces large enough to hold the compared neighbourhood. A fill
+that copies only the unknown part of each patch (the usual front-to-centre order) is a mosaic of pieces of about 45
+pixels for 9-pixel patches, whether each source is the best of the whole surroundings (Criminisi's exhaustive
+search) or of a random sample. Measured on generated prints with every filled pixel's true source recorded: at the
+true offset the 3 x 3 match was better than the best look-alike within 20 pixels for only 13-25 % of the filled
+pixels (windows fitted to the piece, up to 16 pixels, or pre-smoothing against scan noise did not change this), and
+a count of near-equal pixels in a 9 x 9 window scored no higher at the true offset than at the best of 1500 random
+ones; so after scanning (blur across the pieces' edges, scan noise, JPEG) such fills are not found (paired
+comparison finds them, and error-level analysis finds a digital one saved again as JPEG); at analysis scales below
+1 the pieces shrink further. Two traces of the mosaic itself were measured on 12 such prints and not kept: the
+grain's correlation between neighbouring pixels, lower where pieces meet (median pixel AUC 0.62 to 0.72; 0.5 to 0.6
+where the scan's blur exceeds about 0.7 px), and the energy of short horizontal and vertical steps along the
+pieces' straight edges against diagonal ones (0.48 to 0.54). An exemplar fill from another photograph, or one
+re-grained afterwards, leaves no twins; naturally smooth areas (clear sky, a plain wall) can look diffused when the
+scan has almost no grain; diffusion fills are also what airbrush and digital smoothing produce, so the cue says
+"smoothed along isophotes", not which tool.
 """
 
 from __future__ import annotations
