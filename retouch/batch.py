@@ -158,13 +158,19 @@ def run_item(item: dict[str, Any], out_dir: str, detectors: list[str] | None, ke
             else:
                 outcome = compare_files(item["paths"][0], item["paths"][1], folder)
         record.update(status="ok", score=round(outcome.score, 4), regions=outcome.region_count, error="",
-                      seconds=outcome.seconds)
+                      seconds=outcome.seconds, note=_pages_note(outcome.inputs))
     except InputError as error:
         record.update(status="error", score=None, regions=None, error=str(error))
     except Exception as error:  # noqa: BLE001 - one bad item must not end the batch
         record.update(status="error", score=None, regions=None, error=f"internal error: {type(error).__name__}: "
                                                                        f"{str(error)[:200]}")
     return record
+
+
+def _pages_note(inputs: list[dict[str, Any]]) -> str:
+    """What was left out of an item: the pages after the first of multi-page inputs."""
+    return "; ".join(f"{record['name']}: page 1 of {record['pages']} analysed"
+                     for record in inputs if record.get("pages", 1) > 1)
 
 
 def read_results(out_dir: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
@@ -188,11 +194,11 @@ def write_summary(out_dir: str | os.PathLike[str]) -> Path:
     records = read_results(out_dir)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["id", "command", "paths", "sha256", "score", "regions", "status", "error"])
+    writer.writerow(["id", "command", "paths", "sha256", "score", "regions", "status", "error", "note"])
     for record in sorted(records.values(), key=lambda r: r["id"]):
         writer.writerow([record["id"], record["command"], " | ".join(record["paths"]),
                          " | ".join(s or "" for s in record["sha256"]), record.get("score"), record.get("regions"),
-                         record["status"], record.get("error", "")])
+                         record["status"], record.get("error", ""), record.get("note", "")])
     return atomic_write_text(Path(out_dir) / SUMMARY, buffer.getvalue())
 
 

@@ -35,6 +35,25 @@ def collection(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+def test_the_summary_notes_pages_left_out_of_multi_page_inputs(tmp_path: Path) -> None:
+    import csv
+
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    rng = np.random.default_rng(8)
+    pages = [Image.fromarray(np.clip(rng.normal(mean, 10, (96, 128)), 0, 255).astype(np.uint8))
+             for mean in (70, 150, 200)]
+    pages[0].save(folder / "album.tif", save_all=True, append_images=pages[1:])
+    pages[1].save(folder / "single.png")
+    run_batch(folder, tmp_path / "out", detectors=["grain"], workers=1)
+    with open(tmp_path / "out" / "summary.csv", newline="") as handle:
+        notes = {Path(row["paths"]).name: row["note"] for row in csv.DictReader(handle)}
+    assert notes == {"album.tif": "album.tif: page 1 of 3 analysed", "single.png": ""}
+
+
 def _statuses(out: Path) -> dict[str, str]:
     return {record_id: record["status"] for record_id, record in read_results(out).items()}
 
@@ -47,7 +66,7 @@ def test_mixed_batch_reports_each_item_and_reruns_do_no_work(collection: Path, t
     failed = read_results(tmp_path)[next(k for k in statuses if k.startswith("box1-mouldy"))]
     assert "mouldy.jpg" in failed["error"]
     summary = (tmp_path / "summary.csv").read_text().splitlines()
-    assert len(summary) == 10 and summary[0].startswith("id,command,paths,sha256,score,regions,status,error")
+    assert len(summary) == 10 and summary[0] == "id,command,paths,sha256,score,regions,status,error,note"
     lines_before = (tmp_path / RESULTS).read_text()
     again = run_batch(collection, tmp_path, detectors=DETECTORS, workers=2)
     assert (again.skipped, again.ok, again.failed) == (9, 0, 0)
