@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 
 import numpy as np
@@ -11,6 +12,8 @@ import pytest
 from retouch.detect.fuse import fuse_results
 from retouch.report import build_report, render_html
 from retouch.result import AnalysisResult, Region, regions_from_mask
+
+CHROMIUM = "/usr/bin/chromium"
 
 
 def _result(method: str, mask: np.ndarray, score: float, kind: str = "noise-low") -> AnalysisResult:
@@ -98,3 +101,38 @@ def test_html_escapes_file_names() -> None:
     page = render_html(report, photo=np.zeros((60, 80), np.uint8), layers={})
     assert "<script>alert(1)</script>" not in page
     assert "No region was flagged" in page
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed at /usr/bin/chromium")
+def test_the_printed_report_shows_both_versions_the_map_and_every_folded_section(tmp_path) -> None:
+    # a filed copy is printed: nothing in it may depend on a slider, a toggle or a click
+    from playwright.sync_api import sync_playwright
+
+    region = Region(bbox=(8, 6, 20, 30), area=600, score=0.75, kind="removed")
+    photo = np.full((60, 80, 3), 120, np.uint8)
+    page_file = tmp_path / "report.html"
+    page_file.write_text(render_html(_pair_report([region]), photo=photo, pair=(photo, photo),
+                                     layers={"changes": np.zeros((60, 80), np.float32)}), encoding="utf-8")
+    visible = "(s) => Array.from(document.querySelectorAll(s)).filter(e => getComputedStyle(e).display !== 'none' " \
+              "&& getComputedStyle(e).visibility !== 'hidden' && getComputedStyle(e).clipPath === 'none').length"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                             args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page()
+            page.goto(page_file.as_uri())
+            folded = page.evaluate("document.querySelectorAll('details:not([open])').length")
+            assert folded >= 4 and page.evaluate(visible, "img.layer") == 0  # the screen view: photograph only
+            page.evaluate("window.dispatchEvent(new Event('beforeprint'))")
+            page.emulate_media(media="print")
+            assert page.evaluate("document.querySelectorAll('details:not([open])').length") == 0
+            assert page.evaluate(visible, "img.layer") == 1
+            assert page.evaluate(visible, "#pair img") == 2  # both versions whole, side by side
+            assert page.evaluate(visible, ".controls, .swipe-range") == 0
+            page.evaluate("window.dispatchEvent(new Event('afterprint'))")
+            page.emulate_media(media="screen")
+            assert page.evaluate("document.querySelectorAll('details:not([open])').length") == folded
+            assert page.evaluate(visible, "img.layer") == 0
+        finally:
+            browser.close()

@@ -34,6 +34,22 @@
     update();
   });
 
+  // printing (the copy an archive files) shows everything: every folded section open, and a map over the
+  // photograph even when the reader had switched it off; the screen view is restored afterwards
+  var folded = [], shownForPrint = null;
+  window.addEventListener("beforeprint", function () {
+    folded = [];
+    each("details:not([open])", function (el) { el.open = true; folded.push(el); });
+    if (!document.querySelector("img.layer.on")) {
+      shownForPrint = document.querySelector("img.layer");
+      if (shownForPrint) { shownForPrint.classList.add("on"); }
+    }
+  });
+  window.addEventListener("afterprint", function () {
+    folded.forEach(function (el) { el.open = false; });
+    if (shownForPrint) { shownForPrint.classList.remove("on"); shownForPrint = null; }
+  });
+
   each("button[data-flicker]", function (button) {
     var target = document.getElementById(button.dataset.flicker);
     var timer = null;
