@@ -47,8 +47,11 @@ differ from its source's (a digital stamp of the quality benchmark, enlarged 1.0
 a scan with little grain: correlation 0.86, difference 1.45, as the stars have: 0.81 to 0.87 and 1.3 to 1.6); its
 flat parts still share their grain. So a pair over the bound is kept when the least structured half of its area
 passes the mirrored copy's test (that stamp: correlation 0.91, difference 0.48; the stars' and the tower's flat
-halves: differences of 1.0 to 33 on the sample photographs). The pairs dropped stay in the heat map at half
-strength, below the sources of called pairs.
+halves: differences of 1.0 to 33 on the sample photographs). The two sides of a pair rescaled by more than
+``exp(min_log_scale)`` are compared in the larger side's frame, the smaller side resampled to it before its
+finest detail is taken, as the copy's was (an enlarged copy's grain is upsampled: against its source's native
+grain, an x1.7 stamp differed by 1.46 and was dropped). The pairs dropped stay in the heat map at half strength,
+below the sources of called pairs.
 
 Which side is the copy (target) is decided from two physical traces, in this order:
 
@@ -170,7 +173,7 @@ def _rescaled_copies(gray: np.ndarray, maps: list[np.ndarray], *, min_offset: in
                     refit = _copy_extent(gray, refined, refined_zone, refined_zone & same)
                     if refit.sum() >= min_area:
                         affine, same, twin_y, twin_x = refined, refit, refined_y, refined_x
-                correlation, ratio = _shared_grain(gray, affine, same)
+                correlation, ratio = _shared_grain(gray, affine, same, min_log_scale=min_log_scale)
                 if correlation < min_mirror_correlation or ratio > max_mirror_difference:
                     continue
             found.append((same, twin_y, twin_x))
@@ -231,12 +234,13 @@ def _refine_map(gray: np.ndarray, affine: np.ndarray, region: np.ndarray, *, max
     return refined
 
 
-def _shared_grain(gray: np.ndarray, affine: np.ndarray, region: np.ndarray, *,
+def _shared_grain(gray: np.ndarray, affine: np.ndarray, region: np.ndarray, *, min_log_scale: float,
                   flattest: float = 1.0) -> tuple[float, float]:
     """Whether ``region`` and its twin under ``affine`` share their finest detail (image minus its 1-px blur:
     grain, scan noise, the scene's finest texture), as (correlation, difference ratio); with ``flattest`` < 1,
     only on that share of the region's pixels with the least structure (gradient of the 2-px blurred image, the
-    larger of the two sides'), where the grain is all there is to compare.
+    larger of the two sides'), where the grain is all there is to compare. A map that rescales by more than
+    ``exp(min_log_scale)`` is compared in the larger side's frame (see below).
 
     A stamped copy carries its source's grain, so the two differ by scan noise and JPEG only: correlation about
     0.7 to 0.9 and an RMS difference of 0.35 to 0.7 times what two independent grain fields would give (the
@@ -247,8 +251,20 @@ def _shared_grain(gray: np.ndarray, affine: np.ndarray, region: np.ndarray, *,
     do not share, not the structure they do)."""
     height, width = gray.shape
     detail = gray - cv2.GaussianBlur(gray, (0, 0), 1.0)
-    warped = cv2.warpAffine(detail, affine.astype(np.float32), (width, height),
-                            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REFLECT)
+    zoom = float(np.sqrt(abs(np.linalg.det(affine[:, :2]))))  # > 1: the twin is the larger side
+    if abs(np.log(zoom)) >= min_log_scale:
+        # a rescaled copy's grain was resampled with it: both sides are compared in the larger side's frame, the
+        # smaller one resampled there first and only then stripped to its finest detail, as the copy was
+        if zoom > 1:
+            region = cv2.warpAffine(region.view(np.uint8), affine.astype(np.float32), (width, height),
+                                    flags=cv2.INTER_NEAREST).astype(bool)
+            affine = cv2.invertAffineTransform(affine)
+        twin = cv2.warpAffine(gray, affine.astype(np.float32), (width, height),
+                              flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REFLECT)
+        warped = twin - cv2.GaussianBlur(twin, (0, 0), 1.0)
+    else:
+        warped = cv2.warpAffine(detail, affine.astype(np.float32), (width, height),
+                                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REFLECT)
     a, b = detail[region].astype(np.float64), warped[region].astype(np.float64)
     if flattest < 1.0:
         smooth = cv2.GaussianBlur(gray, (0, 0), 2.0)
@@ -265,7 +281,7 @@ def _shared_grain(gray: np.ndarray, affine: np.ndarray, region: np.ndarray, *,
 
 
 def _shares_grain(gray: np.ndarray, affine: np.ndarray, region: np.ndarray, *, max_difference: float,
-                  min_flat_correlation: float, max_flat_difference: float) -> bool:
+                  min_flat_correlation: float, max_flat_difference: float, min_log_scale: float) -> bool:
     """The grain test every pair must pass: the finest detail of the whole area differs by at most
     ``max_difference`` times what independent grain would, or, where it differs more, the least structured half
     of the area still shares its grain (correlation and difference as a mirrored copy must): a copy rescaled or
@@ -273,9 +289,9 @@ def _shares_grain(gray: np.ndarray, affine: np.ndarray, region: np.ndarray, *, m
     parts do (a digital stamp enlarged 1.08 and turned 3.4 degrees: whole area 1.45, flattest half correlation
     0.91 and difference 0.48), while repeated objects' flat parts carry grain of their own (a flag's stars:
     correlation 0.36 to 0.80 at differences of 1.0 to 2.9)."""
-    if _shared_grain(gray, affine, region)[1] <= max_difference:
+    if _shared_grain(gray, affine, region, min_log_scale=min_log_scale)[1] <= max_difference:
         return True
-    correlation, ratio = _shared_grain(gray, affine, region, flattest=0.5)
+    correlation, ratio = _shared_grain(gray, affine, region, min_log_scale=min_log_scale, flattest=0.5)
     return correlation >= min_flat_correlation and ratio <= max_flat_difference
 
 
@@ -735,7 +751,7 @@ def copy_move(
             # module docstring)
             if not _shares_grain(small, affine, member, max_difference=max_grain_difference,
                                  min_flat_correlation=min_mirror_correlation,
-                                 max_flat_difference=max_mirror_difference):
+                                 max_flat_difference=max_mirror_difference, min_log_scale=min_log_scale):
                 look_alike_small |= cv2.dilate((zone | member | other).astype(np.uint8), disc).astype(bool)
                 continue
             fine_a, fine_b = _fine_energy(small, member), _fine_energy(small, other)
