@@ -114,8 +114,9 @@ def test_the_printed_report_shows_both_versions_the_map_and_every_folded_section
     page_file = tmp_path / "report.html"
     page_file.write_text(render_html(_pair_report([region]), photo=photo, pair=(photo, photo),
                                      layers={"changes": np.zeros((60, 80), np.float32)}), encoding="utf-8")
-    visible = "(s) => Array.from(document.querySelectorAll(s)).filter(e => getComputedStyle(e).display !== 'none' " \
-              "&& getComputedStyle(e).visibility !== 'hidden' && getComputedStyle(e).clipPath === 'none').length"
+    visible = ("(s) => Array.from(document.querySelectorAll(s)).filter(e => getComputedStyle(e).display !== "
+               "'none' && getComputedStyle(e).visibility !== 'hidden' && getComputedStyle(e).clipPath === 'none')"
+               ".length")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
                                              args=["--no-sandbox", "--disable-gpu"])

@@ -35,7 +35,7 @@ def print_outcome(outcome: TaskOutcome, *, as_json: bool = False) -> None:
             stdout.print(f"... and {len(result['regions']) - 20} more regions in the report")
     for item in report["inputs"]:
         if item.get("pages", 1) > 1:
-            stdout.print(f"Note: {item['name']} holds {item['pages']} images (pages or frames); only the first was "
-                         "analysed. Save the others as files of their own to analyse them.", markup=False)
+            stdout.print(f"Note: {item['name']} holds {item['pages']} images (pages or frames); only the first "
+                         "was analysed. Save the others as files of their own to analyse them.", markup=False)
     stdout.print(f"Report: {folder / REPORT_HTML}")
     stdout.print(f"Data:   {folder / REPORT_JSON}")

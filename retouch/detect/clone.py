@@ -270,7 +270,8 @@ def _shared_grain(gray: np.ndarray, affine: np.ndarray, region: np.ndarray, *, m
         smooth = cv2.GaussianBlur(gray, (0, 0), 2.0)
         structure = np.hypot(cv2.Sobel(smooth, cv2.CV_32F, 1, 0), cv2.Sobel(smooth, cv2.CV_32F, 0, 1))
         twin_structure = cv2.warpAffine(structure, affine.astype(np.float32), (width, height),
-                                        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REFLECT)
+                                        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                        borderMode=cv2.BORDER_REFLECT)
         structure = np.maximum(structure[region], twin_structure[region])
         flat = structure <= np.quantile(structure, flattest)
         a, b = a[flat], b[flat]
