@@ -234,8 +234,14 @@ def _refine_map(gray: np.ndarray, affine: np.ndarray, region: np.ndarray, *, max
     return refined
 
 
+def _fine_detail(gray: np.ndarray) -> tuple[np.ndarray, float]:
+    """The image's finest detail (image minus its 1-px blur) and its typical level (median local RMS)."""
+    detail = gray - cv2.GaussianBlur(gray, (0, 0), 1.0)
+    return detail, float(np.median(np.sqrt(np.maximum(cv2.boxFilter(detail * detail, -1, (7, 7)), 0.0))))
+
+
 def _shared_grain(gray: np.ndarray, affine: np.ndarray, region: np.ndarray, *, min_log_scale: float,
-                  flattest: float = 1.0) -> tuple[float, float]:
+                  flattest: float = 1.0, fine: tuple[np.ndarray, float] | None = None) -> tuple[float, float]:
     """Whether ``region`` and its twin under ``affine`` share their finest detail (image minus its 1-px blur:
     grain, scan noise, the scene's finest texture), as (correlation, difference ratio); with ``flattest`` < 1,
     only on that share of the region's pixels with the least structure (gradient of the 2-px blurred image, the
@@ -248,9 +254,9 @@ def _shared_grain(gray: np.ndarray, affine: np.ndarray, region: np.ndarray, *, m
     agree in shape only: on photographs given a mirror-symmetric outline but their own texture the correlation is
     0.15 to 0.45; on a symmetric scene printed with its own grain on each half it reaches 0.86 where strong
     structure dominates the detail, but the difference ratio stays above 0.75 (it measures the grain the halves
-    do not share, not the structure they do)."""
+    do not share, not the structure they do). ``fine``: ``_fine_detail(gray)`` when already computed."""
     height, width = gray.shape
-    detail = gray - cv2.GaussianBlur(gray, (0, 0), 1.0)
+    detail, level = fine if fine is not None else _fine_detail(gray)
     zoom = float(np.sqrt(abs(np.linalg.det(affine[:, :2]))))  # > 1: the twin is the larger side
     if abs(np.log(zoom)) >= min_log_scale:
         # a rescaled copy's grain was resampled with it: both sides are compared in the larger side's frame, the
@@ -275,7 +281,6 @@ def _shared_grain(gray: np.ndarray, affine: np.ndarray, region: np.ndarray, *, m
         structure = np.maximum(structure[region], twin_structure[region])
         flat = structure <= np.quantile(structure, flattest)
         a, b = a[flat], b[flat]
-    level = float(np.median(np.sqrt(np.maximum(cv2.boxFilter(detail * detail, -1, (7, 7)), 0.0))))
     ratio = float(np.sqrt(np.mean((a - b) ** 2)) / (np.sqrt(2.0) * level + 1e-9))
     a, b = a - a.mean(), b - b.mean()
     return float((a * b).sum() / np.sqrt(max((a * a).sum() * (b * b).sum(), 1e-20))), ratio
@@ -290,9 +295,10 @@ def _shares_grain(gray: np.ndarray, affine: np.ndarray, region: np.ndarray, *, m
     parts do (a digital stamp enlarged 1.08 and turned 3.4 degrees: whole area 1.45, flattest half correlation
     0.91 and difference 0.48), while repeated objects' flat parts carry grain of their own (a flag's stars:
     correlation 0.36 to 0.80 at differences of 1.0 to 2.9)."""
-    if _shared_grain(gray, affine, region, min_log_scale=min_log_scale)[1] <= max_difference:
+    fine = _fine_detail(gray)
+    if _shared_grain(gray, affine, region, min_log_scale=min_log_scale, fine=fine)[1] <= max_difference:
         return True
-    correlation, ratio = _shared_grain(gray, affine, region, min_log_scale=min_log_scale, flattest=0.5)
+    correlation, ratio = _shared_grain(gray, affine, region, min_log_scale=min_log_scale, flattest=0.5, fine=fine)
     return correlation >= min_flat_correlation and ratio <= max_flat_difference
 
 
