@@ -254,3 +254,40 @@ def for_each_strip(work: Callable[[int, int], None], cuts: list[int]) -> None:
         wait(others)  # no strip may still be writing when the caller reads the output, or unwinds
     for future in others:
         future.result()  # a strip's error is raised here
+
+
+def nearest_neighbours(query: np.ndarray, train: np.ndarray, k: int, *, rows_per_chunk: int = 1024
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` nearest rows of ``train`` to each row of ``query`` (exact, Euclidean), nearest first: indices
+    (int64) and distances (float32), each of shape (len(query), min(k, len(train))).
+
+    The same matches as OpenCV's brute-force matcher, about five times faster: squared distances come from one
+    matrix product per chunk of query rows (BLAS), and the k smallest per row from k passes of argmin (a full
+    partition of each row cost more than the product itself). Chunks run in the shared strip threads.
+    """
+    query = np.ascontiguousarray(query, np.float32)
+    train = np.ascontiguousarray(train, np.float32)
+    k = min(k, len(train))
+    indices = np.empty((len(query), k), np.int64)
+    distances = np.empty((len(query), k), np.float32)
+    train_norms = np.einsum("ij,ij->i", train, train)
+
+    def chunk(first: int, last: int) -> None:
+        for top in range(first, last, rows_per_chunk):
+            rows = query[top:min(top + rows_per_chunk, last)]
+            # |q - t|^2 = |t|^2 - 2 q.t + |q|^2; the last term is the same along a row, so it is added at the end
+            score = rows @ train.T
+            score *= -2.0
+            score += train_norms
+            at = np.arange(len(rows))
+            for j in range(k):
+                best = score.argmin(axis=1)
+                indices[top:top + len(rows), j] = best
+                distances[top:top + len(rows), j] = score[at, best]
+                score[at, best] = np.inf
+            distances[top:top + len(rows)] += np.einsum("ij,ij->i", rows, rows)[:, None]
+
+    parts = max(1, min(strip_workers(len(query), min_rows=rows_per_chunk), 2))
+    for_each_strip(chunk, [len(query) * p // parts for p in range(parts + 1)])
+    np.sqrt(np.maximum(distances, 0.0, out=distances), out=distances)
+    return indices, distances

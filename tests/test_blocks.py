@@ -1,10 +1,13 @@
-"""Block statistics shared by the block detectors: exact against a plain numpy reference."""
+"""Block statistics shared by the block detectors, and the exact descriptor matcher: exact against a plain
+reference."""
 
+import cv2
 import numpy as np
 import pytest
 
 from retouch.detect._blocks import block_max, block_mean
 from retouch.detect.ela import _content_blocks
+from retouch.imaging import nearest_neighbours
 
 
 def _tiles(values: np.ndarray, block: int) -> np.ndarray:
@@ -110,3 +113,23 @@ def test_grain_measures_in_bands_equal_the_whole_image(shape: tuple[int, int], b
         assert banded.keys() == whole.keys()
         for name in whole:
             np.testing.assert_array_equal(banded[name], whole[name])
+
+
+@pytest.mark.parametrize(("queries", "train", "k"), [(3000, 2500, 4), (5, 3, 4), (2100, 2100, 2)])
+def test_nearest_neighbours_equal_opencv_brute_force(queries: int, train: int, k: int) -> None:
+    rng = np.random.default_rng(queries)
+    # SIFT-like descriptors: non-negative, quantised (so exact ties occur), some rows duplicated
+    train_rows = np.floor(rng.gamma(1.0, 20.0, (train, 128))).astype(np.float32)
+    query_rows = np.concatenate([train_rows[: queries // 2], np.floor(rng.gamma(1.0, 20.0, (queries - queries // 2,
+                                                                                          128)))]).astype(np.float32)
+    indices, distances = nearest_neighbours(query_rows, train_rows, k)
+    expected = cv2.BFMatcher(cv2.NORM_L2).knnMatch(query_rows, train_rows, k=k)
+    expected_distances = np.array([[m.distance for m in row] for row in expected], np.float32)
+    assert indices.shape == distances.shape == (queries, min(k, train))
+    np.testing.assert_allclose(distances, expected_distances, rtol=1e-5, atol=1e-3)
+    # indices agree wherever the distance is not tied with another candidate's
+    distinct = np.abs(np.diff(expected_distances, axis=1, append=np.inf)) > 1e-3
+    distinct &= np.abs(np.diff(expected_distances, axis=1, prepend=-np.inf)) > 1e-3
+    expected_indices = np.array([[m.trainIdx for m in row] for row in expected])
+    assert (indices[distinct] == expected_indices[distinct]).all()
+    assert distinct.mean() > 0.5

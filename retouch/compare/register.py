@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 
 from retouch.errors import NotSamePhotographError
-from retouch.imaging import bounded, to_gray_float
+from retouch.imaging import bounded, nearest_neighbours, to_gray_float
 
 FEATURE_PIXELS = 1_200_000
 MIN_INLIERS = 20  # for a homography; a model with fewer parameters needs proportionally fewer (a similarity 10)
@@ -104,13 +104,15 @@ def _detect(gray8: np.ndarray) -> tuple[list[cv2.KeyPoint], np.ndarray | None]:
     return sift.detectAndCompute(gray8, None)
 
 
-def _ratio_matches(desc_a: np.ndarray, desc_b: np.ndarray, ratio: float = 0.8) -> list[cv2.DMatch]:
+def _ratio_matches(desc_a: np.ndarray, desc_b: np.ndarray, ratio: float = 0.8) -> tuple[np.ndarray, np.ndarray]:
+    """Indices into ``desc_a`` and ``desc_b`` of the pairs passing Lowe's ratio test."""
     if desc_a is None or desc_b is None or len(desc_a) < 2 or len(desc_b) < 2:
-        return []
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
     # exact nearest neighbours: FLANN's randomised trees draw on OpenCV's global RNG, so the matches (and with few
-    # inliers, the fit) changed from run to run; brute force is deterministic and fast enough at 5000 features
-    pairs = cv2.BFMatcher(cv2.NORM_L2).knnMatch(desc_a, desc_b, k=2)
-    return [p[0] for p in pairs if len(p) == 2 and p[0].distance < ratio * p[1].distance]
+    # inliers, the fit) changed from run to run; exact search is deterministic
+    nearest, distance = nearest_neighbours(desc_a, desc_b, 2)
+    passed = np.flatnonzero(distance[:, 0].astype(np.float64) < ratio * distance[:, 1].astype(np.float64))
+    return passed, nearest[passed, 0]
 
 
 def _to_h(matrix: np.ndarray) -> np.ndarray:
@@ -210,11 +212,11 @@ def _feature_registration(ref8: np.ndarray, q8: np.ndarray):
     for mirrored in (False, True):
         query = q8[:, ::-1] if mirrored else q8
         keys_q, desc_q = _detect(np.ascontiguousarray(query))
-        matches = _ratio_matches(desc_r, desc_q)
-        if len(matches) < 6:
+        from_reference, from_questioned = _ratio_matches(desc_r, desc_q)
+        if len(from_reference) < 6:
             continue
-        src = np.float32([keys_r[m.queryIdx].pt for m in matches])
-        dst = np.float32([keys_q[m.trainIdx].pt for m in matches])
+        src = np.float32([keys_r[i].pt for i in from_reference])
+        dst = np.float32([keys_q[i].pt for i in from_questioned])
         if mirrored:
             dst[:, 0] = (width - 1) - dst[:, 0]
         threshold = max(2.0, 0.003 * max(q8.shape))
@@ -222,7 +224,7 @@ def _feature_registration(ref8: np.ndarray, q8: np.ndarray):
         if not fits:
             continue
         name, h, inliers, median = _choose_model(fits, src, dst, threshold)
-        candidate = {"model": name, "h": h, "inliers": int(inliers.sum()), "matches": len(matches),
+        candidate = {"model": name, "h": h, "inliers": int(inliers.sum()), "matches": len(from_reference),
                      "residual": median, "mirrored": mirrored, "anchors": (src[inliers], dst[inliers]),
                      "tolerance": threshold}
         if best is None or candidate["inliers"] > best["inliers"]:

@@ -96,7 +96,7 @@ import numpy as np
 
 from retouch.detect._patchmatch import local_affine_residual, patchmatch, reduce_features, zernike_features
 from retouch.detect.registry import register
-from retouch.imaging import bounded, to_gray_float, upscale_to
+from retouch.imaging import bounded, nearest_neighbours, to_gray_float, upscale_to
 from retouch.result import AnalysisResult, Region
 
 EXPLANATION = (
@@ -533,28 +533,28 @@ def keypoint_maps(gray: np.ndarray, min_offset: int, *, ratios: tuple[float, ...
         other_points[:, 0] = gray.shape[1] - 1 - flipped_points[:, 0]
     else:
         other_points, others_descriptors = points, descriptors
-    matcher = cv2.BFMatcher(cv2.NORM_L2)
     # each pair with the smallest ratio (nearest / next distance) at which it was found, from either end
     pairs: dict[tuple, float] = {}
     loosest = max(ratios)
-    for candidates in matcher.knnMatch(descriptors, others_descriptors, k=4):
-        # a keypoint's own twin (itself, or its mirror image at the same place) is no evidence of copying
-        others = [c for c in candidates if (np.hypot(*(other_points[c.trainIdx] - points[c.queryIdx])) >= 2.0
-                                            if mirrored else c.trainIdx != c.queryIdx)]
-        for first, second in zip(others, others[1:], strict=False):
-            # two equally near candidates at distance 0 (exact duplicates) are as ambiguous as any tie
-            closeness = first.distance / second.distance if second.distance > 0 else np.inf
-            if closeness >= loosest:
-                break
-            a, b = points[first.queryIdx], other_points[first.trainIdx]
-            if np.hypot(*(b - a)) >= min_offset:
-                # one orientation per pair of keypoints: a match found from both ends counts once (mirrored, the
-                # two ends are keypoints of different images, so the pair is known by its two places)
-                ends = ((tuple(np.round(a, 1)), tuple(np.round(b, 1))) if mirrored
-                        else (first.queryIdx, first.trainIdx))
-                key = (min(ends), max(ends))
-                pairs[key] = min(closeness, pairs.get(key, np.inf))
-            break
+    nearest, distance = nearest_neighbours(descriptors, others_descriptors, 4)
+    queries = np.arange(len(descriptors))[:, None]
+    # a keypoint's own twin (itself, or its mirror image at the same place) is no evidence of copying
+    own = (np.hypot(*np.moveaxis(other_points[nearest] - points[queries], -1, 0)) < 2.0 if mirrored
+           else nearest == queries)
+    others = np.argsort(own, axis=1, kind="stable")[:, :2]  # the two nearest candidates that are not its twin
+    usable = (~np.take_along_axis(own, others, 1)).all(axis=1)
+    first, second = np.take_along_axis(distance, others, 1).astype(np.float64).T
+    # two equally near candidates at distance 0 (exact duplicates) are as ambiguous as any tie
+    closeness = np.divide(first, second, out=np.full(first.shape, np.inf), where=second > 0)
+    match = np.take_along_axis(nearest, others[:, :1], 1)[:, 0]
+    apart = np.hypot(*(other_points[match] - points).T) >= min_offset
+    for query in np.flatnonzero(usable & (closeness < loosest) & apart):
+        a, b = points[query], other_points[match[query]]
+        # one orientation per pair of keypoints: a match found from both ends counts once (mirrored, the two ends
+        # are keypoints of different images, so the pair is known by its two places)
+        ends = (tuple(np.round(a, 1)), tuple(np.round(b, 1))) if mirrored else (int(query), int(match[query]))
+        key = (min(ends), max(ends))
+        pairs[key] = min(float(closeness[query]), pairs.get(key, np.inf))
     found = []
     for ratio in ratios:
         chosen = sorted(key for key, closeness in pairs.items() if closeness < ratio)
