@@ -79,6 +79,20 @@ def test_keeps_16_bit_depth(tmp_path: Path, ext: str, channels: int) -> None:
     assert 0.0 <= loaded.gray.min() and loaded.gray.max() <= 1.0
 
 
+@pytest.mark.parametrize("channels", [3, 4])
+@pytest.mark.parametrize("compression", [None, "zlib"])
+def test_16_bit_tiff_with_separate_colour_planes_keeps_its_pixels(channels: int, compression: str | None) -> None:
+    # OpenCV decodes this layout (PlanarConfiguration 2) into grey thumbnails of the planes without any error
+    tifffile = pytest.importorskip("tifffile")
+    deep = (RNG.random((40, 56, channels)) * 65535).astype(np.uint16)
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, np.moveaxis(deep, -1, 0), photometric="rgb", planarconfig="separate",
+                     compression=compression, extrasamples=[2] if channels == 4 else None)
+    loaded = load_image_bytes(buffer.getvalue(), name="planes.tif")
+    assert loaded.pixels.dtype == np.uint16 and loaded.pixels.shape == (40, 56, 3)
+    assert np.array_equal(loaded.pixels, deep[:, :, :3])
+
+
 def test_16_bit_rgba_tiff_from_opencv_loads_without_a_libtiff_warning(tmp_path: Path,
                                                                      capfd: pytest.CaptureFixture[str]) -> None:
     # OpenCV writes RGBA TIFFs without the ExtraSamples tag; reading one back, its libtiff printed a warning line

@@ -314,6 +314,8 @@ def load_image_bytes(
                 pixels, had_alpha = _decode(image, data)
             except ImageTooLargeError:
                 raise
+            except _UnreadableLayoutError as error:
+                raise InputError(f"{label}: {error}", path=label) from None
             except _NotFiniteError:
                 raise InputError(
                     f"{label}: the floating-point samples include NaN or infinite values, which have no grey "
@@ -381,7 +383,7 @@ def _decode(image: Image.Image, data: bytes) -> tuple[np.ndarray, bool]:
     if mode in {"RGB", "RGBA", "RGBa"} and _is_16bit_colour(image, data):
         # Pillow reduces 16-bit colour to 8 bits, so such files (named by their header; 8-bit files never pay
         # this) are decoded once more by OpenCV, which keeps the depth
-        deep = _decode_16bit_rgb(data)
+        deep = _decode_16bit_planar_tiff(data) if _separate_planes(image) else _decode_16bit_rgb(data)
         if deep is not None:
             return deep, had_alpha
     if mode in {"I;16", "I;16B", "I;16L", "I;16N"}:
@@ -428,6 +430,37 @@ def _is_16bit_colour(image: Image.Image, data: bytes) -> bool:
         except Exception:  # noqa: BLE001 - an unreadable tag: let Pillow decide as for any 8-bit file
             return False
     return False
+
+
+def _separate_planes(image: Image.Image) -> bool:
+    """Whether a TIFF stores each colour in a plane of its own (PlanarConfiguration 2) instead of interleaved."""
+    try:
+        return image.format == "TIFF" and int(image.tag_v2.get(284, 1)) == 2
+    except Exception:  # noqa: BLE001 - an unreadable tag: treat as the usual interleaved layout
+        return False
+
+
+class _UnreadableLayoutError(Exception):
+    """A valid file whose sample layout no decoder at hand reads correctly; the message says what to do."""
+
+
+def _decode_16bit_planar_tiff(data: bytes) -> np.ndarray | None:
+    """A 16-bit colour TIFF with separate colour planes, read by tifffile: OpenCV's reader returns garbage for
+    that layout (a grey thumbnail of each plane side by side, the rest black) without any error."""
+    import tifffile  # only such files pay for its import
+
+    with tifffile.TiffFile(io.BytesIO(data)) as tiff:
+        page = tiff.pages[0]
+        try:
+            values = page.asarray()
+        except ValueError as error:  # a compression tifffile decodes only with the optional imagecodecs package
+            raise _UnreadableLayoutError(
+                f"16-bit colour TIFF with separate colour planes and {page.compression.name} compression cannot "
+                f"be read ({error}); re-save it with interleaved (chunky) colour samples, or uncompressed"
+            ) from None
+    if values.ndim != 3 or values.dtype != np.uint16:
+        return None
+    return np.ascontiguousarray(np.moveaxis(values, 0, -1)[:, :, :3])
 
 
 def _decode_16bit_rgb(data: bytes) -> np.ndarray | None:
