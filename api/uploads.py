@@ -25,7 +25,8 @@ from api.errors import ApiError
 from api.guard import megabytes
 from api.settings import Settings
 from retouch.errors import ImageTooLargeError, InputError
-from retouch.io import SNIFF_BYTES, load_image_bytes, probe_image, sniff_format
+from retouch.io import SNIFF_BYTES, ImageHeader, load_image_bytes, probe_image, sniff_format
+from retouch.requirements import require_analysable_size
 
 CHUNK = 1 << 20
 SUPPORTED = "JPEG, PNG, TIFF, WebP or BMP"
@@ -40,10 +41,16 @@ def safe_name(name: str | None, fallback: str) -> str:
 
 def screen_image(path: Path, settings: Settings, label: str) -> None:
     """Submission checks for one image, header only: 415 when it is not a supported image, 413 beyond the pixel
-    limit. A file that announces an image but whose header is damaged passes: in a batch it becomes an item that
-    fails alone with the loader's message, as a corrupt scan in a CLI batch does."""
+    limit, 422 ``image_too_small`` when it is too small to analyse. A file that announces an image but whose
+    header is damaged passes: in a batch it becomes an item that fails alone with the loader's message, as a
+    corrupt scan in a CLI batch does."""
+    require_analysable_header(probe_upload(path, settings, label), label)
+
+
+def probe_upload(path: Path, settings: Settings, label: str) -> ImageHeader | None:
+    """The image's header, with :func:`screen_image`'s type and pixel checks; None when the header is damaged."""
     try:
-        probe_image(path, name=label, max_pixels=settings.max_pixels)
+        return probe_image(path, name=label, max_pixels=settings.max_pixels)
     except ImageTooLargeError as error:
         raise ApiError(413, "too_many_pixels", str(error)) from None
     except InputError as error:
@@ -51,6 +58,18 @@ def screen_image(path: Path, settings: Settings, label: str) -> None:
             raise ApiError(415, "not_an_image", f"{label}: not a supported image ({SUPPORTED})") from None
         if error.code != "unreadable":
             raise ApiError(422, "unreadable_image", str(error)) from None
+    return None
+
+
+def require_analysable_header(header: ImageHeader | None, label: str) -> None:
+    """422 ``image_too_small`` for an image the CLI would refuse as too small, by the same rule, read from its
+    header: accepted, it would only fail later in its job."""
+    if header is None:  # damaged: the item fails alone with the loader's message
+        return
+    try:
+        require_analysable_size(header.width, header.height, name=label)
+    except InputError as error:
+        raise ApiError(422, "image_too_small", str(error)) from None
 
 
 async def save_upload(upload: UploadFile, target: Path, settings: Settings, label: str) -> Path:
@@ -98,7 +117,8 @@ def extract_archive(archive: Path, folder: Path, settings: Settings,
     Each member goes to ``folder/<index>/<its file name>``: the folders are the server's, so no member name can
     clash with them. Members that are not images by their first bytes (a readme, a nested zip, ``.DS_Store``) are
     not extracted: without a manifest they are skipped and named in the returned notes; a manifest entry naming
-    one is a ``bad_manifest`` error. Images get :func:`screen_image`'s header checks (413 for a bomb).
+    one is a ``bad_manifest`` error. Images get :func:`screen_image`'s header checks (413 for a bomb), the
+    minimum size only where an item uses them.
 
     Returns (batch items ``{"item_id", "command", "inputs"}``, notes). Raises ApiError 400 (``bad_archive``,
     ``unsafe_archive``, ``bad_manifest``) for unsafe, damaged or malformed archives; ``label`` (the client's file
@@ -129,6 +149,7 @@ def extract_archive(archive: Path, folder: Path, settings: Settings,
                                "beyond the limits (zip bomb guard)")
         folder.mkdir(parents=True, exist_ok=True)
         saved: dict[str, Path] = {}
+        headers: dict[str, ImageHeader | None] = {}
         not_images: list[str] = []
         manifest_text = None
         for member in members:
@@ -144,14 +165,19 @@ def extract_archive(archive: Path, folder: Path, settings: Settings,
             except ARCHIVE_READ_ERRORS as error:
                 raise ApiError(400, "bad_archive", f"{label}: member {name!r} cannot be read ({error}); "
                                "re-create the zip") from None
-            screen_image(target, settings, f"{label}: {name}")
+            headers[name] = probe_upload(target, settings, f"{label}: {name}")
             saved[name] = target
     if manifest_text is None:
         notes = [f"{label}: {name} skipped: not an image ({SUPPORTED})" for name in not_images]
         items = [{"item_id": safe_name(name, f"item{index}"), "command": "analyze", "inputs": [str(path)]}
                  for index, (name, path) in enumerate(saved.items())]
-        return items, notes
-    return _items_from_manifest(manifest_text, saved, set(not_images), label), []
+    else:
+        items, notes = _items_from_manifest(manifest_text, saved, set(not_images), label), []
+    used = {path for item in items for path in item["inputs"]}
+    for name, path in saved.items():
+        if str(path) in used:  # a member no item uses (a thumbnail beside a manifest's scans) may be small
+            require_analysable_header(headers[name], f"{label}: {name}")
+    return items, notes
 
 
 def _extract_image_member(bundle: zipfile.ZipFile, member: zipfile.ZipInfo, target: Path, label: str) -> bool:

@@ -248,6 +248,34 @@ def test_clients_see_only_their_own_file_names(server: Server) -> None:
         assert error.startswith("broken.jpg: ") and "uploads" not in error and str(server.data_dir) not in error
 
 
+def test_images_too_small_to_analyse_are_refused_at_submission(server: Server) -> None:
+    fine = _png(np.full((64, 64), 128, np.uint8))
+    tiny, thin = _png(np.full((7, 7), 128, np.uint8)), _png(np.full((100000, 10), 128, np.uint8))
+    before = _upload_folders(server)
+    with server.client() as client:
+        refused = [
+            (client.post("/v1/analyses", files={"image": ("7x7.png", tiny)}), "7x7.png: the image is 7x7"),
+            (client.post("/v1/analyses", files={"image": ("thin.png", thin)}), "thin.png: the image is 10x100000"),
+            (client.post("/v1/comparisons", files={"reference": ("r.png", fine), "questioned": ("q.png", tiny)}),
+             "q.png"),
+            (client.post("/v1/batches", files=[("files", ("ok.png", fine)), ("files", ("tiny.png", tiny))]),
+             "tiny.png"),
+            (client.post("/v1/batches", files={"archive": ("s.zip", _zip({"ok.png": fine, "d/tiny.png": tiny}))}),
+             "s.zip: d/tiny.png"),
+        ]
+        for response, named in refused:
+            assert response.status_code == 422, response.text
+            error = response.json()["error"]
+            assert error["code"] == "image_too_small" and named in error["message"]
+            assert "at least 32 x 32 pixels" in error["message"]
+        assert _upload_folders(server) == before
+        # with a manifest only the members it names become items, and only they must be large enough
+        manifest = b'[{"image": "ok.png"}]'
+        accepted = client.post("/v1/batches", files={"archive": ("m.zip", _zip({
+            "ok.png": fine, "thumb.png": tiny, "manifest.json": manifest}))}, data={"detectors": "grain"})
+        assert accepted.status_code == 202 and accepted.json()["items"] == 1, accepted.text
+
+
 def test_fifty_concurrent_submissions_all_complete_once(server: Server) -> None:
     rng = np.random.default_rng(0)
     images = [_png(np.clip(rng.normal(120, 15, (96, 96)), 0, 255).astype(np.uint8)) for _ in range(50)]

@@ -113,8 +113,9 @@ async def submit_batch(
     Checked at submission, the same way for ``files`` and for the archive's members, with an error naming the
     file: at most ``RETOUCH_MAX_ZIP_MEMBERS`` files in all (400 ``too_many_files``), each a supported image by
     its first bytes, sniffed as the CLI does (a file in ``files`` that is not: 415 ``not_an_image``), and within
-    the pixel limit by its header (413 ``too_many_pixels``, the decompression-bomb guard). A scan whose header is
-    damaged is accepted and becomes an item that fails alone, so one bad scan does not hold up the others.
+    the pixel limit by its header (413 ``too_many_pixels``, the decompression-bomb guard), and large enough to
+    analyse by the same header (422 ``image_too_small``, the CLI's rule). A scan whose header is damaged is
+    accepted and becomes an item that fails alone, so one bad scan does not hold up the others.
 
     Archive members that are not images (a readme, a nested zip, ``.DS_Store``) are skipped, not rejected:
     archives of scans often carry such files, and a batch should not fail over them. The skipped members are
