@@ -15,6 +15,8 @@ import re
 import stat
 import zipfile
 import zlib
+from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -133,8 +135,13 @@ def extract_archive(archive: Path, folder: Path, settings: Settings,
         if len(members) > settings.max_zip_members:
             raise ApiError(400, "bad_archive", f"{label}: more than {settings.max_zip_members} files")
         total = 0
+        names: set[str] = set()
         for member in members:
             name = member.filename.replace("\\", "/")
+            if name in names:  # one would replace the other, and no manifest could tell them apart
+                raise ApiError(400, "bad_archive", f"{label}: holds two members named {name!r}; rename one and "
+                               "re-create the zip")
+            names.add(name)
             parts = PurePosixPath(name).parts
             if name.startswith("/") or ".." in parts or re.match(r"^[A-Za-z]:", name):
                 raise ApiError(400, "unsafe_archive", f"{label}: member {member.filename!r} points outside "
@@ -152,19 +159,16 @@ def extract_archive(archive: Path, folder: Path, settings: Settings,
         headers: dict[str, ImageHeader | None] = {}
         not_images: list[str] = []
         manifest_text = None
-        for member in members:
+        for index, member in enumerate(members):
             name = member.filename.replace("\\", "/")
-            try:
-                if PurePosixPath(name).name in ("manifest.json", "manifest.csv"):
-                    manifest_text = (PurePosixPath(name).name, bundle.read(member).decode("utf-8", "replace"))
-                    continue
-                target = folder / f"{len(saved):05d}" / safe_name(name, "member")
-                if not _extract_image_member(bundle, member, target, label):
-                    not_images.append(name)
-                    continue
-            except ARCHIVE_READ_ERRORS as error:
-                raise ApiError(400, "bad_archive", f"{label}: member {name!r} cannot be read ({error}); "
-                               "re-create the zip") from None
+            if PurePosixPath(name).name in ("manifest.json", "manifest.csv"):
+                with closing(_member_chunks(bundle, member, name, label)) as chunks:
+                    manifest_text = (PurePosixPath(name).name, b"".join(chunks).decode("utf-8", "replace"))
+                continue
+            target = folder / f"{index:05d}" / safe_name(name, "member")
+            if not _extract_image_member(bundle, member, name, target, label):
+                not_images.append(name)
+                continue
             headers[name] = probe_upload(target, settings, f"{label}: {name}")
             saved[name] = target
     if manifest_text is None:
@@ -180,22 +184,45 @@ def extract_archive(archive: Path, folder: Path, settings: Settings,
     return items, notes
 
 
-def _extract_image_member(bundle: zipfile.ZipFile, member: zipfile.ZipInfo, target: Path, label: str) -> bool:
+def _member_chunks(bundle: zipfile.ZipFile, member: zipfile.ZipInfo, name: str, label: str) -> Iterator[bytes]:
+    """The member's data: its first :data:`SNIFF_BYTES` bytes, then chunks. A damaged member is a 400
+    ``bad_archive`` naming it; errors of the caller's own writes are not caught here, so a server-side failure
+    (a full disk) is never blamed on the client's file."""
+    try:
+        with bundle.open(member) as source:
+            size = SNIFF_BYTES
+            while chunk := source.read(size):
+                yield chunk
+                size = CHUNK
+    except ARCHIVE_READ_ERRORS as error:
+        raise ApiError(400, "bad_archive", f"{label}: member {name!r} cannot be read ({_without_paths(error)}); "
+                       "re-create the zip") from None
+
+
+def _without_paths(error: Exception) -> str:
+    """An error's text for the client, without a server path: an OSError about a file names it."""
+    if isinstance(error, OSError) and error.filename is not None:
+        return error.strerror or type(error).__name__
+    return str(error) or type(error).__name__
+
+
+def _extract_image_member(bundle: zipfile.ZipFile, member: zipfile.ZipInfo, name: str, target: Path,
+                          label: str) -> bool:
     """Copy one member to ``target`` if its first bytes announce an image (else write nothing, return False),
     never writing more than its header announced."""
-    with bundle.open(member) as source:
-        head = source.read(SNIFF_BYTES)
+    with closing(_member_chunks(bundle, member, name, label)) as chunks:
+        head = next(chunks, b"")
         if sniff_format(head) is None:
             return False
         target.parent.mkdir()
         with open(target, "wb") as sink:
             sink.write(head)
             written = len(head)
-            while chunk := source.read(CHUNK):
+            for chunk in chunks:
                 written += len(chunk)
                 if written > member.file_size:  # the header lied about the size
-                    raise ApiError(400, "unsafe_archive", f"{label}: member {member.filename!r} is larger than "
-                                   "its header says")
+                    raise ApiError(400, "unsafe_archive", f"{label}: member {name!r} is larger than its header "
+                                   "says")
                 sink.write(chunk)
     return True
 

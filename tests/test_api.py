@@ -6,6 +6,7 @@ import io
 import json
 import socket
 import time
+import warnings
 import zipfile
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -91,10 +92,12 @@ def test_comparison_job(server: Server) -> None:
         assert client.get(f"/v1/jobs/{job['id']}").status_code == 404
 
 
-def _zip(members: dict[str, bytes]) -> bytes:
+def _zip(members: dict[str, bytes] | list[tuple[str, bytes]]) -> bytes:
+    """A zip of ``members``; a list of (name, data) may repeat a name, as some zip tools allow."""
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as bundle:
-        for name, data in members.items():
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as bundle, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns about a repeated name and writes it all the same
+        for name, data in members.items() if isinstance(members, dict) else members:
             bundle.writestr(name, data)
     return buffer.getvalue()
 
@@ -274,6 +277,19 @@ def test_images_too_small_to_analyse_are_refused_at_submission(server: Server) -
         accepted = client.post("/v1/batches", files={"archive": ("m.zip", _zip({
             "ok.png": fine, "thumb.png": tiny, "manifest.json": manifest}))}, data={"detectors": "grain"})
         assert accepted.status_code == 202 and accepted.json()["items"] == 1, accepted.text
+
+
+def test_a_repeated_zip_member_name_is_refused_naming_it(server: Server) -> None:
+    png = _png(np.full((64, 64), 128, np.uint8))
+    before = _upload_folders(server)
+    with server.client() as client:
+        for order in (["a.jpg", "a.jpg", "b.jpg"], ["a.jpg", "b.jpg", "a.jpg"]):
+            response = client.post("/v1/batches", files={"archive": ("twice.zip", _zip([(n, png) for n in order]))})
+            assert response.status_code == 400 and response.json()["error"]["code"] == "bad_archive", response.text
+            message = response.json()["error"]["message"]
+            assert "twice.zip" in message and "'a.jpg'" in message and "b.jpg" not in message
+            assert "/" not in message and "Errno" not in message
+    assert _upload_folders(server) == before
 
 
 def test_fifty_concurrent_submissions_all_complete_once(server: Server) -> None:
