@@ -162,8 +162,8 @@ def extract_archive(archive: Path, folder: Path, settings: Settings,
         for index, member in enumerate(members):
             name = member.filename.replace("\\", "/")
             if PurePosixPath(name).name in ("manifest.json", "manifest.csv"):
-                with closing(_member_chunks(bundle, member, name, label)) as chunks:
-                    manifest_text = (PurePosixPath(name).name, b"".join(chunks).decode("utf-8", "replace"))
+                with closing(_member_chunks(bundle, member, name, label)) as chunks:  # utf-8-sig: Excel's BOM
+                    manifest_text = (PurePosixPath(name).name, b"".join(chunks).decode("utf-8-sig", "replace"))
                 continue
             target = folder / f"{index:05d}" / safe_name(name, "member")
             if not _extract_image_member(bundle, member, name, target, label):
@@ -228,10 +228,15 @@ def _extract_image_member(bundle: zipfile.ZipFile, member: zipfile.ZipInfo, name
 
 
 def _manifest_rows(kind: str, text: str, label: str) -> list[Any]:
-    """The manifest's entries: a JSON list (or ``{"items": [...]}``) or the CSV's rows."""
+    """The manifest's entries: a JSON list (or ``{"items": [...]}``) or the CSV's rows, by its header.
+
+    The CSV is read as the CLI reads its CSVs (retouch.batch): cells stripped of surrounding spaces, and rows with
+    nothing in them (spreadsheets pad rows with commas) skipped.
+    """
     try:
         if kind == "manifest.csv":
-            return list(csv.DictReader(io.StringIO(text)))
+            header, *rows = [[cell.strip() for cell in row] for row in csv.reader(io.StringIO(text))] or [[]]
+            return [dict(zip(header, row)) for row in rows if any(row)]
         data = json.loads(text)
     except (json.JSONDecodeError, csv.Error) as error:
         raise ApiError(400, "bad_manifest", f"{label}: {kind} cannot be parsed ({error})") from None

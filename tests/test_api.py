@@ -292,6 +292,19 @@ def test_a_repeated_zip_member_name_is_refused_naming_it(server: Server) -> None
     assert _upload_folders(server) == before
 
 
+def test_a_csv_manifest_saved_by_a_spreadsheet_is_read(server: Server) -> None:
+    png = _png(np.full((64, 64), 128, np.uint8))
+    with server.client() as client:
+        # Excel's "CSV UTF-8" starts with a byte-order mark; cells are read stripped, as the CLI reads its CSVs
+        for manifest, item_id in (("\ufeffimage,id\r\nr.jpg,first\r\n", "first"),
+                                  ("\ufeff image , id \r\n r.jpg , second \r\n", "second")):
+            response = client.post("/v1/batches", files={"archive": ("sheet.zip", _zip({
+                "r.jpg": png, "manifest.csv": manifest.encode()}))}, data={"detectors": "grain"})
+            assert response.status_code == 202, response.text
+            job = client.get(f"/v1/jobs/{response.json()['job_id']}").json()
+            assert [(item["id"], item["inputs"]) for item in job["items"]] == [(item_id, ["r.jpg"])]
+
+
 def test_fifty_concurrent_submissions_all_complete_once(server: Server) -> None:
     rng = np.random.default_rng(0)
     images = [_png(np.clip(rng.normal(120, 15, (96, 96)), 0, 255).astype(np.uint8)) for _ in range(50)]
