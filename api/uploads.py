@@ -13,8 +13,10 @@ import io
 import json
 import re
 import stat
+import unicodedata
 import zipfile
 import zlib
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path, PurePosixPath
@@ -34,11 +36,66 @@ CHUNK = 1 << 20
 SUPPORTED = "JPEG, PNG, TIFF, WebP or BMP"
 
 
-def safe_name(name: str | None, fallback: str) -> str:
-    """A file name with no directory part and only harmless characters."""
+FILE_NAME_BYTES = 200  # file systems hold names of up to 255 bytes
+ID_BYTES = 120  # an item id names its folder, which is 'ID.partial' while the item runs
+
+
+def client_file_name(name: str | None, fallback: str) -> str:
+    """The name a client's file is stored under and shown by (the job's inputs, report.json, error messages).
+
+    It is the last part of the name sent, as sent but for control and format characters (a newline, a
+    right-to-left override), which become '_', and cut to :data:`FILE_NAME_BYTES` keeping the extension. It
+    only ever ends a path the server chose, so no client name can reach another folder or clash with another
+    upload; it is not an item id (see :func:`item_id_from`).
+    """
     base = PurePosixPath((name or "").replace("\\", "/")).name
-    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", base).strip("._")
-    return cleaned[:100] or fallback
+    base = "".join("_" if unicodedata.category(char).startswith("C") else char for char in base)
+    return _fit(base, FILE_NAME_BYTES) if base not in ("", ".", "..") else fallback
+
+
+def item_id_from(name: str, fallback: str) -> str:
+    """An item id made from a client's name: letters and digits of any script, '.', '_' and '-' are kept and
+    other runs become '_' ('a b.jpg' -> 'a_b.jpg'; 'фото.jpg' stays readable). The id names the item's folder
+    and a segment of its URLs (clients percent-encode it as UTF-8), so it never holds '/', spaces or '%'."""
+    cleaned = re.sub(r"[^\w.-]+", "_", unicodedata.normalize("NFC", name)).strip("._")
+    return _fit(cleaned, ID_BYTES) or fallback
+
+
+def _fit(name: str, limit: int) -> str:
+    """``name`` cut to at most ``limit`` bytes of UTF-8, from the end of its stem so that its extension stays."""
+    if len(name.encode()) <= limit:
+        return name
+    suffix = PurePosixPath(name).suffix
+    suffix = suffix if len(suffix.encode()) <= limit // 4 else ""
+    stem = name[: len(name) - len(suffix)].encode()[: limit - len(suffix.encode())]
+    return stem.decode("utf-8", "ignore") + suffix  # "ignore": a character cut in two is dropped
+
+
+def make_ids_unique(items: list[dict[str, Any]]) -> None:
+    """Give every item of a batch an id no other item has, in place, the same way for the same request.
+
+    An id the client gave in a manifest (``"fixed": True``) is kept as it is: a repeated one was refused with
+    the manifest. Ids made from file names can clash (``a b.jpg`` and ``a_b.jpg``; ``001.jpg`` in two folders of
+    a zip), and the client cannot rename them: an id shared by several items is replaced by the item's
+    ``"path_id"`` (made from its path inside the zip: ``box1_001.jpg``, ``box2_001.jpg``) where it has one, and an
+    id still taken gets the first free suffix ``-2``, ``-3``... before its extension (``a_b-2.jpg``).
+    """
+    taken = {item["item_id"] for item in items if item.get("fixed")}
+    shared = Counter(item["item_id"] for item in items if not item.get("fixed"))
+    for item in items:
+        fixed, path_id = item.pop("fixed", False), item.pop("path_id", None)
+        if fixed:
+            continue
+        wanted = item["item_id"]
+        if path_id and (shared[wanted] > 1 or wanted in taken):
+            wanted = path_id
+        suffix = PurePosixPath(wanted).suffix
+        candidate, number = wanted, 2
+        while candidate in taken:
+            candidate = f"{wanted[: len(wanted) - len(suffix)]}-{number}{suffix}"
+            number += 1
+        taken.add(candidate)
+        item["item_id"] = candidate
 
 
 def screen_image(path: Path, settings: Settings, label: str) -> None:
@@ -165,7 +222,7 @@ def extract_archive(archive: Path, folder: Path, settings: Settings,
                 with closing(_member_chunks(bundle, member, name, label)) as chunks:  # utf-8-sig: Excel's BOM
                     manifest_text = (PurePosixPath(name).name, b"".join(chunks).decode("utf-8-sig", "replace"))
                 continue
-            target = folder / f"{index:05d}" / safe_name(name, "member")
+            target = folder / f"{index:05d}" / client_file_name(name, "member")
             if not _extract_image_member(bundle, member, name, target, label):
                 not_images.append(name)
                 continue
@@ -173,8 +230,9 @@ def extract_archive(archive: Path, folder: Path, settings: Settings,
             saved[name] = target
     if manifest_text is None:
         notes = [f"{label}: {name} skipped: not an image ({SUPPORTED})" for name in not_images]
-        items = [{"item_id": safe_name(name, f"item{index}"), "command": "analyze", "inputs": [str(path)]}
-                 for index, (name, path) in enumerate(saved.items())]
+        items = [{"item_id": item_id_from(PurePosixPath(name).name, f"item{index}"),
+                  "path_id": item_id_from(name, f"item{index}"), "command": "analyze", "inputs": [str(path)]}
+                 for index, (name, path) in enumerate(saved.items())]  # ids made unique with the whole batch's
     else:
         items, notes = _items_from_manifest(manifest_text, saved, set(not_images), label), []
     used = {path for item in items for path in item["inputs"]}
@@ -251,10 +309,20 @@ def _items_from_manifest(manifest: tuple[str, str], saved: dict[str, Path], not_
                          label: str) -> list[dict[str, Any]]:
     kind, text = manifest
     items = []
+    given_ids: dict[str, str] = {}  # item id -> the id as the manifest wrote it
     for index, row in enumerate(_manifest_rows(kind, text, label)):
         if not isinstance(row, dict):
             raise ApiError(400, "bad_manifest", f"{label}: {kind} entry {index} is not an object")
-        item_id = safe_name(str(row.get("id") or f"item{index}"), f"item{index}")
+        given = None if row.get("id") in (None, "") else str(row["id"])
+        item_id = f"item{index}" if given is None else item_id_from(given, f"item{index}")
+        if given is not None:
+            if item_id in given_ids:
+                first = given_ids[item_id]
+                clash = (f"the id {given!r} is given to two entries" if first == given else
+                         f"the ids {first!r} and {given!r} both become {item_id!r} (ids keep letters, digits, "
+                         "'.', '_' and '-'; other characters become '_')")
+                raise ApiError(400, "bad_manifest", f"{label}: {kind}: {clash}; give each entry its own id")
+            given_ids[item_id] = given
         pair = [row.get("reference"), row.get("questioned")]
         names = pair if any(pair) else [row.get("image")]
         paths = []
@@ -269,7 +337,8 @@ def _items_from_manifest(manifest: tuple[str, str], saved: dict[str, Path], not_
                 raise ApiError(400, "bad_manifest", f"{label}: {kind} entry {item_id!r} names {name!r}, which is "
                                "not in the archive")
             paths.append(str(saved[name]))
-        items.append({"item_id": item_id, "command": "compare" if len(paths) == 2 else "analyze", "inputs": paths})
+        items.append({"item_id": item_id, "fixed": given is not None, "command": "compare" if len(paths) == 2
+                      else "analyze", "inputs": paths})
     if not items:
         raise ApiError(400, "bad_manifest", f"{label}: the manifest lists no items")
     return items

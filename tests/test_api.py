@@ -305,6 +305,38 @@ def test_a_csv_manifest_saved_by_a_spreadsheet_is_read(server: Server) -> None:
             assert [(item["id"], item["inputs"]) for item in job["items"]] == [(item_id, ["r.jpg"])]
 
 
+def test_item_ids_from_file_names_are_unique_and_inputs_keep_the_clients_names(server: Server) -> None:
+    png = _png(np.full((64, 64), 128, np.uint8))
+    with server.client() as client:
+        # no manifest: ids come from the names, made unique (the folder path where it tells them apart)
+        for members, ids, inputs in (
+            ({"box1/001.jpg": png, "box2/001.jpg": png}, ["box1_001.jpg", "box2_001.jpg"], ["001.jpg", "001.jpg"]),
+            ({"фото.jpg": png, "снимок.jpg": png}, ["фото.jpg", "снимок.jpg"], ["фото.jpg", "снимок.jpg"]),
+            ({"a b.jpg": png, "a_b.jpg": png}, ["a_b.jpg", "a_b-2.jpg"], ["a b.jpg", "a_b.jpg"]),
+        ):
+            created = client.post("/v1/batches", files={"archive": ("n.zip", _zip(members))},
+                                  data={"detectors": "grain"})
+            assert created.status_code == 202, created.text
+            job = client.get(f"/v1/jobs/{created.json()['job_id']}").json()
+            assert [item["id"] for item in job["items"]] == ids
+            assert [item["inputs"] for item in job["items"]] == [[name] for name in inputs]
+        # a file sent directly keeps its name too, and an archive member cannot take a direct file's id
+        created = client.post("/v1/batches", files=[("files", ("фото.jpg", png)),
+                                                    ("archive", ("n.zip", _zip({"00000-фото.jpg": png})))],
+                              data={"detectors": "grain"})
+        job = server.wait_job(client, created.json()["job_id"])
+        assert [(item["id"], item["inputs"]) for item in job["items"]] == [
+            ("00000-фото.jpg", ["фото.jpg"]), ("00000-фото-2.jpg", ["00000-фото.jpg"])]
+        report = client.get(f"/v1/jobs/{job['id']}/items/00000-фото.jpg/report").json()
+        assert [entry["name"] for entry in report["inputs"]] == ["фото.jpg"]
+        # a manifest's ids are the client's own: a repeated one is refused, naming the archive and the id
+        manifest = b'[{"id": "x", "image": "a.png"}, {"id": "x", "image": "b.png"}]'
+        refused = client.post("/v1/batches", files={"archive": ("dup.zip", _zip({
+            "a.png": png, "b.png": png, "manifest.json": manifest}))})
+        assert refused.status_code == 400 and refused.json()["error"]["code"] == "bad_manifest"
+        assert "dup.zip" in refused.json()["error"]["message"] and "'x'" in refused.json()["error"]["message"]
+
+
 def test_fifty_concurrent_submissions_all_complete_once(server: Server) -> None:
     rng = np.random.default_rng(0)
     images = [_png(np.clip(rng.normal(120, 15, (96, 96)), 0, 255).astype(np.uint8)) for _ in range(50)]
