@@ -34,8 +34,6 @@ from retouch.requirements import require_analysable_size
 
 CHUNK = 1 << 20
 SUPPORTED = "JPEG, PNG, TIFF, WebP or BMP"
-
-
 FILE_NAME_BYTES = 200  # file systems hold names of up to 255 bytes
 ID_BYTES = 120  # an item id names its folder, which is 'ID.partial' while the item runs
 

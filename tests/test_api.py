@@ -284,7 +284,8 @@ def test_a_repeated_zip_member_name_is_refused_naming_it(server: Server) -> None
     before = _upload_folders(server)
     with server.client() as client:
         for order in (["a.jpg", "a.jpg", "b.jpg"], ["a.jpg", "b.jpg", "a.jpg"]):
-            response = client.post("/v1/batches", files={"archive": ("twice.zip", _zip([(n, png) for n in order]))})
+            archive = _zip([(name, png) for name in order])
+            response = client.post("/v1/batches", files={"archive": ("twice.zip", archive)})
             assert response.status_code == 400 and response.json()["error"]["code"] == "bad_archive", response.text
             message = response.json()["error"]["message"]
             assert "twice.zip" in message and "'a.jpg'" in message and "b.jpg" not in message
