@@ -13,8 +13,12 @@ import io
 import json
 import re
 import stat
+import unicodedata
 import zipfile
 import zlib
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -25,25 +29,85 @@ from api.errors import ApiError
 from api.guard import megabytes
 from api.settings import Settings
 from retouch.errors import ImageTooLargeError, InputError
-from retouch.io import SNIFF_BYTES, load_image_bytes, probe_image, sniff_format
+from retouch.io import SNIFF_BYTES, ImageHeader, load_image_bytes, probe_image, sniff_format
+from retouch.requirements import require_analysable_size
 
 CHUNK = 1 << 20
 SUPPORTED = "JPEG, PNG, TIFF, WebP or BMP"
+FILE_NAME_BYTES = 200  # file systems hold names of up to 255 bytes
+ID_BYTES = 120  # an item id names its folder, which is 'ID.partial' while the item runs
 
 
-def safe_name(name: str | None, fallback: str) -> str:
-    """A file name with no directory part and only harmless characters."""
+def client_file_name(name: str | None, fallback: str) -> str:
+    """The name a client's file is stored under and shown by (the job's inputs, report.json, error messages).
+
+    It is the last part of the name sent, as sent but for control and format characters (a newline, a
+    right-to-left override), which become '_', and cut to :data:`FILE_NAME_BYTES` keeping the extension. It
+    only ever ends a path the server chose, so no client name can reach another folder or clash with another
+    upload; it is not an item id (see :func:`item_id_from`).
+    """
     base = PurePosixPath((name or "").replace("\\", "/")).name
-    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", base).strip("._")
-    return cleaned[:100] or fallback
+    base = "".join("_" if unicodedata.category(char).startswith("C") else char for char in base)
+    return _fit(base, FILE_NAME_BYTES) if base not in ("", ".", "..") else fallback
+
+
+def item_id_from(name: str, fallback: str) -> str:
+    """An item id made from a client's name: letters and digits of any script, '.', '_' and '-' are kept and
+    other runs become '_' ('a b.jpg' -> 'a_b.jpg'; 'фото.jpg' stays readable). The id names the item's folder
+    and a segment of its URLs (clients percent-encode it as UTF-8), so it never holds '/', spaces or '%'."""
+    cleaned = re.sub(r"[^\w.-]+", "_", unicodedata.normalize("NFC", name)).strip("._")
+    return _fit(cleaned, ID_BYTES) or fallback
+
+
+def _fit(name: str, limit: int) -> str:
+    """``name`` cut to at most ``limit`` bytes of UTF-8, from the end of its stem so that its extension stays."""
+    if len(name.encode()) <= limit:
+        return name
+    suffix = PurePosixPath(name).suffix
+    suffix = suffix if len(suffix.encode()) <= limit // 4 else ""
+    stem = name[: len(name) - len(suffix)].encode()[: limit - len(suffix.encode())]
+    return stem.decode("utf-8", "ignore") + suffix  # "ignore": a character cut in two is dropped
+
+
+def make_ids_unique(items: list[dict[str, Any]]) -> None:
+    """Give every item of a batch an id no other item has, in place, the same way for the same request.
+
+    An id the client gave in a manifest (``"fixed": True``) is kept as it is: a repeated one was refused with
+    the manifest. Ids made from file names can clash (``a b.jpg`` and ``a_b.jpg``; ``001.jpg`` in two folders of
+    a zip), and the client cannot rename them: an id shared by several items is replaced by the item's
+    ``"path_id"`` (made from its path inside the zip: ``box1_001.jpg``, ``box2_001.jpg``) where it has one, and an
+    id still taken gets the first free suffix ``-2``, ``-3``... before its extension (``a_b-2.jpg``).
+    """
+    taken = {item["item_id"] for item in items if item.get("fixed")}
+    shared = Counter(item["item_id"] for item in items if not item.get("fixed"))
+    for item in items:
+        fixed, path_id = item.pop("fixed", False), item.pop("path_id", None)
+        if fixed:
+            continue
+        wanted = item["item_id"]
+        if path_id and (shared[wanted] > 1 or wanted in taken):
+            wanted = path_id
+        suffix = PurePosixPath(wanted).suffix
+        candidate, number = wanted, 2
+        while candidate in taken:
+            candidate = f"{wanted[: len(wanted) - len(suffix)]}-{number}{suffix}"
+            number += 1
+        taken.add(candidate)
+        item["item_id"] = candidate
 
 
 def screen_image(path: Path, settings: Settings, label: str) -> None:
     """Submission checks for one image, header only: 415 when it is not a supported image, 413 beyond the pixel
-    limit. A file that announces an image but whose header is damaged passes: in a batch it becomes an item that
-    fails alone with the loader's message, as a corrupt scan in a CLI batch does."""
+    limit, 422 ``image_too_small`` when it is too small to analyse. A file that announces an image but whose
+    header is damaged passes: in a batch it becomes an item that fails alone with the loader's message, as a
+    corrupt scan in a CLI batch does."""
+    require_analysable_header(probe_upload(path, settings, label), label)
+
+
+def probe_upload(path: Path, settings: Settings, label: str) -> ImageHeader | None:
+    """The image's header, with :func:`screen_image`'s type and pixel checks; None when the header is damaged."""
     try:
-        probe_image(path, name=label, max_pixels=settings.max_pixels)
+        return probe_image(path, name=label, max_pixels=settings.max_pixels)
     except ImageTooLargeError as error:
         raise ApiError(413, "too_many_pixels", str(error)) from None
     except InputError as error:
@@ -51,6 +115,18 @@ def screen_image(path: Path, settings: Settings, label: str) -> None:
             raise ApiError(415, "not_an_image", f"{label}: not a supported image ({SUPPORTED})") from None
         if error.code != "unreadable":
             raise ApiError(422, "unreadable_image", str(error)) from None
+    return None
+
+
+def require_analysable_header(header: ImageHeader | None, label: str) -> None:
+    """422 ``image_too_small`` for an image the CLI would refuse as too small, by the same rule, read from its
+    header: accepted, it would only fail later in its job."""
+    if header is None:  # damaged: the item fails alone with the loader's message
+        return
+    try:
+        require_analysable_size(header.width, header.height, name=label)
+    except InputError as error:
+        raise ApiError(422, "image_too_small", str(error)) from None
 
 
 async def save_upload(upload: UploadFile, target: Path, settings: Settings, label: str) -> Path:
@@ -98,7 +174,8 @@ def extract_archive(archive: Path, folder: Path, settings: Settings,
     Each member goes to ``folder/<index>/<its file name>``: the folders are the server's, so no member name can
     clash with them. Members that are not images by their first bytes (a readme, a nested zip, ``.DS_Store``) are
     not extracted: without a manifest they are skipped and named in the returned notes; a manifest entry naming
-    one is a ``bad_manifest`` error. Images get :func:`screen_image`'s header checks (413 for a bomb).
+    one is a ``bad_manifest`` error. Images get :func:`screen_image`'s header checks (413 for a bomb), the
+    minimum size only where an item uses them.
 
     Returns (batch items ``{"item_id", "command", "inputs"}``, notes). Raises ApiError 400 (``bad_archive``,
     ``unsafe_archive``, ``bad_manifest``) for unsafe, damaged or malformed archives; ``label`` (the client's file
@@ -113,8 +190,13 @@ def extract_archive(archive: Path, folder: Path, settings: Settings,
         if len(members) > settings.max_zip_members:
             raise ApiError(400, "bad_archive", f"{label}: more than {settings.max_zip_members} files")
         total = 0
+        names: set[str] = set()
         for member in members:
             name = member.filename.replace("\\", "/")
+            if name in names:  # one would replace the other, and no manifest could tell them apart
+                raise ApiError(400, "bad_archive", f"{label}: holds two members named {name!r}; rename one and "
+                               "re-create the zip")
+            names.add(name)
             parts = PurePosixPath(name).parts
             if name.startswith("/") or ".." in parts or re.match(r"^[A-Za-z]:", name):
                 raise ApiError(400, "unsafe_archive", f"{label}: member {member.filename!r} points outside "
@@ -129,56 +211,88 @@ def extract_archive(archive: Path, folder: Path, settings: Settings,
                                "beyond the limits (zip bomb guard)")
         folder.mkdir(parents=True, exist_ok=True)
         saved: dict[str, Path] = {}
+        headers: dict[str, ImageHeader | None] = {}
         not_images: list[str] = []
         manifest_text = None
-        for member in members:
+        for index, member in enumerate(members):
             name = member.filename.replace("\\", "/")
-            try:
-                if PurePosixPath(name).name in ("manifest.json", "manifest.csv"):
-                    manifest_text = (PurePosixPath(name).name, bundle.read(member).decode("utf-8", "replace"))
-                    continue
-                target = folder / f"{len(saved):05d}" / safe_name(name, "member")
-                if not _extract_image_member(bundle, member, target, label):
-                    not_images.append(name)
-                    continue
-            except ARCHIVE_READ_ERRORS as error:
-                raise ApiError(400, "bad_archive", f"{label}: member {name!r} cannot be read ({error}); "
-                               "re-create the zip") from None
-            screen_image(target, settings, f"{label}: {name}")
+            if PurePosixPath(name).name in ("manifest.json", "manifest.csv"):
+                with closing(_member_chunks(bundle, member, name, label)) as chunks:  # utf-8-sig: Excel's BOM
+                    manifest_text = (PurePosixPath(name).name, b"".join(chunks).decode("utf-8-sig", "replace"))
+                continue
+            target = folder / f"{index:05d}" / client_file_name(name, "member")
+            if not _extract_image_member(bundle, member, name, target, label):
+                not_images.append(name)
+                continue
+            headers[name] = probe_upload(target, settings, f"{label}: {name}")
             saved[name] = target
     if manifest_text is None:
         notes = [f"{label}: {name} skipped: not an image ({SUPPORTED})" for name in not_images]
-        items = [{"item_id": safe_name(name, f"item{index}"), "command": "analyze", "inputs": [str(path)]}
-                 for index, (name, path) in enumerate(saved.items())]
-        return items, notes
-    return _items_from_manifest(manifest_text, saved, set(not_images), label), []
+        items = [{"item_id": item_id_from(PurePosixPath(name).name, f"item{index}"),
+                  "path_id": item_id_from(name, f"item{index}"), "command": "analyze", "inputs": [str(path)]}
+                 for index, (name, path) in enumerate(saved.items())]  # ids made unique with the whole batch's
+    else:
+        items, notes = _items_from_manifest(manifest_text, saved, set(not_images), label), []
+    used = {path for item in items for path in item["inputs"]}
+    for name, path in saved.items():
+        if str(path) in used:  # a member no item uses (a thumbnail beside a manifest's scans) may be small
+            require_analysable_header(headers[name], f"{label}: {name}")
+    return items, notes
 
 
-def _extract_image_member(bundle: zipfile.ZipFile, member: zipfile.ZipInfo, target: Path, label: str) -> bool:
+def _member_chunks(bundle: zipfile.ZipFile, member: zipfile.ZipInfo, name: str, label: str) -> Iterator[bytes]:
+    """The member's data: its first :data:`SNIFF_BYTES` bytes, then chunks. A damaged member is a 400
+    ``bad_archive`` naming it; errors of the caller's own writes are not caught here, so a server-side failure
+    (a full disk) is never blamed on the client's file."""
+    try:
+        with bundle.open(member) as source:
+            size = SNIFF_BYTES
+            while chunk := source.read(size):
+                yield chunk
+                size = CHUNK
+    except ARCHIVE_READ_ERRORS as error:
+        raise ApiError(400, "bad_archive", f"{label}: member {name!r} cannot be read ({_without_paths(error)}); "
+                       "re-create the zip") from None
+
+
+def _without_paths(error: Exception) -> str:
+    """An error's text for the client, without a server path: an OSError about a file names it."""
+    if isinstance(error, OSError) and error.filename is not None:
+        return error.strerror or type(error).__name__
+    return str(error) or type(error).__name__
+
+
+def _extract_image_member(bundle: zipfile.ZipFile, member: zipfile.ZipInfo, name: str, target: Path,
+                          label: str) -> bool:
     """Copy one member to ``target`` if its first bytes announce an image (else write nothing, return False),
     never writing more than its header announced."""
-    with bundle.open(member) as source:
-        head = source.read(SNIFF_BYTES)
+    with closing(_member_chunks(bundle, member, name, label)) as chunks:
+        head = next(chunks, b"")
         if sniff_format(head) is None:
             return False
         target.parent.mkdir()
         with open(target, "wb") as sink:
             sink.write(head)
             written = len(head)
-            while chunk := source.read(CHUNK):
+            for chunk in chunks:
                 written += len(chunk)
                 if written > member.file_size:  # the header lied about the size
-                    raise ApiError(400, "unsafe_archive", f"{label}: member {member.filename!r} is larger than "
-                                   "its header says")
+                    raise ApiError(400, "unsafe_archive", f"{label}: member {name!r} is larger than its header "
+                                   "says")
                 sink.write(chunk)
     return True
 
 
 def _manifest_rows(kind: str, text: str, label: str) -> list[Any]:
-    """The manifest's entries: a JSON list (or ``{"items": [...]}``) or the CSV's rows."""
+    """The manifest's entries: a JSON list (or ``{"items": [...]}``) or the CSV's rows, by its header.
+
+    The CSV is read as the CLI reads its CSVs (retouch.batch): cells stripped of surrounding spaces, and rows with
+    nothing in them (spreadsheets pad rows with commas) skipped.
+    """
     try:
         if kind == "manifest.csv":
-            return list(csv.DictReader(io.StringIO(text)))
+            header, *rows = [[cell.strip() for cell in row] for row in csv.reader(io.StringIO(text))] or [[]]
+            return [dict(zip(header, row)) for row in rows if any(row)]
         data = json.loads(text)
     except (json.JSONDecodeError, csv.Error) as error:
         raise ApiError(400, "bad_manifest", f"{label}: {kind} cannot be parsed ({error})") from None
@@ -193,10 +307,20 @@ def _items_from_manifest(manifest: tuple[str, str], saved: dict[str, Path], not_
                          label: str) -> list[dict[str, Any]]:
     kind, text = manifest
     items = []
+    given_ids: dict[str, str] = {}  # item id -> the id as the manifest wrote it
     for index, row in enumerate(_manifest_rows(kind, text, label)):
         if not isinstance(row, dict):
             raise ApiError(400, "bad_manifest", f"{label}: {kind} entry {index} is not an object")
-        item_id = safe_name(str(row.get("id") or f"item{index}"), f"item{index}")
+        given = None if row.get("id") in (None, "") else str(row["id"])
+        item_id = f"item{index}" if given is None else item_id_from(given, f"item{index}")
+        if given is not None:
+            if item_id in given_ids:
+                first = given_ids[item_id]
+                clash = (f"the id {given!r} is given to two entries" if first == given else
+                         f"the ids {first!r} and {given!r} both become {item_id!r} (ids keep letters, digits, "
+                         "'.', '_' and '-'; other characters become '_')")
+                raise ApiError(400, "bad_manifest", f"{label}: {kind}: {clash}; give each entry its own id")
+            given_ids[item_id] = given
         pair = [row.get("reference"), row.get("questioned")]
         names = pair if any(pair) else [row.get("image")]
         paths = []
@@ -211,7 +335,8 @@ def _items_from_manifest(manifest: tuple[str, str], saved: dict[str, Path], not_
                 raise ApiError(400, "bad_manifest", f"{label}: {kind} entry {item_id!r} names {name!r}, which is "
                                "not in the archive")
             paths.append(str(saved[name]))
-        items.append({"item_id": item_id, "command": "compare" if len(paths) == 2 else "analyze", "inputs": paths})
+        items.append({"item_id": item_id, "fixed": given is not None, "command": "compare" if len(paths) == 2
+                      else "analyze", "inputs": paths})
     if not items:
         raise ApiError(400, "bad_manifest", f"{label}: the manifest lists no items")
     return items

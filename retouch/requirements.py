@@ -38,11 +38,17 @@ def require_analysable(image: LoadedImage) -> None:
     The detectors skip any image under ``MIN_SIDE`` pixels on a side (their blocks and windows do not fit), and
     registration finds no usable features in one either: reported as clean, such an image would look examined.
     """
-    if min(image.width, image.height) < MIN_SIDE:
-        raise InputError(f"{image.path or image.name}: the image is {image.width}x{image.height} pixels; retouch "
-                         f"needs at least {MIN_SIDE} x {MIN_SIDE} pixels to analyse (its detectors and the "
-                         "comparison work on blocks and neighbourhoods of pixels); give a larger scan",
-                         path=image.path, code="too_small")
+    require_analysable_size(image.width, image.height, name=image.path or image.name, path=image.path)
+
+
+def require_analysable_size(width: int, height: int, *, name: str, path: str | None = None) -> None:
+    """:func:`require_analysable` for an image known by its size alone (e.g. from its header, before decoding);
+    ``name`` labels it in the message. Which side is the width does not matter, so a header's size, before the
+    EXIF orientation is applied, gives the same answer as the decoded image."""
+    if min(width, height) < MIN_SIDE:
+        raise InputError(f"{name}: the image is {width}x{height} pixels; retouch needs at least {MIN_SIDE} x "
+                         f"{MIN_SIDE} pixels to analyse (its detectors and the comparison work on blocks and "
+                         "neighbourhoods of pixels); give a larger scan", path=path, code="too_small")
 
 
 def require_output_folder(out_dir: str | os.PathLike[str], file_names: Iterable[str] = ()) -> Path:

@@ -6,6 +6,7 @@ import io
 import json
 import socket
 import time
+import warnings
 import zipfile
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -91,10 +92,12 @@ def test_comparison_job(server: Server) -> None:
         assert client.get(f"/v1/jobs/{job['id']}").status_code == 404
 
 
-def _zip(members: dict[str, bytes]) -> bytes:
+def _zip(members: dict[str, bytes] | list[tuple[str, bytes]]) -> bytes:
+    """A zip of ``members``; a list of (name, data) may repeat a name, as some zip tools allow."""
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as bundle:
-        for name, data in members.items():
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as bundle, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns about a repeated name and writes it all the same
+        for name, data in members.items() if isinstance(members, dict) else members:
             bundle.writestr(name, data)
     return buffer.getvalue()
 
@@ -246,6 +249,93 @@ def test_clients_see_only_their_own_file_names(server: Server) -> None:
         assert [item["inputs"] for item in job["items"]] == [["broken.jpg"], ["fine.png"]]
         error = job["items"][0]["error"]
         assert error.startswith("broken.jpg: ") and "uploads" not in error and str(server.data_dir) not in error
+
+
+def test_images_too_small_to_analyse_are_refused_at_submission(server: Server) -> None:
+    fine = _png(np.full((64, 64), 128, np.uint8))
+    tiny, thin = _png(np.full((7, 7), 128, np.uint8)), _png(np.full((100000, 10), 128, np.uint8))
+    before = _upload_folders(server)
+    with server.client() as client:
+        refused = [
+            (client.post("/v1/analyses", files={"image": ("7x7.png", tiny)}), "7x7.png: the image is 7x7"),
+            (client.post("/v1/analyses", files={"image": ("thin.png", thin)}), "thin.png: the image is 10x100000"),
+            (client.post("/v1/comparisons", files={"reference": ("r.png", fine), "questioned": ("q.png", tiny)}),
+             "q.png"),
+            (client.post("/v1/batches", files=[("files", ("ok.png", fine)), ("files", ("tiny.png", tiny))]),
+             "tiny.png"),
+            (client.post("/v1/batches", files={"archive": ("s.zip", _zip({"ok.png": fine, "d/tiny.png": tiny}))}),
+             "s.zip: d/tiny.png"),
+        ]
+        for response, named in refused:
+            assert response.status_code == 422, response.text
+            error = response.json()["error"]
+            assert error["code"] == "image_too_small" and named in error["message"]
+            assert "at least 32 x 32 pixels" in error["message"]
+        assert _upload_folders(server) == before
+        # with a manifest only the members it names become items, and only they must be large enough
+        manifest = b'[{"image": "ok.png"}]'
+        accepted = client.post("/v1/batches", files={"archive": ("m.zip", _zip({
+            "ok.png": fine, "thumb.png": tiny, "manifest.json": manifest}))}, data={"detectors": "grain"})
+        assert accepted.status_code == 202 and accepted.json()["items"] == 1, accepted.text
+
+
+def test_a_repeated_zip_member_name_is_refused_naming_it(server: Server) -> None:
+    png = _png(np.full((64, 64), 128, np.uint8))
+    before = _upload_folders(server)
+    with server.client() as client:
+        for order in (["a.jpg", "a.jpg", "b.jpg"], ["a.jpg", "b.jpg", "a.jpg"]):
+            archive = _zip([(name, png) for name in order])
+            response = client.post("/v1/batches", files={"archive": ("twice.zip", archive)})
+            assert response.status_code == 400 and response.json()["error"]["code"] == "bad_archive", response.text
+            message = response.json()["error"]["message"]
+            assert "twice.zip" in message and "'a.jpg'" in message and "b.jpg" not in message
+            assert "/" not in message and "Errno" not in message
+    assert _upload_folders(server) == before
+
+
+def test_a_csv_manifest_saved_by_a_spreadsheet_is_read(server: Server) -> None:
+    png = _png(np.full((64, 64), 128, np.uint8))
+    with server.client() as client:
+        # Excel's "CSV UTF-8" starts with a byte-order mark; cells are read stripped, as the CLI reads its CSVs
+        for manifest, item_id in (("\ufeffimage,id\r\nr.jpg,first\r\n", "first"),
+                                  ("\ufeff image , id \r\n r.jpg , second \r\n", "second")):
+            response = client.post("/v1/batches", files={"archive": ("sheet.zip", _zip({
+                "r.jpg": png, "manifest.csv": manifest.encode()}))}, data={"detectors": "grain"})
+            assert response.status_code == 202, response.text
+            job = client.get(f"/v1/jobs/{response.json()['job_id']}").json()
+            assert [(item["id"], item["inputs"]) for item in job["items"]] == [(item_id, ["r.jpg"])]
+
+
+def test_item_ids_from_file_names_are_unique_and_inputs_keep_the_clients_names(server: Server) -> None:
+    png = _png(np.full((64, 64), 128, np.uint8))
+    with server.client() as client:
+        # no manifest: ids come from the names, made unique (the folder path where it tells them apart)
+        for members, ids, inputs in (
+            ({"box1/001.jpg": png, "box2/001.jpg": png}, ["box1_001.jpg", "box2_001.jpg"], ["001.jpg", "001.jpg"]),
+            ({"фото.jpg": png, "снимок.jpg": png}, ["фото.jpg", "снимок.jpg"], ["фото.jpg", "снимок.jpg"]),
+            ({"a b.jpg": png, "a_b.jpg": png}, ["a_b.jpg", "a_b-2.jpg"], ["a b.jpg", "a_b.jpg"]),
+        ):
+            created = client.post("/v1/batches", files={"archive": ("n.zip", _zip(members))},
+                                  data={"detectors": "grain"})
+            assert created.status_code == 202, created.text
+            job = client.get(f"/v1/jobs/{created.json()['job_id']}").json()
+            assert [item["id"] for item in job["items"]] == ids
+            assert [item["inputs"] for item in job["items"]] == [[name] for name in inputs]
+        # a file sent directly keeps its name too, and an archive member cannot take a direct file's id
+        created = client.post("/v1/batches", files=[("files", ("фото.jpg", png)),
+                                                    ("archive", ("n.zip", _zip({"00000-фото.jpg": png})))],
+                              data={"detectors": "grain"})
+        job = server.wait_job(client, created.json()["job_id"])
+        assert [(item["id"], item["inputs"]) for item in job["items"]] == [
+            ("00000-фото.jpg", ["фото.jpg"]), ("00000-фото-2.jpg", ["00000-фото.jpg"])]
+        report = client.get(f"/v1/jobs/{job['id']}/items/00000-фото.jpg/report").json()
+        assert [entry["name"] for entry in report["inputs"]] == ["фото.jpg"]
+        # a manifest's ids are the client's own: a repeated one is refused, naming the archive and the id
+        manifest = b'[{"id": "x", "image": "a.png"}, {"id": "x", "image": "b.png"}]'
+        refused = client.post("/v1/batches", files={"archive": ("dup.zip", _zip({
+            "a.png": png, "b.png": png, "manifest.json": manifest}))})
+        assert refused.status_code == 400 and refused.json()["error"]["code"] == "bad_manifest"
+        assert "dup.zip" in refused.json()["error"]["message"] and "'x'" in refused.json()["error"]["message"]
 
 
 def test_fifty_concurrent_submissions_all_complete_once(server: Server) -> None:

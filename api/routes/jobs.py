@@ -21,7 +21,8 @@ from api.errors import ApiError
 from api.schemas import ErrorResponse, JobCreated, JobList, JobStatus
 from api.settings import Settings
 from api.store import JobStore
-from api.uploads import extract_archive, safe_name, save_upload, screen_image, validate_image
+from api.uploads import (client_file_name, extract_archive, item_id_from, make_ids_unique, save_upload,
+                         screen_image, validate_image)
 from api.workers import job_folder
 from retouch.errors import InputError
 from retouch.io import load_image
@@ -74,7 +75,7 @@ async def submit_analysis(
     options = _options(detectors)
     label = image.filename or "image"
     with _removed_on_failure(_upload_dir(config)) as folder:
-        path = await save_upload(image, folder / safe_name(image.filename, "image"), config, label)
+        path = await save_upload(image, folder / client_file_name(image.filename, "image"), config, label)
         await validate_image(path, config, label)
         job_id = jobs.create_job("analysis", [{"item_id": "image", "command": "analyze", "inputs": [str(path)]}],
                                  options)
@@ -92,7 +93,8 @@ async def submit_comparison(
     with _removed_on_failure(_upload_dir(config)) as folder:
         for role, upload in (("reference", reference), ("questioned", questioned)):
             label = upload.filename or role
-            path = await save_upload(upload, folder / role / safe_name(upload.filename, role), config, label)
+            path = await save_upload(upload, folder / role / client_file_name(upload.filename, role), config,
+                                     label)
             await validate_image(path, config, label)
             paths.append(str(path))
         job_id = jobs.create_job("comparison", [{"item_id": "pair", "command": "compare", "inputs": paths}], {})
@@ -113,13 +115,17 @@ async def submit_batch(
     Checked at submission, the same way for ``files`` and for the archive's members, with an error naming the
     file: at most ``RETOUCH_MAX_ZIP_MEMBERS`` files in all (400 ``too_many_files``), each a supported image by
     its first bytes, sniffed as the CLI does (a file in ``files`` that is not: 415 ``not_an_image``), and within
-    the pixel limit by its header (413 ``too_many_pixels``, the decompression-bomb guard). A scan whose header is
-    damaged is accepted and becomes an item that fails alone, so one bad scan does not hold up the others.
+    the pixel limit by its header (413 ``too_many_pixels``, the decompression-bomb guard), and large enough to
+    analyse by the same header (422 ``image_too_small``, the CLI's rule). A scan whose header is damaged is
+    accepted and becomes an item that fails alone, so one bad scan does not hold up the others.
 
     Archive members that are not images (a readme, a nested zip, ``.DS_Store``) are skipped, not rejected:
     archives of scans often carry such files, and a batch should not fail over them. The skipped members are
     named in ``notes`` (in this answer and in the job), so nothing is dropped silently. With a manifest, only
     the members it names matter, and an entry naming a non-image is a 400 ``bad_manifest``.
+
+    Item ids are the manifest's (a repeated one is a 400 ``bad_manifest``), else made from the file names and
+    made unique (:func:`api.uploads.make_ids_unique`); every input keeps the client's file name.
     """
     options = _options(detectors)
     files = files or []
@@ -132,10 +138,10 @@ async def submit_batch(
     with _removed_on_failure(_upload_dir(config)) as folder:
         for index, upload in enumerate(files):
             label = upload.filename or f"file {index + 1}"
-            target = folder / "files" / f"{index:05d}" / safe_name(upload.filename, "file")
-            path = await save_upload(upload, target, config, label)
+            name = client_file_name(upload.filename, "file")
+            path = await save_upload(upload, folder / "files" / f"{index:05d}" / name, config, label)
             await run_in_threadpool(screen_image, path, config, label)
-            items.append({"item_id": f"{index:05d}-{safe_name(upload.filename, 'file')}", "command": "analyze",
+            items.append({"item_id": f"{index:05d}-{item_id_from(name, 'file')}", "command": "analyze",
                           "inputs": [str(path)]})
         if archive is not None:
             label = archive.filename or "archive"
@@ -149,8 +155,7 @@ async def submit_batch(
         if len(items) > config.max_zip_members:
             raise ApiError(400, "too_many_files", f"{len(items)} items from files and archive: a batch takes at "
                            f"most {config.max_zip_members} (RETOUCH_MAX_ZIP_MEMBERS); split it")
-        if len({item["item_id"] for item in items}) != len(items):
-            raise ApiError(400, "bad_manifest", "item ids must be unique")
+        make_ids_unique(items)  # ids made from names may clash, in the archive or with the files'
         job_id = jobs.create_job("batch", items, options, notes=notes)
     return _created(request, job_id, len(items), notes)
 
