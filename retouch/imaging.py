@@ -256,10 +256,14 @@ def for_each_strip(work: Callable[[int, int], None], cuts: list[int]) -> None:
         future.result()  # a strip's error is raised here
 
 
-def nearest_neighbours(query: np.ndarray, train: np.ndarray, k: int, *, rows_per_chunk: int = 1024
+def nearest_neighbours(query: np.ndarray, train: np.ndarray, k: int, *,
+                       excluded: Callable[[slice], np.ndarray] | None = None, rows_per_chunk: int = 1024
                        ) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` nearest rows of ``train`` to each row of ``query`` (exact, Euclidean), nearest first: indices
     (int64) and distances (float32), each of shape (len(query), min(k, len(train))).
+
+    ``excluded(rows)``: for a slice of query rows, a boolean array (rows x len(train)) of candidates that may not
+    be chosen (a keypoint itself, say); a row with fewer than ``k`` others gets distance inf in the last places.
 
     The same matches as OpenCV's brute-force matcher, about five times faster: squared distances come from one
     matrix product per chunk of query rows (BLAS), and the k smallest per row from k passes of argmin (a full
@@ -274,18 +278,21 @@ def nearest_neighbours(query: np.ndarray, train: np.ndarray, k: int, *, rows_per
 
     def chunk(first: int, last: int) -> None:
         for top in range(first, last, rows_per_chunk):
-            rows = query[top:min(top + rows_per_chunk, last)]
+            rows = slice(top, min(top + rows_per_chunk, last))
+            block = query[rows]
             # |q - t|^2 = |t|^2 - 2 q.t + |q|^2; the last term is the same along a row, so it is added at the end
-            score = rows @ train.T
+            score = block @ train.T
             score *= -2.0
             score += train_norms
-            at = np.arange(len(rows))
+            if excluded is not None:
+                score[excluded(rows)] = np.inf
+            at = np.arange(len(block))
             for j in range(k):
                 best = score.argmin(axis=1)
-                indices[top:top + len(rows), j] = best
-                distances[top:top + len(rows), j] = score[at, best]
+                indices[rows, j] = best
+                distances[rows, j] = score[at, best]
                 score[at, best] = np.inf
-            distances[top:top + len(rows)] += np.einsum("ij,ij->i", rows, rows)[:, None]
+            distances[rows] += np.einsum("ij,ij->i", block, block)[:, None]
 
     parts = max(1, min(strip_workers(len(query), min_rows=rows_per_chunk), 2))
     for_each_strip(chunk, [len(query) * p // parts for p in range(parts + 1)])

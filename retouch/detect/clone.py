@@ -536,17 +536,23 @@ def keypoint_maps(gray: np.ndarray, min_offset: int, *, ratios: tuple[float, ...
     # each pair with the smallest ratio (nearest / next distance) at which it was found, from either end
     pairs: dict[tuple, float] = {}
     loosest = max(ratios)
-    nearest, distance = nearest_neighbours(descriptors, others_descriptors, 4)
-    queries = np.arange(len(descriptors))[:, None]
     # a keypoint's own twin (itself, or its mirror image at the same place) is no evidence of copying
-    own = (np.hypot(*np.moveaxis(other_points[nearest] - points[queries], -1, 0)) < 2.0 if mirrored
-           else nearest == queries)
-    others = np.argsort(own, axis=1, kind="stable")[:, :2]  # the two nearest candidates that are not its twin
-    usable = (~np.take_along_axis(own, others, 1)).all(axis=1)
-    first, second = np.take_along_axis(distance, others, 1).astype(np.float64).T
+    if mirrored:
+        def excluded(rows: slice) -> np.ndarray:
+            dx = other_points[None, :, 0] - points[rows, 0, None]
+            dy = other_points[None, :, 1] - points[rows, 1, None]
+            return dx * dx + dy * dy < 4.0
+    else:
+        def excluded(rows: slice) -> np.ndarray:
+            itself = np.zeros((rows.stop - rows.start, len(points)), bool)
+            itself[np.arange(rows.stop - rows.start), np.arange(rows.start, rows.stop)] = True
+            return itself
+    nearest, distance = nearest_neighbours(descriptors, others_descriptors, 2, excluded=excluded)
+    first, second = distance.astype(np.float64).T
+    usable = np.isfinite(second)
     # two equally near candidates at distance 0 (exact duplicates) are as ambiguous as any tie
-    closeness = np.divide(first, second, out=np.full(first.shape, np.inf), where=second > 0)
-    match = np.take_along_axis(nearest, others[:, :1], 1)[:, 0]
+    closeness = np.divide(first, second, out=np.full(first.shape, np.inf), where=usable & (second > 0))
+    match = nearest[:, 0]
     apart = np.hypot(*(other_points[match] - points).T) >= min_offset
     for query in np.flatnonzero(usable & (closeness < loosest) & apart):
         a, b = points[query], other_points[match[query]]
