@@ -166,43 +166,57 @@ def display_vector(dx: float, dy: float, orientation: int) -> tuple[float, float
             8: (dy, -dx)}.get(orientation, (dx, dy))
 
 
-def content_box(image: np.ndarray, *, tolerance: int = 2, grid: int = 8) -> tuple[int, int, int, int]:
+def content_box(image: np.ndarray, *, tolerance: int = 2, grid: int = 8, reach: int = 17, edge_contrast: int = 64
+                ) -> tuple[int, int, int, int]:
     """``(top, bottom, left, right)`` of the picture inside uniform margins.
 
     Margins are the outermost rows and columns whose values span at most ``tolerance`` grey levels (8-bit units):
     a digital frame or padding, a scanner bed clipped to white or black. On each side with a margin the ``grid``
-    block holding the picture's edge is left out too (up to ``grid`` lines of picture), so the part keeps the
-    file's JPEG block grid and none of the ringing JPEG leaves along the edge. Returns the whole image when it
-    has no such margin, or when it is uniform throughout.
+    block holding the picture's edge is left out too, so the part keeps the file's JPEG block grid and none of
+    the ringing JPEG leaves along the edge. That ringing can start up to ``reach`` lines before the picture's
+    edge: a colour JPEG with halved chroma codes its colour in blocks of 16 pixels, and its decoder's chroma
+    upsampling blurs one line further (padding off the 16-pixel grid left 4 ringing margin columns and rows
+    inside the part, and 5 % of an untouched padded photograph was marked along them). The edge is the first
+    line spanning more than ``edge_contrast`` grey levels (ringing is fainter than a picture against its margin)
+    when that lies within ``reach`` of the first non-uniform line, else ``reach`` lines inside it. A margin so
+    narrow that the ringing reaches the image's own border is not recognised (that border line is not uniform).
+    Returns the whole image when it has no such margin, or when it is uniform throughout.
     """
     height, width = image.shape[:2]
     planes = image.reshape(height, width, -1)
-    limit = tolerance * (257 if image.dtype == np.uint16 else 1)
+    unit = 257 if image.dtype == np.uint16 else 1
 
-    def uniform(lines: np.ndarray) -> np.ndarray:  # (lines, samples, channels) -> (lines,)
-        return lines.max(axis=(1, 2)).astype(np.int64) - lines.min(axis=(1, 2)) <= limit
+    def span(lines: np.ndarray) -> np.ndarray:  # (lines, samples, channels) -> (lines,)
+        return lines.max(axis=(1, 2)).astype(np.int64) - lines.min(axis=(1, 2))
 
     # most scans have none: four border lines decide that without reading the whole image
     border_rows, border_cols = planes[[0, height - 1]], planes[:, [0, width - 1]].transpose(1, 0, 2)
-    if not (uniform(border_rows).any() or uniform(border_cols).any()):
+    if not ((span(border_rows) <= tolerance * unit).any() or (span(border_cols) <= tolerance * unit).any()):
         return 0, height, 0, width
-    rows = np.flatnonzero(~uniform(planes))
-    cols = np.flatnonzero(~uniform(planes.transpose(1, 0, 2)))
+    row_span, col_span = span(planes), span(planes.transpose(1, 0, 2))
+    rows, cols = np.flatnonzero(row_span > tolerance * unit), np.flatnonzero(col_span > tolerance * unit)
     if rows.size == 0 or cols.size == 0:
         return 0, height, 0, width
     # Where there is a margin, the grid block holding the picture's edge is left out whole: JPEG rings within
     # the blocks that straddle the edge, and a sliver of ringing margin left in puts a straight border back
-    top, bottom = _inside_edges(int(rows[0]), int(rows[-1]), height, grid)
-    left, right = _inside_edges(int(cols[0]), int(cols[-1]), width, grid)
+    top, bottom = _inside_edges(rows, row_span > edge_contrast * unit, height, grid, reach)
+    left, right = _inside_edges(cols, col_span > edge_contrast * unit, width, grid, reach)
     if bottom - top < grid or right - left < grid:
         return 0, height, 0, width
     return top, bottom, left, right
 
 
-def _inside_edges(first: int, last: int, size: int, grid: int) -> tuple[int, int]:
-    """Grid lines just inside the blocks holding the first and last non-uniform line (image edges stay)."""
-    start = (first // grid + 1) * grid if first > 0 else 0
-    end = last // grid * grid if last < size - 1 else size
+def _inside_edges(varied: np.ndarray, contrasted: np.ndarray, size: int, grid: int, reach: int
+                  ) -> tuple[int, int]:
+    """Grid lines just inside the blocks holding the picture's first and last line along one axis (image edges
+    stay): ``varied`` are the indices of the non-uniform lines, ``contrasted`` says per line whether it spans
+    the picture's contrast; see ``content_box``."""
+    first, last = int(varied[0]), int(varied[-1])
+    strong = np.flatnonzero(contrasted)
+    edge_first = int(strong[0]) if strong.size and strong[0] <= first + reach else first + reach
+    edge_last = int(strong[-1]) if strong.size and strong[-1] >= last - reach else last - reach
+    start = (edge_first // grid + 1) * grid if first > 0 else 0
+    end = edge_last // grid * grid if last < size - 1 else size
     return start, end
 
 
