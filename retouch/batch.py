@@ -221,11 +221,16 @@ def _append(handle: io.TextIOBase, record: dict[str, Any]) -> None:
 
 
 def pending_items(items: Sequence[BatchItem], out_dir: str, key: str) -> Iterator[BatchItem]:
+    """The items still to run: all but those done successfully with the same inputs (by hash) and parameters.
+
+    A failed item is always run again: its cause may lie outside its inputs (a file in the way of its folder, a
+    full disk, a worker that died) and have been fixed since.
+    """
     done = read_results(out_dir)
     for item in items:
         record = done.get(item.id)
-        if record and record.get("params_key") == key and record.get("sha256") == [file_sha256(p)
-                                                                                   for p in item.paths]:
+        if (record and record.get("status") == "ok" and record.get("params_key") == key
+                and record.get("sha256") == [file_sha256(p) for p in item.paths]):
             continue
         yield item
 
