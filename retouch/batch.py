@@ -69,10 +69,17 @@ def _csv_item_id(given: str, where: str) -> str:
 def _pairs_from_csv(source: Path) -> list[BatchItem]:
     """The compare items listed in a pairs CSV (reference,questioned[,id]); malformed rows are refused."""
     items, seen = [], set()
+    first_row = True
+    # utf-8-sig: spreadsheets ("CSV UTF-8") start the file with a byte-order mark, which is not part of the header
     with open(source, newline="", encoding="utf-8-sig") as handle:
         for number, row in enumerate(csv.reader(handle), start=1):
             cells = [cell.strip() for cell in row]
-            if not cells or not any(cells) or (number == 1 and cells[:2] == ["reference", "questioned"]):
+            if not cells or not any(cells):
+                continue
+            # the header as people type it or spreadsheets export it: "Reference, Questioned, ID" is no pair of files
+            is_header = first_row and [cell.lower() for cell in cells[:2]] == ["reference", "questioned"]
+            first_row = False
+            if is_header:
                 continue
             if len(cells) < 2:
                 raise InputError(f"{source}:{number}: expected 'reference,questioned[,id]'")

@@ -183,8 +183,9 @@ def test_output_folder_inside_the_input_folder_is_not_scanned(tmp_path: Path) ->
     assert (again.total, again.skipped, again.ok) == (1, 1, 0), "the run's own maps are not new items"
 
 
-def _retouch(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "retouch", *args], capture_output=True, text=True, timeout=300)
+def _retouch(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "retouch", *args], capture_output=True, text=True, timeout=300,
+                          cwd=cwd)
 
 
 def test_unusable_output_folders_exit_2_with_one_line(tmp_path: Path) -> None:
@@ -240,3 +241,9 @@ def test_a_failed_item_runs_again_once_its_cause_is_fixed(tmp_path: Path) -> Non
     assert (blocker / "report.json").exists() and _statuses(tmp_path / "out") == {item.id: "ok"}
     third = run_batch(scans, tmp_path / "out", detectors=["grain"], workers=1)
     assert (third.skipped, third.ok, third.failed) == (1, 0, 0)
+
+
+def test_a_pairs_csv_header_is_recognised_in_any_case_with_spaces_and_a_byte_order_mark(tmp_path: Path) -> None:
+    (tmp_path / "a.png").write_bytes(make_authentic(12, size=128).file_bytes)
+    (tmp_path / "pairs.csv").write_bytes("\ufeff Reference , Questioned ,ID\na.png,a.png,same\n".encode("utf-8"))
+    assert [item.id for item in plan(tmp_path / "pairs.csv")] == ["same"]
