@@ -243,7 +243,71 @@ def test_a_failed_item_runs_again_once_its_cause_is_fixed(tmp_path: Path) -> Non
     assert (third.skipped, third.ok, third.failed) == (1, 0, 0)
 
 
+def test_an_output_folder_above_the_input_folder_is_used_and_the_input_folder_itself_is_refused(
+        tmp_path: Path) -> None:
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    (scans / "a.png").write_bytes(make_authentic(11, size=128).file_bytes)
+    above = _retouch("batch", "scans", "-o", ".", "-d", "grain", "-w", "1", cwd=tmp_path)
+    assert above.returncode == 0, above.stderr
+    assert "1 items: 1 done" in above.stdout and (tmp_path / "summary.csv").exists()
+    for args, expected in ((("scans", "-o", "scans"), "scans: the output folder is the input folder scans"),
+                           ((f"items/{plan(scans)[0].id}", "-o", "."), "the input folder is inside")):
+        refused = _retouch("batch", *args, "-d", "grain", "-w", "1", cwd=tmp_path)
+        lines = [line for line in refused.stderr.splitlines() if line.strip()]
+        assert refused.returncode == 2 and len(lines) == 1 and expected in lines[0], (args, refused.stderr)
+    assert sorted(p.name for p in scans.iterdir()) == ["a.png"], "nothing written into the input folder"
+
+
+def test_the_summary_lists_exactly_this_runs_input(tmp_path: Path) -> None:
+    import csv
+
+    first, second, out = tmp_path / "first", tmp_path / "second", tmp_path / "out"
+    for folder, names in ((first, ["a.png", "b.png"]), (second, ["c.png"])):
+        folder.mkdir()
+        for index, name in enumerate(names):
+            (folder / name).write_bytes(make_authentic(20 + index, size=128).file_bytes)
+
+    def listed() -> list[str]:
+        with open(out / "summary.csv", newline="") as handle:
+            return sorted(Path(row["paths"]).name for row in csv.DictReader(handle))
+
+    assert run_batch(first, out, detectors=["grain"], workers=1).total == 2 and listed() == ["a.png", "b.png"]
+    done = _retouch("batch", str(second), "-o", str(out), "-d", "grain", "-w", "1")
+    assert done.returncode == 0 and "1 items: 1 done" in done.stdout, done.stderr
+    assert listed() == ["c.png"]
+    (first / "b.png").unlink()
+    again = run_batch(first, out, detectors=["grain"], workers=1)
+    assert (again.total, again.skipped) == (1, 1) and listed() == ["a.png"]
+    assert len(list((out / "items").iterdir())) == 3, "the reports of earlier runs stay (a rerun resumes from them)"
+
+
 def test_a_pairs_csv_header_is_recognised_in_any_case_with_spaces_and_a_byte_order_mark(tmp_path: Path) -> None:
     (tmp_path / "a.png").write_bytes(make_authentic(12, size=128).file_bytes)
     (tmp_path / "pairs.csv").write_bytes("\ufeff Reference , Questioned ,ID\na.png,a.png,same\n".encode("utf-8"))
     assert [item.id for item in plan(tmp_path / "pairs.csv")] == ["same"]
+
+
+def test_an_unusable_scheduler_exits_2_before_anything_is_written(tmp_path: Path) -> None:
+    (tmp_path / "scans").mkdir()
+    (tmp_path / "scans" / "a.png").write_bytes(make_authentic(13, size=128).file_bytes)
+    for scheduler, expected in (("tcp://127.0.0.1:1", "cannot connect to the Dask scheduler at tcp://127.0.0.1:1"),
+                                ("bogus", "unknown scheduler 'bogus'")):
+        done = _retouch("batch", str(tmp_path / "scans"), "-o", str(tmp_path / "out"), "--scheduler", scheduler)
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        assert done.returncode == 2 and len(lines) == 1, (scheduler, done.stderr)  # no progress bar either
+        assert expected in lines[0] and "--scheduler" in lines[0], lines[0]
+        assert not (tmp_path / "out").exists()
+
+
+def test_a_folder_batch_names_the_files_it_skipped_as_not_images(tmp_path: Path) -> None:
+    from PIL import Image
+
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    (scans / "a.png").write_bytes(make_authentic(14, size=128).file_bytes)
+    Image.new("L", (40, 40), 128).save(scans / "anim.gif")
+    (scans / "readme.txt").write_text("box 4, folder 2\n")
+    done = _retouch("batch", str(scans), "-o", str(tmp_path / "out"), "-d", "grain", "-w", "1")
+    assert done.returncode == 0, done.stderr
+    assert "Skipped 2 files not read as images" in done.stdout and "anim.gif, readme.txt." in done.stdout
