@@ -342,3 +342,27 @@ def test_empty_paths_and_non_positive_pixel_limits_are_refused_naming_the_option
         assert done.returncode == 2, (args, done.stderr)
         assert expected in _one_line(done.stderr), (args, done.stderr)
     assert {p.name for p in tmp_path.iterdir()} == {"scan.png"}, "nothing written into the current folder"
+
+
+def test_serve_misconfiguration_exits_2_with_one_line_before_starting(tmp_path: Path) -> None:
+    import socket
+
+    (tmp_path / "a-file").write_text("not a folder\n")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        cases = {("--data-dir", str(tmp_path / "a-file")): "a-file: the output path exists and is not a folder; "
+                                                             "choose another --data-dir",
+                 ("--scheduler", "bogus"): "unknown scheduler 'bogus'",
+                 ("--scheduler", "tcp://127.0.0.1:1"): "cannot connect to the Dask scheduler at tcp://127.0.0.1:1",
+                 ("--port", port): f"127.0.0.1:{port}: the port is already in use"}
+        for args, expected in cases.items():
+            done = subprocess.run([sys.executable, "-m", "retouch", "serve", "--data-dir", str(tmp_path / "data"),
+                                   *args], capture_output=True, text=True, timeout=60)
+            assert done.returncode == 2, (args, done.stderr)
+            assert expected in _one_line(done.stderr), (args, done.stderr)
+    unparsable = subprocess.run([sys.executable, "-m", "retouch", "serve", "--data-dir", str(tmp_path / "data")],
+                                capture_output=True, text=True, timeout=60,
+                                env={**os.environ, "RETOUCH_MAX_PIXELS": "1k"})
+    assert unparsable.returncode == 2 and "RETOUCH_MAX_PIXELS='1k'" in _one_line(unparsable.stderr)
