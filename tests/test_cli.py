@@ -366,3 +366,33 @@ def test_serve_misconfiguration_exits_2_with_one_line_before_starting(tmp_path: 
                                 capture_output=True, text=True, timeout=60,
                                 env={**os.environ, "RETOUCH_MAX_PIXELS": "1k"})
     assert unparsable.returncode == 2 and "RETOUCH_MAX_PIXELS='1k'" in _one_line(unparsable.stderr)
+
+
+def test_samples_and_demo_refuse_bad_output_paths_and_seeds_with_exit_2(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder\n")
+    cases = {("samples", "build", "-o", str(blocker), "--count", "1", "--size", "128"): "a-file: the output path "
+             "exists and is not a folder", ("samples", "build", "-o", str(tmp_path / "out"), "--seed", "-1"):
+             "'--seed'", ("demo", "-o", str(blocker)): "a-file: the output path exists and is not a folder"}
+    for args, expected in cases.items():
+        done = retouch(*args)
+        assert done.returncode == 2, (args, done.stderr)
+        assert expected in _one_line(done.stderr), (args, done.stderr)
+    assert blocker.read_text() == "not a folder\n" and not (tmp_path / "out").exists()
+
+
+def test_a_samples_rebuild_leaves_exactly_the_new_set_and_the_users_own_files(tmp_path: Path) -> None:
+    def build(seed: int, count: int) -> dict:
+        done = retouch("samples", "build", "-o", str(tmp_path), "--seed", str(seed), "--count", str(count),
+                       "--size", "128")
+        assert done.returncode == 0, done.stderr
+        return json.loads((tmp_path / "cases.json").read_text())
+
+    build(1, 3)
+    (tmp_path / "single" / "notes.txt").write_text("the archivist's own file\n")
+    manifest = build(2, 2)
+    keys = {"single": ("image", "mask"), "pairs": ("reference", "questioned", "mask_reference", "mask_questioned")}
+    listed = {case[key] for section, names in keys.items() for case in manifest[section] for key in names}
+    on_disk = {p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()}
+    assert on_disk == listed | {"single/notes.txt", "cases.json", "pairs.csv"}
+    assert len(manifest["single"]) == len(manifest["pairs"]) == 2 and manifest["seed"] == 2
