@@ -396,3 +396,40 @@ def test_a_samples_rebuild_leaves_exactly_the_new_set_and_the_users_own_files(tm
     on_disk = {p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()}
     assert on_disk == listed | {"single/notes.txt", "cases.json", "pairs.csv"}
     assert len(manifest["single"]) == len(manifest["pairs"]) == 2 and manifest["seed"] == 2
+
+
+def test_a_full_disk_exits_2_naming_the_folder_and_leaves_no_partial_output(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import errno
+
+    import retouch.tasks
+    from retouch.io import atomic_write_bytes
+    from retouch.samples import make_pair
+
+    pair = make_pair(12, size=384, edit="diffusion")
+    reference, questioned = tmp_path / "ref.png", tmp_path / "q.jpg"
+    reference.write_bytes(pair.reference_bytes)
+    questioned.write_bytes(pair.questioned_bytes)
+    writes = []
+
+    def fills_the_disk(path: Path, data: bytes) -> Path:  # the third file finds the disk full
+        writes.append(path)
+        if len(writes) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return atomic_write_bytes(path, data)
+
+    monkeypatch.setattr(retouch.tasks, "atomic_write_bytes", fills_the_disk)
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "notes.txt").write_text("the archivist's own file\n")
+    monkeypatch.setenv("RETOUCH_LOG_DIR", str(tmp_path / "logs"))  # (were it an internal error)
+    for args, out in ((["analyze", str(questioned), "-d", "grain,ela"], tmp_path / "new" / "analyze"),
+                      (["compare", str(reference), str(questioned)], tmp_path / "new" / "compare"),
+                      (["analyze", str(questioned), "-d", "grain,ela"], kept)):
+        writes.clear()
+        assert main([*args, "-o", str(out)]) == 2
+        line = _one_line(capsys.readouterr().err)
+        assert f"{out}: no space left on device" in line and "choose another -o/--out" in line, line
+        assert len(writes) == 3
+    assert not (tmp_path / "new").exists(), "the folders the runs created are gone"
+    assert [p.name for p in kept.iterdir()] == ["notes.txt"]
