@@ -77,7 +77,7 @@ def _pairs_from_csv(source: Path) -> list[BatchItem]:
             cells = [cell.strip() for cell in row]
             if not cells or not any(cells):
                 continue
-            # the header as people type it or spreadsheets export it: "Reference, Questioned, ID" is no pair of files
+            # the header as people type or spreadsheets export it: "Reference, Questioned, ID" is no pair of files
             is_header = first_row and [cell.lower() for cell in cells[:2]] == ["reference", "questioned"]
             first_row = False
             if is_header:

@@ -179,7 +179,8 @@ def check_scheduler(scheduler: str | None) -> None:
 
 def _unreachable(scheduler: str, reason: str) -> SchedulerError:
     return SchedulerError(f"cannot connect to the Dask scheduler at {scheduler} ({reason}); check that it is "
-                          "running and that the address is right, or leave out --scheduler to run on local processes")
+                          "running and that the address is right, or leave out --scheduler to run on local "
+                          "processes")
 
 
 def _probe(scheduler: str) -> None:

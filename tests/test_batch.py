@@ -279,7 +279,7 @@ def test_the_summary_lists_exactly_this_runs_input(tmp_path: Path) -> None:
     (first / "b.png").unlink()
     again = run_batch(first, out, detectors=["grain"], workers=1)
     assert (again.total, again.skipped) == (1, 1) and listed() == ["a.png"]
-    assert len(list((out / "items").iterdir())) == 3, "the reports of earlier runs stay (a rerun resumes from them)"
+    assert len(list((out / "items").iterdir())) == 3, "earlier runs' reports stay (a rerun resumes from them)"
 
 
 def test_a_pairs_csv_header_is_recognised_in_any_case_with_spaces_and_a_byte_order_mark(tmp_path: Path) -> None:

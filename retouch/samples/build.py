@@ -27,7 +27,8 @@ MANIFEST = "cases.json"
 PAIRS_CSV = "pairs.csv"
 SUBFOLDERS = ("single", "pairs")
 # the manifest's entries that name files the builder wrote, per case
-FILE_KEYS = {"single": ("image", "mask"), "pairs": ("reference", "questioned", "mask_reference", "mask_questioned")}
+FILE_KEYS = {"single": ("image", "mask"),
+             "pairs": ("reference", "questioned", "mask_reference", "mask_questioned")}
 
 
 def _ext(file_format: str) -> str:
