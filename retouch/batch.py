@@ -173,6 +173,10 @@ def params_key(command: str, detectors: Sequence[str] | None, options: dict[str,
 
 
 def file_sha256(path: str) -> str | None:
+    """The file's SHA-256, or None when it is not a readable regular file (the item then fails with the loader's
+    message; a device such as /dev/zero, or a pipe, named in a pairs CSV would otherwise be read forever)."""
+    if not Path(path).is_file():
+        return None
     digest = hashlib.sha256()
     try:
         with open(path, "rb") as handle:

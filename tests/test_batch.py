@@ -311,3 +311,12 @@ def test_a_folder_batch_names_the_files_it_skipped_as_not_images(tmp_path: Path)
     done = _retouch("batch", str(scans), "-o", str(tmp_path / "out"), "-d", "grain", "-w", "1")
     assert done.returncode == 0, done.stderr
     assert "Skipped 2 files not read as images" in done.stdout and "anim.gif, readme.txt." in done.stdout
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="needs /dev/zero")
+def test_a_device_in_a_pairs_csv_fails_its_item_instead_of_being_read_forever(tmp_path: Path) -> None:
+    (tmp_path / "a.png").write_bytes(make_authentic(15, size=128).file_bytes)
+    (tmp_path / "pairs.csv").write_text("reference,questioned,id\na.png,/dev/zero,endless\n")
+    report = run_batch(tmp_path / "pairs.csv", tmp_path / "out", workers=1)
+    assert (report.ok, report.failed) == (0, 1)
+    assert "/dev/zero: is a character device" in read_results(tmp_path / "out")["endless"]["error"]

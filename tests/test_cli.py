@@ -433,3 +433,15 @@ def test_a_full_disk_exits_2_naming_the_folder_and_leaves_no_partial_output(
         assert len(writes) == 3
     assert not (tmp_path / "new").exists(), "the folders the runs created are gone"
     assert [p.name for p in kept.iterdir()] == ["notes.txt"]
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists() or not hasattr(os, "mkfifo"), reason="needs /dev/zero and FIFOs")
+def test_devices_and_pipes_are_refused_naming_the_file_without_reading_them(tmp_path: Path) -> None:
+    pipe = tmp_path / "scan.jpg"
+    os.mkfifo(pipe)  # nobody writes to it: opening it to read would wait forever
+    cases = {"/dev/zero": "/dev/zero: is a character device", str(pipe): "scan.jpg: is a named pipe"}
+    for source, expected in cases.items():
+        done = retouch("analyze", source, "-o", str(tmp_path / "out"))  # /dev/zero was read until memory ran out
+        assert done.returncode == 2, (source, done.stderr)
+        assert expected in _one_line(done.stderr)
+        assert not (tmp_path / "out").exists()

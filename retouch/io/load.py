@@ -11,11 +11,12 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import stat
 import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import cv2
 import numpy as np
@@ -85,7 +86,7 @@ def probe_image(path: str | os.PathLike[str], *, name: str | None = None,
     label = name or str(path)
     limit = max_pixels_from_env() if max_pixels is None else max_pixels
     try:
-        with open(path, "rb") as handle:
+        with _open_regular_file(path, label) as handle:
             if sniff_format(handle.read(SNIFF_BYTES)) is None:
                 raise InputError(f"{label}: not a supported image (JPEG, PNG, TIFF, WebP or BMP expected)",
                                  path=label, code="not_an_image")
@@ -240,18 +241,46 @@ def load_image(
     if file_path.is_dir():
         raise InputError(f"{label}: is a directory, not an image file", path=label)
     try:
-        size = file_path.stat().st_size
+        with _open_regular_file(file_path, label) as handle:
+            size = os.fstat(handle.fileno()).st_size
+            # one byte past the limit at most: a file that grows while it is read is refused too
+            data = handle.read(max_bytes + 1) if size <= max_bytes else b""
+        size = max(size, len(data))
         if size > max_bytes:
             raise ImageTooLargeError(
                 f"{label}: file is {size / 1e6:.0f} MB, over the {max_bytes / 1e6:.0f} MB limit", path=label
             )
-        with open(file_path, "rb") as handle:
-            data = handle.read()
     except PermissionError:
         raise InputError(f"{label}: permission denied; make the file readable", path=label) from None
     except OSError as error:
         raise InputError(f"{label}: cannot be read ({error.strerror or error}); check the file", path=label) from None
     return load_image_bytes(data, name=file_path.name, path=str(file_path.resolve()), max_pixels=max_pixels)
+
+
+_NOT_REGULAR = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"))
+
+
+def _open_regular_file(path: str | os.PathLike[str], label: str) -> BinaryIO:
+    """Open ``path`` for reading, refusing anything but a regular file.
+
+    A device or a pipe has no size to check against the limit before reading (``/dev/zero`` never ends, a FIFO
+    blocks until someone writes to it), and no scan is one. The file is opened without blocking and checked on
+    the open descriptor, so a path swapped for a pipe after a first look cannot hang the read.
+    """
+    mode = os.stat(path).st_mode  # a socket cannot even be opened: named before trying
+    for is_kind, kind in _NOT_REGULAR:
+        if is_kind(mode):
+            raise InputError(f"{label}: is {kind}, not a file; give an image file", path=label)
+    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise InputError(f"{label}: is not a regular file; give an image file", path=label)
+        os.set_blocking(descriptor, True)
+        return open(descriptor, "rb")  # noqa: SIM115 - the caller closes it
+    except BaseException:
+        os.close(descriptor)
+        raise
 
 
 def load_image_bytes(
