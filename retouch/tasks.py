@@ -21,6 +21,7 @@ import numpy as np
 
 from retouch.errors import InputError, NotSamePhotographError
 from retouch.io import (
+    MAX_PIXELS_VARIABLE,
     LoadedImage,
     atomic_write_bytes,
     atomic_write_json,
@@ -203,11 +204,12 @@ def analyze_file(
     detectors: Sequence[str] | str | None = None,
     max_pixels: int | None = None,
     options: Mapping[str, Mapping[str, Any]] | None = None,
+    max_pixels_name: str = MAX_PIXELS_VARIABLE,
 ) -> TaskOutcome:
     """Load ``image_path``, run the detectors and fusion, write ``report.json``, ``report.html``, one
     ``<detector>.png`` per detector, ``suspect_mask.png``, ``suspect_heatmap.png`` and ``overlay.png``."""
     started = time.perf_counter()
-    image = load_image(image_path, max_pixels=max_pixels)
+    image = load_image(image_path, max_pixels=max_pixels, max_pixels_name=max_pixels_name)
     return analyze_loaded(image, out_dir, detectors=detectors, options=options,
                           load_seconds=time.perf_counter() - started)
 
@@ -293,11 +295,12 @@ def compare_files(
     *,
     max_pixels: int | None = None,
     options: Mapping[str, Any] | None = None,
+    max_pixels_name: str = MAX_PIXELS_VARIABLE,
 ) -> TaskOutcome:
     """Load both scans, register and compare them, write ``report.json``, ``report.html``, ``changes_mask.png``,
     ``changes_heatmap.png``, ``aligned_reference.png``, ``overlay.png`` and ``flicker.gif``."""
     started = time.perf_counter()
-    reference = load_image(reference_path, max_pixels=max_pixels)
-    questioned = load_image(questioned_path, max_pixels=max_pixels)
+    reference = load_image(reference_path, max_pixels=max_pixels, max_pixels_name=max_pixels_name)
+    questioned = load_image(questioned_path, max_pixels=max_pixels, max_pixels_name=max_pixels_name)
     return compare_loaded(reference, questioned, out_dir, options=options,
                           load_seconds=time.perf_counter() - started)

@@ -445,3 +445,22 @@ def test_devices_and_pipes_are_refused_naming_the_file_without_reading_them(tmp_
         assert done.returncode == 2, (source, done.stderr)
         assert expected in _one_line(done.stderr)
         assert not (tmp_path / "out").exists()
+
+
+def test_pixel_limit_refusals_give_exact_counts_and_name_the_setting_used(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    image = tmp_path / "scan.png"
+    cv2.imwrite(str(image), np.full((400, 600), 128, np.uint8))
+    out = str(tmp_path / "out")
+    assert main(["analyze", str(image), "-o", out, "--max-pixels", "1000"]) == 2
+    line = _one_line(capsys.readouterr().err)  # it said "600x400 is 0 MP, over the 0 MP limit"
+    assert "600x400 is 240,000 pixels, over the limit of 1,000 pixels" in line and "raise --max-pixels" in line
+    monkeypatch.setenv("RETOUCH_MAX_PIXELS", "239999")
+    assert main(["compare", str(image), str(image), "-o", out]) == 2
+    assert "over the limit of 239,999 pixels" in (line := _one_line(capsys.readouterr().err))
+    assert "raise RETOUCH_MAX_PIXELS" in line
+    monkeypatch.setenv("RETOUCH_MAX_PIXELS", "1k")  # was silently replaced by the default 200 MP
+    for command in (["analyze", str(image)], ["batch", str(tmp_path)]):
+        assert main([*command, "-o", out]) == 2, command
+        assert "RETOUCH_MAX_PIXELS='1k' is not a positive whole number" in _one_line(capsys.readouterr().err)
+    assert not Path(out).exists()
