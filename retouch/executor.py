@@ -13,6 +13,7 @@ import multiprocessing
 import os
 import signal
 import socket
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from types import FrameType
 from typing import Any, Protocol
@@ -123,21 +124,17 @@ class DaskExecutor:
     """Work on a Dask distributed cluster: a new ``LocalCluster`` (``"local"``) or an existing scheduler."""
 
     def __init__(self, scheduler: str, workers: int | None = None) -> None:
-        if scheduler != "local":
-            _probe(scheduler)  # before importing Dask (a second): an unreachable address is refused at once
-        from distributed import Client, LocalCluster
-
         self._cluster = None
         if scheduler == "local":
+            from distributed import Client, LocalCluster
+
             self._cluster = LocalCluster(n_workers=workers or default_workers(), threads_per_worker=1,
                                          processes=True, dashboard_address=None, silence_logs=40)
             self._client = Client(self._cluster)
             self.description = f"Dask LocalCluster x{workers or default_workers()}"
         else:
-            try:
-                self._client = Client(scheduler, timeout=f"{CONNECT_TIMEOUT_S}s")
-            except (OSError, TimeoutError) as error:  # reachable, but no Dask scheduler answered in time
-                raise _unreachable(scheduler, str(error).split("\n")[0][:120]) from None
+            _probe(scheduler)  # before importing Dask (a second): an unreachable address is refused at once
+            self._client = _connect(scheduler)
             self.description = f"Dask scheduler {scheduler}"
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future:
@@ -199,6 +196,37 @@ def _probe(scheduler: str) -> None:
         socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S).close()
     except OSError as error:
         raise _unreachable(scheduler, error.strerror or str(error) or type(error).__name__) from None
+
+
+def _connect(scheduler: str) -> Any:
+    """A Dask client connected to ``scheduler``, or :class:`SchedulerError` within about CONNECT_TIMEOUT_S.
+
+    Dask's own timeout covers opening the connection, not the handshake after it: a port where something else
+    listens and stays silent (the dashboard's HTTP port given for the scheduler's) would hang the command. So the
+    client is made in a thread of its own, given up (left to the process's exit) when it takes too long.
+    """
+    from distributed import Client
+
+    made: dict[str, Any] = {}
+
+    def connect() -> None:
+        try:
+            made["client"] = Client(scheduler, timeout=f"{CONNECT_TIMEOUT_S}s")
+        except BaseException as error:  # noqa: BLE001 - handed to the waiting thread
+            made["error"] = error
+
+    thread = threading.Thread(target=connect, name="retouch-dask-connect", daemon=True)
+    thread.start()
+    thread.join(CONNECT_TIMEOUT_S)
+    if thread.is_alive():
+        raise _unreachable(scheduler, f"something listens there but no Dask scheduler answered in "
+                                      f"{CONNECT_TIMEOUT_S} s")
+    error = made.get("error")
+    if isinstance(error, (OSError, TimeoutError)):  # reachable, but no Dask scheduler answered in time
+        raise _unreachable(scheduler, str(error).split("\n")[0][:120]) from None
+    if error is not None:
+        raise error
+    return made["client"]
 
 
 def make_executor(scheduler: str | None = None, *, workers: int | None = None) -> LocalExecutor | DaskExecutor:
