@@ -26,8 +26,8 @@ def batch(
     scheduler: str | None = typer.Option(None, "--scheduler", help="'local' starts a Dask LocalCluster; "
                                          "tcp://HOST:PORT uses a running Dask scheduler."),
 ) -> None:
-    """Run analyze or compare over many items. Rerunning skips items already done with the same inputs and
-    parameters; an unreadable file is reported in summary.csv and skipped, never fatal."""
+    """Run analyze or compare over many items. Rerunning skips items done successfully with the same inputs and
+    parameters and runs failed ones again; an unreadable file is reported in summary.csv, never fatal."""
     from retouch.batch import run_batch
     from retouch.requirements import detector_selection
 
