@@ -76,8 +76,8 @@ def probe_image(path: str | os.PathLike[str], *, name: str | None = None, max_pi
     """Read only the header of the image file at ``path``: its format and size, with the pixel-count guard.
 
     ``name`` labels the file in errors (default: the path); ``max_pixels_name`` is the setting a refusal tells
-    the user to raise (the environment variable, or the option that gave ``max_pixels``). Cheap enough to run on every file of a batch when it
-    is submitted; decoding is left to :func:`load_image`.
+    the user to raise (the environment variable, or the option that gave ``max_pixels``). Cheap enough to run on
+    every file of a batch when it is submitted; decoding is left to :func:`load_image`.
 
     Raises
     ------
