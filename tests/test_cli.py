@@ -435,7 +435,7 @@ def test_a_full_disk_exits_2_naming_the_folder_and_leaves_no_partial_output(
     assert [p.name for p in kept.iterdir()] == ["notes.txt"]
 
 
-@pytest.mark.skipif(not Path("/dev/zero").exists() or not hasattr(os, "mkfifo"), reason="needs /dev/zero and FIFOs")
+@pytest.mark.skipif(not Path("/dev/zero").exists() or not hasattr(os, "mkfifo"), reason="needs /dev/zero, FIFOs")
 def test_devices_and_pipes_are_refused_naming_the_file_without_reading_them(tmp_path: Path) -> None:
     pipe = tmp_path / "scan.jpg"
     os.mkfifo(pipe)  # nobody writes to it: opening it to read would wait forever

@@ -130,8 +130,8 @@ def max_pixels_from_env() -> int:
     except ValueError:
         limit = 0
     if limit < 1:
-        raise InputError(f"{MAX_PIXELS_VARIABLE}={value!r} is not a positive whole number of pixels; set it to one "
-                         "such as 200000000, or unset it for the default of 200 MP", code="bad_setting")
+        raise InputError(f"{MAX_PIXELS_VARIABLE}={value!r} is not a positive whole number of pixels; set it to "
+                         "one such as 200000000, or unset it for the default of 200 MP", code="bad_setting")
     return limit
 
 
