@@ -371,9 +371,10 @@ def test_serve_misconfiguration_exits_2_with_one_line_before_starting(tmp_path: 
 def test_samples_and_demo_refuse_bad_output_paths_and_seeds_with_exit_2(tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder\n")
-    cases = {("samples", "build", "-o", str(blocker), "--count", "1", "--size", "128"): "a-file: the output path "
-             "exists and is not a folder", ("samples", "build", "-o", str(tmp_path / "out"), "--seed", "-1"):
-             "'--seed'", ("demo", "-o", str(blocker)): "a-file: the output path exists and is not a folder"}
+    not_a_folder = "a-file: the output path exists and is not a folder"
+    cases = {("samples", "build", "-o", str(blocker), "--count", "1", "--size", "128"): not_a_folder,
+             ("samples", "build", "-o", str(tmp_path / "out"), "--seed", "-1"): "'--seed'",
+             ("demo", "-o", str(blocker)): not_a_folder}
     for args, expected in cases.items():
         done = retouch(*args)
         assert done.returncode == 2, (args, done.stderr)
