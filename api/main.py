@@ -14,7 +14,7 @@ from api.guard import RequestGuard
 from api.routes import jobs
 from api.schemas import Health
 from api.settings import Settings
-from api.store import JobStore
+from api.store import DATABASE, JobStore
 from api.workers import Dispatcher
 from retouch import __version__
 
@@ -27,7 +27,7 @@ def create_app(config: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         config.data_dir.mkdir(parents=True, exist_ok=True)
-        store = JobStore(config.data_dir / "jobs.sqlite3")
+        store = JobStore(config.data_dir / DATABASE)
         store.requeue_interrupted()  # items a dead process was running start again
         dispatcher = Dispatcher(store, config.data_dir, workers=config.workers, scheduler=config.scheduler,
                                 poll_interval=config.poll_interval_s)

@@ -43,6 +43,9 @@ CREATE INDEX IF NOT EXISTS items_state ON items(state, updated);
 """
 
 
+DATABASE = "jobs.sqlite3"  # the store's file under the data folder
+
+
 class JobStore:
     def __init__(self, path: Path) -> None:
         self.path = path

@@ -2,8 +2,9 @@
 
 ``results.jsonl`` gets one line per finished item, appended (and flushed to disk) by the coordinating process as
 results stream back, so a run killed at any moment leaves only whole lines for whole items (a torn last line is
-ignored on reading). A rerun skips items whose inputs (by SHA-256) and parameters are unchanged; ``summary.csv``
-is regenerated from ``results.jsonl`` at the end of every run, also an interrupted one.
+ignored on reading). A rerun skips items done successfully with unchanged inputs (by SHA-256) and parameters, and
+runs failed ones again; ``summary.csv`` is regenerated from ``results.jsonl`` at the end of every run, also an
+interrupted one, listing the items of that run's input.
 """
 
 from __future__ import annotations
@@ -15,14 +16,14 @@ import json
 import os
 import re
 import warnings
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Collection, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from retouch import __version__
 from retouch.errors import InputError
-from retouch.io import SNIFF_BYTES, atomic_write_text, sniff_format
+from retouch.io import SNIFF_BYTES, atomic_write_text, max_pixels_from_env, sniff_format
 from retouch.requirements import require_output_folder
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp"}
@@ -69,10 +70,17 @@ def _csv_item_id(given: str, where: str) -> str:
 def _pairs_from_csv(source: Path) -> list[BatchItem]:
     """The compare items listed in a pairs CSV (reference,questioned[,id]); malformed rows are refused."""
     items, seen = [], set()
+    first_row = True
+    # utf-8-sig: spreadsheets ("CSV UTF-8") start the file with a byte-order mark, which is not part of the header
     with open(source, newline="", encoding="utf-8-sig") as handle:
         for number, row in enumerate(csv.reader(handle), start=1):
             cells = [cell.strip() for cell in row]
-            if not cells or not any(cells) or (number == 1 and cells[:2] == ["reference", "questioned"]):
+            if not cells or not any(cells):
+                continue
+            # the header as people type or spreadsheets export it: "Reference, Questioned, ID" is no pair of files
+            is_header = first_row and [cell.lower() for cell in cells[:2]] == ["reference", "questioned"]
+            first_row = False
+            if is_header:
                 continue
             if len(cells) < 2:
                 raise InputError(f"{source}:{number}: expected 'reference,questioned[,id]'")
@@ -94,21 +102,29 @@ def plan(input_path: str | os.PathLike[str], *, out_dir: str | os.PathLike[str] 
     Files under ``out_dir`` are not items: a batch whose output folder lies inside its input folder would
     otherwise analyse its own maps and overlays on the next run.
     """
+    return _plan(input_path, out_dir)[0]
+
+
+def _plan(input_path: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None
+          ) -> tuple[list[BatchItem], list[str]]:
+    """:func:`plan`'s items, and the files of an input folder left out as not images (paths relative to it)."""
     source = Path(input_path)
     if not source.exists():
         raise InputError(f"{source}: no such file or folder; give a folder of images or a CSV of pairs")
     if source.is_dir():
-        items = []
-        output = Path(out_dir).resolve() if out_dir is not None else None
+        items, not_images = [], []
+        own_output = _own_output_under(source, out_dir)
         for path in sorted(p for p in source.rglob("*") if p.is_file()):
-            if output is not None and output in path.resolve().parents:
+            if own_output is not None and own_output in path.resolve().parents:
                 continue
+            relative = path.relative_to(source).as_posix()
             if _looks_like_image(path):
-                relative = path.relative_to(source).as_posix()
                 items.append(BatchItem(_item_id(relative), "analyze", (str(path.resolve()),)))
+            else:
+                not_images.append(relative)
         if not items:
             raise InputError(f"{source}: no image files found; give a folder of scans or a CSV of pairs")
-        return items
+        return items, not_images
     if source.suffix.lower() != ".csv":
         raise InputError(f"{source}: a batch input is a folder of images or a .csv of pairs "
                          "(reference,questioned[,id])")
@@ -120,7 +136,34 @@ def plan(input_path: str | os.PathLike[str], *, out_dir: str | os.PathLike[str] 
                          "try again", path=str(source)) from None
     if not items:
         raise InputError(f"{source}: no pairs listed")
-    return items
+    return items, []
+
+
+def _own_output_under(source: Path, out_dir: str | os.PathLike[str] | None) -> Path | None:
+    """The folder under the input folder ``source`` whose files a batch writing to ``out_dir`` must not read as
+    scans, or None when it writes nothing under ``source``; refuses the layouts where no such rule is safe.
+
+    A batch writes only ``OUT/items/...``, ``OUT/results.jsonl`` and ``OUT/summary.csv``. An output folder inside
+    the input folder is left out of the scan whole (it is the user's folder for this batch). An output folder
+    above the input folder (``retouch batch scans -o .``) writes nothing under it, so every file is scanned: users
+    give the folder they are in, and refusing that would be surprising. The input folder itself as output is
+    refused: items/ would sit among the scans, and the next run could tell its own files from a user's folder
+    named items/ only by guessing; so is an input folder inside OUT/items/, a batch over its own reports.
+    """
+    if out_dir is None:
+        return None
+    root, output = source.resolve(), Path(out_dir).resolve()
+    if output == root:
+        raise InputError(f"{out_dir}: the output folder is the input folder {source}, so the reports would be "
+                         "mixed with the scans; choose another -o/--out, such as a new folder beside it or a "
+                         f"subfolder ({source / 'retouch-batch'}), which is then left out of the scan",
+                         path=str(out_dir), code="bad_output")
+    reports = output / "items"
+    if root == reports or reports in root.parents:
+        raise InputError(f"{source}: the input folder is inside {reports}, where this batch writes its reports "
+                         "(the output folder contains the input folder); choose an -o/--out outside it",
+                         path=str(source), code="bad_output")
+    return output if root in output.parents else None
 
 
 def params_key(command: str, detectors: Sequence[str] | None, options: dict[str, Any] | None) -> str:
@@ -130,6 +173,10 @@ def params_key(command: str, detectors: Sequence[str] | None, options: dict[str,
 
 
 def file_sha256(path: str) -> str | None:
+    """The file's SHA-256, or None when it is not a readable regular file (the item then fails with the loader's
+    message; a device such as /dev/zero, or a pipe, named in a pairs CSV would otherwise be read forever)."""
+    if not Path(path).is_file():
+        return None
     digest = hashlib.sha256()
     try:
         with open(path, "rb") as handle:
@@ -190,8 +237,16 @@ def read_results(out_dir: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
     return records
 
 
-def write_summary(out_dir: str | os.PathLike[str]) -> Path:
+def write_summary(out_dir: str | os.PathLike[str], ids: Collection[str] | None = None) -> Path:
+    """Write ``summary.csv``: the latest record of each item in ``ids`` (default: every item ever recorded).
+
+    ``results.jsonl`` keeps every run's records, so that reruns resume; a batch passes the ids of its own input,
+    so that the summary lists what this run was given, as the command prints it, not items of earlier runs on
+    other inputs or of files since removed.
+    """
     records = read_results(out_dir)
+    if ids is not None:
+        records = {item_id: record for item_id, record in records.items() if item_id in ids}
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["id", "command", "paths", "sha256", "score", "regions", "status", "error", "note"])
@@ -209,6 +264,7 @@ class BatchReport:
     ok: int
     failed: int
     executor: str
+    not_images: list[str] = field(default_factory=list)  # files of an input folder left out (relative paths)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -221,11 +277,16 @@ def _append(handle: io.TextIOBase, record: dict[str, Any]) -> None:
 
 
 def pending_items(items: Sequence[BatchItem], out_dir: str, key: str) -> Iterator[BatchItem]:
+    """The items still to run: all but those done successfully with the same inputs (by hash) and parameters.
+
+    A failed item is always run again: its cause may lie outside its inputs (a file in the way of its folder, a
+    full disk, a worker that died) and have been fixed since.
+    """
     done = read_results(out_dir)
     for item in items:
         record = done.get(item.id)
-        if record and record.get("params_key") == key and record.get("sha256") == [file_sha256(p)
-                                                                                   for p in item.paths]:
+        if (record and record.get("status") == "ok" and record.get("params_key") == key
+                and record.get("sha256") == [file_sha256(p) for p in item.paths]):
             continue
         yield item
 
@@ -239,11 +300,17 @@ def run_batch(
     scheduler: str | None = None,
     progress: Callable[[int, int, dict[str, Any] | None], None] | None = None,
 ) -> BatchReport:
-    """Run (or resume) a batch; ``progress(done, total, record)`` is called as items finish."""
+    """Run (or resume) a batch; ``progress(done, total, record)`` is called as items finish.
+
+    Everything a user can get wrong (the input, the output folder, the scheduler, ``RETOUCH_MAX_PIXELS``) is
+    checked before the output folder is created and before the first progress report.
+    """
     from retouch.executor import as_completed, make_executor
 
-    items = plan(input_path, out_dir=out_dir)
-    out = require_output_folder(out_dir, [RESULTS, SUMMARY])
+    items, not_images = _plan(input_path, out_dir)
+    max_pixels_from_env()  # a bad value would otherwise fail every item alike, one by one
+    names = [RESULTS, SUMMARY]
+    out = require_output_folder(out_dir, names, create=False)
     if (out / "items").exists() and not (out / "items").is_dir():
         raise InputError(f"{out / 'items'}: retouch keeps each item's reports in this folder but a file is in the "
                          "way; remove it or choose another -o/--out", path=str(out / "items"), code="bad_output")
@@ -251,13 +318,22 @@ def run_batch(
     key = params_key(command, detectors, None)
     todo = list(pending_items(items, str(out), key))
     skipped = len(items) - len(todo)
+    # the items summary.csv lists: those already done, then each one as it finishes
+    listed = {item.id for item in items} - {item.id for item in todo}
     ok = failed = 0
+    # connected before anything is written: an unreachable scheduler leaves no output folder behind
+    executor = make_executor(scheduler, workers=workers) if todo else None
+    try:
+        require_output_folder(out, names)
+    except BaseException:
+        if executor is not None:
+            executor.shutdown(cancel=True)
+        raise
     if progress:
         progress(0, len(todo), None)
-    if not todo:
-        write_summary(out)
-        return BatchReport(len(items), skipped, 0, 0, "none (nothing to do)")
-    executor = make_executor(scheduler, workers=workers)
+    if executor is None:
+        write_summary(out, listed)
+        return BatchReport(len(items), skipped, 0, 0, "none (nothing to do)", not_images)
     description = executor.description
     try:
         with open(out / RESULTS, "a", encoding="utf-8") as handle:
@@ -266,14 +342,15 @@ def run_batch(
             for finished, future in enumerate(as_completed(futures), start=1):
                 record = future.result()
                 _append(handle, record)
+                listed.add(record["id"])
                 ok += record["status"] == "ok"
                 failed += record["status"] != "ok"
                 if progress:
                     progress(finished, len(todo), record)
     except BaseException:
         executor.shutdown(cancel=True)
-        write_summary(out)
+        write_summary(out, listed)
         raise
     executor.shutdown()
-    write_summary(out)
-    return BatchReport(len(items), skipped, ok, failed, description)
+    write_summary(out, listed)
+    return BatchReport(len(items), skipped, ok, failed, description, not_images)

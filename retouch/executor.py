@@ -12,9 +12,25 @@ import concurrent.futures as cf
 import multiprocessing
 import os
 import signal
+import socket
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from types import FrameType
 from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from retouch.errors import InputError
+
+DASK_SCHEMES = ("tcp://", "tls://", "inproc://", "ws://", "wss://")
+DASK_DEFAULT_PORT = 8786
+CONNECT_TIMEOUT_S = 20
+
+
+class SchedulerError(InputError):
+    """The scheduler named cannot be used: not a scheduler address, or no scheduler answers there."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="bad_scheduler")
 
 
 class Executor(Protocol):
@@ -108,16 +124,17 @@ class DaskExecutor:
     """Work on a Dask distributed cluster: a new ``LocalCluster`` (``"local"``) or an existing scheduler."""
 
     def __init__(self, scheduler: str, workers: int | None = None) -> None:
-        from distributed import Client, LocalCluster
-
         self._cluster = None
         if scheduler == "local":
+            from distributed import Client, LocalCluster
+
             self._cluster = LocalCluster(n_workers=workers or default_workers(), threads_per_worker=1,
                                          processes=True, dashboard_address=None, silence_logs=40)
             self._client = Client(self._cluster)
             self.description = f"Dask LocalCluster x{workers or default_workers()}"
         else:
-            self._client = Client(scheduler, timeout="20s")
+            _probe(scheduler)  # before importing Dask (a second): an unreachable address is refused at once
+            self._client = _connect(scheduler)
             self.description = f"Dask scheduler {scheduler}"
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future:
@@ -148,13 +165,79 @@ class DaskExecutor:
         self.shutdown(cancel=exc[0] is not None)
 
 
+def check_scheduler(scheduler: str | None) -> None:
+    """Refuse a ``scheduler`` value that is neither local processes, ``"local"`` nor a Dask address (no
+    connection is made: :func:`make_executor` connects)."""
+    if scheduler in (None, "", "processes", "local") or scheduler.startswith(DASK_SCHEMES):
+        return
+    raise SchedulerError(f"unknown scheduler {scheduler!r}: use 'local' or a Dask address such as "
+                         "tcp://host:8786 (or leave out --scheduler to run on local processes)")
+
+
+def _unreachable(scheduler: str, reason: str) -> SchedulerError:
+    return SchedulerError(f"cannot connect to the Dask scheduler at {scheduler} ({reason}); check that it is "
+                          "running and that the address is right, or leave out --scheduler to run on local "
+                          "processes")
+
+
+def _probe(scheduler: str) -> None:
+    """Open (and close) a TCP connection to a network scheduler address: a refused connection or an unknown host
+    is reported at once, where Dask's client retries until its timeout before raising a bare OSError."""
+    if scheduler.startswith("inproc://"):
+        return
+    try:
+        parts = urlsplit(scheduler)
+        host, port = parts.hostname, parts.port or DASK_DEFAULT_PORT
+    except ValueError as error:  # a port that is not a number, or out of range
+        raise SchedulerError(f"{scheduler}: not a scheduler address ({error}); use tcp://HOST:PORT") from None
+    if not host:
+        raise SchedulerError(f"{scheduler}: not a scheduler address (no host); use tcp://HOST:PORT")
+    try:
+        socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as error:
+        raise _unreachable(scheduler, error.strerror or str(error) or type(error).__name__) from None
+
+
+def _connect(scheduler: str) -> Any:
+    """A Dask client connected to ``scheduler``, or :class:`SchedulerError` within about CONNECT_TIMEOUT_S.
+
+    Dask's own timeout covers opening the connection, not the handshake after it: a port where something else
+    listens and stays silent (the dashboard's HTTP port given for the scheduler's) would hang the command. So the
+    client is made in a thread of its own, given up (left to the process's exit) when it takes too long.
+    """
+    from distributed import Client
+
+    made: dict[str, Any] = {}
+
+    def connect() -> None:
+        try:
+            made["client"] = Client(scheduler, timeout=f"{CONNECT_TIMEOUT_S}s")
+        except BaseException as error:  # noqa: BLE001 - handed to the waiting thread
+            made["error"] = error
+
+    thread = threading.Thread(target=connect, name="retouch-dask-connect", daemon=True)
+    thread.start()
+    thread.join(CONNECT_TIMEOUT_S)
+    if thread.is_alive():
+        raise _unreachable(scheduler, f"something listens there but no Dask scheduler answered in "
+                                      f"{CONNECT_TIMEOUT_S} s")
+    error = made.get("error")
+    if isinstance(error, (OSError, TimeoutError)):  # reachable, but no Dask scheduler answered in time
+        raise _unreachable(scheduler, str(error).split("\n")[0][:120]) from None
+    if error is not None:
+        raise error
+    return made["client"]
+
+
 def make_executor(scheduler: str | None = None, *, workers: int | None = None) -> LocalExecutor | DaskExecutor:
-    """Local processes (``None``), a Dask ``LocalCluster`` (``"local"``) or a Dask scheduler (``"tcp://..."``)."""
+    """Local processes (``None``), a Dask ``LocalCluster`` (``"local"``) or a Dask scheduler (``"tcp://..."``).
+
+    Raises :class:`SchedulerError` for a value that names no scheduler and for a scheduler that cannot be reached.
+    """
+    check_scheduler(scheduler)
     if scheduler in (None, "", "processes"):
         return LocalExecutor(workers)
-    if scheduler == "local" or scheduler.startswith(("tcp://", "tls://", "inproc://", "ws://")):
-        return DaskExecutor(scheduler, workers)
-    raise ValueError(f"unknown scheduler {scheduler!r}: use 'local' or a Dask address such as tcp://host:8786")
+    return DaskExecutor(scheduler, workers)
 
 
 def as_completed(futures: Iterable[cf.Future]) -> Iterator[cf.Future]:

@@ -51,28 +51,32 @@ def require_analysable_size(width: int, height: int, *, name: str, path: str | N
                          "neighbourhoods of pixels); give a larger scan", path=path, code="too_small")
 
 
-def require_output_folder(out_dir: str | os.PathLike[str], file_names: Iterable[str] = ()) -> Path:
+def require_output_folder(out_dir: str | os.PathLike[str], file_names: Iterable[str] = (), *,
+                          option: str = "-o/--out", create: bool = True) -> Path:
     """Create (if needed) and return the output folder ``out_dir``, refusing one retouch cannot write into.
 
     Refused: a path that exists and is not a folder, a folder that cannot be created or written to, and a folder
     where one of ``file_names`` (the files the command writes) exists as something other than a file, which no
-    atomic write can replace.
+    atomic write can replace. ``option`` is what the messages tell the user to change. With ``create=False``
+    nothing is created: the checks an existing path allows are made, so that a command can refuse a bad output
+    folder before slow preparations (connecting to a cluster) and create it only once they have succeeded.
     """
     folder = Path(out_dir)
     if folder.exists() and not folder.is_dir():
-        raise InputError(f"{folder}: the output path exists and is not a folder; choose another -o/--out",
+        raise InputError(f"{folder}: the output path exists and is not a folder; choose another {option}",
                          path=str(folder), code="bad_output")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise InputError(f"{folder}: cannot create the output folder ({error.strerror}); choose another "
-                         "-o/--out", path=str(folder), code="bad_output") from None
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise InputError(f"{folder}: the output folder is not writable; choose another -o/--out",
+    if create:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise InputError(f"{folder}: cannot create the output folder ({error.strerror}); choose another "
+                             f"{option}", path=str(folder), code="bad_output") from None
+    if folder.exists() and not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(f"{folder}: the output folder is not writable; choose another {option}",
                          path=str(folder), code="bad_output")
     for name in file_names:
         target = folder / name
         if target.exists() and not target.is_file():
             raise InputError(f"{target}: retouch writes a file here but a folder (or other non-file) is in the "
-                             "way; remove it or choose another -o/--out", path=str(target), code="bad_output")
+                             f"way; remove it or choose another {option}", path=str(target), code="bad_output")
     return folder

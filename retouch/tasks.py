@@ -8,9 +8,11 @@ mixes two runs. Inputs are only read, and a task refuses an output folder where 
 
 from __future__ import annotations
 
+import errno
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ import numpy as np
 
 from retouch.errors import InputError, NotSamePhotographError
 from retouch.io import (
+    MAX_PIXELS_VARIABLE,
     LoadedImage,
     atomic_write_bytes,
     atomic_write_json,
@@ -64,6 +67,40 @@ class TaskOutcome:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@contextmanager
+def _writing(out_dir: str | os.PathLike[str], inputs: Sequence[LoadedImage],
+             names: Sequence[str]) -> Iterator[Path]:
+    """The output folder, prepared for this run's files ``names``; if writing them fails, what was written goes.
+
+    Without ``report.json`` (written last) a folder's maps belong to no report, so a failed write (a full disk, an
+    interrupt) removes this run's files and the folders it created: no half-written output is left. A full disk
+    is the user's to fix, so it is reported as bad input naming the folder (exit 2), not as an internal error.
+    """
+    created = []  # the folders this run creates, deepest first
+    for folder in (Path(out_dir), *Path(out_dir).parents):
+        if folder.exists():
+            break
+        created.append(folder)
+    folder = _prepare_out_dir(out_dir, inputs, names)
+    try:
+        yield folder
+    except BaseException as error:
+        input_paths = {os.path.realpath(item.path) for item in inputs if item.path}
+        for name in names:
+            written = folder / name
+            if written.is_file() and os.path.realpath(written) not in input_paths:
+                written.unlink()
+        for new in created:
+            try:
+                new.rmdir()
+            except OSError:  # not empty: someone else's files arrived meanwhile
+                break
+        if isinstance(error, OSError) and error.errno in {errno.ENOSPC, errno.EDQUOT}:
+            raise InputError(f"{folder}: no space left on device writing the report (nothing was kept); free some "
+                             "space or choose another -o/--out", path=str(folder), code="no_space") from None
+        raise
 
 
 def _prepare_out_dir(out_dir: str | os.PathLike[str], inputs: Sequence[LoadedImage],
@@ -121,31 +158,32 @@ def analyze_loaded(
     artifacts.update(ANALYZE_ARTIFACTS)
     artifacts[REPORT_HTML] = "this report for people (self-contained)"
     artifacts[REPORT_JSON] = "this report for programs"
-    folder = _prepare_out_dir(out_dir, [image], list(artifacts))
-    write_started = time.perf_counter()
-    for result in run.results:
-        atomic_write_bytes(folder / f"{result.method}.png", encode_png(heatmap_to_uint8(result.heatmap)))
-    fused = run.fused
-    atomic_write_bytes(folder / "suspect_mask.png", encode_png(fused.mask))
-    atomic_write_bytes(folder / "suspect_heatmap.png", encode_png(heatmap_to_uint8(fused.heatmap)))
-    atomic_write_bytes(folder / "overlay.png", encode_png(overlay(image.pixels, fused.heatmap, fused.mask,
-                                                                 fused.regions)))
-    timings = {"load": load_seconds, **run.timings, "analysis_total": analyse_seconds}
-    report = build_report(
-        command="analyze",
-        inputs=[_input_record(image, "image")],
-        result=fused,
-        analyses=run.results,
-        parameters=run.params,
-        timings=timings,
-        artifacts=artifacts,
-    )
-    layers = {r.method: r.heatmap for r in run.results if r.skipped is None}
-    layers = {"suspect": fused.heatmap, **layers}
-    page = render_html(report, photo=image.rgb8, layers=layers, default_layer="suspect" if fused.regions else None)
-    atomic_write_text(folder / REPORT_HTML, page)
-    report["timings_s"]["write"] = round(time.perf_counter() - write_started, 4)
-    atomic_write_json(folder / REPORT_JSON, report)
+    with _writing(out_dir, [image], list(artifacts)) as folder:
+        write_started = time.perf_counter()
+        for result in run.results:
+            atomic_write_bytes(folder / f"{result.method}.png", encode_png(heatmap_to_uint8(result.heatmap)))
+        fused = run.fused
+        atomic_write_bytes(folder / "suspect_mask.png", encode_png(fused.mask))
+        atomic_write_bytes(folder / "suspect_heatmap.png", encode_png(heatmap_to_uint8(fused.heatmap)))
+        atomic_write_bytes(folder / "overlay.png", encode_png(overlay(image.pixels, fused.heatmap, fused.mask,
+                                                                     fused.regions)))
+        timings = {"load": load_seconds, **run.timings, "analysis_total": analyse_seconds}
+        report = build_report(
+            command="analyze",
+            inputs=[_input_record(image, "image")],
+            result=fused,
+            analyses=run.results,
+            parameters=run.params,
+            timings=timings,
+            artifacts=artifacts,
+        )
+        layers = {r.method: r.heatmap for r in run.results if r.skipped is None}
+        layers = {"suspect": fused.heatmap, **layers}
+        page = render_html(report, photo=image.rgb8, layers=layers,
+                           default_layer="suspect" if fused.regions else None)
+        atomic_write_text(folder / REPORT_HTML, page)
+        report["timings_s"]["write"] = round(time.perf_counter() - write_started, 4)
+        atomic_write_json(folder / REPORT_JSON, report)
     return TaskOutcome(
         command="analyze",
         out_dir=str(folder),
@@ -166,11 +204,12 @@ def analyze_file(
     detectors: Sequence[str] | str | None = None,
     max_pixels: int | None = None,
     options: Mapping[str, Mapping[str, Any]] | None = None,
+    max_pixels_name: str = MAX_PIXELS_VARIABLE,
 ) -> TaskOutcome:
     """Load ``image_path``, run the detectors and fusion, write ``report.json``, ``report.html``, one
     ``<detector>.png`` per detector, ``suspect_mask.png``, ``suspect_heatmap.png`` and ``overlay.png``."""
     started = time.perf_counter()
-    image = load_image(image_path, max_pixels=max_pixels)
+    image = load_image(image_path, max_pixels=max_pixels, max_pixels_name=max_pixels_name)
     return analyze_loaded(image, out_dir, detectors=detectors, options=options,
                           load_seconds=time.perf_counter() - started)
 
@@ -202,40 +241,40 @@ def compare_loaded(
     artifacts = dict(COMPARE_ARTIFACTS)
     artifacts[REPORT_HTML] = "this report for people (self-contained)"
     artifacts[REPORT_JSON] = "this report for programs"
-    folder = _prepare_out_dir(out_dir, [reference, questioned], list(artifacts))
-    write_started = time.perf_counter()
-    result = comparison.result
-    aligned = comparison.aligned_reference
-    atomic_write_bytes(folder / "changes_mask.png", encode_png(result.mask))
-    atomic_write_bytes(folder / "changes_heatmap.png", encode_png(heatmap_to_uint8(result.heatmap)))
-    atomic_write_bytes(folder / "aligned_reference.png", encode_png(aligned))
-    atomic_write_bytes(folder / "overlay.png", encode_png(overlay(questioned.pixels, result.heatmap, result.mask,
-                                                                 result.regions)))
-    atomic_write_bytes(folder / "flicker.gif", flicker_gif(aligned, questioned.pixels))
-    timings = {"load": load_seconds, **result.details.get("timings_s", {}), "compare_total": compare_seconds}
-    registration = comparison.registration.to_dict()
-    report = build_report(
-        command="compare",
-        inputs=[_input_record(reference, "reference"), _input_record(questioned, "questioned")],
-        result=result,
-        analyses=[],
-        parameters=result.params,
-        timings=timings,
-        artifacts=artifacts,
-        extra={
-            "registration": registration,
-            "transform": {
-                "maps": "reference pixel (x, y, 1) -> questioned pixel, homogeneous 3x3",
-                "matrix": np.asarray(comparison.transform, float).round(8).tolist(),
+    with _writing(out_dir, [reference, questioned], list(artifacts)) as folder:
+        write_started = time.perf_counter()
+        result = comparison.result
+        aligned = comparison.aligned_reference
+        atomic_write_bytes(folder / "changes_mask.png", encode_png(result.mask))
+        atomic_write_bytes(folder / "changes_heatmap.png", encode_png(heatmap_to_uint8(result.heatmap)))
+        atomic_write_bytes(folder / "aligned_reference.png", encode_png(aligned))
+        atomic_write_bytes(folder / "overlay.png", encode_png(overlay(questioned.pixels, result.heatmap,
+                                                                     result.mask, result.regions)))
+        atomic_write_bytes(folder / "flicker.gif", flicker_gif(aligned, questioned.pixels))
+        timings = {"load": load_seconds, **result.details.get("timings_s", {}), "compare_total": compare_seconds}
+        registration = comparison.registration.to_dict()
+        report = build_report(
+            command="compare",
+            inputs=[_input_record(reference, "reference"), _input_record(questioned, "questioned")],
+            result=result,
+            analyses=[],
+            parameters=result.params,
+            timings=timings,
+            artifacts=artifacts,
+            extra={
+                "registration": registration,
+                "transform": {
+                    "maps": "reference pixel (x, y, 1) -> questioned pixel, homogeneous 3x3",
+                    "matrix": np.asarray(comparison.transform, float).round(8).tolist(),
+                },
+                "compared_fraction": round(float(np.mean(comparison.valid_mask)), 6),
             },
-            "compared_fraction": round(float(np.mean(comparison.valid_mask)), 6),
-        },
-    )
-    page = render_html(report, photo=questioned.rgb8, layers={"changes": result.heatmap},
-                       pair=(aligned, questioned.pixels), default_layer=None)
-    atomic_write_text(folder / REPORT_HTML, page)
-    report["timings_s"]["write"] = round(time.perf_counter() - write_started, 4)
-    atomic_write_json(folder / REPORT_JSON, report)
+        )
+        page = render_html(report, photo=questioned.rgb8, layers={"changes": result.heatmap},
+                           pair=(aligned, questioned.pixels), default_layer=None)
+        atomic_write_text(folder / REPORT_HTML, page)
+        report["timings_s"]["write"] = round(time.perf_counter() - write_started, 4)
+        atomic_write_json(folder / REPORT_JSON, report)
     return TaskOutcome(
         command="compare",
         out_dir=str(folder),
@@ -256,11 +295,12 @@ def compare_files(
     *,
     max_pixels: int | None = None,
     options: Mapping[str, Any] | None = None,
+    max_pixels_name: str = MAX_PIXELS_VARIABLE,
 ) -> TaskOutcome:
     """Load both scans, register and compare them, write ``report.json``, ``report.html``, ``changes_mask.png``,
     ``changes_heatmap.png``, ``aligned_reference.png``, ``overlay.png`` and ``flicker.gif``."""
     started = time.perf_counter()
-    reference = load_image(reference_path, max_pixels=max_pixels)
-    questioned = load_image(questioned_path, max_pixels=max_pixels)
+    reference = load_image(reference_path, max_pixels=max_pixels, max_pixels_name=max_pixels_name)
+    questioned = load_image(questioned_path, max_pixels=max_pixels, max_pixels_name=max_pixels_name)
     return compare_loaded(reference, questioned, out_dir, options=options,
                           load_seconds=time.perf_counter() - started)

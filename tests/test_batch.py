@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from retouch.batch import RESULTS, read_results, run_batch
+from retouch.batch import RESULTS, plan, read_results, run_batch
 from retouch.samples import make_authentic, make_forgery, make_pair
 
 DETECTORS = ["grain", "ela", "jpeg"]
@@ -69,8 +69,10 @@ def test_mixed_batch_reports_each_item_and_reruns_do_no_work(collection: Path, t
     assert len(summary) == 10 and summary[0] == "id,command,paths,sha256,score,regions,status,error,note"
     lines_before = (tmp_path / RESULTS).read_text()
     again = run_batch(collection, tmp_path, detectors=DETECTORS, workers=2)
-    assert (again.skipped, again.ok, again.failed) == (9, 0, 0)
-    assert (tmp_path / RESULTS).read_text() == lines_before
+    # only the failed item runs again (its cause may have been fixed); the successful ones are not redone
+    assert (again.skipped, again.ok, again.failed) == (8, 0, 1)
+    new_lines = (tmp_path / RESULTS).read_text().removeprefix(lines_before).splitlines()
+    assert [json.loads(line)["id"] for line in new_lines] == [failed["id"]]
 
 
 def test_killed_run_resumes_and_completes_each_item_once(collection: Path, tmp_path: Path) -> None:
@@ -91,8 +93,10 @@ def test_killed_run_resumes_and_completes_each_item_once(collection: Path, tmp_p
     finished = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr
     lines = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
-    ids = [line["id"] for line in lines]
-    assert len(ids) == len(set(ids)) == 9, "every item recorded exactly once"
+    assert {line["id"] for line in lines} == set(read_results(tmp_path)) and len(read_results(tmp_path)) == 9
+    done = [line["id"] for line in lines if line["status"] == "ok"]
+    # a failed item (the mouldy scan) is tried again by the rerun if the killed run had reached it
+    assert len(done) == len(set(done)) == 8, "every successful item recorded exactly once"
 
 
 def test_dask_local_cluster_gives_the_same_results(collection: Path, tmp_path: Path) -> None:
@@ -179,8 +183,9 @@ def test_output_folder_inside_the_input_folder_is_not_scanned(tmp_path: Path) ->
     assert (again.total, again.skipped, again.ok) == (1, 1, 0), "the run's own maps are not new items"
 
 
-def _retouch(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "retouch", *args], capture_output=True, text=True, timeout=300)
+def _retouch(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "retouch", *args], capture_output=True, text=True, timeout=300,
+                          cwd=cwd)
 
 
 def test_unusable_output_folders_exit_2_with_one_line(tmp_path: Path) -> None:
@@ -218,3 +223,100 @@ def test_a_csv_that_is_not_utf8_is_named_with_advice(tmp_path: Path) -> None:
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert done.returncode == 2 and len(lines) == 1, done.stderr
     assert "pairs.csv: the CSV is not UTF-8 text" in lines[0] and "save it as UTF-8" in lines[0], lines[0]
+
+
+def test_a_failed_item_runs_again_once_its_cause_is_fixed(tmp_path: Path) -> None:
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    (scans / "a.png").write_bytes(make_authentic(10, size=128).file_bytes)
+    [item] = plan(scans)
+    blocker = tmp_path / "out" / "items" / item.id
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("a file where the item's folder goes\n")
+    first = run_batch(scans, tmp_path / "out", detectors=["grain"], workers=1)
+    assert (first.ok, first.failed) == (0, 1)
+    blocker.unlink()
+    second = run_batch(scans, tmp_path / "out", detectors=["grain"], workers=1)
+    assert (second.skipped, second.ok, second.failed) == (0, 1, 0)
+    assert (blocker / "report.json").exists() and _statuses(tmp_path / "out") == {item.id: "ok"}
+    third = run_batch(scans, tmp_path / "out", detectors=["grain"], workers=1)
+    assert (third.skipped, third.ok, third.failed) == (1, 0, 0)
+
+
+def test_an_output_folder_above_the_input_folder_is_used_and_the_input_folder_itself_is_refused(
+        tmp_path: Path) -> None:
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    (scans / "a.png").write_bytes(make_authentic(11, size=128).file_bytes)
+    above = _retouch("batch", "scans", "-o", ".", "-d", "grain", "-w", "1", cwd=tmp_path)
+    assert above.returncode == 0, above.stderr
+    assert "1 items: 1 done" in above.stdout and (tmp_path / "summary.csv").exists()
+    for args, expected in ((("scans", "-o", "scans"), "scans: the output folder is the input folder scans"),
+                           ((f"items/{plan(scans)[0].id}", "-o", "."), "the input folder is inside")):
+        refused = _retouch("batch", *args, "-d", "grain", "-w", "1", cwd=tmp_path)
+        lines = [line for line in refused.stderr.splitlines() if line.strip()]
+        assert refused.returncode == 2 and len(lines) == 1 and expected in lines[0], (args, refused.stderr)
+    assert sorted(p.name for p in scans.iterdir()) == ["a.png"], "nothing written into the input folder"
+
+
+def test_the_summary_lists_exactly_this_runs_input(tmp_path: Path) -> None:
+    import csv
+
+    first, second, out = tmp_path / "first", tmp_path / "second", tmp_path / "out"
+    for folder, names in ((first, ["a.png", "b.png"]), (second, ["c.png"])):
+        folder.mkdir()
+        for index, name in enumerate(names):
+            (folder / name).write_bytes(make_authentic(20 + index, size=128).file_bytes)
+
+    def listed() -> list[str]:
+        with open(out / "summary.csv", newline="") as handle:
+            return sorted(Path(row["paths"]).name for row in csv.DictReader(handle))
+
+    assert run_batch(first, out, detectors=["grain"], workers=1).total == 2 and listed() == ["a.png", "b.png"]
+    done = _retouch("batch", str(second), "-o", str(out), "-d", "grain", "-w", "1")
+    assert done.returncode == 0 and "1 items: 1 done" in done.stdout, done.stderr
+    assert listed() == ["c.png"]
+    (first / "b.png").unlink()
+    again = run_batch(first, out, detectors=["grain"], workers=1)
+    assert (again.total, again.skipped) == (1, 1) and listed() == ["a.png"]
+    assert len(list((out / "items").iterdir())) == 3, "earlier runs' reports stay (a rerun resumes from them)"
+
+
+def test_a_pairs_csv_header_is_recognised_in_any_case_with_spaces_and_a_byte_order_mark(tmp_path: Path) -> None:
+    (tmp_path / "a.png").write_bytes(make_authentic(12, size=128).file_bytes)
+    (tmp_path / "pairs.csv").write_bytes("\ufeff Reference , Questioned ,ID\na.png,a.png,same\n".encode("utf-8"))
+    assert [item.id for item in plan(tmp_path / "pairs.csv")] == ["same"]
+
+
+def test_an_unusable_scheduler_exits_2_before_anything_is_written(tmp_path: Path) -> None:
+    (tmp_path / "scans").mkdir()
+    (tmp_path / "scans" / "a.png").write_bytes(make_authentic(13, size=128).file_bytes)
+    for scheduler, expected in (("tcp://127.0.0.1:1", "cannot connect to the Dask scheduler at tcp://127.0.0.1:1"),
+                                ("bogus", "unknown scheduler 'bogus'")):
+        done = _retouch("batch", str(tmp_path / "scans"), "-o", str(tmp_path / "out"), "--scheduler", scheduler)
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        assert done.returncode == 2 and len(lines) == 1, (scheduler, done.stderr)  # no progress bar either
+        assert expected in lines[0] and "--scheduler" in lines[0], lines[0]
+        assert not (tmp_path / "out").exists()
+
+
+def test_a_folder_batch_names_the_files_it_skipped_as_not_images(tmp_path: Path) -> None:
+    from PIL import Image
+
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    (scans / "a.png").write_bytes(make_authentic(14, size=128).file_bytes)
+    Image.new("L", (40, 40), 128).save(scans / "anim.gif")
+    (scans / "readme.txt").write_text("box 4, folder 2\n")
+    done = _retouch("batch", str(scans), "-o", str(tmp_path / "out"), "-d", "grain", "-w", "1")
+    assert done.returncode == 0, done.stderr
+    assert "Skipped 2 files not read as images" in done.stdout and "anim.gif, readme.txt." in done.stdout
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="needs /dev/zero")
+def test_a_device_in_a_pairs_csv_fails_its_item_instead_of_being_read_forever(tmp_path: Path) -> None:
+    (tmp_path / "a.png").write_bytes(make_authentic(15, size=128).file_bytes)
+    (tmp_path / "pairs.csv").write_text("reference,questioned,id\na.png,/dev/zero,endless\n")
+    report = run_batch(tmp_path / "pairs.csv", tmp_path / "out", workers=1)
+    assert (report.ok, report.failed) == (0, 1)
+    assert "/dev/zero: is a character device" in read_results(tmp_path / "out")["endless"]["error"]

@@ -342,3 +342,126 @@ def test_empty_paths_and_non_positive_pixel_limits_are_refused_naming_the_option
         assert done.returncode == 2, (args, done.stderr)
         assert expected in _one_line(done.stderr), (args, done.stderr)
     assert {p.name for p in tmp_path.iterdir()} == {"scan.png"}, "nothing written into the current folder"
+
+
+def test_serve_misconfiguration_exits_2_with_one_line_before_starting(tmp_path: Path) -> None:
+    import socket
+
+    (tmp_path / "a-file").write_text("not a folder\n")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        cases = {("--data-dir", str(tmp_path / "a-file")): "a-file: the output path exists and is not a folder; "
+                                                             "choose another --data-dir",
+                 ("--scheduler", "bogus"): "unknown scheduler 'bogus'",
+                 ("--scheduler", "tcp://127.0.0.1:1"): "cannot connect to the Dask scheduler at tcp://127.0.0.1:1",
+                 ("--port", port): f"127.0.0.1:{port}: the port is already in use"}
+        for args, expected in cases.items():
+            done = subprocess.run([sys.executable, "-m", "retouch", "serve", "--data-dir", str(tmp_path / "data"),
+                                   *args], capture_output=True, text=True, timeout=60)
+            assert done.returncode == 2, (args, done.stderr)
+            assert expected in _one_line(done.stderr), (args, done.stderr)
+    unparsable = subprocess.run([sys.executable, "-m", "retouch", "serve", "--data-dir", str(tmp_path / "data")],
+                                capture_output=True, text=True, timeout=60,
+                                env={**os.environ, "RETOUCH_MAX_PIXELS": "1k"})
+    assert unparsable.returncode == 2 and "RETOUCH_MAX_PIXELS='1k'" in _one_line(unparsable.stderr)
+
+
+def test_samples_and_demo_refuse_bad_output_paths_and_seeds_with_exit_2(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder\n")
+    not_a_folder = "a-file: the output path exists and is not a folder"
+    cases = {("samples", "build", "-o", str(blocker), "--count", "1", "--size", "128"): not_a_folder,
+             ("samples", "build", "-o", str(tmp_path / "out"), "--seed", "-1"): "'--seed'",
+             ("demo", "-o", str(blocker)): not_a_folder}
+    for args, expected in cases.items():
+        done = retouch(*args)
+        assert done.returncode == 2, (args, done.stderr)
+        assert expected in _one_line(done.stderr), (args, done.stderr)
+    assert blocker.read_text() == "not a folder\n" and not (tmp_path / "out").exists()
+
+
+def test_a_samples_rebuild_leaves_exactly_the_new_set_and_the_users_own_files(tmp_path: Path) -> None:
+    def build(seed: int, count: int) -> dict:
+        done = retouch("samples", "build", "-o", str(tmp_path), "--seed", str(seed), "--count", str(count),
+                       "--size", "128")
+        assert done.returncode == 0, done.stderr
+        return json.loads((tmp_path / "cases.json").read_text())
+
+    build(1, 3)
+    (tmp_path / "single" / "notes.txt").write_text("the archivist's own file\n")
+    manifest = build(2, 2)
+    keys = {"single": ("image", "mask"), "pairs": ("reference", "questioned", "mask_reference", "mask_questioned")}
+    listed = {case[key] for section, names in keys.items() for case in manifest[section] for key in names}
+    on_disk = {p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()}
+    assert on_disk == listed | {"single/notes.txt", "cases.json", "pairs.csv"}
+    assert len(manifest["single"]) == len(manifest["pairs"]) == 2 and manifest["seed"] == 2
+
+
+def test_a_full_disk_exits_2_naming_the_folder_and_leaves_no_partial_output(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import errno
+
+    import retouch.tasks
+    from retouch.io import atomic_write_bytes
+    from retouch.samples import make_pair
+
+    pair = make_pair(12, size=384, edit="diffusion")
+    reference, questioned = tmp_path / "ref.png", tmp_path / "q.jpg"
+    reference.write_bytes(pair.reference_bytes)
+    questioned.write_bytes(pair.questioned_bytes)
+    writes = []
+
+    def fills_the_disk(path: Path, data: bytes) -> Path:  # the third file finds the disk full
+        writes.append(path)
+        if len(writes) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return atomic_write_bytes(path, data)
+
+    monkeypatch.setattr(retouch.tasks, "atomic_write_bytes", fills_the_disk)
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "notes.txt").write_text("the archivist's own file\n")
+    monkeypatch.setenv("RETOUCH_LOG_DIR", str(tmp_path / "logs"))  # (were it an internal error)
+    for args, out in ((["analyze", str(questioned), "-d", "grain,ela"], tmp_path / "new" / "analyze"),
+                      (["compare", str(reference), str(questioned)], tmp_path / "new" / "compare"),
+                      (["analyze", str(questioned), "-d", "grain,ela"], kept)):
+        writes.clear()
+        assert main([*args, "-o", str(out)]) == 2
+        line = _one_line(capsys.readouterr().err)
+        assert f"{out}: no space left on device" in line and "choose another -o/--out" in line, line
+        assert len(writes) == 3
+    assert not (tmp_path / "new").exists(), "the folders the runs created are gone"
+    assert [p.name for p in kept.iterdir()] == ["notes.txt"]
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists() or not hasattr(os, "mkfifo"), reason="needs /dev/zero, FIFOs")
+def test_devices_and_pipes_are_refused_naming_the_file_without_reading_them(tmp_path: Path) -> None:
+    pipe = tmp_path / "scan.jpg"
+    os.mkfifo(pipe)  # nobody writes to it: opening it to read would wait forever
+    cases = {"/dev/zero": "/dev/zero: is a character device", str(pipe): "scan.jpg: is a named pipe"}
+    for source, expected in cases.items():
+        done = retouch("analyze", source, "-o", str(tmp_path / "out"))  # /dev/zero was read until memory ran out
+        assert done.returncode == 2, (source, done.stderr)
+        assert expected in _one_line(done.stderr)
+        assert not (tmp_path / "out").exists()
+
+
+def test_pixel_limit_refusals_give_exact_counts_and_name_the_setting_used(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    image = tmp_path / "scan.png"
+    cv2.imwrite(str(image), np.full((400, 600), 128, np.uint8))
+    out = str(tmp_path / "out")
+    assert main(["analyze", str(image), "-o", out, "--max-pixels", "1000"]) == 2
+    line = _one_line(capsys.readouterr().err)  # it said "600x400 is 0 MP, over the 0 MP limit"
+    assert "600x400 is 240,000 pixels, over the limit of 1,000 pixels" in line and "raise --max-pixels" in line
+    monkeypatch.setenv("RETOUCH_MAX_PIXELS", "239999")
+    assert main(["compare", str(image), str(image), "-o", out]) == 2
+    assert "over the limit of 239,999 pixels" in (line := _one_line(capsys.readouterr().err))
+    assert "raise RETOUCH_MAX_PIXELS" in line
+    monkeypatch.setenv("RETOUCH_MAX_PIXELS", "1k")  # was silently replaced by the default 200 MP
+    for command in (["analyze", str(image)], ["batch", str(tmp_path)]):
+        assert main([*command, "-o", out]) == 2, command
+        assert "RETOUCH_MAX_PIXELS='1k' is not a positive whole number" in _one_line(capsys.readouterr().err)
+    assert not Path(out).exists()

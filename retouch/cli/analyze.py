@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from retouch.cli.app import app, non_empty_path
+from retouch.cli.app import app, max_pixels_name, non_empty_path
 from retouch.cli.render import print_outcome
 from retouch.detect import detectors as registered_detectors
 
@@ -33,7 +33,8 @@ def analyze(
     from retouch.tasks import analyze_file
 
     names = detector_selection(detectors)
-    outcome = analyze_file(image, out or _default_out(image), detectors=names, max_pixels=max_pixels)
+    outcome = analyze_file(image, out or _default_out(image), detectors=names, max_pixels=max_pixels,
+                           max_pixels_name=max_pixels_name(max_pixels))
     print_outcome(outcome, as_json=as_json)
 
 

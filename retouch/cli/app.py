@@ -65,6 +65,14 @@ def non_empty_path(value: str) -> Path:
     return Path(value)
 
 
+def max_pixels_name(max_pixels: int | None) -> str:
+    """The setting a pixel-limit refusal names: ``--max-pixels`` when the command was given it (raising
+    RETOUCH_MAX_PIXELS would change nothing then), else the variable the loader reads."""
+    from retouch.io import MAX_PIXELS_VARIABLE
+
+    return "--max-pixels" if max_pixels is not None else MAX_PIXELS_VARIABLE
+
+
 class UsageFailure(Exception):
     """A command-level usage problem found after parsing (bad option combination, bad value)."""
 

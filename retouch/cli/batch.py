@@ -7,7 +7,9 @@ from pathlib import Path
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from retouch.cli.app import app, console, fail_usage, non_empty_path, stdout
+from retouch.cli.app import app, console, non_empty_path, stdout
+
+NAMED = 5  # files named in the note on what a folder batch left out
 
 
 @app.command()
@@ -24,8 +26,8 @@ def batch(
     scheduler: str | None = typer.Option(None, "--scheduler", help="'local' starts a Dask LocalCluster; "
                                          "tcp://HOST:PORT uses a running Dask scheduler."),
 ) -> None:
-    """Run analyze or compare over many items. Rerunning skips items already done with the same inputs and
-    parameters; an unreadable file is reported in summary.csv and skipped, never fatal."""
+    """Run analyze or compare over many items. Rerunning skips items done successfully with the same inputs and
+    parameters and runs failed ones again; an unreadable file is reported in summary.csv, never fatal."""
     from retouch.batch import run_batch
     from retouch.requirements import detector_selection
 
@@ -49,12 +51,15 @@ def batch(
     try:
         report = run_batch(input_path, out, detectors=names, workers=workers, scheduler=scheduler,
                            progress=progress)
-    except ValueError as error:
-        fail_usage(str(error))
-        return
     finally:
         if bar.live.is_started:
             bar.stop()
     stdout.print(f"{report.total} items: {report.ok} done, {report.failed} failed, {report.skipped} already done "
                  f"({report.executor}).")
+    if report.not_images:
+        # a folder is read by content, so a .gif or a readme is left out: said once, so no scan goes missing unseen
+        count, shown = len(report.not_images), report.not_images[:NAMED]
+        more = f" and {count - len(shown)} more" if count > len(shown) else ""
+        stdout.print(f"Skipped {count} {'file' if count == 1 else 'files'} not read as images (JPEG, PNG, TIFF, "
+                     f"WebP or BMP, by content): {', '.join(shown)}{more}.", markup=False)
     stdout.print(f"Summary: {out / 'summary.csv'}")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from retouch.cli.app import app, non_empty_path
+from retouch.cli.app import app, max_pixels_name, non_empty_path
 from retouch.cli.render import print_outcome
 
 
@@ -27,5 +27,6 @@ def compare(
     from retouch.tasks import compare_files
 
     folder = out or Path(f"retouch-compare-{questioned.stem}")
-    outcome = compare_files(reference, questioned, folder, max_pixels=max_pixels)
+    outcome = compare_files(reference, questioned, folder, max_pixels=max_pixels,
+                            max_pixels_name=max_pixels_name(max_pixels))
     print_outcome(outcome, as_json=as_json)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from retouch.cli.app import app, stdout
+from retouch.cli.app import app, non_empty_path, stdout
 
 samples_app = typer.Typer(help="Generate archive-style scans and forgeries with exact ground truth.",
                           no_args_is_help=True)
@@ -16,8 +16,9 @@ app.add_typer(samples_app, name="samples")
 
 @samples_app.command("build")
 def build(
-    out: Path = typer.Option(Path("samples-out"), "-o", "--out", help="Folder for the generated set."),
-    seed: int = typer.Option(1, "--seed", help="Seed: the same seed gives the same set."),
+    out: Path = typer.Option(Path("samples-out"), "-o", "--out", parser=non_empty_path,
+                             help="Folder for the generated set (a set already there is replaced)."),
+    seed: int = typer.Option(1, "--seed", min=0, help="Seed (0 or more): the same seed gives the same set."),
     count: int = typer.Option(12, "--count", min=1, max=2000, help="Single-image cases, and as many pairs."),
     size: int = typer.Option(768, "--size", min=128, max=8192, help="Longest side of the prints in pixels."),
 ) -> None:
@@ -31,16 +32,19 @@ def build(
 
 @app.command()
 def demo(
-    out: Path = typer.Option(Path("demo-out"), "-o", "--out", help="Folder for the demo's reports and gallery."),
+    out: Path = typer.Option(Path("demo-out"), "-o", "--out", parser=non_empty_path,
+                             help="Folder for the demo's reports and gallery."),
     size: int = typer.Option(768, "--size", min=256, max=4096, help="Longest side of the generated prints."),
 ) -> None:
     """Build the bundled samples, compare a doctored pair, analyse forged and honest scans, write the gallery."""
     from retouch.gallery import render_gallery
     from retouch.io import atomic_write_text
+    from retouch.requirements import require_output_folder
     from retouch.samples.build import build_samples
     from retouch.tasks import analyze_file, compare_files
 
     started = time.perf_counter()
+    gallery = require_output_folder(out, ["index.html"]) / "index.html"  # before a minute of work, not after
     samples = out / "samples"
     stdout.print(f"Building samples in {samples} ...")
     manifest = build_samples(samples, seed=1917, count=6, size=size)
@@ -56,7 +60,6 @@ def demo(
         singles.append((folder, case["method"]))
     truth = (f"The generator removed a figure covering {100 * pair['info']['mask_fraction_questioned']:.1f} % of "
              "the questioned print.")
-    gallery = out / "index.html"
     atomic_write_text(gallery, render_gallery(pair_folder, singles, pair_truth_note=truth))
     stdout.print(f"Done in {time.perf_counter() - started:.0f} s.")
     stdout.print(f"Gallery: {gallery.resolve()}")

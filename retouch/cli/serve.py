@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import socket
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from retouch.cli.app import app
+from retouch.errors import InputError
+
+if TYPE_CHECKING:
+    from api.settings import Settings
 
 
 @app.command()
@@ -24,9 +31,67 @@ def serve(
     import uvicorn
 
     from api.main import create_app
-    from api.settings import Settings
 
     overrides = {"data_dir": data_dir, "workers": workers, "scheduler": scheduler, "api_key": api_key}
-    config = Settings(**{k: v for k, v in overrides.items() if v is not None})
-    os.environ.setdefault("RETOUCH_LOG_DIR", str(data_dir / "logs"))
+    config = _settings({k: v for k, v in overrides.items() if v is not None})
+    # uvicorn starts the app (and its worker pool) before it binds the port, and reports a failure of either as a
+    # traceback with exit code 3: everything a user can get wrong is checked here first, one line and exit 2
+    _check_service(config)
+    _check_port(host, port)
+    os.environ.setdefault("RETOUCH_LOG_DIR", str(config.data_dir / "logs"))
     uvicorn.run(create_app(config), host=host, port=port, log_level="warning")
+
+
+def _settings(overrides: dict[str, object]) -> Settings:
+    """The service's settings; a ``RETOUCH_*`` variable that does not parse is refused, naming it."""
+    from pydantic import ValidationError
+
+    from api.settings import Settings
+
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        problem = error.errors()[0]
+        name = "RETOUCH_" + "_".join(str(part) for part in problem["loc"]).upper()
+        raise InputError(f"{name}={problem.get('input')!r}: {problem['msg'].lower()}; correct or unset the "
+                         "environment variable") from None
+
+
+def _check_service(config: Settings) -> None:
+    """Refuse a data folder the service cannot use and a scheduler it cannot reach."""
+    from api.store import DATABASE
+    from retouch.executor import check_scheduler, make_executor
+    from retouch.requirements import require_output_folder
+
+    require_output_folder(config.data_dir, [DATABASE], option="--data-dir")
+    check_scheduler(config.scheduler)
+    if config.scheduler and config.scheduler not in {"local", "processes"}:
+        make_executor(config.scheduler).shutdown()  # connect once: an unreachable cluster is refused now
+
+
+def _check_port(host: str, port: int) -> None:
+    """Bind (and release) every address uvicorn will listen on, as it binds them (SO_REUSEADDR)."""
+    try:
+        addresses = {info[4][:2]: info[0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                                          flags=socket.AI_PASSIVE)}
+    except socket.gaierror as error:
+        raise InputError(f"--host {host}: not an address of this machine ({error.strerror}); give one such as "
+                         "127.0.0.1 (this machine only) or 0.0.0.0 (every interface)") from None
+    for address, family in addresses.items():
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as error:
+                raise InputError(_bind_problem(host, port, error)) from None
+
+
+def _bind_problem(host: str, port: int, error: OSError) -> str:
+    if error.errno == errno.EADDRINUSE:
+        return (f"{host}:{port}: the port is already in use (by another program, or another retouch serve); "
+                "choose another --port or stop that program")
+    if error.errno == errno.EACCES:
+        return (f"{host}:{port}: not allowed to listen on this port (ports below 1024 need root); choose a --port "
+                "above 1023")
+    return (f"--host {host}: cannot listen on this address ({error.strerror or error}); give an address of this "
+            "machine, such as 127.0.0.1 or 0.0.0.0")

@@ -2,6 +2,7 @@
 
 from retouch.io.load import (
     DEFAULT_MAX_PIXELS,
+    MAX_PIXELS_VARIABLE,
     SNIFF_BYTES,
     ImageHeader,
     LoadedImage,
@@ -22,6 +23,7 @@ from retouch.io.write import (
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
+    "MAX_PIXELS_VARIABLE",
     "SNIFF_BYTES",
     "ImageHeader",
     "LoadedImage",

@@ -11,11 +11,12 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import stat
 import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import cv2
 import numpy as np
@@ -25,6 +26,7 @@ from retouch.errors import ImageTooLargeError, InputError
 from retouch.imaging import to_display
 
 DEFAULT_MAX_PIXELS = 200_000_000
+MAX_PIXELS_VARIABLE = "RETOUCH_MAX_PIXELS"
 DEFAULT_MAX_BYTES = 1 << 30  # 1 GiB: no honest scan is larger than this as a compressed file
 
 SUPPORTED_FORMATS = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG", "TIFF": "TIFF", "WEBP": "WEBP", "BMP": "BMP"}
@@ -69,12 +71,13 @@ class ImageHeader:
     height: int
 
 
-def probe_image(path: str | os.PathLike[str], *, name: str | None = None,
-                max_pixels: int | None = None) -> ImageHeader:
+def probe_image(path: str | os.PathLike[str], *, name: str | None = None, max_pixels: int | None = None,
+                max_pixels_name: str = MAX_PIXELS_VARIABLE) -> ImageHeader:
     """Read only the header of the image file at ``path``: its format and size, with the pixel-count guard.
 
-    ``name`` labels the file in errors (default: the path). Cheap enough to run on every file of a batch when it
-    is submitted; decoding is left to :func:`load_image`.
+    ``name`` labels the file in errors (default: the path); ``max_pixels_name`` is the setting a refusal tells
+    the user to raise (the environment variable, or the option that gave ``max_pixels``). Cheap enough to run on
+    every file of a batch when it is submitted; decoding is left to :func:`load_image`.
 
     Raises
     ------
@@ -85,7 +88,7 @@ def probe_image(path: str | os.PathLike[str], *, name: str | None = None,
     label = name or str(path)
     limit = max_pixels_from_env() if max_pixels is None else max_pixels
     try:
-        with open(path, "rb") as handle:
+        with _open_regular_file(path, label) as handle:
             if sniff_format(handle.read(SNIFF_BYTES)) is None:
                 raise InputError(f"{label}: not a supported image (JPEG, PNG, TIFF, WebP or BMP expected)",
                                  path=label, code="not_an_image")
@@ -109,21 +112,40 @@ def probe_image(path: str | os.PathLike[str], *, name: str | None = None,
         raise InputError(f"{label}: {found_format} images are not supported; convert to TIFF, PNG or JPEG",
                          path=label, code="not_an_image")
     if width * height > limit:
-        raise ImageTooLargeError(
-            f"{label}: {width}x{height} is {width * height / 1e6:.0f} MP, over the {limit / 1e6:.0f} MP limit "
-            "(decompression-bomb guard); raise RETOUCH_MAX_PIXELS if the file is trusted", path=label)
+        raise _too_many_pixels(label, width, height, limit, max_pixels_name)
     return ImageHeader(format=file_format, width=width, height=height)
 
 
 def max_pixels_from_env() -> int:
-    """The pixel limit in force: ``RETOUCH_MAX_PIXELS`` if set, else :data:`DEFAULT_MAX_PIXELS`."""
-    value = os.environ.get("RETOUCH_MAX_PIXELS")
+    """The pixel limit in force: ``RETOUCH_MAX_PIXELS`` if set, else :data:`DEFAULT_MAX_PIXELS`.
+
+    The value is a whole number, as the service's settings read the same variable ("200000000" or
+    "200_000_000"); anything else is refused rather than silently replaced by the default limit.
+    """
+    value = os.environ.get(MAX_PIXELS_VARIABLE, "").strip()
     if not value:
         return DEFAULT_MAX_PIXELS
     try:
-        return max(1, int(float(value)))
+        limit = int(value)
     except ValueError:
-        return DEFAULT_MAX_PIXELS
+        limit = 0
+    if limit < 1:
+        raise InputError(f"{MAX_PIXELS_VARIABLE}={value!r} is not a positive whole number of pixels; set it to "
+                         "one such as 200000000, or unset it for the default of 200 MP", code="bad_setting")
+    return limit
+
+
+def _pixel_count(count: int) -> str:
+    """A pixel count for messages: exact below a megapixel (a small limit is not "0 MP"), else in megapixels."""
+    return f"{count:,} pixels" if count < 1_000_000 else f"{count / 1e6:.1f} MP"
+
+
+def _too_many_pixels(label: str, width: int, height: int, limit: int, limit_name: str) -> ImageTooLargeError:
+    found, allowed = _pixel_count(width * height), _pixel_count(limit)
+    if found == allowed:  # just over the limit: rounded alike, the numbers would not show why it is refused
+        found, allowed = f"{width * height:,} pixels", f"{limit:,} pixels"
+    return ImageTooLargeError(f"{label}: {width}x{height} is {found}, over the limit of {allowed} "
+                              f"(decompression-bomb guard); raise {limit_name} if the file is trusted", path=label)
 
 
 @dataclass(frozen=True, eq=False)
@@ -222,6 +244,7 @@ def load_image(
     *,
     max_pixels: int | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    max_pixels_name: str = MAX_PIXELS_VARIABLE,
 ) -> LoadedImage:
     """Read and decode the image file at ``path``.
 
@@ -240,18 +263,47 @@ def load_image(
     if file_path.is_dir():
         raise InputError(f"{label}: is a directory, not an image file", path=label)
     try:
-        size = file_path.stat().st_size
+        with _open_regular_file(file_path, label) as handle:
+            size = os.fstat(handle.fileno()).st_size
+            # one byte past the limit at most: a file that grows while it is read is refused too
+            data = handle.read(max_bytes + 1) if size <= max_bytes else b""
+        size = max(size, len(data))
         if size > max_bytes:
             raise ImageTooLargeError(
                 f"{label}: file is {size / 1e6:.0f} MB, over the {max_bytes / 1e6:.0f} MB limit", path=label
             )
-        with open(file_path, "rb") as handle:
-            data = handle.read()
     except PermissionError:
         raise InputError(f"{label}: permission denied; make the file readable", path=label) from None
     except OSError as error:
         raise InputError(f"{label}: cannot be read ({error.strerror or error}); check the file", path=label) from None
-    return load_image_bytes(data, name=file_path.name, path=str(file_path.resolve()), max_pixels=max_pixels)
+    return load_image_bytes(data, name=file_path.name, path=str(file_path.resolve()), max_pixels=max_pixels,
+                            max_pixels_name=max_pixels_name)
+
+
+_NOT_REGULAR = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"))
+
+
+def _open_regular_file(path: str | os.PathLike[str], label: str) -> BinaryIO:
+    """Open ``path`` for reading, refusing anything but a regular file.
+
+    A device or a pipe has no size to check against the limit before reading (``/dev/zero`` never ends, a FIFO
+    blocks until someone writes to it), and no scan is one. The file is opened without blocking and checked on
+    the open descriptor, so a path swapped for a pipe after a first look cannot hang the read.
+    """
+    mode = os.stat(path).st_mode  # a socket cannot even be opened: named before trying
+    for is_kind, kind in _NOT_REGULAR:
+        if is_kind(mode):
+            raise InputError(f"{label}: is {kind}, not a file; give an image file", path=label)
+    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise InputError(f"{label}: is not a regular file; give an image file", path=label)
+        os.set_blocking(descriptor, True)
+        return open(descriptor, "rb")  # noqa: SIM115 - the caller closes it
+    except BaseException:
+        os.close(descriptor)
+        raise
 
 
 def load_image_bytes(
@@ -260,8 +312,10 @@ def load_image_bytes(
     name: str,
     path: str | None = None,
     max_pixels: int | None = None,
+    max_pixels_name: str = MAX_PIXELS_VARIABLE,
 ) -> LoadedImage:
-    """Decode an image held in memory (an upload, an archive member); ``name`` labels it in errors."""
+    """Decode an image held in memory (an upload, an archive member); ``name`` labels it in errors and
+    ``max_pixels_name`` is the setting a refusal over ``max_pixels`` tells the user to raise."""
     label = path or name
     limit = max_pixels_from_env() if max_pixels is None else max_pixels
     if not data:
@@ -294,12 +348,7 @@ def load_image_bytes(
             if width <= 0 or height <= 0:
                 raise InputError(f"{label}: image has no pixels", path=label)
             if width * height > limit:
-                raise ImageTooLargeError(
-                    f"{label}: {width}x{height} is {width * height / 1e6:.0f} MP, over the "
-                    f"{limit / 1e6:.0f} MP limit (decompression-bomb guard); raise RETOUCH_MAX_PIXELS "
-                    "if the file is trusted",
-                    path=label,
-                )
+                raise _too_many_pixels(label, width, height, limit, max_pixels_name)
             try:
                 orientation = int(image.getexif().get(_EXIF_ORIENTATION, 1) or 1)
             except Exception:  # noqa: BLE001 - broken EXIF must not block the pixels
