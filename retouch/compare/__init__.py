@@ -23,11 +23,11 @@ from retouch.compare.changes import (
     change_evidence,
     classify_regions,
     decide,
-    find_defects,
     grain_decorrelation,
     localised,
     match_sharpness,
     match_tones,
+    remove_defects,
 )
 from retouch.compare.register import Registration, register
 from retouch.imaging import analysis_scale, checked_image, to_gray_float, to_uint8, upscale_to
@@ -130,12 +130,12 @@ def compare_pair(
     started = time.perf_counter()
     # the raw images are kept for the shared-grain cue, which the dust filter's median would erase
     r_raw, q_raw = r_small, q_small
-    (r_small, r_defects), (q_small, q_defects) = find_defects(r_raw), find_defects(q_raw)
+    r_small, q_small, defects = remove_defects(r_raw, q_raw)
     timings["dust"] = time.perf_counter() - started
     started = time.perf_counter()
     r_toned = match_tones(r_small, q_small, valid)
     grain = grain_decorrelation(r_raw, q_raw, valid, cv2.GaussianBlur(q_small, (0, 0), 2.0),
-                                defects=r_defects | q_defects)
+                                defects=defects)
     r_toned, q_small, sharpness = match_sharpness(r_toned, q_small, valid)
     timings["tone_and_sharpness"] = time.perf_counter() - started
     started = time.perf_counter()

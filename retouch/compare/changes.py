@@ -62,8 +62,9 @@ GRAIN_WINDOW_PX = 3.0
 GRAIN_WEIGHT = 2.0
 
 
-def find_defects(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Dust specks and scratches: returns the image with them replaced by a median background, and their mask.
+def _defects(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Dust specks and scratches: the image's 5-px median, its wider median background, the specks (to be
+    replaced by that background) and the thin defects the 5-px median erased already.
 
     Dust and scratches differ between any two scans of one print; they are damage, not content. A 5-px median
     first erases scratches and specks up to two pixels wide outright (the mask marks them where the raw image
@@ -71,7 +72,7 @@ def find_defects(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     when it departs from the local median by more than five robust standard deviations; its connected component
     is a defect when it is small (under twice the median window's area) or thin (mean width under four pixels
     including the one-pixel margin, as a scratch). Defects are replaced by the median; anything larger is left
-    for comparison.
+    for comparison (``remove_defects``).
     """
     window = max(5, (min(image.shape) // 40) | 1)
     eight = np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)
@@ -86,13 +87,31 @@ def find_defects(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     candidates = cv2.dilate(candidates, np.ones((3, 3), np.uint8))
     count, labels, stats, _ = cv2.connectedComponentsWithStats(candidates, connectivity=8)
     if count <= 1:
-        return filtered, thin
+        return filtered, background, np.zeros(image.shape, bool), thin
     area = stats[:, cv2.CC_STAT_AREA].astype(np.float64)
     length = np.maximum(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]).astype(np.float64)
     defect = (area <= 2 * window * window) | (area / np.maximum(length, 1.0) < 4.0)
     defect[0] = False
-    specks = defect[labels]
-    return np.where(specks, background, filtered).astype(np.float32), specks | thin
+    return filtered, background, defect[labels], thin
+
+
+def remove_defects(reference: np.ndarray, questioned: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Both registered images with their dust and scratches removed (see ``_defects``), and the mask of defects
+    found in either.
+
+    A speck found in either image is replaced in both by that image's median background: in two digital copies
+    of one scan, compression can soften a speck below the detection limit in one of them, and replacing it there
+    only made the speck itself a difference (an untouched PNG scan against its own JPEG copy at quality 92: 0.3
+    to 0.7 % of the image marked, as regions "added" or "removed"; now nothing).
+    """
+    filtered_r, background_r, specks_r, thin_r = _defects(reference)
+    filtered_q, background_q, specks_q, thin_q = _defects(questioned)
+    specks = specks_r | specks_q
+    return (np.where(specks, background_r, filtered_r).astype(np.float32),
+            np.where(specks, background_q, filtered_q).astype(np.float32), specks | thin_r | thin_q)
+
+
 
 
 def match_sharpness(reference: np.ndarray, questioned: np.ndarray, valid: np.ndarray
