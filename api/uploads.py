@@ -286,13 +286,14 @@ def _extract_image_member(bundle: zipfile.ZipFile, member: zipfile.ZipInfo, name
 def _manifest_rows(kind: str, text: str, label: str) -> list[Any]:
     """The manifest's entries: a JSON list (or ``{"items": [...]}``) or the CSV's rows, by its header.
 
-    The CSV is read as the CLI reads its CSVs (retouch.batch): cells stripped of surrounding spaces, and rows with
-    nothing in them (spreadsheets pad rows with commas) skipped.
+    The CSV is read as the CLI reads its CSVs (retouch.batch): cells stripped of surrounding spaces, column names
+    in any case, and rows with nothing in them (spreadsheets pad rows with commas) skipped.
     """
     try:
         if kind == "manifest.csv":
             header, *rows = [[cell.strip() for cell in row] for row in csv.reader(io.StringIO(text))] or [[]]
-            return [dict(zip(header, row)) for row in rows if any(row)]
+            # column names whatever their case ("Image", "ID"), as the CLI reads its pairs CSV's header
+            return [dict(zip([name.lower() for name in header], row)) for row in rows if any(row)]
         data = json.loads(text)
     except (json.JSONDecodeError, csv.Error) as error:
         raise ApiError(400, "bad_manifest", f"{label}: {kind} cannot be parsed ({error})") from None

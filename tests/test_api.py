@@ -296,9 +296,11 @@ def test_a_repeated_zip_member_name_is_refused_naming_it(server: Server) -> None
 def test_a_csv_manifest_saved_by_a_spreadsheet_is_read(server: Server) -> None:
     png = _png(np.full((64, 64), 128, np.uint8))
     with server.client() as client:
-        # Excel's "CSV UTF-8" starts with a byte-order mark; cells are read stripped, as the CLI reads its CSVs
+        # Excel's "CSV UTF-8" starts with a byte-order mark; cells are read stripped and column names in any
+        # case, as the CLI reads its CSVs
         for manifest, item_id in (("\ufeffimage,id\r\nr.jpg,first\r\n", "first"),
-                                  ("\ufeff image , id \r\n r.jpg , second \r\n", "second")):
+                                  ("\ufeff image , id \r\n r.jpg , second \r\n", "second"),
+                                  ("Image,ID\r\nr.jpg,third\r\n", "third")):
             response = client.post("/v1/batches", files={"archive": ("sheet.zip", _zip({
                 "r.jpg": png, "manifest.csv": manifest.encode()}))}, data={"detectors": "grain"})
             assert response.status_code == 202, response.text
