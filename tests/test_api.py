@@ -6,6 +6,7 @@ import io
 import json
 import re
 import socket
+import threading
 import time
 import warnings
 import zipfile
@@ -370,9 +371,18 @@ def _raw_post(server: Server, path: str, headers: dict[str, str], body_parts: li
     head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
     head += "".join(f"{name}: {value}\r\n" for name, value in headers.items()) + "\r\n"
     with socket.create_connection(("127.0.0.1", server.port), timeout=wait) as sock:
-        sock.sendall(head.encode())
-        for part in body_parts:
-            sock.sendall(part)
+
+        def send() -> None:
+            try:
+                for part in [head.encode(), *body_parts]:
+                    sock.sendall(part)
+            except OSError:  # the server refused and closed while the rest was still being sent
+                pass
+
+        # sent from a thread while this one reads: a server that refuses mid-body closes the connection, and
+        # the answer must be read before the unread rest makes it reset the connection
+        sender = threading.Thread(target=send, daemon=True)
+        sender.start()
         answer = b""
         try:
             while not _whole_response(answer) and (chunk := sock.recv(65536)):
@@ -381,6 +391,11 @@ def _raw_post(server: Server, path: str, headers: dict[str, str], body_parts: li
             raise AssertionError(f"no whole answer within {wait} s: the server is waiting for the body") from None
         except ConnectionResetError:
             pass  # the server closed without reading what we sent; the answer arrived before the reset
+        try:
+            sock.shutdown(socket.SHUT_RDWR)  # wakes a send still blocked on a server that stopped reading
+        except OSError:
+            pass
+        sender.join(wait)
     status_line, _, rest = answer.partition(b"\r\n")
     body = rest.partition(b"\r\n\r\n")[2]
     return int(status_line.split()[1]), json.loads(body)
