@@ -110,16 +110,6 @@ def test_clone_finds_an_enlarged_stamp_whose_keypoints_match_only_loosely() -> N
     assert f1_score(result.mask, case.mask) > 0.5
 
 
-@pytest.mark.parametrize("scale", [1.33, 1.7])
-def test_clone_finds_a_small_rescaled_stamp_on_a_plain_background(scale: float) -> None:
-    # a stamp on 1.2 % of the picture, in a low-contrast area: among the 8,000 strongest keypoints it kept 1 to 3
-    # pairs agreeing with its map where 5 are needed (missed before); among 20,000, enough
-    case = make_forgery(4000, method="clone", size=768, history="print",
-                        scan_style=ScanStyle(blur=0.6, jpeg_quality=90), stamp=(0, scale, False))
-    result = get_detector("clone").run(load_image_bytes(case.file_bytes, name="c").pixels)
-    assert f1_score(result.mask, case.mask) > 0.6
-
-
 def test_clone_finds_a_mirrored_stamp() -> None:
     # SIFT does not pair mirror images and a similarity map cannot flip, so a stamp flipped left to right was
     # missed (F1 0 before); the image's descriptors are now matched against its flipped self's
