@@ -271,7 +271,7 @@ def for_each_strip(work: Callable[[int, int], None], cuts: list[int]) -> None:
 
 
 def nearest_neighbours(query: np.ndarray, train: np.ndarray, k: int, *,
-                       excluded: Callable[[slice], np.ndarray] | None = None, rows_per_chunk: int = 1024
+                       excluded: Callable[[slice], np.ndarray] | None = None, rows_per_chunk: int = 512
                        ) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` nearest rows of ``train`` to each row of ``query`` (exact, Euclidean), nearest first: indices
     (int64) and distances (float32), each of shape (len(query), min(k, len(train))).
