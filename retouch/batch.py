@@ -341,8 +341,10 @@ def run_batch(
                        for item in todo]
             for finished, future in enumerate(as_completed(futures), start=1):
                 record = future.result()
-                _append(handle, record)
+                # listed before it is appended: an interrupt between the two must not leave a recorded item out
+                # of summary.csv (an id listed but not yet recorded is simply absent from it)
                 listed.add(record["id"])
+                _append(handle, record)
                 ok += record["status"] == "ok"
                 failed += record["status"] != "ok"
                 if progress:
