@@ -128,6 +128,18 @@ def test_clone_finds_a_shrunk_mirrored_stamp_whose_keypoint_map_is_slightly_off(
     assert f1_score(result.mask, case.mask) > 0.5
 
 
+def test_clone_finds_a_mirrored_stamp_whose_pixel_test_also_matched_scattered_look_alikes() -> None:
+    # development case 4007, mirrored x0.75: the mirror map's pixel test also kept small chance matches across the
+    # image; the grain test then ran on that scattered area and refused the copy (nothing marked before). Only
+    # areas of a copy's minimum size are kept now; the copy's side is not called here (seams alike), so both
+    # sides are marked
+    case = make_forgery(4007, method="clone", size=768, history="print",
+                        scan_style=ScanStyle(blur=0.6, jpeg_quality=90), stamp=(0, 0.75, True))
+    result = get_detector("clone").run(load_image_bytes(case.file_bytes, name="c").pixels)
+    assert result.mask[case.mask].mean() > 0.5
+    assert {"clone-target", "clone-source"} <= {region.kind for region in result.regions}
+
+
 def _mirror_left_half(gray: np.ndarray) -> np.ndarray:
     out = gray.copy()
     half = gray.shape[1] // 2

@@ -158,8 +158,10 @@ def _rescaled_copies(gray: np.ndarray, maps: list[np.ndarray], *, min_offset: in
     found = []
     for affine in maps:
         twin_y, twin_x, zone = twin_field(affine)
-        same = _copy_extent(gray, affine, zone, zone)
-        if same.sum() >= min_area:
+        # seeded by the whole zone, the pixel test also keeps chance look-alikes scattered over the image; a copy
+        # is one area of at least ``min_area``, and the grain test and the map's refinement need that area alone
+        same = _components(_copy_extent(gray, affine, zone, zone), min_area)[1] > 0
+        if same.any():
             # a mirror map is also what two halves of a symmetric subject (a face, a facade) follow, and their
             # outlines agree to the pixel test where structure outweighs texture: only shared fine texture
             # (the copied grain) tells a flipped copy
