@@ -253,6 +253,24 @@ def test_clients_see_only_their_own_file_names(server: Server) -> None:
         assert error.startswith("broken.jpg: ") and "uploads" not in error and str(server.data_dir) not in error
 
 
+def test_an_input_is_served_as_the_image_it_is_whatever_its_name(server: Server) -> None:
+    # a valid JPEG can carry HTML in a comment; named 'x.html' and served by its name it would run as a page of
+    # the service's origin (where the browser page keeps the API key), so the type comes from the content
+    rng = np.random.default_rng(3)
+    buffer = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (64, 96), np.uint8)).save(
+        buffer, format="JPEG", comment=b"<script>alert(document.domain)</script>")
+    with server.client() as client:
+        for name in ("scan.html", "scan.svg", "scan"):
+            created = client.post("/v1/analyses", files={"image": (name, buffer.getvalue())},
+                                  data={"detectors": "grain"})
+            job = server.wait_job(client, created.json()["job_id"])
+            served = client.get(f"/v1/jobs/{job['id']}/items/image/inputs/0")
+            assert served.status_code == 200 and served.content == buffer.getvalue()
+            assert served.headers["content-type"] == "image/jpeg", name
+            assert served.headers["x-content-type-options"] == "nosniff"
+
+
 def test_images_too_small_to_analyse_are_refused_at_submission(server: Server) -> None:
     fine = _png(np.full((64, 64), 128, np.uint8))
     tiny, thin = _png(np.full((7, 7), 128, np.uint8)), _png(np.full((100000, 10), 128, np.uint8))
