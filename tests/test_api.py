@@ -131,6 +131,14 @@ def test_bad_uploads_get_documented_errors(server: Server) -> None:
             assert body["error"]["code"] == code and "Traceback" not in response.text
 
 
+def test_a_list_offset_beyond_any_job_count_is_a_422_not_a_500(server: Server) -> None:
+    with server.client() as client:
+        huge = client.get("/v1/jobs", params={"offset": 10 ** 30})
+        assert huge.status_code == 422 and huge.json()["error"]["code"] == "invalid_request", huge.text
+        largest = client.get("/v1/jobs", params={"offset": 2 ** 63 - 1}).json()
+        assert largest["jobs"] == [] and largest["offset"] == 2 ** 63 - 1
+
+
 def _upload_folders(server: Server) -> set[str]:
     uploads = server.data_dir / "uploads"
     return {path.name for path in uploads.iterdir()} if uploads.exists() else set()

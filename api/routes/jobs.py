@@ -33,6 +33,7 @@ ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 415, 4
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)], responses=ERRORS)
 PREVIEW_SIDE = 2400
 _preview_slots = threading.BoundedSemaphore(2)
+SQLITE_MAX_INTEGER = 2**63 - 1  # a larger OFFSET makes sqlite3 raise OverflowError: a 500 instead of a 422
 INPUT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "TIFF": "image/tiff", "WEBP": "image/webp",
                "BMP": "image/bmp"}  # the formats retouch.io records in a report's inputs
 FILE_NAME = re.compile(r"^[A-Za-z0-9_.-]+\.(png|gif|json|html)$")
@@ -163,7 +164,7 @@ async def submit_batch(
 
 
 @router.get("/jobs", response_model=JobList, summary="List jobs, newest first")
-def list_jobs(limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0),
+def list_jobs(limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0, le=SQLITE_MAX_INTEGER),
               jobs: JobStore = Depends(store)) -> JobList:
     found, total = jobs.jobs(limit=limit, offset=offset)
     return JobList(jobs=found, total=total, limit=limit, offset=offset)
