@@ -514,6 +514,31 @@ def test_delete_removes_uploads_and_cancels_running_items(tmp_path: Path) -> Non
         server.stop()
 
 
+def test_a_relative_data_dir_keeps_working_after_a_restart_from_another_folder(tmp_path: Path) -> None:
+    # the default --data-dir is relative: paths stored relative to the first server's working folder pointed
+    # nowhere once it was started from elsewhere, so a delete left the job's uploads on disk for ever
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    tiny = _png(np.full((64, 64), 90, np.uint8))
+    server = Server(Path("data"), workers=1, cwd=first).start()
+    try:
+        with server.client() as client:
+            job_id = client.post("/v1/analyses", files={"image": ("scan.png", tiny)},
+                                 data={"detectors": "grain"}).json()["job_id"]
+            server.wait_job(client, job_id)
+    finally:
+        server.stop()
+    server = Server(first / "data", workers=1, cwd=second).start()
+    try:
+        with server.client() as client:
+            assert client.get(f"/v1/jobs/{job_id}/items/image/inputs/0").content == tiny
+            assert client.delete(f"/v1/jobs/{job_id}").status_code == 204
+        assert not list((first / "data" / "uploads").iterdir())
+    finally:
+        server.stop()
+
+
 def test_api_key_protects_everything_but_health(tmp_path: Path) -> None:
     server = Server(tmp_path / "data", api_key="s3cret").start()
     try:
