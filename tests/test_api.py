@@ -539,6 +539,29 @@ def test_a_relative_data_dir_keeps_working_after_a_restart_from_another_folder(t
         server.stop()
 
 
+def test_an_input_no_longer_where_it_was_stored_is_a_404_not_a_500(tmp_path: Path) -> None:
+    # a data folder moved between runs (or a job deleted while its input is fetched): the stored path points
+    # nowhere, which FileResponse turned into a 500 internal error
+    tiny = _png(np.full((64, 64), 90, np.uint8))
+    server = Server(tmp_path / "old", workers=1).start()
+    try:
+        with server.client() as client:
+            job_id = client.post("/v1/analyses", files={"image": ("scan.png", tiny)},
+                                 data={"detectors": "grain"}).json()["job_id"]
+            server.wait_job(client, job_id)
+    finally:
+        server.stop()
+    (tmp_path / "old").rename(tmp_path / "new")
+    server = Server(tmp_path / "new", workers=1).start()
+    try:
+        with server.client() as client:
+            for route in ("inputs/0", "inputs/0/preview"):
+                gone = client.get(f"/v1/jobs/{job_id}/items/image/{route}")
+                assert gone.status_code == 404 and gone.json()["error"]["code"] == "not_found", (route, gone.text)
+    finally:
+        server.stop()
+
+
 def test_api_key_protects_everything_but_health(tmp_path: Path) -> None:
     server = Server(tmp_path / "data", api_key="s3cret").start()
     try:

@@ -252,6 +252,8 @@ def get_input(job_id: str, item_id: str, index: int, config: Settings = Depends(
     # the type is the one the loader read from the content, never guessed from the client's file name: a JPEG
     # named 'x.html' (HTML in a comment segment) would otherwise run as a page of this origin
     entry = _input_entry(config, jobs, job_id, item_id, index)
+    if not Path(entry["path"]).is_file():  # deleted meanwhile, or the data folder moved: FileResponse would 500
+        raise ApiError(404, "not_found", f"input {index} is no longer stored")
     media_type = INPUT_TYPES.get(str(entry.get("format", "")).upper(), "application/octet-stream")
     return FileResponse(entry["path"], media_type=media_type, headers={"X-Content-Type-Options": "nosniff"})
 
