@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from retouch.io.load import DEFAULT_MAX_PIXELS
@@ -23,3 +24,10 @@ class Settings(BaseSettings):
     max_zip_total_bytes: int = 4 * 1024 * 1024 * 1024
     max_zip_ratio: float = 250.0
     poll_interval_s: float = 0.05
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        # the job store records upload paths; relative ones would mean another folder once the server is started
+        # from elsewhere (queued items could not find their inputs, a delete would leave uploads behind)
+        return value.absolute()

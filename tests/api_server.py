@@ -21,8 +21,9 @@ def free_port() -> int:
 
 class Server:
     def __init__(self, data_dir: Path, *, workers: int = 1, env: dict[str, str] | None = None,
-                 api_key: str | None = None) -> None:
-        self.data_dir = data_dir
+                 api_key: str | None = None, cwd: Path | None = None) -> None:
+        self.data_dir = data_dir  # relative paths are relative to ``cwd``, the server's working folder
+        self.cwd = cwd
         self.workers = workers
         self.env = dict(os.environ, **(env or {}))
         self.api_key = api_key
@@ -35,8 +36,10 @@ class Server:
                    str(self.data_dir), "--workers", str(self.workers)]
         if self.api_key:
             command += ["--api-key", self.api_key]
-        log = open(self.data_dir.parent / f"server-{self.port}.log", "ab")  # noqa: SIM115 - lives with the process
-        self.process = subprocess.Popen(command, env=self.env, stdout=log, stderr=log, start_new_session=True)
+        logs = ((self.cwd or Path.cwd()) / self.data_dir).parent
+        log = open(logs / f"server-{self.port}.log", "ab")  # noqa: SIM115 - lives with the process
+        self.process = subprocess.Popen(command, env=self.env, stdout=log, stderr=log, start_new_session=True,
+                                        cwd=self.cwd)
         deadline = time.time() + 60
         while time.time() < deadline:
             try:

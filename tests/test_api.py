@@ -131,6 +131,14 @@ def test_bad_uploads_get_documented_errors(server: Server) -> None:
             assert body["error"]["code"] == code and "Traceback" not in response.text
 
 
+def test_a_list_offset_beyond_any_job_count_is_a_422_not_a_500(server: Server) -> None:
+    with server.client() as client:
+        huge = client.get("/v1/jobs", params={"offset": 10 ** 30})
+        assert huge.status_code == 422 and huge.json()["error"]["code"] == "invalid_request", huge.text
+        largest = client.get("/v1/jobs", params={"offset": 2 ** 63 - 1}).json()
+        assert largest["jobs"] == [] and largest["offset"] == 2 ** 63 - 1
+
+
 def _upload_folders(server: Server) -> set[str]:
     uploads = server.data_dir / "uploads"
     return {path.name for path in uploads.iterdir()} if uploads.exists() else set()
@@ -251,6 +259,24 @@ def test_clients_see_only_their_own_file_names(server: Server) -> None:
         assert [item["inputs"] for item in job["items"]] == [["broken.jpg"], ["fine.png"]]
         error = job["items"][0]["error"]
         assert error.startswith("broken.jpg: ") and "uploads" not in error and str(server.data_dir) not in error
+
+
+def test_an_input_is_served_as_the_image_it_is_whatever_its_name(server: Server) -> None:
+    # a valid JPEG can carry HTML in a comment; named 'x.html' and served by its name it would run as a page of
+    # the service's origin (where the browser page keeps the API key), so the type comes from the content
+    rng = np.random.default_rng(3)
+    buffer = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (64, 96), np.uint8)).save(
+        buffer, format="JPEG", comment=b"<script>alert(document.domain)</script>")
+    with server.client() as client:
+        for name in ("scan.html", "scan.svg", "scan"):
+            created = client.post("/v1/analyses", files={"image": (name, buffer.getvalue())},
+                                  data={"detectors": "grain"})
+            job = server.wait_job(client, created.json()["job_id"])
+            served = client.get(f"/v1/jobs/{job['id']}/items/image/inputs/0")
+            assert served.status_code == 200 and served.content == buffer.getvalue()
+            assert served.headers["content-type"] == "image/jpeg", name
+            assert served.headers["x-content-type-options"] == "nosniff"
 
 
 def test_images_too_small_to_analyse_are_refused_at_submission(server: Server) -> None:
@@ -484,6 +510,54 @@ def test_delete_removes_uploads_and_cancels_running_items(tmp_path: Path) -> Non
             assert not (data / "jobs" / running).exists()
             assert client.get(f"/v1/jobs/{running}").status_code == 404
             assert len(list((data / "uploads").iterdir())) == 1  # only the last job's upload
+    finally:
+        server.stop()
+
+
+def test_a_relative_data_dir_keeps_working_after_a_restart_from_another_folder(tmp_path: Path) -> None:
+    # the default --data-dir is relative: paths stored relative to the first server's working folder pointed
+    # nowhere once it was started from elsewhere, so a delete left the job's uploads on disk for ever
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    tiny = _png(np.full((64, 64), 90, np.uint8))
+    server = Server(Path("data"), workers=1, cwd=first).start()
+    try:
+        with server.client() as client:
+            job_id = client.post("/v1/analyses", files={"image": ("scan.png", tiny)},
+                                 data={"detectors": "grain"}).json()["job_id"]
+            server.wait_job(client, job_id)
+    finally:
+        server.stop()
+    server = Server(first / "data", workers=1, cwd=second).start()
+    try:
+        with server.client() as client:
+            assert client.get(f"/v1/jobs/{job_id}/items/image/inputs/0").content == tiny
+            assert client.delete(f"/v1/jobs/{job_id}").status_code == 204
+        assert not list((first / "data" / "uploads").iterdir())
+    finally:
+        server.stop()
+
+
+def test_an_input_no_longer_where_it_was_stored_is_a_404_not_a_500(tmp_path: Path) -> None:
+    # a data folder moved between runs (or a job deleted while its input is fetched): the stored path points
+    # nowhere, which FileResponse turned into a 500 internal error
+    tiny = _png(np.full((64, 64), 90, np.uint8))
+    server = Server(tmp_path / "old", workers=1).start()
+    try:
+        with server.client() as client:
+            job_id = client.post("/v1/analyses", files={"image": ("scan.png", tiny)},
+                                 data={"detectors": "grain"}).json()["job_id"]
+            server.wait_job(client, job_id)
+    finally:
+        server.stop()
+    (tmp_path / "old").rename(tmp_path / "new")
+    server = Server(tmp_path / "new", workers=1).start()
+    try:
+        with server.client() as client:
+            for route in ("inputs/0", "inputs/0/preview"):
+                gone = client.get(f"/v1/jobs/{job_id}/items/image/{route}")
+                assert gone.status_code == 404 and gone.json()["error"]["code"] == "not_found", (route, gone.text)
     finally:
         server.stop()
 

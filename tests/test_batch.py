@@ -314,6 +314,19 @@ def test_a_folder_batch_names_the_files_it_skipped_as_not_images(tmp_path: Path)
     assert "Skipped 2 files not read as images" in done.stdout and "anim.gif, readme.txt." in done.stdout
 
 
+def test_a_failed_item_is_named_by_its_path_even_with_square_brackets(tmp_path: Path) -> None:
+    scans = tmp_path / "box [old]"
+    (scans / "a[").mkdir(parents=True)
+    (scans / "scan [draft].jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 40)  # a JPEG header, no image
+    (scans / "a[" / "x].jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 40)  # the path holds '[/x]'
+    out = tmp_path / "out [run]"
+    done = _retouch("batch", str(scans), "-o", str(out), "-d", "grain", "-w", "1")
+    assert done.returncode == 0, done.stderr
+    stderr = " ".join(done.stderr.split())  # rich wraps long lines
+    assert str(scans / "scan [draft].jpg") in stderr and str(scans / "a[" / "x].jpg") in stderr
+    assert f"Summary: {out / 'summary.csv'}" in done.stdout
+
+
 @pytest.mark.skipif(not Path("/dev/zero").exists(), reason="needs /dev/zero")
 def test_a_device_in_a_pairs_csv_fails_its_item_instead_of_being_read_forever(tmp_path: Path) -> None:
     (tmp_path / "a.png").write_bytes(make_authentic(15, size=128).file_bytes)

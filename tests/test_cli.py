@@ -131,6 +131,18 @@ def test_analyze_writes_complete_report(tmp_path: Path) -> None:
     assert not list(out.glob("*.part")), "no temp files left behind"
 
 
+def test_paths_with_square_brackets_are_printed_as_they_are(tmp_path: Path) -> None:
+    # the terminal output is rich markup: '[draft]' in a folder name was taken for a style and dropped, and a
+    # path reading '[/x]' (folder 'a[', then 'x]') was a closing tag that crashed the command after its work
+    rng = np.random.default_rng(4)
+    image = tmp_path / "scan [draft].png"
+    cv2.imwrite(str(image), np.clip(rng.normal(128, 12, (96, 128)), 0, 255).astype(np.uint8))
+    for out in (tmp_path / "box [old]", tmp_path / "a[" / "x]"):
+        done = retouch("analyze", str(image), "-o", str(out), "-d", "grain")
+        assert done.returncode == 0, done.stderr
+        assert f"Report: {out / 'report.html'}" in done.stdout
+
+
 def test_a_multi_page_tiff_is_analysed_on_its_first_page_and_the_report_says_so(tmp_path: Path) -> None:
     from PIL import Image
 

@@ -33,6 +33,9 @@ ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 415, 4
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)], responses=ERRORS)
 PREVIEW_SIDE = 2400
 _preview_slots = threading.BoundedSemaphore(2)
+SQLITE_MAX_INTEGER = 2**63 - 1  # a larger OFFSET makes sqlite3 raise OverflowError: a 500 instead of a 422
+INPUT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "TIFF": "image/tiff", "WEBP": "image/webp",
+               "BMP": "image/bmp"}  # the formats retouch.io records in a report's inputs
 FILE_NAME = re.compile(r"^[A-Za-z0-9_.-]+\.(png|gif|json|html)$")
 
 
@@ -161,7 +164,7 @@ async def submit_batch(
 
 
 @router.get("/jobs", response_model=JobList, summary="List jobs, newest first")
-def list_jobs(limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0),
+def list_jobs(limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0, le=SQLITE_MAX_INTEGER),
               jobs: JobStore = Depends(store)) -> JobList:
     found, total = jobs.jobs(limit=limit, offset=offset)
     return JobList(jobs=found, total=total, limit=limit, offset=offset)
@@ -231,18 +234,28 @@ def get_file(job_id: str, item_id: str, name: str, config: Settings = Depends(se
     return FileResponse(path)
 
 
-def _input_path(config: Settings, jobs: JobStore, job_id: str, item_id: str, index: int) -> str:
+def _input_entry(config: Settings, jobs: JobStore, job_id: str, item_id: str, index: int) -> dict:
     report = json.loads((_item_folder(config, jobs, job_id, item_id) / "report.json").read_text(encoding="utf-8"))
     inputs = report.get("inputs", [])
     if not 0 <= index < len(inputs):
         raise ApiError(404, "not_found", f"no input {index}")
-    return inputs[index]["path"]
+    return inputs[index]
+
+
+def _input_path(config: Settings, jobs: JobStore, job_id: str, item_id: str, index: int) -> str:
+    return _input_entry(config, jobs, job_id, item_id, index)["path"]
 
 
 @router.get("/jobs/{job_id}/items/{item_id}/inputs/{index}", summary="An item's uploaded input image")
 def get_input(job_id: str, item_id: str, index: int, config: Settings = Depends(settings),
               jobs: JobStore = Depends(store)) -> FileResponse:
-    return FileResponse(_input_path(config, jobs, job_id, item_id, index))
+    # the type is the one the loader read from the content, never guessed from the client's file name: a JPEG
+    # named 'x.html' (HTML in a comment segment) would otherwise run as a page of this origin
+    entry = _input_entry(config, jobs, job_id, item_id, index)
+    if not Path(entry["path"]).is_file():  # deleted meanwhile, or the data folder moved: FileResponse would 500
+        raise ApiError(404, "not_found", f"input {index} is no longer stored")
+    media_type = INPUT_TYPES.get(str(entry.get("format", "")).upper(), "application/octet-stream")
+    return FileResponse(entry["path"], media_type=media_type, headers={"X-Content-Type-Options": "nosniff"})
 
 
 @router.get("/jobs/{job_id}/items/{item_id}/inputs/{index}/preview",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from retouch.cli.app import app, console, non_empty_path, stdout
@@ -46,7 +47,10 @@ def batch(
         rate = f"{60 * done / elapsed:.1f} items/min" if done and elapsed else ""
         bar.update(task, completed=done, total=total, rate=rate)
         if record and record["status"] != "ok":
-            console.print(f"[yellow]failed[/yellow] {record['id']}: {record['error']}", markup=True)
+            # the id and the error hold file names: escaped, or '[draft]' in a path is read as a style and '[/x]'
+            # as a closing tag that crashes the run; not wrapped, so the path can be copied
+            console.print(f"[yellow]failed[/yellow] {escape(record['id'])}: {escape(record['error'])}",
+                          markup=True, soft_wrap=True)
 
     try:
         report = run_batch(input_path, out, detectors=names, workers=workers, scheduler=scheduler,
@@ -62,4 +66,4 @@ def batch(
         more = f" and {count - len(shown)} more" if count > len(shown) else ""
         stdout.print(f"Skipped {count} {'file' if count == 1 else 'files'} not read as images (JPEG, PNG, TIFF, "
                      f"WebP or BMP, by content): {', '.join(shown)}{more}.", markup=False)
-    stdout.print(f"Summary: {out / 'summary.csv'}")
+    stdout.print(f"Summary: {out / 'summary.csv'}", markup=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from rich.markup import escape
 from rich.table import Table
 
 from retouch.cli.app import stdout
@@ -19,7 +20,7 @@ def print_outcome(outcome: TaskOutcome, *, as_json: bool = False) -> None:
         return
     report = json.loads((folder / REPORT_JSON).read_text(encoding="utf-8"))
     result = report["result"]
-    stdout.print(f"[bold]{result['summary']}[/bold]")
+    stdout.print(f"[bold]{escape(result['summary'])}[/bold]")
     if result["regions"]:
         table = Table(show_header=True, header_style="bold")
         for column in ("#", "kind", "x", "y", "w", "h", "area px", "score", "evidence"):
@@ -37,5 +38,6 @@ def print_outcome(outcome: TaskOutcome, *, as_json: bool = False) -> None:
         if item.get("pages", 1) > 1:
             stdout.print(f"Note: {item['name']} holds {item['pages']} images (pages or frames); only the first "
                          "was analysed. Save the others as files of their own to analyse them.", markup=False)
-    stdout.print(f"Report: {folder / REPORT_HTML}")
-    stdout.print(f"Data:   {folder / REPORT_JSON}")
+    # paths are the user's, printed as they are: as markup, '[draft]' in a folder name would vanish
+    stdout.print(f"Report: {folder / REPORT_HTML}", markup=False)
+    stdout.print(f"Data:   {folder / REPORT_JSON}", markup=False)

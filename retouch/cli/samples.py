@@ -26,8 +26,9 @@ def build(
     from retouch.samples.build import build_samples
 
     manifest = build_samples(out, seed=seed, count=count, size=size)
-    stdout.print(f"{len(manifest['single'])} single-image cases and {len(manifest['pairs'])} pairs in {out}")
-    stdout.print(f"Manifest: {out / 'cases.json'}")
+    stdout.print(f"{len(manifest['single'])} single-image cases and {len(manifest['pairs'])} pairs in {out}",
+                 markup=False)
+    stdout.print(f"Manifest: {out / 'cases.json'}", markup=False)
 
 
 @app.command()
@@ -46,7 +47,7 @@ def demo(
     started = time.perf_counter()
     gallery = require_output_folder(out, ["index.html"]) / "index.html"  # before a minute of work, not after
     samples = out / "samples"
-    stdout.print(f"Building samples in {samples} ...")
+    stdout.print(f"Building samples in {samples} ...", markup=False)
     manifest = build_samples(samples, seed=1917, count=6, size=size)
     pair = next(p for p in manifest["pairs"] if p["edit"] == "diffusion")
     pair_folder = out / f"compare-{pair['id']}"
@@ -62,4 +63,4 @@ def demo(
              "the questioned print.")
     atomic_write_text(gallery, render_gallery(pair_folder, singles, pair_truth_note=truth))
     stdout.print(f"Done in {time.perf_counter() - started:.0f} s.")
-    stdout.print(f"Gallery: {gallery.resolve()}")
+    stdout.print(f"Gallery: {gallery.resolve()}", markup=False)
