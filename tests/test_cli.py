@@ -289,6 +289,34 @@ def test_ctrl_c_while_the_command_line_loads_exits_130_with_one_line(tmp_path: P
     assert not (tmp_path / "out").exists()
 
 
+PROBE = """
+import os, signal, sys
+import typer.main
+from retouch.cli.app import main
+
+build = typer.main.get_command
+
+def building_when_ctrl_c_lands(typer_app):
+    # the interrupt arrives while Typer evaluates a string annotation of a command
+    eval("[os.kill(os.getpid(), signal.SIGINT)] + [i for i in range(10**7)]", {"os": os, "signal": signal})
+    return build(typer_app)
+
+typer.main.get_command = building_when_ctrl_c_lands
+sys.exit(main(["detectors"]))
+"""
+
+
+def test_ctrl_c_while_typer_evaluates_annotations_still_exits_130(tmp_path: Path) -> None:
+    # seen about once in ten interrupts a third of a second in: CPython took the interrupt, which had left an
+    # eval(), for an unhandled one and ended 'python -m retouch' by SIGINT (-2) after the right one line
+    (tmp_path / "ctrl_c_probe.py").write_text(PROBE)
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), *sys.path])}
+    done = subprocess.run([sys.executable, "-m", "ctrl_c_probe"], capture_output=True, text=True, cwd=tmp_path,
+                          env=environment, timeout=120)
+    assert done.returncode == 130, done.stderr
+    assert _one_line(done.stderr) == "retouch: error: interrupted"
+
+
 def test_blank_detectors_mean_the_defaults_and_a_bare_comma_is_refused(tmp_path: Path) -> None:
     image = tmp_path / "scan.png"
     cv2.imwrite(str(image), (np.random.default_rng(5).random((48, 48)) * 255).astype(np.uint8))

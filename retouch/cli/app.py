@@ -134,9 +134,19 @@ def main(argv: list[str] | None = None) -> int:
         code, message = _run_command(sys.argv[1:] if argv is None else argv, interrupt)
     if interrupt.fired:
         code, message = 130, "interrupted"
+    if code == 130:
+        _forget_the_caught_interrupt()
     if message:
         _error_line(message)
     return code
+
+
+def _forget_the_caught_interrupt() -> None:
+    # CPython (3.11 here) records a KeyboardInterrupt that left an eval() of a string as unhandled even when it
+    # was caught later (Typer evaluates our string annotations while it builds the commands), and under
+    # ``python -m retouch`` then ends the process by SIGINT (-2) instead of with our exit code 130; the start of
+    # any such evaluation clears that record
+    eval("None")  # noqa: S307 - a constant expression
 
 
 def _run_command(args: list[str], interrupt: _InterruptWatch) -> tuple[int, str | None]:
