@@ -202,3 +202,34 @@ def test_small_views_of_different_photographs_are_refused(seed: int, other: int,
     assert first.info["source"] != second.info["source"]
     with pytest.raises(NotSamePhotographError, match="these images do not show the same photograph"):
         register(first.reference, second.questioned)
+
+
+def _framed(image: np.ndarray, value: int, top: int, left: int) -> np.ndarray:
+    """``image`` on a scanner bed: a uniform margin of ``value`` around it, ``top``/``left`` pixels wide."""
+    fill = (value,) * 3 if image.ndim == 3 else value
+    return cv2.copyMakeBorder(image, top, top, left, left, cv2.BORDER_CONSTANT, value=fill)
+
+
+@pytest.mark.parametrize(("edit", "value"), [("none", 255), ("diffusion", 0)])
+def test_a_scanner_margin_is_not_compared_as_content(edit: str, value: int) -> None:
+    # the reference shows more of the print than the questioned scan, whose bed shows as a wide white (or black)
+    # margin around it: the reference's picture over that margin was compared with it, so an untouched pair was
+    # refused as two different photographs (white) or marked along the margin as changed (black)
+    pair = make_pair(1 if edit == "none" else 21, size=384 if edit == "none" else 512, edit=edit)
+    top, left = 120, 150
+    framed = _framed(pair.questioned, value, top, left)
+    comparison = compare_pair(_framed(pair.reference, 255 - value, 40, 60), framed)
+    shift = np.array([[1.0, 0, left], [0, 1, top], [0, 0, 1]])
+    truth = shift @ pair.transform @ np.linalg.inv(np.array([[1.0, 0, 60], [0, 1, 40], [0, 0, 1]]))
+    framed_reference_shape = (pair.reference.shape[0] + 80, pair.reference.shape[1] + 120)
+    assert registration_error(comparison.transform, truth, framed_reference_shape, framed.shape[:2]) <= 1.0
+    result = comparison.result
+    assert result.mask.shape == framed.shape[:2] and comparison.aligned_reference.shape[:2] == framed.shape[:2]
+    assert not comparison.valid_mask[:top].any() and not comparison.valid_mask[:, :left].any()  # margin left out
+    if edit == "none":
+        assert not result.regions, [(r.kind, r.bbox) for r in result.regions]
+    else:
+        mask = _framed(pair.mask_questioned.astype(np.uint8), 0, top, left) > 0
+        assert f1_score(result.mask, mask, valid=comparison.valid_mask) >= 0.5
+        assert all(mask[r.bbox[1]:r.bbox[1] + r.bbox[3], r.bbox[0]:r.bbox[0] + r.bbox[2]].any()
+                   for r in result.regions), [(r.kind, r.bbox) for r in result.regions]

@@ -131,6 +131,46 @@ def test_applies_exif_orientation_like_pillow(tmp_path: Path, orientation: int) 
     assert np.array_equal(loaded.rgb8, expected)
 
 
+_TRANSPOSE = {2: [Image.Transpose.FLIP_LEFT_RIGHT], 3: [Image.Transpose.ROTATE_180],
+              4: [Image.Transpose.FLIP_TOP_BOTTOM], 5: [Image.Transpose.TRANSPOSE],
+              6: [Image.Transpose.ROTATE_270], 7: [Image.Transpose.TRANSVERSE], 8: [Image.Transpose.ROTATE_90]}
+
+
+def _shown(stored: np.ndarray, orientation: int) -> np.ndarray:
+    """``stored`` as the TIFF/EXIF orientation tag says to show it (the tag's definition, per channel)."""
+    planes = stored.reshape(*stored.shape[:2], -1)
+    shown = []
+    for channel in range(planes.shape[2]):
+        image = Image.fromarray(np.ascontiguousarray(planes[:, :, channel]))
+        for step in _TRANSPOSE.get(orientation, []):
+            image = image.transpose(step)
+        shown.append(np.asarray(image))
+    return np.dstack(shown) if stored.ndim == 3 else shown[0]
+
+
+@pytest.mark.parametrize("orientation", [2, 3, 6, 8])
+@pytest.mark.parametrize("kind", ["rgb", "gray", "rgb16", "rgb16-planes"])
+def test_tiff_orientation_is_applied_once(orientation: int, kind: str) -> None:
+    # Pillow (11 and later) turns a TIFF upright itself when it loads it, and OpenCV 5 does for 16-bit colour:
+    # the loader then applied the Orientation tag a second time, so a scanner's TIFF tagged 6 came out upside
+    # down (or 90 degrees off), in a frame no viewer shows
+    stored = {"rgb": RGB, "gray": GRAY, "rgb16": RGB.astype(np.uint16) * 257 + 3,
+              "rgb16-planes": RGB.astype(np.uint16) * 257 + 3}[kind]
+    buffer = io.BytesIO()
+    if kind in ("rgb", "gray"):
+        Image.fromarray(stored).save(buffer, format="TIFF", tiffinfo={0x0112: orientation})
+    else:
+        tifffile = pytest.importorskip("tifffile")
+        planar = kind.endswith("planes")
+        tifffile.imwrite(buffer, np.moveaxis(stored, -1, 0) if planar else stored, photometric="rgb",
+                         planarconfig="separate" if planar else "contig",
+                         extratags=[(0x0112, "H", 1, orientation, True)])
+    loaded = load_image_bytes(buffer.getvalue(), name="scan.tif")
+    assert loaded.exif_orientation == orientation
+    assert loaded.pixels.dtype == stored.dtype
+    assert np.array_equal(loaded.pixels, _shown(stored, orientation))
+
+
 def test_never_modifies_the_input(tmp_path: Path) -> None:
     path = tmp_path / "keep.jpg"
     path.write_bytes(_pil_bytes(Image.fromarray(RGB), "JPEG"))

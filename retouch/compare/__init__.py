@@ -1,13 +1,14 @@
 """Paired differencing: register two scans of one photograph and localise what was removed, added or retouched.
 
 ``compare_pair(reference, questioned)`` returns a :class:`PairComparison` whose ``result`` is the common
-:class:`~retouch.result.AnalysisResult` in the questioned image's frame and size.
+:class:`~retouch.result.AnalysisResult` in the questioned image's frame and size. Uniform margins around either
+picture (a scanner bed, a frame) are left out, as ``analyze`` leaves them out (``retouch.imaging.content_box``).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -30,10 +31,11 @@ from retouch.compare.changes import (
     remove_defects,
 )
 from retouch.compare.register import Registration, register
-from retouch.imaging import analysis_scale, checked_image, to_gray_float, to_uint8, upscale_to
+from retouch.imaging import analysis_scale, checked_image, content_box, to_gray_float, to_uint8, upscale_to
 from retouch.result import AnalysisResult, Region
 
 ANALYSIS_PIXELS = 2_500_000
+MIN_PICTURE_SIDE = 32  # px; a picture inside margins smaller than this is compared with its margins, as before
 
 EXPLANATION = (
     "The reference scan was aligned onto the questioned scan (features, a robust geometric fit and a sub-pixel "
@@ -45,7 +47,8 @@ EXPLANATION = (
     "over an area larger than dust, outlined where the finest scales confirm it. A region is "
     "'removed' when the reference shows something distinct there that the questioned scan lacks, 'added' for the "
     "opposite, and 'retouched' when the surface changed without such a clear direction. Limits: areas outside "
-    "the overlap of the two scans are not compared; changes smaller than about 0.2 % of the compared area (the min_area_fraction parameter), or fainter "
+    "the overlap of the two scans, and uniform margins (a scanner bed, a frame), are not compared; changes "
+    "smaller than about 0.2 % of the compared area (the min_area_fraction parameter), or fainter "
     "than the grain, are not reported; a damaged or restored print shows as a change too: the map says what "
     "differs, an expert says why."
 )
@@ -104,6 +107,74 @@ def compare_pair(
     """
     reference = checked_image(reference, role="reference")
     questioned = checked_image(questioned, role="questioned")
+    # A scanner bed (or a digital frame) around either picture is no part of the print. Where the other scan
+    # shows more of the print, its picture lay over that margin and was compared with it: an untouched pair with
+    # a white bed around the questioned scan was refused as two different photographs, and a black one marked
+    # along the margin as changed. As ``analyze`` does, each scan's uniform margins are left out and the pictures
+    # inside them compared; the result is placed back in the questioned image's whole frame.
+    r_top, r_bottom, r_left, r_right = content_box(reference)
+    q_top, q_bottom, q_left, q_right = content_box(questioned)
+    if min(r_bottom - r_top, r_right - r_left, q_bottom - q_top, q_right - q_left) < MIN_PICTURE_SIDE or (
+            (r_top, r_left, q_top, q_left) == (0, 0, 0, 0)
+            and (r_bottom, r_right) == reference.shape[:2] and (q_bottom, q_right) == questioned.shape[:2]):
+        return _compare_pictures(reference, questioned, threshold=threshold, min_area_fraction=min_area_fraction,
+                                 analysis_pixels=analysis_pixels)
+    inner = _compare_pictures(np.ascontiguousarray(reference[r_top:r_bottom, r_left:r_right]),
+                              np.ascontiguousarray(questioned[q_top:q_bottom, q_left:q_right]),
+                              threshold=threshold, min_area_fraction=min_area_fraction,
+                              analysis_pixels=analysis_pixels,
+                              frame="questioned image" if (q_top, q_bottom, q_left, q_right) == (
+                                  0, *questioned.shape[:1], 0, *questioned.shape[1:2])
+                              else "questioned picture inside its uniform margins")
+    return _placed(inner, reference, questioned, (r_top, r_bottom, r_left, r_right), (q_top, q_left))
+
+
+def _placed(inner: PairComparison, reference: np.ndarray, questioned: np.ndarray,
+            reference_box: tuple[int, int, int, int], questioned_corner: tuple[int, int]) -> PairComparison:
+    """A comparison of the pictures inside the margins (the reference's ``(top, bottom, left, right)``, the
+    questioned picture's corner ``(top, left)``) in the whole questioned frame: maps are zero outside the
+    picture, the transform and the reference boxes are in whole-scan pixels."""
+    (r_top, r_bottom, r_left, r_right), (q_top, q_left) = reference_box, questioned_corner
+    full_shape = questioned.shape[:2]
+    from_reference = np.array([[1.0, 0.0, -r_left], [0.0, 1.0, -r_top], [0.0, 0.0, 1.0]])
+    to_questioned = np.array([[1.0, 0.0, q_left], [0.0, 1.0, q_top], [0.0, 0.0, 1.0]])
+    transform = to_questioned @ inner.transform @ from_reference
+    transform /= transform[2, 2]
+    result = inner.result.placed_in(full_shape, q_top, q_left)
+    regions = []
+    for region in result.regions:
+        evidence = dict(region.evidence)
+        if "bbox_reference" in evidence:
+            x, y, w, h = evidence["bbox_reference"]
+            evidence["bbox_reference"] = [x + r_left, y + r_top, w, h]
+        regions.append(replace(region, evidence=evidence))
+    valid = np.zeros(full_shape, bool)
+    height, width = inner.valid_mask.shape
+    valid[q_top:q_top + height, q_left:q_left + width] = inner.valid_mask
+    aligned = _warp_to(to_uint8(reference), transform, full_shape)
+    details = dict(result.details)
+    details["compared_fraction"] = round(float(valid.mean()), 6)
+    picture = {"reference": [r_left, r_top, r_right - r_left, r_bottom - r_top],
+               "questioned": [q_left, q_top, width, height]}
+    params = {**result.params, "compared_pictures": picture}
+    x, y, w, h = picture["questioned"]
+    if (w, h) == (full_shape[1], full_shape[0]):
+        note = "The reference scan's uniform margins were left out."
+    else:
+        note = (f"Uniform margins were left out: the questioned picture compared is the {w}x{h} px area at "
+                f"({x}, {y}).")
+    summary = f"{result.summary} {note}"
+    result = replace(result, regions=regions, details=details, params=params, summary=summary,
+                     images={"aligned_reference": aligned, "questioned": to_uint8(questioned)})
+    return PairComparison(result=result, transform=transform,
+                          registration=replace(inner.registration, transform=transform), aligned_reference=aligned,
+                          valid_mask=valid)
+
+
+def _compare_pictures(reference: np.ndarray, questioned: np.ndarray, *, threshold: float,
+                      min_area_fraction: float, analysis_pixels: int, frame: str = "questioned image"
+                      ) -> PairComparison:
+    """:func:`compare_pair` of two pictures without margins; ``frame`` names the questioned one in the summary."""
     timings: dict[str, float] = {}
     started = time.perf_counter()
     registration = register(reference, questioned)
@@ -165,8 +236,8 @@ def compare_pair(
                    f"area; the scans were aligned with a {registration.model} "
                    f"({registration.inliers} matching points).")
     else:
-        summary = (f"No content change found over the {100 * overlap:.0f} % of the questioned image that both scans "
-                   f"show; aligned with a {registration.model} ({registration.inliers} matching points).")
+        summary = (f"No content change found over the {100 * overlap:.0f} % of the {frame} that both "
+                   f"scans show; aligned with a {registration.model} ({registration.inliers} matching points).")
     score = max([r.score for r in regions], default=0.0)
     score = max(score, 0.5 * float(np.percentile(heat_small[valid], 99.9)))
     result = AnalysisResult(

@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image, ImageFile, JpegImagePlugin
 
 from retouch.errors import ImageTooLargeError, InputError
-from retouch.imaging import to_display
+from retouch.imaging import to_display, to_stored
 
 DEFAULT_MAX_PIXELS = 200_000_000
 MAX_PIXELS_VARIABLE = "RETOUCH_MAX_PIXELS"
@@ -360,7 +360,7 @@ def load_image_bytes(
             mode = image.mode
             pages = _page_count(image)
             try:
-                pixels, had_alpha = _decode(image, data)
+                pixels, had_alpha = _decode(image, data, orientation)
             except ImageTooLargeError:
                 raise
             except _UnreadableLayoutError as error:
@@ -422,18 +422,37 @@ class _NotFiniteError(ValueError):
     """A floating-point image holds NaN or infinite samples (no stretch can place them on a grey scale)."""
 
 
-def _decode(image: Image.Image, data: bytes) -> tuple[np.ndarray, bool]:
-    """Decode to uint8/uint16 gray or RGB, dropping alpha. Raises on truncation."""
+def _decode(image: Image.Image, data: bytes, orientation: int = 1) -> tuple[np.ndarray, bool]:
+    """Decode to uint8/uint16 gray or RGB as the file stores them (before ``orientation``, the file's tag, is
+    applied), dropping alpha. Raises on truncation."""
     mode = image.mode
     had_alpha = mode in {"RGBA", "LA", "PA", "La", "RGBa"} or (mode == "P" and "transparency" in image.info)
+    # Pillow 11 and later turn a TIFF upright as they load it, and then drop its Orientation tag; the loader
+    # applies the tag to every format itself, so a TIFF turned by Pillow is turned back here (else a scan tagged
+    # 6 came out turned twice, in a frame no viewer shows)
+    tagged = image.format == "TIFF" and orientation != 1 and _EXIF_ORIENTATION in image.tag_v2
     # Pillow's decoder checks the data (raising with its own reason on truncation) before anything else reads it:
     # OpenCV's PNG reader would print libpng's complaint to stderr, a second, unexplained line for the user
     image.load()
+    turned = tagged and _EXIF_ORIENTATION not in image.tag_v2
+    pixels, had_alpha = _decode_loaded(image, data, had_alpha, orientation if tagged else 1)
+    if turned:
+        pixels = to_stored(pixels, orientation)
+    return pixels, had_alpha
+
+
+def _decode_loaded(image: Image.Image, data: bytes, had_alpha: bool, orientation: int
+                   ) -> tuple[np.ndarray, bool]:
+    """:func:`_decode` of an image Pillow has loaded, in Pillow's orientation; ``orientation`` is the TIFF's
+    Orientation tag (1 for any other file), which a second decoder may or may not have applied."""
+    mode = image.mode
     if mode in {"RGB", "RGBA", "RGBa"} and _is_16bit_colour(image, data):
         # Pillow reduces 16-bit colour to 8 bits, so such files (named by their header; 8-bit files never pay
         # this) are decoded once more by OpenCV, which keeps the depth
         deep = _decode_16bit_planar_tiff(data) if _separate_planes(image) else _decode_16bit_rgb(data)
         if deep is not None:
+            if orientation != 1:
+                deep = _oriented_like(deep, np.asarray(image.convert("RGB")), orientation)
             return deep, had_alpha
     if mode in {"I;16", "I;16B", "I;16L", "I;16N"}:
         return np.asarray(image).astype(np.uint16), had_alpha
@@ -460,6 +479,23 @@ def _decode(image: Image.Image, data: bytes) -> tuple[np.ndarray, bool]:
     if mode == "RGB":
         return np.asarray(image), had_alpha  # convert("RGB") would copy the whole image once more for nothing
     return np.asarray(image.convert("RGB")), had_alpha
+
+
+def _oriented_like(deep: np.ndarray, shallow: np.ndarray, orientation: int) -> np.ndarray:
+    """``deep`` (a second decoder's 16-bit pixels of a TIFF tagged ``orientation``) turned as Pillow's 8-bit
+    decode ``shallow`` of the same file is.
+
+    Decoders disagree on the Orientation tag: tifffile never applies it, OpenCV 5 applies it even when told not
+    to, Pillow 11 and later apply it. Of ``deep`` as decoded and ``deep`` with the tag applied, the one whose high
+    bytes are closer to Pillow's pixels is kept."""
+    best, best_difference = deep, np.inf
+    for candidate in (deep, to_display(deep, orientation)):
+        if candidate.shape != shallow.shape:
+            continue
+        difference = float(np.mean(np.abs((candidate >> 8).astype(np.int32) - shallow)))
+        if difference < best_difference:
+            best, best_difference = candidate, difference
+    return np.ascontiguousarray(best)
 
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
