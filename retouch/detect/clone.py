@@ -175,8 +175,15 @@ def _rescaled_copies(gray: np.ndarray, maps: list[np.ndarray], *, min_offset: in
                     refit = _copy_extent(gray, refined, refined_zone, refined_zone & same)
                     if refit.sum() >= min_area:
                         affine, same, twin_y, twin_x = refined, refit, refined_y, refined_x
-                correlation, ratio = _shared_grain(gray, affine, same, min_log_scale=min_log_scale)
-                if correlation < min_mirror_correlation or ratio > max_mirror_difference:
+                # ... over the whole area and over its least structured half: the edges of repeated symmetric
+                # objects (a flag's stars) agree to their finest detail (whole area 0.80-0.86 on the astronaut
+                # photograph's flag), the grain between them does not (0.09-0.11), while a mirrored copy's
+                # flattest half shares its grain as the whole does (0.69-0.83 on generated stamps)
+                fine = _fine_detail(gray)
+                if not all(correlation >= min_mirror_correlation and ratio <= max_mirror_difference
+                           for correlation, ratio in (_shared_grain(gray, affine, same, min_log_scale=min_log_scale,
+                                                                    flattest=share, fine=fine)
+                                                      for share in (1.0, 0.5))):
                     continue
             found.append((same, twin_y, twin_x))
     return found
