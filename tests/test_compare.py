@@ -204,6 +204,20 @@ def test_small_views_of_different_photographs_are_refused(seed: int, other: int,
         register(first.reference, second.questioned)
 
 
+def test_different_photographs_of_similar_layout_are_refused_without_features() -> None:
+    # a page of text against the rocket at 256 px: too few features match, and the Fourier-Mellin fallback
+    # aligned them with their smoothed overlaps correlating at 0.78 (0.6 needed); their fine detail does not
+    from skimage import data
+
+    from retouch.compare import register
+    from retouch.samples.archive import fit_size
+
+    page = fit_size(data.page().astype(np.float32) / 255, 256)
+    rocket = fit_size(data.rocket().astype(np.float32) / 255, 256)
+    with pytest.raises(NotSamePhotographError, match="fine detail does not"):
+        register(page, rocket)
+
+
 def _framed(image: np.ndarray, value: int, top: int, left: int) -> np.ndarray:
     """``image`` on a scanner bed: a uniform margin of ``value`` around it, ``top``/``left`` pixels wide."""
     fill = (value,) * 3 if image.ndim == 3 else value
