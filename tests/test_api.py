@@ -514,6 +514,19 @@ def test_delete_removes_uploads_and_cancels_running_items(tmp_path: Path) -> Non
         server.stop()
 
 
+def _one_finished_analysis(server: Server, image: bytes) -> str:
+    """Start ``server``, run one grain analysis of ``image`` to its end, stop the server; the job's id."""
+    server.start()
+    try:
+        with server.client() as client:
+            job_id = client.post("/v1/analyses", files={"image": ("scan.png", image)},
+                                 data={"detectors": "grain"}).json()["job_id"]
+            server.wait_job(client, job_id)
+    finally:
+        server.stop()
+    return job_id
+
+
 def test_a_relative_data_dir_keeps_working_after_a_restart_from_another_folder(tmp_path: Path) -> None:
     # the default --data-dir is relative: paths stored relative to the first server's working folder pointed
     # nowhere once it was started from elsewhere, so a delete left the job's uploads on disk for ever
@@ -521,14 +534,7 @@ def test_a_relative_data_dir_keeps_working_after_a_restart_from_another_folder(t
     first.mkdir()
     second.mkdir()
     tiny = _png(np.full((64, 64), 90, np.uint8))
-    server = Server(Path("data"), workers=1, cwd=first).start()
-    try:
-        with server.client() as client:
-            job_id = client.post("/v1/analyses", files={"image": ("scan.png", tiny)},
-                                 data={"detectors": "grain"}).json()["job_id"]
-            server.wait_job(client, job_id)
-    finally:
-        server.stop()
+    job_id = _one_finished_analysis(Server(Path("data"), workers=1, cwd=first), tiny)
     server = Server(first / "data", workers=1, cwd=second).start()
     try:
         with server.client() as client:
@@ -542,15 +548,7 @@ def test_a_relative_data_dir_keeps_working_after_a_restart_from_another_folder(t
 def test_an_input_no_longer_where_it_was_stored_is_a_404_not_a_500(tmp_path: Path) -> None:
     # a data folder moved between runs (or a job deleted while its input is fetched): the stored path points
     # nowhere, which FileResponse turned into a 500 internal error
-    tiny = _png(np.full((64, 64), 90, np.uint8))
-    server = Server(tmp_path / "old", workers=1).start()
-    try:
-        with server.client() as client:
-            job_id = client.post("/v1/analyses", files={"image": ("scan.png", tiny)},
-                                 data={"detectors": "grain"}).json()["job_id"]
-            server.wait_job(client, job_id)
-    finally:
-        server.stop()
+    job_id = _one_finished_analysis(Server(tmp_path / "old", workers=1), _png(np.full((64, 64), 90, np.uint8)))
     (tmp_path / "old").rename(tmp_path / "new")
     server = Server(tmp_path / "new", workers=1).start()
     try:
