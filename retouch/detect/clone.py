@@ -180,10 +180,10 @@ def _rescaled_copies(gray: np.ndarray, maps: list[np.ndarray], *, min_offset: in
                 # photograph's flag), the grain between them does not (0.09-0.11), while a mirrored copy's
                 # flattest half shares its grain as the whole does (0.69-0.83 on generated stamps)
                 fine = _fine_detail(gray)
+                tests = [_shared_grain(gray, affine, same, min_log_scale=min_log_scale, flattest=share, fine=fine)
+                         for share in (1.0, 0.5)]
                 if not all(correlation >= min_mirror_correlation and ratio <= max_mirror_difference
-                           for correlation, ratio in (_shared_grain(gray, affine, same, min_log_scale=min_log_scale,
-                                                                    flattest=share, fine=fine)
-                                                      for share in (1.0, 0.5))):
+                           for correlation, ratio in tests):
                     continue
             found.append((same, twin_y, twin_x))
     return found
