@@ -366,11 +366,18 @@ def _keeps_anchors(h: np.ndarray, anchors: tuple[np.ndarray, np.ndarray] | None,
     return float(np.percentile(_residuals(h, *anchors), 90)) <= tolerance
 
 
+def _warped_onto(ref: np.ndarray, shape: tuple[int, int], h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``ref`` warped by ``h`` into a frame of ``shape``, and where it lands (bool)."""
+    height, width = shape
+    warped = cv2.warpPerspective(ref, h, (width, height), flags=cv2.INTER_LINEAR)
+    valid = cv2.warpPerspective(np.ones(ref.shape[:2], np.uint8), h, (width, height), flags=cv2.INTER_NEAREST) > 0
+    return warped, valid
+
+
 def overlap_correlation(ref: np.ndarray, q: np.ndarray, h: np.ndarray) -> float:
     """Correlation of the smoothed, contrast-normalised images over their overlap after warping."""
     height, width = q.shape[:2]
-    warped = cv2.warpPerspective(ref, h, (width, height), flags=cv2.INTER_LINEAR)
-    valid = cv2.warpPerspective(np.ones(ref.shape[:2], np.uint8), h, (width, height), flags=cv2.INTER_NEAREST) > 0
+    warped, valid = _warped_onto(ref, q.shape[:2], h)
     if valid.sum() < 0.05 * height * width:
         return 0.0
     a = cv2.GaussianBlur(warped.astype(np.float32), (0, 0), 2.0)[valid]
@@ -386,11 +393,9 @@ def overlap_correlation(ref: np.ndarray, q: np.ndarray, h: np.ndarray) -> float:
 def detail_correlation(ref: np.ndarray, q: np.ndarray, h: np.ndarray) -> float:
     """Correlation of the images' fine detail (a 1-4 px band-pass) over their overlap after warping, the band's
     reach in from the overlap's edge left out where the overlap is large enough."""
-    height, width = q.shape[:2]
-    warped = cv2.warpPerspective(ref, h, (width, height), flags=cv2.INTER_LINEAR).astype(np.float32)
-    valid = cv2.warpPerspective(np.ones(ref.shape[:2], np.uint8), h, (width, height), flags=cv2.INTER_NEAREST)
-    inner = cv2.erode(valid, np.ones((9, 9), np.uint8)) > 0
-    valid = inner if inner.sum() >= 64 else valid > 0
+    warped, valid = _warped_onto(ref, q.shape[:2], h)
+    inner = cv2.erode(valid.view(np.uint8), np.ones((9, 9), np.uint8)) > 0
+    valid = inner if inner.sum() >= 64 else valid
 
     def band(image: np.ndarray) -> np.ndarray:
         image = image.astype(np.float32)
