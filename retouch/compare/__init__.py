@@ -114,17 +114,17 @@ def compare_pair(
     # inside them compared; the result is placed back in the questioned image's whole frame.
     r_top, r_bottom, r_left, r_right = content_box(reference)
     q_top, q_bottom, q_left, q_right = content_box(questioned)
-    if min(r_bottom - r_top, r_right - r_left, q_bottom - q_top, q_right - q_left) < MIN_PICTURE_SIDE or (
-            (r_top, r_left, q_top, q_left) == (0, 0, 0, 0)
-            and (r_bottom, r_right) == reference.shape[:2] and (q_bottom, q_right) == questioned.shape[:2]):
+    reference_whole = (r_top, r_left, r_bottom, r_right) == (0, 0, *reference.shape[:2])
+    questioned_whole = (q_top, q_left, q_bottom, q_right) == (0, 0, *questioned.shape[:2])
+    too_small = min(r_bottom - r_top, r_right - r_left, q_bottom - q_top, q_right - q_left) < MIN_PICTURE_SIDE
+    if too_small or (reference_whole and questioned_whole):
         return _compare_pictures(reference, questioned, threshold=threshold, min_area_fraction=min_area_fraction,
                                  analysis_pixels=analysis_pixels)
     inner = _compare_pictures(np.ascontiguousarray(reference[r_top:r_bottom, r_left:r_right]),
                               np.ascontiguousarray(questioned[q_top:q_bottom, q_left:q_right]),
                               threshold=threshold, min_area_fraction=min_area_fraction,
                               analysis_pixels=analysis_pixels,
-                              frame="questioned image" if (q_top, q_bottom, q_left, q_right) == (
-                                  0, *questioned.shape[:1], 0, *questioned.shape[1:2])
+                              frame="questioned image" if questioned_whole
                               else "questioned picture inside its uniform margins")
     return _placed(inner, reference, questioned, (r_top, r_bottom, r_left, r_right), (q_top, q_left))
 
