@@ -237,6 +237,17 @@ def read_results(out_dir: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
     return records
 
 
+# A cell a spreadsheet would read as a formula: a file named "=HYPERLINK(...).jpg" in a scanned collection would
+# otherwise run as one when the summary is opened (CSV injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _inert(text: str) -> str:
+    """``text`` as a spreadsheet shows it but never evaluates it: a leading apostrophe before a formula character
+    (the usual defence; spreadsheets hide the apostrophe). ``results.jsonl`` keeps the exact text for programs."""
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
 def write_summary(out_dir: str | os.PathLike[str], ids: Collection[str] | None = None) -> Path:
     """Write ``summary.csv``: the latest record of each item in ``ids`` (default: every item ever recorded).
 
@@ -251,9 +262,9 @@ def write_summary(out_dir: str | os.PathLike[str], ids: Collection[str] | None =
     writer = csv.writer(buffer)
     writer.writerow(["id", "command", "paths", "sha256", "score", "regions", "status", "error", "note"])
     for record in sorted(records.values(), key=lambda r: r["id"]):
-        writer.writerow([record["id"], record["command"], " | ".join(record["paths"]),
+        writer.writerow([_inert(record["id"]), record["command"], _inert(" | ".join(record["paths"])),
                          " | ".join(s or "" for s in record["sha256"]), record.get("score"), record.get("regions"),
-                         record["status"], record.get("error", ""), record.get("note", "")])
+                         record["status"], _inert(record.get("error", "")), _inert(record.get("note", ""))])
     return atomic_write_text(Path(out_dir) / SUMMARY, buffer.getvalue())
 
 

@@ -334,3 +334,18 @@ def test_a_device_in_a_pairs_csv_fails_its_item_instead_of_being_read_forever(tm
     report = run_batch(tmp_path / "pairs.csv", tmp_path / "out", workers=1)
     assert (report.ok, report.failed) == (0, 1)
     assert "/dev/zero: is a character device" in read_results(tmp_path / "out")["endless"]["error"]
+
+
+def test_no_summary_cell_is_read_as_a_spreadsheet_formula(tmp_path: Path) -> None:
+    import csv
+
+    (tmp_path / "=2+3.png").write_bytes(make_authentic(14, size=96).file_bytes)
+    pairs = tmp_path / "pairs.csv"
+    # the id "=1+1" becomes the folder name "-1-1", which a spreadsheet would also compute (-2)
+    pairs.write_text("reference,questioned,id\n=2+3.png,=2+3.png,=1+1\n")
+    run_batch(pairs, tmp_path / "out", detectors=["grain"], workers=1)
+    with open(tmp_path / "out" / "summary.csv", newline="") as handle:
+        (row,) = csv.DictReader(handle)
+    assert row["id"] == "'-1-1" and row["status"] == "ok"
+    # the exact text stays in results.jsonl for programs
+    assert list(read_results(tmp_path / "out")) == ["-1-1"]
