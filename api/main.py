@@ -27,7 +27,7 @@ def create_app(config: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         config.data_dir.mkdir(parents=True, exist_ok=True)
-        store = JobStore(config.data_dir / DATABASE)
+        store = JobStore(config.data_dir / DATABASE, data_dir=config.data_dir)
         store.requeue_interrupted()  # items a dead process was running start again
         dispatcher = Dispatcher(store, config.data_dir, workers=config.workers, scheduler=config.scheduler,
                                 poll_interval=config.poll_interval_s)

@@ -28,6 +28,6 @@ class Settings(BaseSettings):
     @field_validator("data_dir")
     @classmethod
     def _absolute(cls, value: Path) -> Path:
-        # the job store records upload paths; relative ones would mean another folder once the server is started
-        # from elsewhere (queued items could not find their inputs, a delete would leave uploads behind)
+        # recorded uploads are resolved against it and handed to workers, which may run in other processes
+        # (a Dask cluster sharing the folder): a relative folder would mean another place to each of them
         return value.absolute()

@@ -4,17 +4,22 @@ An item moves ``queued -> running -> done | failed`` exactly once per attempt: i
 ``UPDATE ... WHERE state = 'queued'`` and finished with an ``UPDATE ... WHERE state = 'running' AND attempt = ?``,
 so a result from a superseded attempt is never recorded. On start-up, items left ``running`` by a dead process
 go back to ``queued``. ``completions`` counts how often an item was finished, for tests and audits.
+
+Uploads are recorded relative to the data folder (``uploads/<request>/scan.png``) and resolved against the data
+folder of the running service when read, so the folder can be moved or renamed between runs (see
+:func:`resolve_input`).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 SCHEMA = """
@@ -44,11 +49,46 @@ CREATE INDEX IF NOT EXISTS items_state ON items(state, updated);
 
 
 DATABASE = "jobs.sqlite3"  # the store's file under the data folder
+UPLOADS = "uploads"  # every upload lies in a request folder under it: uploads/<request>/...
+REQUEST_FOLDER = re.compile(r"^[0-9a-f]{32}$")  # a request folder's name (uuid4().hex, see api.routes.jobs)
+
+
+def recorded_input(path: str | Path, data_dir: Path) -> str:
+    """How an upload at ``path`` (under ``data_dir``) is recorded: relative to the data folder, POSIX style."""
+    return Path(path).relative_to(data_dir).as_posix()
+
+
+def resolve_input(recorded: str, data_dir: Path) -> Path | None:
+    """The upload a recorded input names, under ``data_dir``; None when it would lie outside the data folder's
+    request folders (a tampered or foreign record): such a path is neither read nor deleted.
+
+    Databases written before inputs were recorded relative hold absolute paths, ``<old data folder>/uploads/
+    <request>/...``. Rather than being migrated, they are re-rooted on every read by that layout, from their last
+    ``uploads/<request>`` on (no part after it can look like one: the rest is at most ``files|members/<n>/<name>``
+    or ``<role>/<name>``). The old absolute path itself is never followed, even where it still exists: after a
+    copy of the data folder it would read, or delete, the other copy's uploads.
+    """
+    parts = PurePath(recorded).parts
+    if PurePath(recorded).is_absolute():
+        starts = [index for index in range(len(parts) - 2)
+                  if parts[index] == UPLOADS and REQUEST_FOLDER.match(parts[index + 1])]
+        if not starts:
+            return None
+        parts = parts[starts[-1]:]
+    if len(parts) < 3 or parts[0] != UPLOADS or not REQUEST_FOLDER.match(parts[1]) or ".." in parts:
+        return None
+    path = data_dir.joinpath(*parts)
+    # a link planted in the uploads folder must not lead out of it either
+    if not path.resolve().is_relative_to((data_dir / UPLOADS).resolve()):
+        return None
+    return path
 
 
 class JobStore:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, data_dir: Path) -> None:
+        """The store in the database file ``path``; recorded uploads are relative to ``data_dir``."""
         self.path = path
+        self.data_dir = data_dir
         path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
@@ -70,7 +110,10 @@ class JobStore:
 
     def create_job(self, kind: str, items: Sequence[dict[str, Any]], options: dict[str, Any],
                    notes: Sequence[str] = ()) -> str:
-        """Record a job and its items (all queued); ``notes`` tell the client about the submission."""
+        """Record a job and its items (all queued); ``notes`` tell the client about the submission.
+
+        Each item's ``inputs`` are paths of uploads under the data folder; they are recorded relative to it.
+        """
         job_id = uuid.uuid4().hex
         now = time.time()
         with self._connect() as db:
@@ -79,7 +122,8 @@ class JobStore:
                        (job_id, kind, now, json.dumps(options), json.dumps(list(notes))))
             db.executemany(
                 "INSERT INTO items (job_id, item_id, position, command, inputs, updated) VALUES (?, ?, ?, ?, ?, ?)",
-                [(job_id, item["item_id"], index, item["command"], json.dumps(item["inputs"]), now)
+                [(job_id, item["item_id"], index, item["command"],
+                  json.dumps([recorded_input(path, self.data_dir) for path in item["inputs"]]), now)
                  for index, item in enumerate(items)])
             db.execute("COMMIT")
         return job_id
@@ -90,7 +134,8 @@ class JobStore:
                               (time.time(),)).rowcount
 
     def claim(self) -> dict[str, Any] | None:
-        """Atomically take the oldest queued item (state -> running, attempt + 1)."""
+        """Atomically take the oldest queued item (state -> running, attempt + 1); its ``inputs`` are resolved
+        under the data folder, None for one that would lie outside it."""
         with self._connect() as db:
             row = db.execute(
                 "UPDATE items SET state = 'running', attempt = attempt + 1, updated = ? "
@@ -100,7 +145,7 @@ class JobStore:
         if row is None:
             return None
         claimed = dict(row)
-        claimed["inputs"] = json.loads(claimed["inputs"])
+        claimed["inputs"] = [resolve_input(path, self.data_dir) for path in json.loads(claimed["inputs"])]
         with self._connect() as db:
             options = db.execute("SELECT options FROM jobs WHERE id = ?", (claimed["job_id"],)).fetchone()
         claimed["options"] = json.loads(options["options"]) if options else {}
@@ -135,11 +180,21 @@ class JobStore:
                 described.append(_describe(dict(row), [dict(item) for item in items]))
         return described, total
 
-    def input_paths(self, job_id: str) -> list[str]:
-        """The server paths of every input of the job's items (uploads), as stored at submission."""
+    def input_paths(self, job_id: str) -> list[Path]:
+        """The uploads of every item of the job, under the data folder (inputs that would lie outside are left
+        out)."""
         with self._connect() as db:
             rows = db.execute("SELECT inputs FROM items WHERE job_id = ?", (job_id,)).fetchall()
-        return [path for row in rows for path in json.loads(row["inputs"])]
+        resolved = [resolve_input(path, self.data_dir) for row in rows for path in json.loads(row["inputs"])]
+        return [path for path in resolved if path is not None]
+
+    def item_inputs(self, job_id: str, item_id: str) -> list[Path | None] | None:
+        """An item's uploads in order, under the data folder (None for one that would lie outside it); None when
+        there is no such item."""
+        with self._connect() as db:
+            row = db.execute("SELECT inputs FROM items WHERE job_id = ? AND item_id = ?",
+                             (job_id, item_id)).fetchone()
+        return None if row is None else [resolve_input(path, self.data_dir) for path in json.loads(row["inputs"])]
 
     def delete(self, job_id: str) -> bool:
         with self._connect() as db:

@@ -27,6 +27,7 @@ log = logging.getLogger("retouch.api")
 
 LIVE_MARKER = ".live"
 CANCELLED = "cancelled: the job was deleted"
+INPUT_OUTSIDE = "an input is not among this data folder's uploads"
 
 
 def job_folder(data_dir: Path, job_id: str) -> Path:
@@ -128,10 +129,15 @@ class Dispatcher:
             if claimed is None:
                 self._stop.wait(self.poll_interval)
                 continue
+            if None in claimed["inputs"]:  # recorded outside the data folder (see api.store): never read
+                self.store.finish(claimed["job_id"], claimed["item_id"], claimed["attempt"], result=None,
+                                  error=INPUT_OUTSIDE)
+                continue
             out_dir = self.item_dir(claimed["job_id"], claimed["item_id"])
             out_dir.parent.mkdir(parents=True, exist_ok=True)
             (out_dir.parent.parent / LIVE_MARKER).touch()
-            future = self.executor.submit(run_api_item, claimed["command"], claimed["inputs"], str(out_dir),
+            inputs = [str(path) for path in claimed["inputs"]]
+            future = self.executor.submit(run_api_item, claimed["command"], inputs, str(out_dir),
                                           claimed["options"])
             with self._lock:
                 self._in_flight.add(future)

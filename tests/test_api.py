@@ -5,13 +5,16 @@ from __future__ import annotations
 import io
 import json
 import re
+import shutil
 import socket
+import sqlite3
 import threading
 import time
 import warnings
 import zipfile
 import zlib
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from pathlib import Path
 
 import cv2
@@ -19,6 +22,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from api.store import recorded_input, resolve_input
 from retouch.samples import make_authentic, make_forgery, make_pair
 from tests.api_server import Server
 
@@ -546,11 +550,12 @@ def test_a_relative_data_dir_keeps_working_after_a_restart_from_another_folder(t
 
 
 def test_an_input_no_longer_where_it_was_stored_is_a_404_not_a_500(tmp_path: Path) -> None:
-    # a data folder moved between runs (or a job deleted while its input is fetched): the stored path points
-    # nowhere, which FileResponse turned into a 500 internal error
-    job_id = _one_finished_analysis(Server(tmp_path / "old", workers=1), _png(np.full((64, 64), 90, np.uint8)))
-    (tmp_path / "old").rename(tmp_path / "new")
-    server = Server(tmp_path / "new", workers=1).start()
+    # an upload removed from disk behind the service's back (or a job deleted while its input is fetched): the
+    # stored path points nowhere, which FileResponse turned into a 500 internal error
+    data = tmp_path / "data"
+    job_id = _one_finished_analysis(Server(data, workers=1), _png(np.full((64, 64), 90, np.uint8)))
+    shutil.rmtree(data / "uploads")
+    server = Server(data, workers=1).start()
     try:
         with server.client() as client:
             for route in ("inputs/0", "inputs/0/preview"):
@@ -558,6 +563,115 @@ def test_an_input_no_longer_where_it_was_stored_is_a_404_not_a_500(tmp_path: Pat
                 assert gone.status_code == 404 and gone.json()["error"]["code"] == "not_found", (route, gone.text)
     finally:
         server.stop()
+
+
+def _set_recorded_inputs(data_dir: Path, job_id: str, inputs: list[str] | None = None, *,
+                         absolute_from: Path | None = None, state: str | None = None) -> None:
+    """Rewrite a job's items in the database, with the server stopped or running: its recorded ``inputs``, or
+    every input made absolute under ``absolute_from`` as the service recorded them before they were stored
+    relative to the data folder; ``state`` 'running' leaves them as a process killed mid-item does."""
+    with closing(sqlite3.connect(data_dir / "jobs.sqlite3")) as db, db:
+        for item_id, recorded in db.execute("SELECT item_id, inputs FROM items WHERE job_id = ?", (job_id,)):
+            paths = inputs if inputs is not None else json.loads(recorded)
+            if absolute_from is not None:
+                paths = [str(absolute_from / path) for path in paths]
+            db.execute("UPDATE items SET inputs = ?, state = COALESCE(?, state) WHERE job_id = ? AND item_id = ?",
+                       (json.dumps(paths), state, job_id, item_id))
+
+
+@pytest.mark.parametrize("recorded", ["relative", "absolute as before"])
+def test_a_moved_data_folder_keeps_its_jobs_inputs_and_clean_deletes(tmp_path: Path, recorded: str) -> None:
+    # an operator stops the service, moves its data folder and starts it on the new place: jobs recorded with
+    # absolute paths lost their inputs (404, queued items failing) and a delete left their uploads behind
+    old, new = tmp_path / "data", tmp_path / "big" / "retouch-data"  # moved and renamed
+    tiny, other = (_png(np.full((64, 64), grey, np.uint8)) for grey in (90, 150))
+    server = Server(old, workers=1).start()
+    try:
+        with server.client() as client:
+            finished, interrupted = (
+                client.post("/v1/analyses", files={"image": ("scan.png", image)}, data={"detectors": "grain"}
+                            ).json()["job_id"] for image in (tiny, other))
+            for job_id in (finished, interrupted):
+                server.wait_job(client, job_id)
+    finally:
+        server.stop()
+    if recorded == "absolute as before":
+        for job_id in (finished, interrupted):
+            _set_recorded_inputs(old, job_id, absolute_from=old)
+    _set_recorded_inputs(old, interrupted, state="running")  # runs again on restart, from its stored input
+    new.parent.mkdir()
+    old.rename(new)
+    server = Server(new, workers=1).start()
+    try:
+        with server.client() as client:
+            listed = client.get("/v1/jobs").json()
+            assert {job["id"] for job in listed["jobs"]} == {finished, interrupted}
+            item = f"/v1/jobs/{finished}/items/image"
+            assert client.get(f"{item}/report").json()["inputs"][0]["name"] == "scan.png"
+            assert client.get(f"{item}/files/suspect_mask.png").status_code == 200
+            served = client.get(f"{item}/inputs/0")
+            assert served.status_code == 200 and served.content == tiny, served.text
+            assert client.get(f"{item}/inputs/0/preview").status_code == 200
+            rerun = server.wait_job(client, interrupted)
+            assert rerun["state"] == "done" and rerun["items"][0]["completions"] == 2, rerun
+            assert client.get(f"/v1/jobs/{interrupted}/items/image/inputs/0").content == other
+            for job_id in (finished, interrupted):
+                assert client.delete(f"/v1/jobs/{job_id}").status_code == 204
+        assert not list((new / "jobs").iterdir()) and not list((new / "uploads").iterdir())
+    finally:
+        server.stop()
+
+
+def test_a_recorded_input_outside_the_data_folder_is_neither_served_nor_deleted(tmp_path: Path) -> None:
+    data, outside = tmp_path / "data", tmp_path / "outside"
+    tiny = _png(np.full((64, 64), 90, np.uint8))
+    job_id = _one_finished_analysis(Server(data, workers=1), tiny)
+    with closing(sqlite3.connect(data / "jobs.sqlite3")) as db:
+        [own] = json.loads(db.execute("SELECT inputs FROM items").fetchone()[0])
+    request = Path(own).parts[-2]  # the upload's request folder, uploads/<request>/scan.png
+    # a copy of the data folder beside it: an absolute record of the copy's upload is read in this folder
+    copy = outside / "uploads" / request / "scan.png"
+    copy.parent.mkdir(parents=True)
+    copy.write_bytes(b"the copy's file")
+    secret = outside / "secret.png"
+    secret.write_bytes(_png(np.full((64, 64), 200, np.uint8)))
+    server = Server(data, workers=1).start()
+    try:
+        with server.client() as client:
+            _set_recorded_inputs(data, job_id, [str(copy)])
+            assert client.get(f"/v1/jobs/{job_id}/items/image/inputs/0").content == tiny
+            for escaping in ("../outside/secret.png", str(secret), "uploads/../../outside/secret.png",
+                             f"uploads/{request}/../../../outside/secret.png"):
+                _set_recorded_inputs(data, job_id, [escaping])
+                for route in ("inputs/0", "inputs/0/preview"):
+                    refused = client.get(f"/v1/jobs/{job_id}/items/image/{route}")
+                    assert refused.status_code == 404, (escaping, route, refused.text)
+            # queued again with such a record, the item fails without its input being read
+            _set_recorded_inputs(data, job_id, ["../outside/secret.png"], state="queued")
+            [item] = server.wait_job(client, job_id)["items"]
+            assert item["state"] == "failed" and "not among this data folder's uploads" in item["error"], item
+            assert client.delete(f"/v1/jobs/{job_id}").status_code == 204
+        assert secret.exists() and copy.exists()
+    finally:
+        server.stop()
+
+
+def test_recorded_inputs_resolve_under_the_current_data_folder_only(tmp_path: Path) -> None:
+    data, request = tmp_path / "moved" / "data", "0123456789abcdef0123456789abcdef"
+    upload = data / "uploads" / request / "members" / "00001" / "scan.png"
+    assert recorded_input(upload, data) == f"uploads/{request}/members/00001/scan.png"
+    assert resolve_input(recorded_input(upload, data), data) == upload
+    # absolute, as recorded before: re-rooted from the last uploads/<request>, even under a folder named so
+    for old_root in ("/srv/retouch-data", f"/mnt/uploads/{request}/retouch-data"):
+        assert resolve_input(f"{old_root}/uploads/{request}/members/00001/scan.png", data) == upload
+    assert resolve_input(f"/srv/data/uploads/{request}/uploads", data) == data / "uploads" / request / "uploads"
+    for outside in ("/etc/passwd", "../secret.png", "jobs.sqlite3", "uploads/scan.png", f"uploads/{request}",
+                    f"uploads/{request}/../../jobs.sqlite3", f"/srv/data/uploads/{request}/../../../etc/passwd",
+                    "uploads/not-a-request-folder/scan.png"):
+        assert resolve_input(outside, data) is None, outside
+    (data / "uploads" / request).mkdir(parents=True)
+    (data / "uploads" / request / "link.png").symlink_to(tmp_path / "secret.png")
+    assert resolve_input(f"uploads/{request}/link.png", data) is None
 
 
 def test_api_key_protects_everything_but_health(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from api.deps import require_key, settings, store
 from api.errors import ApiError
 from api.schemas import ErrorResponse, JobCreated, JobList, JobStatus
 from api.settings import Settings
-from api.store import JobStore
+from api.store import UPLOADS, JobStore
 from api.uploads import (client_file_name, extract_archive, item_id_from, make_ids_unique, save_upload,
                          screen_image, validate_image)
 from api.workers import job_folder
@@ -40,7 +40,7 @@ FILE_NAME = re.compile(r"^[A-Za-z0-9_.-]+\.(png|gif|json|html)$")
 
 
 def _upload_dir(config: Settings) -> Path:
-    return config.data_dir / "uploads" / uuid.uuid4().hex
+    return config.data_dir / UPLOADS / uuid.uuid4().hex  # the request folder api.store expects
 
 
 @contextmanager
@@ -184,12 +184,9 @@ def delete_job(job_id: str, config: Settings = Depends(settings), jobs: JobStore
     finishes its computation but throws the output away instead of writing results (see api.workers)."""
     if jobs.job(job_id) is None:
         raise ApiError(404, "not_found", f"no job {job_id}")
-    uploads = (config.data_dir / "uploads").absolute()
-    upload_folders = set()
-    for path in map(Path, jobs.input_paths(job_id)):
-        path = path.absolute()
-        if path.is_relative_to(uploads) and path != uploads:  # only ever the request folders under uploads/
-            upload_folders.add(uploads / path.relative_to(uploads).parts[0])
+    uploads = config.data_dir / UPLOADS
+    # only ever the request folders under uploads/: the store resolves no input outside them
+    upload_folders = {uploads / path.relative_to(uploads).parts[0] for path in jobs.input_paths(job_id)}
     jobs.delete(job_id)  # first, so no queued item of the job is claimed any more
     shutil.rmtree(job_folder(config.data_dir, job_id), ignore_errors=True)  # its live marker goes with it
     for folder in upload_folders:
@@ -242,8 +239,15 @@ def _input_entry(config: Settings, jobs: JobStore, job_id: str, item_id: str, in
     return inputs[index]
 
 
-def _input_path(config: Settings, jobs: JobStore, job_id: str, item_id: str, index: int) -> str:
-    return _input_entry(config, jobs, job_id, item_id, index)["path"]
+def _input_path(jobs: JobStore, job_id: str, item_id: str, index: int) -> Path:
+    """Where an item's input is stored now: the store's record, resolved under the running service's data
+    folder. The path in report.json is never followed: it is where the input was when the item ran, which a
+    data folder moved since would no longer hold."""
+    recorded = jobs.item_inputs(job_id, item_id) or []
+    path = recorded[index] if index < len(recorded) else None
+    if path is None or not path.is_file():  # deleted meanwhile, or recorded outside the data folder
+        raise ApiError(404, "not_found", f"input {index} is no longer stored")
+    return path
 
 
 @router.get("/jobs/{job_id}/items/{item_id}/inputs/{index}", summary="An item's uploaded input image")
@@ -252,10 +256,9 @@ def get_input(job_id: str, item_id: str, index: int, config: Settings = Depends(
     # the type is the one the loader read from the content, never guessed from the client's file name: a JPEG
     # named 'x.html' (HTML in a comment segment) would otherwise run as a page of this origin
     entry = _input_entry(config, jobs, job_id, item_id, index)
-    if not Path(entry["path"]).is_file():  # deleted meanwhile, or the data folder moved: FileResponse would 500
-        raise ApiError(404, "not_found", f"input {index} is no longer stored")
+    path = _input_path(jobs, job_id, item_id, index)  # checked to exist: FileResponse would answer a 500
     media_type = INPUT_TYPES.get(str(entry.get("format", "")).upper(), "application/octet-stream")
-    return FileResponse(entry["path"], media_type=media_type, headers={"X-Content-Type-Options": "nosniff"})
+    return FileResponse(path, media_type=media_type, headers={"X-Content-Type-Options": "nosniff"})
 
 
 @router.get("/jobs/{job_id}/items/{item_id}/inputs/{index}/preview",
@@ -265,7 +268,8 @@ def get_input(job_id: str, item_id: str, index: int, config: Settings = Depends(
 def get_input_preview(job_id: str, item_id: str, index: int, config: Settings = Depends(settings),
                       jobs: JobStore = Depends(store)) -> Response:
     # browsers show neither TIFF, the archives' usual format, nor the first page of a multi-page file alone
-    path = _input_path(config, jobs, job_id, item_id, index)
+    _input_entry(config, jobs, job_id, item_id, index)  # the item is done and has this input
+    path = _input_path(jobs, job_id, item_id, index)
     with _preview_slots:  # a large scan decodes to gigabytes: a burst of requests must not hold many at once
         try:
             loaded = load_image(path, max_pixels=config.max_pixels)
