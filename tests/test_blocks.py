@@ -5,9 +5,25 @@ import cv2
 import numpy as np
 import pytest
 
-from retouch.detect._blocks import block_max, block_mean
+from retouch.detect._blocks import block_max, block_mean, median_of, percentile_of, quantiles_of_sorted
 from retouch.detect.ela import _content_blocks
 from retouch.imaging import nearest_neighbours
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_order_statistics_are_numpys_bit_for_bit(dtype: type) -> None:
+    # the detectors' decisions depend on these values exactly: they replace numpy's (slower) functions only
+    rng = np.random.default_rng(5)
+    for size in [*range(1, 12), 999, 1000, 7197]:
+        values = (rng.standard_normal(size) * rng.uniform(0.01, 50)).astype(dtype)
+        for sample in (values, np.round(values, 1)):  # with and without ties
+            for got, expected in [(median_of(sample), np.median(sample)),
+                                  *[(percentile_of(sample, q), np.percentile(sample, q)) for q in (0, 12.5, 40, 50,
+                                                                                                  99.9, 100)],
+                                  (quantiles_of_sorted(np.sort(sample), np.linspace(0, 1, 13)[1:-1]),
+                                   np.quantile(sample, np.linspace(0, 1, 13)[1:-1]))]:
+                assert np.asarray(got).dtype == np.asarray(expected).dtype
+                np.testing.assert_array_equal(got, expected)
 
 
 def _tiles(values: np.ndarray, block: int) -> np.ndarray:

@@ -54,6 +54,54 @@ def _block_mean_u8(cropped: np.ndarray, block: int) -> np.ndarray:
     return (sums * (1.0 / (block * block))).astype(np.float32)
 
 
+def median_of(values: np.ndarray) -> np.floating:
+    """``np.median(values)`` of finite values, bit for bit, from one partition.
+
+    numpy's median partitions at both middle ranks at once, which costs about six times a partition at one rank;
+    on a 7,000-block map it took 70 µs of which 60 were that partition, paid several times per detector (at
+    0.5 MP, a tenth of a detector's time). The lower middle value is the largest of the lower part.
+    """
+    flat = np.asarray(values).ravel()
+    half = flat.size // 2
+    part = np.partition(flat, half)
+    if flat.size % 2:
+        return part[half]
+    return (part[:half].max() + part[half]) / 2  # the mean of the two, as np.median takes it
+
+
+def percentile_of(values: np.ndarray, percent: float) -> np.floating:
+    """``np.percentile(values, percent)`` (linear interpolation) of finite values, bit for bit, from one
+    partition (see :func:`median_of`): numpy's index arithmetic and interpolation, without its overhead."""
+    flat = np.asarray(values).ravel()
+    quantile = percent / 100
+    position = (flat.size - 1) * quantile  # Hyndman & Fan's type 7, numpy's default
+    below = min(max(int(math.floor(position)), 0), flat.size - 1)
+    part = np.partition(flat, below)
+    low = part[below]
+    if below + 1 >= flat.size or position >= flat.size - 1:
+        return low
+    high = part[below + 1:].min()
+    weight = position - below
+    step = high - low
+    # numpy's lerp: from the nearer end, so that the result never leaves [low, high]
+    return high - step * (1 - weight) if weight >= 0.5 else low + step * weight
+
+
+def quantiles_of_sorted(ordered: np.ndarray, quantiles: np.ndarray) -> np.ndarray:
+    """``np.quantile(ordered, quantiles)`` (linear interpolation) of an already sorted 1-D array of finite values,
+    bit for bit (float64), without numpy's partition of a sorted copy."""
+    count = ordered.size
+    position = (count - 1) * quantiles
+    below = np.floor(position)
+    top = position >= count - 1
+    weight = position - np.where(top, -1, below)
+    below = np.where(top, count - 1, below).astype(np.intp)
+    above = np.where(top, count - 1, below + 1)
+    low, high = ordered[below], ordered[above]
+    step = high - low
+    return np.where(weight >= 0.5, high - step * (1 - weight), low + step * weight)
+
+
 def _grouped_quantile(values: np.ndarray, groups: np.ndarray, counts: np.ndarray, quantile: float) -> np.ndarray:
     """``np.percentile(values[groups == g], quantile)`` (linear interpolation) for every group g; NaN-free, 0 for
     empty groups. ``counts`` is ``np.bincount(groups)``."""
@@ -89,7 +137,7 @@ def binned_reference(values: np.ndarray, covariate: np.ndarray, eligible: np.nda
         pool = covariate[eligible]
     # quantiles depend on the order statistics only: selecting them from a sorted copy is exact and, with eleven
     # of them, cheaper than numpy's repeated partitioning
-    edges = np.quantile(np.sort(pool), np.linspace(0, 1, bins + 1)[1:-1])
+    edges = quantiles_of_sorted(np.sort(pool), np.linspace(0, 1, bins + 1)[1:-1])
     # the bin of each block, as searchsorted(edges, covariate, side="right") counts it, by one comparison per edge
     # counted in bytes (bins < 256): an eighth of the memory traffic of intp counts on a 12 MP image's blocks
     index = np.zeros(covariate.shape, np.uint8 if bins < 256 else np.intp)
@@ -97,7 +145,7 @@ def binned_reference(values: np.ndarray, covariate: np.ndarray, eligible: np.nda
         index += covariate >= edge
     eligible_index = index[eligible]
     eligible_values = values[eligible]
-    overall_spread = float(1.4826 * np.median(np.abs(eligible_values - np.median(eligible_values)))) + 1e-6
+    overall_spread = float(1.4826 * median_of(np.abs(eligible_values - median_of(eligible_values)))) + 1e-6
     # every bin's quantile, median and MAD at once from one sort by (bin, value): no Python loop over bins
     counts = np.bincount(eligible_index, minlength=bins)[:bins]
     centre = _grouped_quantile(eligible_values, eligible_index, counts, quantile)
@@ -105,7 +153,7 @@ def binned_reference(values: np.ndarray, covariate: np.ndarray, eligible: np.nda
     mad = _grouped_quantile(np.abs(eligible_values - bin_median[eligible_index]), eligible_index, counts, 50.0)
     enough = counts >= min_count
     if not enough.all():  # sparse bins borrow the overall figure
-        centre = np.where(enough, centre, float(np.percentile(eligible_values, quantile)))
+        centre = np.where(enough, centre, float(percentile_of(eligible_values, quantile)))
     spread = np.where(enough, 1.4826 * mad + 1e-6, overall_spread)
     spread = np.maximum(spread, 0.5 * overall_spread)
     return centre[index], spread[index]
@@ -150,8 +198,8 @@ def standardise(values: np.ndarray, where: np.ndarray) -> np.ndarray:
     sample = values[where]
     if sample.size == 0:
         sample = values.ravel()
-    centre = float(np.median(sample))
-    spread = float(1.4826 * np.median(np.abs(sample - centre))) + 1e-6
+    centre = float(median_of(sample))
+    spread = float(1.4826 * median_of(np.abs(sample - centre))) + 1e-6
     return (values - centre) / spread
 
 

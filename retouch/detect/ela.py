@@ -40,6 +40,7 @@ from retouch.detect._blocks import (
     block_result,
     decision_score,
     decision_threshold,
+    median_of,
     pooled_z,
     standardise,
     strength_to_heat,
@@ -105,7 +106,7 @@ def _non_reproducing_error(gray: np.ndarray, quality: int, usable: np.ndarray, b
         used = max(20, quality - 10 * attempt)
         error = recompression_block_error(gray, used, block)
         # block means of 8-bit differences: below half a level in 64 pixels, the block is unchanged
-        if float(np.median(error[usable])) >= 0.5 / (block * block) or used == 20:
+        if float(median_of(error[usable])) >= 0.5 / (block * block) or used == 20:
             break
     return used, error
 
@@ -183,10 +184,11 @@ def error_level_analysis(
         z[~usable] = 0.0
         pooled = pooled_z(z, 1)
         scale_from = _spread_bearing(pooled, usable)
-        high_here, low_here = standardise(pooled, scale_from), standardise(-pooled, scale_from)
+        high_here = standardise(pooled, scale_from)
+        low_here = -high_here  # standardise(-pooled, scale_from): the median and MAD of -x are -median and MAD
         high = high_here if high is None else np.maximum(high, high_here)
         low = low_here if low is None else np.maximum(low, low_here)
-        levels[q] = round(float(np.exp(np.median(error))), 4)
+        levels[q] = round(float(np.exp(median_of(error))), 4)
     assert high is not None and low is not None  # the first quality asked is always used
     threshold = decision_threshold(int(usable.sum()) * 2 * len(qualities), false_alarms)
     high_mask = block_decision(high, threshold, min_blocks=4)

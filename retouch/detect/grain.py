@@ -40,6 +40,8 @@ from retouch.detect._blocks import (
     block_result,
     decision_score,
     decision_threshold,
+    median_of,
+    percentile_of,
     pooled_z,
     standardise,
     strength_to_heat,
@@ -190,7 +192,7 @@ def grain_consistency(
         return AnalysisResult.skipped_result(
             "grain", shape, NOTHING_TO_JUDGE, explanation=EXPLANATION,
             params={"block": block, "false_alarms": false_alarms, "pool_radius": pool_radius})
-    flat = usable & (structure <= np.percentile(structure[usable], 40))
+    flat = usable & (structure <= percentile_of(structure[usable], 40))
     expected, spread = binned_reference(grain, brightness, flat, bins=10)
     z = (grain - expected) / spread
     z[clipped] = 0.0
@@ -220,6 +222,6 @@ def grain_consistency(
                 "threshold_z": round(threshold, 3)},
         summary=summary, explanation=EXPLANATION,
         details={"blocks_tested": int(usable.sum()), "blocks_low": low_count, "blocks_high": high_count,
-                 "noise_level_median": round(float(np.exp(np.median(expected))), 6)},
+                 "noise_level_median": round(float(np.exp(median_of(expected))), 6)},
         min_area=min_blocks * block * block,
     )
