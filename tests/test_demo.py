@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import cv2
+import pytest
 
 
 def test_samples_build_writes_cases_with_matching_masks(tmp_path: Path) -> None:
@@ -27,10 +28,14 @@ def test_samples_build_writes_cases_with_matching_masks(tmp_path: Path) -> None:
     assert (tmp_path / "pairs.csv").read_text().startswith("reference,questioned,id\n")
 
 
-def test_demo_ends_with_an_existing_gallery(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "retouch", "demo", "-o", str(tmp_path), "--size", "384"],
+@pytest.mark.parametrize("size", [256, 384])
+def test_demo_ends_with_an_existing_gallery_whose_pair_shows_the_edit(tmp_path: Path, size: int) -> None:
+    done = subprocess.run([sys.executable, "-m", "retouch", "demo", "-o", str(tmp_path), "--size", str(size)],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
+    # the main example finds the removed figure (at 256 px the first diffusion pair's crop had cut it away)
+    [compared] = tmp_path.glob("compare-*/report.json")
+    assert json.loads(compared.read_text())["result"]["regions"]
     last = done.stdout.strip().splitlines()[-1]
     assert last.startswith("Gallery: ")
     gallery = Path(last.removeprefix("Gallery: "))
