@@ -29,10 +29,10 @@ comparison finds them, and error-level analysis finds a digital one saved again 
 1 the pieces shrink further. Two traces of the mosaic itself were measured on 12 such prints and not kept: the
 grain's correlation between neighbouring pixels, lower where pieces meet (median pixel AUC 0.62 to 0.72; 0.5 to 0.6
 where the scan's blur exceeds about 0.7 px), and the energy of short horizontal and vertical steps along the
-pieces' straight edges against diagonal ones (0.48 to 0.54); nor was the offset field's coherence (neighbours
-sharing one offset, as pixels of one copied piece would, 5 x 5 neighbourhoods: 0.29 to 0.46 on 6 prints, 0.23 to
-0.45 on 3 digital fills: the field does not find the pieces' sources). An exemplar fill from another photograph, or one
-re-grained afterwards, leaves no twins; naturally smooth areas (clear sky, a plain wall) can look diffused when the
+pieces' straight edges against diagonal ones (0.48 to 0.54). Nor was the nearest-neighbour field's coherence
+(neighbours sharing one offset, as the pixels of one copied piece would; 5 x 5 neighbourhoods): 0.29 to 0.46 on 6
+prints and 0.23 to 0.45 on 3 digital fills, as the field does not find the pieces' sources. An exemplar fill from
+another photograph, or one re-grained afterwards, leaves no twins; naturally smooth areas (clear sky, a plain wall) can look diffused when the
 scan has almost no grain; diffusion fills are also what airbrush and digital smoothing produce, so the cue says
 "smoothed along isophotes", not which tool.
 """
