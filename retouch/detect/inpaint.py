@@ -32,9 +32,9 @@ where the scan's blur exceeds about 0.7 px), and the energy of short horizontal 
 pieces' straight edges against diagonal ones (0.48 to 0.54). Nor was the nearest-neighbour field's coherence
 (neighbours sharing one offset, as the pixels of one copied piece would; 5 x 5 neighbourhoods): 0.29 to 0.46 on 6
 prints and 0.23 to 0.45 on 3 digital fills, as the field does not find the pieces' sources. An exemplar fill from
-another photograph, or one re-grained afterwards, leaves no twins; naturally smooth areas (clear sky, a plain wall) can look diffused when the
-scan has almost no grain; diffusion fills are also what airbrush and digital smoothing produce, so the cue says
-"smoothed along isophotes", not which tool.
+another photograph, or one re-grained afterwards, leaves no twins; naturally smooth areas (clear sky, a plain wall)
+can look diffused when the scan has almost no grain; diffusion fills are also what airbrush and digital smoothing
+produce, so the cue says "smoothed along isophotes", not which tool.
 """
 
 from __future__ import annotations
