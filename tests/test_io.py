@@ -243,6 +243,20 @@ def test_refuses_truncated_files(fmt: str) -> None:
         _assert_one_line_naming(refused.value, f"cut.{fmt.lower()}")
 
 
+@pytest.mark.parametrize("mode", ["RGB", "I;16", "P"])
+def test_a_png_cut_short_and_padded_with_zeros_is_refused(mode: str) -> None:
+    # Pillow skips the CRC of IDAT chunks: a PNG whose copy stopped part-way and was padded with zeros to its full
+    # size (a preallocated download) decoded to a picture of garbage, which was analysed as a scan
+    source = {"RGB": Image.fromarray(RGB), "I;16": Image.fromarray(GRAY.astype(np.uint16) * 257),
+              "P": Image.fromarray(RGB).quantize(colors=64)}[mode]
+    data = _pil_bytes(source, "PNG")
+    for cut in (len(data) // 2, len(data) * 9 // 10):
+        with pytest.raises(InputError, match="truncated or corrupt PNG data") as refused:
+            load_image_bytes(data[:cut] + bytes(len(data) - cut), name="copying.png")
+        _assert_one_line_naming(refused.value, "copying.png")
+    assert load_image_bytes(data, name="whole.png").width == 53
+
+
 def test_refuses_decompression_bomb_before_decoding() -> None:
     # A 20000 x 20000 gray PNG of zeros compresses to a few hundred kilobytes: a classic bomb.
     bomb = _pil_bytes(Image.new("L", (20000, 20000)), "PNG")

@@ -14,6 +14,7 @@ import os
 import stat
 import threading
 import warnings
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -357,6 +358,10 @@ def load_image_bytes(
             if file_format == "JPEG":
                 quantization = {int(k): [int(v) for v in table] for k, table in image.quantization.items()}
                 subsampling = _jpeg_subsampling(image)
+            damage = _png_damage(data) if file_format == "PNG" else None
+            if damage:
+                raise InputError(f"{label}: truncated or corrupt PNG data ({damage}); re-export or re-scan the "
+                                 "file, or wait until it is completely written", path=label)
             mode = image.mode
             pages = _page_count(image)
             try:
@@ -403,6 +408,34 @@ def _page_count(image: Image.Image) -> int:
     except Exception:  # noqa: BLE001 - a broken directory of later pages must not block the first one
         return 1
     return max(count, 1)
+
+
+def _png_damage(data: bytes) -> str | None:
+    """Why a PNG's image data (its IDAT chunks) cannot be trusted, or None when every IDAT chunk is whole and
+    passes its CRC.
+
+    Pillow does not check the CRC of IDAT chunks, so a file cut short and padded with zeros (a preallocated
+    download, a copy interrupted by a crash) or with damaged bytes decoded to a picture of garbage without any
+    error, and was analysed; libpng refuses such a file. Only the first run of IDAT chunks (the first image of an
+    animated PNG) is checked: it is all the loader decodes.
+    """
+    view, position, seen = memoryview(data), len(_PNG_SIGNATURE), False
+    while position + 8 <= len(data):
+        length = int.from_bytes(data[position:position + 4], "big")
+        kind = data[position + 4:position + 8]
+        if kind != b"IDAT":
+            if seen or kind == b"IEND":
+                return None
+            position += 12 + length
+            continue
+        seen = True
+        end = position + 8 + length
+        if end + 4 > len(data):
+            return "the file ends inside the image data"
+        if zlib.crc32(view[position + 4:end]) != int.from_bytes(data[end:end + 4], "big"):
+            return "the image data fails its CRC check"
+        position = end + 4
+    return None
 
 
 def _reason(error: Exception) -> str:
