@@ -257,6 +257,24 @@ def test_a_png_cut_short_and_padded_with_zeros_is_refused(mode: str) -> None:
     assert load_image_bytes(data, name="whole.png").width == 53
 
 
+def test_a_jpeg_header_followed_by_zeros_is_refused() -> None:
+    # libjpeg reads zeros as valid image data and only warns that the end marker is missing: a JPEG whose copy
+    # stopped part-way and was padded with zeros decoded to a picture of garbage, which was analysed as a scan
+    data = _pil_bytes(Image.fromarray(RGB), "JPEG", quality=90)
+    thumbnail = _pil_bytes(Image.fromarray(RGB[:8, :8]), "JPEG")
+    # an embedded thumbnail's own end marker (here in a comment segment) must not pass for the image's
+    with_thumbnail = data[:2] + b"\xff\xfe" + (len(thumbnail) + 2).to_bytes(2, "big") + thumbnail + data[2:]
+    for whole in (data, with_thumbnail):
+        padded = whole[:whole.rindex(b"\xff\xda") + 40] + bytes(30000)
+        with pytest.raises(InputError, match="truncated or corrupt JPEG data") as refused:
+            load_image_bytes(padded, name="copying.jpg")
+        _assert_one_line_naming(refused.value, "copying.jpg")
+        assert load_image_bytes(whole + b"bytes after the end", name="whole.jpg").width == 53
+    second = Image.fromarray(RGB[::-1].copy())
+    multi = _pil_bytes(Image.fromarray(RGB), "MPO", save_all=True, append_images=[second])
+    assert load_image_bytes(multi, name="stereo.mpo").format == "JPEG"
+
+
 def test_refuses_decompression_bomb_before_decoding() -> None:
     # A 20000 x 20000 gray PNG of zeros compresses to a few hundred kilobytes: a classic bomb.
     bomb = _pil_bytes(Image.new("L", (20000, 20000)), "PNG")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import stat
 import threading
 import warnings
@@ -358,10 +359,10 @@ def load_image_bytes(
             if file_format == "JPEG":
                 quantization = {int(k): [int(v) for v in table] for k, table in image.quantization.items()}
                 subsampling = _jpeg_subsampling(image)
-            damage = _png_damage(data) if file_format == "PNG" else None
+            damage = {"PNG": _png_damage, "JPEG": _jpeg_damage}.get(file_format, lambda _: None)(data)
             if damage:
-                raise InputError(f"{label}: truncated or corrupt PNG data ({damage}); re-export or re-scan the "
-                                 "file, or wait until it is completely written", path=label)
+                raise InputError(f"{label}: truncated or corrupt {file_format} data ({damage}); re-export or "
+                                 "re-scan the file, or wait until it is completely written", path=label)
             mode = image.mode
             pages = _page_count(image)
             try:
@@ -436,6 +437,29 @@ def _png_damage(data: bytes) -> str | None:
             return "the image data fails its CRC check"
         position = end + 4
     return None
+
+
+# libjpeg's next_marker: any fill bytes 0xFF, then a marker code; 0x00 after 0xFF is a stuffed byte of image data
+_JPEG_MARKER = re.compile(rb"\xff+([^\x00\xff])")
+_JPEG_STANDALONE = {0x01, 0xD8, *range(0xD0, 0xD8)}  # TEM, SOI and the restart markers carry no length
+
+
+def _jpeg_damage(data: bytes) -> str | None:
+    """Why a JPEG's image data cannot be trusted, or None when its markers lead to the end-of-image marker.
+
+    A JPEG header followed by zeros (a download preallocated and never filled, a copy stopped by a crash) decoded
+    to a picture of garbage without any error: libjpeg reads zeros as valid image data and only warns that the
+    end marker is missing. Segments are skipped by their lengths (an EXIF thumbnail's own end marker is inside
+    one) and image data up to its next marker, so only the first image of the file is checked.
+    """
+    position = 2  # after SOI
+    while (found := _JPEG_MARKER.search(data, position)) is not None:
+        code, position = found.group(1)[0], found.end()
+        if code == 0xD9:
+            return None
+        if code not in _JPEG_STANDALONE:
+            position += int.from_bytes(data[position:position + 2], "big")
+    return "the file ends before the image's end marker"
 
 
 def _reason(error: Exception) -> str:
