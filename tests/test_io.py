@@ -107,6 +107,22 @@ def test_16_bit_rgba_tiff_from_opencv_loads_without_a_libtiff_warning(tmp_path: 
     assert capfd.readouterr().err == ""
 
 
+@pytest.mark.parametrize("depth", [8, 16])
+def test_a_damaged_compressed_tiff_is_refused_without_libtiff_printing(depth: int,
+                                                                       capfd: pytest.CaptureFixture[str]) -> None:
+    # Pillow silences libtiff's warnings but not its errors: "ZIPDecode: Decoding error at scanline 0, incorrect
+    # data check." reached stderr before retouch's own line
+    data = bytearray(_pil_bytes(Image.fromarray(GRAY.astype(np.uint16) * 257 if depth == 16 else RGB), "TIFF",
+                                compression="tiff_adobe_deflate"))
+    strip = Image.open(io.BytesIO(bytes(data))).tag_v2[273][0]
+    data[strip + 20:strip + 30] = bytes(10)
+    capfd.readouterr()
+    with pytest.raises(InputError, match="corrupt TIFF data") as refused:
+        load_image_bytes(bytes(data), name="damaged.tif")
+    _assert_one_line_naming(refused.value, "damaged.tif")
+    assert capfd.readouterr().err == ""
+
+
 def test_jpeg_keeps_quantization_tables_and_subsampling(tmp_path: Path) -> None:
     path = tmp_path / "q.jpg"
     path.write_bytes(_pil_bytes(Image.fromarray(RGB), "JPEG", quality=75))

@@ -8,6 +8,8 @@ tables for JPEG-domain analyses, records the SHA-256, and refuses anything it ca
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import hashlib
 import io
 import os
@@ -488,6 +490,8 @@ def _decode(image: Image.Image, data: bytes, orientation: int = 1) -> tuple[np.n
     # applies the tag to every format itself, so a TIFF turned by Pillow is turned back here (else a scan tagged
     # 6 came out turned twice, in a frame no viewer shows)
     tagged = image.format == "TIFF" and orientation != 1 and _EXIF_ORIENTATION in image.tag_v2
+    if image.format == "TIFF":
+        _silence_libtiff_errors()
     # Pillow's decoder checks the data (raising with its own reason on truncation) before anything else reads it:
     # OpenCV's PNG reader would print libpng's complaint to stderr, a second, unexplained line for the user
     image.load()
@@ -536,6 +540,30 @@ def _decode_loaded(image: Image.Image, data: bytes, had_alpha: bool, orientation
     if mode == "RGB":
         return np.asarray(image), had_alpha  # convert("RGB") would copy the whole image once more for nothing
     return np.asarray(image.convert("RGB")), had_alpha
+
+
+@functools.cache
+def _silence_libtiff_errors() -> None:
+    """Stop libtiff (as loaded by Pillow) printing its errors to stderr, once per process.
+
+    Pillow silences libtiff's warnings but not its errors, so a damaged compressed TIFF printed a line such as
+    "ZIPDecode: Decoding error at scanline 0, incorrect data check." before retouch's own error line; Pillow
+    still raises on the failure, which the loader reports. Best effort: the library is found among the
+    process's mapped files (Linux); elsewhere nothing changes.
+    """
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            paths = {fields[5].strip() for fields in (line.split(None, 5) for line in maps)
+                     if len(fields) == 6 and "libtiff" in fields[5]}
+    except OSError:
+        return
+    for path in paths:
+        try:
+            setter = ctypes.CDLL(path).TIFFSetErrorHandler
+        except (OSError, AttributeError):
+            continue
+        setter.argtypes, setter.restype = [ctypes.c_void_p], ctypes.c_void_p
+        setter(None)
 
 
 def _oriented_like(deep: np.ndarray, shallow: np.ndarray, orientation: int) -> np.ndarray:
