@@ -79,6 +79,19 @@ def test_keeps_16_bit_depth(tmp_path: Path, ext: str, channels: int) -> None:
     assert 0.0 <= loaded.gray.min() and loaded.gray.max() <= 1.0
 
 
+def test_a_16_bit_colour_png_without_its_end_chunk_keeps_its_depth_quietly(capfd: pytest.CaptureFixture[str]
+                                                                           ) -> None:
+    # OpenCV's libpng refuses a PNG without IEND, printing "libpng error: PNG input buffer is incomplete" beside a
+    # successful run, and the loader then fell back to Pillow's 8-bit reading of the whole image
+    deep = (RNG.random((31, 29, 3)) * 65535).astype(np.uint16)
+    data = cv2.imencode(".png", cv2.cvtColor(deep, cv2.COLOR_RGB2BGR))[1].tobytes()
+    assert data.endswith(b"IEND\xaeB`\x82")
+    capfd.readouterr()
+    loaded = load_image_bytes(data[:-12], name="unended.png")
+    assert loaded.bit_depth == 16 and np.array_equal(loaded.pixels, deep)
+    assert capfd.readouterr().err == ""
+
+
 @pytest.mark.parametrize("channels", [3, 4])
 @pytest.mark.parametrize("compression", [None, "zlib"])
 def test_16_bit_tiff_with_separate_colour_planes_keeps_its_pixels(channels: int, compression: str | None) -> None:

@@ -422,23 +422,28 @@ def _png_damage(data: bytes) -> str | None:
     error, and was analysed; libpng refuses such a file. Only the first run of IDAT chunks (the first image of an
     animated PNG) is checked: it is all the loader decodes.
     """
+    return _png_image_data(data)[1]
+
+
+def _png_image_data(data: bytes) -> tuple[int, str | None]:
+    """Where a PNG's first run of IDAT chunks ends, and :func:`_png_damage`'s reason (None: whole, CRCs right)."""
     view, position, seen = memoryview(data), len(_PNG_SIGNATURE), False
     while position + 8 <= len(data):
         length = int.from_bytes(data[position:position + 4], "big")
         kind = data[position + 4:position + 8]
         if kind != b"IDAT":
             if seen or kind == b"IEND":
-                return None
+                return position, None
             position += 12 + length
             continue
         seen = True
         end = position + 8 + length
         if end + 4 > len(data):
-            return "the file ends inside the image data"
+            return position, "the file ends inside the image data"
         if zlib.crc32(view[position + 4:end]) != int.from_bytes(data[end:end + 4], "big"):
-            return "the image data fails its CRC check"
+            return position, "the image data fails its CRC check"
         position = end + 4
-    return None
+    return position, None
 
 
 # libjpeg's next_marker: any fill bytes 0xFF, then a marker code; 0x00 after 0xFF is a stuffed byte of image data
@@ -584,6 +589,7 @@ def _oriented_like(deep: np.ndarray, shallow: np.ndarray, orientation: int) -> n
 
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 _OPENCV_LOG_LOCK = threading.Lock()  # OpenCV's log level is process-wide; loads in API worker threads share it
 
 
@@ -635,6 +641,11 @@ def _decode_16bit_planar_tiff(data: bytes) -> np.ndarray | None:
 
 def _decode_16bit_rgb(data: bytes) -> np.ndarray | None:
     """Pillow reduces 16-bit colour PNG/TIFF to 8 bits; OpenCV keeps the depth. Header size is checked already."""
+    if data.startswith(_PNG_SIGNATURE):
+        # OpenCV's libpng refuses a PNG without its IEND chunk (printing "libpng error: PNG input buffer is
+        # incomplete"), and the image was then read at 8 bits; its image data are whole (checked already), and
+        # the chunks after them hold nothing OpenCV reads, so it is given those data and an IEND chunk
+        data = data[:_png_image_data(data)[0]] + _PNG_IEND
     # libtiff's warnings reach stderr through OpenCV's log: an RGBA TIFF as OpenCV itself writes it (no
     # ExtraSamples tag) printed "TIFF_Warning ... Defining non-color channels as ExtraSamples" beside a successful
     # run, breaking the promise of a quiet stderr; Pillow has already checked the data, and errors still show
