@@ -231,6 +231,16 @@ def test_refuses_missing_empty_directory_and_text(tmp_path: Path) -> None:
     _assert_one_line_naming(wrong.value, "notes.jpg")
 
 
+def test_a_broken_or_looping_symbolic_link_is_named_as_a_link(tmp_path: Path) -> None:
+    # "no such file; check the path" sent the user to a path that is plainly there (as a link)
+    (tmp_path / "scan.jpg").symlink_to(tmp_path / "unmounted" / "scan.jpg")
+    (tmp_path / "loop.jpg").symlink_to(tmp_path / "loop.jpg")
+    for name in ("scan.jpg", "loop.jpg"):
+        with pytest.raises(InputError, match="is a symbolic link to nothing") as refused:
+            load_image(tmp_path / name)
+        _assert_one_line_naming(refused.value, name)
+
+
 def test_refuses_unreadable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "locked.png"
     path.write_bytes(_pil_bytes(Image.fromarray(RGB), "PNG"))

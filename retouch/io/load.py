@@ -263,6 +263,9 @@ def load_image(
     if not str(path):
         raise InputError("no input path given: pass the path of an image file")
     if not file_path.exists():
+        if file_path.is_symlink():  # the link is there to see, so "no such file" would send the user astray
+            raise InputError(f"{label}: is a symbolic link to nothing (its target is missing, or the link leads "
+                             "back to itself); fix the link or give the image file itself", path=label)
         raise InputError(f"{label}: no such file; check the path", path=label)
     if file_path.is_dir():
         raise InputError(f"{label}: is a directory, not an image file", path=label)
