@@ -254,6 +254,16 @@ def test_refuses_unreadable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     _assert_one_line_naming(refused.value, "locked.png")
 
 
+def test_a_signed_8_bit_tiff_keeps_the_order_of_its_grey_levels() -> None:
+    # Pillow gives signed 8-bit samples as raw bytes: -1 read as 255 beside 0, a scrambled picture was analysed
+    tifffile = pytest.importorskip("tifffile")
+    signed = (GRAY.astype(np.int16) - 128).astype(np.int8)
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, signed)
+    loaded = load_image_bytes(buffer.getvalue(), name="signed.tif")
+    assert loaded.pixels.dtype == np.uint8 and np.array_equal(loaded.pixels, GRAY)
+
+
 def test_refuses_float_images_with_nan_or_infinity() -> None:
     values = RNG.random((40, 50)).astype(np.float32)
     for bad in (np.nan, np.inf):

@@ -537,6 +537,10 @@ def _decode_loaded(image: Image.Image, data: bytes, had_alpha: bool, orientation
     if mode == "1":
         return (np.asarray(image, dtype=np.uint8) * 255).astype(np.uint8), had_alpha
     if mode == "L":
+        if _signed_samples(image):
+            # Pillow hands signed 8-bit samples over as their raw bytes, so -1 came out white (255) beside 0
+            # black: the picture was scrambled. Shifted by 128, the grey levels keep their order
+            return (np.asarray(image).view(np.int8).astype(np.int16) + 128).astype(np.uint8), had_alpha
         return np.asarray(image), had_alpha
     if mode in {"LA", "La"}:
         return np.asarray(image.convert("L")), had_alpha
@@ -609,6 +613,15 @@ def _is_16bit_colour(image: Image.Image, data: bytes) -> bool:
         except Exception:  # noqa: BLE001 - an unreadable tag: let Pillow decide as for any 8-bit file
             return False
     return False
+
+
+def _signed_samples(image: Image.Image) -> bool:
+    """Whether a TIFF stores its samples as signed integers (SampleFormat 2)."""
+    try:
+        formats = image.tag_v2.get(339, (1,)) if image.format == "TIFF" else (1,)
+        return 2 in (formats if isinstance(formats, (tuple, list)) else (formats,))
+    except Exception:  # noqa: BLE001 - an unreadable tag: read the samples as unsigned, as Pillow does
+        return False
 
 
 def _separate_planes(image: Image.Image) -> bool:
