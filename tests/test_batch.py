@@ -314,6 +314,23 @@ def test_a_folder_batch_names_the_files_it_skipped_as_not_images(tmp_path: Path)
     assert "Skipped 2 files not read as images" in done.stdout and "anim.gif, readme.txt." in done.stdout
 
 
+def test_broken_symbolic_links_in_a_folder_are_reported_not_dropped(tmp_path: Path) -> None:
+    # a link to a scan on an unmounted drive, or to itself, was neither an item nor named as skipped: the scan
+    # went missing from the run and its summary without a word
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    (scans / "a.png").write_bytes(make_authentic(14, size=96).file_bytes)
+    (scans / "offline.jpg").symlink_to(tmp_path / "unmounted" / "offline.jpg")
+    (scans / "loop.jpg").symlink_to(scans / "loop.jpg")
+    (scans / "notes.txt").symlink_to(tmp_path / "unmounted" / "notes.txt")
+    report = run_batch(scans, tmp_path / "out", detectors=["grain"], workers=1)
+    assert (report.ok, report.failed, report.not_images) == (1, 2, ["notes.txt"])
+    errors = {Path(record["paths"][0]).name: record["error"] for record in read_results(tmp_path / "out").values()
+              if record["status"] == "error"}
+    assert errors.keys() == {"offline.jpg", "loop.jpg"}
+    assert all("is a symbolic link to nothing" in error for error in errors.values()), errors
+
+
 def test_a_failed_item_is_named_by_its_path_even_with_square_brackets(tmp_path: Path) -> None:
     scans = tmp_path / "box [old]"
     (scans / "a[").mkdir(parents=True)

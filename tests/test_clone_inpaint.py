@@ -235,3 +235,18 @@ def test_patchmatch_returns_exact_distances_of_allowed_offsets() -> None:
     copied = (slice(12, 28), slice(52, 68))
     assert (distance[copied] == 0).mean() > 0.9
     assert (oy[copied] == 20).mean() > 0.9 and (ox[copied] == -40).mean() > 0.9
+
+
+def test_patchmatch_takes_a_strip_wider_than_opencvs_remap_limit() -> None:
+    from retouch.detect._patchmatch import patchmatch
+
+    # a 65000 x 32 strip scan keeps a side over 32767 pixels at analysis scale, where cv2.remap stops with an
+    # assertion: retouch analyze ended with an internal error (exit 1) in the clone and inpaint detectors
+    rng = np.random.default_rng(6)
+    features = rng.standard_normal((4, 33000, 2)).astype(np.float32)
+    oy, ox, distance = patchmatch(features, min_offset=8, iterations=1, seed=1)
+    ys, xs = np.mgrid[0:4, 0:33000]
+    ty, tx = ys + oy, xs + ox
+    assert ((ty >= 0) & (ty < 4) & (tx >= 0) & (tx < 33000)).all()
+    expected = ((features - features[ty, tx]) ** 2).sum(axis=2, dtype=np.float32)
+    np.testing.assert_allclose(distance, expected, rtol=1e-6, atol=1e-6)

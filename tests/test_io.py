@@ -79,6 +79,19 @@ def test_keeps_16_bit_depth(tmp_path: Path, ext: str, channels: int) -> None:
     assert 0.0 <= loaded.gray.min() and loaded.gray.max() <= 1.0
 
 
+def test_a_16_bit_colour_png_without_its_end_chunk_keeps_its_depth_quietly(capfd: pytest.CaptureFixture[str]
+                                                                           ) -> None:
+    # OpenCV's libpng refuses a PNG without IEND, printing "libpng error: PNG input buffer is incomplete" beside a
+    # successful run, and the loader then fell back to Pillow's 8-bit reading of the whole image
+    deep = (RNG.random((31, 29, 3)) * 65535).astype(np.uint16)
+    data = cv2.imencode(".png", cv2.cvtColor(deep, cv2.COLOR_RGB2BGR))[1].tobytes()
+    assert data.endswith(b"IEND\xaeB`\x82")
+    capfd.readouterr()
+    loaded = load_image_bytes(data[:-12], name="unended.png")
+    assert loaded.bit_depth == 16 and np.array_equal(loaded.pixels, deep)
+    assert capfd.readouterr().err == ""
+
+
 @pytest.mark.parametrize("channels", [3, 4])
 @pytest.mark.parametrize("compression", [None, "zlib"])
 def test_16_bit_tiff_with_separate_colour_planes_keeps_its_pixels(channels: int, compression: str | None) -> None:
@@ -104,6 +117,22 @@ def test_16_bit_rgba_tiff_from_opencv_loads_without_a_libtiff_warning(tmp_path: 
     loaded = load_image(path)
     assert loaded.pixels.dtype == np.uint16 and loaded.had_alpha
     assert np.array_equal(loaded.pixels, cv2.cvtColor(deep, cv2.COLOR_BGRA2RGB))
+    assert capfd.readouterr().err == ""
+
+
+@pytest.mark.parametrize("depth", [8, 16])
+def test_a_damaged_compressed_tiff_is_refused_without_libtiff_printing(depth: int,
+                                                                       capfd: pytest.CaptureFixture[str]) -> None:
+    # Pillow silences libtiff's warnings but not its errors: "ZIPDecode: Decoding error at scanline 0, incorrect
+    # data check." reached stderr before retouch's own line
+    data = bytearray(_pil_bytes(Image.fromarray(GRAY.astype(np.uint16) * 257 if depth == 16 else RGB), "TIFF",
+                                compression="tiff_adobe_deflate"))
+    strip = Image.open(io.BytesIO(bytes(data))).tag_v2[273][0]
+    data[strip + 20:strip + 30] = bytes(10)
+    capfd.readouterr()
+    with pytest.raises(InputError, match="corrupt TIFF data") as refused:
+        load_image_bytes(bytes(data), name="damaged.tif")
+    _assert_one_line_naming(refused.value, "damaged.tif")
     assert capfd.readouterr().err == ""
 
 
@@ -202,6 +231,16 @@ def test_refuses_missing_empty_directory_and_text(tmp_path: Path) -> None:
     _assert_one_line_naming(wrong.value, "notes.jpg")
 
 
+def test_a_broken_or_looping_symbolic_link_is_named_as_a_link(tmp_path: Path) -> None:
+    # "no such file; check the path" sent the user to a path that is plainly there (as a link)
+    (tmp_path / "scan.jpg").symlink_to(tmp_path / "unmounted" / "scan.jpg")
+    (tmp_path / "loop.jpg").symlink_to(tmp_path / "loop.jpg")
+    for name in ("scan.jpg", "loop.jpg"):
+        with pytest.raises(InputError, match="is a symbolic link to nothing") as refused:
+            load_image(tmp_path / name)
+        _assert_one_line_naming(refused.value, name)
+
+
 def test_refuses_unreadable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "locked.png"
     path.write_bytes(_pil_bytes(Image.fromarray(RGB), "PNG"))
@@ -213,6 +252,16 @@ def test_refuses_unreadable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     with pytest.raises(InputError, match="permission denied") as refused:
         load_image(path)
     _assert_one_line_naming(refused.value, "locked.png")
+
+
+def test_a_signed_8_bit_tiff_keeps_the_order_of_its_grey_levels() -> None:
+    # Pillow gives signed 8-bit samples as raw bytes: -1 read as 255 beside 0, a scrambled picture was analysed
+    tifffile = pytest.importorskip("tifffile")
+    signed = (GRAY.astype(np.int16) - 128).astype(np.int8)
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, signed)
+    loaded = load_image_bytes(buffer.getvalue(), name="signed.tif")
+    assert loaded.pixels.dtype == np.uint8 and np.array_equal(loaded.pixels, GRAY)
 
 
 def test_refuses_float_images_with_nan_or_infinity() -> None:
@@ -241,6 +290,38 @@ def test_refuses_truncated_files(fmt: str) -> None:
         with pytest.raises(InputError) as refused:
             load_image_bytes(data[:cut], name=f"cut.{fmt.lower()}")
         _assert_one_line_naming(refused.value, f"cut.{fmt.lower()}")
+
+
+@pytest.mark.parametrize("mode", ["RGB", "I;16", "P"])
+def test_a_png_cut_short_and_padded_with_zeros_is_refused(mode: str) -> None:
+    # Pillow skips the CRC of IDAT chunks: a PNG whose copy stopped part-way and was padded with zeros to its full
+    # size (a preallocated download) decoded to a picture of garbage, which was analysed as a scan
+    source = {"RGB": Image.fromarray(RGB), "I;16": Image.fromarray(GRAY.astype(np.uint16) * 257),
+              "P": Image.fromarray(RGB).quantize(colors=64)}[mode]
+    data = _pil_bytes(source, "PNG")
+    for cut in (len(data) // 2, len(data) * 9 // 10):
+        with pytest.raises(InputError, match="truncated or corrupt PNG data") as refused:
+            load_image_bytes(data[:cut] + bytes(len(data) - cut), name="copying.png")
+        _assert_one_line_naming(refused.value, "copying.png")
+    assert load_image_bytes(data, name="whole.png").width == 53
+
+
+def test_a_jpeg_header_followed_by_zeros_is_refused() -> None:
+    # libjpeg reads zeros as valid image data and only warns that the end marker is missing: a JPEG whose copy
+    # stopped part-way and was padded with zeros decoded to a picture of garbage, which was analysed as a scan
+    data = _pil_bytes(Image.fromarray(RGB), "JPEG", quality=90)
+    thumbnail = _pil_bytes(Image.fromarray(RGB[:8, :8]), "JPEG")
+    # an embedded thumbnail's own end marker (here in a comment segment) must not pass for the image's
+    with_thumbnail = data[:2] + b"\xff\xfe" + (len(thumbnail) + 2).to_bytes(2, "big") + thumbnail + data[2:]
+    for whole in (data, with_thumbnail):
+        padded = whole[:whole.rindex(b"\xff\xda") + 40] + bytes(30000)
+        with pytest.raises(InputError, match="truncated or corrupt JPEG data") as refused:
+            load_image_bytes(padded, name="copying.jpg")
+        _assert_one_line_naming(refused.value, "copying.jpg")
+        assert load_image_bytes(whole + b"bytes after the end", name="whole.jpg").width == 53
+    second = Image.fromarray(RGB[::-1].copy())
+    multi = _pil_bytes(Image.fromarray(RGB), "MPO", save_all=True, append_images=[second])
+    assert load_image_bytes(multi, name="stereo.mpo").format == "JPEG"
 
 
 def test_refuses_decompression_bomb_before_decoding() -> None:

@@ -73,6 +73,25 @@ def reduce_features(features: np.ndarray, dims: int) -> np.ndarray:
     return np.ascontiguousarray(reduced.reshape(features.shape[0], features.shape[1], dims), dtype=np.float32)
 
 
+# cv2.remap refuses a plane with a side of SHRT_MAX pixels or more: a strip scan some thousand times longer than it
+# is high keeps such a side even at analysis scale, and the detectors stopped with an internal error
+_REMAP_LIMIT = 32767
+
+
+def _fetch(plane: np.ndarray, map_x: np.ndarray, map_y: np.ndarray) -> np.ndarray:
+    """``plane`` at the integer-valued positions (``map_x``, ``map_y``), NaN outside it: cv2.remap (nearest), or
+    the same values gathered by numpy where remap cannot take the plane's size."""
+    height, width = plane.shape
+    if max(height, width) < _REMAP_LIMIT:
+        return cv2.remap(plane, map_x, map_y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
+                         borderValue=float("nan"))
+    xs, ys = map_x.astype(np.int64), map_y.astype(np.int64)
+    inside = (xs >= 0) & (xs < width) & (ys >= 0) & (ys < height)
+    candidate = np.full(plane.shape, np.nan, plane.dtype)
+    candidate[inside] = plane[ys[inside], xs[inside]]
+    return candidate
+
+
 def patchmatch(features: np.ndarray, *, min_offset: int, iterations: int = 5, global_samples: int = 3,
                proposals: list[np.ndarray] | None = None,
                initial: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None, seed: int = 0,
@@ -114,8 +133,7 @@ def patchmatch(features: np.ndarray, *, min_offset: int, iterations: int = 5, gl
         for start in range(0, dims, 4):
             group = None
             for plane in planes[start:start + 4]:
-                candidate = cv2.remap(plane, map_x, map_y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
-                                      borderValue=float("nan"))
+                candidate = _fetch(plane, map_x, map_y)
                 diff = cv2.subtract(plane, candidate, dst=candidate)
                 squared = cv2.multiply(diff, diff, dst=diff)
                 group = squared if group is None else cv2.add(group, squared, dst=group)

@@ -8,12 +8,16 @@ tables for JPEG-domain analyses, records the SHA-256, and refuses anything it ca
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import hashlib
 import io
 import os
+import re
 import stat
 import threading
 import warnings
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -259,6 +263,9 @@ def load_image(
     if not str(path):
         raise InputError("no input path given: pass the path of an image file")
     if not file_path.exists():
+        if file_path.is_symlink():  # the link is there to see, so "no such file" would send the user astray
+            raise InputError(f"{label}: is a symbolic link to nothing (its target is missing, or the link leads "
+                             "back to itself); fix the link or give the image file itself", path=label)
         raise InputError(f"{label}: no such file; check the path", path=label)
     if file_path.is_dir():
         raise InputError(f"{label}: is a directory, not an image file", path=label)
@@ -357,6 +364,10 @@ def load_image_bytes(
             if file_format == "JPEG":
                 quantization = {int(k): [int(v) for v in table] for k, table in image.quantization.items()}
                 subsampling = _jpeg_subsampling(image)
+            damage = {"PNG": _png_damage, "JPEG": _jpeg_damage}.get(file_format, lambda _: None)(data)
+            if damage:
+                raise InputError(f"{label}: truncated or corrupt {file_format} data ({damage}); re-export or "
+                                 "re-scan the file, or wait until it is completely written", path=label)
             mode = image.mode
             pages = _page_count(image)
             try:
@@ -405,6 +416,62 @@ def _page_count(image: Image.Image) -> int:
     return max(count, 1)
 
 
+def _png_damage(data: bytes) -> str | None:
+    """Why a PNG's image data (its IDAT chunks) cannot be trusted, or None when every IDAT chunk is whole and
+    passes its CRC.
+
+    Pillow does not check the CRC of IDAT chunks, so a file cut short and padded with zeros (a preallocated
+    download, a copy interrupted by a crash) or with damaged bytes decoded to a picture of garbage without any
+    error, and was analysed; libpng refuses such a file. Only the first run of IDAT chunks (the first image of an
+    animated PNG) is checked: it is all the loader decodes.
+    """
+    return _png_image_data(data)[1]
+
+
+def _png_image_data(data: bytes) -> tuple[int, str | None]:
+    """Where a PNG's first run of IDAT chunks ends, and :func:`_png_damage`'s reason (None: whole, CRCs right)."""
+    view, position, seen = memoryview(data), len(_PNG_SIGNATURE), False
+    while position + 8 <= len(data):
+        length = int.from_bytes(data[position:position + 4], "big")
+        kind = data[position + 4:position + 8]
+        if kind != b"IDAT":
+            if seen or kind == b"IEND":
+                return position, None
+            position += 12 + length
+            continue
+        seen = True
+        end = position + 8 + length
+        if end + 4 > len(data):
+            return position, "the file ends inside the image data"
+        if zlib.crc32(view[position + 4:end]) != int.from_bytes(data[end:end + 4], "big"):
+            return position, "the image data fails its CRC check"
+        position = end + 4
+    return position, None
+
+
+# libjpeg's next_marker: any fill bytes 0xFF, then a marker code; 0x00 after 0xFF is a stuffed byte of image data
+_JPEG_MARKER = re.compile(rb"\xff+([^\x00\xff])")
+_JPEG_STANDALONE = {0x01, 0xD8, *range(0xD0, 0xD8)}  # TEM, SOI and the restart markers carry no length
+
+
+def _jpeg_damage(data: bytes) -> str | None:
+    """Why a JPEG's image data cannot be trusted, or None when its markers lead to the end-of-image marker.
+
+    A JPEG header followed by zeros (a download preallocated and never filled, a copy stopped by a crash) decoded
+    to a picture of garbage without any error: libjpeg reads zeros as valid image data and only warns that the
+    end marker is missing. Segments are skipped by their lengths (an EXIF thumbnail's own end marker is inside
+    one) and image data up to its next marker, so only the first image of the file is checked.
+    """
+    position = 2  # after SOI
+    while (found := _JPEG_MARKER.search(data, position)) is not None:
+        code, position = found.group(1)[0], found.end()
+        if code == 0xD9:
+            return None
+        if code not in _JPEG_STANDALONE:
+            position += int.from_bytes(data[position:position + 2], "big")
+    return "the file ends before the image's end marker"
+
+
 def _reason(error: Exception) -> str:
     text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     return text[:160]
@@ -431,6 +498,8 @@ def _decode(image: Image.Image, data: bytes, orientation: int = 1) -> tuple[np.n
     # applies the tag to every format itself, so a TIFF turned by Pillow is turned back here (else a scan tagged
     # 6 came out turned twice, in a frame no viewer shows)
     tagged = image.format == "TIFF" and orientation != 1 and _EXIF_ORIENTATION in image.tag_v2
+    if image.format == "TIFF":
+        _silence_libtiff_errors()
     # Pillow's decoder checks the data (raising with its own reason on truncation) before anything else reads it:
     # OpenCV's PNG reader would print libpng's complaint to stderr, a second, unexplained line for the user
     image.load()
@@ -468,6 +537,10 @@ def _decode_loaded(image: Image.Image, data: bytes, had_alpha: bool, orientation
     if mode == "1":
         return (np.asarray(image, dtype=np.uint8) * 255).astype(np.uint8), had_alpha
     if mode == "L":
+        if _signed_samples(image):
+            # Pillow hands signed 8-bit samples over as their raw bytes, so -1 came out white (255) beside 0
+            # black: the picture was scrambled. Shifted by 128, the grey levels keep their order
+            return (np.asarray(image).view(np.int8).astype(np.int16) + 128).astype(np.uint8), had_alpha
         return np.asarray(image), had_alpha
     if mode in {"LA", "La"}:
         return np.asarray(image.convert("L")), had_alpha
@@ -479,6 +552,30 @@ def _decode_loaded(image: Image.Image, data: bytes, had_alpha: bool, orientation
     if mode == "RGB":
         return np.asarray(image), had_alpha  # convert("RGB") would copy the whole image once more for nothing
     return np.asarray(image.convert("RGB")), had_alpha
+
+
+@functools.cache
+def _silence_libtiff_errors() -> None:
+    """Stop libtiff (as loaded by Pillow) printing its errors to stderr, once per process.
+
+    Pillow silences libtiff's warnings but not its errors, so a damaged compressed TIFF printed a line such as
+    "ZIPDecode: Decoding error at scanline 0, incorrect data check." before retouch's own error line; Pillow
+    still raises on the failure, which the loader reports. Best effort: the library is found among the
+    process's mapped files (Linux); elsewhere nothing changes.
+    """
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            paths = {fields[5].strip() for fields in (line.split(None, 5) for line in maps)
+                     if len(fields) == 6 and "libtiff" in fields[5]}
+    except OSError:
+        return
+    for path in paths:
+        try:
+            setter = ctypes.CDLL(path).TIFFSetErrorHandler
+        except (OSError, AttributeError):
+            continue
+        setter.argtypes, setter.restype = [ctypes.c_void_p], ctypes.c_void_p
+        setter(None)
 
 
 def _oriented_like(deep: np.ndarray, shallow: np.ndarray, orientation: int) -> np.ndarray:
@@ -499,6 +596,7 @@ def _oriented_like(deep: np.ndarray, shallow: np.ndarray, orientation: int) -> n
 
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 _OPENCV_LOG_LOCK = threading.Lock()  # OpenCV's log level is process-wide; loads in API worker threads share it
 
 
@@ -515,6 +613,15 @@ def _is_16bit_colour(image: Image.Image, data: bytes) -> bool:
         except Exception:  # noqa: BLE001 - an unreadable tag: let Pillow decide as for any 8-bit file
             return False
     return False
+
+
+def _signed_samples(image: Image.Image) -> bool:
+    """Whether a TIFF stores its samples as signed integers (SampleFormat 2)."""
+    try:
+        formats = image.tag_v2.get(339, (1,)) if image.format == "TIFF" else (1,)
+        return 2 in (formats if isinstance(formats, (tuple, list)) else (formats,))
+    except Exception:  # noqa: BLE001 - an unreadable tag: read the samples as unsigned, as Pillow does
+        return False
 
 
 def _separate_planes(image: Image.Image) -> bool:
@@ -550,6 +657,11 @@ def _decode_16bit_planar_tiff(data: bytes) -> np.ndarray | None:
 
 def _decode_16bit_rgb(data: bytes) -> np.ndarray | None:
     """Pillow reduces 16-bit colour PNG/TIFF to 8 bits; OpenCV keeps the depth. Header size is checked already."""
+    if data.startswith(_PNG_SIGNATURE):
+        # OpenCV's libpng refuses a PNG without its IEND chunk (printing "libpng error: PNG input buffer is
+        # incomplete"), and the image was then read at 8 bits; its image data are whole (checked already), and
+        # the chunks after them hold nothing OpenCV reads, so it is given those data and an IEND chunk
+        data = data[:_png_image_data(data)[0]] + _PNG_IEND
     # libtiff's warnings reach stderr through OpenCV's log: an RGBA TIFF as OpenCV itself writes it (no
     # ExtraSamples tag) printed "TIFF_Warning ... Defining non-color channels as ExtraSamples" beside a successful
     # run, breaking the promise of a quiet stderr; Pillow has already checked the data, and errors still show
