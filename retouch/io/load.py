@@ -459,9 +459,12 @@ def _jpeg_damage(data: bytes) -> str | None:
 
     A JPEG header followed by zeros (a download preallocated and never filled, a copy stopped by a crash) decoded
     to a picture of garbage without any error: libjpeg reads zeros as valid image data and only warns that the
-    end marker is missing. Segments are skipped by their lengths (an EXIF thumbnail's own end marker is inside
-    one) and image data up to its next marker, so only the first image of the file is checked.
+    end marker is missing. Segments up to the first scan are skipped by their lengths (an EXIF thumbnail's own
+    end marker is inside one); after it the end marker is searched for as bytes, since in entropy-coded data 0xFF
+    is always followed by 0x00 or a marker code, so the first 0xFF 0xD9 there ends the first image. (Walking the
+    scan's data marker by marker cost half as much as decoding a 24 MP scan; the byte search, a tenth.)
     """
+    missing = "the file ends before the image's end marker"
     position = 2  # after SOI
     while (found := _JPEG_MARKER.search(data, position)) is not None:
         code, position = found.group(1)[0], found.end()
@@ -469,7 +472,9 @@ def _jpeg_damage(data: bytes) -> str | None:
             return None
         if code not in _JPEG_STANDALONE:
             position += int.from_bytes(data[position:position + 2], "big")
-    return "the file ends before the image's end marker"
+        if code == 0xDA:  # start of scan: its header is skipped, the image data follow
+            return None if data.find(b"\xff\xd9", position) >= 0 else missing
+    return missing
 
 
 def _reason(error: Exception) -> str:
