@@ -31,7 +31,7 @@ test: $(STAMP) browser
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
-	$(BIN)/python -m benchmarks.speed && $(BIN)/python -m benchmarks.batch_throughput && $(BIN)/python -m benchmarks.api_load && $(BIN)/python -m benchmarks.pyifd_compare && $(BIN)/python -m benchmarks.clone_robustness
+	$(BIN)/python -m benchmarks.speed && $(BIN)/python -m benchmarks.batch_throughput && $(BIN)/python -m benchmarks.api_load && $(BIN)/python -m benchmarks.pyifd_compare && $(BIN)/python -m benchmarks.clone_robustness && $(BIN)/python -m benchmarks.thumbnails
 
 quality: $(STAMP)
 	$(BIN)/python -m benchmarks.quality

@@ -109,9 +109,24 @@ def photo_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _pair_case(task: tuple[str, int, int]) -> dict:
+def registration_error_px(reference_shape: tuple[int, int], questioned_shape: tuple[int, int], true: np.ndarray,
+                          found: np.ndarray, *, step: int = 16) -> float:
+    """RMS distance, in questioned pixels, between where the true and the found transform put the points of a
+    ``step``-pixel grid over the reference, over the points the true transform puts inside the questioned image."""
     import cv2
 
+    height, width = reference_shape
+    ys, xs = np.mgrid[0:height:step, 0:width:step]
+    points = np.float32(np.stack([xs.ravel(), ys.ravel()], 1)).reshape(-1, 1, 2)
+    true_points = cv2.perspectiveTransform(points, np.asarray(true, np.float64)).reshape(-1, 2)
+    found_points = cv2.perspectiveTransform(points, np.asarray(found, np.float64)).reshape(-1, 2)
+    qh, qw = questioned_shape
+    inside = ((true_points[:, 0] >= 0) & (true_points[:, 0] < qw) & (true_points[:, 1] >= 0)
+              & (true_points[:, 1] < qh))
+    return float(np.sqrt(np.mean(np.sum((true_points - found_points)[inside] ** 2, axis=1))))
+
+
+def _pair_case(task: tuple[str, int, int]) -> dict:
     from retouch.compare import compare_pair
     from retouch.errors import NotSamePhotographError
     from retouch.metrics import localisation_scores
@@ -125,14 +140,8 @@ def _pair_case(task: tuple[str, int, int]) -> dict:
     except NotSamePhotographError:
         row["refused"] = True
         return row
-    height, width = pair.reference.shape[:2]
-    ys, xs = np.mgrid[0:height:16, 0:width:16]
-    points = np.float32(np.stack([xs.ravel(), ys.ravel()], 1)).reshape(-1, 1, 2)
-    true = cv2.perspectiveTransform(points, pair.transform).reshape(-1, 2)
-    found = cv2.perspectiveTransform(points, comparison.transform).reshape(-1, 2)
-    qh, qw = pair.questioned.shape[:2]
-    inside = (true[:, 0] >= 0) & (true[:, 0] < qw) & (true[:, 1] >= 0) & (true[:, 1] < qh)
-    row["registration_px"] = float(np.sqrt(np.mean(np.sum((true - found)[inside] ** 2, axis=1))))
+    row["registration_px"] = registration_error_px(pair.reference.shape[:2], pair.questioned.shape[:2],
+                                                   pair.transform, comparison.transform)
     row["refused"] = False
     row["flagged"] = float(comparison.result.mask[comparison.valid_mask].mean())
     if edit != "none":
