@@ -428,8 +428,9 @@ def _png_damage(data: bytes) -> str | None:
     return _png_image_data(data)[1]
 
 
-def _png_image_data(data: bytes) -> tuple[int, str | None]:
-    """Where a PNG's first run of IDAT chunks ends, and :func:`_png_damage`'s reason (None: whole, CRCs right)."""
+def _png_image_data(data: bytes, *, check: bool = True) -> tuple[int, str | None]:
+    """Where a PNG's first run of IDAT chunks ends, and :func:`_png_damage`'s reason (None: whole, CRCs right);
+    without ``check`` the CRCs are not computed again (data already checked)."""
     view, position, seen = memoryview(data), len(_PNG_SIGNATURE), False
     while position + 8 <= len(data):
         length = int.from_bytes(data[position:position + 4], "big")
@@ -443,7 +444,7 @@ def _png_image_data(data: bytes) -> tuple[int, str | None]:
         end = position + 8 + length
         if end + 4 > len(data):
             return position, "the file ends inside the image data"
-        if zlib.crc32(view[position + 4:end]) != int.from_bytes(data[end:end + 4], "big"):
+        if check and zlib.crc32(view[position + 4:end]) != int.from_bytes(data[end:end + 4], "big"):
             return position, "the image data fails its CRC check"
         position = end + 4
     return position, None
@@ -666,7 +667,7 @@ def _decode_16bit_rgb(data: bytes) -> np.ndarray | None:
         # OpenCV's libpng refuses a PNG without its IEND chunk (printing "libpng error: PNG input buffer is
         # incomplete"), and the image was then read at 8 bits; its image data are whole (checked already), and
         # the chunks after them hold nothing OpenCV reads, so it is given those data and an IEND chunk
-        data = data[:_png_image_data(data)[0]] + _PNG_IEND
+        data = data[:_png_image_data(data, check=False)[0]] + _PNG_IEND
     # libtiff's warnings reach stderr through OpenCV's log: an RGBA TIFF as OpenCV itself writes it (no
     # ExtraSamples tag) printed "TIFF_Warning ... Defining non-color channels as ExtraSamples" beside a successful
     # run, breaking the promise of a quiet stderr; Pillow has already checked the data, and errors still show
