@@ -208,7 +208,7 @@ def run_item(item: dict[str, Any], out_dir: str, detectors: list[str] | None, ke
             else:
                 outcome = compare_files(item["paths"][0], item["paths"][1], folder)
         record.update(status="ok", score=round(outcome.score, 4), regions=outcome.region_count, error="",
-                      seconds=outcome.seconds, note=_pages_note(outcome.inputs))
+                      seconds=outcome.seconds, note=_input_notes(outcome.inputs))
     except InputError as error:
         record.update(status="error", score=None, regions=None, error=str(error))
     except Exception as error:  # noqa: BLE001 - one bad item must not end the batch
@@ -217,10 +217,9 @@ def run_item(item: dict[str, Any], out_dir: str, detectors: list[str] | None, ke
     return record
 
 
-def _pages_note(inputs: list[dict[str, Any]]) -> str:
-    """What was left out of an item: the pages after the first of multi-page inputs."""
-    return "; ".join(f"{record['name']}: page 1 of {record['pages']} analysed"
-                     for record in inputs if record.get("pages", 1) > 1)
+def _input_notes(inputs: list[dict[str, Any]]) -> str:
+    """What a reader of the summary must know about how an item's files were read (pages left out, say)."""
+    return " ".join(f"{record['name']} {note}" for record in inputs for note in record.get("notes", []))
 
 
 def read_results(out_dir: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:

@@ -79,6 +79,28 @@ def test_keeps_16_bit_depth(tmp_path: Path, ext: str, channels: int) -> None:
     assert 0.0 <= loaded.gray.min() and loaded.gray.max() <= 1.0
 
 
+
+@pytest.mark.parametrize("ext", [".png", ".tiff"])
+@pytest.mark.parametrize(("channels", "largest", "used"), [(1, 4095, 12), (3, 1023, 10), (1, 3000, 12),
+                                                          (3, 255, 8), (1, 4096, 0), (3, 65535, 0), (1, 0, 0)])
+def test_16_bit_samples_that_use_only_low_bits_are_shifted_up_and_the_report_says_so(
+        tmp_path: Path, ext: str, channels: int, largest: int, used: int) -> None:
+    # 12-bit scanner data stored unscaled in 16 bits were analysed as a black picture: every detector skipped it
+    stored = np.minimum((RNG.random((31, 29, channels)) * (largest + 1)).astype(np.uint16), largest).squeeze()
+    stored.flat[0] = largest
+    path = tmp_path / f"deep{ext}"
+    assert cv2.imwrite(str(path), stored if channels == 1 else cv2.cvtColor(stored, cv2.COLOR_RGB2BGR))
+    loaded = load_image(path)
+    assert loaded.bit_depth == 16 and loaded.pixels.dtype == np.uint16 and loaded.used_bits == used
+    assert np.array_equal(loaded.pixels, stored << (16 - used) if used else stored)
+    record = loaded.describe()
+    if used:
+        assert record["used_bits"] == used and loaded.gray8.max() >= 128
+        [note] = record["notes"]
+        assert f"only the low {used} bits" in note and f"multiplied by {1 << (16 - used)}" in note
+    else:
+        assert "used_bits" not in record and record["notes"] == []
+
 def test_a_16_bit_colour_png_without_its_end_chunk_keeps_its_depth_quietly(capfd: pytest.CaptureFixture[str]
                                                                            ) -> None:
     # OpenCV's libpng refuses a PNG without IEND, printing "libpng error: PNG input buffer is incomplete" beside a

@@ -82,10 +82,11 @@
     var result = report.result;
     $("status").hidden = true; $("result").hidden = false;
     $("score").textContent = result.score.toFixed(2);
-    var pageNotes = report.inputs.filter(function (item) { return (item.pages || 1) > 1; }).map(function (item) {
-      return " " + item.name + " holds " + item.pages + " images (pages or frames); only the first was analysed.";
+    var inputNotes = [];
+    report.inputs.forEach(function (item) {
+      (item.notes || []).forEach(function (note) { inputNotes.push(" " + item.name + " " + note); });
     });
-    $("summary").textContent = result.summary + pageNotes.join("");
+    $("summary").textContent = result.summary + inputNotes.join("");
     var isPair = report.command === "compare";
     var photoIndex = isPair ? 1 : 0;
     $("photo").src = await blobUrl(base + "/inputs/" + photoIndex + "/preview");

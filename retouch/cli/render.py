@@ -35,9 +35,8 @@ def print_outcome(outcome: TaskOutcome, *, as_json: bool = False) -> None:
         if len(result["regions"]) > 20:
             stdout.print(f"... and {len(result['regions']) - 20} more regions in the report")
     for item in report["inputs"]:
-        if item.get("pages", 1) > 1:
-            stdout.print(f"Note: {item['name']} holds {item['pages']} images (pages or frames); only the first "
-                         "was analysed. Save the others as files of their own to analyse them.", markup=False)
+        for note in item.get("notes", []):
+            stdout.print(f"Note: {item['name']} {note}", markup=False)
     # paths are the user's, printed as they are: as markup, '[draft]' in a folder name would vanish
     stdout.print(f"Report: {folder / REPORT_HTML}", markup=False)
     stdout.print(f"Data:   {folder / REPORT_JSON}", markup=False)

@@ -173,6 +173,7 @@ class LoadedImage:
     exif_orientation: int = 1
     had_alpha: bool = False
     pages: int = 1
+    used_bits: int = 0  # for 16-bit samples holding only low values: the bits they use (they were shifted up)
 
     @property
     def height(self) -> int:
@@ -235,11 +236,21 @@ class LoadedImage:
         }
         if self.had_alpha:
             info["had_alpha"] = True
+        notes = []  # what a reader of the report must know about how the file was read, in sentences
         if self.pages > 1:  # only the first page (or frame) is decoded; the report must say so
             info["pages"] = self.pages
             info["page_analysed"] = 1
+            notes.append(f"holds {self.pages} images (pages or frames); only the first was analysed. Save the "
+                         "others as files of their own to analyse them.")
+        if self.used_bits:
+            info["used_bits"] = self.used_bits
+            notes.append(f"its 16-bit samples use only the low {self.used_bits} bits, as {self.used_bits}-bit "
+                         "scanner or camera data stored in 16 bits do; they were multiplied by "
+                         f"{1 << (16 - self.used_bits)} (which keeps every difference in proportion) before "
+                         "analysis and display.")
         if self.jpeg_subsampling:
             info["jpeg_subsampling"] = self.jpeg_subsampling
+        info["notes"] = notes
         return info
 
 
@@ -387,7 +398,7 @@ def load_image_bytes(
                     "re-export or re-scan the file",
                     path=label,
                 ) from None
-    pixels = to_display(pixels, orientation)
+    pixels, used_bits = _filling_sixteen_bits(to_display(pixels, orientation))
     return LoadedImage(
         pixels=np.ascontiguousarray(pixels),
         name=name,
@@ -403,7 +414,28 @@ def load_image_bytes(
         exif_orientation=orientation if 1 <= orientation <= 8 else 1,
         had_alpha=had_alpha,
         pages=pages,
+        used_bits=used_bits,
     )
+
+
+LOW_DEPTH_BITS = 12  # 16-bit samples that never exceed 12 bits are low-depth data, not a dark picture
+
+
+def _filling_sixteen_bits(pixels: np.ndarray) -> tuple[np.ndarray, int]:
+    """16-bit samples that use only their low bits (at most ``LOW_DEPTH_BITS``), shifted up to fill the 16, and
+    how many bits they use (0: left as they are).
+
+    Scanners and cameras with 10-, 12- or 14-bit converters often store their values unscaled in 16-bit files.
+    Read as they are, 12-bit data fill only the lowest 16th of the range: every analysis works on 8-bit levels
+    (the top byte), where such a picture is black. No photograph scanned at 16 bits has all its samples below
+    1/16 of full scale, so these are shifted by whole bits, which keeps every ratio and difference.
+    """
+    if pixels.dtype != np.uint16:
+        return pixels, 0
+    used = int(pixels.max()).bit_length()
+    if used == 0 or used > LOW_DEPTH_BITS:  # an all-black image has nothing to stretch
+        return pixels, 0
+    return pixels << np.uint16(16 - used), used
 
 
 def _page_count(image: Image.Image) -> int:

@@ -166,9 +166,8 @@ def _analysis_cards(analyses: Sequence[Mapping[str, Any]], layers: Mapping[str, 
     return '<div class="cards">' + "".join(cards) + "</div>"
 
 
-def _pages_note(item: Mapping[str, Any]) -> str:
-    pages = int(item.get("pages", 1))
-    return f"; <strong>page 1 of {pages} analysed</strong>" if pages > 1 else ""
+def _input_notes(item: Mapping[str, Any]) -> str:
+    return "".join(f"<br><strong>The file {escape(note)}</strong>" for note in item.get("notes", []))
 
 
 def _inputs_table(inputs: Sequence[Mapping[str, Any]]) -> str:
@@ -177,7 +176,7 @@ def _inputs_table(inputs: Sequence[Mapping[str, Any]]) -> str:
         rows.append(
             f"<tr><td>{escape(item.get('role', 'image'))}</td><td>{escape(item.get('name', ''))}</td>"
             f"<td>{escape(item.get('format', ''))}, {item.get('width')}×{item.get('height')}, "
-            f"{escape(item.get('mode', ''))} {item.get('bit_depth', '')}-bit{_pages_note(item)}</td>"
+            f"{escape(item.get('mode', ''))} {item.get('bit_depth', '')}-bit{_input_notes(item)}</td>"
             f"<td class=\"mono\">{escape(item.get('sha256', ''))}</td></tr>"
         )
     return ("<table><thead><tr><th>Role</th><th>File</th><th>Format</th><th>SHA-256</th></tr></thead><tbody>"
