@@ -31,7 +31,15 @@ from retouch.compare.changes import (
     remove_defects,
 )
 from retouch.compare.register import Registration, register
-from retouch.imaging import analysis_scale, checked_image, content_box, to_gray_float, to_uint8, upscale_to
+from retouch.imaging import (
+    analysis_scale,
+    checked_image,
+    content_box,
+    inverted_tones,
+    to_gray_float,
+    to_uint8,
+    upscale_to,
+)
 from retouch.result import AnalysisResult, Region
 
 ANALYSIS_PIXELS = 2_500_000
@@ -151,7 +159,8 @@ def _placed(inner: PairComparison, reference: np.ndarray, questioned: np.ndarray
     valid = np.zeros(full_shape, bool)
     height, width = inner.valid_mask.shape
     valid[q_top:q_top + height, q_left:q_left + width] = inner.valid_mask
-    aligned = _warp_to(to_uint8(reference), transform, full_shape)
+    shown = inverted_tones(reference) if inner.registration.inverted else reference
+    aligned = _warp_to(to_uint8(shown), transform, full_shape)
     details = dict(result.details)
     details["compared_fraction"] = round(float(valid.mean()), 6)
     picture = {"reference": [r_left, r_top, r_right - r_left, r_bottom - r_top],
@@ -178,6 +187,8 @@ def _compare_pictures(reference: np.ndarray, questioned: np.ndarray, *, threshol
     timings: dict[str, float] = {}
     started = time.perf_counter()
     registration = register(reference, questioned)
+    if registration.inverted:  # a film negative of the print: compared as a positive from here on
+        reference = inverted_tones(reference)
     timings.update({f"register_{k}": v for k, v in registration.timings_s.items()})
     timings["register"] = time.perf_counter() - started
 
@@ -230,14 +241,17 @@ def _compare_pictures(reference: np.ndarray, questioned: np.ndarray, *, threshol
     overlap = float(valid_full.mean())
     counts = {kind: sum(r.kind == kind for r in regions) for kind in ("removed", "added", "retouched")}
     changed = float(mask.sum()) / max(float(valid_full.sum()), 1.0)
+    alignment = _alignment_words(registration)
     if regions:
         listed = ", ".join(f"{n} {kind}" for kind, n in counts.items() if n)
         summary = (f"{len(regions)} changed region(s) ({listed}) covering {100 * changed:.2f} % of the compared "
-                   f"area; the scans were aligned with a {registration.model} "
-                   f"({registration.inliers} matching points).")
+                   f"area; the scans were aligned with {alignment}.")
     else:
         summary = (f"No content change found over the {100 * overlap:.0f} % of the {frame} that both "
-                   f"scans show; aligned with a {registration.model} ({registration.inliers} matching points).")
+                   f"scans show; aligned with {alignment}.")
+    if registration.inverted:
+        summary += (" The two scans' tones are inverted (one is a film negative of the other): the reference was "
+                    "compared with its tones inverted.")
     score = max([r.score for r in regions], default=0.0)
     score = max(score, 0.5 * float(np.percentile(heat_small[valid], 99.9)))
     result = AnalysisResult(
@@ -261,6 +275,13 @@ def _compare_pictures(reference: np.ndarray, questioned: np.ndarray, *, threshol
     )
     return PairComparison(result=result, transform=registration.transform, registration=registration,
                           aligned_reference=aligned, valid_mask=valid_full)
+
+
+def _alignment_words(registration: Registration) -> str:
+    """How the scans were aligned, for the summary: "an affine (1359 matching points), mirrored"."""
+    article = "an" if registration.model[:1] in "aeiou" else "a"
+    words = f"{article} {registration.model} ({registration.inliers} matching points)"
+    return words + ", mirrored (one print is the other's mirror image)" if registration.mirrored else words
 
 
 def _regions_to_full(regions: list[Region], mask: np.ndarray, scale: float, transform: np.ndarray,

@@ -11,7 +11,9 @@ coefficient maximisation (Evangelidis & Psarakis 2008, ``cv2.findTransformECC``)
 pyramid; a refinement that moves any corner by more than a few pixels is rejected, so a large edit cannot drag
 the fit. Without enough features, a Fourier-Mellin fallback (log-polar phase correlation, Reddy & Chatterji
 1996) recovers rotation, scale and translation. Pairs that do not register, or whose aligned overlap does not
-correlate, are refused as not the same photograph.
+correlate, are refused as not the same photograph. A pair that does not register as it is is tried once more
+with the reference's tones inverted: a scanned film negative, not turned positive, registers with its print only
+so (SIFT's gradients point the other way), and is then compared as a positive.
 
 Limits: strong non-rigid distortion (a print that was bent when re-photographed) is modelled only by a
 homography; mirror detection needs features on both sides.
@@ -21,14 +23,14 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import cv2
 import numpy as np
 
 from retouch.errors import NotSamePhotographError
-from retouch.imaging import bounded, nearest_neighbours, to_gray_float
+from retouch.imaging import bounded, inverted_tones, nearest_neighbours, to_gray_float
 
 FEATURE_PIXELS = 1_200_000
 MIN_INLIERS = 20  # for a homography; a model with fewer parameters needs proportionally fewer (a similarity 10)
@@ -68,6 +70,7 @@ class Registration:
     refined: bool
     overlap_correlation: float = float("nan")
     timings_s: dict[str, float] = field(default_factory=dict)
+    inverted: bool = False  # the reference registered only as a negative (its tones inverted)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -411,8 +414,25 @@ def register(reference: np.ndarray, questioned: np.ndarray, *, feature_pixels: i
              refine: bool = True) -> Registration:
     """Estimate the homography mapping ``reference`` pixels to ``questioned`` pixels (full resolution).
 
-    Raises :class:`~retouch.errors.NotSamePhotographError` when the images do not show the same photograph.
+    A reference that registers only with its tones inverted (a film negative) gives ``inverted=True``.
+
+    Raises :class:`~retouch.errors.NotSamePhotographError` when the images do not show the same photograph, as
+    they are or with the reference inverted (the first attempt's reason is given).
     """
+    try:
+        return _register_as_is(reference, questioned, feature_pixels=feature_pixels, refine=refine)
+    except NotSamePhotographError as error:
+        try:
+            found = _register_as_is(inverted_tones(reference), questioned, feature_pixels=feature_pixels,
+                                    refine=refine)
+        except NotSamePhotographError:
+            raise error from None
+        return replace(found, inverted=True)
+
+
+def _register_as_is(reference: np.ndarray, questioned: np.ndarray, *, feature_pixels: int, refine: bool
+                    ) -> Registration:
+    """:func:`register` without the attempt on the inverted reference."""
     timings: dict[str, float] = {}
     started = time.perf_counter()
     ref_small, ref_scale = bounded(to_gray_float(reference), feature_pixels)
