@@ -279,13 +279,16 @@ def for_each_strip(work: Callable[[int, int], None], cuts: list[int]) -> None:
 
 
 def nearest_neighbours(query: np.ndarray, train: np.ndarray, k: int, *,
-                       excluded: Callable[[slice], np.ndarray] | None = None, rows_per_chunk: int = 512
+                       excluded: Callable[[slice], tuple[np.ndarray, np.ndarray]] | None = None,
+                       rows_per_chunk: int = 512
                        ) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` nearest rows of ``train`` to each row of ``query`` (exact, Euclidean), nearest first: indices
     (int64) and distances (float32), each of shape (len(query), min(k, len(train))).
 
-    ``excluded(rows)``: for a slice of query rows, a boolean array (rows x len(train)) of candidates that may not
-    be chosen (a keypoint itself, say); a row with fewer than ``k`` others gets distance inf in the last places.
+    ``excluded(rows)``: for a slice of query rows, the candidates that may not be chosen (a keypoint itself, say)
+    as two index arrays, rows counted from the slice's start and their train rows; a row with fewer than ``k``
+    others gets distance inf in the last places. Pairs, not a rows x train mask: a dense mask for a handful of
+    pairs cost more than the search.
 
     The same matches as OpenCV's brute-force matcher, about five times faster: squared distances come from one
     matrix product per chunk of query rows (BLAS), and the k smallest per row from k passes of argmin (a full
@@ -307,7 +310,7 @@ def nearest_neighbours(query: np.ndarray, train: np.ndarray, k: int, *,
             score *= -2.0
             score += train_norms
             if excluded is not None:
-                score[excluded(rows)] = np.inf
+                score[excluded(rows)] = np.inf  # (row, train) index pairs
             at = np.arange(len(block))
             for j in range(k):
                 best = score.argmin(axis=1)

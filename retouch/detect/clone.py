@@ -93,6 +93,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+from scipy.spatial import cKDTree
 
 from retouch.detect._patchmatch import local_affine_residual, patchmatch, reduce_features, zernike_features
 from retouch.detect.registry import register
@@ -556,15 +557,23 @@ def keypoint_maps(gray: np.ndarray, min_offset: int, *, ratios: tuple[float, ...
     loosest = max(ratios)
     # a keypoint's own twin (itself, or its mirror image at the same place) is no evidence of copying
     if mirrored:
-        def excluded(rows: slice) -> np.ndarray:
-            dx = other_points[None, :, 0] - points[rows, 0, None]
-            dy = other_points[None, :, 1] - points[rows, 1, None]
-            return dx * dx + dy * dy < 4.0
+        # the few keypoint pairs within 2 px, found once with a k-d tree: testing every pair, chunk by chunk,
+        # cost 0.3 s of a 0.5-megapixel image's 2 s
+        near = cKDTree(points).sparse_distance_matrix(cKDTree(other_points), 2.0, output_type="ndarray")
+        query_of, other_of = near["i"], near["j"]
+        dx = other_points[other_of, 0] - points[query_of, 0]
+        dy = other_points[other_of, 1] - points[query_of, 1]
+        twins = dx * dx + dy * dy < 4.0  # the dense test's own float32 arithmetic, so the same pairs are excluded
+        query_of, other_of = query_of[twins], other_of[twins]
+        order = np.argsort(query_of, kind="stable")
+        query_of, other_of = query_of[order], other_of[order]
+
+        def excluded(rows: slice) -> tuple[np.ndarray, np.ndarray]:
+            first, last = np.searchsorted(query_of, [rows.start, rows.stop])
+            return query_of[first:last] - rows.start, other_of[first:last]
     else:
-        def excluded(rows: slice) -> np.ndarray:
-            itself = np.zeros((rows.stop - rows.start, len(points)), bool)
-            itself[np.arange(rows.stop - rows.start), np.arange(rows.start, rows.stop)] = True
-            return itself
+        def excluded(rows: slice) -> tuple[np.ndarray, np.ndarray]:
+            return np.arange(rows.stop - rows.start), np.arange(rows.start, rows.stop)
     nearest, distance = nearest_neighbours(descriptors, others_descriptors, 2, excluded=excluded)
     first, second = distance.astype(np.float64).T
     usable = np.isfinite(second)
