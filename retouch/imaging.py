@@ -76,13 +76,13 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     return np.round(np.clip(array, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
-
 def inverted_tones(image: np.ndarray) -> np.ndarray:
     """The negative of a uint8/uint16/[0, 1]-float image (each channel turned end for end), same type."""
     array = np.asarray(image)
     if array.dtype in (np.uint8, np.uint16):
         return np.iinfo(array.dtype).max - array
     return (1.0 - array).astype(array.dtype, copy=False)
+
 
 def to_rgb8(image: np.ndarray) -> np.ndarray:
     """uint8 RGB (H, W, 3) for display."""
