@@ -163,7 +163,6 @@ def test_a_multi_page_tiff_is_analysed_on_its_first_page_and_the_report_says_so(
     assert np.array_equal(load_image(image).pixels, first)
 
 
-
 def test_twelve_bit_data_in_a_16_bit_file_are_analysed_like_the_same_picture_at_8_bits(tmp_path: Path) -> None:
     from PIL import Image
 

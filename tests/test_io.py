@@ -82,10 +82,11 @@ def test_keeps_16_bit_depth(tmp_path: Path, ext: str, channels: int) -> None:
 
 @pytest.mark.parametrize("ext", [".png", ".tiff"])
 @pytest.mark.parametrize(("channels", "largest", "used"), [(1, 4095, 12), (3, 1023, 10), (1, 3000, 12),
-                                                          (3, 255, 8), (1, 4096, 0), (3, 65535, 0), (1, 0, 0)])
+                                                          (3, 255, 8), (1, 16383, 14), (3, 16384, 0),
+                                                          (3, 65535, 0), (1, 0, 0)])
 def test_16_bit_samples_that_use_only_low_bits_are_shifted_up_and_the_report_says_so(
         tmp_path: Path, ext: str, channels: int, largest: int, used: int) -> None:
-    # 12-bit scanner data stored unscaled in 16 bits were analysed as a black picture: every detector skipped it
+    # 12-bit scanner data stored unscaled in 16 bits were analysed at 16 grey levels (the top byte)
     stored = np.minimum((RNG.random((31, 29, channels)) * (largest + 1)).astype(np.uint16), largest).squeeze()
     stored.flat[0] = largest
     path = tmp_path / f"deep{ext}"

@@ -244,8 +244,8 @@ class LoadedImage:
                          "others as files of their own to analyse them.")
         if self.used_bits:
             info["used_bits"] = self.used_bits
-            notes.append(f"its 16-bit samples use only the low {self.used_bits} bits, as {self.used_bits}-bit "
-                         "scanner or camera data stored in 16 bits do; they were multiplied by "
+            notes.append(f"its 16-bit samples use only the low {self.used_bits} bits, as unscaled 10- to 14-bit "
+                         "scanner or camera data do; they were multiplied by "
                          f"{1 << (16 - self.used_bits)} (which keeps every difference in proportion) before "
                          "analysis and display.")
         if self.jpeg_subsampling:
@@ -418,7 +418,7 @@ def load_image_bytes(
     )
 
 
-LOW_DEPTH_BITS = 12  # 16-bit samples that never exceed 12 bits are low-depth data, not a dark picture
+LOW_DEPTH_BITS = 14  # 16-bit samples that never exceed 14 bits are shifted up (see _filling_sixteen_bits)
 
 
 def _filling_sixteen_bits(pixels: np.ndarray) -> tuple[np.ndarray, int]:
@@ -426,9 +426,9 @@ def _filling_sixteen_bits(pixels: np.ndarray) -> tuple[np.ndarray, int]:
     how many bits they use (0: left as they are).
 
     Scanners and cameras with 10-, 12- or 14-bit converters often store their values unscaled in 16-bit files.
-    Read as they are, 12-bit data fill only the lowest 16th of the range: every analysis works on 8-bit levels
-    (the top byte), where such a picture is black. No photograph scanned at 16 bits has all its samples below
-    1/16 of full scale, so these are shifted by whole bits, which keeps every ratio and difference.
+    Every analysis works on 8-bit levels (the top byte): read as they are, 12-bit data give 16 grey levels and
+    14-bit data 64, and the grain, error levels and fills the detectors measure drown in the rounding. Shifting by
+    whole bits keeps every ratio and difference; a scan that is merely dark is only brightened by it.
     """
     if pixels.dtype != np.uint16:
         return pixels, 0
