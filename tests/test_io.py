@@ -347,6 +347,23 @@ def test_a_jpeg_header_followed_by_zeros_is_refused() -> None:
     assert load_image_bytes(multi, name="stereo.mpo").format == "JPEG"
 
 
+
+def test_a_progressive_jpeg_cut_after_a_comment_holding_an_end_marker_is_refused() -> None:
+    # the end marker was searched for as bytes after the first scan, so a comment between the scans of a
+    # progressive JPEG that happens to hold 0xFF 0xD9 passed for it; a file cut after it was then refused only by
+    # Pillow's decoder, as "image file is truncated (0 bytes not processed)", without saying what to do
+    data = _pil_bytes(Image.fromarray(RGB), "JPEG", quality=90, progressive=True)
+    second_scan = data.index(b"\xff\xda", data.index(b"\xff\xda") + 2)
+    comment = b"\xff\xfe\x00\x06\xff\xd9ok"
+    whole = data[:second_scan] + comment + data[second_scan:]
+    assert np.array_equal(load_image_bytes(whole, name="whole.jpg").pixels,
+                          load_image_bytes(data, name="plain.jpg").pixels)
+    # cut there and padded with zeros, which libjpeg reads as valid image data
+    padded = whole[:second_scan + len(comment) + 40] + bytes(30000)
+    with pytest.raises(InputError, match="the file ends before the image's end marker.*completely written") as refused:
+        load_image_bytes(padded, name="copying.jpg")
+    _assert_one_line_naming(refused.value, "copying.jpg")
+
 def test_refuses_decompression_bomb_before_decoding() -> None:
     # A 20000 x 20000 gray PNG of zeros compresses to a few hundred kilobytes: a classic bomb.
     bomb = _pil_bytes(Image.new("L", (20000, 20000)), "PNG")
