@@ -360,7 +360,8 @@ def test_a_progressive_jpeg_cut_after_a_comment_holding_an_end_marker_is_refused
                           load_image_bytes(data, name="plain.jpg").pixels)
     # cut there and padded with zeros, which libjpeg reads as valid image data
     padded = whole[:second_scan + len(comment) + 40] + bytes(30000)
-    with pytest.raises(InputError, match="the file ends before the image's end marker.*completely written") as refused:
+    ends_early = "the file ends before the image's end marker.*completely written"
+    with pytest.raises(InputError, match=ends_early) as refused:
         load_image_bytes(padded, name="copying.jpg")
     _assert_one_line_naming(refused.value, "copying.jpg")
 
