@@ -23,7 +23,7 @@ from typing import Any
 
 from retouch import __version__
 from retouch.errors import InputError
-from retouch.io import SNIFF_BYTES, atomic_write_text, max_pixels_from_env, sniff_format
+from retouch.io import SNIFF_BYTES, atomic_write_text, max_pixels_from_env, read_table, sniff_format
 from retouch.requirements import require_output_folder
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp"}
@@ -70,29 +70,27 @@ def _csv_item_id(given: str, where: str) -> str:
 def _pairs_from_csv(source: Path) -> list[BatchItem]:
     """The compare items listed in a pairs CSV (reference,questioned[,id]); malformed rows are refused."""
     items, seen = [], set()
-    first_row = True
-    # utf-8-sig: spreadsheets ("CSV UTF-8") start the file with a byte-order mark, which is not part of the header
-    with open(source, newline="", encoding="utf-8-sig") as handle:
-        for number, row in enumerate(csv.reader(handle), start=1):
-            cells = [cell.strip() for cell in row]
-            if not cells or not any(cells):
-                continue
-            # the header as people type or spreadsheets export it: "Reference, Questioned, ID" is no pair of files
-            is_header = first_row and [cell.lower() for cell in cells[:2]] == ["reference", "questioned"]
-            first_row = False
-            if is_header:
-                continue
-            if len(cells) < 2:
-                raise InputError(f"{source}:{number}: expected 'reference,questioned[,id]'")
-            reference, questioned = (str((source.parent / cell).resolve()) for cell in cells[:2])
-            if len(cells) > 2 and cells[2]:
-                item_id = _csv_item_id(cells[2], f"{source}:{number}")
-            else:  # no id given (or an empty cell, as spreadsheets pad rows): one is made from the paths
-                item_id = _item_id(f"{cells[0]}|{cells[1]}")
-            if item_id in seen:
-                raise InputError(f"{source}:{number}: duplicate id {item_id!r}")
-            seen.add(item_id)
-            items.append(BatchItem(item_id, "compare", (reference, questioned)))
+    try:
+        data = source.read_bytes()
+    except OSError as error:
+        raise InputError(f"{source}: cannot be read ({error.strerror}); check the file and its permissions",
+                         path=str(source)) from None
+    # read_table: a byte-order mark, any line ends, ';' from European spreadsheets and Excel's UTF-16 text
+    for position, (number, cells) in enumerate(read_table(data, str(source))):
+        # the header as people type or spreadsheets export it: "Reference, Questioned, ID" is no pair of files
+        if position == 0 and [cell.lower() for cell in cells[:2]] == ["reference", "questioned"]:
+            continue
+        if len(cells) < 2:
+            raise InputError(f"{source}:{number}: expected 'reference,questioned[,id]'")
+        reference, questioned = (str((source.parent / cell).resolve()) for cell in cells[:2])
+        if len(cells) > 2 and cells[2]:
+            item_id = _csv_item_id(cells[2], f"{source}:{number}")
+        else:  # no id given (or an empty cell, as spreadsheets pad rows): one is made from the paths
+            item_id = _item_id(f"{cells[0]}|{cells[1]}")
+        if item_id in seen:
+            raise InputError(f"{source}:{number}: duplicate id {item_id!r}")
+        seen.add(item_id)
+        items.append(BatchItem(item_id, "compare", (reference, questioned)))
     return items
 
 
@@ -131,12 +129,7 @@ def _plan(input_path: str | os.PathLike[str], out_dir: str | os.PathLike[str] | 
     if source.suffix.lower() != ".csv":
         raise InputError(f"{source}: a batch input is a folder of images or a .csv of pairs "
                          "(reference,questioned[,id])")
-    try:
-        items = _pairs_from_csv(source)
-    except UnicodeDecodeError as error:
-        raise InputError(f"{source}: the CSV is not UTF-8 text (it holds byte 0x{error.object[error.start]:02x}, "
-                         "which UTF-8 does not allow there); save it as UTF-8 (in a spreadsheet: 'CSV UTF-8') and "
-                         "try again", path=str(source)) from None
+    items = _pairs_from_csv(source)
     if not items:
         raise InputError(f"{source}: no pairs listed")
     return items, []

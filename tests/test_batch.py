@@ -367,3 +367,28 @@ def test_no_summary_cell_is_read_as_a_spreadsheet_formula(tmp_path: Path) -> Non
     assert row["id"] == "'-1-1" and row["status"] == "ok"
     # the exact text stays in results.jsonl for programs
     assert list(read_results(tmp_path / "out")) == ["-1-1"]
+
+
+def test_a_pairs_csv_is_read_as_any_spreadsheet_saves_it(tmp_path: Path) -> None:
+    # European Excel and LibreOffice separate by ';', Excel's "Unicode text" is UTF-16 separated by tabs, and old
+    # Mac line ends are CR alone: the same table each time
+    rows = [["Reference", "Questioned", "ID"], ["a.png", "b.png", "one"], ["a.png", "b.png", "two"]]
+    shapes = {"comma-crlf": ("\r\n".join(",".join(row) for row in rows) + "\r\n").encode("utf-8-sig"),
+              "semicolon": ("\r\n".join(";".join(row) for row in rows) + "\r\n").encode("utf-8-sig"),
+              "semicolon-no-header": "a.png;b.png;one\na.png;b.png;two\n".encode(),
+              "utf16-tabs": ("\r\n".join("\t".join(row) for row in rows) + "\r\n").encode("utf-16"),
+              "cr-only": ("\r".join(",".join(row) for row in rows) + "\r").encode()}
+    for shape, data in shapes.items():
+        (tmp_path / f"{shape}.csv").write_bytes(data)
+        items = plan(tmp_path / f"{shape}.csv")
+        assert [(item.id, [Path(p).name for p in item.paths]) for item in items] == [
+            ("one", ["a.png", "b.png"]), ("two", ["a.png", "b.png"])], shape
+
+
+def test_a_cp1252_csv_is_refused_naming_the_line(tmp_path: Path) -> None:
+    (tmp_path / "pairs.csv").write_bytes("reference,questioned\na.png,b.png\ncafé.png,b.png\n".encode("cp1252"))
+    done = _retouch("batch", str(tmp_path / "pairs.csv"), "-o", str(tmp_path / "out"))
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    assert "pairs.csv: the CSV is not UTF-8 text (line 3 holds byte 0xe9" in lines[0], lines[0]
+    assert not (tmp_path / "out").exists()
