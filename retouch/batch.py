@@ -15,6 +15,7 @@ import io
 import json
 import os
 import re
+import unicodedata
 import warnings
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -67,30 +68,61 @@ def _csv_item_id(given: str, where: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", given)
 
 
+def _csv_path(cell: str, source: Path) -> str:
+    """A file named in a pairs CSV, absolute: relative to the CSV's folder, '~' meaning the home folder.
+
+    Missing as written, the same name in the other Unicode form is taken where it exists: macOS writes 'é' as
+    'e' and an accent in file names, a spreadsheet typed on another system as one character, and both look alike.
+    """
+    path = source.parent / cell
+    if cell.startswith("~"):
+        try:
+            path = Path(cell).expanduser()  # an absolute path: the CSV's folder is not prefixed
+        except RuntimeError:  # no home folder known: the cell is a name like any other
+            pass
+    if not path.exists():
+        for form in ("NFC", "NFD"):
+            other = Path(unicodedata.normalize(form, str(path)))
+            if other.exists():
+                path = other
+                break
+    return str(path.resolve())
+
+
 def _pairs_from_csv(source: Path) -> list[BatchItem]:
-    """The compare items listed in a pairs CSV (reference,questioned[,id]); malformed rows are refused."""
+    """The compare items listed in a pairs CSV (reference,questioned[,id]); malformed rows are refused.
+
+    A first row naming the columns (in any case and order: "ID;Reference;Questioned") says where they are;
+    without one the columns are reference, questioned and id, in that order.
+    """
     items, seen = [], set()
     try:
         data = source.read_bytes()
     except OSError as error:
         raise InputError(f"{source}: cannot be read ({error.strerror}); check the file and its permissions",
                          path=str(source)) from None
+    columns = {"reference": 0, "questioned": 1, "id": 2}
     # read_table: a byte-order mark, any line ends, ';' from European spreadsheets and Excel's UTF-16 text
     for position, (number, cells) in enumerate(read_table(data, str(source))):
-        # the header as people type or spreadsheets export it: "Reference, Questioned, ID" is no pair of files
-        if position == 0 and [cell.lower() for cell in cells[:2]] == ["reference", "questioned"]:
+        names = [cell.lower() for cell in cells]
+        if position == 0 and {"reference", "questioned"} <= set(names):
+            columns = {name: names.index(name) for name in ("reference", "questioned", "id") if name in names}
             continue
-        if len(cells) < 2:
-            raise InputError(f"{source}:{number}: expected 'reference,questioned[,id]'")
-        reference, questioned = (str((source.parent / cell).resolve()) for cell in cells[:2])
-        if len(cells) > 2 and cells[2]:
-            item_id = _csv_item_id(cells[2], f"{source}:{number}")
+        reference, questioned, given = (cells[columns[name]] if columns.get(name, len(cells)) < len(cells)
+                                        else "" for name in ("reference", "questioned", "id"))
+        if not reference or not questioned:
+            role = "reference" if not reference else "questioned"
+            raise InputError(f"{source}:{number}: no {role} file; each row names two files, "
+                             "reference,questioned[,id]")
+        paths = (_csv_path(reference, source), _csv_path(questioned, source))
+        if given:
+            item_id = _csv_item_id(given, f"{source}:{number}")
         else:  # no id given (or an empty cell, as spreadsheets pad rows): one is made from the paths
-            item_id = _item_id(f"{cells[0]}|{cells[1]}")
+            item_id = _item_id(f"{reference}|{questioned}")
         if item_id in seen:
             raise InputError(f"{source}:{number}: duplicate id {item_id!r}")
         seen.add(item_id)
-        items.append(BatchItem(item_id, "compare", (reference, questioned)))
+        items.append(BatchItem(item_id, "compare", paths))
     return items
 
 

@@ -392,3 +392,30 @@ def test_a_cp1252_csv_is_refused_naming_the_line(tmp_path: Path) -> None:
     assert done.returncode == 2 and len(lines) == 1, done.stderr
     assert "pairs.csv: the CSV is not UTF-8 text (line 3 holds byte 0xe9" in lines[0], lines[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_pairs_csv_columns_by_header_home_folder_and_either_unicode_form(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import unicodedata
+
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    composed = "café.png"  # as Linux and Windows store it; macOS and text typed there give the decomposed form
+    for name in (composed, "b.png"):
+        (home / name).write_bytes(b"scan")
+    csv_text = f"ID;Questioned;Reference\nx;~/b.png;~/{unicodedata.normalize('NFD', composed)}\n"
+    (tmp_path / "pairs.csv").write_text(csv_text, encoding="utf-8")
+    [item] = plan(tmp_path / "pairs.csv")
+    assert item.id == "x" and item.paths == (str(home / composed), str(home / "b.png"))
+
+
+def test_a_pairs_csv_row_without_both_files_is_refused_naming_the_row(tmp_path: Path) -> None:
+    (tmp_path / "a.png").write_bytes(make_authentic(14, size=128).file_bytes)
+    for row, role in ((",a.png,x", "reference"), ("a.png,,x", "questioned"), ("a.png", "questioned")):
+        (tmp_path / "pairs.csv").write_text(f"reference,questioned,id\na.png,a.png,fine\n{row}\n")
+        done = _retouch("batch", str(tmp_path / "pairs.csv"), "-o", str(tmp_path / "out"), "-w", "1")
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        assert done.returncode == 2 and len(lines) == 1, (row, done.stderr)
+        assert f"pairs.csv:3: no {role} file" in lines[0], lines[0]
+        assert not (tmp_path / "out").exists()
