@@ -56,16 +56,24 @@ def _item_id(relative: str) -> str:
     return f"{slug}-{hashlib.sha1(relative.encode('utf-8')).hexdigest()[:6]}"
 
 
+ID_BYTES = 120  # an id names a folder: file systems take names of up to 255 bytes
+
+
 def _csv_item_id(given: str, where: str) -> str:
     """The id a CSV row gives, as a folder name under items/: refused unless it is a plain name.
 
     ``..`` would put the item's reports in the output root, ``.`` in items/ itself, and a slash in a folder
-    elsewhere; other characters outside letters, digits, '.', '_' and '-' become '-'.
+    elsewhere; letters of any script, digits, '.', '_' and '-' are kept (so 'фото-1' and 'снимок-1' stay two
+    ids, as they are in the web service), other runs of characters become '-'.
     """
     if given in {".", ".."} or "/" in given or "\\" in given:
         raise InputError(f"{where}: id {given!r} is not a plain name (it names the item's folder under items/, so "
                          "it cannot be '.' or '..' or contain '/' or '\\'); use letters, digits, '.', '_' and '-'")
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", given)
+    item_id = re.sub(r"[^\w.-]+", "-", unicodedata.normalize("NFC", given))
+    if len(item_id.encode("utf-8")) > ID_BYTES:
+        raise InputError(f"{where}: id {given[:40]!r}... is too long (it names the item's folder); give one of at "
+                         f"most {ID_BYTES} bytes")
+    return item_id
 
 
 def _csv_path(cell: str, source: Path) -> str:
@@ -95,7 +103,8 @@ def _pairs_from_csv(source: Path) -> list[BatchItem]:
     A first row naming the columns (in any case and order: "ID;Reference;Questioned") says where they are;
     without one the columns are reference, questioned and id, in that order.
     """
-    items, seen = [], set()
+    items: list[BatchItem] = []
+    seen: dict[str, tuple[int, str]] = {}  # id ignoring case -> (line, id as given)
     try:
         data = source.read_bytes()
     except OSError as error:
@@ -119,9 +128,15 @@ def _pairs_from_csv(source: Path) -> list[BatchItem]:
             item_id = _csv_item_id(given, f"{source}:{number}")
         else:  # no id given (or an empty cell, as spreadsheets pad rows): one is made from the paths
             item_id = _item_id(f"{reference}|{questioned}")
-        if item_id in seen:
-            raise InputError(f"{source}:{number}: duplicate id {item_id!r}")
-        seen.add(item_id)
+        # ids differing only in case name one folder on macOS and Windows, where one item's reports would
+        # overwrite the other's; so do ids that differ only in characters made '-'
+        first_line, first_given = seen.setdefault(item_id.casefold(), (number, given))
+        if first_line != number and not given:
+            raise InputError(f"{source}:{number}: lists the same pair as line {first_line}; remove one of the rows")
+        if first_line != number:
+            also = "" if first_given == given else f" as {first_given!r}, which names the same folder"
+            raise InputError(f"{source}:{number}: id {given!r} is already given on line {first_line}{also}; give "
+                             "each row its own id")
         items.append(BatchItem(item_id, "compare", paths))
     return items
 

@@ -419,3 +419,18 @@ def test_a_pairs_csv_row_without_both_files_is_refused_naming_the_row(tmp_path: 
         assert done.returncode == 2 and len(lines) == 1, (row, done.stderr)
         assert f"pairs.csv:3: no {role} file" in lines[0], lines[0]
         assert not (tmp_path / "out").exists()
+
+
+def test_pairs_csv_ids_keep_any_script_and_clashing_rows_are_refused_naming_both_lines(tmp_path: Path) -> None:
+    (tmp_path / "pairs.csv").write_text("a.png,b.png,фото-1\na.png,b.png,снимок-1\n", encoding="utf-8")
+    assert [item.id for item in plan(tmp_path / "pairs.csv")] == ["фото-1", "снимок-1"]
+    # 'Lenin' and 'lenin' are one folder on macOS and Windows: the second item's reports would replace the first's
+    for rows, expected in (("a.png,b.png,Lenin\nb.png,a.png,lenin\n", "pairs.csv:2: id 'lenin' is already given "
+                                                                      "on line 1 as 'Lenin'"),
+                           ("a.png,b.png\n\na.png,b.png\n", "pairs.csv:3: lists the same pair as line 1"),
+                           ("a.png,b.png," + "x" * 130 + "\n", "pairs.csv:1: id 'xxxx")):
+        (tmp_path / "pairs.csv").write_text(rows)
+        done = _retouch("batch", str(tmp_path / "pairs.csv"), "-o", str(tmp_path / "out"))
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        assert done.returncode == 2 and len(lines) == 1 and expected in lines[0], done.stderr
+        assert not (tmp_path / "out").exists()
