@@ -132,7 +132,8 @@ def _pairs_from_csv(source: Path) -> list[BatchItem]:
         # overwrite the other's; so do ids that differ only in characters made '-'
         first_line, first_given = seen.setdefault(item_id.casefold(), (number, given))
         if first_line != number and not given:
-            raise InputError(f"{source}:{number}: lists the same pair as line {first_line}; remove one of the rows")
+            raise InputError(f"{source}:{number}: lists the same pair as line {first_line}; remove one of the "
+                             "rows")
         if first_line != number:
             also = "" if first_given == given else f" as {first_given!r}, which names the same folder"
             raise InputError(f"{source}:{number}: id {given!r} is already given on line {first_line}{also}; give "
