@@ -8,8 +8,7 @@ decompression-bomb guard), without decoding it.
 
 from __future__ import annotations
 
-import csv
-import io
+import codecs
 import json
 import re
 import stat
@@ -29,7 +28,7 @@ from api.errors import ApiError
 from api.guard import megabytes
 from api.settings import Settings
 from retouch.errors import ImageTooLargeError, InputError
-from retouch.io import SNIFF_BYTES, ImageHeader, load_image_bytes, probe_image, sniff_format
+from retouch.io import SNIFF_BYTES, ImageHeader, load_image_bytes, probe_image, read_table, sniff_format
 from retouch.requirements import require_analysable_size
 
 CHUNK = 1 << 20
@@ -213,12 +212,12 @@ def extract_archive(archive: Path, folder: Path, settings: Settings,
         saved: dict[str, Path] = {}
         headers: dict[str, ImageHeader | None] = {}
         not_images: list[str] = []
-        manifest_text = None
+        manifest_data = None
         for index, member in enumerate(members):
             name = member.filename.replace("\\", "/")
             if PurePosixPath(name).name in ("manifest.json", "manifest.csv"):
-                with closing(_member_chunks(bundle, member, name, label)) as chunks:  # utf-8-sig: Excel's BOM
-                    manifest_text = (PurePosixPath(name).name, b"".join(chunks).decode("utf-8-sig", "replace"))
+                with closing(_member_chunks(bundle, member, name, label)) as chunks:  # decoded as it is read
+                    manifest_data = (PurePosixPath(name).name, b"".join(chunks))
                 continue
             target = folder / f"{index:05d}" / client_file_name(name, "member")
             if not _extract_image_member(bundle, member, name, target, label):
@@ -226,13 +225,13 @@ def extract_archive(archive: Path, folder: Path, settings: Settings,
                 continue
             headers[name] = probe_upload(target, settings, f"{label}: {name}")
             saved[name] = target
-    if manifest_text is None:
+    if manifest_data is None:
         notes = [f"{label}: {name} skipped: not an image ({SUPPORTED})" for name in not_images]
         items = [{"item_id": item_id_from(PurePosixPath(name).name, f"item{index}"),
                   "path_id": item_id_from(name, f"item{index}"), "command": "analyze", "inputs": [str(path)]}
                  for index, (name, path) in enumerate(saved.items())]  # ids made unique with the whole batch's
     else:
-        items, notes = _items_from_manifest(manifest_text, saved, set(not_images), label), []
+        items, notes = _items_from_manifest(manifest_data, saved, set(not_images), label), []
     used = {path for item in items for path in item["inputs"]}
     for name, path in saved.items():
         if str(path) in used:  # a member no item uses (a thumbnail beside a manifest's scans) may be small
@@ -283,35 +282,47 @@ def _extract_image_member(bundle: zipfile.ZipFile, member: zipfile.ZipInfo, name
     return True
 
 
-def _manifest_rows(kind: str, text: str, label: str) -> list[Any]:
-    """The manifest's entries: a JSON list (or ``{"items": [...]}``) or the CSV's rows, by its header.
+def _manifest_rows(kind: str, data: bytes, label: str) -> list[tuple[str, Any]]:
+    """The manifest's entries, each with where it is (``line 3``, ``entry 2``) for error messages: a JSON list
+    (or ``{"items": [...]}``), or the CSV's rows under its header.
 
-    The CSV is read as the CLI reads its CSVs (retouch.batch): cells stripped of surrounding spaces, column names
-    in any case, and rows with nothing in them (spreadsheets pad rows with commas) skipped.
+    The CSV is read as the CLI reads its pairs CSV (:func:`retouch.io.read_table`): a byte-order mark, any line
+    ends, ',' or ';' or tabs, UTF-8 or UTF-16; cells stripped, column names in any case, blank rows skipped.
     """
+    if kind == "manifest.csv":
+        try:
+            table = read_table(data, f"{label}: {kind}")
+        except InputError as error:
+            raise ApiError(400, "bad_manifest", str(error)) from None
+        if not table:
+            return []
+        (line, header), *rows = table
+        columns = [name.lower() for name in header]
+        if not {"image", "reference", "questioned"} & set(columns):  # a first row of file names, say
+            raise ApiError(400, "bad_manifest", f"{label}: {kind} line {line}: the first row must name the "
+                           "columns: image (or reference and questioned), and id if you like; it holds "
+                           f"{', '.join(repr(cell) for cell in header[:4])}")
+        return [(f"line {number}", dict(zip(columns, cells))) for number, cells in rows]
     try:
-        if kind == "manifest.csv":
-            header, *rows = [[cell.strip() for cell in row] for row in csv.reader(io.StringIO(text))] or [[]]
-            # column names whatever their case ("Image", "ID"), as the CLI reads its pairs CSV's header
-            return [dict(zip([name.lower() for name in header], row)) for row in rows if any(row)]
-        data = json.loads(text)
-    except (json.JSONDecodeError, csv.Error) as error:
+        data = data.removeprefix(codecs.BOM_UTF8)  # json.loads reads UTF-8, -16 and -32, but not a UTF-8 BOM
+        parsed = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ApiError(400, "bad_manifest", f"{label}: {kind} cannot be parsed ({error})") from None
-    rows = data.get("items") if isinstance(data, dict) else data
-    if not isinstance(rows, list):
+    entries = parsed.get("items") if isinstance(parsed, dict) else parsed
+    if not isinstance(entries, list):
         raise ApiError(400, "bad_manifest", f"{label}: {kind} must be a list of items or an object "
                        '{"items": [...]}, each item with "image" or "reference" and "questioned"')
-    return rows
+    return [(f"entry {number}", entry) for number, entry in enumerate(entries, start=1)]
 
 
 def _items_from_manifest(manifest: tuple[str, str], saved: dict[str, Path], not_images: set[str],
                          label: str) -> list[dict[str, Any]]:
-    kind, text = manifest
+    kind, data = manifest
     items = []
     given_ids: dict[str, str] = {}  # item id -> the id as the manifest wrote it
-    for index, row in enumerate(_manifest_rows(kind, text, label)):
+    for index, (where, row) in enumerate(_manifest_rows(kind, data, label)):
         if not isinstance(row, dict):
-            raise ApiError(400, "bad_manifest", f"{label}: {kind} entry {index} is not an object")
+            raise ApiError(400, "bad_manifest", f"{label}: {kind} {where} is not an object")
         given = None if row.get("id") in (None, "") else str(row["id"])
         item_id = f"item{index}" if given is None else item_id_from(given, f"item{index}")
         if given is not None:
@@ -327,14 +338,14 @@ def _items_from_manifest(manifest: tuple[str, str], saved: dict[str, Path], not_
         paths = []
         for name in names:
             if not isinstance(name, str) or not name:
-                raise ApiError(400, "bad_manifest", f"{label}: {kind} entry {item_id!r} needs a file name in "
+                raise ApiError(400, "bad_manifest", f"{label}: {kind} {where} needs a file name in "
                                '"image", or in both "reference" and "questioned"')
             if name in not_images:
-                raise ApiError(400, "bad_manifest", f"{label}: {kind} entry {item_id!r} names {name!r}, which is "
-                               f"not an image ({SUPPORTED})")
+                raise ApiError(400, "bad_manifest", f"{label}: {kind} {where} names {name!r}, which is not an "
+                               f"image ({SUPPORTED})")
             if name not in saved:
-                raise ApiError(400, "bad_manifest", f"{label}: {kind} entry {item_id!r} names {name!r}, which is "
-                               "not in the archive")
+                raise ApiError(400, "bad_manifest", f"{label}: {kind} {where} names {name!r}, which is not in "
+                               "the archive")
             paths.append(str(saved[name]))
         items.append({"item_id": item_id, "fixed": given is not None, "command": "compare" if len(paths) == 2
                       else "analyze", "inputs": paths})

@@ -340,6 +340,34 @@ def test_a_csv_manifest_saved_by_a_spreadsheet_is_read(server: Server) -> None:
             assert [(item["id"], item["inputs"]) for item in job["items"]] == [(item_id, ["r.jpg"])]
 
 
+def test_a_csv_manifest_is_read_in_every_shape_spreadsheets_save(server: Server) -> None:
+    png = _png(np.full((64, 64), 128, np.uint8))
+    rows = [["Image", "ID"], ["r.jpg", "first"], ["s.jpg", "second"]]
+    shapes = {"semicolon": ("\r\n".join(";".join(row) for row in rows) + "\r\n").encode("utf-8-sig"),
+              "utf16-tabs": ("\r\n".join("\t".join(row) for row in rows) + "\r\n").encode("utf-16"),
+              "cr-only": ("\r".join(",".join(row) for row in rows) + "\r").encode()}
+    before = _upload_folders(server)
+    with server.client() as client:
+        for shape, manifest in shapes.items():
+            response = client.post("/v1/batches", files={"archive": ("sheet.zip", _zip({
+                "r.jpg": png, "s.jpg": png, "manifest.csv": manifest}))}, data={"detectors": "grain"})
+            assert response.status_code == 202, (shape, response.text)
+            job = client.get(f"/v1/jobs/{response.json()['job_id']}").json()
+            assert [(item["id"], item["inputs"]) for item in job["items"]] == [
+                ("first", ["r.jpg"]), ("second", ["s.jpg"])], shape
+        before |= _upload_folders(server)
+        # refused naming the archive, the manifest and the line: a legacy code page, a first row of file names
+        for manifest, expected in (("image\nr.jpg\ncafé.jpg\n".encode("cp1252"),
+                                    "sheet.zip: manifest.csv: the CSV is not UTF-8 text (line 3 holds byte 0xe9"),
+                                   (b"r.jpg,first\ns.jpg,second\n", "sheet.zip: manifest.csv line 1: the first "
+                                                                    "row must name the columns")):
+            response = client.post("/v1/batches", files={"archive": ("sheet.zip", _zip({
+                "r.jpg": png, "s.jpg": png, "manifest.csv": manifest}))})
+            assert response.status_code == 400 and response.json()["error"]["code"] == "bad_manifest"
+            assert expected in response.json()["error"]["message"], response.text
+    assert _upload_folders(server) == before
+
+
 def test_item_ids_from_file_names_are_unique_and_inputs_keep_the_clients_names(server: Server) -> None:
     png = _png(np.full((64, 64), 128, np.uint8))
     with server.client() as client:
