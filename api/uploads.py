@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import posixpath
 import re
 import stat
 import unicodedata
@@ -166,6 +167,23 @@ ARCHIVE_READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImp
                        ValueError)
 
 
+def _member_name(member: zipfile.ZipInfo) -> str:
+    """A zip member's name as its maker wrote it, with '/' between folders.
+
+    Without the UTF-8 flag zipfile reads a name as code page 437, the format's old default; but Info-ZIP's zip
+    (Linux) and macOS's Archive Utility store UTF-8 names without setting the flag, and 'café.jpg' would read as
+    'caf├⌐.jpg'. Names whose bytes are valid UTF-8 are read as UTF-8 (a real cp437 name with accents almost
+    never is); others keep zipfile's reading.
+    """
+    name = member.filename
+    if not member.flag_bits & 0x800 and not name.isascii():
+        try:
+            name = name.encode("cp437").decode("utf-8")
+        except UnicodeError:
+            pass
+    return name.replace("\\", "/")
+
+
 def extract_archive(archive: Path, folder: Path, settings: Settings,
                     label: str) -> tuple[list[dict[str, Any]], list[str]]:
     """Unpack a zip of images (with an optional ``manifest.json`` or ``manifest.csv``) into ``folder``.
@@ -191,7 +209,7 @@ def extract_archive(archive: Path, folder: Path, settings: Settings,
         total = 0
         names: set[str] = set()
         for member in members:
-            name = member.filename.replace("\\", "/")
+            name = _member_name(member)
             if name in names:  # one would replace the other, and no manifest could tell them apart
                 raise ApiError(400, "bad_archive", f"{label}: holds two members named {name!r}; rename one and "
                                "re-create the zip")
@@ -212,12 +230,16 @@ def extract_archive(archive: Path, folder: Path, settings: Settings,
         saved: dict[str, Path] = {}
         headers: dict[str, ImageHeader | None] = {}
         not_images: list[str] = []
-        manifest_data = None
+        manifest_data, manifest_name = None, None
         for index, member in enumerate(members):
-            name = member.filename.replace("\\", "/")
+            name = _member_name(member)
             if PurePosixPath(name).name in ("manifest.json", "manifest.csv"):
+                if manifest_name is not None:  # which one the client meant cannot be told
+                    raise ApiError(400, "bad_manifest", f"{label}: holds two manifests, {manifest_name!r} and "
+                                   f"{name!r}; keep one and re-create the zip")
                 with closing(_member_chunks(bundle, member, name, label)) as chunks:  # decoded as it is read
-                    manifest_data = (PurePosixPath(name).name, b"".join(chunks))
+                    manifest_data = (PurePosixPath(name).name, str(PurePosixPath(name).parent), b"".join(chunks))
+                manifest_name = name
                 continue
             target = folder / f"{index:05d}" / client_file_name(name, "member")
             if not _extract_image_member(bundle, member, name, target, label):
@@ -315,9 +337,35 @@ def _manifest_rows(kind: str, data: bytes, label: str) -> list[tuple[str, Any]]:
     return [(f"entry {number}", entry) for number, entry in enumerate(entries, start=1)]
 
 
-def _items_from_manifest(manifest: tuple[str, str], saved: dict[str, Path], not_images: set[str],
+def _name_key(name: str) -> str:
+    # macOS stores 'é' as 'e' and a combining accent, names typed elsewhere as one character: both mean one name
+    return unicodedata.normalize("NFC", name)
+
+
+def _members_named(entry: str, folder: str, exact: dict[str, str], folded: dict[str, list[str]]) -> list[str]:
+    """The archive members a manifest's file name may mean: relative to the manifest's folder (a zip of a folder
+    holds 'scans/manifest.csv' beside 'scans/a.jpg'), else to the archive's root; with '/' or '\\' (Windows)
+    between folders; in either Unicode form; and, where nothing matches exactly, in another case (names typed on
+    Windows, where 'Scan.JPG' opens 'scan.jpg'), which may match several members.
+    """
+    written = _name_key(entry.replace("\\", "/")).lstrip("/")
+    candidates = [posixpath.normpath(posixpath.join(folder, written)), posixpath.normpath(written)]
+    for candidate in candidates:
+        if candidate in exact:
+            return [exact[candidate]]
+    for candidate in candidates:
+        if candidate.casefold() in folded:
+            return folded[candidate.casefold()]
+    return []
+
+
+def _items_from_manifest(manifest: tuple[str, str, bytes], saved: dict[str, Path], not_images: set[str],
                          label: str) -> list[dict[str, Any]]:
-    kind, data = manifest
+    kind, folder, data = manifest
+    exact = {_name_key(name): name for name in [*saved, *not_images]}
+    folded: dict[str, list[str]] = {}
+    for key, name in exact.items():
+        folded.setdefault(key.casefold(), []).append(name)
     items = []
     given_ids: dict[str, str] = {}  # item id -> the id as the manifest wrote it
     for index, (where, row) in enumerate(_manifest_rows(kind, data, label)):
@@ -340,13 +388,18 @@ def _items_from_manifest(manifest: tuple[str, str], saved: dict[str, Path], not_
             if not isinstance(name, str) or not name:
                 raise ApiError(400, "bad_manifest", f"{label}: {kind} {where} needs a file name in "
                                '"image", or in both "reference" and "questioned"')
-            if name in not_images:
-                raise ApiError(400, "bad_manifest", f"{label}: {kind} {where} names {name!r}, which is not an "
-                               f"image ({SUPPORTED})")
-            if name not in saved:
+            found = _members_named(name, "" if folder == "." else folder, exact, folded)
+            if not found:
                 raise ApiError(400, "bad_manifest", f"{label}: {kind} {where} names {name!r}, which is not in "
                                "the archive")
-            paths.append(str(saved[name]))
+            if len(found) > 1:
+                raise ApiError(400, "bad_manifest", f"{label}: {kind} {where} names {name!r}, which matches "
+                               f"{' and '.join(repr(member) for member in found[:2])} but for case; write the "
+                               "name as it is in the archive")
+            if found[0] in not_images:
+                raise ApiError(400, "bad_manifest", f"{label}: {kind} {where} names {found[0]!r}, which is not "
+                               f"an image ({SUPPORTED})")
+            paths.append(str(saved[found[0]]))
         items.append({"item_id": item_id, "fixed": given is not None, "command": "compare" if len(paths) == 2
                       else "analyze", "inputs": paths})
     if not items:

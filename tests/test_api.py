@@ -10,6 +10,7 @@ import socket
 import sqlite3
 import threading
 import time
+import unicodedata
 import warnings
 import zipfile
 import zlib
@@ -366,6 +367,48 @@ def test_a_csv_manifest_is_read_in_every_shape_spreadsheets_save(server: Server)
             assert response.status_code == 400 and response.json()["error"]["code"] == "bad_manifest"
             assert expected in response.json()["error"]["message"], response.text
     assert _upload_folders(server) == before
+
+
+def _zip_without_utf8_flag(members: dict[str, bytes]) -> bytes:
+    """A zip whose names are UTF-8 bytes without the UTF-8 flag, as Info-ZIP's zip and macOS write them."""
+    placeholders = {name: "".join(char if char.isascii() else "x" * len(char.encode()) for char in name)
+                    for name in members}
+    archive = _zip({placeholders[name]: data for name, data in members.items()})
+    for name, placeholder in placeholders.items():  # same length, so every offset in the zip stays right
+        archive = archive.replace(placeholder.encode(), name.encode())
+    return archive
+
+
+def test_manifest_names_match_members_as_zip_tools_and_spreadsheets_write_them(server: Server) -> None:
+    png = _png(np.full((64, 64), 128, np.uint8))
+    composed = "café.png"
+    decomposed = unicodedata.normalize("NFD", composed)
+    # a folder zipped on a Mac: names UTF-8 without the flag, 'é' decomposed, the manifest beside the scans;
+    # the manifest typed on Windows: 'é' composed, another case, '\\' between folders
+    members = {f"scans/{decomposed}": png, "scans/Box/Scan.PNG": png,
+               "scans/manifest.csv": f"id,image\nc,{composed}\ns,box\\scan.png\n".encode()}
+    with server.client() as client:
+        response = client.post("/v1/batches", files={"archive": ("mac.zip", _zip_without_utf8_flag(members))},
+                               data={"detectors": "grain"})
+        assert response.status_code == 202, response.text
+        job = client.get(f"/v1/jobs/{response.json()['job_id']}").json()
+        assert [(item["id"], item["inputs"]) for item in job["items"]] == [("c", [decomposed]), ("s", ["Scan.PNG"])]
+        # without a manifest, the names (and the ids made from them) read as written, not as code page 437
+        del members["scans/manifest.csv"]
+        response = client.post("/v1/batches", files={"archive": ("mac.zip", _zip_without_utf8_flag(members))},
+                               data={"detectors": "grain"})
+        job = client.get(f"/v1/jobs/{response.json()['job_id']}").json()
+        assert [unicodedata.normalize("NFC", item["id"]) for item in job["items"]] == [composed, "Scan.PNG"]
+        assert [item["inputs"] for item in job["items"]] == [[decomposed], ["Scan.PNG"]]
+        # what cannot be told apart is refused naming it
+        for members, expected in (({"a.png": png, "A.PNG": png, "manifest.json": b'[{"image": "a.Png"}]'},
+                                   "names 'a.Png', which matches"),
+                                  ({"a.png": png, "manifest.json": b'[{"image": "a.png"}]',
+                                    "old/manifest.csv": b"image\na.png\n"}, "holds two manifests")):
+            response = client.post("/v1/batches", files={"archive": ("two.zip", _zip(members))})
+            assert response.status_code == 400 and response.json()["error"]["code"] == "bad_manifest"
+            assert "two.zip" in response.json()["error"]["message"] and expected in response.json()["error"][
+                "message"], response.text
 
 
 def test_item_ids_from_file_names_are_unique_and_inputs_keep_the_clients_names(server: Server) -> None:
