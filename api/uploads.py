@@ -184,6 +184,16 @@ def _member_name(member: zipfile.ZipInfo) -> str:
     return name.replace("\\", "/")
 
 
+SYSTEM_FILES = {".DS_Store", "Thumbs.db", "desktop.ini"}  # folder settings of macOS and Windows Explorer
+
+
+def _system_file(name: str) -> bool:
+    """Whether a member is one the zipping system added: macOS's '__MACOSX/' folder and '._' AppleDouble files
+    (resource forks), and folder settings of macOS and Windows."""
+    path = PurePosixPath(name)
+    return path.parts[:1] == ("__MACOSX",) or path.name.startswith("._") or path.name in SYSTEM_FILES
+
+
 def extract_archive(archive: Path, folder: Path, settings: Settings,
                     label: str) -> tuple[list[dict[str, Any]], list[str]]:
     """Unpack a zip of images (with an optional ``manifest.json`` or ``manifest.csv``) into ``folder``.
@@ -203,12 +213,18 @@ def extract_archive(archive: Path, folder: Path, settings: Settings,
     except (zipfile.BadZipFile, OSError):
         raise ApiError(400, "bad_archive", f"{label}: not a valid zip archive") from None
     with bundle:
-        members = [m for m in bundle.infolist() if not m.is_dir()]
+        every = [m for m in bundle.infolist() if not m.is_dir()]
+        # what the system that made the zip adds is no file of the client's: macOS puts an '__MACOSX/._x' beside
+        # every file, which would double the member count and the notes; it is checked below, never read
+        members = [m for m in every if not _system_file(_member_name(m))]
         if len(members) > settings.max_zip_members:
             raise ApiError(400, "bad_archive", f"{label}: more than {settings.max_zip_members} files")
+        if not members:
+            raise ApiError(422, "empty_batch", f"{label}: the archive holds no files; zip the scans (or the folder "
+                           "holding them) and send it again")
         total = 0
         names: set[str] = set()
-        for member in members:
+        for member in every:
             name = _member_name(member)
             if name in names:  # one would replace the other, and no manifest could tell them apart
                 raise ApiError(400, "bad_archive", f"{label}: holds two members named {name!r}; rename one and "

@@ -411,6 +411,27 @@ def test_manifest_names_match_members_as_zip_tools_and_spreadsheets_write_them(s
                 "message"], response.text
 
 
+def test_files_the_zipping_system_adds_are_ignored_and_an_empty_zip_is_named(server: Server) -> None:
+    png = _png(np.full((64, 64), 128, np.uint8))
+    apple_double = b"\x00\x05\x16\x07" + b"\x00" * 78  # the resource fork macOS stores as __MACOSX/._name
+    # zipped on a Mac: each scan has its '__MACOSX/._' twin, so 30 scans are 60 members, beyond the limit of 50
+    members = {f"scans/{n:02d}.png": png for n in range(30)}
+    members |= {f"__MACOSX/scans/._{n:02d}.png": apple_double for n in range(30)}
+    members |= {"scans/.DS_Store": b"\x00\x00\x00\x01Bud1", "scans/Thumbs.db": b"\xd0\xcf\x11\xe0"}
+    before = _upload_folders(server)
+    with server.client() as client:
+        response = client.post("/v1/batches", files={"archive": ("mac.zip", _zip(members))},
+                               data={"detectors": "grain"})
+        assert response.status_code == 202, response.text
+        assert response.json()["items"] == 30 and response.json()["notes"] == []
+        before |= _upload_folders(server)
+        for archive in (_zip({}), _zip({"scans/": b"", "__MACOSX/._scans": apple_double})):
+            response = client.post("/v1/batches", files={"archive": ("empty.zip", archive)})
+            assert response.status_code == 422 and response.json()["error"]["code"] == "empty_batch"
+            assert response.json()["error"]["message"].startswith("empty.zip: the archive holds no files")
+    assert _upload_folders(server) == before
+
+
 def test_item_ids_from_file_names_are_unique_and_inputs_keep_the_clients_names(server: Server) -> None:
     png = _png(np.full((64, 64), 128, np.uint8))
     with server.client() as client:
