@@ -81,7 +81,10 @@ def _csv_path(cell: str, source: Path) -> str:
 
     Missing as written, the same name in the other Unicode form is taken where it exists: macOS writes 'é' as
     'e' and an accent in file names, a spreadsheet typed on another system as one character, and both look alike.
+    So is the name with '/' for '\\' where '\\' does not separate folders: a CSV written on Windows, read here.
     """
+    if os.sep == "/" and "\\" in cell and not (source.parent / cell).exists():
+        cell = cell.replace("\\", "/")
     path = source.parent / cell
     if cell.startswith("~"):
         try:

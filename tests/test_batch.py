@@ -394,8 +394,8 @@ def test_a_cp1252_csv_is_refused_naming_the_line(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
-def test_pairs_csv_columns_by_header_home_folder_and_either_unicode_form(tmp_path: Path,
-                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pairs_csv_columns_by_header_home_folder_unicode_forms_and_windows_folders(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import unicodedata
 
     home = tmp_path / "home"
@@ -404,10 +404,14 @@ def test_pairs_csv_columns_by_header_home_folder_and_either_unicode_form(tmp_pat
     composed = "café.png"  # as Linux and Windows store it; macOS and text typed there give the decomposed form
     for name in (composed, "b.png"):
         (home / name).write_bytes(b"scan")
-    csv_text = f"ID;Questioned;Reference\nx;~/b.png;~/{unicodedata.normalize('NFD', composed)}\n"
+    (tmp_path / "box1").mkdir()
+    (tmp_path / "box1" / "c.png").write_bytes(b"scan")
+    csv_text = (f"ID;Questioned;Reference\nx;~/b.png;~/{unicodedata.normalize('NFD', composed)}\n"
+                "y;box1\\c.png;~/b.png\n")  # a path typed on Windows
     (tmp_path / "pairs.csv").write_text(csv_text, encoding="utf-8")
-    [item] = plan(tmp_path / "pairs.csv")
-    assert item.id == "x" and item.paths == (str(home / composed), str(home / "b.png"))
+    items = plan(tmp_path / "pairs.csv")
+    assert [(item.id, item.paths) for item in items] == [("x", (str(home / composed), str(home / "b.png"))),
+                                                         ("y", (str(home / "b.png"), str(tmp_path / "box1/c.png")))]
 
 
 def test_a_pairs_csv_row_without_both_files_is_refused_naming_the_row(tmp_path: Path) -> None:
