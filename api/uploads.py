@@ -220,8 +220,8 @@ def extract_archive(archive: Path, folder: Path, settings: Settings,
         if len(members) > settings.max_zip_members:
             raise ApiError(400, "bad_archive", f"{label}: more than {settings.max_zip_members} files")
         if not members:
-            raise ApiError(422, "empty_batch", f"{label}: the archive holds no files; zip the scans (or the folder "
-                           "holding them) and send it again")
+            raise ApiError(422, "empty_batch", f"{label}: the archive holds no files; zip the scans (or the "
+                           "folder holding them) and send it again")
         total = 0
         names: set[str] = set()
         for member in every:

@@ -392,7 +392,8 @@ def test_manifest_names_match_members_as_zip_tools_and_spreadsheets_write_them(s
                                data={"detectors": "grain"})
         assert response.status_code == 202, response.text
         job = client.get(f"/v1/jobs/{response.json()['job_id']}").json()
-        assert [(item["id"], item["inputs"]) for item in job["items"]] == [("c", [decomposed]), ("s", ["Scan.PNG"])]
+        assert [(item["id"], item["inputs"]) for item in job["items"]] == [("c", [decomposed]),
+                                                                           ("s", ["Scan.PNG"])]
         # without a manifest, the names (and the ids made from them) read as written, not as code page 437
         del members["scans/manifest.csv"]
         response = client.post("/v1/batches", files={"archive": ("mac.zip", _zip_without_utf8_flag(members))},
