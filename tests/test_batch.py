@@ -410,8 +410,8 @@ def test_pairs_csv_columns_by_header_home_folder_unicode_forms_and_windows_folde
                 "y;box1\\c.png;~/b.png\n")  # a path typed on Windows
     (tmp_path / "pairs.csv").write_text(csv_text, encoding="utf-8")
     items = plan(tmp_path / "pairs.csv")
-    assert [(item.id, item.paths) for item in items] == [("x", (str(home / composed), str(home / "b.png"))),
-                                                         ("y", (str(home / "b.png"), str(tmp_path / "box1/c.png")))]
+    expected = [("x", (home / composed, home / "b.png")), ("y", (home / "b.png", tmp_path / "box1" / "c.png"))]
+    assert [(item.id, item.paths) for item in items] == [(i, (str(r), str(q))) for i, (r, q) in expected]
 
 
 def test_a_pairs_csv_row_without_both_files_is_refused_naming_the_row(tmp_path: Path) -> None:
