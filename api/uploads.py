@@ -8,9 +8,9 @@ decompression-bomb guard), without decoding it.
 
 from __future__ import annotations
 
-import csv
-import io
+import codecs
 import json
+import posixpath
 import re
 import stat
 import unicodedata
@@ -29,7 +29,7 @@ from api.errors import ApiError
 from api.guard import megabytes
 from api.settings import Settings
 from retouch.errors import ImageTooLargeError, InputError
-from retouch.io import SNIFF_BYTES, ImageHeader, load_image_bytes, probe_image, sniff_format
+from retouch.io import SNIFF_BYTES, ImageHeader, load_image_bytes, probe_image, read_table, sniff_format
 from retouch.requirements import require_analysable_size
 
 CHUNK = 1 << 20
@@ -167,6 +167,33 @@ ARCHIVE_READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImp
                        ValueError)
 
 
+def _member_name(member: zipfile.ZipInfo) -> str:
+    """A zip member's name as its maker wrote it, with '/' between folders.
+
+    Without the UTF-8 flag zipfile reads a name as code page 437, the format's old default; but Info-ZIP's zip
+    (Linux) and macOS's Archive Utility store UTF-8 names without setting the flag, and 'café.jpg' would read as
+    'caf├⌐.jpg'. Names whose bytes are valid UTF-8 are read as UTF-8 (a real cp437 name with accents almost
+    never is); others keep zipfile's reading.
+    """
+    name = member.filename
+    if not member.flag_bits & 0x800 and not name.isascii():
+        try:
+            name = name.encode("cp437").decode("utf-8")
+        except UnicodeError:
+            pass
+    return name.replace("\\", "/")
+
+
+SYSTEM_FILES = {".DS_Store", "Thumbs.db", "desktop.ini"}  # folder settings of macOS and Windows Explorer
+
+
+def _system_file(name: str) -> bool:
+    """Whether a member is one the zipping system added: macOS's '__MACOSX/' folder and '._' AppleDouble files
+    (resource forks), and folder settings of macOS and Windows."""
+    path = PurePosixPath(name)
+    return path.parts[:1] == ("__MACOSX",) or path.name.startswith("._") or path.name in SYSTEM_FILES
+
+
 def extract_archive(archive: Path, folder: Path, settings: Settings,
                     label: str) -> tuple[list[dict[str, Any]], list[str]]:
     """Unpack a zip of images (with an optional ``manifest.json`` or ``manifest.csv``) into ``folder``.
@@ -186,13 +213,19 @@ def extract_archive(archive: Path, folder: Path, settings: Settings,
     except (zipfile.BadZipFile, OSError):
         raise ApiError(400, "bad_archive", f"{label}: not a valid zip archive") from None
     with bundle:
-        members = [m for m in bundle.infolist() if not m.is_dir()]
+        every = [m for m in bundle.infolist() if not m.is_dir()]
+        # what the system that made the zip adds is no file of the client's: macOS puts an '__MACOSX/._x' beside
+        # every file, which would double the member count and the notes; it is checked below, never read
+        members = [m for m in every if not _system_file(_member_name(m))]
         if len(members) > settings.max_zip_members:
             raise ApiError(400, "bad_archive", f"{label}: more than {settings.max_zip_members} files")
+        if not members:
+            raise ApiError(422, "empty_batch", f"{label}: the archive holds no files; zip the scans (or the "
+                           "folder holding them) and send it again")
         total = 0
         names: set[str] = set()
-        for member in members:
-            name = member.filename.replace("\\", "/")
+        for member in every:
+            name = _member_name(member)
             if name in names:  # one would replace the other, and no manifest could tell them apart
                 raise ApiError(400, "bad_archive", f"{label}: holds two members named {name!r}; rename one and "
                                "re-create the zip")
@@ -213,12 +246,16 @@ def extract_archive(archive: Path, folder: Path, settings: Settings,
         saved: dict[str, Path] = {}
         headers: dict[str, ImageHeader | None] = {}
         not_images: list[str] = []
-        manifest_text = None
+        manifest_data, manifest_name = None, None
         for index, member in enumerate(members):
-            name = member.filename.replace("\\", "/")
+            name = _member_name(member)
             if PurePosixPath(name).name in ("manifest.json", "manifest.csv"):
-                with closing(_member_chunks(bundle, member, name, label)) as chunks:  # utf-8-sig: Excel's BOM
-                    manifest_text = (PurePosixPath(name).name, b"".join(chunks).decode("utf-8-sig", "replace"))
+                if manifest_name is not None:  # which one the client meant cannot be told
+                    raise ApiError(400, "bad_manifest", f"{label}: holds two manifests, {manifest_name!r} and "
+                                   f"{name!r}; keep one and re-create the zip")
+                with closing(_member_chunks(bundle, member, name, label)) as chunks:  # decoded as it is read
+                    manifest_data = (PurePosixPath(name).name, str(PurePosixPath(name).parent), b"".join(chunks))
+                manifest_name = name
                 continue
             target = folder / f"{index:05d}" / client_file_name(name, "member")
             if not _extract_image_member(bundle, member, name, target, label):
@@ -226,13 +263,13 @@ def extract_archive(archive: Path, folder: Path, settings: Settings,
                 continue
             headers[name] = probe_upload(target, settings, f"{label}: {name}")
             saved[name] = target
-    if manifest_text is None:
+    if manifest_data is None:
         notes = [f"{label}: {name} skipped: not an image ({SUPPORTED})" for name in not_images]
         items = [{"item_id": item_id_from(PurePosixPath(name).name, f"item{index}"),
                   "path_id": item_id_from(name, f"item{index}"), "command": "analyze", "inputs": [str(path)]}
                  for index, (name, path) in enumerate(saved.items())]  # ids made unique with the whole batch's
     else:
-        items, notes = _items_from_manifest(manifest_text, saved, set(not_images), label), []
+        items, notes = _items_from_manifest(manifest_data, saved, set(not_images), label), []
     used = {path for item in items for path in item["inputs"]}
     for name, path in saved.items():
         if str(path) in used:  # a member no item uses (a thumbnail beside a manifest's scans) may be small
@@ -283,35 +320,73 @@ def _extract_image_member(bundle: zipfile.ZipFile, member: zipfile.ZipInfo, name
     return True
 
 
-def _manifest_rows(kind: str, text: str, label: str) -> list[Any]:
-    """The manifest's entries: a JSON list (or ``{"items": [...]}``) or the CSV's rows, by its header.
+def _manifest_rows(kind: str, data: bytes, label: str) -> list[tuple[str, Any]]:
+    """The manifest's entries, each with where it is (``line 3``, ``entry 2``) for error messages: a JSON list
+    (or ``{"items": [...]}``), or the CSV's rows under its header.
 
-    The CSV is read as the CLI reads its CSVs (retouch.batch): cells stripped of surrounding spaces, column names
-    in any case, and rows with nothing in them (spreadsheets pad rows with commas) skipped.
+    The CSV is read as the CLI reads its pairs CSV (:func:`retouch.io.read_table`): a byte-order mark, any line
+    ends, ',' or ';' or tabs, UTF-8 or UTF-16; cells stripped, column names in any case, blank rows skipped.
     """
+    if kind == "manifest.csv":
+        try:
+            table = read_table(data, f"{label}: {kind}")
+        except InputError as error:
+            raise ApiError(400, "bad_manifest", str(error)) from None
+        if not table:
+            return []
+        (line, header), *rows = table
+        columns = [name.lower() for name in header]
+        if not {"image", "reference", "questioned"} & set(columns):  # a first row of file names, say
+            raise ApiError(400, "bad_manifest", f"{label}: {kind} line {line}: the first row must name the "
+                           "columns: image (or reference and questioned), and id if you like; it holds "
+                           f"{', '.join(repr(cell) for cell in header[:4])}")
+        return [(f"line {number}", dict(zip(columns, cells))) for number, cells in rows]
     try:
-        if kind == "manifest.csv":
-            header, *rows = [[cell.strip() for cell in row] for row in csv.reader(io.StringIO(text))] or [[]]
-            # column names whatever their case ("Image", "ID"), as the CLI reads its pairs CSV's header
-            return [dict(zip([name.lower() for name in header], row)) for row in rows if any(row)]
-        data = json.loads(text)
-    except (json.JSONDecodeError, csv.Error) as error:
+        data = data.removeprefix(codecs.BOM_UTF8)  # json.loads reads UTF-8, -16 and -32, but not a UTF-8 BOM
+        parsed = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ApiError(400, "bad_manifest", f"{label}: {kind} cannot be parsed ({error})") from None
-    rows = data.get("items") if isinstance(data, dict) else data
-    if not isinstance(rows, list):
+    entries = parsed.get("items") if isinstance(parsed, dict) else parsed
+    if not isinstance(entries, list):
         raise ApiError(400, "bad_manifest", f"{label}: {kind} must be a list of items or an object "
                        '{"items": [...]}, each item with "image" or "reference" and "questioned"')
-    return rows
+    return [(f"entry {number}", entry) for number, entry in enumerate(entries, start=1)]
 
 
-def _items_from_manifest(manifest: tuple[str, str], saved: dict[str, Path], not_images: set[str],
+def _name_key(name: str) -> str:
+    # macOS stores 'é' as 'e' and a combining accent, names typed elsewhere as one character: both mean one name
+    return unicodedata.normalize("NFC", name)
+
+
+def _members_named(entry: str, folder: str, exact: dict[str, str], folded: dict[str, list[str]]) -> list[str]:
+    """The archive members a manifest's file name may mean: relative to the manifest's folder (a zip of a folder
+    holds 'scans/manifest.csv' beside 'scans/a.jpg'), else to the archive's root; with '/' or '\\' (Windows)
+    between folders; in either Unicode form; and, where nothing matches exactly, in another case (names typed on
+    Windows, where 'Scan.JPG' opens 'scan.jpg'), which may match several members.
+    """
+    written = _name_key(entry.replace("\\", "/")).lstrip("/")
+    candidates = [posixpath.normpath(posixpath.join(folder, written)), posixpath.normpath(written)]
+    for candidate in candidates:
+        if candidate in exact:
+            return [exact[candidate]]
+    for candidate in candidates:
+        if candidate.casefold() in folded:
+            return folded[candidate.casefold()]
+    return []
+
+
+def _items_from_manifest(manifest: tuple[str, str, bytes], saved: dict[str, Path], not_images: set[str],
                          label: str) -> list[dict[str, Any]]:
-    kind, text = manifest
+    kind, folder, data = manifest
+    exact = {_name_key(name): name for name in [*saved, *not_images]}
+    folded: dict[str, list[str]] = {}
+    for key, name in exact.items():
+        folded.setdefault(key.casefold(), []).append(name)
     items = []
     given_ids: dict[str, str] = {}  # item id -> the id as the manifest wrote it
-    for index, row in enumerate(_manifest_rows(kind, text, label)):
+    for index, (where, row) in enumerate(_manifest_rows(kind, data, label)):
         if not isinstance(row, dict):
-            raise ApiError(400, "bad_manifest", f"{label}: {kind} entry {index} is not an object")
+            raise ApiError(400, "bad_manifest", f"{label}: {kind} {where} is not an object")
         given = None if row.get("id") in (None, "") else str(row["id"])
         item_id = f"item{index}" if given is None else item_id_from(given, f"item{index}")
         if given is not None:
@@ -327,15 +402,20 @@ def _items_from_manifest(manifest: tuple[str, str], saved: dict[str, Path], not_
         paths = []
         for name in names:
             if not isinstance(name, str) or not name:
-                raise ApiError(400, "bad_manifest", f"{label}: {kind} entry {item_id!r} needs a file name in "
+                raise ApiError(400, "bad_manifest", f"{label}: {kind} {where} needs a file name in "
                                '"image", or in both "reference" and "questioned"')
-            if name in not_images:
-                raise ApiError(400, "bad_manifest", f"{label}: {kind} entry {item_id!r} names {name!r}, which is "
-                               f"not an image ({SUPPORTED})")
-            if name not in saved:
-                raise ApiError(400, "bad_manifest", f"{label}: {kind} entry {item_id!r} names {name!r}, which is "
-                               "not in the archive")
-            paths.append(str(saved[name]))
+            found = _members_named(name, "" if folder == "." else folder, exact, folded)
+            if not found:
+                raise ApiError(400, "bad_manifest", f"{label}: {kind} {where} names {name!r}, which is not in "
+                               "the archive")
+            if len(found) > 1:
+                raise ApiError(400, "bad_manifest", f"{label}: {kind} {where} names {name!r}, which matches "
+                               f"{' and '.join(repr(member) for member in found[:2])} but for case; write the "
+                               "name as it is in the archive")
+            if found[0] in not_images:
+                raise ApiError(400, "bad_manifest", f"{label}: {kind} {where} names {found[0]!r}, which is not "
+                               f"an image ({SUPPORTED})")
+            paths.append(str(saved[found[0]]))
         items.append({"item_id": item_id, "fixed": given is not None, "command": "compare" if len(paths) == 2
                       else "analyze", "inputs": paths})
     if not items:

@@ -15,6 +15,7 @@ import io
 import json
 import os
 import re
+import unicodedata
 import warnings
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -23,7 +24,7 @@ from typing import Any
 
 from retouch import __version__
 from retouch.errors import InputError
-from retouch.io import SNIFF_BYTES, atomic_write_text, max_pixels_from_env, sniff_format
+from retouch.io import SNIFF_BYTES, atomic_write_text, max_pixels_from_env, read_table, sniff_format
 from retouch.requirements import require_output_folder
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp"}
@@ -55,44 +56,92 @@ def _item_id(relative: str) -> str:
     return f"{slug}-{hashlib.sha1(relative.encode('utf-8')).hexdigest()[:6]}"
 
 
+ID_BYTES = 120  # an id names a folder: file systems take names of up to 255 bytes
+
+
 def _csv_item_id(given: str, where: str) -> str:
     """The id a CSV row gives, as a folder name under items/: refused unless it is a plain name.
 
     ``..`` would put the item's reports in the output root, ``.`` in items/ itself, and a slash in a folder
-    elsewhere; other characters outside letters, digits, '.', '_' and '-' become '-'.
+    elsewhere; letters of any script, digits, '.', '_' and '-' are kept (so 'фото-1' and 'снимок-1' stay two
+    ids, as they are in the web service), other runs of characters become '-'.
     """
     if given in {".", ".."} or "/" in given or "\\" in given:
         raise InputError(f"{where}: id {given!r} is not a plain name (it names the item's folder under items/, so "
                          "it cannot be '.' or '..' or contain '/' or '\\'); use letters, digits, '.', '_' and '-'")
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", given)
+    item_id = re.sub(r"[^\w.-]+", "-", unicodedata.normalize("NFC", given))
+    if len(item_id.encode("utf-8")) > ID_BYTES:
+        raise InputError(f"{where}: id {given[:40]!r}... is too long (it names the item's folder); give one of at "
+                         f"most {ID_BYTES} bytes")
+    return item_id
+
+
+def _csv_path(cell: str, source: Path) -> str:
+    """A file named in a pairs CSV, absolute: relative to the CSV's folder, '~' meaning the home folder.
+
+    Missing as written, the same name in the other Unicode form is taken where it exists: macOS writes 'é' as
+    'e' and an accent in file names, a spreadsheet typed on another system as one character, and both look alike.
+    So is the name with '/' for '\\' where '\\' does not separate folders: a CSV written on Windows, read here.
+    """
+    if os.sep == "/" and "\\" in cell and not (source.parent / cell).exists():
+        cell = cell.replace("\\", "/")
+    path = source.parent / cell
+    if cell.startswith("~"):
+        try:
+            path = Path(cell).expanduser()  # an absolute path: the CSV's folder is not prefixed
+        except RuntimeError:  # no home folder known: the cell is a name like any other
+            pass
+    if not path.exists():
+        for form in ("NFC", "NFD"):
+            other = Path(unicodedata.normalize(form, str(path)))
+            if other.exists():
+                path = other
+                break
+    return str(path.resolve())
 
 
 def _pairs_from_csv(source: Path) -> list[BatchItem]:
-    """The compare items listed in a pairs CSV (reference,questioned[,id]); malformed rows are refused."""
-    items, seen = [], set()
-    first_row = True
-    # utf-8-sig: spreadsheets ("CSV UTF-8") start the file with a byte-order mark, which is not part of the header
-    with open(source, newline="", encoding="utf-8-sig") as handle:
-        for number, row in enumerate(csv.reader(handle), start=1):
-            cells = [cell.strip() for cell in row]
-            if not cells or not any(cells):
-                continue
-            # the header as people type or spreadsheets export it: "Reference, Questioned, ID" is no pair of files
-            is_header = first_row and [cell.lower() for cell in cells[:2]] == ["reference", "questioned"]
-            first_row = False
-            if is_header:
-                continue
-            if len(cells) < 2:
-                raise InputError(f"{source}:{number}: expected 'reference,questioned[,id]'")
-            reference, questioned = (str((source.parent / cell).resolve()) for cell in cells[:2])
-            if len(cells) > 2 and cells[2]:
-                item_id = _csv_item_id(cells[2], f"{source}:{number}")
-            else:  # no id given (or an empty cell, as spreadsheets pad rows): one is made from the paths
-                item_id = _item_id(f"{cells[0]}|{cells[1]}")
-            if item_id in seen:
-                raise InputError(f"{source}:{number}: duplicate id {item_id!r}")
-            seen.add(item_id)
-            items.append(BatchItem(item_id, "compare", (reference, questioned)))
+    """The compare items listed in a pairs CSV (reference,questioned[,id]); malformed rows are refused.
+
+    A first row naming the columns (in any case and order: "ID;Reference;Questioned") says where they are;
+    without one the columns are reference, questioned and id, in that order.
+    """
+    items: list[BatchItem] = []
+    seen: dict[str, tuple[int, str]] = {}  # id ignoring case -> (line, id as given)
+    try:
+        data = source.read_bytes()
+    except OSError as error:
+        raise InputError(f"{source}: cannot be read ({error.strerror}); check the file and its permissions",
+                         path=str(source)) from None
+    columns = {"reference": 0, "questioned": 1, "id": 2}
+    # read_table: a byte-order mark, any line ends, ';' from European spreadsheets and Excel's UTF-16 text
+    for position, (number, cells) in enumerate(read_table(data, str(source))):
+        names = [cell.lower() for cell in cells]
+        if position == 0 and {"reference", "questioned"} <= set(names):
+            columns = {name: names.index(name) for name in ("reference", "questioned", "id") if name in names}
+            continue
+        reference, questioned, given = (cells[columns[name]] if columns.get(name, len(cells)) < len(cells)
+                                        else "" for name in ("reference", "questioned", "id"))
+        if not reference or not questioned:
+            role = "reference" if not reference else "questioned"
+            raise InputError(f"{source}:{number}: no {role} file; each row names two files, "
+                             "reference,questioned[,id]")
+        paths = (_csv_path(reference, source), _csv_path(questioned, source))
+        if given:
+            item_id = _csv_item_id(given, f"{source}:{number}")
+        else:  # no id given (or an empty cell, as spreadsheets pad rows): one is made from the paths
+            item_id = _item_id(f"{reference}|{questioned}")
+        # ids differing only in case name one folder on macOS and Windows, where one item's reports would
+        # overwrite the other's; so do ids that differ only in characters made '-'
+        first_line, first_given = seen.setdefault(item_id.casefold(), (number, given))
+        if first_line != number and not given:
+            raise InputError(f"{source}:{number}: lists the same pair as line {first_line}; remove one of the "
+                             "rows")
+        if first_line != number:
+            also = "" if first_given == given else f" as {first_given!r}, which names the same folder"
+            raise InputError(f"{source}:{number}: id {given!r} is already given on line {first_line}{also}; give "
+                             "each row its own id")
+        items.append(BatchItem(item_id, "compare", paths))
     return items
 
 
@@ -131,12 +180,7 @@ def _plan(input_path: str | os.PathLike[str], out_dir: str | os.PathLike[str] | 
     if source.suffix.lower() != ".csv":
         raise InputError(f"{source}: a batch input is a folder of images or a .csv of pairs "
                          "(reference,questioned[,id])")
-    try:
-        items = _pairs_from_csv(source)
-    except UnicodeDecodeError as error:
-        raise InputError(f"{source}: the CSV is not UTF-8 text (it holds byte 0x{error.object[error.start]:02x}, "
-                         "which UTF-8 does not allow there); save it as UTF-8 (in a spreadsheet: 'CSV UTF-8') and "
-                         "try again", path=str(source)) from None
+    items = _pairs_from_csv(source)
     if not items:
         raise InputError(f"{source}: no pairs listed")
     return items, []

@@ -10,6 +10,7 @@ import socket
 import sqlite3
 import threading
 import time
+import unicodedata
 import warnings
 import zipfile
 import zlib
@@ -338,6 +339,98 @@ def test_a_csv_manifest_saved_by_a_spreadsheet_is_read(server: Server) -> None:
             assert response.status_code == 202, response.text
             job = client.get(f"/v1/jobs/{response.json()['job_id']}").json()
             assert [(item["id"], item["inputs"]) for item in job["items"]] == [(item_id, ["r.jpg"])]
+
+
+def test_a_csv_manifest_is_read_in_every_shape_spreadsheets_save(server: Server) -> None:
+    png = _png(np.full((64, 64), 128, np.uint8))
+    rows = [["Image", "ID"], ["r.jpg", "first"], ["s.jpg", "second"]]
+    shapes = {"semicolon": ("\r\n".join(";".join(row) for row in rows) + "\r\n").encode("utf-8-sig"),
+              "utf16-tabs": ("\r\n".join("\t".join(row) for row in rows) + "\r\n").encode("utf-16"),
+              "cr-only": ("\r".join(",".join(row) for row in rows) + "\r").encode()}
+    before = _upload_folders(server)
+    with server.client() as client:
+        for shape, manifest in shapes.items():
+            response = client.post("/v1/batches", files={"archive": ("sheet.zip", _zip({
+                "r.jpg": png, "s.jpg": png, "manifest.csv": manifest}))}, data={"detectors": "grain"})
+            assert response.status_code == 202, (shape, response.text)
+            job = client.get(f"/v1/jobs/{response.json()['job_id']}").json()
+            assert [(item["id"], item["inputs"]) for item in job["items"]] == [
+                ("first", ["r.jpg"]), ("second", ["s.jpg"])], shape
+        before |= _upload_folders(server)
+        # refused naming the archive, the manifest and the line: a legacy code page, a first row of file names
+        for manifest, expected in (("image\nr.jpg\ncafé.jpg\n".encode("cp1252"),
+                                    "sheet.zip: manifest.csv: the CSV is not UTF-8 text (line 3 holds byte 0xe9"),
+                                   (b"r.jpg,first\ns.jpg,second\n", "sheet.zip: manifest.csv line 1: the first "
+                                                                    "row must name the columns")):
+            response = client.post("/v1/batches", files={"archive": ("sheet.zip", _zip({
+                "r.jpg": png, "s.jpg": png, "manifest.csv": manifest}))})
+            assert response.status_code == 400 and response.json()["error"]["code"] == "bad_manifest"
+            assert expected in response.json()["error"]["message"], response.text
+    assert _upload_folders(server) == before
+
+
+def _zip_without_utf8_flag(members: dict[str, bytes]) -> bytes:
+    """A zip whose names are UTF-8 bytes without the UTF-8 flag, as Info-ZIP's zip and macOS write them."""
+    placeholders = {name: "".join(char if char.isascii() else "x" * len(char.encode()) for char in name)
+                    for name in members}
+    archive = _zip({placeholders[name]: data for name, data in members.items()})
+    for name, placeholder in placeholders.items():  # same length, so every offset in the zip stays right
+        archive = archive.replace(placeholder.encode(), name.encode())
+    return archive
+
+
+def test_manifest_names_match_members_as_zip_tools_and_spreadsheets_write_them(server: Server) -> None:
+    png = _png(np.full((64, 64), 128, np.uint8))
+    composed = "café.png"
+    decomposed = unicodedata.normalize("NFD", composed)
+    # a folder zipped on a Mac: names UTF-8 without the flag, 'é' decomposed, the manifest beside the scans;
+    # the manifest typed on Windows: 'é' composed, another case, '\\' between folders
+    members = {f"scans/{decomposed}": png, "scans/Box/Scan.PNG": png,
+               "scans/manifest.csv": f"id,image\nc,{composed}\ns,box\\scan.png\n".encode()}
+    with server.client() as client:
+        response = client.post("/v1/batches", files={"archive": ("mac.zip", _zip_without_utf8_flag(members))},
+                               data={"detectors": "grain"})
+        assert response.status_code == 202, response.text
+        job = client.get(f"/v1/jobs/{response.json()['job_id']}").json()
+        assert [(item["id"], item["inputs"]) for item in job["items"]] == [("c", [decomposed]),
+                                                                           ("s", ["Scan.PNG"])]
+        # without a manifest, the names (and the ids made from them) read as written, not as code page 437
+        del members["scans/manifest.csv"]
+        response = client.post("/v1/batches", files={"archive": ("mac.zip", _zip_without_utf8_flag(members))},
+                               data={"detectors": "grain"})
+        job = client.get(f"/v1/jobs/{response.json()['job_id']}").json()
+        assert [unicodedata.normalize("NFC", item["id"]) for item in job["items"]] == [composed, "Scan.PNG"]
+        assert [item["inputs"] for item in job["items"]] == [[decomposed], ["Scan.PNG"]]
+        # what cannot be told apart is refused naming it
+        for members, expected in (({"a.png": png, "A.PNG": png, "manifest.json": b'[{"image": "a.Png"}]'},
+                                   "names 'a.Png', which matches"),
+                                  ({"a.png": png, "manifest.json": b'[{"image": "a.png"}]',
+                                    "old/manifest.csv": b"image\na.png\n"}, "holds two manifests")):
+            response = client.post("/v1/batches", files={"archive": ("two.zip", _zip(members))})
+            assert response.status_code == 400 and response.json()["error"]["code"] == "bad_manifest"
+            assert "two.zip" in response.json()["error"]["message"] and expected in response.json()["error"][
+                "message"], response.text
+
+
+def test_files_the_zipping_system_adds_are_ignored_and_an_empty_zip_is_named(server: Server) -> None:
+    png = _png(np.full((64, 64), 128, np.uint8))
+    apple_double = b"\x00\x05\x16\x07" + b"\x00" * 78  # the resource fork macOS stores as __MACOSX/._name
+    # zipped on a Mac: each scan has its '__MACOSX/._' twin, so 30 scans are 60 members, beyond the limit of 50
+    members = {f"scans/{n:02d}.png": png for n in range(30)}
+    members |= {f"__MACOSX/scans/._{n:02d}.png": apple_double for n in range(30)}
+    members |= {"scans/.DS_Store": b"\x00\x00\x00\x01Bud1", "scans/Thumbs.db": b"\xd0\xcf\x11\xe0"}
+    before = _upload_folders(server)
+    with server.client() as client:
+        response = client.post("/v1/batches", files={"archive": ("mac.zip", _zip(members))},
+                               data={"detectors": "grain"})
+        assert response.status_code == 202, response.text
+        assert response.json()["items"] == 30 and response.json()["notes"] == []
+        before |= _upload_folders(server)
+        for archive in (_zip({}), _zip({"scans/": b"", "__MACOSX/._scans": apple_double})):
+            response = client.post("/v1/batches", files={"archive": ("empty.zip", archive)})
+            assert response.status_code == 422 and response.json()["error"]["code"] == "empty_batch"
+            assert response.json()["error"]["message"].startswith("empty.zip: the archive holds no files")
+    assert _upload_folders(server) == before
 
 
 def test_item_ids_from_file_names_are_unique_and_inputs_keep_the_clients_names(server: Server) -> None:

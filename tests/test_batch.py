@@ -367,3 +367,74 @@ def test_no_summary_cell_is_read_as_a_spreadsheet_formula(tmp_path: Path) -> Non
     assert row["id"] == "'-1-1" and row["status"] == "ok"
     # the exact text stays in results.jsonl for programs
     assert list(read_results(tmp_path / "out")) == ["-1-1"]
+
+
+def test_a_pairs_csv_is_read_as_any_spreadsheet_saves_it(tmp_path: Path) -> None:
+    # European Excel and LibreOffice separate by ';', Excel's "Unicode text" is UTF-16 separated by tabs, and old
+    # Mac line ends are CR alone: the same table each time
+    rows = [["Reference", "Questioned", "ID"], ["a.png", "b.png", "one"], ["a.png", "b.png", "two"]]
+    shapes = {"comma-crlf": ("\r\n".join(",".join(row) for row in rows) + "\r\n").encode("utf-8-sig"),
+              "semicolon": ("\r\n".join(";".join(row) for row in rows) + "\r\n").encode("utf-8-sig"),
+              "semicolon-no-header": "a.png;b.png;one\na.png;b.png;two\n".encode(),
+              "utf16-tabs": ("\r\n".join("\t".join(row) for row in rows) + "\r\n").encode("utf-16"),
+              "cr-only": ("\r".join(",".join(row) for row in rows) + "\r").encode()}
+    for shape, data in shapes.items():
+        (tmp_path / f"{shape}.csv").write_bytes(data)
+        items = plan(tmp_path / f"{shape}.csv")
+        assert [(item.id, [Path(p).name for p in item.paths]) for item in items] == [
+            ("one", ["a.png", "b.png"]), ("two", ["a.png", "b.png"])], shape
+
+
+def test_a_cp1252_csv_is_refused_naming_the_line(tmp_path: Path) -> None:
+    (tmp_path / "pairs.csv").write_bytes("reference,questioned\na.png,b.png\ncafé.png,b.png\n".encode("cp1252"))
+    done = _retouch("batch", str(tmp_path / "pairs.csv"), "-o", str(tmp_path / "out"))
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    assert "pairs.csv: the CSV is not UTF-8 text (line 3 holds byte 0xe9" in lines[0], lines[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_pairs_csv_columns_by_header_home_folder_unicode_forms_and_windows_folders(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import unicodedata
+
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    composed = "café.png"  # as Linux and Windows store it; macOS and text typed there give the decomposed form
+    for name in (composed, "b.png"):
+        (home / name).write_bytes(b"scan")
+    (tmp_path / "box1").mkdir()
+    (tmp_path / "box1" / "c.png").write_bytes(b"scan")
+    csv_text = (f"ID;Questioned;Reference\nx;~/b.png;~/{unicodedata.normalize('NFD', composed)}\n"
+                "y;box1\\c.png;~/b.png\n")  # a path typed on Windows
+    (tmp_path / "pairs.csv").write_text(csv_text, encoding="utf-8")
+    items = plan(tmp_path / "pairs.csv")
+    expected = [("x", (home / composed, home / "b.png")), ("y", (home / "b.png", tmp_path / "box1" / "c.png"))]
+    assert [(item.id, item.paths) for item in items] == [(i, (str(r), str(q))) for i, (r, q) in expected]
+
+
+def test_a_pairs_csv_row_without_both_files_is_refused_naming_the_row(tmp_path: Path) -> None:
+    (tmp_path / "a.png").write_bytes(make_authentic(14, size=128).file_bytes)
+    for row, role in ((",a.png,x", "reference"), ("a.png,,x", "questioned"), ("a.png", "questioned")):
+        (tmp_path / "pairs.csv").write_text(f"reference,questioned,id\na.png,a.png,fine\n{row}\n")
+        done = _retouch("batch", str(tmp_path / "pairs.csv"), "-o", str(tmp_path / "out"), "-w", "1")
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        assert done.returncode == 2 and len(lines) == 1, (row, done.stderr)
+        assert f"pairs.csv:3: no {role} file" in lines[0], lines[0]
+        assert not (tmp_path / "out").exists()
+
+
+def test_pairs_csv_ids_keep_any_script_and_clashing_rows_are_refused_naming_both_lines(tmp_path: Path) -> None:
+    (tmp_path / "pairs.csv").write_text("a.png,b.png,фото-1\na.png,b.png,снимок-1\n", encoding="utf-8")
+    assert [item.id for item in plan(tmp_path / "pairs.csv")] == ["фото-1", "снимок-1"]
+    # 'Lenin' and 'lenin' are one folder on macOS and Windows: the second item's reports would replace the first's
+    for rows, expected in (("a.png,b.png,Lenin\nb.png,a.png,lenin\n", "pairs.csv:2: id 'lenin' is already given "
+                                                                      "on line 1 as 'Lenin'"),
+                           ("a.png,b.png\n\na.png,b.png\n", "pairs.csv:3: lists the same pair as line 1"),
+                           ("a.png,b.png," + "x" * 130 + "\n", "pairs.csv:1: id 'xxxx")):
+        (tmp_path / "pairs.csv").write_text(rows)
+        done = _retouch("batch", str(tmp_path / "pairs.csv"), "-o", str(tmp_path / "out"))
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        assert done.returncode == 2 and len(lines) == 1 and expected in lines[0], done.stderr
+        assert not (tmp_path / "out").exists()

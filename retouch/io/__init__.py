@@ -12,6 +12,7 @@ from retouch.io.load import (
     probe_image,
     sniff_format,
 )
+from retouch.io.tables import decode_table, read_table
 from retouch.io.write import (
     atomic_write_bytes,
     atomic_write_json,
@@ -30,12 +31,14 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
+    "decode_table",
     "encode_png",
     "heatmap_to_uint8",
     "load_image",
     "load_image_bytes",
     "max_pixels_from_env",
     "probe_image",
+    "read_table",
     "sniff_format",
     "write_png",
 ]
