@@ -191,6 +191,7 @@ def test_twelve_bit_data_in_a_16_bit_file_are_analysed_like_the_same_picture_at_
     overlap = (found & masks["scan12.png"]).sum() / (found | masks["scan12.png"]).sum()
     assert overlap >= 0.9
 
+
 def test_refuses_to_overwrite_an_input(tmp_path: Path) -> None:
     image = tmp_path / "overlay.png"
     cv2.imwrite(str(image), np.full((40, 40), 90, np.uint8))

@@ -99,7 +99,6 @@ def test_a_scan_against_its_own_jpeg_copy_shows_no_change(quality: int) -> None:
     assert not result.regions and result.mask.sum() == 0
 
 
-
 @pytest.mark.parametrize("source", ["astronaut", "camera", "coins"])
 def test_a_photograph_compared_with_itself_shows_no_change(source: str) -> None:
     # clipped highlights and flat digital areas hold no grain in either copy; their correlation, 0 / 0, read as a
@@ -126,6 +125,7 @@ def test_a_film_negative_registers_with_its_print_and_is_compared_as_a_positive(
     # the aligned reference is shown as a positive, like the questioned print
     shown = [c.aligned_reference.astype(np.float64).ravel() for c in (positive, from_negative)]
     assert np.corrcoef(*shown)[0, 1] > 0.9
+
 
 def test_unrelated_photographs_are_refused() -> None:
     cat = load_source("chelsea")

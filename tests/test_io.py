@@ -79,7 +79,6 @@ def test_keeps_16_bit_depth(tmp_path: Path, ext: str, channels: int) -> None:
     assert 0.0 <= loaded.gray.min() and loaded.gray.max() <= 1.0
 
 
-
 @pytest.mark.parametrize("ext", [".png", ".tiff"])
 @pytest.mark.parametrize(("channels", "largest", "used"), [(1, 4095, 12), (3, 1023, 10), (1, 3000, 12),
                                                           (3, 255, 8), (1, 16383, 14), (3, 16384, 0),
@@ -101,6 +100,7 @@ def test_16_bit_samples_that_use_only_low_bits_are_shifted_up_and_the_report_say
         assert f"only the low {used} bits" in note and f"multiplied by {1 << (16 - used)}" in note
     else:
         assert "used_bits" not in record and record["notes"] == []
+
 
 def test_a_16_bit_colour_png_without_its_end_chunk_keeps_its_depth_quietly(capfd: pytest.CaptureFixture[str]
                                                                            ) -> None:
@@ -347,7 +347,6 @@ def test_a_jpeg_header_followed_by_zeros_is_refused() -> None:
     assert load_image_bytes(multi, name="stereo.mpo").format == "JPEG"
 
 
-
 def test_a_progressive_jpeg_cut_after_a_comment_holding_an_end_marker_is_refused() -> None:
     # the end marker was searched for as bytes after the first scan, so a comment between the scans of a
     # progressive JPEG that happens to hold 0xFF 0xD9 passed for it; a file cut after it was then refused only by
@@ -364,6 +363,7 @@ def test_a_progressive_jpeg_cut_after_a_comment_holding_an_end_marker_is_refused
     with pytest.raises(InputError, match=ends_early) as refused:
         load_image_bytes(padded, name="copying.jpg")
     _assert_one_line_naming(refused.value, "copying.jpg")
+
 
 def test_refuses_decompression_bomb_before_decoding() -> None:
     # A 20000 x 20000 gray PNG of zeros compresses to a few hundred kilobytes: a classic bomb.
