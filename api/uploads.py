@@ -76,23 +76,25 @@ def make_ids_unique(items: list[dict[str, Any]]) -> None:
     the manifest. Ids made from file names can clash (``a b.jpg`` and ``a_b.jpg``; ``001.jpg`` in two folders of
     a zip), and the client cannot rename them: an id shared by several items is replaced by the item's
     ``"path_id"`` (made from its path inside the zip: ``box1_001.jpg``, ``box2_001.jpg``) where it has one, and an
-    id still taken gets the first free suffix ``-2``, ``-3``... before its extension (``a_b-2.jpg``).
+    id still taken gets the first free suffix ``-2``, ``-3``... before its extension (``a_b-2.jpg``). Ids are
+    compared ignoring case: ``Scan.jpg`` and ``scan.jpg`` would name one folder where the data folder is on a
+    case-insensitive file system (macOS, Windows), and one item's reports would replace the other's.
     """
-    taken = {item["item_id"] for item in items if item.get("fixed")}
-    shared = Counter(item["item_id"] for item in items if not item.get("fixed"))
+    taken = {item["item_id"].casefold() for item in items if item.get("fixed")}
+    shared = Counter(item["item_id"].casefold() for item in items if not item.get("fixed"))
     for item in items:
         fixed, path_id = item.pop("fixed", False), item.pop("path_id", None)
         if fixed:
             continue
         wanted = item["item_id"]
-        if path_id and (shared[wanted] > 1 or wanted in taken):
+        if path_id and (shared[wanted.casefold()] > 1 or wanted.casefold() in taken):
             wanted = path_id
         suffix = PurePosixPath(wanted).suffix
         candidate, number = wanted, 2
-        while candidate in taken:
+        while candidate.casefold() in taken:
             candidate = f"{wanted[: len(wanted) - len(suffix)]}-{number}{suffix}"
             number += 1
-        taken.add(candidate)
+        taken.add(candidate.casefold())
         item["item_id"] = candidate
 
 
@@ -383,20 +385,21 @@ def _items_from_manifest(manifest: tuple[str, str, bytes], saved: dict[str, Path
     for key, name in exact.items():
         folded.setdefault(key.casefold(), []).append(name)
     items = []
-    given_ids: dict[str, str] = {}  # item id -> the id as the manifest wrote it
+    given_ids: dict[str, str] = {}  # item id, case ignored (see make_ids_unique) -> the id as the manifest wrote it
     for index, (where, row) in enumerate(_manifest_rows(kind, data, label)):
         if not isinstance(row, dict):
             raise ApiError(400, "bad_manifest", f"{label}: {kind} {where} is not an object")
         given = None if row.get("id") in (None, "") else str(row["id"])
         item_id = f"item{index}" if given is None else item_id_from(given, f"item{index}")
         if given is not None:
-            if item_id in given_ids:
-                first = given_ids[item_id]
+            if item_id.casefold() in given_ids:
+                first = given_ids[item_id.casefold()]
                 clash = (f"the id {given!r} is given to two entries" if first == given else
-                         f"the ids {first!r} and {given!r} both become {item_id!r} (ids keep letters, digits, "
-                         "'.', '_' and '-'; other characters become '_')")
+                         f"the ids {first!r} and {given!r} name one item folder (ids keep letters, digits, '.', "
+                         "'_' and '-', other characters become '_', and case is not told apart, as on macOS and "
+                         "Windows)")
                 raise ApiError(400, "bad_manifest", f"{label}: {kind}: {clash}; give each entry its own id")
-            given_ids[item_id] = given
+            given_ids[item_id.casefold()] = given
         pair = [row.get("reference"), row.get("questioned")]
         names = pair if any(pair) else [row.get("image")]
         paths = []

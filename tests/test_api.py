@@ -441,6 +441,8 @@ def test_item_ids_from_file_names_are_unique_and_inputs_keep_the_clients_names(s
             ({"box1/001.jpg": png, "box2/001.jpg": png}, ["box1_001.jpg", "box2_001.jpg"], ["001.jpg", "001.jpg"]),
             ({"фото.jpg": png, "снимок.jpg": png}, ["фото.jpg", "снимок.jpg"], ["фото.jpg", "снимок.jpg"]),
             ({"a b.jpg": png, "a_b.jpg": png}, ["a_b.jpg", "a_b-2.jpg"], ["a b.jpg", "a_b.jpg"]),
+            # on a case-insensitive file system these two would share one folder
+            ({"Scan.jpg": png, "scan.jpg": png}, ["Scan.jpg", "scan-2.jpg"], ["Scan.jpg", "scan.jpg"]),
         ):
             created = client.post("/v1/batches", files={"archive": ("n.zip", _zip(members))},
                                   data={"detectors": "grain"})
@@ -463,6 +465,12 @@ def test_item_ids_from_file_names_are_unique_and_inputs_keep_the_clients_names(s
             "a.png": png, "b.png": png, "manifest.json": manifest}))})
         assert refused.status_code == 400 and refused.json()["error"]["code"] == "bad_manifest"
         assert "dup.zip" in refused.json()["error"]["message"] and "'x'" in refused.json()["error"]["message"]
+        # and so are two that differ only in case, as the command line's pairs CSV refuses them
+        manifest = b'[{"id": "Lenin", "image": "a.png"}, {"id": "lenin", "image": "b.png"}]'
+        refused = client.post("/v1/batches", files={"archive": ("case.zip", _zip({
+            "a.png": png, "b.png": png, "manifest.json": manifest}))})
+        assert refused.status_code == 400 and refused.json()["error"]["code"] == "bad_manifest"
+        assert "'Lenin' and 'lenin'" in refused.json()["error"]["message"]
 
 
 def test_fifty_concurrent_submissions_all_complete_once(server: Server) -> None:
