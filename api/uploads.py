@@ -385,7 +385,7 @@ def _items_from_manifest(manifest: tuple[str, str, bytes], saved: dict[str, Path
     for key, name in exact.items():
         folded.setdefault(key.casefold(), []).append(name)
     items = []
-    given_ids: dict[str, str] = {}  # item id, case ignored (see make_ids_unique) -> the id as the manifest wrote it
+    given_ids: dict[str, str] = {}  # item id, case ignored (see make_ids_unique) -> the id as the manifest has it
     for index, (where, row) in enumerate(_manifest_rows(kind, data, label)):
         if not isinstance(row, dict):
             raise ApiError(400, "bad_manifest", f"{label}: {kind} {where} is not an object")
