@@ -116,8 +116,6 @@ def remove_defects(reference: np.ndarray, questioned: np.ndarray
             np.where(specks, background_q, filtered_q).astype(np.float32), specks | thin_r | thin_q)
 
 
-
-
 def match_sharpness(reference: np.ndarray, questioned: np.ndarray, valid: np.ndarray
                     ) -> tuple[np.ndarray, np.ndarray, float]:
     """Blur the sharper of the two images until their difference is smallest (scans differ in focus and in how
