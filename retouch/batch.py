@@ -100,6 +100,15 @@ def _csv_path(cell: str, source: Path) -> str:
     return str(path.resolve())
 
 
+def _column_names_only(cells: list[str], source: Path) -> bool:
+    """Whether a first row names no file: no cell with a file name's suffix or naming something that exists.
+
+    A header in other words ("Original,Modified") was read as two files, and the run went on with an item that
+    failed as a missing file, however many rows came after it."""
+    named = [cell for cell in cells if cell]
+    return bool(named) and not any(Path(cell).suffix or Path(_csv_path(cell, source)).exists() for cell in named)
+
+
 def _pairs_from_csv(source: Path) -> list[BatchItem]:
     """The compare items listed in a pairs CSV (reference,questioned[,id]); malformed rows are refused.
 
@@ -120,6 +129,10 @@ def _pairs_from_csv(source: Path) -> list[BatchItem]:
         if position == 0 and {"reference", "questioned"} <= set(names):
             columns = {name: names.index(name) for name in ("reference", "questioned", "id") if name in names}
             continue
+        if position == 0 and _column_names_only(cells[:2], source):
+            raise InputError(f"{source}:{number}: {', '.join(repr(cell) for cell in cells[:3])} look like column "
+                             "names, not files; name the columns reference, questioned and (if you like) id, in "
+                             "any order and case, or remove the row")
         reference, questioned, given = (cells[columns[name]] if columns.get(name, len(cells)) < len(cells)
                                         else "" for name in ("reference", "questioned", "id"))
         if not reference or not questioned:

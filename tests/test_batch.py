@@ -290,6 +290,21 @@ def test_a_pairs_csv_header_is_recognised_in_any_case_with_spaces_and_a_byte_ord
     assert [item.id for item in plan(tmp_path / "pairs.csv")] == ["same"]
 
 
+def test_a_first_row_of_other_column_names_is_refused_as_a_header_not_run_as_files(tmp_path: Path) -> None:
+    (tmp_path / "a.png").write_bytes(make_authentic(12, size=128).file_bytes)
+    for separator, header in ((",", "Original,Modified"), (";", "reference;modified;id"),
+                              ("\t", "Before\tAfter\tName")):
+        (tmp_path / "pairs.csv").write_text(f"{header}\n" + separator.join(["a.png", "a.png", "x"]) + "\n")
+        done = _retouch("batch", str(tmp_path / "pairs.csv"), "-o", str(tmp_path / "out"), "-w", "1")
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        assert done.returncode == 2 and len(lines) == 1, (header, done.stderr)
+        assert "pairs.csv:1:" in lines[0] and "column names" in lines[0] and "reference" in lines[0], lines[0]
+        assert not (tmp_path / "out").exists()
+    # a first row of files, one of them missing, is a row like any other: its item fails alone
+    (tmp_path / "pairs.csv").write_text("a.png,gone.png,x\na.png,a.png,y\n")
+    assert [item.id for item in plan(tmp_path / "pairs.csv")] == ["x", "y"]
+
+
 def test_an_unusable_scheduler_exits_2_before_anything_is_written(tmp_path: Path) -> None:
     (tmp_path / "scans").mkdir()
     (tmp_path / "scans" / "a.png").write_bytes(make_authentic(13, size=128).file_bytes)
