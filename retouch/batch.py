@@ -24,7 +24,8 @@ from typing import Any
 
 from retouch import __version__
 from retouch.errors import InputError
-from retouch.io import SNIFF_BYTES, atomic_write_text, max_pixels_from_env, read_table, sniff_format
+from retouch.io import (SNIFF_BYTES, atomic_write_text, max_pixels_from_env, read_table, readable_text,
+                        sniff_format)
 from retouch.requirements import require_output_folder
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp"}
@@ -53,7 +54,8 @@ def _looks_like_image(path: Path) -> bool:
 
 def _item_id(relative: str) -> str:
     slug = re.sub(r"[^A-Za-z0-9]+", "-", relative).strip("-")[:60] or "item"
-    return f"{slug}-{hashlib.sha1(relative.encode('utf-8')).hexdigest()[:6]}"
+    # the name's own bytes: a file name that is not UTF-8 (a Latin-1 'é' on Linux) has no UTF-8 encoding
+    return f"{slug}-{hashlib.sha1(os.fsencode(relative)).hexdigest()[:6]}"
 
 
 ID_BYTES = 120  # an id names a folder: file systems take names of up to 255 bytes
@@ -290,7 +292,9 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 def _inert(text: str) -> str:
     """``text`` as a spreadsheet shows it but never evaluates it: a leading apostrophe before a formula character
-    (the usual defence; spreadsheets hide the apostrophe). ``results.jsonl`` keeps the exact text for programs."""
+    (the usual defence; spreadsheets hide the apostrophe). ``results.jsonl`` keeps the exact text for programs.
+    A file name's bytes that are not UTF-8 are written as ``\\xe9`` (see :func:`retouch.io.readable_text`)."""
+    text = readable_text(text)
     return "'" + text if text.startswith(_FORMULA_START) else text
 
 

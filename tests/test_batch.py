@@ -438,3 +438,20 @@ def test_pairs_csv_ids_keep_any_script_and_clashing_rows_are_refused_naming_both
         lines = [line for line in done.stderr.splitlines() if line.strip()]
         assert done.returncode == 2 and len(lines) == 1 and expected in lines[0], done.stderr
         assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="Linux file names are bytes; others must be valid text")
+def test_a_file_name_that_is_not_utf8_is_an_item_like_any_other(tmp_path: Path) -> None:
+    import csv
+
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    # a Latin-1 'é' from an old disk: the id's digest and summary.csv could not encode it (internal error, exit 1)
+    Path(os.fsdecode(os.fsencode(scans) + b"/d\xe9p\xf4t.png")).write_bytes(make_authentic(16, size=96).file_bytes)
+    for run in ("first", "again"):
+        done = _retouch("batch", str(scans), "-o", str(tmp_path / "out"), "-d", "grain", "-w", "1")
+        assert done.returncode == 0 and "failed" not in done.stderr, (run, done.stderr)
+    assert "0 done, 0 failed, 1 already done" in done.stdout, "the id is the same on a rerun"
+    with open(tmp_path / "out" / "summary.csv", newline="", encoding="utf-8") as handle:
+        (row,) = csv.DictReader(handle)
+    assert row["status"] == "ok" and row["paths"].endswith("/scans/d\\xe9p\\xf4t.png"), row

@@ -202,6 +202,29 @@ def test_refuses_to_overwrite_an_input(tmp_path: Path) -> None:
     assert image.read_bytes() == before
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="Linux file names are bytes; others must be valid text")
+def test_file_names_that_are_not_utf8_are_analysed_and_shown(tmp_path: Path) -> None:
+    # Linux file names are bytes (a scan copied from an old Windows or Mac disk keeps its Latin-1 'é'): Python
+    # holds such a byte as a lone surrogate, which report.html could not encode (internal error, exit 1)
+    from retouch.samples import make_pair
+
+    pair = make_pair(12, size=256, edit="diffusion")
+    folder = os.fsencode(tmp_path)
+    reference, questioned = folder + b"/r\xe9f.png", folder + b"/d\xe9p\xf4t.jpg"
+    Path(os.fsdecode(reference)).write_bytes(pair.reference_bytes)
+    Path(os.fsdecode(questioned)).write_bytes(pair.questioned_bytes)
+    for command, args in (("analyze", [questioned, b"-d", b"grain"]), ("compare", [reference, questioned])):
+        out = tmp_path / command
+        done = subprocess.run([sys.executable, "-m", "retouch", command, *args, "-o", str(out)], capture_output=True,
+                              timeout=300)
+        assert done.returncode == 0, (command, done.stderr)
+        page = (out / "report.html").read_bytes().decode("utf-8")  # valid UTF-8, so a browser shows it
+        assert "d\\xe9p\\xf4t.jpg" in page, command
+        text = (out / "report.json").read_text(encoding="utf-8")
+        assert "\\ud" not in text.lower(), "a lone surrogate escaped in JSON is refused by strict readers"
+        assert json.loads(text)["inputs"][-1]["name"] == "d\\xe9p\\xf4t.jpg"
+
+
 def test_compare_unrelated_photographs_exits_2(tmp_path: Path) -> None:
     from retouch.samples import load_source
 
