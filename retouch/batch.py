@@ -215,6 +215,25 @@ def _own_output_under(source: Path, out_dir: str | os.PathLike[str] | None) -> P
     return output if root in output.parents else None
 
 
+def _refuse_inputs_among_outputs(source: Path, items: Sequence[BatchItem], out_dir: str | os.PathLike[str]) -> None:
+    """Refuse a batch whose input (the pairs CSV, or a file an item reads) is a file the batch writes or lies in
+    ``OUT/items/``: each item replaces the report files in its folder and removes earlier ones, so a scan kept
+    there (or reached through a link or another spelling) would be overwritten by another item's overlay, and a
+    pairs CSV saved as ``OUT/summary.csv`` by the summary. Checked before anything is written."""
+    output = Path(os.path.realpath(out_dir))
+    written, reports = {output / RESULTS, output / SUMMARY}, output / "items"
+    for path in (source, *(Path(p) for item in items for p in item.paths)):
+        where = Path(os.path.realpath(path))
+        if where in written:
+            raise InputError(f"{path}: this input is {where}, where this batch writes its {where.name}, so it would "
+                             "be overwritten; rename or move it, or choose another -o/--out", path=str(path),
+                             code="bad_output")
+        if reports in where.parents:
+            raise InputError(f"{path}: this input lies in {reports}, where this batch writes each item's reports, "
+                             "so it could be overwritten; move it out of there, or choose another -o/--out",
+                             path=str(path), code="bad_output")
+
+
 def params_key(command: str, detectors: Sequence[str] | None, options: dict[str, Any] | None) -> str:
     blob = json.dumps({"command": command, "detectors": sorted(detectors or []), "options": options or {},
                        "version": __version__}, sort_keys=True)
@@ -369,6 +388,7 @@ def run_batch(
     from retouch.executor import as_completed, make_executor
 
     items, not_images = _plan(input_path, out_dir)
+    _refuse_inputs_among_outputs(Path(input_path), items, out_dir)
     max_pixels_from_env()  # a bad value would otherwise fail every item alike, one by one
     names = [RESULTS, SUMMARY]
     out = require_output_folder(out_dir, names, create=False)
