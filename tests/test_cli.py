@@ -329,6 +329,28 @@ def test_ctrl_c_exits_130_with_one_line_and_no_report(tmp_path: Path) -> None:
         assert not (Path(command[-1]) / "report.json").exists()
 
 
+def test_sigterm_while_writing_leaves_no_part_of_the_new_report(tmp_path: Path) -> None:
+    # SIGTERM (kill, a closed terminal, a job scheduler) ended the process at once: the maps written so far stayed
+    # beside the previous run's others, without a report.json, and a temp file could stay too
+    image = tmp_path / "noise.png"
+    cv2.imwrite(str(image), (np.random.default_rng(6).random((1000, 1000, 3)) * 255).astype(np.uint8))
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "retouch", "analyze", str(image), "-o", str(out), "-d", "ela,grain,jpeg"]
+    assert subprocess.run(command, capture_output=True, timeout=300).returncode == 0
+    for delay in (0.0, 0.25, 0.5):
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        while process.poll() is None and (out / "report.json").exists():  # the previous report goes first
+            time.sleep(0.005)
+        time.sleep(delay)
+        assert process.poll() is None, "finished before it could be stopped; use a bigger input"
+        process.terminate()
+        _, stderr = process.communicate(timeout=60)
+        assert process.returncode == 143, (delay, stderr)
+        assert _one_line(stderr) == "retouch: error: terminated"
+        assert sorted(p.name for p in out.iterdir()) == [], delay  # none of the new files, no temp file
+        assert subprocess.run(command, capture_output=True, timeout=300).returncode == 0
+
+
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads CPU time from /proc")
 def test_ctrl_c_while_the_command_line_loads_exits_130_with_one_line(tmp_path: Path) -> None:
     image = tmp_path / "scan.png"
