@@ -215,14 +215,26 @@ def test_file_names_that_are_not_utf8_are_analysed_and_shown(tmp_path: Path) -> 
     Path(os.fsdecode(questioned)).write_bytes(pair.questioned_bytes)
     for command, args in (("analyze", [questioned, b"-d", b"grain"]), ("compare", [reference, questioned])):
         out = tmp_path / command
-        done = subprocess.run([sys.executable, "-m", "retouch", command, *args, "-o", str(out)], capture_output=True,
-                              timeout=300)
+        done = subprocess.run([sys.executable, "-m", "retouch", command, *args, "-o", str(out)],
+                              capture_output=True, timeout=300)
         assert done.returncode == 0, (command, done.stderr)
         page = (out / "report.html").read_bytes().decode("utf-8")  # valid UTF-8, so a browser shows it
         assert "d\\xe9p\\xf4t.jpg" in page, command
         text = (out / "report.json").read_text(encoding="utf-8")
         assert "\\ud" not in text.lower(), "a lone surrogate escaped in JSON is refused by strict readers"
         assert json.loads(text)["inputs"][-1]["name"] == "d\\xe9p\\xf4t.jpg"
+
+
+def test_an_output_path_that_is_a_dangling_link_is_named_as_such(tmp_path: Path) -> None:
+    image = tmp_path / "scan.png"
+    cv2.imwrite(str(image), np.full((40, 40), 90, np.uint8))
+    (tmp_path / "out").symlink_to(tmp_path / "unmounted" / "reports")
+    done = retouch("analyze", str(image), "-o", str(tmp_path / "out"), "-d", "grain")
+    assert done.returncode == 2
+    line = _one_line(done.stderr)  # was "out: cannot create the output folder (File exists)"
+    assert "out: the output path is a symbolic link to" in line
+    assert "unmounted/reports, which does not exist" in line
+    assert not (tmp_path / "unmounted").exists()
 
 
 def test_compare_unrelated_photographs_exits_2(tmp_path: Path) -> None:
