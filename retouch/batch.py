@@ -215,7 +215,8 @@ def _own_output_under(source: Path, out_dir: str | os.PathLike[str] | None) -> P
     return output if root in output.parents else None
 
 
-def _refuse_inputs_among_outputs(source: Path, items: Sequence[BatchItem], out_dir: str | os.PathLike[str]) -> None:
+def _refuse_inputs_among_outputs(source: Path, items: Sequence[BatchItem],
+                                  out_dir: str | os.PathLike[str]) -> None:
     """Refuse a batch whose input (the pairs CSV, or a file an item reads) is a file the batch writes or lies in
     ``OUT/items/``: each item replaces the report files in its folder and removes earlier ones, so a scan kept
     there (or reached through a link or another spelling) would be overwritten by another item's overlay, and a
@@ -225,8 +226,8 @@ def _refuse_inputs_among_outputs(source: Path, items: Sequence[BatchItem], out_d
     for path in (source, *(Path(p) for item in items for p in item.paths)):
         where = Path(os.path.realpath(path))
         if where in written:
-            raise InputError(f"{path}: this input is {where}, where this batch writes its {where.name}, so it would "
-                             "be overwritten; rename or move it, or choose another -o/--out", path=str(path),
+            raise InputError(f"{path}: this input is {where}, where this batch writes its {where.name}, so it "
+                             "would be overwritten; rename or move it, or choose another -o/--out", path=str(path),
                              code="bad_output")
         if reports in where.parents:
             raise InputError(f"{path}: this input lies in {reports}, where this batch writes each item's reports, "

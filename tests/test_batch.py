@@ -478,5 +478,6 @@ def test_inputs_where_the_batch_writes_are_refused_before_anything_is_written(tm
             assert "overlay.png" in lines[0] or "summary.csv" in lines[0], lines[0]
             assert "where this batch writes" in lines[0], lines[0]
             assert kept.read_bytes() == pair.reference_bytes and source.read_bytes() == listed
-            assert sorted(p.name for p in out.iterdir()) == sorted(["items", *(["summary.csv"] * (source == pairs))])
+            written = sorted(p.name for p in out.iterdir())
+            assert written == sorted(["items", *(["summary.csv"] * (source == pairs))]), written
             source.unlink()
