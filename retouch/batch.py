@@ -24,7 +24,8 @@ from typing import Any
 
 from retouch import __version__
 from retouch.errors import InputError
-from retouch.io import SNIFF_BYTES, atomic_write_text, max_pixels_from_env, read_table, sniff_format
+from retouch.io import (SNIFF_BYTES, atomic_write_text, max_pixels_from_env, read_table, readable_text,
+                        sniff_format)
 from retouch.requirements import require_output_folder
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp"}
@@ -53,7 +54,8 @@ def _looks_like_image(path: Path) -> bool:
 
 def _item_id(relative: str) -> str:
     slug = re.sub(r"[^A-Za-z0-9]+", "-", relative).strip("-")[:60] or "item"
-    return f"{slug}-{hashlib.sha1(relative.encode('utf-8')).hexdigest()[:6]}"
+    # the name's own bytes: a file name that is not UTF-8 (a Latin-1 'é' on Linux) has no UTF-8 encoding
+    return f"{slug}-{hashlib.sha1(os.fsencode(relative)).hexdigest()[:6]}"
 
 
 ID_BYTES = 120  # an id names a folder: file systems take names of up to 255 bytes
@@ -226,6 +228,26 @@ def _own_output_under(source: Path, out_dir: str | os.PathLike[str] | None) -> P
     return output if root in output.parents else None
 
 
+def _refuse_inputs_among_outputs(source: Path, items: Sequence[BatchItem],
+                                  out_dir: str | os.PathLike[str]) -> None:
+    """Refuse a batch whose input (the pairs CSV, or a file an item reads) is a file the batch writes or lies in
+    ``OUT/items/``: each item replaces the report files in its folder and removes earlier ones, so a scan kept
+    there (or reached through a link or another spelling) would be overwritten by another item's overlay, and a
+    pairs CSV saved as ``OUT/summary.csv`` by the summary. Checked before anything is written."""
+    output = Path(os.path.realpath(out_dir))
+    written, reports = {output / RESULTS, output / SUMMARY}, output / "items"
+    for path in (source, *(Path(p) for item in items for p in item.paths)):
+        where = Path(os.path.realpath(path))
+        if where in written:
+            raise InputError(f"{path}: this input is {where}, where this batch writes its {where.name}, so it "
+                             "would be overwritten; rename or move it, or choose another -o/--out", path=str(path),
+                             code="bad_output")
+        if reports in where.parents:
+            raise InputError(f"{path}: this input lies in {reports}, where this batch writes each item's reports, "
+                             "so it could be overwritten; move it out of there, or choose another -o/--out",
+                             path=str(path), code="bad_output")
+
+
 def params_key(command: str, detectors: Sequence[str] | None, options: dict[str, Any] | None) -> str:
     blob = json.dumps({"command": command, "detectors": sorted(detectors or []), "options": options or {},
                        "version": __version__}, sort_keys=True)
@@ -303,7 +325,9 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 def _inert(text: str) -> str:
     """``text`` as a spreadsheet shows it but never evaluates it: a leading apostrophe before a formula character
-    (the usual defence; spreadsheets hide the apostrophe). ``results.jsonl`` keeps the exact text for programs."""
+    (the usual defence; spreadsheets hide the apostrophe). ``results.jsonl`` keeps the exact text for programs.
+    A file name's bytes that are not UTF-8 are written as ``\\xe9`` (see :func:`retouch.io.readable_text`)."""
+    text = readable_text(text)
     return "'" + text if text.startswith(_FORMULA_START) else text
 
 
@@ -378,6 +402,7 @@ def run_batch(
     from retouch.executor import as_completed, make_executor
 
     items, not_images = _plan(input_path, out_dir)
+    _refuse_inputs_among_outputs(Path(input_path), items, out_dir)
     max_pixels_from_env()  # a bad value would otherwise fail every item alike, one by one
     names = [RESULTS, SUMMARY]
     out = require_output_folder(out_dir, names, create=False)

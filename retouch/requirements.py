@@ -65,6 +65,10 @@ def require_output_folder(out_dir: str | os.PathLike[str], file_names: Iterable[
     if folder.exists() and not folder.is_dir():
         raise InputError(f"{folder}: the output path exists and is not a folder; choose another {option}",
                          path=str(folder), code="bad_output")
+    if folder.is_symlink() and not folder.exists():  # mkdir would say only "File exists", which it does not
+        raise InputError(f"{folder}: the output path is a symbolic link to {os.readlink(folder)}, which does not "
+                         f"exist; create that folder, or choose another {option}", path=str(folder),
+                         code="bad_output")
     if create:
         try:
             folder.mkdir(parents=True, exist_ok=True)

@@ -453,3 +453,46 @@ def test_pairs_csv_ids_keep_any_script_and_clashing_rows_are_refused_naming_both
         lines = [line for line in done.stderr.splitlines() if line.strip()]
         assert done.returncode == 2 and len(lines) == 1 and expected in lines[0], done.stderr
         assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="Linux file names are bytes; others must be valid text")
+def test_a_file_name_that_is_not_utf8_is_an_item_like_any_other(tmp_path: Path) -> None:
+    import csv
+
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    # a Latin-1 'é' from an old disk: the id's digest and summary.csv could not encode it (internal error, exit 1)
+    Path(os.fsdecode(os.fsencode(scans) + b"/d\xe9p\xf4t.png")).write_bytes(make_authentic(16, size=96).file_bytes)
+    for run in ("first", "again"):
+        done = _retouch("batch", str(scans), "-o", str(tmp_path / "out"), "-d", "grain", "-w", "1")
+        assert done.returncode == 0 and "failed" not in done.stderr, (run, done.stderr)
+    assert "0 done, 0 failed, 1 already done" in done.stdout, "the id is the same on a rerun"
+    with open(tmp_path / "out" / "summary.csv", newline="", encoding="utf-8") as handle:
+        (row,) = csv.DictReader(handle)
+    assert row["status"] == "ok" and row["paths"].endswith("/scans/d\\xe9p\\xf4t.png"), row
+
+
+def test_inputs_where_the_batch_writes_are_refused_before_anything_is_written(tmp_path: Path) -> None:
+    pair = make_pair(17, size=160, edit="diffusion")
+    out = tmp_path / "out"
+    (out / "items" / "b").mkdir(parents=True)
+    kept = out / "items" / "b" / "overlay.png"  # item b writes its overlay.png here
+    kept.write_bytes(pair.reference_bytes)
+    (tmp_path / "q.png").write_bytes(pair.questioned_bytes)
+    (tmp_path / "r.png").write_bytes(pair.reference_bytes)
+    (tmp_path / "link.png").symlink_to(kept)
+    pairs = out / "summary.csv"  # the batch's own summary replaced the list of pairs it was given
+    for spelling in ("out/items/b/overlay.png", "./out/../out/items/b/overlay.png", "link.png"):
+        for source in (tmp_path / "pairs.csv", pairs):
+            source.write_text(f"reference,questioned,id\n{'../' * (source == pairs)}{spelling},q.png,a\n"
+                              f"{'../' * (source == pairs)}r.png,q.png,b\n")
+            listed = source.read_bytes()
+            done = _retouch("batch", str(source), "-o", str(out), "-w", "1")
+            lines = [line for line in done.stderr.splitlines() if line.strip()]
+            assert done.returncode == 2 and len(lines) == 1, (spelling, source.name, done.stderr)
+            assert "overlay.png" in lines[0] or "summary.csv" in lines[0], lines[0]
+            assert "where this batch writes" in lines[0], lines[0]
+            assert kept.read_bytes() == pair.reference_bytes and source.read_bytes() == listed
+            written = sorted(p.name for p in out.iterdir())
+            assert written == sorted(["items", *(["summary.csv"] * (source == pairs))]), written
+            source.unlink()

@@ -202,6 +202,41 @@ def test_refuses_to_overwrite_an_input(tmp_path: Path) -> None:
     assert image.read_bytes() == before
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="Linux file names are bytes; others must be valid text")
+def test_file_names_that_are_not_utf8_are_analysed_and_shown(tmp_path: Path) -> None:
+    # Linux file names are bytes (a scan copied from an old Windows or Mac disk keeps its Latin-1 'é'): Python
+    # holds such a byte as a lone surrogate, which report.html could not encode (internal error, exit 1)
+    from retouch.samples import make_pair
+
+    pair = make_pair(12, size=256, edit="diffusion")
+    folder = os.fsencode(tmp_path)
+    reference, questioned = folder + b"/r\xe9f.png", folder + b"/d\xe9p\xf4t.jpg"
+    Path(os.fsdecode(reference)).write_bytes(pair.reference_bytes)
+    Path(os.fsdecode(questioned)).write_bytes(pair.questioned_bytes)
+    for command, args in (("analyze", [questioned, b"-d", b"grain"]), ("compare", [reference, questioned])):
+        out = tmp_path / command
+        done = subprocess.run([sys.executable, "-m", "retouch", command, *args, "-o", str(out)],
+                              capture_output=True, timeout=300)
+        assert done.returncode == 0, (command, done.stderr)
+        page = (out / "report.html").read_bytes().decode("utf-8")  # valid UTF-8, so a browser shows it
+        assert "d\\xe9p\\xf4t.jpg" in page, command
+        text = (out / "report.json").read_text(encoding="utf-8")
+        assert "\\ud" not in text.lower(), "a lone surrogate escaped in JSON is refused by strict readers"
+        assert json.loads(text)["inputs"][-1]["name"] == "d\\xe9p\\xf4t.jpg"
+
+
+def test_an_output_path_that_is_a_dangling_link_is_named_as_such(tmp_path: Path) -> None:
+    image = tmp_path / "scan.png"
+    cv2.imwrite(str(image), np.full((40, 40), 90, np.uint8))
+    (tmp_path / "out").symlink_to(tmp_path / "unmounted" / "reports")
+    done = retouch("analyze", str(image), "-o", str(tmp_path / "out"), "-d", "grain")
+    assert done.returncode == 2
+    line = _one_line(done.stderr)  # was "out: cannot create the output folder (File exists)"
+    assert "out: the output path is a symbolic link to" in line
+    assert "unmounted/reports, which does not exist" in line
+    assert not (tmp_path / "unmounted").exists()
+
+
 def test_compare_unrelated_photographs_exits_2(tmp_path: Path) -> None:
     from retouch.samples import load_source
 
@@ -304,6 +339,28 @@ def test_ctrl_c_exits_130_with_one_line_and_no_report(tmp_path: Path) -> None:
         assert done.returncode == 130, (command[0], done.stderr)
         assert _one_line(done.stderr) == "retouch: error: interrupted"
         assert not (Path(command[-1]) / "report.json").exists()
+
+
+def test_sigterm_while_writing_leaves_no_part_of_the_new_report(tmp_path: Path) -> None:
+    # SIGTERM (kill, a closed terminal, a job scheduler) ended the process at once: the maps written so far stayed
+    # beside the previous run's others, without a report.json, and a temp file could stay too
+    image = tmp_path / "noise.png"
+    cv2.imwrite(str(image), (np.random.default_rng(6).random((1000, 1000, 3)) * 255).astype(np.uint8))
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "retouch", "analyze", str(image), "-o", str(out), "-d", "ela,grain,jpeg"]
+    assert subprocess.run(command, capture_output=True, timeout=300).returncode == 0
+    for delay in (0.0, 0.25, 0.5):
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        while process.poll() is None and (out / "report.json").exists():  # the previous report goes first
+            time.sleep(0.005)
+        time.sleep(delay)
+        assert process.poll() is None, "finished before it could be stopped; use a bigger input"
+        process.terminate()
+        _, stderr = process.communicate(timeout=60)
+        assert process.returncode == 143, (delay, stderr)
+        assert _one_line(stderr) == "retouch: error: terminated"
+        assert sorted(p.name for p in out.iterdir()) == [], delay  # none of the new files, no temp file
+        assert subprocess.run(command, capture_output=True, timeout=300).returncode == 0
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads CPU time from /proc")

@@ -1,7 +1,7 @@
 """The Typer application and the error policy every command shares.
 
 Exit codes: 0 success, 2 bad input or usage (one line on stderr, no traceback), 1 internal error (a short
-message and the path of a log holding the traceback), 130 interrupted.
+message and the path of a log holding the traceback), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
@@ -103,28 +103,32 @@ def _error_line(message: str) -> None:
 
 
 class _InterruptWatch:
-    """Notes whether Ctrl-C (SIGINT) arrived while a command ran, then raises KeyboardInterrupt as usual.
+    """Notes whether Ctrl-C (SIGINT) or SIGTERM arrived while a command ran, then raises KeyboardInterrupt.
 
     The exception alone cannot tell: Typer (standalone_mode=False) turns KeyboardInterrupt into a returned exit
-    code, and in a batch the interrupt can surface as another error from the worker pool being torn down.
+    code, and in a batch the interrupt can surface as another error from the worker pool being torn down. SIGTERM
+    (kill, a closed session, a job scheduler) is unwound the same way: by default it ends the process where it
+    stands, leaving the maps written so far without their report.json, and a temp file.
     """
 
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
     def __init__(self) -> None:
-        self.fired = False
-        self._previous: Any = None
+        self.fired: int | None = None  # the signal that arrived
+        self._previous: dict[int, Any] = {}
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        self.fired = True
+        self.fired = signum
         signal.default_int_handler(signum, frame)
 
     def __enter__(self) -> _InterruptWatch:
         if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._previous = {signum: signal.signal(signum, self._handle) for signum in self.SIGNALS}
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -132,9 +136,11 @@ def main(argv: list[str] | None = None) -> int:
     interrupt = _InterruptWatch()
     with interrupt:
         code, message = _run_command(sys.argv[1:] if argv is None else argv, interrupt)
-    if interrupt.fired:
+    if interrupt.fired == signal.SIGTERM:
+        code, message = 128 + signal.SIGTERM, "terminated"
+    elif interrupt.fired:
         code, message = 130, "interrupted"
-    if code == 130:
+    if code in (130, 128 + signal.SIGTERM):
         _forget_the_caught_interrupt()
     if message:
         _error_line(message)

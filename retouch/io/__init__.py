@@ -10,6 +10,7 @@ from retouch.io.load import (
     load_image_bytes,
     max_pixels_from_env,
     probe_image,
+    readable_text,
     sniff_format,
 )
 from retouch.io.tables import decode_table, read_table
@@ -39,6 +40,7 @@ __all__ = [
     "max_pixels_from_env",
     "probe_image",
     "read_table",
+    "readable_text",
     "sniff_format",
     "write_png",
 ]

@@ -66,6 +66,20 @@ def sniff_format(head: bytes) -> str | None:
     return next((name for signature, name in SIGNATURES if head.startswith(signature)), None)
 
 
+def readable_text(text: str) -> str:
+    """``text`` (a file name or path) as valid Unicode, for reports, tables and terminals.
+
+    A Linux file name is bytes; one that is not UTF-8 (a scan copied from an old Latin-1 disk) reaches Python
+    with each stray byte as a lone surrogate, which no UTF-8 file can hold. Such a byte is written as ``\\xe9``,
+    as Python itself shows it, so the reader can still find the file. Valid text is returned unchanged.
+    """
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate that stands for no byte (not from the file system)
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return raw.decode("utf-8", "backslashreplace")
+
+
 @dataclass(frozen=True)
 class ImageHeader:
     """What a file's header says, read without decoding any pixels."""
@@ -222,9 +236,9 @@ class LoadedImage:
 
     def describe(self) -> dict[str, Any]:
         """JSON-serialisable facts about the input, for reports."""
-        info: dict[str, Any] = {
-            "name": self.name,
-            "path": self.path,
+        info: dict[str, Any] = {  # names as text a UTF-8 report can hold; the digest identifies the file
+            "name": readable_text(self.name),
+            "path": None if self.path is None else readable_text(self.path),
             "format": self.format,
             "width": self.width,
             "height": self.height,
