@@ -225,6 +225,17 @@ def test_file_names_that_are_not_utf8_are_analysed_and_shown(tmp_path: Path) -> 
         assert json.loads(text)["inputs"][-1]["name"] == "d\\xe9p\\xf4t.jpg"
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="Linux file names are bytes; others must be valid text")
+def test_an_error_naming_a_file_that_is_not_utf8_shows_its_bytes_as_python_does(tmp_path: Path) -> None:
+    # such a name reached the terminal as '\\udce9', a code that names no character and no byte of the file
+    missing = os.fsencode(tmp_path) + b"/d\xe9p\xf4t.png"
+    done = subprocess.run([sys.executable, "-m", "retouch", "analyze", missing, "-o", str(tmp_path / "out")],
+                          capture_output=True, timeout=300)
+    assert done.returncode == 2
+    line = _one_line(done.stderr.decode("utf-8"))  # valid UTF-8 on any terminal
+    assert "d\\xe9p\\xf4t.png" in line and "\\udc" not in line, line
+
+
 def test_an_output_path_that_is_a_dangling_link_is_named_as_such(tmp_path: Path) -> None:
     image = tmp_path / "scan.png"
     cv2.imwrite(str(image), np.full((40, 40), 90, np.uint8))
@@ -349,10 +360,18 @@ def test_sigterm_while_writing_leaves_no_part_of_the_new_report(tmp_path: Path) 
     out = tmp_path / "out"
     command = [sys.executable, "-m", "retouch", "analyze", str(image), "-o", str(out), "-d", "ela,grain,jpeg"]
     assert subprocess.run(command, capture_output=True, timeout=300).returncode == 0
-    for delay in (0.0, 0.25, 0.5):
+
+    def started() -> tuple[subprocess.Popen[str], float]:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         while process.poll() is None and (out / "report.json").exists():  # the previous report goes first
             time.sleep(0.005)
+        return process, time.perf_counter()
+
+    process, since = started()  # how long the run goes on after that, on this machine
+    assert process.wait(timeout=300) == 0
+    window = time.perf_counter() - since
+    for delay in (0.0, 0.3 * window, 0.6 * window):
+        process, _ = started()
         time.sleep(delay)
         assert process.poll() is None, "finished before it could be stopped; use a bigger input"
         process.terminate()

@@ -28,6 +28,7 @@ from rich.console import Console
 
 from retouch import __version__
 from retouch.errors import InputError
+from retouch.text import readable_text
 
 app = typer.Typer(
     name="retouch",
@@ -92,14 +93,16 @@ def _write_crash_log() -> Path | None:
         folder.mkdir(parents=True, exist_ok=True)
         stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
         path = folder / f"crash-{stamp}-{os.getpid()}.log"
-        path.write_text(f"retouch {__version__}\nargv: {sys.argv}\n\n{traceback.format_exc()}", encoding="utf-8")
+        path.write_text(f"retouch {__version__}\nargv: {sys.argv}\n\n{traceback.format_exc()}", encoding="utf-8",
+                        errors="backslashreplace")  # a message may quote a file name that is not UTF-8
         return path
     except OSError:
         return None
 
 
 def _error_line(message: str) -> None:
-    console.print(f"retouch: error: {message}", markup=False, soft_wrap=True)
+    # a file name that is not UTF-8 is shown by its bytes ('\\xe9'), as in the reports, not as a surrogate code
+    console.print(f"retouch: error: {readable_text(message)}", markup=False, soft_wrap=True)
 
 
 class _InterruptWatch:

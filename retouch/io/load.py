@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image, ImageFile, JpegImagePlugin
 
 from retouch.errors import ImageTooLargeError, InputError
+from retouch.text import readable_text
 from retouch.imaging import to_display, to_stored
 
 DEFAULT_MAX_PIXELS = 200_000_000
@@ -64,20 +65,6 @@ def sniff_format(head: bytes) -> str | None:
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "WEBP"
     return next((name for signature, name in SIGNATURES if head.startswith(signature)), None)
-
-
-def readable_text(text: str) -> str:
-    """``text`` (a file name or path) as valid Unicode, for reports, tables and terminals.
-
-    A Linux file name is bytes; one that is not UTF-8 (a scan copied from an old Latin-1 disk) reaches Python
-    with each stray byte as a lone surrogate, which no UTF-8 file can hold. Such a byte is written as ``\\xe9``,
-    as Python itself shows it, so the reader can still find the file. Valid text is returned unchanged.
-    """
-    try:
-        raw = text.encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:  # a surrogate that stands for no byte (not from the file system)
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return raw.decode("utf-8", "backslashreplace")
 
 
 @dataclass(frozen=True)
