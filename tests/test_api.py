@@ -794,3 +794,22 @@ def test_api_key_protects_everything_but_health(tmp_path: Path) -> None:
         assert status == 401 and body["error"]["code"] == "unauthorized"
     finally:
         server.stop()
+
+
+def test_urls_naming_no_job_item_or_file_get_a_404_json_however_they_are_spelt(server: Server) -> None:
+    # a file name longer than the file system takes made the files route's is_file() raise: a 500, not a 404
+    png = _png(np.full((64, 64), 128, np.uint8))
+    with server.client() as client:
+        job_id = client.post("/v1/analyses", files={"image": ("x.png", png)}, data={"detectors": "grain"})
+        job_id = job_id.json()["job_id"]
+        server.wait_job(client, job_id)
+        item = f"/v1/jobs/{job_id}/items/image"
+        for path in ("/v1/jobs/%2e%2e", "/v1/jobs/" + "a" * 5000, "/v1/jobs/%ED%A0%80", "/v1/jobs/%00",
+                     f"/v1/jobs/{job_id}/items/%2e%2e/report", f"/v1/jobs/{job_id}/items/{'a' * 5000}/report",
+                     f"/v1/jobs/{job_id}/items/..%2F..%2Fjobs.sqlite3/report", f"{item}/files/%2e%2e%2freport.json",
+                     f"{item}/files/{'a' * 300}.png", f"{item}/files/{'a' * 5000}.png", f"{item}/inputs/7",
+                     f"{item}/inputs/{'9' * 40}/preview"):
+            response = client.get(path)
+            assert response.status_code == 404, (path[:100], response.text[:200])
+            body = json.loads(response.content.decode("utf-8"))  # strict UTF-8: no lone surrogates
+            assert body["error"]["code"] == "not_found", path[:100]

@@ -36,7 +36,9 @@ _preview_slots = threading.BoundedSemaphore(2)
 SQLITE_MAX_INTEGER = 2**63 - 1  # a larger OFFSET makes sqlite3 raise OverflowError: a 500 instead of a 422
 INPUT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "TIFF": "image/tiff", "WEBP": "image/webp",
                "BMP": "image/bmp"}  # the formats retouch.io records in a report's inputs
-FILE_NAME = re.compile(r"^[A-Za-z0-9_.-]+\.(png|gif|json|html)$")
+# the artifacts' names (report.html, suspect_mask.png, grain.png...); bounded, as a name longer than the file
+# system takes makes the lookup on disk raise instead of answering "no such file"
+FILE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}\.(png|gif|json|html)$")
 
 
 def _upload_dir(config: Settings) -> Path:
