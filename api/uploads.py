@@ -214,6 +214,10 @@ def extract_archive(archive: Path, folder: Path, settings: Settings,
         bundle = zipfile.ZipFile(archive)
     except (zipfile.BadZipFile, OSError):
         raise ApiError(400, "bad_archive", f"{label}: not a valid zip archive") from None
+    except UnicodeDecodeError as error:  # zipfile reads a name flagged as UTF-8 strictly, with the directory
+        raise ApiError(400, "bad_archive", f"{label}: a file name is marked as UTF-8 but is not UTF-8 text "
+                       f"(it holds byte 0x{error.object[error.start]:02x}); re-create the zip with a tool that "
+                       "stores names as UTF-8") from None
     with bundle:
         every = [m for m in bundle.infolist() if not m.is_dir()]
         # what the system that made the zip adds is no file of the client's: macOS puts an '__MACOSX/._x' beside

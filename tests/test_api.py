@@ -813,3 +813,27 @@ def test_urls_naming_no_job_item_or_file_get_a_404_json_however_they_are_spelt(s
             assert response.status_code == 404, (path[:100], response.text[:200])
             body = json.loads(response.content.decode("utf-8"))  # strict UTF-8: no lone surrogates
             assert body["error"]["code"] == "not_found", path[:100]
+
+
+def _zip_claiming_utf8(members: dict[str, bytes], name: bytes) -> bytes:
+    """A zip of ``members`` whose first member's name is ``name`` (raw bytes) with the UTF-8 flag set."""
+    first = next(iter(members))
+    archive = bytearray(_zip(members))
+    for header in (b"PK\x03\x04", b"PK\x01\x02"):  # the flags are at offset 6 in the local, 8 in the central header
+        at = archive.index(header) + (6 if header == b"PK\x03\x04" else 8)
+        archive[at:at + 2] = (int.from_bytes(archive[at:at + 2], "little") | 0x800).to_bytes(2, "little")
+    assert len(name) == len(first.encode())  # same length: every offset in the zip stays right
+    return bytes(archive).replace(first.encode(), name)
+
+
+def test_a_zip_whose_names_claim_utf8_but_are_not_is_a_400_naming_the_archive(server: Server) -> None:
+    # zipfile decodes a flagged name strictly while reading the directory: its UnicodeDecodeError was a 500
+    png = _png(np.full((64, 64), 128, np.uint8))
+    before = _upload_folders(server)
+    with server.client() as client:
+        archive = _zip_claiming_utf8({"xx.png": png, "ok.png": png}, b"\xff\xfe.png")
+        response = client.post("/v1/batches", files={"archive": ("latin.zip", archive)})
+        assert response.status_code == 400 and response.json()["error"]["code"] == "bad_archive", response.text
+        message = response.json()["error"]["message"]
+        assert message.startswith("latin.zip: ") and "UTF-8" in message and "re-create the zip" in message
+    assert _upload_folders(server) == before
