@@ -35,7 +35,7 @@ from retouch.requirements import require_analysable_size
 CHUNK = 1 << 20
 SUPPORTED = "JPEG, PNG, TIFF, WebP or BMP"
 FILE_NAME_BYTES = 200  # file systems hold names of up to 255 bytes
-ID_BYTES = 120  # an item id names its folder, which is 'ID.partial' while the item runs
+ID_BYTES = 120  # an item id names its folder, which is '.ID.partial' while the item runs (api.workers)
 
 
 def client_file_name(name: str | None, fallback: str) -> str:
@@ -54,7 +54,8 @@ def client_file_name(name: str | None, fallback: str) -> str:
 def item_id_from(name: str, fallback: str) -> str:
     """An item id made from a client's name: letters and digits of any script, '.', '_' and '-' are kept and
     other runs become '_' ('a b.jpg' -> 'a_b.jpg'; 'фото.jpg' stays readable). The id names the item's folder
-    and a segment of its URLs (clients percent-encode it as UTF-8), so it never holds '/', spaces or '%'."""
+    and a segment of its URLs (clients percent-encode it as UTF-8), so it never holds '/', spaces or '%'; nor
+    does it start with '.', which keeps it apart from the folder an item runs in (api.workers)."""
     cleaned = re.sub(r"[^\w.-]+", "_", unicodedata.normalize("NFC", name)).strip("._")
     return _fit(cleaned, ID_BYTES) or fallback
 

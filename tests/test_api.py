@@ -837,3 +837,23 @@ def test_a_zip_whose_names_claim_utf8_but_are_not_is_a_400_naming_the_archive(se
         message = response.json()["error"]["message"]
         assert message.startswith("latin.zip: ") and "UTF-8" in message and "re-create the zip" in message
     assert _upload_folders(server) == before
+
+
+def test_an_item_id_ending_in_partial_keeps_its_results(server: Server) -> None:
+    # item 'x' ran in the folder 'x.partial', which is item 'x.partial''s own: running 'x' removed the other
+    # item's finished reports, and fetching them was a 500
+    first, second = (_png(np.clip(np.random.default_rng(seed).normal(120, 15, (64, 64)), 0, 255).astype(np.uint8))
+                     for seed in (1, 2))
+    manifest = b'[{"id": "x.partial", "image": "y.png"}, {"id": "x", "image": "x.png"}]'
+    with server.client() as client:
+        created = client.post("/v1/batches", files={"archive": ("p.zip", _zip({
+            "x.png": first, "y.png": second, "manifest.json": manifest}))}, data={"detectors": "grain"})
+        assert created.status_code == 202, created.text
+        job = server.wait_job(client, created.json()["job_id"])
+        assert [(item["id"], item["state"]) for item in job["items"]] == [("x.partial", "done"), ("x", "done")]
+        for item_id, name, data in (("x.partial", "y.png", second), ("x", "x.png", first)):
+            report = client.get(f"/v1/jobs/{job['id']}/items/{item_id}/report")
+            assert report.status_code == 200, (item_id, report.text)
+            assert [entry["name"] for entry in report.json()["inputs"]] == [name]
+            assert client.get(f"/v1/jobs/{job['id']}/items/{item_id}/inputs/0").content == data
+            assert client.get(f"/v1/jobs/{job['id']}/items/{item_id}/files/report.html").status_code == 200
