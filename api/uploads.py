@@ -365,18 +365,23 @@ def _name_key(name: str) -> str:
     return unicodedata.normalize("NFC", name)
 
 
-def _members_named(entry: str, folder: str, exact: dict[str, str], folded: dict[str, list[str]]) -> list[str]:
+def _members_named(entry: str, folder: str, exact: dict[str, list[str]],
+                   folded: dict[str, list[str]]) -> list[str]:
     """The archive members a manifest's file name may mean: relative to the manifest's folder (a zip of a folder
     holds 'scans/manifest.csv' beside 'scans/a.jpg'), else to the archive's root; with '/' or '\\' (Windows)
-    between folders; in either Unicode form; and, where nothing matches exactly, in another case (names typed on
-    Windows, where 'Scan.JPG' opens 'scan.jpg'), which may match several members.
+    between folders; spelt as the member is, else in either Unicode form; and, where nothing matches so, in
+    another case (names typed on Windows, where 'Scan.JPG' opens 'scan.jpg'). The last two may match several.
     """
-    written = _name_key(entry.replace("\\", "/")).lstrip("/")
-    candidates = [posixpath.normpath(posixpath.join(folder, written)), posixpath.normpath(written)]
-    for candidate in candidates:
+    written = entry.replace("\\", "/").lstrip("/")
+    spelt = [posixpath.normpath(posixpath.join(folder, written)), posixpath.normpath(written)]
+    # of two members whose names differ only in Unicode form, the one spelt as the manifest spells it is meant
+    for candidate in spelt:
+        if candidate in exact.get(_name_key(candidate), []):
+            return [candidate]
+    for candidate in map(_name_key, spelt):
         if candidate in exact:
-            return [exact[candidate]]
-    for candidate in candidates:
+            return exact[candidate]
+    for candidate in map(_name_key, spelt):
         if candidate.casefold() in folded:
             return folded[candidate.casefold()]
     return []
@@ -385,10 +390,11 @@ def _members_named(entry: str, folder: str, exact: dict[str, str], folded: dict[
 def _items_from_manifest(manifest: tuple[str, str, bytes], saved: dict[str, Path], not_images: set[str],
                          label: str) -> list[dict[str, Any]]:
     kind, folder, data = manifest
-    exact = {_name_key(name): name for name in [*saved, *not_images]}
+    exact: dict[str, list[str]] = {}  # in one Unicode form -> the members so named (two, written in both forms)
     folded: dict[str, list[str]] = {}
-    for key, name in exact.items():
-        folded.setdefault(key.casefold(), []).append(name)
+    for name in [*saved, *not_images]:
+        exact.setdefault(_name_key(name), []).append(name)
+        folded.setdefault(_name_key(name).casefold(), []).append(name)
     items = []
     given_ids: dict[str, str] = {}  # item id, case ignored (see make_ids_unique) -> the id as the manifest has it
     for index, (where, row) in enumerate(_manifest_rows(kind, data, label)):
@@ -418,8 +424,9 @@ def _items_from_manifest(manifest: tuple[str, str, bytes], saved: dict[str, Path
                                "the archive")
             if len(found) > 1:
                 raise ApiError(400, "bad_manifest", f"{label}: {kind} {where} names {name!r}, which matches "
-                               f"{' and '.join(repr(member) for member in found[:2])} but for case; write the "
-                               "name as it is in the archive")
+                               f"{' and '.join(repr(member) for member in found[:2])} but for case or Unicode "
+                               "form (an accent stored as one character or two); write the name as it is in the "
+                               "archive")
             if found[0] in not_images:
                 raise ApiError(400, "bad_manifest", f"{label}: {kind} {where} names {found[0]!r}, which is not "
                                f"an image ({SUPPORTED})")

@@ -857,3 +857,25 @@ def test_an_item_id_ending_in_partial_keeps_its_results(server: Server) -> None:
             assert [entry["name"] for entry in report.json()["inputs"]] == [name]
             assert client.get(f"/v1/jobs/{job['id']}/items/{item_id}/inputs/0").content == data
             assert client.get(f"/v1/jobs/{job['id']}/items/{item_id}/files/report.html").status_code == 200
+
+
+def test_a_manifest_name_picks_the_member_spelt_so_when_two_differ_in_unicode_form_only(server: Server) -> None:
+    # 'café.png' with 'é' as one character and as 'e' and an accent: the manifest's exact name took whichever
+    # member came last, so an item silently analysed the other scan
+    composed = "café.png"
+    decomposed = unicodedata.normalize("NFD", composed)
+    first, second = _png(np.full((64, 64), 60, np.uint8)), _png(np.full((64, 64), 200, np.uint8))
+    with server.client() as client:
+        for named, expected in ((composed, first), (decomposed, second)):
+            manifest = json.dumps([{"id": "one", "image": named}], ensure_ascii=False).encode()
+            archive = _zip([(composed, first), (decomposed, second), ("manifest.json", manifest)])
+            created = client.post("/v1/batches", files={"archive": ("nfc.zip", archive)}, data={"detectors": "grain"})
+            assert created.status_code == 202, created.text
+            job = server.wait_job(client, created.json()["job_id"])
+            assert client.get(f"/v1/jobs/{job['id']}/items/one/inputs/0").content == expected, ascii(named)
+        # a name that matches both only once case is ignored cannot be told apart: refused, naming both
+        manifest = json.dumps([{"image": "CAFÉ.png"}], ensure_ascii=False).encode()
+        refused = client.post("/v1/batches", files={"archive": ("nfc.zip", _zip(
+            [(composed, first), (decomposed, second), ("manifest.json", manifest)]))})
+        assert refused.status_code == 400 and refused.json()["error"]["code"] == "bad_manifest", refused.text
+        assert "'CAFÉ.png', which matches" in refused.json()["error"]["message"]
