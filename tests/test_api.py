@@ -806,7 +806,8 @@ def test_urls_naming_no_job_item_or_file_get_a_404_json_however_they_are_spelt(s
         item = f"/v1/jobs/{job_id}/items/image"
         for path in ("/v1/jobs/%2e%2e", "/v1/jobs/" + "a" * 5000, "/v1/jobs/%ED%A0%80", "/v1/jobs/%00",
                      f"/v1/jobs/{job_id}/items/%2e%2e/report", f"/v1/jobs/{job_id}/items/{'a' * 5000}/report",
-                     f"/v1/jobs/{job_id}/items/..%2F..%2Fjobs.sqlite3/report", f"{item}/files/%2e%2e%2freport.json",
+                     f"/v1/jobs/{job_id}/items/..%2F..%2Fjobs.sqlite3/report",
+                     f"{item}/files/%2e%2e%2freport.json",
                      f"{item}/files/{'a' * 300}.png", f"{item}/files/{'a' * 5000}.png", f"{item}/inputs/7",
                      f"{item}/inputs/{'9' * 40}/preview"):
             response = client.get(path)
@@ -819,7 +820,7 @@ def _zip_claiming_utf8(members: dict[str, bytes], name: bytes) -> bytes:
     """A zip of ``members`` whose first member's name is ``name`` (raw bytes) with the UTF-8 flag set."""
     first = next(iter(members))
     archive = bytearray(_zip(members))
-    for header in (b"PK\x03\x04", b"PK\x01\x02"):  # the flags are at offset 6 in the local, 8 in the central header
+    for header in (b"PK\x03\x04", b"PK\x01\x02"):  # flags: at offset 6 in the local, 8 in the central header
         at = archive.index(header) + (6 if header == b"PK\x03\x04" else 8)
         archive[at:at + 2] = (int.from_bytes(archive[at:at + 2], "little") | 0x800).to_bytes(2, "little")
     assert len(name) == len(first.encode())  # same length: every offset in the zip stays right
@@ -869,7 +870,8 @@ def test_a_manifest_name_picks_the_member_spelt_so_when_two_differ_in_unicode_fo
         for named, expected in ((composed, first), (decomposed, second)):
             manifest = json.dumps([{"id": "one", "image": named}], ensure_ascii=False).encode()
             archive = _zip([(composed, first), (decomposed, second), ("manifest.json", manifest)])
-            created = client.post("/v1/batches", files={"archive": ("nfc.zip", archive)}, data={"detectors": "grain"})
+            created = client.post("/v1/batches", files={"archive": ("nfc.zip", archive)},
+                                  data={"detectors": "grain"})
             assert created.status_code == 202, created.text
             job = server.wait_job(client, created.json()["job_id"])
             assert client.get(f"/v1/jobs/{job['id']}/items/one/inputs/0").content == expected, ascii(named)
