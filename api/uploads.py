@@ -271,7 +271,7 @@ def extract_archive(archive: Path, folder: Path, settings: Settings,
             headers[name] = probe_upload(target, settings, f"{label}: {name}")
             saved[name] = target
     if manifest_data is None:
-        notes = [f"{label}: {name} skipped: not an image ({SUPPORTED})" for name in not_images]
+        notes = [f"{label}: {_shown(name)} skipped: not an image ({SUPPORTED})" for name in not_images]
         items = [{"item_id": item_id_from(PurePosixPath(name).name, f"item{index}"),
                   "path_id": item_id_from(name, f"item{index}"), "command": "analyze", "inputs": [str(path)]}
                  for index, (name, path) in enumerate(saved.items())]  # ids made unique with the whole batch's
@@ -282,6 +282,12 @@ def extract_archive(archive: Path, folder: Path, settings: Settings,
         if str(path) in used:  # a member no item uses (a thumbnail beside a manifest's scans) may be small
             require_analysable_header(headers[name], f"{label}: {name}")
     return items, notes
+
+
+def _shown(name: str) -> str:
+    """A member's name for the job's notes: as it is, or quoted as in error messages when it holds a line break,
+    a terminal escape or another character that is not printed (the notes end up in terminals and logs)."""
+    return name if name.isprintable() else repr(name)
 
 
 def _member_chunks(bundle: zipfile.ZipFile, member: zipfile.ZipInfo, name: str, label: str) -> Iterator[bytes]:

@@ -881,3 +881,21 @@ def test_a_manifest_name_picks_the_member_spelt_so_when_two_differ_in_unicode_fo
             [(composed, first), (decomposed, second), ("manifest.json", manifest)]))})
         assert refused.status_code == 400 and refused.json()["error"]["code"] == "bad_manifest", refused.text
         assert "'CAFÉ.png', which matches" in refused.json()["error"]["message"]
+
+
+def test_notes_name_skipped_members_without_control_characters(server: Server) -> None:
+    # a member named with a line break or a terminal escape was quoted raw in the job's notes: a client printing
+    # them got forged lines or coloured text; such names are shown as the error messages show them, quoted
+    png = _png(np.full((64, 64), 128, np.uint8))
+    members = {"x.png": png, "readme.txt": b"hi", "a\r\nb.txt": b"hi", "\x1b[31mred.txt": b"hi",
+               "<script>alert(1)</script>.txt": b"hi"}
+    with server.client() as client:
+        created = client.post("/v1/batches", files={"archive": ("n.zip", _zip(members))},
+                              data={"detectors": "grain"})
+        assert created.status_code == 202, created.text
+        notes = client.get(f"/v1/jobs/{created.json()['job_id']}").json()["notes"]
+        assert notes == created.json()["notes"]
+        assert [note.split(" skipped")[0] for note in notes] == [
+            "n.zip: readme.txt", r"n.zip: 'a\r\nb.txt'", r"n.zip: '\x1b[31mred.txt'",
+            "n.zip: <script>alert(1)</script>.txt"]
+        assert all(note.isprintable() for note in notes)
