@@ -899,3 +899,23 @@ def test_notes_name_skipped_members_without_control_characters(server: Server) -
             "n.zip: readme.txt", r"n.zip: 'a\r\nb.txt'", r"n.zip: '\x1b[31mred.txt'",
             "n.zip: <script>alert(1)</script>.txt"]
         assert all(note.isprintable() for note in notes)
+
+
+def test_an_input_is_downloaded_under_the_clients_file_name_in_a_safe_header(server: Server) -> None:
+    # inputs came without a Content-Disposition: saved from a browser, a scan was named '0', not as sent
+    from urllib.parse import unquote
+
+    png = _png(np.full((64, 64), 128, np.uint8))
+    names = ["plain.png", "фото.png", 'a"b;c.png', "<img src=x onerror=alert(1)>.png", "100%.png", "it's.png"]
+    with server.client() as client:
+        created = client.post("/v1/batches", files={"archive": ("n.zip", _zip({name: png for name in names}))},
+                              data={"detectors": "grain"})
+        job = server.wait_job(client, created.json()["job_id"])
+        assert [item["inputs"] for item in job["items"]] == [[name] for name in names]
+        for item in job["items"]:
+            served = client.get(f"/v1/jobs/{job['id']}/items/{item['id']}/inputs/0")
+            header = served.headers["content-disposition"]
+            assert served.status_code == 200 and header.isascii() and header.isprintable(), header
+            # a quoted ASCII fallback for clients that read only that, then the exact name (RFC 5987)
+            parsed = re.fullmatch(r'inline; filename="[^"\\%]*"; filename\*=UTF-8\'\'([A-Za-z0-9_.~%-]+)', header)
+            assert parsed is not None and unquote(parsed.group(1), errors="strict") == item["inputs"][0], header
