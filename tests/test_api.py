@@ -919,3 +919,17 @@ def test_an_input_is_downloaded_under_the_clients_file_name_in_a_safe_header(ser
             # a quoted ASCII fallback for clients that read only that, then the exact name (RFC 5987)
             parsed = re.fullmatch(r'inline; filename="[^"\\%]*"; filename\*=UTF-8\'\'([A-Za-z0-9_.~%-]+)', header)
             assert parsed is not None and unquote(parsed.group(1), errors="strict") == item["inputs"][0], header
+
+
+def test_a_file_sent_without_a_file_name_is_a_422_saying_what_to_send(server: Server) -> None:
+    # a part without filename= (or with only RFC 2231's filename*=, which multipart forms do not use) is a text
+    # field to the parser: the answer read "Expected UploadFile, received: <class 'str'>"
+    png = _png(np.full((64, 64), 128, np.uint8))
+    for disposition in (b'form-data; name="image"', b"form-data; name=\"image\"; filename*=utf-8''%D1%84.png"):
+        body = b"--XyZ\r\nContent-Disposition: " + disposition + b"\r\nContent-Type: image/png\r\n\r\n" + png
+        body += b"\r\n--XyZ--\r\n"
+        with server.client() as client:
+            response = client.post("/v1/analyses", content=body, headers=MULTIPART_TYPE)
+        assert response.status_code == 422 and response.json()["error"]["code"] == "invalid_request", response.text
+        message = response.json()["error"]["message"]
+        assert "image" in message and "filename" in message and "class" not in message, message
