@@ -38,8 +38,13 @@ def install(app: FastAPI) -> None:
     async def _validation(_: Request, error: RequestValidationError) -> JSONResponse:
         first = error.errors()[0] if error.errors() else {}
         where = ".".join(str(part) for part in first.get("loc", []))
-        return JSONResponse(error_body("invalid_request", f"{where}: {first.get('msg', 'invalid request')}"),
-                            status_code=422)
+        message = first.get("msg", "invalid request")
+        if "Expected UploadFile" in message:  # a part without filename= is a text field to the multipart parser
+            field = where.removeprefix("body.")
+            message = (f"{field} must be a file: send it as a multipart part with a file name "
+                       f'(Content-Disposition: form-data; name="{field}"; filename="scan.jpg")')
+            return JSONResponse(error_body("invalid_request", message), status_code=422)
+        return JSONResponse(error_body("invalid_request", f"{where}: {message}"), status_code=422)
 
     @app.exception_handler(Exception)
     async def _internal(_: Request, error: Exception) -> JSONResponse:

@@ -35,7 +35,7 @@ from retouch.requirements import require_analysable_size
 CHUNK = 1 << 20
 SUPPORTED = "JPEG, PNG, TIFF, WebP or BMP"
 FILE_NAME_BYTES = 200  # file systems hold names of up to 255 bytes
-ID_BYTES = 120  # an item id names its folder, which is 'ID.partial' while the item runs
+ID_BYTES = 120  # an item id names its folder, which is '.ID.partial' while the item runs (api.workers)
 
 
 def client_file_name(name: str | None, fallback: str) -> str:
@@ -54,7 +54,8 @@ def client_file_name(name: str | None, fallback: str) -> str:
 def item_id_from(name: str, fallback: str) -> str:
     """An item id made from a client's name: letters and digits of any script, '.', '_' and '-' are kept and
     other runs become '_' ('a b.jpg' -> 'a_b.jpg'; 'фото.jpg' stays readable). The id names the item's folder
-    and a segment of its URLs (clients percent-encode it as UTF-8), so it never holds '/', spaces or '%'."""
+    and a segment of its URLs (clients percent-encode it as UTF-8), so it never holds '/', spaces or '%'; nor
+    does it start with '.', which keeps it apart from the folder an item runs in (api.workers)."""
     cleaned = re.sub(r"[^\w.-]+", "_", unicodedata.normalize("NFC", name)).strip("._")
     return _fit(cleaned, ID_BYTES) or fallback
 
@@ -214,6 +215,10 @@ def extract_archive(archive: Path, folder: Path, settings: Settings,
         bundle = zipfile.ZipFile(archive)
     except (zipfile.BadZipFile, OSError):
         raise ApiError(400, "bad_archive", f"{label}: not a valid zip archive") from None
+    except UnicodeDecodeError as error:  # zipfile reads a name flagged as UTF-8 strictly, with the directory
+        raise ApiError(400, "bad_archive", f"{label}: a file name is marked as UTF-8 but is not UTF-8 text "
+                       f"(it holds byte 0x{error.object[error.start]:02x}); re-create the zip with a tool that "
+                       "stores names as UTF-8") from None
     with bundle:
         every = [m for m in bundle.infolist() if not m.is_dir()]
         # what the system that made the zip adds is no file of the client's: macOS puts an '__MACOSX/._x' beside
@@ -266,7 +271,7 @@ def extract_archive(archive: Path, folder: Path, settings: Settings,
             headers[name] = probe_upload(target, settings, f"{label}: {name}")
             saved[name] = target
     if manifest_data is None:
-        notes = [f"{label}: {name} skipped: not an image ({SUPPORTED})" for name in not_images]
+        notes = [f"{label}: {_shown(name)} skipped: not an image ({SUPPORTED})" for name in not_images]
         items = [{"item_id": item_id_from(PurePosixPath(name).name, f"item{index}"),
                   "path_id": item_id_from(name, f"item{index}"), "command": "analyze", "inputs": [str(path)]}
                  for index, (name, path) in enumerate(saved.items())]  # ids made unique with the whole batch's
@@ -277,6 +282,12 @@ def extract_archive(archive: Path, folder: Path, settings: Settings,
         if str(path) in used:  # a member no item uses (a thumbnail beside a manifest's scans) may be small
             require_analysable_header(headers[name], f"{label}: {name}")
     return items, notes
+
+
+def _shown(name: str) -> str:
+    """A member's name for the job's notes: as it is, or quoted as in error messages when it holds a line break,
+    a terminal escape or another character that is not printed (the notes end up in terminals and logs)."""
+    return name if name.isprintable() else repr(name)
 
 
 def _member_chunks(bundle: zipfile.ZipFile, member: zipfile.ZipInfo, name: str, label: str) -> Iterator[bytes]:
@@ -360,18 +371,23 @@ def _name_key(name: str) -> str:
     return unicodedata.normalize("NFC", name)
 
 
-def _members_named(entry: str, folder: str, exact: dict[str, str], folded: dict[str, list[str]]) -> list[str]:
+def _members_named(entry: str, folder: str, exact: dict[str, list[str]],
+                   folded: dict[str, list[str]]) -> list[str]:
     """The archive members a manifest's file name may mean: relative to the manifest's folder (a zip of a folder
     holds 'scans/manifest.csv' beside 'scans/a.jpg'), else to the archive's root; with '/' or '\\' (Windows)
-    between folders; in either Unicode form; and, where nothing matches exactly, in another case (names typed on
-    Windows, where 'Scan.JPG' opens 'scan.jpg'), which may match several members.
+    between folders; spelt as the member is, else in either Unicode form; and, where nothing matches so, in
+    another case (names typed on Windows, where 'Scan.JPG' opens 'scan.jpg'). The last two may match several.
     """
-    written = _name_key(entry.replace("\\", "/")).lstrip("/")
-    candidates = [posixpath.normpath(posixpath.join(folder, written)), posixpath.normpath(written)]
-    for candidate in candidates:
+    written = entry.replace("\\", "/").lstrip("/")
+    spelt = [posixpath.normpath(posixpath.join(folder, written)), posixpath.normpath(written)]
+    # of two members whose names differ only in Unicode form, the one spelt as the manifest spells it is meant
+    for candidate in spelt:
+        if candidate in exact.get(_name_key(candidate), []):
+            return [candidate]
+    for candidate in map(_name_key, spelt):
         if candidate in exact:
-            return [exact[candidate]]
-    for candidate in candidates:
+            return exact[candidate]
+    for candidate in map(_name_key, spelt):
         if candidate.casefold() in folded:
             return folded[candidate.casefold()]
     return []
@@ -380,10 +396,11 @@ def _members_named(entry: str, folder: str, exact: dict[str, str], folded: dict[
 def _items_from_manifest(manifest: tuple[str, str, bytes], saved: dict[str, Path], not_images: set[str],
                          label: str) -> list[dict[str, Any]]:
     kind, folder, data = manifest
-    exact = {_name_key(name): name for name in [*saved, *not_images]}
+    exact: dict[str, list[str]] = {}  # in one Unicode form -> the members so named (two, written in both forms)
     folded: dict[str, list[str]] = {}
-    for key, name in exact.items():
-        folded.setdefault(key.casefold(), []).append(name)
+    for name in [*saved, *not_images]:
+        exact.setdefault(_name_key(name), []).append(name)
+        folded.setdefault(_name_key(name).casefold(), []).append(name)
     items = []
     given_ids: dict[str, str] = {}  # item id, case ignored (see make_ids_unique) -> the id as the manifest has it
     for index, (where, row) in enumerate(_manifest_rows(kind, data, label)):
@@ -413,8 +430,9 @@ def _items_from_manifest(manifest: tuple[str, str, bytes], saved: dict[str, Path
                                "the archive")
             if len(found) > 1:
                 raise ApiError(400, "bad_manifest", f"{label}: {kind} {where} names {name!r}, which matches "
-                               f"{' and '.join(repr(member) for member in found[:2])} but for case; write the "
-                               "name as it is in the archive")
+                               f"{' and '.join(repr(member) for member in found[:2])} but for case or Unicode "
+                               "form (an accent stored as one character or two); write the name as it is in the "
+                               "archive")
             if found[0] in not_images:
                 raise ApiError(400, "bad_manifest", f"{label}: {kind} {where} names {found[0]!r}, which is not "
                                f"an image ({SUPPORTED})")

@@ -71,7 +71,9 @@ def run_api_item(command: str, inputs: list[str], out_dir: str, options: dict[st
     from retouch.tasks import analyze_file, compare_files
 
     final = Path(out_dir)
-    partial = final.with_name(final.name + ".partial")
+    # the leading dot keeps the name out of reach of item ids, which never start with one (api.uploads): as
+    # 'x.partial', item 'x' would run in item 'x.partial''s folder, clearing away that item's finished reports
+    partial = final.with_name(f".{final.name}.partial")
     if not _job_is_live(final):  # deleted while queued for this worker: nothing to do
         _discard(partial, final)
         return {"error": CANCELLED}

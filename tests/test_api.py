@@ -794,3 +794,142 @@ def test_api_key_protects_everything_but_health(tmp_path: Path) -> None:
         assert status == 401 and body["error"]["code"] == "unauthorized"
     finally:
         server.stop()
+
+
+def test_urls_naming_no_job_item_or_file_get_a_404_json_however_they_are_spelt(server: Server) -> None:
+    # a file name longer than the file system takes made the files route's is_file() raise: a 500, not a 404
+    png = _png(np.full((64, 64), 128, np.uint8))
+    with server.client() as client:
+        job_id = client.post("/v1/analyses", files={"image": ("x.png", png)}, data={"detectors": "grain"})
+        job_id = job_id.json()["job_id"]
+        server.wait_job(client, job_id)
+        item = f"/v1/jobs/{job_id}/items/image"
+        for path in ("/v1/jobs/%2e%2e", "/v1/jobs/" + "a" * 5000, "/v1/jobs/%ED%A0%80", "/v1/jobs/%00",
+                     f"/v1/jobs/{job_id}/items/%2e%2e/report", f"/v1/jobs/{job_id}/items/{'a' * 5000}/report",
+                     f"/v1/jobs/{job_id}/items/..%2F..%2Fjobs.sqlite3/report",
+                     f"{item}/files/%2e%2e%2freport.json",
+                     f"{item}/files/{'a' * 300}.png", f"{item}/files/{'a' * 5000}.png", f"{item}/inputs/7",
+                     f"{item}/inputs/{'9' * 40}/preview"):
+            response = client.get(path)
+            assert response.status_code == 404, (path[:100], response.text[:200])
+            body = json.loads(response.content.decode("utf-8"))  # strict UTF-8: no lone surrogates
+            assert body["error"]["code"] == "not_found", path[:100]
+
+
+def _zip_claiming_utf8(members: dict[str, bytes], name: bytes) -> bytes:
+    """A zip of ``members`` whose first member's name is ``name`` (raw bytes) with the UTF-8 flag set."""
+    first = next(iter(members))
+    archive = bytearray(_zip(members))
+    for header in (b"PK\x03\x04", b"PK\x01\x02"):  # flags: at offset 6 in the local, 8 in the central header
+        at = archive.index(header) + (6 if header == b"PK\x03\x04" else 8)
+        archive[at:at + 2] = (int.from_bytes(archive[at:at + 2], "little") | 0x800).to_bytes(2, "little")
+    assert len(name) == len(first.encode())  # same length: every offset in the zip stays right
+    return bytes(archive).replace(first.encode(), name)
+
+
+def test_a_zip_whose_names_claim_utf8_but_are_not_is_a_400_naming_the_archive(server: Server) -> None:
+    # zipfile decodes a flagged name strictly while reading the directory: its UnicodeDecodeError was a 500
+    png = _png(np.full((64, 64), 128, np.uint8))
+    before = _upload_folders(server)
+    with server.client() as client:
+        archive = _zip_claiming_utf8({"xx.png": png, "ok.png": png}, b"\xff\xfe.png")
+        response = client.post("/v1/batches", files={"archive": ("latin.zip", archive)})
+        assert response.status_code == 400 and response.json()["error"]["code"] == "bad_archive", response.text
+        message = response.json()["error"]["message"]
+        assert message.startswith("latin.zip: ") and "UTF-8" in message and "re-create the zip" in message
+    assert _upload_folders(server) == before
+
+
+def test_an_item_id_ending_in_partial_keeps_its_results(server: Server) -> None:
+    # item 'x' ran in the folder 'x.partial', which is item 'x.partial''s own: running 'x' removed the other
+    # item's finished reports, and fetching them was a 500
+    first, second = (_png(np.clip(np.random.default_rng(seed).normal(120, 15, (64, 64)), 0, 255).astype(np.uint8))
+                     for seed in (1, 2))
+    manifest = b'[{"id": "x.partial", "image": "y.png"}, {"id": "x", "image": "x.png"}]'
+    with server.client() as client:
+        created = client.post("/v1/batches", files={"archive": ("p.zip", _zip({
+            "x.png": first, "y.png": second, "manifest.json": manifest}))}, data={"detectors": "grain"})
+        assert created.status_code == 202, created.text
+        job = server.wait_job(client, created.json()["job_id"])
+        assert [(item["id"], item["state"]) for item in job["items"]] == [("x.partial", "done"), ("x", "done")]
+        for item_id, name, data in (("x.partial", "y.png", second), ("x", "x.png", first)):
+            report = client.get(f"/v1/jobs/{job['id']}/items/{item_id}/report")
+            assert report.status_code == 200, (item_id, report.text)
+            assert [entry["name"] for entry in report.json()["inputs"]] == [name]
+            assert client.get(f"/v1/jobs/{job['id']}/items/{item_id}/inputs/0").content == data
+            assert client.get(f"/v1/jobs/{job['id']}/items/{item_id}/files/report.html").status_code == 200
+
+
+def test_a_manifest_name_picks_the_member_spelt_so_when_two_differ_in_unicode_form_only(server: Server) -> None:
+    # 'café.png' with 'é' as one character and as 'e' and an accent: the manifest's exact name took whichever
+    # member came last, so an item silently analysed the other scan
+    composed = "café.png"
+    decomposed = unicodedata.normalize("NFD", composed)
+    first, second = _png(np.full((64, 64), 60, np.uint8)), _png(np.full((64, 64), 200, np.uint8))
+    with server.client() as client:
+        for named, expected in ((composed, first), (decomposed, second)):
+            manifest = json.dumps([{"id": "one", "image": named}], ensure_ascii=False).encode()
+            archive = _zip([(composed, first), (decomposed, second), ("manifest.json", manifest)])
+            created = client.post("/v1/batches", files={"archive": ("nfc.zip", archive)},
+                                  data={"detectors": "grain"})
+            assert created.status_code == 202, created.text
+            job = server.wait_job(client, created.json()["job_id"])
+            assert client.get(f"/v1/jobs/{job['id']}/items/one/inputs/0").content == expected, ascii(named)
+        # a name that matches both only once case is ignored cannot be told apart: refused, naming both
+        manifest = json.dumps([{"image": "CAFÉ.png"}], ensure_ascii=False).encode()
+        refused = client.post("/v1/batches", files={"archive": ("nfc.zip", _zip(
+            [(composed, first), (decomposed, second), ("manifest.json", manifest)]))})
+        assert refused.status_code == 400 and refused.json()["error"]["code"] == "bad_manifest", refused.text
+        assert "'CAFÉ.png', which matches" in refused.json()["error"]["message"]
+
+
+def test_notes_name_skipped_members_without_control_characters(server: Server) -> None:
+    # a member named with a line break or a terminal escape was quoted raw in the job's notes: a client printing
+    # them got forged lines or coloured text; such names are shown as the error messages show them, quoted
+    png = _png(np.full((64, 64), 128, np.uint8))
+    members = {"x.png": png, "readme.txt": b"hi", "a\r\nb.txt": b"hi", "\x1b[31mred.txt": b"hi",
+               "<script>alert(1)</script>.txt": b"hi"}
+    with server.client() as client:
+        created = client.post("/v1/batches", files={"archive": ("n.zip", _zip(members))},
+                              data={"detectors": "grain"})
+        assert created.status_code == 202, created.text
+        notes = client.get(f"/v1/jobs/{created.json()['job_id']}").json()["notes"]
+        assert notes == created.json()["notes"]
+        assert [note.split(" skipped")[0] for note in notes] == [
+            "n.zip: readme.txt", r"n.zip: 'a\r\nb.txt'", r"n.zip: '\x1b[31mred.txt'",
+            "n.zip: <script>alert(1)</script>.txt"]
+        assert all(note.isprintable() for note in notes)
+
+
+def test_an_input_is_downloaded_under_the_clients_file_name_in_a_safe_header(server: Server) -> None:
+    # inputs came without a Content-Disposition: saved from a browser, a scan was named '0', not as sent
+    from urllib.parse import unquote
+
+    png = _png(np.full((64, 64), 128, np.uint8))
+    names = ["plain.png", "фото.png", 'a"b;c.png', "<img src=x onerror=alert(1)>.png", "100%.png", "it's.png"]
+    with server.client() as client:
+        created = client.post("/v1/batches", files={"archive": ("n.zip", _zip({name: png for name in names}))},
+                              data={"detectors": "grain"})
+        job = server.wait_job(client, created.json()["job_id"])
+        assert [item["inputs"] for item in job["items"]] == [[name] for name in names]
+        for item in job["items"]:
+            served = client.get(f"/v1/jobs/{job['id']}/items/{item['id']}/inputs/0")
+            header = served.headers["content-disposition"]
+            assert served.status_code == 200 and header.isascii() and header.isprintable(), header
+            # a quoted ASCII fallback for clients that read only that, then the exact name (RFC 5987)
+            parsed = re.fullmatch(r'inline; filename="[^"\\%]*"; filename\*=UTF-8\'\'([A-Za-z0-9_.~%-]+)', header)
+            assert parsed is not None and unquote(parsed.group(1), errors="strict") == item["inputs"][0], header
+
+
+def test_a_file_sent_without_a_file_name_is_a_422_saying_what_to_send(server: Server) -> None:
+    # a part without filename= (or with only RFC 2231's filename*=, which multipart forms do not use) is a text
+    # field to the parser: the answer read "Expected UploadFile, received: <class 'str'>"
+    png = _png(np.full((64, 64), 128, np.uint8))
+    for disposition in (b'form-data; name="image"', b"form-data; name=\"image\"; filename*=utf-8''%D1%84.png"):
+        body = b"--XyZ\r\nContent-Disposition: " + disposition + b"\r\nContent-Type: image/png\r\n\r\n" + png
+        body += b"\r\n--XyZ--\r\n"
+        with server.client() as client:
+            response = client.post("/v1/analyses", content=body, headers=MULTIPART_TYPE)
+        assert response.status_code == 422 and response.json()["error"]["code"] == "invalid_request", response.text
+        message = response.json()["error"]["message"]
+        assert "image" in message and "filename" in message and "class" not in message, message

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile, status
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -36,7 +37,9 @@ _preview_slots = threading.BoundedSemaphore(2)
 SQLITE_MAX_INTEGER = 2**63 - 1  # a larger OFFSET makes sqlite3 raise OverflowError: a 500 instead of a 422
 INPUT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "TIFF": "image/tiff", "WEBP": "image/webp",
                "BMP": "image/bmp"}  # the formats retouch.io records in a report's inputs
-FILE_NAME = re.compile(r"^[A-Za-z0-9_.-]+\.(png|gif|json|html)$")
+# the artifacts' names (report.html, suspect_mask.png, grain.png...); bounded, as a name longer than the file
+# system takes makes the lookup on disk raise instead of answering "no such file"
+FILE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}\.(png|gif|json|html)$")
 
 
 def _upload_dir(config: Settings) -> Path:
@@ -250,6 +253,14 @@ def _input_path(jobs: JobStore, job_id: str, item_id: str, index: int) -> Path:
     return path
 
 
+def _content_disposition(name: str) -> str:
+    """``inline`` under the client's file name (RFC 6266): exact in ``filename*``, UTF-8 percent-encoded (RFC
+    5987), and in ``filename`` for clients that read only that, in ASCII with '_' for what a quoted string cannot
+    hold safely (quotes, backslashes, '%', which some browsers decode, and anything beyond ASCII)."""
+    fallback = "".join(char if " " <= char <= "~" and char not in '"\\%' else "_" for char in name)
+    return f"inline; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
+
+
 @router.get("/jobs/{job_id}/items/{item_id}/inputs/{index}", summary="An item's uploaded input image")
 def get_input(job_id: str, item_id: str, index: int, config: Settings = Depends(settings),
               jobs: JobStore = Depends(store)) -> FileResponse:
@@ -258,7 +269,9 @@ def get_input(job_id: str, item_id: str, index: int, config: Settings = Depends(
     entry = _input_entry(config, jobs, job_id, item_id, index)
     path = _input_path(jobs, job_id, item_id, index)  # checked to exist: FileResponse would answer a 500
     media_type = INPUT_TYPES.get(str(entry.get("format", "")).upper(), "application/octet-stream")
-    return FileResponse(path, media_type=media_type, headers={"X-Content-Type-Options": "nosniff"})
+    # saved from a browser, the input keeps the name the client sent (the stored name, see api.uploads)
+    headers = {"X-Content-Type-Options": "nosniff", "Content-Disposition": _content_disposition(path.name)}
+    return FileResponse(path, media_type=media_type, headers=headers)
 
 
 @router.get("/jobs/{job_id}/items/{item_id}/inputs/{index}/preview",
