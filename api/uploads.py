@@ -393,6 +393,19 @@ def _members_named(entry: str, folder: str, exact: dict[str, list[str]],
     return []
 
 
+def _given_id(value: Any, where: str) -> str | None:
+    """A manifest entry's id as text, None when it gives none. A JSON whole number is written as it is; a list,
+    an object, true or a fraction is refused, as any text made of it would be an id the client never gave."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    raise ApiError(400, "bad_manifest", f"{where}: the id {json.dumps(value)[:60]} is not text; give each id as "
+                   'a string ("id": "box1-017") or leave it out')
+
+
 def _items_from_manifest(manifest: tuple[str, str, bytes], saved: dict[str, Path], not_images: set[str],
                          label: str) -> list[dict[str, Any]]:
     kind, folder, data = manifest
@@ -406,8 +419,11 @@ def _items_from_manifest(manifest: tuple[str, str, bytes], saved: dict[str, Path
     for index, (where, row) in enumerate(_manifest_rows(kind, data, label)):
         if not isinstance(row, dict):
             raise ApiError(400, "bad_manifest", f"{label}: {kind} {where} is not an object")
-        given = None if row.get("id") in (None, "") else str(row["id"])
-        item_id = f"item{index}" if given is None else item_id_from(given, f"item{index}")
+        given = _given_id(row.get("id"), f"{label}: {kind} {where}")
+        item_id = f"item{index}" if given is None else item_id_from(given, "")
+        if given is not None and not item_id:
+            raise ApiError(400, "bad_manifest", f"{label}: {kind} {where}: the id {given!r} holds no letter or "
+                           "digit to name the item's folder by; give one that does, or leave it out")
         if given is not None:
             if item_id.casefold() in given_ids:
                 first = given_ids[item_id.casefold()]

@@ -933,3 +933,25 @@ def test_a_file_sent_without_a_file_name_is_a_422_saying_what_to_send(server: Se
         assert response.status_code == 422 and response.json()["error"]["code"] == "invalid_request", response.text
         message = response.json()["error"]["message"]
         assert "image" in message and "filename" in message and "class" not in message, message
+
+
+def test_a_manifest_id_that_is_not_text_or_names_no_folder_is_refused_naming_the_entry(server: Server) -> None:
+    # ["a"] was taken as 'a', {"a": 1} as 'a_1', true as 'True', and '..' as 'item0': ids the client never gave
+    png = _png(np.full((64, 64), 128, np.uint8))
+    with server.client() as client:
+        for given, expected in ((["a"], "is not text"), ({"a": 1}, "is not text"), (True, "is not text"),
+                                (1.5, "is not text"), ("..", "holds no letter or digit"),
+                                ("%%", "holds no letter or digit")):
+            manifest = json.dumps([{"id": "fine", "image": "x.png"}, {"id": given, "image": "x.png"}]).encode()
+            refused = client.post("/v1/batches", files={"archive": ("ids.zip", _zip(
+                {"x.png": png, "manifest.json": manifest}))})
+            assert refused.status_code == 400, (given, refused.text)
+            error = refused.json()["error"]
+            assert error["code"] == "bad_manifest" and "ids.zip: manifest.json entry 2" in error["message"], error
+            assert expected in error["message"], error
+        # a whole number is an id as it is written
+        manifest = json.dumps([{"id": 17, "image": "x.png"}]).encode()
+        created = client.post("/v1/batches", files={"archive": ("ids.zip", _zip(
+            {"x.png": png, "manifest.json": manifest}))}, data={"detectors": "grain"})
+        assert created.status_code == 202, created.text
+        assert [item["id"] for item in client.get(f"/v1/jobs/{created.json()['job_id']}").json()["items"]] == ["17"]
