@@ -955,3 +955,25 @@ def test_a_manifest_id_that_is_not_text_or_names_no_folder_is_refused_naming_the
             {"x.png": png, "manifest.json": manifest}))}, data={"detectors": "grain"})
         assert created.status_code == 202, created.text
         assert [item["id"] for item in client.get(f"/v1/jobs/{created.json()['job_id']}").json()["items"]] == ["17"]
+
+
+def test_a_finished_item_whose_report_left_the_data_folder_is_a_404_not_a_500(server: Server) -> None:
+    # a report.json deleted or cut short on disk (a cleanup script, a full disk while it was copied) was a 500
+    png = _png(np.full((64, 64), 128, np.uint8))
+    with server.client() as client:
+        created = client.post("/v1/analyses", files={"image": ("x.png", png)}, data={"detectors": "grain"})
+        job = server.wait_job(client, created.json()["job_id"])
+        (item,) = job["items"]
+        stored = server.data_dir / "jobs" / job["id"] / "items" / item["id"] / "report.json"
+        for damage in ("cut", "gone"):
+            if damage == "cut":
+                stored.write_bytes(stored.read_bytes()[:40])
+            else:
+                stored.unlink()
+            for url in (f"/v1/jobs/{job['id']}/items/{item['id']}/report",
+                        f"/v1/jobs/{job['id']}/items/{item['id']}/files/report.json",
+                        f"/v1/jobs/{job['id']}/items/{item['id']}/inputs/0"):
+                response = client.get(url)
+                assert response.status_code == 404, (damage, url, response.text)
+                assert response.json()["error"]["code"] == "not_found"
+                assert "report is no longer stored" in response.json()["error"]["message"], response.text

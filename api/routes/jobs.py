@@ -206,9 +206,19 @@ def _item_folder(config: Settings, jobs: JobStore, job_id: str, item_id: str) ->
     return config.data_dir / "jobs" / job_id / "items" / item_id
 
 
+def _stored_report(folder: Path) -> dict:
+    """A finished item's report.json as stored; a 404 when it has left the data folder or was cut short there (a
+    cleanup, a copy to a full disk), which only the server's files can explain, not a 500 without a word."""
+    try:
+        return json.loads((folder / "report.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise ApiError(404, "not_found", f"item {folder.name}: its report is no longer stored in the service's "
+                       "data folder (deleted or damaged there); submit the item again") from None
+
+
 def _client_report(folder: Path) -> JSONResponse:
     """An item's report.json as clients see it: inputs named by their file names, without server paths."""
-    report = json.loads((folder / "report.json").read_text(encoding="utf-8"))
+    report = _stored_report(folder)
     for entry in report.get("inputs", []):
         entry["path"] = None  # server paths are not the client's business
     return JSONResponse(report)
@@ -235,8 +245,7 @@ def get_file(job_id: str, item_id: str, name: str, config: Settings = Depends(se
 
 
 def _input_entry(config: Settings, jobs: JobStore, job_id: str, item_id: str, index: int) -> dict:
-    report = json.loads((_item_folder(config, jobs, job_id, item_id) / "report.json").read_text(encoding="utf-8"))
-    inputs = report.get("inputs", [])
+    inputs = _stored_report(_item_folder(config, jobs, job_id, item_id)).get("inputs", [])
     if not 0 <= index < len(inputs):
         raise ApiError(404, "not_found", f"no input {index}")
     return inputs[index]
