@@ -47,6 +47,48 @@ def test_regions_from_mask_counts_components_and_drops_small_ones() -> None:
     assert [(r.bbox, r.area, r.score) for r in regions] == [((3, 2, 6, 4), 24, 0.5)]
 
 
+def test_heatmap_above_one_is_clipped_even_without_nan() -> None:
+    # the NaN in the test above fails both range checks on its own; a map that only overshoots must be clipped
+    # too, or region scores and pixel metrics average values above 1
+    result = AnalysisResult("x", np.array([[2.0, 0.5], [0.25, 1.0]]), np.zeros((2, 2), bool), [], 0.5)
+    assert result.heatmap.tolist() == [[1.0, 0.5], [0.25, 1.0]]
+
+
+def test_regions_from_mask_keeps_a_component_of_exactly_min_area() -> None:
+    # "components smaller than min_area are dropped": one of exactly min_area pixels stays
+    mask = np.zeros((10, 10), bool)
+    mask[1, 1:6] = True  # 5 px
+    mask[5, 1:5] = True  # 4 px
+    regions = regions_from_mask(mask, mask.astype(np.float32), kind="added", min_area=5)
+    assert [(r.bbox, r.area) for r in regions] == [((1, 1, 5, 1), 5)]
+
+
+def test_region_score_is_the_mean_heat_of_its_own_pixels_only() -> None:
+    # a dot inside the bounding box of an L-shaped component belongs to another region: it must not raise the
+    # L's score (each component is scored inside its own box)
+    mask = np.zeros((20, 20), bool)
+    heat = np.zeros((20, 20), np.float32)
+    mask[2:12, 2:4] = True  # the L's upright, 20 px
+    mask[10:12, 4:12] = True  # its foot, 16 px
+    heat[mask] = 0.2
+    mask[4, 8] = True  # the dot, inside the L's box (2, 2, 10, 10) and not touching it
+    heat[4, 8] = 1.0
+    regions = regions_from_mask(mask, heat, kind="added")
+    assert [(r.bbox, r.area) for r in regions] == [((8, 4, 1, 1), 1), ((2, 2, 10, 10), 36)]
+    assert regions[0].score == pytest.approx(1.0) and regions[1].score == pytest.approx(0.2)
+
+
+def test_regions_are_listed_by_score_then_area() -> None:
+    # reports list regions in this order: the strongest first, and of equal scores the largest
+    mask = np.zeros((30, 30), bool)
+    heat = np.zeros((30, 30), np.float32)
+    mask[1:3, 1:6], heat[1:3, 1:6] = True, 0.5  # 10 px at 0.5
+    mask[10:12, 1:3], heat[10:12, 1:3] = True, 0.9  # 4 px at 0.9
+    mask[20:24, 1:6], heat[20:24, 1:6] = True, 0.5  # 20 px at 0.5
+    regions = regions_from_mask(mask, heat, kind="added")
+    assert [(round(r.score, 3), r.area) for r in regions] == [(0.9, 4), (0.5, 20), (0.5, 10)]
+
+
 def test_fusion_is_union_with_support() -> None:
     a = np.zeros((100, 100), bool)
     b = np.zeros((100, 100), bool)
