@@ -108,6 +108,45 @@ def test_fusion_is_union_with_support() -> None:
     assert fused.details["skipped"] == {"jpeg": "not a JPEG"}
 
 
+def test_fused_score_is_a_noisy_or_above_one_half_only_when_decided() -> None:
+    from retouch.detect.fuse import fused_score
+
+    # excesses 2 s - 1 of 0.8 and 0.5: 0.5 + 0.5 (1 - 0.2 * 0.5) = 0.95, above either detector alone
+    assert fused_score([0.9, 0.75], decided=True) == pytest.approx(0.95)
+    assert fused_score([0.9, 0.3], decided=True) == pytest.approx(0.9)  # a detector below 0.5 adds nothing
+    # no fused region survived: the strongest detector's score, capped below the decision line
+    assert fused_score([0.75, 0.3], decided=False) == pytest.approx(0.49)
+    assert fused_score([0.3, 0.2], decided=False) == pytest.approx(0.3)
+
+
+def test_fusion_drops_small_flags_from_regions_and_mask_and_reports_coverage_of_the_region() -> None:
+    # an L-shaped union (bbox area 2500, about 1600 px) and a 9 px flag below the 0.2 % minimum area (20 px)
+    a = np.zeros((100, 100), bool)
+    b = np.zeros((100, 100), bool)
+    a[10:30, 10:60] = True  # 1000 px
+    b[30:60, 10:30] = True  # 600 px
+    b[80:83, 80:83] = True  # 9 px: dropped
+    skipped = AnalysisResult.skipped_result("jpeg", (100, 100), "not a JPEG")
+    fused = fuse_results([_result("grain", a, 0.9), _result("clone", b, 0.75, "clone-target"), skipped],
+                         shape=(100, 100))
+    [region] = fused.regions
+    assert region.bbox == (10, 10, 50, 50)
+    assert 1600 <= region.area <= 1610  # the closing may fill a pixel or two in the L's inner corner
+    # suspect_mask.png holds exactly the listed regions: the dropped flag is not in it
+    assert int(fused.mask.sum()) == region.area and not fused.mask[80:83, 80:83].any()
+    # coverage is the share of the region's own pixels (not of its bbox) that each detector flagged
+    assert region.evidence["support"] == [
+        {"detector": "grain", "coverage": round(1000 / region.area, 3), "detector_score": 0.9},
+        {"detector": "clone", "coverage": round(600 / region.area, 3), "detector_score": 0.75},
+    ]
+    assert fused.score == pytest.approx(0.95)
+    # a skipped detector did not run: neither listed nor named in the summary
+    assert fused.details["detectors"] == ["grain", "clone"] and "jpeg" not in fused.summary
+    alone = fuse_results([_result("clone", b & (np.arange(100) >= 80)[:, None], 0.75, "clone-target")],
+                         shape=(100, 100))
+    assert alone.regions == [] and not alone.mask.any() and alone.score == pytest.approx(0.49)
+
+
 def _pair_report(regions: list[Region]) -> dict:
     mask = np.zeros((60, 80), bool)
     for region in regions:
