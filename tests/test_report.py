@@ -160,6 +160,31 @@ def _pair_report(regions: list[Region]) -> dict:
                         artifacts={"report.html": "page"}, extra={"registration": {"inliers": 321}})
 
 
+def test_report_document_records_each_analysis_with_its_own_explanation_and_heatmap_file() -> None:
+    import datetime as dt
+
+    mask = np.zeros((20, 30), bool)
+    mask[2:8, 3:9] = True
+    grain, ela = _result("grain", mask, 0.9), _result("ela", mask, 0.2, "error-level")
+    fused = fuse_results([grain, ela], shape=(20, 30))
+    before = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    report = build_report(command="analyze", inputs=[{"name": "scan.tif"}], result=fused, analyses=[grain, ela],
+                          parameters={"detectors": ["grain", "ela"]}, timings={"grain": 0.123456, "ela": 2},
+                          artifacts={"grain.png": "grain heatmap", "report.json": "this file"})
+    after = dt.datetime.now(dt.timezone.utc)
+    assert report["schema"] == "retouch-report/1" and report["command"] == "analyze"
+    assert report["result"]["method"] == "fused" and report["result"]["explanation"] == fused.explanation
+    entries = {entry["method"]: entry for entry in report["analyses"]}
+    assert entries["grain"]["explanation"] == "grain explanation"
+    assert entries["ela"]["explanation"] == "ela explanation"
+    # the document points only at heatmaps that were written
+    assert entries["grain"]["heatmap_file"] == "grain.png" and "heatmap_file" not in entries["ela"]
+    assert report["timings_s"] == {"grain": 0.1235, "ela": 2.0}
+    # an aware UTC time, whatever the machine's time zone: a naive local time misdates reports by hours
+    created = dt.datetime.fromisoformat(report["created_utc"])
+    assert created.utcoffset() == dt.timedelta(0) and before <= created <= after
+
+
 def test_html_is_self_contained_and_renders_the_regions() -> None:
     region = Region(bbox=(8, 6, 20, 30), area=600, score=0.75, kind="removed",
                     evidence={"bbox_reference": [5, 5, 22, 33]})
