@@ -167,3 +167,88 @@ def test_nearest_neighbours_skip_excluded_candidates() -> None:
     everything = nearest_neighbours(rows[:3], rows, 2,
                                     excluded=lambda chunk: np.nonzero(np.ones((3, len(rows)), bool)))[1]
     assert np.isinf(everything).all()
+
+
+def _binned_reference_by_loop(values: np.ndarray, covariate: np.ndarray, eligible: np.ndarray, bins: int,
+                              quantile: float, min_count: int) -> tuple[np.ndarray, np.ndarray]:
+    """binned_reference as its docstring states it, one bin at a time with numpy's own order statistics."""
+    if eligible.sum() < min_count:
+        eligible = np.ones_like(eligible)
+    pool = values[eligible]
+    edges = np.quantile(covariate[eligible], np.linspace(0, 1, bins + 1)[1:-1])
+    index = np.searchsorted(edges, covariate, side="right")
+    overall = 1.4826 * np.median(np.abs(pool - np.median(pool))) + 1e-6
+    centre, spread = np.empty(bins), np.empty(bins)
+    for b in range(bins):
+        here = values[eligible & (index == b)]
+        if here.size >= min_count:
+            centre[b] = np.percentile(here, quantile)
+            spread[b] = 1.4826 * np.median(np.abs(here - np.median(here))) + 1e-6
+        else:  # a sparse bin borrows the overall figures
+            centre[b], spread[b] = np.percentile(pool, quantile), overall
+        spread[b] = max(spread[b], 0.5 * overall)
+    return centre[index], spread[index]
+
+
+@pytest.mark.parametrize(("blocks", "quantile", "eligible_share"),
+                         [(3000, 50.0, 0.9), (3001, 75.0, 0.8), (150, 50.0, 0.9), (400, 50.0, 0.04)])
+def test_binned_reference_equals_a_loop_over_bins(blocks: int, quantile: float, eligible_share: float) -> None:
+    # the expected grain / error level per brightness bin and its robust spread set every block's z: a wrong MAD
+    # constant, a bin edge on the wrong side or a lower median instead of the interpolated one moves decisions.
+    # Whole-number brightness puts blocks exactly on the bin edges; 150 blocks leave bins sparse (< 20); 4 %
+    # eligible falls back to every block
+    from retouch.detect._blocks import binned_reference
+
+    rng = np.random.default_rng(blocks)
+    covariate = rng.integers(0, 40, blocks).astype(np.float32)
+    values = (rng.gamma(2.0, 1.0, blocks) * (1 + covariate / 10)).astype(np.float32)
+    eligible = rng.random(blocks) < eligible_share
+    expected, spread = binned_reference(values, covariate, eligible, bins=12, quantile=quantile)
+    want_expected, want_spread = _binned_reference_by_loop(values, covariate, eligible, 12, quantile, 20)
+    # float32 block maps, as the detectors pass them: numpy's reference rounds some figures to float32, where
+    # binned_reference works in float64; a wrong constant, bin edge or median moves them by far more than 1e-6
+    np.testing.assert_allclose(expected, want_expected, rtol=1e-6)
+    np.testing.assert_allclose(spread, want_spread, rtol=1e-6)
+
+
+def test_block_decision_keeps_grown_groups_with_a_strong_block_and_enough_blocks() -> None:
+    from retouch.detect._blocks import block_decision
+
+    # threshold 3, grown at 0.7 * 3 = 2.1; min_blocks 3
+    z = np.zeros((6, 6))
+    z[1, 1], z[1, 2], z[2, 1] = 3.5, 2.5, 2.5  # strong block and two grown ones: exactly min_blocks, kept
+    z[1, 3] = 2.0  # next to the group but below the growing level
+    z[4:6, 4:6] = 2.5  # four grown blocks without a strong one: dropped
+    z[0, 5] = 4.0  # strong but alone: dropped
+    expected = np.zeros((6, 6), bool)
+    expected[1, 1] = expected[1, 2] = expected[2, 1] = True
+    np.testing.assert_array_equal(block_decision(z, 3.0, min_blocks=3), expected)
+    assert not block_decision(z, 3.0, min_blocks=4).any()
+
+
+def test_decision_score_by_hand() -> None:
+    import math
+
+    from retouch.detect._blocks import decision_score
+
+    usable = np.ones((100, 100), bool)
+    strength = np.zeros((100, 100))
+    strength[5, 5] = 2.0
+    # nothing decided: half the strongest block's share of the threshold (here a half), below 0.5
+    assert decision_score(strength, np.zeros_like(usable), usable, 4.0) == pytest.approx(0.25)
+    strength[5, 5] = 8.0
+    decided = np.zeros_like(usable)
+    decided[:10, :10] = True  # 1 % of the usable blocks, peak at twice the threshold
+    assert decision_score(strength, decided, usable, 4.0) == pytest.approx(0.5 + 0.25 * math.tanh(1.0)
+                                                                           + 0.25 * math.tanh(1.0))
+
+
+def test_strength_to_heat_is_one_half_at_the_threshold_and_increasing() -> None:
+    import math
+
+    from retouch.detect._blocks import strength_to_heat
+
+    heat = strength_to_heat(np.array([-100.0, 0.0, 2.0, 4.0, 6.0, 100.0]), 4.0)
+    # a logistic of width threshold / 4, as documented: 0.12 at half the threshold, 0.88 at 1.5 times it
+    np.testing.assert_allclose(heat[2:5], [1 / (1 + math.e ** 2), 0.5, 1 / (1 + math.e ** -2)], rtol=1e-6)
+    assert (np.diff(heat) >= 0).all() and heat[0] < 1e-6 and heat[-1] > 1 - 1e-6

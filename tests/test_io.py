@@ -427,3 +427,74 @@ def test_atomic_write_leaves_no_partial_file(tmp_path: Path, monkeypatch: pytest
         atomic_write_bytes(target, b"new content")
     assert target.read_text().strip().startswith("{")  # old content intact
     assert [p.name for p in target.parent.iterdir()] == ["report.json"]  # no temp file left behind
+
+
+def test_atomic_write_syncs_the_temp_file_before_renaming_it(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    # a rename that reaches the disk before the data leaves an empty report.json after a power cut: the data
+    # must be flushed (fsync) before os.replace puts the file in place
+    events: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        events.append("fsync")
+        real_fsync(fd)
+
+    def replace(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
+        events.append("replace")
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    atomic_write_bytes(tmp_path / "report.json", b"{}\n")
+    assert events == ["fsync", "replace"]
+    assert (tmp_path / "report.json").read_bytes() == b"{}\n"
+
+
+def test_ctrl_c_during_an_atomic_write_leaves_no_temp_file(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # KeyboardInterrupt is not an Exception: the clean-up must catch BaseException to remove the temp file
+    target = tmp_path / "report.json"
+    target.write_text("old\n")
+
+    def interrupted(*_args: object, **_kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write_bytes(target, b"new content")
+    assert target.read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
+
+
+def test_atomic_write_json_refuses_nan_and_writes_nothing(tmp_path: Path) -> None:
+    # NaN (an AUC on a one-class mask) is not JSON: browsers' JSON.parse and strict readers reject the whole
+    # report; the writer must refuse it rather than write ``NaN``
+    target = tmp_path / "report.json"
+    with pytest.raises(ValueError):
+        atomic_write_json(target, {"pixel_auc": float("nan")})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_heatmap_to_uint8_rounds_to_the_nearest_level_and_clips() -> None:
+    from retouch.io.write import heatmap_to_uint8
+
+    heat = np.array([[0.0, 0.002, 0.25, 0.999], [1.0, 1.5, -0.2, 0.5 / 255]], np.float32)
+    # nearest of the 256 levels, by hand: 0.51 -> 1, 63.75 -> 64, 254.745 -> 255; out of range clipped;
+    # 0.5 / 255 lands a float32 hair either side of 0.5 and may go to 0 or 1
+    got = heatmap_to_uint8(heat)
+    assert got.dtype == np.uint8
+    assert got[0].tolist() == [0, 1, 64, 255] and got[1, :3].tolist() == [255, 255, 0] and got[1, 3] in (0, 1)
+
+
+@pytest.mark.parametrize("channels", [None, 3, 4])
+def test_encode_png_keeps_rgb_channel_order(channels: int | None) -> None:
+    # the arrays are RGB(A); OpenCV writes BGR(A): a missed conversion swaps red and blue in every overlay
+    from retouch.io.write import encode_png
+
+    shape = (9, 7) if channels is None else (9, 7, channels)
+    image = np.random.default_rng(1).integers(0, 256, shape, dtype=np.uint8)
+    decoded = np.asarray(Image.open(io.BytesIO(encode_png(image))))
+    np.testing.assert_array_equal(decoded, image)
+    mask = image[..., 0] > 128 if channels else image > 128
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(encode_png(mask)))), mask * np.uint8(255))

@@ -47,6 +47,48 @@ def test_regions_from_mask_counts_components_and_drops_small_ones() -> None:
     assert [(r.bbox, r.area, r.score) for r in regions] == [((3, 2, 6, 4), 24, 0.5)]
 
 
+def test_heatmap_above_one_is_clipped_even_without_nan() -> None:
+    # the NaN in the test above fails both range checks on its own; a map that only overshoots must be clipped
+    # too, or region scores and pixel metrics average values above 1
+    result = AnalysisResult("x", np.array([[2.0, 0.5], [0.25, 1.0]]), np.zeros((2, 2), bool), [], 0.5)
+    assert result.heatmap.tolist() == [[1.0, 0.5], [0.25, 1.0]]
+
+
+def test_regions_from_mask_keeps_a_component_of_exactly_min_area() -> None:
+    # "components smaller than min_area are dropped": one of exactly min_area pixels stays
+    mask = np.zeros((10, 10), bool)
+    mask[1, 1:6] = True  # 5 px
+    mask[5, 1:5] = True  # 4 px
+    regions = regions_from_mask(mask, mask.astype(np.float32), kind="added", min_area=5)
+    assert [(r.bbox, r.area) for r in regions] == [((1, 1, 5, 1), 5)]
+
+
+def test_region_score_is_the_mean_heat_of_its_own_pixels_only() -> None:
+    # a dot inside the bounding box of an L-shaped component belongs to another region: it must not raise the
+    # L's score (each component is scored inside its own box)
+    mask = np.zeros((20, 20), bool)
+    heat = np.zeros((20, 20), np.float32)
+    mask[2:12, 2:4] = True  # the L's upright, 20 px
+    mask[10:12, 4:12] = True  # its foot, 16 px
+    heat[mask] = 0.2
+    mask[4, 8] = True  # the dot, inside the L's box (2, 2, 10, 10) and not touching it
+    heat[4, 8] = 1.0
+    regions = regions_from_mask(mask, heat, kind="added")
+    assert [(r.bbox, r.area) for r in regions] == [((8, 4, 1, 1), 1), ((2, 2, 10, 10), 36)]
+    assert regions[0].score == pytest.approx(1.0) and regions[1].score == pytest.approx(0.2)
+
+
+def test_regions_are_listed_by_score_then_area() -> None:
+    # reports list regions in this order: the strongest first, and of equal scores the largest
+    mask = np.zeros((30, 30), bool)
+    heat = np.zeros((30, 30), np.float32)
+    mask[1:3, 1:6], heat[1:3, 1:6] = True, 0.5  # 10 px at 0.5
+    mask[10:12, 1:3], heat[10:12, 1:3] = True, 0.9  # 4 px at 0.9
+    mask[20:24, 1:6], heat[20:24, 1:6] = True, 0.5  # 20 px at 0.5
+    regions = regions_from_mask(mask, heat, kind="added")
+    assert [(round(r.score, 3), r.area) for r in regions] == [(0.9, 4), (0.5, 20), (0.5, 10)]
+
+
 def test_fusion_is_union_with_support() -> None:
     a = np.zeros((100, 100), bool)
     b = np.zeros((100, 100), bool)
@@ -66,6 +108,45 @@ def test_fusion_is_union_with_support() -> None:
     assert fused.details["skipped"] == {"jpeg": "not a JPEG"}
 
 
+def test_fused_score_is_a_noisy_or_above_one_half_only_when_decided() -> None:
+    from retouch.detect.fuse import fused_score
+
+    # excesses 2 s - 1 of 0.8 and 0.5: 0.5 + 0.5 (1 - 0.2 * 0.5) = 0.95, above either detector alone
+    assert fused_score([0.9, 0.75], decided=True) == pytest.approx(0.95)
+    assert fused_score([0.9, 0.3], decided=True) == pytest.approx(0.9)  # a detector below 0.5 adds nothing
+    # no fused region survived: the strongest detector's score, capped below the decision line
+    assert fused_score([0.75, 0.3], decided=False) == pytest.approx(0.49)
+    assert fused_score([0.3, 0.2], decided=False) == pytest.approx(0.3)
+
+
+def test_fusion_drops_small_flags_from_regions_and_mask_and_reports_coverage_of_the_region() -> None:
+    # an L-shaped union (bbox area 2500, about 1600 px) and a 9 px flag below the 0.2 % minimum area (20 px)
+    a = np.zeros((100, 100), bool)
+    b = np.zeros((100, 100), bool)
+    a[10:30, 10:60] = True  # 1000 px
+    b[30:60, 10:30] = True  # 600 px
+    b[80:83, 80:83] = True  # 9 px: dropped
+    skipped = AnalysisResult.skipped_result("jpeg", (100, 100), "not a JPEG")
+    fused = fuse_results([_result("grain", a, 0.9), _result("clone", b, 0.75, "clone-target"), skipped],
+                         shape=(100, 100))
+    [region] = fused.regions
+    assert region.bbox == (10, 10, 50, 50)
+    assert 1600 <= region.area <= 1610  # the closing may fill a pixel or two in the L's inner corner
+    # suspect_mask.png holds exactly the listed regions: the dropped flag is not in it
+    assert int(fused.mask.sum()) == region.area and not fused.mask[80:83, 80:83].any()
+    # coverage is the share of the region's own pixels (not of its bbox) that each detector flagged
+    assert region.evidence["support"] == [
+        {"detector": "grain", "coverage": round(1000 / region.area, 3), "detector_score": 0.9},
+        {"detector": "clone", "coverage": round(600 / region.area, 3), "detector_score": 0.75},
+    ]
+    assert fused.score == pytest.approx(0.95)
+    # a skipped detector did not run: neither listed nor named in the summary
+    assert fused.details["detectors"] == ["grain", "clone"] and "jpeg" not in fused.summary
+    alone = fuse_results([_result("clone", b & (np.arange(100) >= 80)[:, None], 0.75, "clone-target")],
+                         shape=(100, 100))
+    assert alone.regions == [] and not alone.mask.any() and alone.score == pytest.approx(0.49)
+
+
 def _pair_report(regions: list[Region]) -> dict:
     mask = np.zeros((60, 80), bool)
     for region in regions:
@@ -77,6 +158,31 @@ def _pair_report(regions: list[Region]) -> dict:
                                                    {"role": "questioned", "name": "q.jpg", "sha256": "cd"}],
                         result=result, analyses=[], parameters={"threshold": 3.5}, timings={"fit": 0.1},
                         artifacts={"report.html": "page"}, extra={"registration": {"inliers": 321}})
+
+
+def test_report_document_records_each_analysis_with_its_own_explanation_and_heatmap_file() -> None:
+    import datetime as dt
+
+    mask = np.zeros((20, 30), bool)
+    mask[2:8, 3:9] = True
+    grain, ela = _result("grain", mask, 0.9), _result("ela", mask, 0.2, "error-level")
+    fused = fuse_results([grain, ela], shape=(20, 30))
+    before = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    report = build_report(command="analyze", inputs=[{"name": "scan.tif"}], result=fused, analyses=[grain, ela],
+                          parameters={"detectors": ["grain", "ela"]}, timings={"grain": 0.123456, "ela": 2},
+                          artifacts={"grain.png": "grain heatmap", "report.json": "this file"})
+    after = dt.datetime.now(dt.timezone.utc)
+    assert report["schema"] == "retouch-report/1" and report["command"] == "analyze"
+    assert report["result"]["method"] == "fused" and report["result"]["explanation"] == fused.explanation
+    entries = {entry["method"]: entry for entry in report["analyses"]}
+    assert entries["grain"]["explanation"] == "grain explanation"
+    assert entries["ela"]["explanation"] == "ela explanation"
+    # the document points only at heatmaps that were written
+    assert entries["grain"]["heatmap_file"] == "grain.png" and "heatmap_file" not in entries["ela"]
+    assert report["timings_s"] == {"grain": 0.1235, "ela": 2.0}
+    # an aware UTC time, whatever the machine's time zone: a naive local time misdates reports by hours
+    created = dt.datetime.fromisoformat(report["created_utc"])
+    assert created.utcoffset() == dt.timedelta(0) and before <= created <= after
 
 
 def test_html_is_self_contained_and_renders_the_regions() -> None:
