@@ -89,9 +89,9 @@ def best_f1(heatmap: np.ndarray, truth: np.ndarray, *, valid: np.ndarray | None 
     scores = np.clip(_flat(heatmap, valid).astype(np.float64), 0.0, 1.0)
     labels = _flat(truth, valid).astype(bool)
     n_true = int(labels.sum())
-    if n_true == 0:
-        return 1.0 if not np.any(scores > 0) else 0.0
     levels = np.minimum((scores * (bins - 1)).round().astype(np.int64), bins - 1)
+    if n_true == 0:  # the top threshold claims nothing unless a pixel is at full heat: F1 1 (empty against empty)
+        return 1.0 if not np.any(levels == bins - 1) else 0.0
     positives = np.bincount(levels[labels], minlength=bins)
     negatives = np.bincount(levels[~labels], minlength=bins)
     # predicting "level >= t" for each t: cumulative counts from the top

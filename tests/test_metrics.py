@@ -79,6 +79,8 @@ def test_best_f1_with_nothing_to_find() -> None:
     assert best_f1(np.zeros((2, 4)), empty) == 1.0  # nothing claimed at any threshold
     # a pixel at full heat is claimed at every threshold in [0, 1]: a false alarm whatever the oracle picks
     assert best_f1(np.array([[1.0, 0, 0, 0], [0, 0, 0, 0]]), empty) == 0.0
+    # below full heat, the top threshold claims nothing, which is right when there is nothing to find (it was 0)
+    assert best_f1(np.array([[0.9, 0.3, 0, 0], [0, 0, 0, 0]]), empty) == 1.0
 
 
 def test_pixel_auc_subsampling_keeps_scores_and_labels_paired() -> None:
