@@ -6,6 +6,7 @@ import io
 import json
 import re
 import shutil
+import signal
 import socket
 import sqlite3
 import threading
@@ -977,3 +978,14 @@ def test_a_finished_item_whose_report_left_the_data_folder_is_a_404_not_a_500(se
                 assert response.status_code == 404, (damage, url, response.text)
                 assert response.json()["error"]["code"] == "not_found"
                 assert "report is no longer stored" in response.json()["error"]["message"], response.text
+
+
+def test_sigterm_stops_the_service_as_its_normal_end(tmp_path: Path) -> None:
+    # a service manager stops the service with SIGTERM (systemctl stop, docker stop): after uvicorn's graceful
+    # shutdown the command said "retouch: error: terminated" and exited 143, which systemd counts as a failure
+    running = Server(tmp_path / "data").start()
+    assert running.process is not None
+    running.process.send_signal(signal.SIGTERM)
+    assert running.process.wait(timeout=30) == 0
+    log = (tmp_path / f"server-{running.port}.log").read_text()
+    assert "error" not in log.lower(), log

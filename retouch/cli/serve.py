@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING
 
 import typer
@@ -39,7 +44,34 @@ def serve(
     _check_service(config)
     _check_port(host, port)
     os.environ.setdefault("RETOUCH_LOG_DIR", str(config.data_dir / "logs"))
-    uvicorn.run(create_app(config), host=host, port=port, log_level="warning")
+    with _stopped_quietly_by_sigterm():
+        uvicorn.run(create_app(config), host=host, port=port, log_level="warning")
+
+
+class _Stopped(Exception):
+    """SIGTERM arrived: the service's normal end."""
+
+
+@contextmanager
+def _stopped_quietly_by_sigterm() -> Iterator[None]:
+    """SIGTERM is how service managers stop a service (systemctl stop, docker stop): once uvicorn has shut down
+    gracefully it raises the signal again for the handler it found, which is this one, so the command ends with
+    exit 0 and no message. The command line's own handler would say "terminated" with exit 143, which systemd
+    counts as a failed stop; before uvicorn runs, SIGTERM also ends the command here, as quietly."""
+    if threading.current_thread() is not threading.main_thread():  # signal handlers live in the main thread
+        yield
+        return
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise _Stopped
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    except _Stopped:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _settings(overrides: dict[str, object]) -> Settings:

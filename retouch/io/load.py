@@ -27,8 +27,8 @@ import numpy as np
 from PIL import Image, ImageFile, JpegImagePlugin
 
 from retouch.errors import ImageTooLargeError, InputError
-from retouch.text import readable_text
 from retouch.imaging import to_display, to_stored
+from retouch.text import readable_text
 
 DEFAULT_MAX_PIXELS = 200_000_000
 MAX_PIXELS_VARIABLE = "RETOUCH_MAX_PIXELS"
