@@ -83,12 +83,18 @@ def _writing(out_dir: str | os.PathLike[str], inputs: Sequence[LoadedImage],
         if folder.exists():
             break
         created.append(folder)
-    folder = _prepare_out_dir(out_dir, inputs, names)
+    folder, prepared = Path(out_dir), False
     try:
+        folder = _prepare_out_dir(out_dir, inputs, names)
+        prepared = True
         yield folder
     except BaseException as error:
+        # a refusal comes before anything changed (nothing to undo); an interrupt while the old report was being
+        # cleared away, once its report.json had gone, would leave its maps belonging to no report
+        if not prepared and not (isinstance(error, KeyboardInterrupt) and not (folder / REPORT_JSON).exists()):
+            raise
         input_paths = {os.path.realpath(item.path) for item in inputs if item.path}
-        for name in names:
+        for name in names if prepared else _retouch_output_names():
             written = folder / name
             if written.is_file() and os.path.realpath(written) not in input_paths:
                 written.unlink()
