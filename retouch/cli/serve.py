@@ -48,8 +48,8 @@ def serve(
         uvicorn.run(create_app(config), host=host, port=port, log_level="warning")
 
 
-class _Stopped(Exception):
-    """SIGTERM arrived: the service's normal end."""
+class _Stopped(BaseException):
+    """SIGTERM arrived: the service's normal end (not an Exception, which a handler on the way might swallow)."""
 
 
 @contextmanager
