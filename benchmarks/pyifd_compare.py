@@ -90,11 +90,19 @@ print(json.dumps(out))
 """
 
 
+# pyIFD predates NumPy 2: its CAGI and ADQ1 fail on NumPy 2 ("setting an array element with a sequence"), so its
+# venv keeps NumPy 1 and an OpenCV built for it
+PYIFD_REQUIREMENTS = ["pyIFD", "numpy<2", "opencv-python<4.11"]
+
+
 def ensure_pyifd() -> Path:
     python = VENV / "bin" / "python"
+    stamp = VENV / ".requirements"
     if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet", "pyIFD"], check=True)
+    if not stamp.exists() or stamp.read_text() != " ".join(PYIFD_REQUIREMENTS):
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", *PYIFD_REQUIREMENTS], check=True)
+        stamp.write_text(" ".join(PYIFD_REQUIREMENTS))
     return python
 
 

@@ -1,0 +1,35 @@
+"""The real-material benchmark's own logic (the material itself is never needed by the test suite)."""
+
+import numpy as np
+
+from benchmarks import real
+
+
+def test_absent_data_folder_is_one_line_and_exit_2(tmp_path, capsys):
+    assert real.main(["--data", str(tmp_path / "nowhere"), "--no-write"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nowhere" in err[0]
+
+
+def test_tpr_at_fpr_counts_positives_above_the_negatives_5_percent_quantile():
+    negatives = list(np.linspace(0.0, 0.99, 100))  # the 5 highest are 0.95 .. 0.99
+    # at most 5 of 100 negatives may pass: the threshold is the 6th highest (0.94)
+    assert real.tpr_at_fpr([0.96, 0.5, 0.999, 0.2], negatives) == 0.5
+    assert real.tpr_at_fpr([], negatives) != real.tpr_at_fpr([], negatives)  # NaN without positives
+
+
+def test_edited_pixels_keep_the_changed_part_of_a_copy_move_mask():
+    rng = np.random.default_rng(0)
+    original = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    forged = original.copy()
+    forged[40:56, 40:56] = original[8:24, 8:24]  # the copy; its source is unchanged
+    mask = np.zeros((64, 64), bool)
+    mask[40:56, 40:56] = mask[8:24, 8:24] = True
+    edited = real.edited_pixels(original, forged, mask)
+    assert edited[42:54, 42:54].all() and not edited[8:24, 8:24].any()
+
+
+def test_results_keep_the_section_not_run():
+    previous = real.merged_results("", {"single": "A\n", "pairs": "B\n"})
+    updated = real.merged_results(previous, {"pairs": "C\n"})
+    assert "A\n" in updated and "C\n" in updated and "B\n" not in updated
