@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from retouch.detect.fuse import fuse_results
-from retouch.detect.registry import detectors as registered_detectors
+from retouch.registry import detectors as registered_detectors
 from retouch.errors import InputError
 from retouch.imaging import checked_image, content_box, display_box, to_stored
 from retouch.result import AnalysisResult

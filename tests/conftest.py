@@ -48,7 +48,7 @@ def extra_detector(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., No
     """Register a detector for one test: ``extra_detector(name, function, title=..., description=...)``; the
     registry is as it was once the test ends."""
     from retouch.detect import detectors, register
-    from retouch.detect.registry import _REGISTRY
+    from retouch.registry import _REGISTRY
 
     detectors()  # the built-in detectors first, as the registry loads them when first asked
 
