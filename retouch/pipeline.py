@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from retouch.detect.fuse import fuse_results
+from retouch.fuse import fuse_results
 from retouch.registry import detectors as registered_detectors
 from retouch.errors import InputError
 from retouch.imaging import checked_image, content_box, display_box, to_stored
