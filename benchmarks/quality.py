@@ -51,7 +51,7 @@ def _single_case(task: tuple[str, str, int, int]) -> list[dict]:
     from retouch.detect import detectors
     from retouch.io import load_image_bytes
     from retouch.metrics import localisation_scores
-    from retouch.pipeline import analyze_image
+    from retouch.run.pipeline import analyze_image
     from retouch.samples import make_authentic, make_forgery
 
     method, history, seed, size = task
@@ -75,7 +75,7 @@ def _photo_case(task: tuple[str, str, int | None, int | None]) -> list[dict]:
     """An untouched photograph of the sample sources, saved as ``PHOTO_SAVES`` says, through ``analyze``."""
     from retouch.detect import detectors
     from retouch.io import load_image_bytes
-    from retouch.pipeline import analyze_image
+    from retouch.run.pipeline import analyze_image
     from retouch.samples.archive import encode
     from retouch.samples.sources import load_source
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from retouch.errors import InputError
-from retouch.pipeline import DetectorChoiceError, MIN_SIDE, resolve_detectors
+from retouch.run.pipeline import DetectorChoiceError, MIN_SIDE, resolve_detectors
 
 if TYPE_CHECKING:
     from retouch.io import LoadedImage
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 def detector_selection(value: str | None, *, field: str = "--detectors") -> list[str] | None:
     """The detectors a comma-separated ``value`` names, or ``None`` (the defaults) when it is empty or blank.
 
-    The rule is :func:`retouch.pipeline.resolve_detectors`'s: a value that is not blank but names nothing once
+    The rule is :func:`retouch.run.pipeline.resolve_detectors`'s: a value that is not blank but names nothing once
     split on commas (``","``) is refused rather than read as "no detector", which would run nothing and report a
     clean result; ``"all"`` names every detector. ``field`` names the option or form field in the messages.
     """

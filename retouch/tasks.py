@@ -30,7 +30,7 @@ from retouch.io import (
     heatmap_to_uint8,
     load_image,
 )
-from retouch.pipeline import DetectorChoiceError, analyze_image, compare_images
+from retouch.run.pipeline import DetectorChoiceError, analyze_image, compare_images
 from retouch.report import build_report, flicker_gif, overlay, render_html
 from retouch.requirements import require_analysable, require_output_folder
 

@@ -27,7 +27,7 @@ from api.uploads import (client_file_name, extract_archive, item_id_from, make_i
 from api.workers import job_folder
 from retouch.errors import InputError
 from retouch.io import load_image
-from retouch.pipeline import resolve_detectors
+from retouch.run.pipeline import resolve_detectors
 from retouch.report.visual import jpeg_bytes, shrink
 
 ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 415, 422)}
