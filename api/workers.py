@@ -68,7 +68,7 @@ def _discard(partial: Path, final: Path) -> None:
 def run_api_item(command: str, inputs: list[str], out_dir: str, options: dict[str, Any]) -> dict[str, Any]:
     """Worker side: run one item into ``out_dir`` atomically; returns the outcome or {"error": message}."""
     from retouch.errors import InputError
-    from retouch.tasks import analyze_file, compare_files
+    from retouch.run.tasks import analyze_file, compare_files
 
     final = Path(out_dir)
     # the leading dot keeps the name out of reach of item ids, which never start with one (api.uploads): as

@@ -458,7 +458,7 @@ def pair_tables(rows: list[dict]) -> str:
 def write_reports(tasks: list[tuple], out: Path) -> list[str]:
     """Full ``compare`` reports (the CLI's own writer) for a person to look at; returns the folders written."""
     from retouch.errors import NotSamePhotographError
-    from retouch.tasks import compare_files
+    from retouch.run.tasks import compare_files
 
     written = []
     for dataset, case_id, original, forged, _ in tasks:

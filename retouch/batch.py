@@ -271,7 +271,7 @@ def file_sha256(path: str) -> str | None:
 
 def run_item(item: dict[str, Any], out_dir: str, detectors: list[str] | None, key: str) -> dict[str, Any]:
     """Worker side: run one item into ``out_dir/items/<id>`` and describe the outcome (never raises)."""
-    from retouch.tasks import analyze_file, compare_files
+    from retouch.run.tasks import analyze_file, compare_files
 
     folder = Path(out_dir) / "items" / item["id"]
     record: dict[str, Any] = {"id": item["id"], "command": item["command"], "paths": list(item["paths"]),

@@ -543,7 +543,7 @@ def test_a_full_disk_exits_2_naming_the_folder_and_leaves_no_partial_output(
         cli: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import errno
 
-    import retouch.tasks
+    import retouch.run.tasks
     from retouch.io import atomic_write_bytes
     from retouch.samples import make_pair
 
@@ -559,7 +559,7 @@ def test_a_full_disk_exits_2_naming_the_folder_and_leaves_no_partial_output(
             raise OSError(errno.ENOSPC, "No space left on device")
         return atomic_write_bytes(path, data)
 
-    monkeypatch.setattr(retouch.tasks, "atomic_write_bytes", fills_the_disk)
+    monkeypatch.setattr(retouch.run.tasks, "atomic_write_bytes", fills_the_disk)
     kept = tmp_path / "kept"
     kept.mkdir()
     (kept / "notes.txt").write_text("the archivist's own file\n")

@@ -42,7 +42,7 @@ def demo(
     from retouch.io import atomic_write_text
     from retouch.requirements import require_output_folder
     from retouch.samples.build import build_samples
-    from retouch.tasks import analyze_file, compare_files
+    from retouch.run.tasks import analyze_file, compare_files
 
     started = time.perf_counter()
     gallery = require_output_folder(out, ["index.html"]) / "index.html"  # before a minute of work, not after
