@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from retouch.batch import RESULTS, plan, read_results, run_batch
+from retouch.run.batch import RESULTS, plan, read_results, run_batch
 from retouch.samples import make_authentic, make_forgery, make_pair
 from tests.helpers import CliRunner
 
