@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from api.store import JobStore
-from retouch.executor import make_executor
+from retouch.run.executor import make_executor
 
 log = logging.getLogger("retouch.api")
 

@@ -162,7 +162,7 @@ def _mark_then_wait(marker: str, seconds: float) -> None:
 def test_a_stopped_worker_does_not_start_the_item_queued_behind_it(tmp_path: Path) -> None:
     # ProcessPoolExecutor hands a worker its next item before the current one ends; SIGTERM unwinds the current
     # item, and the worker must then exit, not start the next one (to be killed mid-write 5 s later)
-    from retouch.executor import LocalExecutor
+    from retouch.run.executor import LocalExecutor
 
     executor = LocalExecutor(1)
     first, second = tmp_path / "first", tmp_path / "second"

@@ -399,7 +399,7 @@ def run_batch(
     Everything a user can get wrong (the input, the output folder, the scheduler, ``RETOUCH_MAX_PIXELS``) is
     checked before the output folder is created and before the first progress report.
     """
-    from retouch.executor import as_completed, make_executor
+    from retouch.run.executor import as_completed, make_executor
 
     items, not_images = _plan(input_path, out_dir)
     _refuse_inputs_among_outputs(Path(input_path), items, out_dir)
