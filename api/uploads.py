@@ -30,7 +30,7 @@ from api.guard import megabytes
 from api.settings import Settings
 from retouch.errors import ImageTooLargeError, InputError
 from retouch.io import SNIFF_BYTES, ImageHeader, load_image_bytes, probe_image, read_table, sniff_format
-from retouch.requirements import require_analysable_size
+from retouch.run.checks import require_analysable_size
 
 CHUNK = 1 << 20
 SUPPORTED = "JPEG, PNG, TIFF, WebP or BMP"

@@ -29,7 +29,7 @@ def analyze(
     as_json: bool = typer.Option(False, "--json", help="Print the outcome as JSON instead of a table."),
 ) -> None:
     """Look for retouching in one scan: error levels, JPEG traces, grain, clones and inpainting."""
-    from retouch.requirements import detector_selection
+    from retouch.run.checks import detector_selection
     from retouch.run.tasks import analyze_file
 
     names = detector_selection(detectors)

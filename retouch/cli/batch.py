@@ -30,7 +30,7 @@ def batch(
     """Run analyze or compare over many items. Rerunning skips items done successfully with the same inputs and
     parameters and runs failed ones again; an unreadable file is reported in summary.csv, never fatal."""
     from retouch.run.batch import run_batch
-    from retouch.requirements import detector_selection
+    from retouch.run.checks import detector_selection
 
     names = detector_selection(detectors)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),

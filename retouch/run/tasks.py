@@ -32,7 +32,7 @@ from retouch.io import (
 )
 from retouch.run.pipeline import DetectorChoiceError, analyze_image, compare_images
 from retouch.report import build_report, flicker_gif, overlay, render_html
-from retouch.requirements import require_analysable, require_output_folder
+from retouch.run.checks import require_analysable, require_output_folder
 
 REPORT_JSON = "report.json"
 REPORT_HTML = "report.html"
