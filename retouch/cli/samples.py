@@ -40,7 +40,7 @@ def demo(
     """Build the bundled samples, compare a doctored pair, analyse forged and honest scans, write the gallery."""
     from retouch.gallery import render_gallery
     from retouch.io import atomic_write_text
-    from retouch.run.checks import require_output_folder
+    from retouch.io.folders import require_output_folder
     from retouch.samples.build import build_samples
     from retouch.run.tasks import analyze_file, compare_files
 

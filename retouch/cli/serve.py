@@ -93,7 +93,7 @@ def _check_service(config: Settings) -> None:
     """Refuse a data folder the service cannot use and a scheduler it cannot reach."""
     from api.store import DATABASE
     from retouch.run.executor import check_scheduler, make_executor
-    from retouch.run.checks import require_output_folder
+    from retouch.io.folders import require_output_folder
 
     require_output_folder(config.data_dir, [DATABASE], option="--data-dir")
     check_scheduler(config.scheduler)

@@ -26,7 +26,7 @@ from retouch import __version__
 from retouch.errors import InputError
 from retouch.io import (SNIFF_BYTES, atomic_write_text, max_pixels_from_env, read_table, readable_text,
                         sniff_format)
-from retouch.run.checks import require_output_folder
+from retouch.io.folders import require_output_folder
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp"}
 RESULTS = "results.jsonl"

@@ -36,8 +36,11 @@ class AnalyzeRun:
     params: dict[str, Any] = field(default_factory=dict)
 
 
-class DetectorChoiceError(ValueError):
+class DetectorChoiceError(InputError):
     """The detectors asked for are unknown, or the choice names none."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="bad_detectors")
 
 
 def resolve_detectors(names: Sequence[str] | str | None) -> list[str]:
@@ -153,7 +156,8 @@ def analyze_image(
 
 
 def compare_images(reference: np.ndarray, questioned: np.ndarray, **options: Any) -> PairComparison:
-    """Register ``reference`` onto ``questioned`` and localise what differs (see :func:`retouch.compare.compare_pair`)."""
+    """Register ``reference`` onto ``questioned`` and localise what differs
+    (:func:`retouch.compare.compare_pair`)."""
     from retouch.compare import compare_pair
 
     return compare_pair(reference, questioned, **options)
