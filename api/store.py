@@ -22,6 +22,8 @@ from contextlib import contextmanager
 from pathlib import Path, PurePath
 from typing import Any
 
+from retouch.run.item import Item, ItemOptions
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
@@ -108,9 +110,9 @@ class JobStore:
         finally:
             db.close()
 
-    def create_job(self, kind: str, items: Sequence[dict[str, Any]], options: dict[str, Any],
-                   notes: Sequence[str] = ()) -> str:
-        """Record a job and its items (all queued); ``notes`` tell the client about the submission.
+    def create_job(self, kind: str, items: Sequence[Item], options: ItemOptions, notes: Sequence[str] = ()) -> str:
+        """Record a job, the options its items run with and its items (all queued); ``notes`` tell the client
+        about the submission.
 
         Each item's ``inputs`` are paths of uploads under the data folder; they are recorded relative to it.
         """
@@ -119,11 +121,11 @@ class JobStore:
         with self._connect() as db:
             db.execute("BEGIN IMMEDIATE")
             db.execute("INSERT INTO jobs (id, kind, created, options, notes) VALUES (?, ?, ?, ?, ?)",
-                       (job_id, kind, now, json.dumps(options), json.dumps(list(notes))))
+                       (job_id, kind, now, json.dumps(options.to_json()), json.dumps(list(notes))))
             db.executemany(
                 "INSERT INTO items (job_id, item_id, position, command, inputs, updated) VALUES (?, ?, ?, ?, ?, ?)",
-                [(job_id, item["item_id"], index, item["command"],
-                  json.dumps([recorded_input(path, self.data_dir) for path in item["inputs"]]), now)
+                [(job_id, item.id, index, item.command,
+                  json.dumps([recorded_input(path, self.data_dir) for path in item.inputs]), now)
                  for index, item in enumerate(items)])
             db.execute("COMMIT")
         return job_id

@@ -64,8 +64,8 @@ def test_mixed_batch_reports_each_item_and_reruns_do_no_work(collection: Path, t
     report = run_batch(collection, tmp_path, detectors=DETECTORS, workers=2)
     assert (report.total, report.ok, report.failed) == (9, 8, 1)
     statuses = _statuses(tmp_path)
-    assert [k for k, v in statuses.items() if v == "error"] == [k for k in statuses if k.startswith("box1-mouldy")]
-    failed = read_results(tmp_path)[next(k for k in statuses if k.startswith("box1-mouldy"))]
+    assert [k for k, v in statuses.items() if v == "error"] == ["box1_mouldy.jpg"]  # named by its path
+    failed = read_results(tmp_path)["box1_mouldy.jpg"]
     assert "mouldy.jpg" in failed["error"]
     summary = (tmp_path / "summary.csv").read_text().splitlines()
     assert len(summary) == 10 and summary[0] == "id,command,paths,sha256,score,regions,status,error,note"
@@ -375,8 +375,8 @@ def test_no_summary_cell_is_read_as_a_spreadsheet_formula(tmp_path: Path) -> Non
 
     (tmp_path / "=2+3.png").write_bytes(make_authentic(14, size=96).file_bytes)
     pairs = tmp_path / "pairs.csv"
-    # the id "=1+1" becomes the folder name "-1-1", which a spreadsheet would also compute (-2)
-    pairs.write_text("reference,questioned,id\n=2+3.png,=2+3.png,=1+1\n")
+    # the id "-1-1" names the item's folder as it is, and a spreadsheet would compute it (-2)
+    pairs.write_text("reference,questioned,id\n=2+3.png,=2+3.png,-1-1\n")
     run_batch(pairs, tmp_path / "out", detectors=["grain"], workers=1)
     with open(tmp_path / "out" / "summary.csv", newline="") as handle:
         (row,) = csv.DictReader(handle)
@@ -397,7 +397,7 @@ def test_a_pairs_csv_is_read_as_any_spreadsheet_saves_it(tmp_path: Path) -> None
     for shape, data in shapes.items():
         (tmp_path / f"{shape}.csv").write_bytes(data)
         items = plan(tmp_path / f"{shape}.csv")
-        assert [(item.id, [Path(p).name for p in item.paths]) for item in items] == [
+        assert [(item.id, [Path(p).name for p in item.inputs]) for item in items] == [
             ("one", ["a.png", "b.png"]), ("two", ["a.png", "b.png"])], shape
 
 
@@ -427,7 +427,7 @@ def test_pairs_csv_columns_by_header_home_folder_unicode_forms_and_windows_folde
     (tmp_path / "pairs.csv").write_text(csv_text, encoding="utf-8")
     items = plan(tmp_path / "pairs.csv")
     expected = [("x", (home / composed, home / "b.png")), ("y", (home / "b.png", tmp_path / "box1" / "c.png"))]
-    assert [(item.id, item.paths) for item in items] == [(i, (str(r), str(q))) for i, (r, q) in expected]
+    assert [(item.id, item.inputs) for item in items] == [(i, (str(r), str(q))) for i, (r, q) in expected]
 
 
 def test_a_pairs_csv_row_without_both_files_is_refused_naming_the_row(cli: CliRunner, tmp_path: Path) -> None:
@@ -499,3 +499,65 @@ def test_inputs_where_the_batch_writes_are_refused_before_anything_is_written(
             written = sorted(p.name for p in out.iterdir())
             assert written == sorted(["items", *(["summary.csv"] * (source == pairs))]), written
             source.unlink()
+
+
+def _id_by_the_old_rule(text: str) -> str:
+    """The id retouch gave an item made from a path (or a pairs CSV row's files, joined by '|') before its ids
+    had one rule with the web service's: '-' for each run of other characters than ASCII letters and digits, the
+    first 60 characters, then 6 hex digits of the text's SHA-1."""
+    import hashlib
+    import re
+
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")[:60] or "item"
+    return f"{slug}-{hashlib.sha1(os.fsencode(text)).hexdigest()[:6]}"
+
+
+def _as_the_old_rule_left_it(out: Path, old_ids: dict[str, str]) -> None:
+    """Turn a batch folder into the one the old id rule made: each item's folder and record under its old id."""
+    records = read_results(out)
+    lines = []
+    for new, old in old_ids.items():
+        (out / "items" / new).rename(out / "items" / old)
+        lines.append(json.dumps({**records[new], "id": old, "artifacts": str(out / "items" / old)}, sort_keys=True))
+    (out / RESULTS).write_text("\n".join(lines) + "\n")
+
+
+def test_a_batch_folder_made_by_the_old_id_rule_resumes_without_running_anything_again(tmp_path: Path) -> None:
+    import csv
+
+    scans, out = tmp_path / "scans", tmp_path / "out"
+    (scans / "box 1").mkdir(parents=True)
+    (scans / "a.png").write_bytes(make_authentic(30, size=96).file_bytes)
+    (scans / "box 1" / "scan one.png").write_bytes(make_authentic(31, size=96).file_bytes)
+    assert run_batch(scans, out, detectors=["grain"], workers=1).ok == 2
+    old_ids = {"a.png": _id_by_the_old_rule("a.png"), "box_1_scan_one.png": _id_by_the_old_rule("box 1/scan one.png")}
+    _as_the_old_rule_left_it(out, old_ids)
+    assert sorted(p.name for p in (out / "items").iterdir()) == sorted(old_ids.values())
+    again = run_batch(scans, out, detectors=["grain"], workers=1)
+    assert (again.total, again.skipped, again.ok, again.failed) == (2, 2, 0, 0), "every old item was found"
+    # carried over to the ids of the rule now: folders renamed, records under the new ids
+    assert sorted(p.name for p in (out / "items").iterdir()) == sorted(old_ids)
+    records = read_results(out)
+    for new in old_ids:
+        assert records[new]["artifacts"] == str(out / "items" / new) and records[new]["status"] == "ok"
+        assert (out / "items" / new / "report.json").exists()
+    with open(out / "summary.csv", newline="") as handle:
+        assert sorted(row["id"] for row in csv.DictReader(handle)) == sorted(old_ids)
+    third = run_batch(scans, out, detectors=["grain"], workers=1)
+    assert (third.skipped, third.ok) == (2, 0)
+
+
+@pytest.mark.slow
+def test_a_pairs_csv_batch_made_by_the_old_id_rule_resumes_without_running_anything_again(tmp_path: Path) -> None:
+    pair = make_pair(18, size=160, edit="diffusion")
+    (tmp_path / "r.png").write_bytes(pair.reference_bytes)
+    (tmp_path / "q.png").write_bytes(pair.questioned_bytes)
+    pairs, out = tmp_path / "pairs.csv", tmp_path / "out"
+    # a row's own id kept all but other characters than letters, digits, '.', '_' and '-', made '-'
+    pairs.write_text("reference,questioned,id\nr.png,q.png,Lenin 1920\nq.png,r.png,\n")
+    assert [item.id for item in plan(pairs)] == ["Lenin_1920", "q.png_r.png"]
+    assert run_batch(pairs, out, workers=1).ok == 2
+    _as_the_old_rule_left_it(out, {"Lenin_1920": "Lenin-1920", "q.png_r.png": _id_by_the_old_rule("q.png|r.png")})
+    again = run_batch(pairs, out, workers=1)
+    assert (again.skipped, again.ok, again.failed) == (2, 0, 0)
+    assert sorted(p.name for p in (out / "items").iterdir()) == ["Lenin_1920", "q.png_r.png"]

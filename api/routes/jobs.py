@@ -7,8 +7,6 @@ import re
 import shutil
 import threading
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import quote
@@ -22,13 +20,15 @@ from api.errors import ApiError
 from api.schemas import ErrorResponse, JobCreated, JobList, JobStatus
 from api.settings import Settings
 from api.store import UPLOADS, JobStore
-from api.uploads import (client_file_name, extract_archive, item_id_from, make_ids_unique, save_upload,
-                         screen_image, validate_image)
-from api.workers import job_folder
+from api.uploads import client_file_name, extract_archive, save_upload, screen_image, validate_image
+from api.workers import item_folder, job_folder
 from retouch.errors import InputError
-from retouch.io import load_image
-from retouch.run.pipeline import resolve_detectors
+from retouch.io import MAX_PIXELS_VARIABLE, load_image
+from retouch.io.folders import removed_on_failure
 from retouch.report.visual import jpeg_bytes, shrink
+from retouch.run.checks import detector_selection
+from retouch.run.item import ANALYZE, COMPARE, Item, ItemOptions
+from retouch.run.manifest import Planned, item_id, unique_items
 
 ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 415, 422)}
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)], responses=ERRORS)
@@ -46,23 +46,16 @@ def _upload_dir(config: Settings) -> Path:
     return config.data_dir / UPLOADS / uuid.uuid4().hex  # the request folder api.store expects
 
 
-@contextmanager
-def _removed_on_failure(folder: Path) -> Iterator[Path]:
-    """Remove a request's upload folder when anything fails, so a rejected upload leaves nothing on disk."""
+def _options(config: Settings, detectors: str | None = None) -> ItemOptions:
+    """The options a job's items run with: the detectors asked for (422 ``unknown_detector`` for a choice naming
+    an unknown one, or none) and the service's pixel limit, which the worker decodes with as the upload was
+    checked with it."""
     try:
-        yield folder
-    except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
-
-
-def _options(detectors: str | None) -> dict:
-    if not detectors:
-        return {}
-    try:
-        return {"detectors": resolve_detectors(detectors)}
-    except ValueError as error:
+        chosen = detector_selection(detectors, field="detectors")
+    except InputError as error:
         raise ApiError(422, "unknown_detector", str(error)) from None
+    return ItemOptions(detectors=tuple(chosen) if chosen else None, max_pixels=config.max_pixels,
+                       max_pixels_name=MAX_PIXELS_VARIABLE)
 
 
 def _created(request: Request, job_id: str, count: int, notes: list[str] | None = None) -> JSONResponse:
@@ -78,13 +71,12 @@ async def submit_analysis(
     detectors: Annotated[str | None, Form(description="Comma-separated detectors (default: all default)")] = None,
     config: Settings = Depends(settings), jobs: JobStore = Depends(store),
 ) -> JSONResponse:
-    options = _options(detectors)
+    options = _options(config, detectors)
     label = image.filename or "image"
-    with _removed_on_failure(_upload_dir(config)) as folder:
+    with removed_on_failure(_upload_dir(config)) as folder:
         path = await save_upload(image, folder / client_file_name(image.filename, "image"), config, label)
         await validate_image(path, config, label)
-        job_id = jobs.create_job("analysis", [{"item_id": "image", "command": "analyze", "inputs": [str(path)]}],
-                                 options)
+        job_id = jobs.create_job("analysis", [Item("image", ANALYZE, (str(path),))], options)
     return _created(request, job_id, 1)
 
 
@@ -96,14 +88,14 @@ async def submit_comparison(
     config: Settings = Depends(settings), jobs: JobStore = Depends(store),
 ) -> JSONResponse:
     paths = []
-    with _removed_on_failure(_upload_dir(config)) as folder:
+    with removed_on_failure(_upload_dir(config)) as folder:
         for role, upload in (("reference", reference), ("questioned", questioned)):
             label = upload.filename or role
             path = await save_upload(upload, folder / role / client_file_name(upload.filename, role), config,
                                      label)
             await validate_image(path, config, label)
             paths.append(str(path))
-        job_id = jobs.create_job("comparison", [{"item_id": "pair", "command": "compare", "inputs": paths}], {})
+        job_id = jobs.create_job("comparison", [Item("pair", COMPARE, tuple(paths))], _options(config))
     return _created(request, job_id, 1)
 
 
@@ -131,24 +123,24 @@ async def submit_batch(
     the members it names matter, and an entry naming a non-image is a 400 ``bad_manifest``.
 
     Item ids are the manifest's (a repeated one is a 400 ``bad_manifest``), else made from the file names and
-    made unique (:func:`api.uploads.make_ids_unique`); every input keeps the client's file name.
+    made unique (:func:`retouch.run.manifest.unique_items`); every input keeps the client's file name.
     """
-    options = _options(detectors)
+    options = _options(config, detectors)
     files = files or []
     if len(files) > config.max_zip_members:  # before anything is written
         raise ApiError(400, "too_many_files", f"{len(files)} files: a batch takes at most {config.max_zip_members}"
                        " (RETOUCH_MAX_ZIP_MEMBERS); split it")
-    items, notes = [], []
+    items: list[Planned] = []
+    notes: list[str] = []
     # every path below the request's folder is chosen by the server (client names only ever end a path), so
     # no upload name can collide with another upload or with the folder layout
-    with _removed_on_failure(_upload_dir(config)) as folder:
+    with removed_on_failure(_upload_dir(config)) as folder:
         for index, upload in enumerate(files):
             label = upload.filename or f"file {index + 1}"
             name = client_file_name(upload.filename, "file")
             path = await save_upload(upload, folder / "files" / f"{index:05d}" / name, config, label)
             await run_in_threadpool(screen_image, path, config, label)
-            items.append({"item_id": f"{index:05d}-{item_id_from(name, 'file')}", "command": "analyze",
-                          "inputs": [str(path)]})
+            items.append(Planned(f"{index:05d}-{item_id(name, 'file')}", ANALYZE, (str(path),)))
         if archive is not None:
             label = archive.filename or "archive"
             saved = await save_upload(archive, folder / "archive.zip", config, label)
@@ -161,8 +153,8 @@ async def submit_batch(
         if len(items) > config.max_zip_members:
             raise ApiError(400, "too_many_files", f"{len(items)} items from files and archive: a batch takes at "
                            f"most {config.max_zip_members} (RETOUCH_MAX_ZIP_MEMBERS); split it")
-        make_ids_unique(items)  # ids made from names may clash, in the archive or with the files'
-        job_id = jobs.create_job("batch", items, options, notes=notes)
+        # ids made from names may clash, in the archive or with the files'
+        job_id = jobs.create_job("batch", unique_items(items), options, notes=notes)
     return _created(request, job_id, len(items), notes)
 
 
@@ -203,7 +195,7 @@ def _item_folder(config: Settings, jobs: JobStore, job_id: str, item_id: str) ->
     item = next(i for i in job["items"] if i["id"] == item_id)
     if item["state"] != "done":
         raise ApiError(404, "not_ready", f"item {item_id} is {item['state']}: no files yet")
-    return config.data_dir / "jobs" / job_id / "items" / item_id
+    return item_folder(config.data_dir, job_id, item_id)
 
 
 def _stored_report(folder: Path) -> dict:
