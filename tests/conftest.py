@@ -1,9 +1,10 @@
 """Shared fixtures, and the test tiers.
 
-Tiers: ``make test-fast`` runs ``-m "not slow"`` (unit tests, the command line and the web service in this
-process); ``make test`` runs everything. A test is slow when it is marked ``slow`` (real processes killed or
-interrupted, long computations), ``server`` (a real ``retouch serve`` on 127.0.0.1) or ``browser`` (Chromium);
-the last two count as slow without saying so.
+Tiers: ``make test-fast`` runs ``-m "not slow"`` (unit tests, and the command line and the web service run in this
+process); ``make test`` runs everything. A test is slow when it is marked ``slow`` (processes killed or
+interrupted, clusters, long runs), ``server`` (a real ``retouch serve`` on 127.0.0.1) or ``browser`` (Chromium),
+or when it is in one of :data:`SLOW_MODULES`, which measure what the analyses find on generated scans and
+photographs, a few seconds of computation each.
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ import pytest
 from tests.helpers import CliRun, CliRunner
 
 SLOW_KINDS = ("server", "browser")
+SLOW_MODULES = {"test_clone_inpaint.py", "test_compare.py", "test_margins.py", "test_demo.py"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if any(item.get_closest_marker(kind) for kind in SLOW_KINDS):
+        if item.path.name in SLOW_MODULES or any(item.get_closest_marker(kind) for kind in SLOW_KINDS):
             item.add_marker(pytest.mark.slow)
 
 

@@ -153,6 +153,7 @@ def test_a_multi_page_tiff_is_analysed_on_its_first_page_and_the_report_says_so(
     assert np.array_equal(load_image(image).pixels, first)
 
 
+@pytest.mark.slow
 def test_twelve_bit_data_in_a_16_bit_file_are_analysed_like_the_same_picture_at_8_bits(
         cli: CliRunner, tmp_path: Path) -> None:
     from PIL import Image
@@ -238,6 +239,7 @@ def test_an_output_path_that_is_a_dangling_link_is_named_as_such(cli: CliRunner,
     assert not (tmp_path / "unmounted").exists()
 
 
+@pytest.mark.slow
 def test_compare_unrelated_photographs_exits_2(cli: CliRunner, tmp_path: Path) -> None:
     from retouch.samples import load_source
 
@@ -271,6 +273,7 @@ def test_compare_writes_every_artifact_in_the_questioned_frame(cli: CliRunner, t
     assert {entry["role"] for entry in report["inputs"]} == {"reference", "questioned"}
 
 
+@pytest.mark.slow
 def test_degenerate_images_get_reports_not_crashes(cli: CliRunner, tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     strip = tmp_path / "strip.jpg"
