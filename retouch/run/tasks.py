@@ -31,6 +31,7 @@ from retouch.io import (
 )
 from retouch.io.folders import prepared_folder
 from retouch.report import build_report, flicker_gif, overlay, render_html
+from retouch.result import AnalysisResult
 from retouch.run.checks import require_analysable
 from retouch.run.pipeline import analyze_image, compare_images
 
@@ -41,6 +42,10 @@ ANALYZE_ARTIFACTS = {
     "suspect_mask.png": "fused decision: 255 where at least one detector flagged the pixel (input size)",
     "suspect_heatmap.png": "fused heatmap: per-pixel maximum of the detectors' maps, 0..255 (input size)",
     "overlay.png": "the image with the fused heatmap tinted and suspect regions boxed",
+}
+REPORT_ARTIFACTS = {
+    REPORT_HTML: "this report for people (self-contained)",
+    REPORT_JSON: "this report for programs",
 }
 COMPARE_ARTIFACTS = {
     "changes_mask.png": "255 where the content differs (questioned image's size and frame)",
@@ -85,6 +90,20 @@ def _writing(out_dir: str | os.PathLike[str], inputs: Sequence[LoadedImage], nam
                            inputs=[image.path for image in inputs if image.path])
 
 
+def _write_report(folder: Path, report: dict[str, Any], page: str, write_started: float) -> None:
+    """The two reports, ``report.json`` last: its presence says every file of the folder is written."""
+    atomic_write_text(folder / REPORT_HTML, page)
+    report["timings_s"]["write"] = round(time.perf_counter() - write_started, 4)
+    atomic_write_json(folder / REPORT_JSON, report)
+
+
+def _outcome(command: str, folder: Path, result: AnalysisResult, report: dict[str, Any], seconds: float,
+             params: dict[str, Any]) -> TaskOutcome:
+    return TaskOutcome(command=command, out_dir=str(folder), score=result.score, region_count=len(result.regions),
+                       artifacts=list(report["artifacts"]), inputs=report["inputs"], seconds=round(seconds, 4),
+                       params=params, summary=result.summary)
+
+
 def _input_record(image: LoadedImage, role: str) -> dict[str, Any]:
     record = image.describe()
     record["role"] = role
@@ -107,8 +126,7 @@ def analyze_loaded(
     analyse_seconds = time.perf_counter() - started
     artifacts = {f"{r.method}.png": f"{r.method} heatmap, 0..255 (input size)" for r in run.results}
     artifacts.update(ANALYZE_ARTIFACTS)
-    artifacts[REPORT_HTML] = "this report for people (self-contained)"
-    artifacts[REPORT_JSON] = "this report for programs"
+    artifacts.update(REPORT_ARTIFACTS)
     with _writing(out_dir, [image], artifacts) as folder:
         write_started = time.perf_counter()
         for result in run.results:
@@ -132,20 +150,8 @@ def analyze_loaded(
         layers = {"suspect": fused.heatmap, **layers}
         page = render_html(report, photo=image.rgb8, layers=layers,
                            default_layer="suspect" if fused.regions else None)
-        atomic_write_text(folder / REPORT_HTML, page)
-        report["timings_s"]["write"] = round(time.perf_counter() - write_started, 4)
-        atomic_write_json(folder / REPORT_JSON, report)
-    return TaskOutcome(
-        command="analyze",
-        out_dir=str(folder),
-        score=fused.score,
-        region_count=len(fused.regions),
-        artifacts=list(artifacts),
-        inputs=report["inputs"],
-        seconds=round(load_seconds + time.perf_counter() - started, 4),
-        params=run.params,
-        summary=fused.summary,
-    )
+        _write_report(folder, report, page, write_started)
+    return _outcome("analyze", folder, fused, report, load_seconds + time.perf_counter() - started, run.params)
 
 
 def analyze_file(
@@ -189,9 +195,7 @@ def compare_loaded(
             "same print. If one shows only a small part of the other (heavily cropped), crop the larger scan to "
             "about the same area and compare again") from None
     compare_seconds = time.perf_counter() - started
-    artifacts = dict(COMPARE_ARTIFACTS)
-    artifacts[REPORT_HTML] = "this report for people (self-contained)"
-    artifacts[REPORT_JSON] = "this report for programs"
+    artifacts = {**COMPARE_ARTIFACTS, **REPORT_ARTIFACTS}
     with _writing(out_dir, [reference, questioned], artifacts) as folder:
         write_started = time.perf_counter()
         result = comparison.result
@@ -223,20 +227,8 @@ def compare_loaded(
         )
         page = render_html(report, photo=questioned.rgb8, layers={"changes": result.heatmap},
                            pair=(aligned, questioned.pixels), default_layer=None)
-        atomic_write_text(folder / REPORT_HTML, page)
-        report["timings_s"]["write"] = round(time.perf_counter() - write_started, 4)
-        atomic_write_json(folder / REPORT_JSON, report)
-    return TaskOutcome(
-        command="compare",
-        out_dir=str(folder),
-        score=result.score,
-        region_count=len(result.regions),
-        artifacts=list(artifacts),
-        inputs=report["inputs"],
-        seconds=round(load_seconds + time.perf_counter() - started, 4),
-        params=result.params,
-        summary=result.summary,
-    )
+        _write_report(folder, report, page, write_started)
+    return _outcome("compare", folder, result, report, load_seconds + time.perf_counter() - started, result.params)
 
 
 def compare_files(
