@@ -22,3 +22,13 @@ def test_the_readme_is_a_page_with_the_markers_the_benchmarks_write_between():
         assert text.count(marker) == 1, marker
     assert text.index("<!-- quality-table:start -->") < text.index("<!-- quality-table:end -->")
     assert text.index("<!-- real-table -->") < text.index("<!-- /real-table -->")
+
+
+def test_the_examples_in_the_docstrings_of_the_run_modules_run_as_written():
+    import doctest
+
+    from retouch.run import manifest, pipeline
+
+    for module in (manifest, pipeline):
+        failed, attempted = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+        assert attempted and not failed, module.__name__
