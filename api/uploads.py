@@ -158,9 +158,9 @@ def extract_archive(archive: Path, folder: Path, settings: Settings,
     minimum size only where an item uses them.
 
     Returns (the batch's items before their ids are made unique with the whole request's, notes). Raises
-    ApiError 400 (``bad_archive``,
-    ``unsafe_archive``, ``bad_manifest``) for unsafe, damaged or malformed archives; ``label`` (the client's file
-    name) names the archive in messages. The caller removes ``folder`` on failure.
+    ApiError 400 (``bad_archive``, ``unsafe_archive``, ``bad_manifest``) for unsafe, damaged or malformed
+    archives; ``label`` (the client's file name) names the archive in messages. The caller removes ``folder`` on
+    failure.
     """
     try:
         bundle = zipfile.ZipFile(archive)

@@ -518,7 +518,8 @@ def _as_the_old_rule_left_it(out: Path, old_ids: dict[str, str]) -> None:
     lines = []
     for new, old in old_ids.items():
         (out / "items" / new).rename(out / "items" / old)
-        lines.append(json.dumps({**records[new], "id": old, "artifacts": str(out / "items" / old)}, sort_keys=True))
+        record = {**records[new], "id": old, "artifacts": str(out / "items" / old)}
+        lines.append(json.dumps(record, sort_keys=True))
     (out / RESULTS).write_text("\n".join(lines) + "\n")
 
 
@@ -530,7 +531,8 @@ def test_a_batch_folder_made_by_the_old_id_rule_resumes_without_running_anything
     (scans / "a.png").write_bytes(make_authentic(30, size=96).file_bytes)
     (scans / "box 1" / "scan one.png").write_bytes(make_authentic(31, size=96).file_bytes)
     assert run_batch(scans, out, detectors=["grain"], workers=1).ok == 2
-    old_ids = {"a.png": _id_by_the_old_rule("a.png"), "box_1_scan_one.png": _id_by_the_old_rule("box 1/scan one.png")}
+    old_ids = {"a.png": _id_by_the_old_rule("a.png"),
+               "box_1_scan_one.png": _id_by_the_old_rule("box 1/scan one.png")}
     _as_the_old_rule_left_it(out, old_ids)
     assert sorted(p.name for p in (out / "items").iterdir()) == sorted(old_ids.values())
     again = run_batch(scans, out, detectors=["grain"], workers=1)

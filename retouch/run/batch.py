@@ -130,8 +130,9 @@ def _plan(input_path: str | os.PathLike[str], out_dir: str | os.PathLike[str] | 
     if source.is_dir():
         planned, legacy, not_images = [], [], []
         own_output = _own_output_under(source, out_dir)
-        # a broken symbolic link (a scan on an unmounted drive, a link to itself) is listed too, so that no scan goes
-        # missing from the run without a word: as an item it fails naming the link, or is named as not an image
+        # a broken symbolic link (a scan on an unmounted drive, a link to itself) is listed too, so that no scan
+        # goes missing from the run without a word: as an item it fails naming the link, or it is named among
+        # the files that are not images
         for path in sorted(p for p in source.rglob("*") if p.is_file() or (p.is_symlink() and not p.exists())):
             where = path.resolve() if path.exists() else path.absolute()  # resolving a link loop raises
             if own_output is not None and own_output in where.parents:
