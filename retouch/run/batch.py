@@ -91,9 +91,12 @@ def _items_from_csv(source: Path) -> tuple[list[Item], dict[str, str]]:
     except OSError as error:
         raise InputError(f"{source}: cannot be read ({error.strerror}); check the file and its permissions",
                          path=str(source)) from None
+
+    def could_be_a_file(cell: str) -> bool:  # a file name's suffix, or the name of something that exists
+        return bool(Path(cell).suffix) or Path(_listed_path(cell, source)).exists()
+
     entries = csv_entries(data, str(source), order=PAIRS_CSV_ORDER, where=lambda line: f"{source}:{line}",
-                          names_a_file=lambda cell: bool(Path(cell).suffix) or Path(_listed_path(cell,
-                                                                                                 source)).exists())
+                          names_a_file=could_be_a_file)
     claims, rows, planned, legacy = IdClaims(), {}, [], []
     for entry in entries:
         claims.claim(entry)
