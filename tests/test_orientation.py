@@ -13,8 +13,8 @@ from skimage import data
 
 from retouch.imaging import display_box, display_point, display_vector, to_display, to_stored
 from retouch.io import load_image_bytes
-from retouch.run.pipeline import analyze_image
 from retouch.result import Region
+from retouch.run.pipeline import analyze_image
 from tests.helpers import image_bytes
 
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from retouch.registry import detectors
 from retouch.errors import InputError
 from retouch.io import load_image_bytes
+from retouch.registry import detectors
 from retouch.run.pipeline import DetectorChoiceError, analyze_image, resolve_detectors
 from retouch.samples import make_forgery
 

@@ -41,8 +41,8 @@ def demo(
     from retouch.gallery import render_gallery
     from retouch.io import atomic_write_text
     from retouch.io.folders import require_output_folder
-    from retouch.samples.build import build_samples
     from retouch.run.tasks import analyze_file, compare_files
+    from retouch.samples.build import build_samples
 
     started = time.perf_counter()
     gallery = require_output_folder(out, ["index.html"]) / "index.html"  # before a minute of work, not after

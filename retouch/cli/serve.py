@@ -92,8 +92,8 @@ def _settings(overrides: dict[str, object]) -> Settings:
 def _check_service(config: Settings) -> None:
     """Refuse a data folder the service cannot use and a scheduler it cannot reach."""
     from api.store import DATABASE
-    from retouch.run.executor import check_scheduler, make_executor
     from retouch.io.folders import require_output_folder
+    from retouch.run.executor import check_scheduler, make_executor
 
     require_output_folder(config.data_dir, [DATABASE], option="--data-dir")
     check_scheduler(config.scheduler)

@@ -26,8 +26,16 @@ from retouch.errors import InputError
 from retouch.io import SNIFF_BYTES, atomic_write_text, max_pixels_from_env, readable_text, sniff_format
 from retouch.io.folders import require_output_folder
 from retouch.run.item import ANALYZE, Item, ItemOptions, ItemOutcome, file_sha256, run_item
-from retouch.run.manifest import (PAIRS_CSV_ORDER, IdClaims, ManifestError, Planned, csv_entries, item_id,
-                                  name_forms, unique_items)
+from retouch.run.manifest import (
+    PAIRS_CSV_ORDER,
+    IdClaims,
+    ManifestError,
+    Planned,
+    csv_entries,
+    item_id,
+    name_forms,
+    unique_items,
+)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp"}
 RESULTS = "results.jsonl"

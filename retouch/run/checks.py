@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from retouch.errors import InputError
-from retouch.run.pipeline import DetectorChoiceError, MIN_SIDE, resolve_detectors
+from retouch.run.pipeline import MIN_SIDE, DetectorChoiceError, resolve_detectors
 
 if TYPE_CHECKING:
     from retouch.io import LoadedImage
