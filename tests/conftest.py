@@ -9,7 +9,7 @@ photographs, a few seconds of computation each.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,7 @@ def cli(capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> C
 
 
 @pytest.fixture
-def extra_detector(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
+def extra_detector(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
     """Register a detector for one test: ``extra_detector(name, function, title=..., description=...)``; the
     registry is as it was once the test ends."""
     from retouch.detect import detectors, register
@@ -58,4 +58,4 @@ def extra_detector(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., No
         register(name, **spec)(function)
         monkeypatch.setitem(_REGISTRY, name, _REGISTRY.pop(name))  # so that monkeypatch removes it afterwards
 
-    yield add
+    return add
