@@ -39,7 +39,6 @@ from retouch.report.visual import jpeg_bytes, shrink
 from retouch.run.checks import detector_selection
 from retouch.run.item import ANALYZE, COMPARE, Item, ItemOptions
 from retouch.run.manifest import Planned, item_id, pairs_by_name, unique_items
-from retouch.text import fit_name
 
 ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 415, 422)}
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)], responses=ERRORS)
@@ -120,10 +119,16 @@ PairsByName = Annotated[bool, Form(description="Pair `files` by name: box1/lenin
                                                "box1/lenin_b.jpg (questioned); see POST /v1/batches/plan")]
 
 
+LABEL_CHARACTERS = 200
+
+
 def job_label(names: Sequence[str]) -> str:
     """What a person knows a job by in a listing: its first two file names and how many more."""
-    shown = ", ".join(names[:2]) + (f" and {len(names) - 2} more" if len(names) > 2 else "")
-    return fit_name(shown, 200)
+    more = f" and {len(names) - 2} more" if len(names) > 2 else ""
+    shown = ", ".join(names[:2])
+    if len(shown) + len(more) > LABEL_CHARACTERS:  # two names of a few hundred characters: the count must stay
+        shown = shown[: LABEL_CHARACTERS - len(more) - 1] + "…"
+    return shown + more
 
 
 def sent_name(name: str | None, fallback: str) -> str:

@@ -383,6 +383,7 @@
       throw error;
     }
     $("job").hidden = false;
+    $("job").dataset.state = job.state;
     $("job-title").textContent = job.label || job.id;
     $("job-meta").textContent = job.kind + " · " + (STATE_WORDS[job.state] || job.state) + " · " +
       job.progress.finished + " of " + job.progress.total + " finished, " + job.progress.failed + " failed · created " +
