@@ -13,6 +13,7 @@ built in memory would raise it by the archive's size.
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import threading
 import time
@@ -32,6 +33,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--archive-items", type=int, default=100)
     args = parser.parse_args()
+    load = os.getloadavg()
     from retouch.samples import make_authentic
     from tests.api_server import Server
 
@@ -63,7 +65,10 @@ def main() -> None:
         finally:
             server.stop()
     lines = ["# Web service load", "", f"Command: `python -m benchmarks.api_load --requests {args.requests} "
-             f"--concurrency {args.concurrency} --batch {args.batch} --workers {args.workers}`", "",
+             f"--concurrency {args.concurrency} --batch {args.batch} --workers {args.workers} "
+             f"--archive-items {args.archive_items}`", "",
+             f"Machine: {os.cpu_count()} cores, load average {load[0]:.1f} when the run started (other work on a "
+             "shared machine slows every figure but the memory ones).", "",
              "| measure | value |", "|---|---|",
              f"| status calls per second ({args.concurrency} concurrent clients) | {args.requests / elapsed:.0f} |",
              f"| status call latency p50 / p95 / p99 (ms) | {1000 * np.percentile(latencies, 50):.1f} / "

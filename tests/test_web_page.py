@@ -211,6 +211,7 @@ def test_keyboard_only_at_400_px(browser: Browser, server: Server, tmp_path: Pat
             page.keyboard.press("Enter")
         chooser.value.set_files([str(_scan(tmp_path, "by_keyboard.jpg", 41))])
         page.wait_for_selector("#plan:not([hidden])")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 400  # nothing wider than the window
         assert page.evaluate("document.activeElement.id") == "send"
         page.keyboard.press("Enter")
         page.wait_for_selector(FINISHED, timeout=240_000)

@@ -53,7 +53,7 @@
   }
   function cell(row, label, content, wide) {
     var td = element("td", null, wide ? "wide" : "");  // wide: a whole line of a narrow screen's card
-    td.dataset.label = label;
+    if (content instanceof Node ? content.childNodes.length : content) { td.dataset.label = label; }
     if (content instanceof Node) { td.appendChild(content); } else { td.textContent = content; }
     row.appendChild(td);
     return td;
