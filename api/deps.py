@@ -8,7 +8,10 @@ import hmac
 import time
 from urllib.parse import parse_qs, urlencode
 
-from fastapi import Request
+from typing import Annotated
+
+from fastapi import Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.errors import ApiError
 from api.settings import Settings
@@ -58,7 +61,12 @@ def link_is_signed(path: str, query_string: bytes | str, key: str) -> bool:
     return hmac.compare_digest(signature.encode(), link_signature(key, path, int(expires)).encode())
 
 
-def require_key(request: Request) -> None:
+# declared so the OpenAPI document (and /docs' "Authorize") shows how the key is sent; checked below
+BEARER = HTTPBearer(auto_error=False, description="The service's key (retouch serve --api-key), when it has one")
+
+
+def require_key(request: Request,
+                _: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)] = None) -> None:
     """When an API key is configured, every data route needs ``Authorization: Bearer <key>``.
 
     :class:`api.guard.RequestGuard` already refuses such requests before their body is read; this dependency
@@ -71,7 +79,8 @@ def require_key(request: Request) -> None:
         raise ApiError(401, "unauthorized", "missing or wrong API key: send 'Authorization: Bearer <key>'")
 
 
-def require_key_or_signed_link(request: Request) -> None:
+def require_key_or_signed_link(request: Request,
+                               _: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)] = None) -> None:
     """:func:`require_key`, or a signed link to this very path (downloads the browser page starts)."""
     expected = request.app.state.settings.api_key
     if expected and link_is_signed(request.url.path, request.scope.get("query_string", b""), expected):
