@@ -6,9 +6,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-from urllib.parse import parse_qs, urlencode
-
 from typing import Annotated
+from urllib.parse import parse_qs, urlencode
 
 from fastapi import Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -51,7 +50,7 @@ def signed_link(key: str | None, path: str, *, now: float | None = None) -> tupl
 
 
 def link_is_signed(path: str, query_string: bytes | str, key: str) -> bool:
-    """Whether a request's query carries a valid, unexpired signature for its ``path`` (see :func:`signed_link`)."""
+    """Whether a request's query holds a valid, unexpired signature for its ``path`` (see :func:`signed_link`)."""
     if isinstance(query_string, bytes):
         query_string = query_string.decode("latin-1")
     query = parse_qs(query_string)

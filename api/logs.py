@@ -1,7 +1,7 @@
 """What the service writes to its log: its start, each job's start and end, in uvicorn's style or as JSON.
 
-``text`` lines look like uvicorn's own (``INFO:     job 3f2a... started: 12 items``); ``json`` writes one object per
-line (``time``, ``level``, ``logger``, ``message`` and the event's fields: ``event``, ``job``, ``items``,
+``text`` lines look like uvicorn's own (``INFO:     job 3f2a... started: 12 items``); ``json`` writes one object
+per line (``time``, ``level``, ``logger``, ``message`` and the event's fields: ``event``, ``job``, ``items``,
 ``failed``, ``seconds``...) for log collectors. Both apply to uvicorn's loggers too, so a collector reads one
 format.
 """

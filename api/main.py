@@ -6,9 +6,9 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
-from fastapi_offline import FastAPIOffline
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 
 from api import errors
 from api.guard import RequestGuard
@@ -41,9 +41,10 @@ def create_app(config: Settings | None = None) -> FastAPI:
 
     # Swagger UI and ReDoc from the package's own copies, so /docs and /redoc work without internet
     app = FastAPIOffline(title="retouch", version=__version__, lifespan=lifespan, static_url="/docs-assets",
-                  description="Find where archival photographs were doctored. Submit scans or pairs, poll the "
-                              "job, fetch report.json, report.html, masks and heatmaps. Errors are JSON: "
-                              '{"error": {"code", "message"}}.')
+                         description="Find where archival photographs were doctored. Submit scans or pairs, poll "
+                                     "the job, fetch report.json, report.html, masks and heatmaps; a job's "
+                                     "results also come as one zip. Errors are JSON: "
+                                     '{"error": {"code", "message"}}.')
     errors.install(app)
     # key and size checks must come before FastAPI reads (and spools) the body, so they are middleware
     app.add_middleware(RequestGuard, settings=config)

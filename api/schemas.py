@@ -6,7 +6,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-
 JobState = Literal["queued", "running", "done", "done_with_errors", "failed"]  # see api.store.job_state
 
 

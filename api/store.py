@@ -246,8 +246,9 @@ def job_state(total: int, done: int, failed: int, running: int) -> str:
 
 
 # every job with its items' counts; a WHERE on jobs, GROUP BY jobs.id and a HAVING on the counts follow
-TALLY = ("SELECT jobs.*, COUNT(items.item_id) AS total, COALESCE(SUM(items.state = 'done'), 0) AS done, "
-         "COALESCE(SUM(items.state = 'failed'), 0) AS failed, COALESCE(SUM(items.state = 'running'), 0) AS running "
+TALLY = ("SELECT jobs.*, COUNT(items.item_id) AS total, "
+         "COALESCE(SUM(items.state = 'done'), 0) AS done, COALESCE(SUM(items.state = 'failed'), 0) AS failed, "
+         "COALESCE(SUM(items.state = 'running'), 0) AS running "
          "FROM jobs LEFT JOIN items ON items.job_id = jobs.id")
 
 
@@ -274,8 +275,8 @@ def _describe(job: dict[str, Any], items: list[dict[str, Any]] | None) -> dict[s
         "progress": {"total": job["total"], "finished": job["done"] + job["failed"], "failed": job["failed"]},
         "notes": json.loads(job.get("notes") or "[]"),
         "items": None if items is None else [
-            {"id": item["item_id"], "command": item["command"], "state": item["state"], "attempts": item["attempt"],
-             "completions": item["completions"], "error": item["error"],
+            {"id": item["item_id"], "command": item["command"], "state": item["state"],
+             "attempts": item["attempt"], "completions": item["completions"], "error": item["error"],
              "result": json.loads(item["result"]) if item["result"] else None,
              "inputs": [Path(p).name for p in json.loads(item["inputs"])]}
             for item in items

@@ -64,6 +64,7 @@ def main() -> None:
                 archive = _archive_download(server, client, args.archive_items)
         finally:
             server.stop()
+    growth = archive["rss_peak"] - archive["rss_before"]
     lines = ["# Web service load", "", f"Command: `python -m benchmarks.api_load --requests {args.requests} "
              f"--concurrency {args.concurrency} --batch {args.batch} --workers {args.workers} "
              f"--archive-items {args.archive_items}`", "",
@@ -78,9 +79,9 @@ def main() -> None:
              f"| zip archive of a {args.archive_items}-item job ({archive['megabytes']:.0f} MB, "
              f"{archive['members']} files): download | {archive['seconds']:.1f} s "
              f"({archive['megabytes'] / archive['seconds']:.0f} MB/s) |",
-             f"| server memory while it streams: resident before / peak during (MB) | {archive['rss_before']:.0f} / "
-             f"{archive['rss_peak']:.0f}: +{archive['rss_peak'] - archive['rss_before']:.0f} MB, "
-             f"{(archive['rss_peak'] - archive['rss_before']) / archive['megabytes']:.2f} of the archive's size |"]
+             "| server memory while it streams: resident before / peak during (MB) | "
+             f"{archive['rss_before']:.0f} / {archive['rss_peak']:.0f}: +{growth:.0f} MB, "
+             f"{growth / archive['megabytes']:.2f} of the archive's size |"]
     out = ROOT / "benchmarks" / "results" / "api_load.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -48,10 +48,10 @@ def three_jobs(service: InProcessService) -> dict[str, dict]:
             "failed": client.post("/v1/batches", files=[("files", ("broken.png", BROKEN_PNG))],
                                   data={"detectors": "grain"}),
             "done_with_errors": client.post(
-                "/v1/batches", files=[("files", ("=HYPERLINK(1).jpg", _scan(2))), ("files", ("broken.png", BROKEN_PNG))],
-                data={"detectors": "grain"}),
+                "/v1/batches", data={"detectors": "grain"},
+                files=[("files", ("=HYPERLINK(1).jpg", _scan(2))), ("files", ("broken.png", BROKEN_PNG))]),
         }
-        return {state: service.wait_job(client, response.json()["job_id"]) for state, response in submitted.items()}
+        return {state: service.wait_job(client, answer.json()["job_id"]) for state, answer in submitted.items()}
 
 
 def test_jobs_are_listed_a_page_at_a_time_newest_first(service: InProcessService, three_jobs: dict) -> None:
@@ -77,7 +77,8 @@ def test_the_list_is_filtered_by_state_and_creation_time_with_the_jobs_own_state
             assert {entry["state"] for entry in listed["jobs"]} == {state}
             assert listed["total"] == len(listed["jobs"])
         since = client.get("/v1/jobs", params={"since": three_jobs["failed"]["created"], "limit": 500}).json()
-        assert {three_jobs["failed"]["id"], three_jobs["done_with_errors"]["id"]} <= {j["id"] for j in since["jobs"]}
+        recent = {job["id"] for job in since["jobs"]}
+        assert {three_jobs["failed"]["id"], three_jobs["done_with_errors"]["id"]} <= recent
         assert three_jobs["done"]["id"] not in {j["id"] for j in since["jobs"]}
         assert all(j["created"] >= three_jobs["failed"]["created"] for j in since["jobs"])
         bad = client.get("/v1/jobs", params={"state": "finished"})
@@ -87,7 +88,8 @@ def test_the_list_is_filtered_by_state_and_creation_time_with_the_jobs_own_state
 def test_a_light_listing_leaves_items_out_and_names_each_job_by_its_files(
         service: InProcessService, three_jobs: dict) -> None:
     with service.client() as client:
-        light = {job["id"]: job for job in client.get("/v1/jobs", params={"items": "false", "limit": 500}).json()["jobs"]}
+        listed = client.get("/v1/jobs", params={"items": "false", "limit": 500}).json()["jobs"]
+        light = {job["id"]: job for job in listed}
         full = {job["id"]: job for job in client.get("/v1/jobs", params={"limit": 500}).json()["jobs"]}
     mixed = three_jobs["done_with_errors"]["id"]
     assert light[mixed]["items"] is None and len(full[mixed]["items"]) == 2
@@ -96,7 +98,8 @@ def test_a_light_listing_leaves_items_out_and_names_each_job_by_its_files(
     assert light[three_jobs["done"]["id"]]["label"] == "scan.jpg"
 
 
-def test_summary_csv_has_a_row_per_item_as_retouch_batch_writes_it(service: InProcessService, three_jobs: dict) -> None:
+def test_summary_csv_has_a_row_per_item_as_retouch_batch_writes_it(service: InProcessService,
+                                                                    three_jobs: dict) -> None:
     job = three_jobs["done_with_errors"]
     with service.client() as client:
         response = client.get(f"/v1/jobs/{job['id']}/summary.csv")
@@ -157,7 +160,7 @@ def test_files_paired_by_name_are_planned_and_sent_as_planned(service: InProcess
                               data={"pair_by_name": "true", "detectors": "grain"})
         assert created.status_code == 202, created.text
         job = service.wait_job(client, created.json()["job_id"])
-    assert [(item["id"], item["command"]) for item in job["items"]] == [(item["id"], item["command"]) for item in items]
+    assert [(item["id"], item["command"]) for item in job["items"]] == [(i["id"], i["command"]) for i in items]
     assert job["items"][0]["inputs"] == ["lenin_1920_a.png", Path(questioned).name]  # the reference first
     assert job["state"] == "done", job
 

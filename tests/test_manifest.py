@@ -1,4 +1,4 @@
-"""Pairs told by their names (retouch.run.manifest.pairs_by_name), as the web page and POST /v1/batches read them."""
+"""Pairs told by their names (retouch.run.manifest.pairs_by_name), as the page and POST /v1/batches read them."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ def _names(entries) -> list[tuple[str, ...]]:
 
 def test_two_files_named_alike_but_for_their_role_are_a_pair_reference_first() -> None:
     entries, notes = pairs_by_name(["box1/lenin_1920_b.jpg", "box2/crowd.png", "box1/lenin_1920_a.tif",
-                                    "box3/May Day-A.png", "box3/may day-b.PNG", "x.reference.jpg", "x questioned.jpg"])
+                                    "box3/May Day-A.png", "box3/may day-b.PNG",
+                                    "x.reference.jpg", "x questioned.jpg"])
     assert _names(entries) == [("box1/lenin_1920_a.tif", "box1/lenin_1920_b.jpg"), ("box2/crowd.png",),
-                               ("box3/May Day-A.png", "box3/may day-b.PNG"), ("x.reference.jpg", "x questioned.jpg")]
+                               ("box3/May Day-A.png", "box3/may day-b.PNG"),
+                               ("x.reference.jpg", "x questioned.jpg")]
     assert notes == [] and [entry.command for entry in entries] == ["compare", "analyze", "compare", "compare"]
 
 

@@ -40,9 +40,9 @@ def test_serve_says_where_it_is_and_logs_each_job_in_uvicorns_style(tmp_path: Pa
     server = Server(tmp_path / "data", workers=1, api_key="s3cret").start()
     try:
         first = _log(server, lines=1)[0]
-        assert re.fullmatch(rf"INFO: +retouch serving http://127\.0\.0\.1:{server.port} · data "
-                            rf"{re.escape(str(tmp_path / 'data'))} · 1 worker · API key required \(Ctrl\+C to stop\)",
-                            first), first
+        data = re.escape(str(tmp_path / "data"))
+        assert re.fullmatch(rf"INFO: +retouch serving http://127\.0\.0\.1:{server.port} · data {data} · "
+                            r"1 worker · API key required \(Ctrl\+C to stop\)", first), first
         job_id = _one_job(server)
         started, finished = _log(server, lines=3)[1:3]
         assert started == f"INFO:     job {job_id} started: 2 items"

@@ -17,8 +17,9 @@ def test_the_stream_is_a_zip_every_reader_reads_with_each_member_as_it_was(tmp_p
     noise = os.urandom(3_000_000)  # incompressible: a heatmap PNG
     (tmp_path / "heat.png").write_bytes(noise)
     (tmp_path / "report.json").write_text('{"score": 0.1}\n' * 50_000)
-    chunks = list(stream_zip([("summary.csv", b"id,score\nscan.jpg,0.1\n"), ("items/a/heat.png", tmp_path / "heat.png"),
-                              ("items/a/report.json", tmp_path / "report.json")], chunk=1 << 16))
+    entries = [("summary.csv", b"id,score\nscan.jpg,0.1\n"), ("items/a/heat.png", tmp_path / "heat.png"),
+               ("items/a/report.json", tmp_path / "report.json")]
+    chunks = list(stream_zip(entries, chunk=1 << 16))
     bundle = zipfile.ZipFile(io.BytesIO(b"".join(chunks)))
     assert bundle.testzip() is None
     assert bundle.namelist() == ["summary.csv", "items/a/heat.png", "items/a/report.json"]

@@ -87,7 +87,9 @@ def _announce(config: uvicorn.Config) -> None:
     settings, dispatcher = config.app.state.settings, config.app.state.dispatcher
     url = _service_url(config.host, config.port)
     count = dispatcher.capacity
-    workers = f"{count} worker{'s' if count != 1 else ''}" + (f" on {settings.scheduler}" if settings.scheduler else "")
+    workers = f"{count} worker{'s' if count != 1 else ''}"
+    if settings.scheduler:
+        workers += f" on {settings.scheduler}"
     key = "API key required" if settings.api_key else "no API key"
     logging.getLogger("retouch.serve").info(
         "retouch serving %s · data %s · %s · %s (Ctrl+C to stop)", url, settings.data_dir, workers, key,

@@ -305,7 +305,8 @@ def pairs_by_name(names: Sequence[str], label: str = "files") -> tuple[list[Entr
         marked = _MARKED.match(path.stem)
         if marked:
             role = marked["role"].lower()
-            key = (str(path.parent), unicodedata.normalize("NFC", marked["stem"]).casefold(), _ROLE_VOCABULARY[role])
+            stem = unicodedata.normalize("NFC", marked["stem"]).casefold()
+            key = (str(path.parent), stem, _ROLE_VOCABULARY[role])
             groups.setdefault(key, [[], []])[PAIR_ROLES[role]].append(name)
     position = {name: index for index, name in enumerate(names)}
     paired: dict[str, tuple[str, str]] = {}  # a pair's first name in the list -> the pair
