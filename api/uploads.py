@@ -13,7 +13,7 @@ import stat
 import unicodedata
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import closing
 from pathlib import Path, PurePosixPath
 
@@ -284,26 +284,37 @@ def _extract_image_member(bundle: zipfile.ZipFile, member: zipfile.ZipInfo, name
     return True
 
 
-def _manifest_entries(kind: str, data: bytes, label: str) -> list[Entry]:
-    """The manifest's entries (:mod:`retouch.run.manifest`: a CSV read as the command line reads its pairs CSV,
-    under a first row naming the columns; or JSON); a malformed one is a 400 ``bad_manifest``."""
+def manifest_entries(kind: str, data: bytes, name: str) -> list[Entry]:
+    """The entries of a manifest of ``kind`` (``manifest.csv`` or ``manifest.json``), named ``name`` in messages
+    (:mod:`retouch.run.manifest`: a CSV read as the command line reads its pairs CSV, under a first row naming
+    the columns; or JSON); a malformed one is a 400 ``bad_manifest``."""
     try:
         if kind == "manifest.csv":
-            return csv_entries(data, f"{label}: {kind}")
-        return json_entries(data, f"{label}: {kind}")
+            return csv_entries(data, name)
+        return json_entries(data, name)
     except InputError as error:  # read_table's refusals (not UTF-8 text...) as well as the manifest's own
         raise ApiError(400, "bad_manifest", str(error)) from None
 
 
 def _items_from_manifest(manifest: tuple[str, str, bytes], saved: dict[str, Path], not_images: set[str],
                          label: str) -> list[Planned]:
-    """The items a manifest lists, each of its file names found among the archive's members
-    (:class:`retouch.run.manifest.NameIndex`); an id given twice, a name found nowhere or twice, or naming a member
-    that is not an image is a 400 ``bad_manifest`` naming the entry."""
+    """The items a zip's manifest lists (see :func:`items_from_entries`); a manifest listing none is a 400."""
     kind, folder, data = manifest
+    items = items_from_entries(manifest_entries(kind, data, f"{label}: {kind}"), saved, not_images, folder)
+    if not items:
+        raise ApiError(400, "bad_manifest", f"{label}: the manifest lists no items")
+    return items
+
+
+def items_from_entries(entries: list[Entry], saved: Mapping[str, Path | str], not_images: set[str],
+                       folder: str = ".", *, source: str = "the archive") -> list[Planned]:
+    """The items a list of entries names, each of its file names found among ``saved`` (the files sent, by the
+    names they were sent under, and where they are now) with :class:`retouch.run.manifest.NameIndex`, relative
+    to ``folder`` (a manifest's own folder in a zip). An id given twice, a name found nowhere or twice, or naming
+    a file that is not an image (``not_images``) is a 400 ``bad_manifest`` naming the entry and ``source``."""
     members = NameIndex([*saved, *not_images])
     claims, items = IdClaims(), []
-    for index, entry in enumerate(_manifest_entries(kind, data, label)):
+    for index, entry in enumerate(entries):
         try:
             claims.claim(entry)
         except InputError as error:
@@ -312,12 +323,12 @@ def _items_from_manifest(manifest: tuple[str, str, bytes], saved: dict[str, Path
         for name in entry.names:
             found = members.find(name, "" if folder == "." else folder)
             if not found:
-                raise ApiError(400, "bad_manifest", f"{entry.where} names {name!r}, which is not in the archive")
+                raise ApiError(400, "bad_manifest", f"{entry.where} names {name!r}, which is not in {source}")
             if len(found) > 1:
                 raise ApiError(400, "bad_manifest", f"{entry.where} names {name!r}, which matches "
                                f"{' and '.join(repr(member) for member in found[:2])} but for case or Unicode "
-                               "form (an accent stored as one character or two); write the name as it is in the "
-                               "archive")
+                               "form (an accent stored as one character or two); write the name as it is in "
+                               f"{source}")
             if found[0] in not_images:
                 raise ApiError(400, "bad_manifest", f"{entry.where} names {found[0]!r}, which is not an image "
                                f"({SUPPORTED})")
@@ -327,6 +338,4 @@ def _items_from_manifest(manifest: tuple[str, str, bytes], saved: dict[str, Path
         wanted = entry.id or item_id("|".join(PurePosixPath(name).name for name in names), f"item{index}")
         items.append(Planned(wanted, entry.command, tuple(paths), fixed=entry.id is not None,
                              alternative=None if entry.id else item_id("|".join(names), f"item{index}")))
-    if not items:
-        raise ApiError(400, "bad_manifest", f"{label}: the manifest lists no items")
     return items

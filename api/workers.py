@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from api.logs import JobEvents
 from api.store import JobStore
 from retouch.run.executor import make_executor
 from retouch.run.item import Item, ItemOptions, ItemOutcome, run_item
@@ -75,7 +76,8 @@ def _result(outcome: ItemOutcome) -> tuple[dict[str, Any] | None, str | None]:
     the client sees it). An internal error names only its kind: its text may hold server paths."""
     if outcome.status == "ok":
         return {"score": outcome.score, "regions": outcome.regions, "summary": outcome.summary,
-                "artifacts": outcome.artifacts, "seconds": outcome.seconds}, None
+                "artifacts": outcome.artifacts, "seconds": outcome.seconds, "sha256": outcome.sha256,
+                "note": outcome.note}, None
     if outcome.internal:
         log.error("item %s failed: %s", outcome.folder, outcome.error)
         return None, f"internal error: {outcome.error_type}"
@@ -94,6 +96,7 @@ class Dispatcher:
         self._in_flight: set[Future] = set()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._loop, name="retouch-dispatcher", daemon=True)
+        self.events = JobEvents(store)  # logs each job's start and end
 
     def start(self) -> None:
         self._thread.start()
@@ -114,7 +117,9 @@ class Dispatcher:
             if None in claimed["inputs"]:  # recorded outside the data folder (see api.store): never read
                 self.store.finish(claimed["job_id"], claimed["item_id"], claimed["attempt"], result=None,
                                   error=INPUT_OUTSIDE)
+                self.events.item_recorded(claimed["job_id"])
                 continue
+            self.events.item_started(claimed["job_id"])
             out_dir = item_folder(self.data_dir, claimed["job_id"], claimed["item_id"])
             out_dir.parent.mkdir(parents=True, exist_ok=True)
             job = job_folder(self.data_dir, claimed["job_id"])
@@ -138,6 +143,7 @@ class Dispatcher:
         try:
             recorded = self.store.finish(item["job_id"], item["item_id"], item["attempt"], result=result,
                                          error=error)
+            self.events.item_recorded(item["job_id"])
             if not recorded and self.store.job(item["job_id"]) is None:
                 # the job was deleted while this item ran; the worker may still have written (it checks the
                 # marker, then renames: a delete can fall in between), so whatever is there goes now

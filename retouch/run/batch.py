@@ -16,7 +16,7 @@ import json
 import os
 import re
 import unicodedata
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -262,6 +262,26 @@ def _inert(text: str) -> str:
     return "'" + text if text.startswith(_FORMULA_START) else text
 
 
+SUMMARY_COLUMNS = ("id", "command", "paths", "sha256", "score", "regions", "status", "error", "note")
+
+
+def summary_table(records: Iterable[Mapping[str, Any]]) -> str:
+    """The text of a ``summary.csv``: a row of :data:`SUMMARY_COLUMNS` per record, in the order given.
+
+    A record is an item's outcome as ``results.jsonl`` holds it (``paths`` and ``sha256`` lists, ``status``
+    ``ok`` or ``error``); the web service's job summary passes its items in the same shape, so the two files read
+    alike. Cells are made inert for spreadsheets (:func:`_inert`).
+    """
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(SUMMARY_COLUMNS)
+    for record in records:
+        writer.writerow([_inert(record["id"]), record["command"], _inert(" | ".join(record["paths"])),
+                         " | ".join(s or "" for s in record["sha256"]), record.get("score"), record.get("regions"),
+                         record["status"], _inert(record.get("error") or ""), _inert(record.get("note") or "")])
+    return buffer.getvalue()
+
+
 def write_summary(out_dir: str | os.PathLike[str], ids: Collection[str] | None = None) -> Path:
     """Write ``summary.csv``: the latest record of each item in ``ids`` (default: every item ever recorded).
 
@@ -272,14 +292,8 @@ def write_summary(out_dir: str | os.PathLike[str], ids: Collection[str] | None =
     records = read_results(out_dir)
     if ids is not None:
         records = {item_id: record for item_id, record in records.items() if item_id in ids}
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["id", "command", "paths", "sha256", "score", "regions", "status", "error", "note"])
-    for record in sorted(records.values(), key=lambda r: r["id"]):
-        writer.writerow([_inert(record["id"]), record["command"], _inert(" | ".join(record["paths"])),
-                         " | ".join(s or "" for s in record["sha256"]), record.get("score"), record.get("regions"),
-                         record["status"], _inert(record.get("error", "")), _inert(record.get("note", ""))])
-    return atomic_write_text(Path(out_dir) / SUMMARY, buffer.getvalue())
+    text = summary_table(sorted(records.values(), key=lambda r: r["id"]))
+    return atomic_write_text(Path(out_dir) / SUMMARY, text)
 
 
 @dataclass
