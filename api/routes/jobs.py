@@ -7,7 +7,7 @@ import re
 import shutil
 import threading
 import uuid
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Annotated
 from urllib.parse import quote
 
@@ -20,17 +20,17 @@ from api.errors import ApiError
 from api.schemas import ErrorResponse, JobCreated, JobList, JobStatus
 from api.settings import Settings
 from api.store import UPLOADS, JobStore
-from api.uploads import client_file_name, extract_archive, save_upload, screen_image, validate_image
+from api.uploads import check_upload, client_file_name, extract_archive, require_memory, save_upload, screen_image
 from api.workers import item_folder, job_folder
 from retouch.errors import InputError
-from retouch.io import MAX_PIXELS_VARIABLE, load_image
+from retouch.io import MAX_PIXELS_VARIABLE, ImageHeader, load_image
 from retouch.io.folders import removed_on_failure
 from retouch.report.visual import jpeg_bytes, shrink
 from retouch.run.checks import detector_selection
 from retouch.run.item import ANALYZE, COMPARE, Item, ItemOptions
 from retouch.run.manifest import Planned, item_id, unique_items
 
-ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 415, 422)}
+ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 404, 408, 413, 415, 422, 431, 503, 507)}
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)], responses=ERRORS)
 PREVIEW_SIDE = 2400
 _preview_slots = threading.BoundedSemaphore(2)
@@ -55,7 +55,7 @@ def _options(config: Settings, detectors: str | None = None) -> ItemOptions:
     except InputError as error:
         raise ApiError(422, "unknown_detector", str(error)) from None
     return ItemOptions(detectors=tuple(chosen) if chosen else None, max_pixels=config.max_pixels,
-                       max_pixels_name=MAX_PIXELS_VARIABLE)
+                       max_pixels_name=MAX_PIXELS_VARIABLE, max_memory=config.max_memory)
 
 
 def _created(request: Request, job_id: str, count: int, notes: list[str] | None = None) -> JSONResponse:
@@ -75,7 +75,8 @@ async def submit_analysis(
     label = image.filename or "image"
     with removed_on_failure(_upload_dir(config)) as folder:
         path = await save_upload(image, folder / client_file_name(image.filename, "image"), config, label)
-        await validate_image(path, config, label)
+        header = await run_in_threadpool(check_upload, path, config, label)
+        require_memory(config, ANALYZE, [header], options.detectors, label)
         job_id = jobs.create_job("analysis", [Item("image", ANALYZE, (str(path),))], options)
     return _created(request, job_id, 1)
 
@@ -87,14 +88,16 @@ async def submit_comparison(
     questioned: Annotated[UploadFile, File(description="The scan suspected of being altered")],
     config: Settings = Depends(settings), jobs: JobStore = Depends(store),
 ) -> JSONResponse:
-    paths = []
+    paths, headers, labels = [], [], []
     with removed_on_failure(_upload_dir(config)) as folder:
         for role, upload in (("reference", reference), ("questioned", questioned)):
             label = upload.filename or role
             path = await save_upload(upload, folder / role / client_file_name(upload.filename, role), config,
                                      label)
-            await validate_image(path, config, label)
+            headers.append(await run_in_threadpool(check_upload, path, config, label))
             paths.append(str(path))
+            labels.append(label)
+        require_memory(config, COMPARE, headers, None, " and ".join(labels))
         job_id = jobs.create_job("comparison", [Item("pair", COMPARE, tuple(paths))], _options(config))
     return _created(request, job_id, 1)
 
@@ -132,6 +135,9 @@ async def submit_batch(
                        " (RETOUCH_MAX_ZIP_MEMBERS); split it")
     items: list[Planned] = []
     notes: list[str] = []
+    headers: dict[str, ImageHeader | None] = {}
+    labels: dict[str, str] = {}
+    stored = 0  # bytes the job stores: the files, then the archive's members (RETOUCH_MAX_JOB_BYTES)
     # every path below the request's folder is chosen by the server (client names only ever end a path), so
     # no upload name can collide with another upload or with the folder layout
     with removed_on_failure(_upload_dir(config)) as folder:
@@ -139,14 +145,22 @@ async def submit_batch(
             label = upload.filename or f"file {index + 1}"
             name = client_file_name(upload.filename, "file")
             path = await save_upload(upload, folder / "files" / f"{index:05d}" / name, config, label)
-            await run_in_threadpool(screen_image, path, config, label)
+            stored += path.stat().st_size
+            headers[str(path)] = await run_in_threadpool(screen_image, path, config, label)
+            labels[str(path)] = label
             items.append(Planned(f"{index:05d}-{item_id(name, 'file')}", ANALYZE, (str(path),)))
         if archive is not None:
             label = archive.filename or "archive"
             saved = await save_upload(archive, folder / "archive.zip", config, label)
-            members, notes = await run_in_threadpool(extract_archive, saved, folder / "members", config, label)
+            members, notes, found = await run_in_threadpool(extract_archive, saved, folder / "members", config,
+                                                            label, room=config.max_job_bytes - stored)
+            headers.update(found)
+            labels.update({path: f"{label}: {PurePosixPath(path).name}" for path in found})
             items += members
             saved.unlink(missing_ok=True)
+        for item in items:
+            require_memory(config, item.command, [headers.get(path) for path in item.inputs], options.detectors,
+                           " and ".join(labels.get(path, Path(path).name) for path in item.inputs))
         if not items:
             raise ApiError(422, "empty_batch", "send image files or a zip archive holding images" +
                            (f" ({'; '.join(notes[:5])})" if notes else ""))
