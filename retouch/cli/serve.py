@@ -35,6 +35,7 @@ def serve(
     """Run the web service: JSON API under /v1 (docs at /docs) and the browser page at /."""
     import uvicorn
 
+    from api.http import guarded_protocol
     from api.main import create_app
 
     overrides = {"data_dir": data_dir, "workers": workers, "scheduler": scheduler, "api_key": api_key}
@@ -45,7 +46,10 @@ def serve(
     _check_port(host, port)
     os.environ.setdefault("RETOUCH_LOG_DIR", str(config.data_dir / "logs"))
     with _stopped_quietly_by_sigterm():
-        uvicorn.run(create_app(config), host=host, port=port, log_level="warning")
+        # the request head's limits and timeout live in the protocol (api.http), the body's in api.guard
+        protocol = guarded_protocol(header_timeout_s=config.header_timeout_s,
+                                    max_header_bytes=config.max_header_bytes, max_headers=config.max_headers)
+        uvicorn.run(create_app(config), host=host, port=port, log_level="warning", http=protocol)
 
 
 class _Stopped(BaseException):
@@ -91,11 +95,16 @@ def _settings(overrides: dict[str, object]) -> Settings:
 
 def _check_service(config: Settings) -> None:
     """Refuse a data folder the service cannot use and a scheduler it cannot reach."""
+    from api.recovery import DataFolderInUse, DataFolderLock
     from api.store import DATABASE
     from retouch.io.folders import require_output_folder
     from retouch.run.executor import check_scheduler, make_executor
 
     require_output_folder(config.data_dir, [DATABASE], option="--data-dir")
+    try:
+        DataFolderLock(config.data_dir).release()  # taken for good as the service starts
+    except DataFolderInUse as error:
+        raise InputError(str(error)) from None
     check_scheduler(config.scheduler)
     if config.scheduler and config.scheduler not in {"local", "processes"}:
         make_executor(config.scheduler).shutdown()  # connect once: an unreachable cluster is refused now
