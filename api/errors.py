@@ -69,9 +69,9 @@ def install(app: FastAPI) -> None:
         code = getattr(error, "code", None) or {404: "not_found", 405: "method_not_allowed",
                                                  401: "unauthorized"}.get(error.status_code, "http_error")
         message = str(error.detail)
-        if error.status_code == 400:
+        if error.status_code == 400 and code == "http_error":  # a body the parsers refused
             known = next((mapped for start, mapped in MULTIPART_LIMITS.items() if message.startswith(start)), None)
-            code, message = known or (code, message)
+            code, message = known or ("invalid_request", f"the request body cannot be parsed ({message})")
         return JSONResponse(error_body(code, message), status_code=error.status_code,
                             headers=getattr(error, "headers", None))
 

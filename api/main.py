@@ -13,7 +13,7 @@ from fastapi.staticfiles import StaticFiles
 
 from api import errors
 from api.guard import RequestGuard
-from api.recovery import DataFolderLock, sweep
+from api.recovery import DataFolderLock, survey, sweep
 from api.routes import jobs
 from api.schemas import Health
 from api.settings import Settings
@@ -35,18 +35,22 @@ def create_app(config: Settings | None = None) -> FastAPI:
         try:
             store = JobStore(config.data_dir / DATABASE, data_dir=config.data_dir,
                              busy_timeout_s=config.db_busy_timeout_s)
-            store.requeue_interrupted()  # items a dead process was running start again
-            sweep(store, config.data_dir)  # what the crash left: unreferenced uploads, staging folders
-            health = ServiceHealth()
+            leftovers = survey(config.data_dir)  # before any request: what a crash may have left
+
+            def recover() -> None:  # the dispatcher's first step, retried while the store refuses it
+                store.requeue_interrupted()  # items a dead process was running start again
+                sweep(store, config.data_dir, leftovers)  # unreferenced uploads, staging folders, temp files
+
             dispatcher = Dispatcher(store, config.data_dir, workers=config.workers, scheduler=config.scheduler,
                                     poll_interval=config.poll_interval_s, min_free_bytes=config.min_free_bytes,
-                                    health=health)
+                                    health=ServiceHealth(), recover=recover)
             app.state.settings, app.state.store, app.state.dispatcher = config, store, dispatcher
             dispatcher.start()
             try:
                 yield
             finally:
                 dispatcher.stop()
+                store.close()
         finally:
             lock.release()
 

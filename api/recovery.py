@@ -9,9 +9,11 @@ A crash (a kill -9, a power cut, the out-of-memory killer) can leave, under the 
 - a job folder whose job is gone: the server died between deleting a job's record and its files;
 - temp files of atomic writes (``.<name>.<random>.part``) beside finished reports.
 
-:func:`sweep` removes each of them, logging what it removed and why. It runs while the service holds the data
-folder's lock (:class:`DataFolderLock`) and before the dispatcher starts, when no request or attempt of this
-data folder can be running.
+:func:`sweep` removes each of them, logging what it removed and why. The service holds the data folder's lock
+(:class:`DataFolderLock`), so no other service works in it; it lists the folders there as it starts, before it
+takes a request (:func:`survey`), and the dispatcher sweeps among those alone, once it has queued again the items
+a dead process was running and before it claims any: requests may be under way by then (the store may be locked
+for a while at start), but their folders are not among those listed.
 """
 
 from __future__ import annotations
@@ -66,8 +68,15 @@ class DataFolderLock:
             self._handle = None
 
 
-def sweep(store: JobStore, data_dir: Path) -> list[Path]:
-    """Remove what a crash left under ``data_dir`` (see the module's docstring); the paths removed."""
+def survey(data_dir: Path) -> set[Path]:
+    """The upload and job folders under ``data_dir`` now: the only ones :func:`sweep` may remove."""
+    return {path for parent in (data_dir / UPLOADS, data_dir / "jobs") if parent.is_dir()
+            for path in parent.iterdir()}
+
+
+def sweep(store: JobStore, data_dir: Path, among: set[Path]) -> list[Path]:
+    """Remove what a crash left under ``data_dir``, among the folders ``among`` (see the module's docstring);
+    the paths removed."""
     removed: list[Path] = []
 
     def remove(path: Path, why: str) -> None:
@@ -78,23 +87,21 @@ def sweep(store: JobStore, data_dir: Path) -> list[Path]:
         log.warning("start-up sweep: removed %s (%s)", path, why)
         removed.append(path)
 
-    uploads = data_dir / UPLOADS
-    if uploads.is_dir():
+    uploads = sorted(path for path in among if path.parent.name == UPLOADS and REQUEST_FOLDER.match(path.name))
+    if uploads:
         referenced = store.upload_folders()
-        for folder in sorted(uploads.iterdir()):
-            if REQUEST_FOLDER.match(folder.name) and folder.name not in referenced:
+        for folder in uploads:
+            if folder.name not in referenced:
                 remove(folder, "an upload no job refers to: its request was interrupted")
-    jobs = data_dir / "jobs"
-    if jobs.is_dir():
-        known = store.job_ids()
-        for job in sorted(jobs.iterdir()):
-            if not job.is_dir() or job.is_symlink():
-                continue
-            if job.name not in known:
-                remove(job, "the folder of a job that no longer exists")
-                continue
-            for staged in stale_staging_folders(job / "items"):
-                remove(staged, "an interrupted attempt's staging folder; the item runs again")
-            for temp in (job / "items").glob("*/.*.part"):
-                remove(temp, "a temp file of an interrupted write")
+    jobs = sorted(path for path in among if path.parent == data_dir / "jobs" and path.is_dir()
+                  and not path.is_symlink())
+    known = store.job_ids() if jobs else set()
+    for job in jobs:
+        if job.name not in known:
+            remove(job, "the folder of a job that no longer exists")
+            continue
+        for staged in stale_staging_folders(job / "items"):
+            remove(staged, "an interrupted attempt's staging folder; the item runs again")
+        for temp in (job / "items").glob("*/.*.part"):
+            remove(temp, "a temp file of an interrupted write")
     return removed

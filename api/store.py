@@ -100,6 +100,17 @@ class JobStore:
             columns = {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}
             if "notes" not in columns:  # a database from before job notes existed
                 db.execute("ALTER TABLE jobs ADD COLUMN notes TEXT NOT NULL DEFAULT '[]'")
+        # held open for the store's life, never used: a connection opening a WAL database that no other
+        # connection holds open rebuilds its shared index (a write), and the last one to close checkpoints it
+        # (another), so on a full disk every read failed with "disk I/O error"; with this one open, reads work
+        # and writes fail cleanly ("database or disk is full")
+        self._keeper: sqlite3.Connection | None = sqlite3.connect(path, check_same_thread=False)
+        self._keeper.execute("SELECT 1 FROM jobs LIMIT 1").fetchall()
+
+    def close(self) -> None:
+        if self._keeper is not None:
+            self._keeper.close()
+            self._keeper = None
 
     @contextmanager
     def _connect(self, timeout_s: float | None = None) -> Iterator[sqlite3.Connection]:

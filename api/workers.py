@@ -27,7 +27,7 @@ import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -139,6 +139,8 @@ def describe_store_error(error: BaseException) -> str:
     text = str(error) or type(error).__name__
     if "locked" in text or "busy" in text:
         return f"the job database is locked by another process ({text}); claims and results wait"
+    if "full" in text:
+        return f"the job database cannot be written: its disk is full ({text}); claims and results wait"
     return f"the job database cannot be written ({text}); claims and results wait"
 
 
@@ -158,9 +160,10 @@ def client_message(message: str, inputs: list[str], final: Path) -> str:
     return message
 
 
-WORKER_DIED = ("the worker process running this item ended unexpectedly ({cause}); the scan may need more memory "
-               "than the service allows one worker. Submit it again, or ask the operator to raise "
-               "RETOUCH_MAX_MEMORY and the machine's memory")
+WORKER_DIED = ("the worker process running this item ended unexpectedly ({cause}); nothing was kept. Submit it "
+               "again; if it fails again, the machine may lack the memory for this scan beside the other workers' "
+               "(the operator can run fewer workers, or lower RETOUCH_MAX_MEMORY so that such scans are refused "
+               "at once)")
 
 
 def _result(outcome: ItemOutcome) -> tuple[dict[str, Any] | None, str | None]:
@@ -185,8 +188,12 @@ class _Finished:
 
 class Dispatcher:
     def __init__(self, store: JobStore, data_dir: Path, *, workers: int | None, scheduler: str | None,
-                 poll_interval: float, min_free_bytes: int = 0, health: ServiceHealth | None = None) -> None:
+                 poll_interval: float, min_free_bytes: int = 0, health: ServiceHealth | None = None,
+                 recover: Callable[[], None] | None = None) -> None:
+        """``recover`` runs first, before any claim, until it succeeds (the start-up recovery: items a dead
+        process was running queued again, what it left swept away, see :mod:`api.recovery`)."""
         self.store = store
+        self._recover = recover
         self.data_dir = data_dir
         self.executor = make_executor(scheduler, workers=workers)
         self.capacity = max(1, workers or getattr(self.executor, "workers", 2))
@@ -218,8 +225,12 @@ class Dispatcher:
         failures = 0
         while not self._stop.is_set():
             try:
+                if self._recover is not None:
+                    self._recover()
+                    self._recover = None
+                disk_low = self._disk_is_low()
                 self._record_finished()
-                claimed = self._claim() if self._room() and not self._disk_is_low() else None
+                claimed = self._claim() if self._room() and not disk_low else None
                 self.health.clear("store")
                 failures = 0
             except (sqlite3.Error, OSError) as error:
