@@ -20,8 +20,10 @@ estimate is over the budget is refused, naming the budget and what to do.
 
 Example
 -------
->>> round(estimated_bytes("analyze", 24_000_000, ["grain", "ela"]) / 1e9, 1)  # doctest: +SKIP
-0.9
+>>> round(estimated_bytes("analyze", 24_000_000, ["grain", "ela"]) / 1e9, 2)
+1.39
+>>> round(estimated_bytes("analyze", 196_000_000) / 1e9, 1)  # every default detector: over the 4 GB budget
+10.6
 """
 
 from __future__ import annotations
@@ -34,11 +36,11 @@ from retouch.errors import InputError
 MAX_MEMORY_VARIABLE = "RETOUCH_MAX_MEMORY"
 DEFAULT_MAX_MEMORY = 4_000_000_000  # bytes: 4 GB for one analysis (the service runs one per worker)
 
-BASE_BYTES = 400_000_000  # the interpreter, numpy, OpenCV and the detectors' modules, with their own buffers
-SHARED_BYTES_PER_PIXEL = 30.0  # the decoded image, fusion, the report's pictures: every analysis
-DETECTOR_BYTES_PER_PIXEL = {"clone": 12.0, "ela": 10.0, "grain": 10.0, "inpaint": 20.0, "jpeg": 16.0}
-UNMEASURED_DETECTOR_BYTES_PER_PIXEL = 24.0  # a detector registered by a plug-in: as the costliest measured
-COMPARE_BYTES_PER_PIXEL = 40.0  # per pixel of both scans together
+BASE_BYTES = 450_000_000  # the interpreter, numpy, OpenCV and the detectors' modules, with their own buffers
+SHARED_BYTES_PER_PIXEL = 30.0  # the decoded image, its gray copies, fusion, the report's pictures: every analysis
+DETECTOR_BYTES_PER_PIXEL = {"clone": 4.0, "ela": 5.0, "grain": 4.0, "inpaint": 4.0, "jpeg": 5.0}  # maps kept
+UNMEASURED_DETECTOR_BYTES_PER_PIXEL = 8.0  # a detector registered by a plug-in: twice the costliest measured
+COMPARE_BYTES_PER_PIXEL = 18.0  # per pixel of both scans together
 BUDGET_MEASURE = "a constant for the imports plus bytes per pixel: shared, and each detector's own"
 
 
