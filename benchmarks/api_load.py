@@ -1,15 +1,21 @@
-"""Load on the web service over loopback: status-call throughput and latency, and batch items per minute.
+"""Load on the web service over loopback: status-call throughput and latency, batch items per minute, and how
+fast ``/health`` answers while the service is healthy, degraded and besieged.
 
 Starts a real ``retouch serve`` on 127.0.0.1, then (bounded in count and time) fires status requests from a
-thread pool and runs a batch through the workers.
+thread pool and runs a batch through the workers. ``/health`` is then called one request at a time, as a monitor
+polls it: with the service idle, while another process holds the job database's write lock past the busy timeout
+(``/health`` says ``degraded``), and while 200 slow clients each trickle a byte a second into an upload.
 
-    python -m benchmarks.api_load [--requests 2000] [--concurrency 16] [--batch 24] [--workers 2]
+    python -m benchmarks.api_load [--requests 2000] [--concurrency 16] [--batch 24] [--workers 2] [--health 400]
 """
 
 from __future__ import annotations
 
 import argparse
+import socket
+import sqlite3
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -25,12 +31,15 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--batch", type=int, default=24)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--health", type=int, default=400, help="/health calls per condition")
     args = parser.parse_args()
     from retouch.samples import make_authentic
     from tests.api_server import Server
 
     with tempfile.TemporaryDirectory() as scratch:
-        server = Server(Path(scratch) / "data", workers=args.workers).start()
+        # a short busy timeout, so that the locked database shows as degraded within seconds
+        data = Path(scratch) / "data"
+        server = Server(data, workers=args.workers, env={"RETOUCH_DB_BUSY_TIMEOUT_S": "2"}).start()
         try:
             with server.client() as client:
                 scan = make_authentic(1, size=256).file_bytes
@@ -53,20 +62,95 @@ def main() -> None:
                 batch_id = client.post("/v1/batches", files=files).json()["job_id"]
                 job = server.wait_job(client, batch_id, timeout=3600)
                 batch_seconds = time.perf_counter() - started
+                health = {"idle": health_latencies(client, args.health)}
+                health["degraded (database locked)"] = while_locked(client, data / "jobs.sqlite3", args.health)
+                health["200 slow clients connected"] = while_besieged(client, server.port, args.health)
         finally:
             server.stop()
     lines = ["# Web service load", "", f"Command: `python -m benchmarks.api_load --requests {args.requests} "
-             f"--concurrency {args.concurrency} --batch {args.batch} --workers {args.workers}`", "",
+             f"--concurrency {args.concurrency} --batch {args.batch} --workers {args.workers} "
+             f"--health {args.health}`", "",
              "| measure | value |", "|---|---|",
-             f"| status calls per second ({args.concurrency} concurrent clients) | {args.requests / elapsed:.0f} |",
+             f"| status calls per second ({args.concurrency} concurrent clients) | "
+             f"{args.requests / elapsed:.0f} |",
              f"| status call latency p50 / p95 / p99 (ms) | {1000 * np.percentile(latencies, 50):.1f} / "
              f"{1000 * np.percentile(latencies, 95):.1f} / {1000 * np.percentile(latencies, 99):.1f} |",
              f"| batch of {args.batch} scans (768 px, all default detectors), {args.workers} workers | "
              f"{60 * args.batch / batch_seconds:.1f} items per minute ({job['state']}) |"]
+    lines += ["", f"`/health`, {args.health} calls one at a time in each condition (ms):", "",
+              "| condition | status | p50 | p99 | max |", "|---|---|---|---|---|"]
+    for condition, (statuses, times) in health.items():
+        lines.append(f"| {condition} | {', '.join(sorted(statuses))} | {1000 * np.percentile(times, 50):.1f} | "
+                     f"{1000 * np.percentile(times, 99):.1f} | {1000 * times.max():.1f} |")
     out = ROOT / "benchmarks" / "results" / "api_load.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
+
+
+def health_latencies(client, calls: int) -> tuple[set[str], np.ndarray]:  # noqa: ANN001 - an httpx.Client
+    """``calls`` sequential GET /health: the statuses answered and the latencies (s)."""
+    statuses, times = set(), []
+    for _ in range(calls):
+        started = time.perf_counter()
+        answer = client.get("/health")
+        times.append(time.perf_counter() - started)
+        statuses.add(f"{answer.status_code} {answer.json()['status']}")
+    return statuses, np.array(times)
+
+
+def while_locked(client, database: Path, calls: int) -> tuple[set[str], np.ndarray]:  # noqa: ANN001
+    """:func:`health_latencies` while this process holds the database's write lock, once /health says degraded
+    (the dispatcher's next write has waited past the busy timeout)."""
+    locker = sqlite3.connect(database, isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")
+    try:
+        deadline = time.time() + 120
+        while client.get("/health").json()["status"] != "degraded":
+            if time.time() > deadline:
+                raise RuntimeError("/health did not say degraded within 120 s of the database being locked")
+            time.sleep(0.1)
+        return health_latencies(client, calls)
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+
+
+SLOW_HEAD = (b"POST /v1/analyses HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=XyZ\r\n"
+             b"Content-Length: 100000000\r\n\r\n--XyZ\r\nContent-Disposition: form-data; name=\"image\"; "
+             b"filename=\"a.png\"\r\n\r\n")
+
+
+def while_besieged(client, port: int, calls: int) -> tuple[set[str], np.ndarray]:  # noqa: ANN001
+    """:func:`health_latencies` while 200 clients announce 100 MB uploads and send a byte a second (calls stop
+    being made once the server cuts them off, after 20 s: the result holds the calls made until then)."""
+    sockets = [socket.create_connection(("127.0.0.1", port)) for _ in range(200)]
+    for sock in sockets:
+        sock.sendall(SLOW_HEAD)
+    stop = threading.Event()
+
+    def drip() -> None:
+        while not stop.wait(1.0):
+            for sock in sockets:
+                try:
+                    sock.send(b"x")
+                except OSError:  # cut off by the server
+                    pass
+
+    dripper = threading.Thread(target=drip, daemon=True)
+    dripper.start()
+    try:
+        statuses, times, started = set(), [], time.time()
+        while len(times) < calls and time.time() - started < 15:  # well within the 20 s the clients last
+            found, elapsed = health_latencies(client, 1)
+            statuses |= found
+            times.append(elapsed[0])
+        return statuses, np.array(times)
+    finally:
+        stop.set()
+        dripper.join()
+        for sock in sockets:
+            sock.close()
 
 
 if __name__ == "__main__":
