@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,12 +99,13 @@ class AttemptFence:
 
     @contextmanager
     def publishing(self) -> Iterator[bool]:
-        with self._connection() as db:
+        with self._connection() as db:  # closing it ends the transaction, should ROLLBACK fail
             db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._owns(db)
             finally:
-                db.execute("ROLLBACK")
+                with suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
 
 
 class ServiceHealth:

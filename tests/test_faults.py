@@ -158,11 +158,13 @@ def test_a_superseded_attempt_throws_its_output_away_and_cannot_publish_meanwhil
     from retouch.run.item import Item, ItemOptions, run_item
 
     data = tmp_path / "data"
-    upload = data / "uploads" / ("a" * 32) / "scan.png"
+    name, scan = slow_scan()
+    upload = data / "uploads" / ("a" * 32) / name
     upload.parent.mkdir(parents=True)
-    upload.write_bytes(small_scan(1))
+    upload.write_bytes(scan)
     store = JobStore(data / "jobs.sqlite3", data_dir=data, busy_timeout_s=0.2)
-    job_id = store.create_job("analysis", [Item("image", "analyze", (str(upload),))], ItemOptions())
+    item = Item("image", "analyze", (str(upload),))
+    job_id = store.create_job("analysis", [item], ItemOptions())
     first = store.claim()
     fence = AttemptFence(str(store.path), job_id, "image", first["attempt"], busy_timeout_s=0.2)
     assert fence.holds()
@@ -170,13 +172,20 @@ def test_a_superseded_attempt_throws_its_output_away_and_cannot_publish_meanwhil
         assert holds
         with pytest.raises(sqlite3.OperationalError, match="locked"):
             store.requeue_attempt(job_id, "image", first["attempt"])
-    # a restart queued it again and a new attempt took it: the old one may no longer publish
+    # the attempt runs; meanwhile a restart queues the item again and a new attempt takes it
+    folder = data / "jobs" / job_id / "items" / "image"
+    outcomes = []
+    running = threading.Thread(target=lambda: outcomes.append(run_item(
+        item, folder, ItemOptions(detectors=tuple(SLOW_DETECTORS.split(","))), fence=fence)))
+    running.start()
+    until(lambda: list(folder.parent.glob(".image.*.partial")), "the attempt to start writing")
     assert store.requeue_interrupted() == 1 and store.claim()["attempt"] == first["attempt"] + 1
     assert not fence.holds()
-    folder = data / "jobs" / job_id / "items" / "image"
-    outcome = run_item(Item("image", "analyze", (str(upload),)), folder, ItemOptions(detectors=("grain",)),
-                       fence=fence)
-    assert outcome.status == "fenced" and not (data / "jobs").exists()
+    running.join(BOUND_S)
+    [outcome] = outcomes
+    assert outcome.status == "fenced" and outcome.error == fence.reason
+    assert not folder.exists() and not list(folder.parent.iterdir()), "published, or its staging folder left"
+    store.close()
 
 
 # --- the service: workers, restarts, the store, the disk ----------------------------------------------------------
@@ -707,19 +716,28 @@ def test_retouch_batch_killed_at_random_moments_loses_and_doubles_nothing(tmp_pa
         (scans / f"scan{index:02d}.{'jpg' if case.file_format == 'JPEG' else 'png'}").write_bytes(case.file_bytes)
     out = tmp_path / "out"
     command = [sys.executable, "-m", "retouch", "batch", str(scans), "-o", str(out), "-w", "2", "-d", "grain,ela"]
-    moments = random.Random(27)
+    moments, results = random.Random(27), out / RESULTS
+
+    def recorded() -> int:
+        return len(results.read_text().splitlines()) if results.exists() else 0
+
     for kill in range(10):
+        # the moment: after 0 to 2 more items are recorded, then up to a second more (mid-item, mid-write,
+        # mid-publish: wherever it falls)
+        wanted = recorded() + moments.randint(0, 2)
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                    start_new_session=True)
-        time.sleep(moments.uniform(0.5, 6.0))
+        until(lambda: recorded() >= wanted or process.poll() is not None, "the run to record items")
+        time.sleep(moments.uniform(0.0, 1.0))
         workers = ([child.pid for child in psutil.Process(process.pid).children(recursive=True)]
                    if process.poll() is None else [])
         if kill % 2 == 0:
             process.kill()  # the coordinator alone: its workers must notice and end
-        else:
+        elif process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
         until(lambda: all(gone(pid) for pid in workers), "the killed run's workers to end", bound=60)
+    assert read_results(out), "the kills must fall while the runs record items"
     finished = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert finished.returncode == 0, finished.stderr
     lines = [json.loads(line) for line in (out / RESULTS).read_text().splitlines() if line.strip()]

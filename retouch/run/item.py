@@ -19,7 +19,7 @@ import hashlib
 import os
 import warnings
 from collections.abc import Mapping, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -153,8 +153,11 @@ def run_item(item: Item, folder: str | os.PathLike[str], options: ItemOptions | 
 
     The reports are written under a staging name beside ``folder`` and put in its place only once complete
     (:mod:`retouch.io.folders`), so ``folder`` holds a whole earlier report or the whole new one. An input
-    problem (unreadable, too large, not the same photograph) is an ``"error"`` naming the file; any other
-    exception an internal ``"error"``. An interrupt (SIGTERM, Ctrl-C) removes the staging folder and is raised.
+    problem (unreadable, too large, not the same photograph) is an ``"error"`` naming the file; a full disk an
+    ``"error"`` with the code ``no_space`` (the disk's, not the input's: a coordinator may run the item again);
+    any other exception an internal ``"error"``. An interrupt (SIGTERM, Ctrl-C) removes the staging folder and is
+    raised. With a ``fence``, the folder is published inside :meth:`Fence.publishing` only if the fence holds
+    there; otherwise the output is thrown away and the outcome is ``"fenced"``.
     """
     options = options or ItemOptions()
     final = Path(folder)
@@ -182,7 +185,7 @@ def run_item(item: Item, folder: str | os.PathLike[str], options: ItemOptions | 
         _discard(staged)
         if error.errno not in FULL_DISK:
             return _internal(outcome, error, staged, final)
-        outcome.error = f"{final}: no space left on device writing the item's reports (nothing was kept); free some space"
+        outcome.error = f"{final}: no space left on device writing the item's reports (nothing was kept)"
         outcome.code = "no_space"
         return outcome
     except Exception as error:  # noqa: BLE001 - one bad item must not end a batch or kill a worker
@@ -202,18 +205,20 @@ def _publish(staged: Path, final: Path, fence: Fence | None) -> str:
     if fence is None:
         publish(staged, final)
         return ""
-    try:
-        with fence.publishing() as holds:
-            if holds:
-                publish(staged, final)
-                return ""
-    except Exception as error:  # noqa: BLE001 - ownership unknown: not published, the coordinator decides
-        return f"ownership of the item could not be checked ({type(error).__name__}: {str(error)[:120]})"
+    with ExitStack() as held:
+        try:
+            holds = held.enter_context(fence.publishing())
+        except Exception as error:  # noqa: BLE001 - ownership unknown: not published, the coordinator decides
+            return f"ownership of the item could not be checked ({type(error).__name__}: {str(error)[:120]})"
+        if holds:
+            publish(staged, final)  # (its own failures are the item's, as any other write's)
+            return ""
     return fence.reason
 
 
 def _internal(outcome: ItemOutcome, error: Exception, staged: Path | None, final: Path) -> ItemOutcome:
-    outcome.error = _named_as_published(f"internal error: {type(error).__name__}: {str(error)[:200]}", staged, final)
+    outcome.error = _named_as_published(f"internal error: {type(error).__name__}: {str(error)[:200]}", staged,
+                                        final)
     outcome.internal, outcome.error_type = True, type(error).__name__
     return outcome
 
