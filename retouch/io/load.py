@@ -215,17 +215,25 @@ def max_pixels_from_env() -> int:
     The value is a whole number, as the service's settings read the same variable ("200000000" or
     "200_000_000"); anything else is refused rather than silently replaced by the default limit.
     """
-    value = os.environ.get(MAX_PIXELS_VARIABLE, "").strip()
+    return positive_setting(MAX_PIXELS_VARIABLE, DEFAULT_MAX_PIXELS, unit="pixels", example="200000000",
+                            default_text="200 MP")
+
+
+def positive_setting(variable: str, default: int, *, unit: str, example: str, default_text: str) -> int:
+    """The whole number the environment ``variable`` holds, or ``default`` when it is unset or blank; anything
+    but a positive whole number is refused (``bad_setting``), naming the variable, rather than silently read as
+    the default or as no limit."""
+    value = os.environ.get(variable, "").strip()
     if not value:
-        return DEFAULT_MAX_PIXELS
+        return default
     try:
-        limit = int(value)
+        number = int(value)
     except ValueError:
-        limit = 0
-    if limit < 1:
-        raise InputError(f"{MAX_PIXELS_VARIABLE}={value!r} is not a positive whole number of pixels; set it to "
-                         "one such as 200000000, or unset it for the default of 200 MP", code="bad_setting")
-    return limit
+        number = 0
+    if number < 1:
+        raise InputError(f"{variable}={value!r} is not a positive whole number of {unit}; set it to one such as "
+                         f"{example}, or unset it for the default of {default_text}", code="bad_setting")
+    return number
 
 
 def _pixel_count(count: int) -> str:

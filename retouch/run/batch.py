@@ -27,6 +27,7 @@ from retouch import __version__
 from retouch.errors import InputError
 from retouch.io import SNIFF_BYTES, atomic_write_text, max_pixels_from_env, readable_text, sniff_format
 from retouch.io.folders import discard, require_output_folder, stale_staging_folders
+from retouch.run.budget import max_memory_from_env
 from retouch.run.item import ANALYZE, Item, ItemOptions, ItemOutcome, file_sha256, run_item
 from retouch.run.manifest import (
     PAIRS_CSV_ORDER,
@@ -356,15 +357,17 @@ def run_batch(
 ) -> BatchReport:
     """Run (or resume) a batch; ``progress(done, total, record)`` is called as items finish.
 
-    Everything a user can get wrong (the input, the output folder, the scheduler, ``RETOUCH_MAX_PIXELS``) is
-    checked before the output folder is created and before the first progress report. Items run on
-    :func:`retouch.run.item.run_item`, as the web service's do.
+    Everything a user can get wrong (the input, the output folder, the scheduler, ``RETOUCH_MAX_PIXELS``,
+    ``RETOUCH_MAX_MEMORY``, another run writing into the same folder) is checked before the output folder is
+    created and before the first progress report. Items run on :func:`retouch.run.item.run_item`, as the web
+    service's do; a worker that dies fails its own item only.
     """
     from retouch.run.executor import make_executor
 
     items, not_images, legacy = _plan(input_path, out_dir)
     _refuse_inputs_among_outputs(Path(input_path), items, out_dir)
     max_pixels_from_env()  # a bad value would otherwise fail every item alike, one by one
+    max_memory_from_env()
     names = [RESULTS, SUMMARY]
     out = require_output_folder(out_dir, names, create=False)
     if (out / ITEMS).exists() and not (out / ITEMS).is_dir():

@@ -28,10 +28,10 @@ Example
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
 from retouch.errors import InputError
+from retouch.io.load import positive_setting
 
 MAX_MEMORY_VARIABLE = "RETOUCH_MAX_MEMORY"
 DEFAULT_MAX_MEMORY = 4_000_000_000  # bytes: 4 GB for one analysis (the service runs one per worker)
@@ -67,17 +67,8 @@ def estimated_bytes(command: str, pixels: int, detectors: Sequence[str] | None =
 def max_memory_from_env() -> int:
     """The budget in force: ``RETOUCH_MAX_MEMORY`` (bytes, a whole number) if set, else 4 GB; anything else is
     refused rather than read as no limit."""
-    value = os.environ.get(MAX_MEMORY_VARIABLE, "").strip()
-    if not value:
-        return DEFAULT_MAX_MEMORY
-    try:
-        budget = int(value)
-    except ValueError:
-        budget = 0
-    if budget < 1:
-        raise InputError(f"{MAX_MEMORY_VARIABLE}={value!r} is not a positive whole number of bytes; set it to one "
-                         "such as 8000000000 (8 GB), or unset it for the default of 4 GB", code="bad_setting")
-    return budget
+    return positive_setting(MAX_MEMORY_VARIABLE, DEFAULT_MAX_MEMORY, unit="bytes", example="8000000000 (8 GB)",
+                            default_text="4 GB")
 
 
 def _gigabytes(size: float) -> str:
