@@ -35,9 +35,12 @@ def guarded_protocol(*, header_timeout_s: float, max_header_bytes: int, max_head
     class GuardedHttpToolsProtocol(HttpToolsProtocol):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
-            self._head_bytes = 0
+            self._head_bytes = 0  # of the request line's target and the headers, as the parser hands them over
+            self._head_read = 0  # bytes read while the head was incomplete (it may buffer a header not yet whole)
             self._head_fields = 0
             self._in_head = True  # between a request's first byte (or the connection's opening) and its body
+            self._messages = 0  # requests begun on this connection
+            self._begun = False  # a request's first byte has arrived, and the request is not complete
             self._head_timer: asyncio.TimerHandle | None = None
             self._refused = False
 
@@ -54,18 +57,29 @@ def guarded_protocol(*, header_timeout_s: float, max_header_bytes: int, max_head
                 return
             if self._in_head and self._head_timer is None:  # a new request on a kept-alive connection
                 self._arm()
+            # a read is counted when it lies wholly inside one request's head: it began there and the head is
+            # still not complete (a read that ends a head, or holds a body, is not; the head's exact size is
+            # then checked as it completes); so at most one read beyond the limit is ever held
+            inside = (self._messages, self._begun and self._in_head)
             super().data_received(data)
-            if self._in_head and not self._refused:
-                self._head_bytes += len(data)
-                if self._head_bytes > max_header_bytes:
+            if inside == (self._messages, True) and self._in_head and not self._refused:
+                self._head_read += len(data)
+                if self._head_read > max_header_bytes:
                     self._refuse(431, "headers_too_large", f"the request's headers are larger than "
                                  f"{max_header_bytes} bytes (RETOUCH_MAX_HEADER_BYTES)")
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
-            self._in_head, self._head_bytes, self._head_fields = True, 0, 0
+            self._in_head, self._head_bytes, self._head_read, self._head_fields = True, 0, 0, 0
+            self._messages += 1
+            self._begun = True
+
+        def on_url(self, url: bytes) -> None:
+            self._head_bytes += len(url)
+            super().on_url(url)
 
         def on_header(self, name: bytes, value: bytes) -> None:
+            self._head_bytes += len(name) + len(value) + 4
             self._head_fields += 1
             if self._head_fields > max_headers:
                 self._refuse(431, "headers_too_large", f"the request has more than {max_headers} header fields "
@@ -76,11 +90,15 @@ def guarded_protocol(*, header_timeout_s: float, max_header_bytes: int, max_head
         def on_headers_complete(self) -> None:
             self._in_head = False
             self._disarm()
+            if self._head_bytes > max_header_bytes:  # the exact size, known now
+                self._refuse(431, "headers_too_large", f"the request's headers are larger than "
+                             f"{max_header_bytes} bytes (RETOUCH_MAX_HEADER_BYTES)")
+                raise _Refused
             super().on_headers_complete()
 
         def on_message_complete(self) -> None:
             super().on_message_complete()
-            self._in_head, self._head_bytes, self._head_fields = True, 0, 0
+            self._in_head, self._begun = True, False
 
         def send_400_response(self, msg: str) -> None:
             if not self._refused:  # (a parse stopped by a refusal is no malformed request)
