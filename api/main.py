@@ -32,6 +32,7 @@ def create_app(config: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         config.data_dir.mkdir(parents=True, exist_ok=True)
         lock = DataFolderLock(config.data_dir)
+        store = None
         try:
             store = JobStore(config.data_dir / DATABASE, data_dir=config.data_dir,
                              busy_timeout_s=config.db_busy_timeout_s)
@@ -50,8 +51,9 @@ def create_app(config: Settings | None = None) -> FastAPI:
                 yield
             finally:
                 dispatcher.stop()
-                store.close()
         finally:
+            if store is not None:
+                store.close()
             lock.release()
 
     app = FastAPI(title="retouch", version=__version__, lifespan=lifespan,

@@ -403,6 +403,20 @@ def test_a_full_disk_injected_gets_507_degrades_health_and_work_resumes_when_fre
     assert len(list((data / "uploads").iterdir())) == 1
 
 
+def test_health_answers_503_while_the_store_cannot_be_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from api.store import JobStore
+
+    with in_process_service(tmp_path / "data") as server, server.client() as client:
+        assert client.get("/health").json()["status"] == "ok"
+        with monkeypatch.context() as broken:
+            broken.setattr(JobStore, "counts", lambda *args, **kwargs: (_ for _ in ()).throw(
+                sqlite3.DatabaseError("file is not a database")))
+            answer = client.get("/health")
+            assert answer.status_code == 503 and answer.json()["status"] == "unavailable"
+            assert "file is not a database" in answer.json()["problems"][0]["reason"]
+        assert client.get("/health").json()["status"] == "ok"
+
+
 @pytest.mark.server
 def test_a_kill_while_a_zip_is_unpacked_leaves_nothing_after_the_restart(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
