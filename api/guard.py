@@ -140,9 +140,10 @@ class RequestGuard:
             try:
                 message = await asyncio.wait_for(receive(), max(remaining, 0.0))
             except asyncio.TimeoutError:
-                raise BodyTooSlow(f"the request body arrived too slowly ({received} bytes in "
-                                  f"{loop.time() - started:.0f} s; a body must keep up with {timeout:.0f} s plus 1 s "
-                                  f"per {rate} bytes); send it again over a faster connection") from None
+                spent = loop.time() - started
+                raise BodyTooSlow(f"the request body arrived too slowly ({received} bytes in {spent:.0f} s; a body "
+                                  f"must keep up with {timeout:.0f} s plus 1 s per {rate} bytes); send it again "
+                                  "over a faster connection") from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 body_done = not message.get("more_body", False)

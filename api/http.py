@@ -29,7 +29,8 @@ from api.errors import error_body
 REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
 
 
-def guarded_protocol(*, header_timeout_s: float, max_header_bytes: int, max_headers: int) -> type[asyncio.Protocol]:
+def guarded_protocol(*, header_timeout_s: float, max_header_bytes: int,
+                     max_headers: int) -> type[asyncio.Protocol]:
     """uvicorn's httptools protocol with the limits above (pass it as ``uvicorn.run(..., http=...)``)."""
 
     class GuardedHttpToolsProtocol(HttpToolsProtocol):

@@ -188,7 +188,7 @@ def test_a_superseded_attempt_throws_its_output_away_and_cannot_publish_meanwhil
     store.close()
 
 
-# --- the service: workers, restarts, the store, the disk ----------------------------------------------------------
+# --- the service: workers, restarts, the store, the disk ---------------------------------------------------
 
 @pytest.mark.server
 def test_a_worker_killed_mid_item_fails_that_item_only_and_is_replaced(tmp_path: Path) -> None:
@@ -403,7 +403,8 @@ def test_a_full_disk_injected_gets_507_degrades_health_and_work_resumes_when_fre
     assert len(list((data / "uploads").iterdir())) == 1
 
 
-def test_health_answers_503_while_the_store_cannot_be_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_health_answers_503_while_the_store_cannot_be_read(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     from api.store import JobStore
 
     with in_process_service(tmp_path / "data") as server, server.client() as client:
@@ -448,7 +449,7 @@ def test_a_kill_while_a_zip_is_unpacked_leaves_nothing_after_the_restart(tmp_pat
         server.stop()
 
 
-# --- slow and bloated clients -------------------------------------------------------------------------------------
+# --- slow and bloated clients ---------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def plain_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
@@ -477,8 +478,8 @@ def _status(answer: bytes) -> tuple[int, str]:
 def test_bloated_and_unfinished_request_heads_are_refused(plain_server: Server) -> None:
     address = ("127.0.0.1", plain_server.port)
     cases = [(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 1_000_000 + b"\r\n\r\n", 431),
-             (b"GET /health HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(10_000)) + b"\r\n",
-              431),
+             (b"GET /health HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(10_000))
+              + b"\r\n", 431),
              (b"GET /health HTTP/1.1\r\nHost: x\r\n", 408),  # the head never ends
              (b"", 408)]  # nothing at all
     for request, expected in cases:
@@ -494,8 +495,8 @@ def test_bloated_and_unfinished_request_heads_are_refused(plain_server: Server) 
     body = b"--XyZ\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.txt\"\r\n\r\n"
     body += b"not an image " * 160_000 + b"\r\n--XyZ--\r\n"
     with socket.create_connection(address) as sock:
-        sock.sendall(b"POST /v1/analyses HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=XyZ\r\n"
-                     b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
+        sock.sendall(b"POST /v1/analyses HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; "
+                     b"boundary=XyZ\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
         assert _status(_answer(sock)) == (415, "not_an_image")
     with socket.create_connection(address) as sock:
         sock.sendall((b"GET /health HTTP/1.1\r\nHost: x\r\nX-Padding: " + b"p" * 400 + b"\r\n\r\n") * 500)
@@ -585,7 +586,7 @@ def test_a_zip_unpacking_to_more_than_a_file_or_a_job_may_store_is_refused_befor
         assert not list((tmp_path / "data" / "uploads").iterdir())
 
 
-# --- memory ---------------------------------------------------------------------------------------------------------
+# --- memory ------------------------------------------------------------------------------------------------
 
 # a child process's peak resident size in KB, as it prints it (VmHWM: ru_maxrss would carry over the peak of the
 # process that started it, through fork and exec)
@@ -641,8 +642,7 @@ def test_a_large_damaged_upload_is_refused_without_being_decoded_whole(tmp_path:
     path.write_bytes(_png_with_crcs(bytes(damaged)))
     with pytest.raises(InputError, match="inflated"):
         check_image(path)
-    probe = (f"from pathlib import Path\nfrom retouch.io import check_image\ncheck_image({str(tmp_path / 'b.jpg')!r})\n"
-             f"print({PEAK_KB})\n")
+    probe = f"from retouch.io import check_image\ncheck_image({str(tmp_path / 'b.jpg')!r})\nprint({PEAK_KB})\n"
     (tmp_path / "b.jpg").write_bytes(jpeg_bomb(14000, 14000))
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr

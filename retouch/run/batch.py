@@ -421,7 +421,7 @@ def _run_items(executor: Any, todo: Sequence[Item], out: Path, keys: Mapping[str
             for finished, future in enumerate(as_completed(futures), start=1):
                 try:
                     outcome = future.result()
-                except Exception as error:  # noqa: BLE001 - its worker died (killed, out of memory): this item only
+                except Exception as error:  # noqa: BLE001 - its worker died (killed, out of memory): this one only
                     outcome = _lost(futures[future], out, error)
                 record = _record(outcome, keys[outcome.command])
                 # listed before it is appended: an interrupt between the two must not leave a recorded item out

@@ -84,7 +84,7 @@ def require_within_budget(command: str, pixels: int, *, detectors: Sequence[str]
     if needed <= budget:
         return
     what = "compare these scans" if command == "compare" else "analyse it"
-    fewer = "" if command == "compare" else " or choose fewer detectors (grain, ela and jpeg need the least)"
+    fewer = "" if command == "compare" else ", or choose fewer detectors (grain, ela and jpeg need the least)"
     raise MemoryBudgetError(f"{name}: {pixels / 1e6:.0f} MP would need about {_gigabytes(needed)} of memory to "
-                            f"{what}, over the budget of {_gigabytes(budget)} for one analysis; raise {budget_name} "
-                            f"if this machine has the memory{fewer}", path=name)
+                            f"{what}, over the budget of {_gigabytes(budget)} for one analysis; raise "
+                            f"{budget_name} if this machine has the memory{fewer}", path=name)
