@@ -119,6 +119,9 @@ class RequestGuard:
             if free is not None and free < needed:
                 await self._reject(scope, receive, send, 507, "insufficient_storage", DISK_FULL_MESSAGE)
                 return
+        if (declared is None or int(declared) == 0) and "transfer-encoding" not in headers:
+            await self.app(scope, receive, send)  # no body: nothing to count or to wait for (status calls)
+            return
         await self._forward_counting(scope, receive, send, limit, limit_text)
 
     async def _forward_counting(self, scope: Scope, receive: Receive, send: Send, limit: int,
