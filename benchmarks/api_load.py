@@ -7,6 +7,11 @@ polls it: with the service idle, while another process holds the job database's 
 (``/health`` says ``degraded``), and while 200 slow clients each trickle a byte a second into an upload.
 
     python -m benchmarks.api_load [--requests 2000] [--concurrency 16] [--batch 24] [--workers 2] [--health 400]
+        [--baseline CHECKOUT]
+
+With ``--baseline`` (a checkout of another commit, e.g. ``git worktree add /tmp/base main``), a second server is
+started from that checkout and status calls go to the two in turn, twenty rounds each, so that a loaded machine
+weighs on both alike: the ratio of their rates is what the change did.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=24)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--health", type=int, default=400, help="/health calls per condition")
+    parser.add_argument("--baseline", type=Path, help="a checkout to compare status calls with, in turns")
     args = parser.parse_args()
     from retouch.samples import make_authentic
     from tests.api_server import Server
@@ -62,6 +68,8 @@ def main() -> None:
                 batch_id = client.post("/v1/batches", files=files).json()["job_id"]
                 job = server.wait_job(client, batch_id, timeout=3600)
                 batch_seconds = time.perf_counter() - started
+                compared = against_baseline(client, job_id, args.baseline, scratch, args.concurrency) \
+                    if args.baseline else None
                 health = {"idle": health_latencies(client, args.health)}
                 health["degraded (database locked)"] = while_locked(client, data / "jobs.sqlite3", args.health)
                 health["200 slow clients connected"] = while_besieged(client, server.port, args.health)
@@ -69,7 +77,7 @@ def main() -> None:
             server.stop()
     lines = ["# Web service load", "", f"Command: `python -m benchmarks.api_load --requests {args.requests} "
              f"--concurrency {args.concurrency} --batch {args.batch} --workers {args.workers} "
-             f"--health {args.health}`", "",
+             f"--health {args.health}" + (f" --baseline {args.baseline}" if args.baseline else "") + "`", "",
              "| measure | value |", "|---|---|",
              f"| status calls per second ({args.concurrency} concurrent clients) | "
              f"{args.requests / elapsed:.0f} |",
@@ -77,6 +85,15 @@ def main() -> None:
              f"{1000 * np.percentile(latencies, 95):.1f} / {1000 * np.percentile(latencies, 99):.1f} |",
              f"| batch of {args.batch} scans (768 px, all default detectors), {args.workers} workers | "
              f"{60 * args.batch / batch_seconds:.1f} items per minute ({job['state']}) |"]
+    if compared:
+        lines += ["", f"Status calls in turns with a server of the baseline checkout ({args.concurrency} "
+                  f"concurrent clients, {ROUNDS} rounds of {ROUND_CALLS} calls each):", "",
+                  "| server | calls per second (median of rounds) | p50 (ms) | p99 (ms) |", "|---|---|---|---|"]
+        for name, (rates, times) in compared.items():
+            lines.append(f"| {name} | {np.median(rates):.0f} | {1000 * np.percentile(times, 50):.1f} | "
+                         f"{1000 * np.percentile(times, 99):.1f} |")
+        ratio = np.median(compared["this checkout"][0]) / np.median(compared["baseline"][0])
+        lines.append(f"| this checkout / baseline | {ratio:.2f} | | |")
     lines += ["", f"`/health`, {args.health} calls one at a time in each condition (ms):", "",
               "| condition | status | p50 | p99 | max |", "|---|---|---|---|---|"]
     for condition, (statuses, times) in health.items():
@@ -86,6 +103,51 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
+
+
+ROUNDS, ROUND_CALLS = 20, 200
+
+
+def against_baseline(client, job_id: str, baseline: Path, scratch: str,  # noqa: ANN001 - an httpx.Client
+                     concurrency: int) -> dict[str, tuple[list[float], np.ndarray]]:
+    """Status calls to this server and to one started from the ``baseline`` checkout, in turns: per server, the
+    rate of each round and every call's latency."""
+    from tests.api_server import Server
+
+    other = Server(Path(scratch) / "baseline-data", workers=1, cwd=baseline).start()
+    try:
+        with other.client() as other_client:
+            scan_id = other_client.post("/v1/analyses", files={"image": ("s.png", _tiny_scan())},
+                                        data={"detectors": "grain"}).json()["job_id"]
+            other.wait_job(other_client, scan_id)
+            sides = {"this checkout": (client, job_id), "baseline": (other_client, scan_id)}
+            found: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in sides}
+            for round_number in range(ROUNDS):
+                for name in (list(sides) if round_number % 2 == 0 else list(sides)[::-1]):
+                    caller, target = sides[name]
+
+                    def call(_: int, caller=caller, target=target) -> float:  # noqa: ANN001
+                        started = time.perf_counter()
+                        assert caller.get(f"/v1/jobs/{target}").status_code == 200
+                        return time.perf_counter() - started
+
+                    started = time.perf_counter()
+                    with ThreadPoolExecutor(concurrency) as pool:
+                        found[name][1].extend(pool.map(call, range(ROUND_CALLS)))
+                    found[name][0].append(ROUND_CALLS / (time.perf_counter() - started))
+    finally:
+        other.stop()
+    return {name: (rates, np.array(times)) for name, (rates, times) in found.items()}
+
+
+def _tiny_scan() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (96, 96), dtype=np.uint8)).save(buffer, "PNG")
+    return buffer.getvalue()
 
 
 def health_latencies(client, calls: int) -> tuple[set[str], np.ndarray]:  # noqa: ANN001 - an httpx.Client
