@@ -77,7 +77,14 @@ class JobList(BaseModel):
     offset: int
 
 
+class Problem(BaseModel):
+    component: str  # "store", "disk", "dispatcher"
+    reason: str
+    since: float  # seconds since the epoch, as a job's ``created``
+
+
 class Health(BaseModel):
-    status: str
+    status: str  # "ok", "degraded" (a fault holds work up; see problems) or "unavailable" (503)
     version: str
     queue: dict[str, int]
+    problems: list[Problem] = []

@@ -88,10 +88,12 @@ def resolve_input(recorded: str, data_dir: Path) -> Path | None:
 
 
 class JobStore:
-    def __init__(self, path: Path, *, data_dir: Path) -> None:
-        """The store in the database file ``path``; recorded uploads are relative to ``data_dir``."""
+    def __init__(self, path: Path, *, data_dir: Path, busy_timeout_s: float = 30.0) -> None:
+        """The store in the database file ``path``; recorded uploads are relative to ``data_dir``. A write waits
+        up to ``busy_timeout_s`` for another connection's write to end before it fails ("database is locked")."""
         self.path = path
         self.data_dir = data_dir
+        self.busy_timeout_s = busy_timeout_s
         path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
@@ -101,15 +103,27 @@ class JobStore:
                 db.execute("ALTER TABLE jobs ADD COLUMN notes TEXT NOT NULL DEFAULT '[]'")
             if "label" not in columns:  # a database from before jobs were labelled
                 db.execute("ALTER TABLE jobs ADD COLUMN label TEXT NOT NULL DEFAULT ''")
+        # held open for the store's life, never used: a connection opening a WAL database that no other
+        # connection holds open rebuilds its shared index (a write), and the last one to close checkpoints it
+        # (another), so on a full disk every read failed with "disk I/O error"; with this one open, reads work
+        # and writes fail cleanly ("database or disk is full")
+        self._keeper: sqlite3.Connection | None = sqlite3.connect(path, check_same_thread=False)
+        self._keeper.execute("SELECT 1 FROM jobs LIMIT 1").fetchall()
+
+    def close(self) -> None:
+        if self._keeper is not None:
+            self._keeper.close()
+            self._keeper = None
 
     @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        db.row_factory = sqlite3.Row
-        db.create_function("job_state", 4, job_state, deterministic=True)  # one rule for SQL and Python
-        db.execute("PRAGMA foreign_keys=ON")
-        db.execute("PRAGMA busy_timeout=30000")
+    def _connect(self, timeout_s: float | None = None) -> Iterator[sqlite3.Connection]:
+        timeout_s = self.busy_timeout_s if timeout_s is None else timeout_s
+        db = sqlite3.connect(self.path, timeout=timeout_s, isolation_level=None)
         try:
+            db.row_factory = sqlite3.Row
+            db.create_function("job_state", 4, job_state, deterministic=True)  # one rule for SQL and Python
+            db.execute("PRAGMA foreign_keys=ON")
+            db.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
             yield db
         finally:
             db.close()
@@ -136,9 +150,18 @@ class JobStore:
         return job_id
 
     def requeue_interrupted(self) -> int:
+        """Queue again the items a dead process was running (at start-up, when no attempt can be running)."""
         with self._connect() as db:
             return db.execute("UPDATE items SET state = 'queued', updated = ? WHERE state = 'running'",
                               (time.time(),)).rowcount
+
+    def requeue_attempt(self, job_id: str, item_id: str, attempt: int) -> bool:
+        """Queue an item again if ``attempt`` still runs it (its worker was stopped, or could not write or publish
+        its results); False when the item was taken over, finished or deleted meanwhile."""
+        with self._connect() as db:
+            return db.execute("UPDATE items SET state = 'queued', updated = ? "
+                              "WHERE job_id = ? AND item_id = ? AND state = 'running' AND attempt = ?",
+                              (time.time(), job_id, item_id, attempt)).rowcount == 1
 
     def claim(self) -> dict[str, Any] | None:
         """Atomically take the oldest queued item (state -> running, attempt + 1); its ``inputs`` are resolved
@@ -224,10 +247,27 @@ class JobStore:
         with self._connect() as db:
             return db.execute("DELETE FROM jobs WHERE id = ?", (job_id,)).rowcount == 1
 
-    def counts(self) -> dict[str, int]:
-        with self._connect() as db:
+    def counts(self, *, timeout_s: float | None = None) -> dict[str, int]:
+        """Items by state; ``timeout_s`` bounds the wait for a lock (a health check must answer quickly)."""
+        with self._connect(timeout_s) as db:
             return {row["state"]: row["n"] for row in
                     db.execute("SELECT state, COUNT(*) AS n FROM items GROUP BY state").fetchall()}
+
+    def job_ids(self) -> set[str]:
+        with self._connect() as db:
+            return {row["id"] for row in db.execute("SELECT id FROM jobs")}
+
+    def upload_folders(self) -> set[str]:
+        """The request folders (``uploads/<request>``, by name) that recorded inputs lie in."""
+        with self._connect() as db:
+            rows = db.execute("SELECT inputs FROM items").fetchall()
+        folders = set()
+        for row in rows:
+            for recorded in json.loads(row["inputs"]):
+                path = resolve_input(recorded, self.data_dir)
+                if path is not None:
+                    folders.add(path.relative_to(self.data_dir / UPLOADS).parts[0])
+        return folders
 
 
 JOB_STATES = ("queued", "running", "done", "done_with_errors", "failed")

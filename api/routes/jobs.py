@@ -9,7 +9,7 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Annotated
 from urllib.parse import quote
 
@@ -23,24 +23,25 @@ from api.schemas import ErrorResponse, JobCreated, JobList, JobState, JobStatus,
 from api.settings import Settings
 from api.store import UPLOADS, JobStore
 from api.uploads import (
+    check_upload,
     client_file_name,
     extract_archive,
     items_from_entries,
     manifest_entries,
+    require_memory,
     save_upload,
     screen_image,
-    validate_image,
 )
 from api.workers import item_folder, job_folder
 from retouch.errors import InputError
-from retouch.io import MAX_PIXELS_VARIABLE, load_image
+from retouch.io import MAX_PIXELS_VARIABLE, ImageHeader, load_image
 from retouch.io.folders import removed_on_failure
 from retouch.report.visual import jpeg_bytes, shrink
 from retouch.run.checks import detector_selection
 from retouch.run.item import ANALYZE, COMPARE, Item, ItemOptions
 from retouch.run.manifest import Planned, item_id, pairs_by_name, unique_items
 
-ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 415, 422)}
+ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 404, 408, 413, 415, 422, 431, 503, 507)}
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)], responses=ERRORS)
 PREVIEW_SIDE = 2400
 _preview_slots = threading.BoundedSemaphore(2)
@@ -65,7 +66,7 @@ def _options(config: Settings, detectors: str | None = None) -> ItemOptions:
     except InputError as error:
         raise ApiError(422, "unknown_detector", str(error)) from None
     return ItemOptions(detectors=tuple(chosen) if chosen else None, max_pixels=config.max_pixels,
-                       max_pixels_name=MAX_PIXELS_VARIABLE)
+                       max_pixels_name=MAX_PIXELS_VARIABLE, max_memory=config.max_memory)
 
 
 def _created(request: Request, job_id: str, count: int, notes: list[str] | None = None) -> JSONResponse:
@@ -85,7 +86,8 @@ async def submit_analysis(
     label = image.filename or "image"
     with removed_on_failure(_upload_dir(config)) as folder:
         path = await save_upload(image, folder / client_file_name(image.filename, "image"), config, label)
-        await validate_image(path, config, label)
+        header = await run_in_threadpool(check_upload, path, config, label)
+        require_memory(config, ANALYZE, [header], options.detectors, label)
         job_id = jobs.create_job("analysis", [Item("image", ANALYZE, (str(path),))], options, label=path.name)
     return _created(request, job_id, 1)
 
@@ -97,14 +99,16 @@ async def submit_comparison(
     questioned: Annotated[UploadFile, File(description="The scan suspected of being altered")],
     config: Settings = Depends(settings), jobs: JobStore = Depends(store),
 ) -> JSONResponse:
-    paths = []
+    paths, headers, labels = [], [], []
     with removed_on_failure(_upload_dir(config)) as folder:
         for role, upload in (("reference", reference), ("questioned", questioned)):
             label = upload.filename or role
             path = await save_upload(upload, folder / role / client_file_name(upload.filename, role), config,
                                      label)
-            await validate_image(path, config, label)
+            headers.append(await run_in_threadpool(check_upload, path, config, label))
             paths.append(str(path))
+            labels.append(label)
+        require_memory(config, COMPARE, headers, None, " and ".join(labels))
         job_id = jobs.create_job("comparison", [Item("pair", COMPARE, tuple(paths))], _options(config),
                                  label=job_label([Path(path).name for path in paths]))
     return _created(request, job_id, 1)
@@ -230,6 +234,9 @@ async def submit_batch(
         _check_sent_names(names)
     items: list[Planned] = []
     notes: list[str] = []
+    headers: dict[str, ImageHeader | None] = {}
+    labels: dict[str, str] = {}
+    stored = 0  # bytes the job stores: the files, then the archive's members (RETOUCH_MAX_JOB_BYTES)
     # every path below the request's folder is chosen by the server (client names only ever end a path), so
     # no upload name can collide with another upload or with the folder layout
     with removed_on_failure(_upload_dir(config)) as folder:
@@ -238,17 +245,24 @@ async def submit_batch(
             label = upload.filename or f"file {index + 1}"
             name = client_file_name(upload.filename, "file")
             path = await save_upload(upload, folder / "files" / f"{index:05d}" / name, config, label)
-            await run_in_threadpool(screen_image, path, config, label)
+            stored += path.stat().st_size
+            headers[str(path)] = await run_in_threadpool(screen_image, path, config, label)
+            labels[str(path)] = label
             sent.append((names[index], str(path)))
         items, notes = plan_files(sent, listed, pair_by_name)
-        labels = names
+        job_names = names
         if archive is not None:
             label = archive.filename or "archive"
             saved = await save_upload(archive, folder / "archive.zip", config, label)
-            members, archive_notes = await run_in_threadpool(extract_archive, saved, folder / "members", config,
-                                                             label)
-            items, notes, labels = items + members, notes + archive_notes, [label, *labels]
+            members, archive_notes, found = await run_in_threadpool(
+                extract_archive, saved, folder / "members", config, label, room=config.max_job_bytes - stored)
+            headers.update(found)
+            labels.update({path: f"{label}: {PurePosixPath(path).name}" for path in found})
+            items, notes, job_names = items + members, notes + archive_notes, [label, *job_names]
             saved.unlink(missing_ok=True)
+        for item in items:
+            require_memory(config, item.command, [headers.get(path) for path in item.inputs], options.detectors,
+                           " and ".join(labels.get(path, Path(path).name) for path in item.inputs))
         if not items:
             raise ApiError(422, "empty_batch", "send image files or a zip archive holding images" +
                            (f" ({'; '.join(notes[:5])})" if notes else ""))
@@ -256,7 +270,7 @@ async def submit_batch(
             raise ApiError(400, "too_many_files", f"{len(items)} items from files and archive: a batch takes at "
                            f"most {config.max_zip_members} (RETOUCH_MAX_ZIP_MEMBERS); split it")
         # ids made from names may clash, in the archive or with the files'
-        job_id = jobs.create_job("batch", unique_items(items), options, notes=notes, label=job_label(labels))
+        job_id = jobs.create_job("batch", unique_items(items), options, notes=notes, label=job_label(job_names))
     return _created(request, job_id, len(items), notes)
 
 

@@ -43,6 +43,7 @@ def serve(
     """
     import uvicorn
 
+    from api.http import guarded_protocol
     from api.logs import LOG_FORMATS, log_config
     from api.main import create_app
 
@@ -56,8 +57,11 @@ def serve(
     _check_port(host, port)
     os.environ.setdefault("RETOUCH_LOG_DIR", str(config.data_dir / "logs"))
     application = create_app(config)
+    # the request head's limits and timeout live in the protocol (api.http), the body's in api.guard
+    protocol = guarded_protocol(header_timeout_s=config.header_timeout_s, max_header_bytes=config.max_header_bytes,
+                                max_headers=config.max_headers)
     server = _server(uvicorn.Config(application, host=host, port=port, log_config=log_config(log_format),
-                                     access_log=False))
+                                     access_log=False, http=protocol))
     with _stopped_quietly_by_sigterm():
         server.run()
 
@@ -141,11 +145,16 @@ def _settings(overrides: dict[str, object]) -> Settings:
 
 def _check_service(config: Settings) -> None:
     """Refuse a data folder the service cannot use and a scheduler it cannot reach."""
+    from api.recovery import DataFolderInUse, DataFolderLock
     from api.store import DATABASE
     from retouch.io.folders import require_output_folder
     from retouch.run.executor import check_scheduler, make_executor
 
     require_output_folder(config.data_dir, [DATABASE], option="--data-dir")
+    try:
+        DataFolderLock(config.data_dir).release()  # taken for good as the service starts
+    except DataFolderInUse as error:
+        raise InputError(str(error)) from None
     check_scheduler(config.scheduler)
     if config.scheduler and config.scheduler not in {"local", "processes"}:
         make_executor(config.scheduler).shutdown()  # connect once: an unreachable cluster is refused now

@@ -15,16 +15,19 @@ import io
 import json
 import os
 import re
+import secrets
 import unicodedata
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from retouch import __version__
 from retouch.errors import InputError
 from retouch.io import SNIFF_BYTES, atomic_write_text, max_pixels_from_env, readable_text, sniff_format
-from retouch.io.folders import require_output_folder
+from retouch.io.folders import discard, require_output_folder, stale_staging_folders
+from retouch.run.budget import max_memory_from_env
 from retouch.run.item import ANALYZE, Item, ItemOptions, ItemOutcome, file_sha256, run_item
 from retouch.run.manifest import (
     PAIRS_CSV_ORDER,
@@ -141,16 +144,20 @@ def _plan(input_path: str | os.PathLike[str], out_dir: str | os.PathLike[str] | 
     if source.is_dir():
         planned, legacy, not_images = [], [], []
         own_output = _own_output_under(source, out_dir)
-        # a broken symbolic link (a scan on an unmounted drive, a link to itself) is listed too, so that no scan
-        # goes missing from the run without a word: as an item it fails naming the link, or it is named among
-        # the files that are not images
-        for path in sorted(p for p in source.rglob("*") if p.is_file() or (p.is_symlink() and not p.exists())):
+        # every name but a folder's is listed, so that none goes missing from the run without a word: a broken
+        # symbolic link (a scan on an unmounted drive, a link to itself), a named pipe or a device (or a link to
+        # one, /dev/zero) is an item that fails naming what it is, without being opened (a pipe would block the
+        # run, a device never end); a regular file is an item or named among the files that are not images
+        for path in sorted(p for p in source.rglob("*") if not p.is_dir()):
             where = path.resolve() if path.exists() else path.absolute()  # resolving a link loop raises
             if own_output is not None and own_output in where.parents:
                 continue
             relative = path.relative_to(source).as_posix()
-            if _looks_like_image(path):
-                planned.append(Planned(item_id(relative, "item"), ANALYZE, (str(where),)))
+            special = path.exists() and not path.is_file()
+            if special or _looks_like_image(path):
+                # a link to a device is named as the link: '/dev/zero' alone would not say which name it was
+                named = path.absolute() if special else where
+                planned.append(Planned(item_id(relative, "item"), ANALYZE, (str(named),)))
                 legacy.append(_legacy_id(relative))
             else:
                 not_images.append(relative)
@@ -364,48 +371,72 @@ def run_batch(
 ) -> BatchReport:
     """Run (or resume) a batch; ``progress(done, total, record)`` is called as items finish.
 
-    Everything a user can get wrong (the input, the output folder, the scheduler, ``RETOUCH_MAX_PIXELS``) is
-    checked before the output folder is created and before the first progress report. Items run on
-    :func:`retouch.run.item.run_item`, as the web service's do.
+    Everything a user can get wrong (the input, the output folder, the scheduler, ``RETOUCH_MAX_PIXELS``,
+    ``RETOUCH_MAX_MEMORY``, another run writing into the same folder) is checked before the output folder is
+    created and before the first progress report. Items run on :func:`retouch.run.item.run_item`, as the web
+    service's do; a worker that dies fails its own item only.
     """
-    from retouch.run.executor import as_completed, make_executor
+    from retouch.run.executor import make_executor
 
     items, not_images, legacy = _plan(input_path, out_dir)
     _refuse_inputs_among_outputs(Path(input_path), items, out_dir)
     max_pixels_from_env()  # a bad value would otherwise fail every item alike, one by one
+    max_memory_from_env()
     names = [RESULTS, SUMMARY]
     out = require_output_folder(out_dir, names, create=False)
     if (out / ITEMS).exists() and not (out / ITEMS).is_dir():
         raise InputError(f"{out / ITEMS}: retouch keeps each item's reports in this folder but a file is in the "
                          "way; remove it or choose another -o/--out", path=str(out / ITEMS), code="bad_output")
-    keys = {command: params_key(command, detectors, None) for command in {item.command for item in items}}
-    done = read_results(out)
-    _migrate(items, legacy, done, out, keys)
-    todo = [item for item in items if not _is_done(done.get(item.id), item, keys[item.command])]
-    skipped = len(items) - len(todo)
-    # the items summary.csv lists: those already done, then each one as it finishes
-    listed = {item.id for item in items} - {item.id for item in todo}
-    ok = failed = 0
-    # connected before anything is written: an unreachable scheduler leaves no output folder behind
-    executor = make_executor(scheduler, workers=workers) if todo else None
+    # a folder that exists is locked before its results are read (a new one once it is created, below)
+    lock = RunLock(out) if out.is_dir() else None
+    executor = None
     try:
+        keys = {command: params_key(command, detectors, None) for command in {item.command for item in items}}
+        done = read_results(out)
+        _migrate(items, legacy, done, out, keys)
+        todo = [item for item in items if not _is_done(done.get(item.id), item, keys[item.command])]
+        skipped = len(items) - len(todo)
+        # the items summary.csv lists: those already done, then each one as it finishes
+        listed = {item.id for item in items} - {item.id for item in todo}
+        # connected before anything is written: an unreachable scheduler leaves no output folder behind
+        executor = make_executor(scheduler, workers=workers) if todo else None
         require_output_folder(out, names)
+        lock = lock or RunLock(out)
+        fence = lock.begin_run()
+        if progress:
+            progress(0, len(todo), None)
+        if executor is None:
+            write_summary(out, listed)
+            return BatchReport(len(items), skipped, 0, 0, "none (nothing to do)", not_images)
+        running, executor = executor, None  # shut down by _run_items, whatever happens
+        report = _run_items(running, todo, out, keys, listed, fence, detectors, progress)
+        return BatchReport(len(items), skipped, report.ok, report.failed, report.executor, not_images)
     except BaseException:
         if executor is not None:
             executor.shutdown(cancel=True)
         raise
-    if progress:
-        progress(0, len(todo), None)
-    if executor is None:
-        write_summary(out, listed)
-        return BatchReport(len(items), skipped, 0, 0, "none (nothing to do)", not_images)
-    description = executor.description
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _run_items(executor: Any, todo: Sequence[Item], out: Path, keys: Mapping[str, str], listed: set[str],
+               fence: RunFence, detectors: Sequence[str] | None,
+               progress: Callable[[int, int, dict[str, Any] | None], None] | None) -> BatchReport:
+    """Run ``todo`` on ``executor`` (shut down on return), recording each outcome as it comes back."""
+    from retouch.run.executor import as_completed
+
+    ok = failed = 0
     options = ItemOptions(detectors=tuple(detectors) if detectors else None)
     try:
         with open(out / RESULTS, "a", encoding="utf-8") as handle:
-            futures = [executor.submit(run_item, item, str(out / ITEMS / item.id), options) for item in todo]
+            futures = {executor.submit(run_item, item, str(out / ITEMS / item.id), options, fence=fence): item
+                       for item in todo}
             for finished, future in enumerate(as_completed(futures), start=1):
-                outcome = future.result()
+                try:
+                    outcome = future.result()
+                except Exception as error:  # noqa: BLE001 - its worker died (killed, out of memory): this one only
+                    outcome = _lost(futures[future], out, error)
                 record = _record(outcome, keys[outcome.command])
                 # listed before it is appended: an interrupt between the two must not leave a recorded item out
                 # of summary.csv (an id listed but not yet recorded is simply absent from it)
@@ -421,4 +452,98 @@ def run_batch(
         raise
     executor.shutdown()
     write_summary(out, listed)
-    return BatchReport(len(items), skipped, ok, failed, description, not_images)
+    return BatchReport(len(todo), 0, ok, failed, executor.description)
+
+
+def _lost(item: Item, out: Path, error: Exception) -> ItemOutcome:
+    """The outcome of an item whose worker ended before it did (see :class:`retouch.run.executor.WorkerDied`)."""
+    message = (f"{' and '.join(item.inputs)}: {error}; nothing was kept. Run the batch again to retry it; if it "
+               "fails again, the scan may need more memory than this machine has (see RETOUCH_MAX_MEMORY)")
+    return ItemOutcome(id=item.id, command=item.command, inputs=list(item.inputs),
+                       sha256=[file_sha256(path) for path in item.inputs], folder=str(out / ITEMS / item.id),
+                       error=message, internal=True, error_type=type(error).__name__)
+
+
+RUN_LOCK = ".retouch-batch.lock"  # held (flock) by the coordinator of the run writing into the folder
+RUN_TOKEN = ".retouch-run"  # the run now writing into the folder: items of another run may not publish
+
+
+class RunLock:
+    """The output folder of one ``retouch batch`` at a time: an exclusive lock on ``OUT/.retouch-batch.lock``,
+    held by the coordinating process while it runs (the system drops it when the process ends, killed or not).
+
+    A second run on the same folder while the first is alive is refused (``busy_output``): both would append
+    to ``results.jsonl`` and publish the same items.
+    """
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self._handle = open(out / RUN_LOCK, "a+", encoding="utf-8")  # noqa: SIM115 - held for the run
+        try:
+            _lock(self._handle, exclusive=True, wait=False)
+        except BlockingIOError:
+            self._handle.seek(0)
+            holder = self._handle.read().strip() or "another process"
+            self._handle.close()
+            raise InputError(f"{out}: another retouch batch ({holder}) is writing its results into this folder; "
+                             "wait for it to end, or choose another -o/--out", path=str(out),
+                             code="busy_output") from None
+        self._handle.seek(0)
+        self._handle.truncate()
+        self._handle.write(f"process {os.getpid()}\n")
+        self._handle.flush()
+
+    def begin_run(self) -> RunFence:
+        """Make this run the one whose items may publish, and clear away what earlier runs left half-written.
+
+        A worker of an earlier run may still be running: an orphan whose coordinator was killed, until it
+        notices (:func:`retouch.run.executor._prepare_worker`). Its items' fence names the earlier run, so they
+        are thrown away instead of published over this run's. Its staging folders are removed here, with those
+        of runs that died; it notices its folder gone and fails (unrecorded, its coordinator is gone).
+        """
+        token = secrets.token_hex(8)
+        with open(self.out / RUN_TOKEN, "a+", encoding="utf-8") as marker:
+            _lock(marker, exclusive=True)  # waits for a publish in progress under the earlier token
+            marker.seek(0)
+            marker.truncate()
+            marker.write(token)
+            marker.flush()
+            os.fsync(marker.fileno())
+        for stale in stale_staging_folders(self.out / ITEMS):
+            discard(stale)
+        return RunFence(str(self.out / RUN_TOKEN), token)
+
+    def release(self) -> None:
+        if not self._handle.closed:
+            self._handle.close()  # closing drops the lock
+
+
+@dataclass(frozen=True)
+class RunFence:
+    """The fence of a batch item (:class:`retouch.run.item.Fence`): it holds while the output folder's run
+    token is this run's, read under a shared lock that a new run's token waits for."""
+
+    marker: str
+    token: str
+    reason: str = "another run of retouch batch has taken over this output folder"
+
+    def holds(self) -> bool:
+        try:
+            return Path(self.marker).read_text(encoding="utf-8") == self.token
+        except OSError:
+            return False
+
+    @contextmanager
+    def publishing(self) -> Iterator[bool]:
+        with open(self.marker, encoding="utf-8") as marker:
+            _lock(marker, exclusive=False)
+            yield marker.read() == self.token
+
+
+def _lock(handle: IO[str], *, exclusive: bool, wait: bool = True) -> None:
+    """flock ``handle``'s file (released when it is closed); on systems without flock, nothing is locked."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not on POSIX
+        return
+    fcntl.flock(handle.fileno(), (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | (0 if wait else fcntl.LOCK_NB))
