@@ -91,7 +91,8 @@ def build_lesson(out_dir: str | os.PathLike[str], *, seed: int, size: int = 768)
         if technique.method is None:
             case = make_authentic(case_seed, size=size)
         else:
-            case = make_forgery(case_seed, method=technique.method, size=size, history=technique.history)
+            case = make_forgery(case_seed, method=technique.method, size=size, history=technique.history,
+                                person=True)
         image = f"{technique.key}{'.jpg' if case.file_format == 'JPEG' else '.png'}"
         atomic_write_bytes(folder / image, case.file_bytes)
         cases.append({"key": technique.key, "image": image,
@@ -100,7 +101,7 @@ def build_lesson(out_dir: str | os.PathLike[str], *, seed: int, size: int = 768)
                       "source": case.info.get("source"), "file_format": case.file_format})
     # the pair: a removal still in frame after the re-crop (at small sizes a crop can cut the figure away)
     for attempt in range(20):
-        pair = make_pair(seed * 1_000 + 500 + attempt, size=size, edit="airbrush")
+        pair = make_pair(seed * 1_000 + 500 + attempt, size=size, edit="airbrush", person=True)
         if pair.info["mask_fraction_questioned"] >= 0.01:
             break
     reference = f"pair-reference{'.jpg' if pair.reference_format == 'JPEG' else '.png'}"
