@@ -19,6 +19,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from retouch.detect import detectors
 from retouch.io import load_image
 from retouch.metrics import overlap_verdict
 from retouch.report.html import asset, escape, photo_uri, reading_html, swipe_html
@@ -160,8 +161,6 @@ def _picture(image: np.ndarray, alt: str) -> str:
 
 
 def _method_title(method: str) -> str:
-    from retouch.detect import detectors
-
     spec = detectors().get(method)
     return spec.title if spec else ("All methods together" if method == ALL_METHODS else method)
 
