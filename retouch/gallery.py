@@ -264,8 +264,9 @@ def _pair_section(lesson: Path, manifest: Mapping[str, Any], verdict: Verdict, o
         + f'<p><a href="{escape(lesson.name)}/{PAIR_FOLDER}/report.html">The full report for this pair</a></p>'
         "<h2 id=\"recrop\">2. Re-cropping</h2>"
         f"<p>{escape(RECROP_STORY)}</p>"
-        f"<p>In the pair above, the later print shows {100 * _shown_fraction(report):.0f} % of the earlier "
-        "print's area; what the crop removed is simply absent, and no single-scan method below can see it.</p>"
+        + (f"<p>In the pair above, the later print shows {100 * _shown_fraction(report):.0f} % of the earlier "
+           "print's area; what the crop removed is simply absent, and no single-scan method below can see it.</p>"
+           if "transform" in report else "")
     )
 
 

@@ -239,3 +239,20 @@ def test_offline_the_fetch_says_what_to_do_and_the_demo_goes_on(tmp_path: Path) 
     message = str(raised.value)
     assert "Voroshilov" in message and str(tmp_path / "cache") in message and "--historical DIR" in message
     assert not any((tmp_path / "cache").glob("*.jpg"))  # nothing half-written
+
+
+@pytest.mark.parametrize("method", ["airbrush", "clone", "pasteup"])
+def test_the_vanished_figure_is_a_person_seen_in_the_untouched_scan(method: str) -> None:
+    from retouch.samples.forge import make_forgery
+
+    case = make_forgery(5, method=method, size=320, person=True)
+    before = np.asarray(case.original, np.float32)
+    after = np.asarray(case.image, np.float32)
+    change = np.abs(before - after).reshape(*case.mask.shape, -1).mean(axis=2)
+    # the person is there before and gone after: the doctored pixels changed, the rest is the same scan
+    assert change[case.mask].mean() > 20 and change[~case.mask].mean() < 1.0
+    rows = np.flatnonzero(case.mask.any(axis=1))
+    widths = case.mask.sum(axis=1)[rows]
+    height = rows[-1] - rows[0] + 1
+    head, shoulders = widths[: height // 10].max(), widths[height // 5: height // 2].max()
+    assert height > 1.8 * shoulders and shoulders > 1.6 * head  # a standing figure, its head narrower than its coat
