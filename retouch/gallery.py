@@ -23,7 +23,7 @@ from retouch.detect import detectors
 from retouch.io import load_image
 from retouch.metrics import overlap_verdict
 from retouch.report.html import asset, escape, photo_uri, reading_html, swipe_html
-from retouch.report.reading import kind_phrase, place_words
+from retouch.report.reading import MINOR_KINDS, kind_phrase, place_words
 from retouch.report.visual import heatmap_over_photo
 from retouch.samples.lesson import LESSON_MANIFEST, PAIR_STORY, RECROP_STORY, TECHNIQUES
 
@@ -284,19 +284,22 @@ def historical_section(cases: Sequence[tuple[Any, Path | None, str]], *, source:
             height, width = heat.shape
             listed = "".join(f"<li><strong>{escape(r['kind'])}</strong>: an area {escape(kind_phrase(r['kind']))}, "
                              f"{escape(place_words(r['bbox'], width, height))}</li>" for r in regions[:8])
+            missed = "" if any(r["kind"] not in MINOR_KINDS for r in regions) else (
+                '<p><strong class="verdict-word verdict-missed">missed</strong> <span class="note">compare marked '
+                "no change in content, though the historians' record says this print was altered: a miss of these "
+                "methods, not evidence that the print is untouched.</span></p>")
             found = (f"{_picture(heatmap_over_photo(altered, heat), 'what compare found')}"
-                     f"<p><strong>{escape(report['reading']['headline'])}</strong></p><ol>{listed}</ol>"
+                     f"<p><strong>{escape(report['reading']['headline'])}</strong></p><ol>{listed}</ol>{missed}"
                      f'<p><a href="{escape(folder.parent.name)}/{escape(folder.name)}/report.html">The full '
                      "report</a></p>")
         else:
             found = f"<p><strong>compare gave no map:</strong> {escape(failure)}</p>"
         cards.append(
             f'<div class="historical" data-case="{escape(case.id)}"><h3>{escape(case.id.replace("_", " "))}</h3>'
-            '<div class="cards">'
+            f'<p class="what"><strong>What historians record:</strong> {escape(case.what)}</p><div class="cards">'
             f'<div class="card"><h3>The earlier print</h3>{_picture(original, "earlier print")}</div>'
             f'<div class="card"><h3>The altered print</h3>{_picture(altered, "altered print")}</div>'
             f'<div class="card"><h3>What compare found</h3>{found}</div>'
-            f'<div class="card"><h3>What historians record</h3><p class="what">{escape(case.what)}</p></div>'
             "</div></div>")
     note = f'<p class="note">Source: {escape(source)}</p>' if source else ""
     return ("<h2 id=\"historical\">The real cases</h2><p>These are real Soviet photographs and their altered "
