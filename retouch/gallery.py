@@ -83,6 +83,8 @@ class Verdict:
     def numbers(self) -> str:
         if self.verdict == "did not run":
             return self.reason
+        if self.reason:
+            return self.reason
         if self.truth_px:
             return (f"{self.overlap_px:,} of the {self.truth_px:,} doctored pixels flagged; "
                     f"{self.flagged_px:,} flagged in all")
@@ -119,8 +121,11 @@ def case_verdicts(lesson: Path, key: str) -> list[Verdict]:
 def pair_verdict(lesson: Path) -> Verdict:
     manifest = json.loads((lesson / LESSON_MANIFEST).read_text(encoding="utf-8"))
     truth = _mask(lesson / manifest["pair"]["truth"])
-    found = _mask(lesson / PAIR_FOLDER / "changes_mask.png")
-    return Verdict(manifest["seed"], "pair", "compare", **overlap_verdict(found, truth))
+    refused = manifest["pair"].get("refused")
+    # a pair compare could not align has no map: nothing was flagged, and the refusal says why
+    found = np.zeros_like(truth) if refused else _mask(lesson / PAIR_FOLDER / "changes_mask.png")
+    return Verdict(manifest["seed"], "pair", "compare", **overlap_verdict(found, truth),
+                   reason=f"compare refused the pair: {refused}" if refused else "")
 
 
 def _why(verdict: Verdict) -> str:
@@ -235,7 +240,25 @@ def _count_words(count: Counter, seeds: int) -> str:
     return ", ".join(f"{word} {count[word]}/{seeds}" for word in order if count[word])
 
 
+def _refused_pair_section(lesson: Path, manifest: Mapping[str, Any], verdict: Verdict) -> str:
+    reference = load_image(lesson / manifest["pair"]["reference"]).pixels
+    questioned = load_image(lesson / manifest["pair"]["questioned"]).pixels
+    truth = _mask(lesson / manifest["pair"]["truth"])
+    return ('<div class="cards">'
+            f'<div class="card"><h3>The earlier print</h3>{_picture(reference, "earlier print")}</div>'
+            f'<div class="card"><h3>The later print, and the truth</h3>{_picture(_outlined(questioned, truth), "truth")}'
+            f"{_badge(verdict)}</div></div>")
+
+
 def _pair_section(lesson: Path, manifest: Mapping[str, Any], verdict: Verdict, others: Sequence[Verdict]) -> str:
+    other_lines = "".join(f"<li>Seed {v.seed}: <strong class=\"verdict-word verdict-{v.verdict.replace(' ', '-')}\" "
+                          f"{v.attributes()}>{escape(v.verdict)}</strong> ({escape(v.numbers())})</li>"
+                          for v in others)
+    others_html = f"<p>Other seeds:</p><ul class=\"seeds\">{other_lines}</ul>" if other_lines else ""
+    head = f"<h2 id=\"two-prints\">1. Two prints of one photograph</h2><p>{escape(PAIR_STORY)}</p>"
+    recrop = f"<h2 id=\"recrop\">2. Re-cropping</h2><p>{escape(RECROP_STORY)}</p>"
+    if manifest["pair"].get("refused"):
+        return head + _refused_pair_section(lesson, manifest, verdict) + others_html + recrop
     folder = lesson / PAIR_FOLDER
     report = _report(folder)
     questioned = load_image(lesson / manifest["pair"]["questioned"]).pixels
@@ -246,12 +269,8 @@ def _pair_section(lesson: Path, manifest: Mapping[str, Any], verdict: Verdict, o
     regions = report["result"]["regions"]
     listed = "".join(f"<li><strong>{escape(r['kind'])}</strong>: an area {escape(kind_phrase(r['kind']))}, "
                      f"{escape(place_words(r['bbox'], width, height))}</li>" for r in regions[:8])
-    other_lines = "".join(f"<li>Seed {v.seed}: <strong class=\"verdict-word verdict-{v.verdict.replace(' ', '-')}\" "
-                          f"{v.attributes()}>{escape(v.verdict)}</strong> ({escape(v.numbers())})</li>"
-                          for v in others)
     return (
-        "<h2 id=\"two-prints\">1. Two prints of one photograph</h2>"
-        f"<p>{escape(PAIR_STORY)}</p>"
+        head
         + swipe_html(aligned, questioned)
         + reading_html(report["reading"], nothing_found=not regions)
         + '<div class="cards">'
@@ -260,10 +279,9 @@ def _pair_section(lesson: Path, manifest: Mapping[str, Any], verdict: Verdict, o
         f'<div class="card"><h3>What compare found</h3>'
         f"{_picture(_outlined(heatmap_over_photo(questioned, heat), truth), 'changes')}"
         f"{_badge(verdict)}<ol>{listed}</ol></div></div>"
-        + (f"<p>Other seeds:</p><ul class=\"seeds\">{other_lines}</ul>" if other_lines else "")
+        + others_html
         + f'<p><a href="{escape(lesson.name)}/{PAIR_FOLDER}/report.html">The full report for this pair</a></p>'
-        "<h2 id=\"recrop\">2. Re-cropping</h2>"
-        f"<p>{escape(RECROP_STORY)}</p>"
+        + recrop
         + (f"<p>In the pair above, the later print shows {100 * _shown_fraction(report):.0f} % of the earlier "
            "print's area; what the crop removed is simply absent, and no single-scan method below can see it.</p>"
            if "transform" in report else "")

@@ -51,11 +51,11 @@ def demo(
     """Build the teaching gallery: each retouching technique on generated prints, what each method finds against
     the truth, and real pairs when given."""
     from retouch.gallery import PAIR_FOLDER, historical_section, render_gallery
-    from retouch.io import atomic_write_text
+    from retouch.io import atomic_write_json, atomic_write_text
     from retouch.io.folders import require_output_folder
     from retouch.io.historical import fetch_commons_pair, read_pairs
     from retouch.run.tasks import analyze_file, compare_files
-    from retouch.samples.lesson import build_lesson
+    from retouch.samples.lesson import LESSON_MANIFEST, build_lesson
 
     started = time.perf_counter()
     gallery = require_output_folder(out, ["index.html"]) / "index.html"  # before minutes of work, not after
@@ -71,7 +71,11 @@ def demo(
         stdout.print(f"Building the lesson's prints for seed {seed} in {lesson} ...", markup=False)
         manifest = build_lesson(lesson, seed=seed, size=size)
         pair = manifest["pair"]
-        compare_files(lesson / pair["reference"], lesson / pair["questioned"], lesson / PAIR_FOLDER)
+        try:
+            compare_files(lesson / pair["reference"], lesson / pair["questioned"], lesson / PAIR_FOLDER)
+        except InputError as error:  # compare could not align the two prints: the gallery shows it as a miss
+            pair["refused"] = str(error)
+            atomic_write_json(lesson / LESSON_MANIFEST, manifest)
         for case in manifest["cases"]:
             stdout.print(f"Analysing {case['key']} (seed {seed}) ...", markup=False)
             analyze_file(lesson / case["image"], lesson / f"analyze-{case['key']}")

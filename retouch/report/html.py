@@ -164,7 +164,7 @@ def _analysis_cards(analyses: Sequence[Mapping[str, Any]], layers: Mapping[str, 
             f'<div class="card{" skipped" if analysis.get("skipped") else ""}"><h3>{escape(name)}</h3>'
             f'<div class="meta">{escape(status)}</div>{picture}'
             + (f"<p>{escape(analysis['skipped'])}</p>" if analysis.get("skipped") else "")
-            +             f"<details><summary>What this map shows and where it fails</summary>"
+            + "<details><summary>What this map shows and where it fails</summary>"
             f"<p>{escape(analysis.get('explanation', ''))}</p></details>"
             + f"<details><summary>The numbers</summary><p>score {analysis['score']:.2f}, "
             f"{100.0 * analysis.get('flagged_fraction', 0.0):.2f} % of the picture flagged. "
