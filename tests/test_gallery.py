@@ -8,6 +8,7 @@ import http.server
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -158,9 +159,17 @@ def test_historical_cards_show_what_compare_found_beside_what_is_recorded(tmp_pa
 
     (real / "other.png").write_bytes(make_authentic(99, size=320, source="coffee").file_bytes)
     out = tmp_path / "out"
+    with socket.socket() as probe:  # a port nothing listens on: the Commons download fails as offline
+        probe.bind(("127.0.0.1", 0))
+        offline = f"http://127.0.0.1:{probe.getsockname()[1]}/"
+    environment = {**os.environ, "RETOUCH_COMMONS_URL": offline, "RETOUCH_CACHE": str(tmp_path / "cache")}
     done = subprocess.run([sys.executable, "-m", "retouch", "demo", "-o", str(out), "--size", "256", "--seeds", "1",
-                           "--historical", str(real)], capture_output=True, text=True, timeout=900)
+                           "--historical", str(real), "--commons"], capture_output=True, text=True, timeout=900,
+                          env=environment)
     assert done.returncode == 0, done.stderr
+    # offline, the demo says what to do and builds the gallery without the Commons pair
+    assert "Note: could not download Voroshilov" in done.stdout and "--historical DIR" in done.stdout
+    assert done.stdout.strip().splitlines()[-1].startswith("Gallery: ")
     page = (out / "index.html").read_text(encoding="utf-8")
     section = page[page.index('id="historical"'):]
     card = section[section.index('data-case="painted_out"'):section.index('data-case="two_photographs"')]
@@ -230,8 +239,6 @@ def test_offline_the_fetch_says_what_to_do_and_the_demo_goes_on(tmp_path: Path) 
     from retouch.io.historical import OfflineError, fetch_commons_pair
 
     # a port nothing listens on: the request is refused at once, as offline
-    import socket
-
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
