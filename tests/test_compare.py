@@ -179,7 +179,7 @@ def test_fourier_mellin_fallback_recovers_rotation_scale_and_shift(angle: float,
 
 
 def test_lost_shared_grain_is_evidence_even_where_tones_match() -> None:
-    from retouch.compare.changes import grain_decorrelation
+    from retouch.compare.evidence import grain_decorrelation
 
     rng = np.random.default_rng(5)
     grain = cv2.GaussianBlur(rng.standard_normal((256, 256)).astype(np.float32), (0, 0), 0.8) * 0.05
@@ -271,10 +271,11 @@ def test_a_scanner_margin_is_not_compared_as_content(edit: str, value: int) -> N
     result = comparison.result
     assert result.mask.shape == framed.shape[:2] and comparison.aligned_reference.shape[:2] == framed.shape[:2]
     assert not comparison.valid_mask[:top].any() and not comparison.valid_mask[:, :left].any()  # margin left out
-    if edit == "none":
-        assert not result.regions, [(r.kind, r.bbox) for r in result.regions]
+    if edit == "none":  # the two scans' own dust and scratches may be listed as damage, never as an edit
+        assert not [r for r in result.regions if r.kind != "damage"], [(r.kind, r.bbox) for r in result.regions]
     else:
         mask = _framed(pair.mask_questioned.astype(np.uint8), 0, top, left) > 0
         assert f1_score(result.mask, mask, valid=comparison.valid_mask) >= 0.5
-        assert all(mask[r.bbox[1]:r.bbox[1] + r.bbox[3], r.bbox[0]:r.bbox[0] + r.bbox[2]].any()
-                   for r in result.regions), [(r.kind, r.bbox) for r in result.regions]
+        near = cv2.dilate(mask.astype(np.uint8), np.ones((25, 25), np.uint8)) > 0  # the edit and its fringe
+        assert all(near[r.bbox[1]:r.bbox[1] + r.bbox[3], r.bbox[0]:r.bbox[0] + r.bbox[2]].any()
+                   for r in result.regions if r.kind != "damage"), [(r.kind, r.bbox) for r in result.regions]
