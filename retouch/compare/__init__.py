@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, replace
 import cv2
 import numpy as np
 
+from retouch.compare.composite import SharedPiece, shared_pieces
 from retouch.compare.decision import GROW_SHARE, Decision, DecisionOptions, decide
 from retouch.compare.evidence import change_evidence, grain_decorrelation, remove_defects
 from retouch.compare.kinds import classify_regions, damage_regions
@@ -48,6 +49,15 @@ EXPLANATION = (
     "(a scanner bed, a frame), are not compared; changes smaller than about 0.2 % of the compared area (the "
     "min_area_fraction parameter), or fainter than the pair's own differences, are not reported; a damaged or "
     "restored print shows as a change too: the map says what differs, an expert says why."
+)
+COMPOSITE_EXPLANATION = (
+    "No single transform maps the reference onto the questioned image, so they are not one photograph edited. "
+    "Their shared pieces were sought instead: matching features of the two images, grouped by the scale, turn "
+    "and shift each group agrees on, one group after another. Each piece is shown on the questioned image and, "
+    "with its scale and turn, where it comes from on the reference; the swipe view lays the reference over the "
+    "first piece. Limits: a piece needs several distinct textured places in common (a piece repainted all over "
+    "keeps few); its outline is the hull of the matched places, not the paste's traced edge; what lies outside "
+    "the pieces was not compared."
 )
 FALSE_ALARM_CONTROL = (
     "Reported because a region this far beyond the pair's own differences, over this many blocks, would appear "
@@ -280,9 +290,18 @@ def _compare_pictures(reference: np.ndarray, questioned: np.ndarray, *, min_area
                       analysis_pixels: int, options: CompareOptions, frame: str = "questioned image"
                       ) -> PairComparison:
     """:func:`compare_pair` of two pictures without margins; ``frame`` names the questioned one in the summary."""
+    from retouch.errors import NotSamePhotographError
+
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    registration = register(reference, questioned)
+    try:
+        registration = register(reference, questioned)
+    except NotSamePhotographError as error:
+        pieces = shared_pieces(reference, questioned)
+        if not pieces:  # they share nothing that could be found: refused, for the reason registration gave
+            raise error from None
+        timings["shared_pieces"] = time.perf_counter() - started
+        return _composite(reference, questioned, pieces, str(error), timings)
     if registration.inverted:  # a film negative of the print: compared as a positive from here on
         reference = inverted_tones(reference)
     timings.update({f"register_{k}": v for k, v in registration.timings_s.items()})
@@ -333,6 +352,71 @@ def _compare_pictures(reference: np.ndarray, questioned: np.ndarray, *, min_area
     )
     return PairComparison(result=result, transform=registration.transform, registration=registration,
                           aligned_reference=aligned, valid_mask=valid_full)
+
+
+PIECE_FALSE_ALARM_CONTROL = (
+    "{matches} distinct places agree on one scale, turn and shift; between two unrelated pictures of this size, "
+    "the expected number of pieces that agree as well by chance (NFA) is {nfa}, and a piece is reported only "
+    "below 0.01 (about one false piece in 100 pairs)."
+)
+
+
+def _composite(reference: np.ndarray, questioned: np.ndarray, pieces: list[SharedPiece], refusal: str,
+               timings: dict[str, float]) -> PairComparison:
+    """The comparison of a composite: no single transform maps the reference onto the questioned image, but
+    ``pieces`` of it were found in the questioned image, each placed with its own scale and turn. The mask and
+    the regions are the pieces (kind ``shared``), each with its outline and box in the reference too; nothing
+    outside them is compared."""
+    shape = questioned.shape[:2]
+    mask = np.zeros(shape, np.uint8)
+    regions = []
+    for piece in pieces:
+        own = np.zeros(shape, np.uint8)
+        cv2.fillPoly(own, [np.round(piece.questioned_outline).astype(np.int32)], 1)
+        mask |= own
+        score = float(np.clip(-np.log10(max(piece.nfa, 1e-300)) / 20.0, 0.0, 1.0))
+        evidence = {
+            "bbox_reference": list(piece.reference_box(reference.shape[:2])),
+            "scale": round(piece.scale, 3), "rotation_deg": round(piece.rotation_deg, 1),
+            "matched_places": piece.matches, "nfa": float(f"{piece.nfa:.3g}"),
+            "false_alarm_control": PIECE_FALSE_ALARM_CONTROL.format(matches=piece.matches,
+                                                                    nfa=f"{piece.nfa:.2g}"),
+            "outline_questioned": np.round(piece.questioned_outline).astype(int).tolist(),
+            "outline_reference": np.round(piece.reference_outline).astype(int).tolist(),
+        }
+        regions.append(Region(bbox=piece.questioned_box(shape), area=int(own.sum()), score=score, kind="shared",
+                              evidence=evidence))
+    first = pieces[0]
+    aligned = _warp_to(to_uint8(reference), first.transform, shape)
+    words = "; ".join(
+        f"the piece at x={r.bbox[0]}, y={r.bbox[1]} ({r.bbox[2]}x{r.bbox[3]} px) comes from the reference's "
+        f"x={r.evidence['bbox_reference'][0]}, y={r.evidence['bbox_reference'][1]} "
+        f"({r.evidence['bbox_reference'][2]}x{r.evidence['bbox_reference'][3]} px), scaled "
+        f"{r.evidence['scale']:g}, turned {r.evidence['rotation_deg']:g} degrees" for r in regions)
+    summary = (f"Not one photograph edited: no single transform maps the reference onto the questioned image, but "
+               f"{len(regions)} piece(s) of it come from the reference (a composite): {words}. Nothing outside "
+               "the pieces was compared.")
+    registration = Registration(
+        transform=first.transform, model="similarity", method="shared pieces (composite)", mirrored=False,
+        matches=sum(p.matches for p in pieces), inliers=first.matches, inlier_ratio=float("nan"),
+        residual_px=float("nan"), rotation_deg=first.rotation_deg, scale=first.scale, refined=False,
+        timings_s=dict(timings))
+    pieces_record = [{"bbox": list(r.bbox), **{k: r.evidence[k] for k in
+                                               ("bbox_reference", "scale", "rotation_deg", "nfa")}}
+                     for r in regions]
+    result = AnalysisResult(
+        method="compare", heatmap=mask.astype(np.float32), mask=mask.astype(bool), regions=regions,
+        score=max(r.score for r in regions),
+        params={"composite_nfa_threshold": 0.01},
+        summary=summary, explanation=COMPOSITE_EXPLANATION,
+        details={"composite": True, "pieces": pieces_record, "not_one_photograph": refusal,
+                 "timings_s": {k: round(v, 4) for k, v in timings.items()},
+                 "changed_fraction": 0.0, "compared_fraction": round(float(mask.mean()), 6),
+                 "counts": {"shared": len(regions)}},
+        images={"aligned_reference": aligned, "questioned": to_uint8(questioned)},
+    )
+    return PairComparison(result=result, transform=first.transform, registration=registration,
+                          aligned_reference=aligned, valid_mask=mask.astype(bool))
 
 
 def _summary(edits: list[Region], counts: dict[str, int], changed: float, overlap: float,
