@@ -203,13 +203,20 @@ def fit_illumination(residual: np.ndarray, valid: np.ndarray, *, block: int) -> 
     medians = np.median(tiles.reshape(rows, cols, -1), axis=2)[full]
     r_index, c_index = np.nonzero(full)
     design = _design(residual.shape, (r_index + 0.5) * block, (c_index + 0.5) * block)
-    weights = np.ones(medians.size)
-    coefficients = np.zeros(6)
-    for _ in range(5):  # a few reweighting rounds converge for a smooth surface
+    # a few reweighting rounds converge for a smooth surface
+    return tukey_least_squares(design, medians, rounds=5, spread_floor=1e-5)
+
+
+def tukey_least_squares(design: np.ndarray, values: np.ndarray, *, rounds: int, spread_floor: float) -> np.ndarray:
+    """Least squares reweighted with Tukey's biweight (c = 4.685 robust standard deviations of the misfit), so
+    that the edits' pixels, far off the fit, weigh nothing."""
+    weights = np.ones(values.size)
+    coefficients = np.zeros(design.shape[1])
+    for _ in range(rounds):
         root = np.sqrt(weights)
-        coefficients = np.linalg.lstsq(design * root[:, None], medians * root, rcond=None)[0]
-        misfit = medians - design @ coefficients
-        spread = 1.4826 * float(np.median(np.abs(misfit))) + 1e-5
+        coefficients = np.linalg.lstsq(design * root[:, None], values * root, rcond=None)[0]
+        misfit = values - design @ coefficients
+        spread = 1.4826 * float(np.median(np.abs(misfit))) + spread_floor
         u = misfit / (4.685 * spread)
         weights = np.where(np.abs(u) < 1.0, (1.0 - u * u) ** 2, 0.0)
     return coefficients
@@ -232,16 +239,7 @@ def fit_kernel(source: np.ndarray, target: np.ndarray, sample: np.ndarray) -> tu
     columns = [cv2.filter2D(source, -1, f, borderType=cv2.BORDER_REFLECT).ravel()[sample] for f in filters]
     design = np.stack([*columns, np.ones(sample.size, np.float32)], axis=1).astype(np.float64)
     values = target.ravel()[sample].astype(np.float64)
-    weights = np.ones(values.size)
-    coefficients = np.zeros(len(filters) + 1)
-    coefficients[0] = 1.0
-    for _ in range(4):
-        root = np.sqrt(weights)
-        coefficients = np.linalg.lstsq(design * root[:, None], values * root, rcond=None)[0]
-        misfit = values - design @ coefficients
-        spread = 1.4826 * float(np.median(np.abs(misfit))) + 1e-6
-        u = misfit / (4.685 * spread)
-        weights = np.where(np.abs(u) < 1.0, (1.0 - u * u) ** 2, 0.0)
+    coefficients = tukey_least_squares(design, values, rounds=4, spread_floor=1e-6)
     kernel = sum(c * f for c, f in zip(coefficients[:-1], filters))
     if not np.all(np.isfinite(kernel)) or not 0.5 < float(kernel.sum()) < 2.0:
         return _identity_kernel(), 0.0
