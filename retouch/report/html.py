@@ -86,10 +86,10 @@ def _evidence_text(region: Mapping[str, Any]) -> str:
         bx, by, bw, bh = evidence["bbox_reference"]
         parts.append(f"in reference at x={bx}, y={by}, {bw}×{bh}")
     for key, value in evidence.items():
-        if key in {"detectors", "bbox_reference", "support"}:
-            continue
+        if key in {"detectors", "bbox_reference", "support", "outline_questioned", "outline_reference"}:
+            continue  # the outlines are drawn, and listed in report.json
         if isinstance(value, float):
-            value = round(value, 3)
+            value = f"{value:.2g}" if 0 < abs(value) < 1e-3 else round(value, 3)  # an NFA of 4e-15 is not 0
         if isinstance(value, (dict, list)):
             value = json.dumps(value)[:120]
         parts.append(f"{key}: {value}")
