@@ -365,5 +365,7 @@ def test_a_piece_pasted_scaled_and_turned_into_another_picture_is_located_in_bot
     overlap_x = max(0, min(rx + rw, x + w) - max(rx, x))
     overlap_y = max(0, min(ry + rh, y + h) - max(ry, y))
     assert overlap_x * overlap_y > 0.5 * rw * rh  # the donor box lies on the pasted head
-    assert abs(first.evidence["scale"] - scale) < 0.03 and abs(first.evidence["rotation_deg"] - angle) < 1.5
+    # OpenCV's positive angle turns anticlockwise as seen; rotation_deg counts clockwise (y down)
+    assert abs(first.evidence["scale"] - scale) < 0.03 and abs(first.evidence["rotation_deg"] + angle) < 1.5
+    assert "anticlockwise" in result.summary
     assert first.evidence["nfa"] <= 0.01 and "false_alarm_control" in first.evidence

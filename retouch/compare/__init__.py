@@ -392,7 +392,7 @@ def _composite(reference: np.ndarray, questioned: np.ndarray, pieces: list[Share
         f"the piece at x={r.bbox[0]}, y={r.bbox[1]} ({r.bbox[2]}x{r.bbox[3]} px) comes from the reference's "
         f"x={r.evidence['bbox_reference'][0]}, y={r.evidence['bbox_reference'][1]} "
         f"({r.evidence['bbox_reference'][2]}x{r.evidence['bbox_reference'][3]} px), scaled "
-        f"{r.evidence['scale']:g}, turned {r.evidence['rotation_deg']:g} degrees" for r in regions)
+        f"{r.evidence['scale']:g}, {_turn_words(r.evidence['rotation_deg'])}" for r in regions)
     summary = (f"Not one photograph edited: no single transform maps the reference onto the questioned image, but "
                f"{len(regions)} piece(s) of it come from the reference (a composite): {words}. Nothing outside "
                "the pieces was compared.")
@@ -417,6 +417,13 @@ def _composite(reference: np.ndarray, questioned: np.ndarray, pieces: list[Share
     )
     return PairComparison(result=result, transform=first.transform, registration=registration,
                           aligned_reference=aligned, valid_mask=mask.astype(bool))
+
+
+def _turn_words(degrees: float) -> str:
+    """``rotation_deg`` (image coordinates, y down: positive turns clockwise as seen) in words."""
+    if abs(degrees) < 0.5:
+        return "not turned"
+    return f"turned {abs(degrees):g} degrees {'clockwise' if degrees > 0 else 'anticlockwise'}"
 
 
 def _summary(edits: list[Region], counts: dict[str, int], changed: float, overlap: float,

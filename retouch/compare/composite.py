@@ -66,8 +66,9 @@ SCALE_RANGE = (1 / 8, 8.0)
 @dataclass(frozen=True)
 class SharedPiece:
     """One piece both images show: the similarity mapping reference pixels onto questioned pixels (3x3, full
-    resolution), its scale and rotation, the outline of the piece in each image (polygons, full-resolution
-    pixels), the distinct matched places, and its number of false alarms."""
+    resolution), its scale and rotation (degrees in image coordinates, y down: positive turns clockwise as seen,
+    as :class:`~retouch.compare.register.Registration` counts it), the outline of the piece in each image
+    (polygons, full-resolution pixels), the distinct matched places, and its number of false alarms."""
 
     transform: np.ndarray
     scale: float
