@@ -26,8 +26,8 @@ Sections:
   the area marked; the Soviet pairs: outcome and regions by kind, scored against rough outlines of the figures
   drawn by hand (``benchmarks/soviet_annotations.json``: polygon coordinates only) as the share of each figure
   marked with its expected kind, the share of everything marked that lies on the figures and, for a composite, the
-  share of the shared figure covered by located pieces in each image. ``--reports N`` writes full ``compare`` reports
-  for N PS-Battles pairs and every Soviet pair under ``--out`` so a person can look.
+  share of the shared figure covered by located pieces in each image. ``--reports N`` writes full ``compare``
+  reports for N PS-Battles pairs and every Soviet pair under ``--out`` so a person can look.
 
 Conventions: pixel metrics are per image and summarised by the median over images; "own" means the method's own
 binary decision, "best" the best F1 over thresholds of its heatmap on that image (an oracle); "anything marked"
@@ -517,7 +517,8 @@ def pair_tables(rows: list[dict]) -> str:
             compared = f"{100 * r['compared']:.0f} %" if "compared" in r else "-"
             marked = f"{100 * r['marked']:.1f} %" if "marked" in r else "-"
             lines.append(f"| {r['case_id']} | {r['outcome']} | {compared} | {marked} | {listed} |")
-        lines += ["", "Against the hand-drawn outlines (`benchmarks/soviet_annotations.json`; shares of pixels):", ""]
+        lines += ["", "Against the hand-drawn outlines (`benchmarks/soviet_annotations.json`; shares of pixels):",
+                  ""]
         for r in soviet:
             scored = "; ".join(f"{name} {100 * value:.0f} %" for name, value in r.get("outlines", {}).items())
             lines.append(f"- {r['case_id']}: {scored or r['outcome']}")
