@@ -73,6 +73,11 @@ def classify_regions(mask: np.ndarray, heatmap: np.ndarray, reference: np.ndarra
     return labelled
 
 
+DAMAGE_CONTROL = ("Listed as damage, not as an edit: a small or thin spot departing from its neighbourhood by more "
+                  "than five robust standard deviations in one scan and absent from the other. It carries no "
+                  "evidence of an edit, so no number of false alarms is given for it.")
+
+
 def damage_regions(reference_only: np.ndarray, questioned_only: np.ndarray, valid: np.ndarray
                    ) -> tuple[list[Region], int]:
     """Damage regions (specks and scratches in one scan only), the largest first, at most ``DAMAGE_LISTED``, and
@@ -81,6 +86,7 @@ def damage_regions(reference_only: np.ndarray, questioned_only: np.ndarray, vali
     for where, frame in ((questioned_only & valid, "questioned"), (reference_only & valid, "reference")):
         for region in regions_from_mask(where, where.astype(np.float32), kind="damage", min_area=DAMAGE_MIN_PX):
             found.append(Region(bbox=region.bbox, area=region.area, score=0.0, kind="damage",
-                                evidence={"seen_in": frame, "what": "a speck or scratch in one scan only"}))
+                                evidence={"seen_in": frame, "what": "a speck or scratch in one scan only",
+                                          "false_alarm_control": DAMAGE_CONTROL}))
     found.sort(key=lambda r: -r.area)
     return found[:DAMAGE_LISTED], len(found)
