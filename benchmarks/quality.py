@@ -147,8 +147,8 @@ def _pair_case(task: tuple[str, int, int]) -> dict:
     if edit != "none":
         row.update(localisation_scores(comparison.result.heatmap, comparison.result.mask, pair.mask_questioned,
                                        valid=comparison.valid_mask))
-        kinds = [r.kind for r in comparison.result.regions]
-        row["main_kind"] = max(comparison.result.regions, key=lambda r: r.area).kind if kinds else ""
+        edits = [r for r in comparison.result.regions if r.kind != "damage"]  # a speck is never the headline
+        row["main_kind"] = max(edits, key=lambda r: r.area).kind if edits else ""
     return row
 
 

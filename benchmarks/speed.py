@@ -118,7 +118,7 @@ def main() -> None:
              "", "Machine: 2 cores, one subprocess per measurement; peak memory is the subprocess's maximum resident "
              "size, including the generated inputs.", ""]
     if "compare" in args.what:
-        lines += ["## compare", "", "| MP | total s | register | warp | dust | tone+sharpness | change detection | "
+        lines += ["## compare", "", "| MP | total s | register | warp | pair model | evidence | decision | "
                   "map back | peak MB | full-res registration s (speed-up) |", "|---|---|---|---|---|---|---|---|---|---|"]
         for size in sizes:
             r = run_child(["compare", str(size)])
@@ -126,8 +126,8 @@ def main() -> None:
             baseline = (f"{r['baseline_full_resolution_registration_s']} ({r['registration_speedup_vs_full_resolution']}x)"
                         if "baseline_full_resolution_registration_s" in r else "-")
             lines.append(f"| {r['megapixels']} | {r['seconds']} | {st.get('register', 0):.2f} | "
-                         f"{st.get('warp_analysis', 0):.2f} | {st.get('dust', 0):.2f} | "
-                         f"{st.get('tone_and_sharpness', 0):.2f} | {st.get('change_detection', 0):.2f} | "
+                         f"{st.get('warp_analysis', 0):.2f} | {st.get('model', 0):.2f} | "
+                         f"{st.get('evidence', 0):.2f} | {st.get('decision', 0):.2f} | "
                          f"{st.get('map_back', 0):.2f} | {r['peak_rss_mb']} | {baseline} |")
             print(lines[-1], flush=True)
     if "analyze" in args.what:

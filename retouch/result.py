@@ -20,6 +20,8 @@ REGION_KINDS = frozenset(
         "removed",  # content of the reference absent from the questioned image
         "added",  # content in the questioned image absent from the reference
         "retouched",  # same content, altered surface (paint, airbrush, tone)
+        "damage",  # a speck, dust or a scratch on one print or scan only: a fact about the copies, not an edit
+        "shared",  # a piece of the questioned image taken from the reference (a composite), placed anew
         "clone-target",  # filled with material copied from elsewhere in the image
         "clone-source",  # where that material came from
         "inpainted",  # exemplar or diffusion fill

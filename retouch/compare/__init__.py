@@ -8,28 +8,16 @@ picture (a scanner bed, a frame) are left out, as ``analyze`` leaves them out (`
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 
 import cv2
 import numpy as np
 
-from retouch.compare.changes import (
-    DEFAULT_THRESHOLD,
-    GRAIN_HIGHPASS_PX,
-    GRAIN_WEIGHT,
-    GRAIN_WINDOW_PX,
-    GROW_PX,
-    GROW_THRESHOLD,
-    LOCAL_THRESHOLD,
-    change_evidence,
-    classify_regions,
-    decide,
-    grain_decorrelation,
-    localised,
-    match_sharpness,
-    match_tones,
-    remove_defects,
-)
+from retouch.compare.composite import SharedPiece, shared_pieces
+from retouch.compare.decision import GROW_SHARE, Decision, DecisionOptions, decide
+from retouch.compare.evidence import change_evidence, grain_decorrelation, remove_defects
+from retouch.compare.kinds import classify_regions, damage_regions
+from retouch.compare.model import ModelOptions, PairModel, fit_pair_model
 from retouch.compare.register import Registration, register
 from retouch.imaging import (
     analysis_scale,
@@ -44,22 +32,47 @@ from retouch.result import AnalysisResult, Region
 
 ANALYSIS_PIXELS = 2_500_000
 MIN_PICTURE_SIDE = 32  # px; a picture inside margins smaller than this is compared with its margins, as before
+EDIT_KINDS = ("removed", "added", "retouched")
 
 EXPLANATION = (
     "The reference scan was aligned onto the questioned scan (features, a robust geometric fit and a sub-pixel "
-    "refinement), its tones were matched to the questioned scan's, and the two were compared at three scales "
-    "after smoothing away film grain; where the print is untouched both scans also record its own grain, so a "
-    "local loss of that shared grain (paint, a fill, a stamped or pasted piece) is evidence too. Each pixel's "
-    "difference is expressed against what grain, dust and compression alone produce between these two scans at "
-    "that brightness; the map shows that normalised difference, and regions are where it is far above chance "
-    "over an area larger than dust, outlined where the finest scales confirm it. A region is "
-    "'removed' when the reference shows something distinct there that the questioned scan lacks, 'added' for the "
-    "opposite, and 'retouched' when the surface changed without such a clear direction. Limits: areas outside "
-    "the overlap of the two scans, and uniform margins (a scanner bed, a frame), are not compared; changes "
-    "smaller than about 0.2 % of the compared area (the min_area_fraction parameter), or fainter "
-    "than the grain, are not reported; a damaged or restored print shows as a change too: the map says what "
-    "differs, an expert says why."
+    "refinement). A model of everything two scans of one print differ by was then fitted to the pair itself: "
+    "a tone curve, uneven lighting, which scan is sharper and by how much, and the questioned file's JPEG "
+    "compression where its pixels show one. From the reference, that model predicts the questioned scan; the "
+    "map shows where the questioned scan departs from the prediction, at three scales and in its fine grain, "
+    "against how much the rest of this pair departs. A region is reported where whole blocks of it depart far "
+    "more than this pair's blocks do elsewhere: each region's 'nfa' is the number of regions as extreme that "
+    "the pair's own background would produce by chance (reported below 1). A region is 'removed' when the "
+    "reference shows something distinct there that the questioned scan lacks, 'added' for the opposite, and "
+    "'retouched' when the surface changed without such a clear direction; specks and scratches found in one "
+    "scan only are 'damage', not edits. Limits: areas outside the overlap of the two scans, and uniform margins "
+    "(a scanner bed, a frame), are not compared; changes smaller than about 0.2 % of the compared area (the "
+    "min_area_fraction parameter), or fainter than the pair's own differences, are not reported; a damaged or "
+    "restored print shows as a change too: the map says what differs, an expert says why."
 )
+COMPOSITE_EXPLANATION = (
+    "No single transform maps the reference onto the questioned image, so they are not one photograph edited. "
+    "Their shared pieces were sought instead: matching features of the two images, grouped by the scale, turn "
+    "and shift each group agrees on, one group after another. Each piece is shown on the questioned image and, "
+    "with its scale and turn, where it comes from on the reference; the swipe view lays the reference over the "
+    "first piece. Limits: a piece needs several distinct textured places in common (a piece repainted all over "
+    "keeps few); its outline is the hull of the matched places, not the paste's traced edge; what lies outside "
+    "the pieces was not compared."
+)
+FALSE_ALARM_CONTROL = (
+    "Reported because a region this far beyond the pair's own differences, over this many blocks, would appear "
+    "by chance in fewer than {expected} pair(s) in {per}: the expected number of such false regions (NFA) is "
+    "{nfa}."
+)
+
+
+@dataclass(frozen=True)
+class CompareOptions:
+    """Calibration of the change model and the decision (see :mod:`retouch.compare.model` and
+    :mod:`retouch.compare.decision`)."""
+
+    model: ModelOptions = ModelOptions()
+    decision: DecisionOptions = DecisionOptions()
 
 
 @dataclass
@@ -88,9 +101,10 @@ def compare_pair(
     reference: np.ndarray,
     questioned: np.ndarray,
     *,
-    threshold: float = DEFAULT_THRESHOLD,
-    min_area_fraction: float = 2e-3,
+    false_alarms: float = 1.0,
+    min_area_fraction: float = 5e-4,
     analysis_pixels: int = ANALYSIS_PIXELS,
+    options: CompareOptions | None = None,
 ) -> PairComparison:
     """Register ``reference`` onto ``questioned`` and localise content changes.
 
@@ -98,13 +112,16 @@ def compare_pair(
     ----------
     reference, questioned : ndarray
         uint8/uint16 gray or RGB scans of (supposedly) one photograph.
-    threshold : float
-        Decision threshold on the noise-normalised change z-score.
+    false_alarms : float
+        Expected number of regions per pair that the pair's own background (all that the fitted model of its
+        global differences leaves) would produce by chance; a region is reported when its NFA is below this.
     min_area_fraction : float
         Smallest reported region, as a fraction of the compared overlap.
     analysis_pixels : int
         Change detection runs on the questioned image scaled to at most this many pixels; maps are returned
         at full size.
+    options : CompareOptions, optional
+        Calibration of the change model and the decision (defaults documented there).
 
     Raises
     ------
@@ -115,23 +132,22 @@ def compare_pair(
     """
     reference = checked_image(reference, role="reference")
     questioned = checked_image(questioned, role="questioned")
+    chosen = options or CompareOptions()
+    chosen = replace(chosen, decision=replace(chosen.decision, false_alarms=false_alarms))
+    settings = {"min_area_fraction": min_area_fraction, "analysis_pixels": analysis_pixels, "options": chosen}
     # A scanner bed (or a digital frame) around either picture is no part of the print. Where the other scan
-    # shows more of the print, its picture lay over that margin and was compared with it: an untouched pair with
-    # a white bed around the questioned scan was refused as two different photographs, and a black one marked
-    # along the margin as changed. As ``analyze`` does, each scan's uniform margins are left out and the pictures
-    # inside them compared; the result is placed back in the questioned image's whole frame.
+    # shows more of the print, its picture lay over that margin and was compared with it. As ``analyze`` does,
+    # each scan's uniform margins are left out and the pictures inside them compared; the result is placed back
+    # in the questioned image's whole frame.
     r_top, r_bottom, r_left, r_right = content_box(reference)
     q_top, q_bottom, q_left, q_right = content_box(questioned)
     reference_whole = (r_top, r_left, r_bottom, r_right) == (0, 0, *reference.shape[:2])
     questioned_whole = (q_top, q_left, q_bottom, q_right) == (0, 0, *questioned.shape[:2])
     too_small = min(r_bottom - r_top, r_right - r_left, q_bottom - q_top, q_right - q_left) < MIN_PICTURE_SIDE
     if too_small or (reference_whole and questioned_whole):
-        return _compare_pictures(reference, questioned, threshold=threshold, min_area_fraction=min_area_fraction,
-                                 analysis_pixels=analysis_pixels)
+        return _compare_pictures(reference, questioned, **settings)
     inner = _compare_pictures(np.ascontiguousarray(reference[r_top:r_bottom, r_left:r_right]),
-                              np.ascontiguousarray(questioned[q_top:q_bottom, q_left:q_right]),
-                              threshold=threshold, min_area_fraction=min_area_fraction,
-                              analysis_pixels=analysis_pixels,
+                              np.ascontiguousarray(questioned[q_top:q_bottom, q_left:q_right]), **settings,
                               frame="questioned image" if questioned_whole
                               else "questioned picture inside its uniform margins")
     return _placed(inner, reference, questioned, (r_top, r_bottom, r_left, r_right), (q_top, q_left))
@@ -180,101 +196,253 @@ def _placed(inner: PairComparison, reference: np.ndarray, questioned: np.ndarray
                           valid_mask=valid)
 
 
-def _compare_pictures(reference: np.ndarray, questioned: np.ndarray, *, threshold: float,
-                      min_area_fraction: float, analysis_pixels: int, frame: str = "questioned image"
+@dataclass
+class _Frame:
+    """The pair at analysis resolution: the reference warped onto the questioned frame, the questioned image,
+    where the reference covers it, and the questioned image's scale."""
+
+    reference: np.ndarray
+    questioned: np.ndarray
+    valid: np.ndarray
+    scale: float
+
+
+def _analysis_frame(reference: np.ndarray, questioned: np.ndarray, transform: np.ndarray,
+                    analysis_pixels: int) -> _Frame:
+    """Both images in the questioned frame at analysis resolution (gray, float [0, 1])."""
+    from retouch.errors import NotSamePhotographError
+
+    scale = analysis_scale(questioned.shape[:2], analysis_pixels)
+    q_gray = to_gray_float(questioned)
+    q_small = cv2.resize(q_gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else q_gray
+    h_small = np.diag([scale, scale, 1.0]) @ transform
+    r_small = _warp_to(to_gray_float(reference), h_small, q_small.shape)
+    valid = cv2.warpPerspective(np.ones(reference.shape[:2], np.uint8), h_small,
+                                (q_small.shape[1], q_small.shape[0]), flags=cv2.INTER_NEAREST) > 0
+    valid = cv2.erode(valid.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)
+    if valid.sum() < 0.05 * valid.size:
+        raise NotSamePhotographError("these images do not show the same photograph: the scans barely overlap")
+    return _Frame(reference=r_small, questioned=q_small, valid=valid, scale=scale)
+
+
+@dataclass
+class _Changes:
+    """What the change detection found at analysis resolution."""
+
+    mask: np.ndarray
+    heatmap: np.ndarray
+    regions: list[Region]
+    damage: list[Region]
+    damage_count: int
+    model: PairModel
+    decision: Decision
+
+
+def _detect_changes(frame: _Frame, *, min_area_fraction: float, options: CompareOptions,
+                    timings: dict[str, float]) -> _Changes:
+    """Fit the pair model, score the questioned image against its prediction, decide and classify."""
+    started = time.perf_counter()
+    model = fit_pair_model(frame.reference, frame.questioned, frame.valid, options=options.model,
+                           full_resolution=frame.scale >= 1.0)
+    prediction = model.compressed(model.predict(frame.reference))
+    questioned = model.questioned_view(frame.questioned)
+    # outside the overlap the prediction is the questioned image itself, so that smoothing near the overlap's
+    # border does not mix in the reference's reflected edge as a difference
+    prediction = np.where(frame.valid, prediction, questioned).astype(np.float32)
+    timings["model"] = time.perf_counter() - started
+    started = time.perf_counter()
+    clean_p, clean_q, defects = remove_defects(frame.reference, frame.questioned, prediction, questioned)
+    grain = grain_decorrelation(prediction, questioned, frame.valid, cv2.GaussianBlur(clean_p, (0, 0), 2.0),
+                                defects=defects.either, specks=defects.specks)
+    cues = change_evidence(clean_p, clean_q, frame.valid, grain=grain)
+    timings["evidence"] = time.perf_counter() - started
+    started = time.perf_counter()
+    min_area = max(30, int(min_area_fraction * frame.valid.sum()))
+    decision = decide(cues.evidence, cues.local, frame.valid, min_area=min_area, options=options.decision)
+    threshold = decision.background.pixel_threshold
+    confirmed = cv2.dilate(cues.local, np.ones((3, 3), np.uint8))
+    capped = np.minimum(cues.evidence, confirmed / max(GROW_SHARE, 1e-6))
+    heatmap = np.clip(capped / (2.0 * max(threshold, 1e-6)), 0.0, 1.0).astype(np.float32)
+    regions = classify_regions(decision.mask, heatmap, clean_p, clean_q, min_area=min_area, valid=frame.valid)
+    regions = [_with_false_alarm_control(region, decision, options.decision.false_alarms) for region in regions]
+    # a speck inside an edit belongs to the edit
+    outside = frame.valid & ~cv2.dilate(decision.mask.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
+    damage, damage_count = damage_regions(defects.reference_only, defects.questioned_only, outside)
+    timings["decision"] = time.perf_counter() - started
+    return _Changes(mask=decision.mask, heatmap=heatmap, regions=regions, damage=damage, damage_count=damage_count,
+                    model=model, decision=decision)
+
+
+def _with_false_alarm_control(region: Region, decision: Decision, false_alarms: float) -> Region:
+    x, y, w, h = region.bbox
+    inside = np.zeros(decision.mask.shape, bool)
+    inside[y:y + h, x:x + w] = decision.mask[y:y + h, x:x + w]
+    log_nfa = decision.nfa_of(inside)
+    nfa = float(10.0 ** max(log_nfa, -300.0))
+    sentence = FALSE_ALARM_CONTROL.format(expected=f"{false_alarms:g}", per="1" if false_alarms >= 1 else
+                                          f"{1 / false_alarms:g}", nfa=f"{nfa:.2g}")
+    evidence = {**region.evidence, "nfa": float(f"{nfa:.3g}"), "log10_nfa": round(log_nfa, 2),
+                "false_alarm_control": sentence}
+    return replace(region, evidence=evidence)
+
+
+def _compare_pictures(reference: np.ndarray, questioned: np.ndarray, *, min_area_fraction: float,
+                      analysis_pixels: int, options: CompareOptions, frame: str = "questioned image"
                       ) -> PairComparison:
     """:func:`compare_pair` of two pictures without margins; ``frame`` names the questioned one in the summary."""
+    from retouch.errors import NotSamePhotographError
+
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    registration = register(reference, questioned)
+    try:
+        registration = register(reference, questioned)
+    except NotSamePhotographError as error:
+        pieces = shared_pieces(reference, questioned)
+        if not pieces:  # they share nothing that could be found: refused, for the reason registration gave
+            raise error from None
+        timings["shared_pieces"] = time.perf_counter() - started
+        return _composite(reference, questioned, pieces, str(error), timings)
     if registration.inverted:  # a film negative of the print: compared as a positive from here on
         reference = inverted_tones(reference)
     timings.update({f"register_{k}": v for k, v in registration.timings_s.items()})
     timings["register"] = time.perf_counter() - started
 
     full_shape = questioned.shape[:2]
-    q_scale = analysis_scale(full_shape, analysis_pixels)
     started = time.perf_counter()
-    q_gray = to_gray_float(questioned)
-    q_small = cv2.resize(q_gray, None, fx=q_scale, fy=q_scale, interpolation=cv2.INTER_AREA) if q_scale < 1 else q_gray
-    small_shape = q_small.shape
-    h_small = np.diag([q_scale, q_scale, 1.0]) @ registration.transform
-    r_small = _warp_to(to_gray_float(reference), h_small, small_shape)
-    valid = cv2.warpPerspective(np.ones(reference.shape[:2], np.uint8), h_small, (small_shape[1], small_shape[0]),
-                                flags=cv2.INTER_NEAREST) > 0
-    valid = cv2.erode(valid.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)
+    pair = _analysis_frame(reference, questioned, registration.transform, analysis_pixels)
     timings["warp_analysis"] = time.perf_counter() - started
-    if valid.sum() < 0.05 * valid.size:
-        from retouch.errors import NotSamePhotographError
-
-        raise NotSamePhotographError("these images do not show the same photograph: the scans barely overlap")
+    changes = _detect_changes(pair, min_area_fraction=min_area_fraction, options=options, timings=timings)
 
     started = time.perf_counter()
-    # the raw images are kept for the shared-grain cue, which the dust filter's median would erase
-    r_raw, q_raw = r_small, q_small
-    r_small, q_small, defects = remove_defects(r_raw, q_raw)
-    timings["dust"] = time.perf_counter() - started
-    started = time.perf_counter()
-    r_toned = match_tones(r_small, q_small, valid)
-    grain = grain_decorrelation(r_raw, q_raw, valid, cv2.GaussianBlur(q_small, (0, 0), 2.0),
-                                defects=defects)
-    r_toned, q_small, sharpness = match_sharpness(r_toned, q_small, valid)
-    timings["tone_and_sharpness"] = time.perf_counter() - started
-    started = time.perf_counter()
-    cues = change_evidence(r_toned, q_small, valid, grain=grain)
-    evidence = cues.evidence
-    heat_small = np.clip(localised(evidence, cues.local, threshold=threshold) / (2.0 * threshold), 0.0, 1.0)
-    min_area_small = max(30, int(min_area_fraction * valid.sum()))
-    mask_small = decide(evidence, valid, threshold=threshold, min_area=min_area_small, local=cues.local)
-    small_regions = classify_regions(mask_small, heat_small, r_toned, q_small, min_area=min_area_small,
-                                     valid=valid)
-    timings["change_detection"] = time.perf_counter() - started
-
-    started = time.perf_counter()
-    heatmap = upscale_to(heat_small, full_shape)
-    mask = upscale_to(mask_small.astype(np.float32), full_shape) >= 0.5
-    valid_full = upscale_to(valid, full_shape)
-    regions = _regions_to_full(small_regions, mask, q_scale, registration.transform, reference.shape[:2])
+    heatmap = upscale_to(changes.heatmap, full_shape)
+    mask = upscale_to(changes.mask.astype(np.float32), full_shape) >= 0.5
+    valid_full = upscale_to(pair.valid, full_shape)
+    edits = _regions_to_full(changes.regions, mask, pair.scale, registration.transform, reference.shape[:2])
+    damage = _regions_to_full(changes.damage, None, pair.scale, registration.transform, reference.shape[:2],
+                              full_shape)
     aligned = _warp_to(to_uint8(reference), registration.transform, full_shape)
     timings["map_back"] = time.perf_counter() - started
 
-    overlap = float(valid_full.mean())
-    counts = {kind: sum(r.kind == kind for r in regions) for kind in ("removed", "added", "retouched")}
+    counts = {kind: sum(r.kind == kind for r in edits) for kind in EDIT_KINDS}
+    counts["damage"] = changes.damage_count
     changed = float(mask.sum()) / max(float(valid_full.sum()), 1.0)
-    alignment = _alignment_words(registration)
-    if regions:
-        listed = ", ".join(f"{n} {kind}" for kind, n in counts.items() if n)
-        summary = (f"{len(regions)} changed region(s) ({listed}) covering {100 * changed:.2f} % of the compared "
-                   f"area; the scans were aligned with {alignment}.")
-    else:
-        summary = (f"No content change found over the {100 * overlap:.0f} % of the {frame} that both "
-                   f"scans show; aligned with {alignment}.")
-    if registration.inverted:
-        summary += (" The two scans' tones are inverted (one is a film negative of the other): the reference was "
-                    "compared with its tones inverted.")
-    score = max([r.score for r in regions], default=0.0)
-    score = max(score, 0.5 * float(np.percentile(heat_small[valid], 99.9)))
+    summary = _summary(edits, counts, changed, float(valid_full.mean()), registration, frame)
+    score = max([r.score for r in edits], default=0.0)
+    score = max(score, 0.5 * float(np.percentile(changes.heatmap[pair.valid], 99.9)))
+    background = changes.decision.background
     result = AnalysisResult(
         method="compare",
         heatmap=heatmap,
         mask=mask,
-        regions=regions,
+        regions=edits + damage,
         score=score,
-        params={"threshold": threshold, "min_area_fraction": min_area_fraction, "analysis_pixels": analysis_pixels,
-                "analysis_scale": round(q_scale, 6), "scales_px": [1.0, 2.0, 4.0],
-                "sharpness_matching_sigma": sharpness,
-                "outline": {"local_threshold": LOCAL_THRESHOLD, "grow_threshold": GROW_THRESHOLD,
-                            "grow_px": GROW_PX},
-                "shared_grain": {"highpass_px": GRAIN_HIGHPASS_PX, "window_px": GRAIN_WINDOW_PX,
-                                 "weight": GRAIN_WEIGHT}},
+        params={"false_alarms": options.decision.false_alarms, "min_area_fraction": min_area_fraction,
+                "analysis_pixels": analysis_pixels, "analysis_scale": round(pair.scale, 6),
+                "model_options": asdict(options.model), "decision_options": asdict(options.decision)},
         summary=summary,
         explanation=EXPLANATION,
         details={"timings_s": {k: round(v, 4) for k, v in timings.items()}, "changed_fraction": round(changed, 6),
-                 "compared_fraction": round(overlap, 6), "counts": counts},
+                 "compared_fraction": round(float(valid_full.mean()), 6), "counts": counts,
+                 "pair_model": changes.model.to_dict(),
+                 "background": {"location": round(background.location, 4), "spread": round(background.spread, 4),
+                                "blocks": background.blocks, "block_px": background.block,
+                                "pixel_threshold": round(background.pixel_threshold, 3),
+                                "tests": changes.decision.tests}},
         images={"aligned_reference": aligned, "questioned": to_uint8(questioned)},
     )
     return PairComparison(result=result, transform=registration.transform, registration=registration,
                           aligned_reference=aligned, valid_mask=valid_full)
+
+
+PIECE_FALSE_ALARM_CONTROL = (
+    "{matches} distinct places agree on one scale, turn and shift; between two unrelated pictures of this size, "
+    "the expected number of pieces that agree as well by chance (NFA) is {nfa}, and a piece is reported only "
+    "below 0.01 (about one false piece in 100 pairs)."
+)
+
+
+def _composite(reference: np.ndarray, questioned: np.ndarray, pieces: list[SharedPiece], refusal: str,
+               timings: dict[str, float]) -> PairComparison:
+    """The comparison of a composite: no single transform maps the reference onto the questioned image, but
+    ``pieces`` of it were found in the questioned image, each placed with its own scale and turn. The mask and
+    the regions are the pieces (kind ``shared``), each with its outline and box in the reference too; nothing
+    outside them is compared."""
+    shape = questioned.shape[:2]
+    mask = np.zeros(shape, np.uint8)
+    regions = []
+    for piece in pieces:
+        own = np.zeros(shape, np.uint8)
+        cv2.fillPoly(own, [np.round(piece.questioned_outline).astype(np.int32)], 1)
+        mask |= own
+        score = float(np.clip(-np.log10(max(piece.nfa, 1e-300)) / 20.0, 0.0, 1.0))
+        evidence = {
+            "bbox_reference": list(piece.reference_box(reference.shape[:2])),
+            "scale": round(piece.scale, 3), "rotation_deg": round(piece.rotation_deg, 1),
+            "matched_places": piece.matches, "nfa": float(f"{piece.nfa:.3g}"),
+            "false_alarm_control": PIECE_FALSE_ALARM_CONTROL.format(matches=piece.matches,
+                                                                    nfa=f"{piece.nfa:.2g}"),
+            "outline_questioned": np.round(piece.questioned_outline).astype(int).tolist(),
+            "outline_reference": np.round(piece.reference_outline).astype(int).tolist(),
+        }
+        regions.append(Region(bbox=piece.questioned_box(shape), area=int(own.sum()), score=score, kind="shared",
+                              evidence=evidence))
+    first = pieces[0]
+    aligned = _warp_to(to_uint8(reference), first.transform, shape)
+    words = "; ".join(
+        f"the piece at x={r.bbox[0]}, y={r.bbox[1]} ({r.bbox[2]}x{r.bbox[3]} px) comes from the reference's "
+        f"x={r.evidence['bbox_reference'][0]}, y={r.evidence['bbox_reference'][1]} "
+        f"({r.evidence['bbox_reference'][2]}x{r.evidence['bbox_reference'][3]} px), scaled "
+        f"{r.evidence['scale']:g}, {_turn_words(r.evidence['rotation_deg'])}" for r in regions)
+    summary = (f"Not one photograph edited: no single transform maps the reference onto the questioned image, but "
+               f"{len(regions)} piece(s) of it come from the reference (a composite): {words}. Nothing outside "
+               "the pieces was compared.")
+    registration = Registration(
+        transform=first.transform, model="similarity", method="shared pieces (composite)", mirrored=False,
+        matches=sum(p.matches for p in pieces), inliers=first.matches, inlier_ratio=float("nan"),
+        residual_px=float("nan"), rotation_deg=first.rotation_deg, scale=first.scale, refined=False,
+        timings_s=dict(timings))
+    pieces_record = [{"bbox": list(r.bbox), **{k: r.evidence[k] for k in
+                                               ("bbox_reference", "scale", "rotation_deg", "nfa")}}
+                     for r in regions]
+    result = AnalysisResult(
+        method="compare", heatmap=mask.astype(np.float32), mask=mask.astype(bool), regions=regions,
+        score=max(r.score for r in regions),
+        params={"composite_nfa_threshold": 0.01},
+        summary=summary, explanation=COMPOSITE_EXPLANATION,
+        details={"composite": True, "pieces": pieces_record, "not_one_photograph": refusal,
+                 "timings_s": {k: round(v, 4) for k, v in timings.items()},
+                 "changed_fraction": 0.0, "compared_fraction": round(float(mask.mean()), 6),
+                 "counts": {"shared": len(regions)}},
+        images={"aligned_reference": aligned, "questioned": to_uint8(questioned)},
+    )
+    return PairComparison(result=result, transform=first.transform, registration=registration,
+                          aligned_reference=aligned, valid_mask=mask.astype(bool))
+
+
+def _turn_words(degrees: float) -> str:
+    """``rotation_deg`` (image coordinates, y down: positive turns clockwise as seen) in words."""
+    if abs(degrees) < 0.5:
+        return "not turned"
+    return f"turned {abs(degrees):g} degrees {'clockwise' if degrees > 0 else 'anticlockwise'}"
+
+
+def _summary(edits: list[Region], counts: dict[str, int], changed: float, overlap: float,
+             registration: Registration, frame: str) -> str:
+    alignment = _alignment_words(registration)
+    if edits:
+        listed = ", ".join(f"{n} {kind}" for kind, n in counts.items() if n and kind in EDIT_KINDS)
+        summary = (f"{len(edits)} changed region(s) ({listed}) covering {100 * changed:.2f} % of the compared "
+                   f"area; the scans were aligned with {alignment}.")
+    else:
+        summary = (f"No region met the threshold over the {100 * overlap:.0f} % of the {frame} that both "
+                   f"scans show; aligned with {alignment}.")
+    if counts.get("damage"):
+        summary += (f" {counts['damage']} speck(s) or scratch(es) appear in one scan only (damage to a print or "
+                    "scan, not counted as edits).")
+    if registration.inverted:
+        summary += (" The two scans' tones are inverted (one is a film negative of the other): the reference was "
+                    "compared with its tones inverted.")
+    return summary
 
 
 def _alignment_words(registration: Registration) -> str:
@@ -284,17 +452,18 @@ def _alignment_words(registration: Registration) -> str:
     return words + ", mirrored (one print is the other's mirror image)" if registration.mirrored else words
 
 
-def _regions_to_full(regions: list[Region], mask: np.ndarray, scale: float, transform: np.ndarray,
-                     reference_shape: tuple[int, int]) -> list[Region]:
-    """Scale analysis-resolution regions to full size; area counted on the full-size mask; bbox in the reference."""
+def _regions_to_full(regions: list[Region], mask: np.ndarray | None, scale: float, transform: np.ndarray,
+                     reference_shape: tuple[int, int], shape: tuple[int, int] | None = None) -> list[Region]:
+    """Scale analysis-resolution regions to full size; area counted on the full-size mask (scaled when there is
+    none, as for damage, which is not part of the mask); bbox in the reference."""
     inverse = np.linalg.inv(transform)
-    height, width = mask.shape
+    height, width = mask.shape if mask is not None else shape
     out = []
     for region in regions:
         x, y, w, h = region.bbox
         x0, y0 = int(np.floor(x / scale)), int(np.floor(y / scale))
         x1, y1 = min(width, int(np.ceil((x + w) / scale))), min(height, int(np.ceil((y + h) / scale)))
-        area = int(np.count_nonzero(mask[y0:y1, x0:x1]))
+        area = int(np.count_nonzero(mask[y0:y1, x0:x1])) if mask is not None else int(round(region.area / scale**2))
         if area == 0 or x1 <= x0 or y1 <= y0:
             continue
         corners = np.float32([[x0, y0], [x1, y0], [x1, y1], [x0, y1]]).reshape(-1, 1, 2)

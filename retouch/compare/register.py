@@ -81,6 +81,37 @@ class Registration:
         return data
 
 
+@dataclass
+class FeatureFit:
+    """A geometric model fitted to matched points (at matching resolution): its name and 3x3 map (reference ->
+    questioned), how many matches it had and kept, their median residual, whether the questioned image was
+    matched mirrored, the inlier matches themselves (``anchors``) and the residual tolerance used."""
+
+    model: str
+    h: np.ndarray
+    inliers: int
+    matches: int
+    residual: float
+    mirrored: bool
+    anchors: tuple[np.ndarray, np.ndarray] | None = None
+    tolerance: float = 2.0
+
+
+@dataclass
+class _Prepared:
+    """Both images at matching resolution: gray, the scales they were shrunk by, the normalised copies ECC and
+    the checks use and the copies features are detected on (size-aware for small images)."""
+
+    ref_small: np.ndarray
+    q_small: np.ndarray
+    ref_scale: float
+    q_scale: float
+    ref8: np.ndarray
+    q8: np.ndarray
+    ref_features: np.ndarray
+    q_features: np.ndarray
+
+
 def normalise_for_matching(image: np.ndarray, *, size_aware: bool = False) -> np.ndarray:
     """uint8 gray, grain softened and local contrast equalised (CLAHE), so tone and fading do not hide features.
 
@@ -213,7 +244,7 @@ def _choose_model(fits, src, dst, threshold):
     return richest_name, richest_h, support, float(np.median(_residuals(richest_h, src[support], dst[support])))
 
 
-def _feature_registration(ref8: np.ndarray, q8: np.ndarray):
+def _feature_registration(ref8: np.ndarray, q8: np.ndarray) -> FeatureFit | None:
     keys_r, desc_r = _detect(ref8)
     best = None
     width = q8.shape[1]
@@ -232,10 +263,10 @@ def _feature_registration(ref8: np.ndarray, q8: np.ndarray):
         if not fits:
             continue
         name, h, inliers, median = _choose_model(fits, src, dst, threshold)
-        candidate = {"model": name, "h": h, "inliers": int(inliers.sum()), "matches": len(from_reference),
-                     "residual": median, "mirrored": mirrored, "anchors": (src[inliers], dst[inliers]),
-                     "tolerance": threshold}
-        if best is None or candidate["inliers"] > best["inliers"]:
+        candidate = FeatureFit(model=name, h=h, inliers=int(inliers.sum()), matches=len(from_reference),
+                               residual=median, mirrored=mirrored, anchors=(src[inliers], dst[inliers]),
+                               tolerance=threshold)
+        if best is None or candidate.inliers > best.inliers:
             best = candidate
     return best
 
@@ -432,12 +463,7 @@ def register(reference: np.ndarray, questioned: np.ndarray, *, feature_pixels: i
         return replace(found, inverted=True)
 
 
-def _register_as_is(reference: np.ndarray, questioned: np.ndarray, *, feature_pixels: int, refine: bool,
-                    fallback: bool = True) -> Registration:
-    """:func:`register` without the attempt on the inverted reference; without ``fallback``, a pair whose
-    features do not agree is refused without trying the Fourier-Mellin fallback."""
-    timings: dict[str, float] = {}
-    started = time.perf_counter()
+def _prepare(reference: np.ndarray, questioned: np.ndarray, feature_pixels: int) -> _Prepared:
     ref_small, ref_scale = bounded(to_gray_float(reference), feature_pixels)
     q_small, q_scale = bounded(to_gray_float(questioned), feature_pixels)
     ref8, q8 = normalise_for_matching(ref_small), normalise_for_matching(q_small)
@@ -445,52 +471,58 @@ def _register_as_is(reference: np.ndarray, questioned: np.ndarray, *, feature_pi
     # correlation check keep the fixed normalisation their thresholds were set on
     ref_features = ref8 if max(ref8.shape) >= SMALL_SIDE else normalise_for_matching(ref_small, size_aware=True)
     q_features = q8 if max(q8.shape) >= SMALL_SIDE else normalise_for_matching(q_small, size_aware=True)
-    timings["prepare"] = time.perf_counter() - started
+    return _Prepared(ref_small=ref_small, q_small=q_small, ref_scale=ref_scale, q_scale=q_scale, ref8=ref8, q8=q8,
+                     ref_features=ref_features, q_features=q_features)
+
+
+def _enough(found: FeatureFit | None) -> bool:
+    """Whether a feature fit has the inliers its model needs: random matches agree with a 4-parameter similarity
+    far more rarely than with an 8-parameter homography, so the inliers required scale with the model's
+    parameters (a dozen matches on one similarity are no chance)."""
+    return found is not None and found.inliers >= MIN_INLIERS * _MODEL_PARAMETERS[found.model] / 8 \
+        and found.inliers >= MIN_INLIER_RATIO * found.matches
+
+
+def _fallback_fit(prepared: _Prepared, found: FeatureFit | None, timings: dict[str, float]) -> FeatureFit:
+    """The Fourier-Mellin estimate, for a pair whose features do not agree (or refusal)."""
+    shortest = min(prepared.ref8.shape + prepared.q8.shape)
+    if shortest < MIN_FALLBACK_SIDE:
+        raise NotSamePhotographError(
+            f"these images do not show the same photograph: too few consistent matches, and an image "
+            f"{shortest} px across is too small to align without them")
     started = time.perf_counter()
-    found = _feature_registration(ref_features, q_features)
-    timings["features_and_fit"] = time.perf_counter() - started
-    method = "sift+magsac"
-    # random matches agree with a 4-parameter similarity far more rarely than with an 8-parameter homography, so the
-    # inliers required scale with the chosen model's parameters (a dozen matches on one similarity are no chance)
-    if found is None or found["inliers"] < MIN_INLIERS * _MODEL_PARAMETERS[found["model"]] / 8 \
-            or found["inliers"] < MIN_INLIER_RATIO * found["matches"]:
-        if not fallback:
-            raise NotSamePhotographError("these images do not show the same photograph: too few consistent matches")
-        shortest = min(ref8.shape + q8.shape)
-        if shortest < MIN_FALLBACK_SIDE:
-            raise NotSamePhotographError(
-                f"these images do not show the same photograph: too few consistent matches, and an image "
-                f"{shortest} px across is too small to align without them")
-        started = time.perf_counter()
-        h_fallback = _log_polar_fallback(ref8, q8)
-        timings["fallback"] = time.perf_counter() - started
-        if h_fallback is None:
-            raise NotSamePhotographError("these images do not show the same photograph: no consistent matches")
-        found = {"model": "similarity", "h": h_fallback, "inliers": 0, "matches": 0 if found is None else
-                 found["matches"], "residual": float("nan"), "mirrored": False}
-        method = "fourier-mellin"
-    h_small = found["h"] / found["h"][2, 2]
-    refined = False
-    if refine:
-        started = time.perf_counter()
-        shift_limit = 8.0 if method != "fourier-mellin" else 30.0  # the feature-free start is coarser
-        anchors, tolerance = found.get("anchors"), found.get("tolerance", 2.0)
-        if found["mirrored"]:
-            # refine in the mirrored questioned frame, where the map is a proper (orientation-keeping) warp
-            flip = np.array([[-1.0, 0.0, q8.shape[1] - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
-            if anchors is not None:
-                anchors = (anchors[0], np.stack([q8.shape[1] - 1.0 - anchors[1][:, 0], anchors[1][:, 1]], 1))
-            refined_h, refined = _ecc_refine(ref8, np.ascontiguousarray(q8[:, ::-1]), flip @ h_small,
-                                             found["model"], max_shift=shift_limit, anchors=anchors,
-                                             tolerance=tolerance)
-            h_small = np.linalg.inv(flip) @ refined_h if refined else h_small
-        else:
-            h_small, refined = _ecc_refine(ref8, q8, h_small, found["model"], max_shift=shift_limit,
-                                           anchors=anchors, tolerance=tolerance)
-        timings["refine"] = time.perf_counter() - started
+    h_fallback = _log_polar_fallback(prepared.ref8, prepared.q8)
+    timings["fallback"] = time.perf_counter() - started
+    if h_fallback is None:
+        raise NotSamePhotographError("these images do not show the same photograph: no consistent matches")
+    return FeatureFit(model="similarity", h=h_fallback, inliers=0, matches=0 if found is None else found.matches,
+                      residual=float("nan"), mirrored=False)
+
+
+def _refined(prepared: _Prepared, found: FeatureFit, method: str) -> tuple[np.ndarray, bool]:
+    """ECC refinement of the fit at matching resolution (see :func:`_ecc_refine`)."""
+    ref8, q8 = prepared.ref8, prepared.q8
+    h_small = found.h / found.h[2, 2]
+    shift_limit = 8.0 if method != "fourier-mellin" else 30.0  # the feature-free start is coarser
+    anchors = found.anchors
+    if not found.mirrored:
+        return _ecc_refine(ref8, q8, h_small, found.model, max_shift=shift_limit, anchors=anchors,
+                           tolerance=found.tolerance)
+    # refine in the mirrored questioned frame, where the map is a proper (orientation-keeping) warp
+    flip = np.array([[-1.0, 0.0, q8.shape[1] - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    if anchors is not None:
+        anchors = (anchors[0], np.stack([q8.shape[1] - 1.0 - anchors[1][:, 0], anchors[1][:, 1]], 1))
+    refined_h, refined = _ecc_refine(ref8, np.ascontiguousarray(q8[:, ::-1]), flip @ h_small, found.model,
+                                     max_shift=shift_limit, anchors=anchors, tolerance=found.tolerance)
+    return (np.linalg.inv(flip) @ refined_h if refined else h_small), refined
+
+
+def _verified(prepared: _Prepared, h_small: np.ndarray, method: str) -> float:
+    """The aligned overlap's correlation, or refusal when it (or, without features, the fine detail) does not
+    agree. A feature-free estimate has no inlier count to vouch for it, so its overlap must correlate clearly,
+    and more clearly on a small image (see SMALL_FALLBACK_CORRELATION)."""
+    ref8, q8 = prepared.ref8, prepared.q8
     correlation = overlap_correlation(ref8, q8, h_small)
-    # a feature-free estimate has no inlier count to vouch for it, so its overlap must correlate clearly, and more
-    # clearly on a small image (see SMALL_FALLBACK_CORRELATION)
     needed = MIN_OVERLAP_CORRELATION
     if method == "fourier-mellin":
         small = max(q8.shape) < SMALL_SIDE  # the correlation is taken in the questioned frame
@@ -504,16 +536,64 @@ def _register_as_is(reference: np.ndarray, questioned: np.ndarray, *, feature_pi
             raise NotSamePhotographError(
                 f"these images do not show the same photograph: aligned without matching features, their layouts "
                 f"agree ({correlation:.2f}) but their fine detail does not ({detail:.2f})")
-    h_full = np.linalg.inv(_scale_matrix(q_scale)) @ h_small @ _scale_matrix(ref_scale)
-    h_full /= h_full[2, 2]
+    return correlation
+
+
+def _pixel_exact(h_full: np.ndarray, reference: np.ndarray, questioned: np.ndarray) -> np.ndarray:
+    """``h_full``, or the whole-pixel translation it nearly is (every corner within two pixels) when, so
+    translated, the two images agree to within compression over most of their overlap (median absolute
+    difference under two grey levels): two files of one picture, one of them edited and saved again. Such files
+    share their pixel grid; a fit a hundredth of a pixel off it interpolated the reference and made every edge of
+    an untouched area differ a little (scans of a print differ by far more than two levels in most pixels)."""
+    height, width = questioned.shape[:2]
+    shift = np.round(h_full[:2, 2] / h_full[2, 2])
+    translation = np.array([[1.0, 0.0, shift[0]], [0.0, 1.0, shift[1]], [0.0, 0.0, 1.0]])
+    if _corner_shift(h_full, translation, (height, width)) > 2.0:
+        return h_full
+    dx, dy = int(shift[0]), int(shift[1])
+    gray_r, gray_q = to_gray_float(reference), to_gray_float(questioned)
+    # the overlap in questioned coordinates, where questioned (x, y) shows reference (x - dx, y - dy)
+    top, left = max(dy, 0), max(dx, 0)
+    bottom, right = min(height, gray_r.shape[0] + dy), min(width, gray_r.shape[1] + dx)
+    if bottom - top < 16 or right - left < 16:
+        return h_full
+    exact = np.abs(gray_q[top:bottom, left:right] - gray_r[top - dy:bottom - dy, left - dx:right - dx])
+    return translation if float(np.median(exact)) < 2.0 / 255.0 else h_full
+
+
+def _register_as_is(reference: np.ndarray, questioned: np.ndarray, *, feature_pixels: int, refine: bool,
+                    fallback: bool = True) -> Registration:
+    """:func:`register` without the attempt on the inverted reference; without ``fallback``, a pair whose
+    features do not agree is refused without trying the Fourier-Mellin fallback."""
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    prepared = _prepare(reference, questioned, feature_pixels)
+    timings["prepare"] = time.perf_counter() - started
+    started = time.perf_counter()
+    found = _feature_registration(prepared.ref_features, prepared.q_features)
+    timings["features_and_fit"] = time.perf_counter() - started
+    method = "sift+magsac"
+    if not _enough(found):
+        if not fallback:
+            raise NotSamePhotographError("these images do not show the same photograph: too few consistent matches")
+        found = _fallback_fit(prepared, found, timings)
+        method = "fourier-mellin"
+    h_small, refined = found.h / found.h[2, 2], False
+    if refine:
+        started = time.perf_counter()
+        h_small, refined = _refined(prepared, found, method)
+        timings["refine"] = time.perf_counter() - started
+    correlation = _verified(prepared, h_small, method)
+    h_full = np.linalg.inv(_scale_matrix(prepared.q_scale)) @ h_small @ _scale_matrix(prepared.ref_scale)
+    h_full = _pixel_exact(h_full / h_full[2, 2], reference, questioned)
     linear = h_full[:2, :2]
     scale = float(np.sqrt(abs(np.linalg.det(linear))))
     rotation = float(np.degrees(np.arctan2(linear[1, 0] - linear[0, 1], linear[0, 0] + linear[1, 1])))
     return Registration(
-        transform=h_full, model=found["model"], method=method, mirrored=bool(found["mirrored"]),
-        matches=int(found["matches"]), inliers=int(found["inliers"]),
-        inlier_ratio=found["inliers"] / max(found["matches"], 1),
-        residual_px=float(found["residual"]) / q_scale if np.isfinite(found["residual"]) else float("nan"),
+        transform=h_full, model=found.model, method=method, mirrored=found.mirrored,
+        matches=int(found.matches), inliers=int(found.inliers),
+        inlier_ratio=found.inliers / max(found.matches, 1),
+        residual_px=float(found.residual) / prepared.q_scale if np.isfinite(found.residual) else float("nan"),
         rotation_deg=rotation, scale=scale, refined=refined, overlap_correlation=correlation,
         timings_s={k: round(v, 4) for k, v in timings.items()},
     )

@@ -25,6 +25,8 @@ KIND_MEANING = {  # the table's short gloss; the words above the table use retou
     "removed": "present in the reference, missing from the questioned image",
     "added": "present in the questioned image, absent from the reference",
     "retouched": "same place, altered surface (paint, airbrush, local tone)",
+    "damage": "a speck, dust or a scratch on one copy only: damage to a print or scan, not an edit",
+    "shared": "a piece taken from the reference and placed anew (a composite); its source is outlined there",
     "suspect": "flagged by one or more single-image detectors",
     "clone-target": "filled with material copied from elsewhere in the picture",
     "clone-source": "where copied material came from",
@@ -86,10 +88,10 @@ def _evidence_text(region: Mapping[str, Any]) -> str:
         bx, by, bw, bh = evidence["bbox_reference"]
         parts.append(f"in reference at x={bx}, y={by}, {bw}×{bh}")
     for key, value in evidence.items():
-        if key in {"detectors", "bbox_reference", "support"}:
-            continue
+        if key in {"detectors", "bbox_reference", "support", "outline_questioned", "outline_reference"}:
+            continue  # the outlines are drawn, and listed in report.json
         if isinstance(value, float):
-            value = round(value, 3)
+            value = f"{value:.2g}" if 0 < abs(value) < 1e-3 else round(value, 3)  # an NFA of 4e-15 is not 0
         if isinstance(value, (dict, list)):
             value = json.dumps(value)[:120]
         parts.append(f"{key}: {value}")
@@ -132,6 +134,27 @@ def _figure(photo: np.ndarray, layers: Mapping[str, np.ndarray], regions: Sequen
     return (controls + '<div class="figure">'
             f'<img alt="analysed photograph" src="{photo_uri(photo)}">' + "".join(layer_imgs)
             + _region_boxes(regions, width, height) + "</div>")
+
+
+def _donor_boxes(regions: Sequence[Mapping[str, Any]], width: int, height: int) -> str:
+    """Each shared piece's box on the reference (where the piece comes from), numbered as in the table."""
+    boxes = []
+    for index, region in enumerate(regions, start=1):
+        box = (region.get("evidence") or {}).get("bbox_reference")
+        if region["kind"] != "shared" or not box:
+            continue
+        x, y, w, h = box
+        style = (f"left:{_pct(x, width)}%;top:{_pct(y, height)}%;"
+                 f"width:{_pct(w, width)}%;height:{_pct(h, height)}%")
+        boxes.append(f'<div class="box shared" data-region="{index}" style="{style}"><span>{index}</span></div>')
+    return "".join(boxes)
+
+
+def donor_html(reference: np.ndarray, regions: Sequence[Mapping[str, Any]]) -> str:
+    """The reference with the source of every shared piece outlined."""
+    height, width = reference.shape[:2]
+    return ('<div class="figure"><img alt="reference photograph" '
+            f'src="{photo_uri(reference)}">' + _donor_boxes(regions, width, height) + "</div>")
 
 
 def swipe_html(reference: np.ndarray, questioned: np.ndarray) -> str:
@@ -246,12 +269,14 @@ def render_html(
     pair: tuple[np.ndarray, np.ndarray] | None = None,
     default_layer: str | None = None,
     intro: str = "",
+    reference: np.ndarray | None = None,
 ) -> str:
     """Render ``report`` (see :func:`retouch.report.build_report`) as one self-contained HTML page.
 
     ``photo`` is the image the regions refer to (the questioned image for a comparison); ``layers`` maps names
     to [0, 1] heatmaps at ``photo``'s size, offered as toggles over it; ``pair`` is (aligned reference,
-    questioned) for the swipe and flicker view. Words come first (the report's ``reading``), numbers behind folds.
+    questioned) for the swipe and flicker view; ``reference``, for a composite, is shown with the source of each
+    shared piece outlined. Words come first (the report's ``reading``), numbers behind folds.
     """
     result = report["result"]
     regions = result["regions"]
@@ -274,6 +299,10 @@ def render_html(
         "<h2>Where</h2>",
         _figure(photo, layers, regions, default_layer),
         colour_scale_html(),
+    ]
+    if reference is not None and any(r["kind"] == "shared" for r in regions):
+        sections += ["<h2>Where the shared pieces come from (the reference)</h2>", donor_html(reference, regions)]
+    sections += [
         f"<h2>What was marked ({len(regions)})</h2>",
         _regions_in_words(regions, width, height),
         f"<p>{escape(result.get('explanation', ''))}</p>",

@@ -20,6 +20,8 @@ KIND_COLOURS = {  # RGB; removals red, additions blue, retouching amber, single-
     "added": (40, 110, 240),
     "retouched": (245, 170, 20),
     "clone-source": (40, 200, 200),
+    "shared": (40, 190, 80),
+    "damage": (150, 150, 150),
 }
 DEFAULT_COLOUR = (220, 40, 200)
 

@@ -252,7 +252,8 @@ def compare_loaded(
             },
         )
         page = render_html(report, photo=questioned.rgb8, layers={"changes": result.heatmap},
-                           pair=(aligned, questioned.pixels), default_layer="changes")
+                           pair=(aligned, questioned.pixels), default_layer="changes",
+                           reference=reference.rgb8 if result.details.get("composite") else None)
         _write_report(folder, report, page, write_started)
     return _outcome("compare", folder, result, report, load_seconds + time.perf_counter() - started, result.params)
 
