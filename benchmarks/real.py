@@ -124,7 +124,10 @@ def _single(case: Case) -> dict:
     row = {**asdict(case), "seconds": round(seconds, 3), "megapixels": fused.mask.size / 1e6,
            "score": fused.score, "marked": float(fused.mask.mean()), "regions": len(fused.regions),
            "detector_marked": {r.method: float(r.mask.mean()) for r in run.results if r.skipped is None},
-           "detector_score": {r.method: r.score for r in run.results if r.skipped is None}}
+           "detector_score": {r.method: r.score for r in run.results if r.skipped is None},
+           "detector_null": {r.method: r.details.get("null") for r in run.results if r.skipped is None},
+           "detector_margin": {r.method: r.params.get("tail_margin") for r in run.results if r.skipped is None},
+           "region_nfa": [r.evidence.get("nfa") for r in fused.regions]}
     if case.mask:
         truth = read_mask(case.mask, fused.mask.shape)
         row.update(f1=f1_score(fused.mask, truth), mcc=mcc(fused.mask, truth),

@@ -1,0 +1,168 @@
+"""False-alarm calibration of the single-image detectors on untouched photographs made in code.
+
+Every detector decides a-contrario: a region's number of false alarms (NFA) is ``tests * P(Z > peak)`` under a
+null model of one block's score (``retouch.detect._blocks.null_tail``, a Gaussian widened by the detector's
+``tail_margin``). This script checks that model where it can be checked: on untouched photographs (those that
+scikit-image and matplotlib ship, each saved in the ways archives and the web save pictures: camera JPEG at
+several qualities, saved twice, PNG, a resized web copy, a crop of a JPEG), the share of images whose smallest
+NFA is at most ``x`` should be at most ``x``. For each detector it prints that share at x = 1, 0.1 and 0.01 for
+the default margin and the smallest margin that keeps the share within ``x`` at 1 and 0.1 (the 0.01 level needs
+more images than this set holds: it is extrapolated by the model).
+
+    python -m benchmarks.false_alarms [--workers 2] [--real bench-out/real/single.jsonl]
+
+``--real`` adds the same figures for the unedited originals of a ``benchmarks.real`` run (whose rows record each
+detector's ``details["null"]``), as a check on material the calibration did not see. Results go to
+``benchmarks/results/false_alarms.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "false_alarms.md"
+DETECTORS = ["ela", "grain", "inpaint", "jpeg"]
+EXTRA_PHOTOS = ["brick", "grass", "gravel", "moon", "page", "immunohistochemistry", "retina", "cell"]
+# (label, first JPEG quality or None, last JPEG quality or None, resize factor, crop offset in pixels)
+SAVES = [("camera JPEG q75", None, 75, 1.0, 0), ("camera JPEG q90", None, 90, 1.0, 0),
+         ("camera JPEG q95", None, 95, 1.0, 0), ("saved twice 70 then 90", 70, 90, 1.0, 0),
+         ("saved twice 90 then 90", 90, 90, 1.0, 0), ("PNG", None, None, 1.0, 0),
+         ("web copy: q90, resized 0.7, q85", 90, 85, 0.7, 0), ("crop of a q85 JPEG, saved q92", 85, 92, 1.0, 3)]
+MARGINS = [1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6, 1.8, 2.0, 2.2, 2.5]
+
+
+@functools.cache
+def _photos() -> dict[str, np.ndarray]:
+    import warnings
+
+    import skimage.data
+
+    from retouch.samples.sources import SOURCES, load_source
+
+    photos = {name: load_source(name) for name in SOURCES}
+    for name in EXTRA_PHOTOS:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                photos[name] = np.asarray(getattr(skimage.data, name)())
+        except Exception:  # a picture that needs a download is left out
+            continue
+    return photos
+
+
+def _saved(pixels: np.ndarray, first: int | None, last: int | None, factor: float, offset: int
+           ) -> tuple[np.ndarray, dict | None]:
+    import io
+
+    from PIL import Image
+
+    from retouch.io import load_image_bytes
+
+    image = Image.fromarray(pixels if pixels.dtype == np.uint8 else (pixels / 257).astype(np.uint8))
+    if image.mode not in ("L", "RGB"):
+        image = image.convert("RGB")
+    if first is not None:
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=first)
+        image = Image.open(io.BytesIO(buffer.getvalue()))
+        image.load()
+    if factor != 1.0:
+        image = image.resize((max(32, round(image.width * factor)), max(32, round(image.height * factor))),
+                             Image.LANCZOS)
+    if offset:
+        image = image.crop((offset, offset, image.width, image.height))
+    buffer = io.BytesIO()
+    if last is None:
+        image.save(buffer, "PNG")
+    else:
+        image.save(buffer, "JPEG", quality=last)
+    loaded = load_image_bytes(buffer.getvalue(), name="calibration")
+    return loaded.pixels, loaded.jpeg_quantization
+
+
+def _case(task: tuple[str, int]) -> list[dict]:
+    from retouch.detect import detectors
+
+    name, save = task
+    label, first, last, factor, offset = SAVES[save]
+    pixels, tables = _saved(_photos()[name], first, last, factor, offset)
+    rows = []
+    for detector in DETECTORS:
+        result = detectors()[detector].run(pixels, jpeg_quantization=tables)
+        if result.skipped is None and "null" in result.details:
+            rows.append({"photo": name, "save": label, "detector": detector, **result.details["null"],
+                         "marked": float(result.mask.mean()), "tail_margin": result.params.get("tail_margin")})
+    return rows
+
+
+def smallest_nfa(row: dict, margin: float) -> float:
+    from retouch.detect._blocks import null_tail
+
+    return float(row["tests"] * null_tail(row["peak_z"], margin))
+
+
+def calibration_table(rows: list[dict], title: str) -> str:
+    lines = [f"**{title}** ({len({(r['photo'], r['save']) for r in rows})} images)", "",
+             "| detector | margin in use | share with smallest NFA <= 1 / 0.1 / 0.01 | smallest margin keeping the "
+             "share within 1 and 0.1 | at that margin: <= 1 / 0.1 / 0.01 | images marked by the decision |",
+             "|---|---|---|---|---|---|"]
+    for detector in DETECTORS:
+        chosen = [r for r in rows if r["detector"] == detector]
+        if not chosen:
+            continue
+        in_use = chosen[0]["tail_margin"]
+
+        def shares(margin: float) -> list[float]:
+            values = np.array([smallest_nfa(r, margin) for r in chosen])
+            return [float(np.mean(values <= x)) for x in (1.0, 0.1, 0.01)]
+
+        fitting = next((m for m in MARGINS if shares(m)[0] <= 1.0 and shares(m)[1] <= 0.1 and
+                        shares(m)[0] <= 0.63), MARGINS[-1])  # P(at least one) <= 1 - 1/e at an expectation of 1
+        fmt = lambda s: " / ".join(f"{100 * v:.0f} %" for v in s)  # noqa: E731
+        lines.append(f"| {detector} | {in_use} | {fmt(shares(in_use))} | {fitting} | {fmt(shares(fitting))} | "
+                     f"{sum(r['marked'] > 0 for r in chosen)} of {len(chosen)} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--real", type=Path, default=None, help="rows of a benchmarks.real run (single.jsonl)")
+    args = parser.parse_args()
+    started = time.time()
+    tasks = [(name, save) for name in _photos() for save in range(len(SAVES))]
+    with ProcessPoolExecutor(max_workers=args.workers) as pool:
+        rows = [row for part in pool.map(_case, tasks, chunksize=2) for row in part]
+    (ROOT / "bench-out").mkdir(exist_ok=True)
+    (ROOT / "bench-out" / "false-alarm-rows.json").write_text(json.dumps(rows))
+    body = [calibration_table(rows, "Untouched photographs made in code (calibration)")]
+    if args.real and args.real.exists():
+        real_rows = []
+        for line in args.real.read_text().splitlines():
+            row = json.loads(line)
+            if row["kind"] != "original":
+                continue
+            for detector, null in (row.get("detector_null") or {}).items():
+                if detector in DETECTORS and null:
+                    real_rows.append({"photo": row["case_id"], "save": row["dataset"], "detector": detector, **null,
+                                      "marked": row["detector_marked"].get(detector, 0.0),
+                                      "tail_margin": (row.get("detector_margin") or {}).get(detector)})
+        body.append(calibration_table(real_rows, f"Unedited originals of {args.real} (check, not calibration)"))
+    text = ("# False-alarm calibration of the single-image detectors\n\nWritten by `python -m benchmarks.false_alarms`"
+            f" ({(time.time() - started) / 60:.1f} min); the conventions are in its docstring. The share of images "
+            "whose smallest NFA is at most x should be at most x; a decision is taken at NFA <= 0.01.\n\n"
+            + "\n\n".join(body) + "\n")
+    RESULTS.write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
