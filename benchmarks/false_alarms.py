@@ -29,13 +29,14 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "false_alarms.md"
-DETECTORS = ["ela", "grain", "inpaint", "jpeg"]
+DETECTORS = ["ela", "grain", "inpaint", "jpeg", "grid"]
 EXTRA_PHOTOS = ["brick", "grass", "gravel", "moon", "page", "immunohistochemistry", "retina", "cell"]
 # (label, first JPEG quality or None, last JPEG quality or None, resize factor, crop offset in pixels)
 SAVES = [("camera JPEG q75", None, 75, 1.0, 0), ("camera JPEG q90", None, 90, 1.0, 0),
          ("camera JPEG q95", None, 95, 1.0, 0), ("saved twice 70 then 90", 70, 90, 1.0, 0),
          ("saved twice 90 then 90", 90, 90, 1.0, 0), ("PNG", None, None, 1.0, 0),
-         ("web copy: q90, resized 0.7, q85", 90, 85, 0.7, 0), ("crop of a q85 JPEG, saved q92", 85, 92, 1.0, 3)]
+         ("web copy: q90, resized 0.7, q85", 90, 85, 0.7, 0), ("crop of a q85 JPEG, saved q92", 85, 92, 1.0, 3),
+         ("JPEG q85 saved as PNG", 85, None, 1.0, 0), ("crop of a q95 JPEG saved as PNG", 95, None, 1.0, 5)]
 MARGINS = [1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6, 1.8, 2.0, 2.2, 2.5]
 
 
@@ -88,14 +89,14 @@ def _saved(pixels: np.ndarray, first: int | None, last: int | None, factor: floa
     return loaded.pixels, loaded.jpeg_quantization
 
 
-def _case(task: tuple[str, int]) -> list[dict]:
+def _case(task: tuple[str, int, tuple[str, ...]]) -> list[dict]:
     from retouch.detect import detectors
 
-    name, save = task
+    name, save, chosen = task
     label, first, last, factor, offset = SAVES[save]
     pixels, tables = _saved(_photos()[name], first, last, factor, offset)
     rows = []
-    for detector in DETECTORS:
+    for detector in chosen:
         result = detectors()[detector].run(pixels, jpeg_quantization=tables)
         if result.skipped is None and "null" in result.details:
             rows.append({"photo": name, "save": label, "detector": detector, **result.details["null"],
@@ -135,14 +136,16 @@ def calibration_table(rows: list[dict], title: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--detectors", default=",".join(DETECTORS), help="comma-separated detectors to check")
     parser.add_argument("--real", type=Path, default=None, help="rows of a benchmarks.real run (single.jsonl)")
     args = parser.parse_args()
     started = time.time()
-    tasks = [(name, save) for name in _photos() for save in range(len(SAVES))]
+    chosen = tuple(d for d in args.detectors.split(",") if d)
+    tasks = [(name, save, chosen) for name in _photos() for save in range(len(SAVES))]
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
         rows = [row for part in pool.map(_case, tasks, chunksize=2) for row in part]
     (ROOT / "bench-out").mkdir(exist_ok=True)
-    (ROOT / "bench-out" / "false-alarm-rows.json").write_text(json.dumps(rows))
+    (ROOT / "bench-out" / f"false-alarm-rows-{'-'.join(chosen)}.json").write_text(json.dumps(rows))
     body = [calibration_table(rows, "Untouched photographs made in code (calibration)")]
     if args.real and args.real.exists():
         real_rows = []
