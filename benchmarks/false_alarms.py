@@ -6,8 +6,10 @@ null model of one block's score (``retouch.detect._blocks.null_tail``, a Gaussia
 scikit-image and matplotlib ship, each saved in the ways archives and the web save pictures: camera JPEG at
 several qualities, saved twice, PNG, a resized web copy, a crop of a JPEG), the share of images whose smallest
 NFA is at most ``x`` should be at most ``x``. For each detector it prints that share at x = 1, 0.1 and 0.01 for
-the default margin and the smallest margin that keeps the share within ``x`` at 1 and 0.1 (the 0.01 level needs
-more images than this set holds: it is extrapolated by the model).
+the margin in use and the smallest margin that keeps the shares near what is expected. Each detector records, for
+a few margins, the smallest NFA of a group it would decide there (``_blocks.CALIBRATION_MARGINS``), so one run
+calibrates the decisions themselves, their extent rule included. At 0.01 the set is too small for more than a
+check: about 1 image in 100 is expected there.
 
     python -m benchmarks.false_alarms [--workers 2] [--real bench-out/real/single.jsonl]
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import math
 import json
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -30,14 +33,16 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "false_alarms.md"
 DETECTORS = ["ela", "grain", "inpaint", "jpeg", "grid"]
-EXTRA_PHOTOS = ["brick", "grass", "gravel", "moon", "page", "immunohistochemistry", "retina", "cell"]
+# photographs only: scikit-image's microscopy (immunohistochemistry, retina, cell) and its page of text are not
+# pictures of the kinds the tool claims to handle, and were left out of the calibration
+EXTRA_PHOTOS = ["brick", "grass", "gravel", "moon"]
 # (label, first JPEG quality or None, last JPEG quality or None, resize factor, crop offset in pixels)
 SAVES = [("camera JPEG q75", None, 75, 1.0, 0), ("camera JPEG q90", None, 90, 1.0, 0),
          ("camera JPEG q95", None, 95, 1.0, 0), ("saved twice 70 then 90", 70, 90, 1.0, 0),
          ("saved twice 90 then 90", 90, 90, 1.0, 0), ("PNG", None, None, 1.0, 0),
          ("web copy: q90, resized 0.7, q85", 90, 85, 0.7, 0), ("crop of a q85 JPEG, saved q92", 85, 92, 1.0, 3),
          ("JPEG q85 saved as PNG", 85, None, 1.0, 0), ("crop of a q95 JPEG saved as PNG", 95, None, 1.0, 5)]
-MARGINS = [1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6, 1.8, 2.0, 2.2, 2.5]
+MARGINS = [1.0, 1.2, 1.4, 1.6, 1.8, 2.0]
 
 
 @functools.cache
@@ -93,8 +98,15 @@ def _case(task: tuple[str, int, tuple[str, ...]]) -> list[dict]:
     from retouch.detect import detectors
 
     name, save, chosen = task
-    label, first, last, factor, offset = SAVES[save]
-    pixels, tables = _saved(_photos()[name], first, last, factor, offset)
+    if name.startswith("scan-"):  # an untouched generated archival scan, as the project's samples make them
+        from retouch.io import load_image_bytes
+        from retouch.samples import make_authentic
+
+        loaded = load_image_bytes(make_authentic(int(name[5:]), size=768).file_bytes, name=name)
+        pixels, tables, label = loaded.pixels, loaded.jpeg_quantization, "generated scan"
+    else:
+        label, first, last, factor, offset = SAVES[save]
+        pixels, tables = _saved(_photos()[name], first, last, factor, offset)
     rows = []
     for detector in chosen:
         result = detectors()[detector].run(pixels, jpeg_quantization=tables)
@@ -105,16 +117,21 @@ def _case(task: tuple[str, int, tuple[str, ...]]) -> list[dict]:
 
 
 def smallest_nfa(row: dict, margin: float) -> float:
-    from retouch.detect._blocks import null_tail
-
-    return float(row["tests"] * null_tail(row["peak_z"], margin))
+    """The smallest NFA of a region the detector would decide at ``margin`` (its groups as recorded by the
+    detector for each calibration margin; a margin between them takes the nearest recorded one)."""
+    recorded = row.get("group_nfa") or {}
+    if not recorded:
+        return math.inf
+    nearest = min(recorded, key=lambda m: abs(float(m) - margin))
+    value = recorded[nearest]
+    return math.inf if value is None else float(value)
 
 
 def calibration_table(rows: list[dict], title: str) -> str:
     lines = [f"**{title}** ({len({(r['photo'], r['save']) for r in rows})} images)", "",
              "| detector | margin in use | share with smallest NFA <= 1 / 0.1 / 0.01 | smallest margin keeping the "
-             "share within 1 and 0.1 | at that margin: <= 1 / 0.1 / 0.01 | images marked by the decision |",
-             "|---|---|---|---|---|---|"]
+             "shares near 1 - 1/e, 0.1 and 0.01 | at that margin: <= 1 / 0.1 / 0.01 | images marked by the "
+             "decision |", "|---|---|---|---|---|---|"]
     for detector in DETECTORS:
         chosen = [r for r in rows if r["detector"] == detector]
         if not chosen:
@@ -125,8 +142,9 @@ def calibration_table(rows: list[dict], title: str) -> str:
             values = np.array([smallest_nfa(r, margin) for r in chosen])
             return [float(np.mean(values <= x)) for x in (1.0, 0.1, 0.01)]
 
-        fitting = next((m for m in MARGINS if shares(m)[0] <= 1.0 and shares(m)[1] <= 0.1 and
-                        shares(m)[0] <= 0.63), MARGINS[-1])  # P(at least one) <= 1 - 1/e at an expectation of 1
+        # P(at least one) <= 1 - 1/e at an expectation of 1; at most 0.1 and 0.02 where 0.1 and 0.01 are expected
+        fitting = next((m for m in MARGINS if shares(m)[0] <= 0.63 and shares(m)[1] <= 0.1 and
+                        shares(m)[2] <= 0.02), MARGINS[-1])
         fmt = lambda s: " / ".join(f"{100 * v:.0f} %" for v in s)  # noqa: E731
         lines.append(f"| {detector} | {in_use} | {fmt(shares(in_use))} | {fitting} | {fmt(shares(fitting))} | "
                      f"{sum(r['marked'] > 0 for r in chosen)} of {len(chosen)} |")
@@ -136,12 +154,14 @@ def calibration_table(rows: list[dict], title: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--scans", type=int, default=24, help="untouched generated scans to add")
     parser.add_argument("--detectors", default=",".join(DETECTORS), help="comma-separated detectors to check")
     parser.add_argument("--real", type=Path, default=None, help="rows of a benchmarks.real run (single.jsonl)")
     args = parser.parse_args()
     started = time.time()
     chosen = tuple(d for d in args.detectors.split(",") if d)
     tasks = [(name, save, chosen) for name in _photos() for save in range(len(SAVES))]
+    tasks += [(f"scan-{seed}", 0, chosen) for seed in range(900_000, 900_000 + args.scans)]
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
         rows = [row for part in pool.map(_case, tasks, chunksize=2) for row in part]
     (ROOT / "bench-out").mkdir(exist_ok=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -172,15 +173,6 @@ def bonferroni_z(tests: int, false_alarms: float = 1.0) -> float:
     return float(-NormalDist().inv_cdf(p))
 
 
-# The bound above assumes Gaussian tails for the pooled, standardised block scores. Those of real photographs
-# are heavier: at the Gaussian bound, untouched pictures (the 8 sample sources and 8 other scikit-image pictures,
-# each saved 5 ways) had 0.6-1.5 % of their area marked by each of ela, grain and inpaint, against 0.2-0.3 % on
-# generated scans. At 1.3 times the bound: 0.1-0.5 %; median F1 on generated forgeries moved by -0.08 to +0.02
-# (see benchmarks/results/quality.md). It is each block detector's default ``tail_margin`` for the null model of
-# ``group_decision``; benchmarks/false_alarms.py checks it on untouched photographs.
-TAIL_MARGIN = 1.3
-
-
 def pooled_z(z: np.ndarray, radius: int) -> np.ndarray:
     """Average z over a (2 radius + 1)^2 neighbourhood of blocks, rescaled to unit variance under independence."""
     size = 2 * radius + 1
@@ -214,11 +206,39 @@ class GroupDecision:
     threshold_z: float
     peak_z: float = 0.0
     tests: int = 1
+    group_nfa: dict[float, float] | None = None
 
-    def null_record(self, others: "list[GroupDecision]" = ()) -> dict[str, float]:  # noqa: UP037
-        """What calibration needs to recompute the smallest NFA for another margin (``details["null"]``)."""
-        peak = max([self.peak_z, *[other.peak_z for other in others]])
-        return {"tests": self.tests, "peak_z": round(peak, 4)}
+    def null_record(self, others: "list[GroupDecision]" = ()) -> dict[str, Any]:
+        """What calibration needs (``details["null"]``): the tests, the peak score, and for each margin of
+        :data:`CALIBRATION_MARGINS` the smallest NFA of a group that would be decided at that margin (its
+        extent rule included), over all the maps judged."""
+        every = [self, *others]
+        groups = {str(m): min(float((d.group_nfa or {}).get(m, math.inf)) for d in every)
+                  for m in CALIBRATION_MARGINS}
+        return {"tests": self.tests, "peak_z": round(max(d.peak_z for d in every), 4),
+                "group_nfa": {m: float(f"{v:.3g}") if math.isfinite(v) else None for m, v in groups.items()}}
+
+
+# Margins at which every decision also records its smallest group NFA, so that benchmarks.false_alarms can
+# calibrate a detector's margin on the decisions themselves from one run.
+CALIBRATION_MARGINS = (1.0, 1.2, 1.4, 1.6, 1.8, 2.0)
+
+
+def _smallest_group_nfa(z: np.ndarray, tests: int, margin: float, nfa_threshold: float, min_blocks: int,
+                        grow: float) -> float:
+    """The smallest NFA among the groups :func:`group_decision` would form at ``margin`` (inf when none)."""
+    level = grow * margin * bonferroni_z(tests, nfa_threshold)
+    above = z > level
+    if not above.any():
+        return math.inf
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(above.view(np.uint8), connectivity=8)
+    peaks = np.full(count, -np.inf)
+    np.maximum.at(peaks, labels.ravel(), z.ravel())
+    qualified = stats[:, cv2.CC_STAT_AREA] >= min_blocks
+    qualified[0] = False
+    if not qualified.any():
+        return math.inf
+    return float(tests * null_tail(peaks[qualified].max(), margin))
 
 
 def null_tail(z: np.ndarray | float, margin: float) -> np.ndarray | float:
@@ -245,10 +265,14 @@ def group_decision(z: np.ndarray, *, tests: int, margin: float, nfa_threshold: f
     candidate_z = margin * bonferroni_z(tests, max(candidate_nfa, nfa_threshold))
     nfa_map = np.full(z.shape, np.inf)
     peak = float(z.max()) if z.size else 0.0
+    # the groups each calibration margin would form: cheap on block maps, and only where some could be found
+    reachable = peak > CALIBRATION_MARGINS[0] * bonferroni_z(tests, max(candidate_nfa, nfa_threshold))
+    group_nfa = {m: (_smallest_group_nfa(z, tests, m, nfa_threshold, min_blocks, grow) if reachable else math.inf)
+                 for m in CALIBRATION_MARGINS}
     best_nfa = float(tests * null_tail(peak, margin))
     mask = np.zeros(z.shape, bool)
     if peak <= candidate_z:  # most untouched images: no candidate, no labelling
-        return GroupDecision(mask, nfa_map, best_nfa, decide_z, peak, tests)
+        return GroupDecision(mask, nfa_map, best_nfa, decide_z, peak, tests, group_nfa)
     count, labels, stats, _ = cv2.connectedComponentsWithStats((z > grow * decide_z).view(np.uint8),
                                                                connectivity=8)
     peaks = np.full(count, -np.inf)
@@ -259,7 +283,7 @@ def group_decision(z: np.ndarray, *, tests: int, margin: float, nfa_threshold: f
     nfa = np.where(candidate, nfa, np.inf)
     nfa_map = nfa[labels]
     mask = nfa_map <= nfa_threshold
-    return GroupDecision(mask, nfa_map, best_nfa, decide_z, peak, tests)
+    return GroupDecision(mask, nfa_map, best_nfa, decide_z, peak, tests, group_nfa)
 
 
 def nfa_score(nfa: float, nfa_threshold: float, *, decided: bool) -> float:
@@ -277,15 +301,18 @@ def describe_nfa(nfa: float, what: str) -> str:
     if nfa >= 1:
         return (f"about {nfa:.2g} {what}s at least this strong are expected by chance on an untouched photograph "
                 "of this size")
+    if nfa < 1e-9:  # the Gaussian tail underflows long before: only the order of magnitude means anything
+        return (f"a {what} at least this strong occurs by chance in fewer than 1 in a billion untouched "
+                "photographs of this size")
     return (f"a {what} at least this strong occurs by chance in about 1 in {1 / nfa:,.0f} untouched photographs "
             "of this size")
-
 
 def strength_to_heat(strength: np.ndarray, threshold: float) -> np.ndarray:
     """Map block evidence (z) onto [0, 1]: 0.5 at the decision threshold, strictly increasing everywhere.
 
     A logistic of width threshold / 4 (0.12 at half the threshold, 0.88 at 1.5 times it). An earlier linear ramp
-    from half the threshold tied every block below it at 0; since the threshold includes ``TAIL_MARGIN``, that
+    from half the threshold tied every block below it at 0; since the threshold includes the detector's tail
+    margin, that
     tie covered much of a weak edit's area: on 6 generated forgeries per kind, ELA's median pixel AUC was
     0.73-0.91 with the ramp and 0.88-0.94 with this map. A strictly increasing map ranks pixels exactly as the
     evidence does; the decisions and image scores do not depend on it.

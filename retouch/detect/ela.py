@@ -34,7 +34,6 @@ import numpy as np
 
 from retouch.detect._blocks import (
     NOTHING_TO_JUDGE,
-    TAIL_MARGIN,
     binned_reference,
     block_max,
     block_mean,
@@ -146,8 +145,8 @@ class ElaOptions:
         A region is decided when its number of false alarms is at most this (0.01: one such region in about 100
         untouched photographs).
     tail_margin : float
-        Width of the null model of a block score against a standard Gaussian (see ``_blocks.null_tail``); real
-        photographs' scores have heavier tails than a Gaussian.
+        Width of the null model of a block score against a standard Gaussian (see
+        ``_blocks.null_tail``), calibrated on untouched photographs and scans by ``benchmarks.false_alarms``.
     impulse_limit : int
         Blocks with a pixel more than this many grey levels from its 3x3 median (dust, scratches, hairlines) are
         left out of the test (40).
@@ -156,7 +155,7 @@ class ElaOptions:
     quality: int = 90
     sweep: tuple[int, ...] = ()
     nfa_threshold: float = 0.01
-    tail_margin: float = TAIL_MARGIN
+    tail_margin: float = 2.0
     impulse_limit: int = 40
 
 
@@ -247,7 +246,8 @@ def error_level_analysis(image: np.ndarray, *, options: ElaOptions | None = None
         kind_of={"error-level": high_mask | low_mask}, score=score,
         params={**params, "threshold_z": round(threshold, 3)}, nfa=nfa, what="error-level anomaly",
         summary=summary, explanation=EXPLANATION,
-        details={"smallest_nfa": float(f"{best_nfa:.3g}"), "null": decisions[0].null_record(decisions[1:]), "median_error_level": levels, "qualities_used": qualities,
+        details={"smallest_nfa": float(f"{best_nfa:.3g}"), "null": decisions[0].null_record(decisions[1:]),
+                 "median_error_level": levels, "qualities_used": qualities,
                  "self_reproducing_qualities": reproducing, "blocks_high": int(high_mask.sum()),
                  "blocks_low": int(low_mask.sum())},
         min_area=4 * block * block,

@@ -5,10 +5,11 @@ the expected number of regions at least as strong on an untouched photograph of 
 detector's ``nfa_threshold``. The fused mask is their union after a closing and a minimum area (0.2 % of the
 image); its expected number of false regions per untouched image is at most the sum of the detectors' thresholds
 (a union bound), which the summary states. Each fused region reports the smallest NFA of the detector regions that
-support it. The fused heatmap is the per-pixel maximum of the detectors' heatmaps. The image-level score exceeds 0.5 only when a fused region survives, and then combines the
-detectors' own calibrated image-level scores by a noisy-OR (see :func:`fused_score`). Every fused region lists
-which detectors support it and how much of the region each one covers, so a reader can weigh single-cue
-against multi-cue findings.
+support it. The fused heatmap is the per-pixel maximum of the detectors' heatmaps. The image-level score exceeds
+0.5 only when a fused region survives, and then combines the detectors' image-level scores (each 0.5 at its NFA
+threshold, higher as its smallest NFA falls) by a noisy-OR (see :func:`fused_score`); below 0.5 it is the
+strongest detector's score, so it still ranks images where nothing was decided. Every fused region lists which
+detectors support it and how much of the region each one covers.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from retouch.result import AnalysisResult, Region, regions_from_mask
 
 FUSED_EXPLANATION = (
     "The suspect map combines every detector that ran: a pixel is suspect when at least one detector flagged it "
-    "at that detector's own calibrated threshold. Regions list the detectors that support them; a region backed "
+    "at that detector's own threshold, which keeps only findings that would arise by chance in fewer than about 1 "
+    "in 100 untouched photographs of this size (each region states this number of false alarms, NFA). Regions "
+    "list the detectors that support them; a region backed "
     "by several independent cues (for example missing grain and copied texture) is stronger evidence than one "
     "backed by a single cue. None of these maps proves a forgery on its own: each one marks a statistical "
     "anomaly that an expert should examine against the photograph's history (damage, restoration, scanning)."

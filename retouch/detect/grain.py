@@ -35,7 +35,6 @@ import numpy as np
 
 from retouch.detect._blocks import (
     NOTHING_TO_JUDGE,
-    TAIL_MARGIN,
     binned_reference,
     block_mean,
     block_result,
@@ -147,14 +146,15 @@ class GrainOptions:
     nfa_threshold : float
         A region is decided when its number of false alarms is at most this (0.01).
     tail_margin : float
-        Width of the null model of a block score against a standard Gaussian (see ``_blocks.null_tail``).
+        Width of the null model of a block score against a standard Gaussian (see
+        ``_blocks.null_tail``), calibrated on untouched photographs and scans by ``benchmarks.false_alarms``.
     pool_radius : int
         Neighbourhood (in blocks) over which block z-scores are pooled before the decision (1).
     """
 
     block: int | None = None
     nfa_threshold: float = 0.01
-    tail_margin: float = TAIL_MARGIN
+    tail_margin: float = 1.6
     pool_radius: int = 1
 
 
@@ -255,7 +255,8 @@ def grain_consistency(image: np.ndarray, *, options: GrainOptions | None = None,
                 "false_alarm_control": FALSE_ALARM_CONTROL},
         nfa=nfa, what="grain anomaly",
         summary=summary, explanation=EXPLANATION,
-        details={"smallest_nfa": float(f"{best_nfa:.3g}"), "null": decisions[0].null_record(decisions[1:]), "blocks_tested": int(usable.sum()), "blocks_low": low_count, "blocks_high": high_count,
+        details={"smallest_nfa": float(f"{best_nfa:.3g}"), "null": decisions[0].null_record(decisions[1:]),
+                 "blocks_tested": int(usable.sum()), "blocks_low": low_count, "blocks_high": high_count,
                  "noise_level_median": round(float(np.exp(median_of(expected))), 6)},
         min_area=min_blocks * block * block,
     )

@@ -80,7 +80,8 @@ class GridOptions:
     nfa_threshold : float
         A region is decided when its number of false alarms is at most this (0.01).
     tail_margin : float
-        Width of the null model of a window score against a standard Gaussian (see ``_blocks.null_tail``).
+        Width of the null model of a window score against a standard Gaussian (see
+        ``_blocks.null_tail``), calibrated on untouched photographs and scans by ``benchmarks.false_alarms``.
     window : int
         Side, in 8x8 cells, of the window whose votes are pooled (7).
     max_pixels : int
@@ -88,7 +89,7 @@ class GridOptions:
     """
 
     nfa_threshold: float = 0.01
-    tail_margin: float = 1.3
+    tail_margin: float = 1.5
     window: int = 7
     max_pixels: int = 8_000_000
 
@@ -190,7 +191,8 @@ def grid_votes(image: np.ndarray, *, options: GridOptions | None = None, **chang
 
     grid_nfa = float(64 * binom.sf(histogram[main] - 1, max(cast, 1), 1 / 64)) if cast else 1.0
     details: dict[str, Any] = {"main_origin": [main // 8, main % 8], "cells_voting": cast,
-                               "main_share": round(histogram[main] / max(cast, 1), 4), "grid_nfa": float(f"{grid_nfa:.3g}")}
+                               "main_share": round(histogram[main] / max(cast, 1), 4),
+                               "grid_nfa": float(f"{grid_nfa:.3g}")}
     if cast < 50 or grid_nfa > 1e-6:
         return AnalysisResult.skipped_result("grid", shape, "the pixels show no JPEG block grid (never compressed, "
                                              "or resized after their last compression)", params=params,

@@ -38,7 +38,6 @@ import numpy as np
 from retouch.detect._blocks import (
     NOTHING_TO_JUDGE,
     binned_reference,
-    TAIL_MARGIN,
     block_mean,
     block_result,
     group_decision,
@@ -95,7 +94,8 @@ class InpaintOptions:
     nfa_threshold : float
         A region is decided when its number of false alarms is at most this (0.01).
     tail_margin : float
-        Width of the null model of a block score against a standard Gaussian (see ``_blocks.null_tail``).
+        Width of the null model of a block score against a standard Gaussian (see
+        ``_blocks.null_tail``), calibrated on untouched photographs and scans by ``benchmarks.false_alarms``.
     """
 
     analysis_pixels: int = 1_000_000
@@ -103,7 +103,7 @@ class InpaintOptions:
     min_offset: int = 6
     near_exact: float = 0.15
     nfa_threshold: float = 0.01
-    tail_margin: float = TAIL_MARGIN
+    tail_margin: float = 2.0
 
 
 @register("inpaint", title="Inpainting (exemplar and diffusion fills)",
@@ -204,5 +204,6 @@ def inpainting_traces(image: np.ndarray, *, options: InpaintOptions | None = Non
         regions=regions, score=score,
         params={**params, "threshold_z": round(threshold, 3)},
         summary=summary, explanation=EXPLANATION,
-        details={"smallest_nfa": float(f"{best_nfa:.3g}"), "null": decisions[0].null_record(decisions[1:]), "blocks_exemplar": int(exemplar_mask.sum()), "blocks_diffusion": int(diffusion_mask.sum())},
+        details={"smallest_nfa": float(f"{best_nfa:.3g}"), "null": decisions[0].null_record(decisions[1:]),
+                 "blocks_exemplar": int(exemplar_mask.sum()), "blocks_diffusion": int(diffusion_mask.sum())},
     )

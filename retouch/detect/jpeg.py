@@ -145,7 +145,8 @@ class JpegOptions:
     nfa_threshold : float
         A region is decided when its number of false alarms is at most this (0.01).
     tail_margin : float
-        Width of the null model of a tile score against a standard Gaussian (see ``_blocks.null_tail``; 1.0).
+        Width of the null model of a tile score against a standard Gaussian (see
+        ``_blocks.null_tail``), calibrated on untouched photographs and scans by ``benchmarks.false_alarms``.
     grid_contrast : float
         Global grid contrast (excess of the main phase's boundary energy) below which shifted grids are not
         sought; a grid is still "present" (the file is analysed) from 0.15 (0.25).
@@ -156,7 +157,7 @@ class JpegOptions:
 
     qualities: tuple[int, ...] = (50, 55, 60, 65, 70, 75, 80, 85, 90)
     nfa_threshold: float = 0.01
-    tail_margin: float = 1.0
+    tail_margin: float = 1.5
     grid_contrast: float = 0.25
     ghost_min_range: float = 1.0
 

@@ -86,7 +86,9 @@ def _evidence_text(region: Mapping[str, Any]) -> str:
     for key, value in evidence.items():
         if key in {"detectors", "bbox_reference", "support"}:
             continue
-        if isinstance(value, float):
+        if key == "nfa" and isinstance(value, (int, float)):
+            value = f"{value:.2g}"  # numbers of false alarms span many decades: rounding would show 1e-5 as 0
+        elif isinstance(value, float):
             value = round(value, 3)
         if isinstance(value, (dict, list)):
             value = json.dumps(value)[:120]
