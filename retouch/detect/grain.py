@@ -52,7 +52,8 @@ from retouch.imaging import for_each_strip, strip_workers, to_gray_float
 from retouch.result import AnalysisResult
 
 FALSE_ALARM_CONTROL = ("a-contrario: a region's NFA is the number of block tests times the chance that one block "
-                       "of an untouched photograph scores as high (a Gaussian widened by tail_margin)")
+                       "of an untouched photograph scores as high (a Gaussian widened by tail_margin, or by "
+                       "grain_tail_margin for grain-dominated pictures such as scanned prints)")
 
 EXPLANATION = (
     "Film grain covers every part of a photographic print, stronger or weaker according to brightness. This map "
@@ -130,6 +131,21 @@ def _block_measures(eight: np.ndarray, block: int, *, residual: bool = True, ban
     return out
 
 
+def grain_level(image: np.ndarray) -> float:
+    """The picture's grain level: the median grain residual of its flattest blocks (in units of full scale), the
+    level of the noise-level function :func:`grain_consistency` estimates. Film prints and their scans lie above
+    about 0.009; most digital photographs below 0.006 (``benchmarks/results/false_alarms.md``)."""
+    eight = _gray8(np.asarray(image)) if np.asarray(image).dtype != np.uint16 else cv2.convertScaleAbs(
+        to_gray_float(image), alpha=255.0)
+    measures = _block_measures(eight, _block_size(eight.shape))
+    usable = measures["unclipped"] >= 0.8 * 255
+    if not usable.any():
+        return 0.0
+    structure = measures["structure"]
+    flat = usable & (structure <= percentile_of(structure[usable], 40))
+    return float(np.exp(median_of(np.log(measures["residual"][flat] / 255.0 + 1e-5))))
+
+
 def _block_size(shape: tuple[int, int]) -> int:
     pixels = shape[0] * shape[1]
     return 8 if pixels <= 1_500_000 else 16 if pixels <= 12_000_000 else 24
@@ -145,6 +161,12 @@ class GrainOptions:
         Block side in pixels (None: 8, 16 or 24 by image size).
     nfa_threshold : float
         A region is decided when its number of false alarms is at most this (0.01).
+    grain_level : float
+        Grain level (median residual of the flattest blocks, in units of full scale) from which a picture is
+        grain-dominated, as film prints and their scans are, and judged with ``grain_tail_margin`` (0.0085).
+    grain_tail_margin : float
+        Null width for grain-dominated pictures (1.3), calibrated on untouched generated scans and grainy
+        photographs by ``benchmarks.false_alarms``.
     tail_margin : float
         Width of the null model of a block score against a standard Gaussian (see
         ``_blocks.null_tail``), calibrated on untouched photographs and scans by ``benchmarks.false_alarms``.
@@ -154,6 +176,8 @@ class GrainOptions:
 
     block: int | None = None
     nfa_threshold: float = 0.01
+    grain_level: float = 0.0085
+    grain_tail_margin: float = 1.3
     tail_margin: float = 1.6
     pool_radius: int = 1
 
@@ -231,7 +255,9 @@ def grain_consistency(image: np.ndarray, *, options: GrainOptions | None = None,
     high = standardise(pooled_z(np.where(flat, np.minimum(z, 6.0), 0.0), pool_radius), flat)
     tests = int(usable.sum()) * 2
     min_blocks = 4
-    decisions = [group_decision(values, tests=tests, margin=options.tail_margin,
+    level = float(np.exp(median_of(expected)))
+    margin = options.grain_tail_margin if level >= options.grain_level else options.tail_margin
+    decisions = [group_decision(values, tests=tests, margin=margin,
                                 nfa_threshold=options.nfa_threshold, min_blocks=min_blocks) for values in (low, high)]
     low_mask, high_mask = (d.mask for d in decisions)
     nfa = np.minimum(decisions[0].nfa, decisions[1].nfa)
@@ -257,6 +283,6 @@ def grain_consistency(image: np.ndarray, *, options: GrainOptions | None = None,
         summary=summary, explanation=EXPLANATION,
         details={"smallest_nfa": float(f"{best_nfa:.3g}"), "null": decisions[0].null_record(decisions[1:]),
                  "blocks_tested": int(usable.sum()), "blocks_low": low_count, "blocks_high": high_count,
-                 "noise_level_median": round(float(np.exp(median_of(expected))), 6)},
+                 "noise_level_median": round(level, 6), "null_width_used": margin},
         min_area=min_blocks * block * block,
     )

@@ -48,12 +48,14 @@ from retouch.detect._blocks import (
 )
 from retouch.detect._options import options_params, resolve_options
 from retouch.detect._patchmatch import patchmatch, raw_patch_features, reduce_features
+from retouch.detect.grain import grain_level
 from retouch.detect.registry import register
 from retouch.imaging import bounded, to_gray_float, upscale_to
 from retouch.result import AnalysisResult
 
 FALSE_ALARM_CONTROL = ("a-contrario: a region's NFA is the number of block tests times the chance that one block "
-                       "of an untouched photograph scores as high (a Gaussian widened by tail_margin)")
+                       "of an untouched photograph scores as high (a Gaussian widened by tail_margin, or by "
+                       "grain_tail_margin for grain-dominated pictures such as scanned prints)")
 
 EXPLANATION = (
     "Inpainting fills a hole automatically. Exemplar fills copy many small patches from around the hole, so "
@@ -93,6 +95,11 @@ class InpaintOptions:
         Relative match distance below which a twin counts as a copy (0.15).
     nfa_threshold : float
         A region is decided when its number of false alarms is at most this (0.01).
+    grain_level : float
+        Grain level (see ``grain.grain_level``) from which a picture is grain-dominated, as film prints and their
+        scans are, and judged with ``grain_tail_margin`` (0.0085).
+    grain_tail_margin : float
+        Null width for grain-dominated pictures (1.4), calibrated by ``benchmarks.false_alarms``.
     tail_margin : float
         Width of the null model of a block score against a standard Gaussian (see
         ``_blocks.null_tail``), calibrated on untouched photographs and scans by ``benchmarks.false_alarms``.
@@ -103,6 +110,8 @@ class InpaintOptions:
     min_offset: int = 6
     near_exact: float = 0.15
     nfa_threshold: float = 0.01
+    grain_level: float = 0.0085
+    grain_tail_margin: float = 1.4
     tail_margin: float = 2.0
 
 
@@ -168,7 +177,9 @@ def inpainting_traces(image: np.ndarray, *, options: InpaintOptions | None = Non
     exemplar[~usable] = 0.0
     diffusion[~usable] = 0.0
     tests = int(usable.sum()) * 2
-    decisions = [group_decision(values, tests=tests, margin=options.tail_margin,
+    level = grain_level(image)
+    margin = options.grain_tail_margin if level >= options.grain_level else options.tail_margin
+    decisions = [group_decision(values, tests=tests, margin=margin,
                                 nfa_threshold=options.nfa_threshold, min_blocks=4) for values in (exemplar, diffusion)]
     exemplar_mask, diffusion_mask = (d.mask for d in decisions)
     nfa = np.minimum(decisions[0].nfa, decisions[1].nfa)
@@ -205,5 +216,6 @@ def inpainting_traces(image: np.ndarray, *, options: InpaintOptions | None = Non
         params={**params, "threshold_z": round(threshold, 3)},
         summary=summary, explanation=EXPLANATION,
         details={"smallest_nfa": float(f"{best_nfa:.3g}"), "null": decisions[0].null_record(decisions[1:]),
+                 "grain_level": round(level, 6), "null_width_used": margin,
                  "blocks_exemplar": int(exemplar_mask.sum()), "blocks_diffusion": int(diffusion_mask.sum())},
     )
