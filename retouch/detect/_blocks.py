@@ -294,6 +294,11 @@ def nfa_score(nfa: float, nfa_threshold: float, *, decided: bool) -> float:
     return float(score if decided else min(score, 0.49))
 
 
+def finite_or_none(value: float) -> float | None:
+    """An NFA for ``report.json``: three significant digits, or None when infinite (JSON has no infinity)."""
+    return float(f"{value:.3g}") if math.isfinite(value) else None
+
+
 def describe_nfa(nfa: float, what: str) -> str:
     """The false-alarm sentence every region carries: how often a finding this strong occurs by chance."""
     if not math.isfinite(nfa):
@@ -407,7 +412,7 @@ def block_regions(blocks: np.ndarray, heatmap: np.ndarray, block: int, *, kind: 
         evidence = {}
         if nfa is not None:
             value = float(nfa[by:by + bh, bx:bx + bw][labels[by:by + bh, bx:bx + bw] == label].min())
-            evidence = {"nfa": float(f"{value:.3g}"), "false_alarm_control": describe_nfa(value, what)}
+            evidence = {"nfa": finite_or_none(value), "false_alarm_control": describe_nfa(value, what)}
         regions.append(Region(bbox=(x0, y0, x1 - x0, y1 - y0), area=area, score=score, kind=kind,
                               evidence=evidence))
     return regions

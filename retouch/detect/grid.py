@@ -48,6 +48,7 @@ import numpy as np
 from retouch.detect._blocks import (
     block_mean,
     block_result,
+    finite_or_none,
     group_decision,
     nfa_score,
     strength_to_heat,
@@ -192,7 +193,7 @@ def grid_votes(image: np.ndarray, *, options: GridOptions | None = None, **chang
     grid_nfa = float(64 * binom.sf(histogram[main] - 1, max(cast, 1), 1 / 64)) if cast else 1.0
     details: dict[str, Any] = {"main_origin": [main // 8, main % 8], "cells_voting": cast,
                                "main_share": round(histogram[main] / max(cast, 1), 4),
-                               "grid_nfa": float(f"{grid_nfa:.3g}")}
+                               "grid_nfa": finite_or_none(grid_nfa)}
     if cast < 50 or grid_nfa > 1e-6:
         return AnalysisResult.skipped_result("grid", shape, "the pixels show no JPEG block grid (never compressed, "
                                              "or resized after their last compression)", params=params,
@@ -219,7 +220,7 @@ def grid_votes(image: np.ndarray, *, options: GridOptions | None = None, **chang
     mask = decision.mask & (counted > 0)
     heat = strength_to_heat(z, decision.threshold_z)
     score = nfa_score(decision.best_nfa, options.nfa_threshold, decided=bool(mask.any()))
-    details.update({"smallest_nfa": float(f"{decision.best_nfa:.3g}"), "null": decision.null_record(),
+    details.update({"smallest_nfa": finite_or_none(decision.best_nfa), "null": decision.null_record(),
                     "cells_analysed_share": round(float(analysed.mean()), 3)})
     if mask.any():
         summary = (f"The picture's JPEG grid (origin {main // 8},{main % 8}) is missing or shifted in "

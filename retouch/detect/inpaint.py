@@ -40,6 +40,7 @@ from retouch.detect._blocks import (
     binned_reference,
     block_mean,
     block_result,
+    finite_or_none,
     group_decision,
     nfa_score,
     pooled_z,
@@ -215,7 +216,7 @@ def inpainting_traces(image: np.ndarray, *, options: InpaintOptions | None = Non
         regions=regions, score=score,
         params={**params, "threshold_z": round(threshold, 3)},
         summary=summary, explanation=EXPLANATION,
-        details={"smallest_nfa": float(f"{best_nfa:.3g}"), "null": decisions[0].null_record(decisions[1:]),
+        details={"smallest_nfa": finite_or_none(best_nfa), "null": decisions[0].null_record(decisions[1:]),
                  "grain_level": round(level, 6), "null_width_used": margin,
                  "blocks_exemplar": int(exemplar_mask.sum()), "blocks_diffusion": int(diffusion_mask.sum())},
     )

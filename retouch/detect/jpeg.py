@@ -38,6 +38,7 @@ import numpy as np
 from retouch.detect._blocks import (
     block_mean,
     block_result,
+    finite_or_none,
     bonferroni_z,
     group_decision,
     nfa_score,
@@ -265,7 +266,7 @@ def jpeg_traces(image: np.ndarray, *, jpeg_quantization: Mapping[int, Sequence[i
     mask_blocks &= usable
     heat = strength_to_heat(strength, threshold)
     score = nfa_score(best_nfa, options.nfa_threshold, decided=bool(mask_blocks.any()))
-    details["smallest_nfa"] = float(f"{best_nfa:.3g}")
+    details["smallest_nfa"] = finite_or_none(best_nfa)
     if decisions:
         details["null"] = decisions[0].null_record(decisions[1:])
     quality_note = ""
