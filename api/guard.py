@@ -4,7 +4,8 @@ FastAPI parses (and spools to disk) a whole multipart body before any dependency
 check or key check there comes after the server has already received everything the client chose to send. This
 pure ASGI middleware sits in front of the application instead:
 
-* ``/v1`` requests without the right key get ``401`` before a byte of the body is read;
+* ``/v1`` requests without the right key (or, for a download, a signed link) get ``401`` before a byte of the
+  body is read;
 * a request whose ``Content-Length`` is beyond its route's limit gets ``413`` before the body is read;
 * a body without ``Content-Length`` (chunked) is counted as it streams in, and reading stops with ``413`` as soon
   as the count passes the limit.
@@ -20,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.deps import key_matches
+from api.deps import key_matches, link_is_signed
 from api.errors import error_body
 from api.settings import Settings
 
@@ -76,7 +77,8 @@ class RequestGuard:
         path: str = scope["path"]
         expected_key = self.settings.api_key
         if expected_key and (path == "/v1" or path.startswith("/v1/")) \
-                and not key_matches(headers.get("authorization", ""), expected_key):
+                and not key_matches(headers.get("authorization", ""), expected_key) \
+                and not (scope["method"] == "GET" and link_is_signed(path, scope["query_string"], expected_key)):
             await self._reject(scope, receive, send, 401, "unauthorized",
                                "missing or wrong API key: send 'Authorization: Bearer <key>'")
             return

@@ -8,10 +8,11 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 
 from api import errors
 from api.guard import RequestGuard
-from api.routes import jobs
+from api.routes import downloads, jobs
 from api.schemas import Health
 from api.settings import Settings
 from api.store import DATABASE, JobStore
@@ -38,14 +39,17 @@ def create_app(config: Settings | None = None) -> FastAPI:
         finally:
             dispatcher.stop()
 
-    app = FastAPI(title="retouch", version=__version__, lifespan=lifespan,
-                  description="Find where archival photographs were doctored. Submit scans or pairs, poll the "
-                              "job, fetch report.json, report.html, masks and heatmaps. Errors are JSON: "
-                              '{"error": {"code", "message"}}.')
+    # Swagger UI and ReDoc from the package's own copies, so /docs and /redoc work without internet
+    app = FastAPIOffline(title="retouch", version=__version__, lifespan=lifespan, static_url="/docs-assets",
+                         description="Find where archival photographs were doctored. Submit scans or pairs, poll "
+                                     "the job, fetch report.json, report.html, masks and heatmaps; a job's "
+                                     "results also come as one zip. Errors are JSON: "
+                                     '{"error": {"code", "message"}}.')
     errors.install(app)
     # key and size checks must come before FastAPI reads (and spools) the body, so they are middleware
     app.add_middleware(RequestGuard, settings=config)
     app.include_router(jobs.router)
+    app.include_router(downloads.router)
 
     @app.get("/health", response_model=Health, tags=["service"])
     def health() -> Health:

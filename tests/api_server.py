@@ -12,6 +12,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.helpers import wait_job
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -70,10 +72,4 @@ class Server:
         return httpx.Client(base_url=self.url, headers=headers, timeout=60)
 
     def wait_job(self, client: httpx.Client, job_id: str, timeout: float = 180) -> dict:
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            job = client.get(f"/v1/jobs/{job_id}").json()
-            if job["state"] in ("done", "failed", "done_with_errors"):
-                return job
-            time.sleep(0.2)
-        raise TimeoutError(f"job {job_id} not finished: {job}")
+        return wait_job(client, job_id, timeout)

@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from retouch.detect.fuse import fuse_results
+from retouch.fuse import fuse_results
 from retouch.io import load_image_bytes
-from retouch.pipeline import analyze_image
+from retouch.run.pipeline import analyze_image
 from retouch.result import AnalysisResult, Region
 
 BLOCK_DETECTORS = "ela,grain,inpaint,jpeg"

@@ -96,7 +96,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from retouch.detect._patchmatch import local_affine_residual, patchmatch, reduce_features, zernike_features
-from retouch.detect.registry import register
+from retouch.registry import register
 from retouch.imaging import bounded, nearest_neighbours, to_gray_float, upscale_to
 from retouch.result import AnalysisResult, Region
 

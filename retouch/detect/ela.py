@@ -48,7 +48,7 @@ from retouch.detect._blocks import (
 )
 from retouch.detect._options import options_params, resolve_options
 from retouch.detect._recompress import recompression_block_error
-from retouch.detect.registry import register
+from retouch.registry import register
 from retouch.imaging import for_each_strip, strip_workers, to_uint8
 from retouch.result import AnalysisResult
 

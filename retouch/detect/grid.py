@@ -54,7 +54,7 @@ from retouch.detect._blocks import (
     strength_to_heat,
 )
 from retouch.detect._options import options_params, resolve_options
-from retouch.detect.registry import register
+from retouch.registry import register
 from retouch.imaging import to_gray_float
 from retouch.result import AnalysisResult
 

@@ -50,7 +50,7 @@ from retouch.detect._blocks import (
 from retouch.detect._options import options_params, resolve_options
 from retouch.detect._patchmatch import patchmatch, raw_patch_features, reduce_features
 from retouch.detect.grain import grain_level
-from retouch.detect.registry import register
+from retouch.registry import register
 from retouch.imaging import bounded, to_gray_float, upscale_to
 from retouch.result import AnalysisResult
 

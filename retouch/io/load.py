@@ -185,14 +185,6 @@ class LoadedImage:
         return int(self.pixels.shape[1])
 
     @property
-    def megapixels(self) -> float:
-        return self.height * self.width / 1e6
-
-    @property
-    def is_color(self) -> bool:
-        return self.pixels.ndim == 3
-
-    @property
     def rgb8(self) -> np.ndarray:
         """uint8 RGB (H, W, 3) view for display and colour analyses."""
         px = self.pixels

@@ -16,7 +16,7 @@ import socket
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from types import FrameType
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlsplit
 
 from retouch.errors import InputError
@@ -31,14 +31,6 @@ class SchedulerError(InputError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, code="bad_scheduler")
-
-
-class Executor(Protocol):
-    description: str
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future: ...
-
-    def shutdown(self, *, cancel: bool = False) -> None: ...
 
 
 def default_workers() -> int:

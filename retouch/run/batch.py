@@ -16,28 +16,31 @@ import json
 import os
 import re
 import unicodedata
-import warnings
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from retouch import __version__
 from retouch.errors import InputError
-from retouch.io import (SNIFF_BYTES, atomic_write_text, max_pixels_from_env, read_table, readable_text,
-                        sniff_format)
-from retouch.requirements import require_output_folder
+from retouch.io import SNIFF_BYTES, atomic_write_text, max_pixels_from_env, readable_text, sniff_format
+from retouch.io.folders import require_output_folder
+from retouch.run.item import ANALYZE, Item, ItemOptions, ItemOutcome, file_sha256, run_item
+from retouch.run.manifest import (
+    PAIRS_CSV_ORDER,
+    IdClaims,
+    ManifestError,
+    Planned,
+    csv_entries,
+    item_id,
+    name_forms,
+    unique_items,
+)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp"}
 RESULTS = "results.jsonl"
 SUMMARY = "summary.csv"
-
-
-@dataclass(frozen=True)
-class BatchItem:
-    id: str
-    command: str  # "analyze" or "compare"
-    paths: tuple[str, ...]
+ITEMS = "items"  # OUT/items/<id>/: each item's reports
 
 
 def _looks_like_image(path: Path) -> bool:
@@ -52,153 +55,116 @@ def _looks_like_image(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES
 
 
-def _item_id(relative: str) -> str:
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", relative).strip("-")[:60] or "item"
+def _legacy_id(text: str) -> str:
+    """The id retouch gave an item made from ``text`` (a path, or a pairs CSV row's two files) before ids had one
+    rule with the web service's (:func:`retouch.run.manifest.item_id`): kept so a batch folder made then still
+    resumes (see :func:`_migrate`)."""
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")[:60] or "item"
     # the name's own bytes: a file name that is not UTF-8 (a Latin-1 'é' on Linux) has no UTF-8 encoding
-    return f"{slug}-{hashlib.sha1(os.fsencode(relative)).hexdigest()[:6]}"
+    return f"{slug}-{hashlib.sha1(os.fsencode(text)).hexdigest()[:6]}"
 
 
-ID_BYTES = 120  # an id names a folder: file systems take names of up to 255 bytes
+def _legacy_given_id(given: str) -> str:
+    """The id a pairs CSV row's own id gave before ids had one rule (see :func:`_legacy_id`)."""
+    return re.sub(r"[^\w.-]+", "-", unicodedata.normalize("NFC", given))
 
 
-def _csv_item_id(given: str, where: str) -> str:
-    """The id a CSV row gives, as a folder name under items/: refused unless it is a plain name.
-
-    ``..`` would put the item's reports in the output root, ``.`` in items/ itself, and a slash in a folder
-    elsewhere; letters of any script, digits, '.', '_' and '-' are kept (so 'фото-1' and 'снимок-1' stay two
-    ids, as they are in the web service), other runs of characters become '-'.
-    """
-    if given in {".", ".."} or "/" in given or "\\" in given:
-        raise InputError(f"{where}: id {given!r} is not a plain name (it names the item's folder under items/, so "
-                         "it cannot be '.' or '..' or contain '/' or '\\'); use letters, digits, '.', '_' and '-'")
-    item_id = re.sub(r"[^\w.-]+", "-", unicodedata.normalize("NFC", given))
-    if len(item_id.encode("utf-8")) > ID_BYTES:
-        raise InputError(f"{where}: id {given[:40]!r}... is too long (it names the item's folder); give one of at "
-                         f"most {ID_BYTES} bytes")
-    return item_id
-
-
-def _csv_path(cell: str, source: Path) -> str:
+def _listed_path(cell: str, source: Path) -> str:
     """A file named in a pairs CSV, absolute: relative to the CSV's folder, '~' meaning the home folder.
 
-    Missing as written, the same name in the other Unicode form is taken where it exists: macOS writes 'é' as
-    'e' and an accent in file names, a spreadsheet typed on another system as one character, and both look alike.
-    So is the name with '/' for '\\' where '\\' does not separate folders: a CSV written on Windows, read here.
+    Missing as written, the first of its other spellings that exists is taken
+    (:func:`retouch.run.manifest.name_forms`: '/' for '\\' where '\\' does not separate folders, a CSV written on
+    Windows read here; 'é' in the other Unicode form, as macOS and other systems write it and both look alike).
     """
-    if os.sep == "/" and "\\" in cell and not (source.parent / cell).exists():
-        cell = cell.replace("\\", "/")
-    path = source.parent / cell
+    paths = [_under(form, source) for form in name_forms(cell)]
+    found = next((path for path in paths if path.exists()), None)
+    return str((found or paths[1 if "\\" in cell else 0]).resolve())
+
+
+def _under(cell: str, source: Path) -> Path:
     if cell.startswith("~"):
         try:
-            path = Path(cell).expanduser()  # an absolute path: the CSV's folder is not prefixed
+            return Path(cell).expanduser()  # an absolute path: the CSV's folder is not prefixed
         except RuntimeError:  # no home folder known: the cell is a name like any other
             pass
-    if not path.exists():
-        for form in ("NFC", "NFD"):
-            other = Path(unicodedata.normalize(form, str(path)))
-            if other.exists():
-                path = other
-                break
-    return str(path.resolve())
+    return source.parent / cell
 
 
-def _column_names_only(cells: list[str], source: Path) -> bool:
-    """Whether a first row names no file: no cell with a file name's suffix or naming something that exists.
-
-    A header in other words ("Original,Modified") was read as two files, and the run went on with an item that
-    failed as a missing file, however many rows came after it."""
-    named = [cell for cell in cells if cell]
-    return bool(named) and not any(Path(cell).suffix or Path(_csv_path(cell, source)).exists() for cell in named)
-
-
-def _pairs_from_csv(source: Path) -> list[BatchItem]:
-    """The compare items listed in a pairs CSV (reference,questioned[,id]); malformed rows are refused.
-
-    A first row naming the columns (in any case and order: "ID;Reference;Questioned") says where they are;
-    without one the columns are reference, questioned and id, in that order.
-    """
-    items: list[BatchItem] = []
-    seen: dict[str, tuple[int, str]] = {}  # id ignoring case -> (line, id as given)
+def _items_from_csv(source: Path) -> tuple[list[Item], dict[str, str]]:
+    """The items a CSV lists (pairs: reference,questioned[,id]; or images under a column named image), with
+    the id each had before ids had one rule; a malformed row, a repeated id or a row repeated without an id is
+    refused, naming the line (:mod:`retouch.run.manifest`)."""
     try:
         data = source.read_bytes()
     except OSError as error:
         raise InputError(f"{source}: cannot be read ({error.strerror}); check the file and its permissions",
                          path=str(source)) from None
-    columns = {"reference": 0, "questioned": 1, "id": 2}
-    # read_table: a byte-order mark, any line ends, ';' from European spreadsheets and Excel's UTF-16 text
-    for position, (number, cells) in enumerate(read_table(data, str(source))):
-        names = [cell.lower() for cell in cells]
-        if position == 0 and {"reference", "questioned"} <= set(names):
-            columns = {name: names.index(name) for name in ("reference", "questioned", "id") if name in names}
-            continue
-        if position == 0 and _column_names_only(cells[:2], source):
-            raise InputError(f"{source}:{number}: {', '.join(repr(cell) for cell in cells[:3])} look like column "
-                             "names, not files; name the columns reference, questioned and (if you like) id, in "
-                             "any order and case, or remove the row")
-        reference, questioned, given = (cells[columns[name]] if columns.get(name, len(cells)) < len(cells)
-                                        else "" for name in ("reference", "questioned", "id"))
-        if not reference or not questioned:
-            role = "reference" if not reference else "questioned"
-            raise InputError(f"{source}:{number}: no {role} file; each row names two files, "
-                             "reference,questioned[,id]")
-        paths = (_csv_path(reference, source), _csv_path(questioned, source))
-        if given:
-            item_id = _csv_item_id(given, f"{source}:{number}")
-        else:  # no id given (or an empty cell, as spreadsheets pad rows): one is made from the paths
-            item_id = _item_id(f"{reference}|{questioned}")
-        # ids differing only in case name one folder on macOS and Windows, where one item's reports would
-        # overwrite the other's; so do ids that differ only in characters made '-'
-        first_line, first_given = seen.setdefault(item_id.casefold(), (number, given))
-        if first_line != number and not given:
-            raise InputError(f"{source}:{number}: lists the same pair as line {first_line}; remove one of the "
-                             "rows")
-        if first_line != number:
-            also = "" if first_given == given else f" as {first_given!r}, which names the same folder"
-            raise InputError(f"{source}:{number}: id {given!r} is already given on line {first_line}{also}; give "
-                             "each row its own id")
-        items.append(BatchItem(item_id, "compare", paths))
-    return items
+
+    def could_be_a_file(cell: str) -> bool:  # a file name's suffix, or the name of something that exists
+        return bool(Path(cell).suffix) or Path(_listed_path(cell, source)).exists()
+
+    entries = csv_entries(data, str(source), order=PAIRS_CSV_ORDER, where=lambda line: f"{source}:{line}",
+                          names_a_file=could_be_a_file)
+    claims, rows, planned, legacy = IdClaims(), {}, [], []
+    for entry in entries:
+        claims.claim(entry)
+        if entry.id is None:  # no id given (or an empty cell, as spreadsheets pad rows): made from the files
+            first = rows.setdefault(entry.names, entry.position)
+            if first != entry.position:
+                kind = "image" if entry.command == ANALYZE else "pair"
+                raise ManifestError(f"{entry.where}: lists the same {kind} as {first}; remove one of the rows")
+        paths = tuple(_listed_path(name, source) for name in entry.names)
+        planned.append(Planned(entry.id or item_id("|".join(entry.names), "item"), entry.command, paths,
+                               fixed=entry.id is not None))
+        legacy.append(_legacy_given_id(entry.given) if entry.given else _legacy_id("|".join(entry.names)))
+    items = unique_items(planned)
+    return items, {item.id: old for item, old in zip(items, legacy)}
 
 
-def plan(input_path: str | os.PathLike[str], *, out_dir: str | os.PathLike[str] | None = None) -> list[BatchItem]:
-    """Items of a batch: every image under a folder (recursively), or every row of a pairs CSV.
+def plan(input_path: str | os.PathLike[str], *, out_dir: str | os.PathLike[str] | None = None) -> list[Item]:
+    """Items of a batch: every image under a folder (recursively), or every row of a CSV of pairs (or images).
 
-    Files under ``out_dir`` are not items: a batch whose output folder lies inside its input folder would
-    otherwise analyse its own maps and overlays on the next run.
+    A folder's items are named by their paths inside it (``box1/017.tif`` is ``box1_017.tif``,
+    :func:`retouch.run.manifest.item_id`). Files under ``out_dir`` are not items: a batch whose output folder lies
+    inside its input folder would otherwise analyse its own maps and overlays on the next run.
     """
     return _plan(input_path, out_dir)[0]
 
 
 def _plan(input_path: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None
-          ) -> tuple[list[BatchItem], list[str]]:
-    """:func:`plan`'s items, and the files of an input folder left out as not images (paths relative to it)."""
+          ) -> tuple[list[Item], list[str], dict[str, str]]:
+    """:func:`plan`'s items; the files of an input folder left out as not images (paths relative to it); and
+    the id each item had before ids had one rule (see :func:`_migrate`)."""
     source = Path(input_path)
     if not source.exists():
         raise InputError(f"{source}: no such file or folder; give a folder of images or a CSV of pairs")
     if source.is_dir():
-        items, not_images = [], []
+        planned, legacy, not_images = [], [], []
         own_output = _own_output_under(source, out_dir)
-        # a broken symbolic link (a scan on an unmounted drive, a link to itself) is listed too: left out, it went
-        # missing from the run without a word; as an item it fails naming the link, or is named as not an image
+        # a broken symbolic link (a scan on an unmounted drive, a link to itself) is listed too, so that no scan
+        # goes missing from the run without a word: as an item it fails naming the link, or it is named among
+        # the files that are not images
         for path in sorted(p for p in source.rglob("*") if p.is_file() or (p.is_symlink() and not p.exists())):
             where = path.resolve() if path.exists() else path.absolute()  # resolving a link loop raises
             if own_output is not None and own_output in where.parents:
                 continue
             relative = path.relative_to(source).as_posix()
             if _looks_like_image(path):
-                items.append(BatchItem(_item_id(relative), "analyze", (str(where),)))
+                planned.append(Planned(item_id(relative, "item"), ANALYZE, (str(where),)))
+                legacy.append(_legacy_id(relative))
             else:
                 not_images.append(relative)
-        if not items:
+        if not planned:
             raise InputError(f"{source}: no image files found; give a folder of scans or a CSV of pairs")
-        return items, not_images
+        items = unique_items(planned)
+        return items, not_images, {item.id: old for item, old in zip(items, legacy)}
     if source.suffix.lower() != ".csv":
         raise InputError(f"{source}: a batch input is a folder of images or a .csv of pairs "
                          "(reference,questioned[,id])")
-    items = _pairs_from_csv(source)
+    items, legacy = _items_from_csv(source)
     if not items:
         raise InputError(f"{source}: no pairs listed")
-    return items, []
+    return items, [], legacy
 
 
 def _own_output_under(source: Path, out_dir: str | os.PathLike[str] | None) -> Path | None:
@@ -220,7 +186,7 @@ def _own_output_under(source: Path, out_dir: str | os.PathLike[str] | None) -> P
                          "mixed with the scans; choose another -o/--out, such as a new folder beside it or a "
                          f"subfolder ({source / 'retouch-batch'}), which is then left out of the scan",
                          path=str(out_dir), code="bad_output")
-    reports = output / "items"
+    reports = output / ITEMS
     if root == reports or reports in root.parents:
         raise InputError(f"{source}: the input folder is inside {reports}, where this batch writes its reports "
                          "(the output folder contains the input folder); choose an -o/--out outside it",
@@ -228,15 +194,15 @@ def _own_output_under(source: Path, out_dir: str | os.PathLike[str] | None) -> P
     return output if root in output.parents else None
 
 
-def _refuse_inputs_among_outputs(source: Path, items: Sequence[BatchItem],
+def _refuse_inputs_among_outputs(source: Path, items: Sequence[Item],
                                   out_dir: str | os.PathLike[str]) -> None:
     """Refuse a batch whose input (the pairs CSV, or a file an item reads) is a file the batch writes or lies in
     ``OUT/items/``: each item replaces the report files in its folder and removes earlier ones, so a scan kept
     there (or reached through a link or another spelling) would be overwritten by another item's overlay, and a
     pairs CSV saved as ``OUT/summary.csv`` by the summary. Checked before anything is written."""
     output = Path(os.path.realpath(out_dir))
-    written, reports = {output / RESULTS, output / SUMMARY}, output / "items"
-    for path in (source, *(Path(p) for item in items for p in item.paths)):
+    written, reports = {output / RESULTS, output / SUMMARY}, output / ITEMS
+    for path in (source, *(Path(p) for item in items for p in item.inputs)):
         where = Path(os.path.realpath(path))
         if where in written:
             raise InputError(f"{path}: this input is {where}, where this batch writes its {where.name}, so it "
@@ -254,51 +220,16 @@ def params_key(command: str, detectors: Sequence[str] | None, options: dict[str,
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
 
-def file_sha256(path: str) -> str | None:
-    """The file's SHA-256, or None when it is not a readable regular file (the item then fails with the loader's
-    message; a device such as /dev/zero, or a pipe, named in a pairs CSV would otherwise be read forever)."""
-    if not Path(path).is_file():
-        return None
-    digest = hashlib.sha256()
-    try:
-        with open(path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-    except OSError:
-        return None
-    return digest.hexdigest()
-
-
-def run_item(item: dict[str, Any], out_dir: str, detectors: list[str] | None, key: str) -> dict[str, Any]:
-    """Worker side: run one item into ``out_dir/items/<id>`` and describe the outcome (never raises)."""
-    from retouch.tasks import analyze_file, compare_files
-
-    folder = Path(out_dir) / "items" / item["id"]
-    record: dict[str, Any] = {"id": item["id"], "command": item["command"], "paths": list(item["paths"]),
-                              "sha256": [file_sha256(p) for p in item["paths"]], "params_key": key,
-                              "artifacts": str(folder)}
-    try:
-        with warnings.catch_warnings():
-            # as in the command line (retouch.cli.app): library warnings on degenerate images are handled by the
-            # analyses, and workers share the terminal's stderr
-            warnings.simplefilter("ignore")
-            if item["command"] == "analyze":
-                outcome = analyze_file(item["paths"][0], folder, detectors=detectors or None)
-            else:
-                outcome = compare_files(item["paths"][0], item["paths"][1], folder)
-        record.update(status="ok", score=round(outcome.score, 4), regions=outcome.region_count, error="",
-                      seconds=outcome.seconds, note=_input_notes(outcome.inputs))
-    except InputError as error:
-        record.update(status="error", score=None, regions=None, error=str(error))
-    except Exception as error:  # noqa: BLE001 - one bad item must not end the batch
-        record.update(status="error", score=None, regions=None, error=f"internal error: {type(error).__name__}: "
-                                                                       f"{str(error)[:200]}")
+def _record(outcome: ItemOutcome, key: str) -> dict[str, Any]:
+    """The line ``results.jsonl`` keeps for a finished item."""
+    record: dict[str, Any] = {"id": outcome.id, "command": outcome.command, "paths": outcome.inputs,
+                              "sha256": outcome.sha256, "params_key": key, "artifacts": outcome.folder}
+    if outcome.status == "ok":
+        record.update(status="ok", score=outcome.score, regions=outcome.regions, error="", seconds=outcome.seconds,
+                      note=outcome.note)
+    else:
+        record.update(status="error", score=None, regions=None, error=outcome.error)
     return record
-
-
-def _input_notes(inputs: list[dict[str, Any]]) -> str:
-    """What a reader of the summary must know about how an item's files were read (pages left out, say)."""
-    return " ".join(f"{record['name']} {note}" for record in inputs for note in record.get("notes", []))
 
 
 def read_results(out_dir: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
@@ -331,6 +262,26 @@ def _inert(text: str) -> str:
     return "'" + text if text.startswith(_FORMULA_START) else text
 
 
+SUMMARY_COLUMNS = ("id", "command", "paths", "sha256", "score", "regions", "status", "error", "note")
+
+
+def summary_table(records: Iterable[Mapping[str, Any]]) -> str:
+    """The text of a ``summary.csv``: a row of :data:`SUMMARY_COLUMNS` per record, in the order given.
+
+    A record is an item's outcome as ``results.jsonl`` holds it (``paths`` and ``sha256`` lists, ``status``
+    ``ok`` or ``error``); the web service's job summary passes its items in the same shape, so the two files read
+    alike. Cells are made inert for spreadsheets (:func:`_inert`).
+    """
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(SUMMARY_COLUMNS)
+    for record in records:
+        writer.writerow([_inert(record["id"]), record["command"], _inert(" | ".join(record["paths"])),
+                         " | ".join(s or "" for s in record["sha256"]), record.get("score"), record.get("regions"),
+                         record["status"], _inert(record.get("error") or ""), _inert(record.get("note") or "")])
+    return buffer.getvalue()
+
+
 def write_summary(out_dir: str | os.PathLike[str], ids: Collection[str] | None = None) -> Path:
     """Write ``summary.csv``: the latest record of each item in ``ids`` (default: every item ever recorded).
 
@@ -341,14 +292,8 @@ def write_summary(out_dir: str | os.PathLike[str], ids: Collection[str] | None =
     records = read_results(out_dir)
     if ids is not None:
         records = {item_id: record for item_id, record in records.items() if item_id in ids}
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["id", "command", "paths", "sha256", "score", "regions", "status", "error", "note"])
-    for record in sorted(records.values(), key=lambda r: r["id"]):
-        writer.writerow([_inert(record["id"]), record["command"], _inert(" | ".join(record["paths"])),
-                         " | ".join(s or "" for s in record["sha256"]), record.get("score"), record.get("regions"),
-                         record["status"], _inert(record.get("error", "")), _inert(record.get("note", ""))])
-    return atomic_write_text(Path(out_dir) / SUMMARY, buffer.getvalue())
+    text = summary_table(sorted(records.values(), key=lambda r: r["id"]))
+    return atomic_write_text(Path(out_dir) / SUMMARY, text)
 
 
 @dataclass
@@ -370,19 +315,42 @@ def _append(handle: io.TextIOBase, record: dict[str, Any]) -> None:
     os.fsync(handle.fileno())
 
 
-def pending_items(items: Sequence[BatchItem], out_dir: str, key: str) -> Iterator[BatchItem]:
-    """The items still to run: all but those done successfully with the same inputs (by hash) and parameters.
+def _is_done(record: Mapping[str, Any] | None, item: Item, key: str) -> bool:
+    """Whether ``record`` is ``item`` done successfully with the same parameters and the same inputs: the same
+    contents (by hash) under the same file names, so that no file takes over another's record.
 
     A failed item is always run again: its cause may lie outside its inputs (a file in the way of its folder, a
     full disk, a worker that died) and have been fixed since.
     """
-    done = read_results(out_dir)
+    return bool(record and record.get("status") == "ok" and record.get("params_key") == key
+                and [Path(path).name for path in record.get("paths", [])] == [Path(p).name for p in item.inputs]
+                and record.get("sha256") == [file_sha256(path) for path in item.inputs])
+
+
+def _migrate(items: Sequence[Item], legacy: Mapping[str, str], done: dict[str, dict[str, Any]], out: Path,
+             keys: Mapping[str, str]) -> None:
+    """Carry items done under the ids an earlier version of retouch gave them over to their ids now, so that
+    a batch folder made then resumes instead of running every item again: the item's folder is renamed and its
+    record appended under the new id (``done`` is updated). An item whose old record is not a success of the
+    same inputs and parameters, or whose folder cannot be moved, is left to run again."""
+    moved = []
     for item in items:
-        record = done.get(item.id)
-        if (record and record.get("status") == "ok" and record.get("params_key") == key
-                and record.get("sha256") == [file_sha256(p) for p in item.paths]):
+        old = legacy.get(item.id)
+        if old in (None, item.id) or item.id in done or not _is_done(done.get(old), item, keys[item.command]):
             continue
-        yield item
+        before, after = out / ITEMS / old, out / ITEMS / item.id
+        if not before.is_dir() or after.exists():
+            continue
+        try:
+            before.rename(after)
+        except OSError:
+            continue
+        done[item.id] = {**done[old], "id": item.id, "artifacts": str(after)}
+        moved.append(done[item.id])
+    if moved:
+        with open(out / RESULTS, "a", encoding="utf-8") as handle:
+            for record in moved:
+                _append(handle, record)
 
 
 def run_batch(
@@ -397,21 +365,23 @@ def run_batch(
     """Run (or resume) a batch; ``progress(done, total, record)`` is called as items finish.
 
     Everything a user can get wrong (the input, the output folder, the scheduler, ``RETOUCH_MAX_PIXELS``) is
-    checked before the output folder is created and before the first progress report.
+    checked before the output folder is created and before the first progress report. Items run on
+    :func:`retouch.run.item.run_item`, as the web service's do.
     """
-    from retouch.executor import as_completed, make_executor
+    from retouch.run.executor import as_completed, make_executor
 
-    items, not_images = _plan(input_path, out_dir)
+    items, not_images, legacy = _plan(input_path, out_dir)
     _refuse_inputs_among_outputs(Path(input_path), items, out_dir)
     max_pixels_from_env()  # a bad value would otherwise fail every item alike, one by one
     names = [RESULTS, SUMMARY]
     out = require_output_folder(out_dir, names, create=False)
-    if (out / "items").exists() and not (out / "items").is_dir():
-        raise InputError(f"{out / 'items'}: retouch keeps each item's reports in this folder but a file is in the "
-                         "way; remove it or choose another -o/--out", path=str(out / "items"), code="bad_output")
-    command = items[0].command
-    key = params_key(command, detectors, None)
-    todo = list(pending_items(items, str(out), key))
+    if (out / ITEMS).exists() and not (out / ITEMS).is_dir():
+        raise InputError(f"{out / ITEMS}: retouch keeps each item's reports in this folder but a file is in the "
+                         "way; remove it or choose another -o/--out", path=str(out / ITEMS), code="bad_output")
+    keys = {command: params_key(command, detectors, None) for command in {item.command for item in items}}
+    done = read_results(out)
+    _migrate(items, legacy, done, out, keys)
+    todo = [item for item in items if not _is_done(done.get(item.id), item, keys[item.command])]
     skipped = len(items) - len(todo)
     # the items summary.csv lists: those already done, then each one as it finishes
     listed = {item.id for item in items} - {item.id for item in todo}
@@ -430,12 +400,13 @@ def run_batch(
         write_summary(out, listed)
         return BatchReport(len(items), skipped, 0, 0, "none (nothing to do)", not_images)
     description = executor.description
+    options = ItemOptions(detectors=tuple(detectors) if detectors else None)
     try:
         with open(out / RESULTS, "a", encoding="utf-8") as handle:
-            futures = [executor.submit(run_item, asdict(item), str(out), list(detectors or []), key)
-                       for item in todo]
+            futures = [executor.submit(run_item, item, str(out / ITEMS / item.id), options) for item in todo]
             for finished, future in enumerate(as_completed(futures), start=1):
-                record = future.result()
+                outcome = future.result()
+                record = _record(outcome, keys[outcome.command])
                 # listed before it is appended: an interrupt between the two must not leave a recorded item out
                 # of summary.csv (an id listed but not yet recorded is simply absent from it)
                 listed.add(record["id"])
