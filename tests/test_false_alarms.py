@@ -16,7 +16,10 @@ from retouch.io import load_image_bytes
 from retouch.run.pipeline import analyze_image
 from retouch.result import AnalysisResult, Region
 
-BLOCK_DETECTORS = "ela,grain,inpaint,jpeg"
+from retouch.registry import detectors
+
+# what `retouch analyze` runs by default, but copy-move: clone has its own tests (test_clone_inpaint.py)
+BLOCK_DETECTORS = ",".join(name for name, spec in detectors().items() if spec.default and name != "clone")
 
 
 def _saved(pixels: np.ndarray, quality: int | None) -> bytes:
