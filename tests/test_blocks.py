@@ -211,10 +211,27 @@ def test_binned_reference_equals_a_loop_over_bins(blocks: int, quantile: float, 
     np.testing.assert_allclose(spread, want_spread, rtol=1e-6)
 
 
+def _flood(z_passes: np.ndarray, start: tuple[int, int]) -> list[tuple[int, int]]:
+    """The 8-connected blocks reachable from ``start`` through blocks where ``z_passes`` holds, one at a time."""
+    component, stack, visited = [], [start], {start}
+    while stack:
+        y, x = stack.pop()
+        component.append((y, x))
+        for dy in (-1, 0, 1):
+            for dx in (-1, 0, 1):
+                ny, nx = y + dy, x + dx
+                if (0 <= ny < z_passes.shape[0] and 0 <= nx < z_passes.shape[1] and (ny, nx) not in visited
+                        and z_passes[ny, nx]):
+                    visited.add((ny, nx))
+                    stack.append((ny, nx))
+    return component
+
+
 def _groups_by_flood_fill(z: np.ndarray, tests: int, margin: float, nfa_threshold: float, min_blocks: int,
                           candidate_nfa: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """group_decision the slow, obvious way: flood-fill 8-connected groups above the growing level, one block at a
-    time, and each group's NFA from its peak by the Gaussian tail written out with math.erfc."""
+    time, each group's NFA from its peak by the Gaussian tail written out with math.erfc; then flood-fill from
+    every decided block through the blocks above the plain one-per-image level (no margin)."""
     import math
     from statistics import NormalDist
 
@@ -227,38 +244,19 @@ def _groups_by_flood_fill(z: np.ndarray, tests: int, margin: float, nfa_threshol
     for start in zip(*np.nonzero(z > grow)):
         if seen[start]:
             continue
-        group, stack = [], [start]
-        seen[start] = True
-        while stack:
-            y, x = stack.pop()
-            group.append((y, x))
-            for dy in (-1, 0, 1):
-                for dx in (-1, 0, 1):
-                    ny, nx = y + dy, x + dx
-                    if 0 <= ny < z.shape[0] and 0 <= nx < z.shape[1] and not seen[ny, nx] and z[ny, nx] > grow:
-                        seen[ny, nx] = True
-                        stack.append((ny, nx))
+        group = _flood(z > grow, start)
+        for y, x in group:
+            seen[y, x] = True
         peak = max(z[y, x] for y, x in group)
         if len(group) >= min_blocks and peak > candidate:
             nfa = tests * 0.5 * math.erfc(peak / margin / math.sqrt(2))
             for y, x in group:
                 nfa_map[y, x] = nfa
     decided = nfa_map <= nfa_threshold
-    # extent: from every decided block, flood-fill the blocks above the plain one-per-image level (no margin)
     extent = -NormalDist().inv_cdf(min(0.5, 1.0 / tests))
     grown, final_nfa = decided.copy(), nfa_map.copy()
     for start in zip(*np.nonzero(decided)):
-        component, stack, visited = [], [start], {start}
-        while stack:
-            y, x = stack.pop()
-            component.append((y, x))
-            for dy in (-1, 0, 1):
-                for dx in (-1, 0, 1):
-                    ny, nx = y + dy, x + dx
-                    if (0 <= ny < z.shape[0] and 0 <= nx < z.shape[1] and (ny, nx) not in visited
-                            and (z[ny, nx] > extent or decided[ny, nx])):
-                        visited.add((ny, nx))
-                        stack.append((ny, nx))
+        component = _flood((z > extent) | decided, start)
         smallest = min(nfa_map[y, x] for y, x in component if decided[y, x])
         for y, x in component:
             grown[y, x] = True
