@@ -126,8 +126,9 @@ def fuse_results(results: Sequence[AnalysisResult], *, shape: tuple[int, int], m
     names = ", ".join(r.method for r in active) or "none"
     flagged = 100.0 * kept.mean()
     expected, unstated = expected_false_regions(active)
+    verb = "does" if len(unstated) == 1 else "do"
     control = (f"expected false regions per untouched image at these thresholds: at most {expected:.2g}"
-               + (f" from the detectors that state it ({', '.join(unstated)} do not)" if unstated else ""))
+               + (f" from the detectors that state it ({', '.join(unstated)} {verb} not)" if unstated else ""))
     if annotated:
         strongest = min((r.evidence["nfa"] for r in annotated if r.evidence.get("nfa") is not None), default=None)
         strength = f"; the strongest has NFA {strongest:.2g}" if strongest is not None else ""

@@ -109,7 +109,7 @@ def test_fused_region_reports_the_smallest_nfa_of_its_supporters_and_the_expecte
     assert {item["detector"]: item["nfa"] for item in evidence["support"]} == {"grain": 1e-3, "ela": 2e-5}
     assert "1 in 50,000" in evidence["false_alarm_control"]
     assert fused.params["expected_false_regions"] == pytest.approx(0.02)
-    assert "at most 0.02" in fused.summary and "clone do not" in fused.summary
+    assert "at most 0.02" in fused.summary and "(clone does not)" in fused.summary
 
 
 def test_options_are_typed_and_unknown_ones_are_refused() -> None:
