@@ -146,8 +146,8 @@ def _default_margin(detector: str) -> float:
 
 def calibration_table(rows: list[dict], title: str) -> str:
     lines = [f"**{title}** ({len({(r['photo'], r['save']) for r in rows})} images)", "",
-             "| detector | margin in use | share with smallest NFA <= 1 / 0.1 / 0.01 | smallest margin keeping the "
-             "shares near 1 - 1/e, 0.1 and 0.01 | at that margin: <= 1 / 0.1 / 0.01 | images marked by the "
+             "| detector | margin in use | share with smallest NFA <= 1 / 0.1 / 0.01 | smallest margin keeping "
+             "the shares near 1 - 1/e, 0.1 and 0.01 | at that margin: <= 1 / 0.1 / 0.01 | images marked by the "
              "decision of the run that made the rows |", "|---|---|---|---|---|---|"]
     for detector in DETECTORS:
         chosen = [r for r in rows if r["detector"] == detector]
@@ -197,15 +197,16 @@ def main() -> None:
                 continue
             for detector, null in (row.get("detector_null") or {}).items():
                 if detector in DETECTORS and null:
-                    real_rows.append({"photo": row["case_id"], "save": row["dataset"], "detector": detector, **null,
+                    real_rows.append({"photo": row["case_id"], "save": row["dataset"], "detector": detector,
+                                      **null,
                                       "marked": row["detector_marked"].get(detector, 0.0),
                                       "tail_margin": (row.get("detector_margin") or {}).get(detector),
                                       "group_nfa": null.get("group_nfa")})
         body.append(calibration_table(real_rows, f"Unedited originals of {args.real} (check, not calibration)"))
     when = f"rendered from {args.reuse.name}" if args.reuse else f"{(time.time() - started) / 60:.1f} min"
-    text = ("# False-alarm calibration of the single-image detectors\n\nWritten by `python -m benchmarks.false_alarms`"
-            f" ({when}); the conventions are in its docstring. The share of images "
-            "whose smallest NFA is at most x should be at most x; a decision is taken at NFA <= 0.01.\n\n"
+    text = ("# False-alarm calibration of the single-image detectors\n\nWritten by "
+            f"`python -m benchmarks.false_alarms` ({when}); the conventions are in its docstring. The share of "
+            "images whose smallest NFA is at most x should be at most x; a decision is taken at NFA <= 0.01.\n\n"
             + "\n\n".join(body) + "\n")
     RESULTS.write_text(text)
     print(text)

@@ -119,7 +119,8 @@ def fuse_results(results: Sequence[AnalysisResult], *, shape: tuple[int, int], m
             evidence["false_alarm_control"] = describe_nfa(smallest, "suspect region")
         else:
             evidence["nfa"] = None
-            evidence["false_alarm_control"] = "no supporting detector states how often such a region occurs by chance"
+            evidence["false_alarm_control"] = ("no supporting detector states how often such a region occurs by "
+                                               "chance")
         annotated.append(Region(bbox=region.bbox, area=region.area, score=region.score, kind="suspect",
                                 evidence=evidence))
     score = fused_score([r.score for r in active], decided=bool(annotated))

@@ -82,7 +82,8 @@ def _paste(quality: int, *, factor: float, shift: tuple[int, int]) -> tuple[np.n
 
 
 @pytest.mark.parametrize(("factor", "shift"), [(0.8, (3, 5)), (1.0, (2, 6))])
-def test_a_resized_or_shifted_paste_into_a_jpeg_born_picture_is_found(factor: float, shift: tuple[int, int]) -> None:
+def test_a_resized_or_shifted_paste_into_a_jpeg_born_picture_is_found(factor: float,
+                                                                       shift: tuple[int, int]) -> None:
     forged, truth = _paste(85, factor=factor, shift=shift)
     result = grid_votes(forged)
     assert result.skipped is None

@@ -289,7 +289,8 @@ def group_decision(z: np.ndarray, *, tests: int, margin: float, nfa_threshold: f
     nfa_map = nfa[labels]
     mask = nfa_map <= nfa_threshold
     if mask.any():
-        mask, nfa_map = _extend_decided(z, mask, nfa_map, bonferroni_z(tests, 1.0) if extent_z is None else extent_z)
+        extent = bonferroni_z(tests, 1.0) if extent_z is None else extent_z
+        mask, nfa_map = _extend_decided(z, mask, nfa_map, extent)
     return GroupDecision(mask, nfa_map, best_nfa, decide_z, peak, tests, group_nfa)
 
 

@@ -10,7 +10,8 @@ Options = TypeVar("Options")
 
 
 def resolve_options(defaults: Options, options: Options | None, changes: dict[str, Any]) -> Options:
-    """``options`` (or ``defaults``) with ``changes`` applied; an unknown name is a TypeError naming the known ones.
+    """``options`` (or ``defaults``) with ``changes`` applied; an unknown name is a TypeError naming the known
+    ones.
 
     A sequence given for a tuple field becomes a tuple, so the options stay hashable and serialise alike.
     """

@@ -163,7 +163,8 @@ class ElaOptions:
 @register("ela", title="Error-level analysis (content-normalised)",
           description="JPEG recompression error per 8x8 block compared with blocks of similar texture; finds "
                       "regions with a different digital compression history.")
-def error_level_analysis(image: np.ndarray, *, options: ElaOptions | None = None, **changes: Any) -> AnalysisResult:
+def error_level_analysis(image: np.ndarray, *, options: ElaOptions | None = None,
+                         **changes: Any) -> AnalysisResult:
     """Content-normalised error-level analysis.
 
     Parameters

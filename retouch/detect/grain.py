@@ -259,7 +259,8 @@ def grain_consistency(image: np.ndarray, *, options: GrainOptions | None = None,
     level = float(np.exp(median_of(expected)))
     margin = options.grain_tail_margin if level >= options.grain_level else options.tail_margin
     decisions = [group_decision(values, tests=tests, margin=margin,
-                                nfa_threshold=options.nfa_threshold, min_blocks=min_blocks) for values in (low, high)]
+                                nfa_threshold=options.nfa_threshold, min_blocks=min_blocks)
+                 for values in (low, high)]
     low_mask, high_mask = (d.mask for d in decisions)
     nfa = np.minimum(decisions[0].nfa, decisions[1].nfa)
     threshold = decisions[0].threshold_z

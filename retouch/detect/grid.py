@@ -59,17 +59,17 @@ from retouch.imaging import to_gray_float
 from retouch.result import AnalysisResult
 
 EXPLANATION = (
-    "A JPEG file compresses its picture in 8x8 blocks on a fixed grid, and the pixels keep that grid even when the "
-    "picture is later saved as PNG or TIFF. This map shows where the grid is missing or shifted: a piece pasted in "
-    "from another picture, resized or placed off the grid, does not share it. Bright areas have far fewer cells "
-    "on the picture's own grid than cells of the same texture elsewhere. Limits: it needs a JPEG history in the "
+    "A JPEG file compresses its picture in 8x8 blocks on a fixed grid, and the pixels keep that grid even when "
+    "the picture is later saved as PNG or TIFF. This map shows where the grid is missing or shifted: a piece "
+    "pasted in from another picture, resized or placed off the grid, does not share it. Bright areas have far "
+    "fewer cells on the picture's own grid than cells of the same texture elsewhere. Limits: it needs a JPEG history in the "
     "pixels; a picture saved again as a JPEG after the edit, or resized as a whole, carries one grid everywhere "
     "and this test then shows nothing; plain areas (sky, walls) cannot be judged."
 )
 
-FALSE_ALARM_CONTROL = ("a-contrario: a region's NFA is the number of cell windows tested times the chance that a "
-                       "window of an untouched JPEG-born picture lacks as many main-grid votes (a Gaussian widened "
-                       "by tail_margin); the main grid itself must be beyond chance at NFA 1e-6")
+FALSE_ALARM_CONTROL = ("a-contrario: a region's NFA is the number of cell windows tested times the chance that "
+                       "a window of an untouched JPEG-born picture lacks as many main-grid votes (a Gaussian "
+                       "widened by tail_margin); the main grid itself must be beyond chance at NFA 1e-6")
 
 
 @dataclass(frozen=True)
@@ -113,8 +113,8 @@ def dct_zero_counts(luminance: np.ndarray) -> np.ndarray:
     """
     basis = _dct_rows()
     centred = np.asarray(luminance, np.float32) - 128.0
-    along_rows = [cv2.filter2D(centred, cv2.CV_32F, basis[v][None, :], anchor=(0, 0), borderType=cv2.BORDER_REFLECT)
-                  for v in range(8)]
+    along_rows = [cv2.filter2D(centred, cv2.CV_32F, basis[v][None, :], anchor=(0, 0),
+                               borderType=cv2.BORDER_REFLECT) for v in range(8)]
     counts = np.zeros(centred.shape, np.uint8)
     for u in range(8):
         for v in range(8):
@@ -131,7 +131,8 @@ def cell_votes(counts: np.ndarray) -> np.ndarray:
     """Each 8x8 cell's vote: the origin (8 oy + ox, 0..63) of the block with the most zeros among the 64 starting
     inside it, or -1 on a tie for the most."""
     rows, cols = counts.shape[0] // 8, counts.shape[1] // 8
-    per_cell = counts[: rows * 8, : cols * 8].reshape(rows, 8, cols, 8).transpose(0, 2, 1, 3).reshape(rows, cols, 64)
+    per_cell = (counts[: rows * 8, : cols * 8].reshape(rows, 8, cols, 8).transpose(0, 2, 1, 3)
+                .reshape(rows, cols, 64))
     best = per_cell.argmax(axis=2)
     top = np.take_along_axis(per_cell, best[..., None], axis=2)[..., 0]
     ties = (per_cell == top[..., None]).sum(axis=2) > 1
@@ -195,14 +196,14 @@ def grid_votes(image: np.ndarray, *, options: GridOptions | None = None, **chang
                                "main_share": round(histogram[main] / max(cast, 1), 4),
                                "grid_nfa": finite_or_none(grid_nfa)}
     if cast < 50 or grid_nfa > 1e-6:
-        return AnalysisResult.skipped_result("grid", shape, "the pixels show no JPEG block grid (never compressed, "
-                                             "or resized after their last compression)", params=params,
+        return AnalysisResult.skipped_result("grid", shape, "the pixels show no JPEG block grid (never "
+                                             "compressed, or resized after their last compression)", params=params,
                                              explanation=EXPLANATION, details=details)
     # texture of each cell: its mean gradient magnitude, which decides how often a cell of an untouched
     # JPEG-born picture loses its vote
     dx = cv2.Sobel(luminance, cv2.CV_32F, 1, 0)
-    texture = np.log(block_mean(cv2.magnitude(dx, cv2.Sobel(luminance, cv2.CV_32F, 0, 1)), 8)[: votes.shape[0],
-                                                                                             : votes.shape[1]] + 1.0)
+    gradient = cv2.magnitude(dx, cv2.Sobel(luminance, cv2.CV_32F, 0, 1))
+    texture = np.log(block_mean(gradient, 8)[: votes.shape[0], : votes.shape[1]] + 1.0)
     on_main = (votes == main).astype(np.float32)
     share = _binned_share(on_main, texture, decisive, bins=8)
     size = (options.window, options.window)
@@ -246,7 +247,8 @@ def _poisson_excess_z(observed: np.ndarray, expected: np.ndarray) -> np.ndarray:
 
 
 def _binned_share(values: np.ndarray, covariate: np.ndarray, eligible: np.ndarray, *, bins: int) -> np.ndarray:
-    """Per cell, the mean of ``values`` over the eligible cells of its covariate bin (bins: covariate quantiles)."""
+    """Per cell, the mean of ``values`` over the eligible cells of its covariate bin (bins: covariate
+    quantiles)."""
     pool = covariate[eligible]
     edges = np.quantile(pool, np.linspace(0, 1, bins + 1)[1:-1]) if pool.size else np.zeros(bins - 1)
     index = np.searchsorted(edges, covariate, side="right")

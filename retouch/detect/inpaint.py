@@ -181,7 +181,8 @@ def inpainting_traces(image: np.ndarray, *, options: InpaintOptions | None = Non
     level = grain_level(image)
     margin = options.grain_tail_margin if level >= options.grain_level else options.tail_margin
     decisions = [group_decision(values, tests=tests, margin=margin,
-                                nfa_threshold=options.nfa_threshold, min_blocks=4) for values in (exemplar, diffusion)]
+                                nfa_threshold=options.nfa_threshold, min_blocks=4)
+                 for values in (exemplar, diffusion)]
     exemplar_mask, diffusion_mask = (d.mask for d in decisions)
     nfa = np.minimum(decisions[0].nfa, decisions[1].nfa)
     threshold = decisions[0].threshold_z
@@ -212,7 +213,8 @@ def inpainting_traces(image: np.ndarray, *, options: InpaintOptions | None = Non
     else:
         summary = "No exemplar or diffusion inpainting trace stands out."
     return AnalysisResult(
-        method="inpaint", heatmap=upscale_to(small_result.heatmap, shape), mask=upscale_to(small_result.mask, shape),
+        method="inpaint", heatmap=upscale_to(small_result.heatmap, shape),
+        mask=upscale_to(small_result.mask, shape),
         regions=regions, score=score,
         params={**params, "threshold_z": round(threshold, 3)},
         summary=summary, explanation=EXPLANATION,
