@@ -230,8 +230,7 @@ def _flood(z_passes: np.ndarray, start: tuple[int, int]) -> list[tuple[int, int]
 def _groups_by_flood_fill(z: np.ndarray, tests: int, margin: float, nfa_threshold: float, min_blocks: int,
                           candidate_nfa: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """group_decision the slow, obvious way: flood-fill 8-connected groups above the growing level, one block at a
-    time, each group's NFA from its peak by the Gaussian tail written out with math.erfc; then flood-fill from
-    every decided block through the blocks above the plain one-per-image level (no margin)."""
+    time, each group's NFA from its peak by the Gaussian tail written out with math.erfc."""
     import math
     from statistics import NormalDist
 
@@ -252,16 +251,7 @@ def _groups_by_flood_fill(z: np.ndarray, tests: int, margin: float, nfa_threshol
             nfa = tests * 0.5 * math.erfc(peak / margin / math.sqrt(2))
             for y, x in group:
                 nfa_map[y, x] = nfa
-    decided = nfa_map <= nfa_threshold
-    extent = -NormalDist().inv_cdf(min(0.5, 1.0 / tests))
-    grown, final_nfa = decided.copy(), nfa_map.copy()
-    for start in zip(*np.nonzero(decided)):
-        component = _flood((z > extent) | decided, start)
-        smallest = min(nfa_map[y, x] for y, x in component if decided[y, x])
-        for y, x in component:
-            grown[y, x] = True
-            final_nfa[y, x] = min(final_nfa[y, x], smallest)
-    return grown, final_nfa
+    return nfa_map <= nfa_threshold, nfa_map
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -299,26 +289,6 @@ def test_group_decision_by_hand() -> None:
     assert decision.best_nfa == pytest.approx(tests * _gaussian_tail(decide + 1.0))
     # a wider null (heavier tails) makes the same map less improbable: nothing decided
     assert not group_decision(z, tests=tests, margin=1.3, nfa_threshold=0.01, min_blocks=3).mask.any()
-
-
-def test_a_decided_group_reaches_its_connected_blocks_above_the_plain_level_but_decides_nothing_new() -> None:
-    from retouch.detect._blocks import bonferroni_z, group_decision
-
-    tests, margin = 100, 2.0
-    decide, plain = margin * bonferroni_z(tests, 0.01), bonferroni_z(tests, 1.0)  # 8.5 and 2.33
-    z = np.zeros((8, 12))
-    z[2, 2] = z[2, 3] = z[3, 2] = z[3, 3] = decide + 1.0  # a decided group of four
-    z[2:6, 4:7] = plain + 0.5  # its weaker surroundings: below the growing level 0.7 * decide, above plain
-    z[6:8, 9:12] = plain + 0.5  # as weak, not touching it: not decided, not grown into
-    decision = group_decision(z, tests=tests, margin=margin, nfa_threshold=0.01, min_blocks=4)
-    expected = np.zeros(z.shape, bool)
-    expected[2:4, 2:4] = True
-    expected[2:6, 4:7] = True
-    np.testing.assert_array_equal(decision.mask, expected)
-    assert np.all(decision.nfa[expected] == decision.nfa[2, 2]) and np.isinf(decision.nfa[7, 10])
-    without_extent = group_decision(z, tests=tests, margin=margin, nfa_threshold=0.01, min_blocks=4,
-                                    extent_z=np.inf)
-    assert without_extent.mask.sum() == 4
 
 
 def _gaussian_tail(z: float) -> float:

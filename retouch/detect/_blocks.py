@@ -251,7 +251,7 @@ def null_tail(z: np.ndarray | float, margin: float) -> np.ndarray | float:
 
 
 def group_decision(z: np.ndarray, *, tests: int, margin: float, nfa_threshold: float, min_blocks: int,
-                   grow: float = 0.7, candidate_nfa: float = 1.0, extent_z: float | None = None) -> GroupDecision:
+                   grow: float = 0.7, candidate_nfa: float = 1.0) -> GroupDecision:
     """A-contrario decision on a map of block scores (Desolneux, Moisan & Morel; as ZERO and Noisesniffer use).
 
     A group is a connected set (8-neighbours) of at least ``min_blocks`` blocks above ``grow`` times the
@@ -259,11 +259,6 @@ def group_decision(z: np.ndarray, *, tests: int, margin: float, nfa_threshold: f
     ``NFA = tests * P(Z > peak)`` under :func:`null_tail`: the expected number of groups at least this strong on
     an untouched photograph with as many tests. Groups with ``NFA <= candidate_nfa`` are candidates (their NFA is
     reported), those with ``NFA <= nfa_threshold`` are decided.
-
-    A decided group's extent then reaches every connected block above ``extent_z`` (by default the plain Gaussian
-    level one block of an untouched image exceeds by chance, ``bonferroni_z(tests, 1)``, without the margin): the
-    margin sets whether a group is improbable, not how far it reaches, and the widened level left most of a
-    decided edit unmarked. Growing a decided group changes its area, never the number of groups decided.
     """
     tests = max(int(tests), 1)
     decide_z = margin * bonferroni_z(tests, nfa_threshold)
@@ -288,22 +283,7 @@ def group_decision(z: np.ndarray, *, tests: int, margin: float, nfa_threshold: f
     nfa = np.where(candidate, nfa, np.inf)
     nfa_map = nfa[labels]
     mask = nfa_map <= nfa_threshold
-    if mask.any():
-        extent = bonferroni_z(tests, 1.0) if extent_z is None else extent_z
-        mask, nfa_map = _extend_decided(z, mask, nfa_map, extent)
     return GroupDecision(mask, nfa_map, best_nfa, decide_z, peak, tests, group_nfa)
-
-
-def _extend_decided(z: np.ndarray, mask: np.ndarray, nfa_map: np.ndarray,
-                    extent_z: float) -> tuple[np.ndarray, np.ndarray]:
-    """Decided groups grown over the connected blocks above ``extent_z``; a grown block takes the smallest NFA
-    of the decided blocks its component holds."""
-    count, labels = cv2.connectedComponents(((z > extent_z) | mask).view(np.uint8), connectivity=8)
-    component_nfa = np.full(count, np.inf)
-    np.minimum.at(component_nfa, labels[mask], nfa_map[mask])
-    component_nfa[0] = np.inf
-    grown = component_nfa[labels]
-    return np.isfinite(grown), np.minimum(nfa_map, grown)
 
 
 def nfa_score(nfa: float, nfa_threshold: float, *, decided: bool) -> float:
