@@ -128,7 +128,10 @@ def _single(case: Case) -> dict:
     row = {**asdict(case), "seconds": round(seconds, 3), "megapixels": fused.mask.size / 1e6,
            "score": fused.score, "marked": float(fused.mask.mean()), "regions": len(fused.regions),
            "detector_marked": {r.method: float(r.mask.mean()) for r in run.results if r.skipped is None},
-           "detector_score": {r.method: r.score for r in run.results if r.skipped is None}}
+           "detector_score": {r.method: r.score for r in run.results if r.skipped is None},
+           "detector_null": {r.method: r.details.get("null") for r in run.results if r.skipped is None},
+           "detector_margin": {r.method: r.params.get("tail_margin") for r in run.results if r.skipped is None},
+           "region_nfa": [r.evidence.get("nfa") for r in fused.regions]}
     if case.mask:
         truth = read_mask(case.mask, fused.mask.shape)
         row.update(f1=f1_score(fused.mask, truth), mcc=mcc(fused.mask, truth),
@@ -548,6 +551,51 @@ HEADER = ("# retouch on real material\n\nWritten by `python -m benchmarks.real` 
           "replaced only when that section is run.\n")
 
 
+def readme_table(rows: list[dict], pyifd: dict | None) -> str:
+    """The short real-material table for the README: per set and kind, the fused decision and the best maps."""
+    from retouch.metrics import roc_auc
+
+    negatives = [r["score"] for r in rows if r["kind"] == "original"]
+    lines = ["Real material (`python -m benchmarks.real --section single --pyifd`; public forgeries and their "
+             "originals, not in this repository; details in `benchmarks/results/real.md`):", "",
+             "| set | kind | n | F1 own (median) | image AUC | pixel AUC fused | pyIFD best map AUC |",
+             "|---|---|---|---|---|---|---|"]
+    for dataset, kind in sorted({(r["dataset"], r["kind"]) for r in rows if r.get("mask")}):
+        chosen = [r for r in rows if r["dataset"] == dataset and r["kind"] == kind and r.get("mask")]
+        scores = [r["score"] for r in chosen]
+        image_auc = roc_auc(np.array(scores + negatives), np.array([1] * len(scores) + [0] * len(negatives)))
+        peer = "n/a"
+        if pyifd:
+            values = {m: _median([pyifd.get(r["path"], {}).get(m, {}).get("auc", float("nan")) for r in chosen])
+                      for m in PYIFD_METHODS}
+            values = {m: v for m, v in values.items() if v == v}
+            if values:
+                best = max(values, key=values.get)
+                peer = f"{values[best]:.2f} ({best})"
+        lines.append(f"| {dataset} | {kind} | {len(chosen)} | {_fmt(_median([r['f1'] for r in chosen]))} | "
+                     f"{_fmt(image_auc)} | {_fmt(_median([r['auc'].get('fused', float('nan')) for r in chosen]))} "
+                     f"| {peer} |")
+    originals = [r for r in rows if r["kind"] == "original"]
+    if originals:
+        lines += ["", f"Unedited originals: anything marked on {sum(r['marked'] > 0 for r in originals)} of "
+                  f"{len(originals)}, mean marked area {100 * np.mean([r['marked'] for r in originals]):.2f} %."]
+    return "\n".join(lines)
+
+
+def write_readme_table(table: str) -> None:
+    """Put ``table`` between the README's real-table markers (added below the generated table when missing)."""
+    import re
+
+    readme = ROOT / "README.md"
+    text = readme.read_text(encoding="utf-8")
+    block = f"<!-- real-table -->\n{table}\n<!-- /real-table -->"
+    if "<!-- real-table -->" in text:
+        text = re.sub(r"<!-- real-table -->.*?<!-- /real-table -->", lambda _: block, text, flags=re.S)
+    else:
+        text = text.replace("<!-- quality-table:end -->", "<!-- quality-table:end -->\n\n" + block, 1)
+    readme.write_text(text, encoding="utf-8")
+
+
 def merged_results(previous: str, sections: dict[str, str]) -> str:
     """The results file with the sections just run replaced and the others kept as they were."""
     import re
@@ -607,6 +655,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.pyifd else None
         sections_text["single"] = (f"## Single image (`retouch analyze`)\n\nCommand: `{command}`\n\n"
                                    + single_tables(rows, pyifd) + "\n")
+        if not args.no_write:
+            write_readme_table(readme_table(rows, pyifd))
     if "pairs" in sections:
         tasks = pair_tasks(args.data, sets)
         if (args.soviet / "manifest.json").exists():

@@ -1,12 +1,15 @@
 """Fusion of single-image detectors into one decision (``suspect_mask.png``).
 
-Each detector's mask is already a calibrated decision (few false alarms on untouched scans), so the fused mask
-is their union after a closing and a minimum area (0.2 % of the image: small isolated flags are where the
-detectors' individual false alarms accumulate); the fused heatmap is the per-pixel maximum of the detectors'
-heatmaps. The image-level score exceeds 0.5 only when a fused region survives, and then combines the
-detectors' own calibrated image-level scores by a noisy-OR (see :func:`fused_score`). Every fused region lists
-which detectors support it and how much of the region each one covers, so a reader can weigh single-cue
-against multi-cue findings.
+Each detector's mask is already an a-contrario decision: it keeps only regions whose number of false alarms (NFA,
+the expected number of regions at least as strong on an untouched photograph of this size) is at most that
+detector's ``nfa_threshold``. The fused mask is their union after a closing and a minimum area (0.2 % of the
+image); its expected number of false regions per untouched image is at most the sum of the detectors' thresholds
+(a union bound), which the summary states. Each fused region reports the smallest NFA of the detector regions that
+support it. The fused heatmap is the per-pixel maximum of the detectors' heatmaps. The image-level score exceeds
+0.5 only when a fused region survives, and then combines the detectors' image-level scores (each 0.5 at its NFA
+threshold, higher as its smallest NFA falls) by a noisy-OR (see :func:`fused_score`); below 0.5 it is the
+strongest detector's score, so it still ranks images where nothing was decided. Every fused region lists which
+detectors support it and how much of the region each one covers.
 """
 
 from __future__ import annotations
@@ -16,11 +19,14 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from retouch.detect._blocks import describe_nfa
 from retouch.result import AnalysisResult, Region, regions_from_mask
 
 FUSED_EXPLANATION = (
     "The suspect map combines every detector that ran: a pixel is suspect when at least one detector flagged it "
-    "at that detector's own calibrated threshold. Regions list the detectors that support them; a region backed "
+    "at that detector's own threshold, which keeps only findings that would arise by chance in fewer than about 1 "
+    "in 100 untouched photographs of this size (each region states this number of false alarms, NFA). Regions "
+    "list the detectors that support them; a region backed "
     "by several independent cues (for example missing grain and copied texture) is stronger evidence than one "
     "backed by a single cue. None of these maps proves a forgery on its own: each one marks a statistical "
     "anomaly that an expert should examine against the photograph's history (damage, restoration, scanning)."
@@ -44,6 +50,32 @@ def fused_score(scores: Sequence[float], *, decided: bool) -> float:
         return float(min(strongest, 0.49))
     excess = np.clip(2.0 * np.asarray(scores, np.float64) - 1.0, 0.0, 1.0)
     return float(0.5 + 0.5 * (1.0 - np.prod(1.0 - excess)))
+
+
+def _supporting_nfa(result: AnalysisResult, bbox: tuple[int, int, int, int]) -> float | None:
+    """The smallest NFA stated by ``result``'s regions that overlap ``bbox`` (None when none states one)."""
+    x, y, w, h = bbox
+    values = []
+    for region in result.regions:
+        rx, ry, rw, rh = region.bbox
+        if rx < x + w and x < rx + rw and ry < y + h and y < ry + rh:
+            nfa = region.evidence.get("nfa")
+            if isinstance(nfa, (int, float)):
+                values.append(float(nfa))
+    return min(values) if values else None
+
+
+def expected_false_regions(results: Sequence[AnalysisResult]) -> tuple[float, list[str]]:
+    """Upper bound on the fused decision's expected false regions per untouched image (the sum of the detectors'
+    ``nfa_threshold``), and the detectors that state no threshold."""
+    total, unstated = 0.0, []
+    for result in results:
+        threshold = result.params.get("nfa_threshold")
+        if isinstance(threshold, (int, float)):
+            total += float(threshold)
+        else:
+            unstated.append(result.method)
+    return total, unstated
 
 
 def fuse_results(results: Sequence[AnalysisResult], *, shape: tuple[int, int], min_area_fraction: float = 2e-3
@@ -72,19 +104,40 @@ def fuse_results(results: Sequence[AnalysisResult], *, shape: tuple[int, int], m
         for result in active:
             covered = int(np.count_nonzero(result.mask[y:y + h, x:x + w] & window))
             if covered:
-                support.append({"detector": result.method, "coverage": round(covered / region.area, 3),
-                                "detector_score": round(result.score, 4)})
+                item = {"detector": result.method, "coverage": round(covered / region.area, 3),
+                        "detector_score": round(result.score, 4)}
+                nfa = _supporting_nfa(result, region.bbox)
+                if nfa is not None:
+                    item["nfa"] = nfa
+                support.append(item)
         support.sort(key=lambda item: -item["coverage"])
+        stated = [item["nfa"] for item in support if "nfa" in item]
+        evidence = {"detectors": [s["detector"] for s in support], "support": support}
+        if stated:
+            smallest = min(stated)
+            evidence["nfa"] = smallest
+            evidence["false_alarm_control"] = describe_nfa(smallest, "suspect region")
+        else:
+            evidence["nfa"] = None
+            evidence["false_alarm_control"] = ("no supporting detector states how often such a region occurs by "
+                                               "chance")
         annotated.append(Region(bbox=region.bbox, area=region.area, score=region.score, kind="suspect",
-                                evidence={"detectors": [s["detector"] for s in support], "support": support}))
+                                evidence=evidence))
     score = fused_score([r.score for r in active], decided=bool(annotated))
     names = ", ".join(r.method for r in active) or "none"
     flagged = 100.0 * kept.mean()
+    expected, unstated = expected_false_regions(active)
+    verb = "does" if len(unstated) == 1 else "do"
+    control = (f"expected false regions per untouched image at these thresholds: at most {expected:.2g}"
+               + (f" from the detectors that state it ({', '.join(unstated)} {verb} not)" if unstated else ""))
     if annotated:
-        summary = (f"{len(annotated)} suspect region(s) covering {flagged:.2f} % of the image; "
-                   f"combined image-level score {score:.2f} (detectors run: {names}).")
+        strongest = min((r.evidence["nfa"] for r in annotated if r.evidence.get("nfa") is not None), default=None)
+        strength = f"; the strongest has NFA {strongest:.2g}" if strongest is not None else ""
+        summary = (f"{len(annotated)} suspect region(s) covering {flagged:.2f} % of the image{strength}; "
+                   f"combined image-level score {score:.2f} (detectors run: {names}; {control}).")
     else:
-        summary = f"No suspect region at the detectors' thresholds (detectors run: {names}); score {score:.2f}."
+        summary = (f"No region met the detectors' thresholds (detectors run: {names}; {control}); score "
+                   f"{score:.2f}. This does not show that the image is unaltered.")
     return AnalysisResult(
         method="fused",
         heatmap=heatmap,
@@ -92,7 +145,8 @@ def fuse_results(results: Sequence[AnalysisResult], *, shape: tuple[int, int], m
         regions=annotated,
         score=score,
         params={"rule": "union of detector masks", "score": "noisy-OR of detector scores beyond 0.5",
-                "min_area": min_area, "closing_px": 5},
+                "min_area": min_area, "closing_px": 5, "expected_false_regions": round(expected, 4),
+                "false_alarm_control": "union bound: the sum of the detectors' NFA thresholds"},
         summary=summary,
         explanation=FUSED_EXPLANATION,
         details={"detectors": [r.method for r in active],

@@ -211,36 +211,99 @@ def test_binned_reference_equals_a_loop_over_bins(blocks: int, quantile: float, 
     np.testing.assert_allclose(spread, want_spread, rtol=1e-6)
 
 
-def test_block_decision_keeps_grown_groups_with_a_strong_block_and_enough_blocks() -> None:
-    from retouch.detect._blocks import block_decision
+def _flood(z_passes: np.ndarray, start: tuple[int, int]) -> list[tuple[int, int]]:
+    """The 8-connected blocks reachable from ``start`` through blocks where ``z_passes`` holds, one at a time."""
+    component, stack, visited = [], [start], {start}
+    while stack:
+        y, x = stack.pop()
+        component.append((y, x))
+        for dy in (-1, 0, 1):
+            for dx in (-1, 0, 1):
+                ny, nx = y + dy, x + dx
+                if (0 <= ny < z_passes.shape[0] and 0 <= nx < z_passes.shape[1] and (ny, nx) not in visited
+                        and z_passes[ny, nx]):
+                    visited.add((ny, nx))
+                    stack.append((ny, nx))
+    return component
 
-    # threshold 3, grown at 0.7 * 3 = 2.1; min_blocks 3
+
+def _groups_by_flood_fill(z: np.ndarray, tests: int, margin: float, nfa_threshold: float, min_blocks: int,
+                          candidate_nfa: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """group_decision the slow, obvious way: flood-fill 8-connected groups above the growing level, one block at a
+    time, each group's NFA from its peak by the Gaussian tail written out with math.erfc."""
+    import math
+    from statistics import NormalDist
+
+    def level(nfa: float) -> float:
+        return margin * -NormalDist().inv_cdf(min(0.5, nfa / tests))
+
+    grow, candidate = 0.7 * level(nfa_threshold), level(max(candidate_nfa, nfa_threshold))
+    seen = np.zeros(z.shape, bool)
+    nfa_map = np.full(z.shape, np.inf)
+    for start in zip(*np.nonzero(z > grow)):
+        if seen[start]:
+            continue
+        group = _flood(z > grow, start)
+        for y, x in group:
+            seen[y, x] = True
+        peak = max(z[y, x] for y, x in group)
+        if len(group) >= min_blocks and peak > candidate:
+            nfa = tests * 0.5 * math.erfc(peak / margin / math.sqrt(2))
+            for y, x in group:
+                nfa_map[y, x] = nfa
+    return nfa_map <= nfa_threshold, nfa_map
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_group_decision_matches_a_flood_fill_reference(seed: int) -> None:
+    from retouch.detect._blocks import group_decision
+
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((40, 50)) * 1.6
+    z[10:14, 20:25] += rng.uniform(4, 9)  # an anomaly of varying strength
+    tests, margin = 2000, 1.3
+    decision = group_decision(z, tests=tests, margin=margin, nfa_threshold=0.01, min_blocks=4)
+    want_mask, want_nfa = _groups_by_flood_fill(z, tests, margin, 0.01, 4)
+    np.testing.assert_array_equal(decision.mask, want_mask)
+    finite = np.isfinite(want_nfa)
+    np.testing.assert_array_equal(np.isfinite(decision.nfa), finite)
+    np.testing.assert_allclose(decision.nfa[finite], want_nfa[finite], rtol=1e-9)
+
+
+def test_group_decision_by_hand() -> None:
+    from retouch.detect._blocks import bonferroni_z, group_decision
+
+    tests, margin = 100, 1.0
+    decide = bonferroni_z(tests, 0.01)  # 4.26: a block this strong is expected 0.01 times in 100 null tests
     z = np.zeros((6, 6))
-    z[1, 1], z[1, 2], z[2, 1] = 3.5, 2.5, 2.5  # strong block and two grown ones: exactly min_blocks, kept
-    z[1, 3] = 2.0  # next to the group but below the growing level
-    z[4:6, 4:6] = 2.5  # four grown blocks without a strong one: dropped
-    z[0, 5] = 4.0  # strong but alone: dropped
+    z[1, 1], z[1, 2], z[2, 1] = decide + 0.5, 0.75 * decide, 0.75 * decide  # strong block, two grown: 3 blocks
+    z[4:6, 4:6] = 0.75 * decide  # four grown blocks without a strong one: no candidate
+    z[0, 5] = decide + 1.0  # strong but alone
+    decision = group_decision(z, tests=tests, margin=margin, nfa_threshold=0.01, min_blocks=3)
     expected = np.zeros((6, 6), bool)
     expected[1, 1] = expected[1, 2] = expected[2, 1] = True
-    np.testing.assert_array_equal(block_decision(z, 3.0, min_blocks=3), expected)
-    assert not block_decision(z, 3.0, min_blocks=4).any()
+    np.testing.assert_array_equal(decision.mask, expected)
+    assert decision.nfa[1, 1] < 0.01 and decision.nfa[1, 1] == decision.nfa[2, 1]
+    assert not group_decision(z, tests=tests, margin=margin, nfa_threshold=0.01, min_blocks=4).mask.any()
+    # the smallest NFA of the map counts the lone block too, and grades an image where nothing is decided
+    assert decision.best_nfa == pytest.approx(tests * _gaussian_tail(decide + 1.0))
+    # a wider null (heavier tails) makes the same map less improbable: nothing decided
+    assert not group_decision(z, tests=tests, margin=1.3, nfa_threshold=0.01, min_blocks=3).mask.any()
 
 
-def test_decision_score_by_hand() -> None:
+def _gaussian_tail(z: float) -> float:
     import math
 
-    from retouch.detect._blocks import decision_score
+    return 0.5 * math.erfc(z / math.sqrt(2))
 
-    usable = np.ones((100, 100), bool)
-    strength = np.zeros((100, 100))
-    strength[5, 5] = 2.0
-    # nothing decided: half the strongest block's share of the threshold (here a half), below 0.5
-    assert decision_score(strength, np.zeros_like(usable), usable, 4.0) == pytest.approx(0.25)
-    strength[5, 5] = 8.0
-    decided = np.zeros_like(usable)
-    decided[:10, :10] = True  # 1 % of the usable blocks, peak at twice the threshold
-    assert decision_score(strength, decided, usable, 4.0) == pytest.approx(0.5 + 0.25 * math.tanh(1.0)
-                                                                           + 0.25 * math.tanh(1.0))
+
+def test_nfa_score_is_one_half_at_the_threshold_and_capped_without_a_decision() -> None:
+    from retouch.detect._blocks import nfa_score
+
+    assert nfa_score(0.01, 0.01, decided=True) == pytest.approx(0.5)
+    assert nfa_score(0.001, 0.01, decided=True) == pytest.approx(1 / (1 + np.exp(-1)))
+    assert nfa_score(1e-6, 0.01, decided=False) == pytest.approx(0.49)
+    assert nfa_score(1.0, 0.01, decided=False) < nfa_score(0.1, 0.01, decided=False) < 0.49
 
 
 def test_strength_to_heat_is_one_half_at_the_threshold_and_increasing() -> None:

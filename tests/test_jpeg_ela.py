@@ -63,7 +63,11 @@ def test_ela_localises_a_digital_edit_and_is_quiet_on_authentic() -> None:
     case = make_forgery(6, method="diffusion", size=768, history="digital")
     loaded = load_image_bytes(case.file_bytes, name="d.jpg")
     result = get_detector("ela").run(loaded.pixels)
-    assert f1_score(result.mask, case.mask) > 0.4
+    # the decision marks the core of the edit, where it is improbable by chance, and nothing beside it (the
+    # group's extent is not grown to weaker blocks: see benchmarks/results/detector_notes.md)
+    assert result.regions and min(r.evidence["nfa"] for r in result.regions) <= 0.01
+    assert np.count_nonzero(result.mask & case.mask) > 0.9 * np.count_nonzero(result.mask)
+    assert f1_score(result.mask, case.mask) > 0.3
     flagged = []
     for seed in (300, 301, 302):
         honest = load_image_bytes(make_authentic(seed, size=768).file_bytes, name="a.jpg")

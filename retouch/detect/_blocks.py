@@ -1,4 +1,4 @@
-"""Block statistics and the statistical decision shared by the block-based detectors (grain, ela).
+"""Block statistics and the a-contrario decision shared by the block-based detectors (ela, grain, inpaint, jpeg).
 
 Per-block means are computed with ``cv2.resize(..., INTER_AREA)`` (exact block averaging when the image is
 cropped to whole blocks), so a 24-megapixel image is summarised in a few tens of milliseconds.
@@ -7,6 +7,8 @@ cropped to whole blocks), so a 24-megapixel image is summarised in a few tens of
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -171,20 +173,6 @@ def bonferroni_z(tests: int, false_alarms: float = 1.0) -> float:
     return float(-NormalDist().inv_cdf(p))
 
 
-# The bound above assumes Gaussian tails for the pooled, standardised block scores. Those of real photographs
-# are heavier: at the Gaussian bound, untouched pictures (the 8 sample sources and 8 other scikit-image pictures,
-# each saved 5 ways) had 0.6-1.5 % of their area marked by each of ela, grain and inpaint, against 0.2-0.3 % on
-# generated scans. At 1.3 times the bound: 0.1-0.5 %; median F1 on generated forgeries moved by -0.08 to +0.02
-# (see ``decision_threshold``'s users and benchmarks/results/quality.md).
-TAIL_MARGIN = 1.3
-
-
-def decision_threshold(tests: int, false_alarms: float) -> float:
-    """The z a block detector decides at: :data:`TAIL_MARGIN` times the Gaussian bound for ``tests`` tests and
-    ``false_alarms`` expected false alarms per image."""
-    return TAIL_MARGIN * bonferroni_z(tests, false_alarms)
-
-
 def pooled_z(z: np.ndarray, radius: int) -> np.ndarray:
     """Average z over a (2 radius + 1)^2 neighbourhood of blocks, rescaled to unit variance under independence."""
     size = 2 * radius + 1
@@ -203,37 +191,133 @@ def standardise(values: np.ndarray, where: np.ndarray) -> np.ndarray:
     return (values - centre) / spread
 
 
-def block_decision(z: np.ndarray, threshold: float, *, min_blocks: int, grow: float = 0.7) -> np.ndarray:
-    """Hysteresis: groups of blocks above ``grow * threshold`` that contain a block above ``threshold`` and
-    hold at least ``min_blocks`` blocks. The strict threshold controls false alarms; the lower one the extent."""
-    strong = z > threshold
-    if not strong.any():  # most untouched images: no group can qualify, so no labelling
-        return np.zeros(z.shape, bool)
-    count, labels, stats, _ = cv2.connectedComponentsWithStats((z > grow * threshold).view(np.uint8),
+@dataclass(frozen=True)
+class GroupDecision:
+    """Groups of blocks judged a-contrario: candidate groups, each with its number of false alarms.
+
+    ``mask`` holds the decided blocks (groups with ``nfa <= nfa_threshold``); ``nfa`` holds, for every block of a
+    candidate group, that group's NFA (``inf`` elsewhere); ``best_nfa`` is the smallest NFA of any block of the
+    map (a single block counts as a group here), which grades the image even when nothing is decided.
+    """
+
+    mask: np.ndarray
+    nfa: np.ndarray
+    best_nfa: float
+    threshold_z: float
+    peak_z: float = 0.0
+    tests: int = 1
+    group_nfa: dict[float, float] | None = None
+
+    def null_record(self, others: "list[GroupDecision]" = ()) -> dict[str, Any]:
+        """What calibration needs (``details["null"]``): the tests, the peak score, and for each margin of
+        :data:`CALIBRATION_MARGINS` the smallest NFA of a group that would be decided at that margin (its
+        extent rule included), over all the maps judged."""
+        every = [self, *others]
+        groups = {str(m): min(float((d.group_nfa or {}).get(m, math.inf)) for d in every)
+                  for m in CALIBRATION_MARGINS}
+        return {"tests": self.tests, "peak_z": round(max(d.peak_z for d in every), 4),
+                "group_nfa": {m: float(f"{v:.3g}") if math.isfinite(v) else None for m, v in groups.items()}}
+
+
+# Margins at which every decision also records its smallest group NFA, so that benchmarks.false_alarms can
+# calibrate a detector's margin on the decisions themselves from one run.
+CALIBRATION_MARGINS = (1.0, 1.2, 1.4, 1.6, 1.8, 2.0)
+
+
+def _smallest_group_nfa(z: np.ndarray, tests: int, margin: float, nfa_threshold: float, min_blocks: int,
+                        grow: float) -> float:
+    """The smallest NFA among the groups :func:`group_decision` would form at ``margin`` (inf when none)."""
+    level = grow * margin * bonferroni_z(tests, nfa_threshold)
+    above = z > level
+    if not above.any():
+        return math.inf
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(above.view(np.uint8), connectivity=8)
+    peaks = np.full(count, -np.inf)
+    np.maximum.at(peaks, labels.ravel(), z.ravel())
+    qualified = stats[:, cv2.CC_STAT_AREA] >= min_blocks
+    qualified[0] = False
+    if not qualified.any():
+        return math.inf
+    return float(tests * null_tail(peaks[qualified].max(), margin))
+
+
+def null_tail(z: np.ndarray | float, margin: float) -> np.ndarray | float:
+    """P(Z > z) for a block score of an untouched photograph: a Gaussian on the ``z / margin`` scale, the
+    calibrated model of :func:`group_decision` (``margin`` widens the Gaussian for real photographs' heavier
+    tails)."""
+    from scipy.special import ndtr
+
+    return ndtr(-np.asarray(z, np.float64) / margin)
+
+
+def group_decision(z: np.ndarray, *, tests: int, margin: float, nfa_threshold: float, min_blocks: int,
+                   grow: float = 0.7, candidate_nfa: float = 1.0) -> GroupDecision:
+    """A-contrario decision on a map of block scores (Desolneux, Moisan & Morel; as ZERO and Noisesniffer use).
+
+    A group is a connected set (8-neighbours) of at least ``min_blocks`` blocks above ``grow`` times the
+    decision level, holding a block above the candidate level; its number of false alarms is
+    ``NFA = tests * P(Z > peak)`` under :func:`null_tail`: the expected number of groups at least this strong on
+    an untouched photograph with as many tests. Groups with ``NFA <= candidate_nfa`` are candidates (their NFA is
+    reported), those with ``NFA <= nfa_threshold`` are decided.
+    """
+    tests = max(int(tests), 1)
+    decide_z = margin * bonferroni_z(tests, nfa_threshold)
+    candidate_z = margin * bonferroni_z(tests, max(candidate_nfa, nfa_threshold))
+    nfa_map = np.full(z.shape, np.inf)
+    peak = float(z.max()) if z.size else 0.0
+    # the groups each calibration margin would form: cheap on block maps, and only where some could be found
+    reachable = peak > CALIBRATION_MARGINS[0] * bonferroni_z(tests, max(candidate_nfa, nfa_threshold))
+    group_nfa = {m: (_smallest_group_nfa(z, tests, m, nfa_threshold, min_blocks, grow) if reachable else math.inf)
+                 for m in CALIBRATION_MARGINS}
+    best_nfa = float(tests * null_tail(peak, margin))
+    mask = np.zeros(z.shape, bool)
+    if peak <= candidate_z:  # most untouched images: no candidate, no labelling
+        return GroupDecision(mask, nfa_map, best_nfa, decide_z, peak, tests, group_nfa)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats((z > grow * decide_z).view(np.uint8),
                                                                connectivity=8)
-    keep = np.zeros(count, bool)
-    keep[labels[strong]] = True
-    keep[0] = False
-    keep &= stats[:, cv2.CC_STAT_AREA] >= min_blocks
-    return keep[labels]
+    peaks = np.full(count, -np.inf)
+    np.maximum.at(peaks, labels.ravel(), z.ravel())
+    nfa = tests * null_tail(peaks, margin)
+    candidate = (peaks > candidate_z) & (stats[:, cv2.CC_STAT_AREA] >= min_blocks)
+    candidate[0] = False
+    nfa = np.where(candidate, nfa, np.inf)
+    nfa_map = nfa[labels]
+    mask = nfa_map <= nfa_threshold
+    return GroupDecision(mask, nfa_map, best_nfa, decide_z, peak, tests, group_nfa)
 
 
-def decision_score(strength: np.ndarray, decided: np.ndarray, usable: np.ndarray, threshold: float) -> float:
-    """Image-level score: above 0.5 only when something was decided, growing with the flagged evidence
-    (strongest block and flagged extent); below 0.5 it says how close the strongest block came."""
-    if decided.any():
-        peak = float(strength[decided].max())
-        extent = float(decided.sum()) / max(float(usable.sum()), 1.0)
-        return float(np.clip(0.5 + 0.25 * np.tanh(peak / threshold - 1.0) + 0.25 * np.tanh(extent / 0.01), 0, 1))
-    peak = float(strength[usable].max()) if usable.any() else 0.0
-    return float(np.clip(0.5 * peak / threshold, 0.0, 0.49))
+def nfa_score(nfa: float, nfa_threshold: float, *, decided: bool) -> float:
+    """Image-level score from the smallest NFA: 0.5 at the threshold, a logistic of ``log10(threshold / nfa)``
+    (0.73 at a tenth of it, 0.98 at 1 / 10,000 of it); capped at 0.49 unless something was decided."""
+    excess = math.log10(max(nfa_threshold, 1e-300)) - math.log10(max(min(nfa, 1e300), 1e-300))
+    score = 1.0 / (1.0 + math.exp(-max(min(excess, 50.0), -50.0)))
+    return float(score if decided else min(score, 0.49))
 
+
+def finite_or_none(value: float) -> float | None:
+    """An NFA for ``report.json``: three significant digits, or None when infinite (JSON has no infinity)."""
+    return float(f"{value:.3g}") if math.isfinite(value) else None
+
+
+def describe_nfa(nfa: float, what: str) -> str:
+    """The false-alarm sentence every region carries: how often a finding this strong occurs by chance."""
+    if not math.isfinite(nfa):
+        return f"this {what} was not judged against chance"
+    if nfa >= 1:
+        return (f"about {nfa:.2g} {what}s at least this strong are expected by chance on an untouched photograph "
+                "of this size")
+    if nfa < 1e-9:  # the Gaussian tail underflows long before: only the order of magnitude means anything
+        return (f"a {what} at least this strong occurs by chance in fewer than 1 in a billion untouched "
+                "photographs of this size")
+    return (f"a {what} at least this strong occurs by chance in about 1 in {1 / nfa:,.0f} untouched photographs "
+            "of this size")
 
 def strength_to_heat(strength: np.ndarray, threshold: float) -> np.ndarray:
     """Map block evidence (z) onto [0, 1]: 0.5 at the decision threshold, strictly increasing everywhere.
 
     A logistic of width threshold / 4 (0.12 at half the threshold, 0.88 at 1.5 times it). An earlier linear ramp
-    from half the threshold tied every block below it at 0; since the threshold includes ``TAIL_MARGIN``, that
+    from half the threshold tied every block below it at 0; since the threshold includes the detector's tail
+    margin, that
     tie covered much of a weak edit's area: on 6 generated forgeries per kind, ELA's median pixel AUC was
     0.73-0.91 with the ramp and 0.88-0.94 with this map. A strictly increasing map ranks pixels exactly as the
     evidence does; the decisions and image scores do not depend on it.
@@ -292,13 +376,15 @@ def _blow_up(values: np.ndarray, block: int, shape: tuple[int, int], *, smooth: 
 
 
 def block_regions(blocks: np.ndarray, heatmap: np.ndarray, block: int, *, kind: str,
-                  min_area: int) -> list[Region]:
+                  min_area: int, nfa: np.ndarray | None = None, what: str = "region") -> list[Region]:
     """Connected groups of flagged blocks as regions, found on the block grid rather than on the full image.
 
     Gives the same regions as ``regions_from_mask`` on the blown-up mask (8-connected blocks touch by a corner
     pixel, so they stay 8-connected at full size; edge tiles own the partial rows and columns), in time that
     grows with the number of blocks, not pixels: on a 24-megapixel scan the full-size labelling cost seconds.
-    Each region's score is the mean of ``heatmap`` over its pixels, as for every other detector.
+    Each region's score is the mean of ``heatmap`` over its pixels, as for every other detector; with a block map
+    of ``nfa`` (see :func:`group_decision`) each region's evidence holds its smallest NFA and the sentence saying
+    what that means (``what`` names the finding).
     """
     if not blocks.any():  # often one of a detector's kinds: no labelling
         return []
@@ -323,19 +409,27 @@ def block_regions(blocks: np.ndarray, heatmap: np.ndarray, block: int, *, kind: 
         x1, y1 = int(col_end[bx + bw - 1]), int(row_end[by + bh - 1])
         inside = blocks_to_image(labels[by:by + bh, bx:bx + bw] == label, block, (y1 - y0, x1 - x0), smooth=False)
         score = float(heatmap[y0:y1, x0:x1][inside].mean())
-        regions.append(Region(bbox=(x0, y0, x1 - x0, y1 - y0), area=area, score=score, kind=kind))
+        evidence = {}
+        if nfa is not None:
+            value = float(nfa[by:by + bh, bx:bx + bw][labels[by:by + bh, bx:bx + bw] == label].min())
+            evidence = {"nfa": finite_or_none(value), "false_alarm_control": describe_nfa(value, what)}
+        regions.append(Region(bbox=(x0, y0, x1 - x0, y1 - y0), area=area, score=score, kind=kind,
+                              evidence=evidence))
     return regions
 
 
 def block_result(method: str, *, heat_blocks: np.ndarray, mask_blocks: np.ndarray, block: int,
                  shape: tuple[int, int], kind_of: dict[str, np.ndarray], score: float, params: dict,
-                 summary: str, explanation: str, details: dict, min_area: int) -> AnalysisResult:
-    """Build the common result from block maps; ``kind_of`` maps a region kind to the blocks of that kind."""
+                 summary: str, explanation: str, details: dict, min_area: int, nfa: np.ndarray | None = None,
+                 what: str = "region") -> AnalysisResult:
+    """Build the common result from block maps; ``kind_of`` maps a region kind to the blocks of that kind, ``nfa``
+    holds each block's number of false alarms (see :func:`block_regions`)."""
     heatmap = blocks_to_image(heat_blocks, block, shape, smooth=True)
     mask = blocks_to_image(mask_blocks, block, shape, smooth=False)
     regions = []
     for kind, blocks in kind_of.items():
-        regions += block_regions(blocks & mask_blocks, heatmap, block, kind=kind, min_area=min_area)
+        regions += block_regions(blocks & mask_blocks, heatmap, block, kind=kind, min_area=min_area, nfa=nfa,
+                                 what=what)
     regions.sort(key=lambda r: (-r.score, -r.area))
     return AnalysisResult(method=method, heatmap=heatmap, mask=mask, regions=regions, score=score, params=params,
                           summary=summary, explanation=explanation, details=details)

@@ -2,31 +2,32 @@
 
 Method
 ------
-The image is recompressed in memory as JPEG at ``quality`` (and optionally at each quality of ``sweep``); the
-error level is the mean absolute difference per 8x8 block of the JPEG grid (Krawetz 2007, "A picture's worth").
-Raw error levels mostly show texture: edges and grain recompress worse than flat areas. So each block's log
-error is compared with what blocks of the same texture (local gradient energy) and brightness show elsewhere in
-the image (a robust binned regression), and the residual is a robust z-score. Blocks are pooled 3x3, put on
-their own empirical scale (blocks that recompress exactly, tied at 0, left out of it), and flagged beyond 1.3
-times a Bonferroni bound for ``false_alarms`` expected false detections per image (real photographs' scores have
-heavier tails than the bound assumes; see ``_blocks.TAIL_MARGIN``); regions whose error is far above their peers
-(saved fewer times, or at a different quality) or far below are marked ``error-level``.
+The image is recompressed in memory as JPEG at ``quality`` (and each quality of ``sweep``); the error level is the
+mean absolute difference per 8x8 block of the JPEG grid (Krawetz 2007). Raw error levels mostly show texture, so
+each block's log error is compared with blocks of the same texture (gradient energy) and brightness elsewhere in
+the image (a robust binned regression); the residual z-scores are pooled 3x3 and put on their own empirical scale
+(blocks that recompress exactly, tied at 0, left out of it). Groups of blocks far above or below their peers are
+judged a-contrario (``_blocks.group_decision``): a region is kept when its number of false alarms is at most
+``nfa_threshold``. A quality at which the image reproduces itself (it was last saved so) is replaced by one 10
+lower, where the error would be rounding only. Blocks holding dust, scratches or one-pixel lines are not judged.
 
-A quality at which the image reproduces itself (the median block unchanged: it was last saved at that quality)
-is replaced by one 10 lower: there the error is only rounding, and on untouched photographs saved once at
-quality 90, the default, 34-43 % of the image was marked (generated scans: 1.4-2.8 %; 0-0.8 % at quality 80).
+Limits
+------
+Concerns the digital file only: a print retouched by hand and then scanned recompresses uniformly. Needs a JPEG
+history; a region recompressed at the same quality as the rest, or a resized or filtered file, leaves little
+trace. Measured ranges are in ``benchmarks/results/quality.md``, ``real.md`` and ``detector_notes.md``.
 
-Blocks holding dust, scratches or one-pixel lines (a pixel far from its 3x3 median) are not judged: such
-details recompress badly whatever their history, and were nearly all of the false alarms on untouched scans.
-
-Limits: ELA says nothing about edits made before digitisation: a print retouched with a brush and then scanned
-recompresses uniformly, because the whole scan has one compression history. It needs a JPEG history to find
-anything; on a never-compressed scan it measures texture only, which the normalisation removes.
+References
+----------
+N. Krawetz, "A picture's worth", Hacker Factor Solutions, 2007.
+A. Desolneux, L. Moisan, J.-M. Morel, "From Gestalt Theory to Image Analysis", Springer, 2008 (NFA).
 """
+
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -34,17 +35,18 @@ import numpy as np
 from retouch.detect._blocks import (
     NOTHING_TO_JUDGE,
     binned_reference,
-    block_decision,
     block_max,
     block_mean,
     block_result,
-    decision_score,
-    decision_threshold,
+    finite_or_none,
+    group_decision,
     median_of,
+    nfa_score,
     pooled_z,
     standardise,
     strength_to_heat,
 )
+from retouch.detect._options import options_params, resolve_options
 from retouch.detect._recompress import recompression_block_error
 from retouch.registry import register
 from retouch.imaging import for_each_strip, strip_workers, to_uint8
@@ -59,6 +61,10 @@ EXPLANATION = (
     "has one uniform digital history, and error-level analysis cannot see such retouching. Recompressing, "
     "resizing or filtering the whole file also erases the differences it looks for."
 )
+
+
+FALSE_ALARM_CONTROL = ("a-contrario: a region's NFA is the number of 8x8 blocks tested times the chance that "
+                       "one block of an untouched photograph scores as high (a Gaussian widened by tail_margin)")
 
 
 def _content_blocks(gray: np.ndarray, block: int, *, band_pixels: int = 1 << 18
@@ -126,33 +132,62 @@ def _spread_bearing(pooled: np.ndarray, usable: np.ndarray) -> np.ndarray:
     return bearing if bearing.sum() >= 0.25 * usable.sum() else usable
 
 
+@dataclass(frozen=True)
+class ElaOptions:
+    """Options of :func:`error_level_analysis`.
+
+    Attributes
+    ----------
+    quality : int
+        JPEG quality of the recompression (90).
+    sweep : tuple of int
+        Further qualities; a block's evidence is the largest across all qualities tried (none).
+    nfa_threshold : float
+        A region is decided when its number of false alarms is at most this (0.01: one such region in about 100
+        untouched photographs).
+    tail_margin : float
+        Width of the null model of a block score against a standard Gaussian (see
+        ``_blocks.null_tail``), calibrated on untouched photographs and scans by ``benchmarks.false_alarms``.
+    impulse_limit : int
+        Blocks with a pixel more than this many grey levels from its 3x3 median (dust, scratches, hairlines) are
+        left out of the test (40).
+    """
+
+    quality: int = 90
+    sweep: tuple[int, ...] = ()
+    nfa_threshold: float = 0.01
+    tail_margin: float = 2.0
+    impulse_limit: int = 40
+
+
 @register("ela", title="Error-level analysis (content-normalised)",
           description="JPEG recompression error per 8x8 block compared with blocks of similar texture; finds "
                       "regions with a different digital compression history.")
-def error_level_analysis(
-    image: np.ndarray,
-    *,
-    quality: int = 90,
-    sweep: Sequence[int] = (),
-    false_alarms: float = 0.5,
-    impulse_limit: int = 40,
-) -> AnalysisResult:
+def error_level_analysis(image: np.ndarray, *, options: ElaOptions | None = None,
+                         **changes: Any) -> AnalysisResult:
     """Content-normalised error-level analysis.
 
     Parameters
     ----------
     image : ndarray
         uint8/uint16 gray or RGB image.
-    quality : int
-        JPEG quality of the recompression.
-    sweep : sequence of int
-        Further qualities; a block's evidence is the largest across all qualities tried.
-    false_alarms : float
-        Expected number of falsely flagged block groups per untouched image.
-    impulse_limit : int
-        Blocks with a pixel more than this many grey levels from its 3x3 median (dust, scratches, hairlines)
-        are left out of the test.
+    options : ElaOptions, optional
+        Calibration and decision options (defaults: ``ElaOptions()``); keyword ``changes`` override its fields.
+
+    Returns
+    -------
+    AnalysisResult
+        Heatmap of block evidence, ``error-level`` regions, each with ``evidence["nfa"]``.
+
+    Examples
+    --------
+    >>> from skimage import data
+    >>> result = error_level_analysis(data.astronaut())
+    >>> result.method
+    'ela'
     """
+    options = resolve_options(ElaOptions(), options, changes)
+    quality, sweep, impulse_limit = options.quality, options.sweep, options.impulse_limit
     eight = to_uint8(image)
     gray = cv2.cvtColor(eight, cv2.COLOR_RGB2GRAY) if eight.ndim == 3 else eight
     shape = gray.shape
@@ -160,8 +195,7 @@ def error_level_analysis(
     texture, brightness, peak_impulse = _content_blocks(gray, block)
     usable = (brightness > 0.02) & (brightness < 0.98)
     usable &= peak_impulse <= impulse_limit  # dust and scratches: see the module docstring
-    params = {"quality": int(quality), "sweep": [int(q) for q in sweep], "false_alarms": false_alarms,
-              "impulse_limit": int(impulse_limit), "block": block}
+    params = {**options_params(options), "block": block, "false_alarm_control": FALSE_ALARM_CONTROL}
     if not usable.any():
         return AnalysisResult.skipped_result("ela", shape, NOTHING_TO_JUDGE, params=params,
                                              explanation=EXPLANATION)
@@ -190,13 +224,17 @@ def error_level_analysis(
         low = low_here if low is None else np.maximum(low, low_here)
         levels[q] = round(float(np.exp(median_of(error))), 4)
     assert high is not None and low is not None  # the first quality asked is always used
-    threshold = decision_threshold(int(usable.sum()) * 2 * len(qualities), false_alarms)
-    high_mask = block_decision(high, threshold, min_blocks=4)
-    low_mask = block_decision(low, threshold, min_blocks=4)
+    tests = int(usable.sum()) * 2 * len(qualities)
+    decisions = [group_decision(values, tests=tests, margin=options.tail_margin,
+                                nfa_threshold=options.nfa_threshold, min_blocks=4) for values in (high, low)]
+    high_mask, low_mask = (d.mask for d in decisions)
+    nfa = np.minimum(decisions[0].nfa, decisions[1].nfa)
+    threshold = decisions[0].threshold_z
+    best_nfa = min(d.best_nfa for d in decisions)
     mask_blocks = (high_mask | low_mask) & usable
     strength = np.maximum(high, low)
     heat_blocks = strength_to_heat(strength, threshold)
-    score = decision_score(strength, mask_blocks, usable, threshold)
+    score = nfa_score(best_nfa, options.nfa_threshold, decided=bool(mask_blocks.any()))
     if mask_blocks.any():
         summary = (f"Error levels unusual for their content in {100 * mask_blocks.mean():.2f} % of the image "
                    f"(recompressed at quality {', '.join(map(str, qualities))}).")
@@ -208,9 +246,10 @@ def error_level_analysis(
     return block_result(
         "ela", heat_blocks=heat_blocks, mask_blocks=mask_blocks, block=block, shape=shape,
         kind_of={"error-level": high_mask | low_mask}, score=score,
-        params={**params, "threshold_z": round(threshold, 3)},
+        params={**params, "threshold_z": round(threshold, 3)}, nfa=nfa, what="error-level anomaly",
         summary=summary, explanation=EXPLANATION,
-        details={"median_error_level": levels, "qualities_used": qualities,
+        details={"smallest_nfa": finite_or_none(best_nfa), "null": decisions[0].null_record(decisions[1:]),
+                 "median_error_level": levels, "qualities_used": qualities,
                  "self_reproducing_qualities": reproducing, "blocks_high": int(high_mask.sum()),
                  "blocks_low": int(low_mask.sum())},
         min_area=4 * block * block,

@@ -2,32 +2,33 @@
 
 Method
 ------
-Every photographic print carries grain whose strength depends on exposure. The image is split into blocks; in
-each block the grain is measured as the mean absolute high-pass residual of the luminance (minus a twice-applied
-5x5 median, which keeps the grain's clumps and drops shading; in 8-bit integers, or at full depth for 16-bit
-scans). From the flattest blocks of the whole image a noise-level function sigma(brightness) is estimated (Liu
-et al. 2006, "Noise estimation from a single image"; its use for splicing detection: Pun, Liu & Yuan 2016;
-Mahdian & Saic 2009). Each block's log-ratio of measured to predicted grain is turned into a robust z-score;
-z-scores are pooled over 3x3 neighbourhoods and a region is flagged when the pooled score passes 1.3 times a
-Bonferroni bound set for ``false_alarms`` expected false detections per image (an a-contrario decision in the
-spirit of Gardella et al.'s Noisesniffer, 2021; the margin for real photographs' heavier tails is
-``_blocks.TAIL_MARGIN``). ``noise-low`` regions have far
-less grain than the print elsewhere (airbrush, gouache, diffusion inpainting, digital smoothing);
-``noise-high`` regions have far more (paste-ups from a grainier print, added noise), and are only sought in
-blocks without strong image structure, whose texture would otherwise pass for grain.
+Per block the grain is the mean absolute high-pass residual of the luminance (minus a twice-applied 5x5 median,
+which keeps the grain's clumps and drops shading). A noise-level function sigma(brightness) is estimated from the
+flattest blocks of the image (Liu et al. 2006); each block's log-ratio of measured to predicted grain becomes a
+robust z-score, pooled over 3x3 blocks. Groups of blocks are judged a-contrario (``_blocks.group_decision``, in
+the spirit of Gardella et al.'s Noisesniffer): ``noise-low`` regions have far less grain than the print elsewhere
+(airbrush, gouache, diffusion fills, smoothing), ``noise-high`` regions far more (paste-ups from a grainier print),
+sought only in blocks without strong structure.
 
-Limits: a fill that was re-grained to match is invisible to this test; clipped blacks and whites carry no grain
-and are ignored; heavy JPEG compression or denoising of the whole scan flattens grain everywhere, which the
-noise-level function absorbs but which lowers sensitivity. A paste-up whose coarse grain (clumps of several
-pixels) covers image structure is rarely found: such grain raises the structure measure too, so few of its blocks
-are tested for excess. Measured on 12 generated paste-ups and 12 untouched scans, per 8x8 block: no measure tried
-told pasted blocks from textured untouched ones well enough for a decision at this false-alarm rate (pixel-level
-ROC AUC of the block score: this residual 0.75, band-pass 1-3 px energy 0.85, fine-to-coarse residual ratio
-0.81, with untouched textured blocks above the pasted blocks' median; Gaussianity and orientation coherence of the
-band-pass did not separate them; conditioning on coarse structure absorbed the excess, 0.57-0.71).
+Limits
+------
+A fill re-grained to match is invisible; clipped blacks and whites carry no grain; heavy JPEG or denoising of the
+whole scan lowers sensitivity; coarse grain over image structure is rarely told from texture. On digital
+photographs (as opposed to scanned prints) the noise is weaker than JPEG's own traces and this test is close to
+chance (``benchmarks/results/real.md``); measured alternatives are in ``benchmarks/results/detector_notes.md``.
+
+References
+----------
+C. Liu, W. T. Freeman, R. Szeliski, S. B. Kang, "Noise estimation from a single image", CVPR 2006.
+T. Gardella, M. Colom, J.-M. Morel, "Noisesniffer: a fully automatic image forgery detector based on noise
+analysis", IWBF 2021.
 """
 
+
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -35,20 +36,25 @@ import numpy as np
 from retouch.detect._blocks import (
     NOTHING_TO_JUDGE,
     binned_reference,
-    block_decision,
     block_mean,
     block_result,
-    decision_score,
-    decision_threshold,
+    finite_or_none,
+    group_decision,
     median_of,
+    nfa_score,
     percentile_of,
     pooled_z,
     standardise,
     strength_to_heat,
 )
+from retouch.detect._options import options_params, resolve_options
 from retouch.registry import register
 from retouch.imaging import for_each_strip, strip_workers, to_gray_float
 from retouch.result import AnalysisResult
+
+FALSE_ALARM_CONTROL = ("a-contrario: a region's NFA is the number of block tests times the chance that one block "
+                       "of an untouched photograph scores as high (a Gaussian widened by tail_margin, or by "
+                       "grain_tail_margin for grain-dominated pictures such as scanned prints)")
 
 EXPLANATION = (
     "Film grain covers every part of a photographic print, stronger or weaker according to brightness. This map "
@@ -126,34 +132,83 @@ def _block_measures(eight: np.ndarray, block: int, *, residual: bool = True, ban
     return out
 
 
+def grain_level(image: np.ndarray) -> float:
+    """The picture's grain level: the median grain residual of its flattest blocks (in units of full scale), the
+    level of the noise-level function :func:`grain_consistency` estimates. Film prints and their scans lie above
+    about 0.009; most digital photographs below 0.006 (``benchmarks/results/false_alarms.md``)."""
+    eight = _gray8(np.asarray(image)) if np.asarray(image).dtype != np.uint16 else cv2.convertScaleAbs(
+        to_gray_float(image), alpha=255.0)
+    measures = _block_measures(eight, _block_size(eight.shape))
+    usable = measures["unclipped"] >= 0.8 * 255
+    if not usable.any():
+        return 0.0
+    structure = measures["structure"]
+    flat = usable & (structure <= percentile_of(structure[usable], 40))
+    return float(np.exp(median_of(np.log(measures["residual"][flat] / 255.0 + 1e-5))))
+
+
 def _block_size(shape: tuple[int, int]) -> int:
     pixels = shape[0] * shape[1]
     return 8 if pixels <= 1_500_000 else 16 if pixels <= 12_000_000 else 24
 
 
+@dataclass(frozen=True)
+class GrainOptions:
+    """Options of :func:`grain_consistency`.
+
+    Attributes
+    ----------
+    block : int or None
+        Block side in pixels (None: 8, 16 or 24 by image size).
+    nfa_threshold : float
+        A region is decided when its number of false alarms is at most this (0.01).
+    grain_level : float
+        Grain level (median residual of the flattest blocks, in units of full scale) from which a picture is
+        grain-dominated, as film prints and their scans are, and judged with ``grain_tail_margin`` (0.0085).
+    grain_tail_margin : float
+        Null width for grain-dominated pictures (1.3), calibrated on untouched generated scans and grainy
+        photographs by ``benchmarks.false_alarms``.
+    tail_margin : float
+        Width of the null model of a block score against a standard Gaussian (see
+        ``_blocks.null_tail``), calibrated on untouched photographs and scans by ``benchmarks.false_alarms``.
+    pool_radius : int
+        Neighbourhood (in blocks) over which block z-scores are pooled before the decision (1).
+    """
+
+    block: int | None = None
+    nfa_threshold: float = 0.01
+    grain_level: float = 0.0085
+    grain_tail_margin: float = 1.3
+    tail_margin: float = 1.6
+    pool_radius: int = 1
+
+
 @register("grain", title="Film grain consistency",
           description="Regions whose grain is far weaker (painted or smoothed) or stronger (pasted) than the "
                       "print's own noise-level function predicts.")
-def grain_consistency(
-    image: np.ndarray,
-    *,
-    block: int | None = None,
-    false_alarms: float = 0.5,
-    pool_radius: int = 1,
-) -> AnalysisResult:
+def grain_consistency(image: np.ndarray, *, options: GrainOptions | None = None, **changes: Any) -> AnalysisResult:
     """Flag regions whose grain departs from the image's noise-level function.
 
     Parameters
     ----------
     image : ndarray
         uint8/uint16 gray or RGB scan.
-    block : int, optional
-        Block side in pixels (default: 8, 16 or 24 by image size).
-    false_alarms : float
-        Expected number of falsely flagged block groups per untouched image; sets the threshold.
-    pool_radius : int
-        Neighbourhood (in blocks) over which block z-scores are pooled before the decision.
+    options : GrainOptions, optional
+        Calibration and decision options (defaults: ``GrainOptions()``); keyword ``changes`` override its fields.
+
+    Returns
+    -------
+    AnalysisResult
+        ``noise-low`` and ``noise-high`` regions, each with ``evidence["nfa"]``.
+
+    Examples
+    --------
+    >>> from skimage import data
+    >>> grain_consistency(data.camera()).method
+    'grain'
     """
+    options = resolve_options(GrainOptions(), options, changes)
+    block, pool_radius = options.block, options.pool_radius
     image = np.asarray(image)
     gray = to_gray_float(image) if image.dtype == np.uint16 else None
     # 8-bit luminance for everything but a 16-bit scan's residual: brightness, clipping and structure need no more
@@ -191,7 +246,7 @@ def grain_consistency(
     if not usable.any():
         return AnalysisResult.skipped_result(
             "grain", shape, NOTHING_TO_JUDGE, explanation=EXPLANATION,
-            params={"block": block, "false_alarms": false_alarms, "pool_radius": pool_radius})
+            params={**options_params(options), "block": block})
     flat = usable & (structure <= percentile_of(structure[usable], 40))
     expected, spread = binned_reference(grain, brightness, flat, bins=10)
     z = (grain - expected) / spread
@@ -200,14 +255,20 @@ def grain_consistency(
     # strong structure raises the residual on its own: only structure-poor blocks may testify to excess grain
     high = standardise(pooled_z(np.where(flat, np.minimum(z, 6.0), 0.0), pool_radius), flat)
     tests = int(usable.sum()) * 2
-    threshold = decision_threshold(tests, false_alarms)
     min_blocks = 4
-    low_mask = block_decision(low, threshold, min_blocks=min_blocks)
-    high_mask = block_decision(high, threshold, min_blocks=min_blocks)
+    level = float(np.exp(median_of(expected)))
+    margin = options.grain_tail_margin if level >= options.grain_level else options.tail_margin
+    decisions = [group_decision(values, tests=tests, margin=margin,
+                                nfa_threshold=options.nfa_threshold, min_blocks=min_blocks)
+                 for values in (low, high)]
+    low_mask, high_mask = (d.mask for d in decisions)
+    nfa = np.minimum(decisions[0].nfa, decisions[1].nfa)
+    threshold = decisions[0].threshold_z
+    best_nfa = min(d.best_nfa for d in decisions)
     mask_blocks = (low_mask | high_mask) & usable
     strength = np.maximum(low, high)
     heat_blocks = strength_to_heat(strength, threshold)
-    score = decision_score(strength, mask_blocks, usable, threshold)
+    score = nfa_score(best_nfa, options.nfa_threshold, decided=bool(mask_blocks.any()))
     low_count = int(low_mask.sum())
     high_count = int(high_mask.sum())
     if mask_blocks.any():
@@ -218,10 +279,12 @@ def grain_consistency(
     return block_result(
         "grain", heat_blocks=heat_blocks, mask_blocks=mask_blocks, block=block, shape=shape,
         kind_of={"noise-low": low_mask, "noise-high": high_mask}, score=score,
-        params={"block": block, "false_alarms": false_alarms, "pool_radius": pool_radius,
-                "threshold_z": round(threshold, 3)},
+        params={**options_params(options), "block": block, "threshold_z": round(threshold, 3),
+                "false_alarm_control": FALSE_ALARM_CONTROL},
+        nfa=nfa, what="grain anomaly",
         summary=summary, explanation=EXPLANATION,
-        details={"blocks_tested": int(usable.sum()), "blocks_low": low_count, "blocks_high": high_count,
-                 "noise_level_median": round(float(np.exp(median_of(expected))), 6)},
+        details={"smallest_nfa": finite_or_none(best_nfa), "null": decisions[0].null_record(decisions[1:]),
+                 "blocks_tested": int(usable.sum()), "blocks_low": low_count, "blocks_high": high_count,
+                 "noise_level_median": round(level, 6), "null_width_used": margin},
         min_area=min_blocks * block * block,
     )

@@ -2,42 +2,35 @@
 
 Method
 ------
-- Exemplar cue: exemplar-based inpainting (Criminisi, Pérez & Toyama 2004) fills a hole with many small patches
-  copied from nearby, each at its own displacement. A dense nearest-neighbour field (small raw neighbourhoods,
-  vectorised PatchMatch with local search; see ``retouch.detect._patchmatch``) with a short minimum offset finds, for
-  such pixels, twins elsewhere that share even their film grain, so the match distance relative to the patches'
-  own feature energy is far below what look-alikes reach; unlike a clone stamp, the displacements are scattered,
-  so the clone detector's local affine check rejects them. The density of such near-exact, incoherent matches
-  over a neighbourhood is the exemplar evidence.
-- Diffusion cue (cf. Li, Luo & Huang 2017, "Localization of diffusion-based inpainting in digital images", IEEE
-  TIFS): diffusion inpainting (Telea, Navier-Stokes) propagates intensities along isophotes, so the second
-  derivative along the isophote direction is abnormally small in the fill and its film grain is gone. Per block,
-  the log energy of that derivative is compared with blocks of the same brightness over the image.
-Both cues are turned into block z-scores, pooled, put on their empirical scale and bounded for ``false_alarms``
-expected false detections per image (``_blocks.decision_threshold``); regions say which cue fired
-(``evidence["cue"]``).
+- Exemplar cue: exemplar inpainting (Criminisi, Pérez & Toyama 2004) fills a hole with small patches copied from
+  nearby, each at its own displacement. A dense nearest-neighbour field (vectorised PatchMatch with local search,
+  ``retouch.detect._patchmatch``) with a short minimum offset finds near-exact twins for such pixels; the density
+  of such twins per block, against blocks of the same brightness, is the exemplar evidence.
+- Diffusion cue (cf. Li, Luo & Huang 2017): diffusion inpainting propagates intensities along isophotes, so the
+  second derivative along the isophote is abnormally small in the fill; per block its log energy is compared with
+  blocks of the same brightness.
+Both cues become pooled block z-scores judged a-contrario (``_blocks.group_decision``); regions say which cue
+fired (``evidence["cue"]``) and their number of false alarms (``evidence["nfa"]``).
 
-Limits: the exemplar cue finds fills made of copied pieces large enough to hold the compared neighbourhood. A fill
-that copies only the unknown part of each patch (the usual front-to-centre order) is a mosaic of pieces of about 45
-pixels for 9-pixel patches, whether each source is the best of the whole surroundings (Criminisi's exhaustive
-search) or of a random sample. Measured on generated prints with every filled pixel's true source recorded: at the
-true offset the 3 x 3 match was better than the best look-alike within 20 pixels for only 13-25 % of the filled
-pixels (windows fitted to the piece, up to 16 pixels, or pre-smoothing against scan noise did not change this), and
-a count of near-equal pixels in a 9 x 9 window scored no higher at the true offset than at the best of 1500 random
-ones; so after scanning (blur across the pieces' edges, scan noise, JPEG) such fills are not found (paired
-comparison finds them, and error-level analysis finds a digital one saved again as JPEG); at analysis scales below
-1 the pieces shrink further. Two traces of the mosaic itself were measured on 12 such prints and not kept: the
-grain's correlation between neighbouring pixels, lower where pieces meet (median pixel AUC 0.62 to 0.72; 0.5 to 0.6
-where the scan's blur exceeds about 0.7 px), and the energy of short horizontal and vertical steps along the
-pieces' straight edges against diagonal ones (0.48 to 0.54). Nor was the nearest-neighbour field's coherence
-(neighbours sharing one offset, as the pixels of one copied piece would; 5 x 5 neighbourhoods): 0.29 to 0.46 on 6
-prints and 0.23 to 0.45 on 3 digital fills, as the field does not find the pieces' sources. An exemplar fill from
-another photograph, or one re-grained afterwards, leaves no twins; naturally smooth areas (clear sky, a plain wall)
-can look diffused when the scan has almost no grain; diffusion fills are also what airbrush and digital smoothing
-produce, so the cue says "smoothed along isophotes", not which tool.
+Limits
+------
+Exemplar fills made of pieces smaller than the compared neighbourhood, fills copied from another photograph or
+re-grained afterwards leave no twins; naturally smooth areas look diffused when a scan has almost no grain;
+airbrush and digital smoothing leave the same diffusion trace. Measured alternatives that were not kept are in
+``benchmarks/results/detector_notes.md``.
+
+References
+----------
+A. Criminisi, P. Pérez, K. Toyama, "Region filling and object removal by exemplar-based image inpainting", IEEE
+TIP 13(9), 2004.
+H. Li, W. Luo, J. Huang, "Localization of diffusion-based inpainting in digital images", IEEE TIFS 12(12), 2017.
 """
 
+
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -45,19 +38,25 @@ import numpy as np
 from retouch.detect._blocks import (
     NOTHING_TO_JUDGE,
     binned_reference,
-    block_decision,
     block_mean,
     block_result,
-    decision_score,
-    decision_threshold,
+    finite_or_none,
+    group_decision,
+    nfa_score,
     pooled_z,
     standardise,
     strength_to_heat,
 )
+from retouch.detect._options import options_params, resolve_options
 from retouch.detect._patchmatch import patchmatch, raw_patch_features, reduce_features
+from retouch.detect.grain import grain_level
 from retouch.registry import register
 from retouch.imaging import bounded, to_gray_float, upscale_to
 from retouch.result import AnalysisResult
+
+FALSE_ALARM_CONTROL = ("a-contrario: a region's NFA is the number of block tests times the chance that one block "
+                       "of an untouched photograph scores as high (a Gaussian widened by tail_margin, or by "
+                       "grain_tail_margin for grain-dominated pictures such as scanned prints)")
 
 EXPLANATION = (
     "Inpainting fills a hole automatically. Exemplar fills copy many small patches from around the hole, so "
@@ -81,41 +80,77 @@ def _isophote_energy(gray: np.ndarray) -> np.ndarray:
     return np.abs(ixx * iy * iy - 2 * ixy * ix * iy + iyy * ix * ix) / norm
 
 
+@dataclass(frozen=True)
+class InpaintOptions:
+    """Options of :func:`inpainting_traces`.
+
+    Attributes
+    ----------
+    analysis_pixels : int
+        Analysis runs on a copy bounded to this many pixels (1,000,000).
+    radius : int
+        The exemplar cue compares (2 radius - 1)-pixel square neighbourhoods (3).
+    min_offset : int
+        Shortest displacement (analysis pixels) a twin may have (6).
+    near_exact : float
+        Relative match distance below which a twin counts as a copy (0.15).
+    nfa_threshold : float
+        A region is decided when its number of false alarms is at most this (0.01).
+    grain_level : float
+        Grain level (see ``grain.grain_level``) from which a picture is grain-dominated, as film prints and their
+        scans are, and judged with ``grain_tail_margin`` (0.0085).
+    grain_tail_margin : float
+        Null width for grain-dominated pictures (1.4), calibrated by ``benchmarks.false_alarms``.
+    tail_margin : float
+        Width of the null model of a block score against a standard Gaussian (see
+        ``_blocks.null_tail``), calibrated on untouched photographs and scans by ``benchmarks.false_alarms``.
+    """
+
+    analysis_pixels: int = 1_000_000
+    radius: int = 3
+    min_offset: int = 6
+    near_exact: float = 0.15
+    nfa_threshold: float = 0.01
+    grain_level: float = 0.0085
+    grain_tail_margin: float = 1.4
+    tail_margin: float = 2.0
+
+
 @register("inpaint", title="Inpainting (exemplar and diffusion fills)",
           description="Areas filled by many small copied patches (exemplar inpainting) or smoothed along "
                       "isophotes without grain (diffusion inpainting, airbrush).")
-def inpainting_traces(
-    image: np.ndarray,
-    *,
-    analysis_pixels: int = 1_000_000,
-    radius: int = 3,
-    min_offset: int = 6,
-    near_exact: float = 0.15,
-    false_alarms: float = 0.5,
-) -> AnalysisResult:
+def inpainting_traces(image: np.ndarray, *, options: InpaintOptions | None = None, **changes: Any
+                      ) -> AnalysisResult:
     """Exemplar and diffusion inpainting evidence.
 
     Parameters
     ----------
     image : ndarray
         uint8/uint16 gray or RGB image.
-    analysis_pixels : int
-        Analysis runs on a copy bounded to this many pixels.
-    radius : int
-        The exemplar cue compares (2 radius - 1)-pixel square neighbourhoods.
-    min_offset : int
-        Shortest displacement (analysis pixels) a twin may have.
-    near_exact : float
-        Relative match distance below which a twin counts as a copy.
-    false_alarms : float
-        Expected number of falsely flagged block groups per untouched image, per cue.
+    options : InpaintOptions, optional
+        Calibration and decision options (defaults: ``InpaintOptions()``); keyword ``changes`` override its
+        fields.
+
+    Returns
+    -------
+    AnalysisResult
+        ``inpainted`` regions with the cue that fired and ``evidence["nfa"]``.
+
+    Examples
+    --------
+    >>> from skimage import data
+    >>> inpainting_traces(data.camera()).method
+    'inpaint'
     """
+    options = resolve_options(InpaintOptions(), options, changes)
+    analysis_pixels, radius, min_offset = options.analysis_pixels, options.radius, options.min_offset
+    near_exact = options.near_exact
     gray_full = to_gray_float(image)
     shape = gray_full.shape
     gray, scale = bounded(gray_full, analysis_pixels)
     block = 8
-    params = {"analysis_pixels": analysis_pixels, "analysis_scale": round(scale, 6), "radius": radius,
-              "min_offset": min_offset, "near_exact": near_exact, "false_alarms": false_alarms, "block": block}
+    params = {**options_params(options), "analysis_scale": round(scale, 6), "block": block,
+              "false_alarm_control": FALSE_ALARM_CONTROL}
     brightness = block_mean(cv2.GaussianBlur(gray, (0, 0), 2.0), block)
     usable = (brightness > 0.02) & (brightness < 0.98)
     if not usable.any():
@@ -142,17 +177,24 @@ def inpainting_traces(
     diffusion = standardise(pooled_z(np.clip((expected - curvature) / spread, -6, 6), 1), usable)
     exemplar[~usable] = 0.0
     diffusion[~usable] = 0.0
-    threshold = decision_threshold(int(usable.sum()) * 2, false_alarms)
-    exemplar_mask = block_decision(exemplar, threshold, min_blocks=4)
-    diffusion_mask = block_decision(diffusion, threshold, min_blocks=4)
+    tests = int(usable.sum()) * 2
+    level = grain_level(image)
+    margin = options.grain_tail_margin if level >= options.grain_level else options.tail_margin
+    decisions = [group_decision(values, tests=tests, margin=margin,
+                                nfa_threshold=options.nfa_threshold, min_blocks=4)
+                 for values in (exemplar, diffusion)]
+    exemplar_mask, diffusion_mask = (d.mask for d in decisions)
+    nfa = np.minimum(decisions[0].nfa, decisions[1].nfa)
+    threshold = decisions[0].threshold_z
+    best_nfa = min(d.best_nfa for d in decisions)
     mask_blocks = exemplar_mask | diffusion_mask
     strength = np.maximum(exemplar, diffusion)
     heat = strength_to_heat(strength, threshold)
-    score = decision_score(strength, mask_blocks, usable, threshold)
+    score = nfa_score(best_nfa, options.nfa_threshold, decided=bool(mask_blocks.any()))
     small_result = block_result(
         "inpaint", heat_blocks=heat, mask_blocks=mask_blocks, block=block, shape=gray.shape,
         kind_of={"inpainted": mask_blocks}, score=score, params={}, summary="", explanation="", details={},
-        min_area=4 * block * block,
+        min_area=4 * block * block, nfa=nfa, what="inpainting trace",
     )
     regions = []
     exemplar_full = upscale_to(np.repeat(np.repeat(exemplar_mask, block, 0), block, 1), gray.shape)
@@ -163,7 +205,7 @@ def inpainting_traces(
         regions.append(type(region)(
             bbox=(int(x / scale), int(y / scale), max(1, int(round(w / scale))), max(1, int(round(h / scale)))),
             area=int(round(region.area / scale**2)), score=region.score, kind="inpainted",
-            evidence={"cue": cue, "exemplar_share": round(share, 3)}))
+            evidence={"cue": cue, "exemplar_share": round(share, 3), **region.evidence}))
     flagged = float(mask_blocks.mean())
     if regions:
         cues = sorted({r.evidence["cue"] for r in regions})
@@ -171,9 +213,12 @@ def inpainting_traces(
     else:
         summary = "No exemplar or diffusion inpainting trace stands out."
     return AnalysisResult(
-        method="inpaint", heatmap=upscale_to(small_result.heatmap, shape), mask=upscale_to(small_result.mask, shape),
+        method="inpaint", heatmap=upscale_to(small_result.heatmap, shape),
+        mask=upscale_to(small_result.mask, shape),
         regions=regions, score=score,
         params={**params, "threshold_z": round(threshold, 3)},
         summary=summary, explanation=EXPLANATION,
-        details={"blocks_exemplar": int(exemplar_mask.sum()), "blocks_diffusion": int(diffusion_mask.sum())},
+        details={"smallest_nfa": finite_or_none(best_nfa), "null": decisions[0].null_record(decisions[1:]),
+                 "grain_level": round(level, 6), "null_width_used": margin,
+                 "blocks_exemplar": int(exemplar_mask.sum()), "blocks_diffusion": int(diffusion_mask.sum())},
     )

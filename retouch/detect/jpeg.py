@@ -2,49 +2,51 @@
 
 Method
 ------
-- Quality: the luminance quantization table is compared with the IJG standard table scaled for every quality
-  1..100 (the libjpeg scaling rule); the closest quality and whether it matches exactly are reported.
-- JPEG ghosts (Farid 2009, "Exposing digital forgeries from JPEG ghosts", IEEE TIFS): the image is recompressed
-  at a sweep of qualities; for each quality the squared difference is averaged over 16x16 windows and normalised
-  per window across the sweep. A region that was compressed at a quality below the file's last one shows a
-  "ghost": a dip of its difference at that quality that the rest of the image does not share (or the
-  reverse for a region pasted in after the first compression). The sweep quality with the strongest spatial
-  contrast is kept, its map is turned into robust z-scores and bounded for ``false_alarms`` expected false
-  detections. Windows whose difference hardly varies over the sweep (flat sky, a plain wall) are not judged:
-  normalised, their rounding noise read as ghosts (10.4 % of an untouched photograph saved twice was marked).
-- Block grid (in the spirit of Li, Yuan & Yu 2009 and of Nikoukhah et al. 2021, "ZERO: a local JPEG grid
-  origin detector based on the number of DCT zeros"): the blocking artifact is the excess of pixel
-  differences across block boundaries; its phase (0..7 horizontally and vertically) is measured in local
-  windows and compared with the image's main grid. A region whose grid origin differs from the image's was
-  compressed separately, then pasted or shifted (a crop of a JPEG, a pasted JPEG).
+- Quality: the luminance table is compared with the IJG table scaled for every quality 1..100.
+- JPEG ghosts (Farid 2009): the image is recompressed at a sweep of qualities; per 16x16 window the squared
+  difference is normalised across the sweep; the quality with the strongest spatial contrast gives robust z-scores
+  of windows that respond as if saved at another quality. Windows whose difference hardly varies over the sweep
+  (flat areas) are not judged.
+- Block grid (after Li, Yuan & Yu 2009 and Nikoukhah et al.'s ZERO, 2021): the excess of pixel differences across
+  block boundaries gives a grid phase per window; windows where another phase dominates the image's own grid were
+  compressed separately (a pasted or shifted JPEG piece). Sought only where the image's grid is clear.
+Groups of windows are judged a-contrario (``_blocks.group_decision``). Ghosts need the file's tables; the grid test
+also runs on a PNG or TIFF that shows the grid of an earlier life as a JPEG.
 
-The shifted-grid test runs only when the image's own grid is clear (global contrast above ``grid_contrast``):
-on weak grids the local phase is noise. Skips ghost and quality analysis on files that are not JPEG; the grid
-test still runs on any input, because a PNG or TIFF may carry the grid of an earlier life as a JPEG, and it
-returns "not applicable" when no grid is present at all.
+Limits
+------
+A region recompressed at the same quality as the rest leaves no ghost; resizing or rotating the whole file erases
+both cues; a print retouched before scanning has no JPEG trace of the retouching.
 
-Limits: a region recompressed at the same quality as the rest leaves no ghost; resizing or rotating the whole
-image after compression destroys both cues; a print retouched by hand before scanning has one digital history
-and no JPEG trace of the retouching.
+References
+----------
+H. Farid, "Exposing digital forgeries from JPEG ghosts", IEEE TIFS 4(1), 2009.
+T. Nikoukhah, J. Anger, M. Colom, J.-M. Morel, R. Grompone von Gioi, "ZERO: a local JPEG grid origin detector
+based on the number of DCT zeros and its applications in image forensics", IPOL 11, 2021.
 """
+
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
 
 from retouch.detect._blocks import (
-    block_decision,
     block_mean,
     block_result,
+    finite_or_none,
     bonferroni_z,
-    decision_score,
+    group_decision,
+    nfa_score,
     pooled_z,
     standardise,
     strength_to_heat,
 )
+from retouch.detect._options import options_params, resolve_options
 from retouch.detect._recompress import recompression_error
 from retouch.registry import register
 from retouch.imaging import to_uint8
@@ -54,6 +56,9 @@ STANDARD_LUMINANCE = np.array([
     16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
     14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
     49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99], np.float64)
+
+FALSE_ALARM_CONTROL = ("a-contrario: a region's NFA is the number of 16x16 tile tests times the chance that one "
+                       "tile of an untouched photograph scores as high (a Gaussian widened by tail_margin)")
 
 EXPLANATION = (
     "A JPEG file remembers how it was compressed. This analysis reads the file's compression tables (and so its "
@@ -130,18 +135,39 @@ def _grid_phase_strength(gray: np.ndarray, window: int) -> tuple[np.ndarray, np.
     return main, others, phase, contrast
 
 
+@dataclass(frozen=True)
+class JpegOptions:
+    """Options of :func:`jpeg_traces`.
+
+    Attributes
+    ----------
+    qualities : tuple of int
+        Recompression sweep for the ghost analysis (50 to 90 by 5).
+    nfa_threshold : float
+        A region is decided when its number of false alarms is at most this (0.01).
+    tail_margin : float
+        Width of the null model of a tile score against a standard Gaussian (see
+        ``_blocks.null_tail``), calibrated on untouched photographs and scans by ``benchmarks.false_alarms``.
+    grid_contrast : float
+        Global grid contrast (excess of the main phase's boundary energy) below which shifted grids are not
+        sought; a grid is still "present" (the file is analysed) from 0.15 (0.25).
+    ghost_min_range : float
+        Tiles whose recompression difference varies by less than this over the sweep (mean squared grey
+        levels) are not judged for ghosts: they recompress alike at every quality (1.0).
+    """
+
+    qualities: tuple[int, ...] = (50, 55, 60, 65, 70, 75, 80, 85, 90)
+    nfa_threshold: float = 0.01
+    tail_margin: float = 1.4
+    grid_contrast: float = 0.25
+    ghost_min_range: float = 1.0
+
+
 @register("jpeg", title="JPEG traces: quality, ghosts, block grid", uses_jpeg=True,
           description="Reads the file's JPEG tables and quality; finds regions with a different compression "
                       "history (JPEG ghosts) or a shifted 8x8 grid (pasted JPEG pieces).")
-def jpeg_traces(
-    image: np.ndarray,
-    *,
-    jpeg_quantization: Mapping[int, Sequence[int]] | None = None,
-    qualities: Sequence[int] = (50, 55, 60, 65, 70, 75, 80, 85, 90),
-    false_alarms: float = 0.01,
-    grid_contrast: float = 0.25,
-    ghost_min_range: float = 1.0,
-) -> AnalysisResult:
+def jpeg_traces(image: np.ndarray, *, jpeg_quantization: Mapping[int, Sequence[int]] | None = None,
+                options: JpegOptions | None = None, **changes: Any) -> AnalysisResult:
     """JPEG quality estimate, ghost map and grid-alignment map.
 
     Parameters
@@ -150,24 +176,29 @@ def jpeg_traces(
         uint8/uint16 gray or RGB image.
     jpeg_quantization : mapping, optional
         The file's quantization tables; ``None`` when the file is not a JPEG (ghosts are then skipped).
-    qualities : sequence of int
-        Recompression sweep for the ghost analysis.
-    false_alarms : float
-        Expected number of falsely flagged block groups per untouched image, per cue.
-    grid_contrast : float
-        Global grid contrast (excess of the main phase's boundary energy) below which shifted grids are not
-        sought; a grid is still "present" (the file is analysed) from 0.15.
-    ghost_min_range : float
-        Tiles whose recompression difference varies by less than this over the sweep (mean squared grey
-        levels) are not judged for ghosts: they recompress alike at every quality.
+    options : JpegOptions, optional
+        Calibration and decision options (defaults: ``JpegOptions()``); keyword ``changes`` override its fields.
+
+    Returns
+    -------
+    AnalysisResult
+        ``jpeg-ghost`` and ``jpeg-grid`` regions, each with ``evidence["nfa"]``; the quality estimate in
+        ``details``.
+
+    Examples
+    --------
+    >>> from skimage import data
+    >>> jpeg_traces(data.camera()).skipped is not None  # a PNG without any block grid
+    True
     """
+    options = resolve_options(JpegOptions(), options, changes)
+    qualities, grid_contrast, ghost_min_range = options.qualities, options.grid_contrast, options.ghost_min_range
     eight = to_uint8(image)
     gray = cv2.cvtColor(eight, cv2.COLOR_RGB2GRAY) if eight.ndim == 3 else eight
     shape = gray.shape
     window = 16
     details: dict[str, object] = {}
-    params = {"qualities": [int(q) for q in qualities], "false_alarms": false_alarms, "window": window,
-              "grid_contrast": grid_contrast, "ghost_min_range": ghost_min_range}
+    params = {**options_params(options), "window": window, "false_alarm_control": FALSE_ALARM_CONTROL}
     main, others, phase, contrast = _grid_phase_strength(gray, window)
     tiles = (shape[0] // window, shape[1] // window)
     main, others = main[: tiles[0], : tiles[1]], others[: tiles[0], : tiles[1]]
@@ -182,8 +213,21 @@ def jpeg_traces(
                                              params=params, explanation=EXPLANATION, details=details)
     brightness = block_mean(gray.astype(np.float32) / 255.0, window)[: tiles[0], : tiles[1]]
     usable = (brightness > 0.03) & (brightness < 0.97)
-    tests = int(usable.sum())
-    threshold = bonferroni_z(tests * 2, false_alarms)
+    tests = int(usable.sum()) * 2
+    nfa = np.full(tiles, np.inf)
+    best_nfa = np.inf
+    decisions = []
+
+    def decide(z: np.ndarray) -> np.ndarray:
+        nonlocal nfa, best_nfa
+        decision = group_decision(z, tests=tests, margin=options.tail_margin, nfa_threshold=options.nfa_threshold,
+                                  min_blocks=4)
+        nfa = np.minimum(nfa, decision.nfa)
+        best_nfa = min(best_nfa, decision.best_nfa)
+        decisions.append(decision)
+        return decision.mask
+
+    threshold = options.tail_margin * bonferroni_z(tests, options.nfa_threshold)
     kinds: dict[str, np.ndarray] = {}
     strength = np.zeros(tiles, np.float32)
     if grid_test:
@@ -193,7 +237,7 @@ def jpeg_traces(
         # a statistical outlier is not enough: another phase must really dominate the main one locally
         dominated = (cv2.blur(others.astype(np.float32), (3, 3)) > 1.5) & (cv2.blur(main.astype(np.float32), (3, 3)) < 1.15)
         grid_z[(~usable) | ~dominated] = 0.0
-        grid_mask = block_decision(grid_z, threshold, min_blocks=4)
+        grid_mask = decide(grid_z)
         kinds["jpeg-grid"] = grid_mask
         strength = np.maximum(strength, grid_z)
     if jpeg_quantization is not None:
@@ -212,7 +256,7 @@ def jpeg_traces(
         ghost_z = np.maximum(standardise(pooled_z(ghost, 1), informative),
                              standardise(pooled_z(-ghost, 1), informative))
         ghost_z[~informative] = 0.0
-        ghost_mask = block_decision(ghost_z, threshold, min_blocks=4)
+        ghost_mask = decide(ghost_z)
         kinds["jpeg-ghost"] = ghost_mask
         strength = np.maximum(strength, ghost_z)
         details["ghost_quality"] = sweep[best]
@@ -221,7 +265,10 @@ def jpeg_traces(
         mask_blocks |= blocks
     mask_blocks &= usable
     heat = strength_to_heat(strength, threshold)
-    score = decision_score(strength, mask_blocks, usable, threshold)
+    score = nfa_score(best_nfa, options.nfa_threshold, decided=bool(mask_blocks.any()))
+    details["smallest_nfa"] = finite_or_none(best_nfa)
+    if decisions:
+        details["null"] = decisions[0].null_record(decisions[1:])
     quality_note = ""
     if "quality_estimate" in details:
         quality_note = f" File quality about {details['quality_estimate']['quality']}."  # type: ignore[index]
@@ -234,4 +281,4 @@ def jpeg_traces(
     # the maps cover whole windows; pad the block maps to the image through block_result
     return block_result("jpeg", heat_blocks=heat, mask_blocks=mask_blocks, block=window, shape=shape,
                         kind_of=kinds, score=score, params=params, summary=summary, explanation=EXPLANATION,
-                        details=details, min_area=4 * window * window)
+                        details=details, min_area=4 * window * window, nfa=nfa, what="JPEG anomaly")

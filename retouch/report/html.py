@@ -90,7 +90,9 @@ def _evidence_text(region: Mapping[str, Any]) -> str:
     for key, value in evidence.items():
         if key in {"detectors", "bbox_reference", "support", "outline_questioned", "outline_reference"}:
             continue  # the outlines are drawn, and listed in report.json
-        if isinstance(value, float):
+        if key == "nfa" and isinstance(value, (int, float)):
+            value = f"{value:.2g}"  # numbers of false alarms span many decades: rounding would show 1e-5 as 0
+        elif isinstance(value, float):
             value = f"{value:.2g}" if 0 < abs(value) < 1e-3 else round(value, 3)  # an NFA of 4e-15 is not 0
         if isinstance(value, (dict, list)):
             value = json.dumps(value)[:120]
