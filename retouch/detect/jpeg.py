@@ -158,7 +158,7 @@ class JpegOptions:
 
     qualities: tuple[int, ...] = (50, 55, 60, 65, 70, 75, 80, 85, 90)
     nfa_threshold: float = 0.01
-    tail_margin: float = 1.4
+    tail_margin: float = 1.6
     grid_contrast: float = 0.25
     ghost_min_range: float = 1.0
 
