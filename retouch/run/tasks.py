@@ -122,7 +122,7 @@ def analyze_loaded(
     require_analysable(image)
     started = time.perf_counter()
     run = analyze_image(image.pixels, jpeg_quantization=image.jpeg_quantization, detectors=detectors,
-                        detector_options=options, orientation=image.exif_orientation)
+                        detector_options=options, orientation=image.exif_orientation, file_data=image.data)
     analyse_seconds = time.perf_counter() - started
     artifacts = {f"{r.method}.png": f"{r.method} heatmap, 0..255 (input size)" for r in run.results}
     artifacts.update(ANALYZE_ARTIFACTS)
@@ -148,8 +148,9 @@ def analyze_loaded(
         )
         layers = {r.method: r.heatmap for r in run.results if r.skipped is None}
         layers = {"suspect": fused.heatmap, **layers}
+        pictures = {r.method: r.images for r in run.results if r.images}
         page = render_html(report, photo=image.rgb8, layers=layers,
-                           default_layer="suspect" if fused.regions else None)
+                           default_layer="suspect" if fused.regions else None, pictures=pictures)
         _write_report(folder, report, page, write_started)
     return _outcome("analyze", folder, fused, report, load_seconds + time.perf_counter() - started, run.params)
 
