@@ -44,7 +44,7 @@ import numpy as np
 from retouch.errors import NotSamePhotographError
 from retouch.imaging import checked_image, content_box, to_uint8
 
-REGISTER_SIDE = 384  # px: registration of thumbnails this size is reliable (benchmarks/results/thumbnails.md)
+REGISTER_SIDE = 640  # px: grainy copies of 300-400 px did not register (benchmarks/results/metadata.md)
 NEIGHBOURS = 6
 SURE_BITS = 10  # of 64: closer than different photographs come (benchmarks/results/metadata.md)
 MAX_BITS = 30  # of 64: no copy lay further in the measurement; two random hashes lie 32 apart
@@ -150,11 +150,13 @@ def candidate_pairs(distances: np.ndarray, *, neighbours: int = NEIGHBOURS, sure
 
 
 def same_photograph(a: CopyPrint, b: CopyPrint) -> bool:
-    """Whether registration aligns the two small pictures (:func:`retouch.compare.register`)."""
+    """Whether registration aligns the two small pictures on their features (:func:`retouch.compare.register`,
+    without its feature-free fallback: copies of one photograph share features, and that fallback is what makes
+    a refusal slow)."""
     from retouch.compare.register import register
 
     try:
-        register(a.small, b.small, refine=False)
+        register(a.small, b.small, refine=False, fallback=False)
     except NotSamePhotographError:
         return False
     return True

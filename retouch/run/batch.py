@@ -262,23 +262,27 @@ def _inert(text: str) -> str:
     return "'" + text if text.startswith(_FORMULA_START) else text
 
 
-def write_summary(out_dir: str | os.PathLike[str], ids: Collection[str] | None = None) -> Path:
+def write_summary(out_dir: str | os.PathLike[str], ids: Collection[str] | None = None,
+                  copy_groups: Mapping[str, str] | None = None) -> Path:
     """Write ``summary.csv``: the latest record of each item in ``ids`` (default: every item ever recorded).
 
     ``results.jsonl`` keeps every run's records, so that reruns resume; a batch passes the ids of its own input,
     so that the summary lists what this run was given, as the command prints it, not items of earlier runs on
-    other inputs or of files since removed.
+    other inputs or of files since removed. ``copy_groups`` labels each item with the group of copies it belongs
+    to (``--group-copies``), in a last column, empty for items in no group.
     """
     records = read_results(out_dir)
     if ids is not None:
         records = {item_id: record for item_id, record in records.items() if item_id in ids}
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["id", "command", "paths", "sha256", "score", "regions", "status", "error", "note"])
+    writer.writerow(["id", "command", "paths", "sha256", "score", "regions", "status", "error", "note",
+                     "copy_group"])
     for record in sorted(records.values(), key=lambda r: r["id"]):
         writer.writerow([_inert(record["id"]), record["command"], _inert(" | ".join(record["paths"])),
                          " | ".join(s or "" for s in record["sha256"]), record.get("score"), record.get("regions"),
-                         record["status"], _inert(record.get("error", "")), _inert(record.get("note", ""))])
+                         record["status"], _inert(record.get("error", "")), _inert(record.get("note", "")),
+                         (copy_groups or {}).get(record["id"], "")])
     return atomic_write_text(Path(out_dir) / SUMMARY, buffer.getvalue())
 
 
@@ -290,6 +294,7 @@ class BatchReport:
     failed: int
     executor: str
     not_images: list[str] = field(default_factory=list)  # files of an input folder left out (relative paths)
+    copy_groups: list[list[str]] | None = None  # with --group-copies: item ids of each group of copies
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -347,19 +352,29 @@ def run_batch(
     workers: int | None = None,
     scheduler: str | None = None,
     progress: Callable[[int, int, dict[str, Any] | None], None] | None = None,
+    group_copies: bool = False,
+    pairs_from_groups: bool = False,
 ) -> BatchReport:
     """Run (or resume) a batch; ``progress(done, total, record)`` is called as items finish.
 
     Everything a user can get wrong (the input, the output folder, the scheduler, ``RETOUCH_MAX_PIXELS``) is
     checked before the output folder is created and before the first progress report. Items run on
     :func:`retouch.run.item.run_item`, as the web service's do.
+
+    ``group_copies`` groups the scans of a folder that show the same photograph (:mod:`retouch.run.copies`):
+    ``OUT/groups.json`` lists the groups and ``summary.csv`` labels each scan with its group. ``pairs_from_groups``
+    (which implies it) adds a ``compare`` item for every two members of every group.
     """
     from retouch.run.executor import as_completed, make_executor
 
+    group_copies = group_copies or pairs_from_groups
     items, not_images, legacy = _plan(input_path, out_dir)
+    if group_copies and any(item.command != ANALYZE for item in items):
+        raise InputError(f"{input_path}: --group-copies groups the scans of a folder; give a folder of scans, not "
+                         "a list of pairs", path=str(input_path))
     _refuse_inputs_among_outputs(Path(input_path), items, out_dir)
     max_pixels_from_env()  # a bad value would otherwise fail every item alike, one by one
-    names = [RESULTS, SUMMARY]
+    names = [RESULTS, SUMMARY, *(["groups.json"] if group_copies else [])]
     out = require_output_folder(out_dir, names, create=False)
     if (out / ITEMS).exists() and not (out / ITEMS).is_dir():
         raise InputError(f"{out / ITEMS}: retouch keeps each item's reports in this folder but a file is in the "
@@ -373,18 +388,40 @@ def run_batch(
     listed = {item.id for item in items} - {item.id for item in todo}
     ok = failed = 0
     # connected before anything is written: an unreachable scheduler leaves no output folder behind
-    executor = make_executor(scheduler, workers=workers) if todo else None
+    executor = make_executor(scheduler, workers=workers) if todo or group_copies else None
     try:
         require_output_folder(out, names)
     except BaseException:
         if executor is not None:
             executor.shutdown(cancel=True)
         raise
+    grouping = None
+    if group_copies:
+        from retouch.run.copies import group_items, pair_items, write_groups
+
+        try:
+            grouping = group_items(items, executor.submit)
+            pairs = pair_items(grouping, items) if pairs_from_groups else []
+            write_groups(out, grouping, pairs)
+        except BaseException:
+            executor.shutdown(cancel=True)
+            raise
+        for pair in pairs:
+            keys.setdefault(pair.command, params_key(pair.command, detectors, None))
+        items = [*items, *pairs]
+        pending = [pair for pair in pairs if not _is_done(done.get(pair.id), pair, keys[pair.command])]
+        todo += pending
+        skipped += len(pairs) - len(pending)
+        listed |= {pair.id for pair in pairs} - {pair.id for pair in pending}
+    labels = grouping.labels if grouping else None
+    groups_found = grouping.groups if grouping else None
     if progress:
         progress(0, len(todo), None)
-    if executor is None:
-        write_summary(out, listed)
-        return BatchReport(len(items), skipped, 0, 0, "none (nothing to do)", not_images)
+    if not todo:
+        if executor is not None:
+            executor.shutdown()
+        write_summary(out, listed, labels)
+        return BatchReport(len(items), skipped, 0, 0, "none (nothing to do)", not_images, groups_found)
     description = executor.description
     options = ItemOptions(detectors=tuple(detectors) if detectors else None)
     try:
@@ -403,8 +440,8 @@ def run_batch(
                     progress(finished, len(todo), record)
     except BaseException:
         executor.shutdown(cancel=True)
-        write_summary(out, listed)
+        write_summary(out, listed, labels)
         raise
     executor.shutdown()
-    write_summary(out, listed)
-    return BatchReport(len(items), skipped, ok, failed, description, not_images)
+    write_summary(out, listed, labels)
+    return BatchReport(len(items), skipped, ok, failed, description, not_images, groups_found)

@@ -20,8 +20,8 @@ from retouch.samples.sources import BOX_SOURCES, load_source
 
 # How much two copies of one photograph differ: the geometry of re-photographing a print on a copy stand or a
 # scanner bed (not a handheld snapshot: no strong perspective, turns of a few degrees, crops of the margins).
-COPY_GEOMETRY = {"scale_range": (0.6, 1.4), "max_angle": 3.0, "quarter_turns": True, "mirror_chance": 0.0,
-                 "perspective": 0.01, "max_crop": 0.15}
+COPY_GEOMETRY = {"scale_range": (0.75, 1.33), "max_angle": 2.0, "quarter_turns": True, "mirror_chance": 0.0,
+                 "perspective": 0.005, "max_crop": 0.1}
 
 
 @dataclass
