@@ -411,19 +411,16 @@ def detail_correlation(ref: np.ndarray, q: np.ndarray, h: np.ndarray) -> float:
 
 
 def register(reference: np.ndarray, questioned: np.ndarray, *, feature_pixels: int = FEATURE_PIXELS,
-             refine: bool = True, fallback: bool = True) -> Registration:
+             refine: bool = True) -> Registration:
     """Estimate the homography mapping ``reference`` pixels to ``questioned`` pixels (full resolution).
 
-    A reference that registers only with its tones inverted (a film negative) gives ``inverted=True``. Without
-    ``fallback`` a pair whose features do not agree is refused at once, without the Fourier-Mellin attempt (the
-    slow part of a refusal; for callers that try many pairs, most of them different photographs).
+    A reference that registers only with its tones inverted (a film negative) gives ``inverted=True``.
 
     Raises :class:`~retouch.errors.NotSamePhotographError` when the images do not show the same photograph, as
     they are or with the reference inverted (the first attempt's reason is given).
     """
     try:
-        return _register_as_is(reference, questioned, feature_pixels=feature_pixels, refine=refine,
-                               fallback=fallback)
+        return _register_as_is(reference, questioned, feature_pixels=feature_pixels, refine=refine)
     except NotSamePhotographError as error:
         try:
             # features only: the feature-free fallback, given a second chance with the tones turned over,
