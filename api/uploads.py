@@ -13,18 +13,18 @@ import stat
 import unicodedata
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import closing
 from pathlib import Path, PurePosixPath
 
 from fastapi import UploadFile
-from starlette.concurrency import run_in_threadpool
 
 from api.errors import ApiError
 from api.guard import megabytes
 from api.settings import Settings
 from retouch.errors import ImageTooLargeError, InputError
-from retouch.io import SNIFF_BYTES, ImageHeader, load_image_bytes, probe_image, sniff_format
+from retouch.io import SNIFF_BYTES, ImageHeader, check_image, probe_image, sniff_format
+from retouch.run.budget import require_within_budget
 from retouch.run.checks import require_analysable_size
 from retouch.run.item import ANALYZE
 from retouch.run.manifest import Entry, IdClaims, NameIndex, Planned, csv_entries, item_id, json_entries
@@ -49,12 +49,14 @@ def client_file_name(name: str | None, fallback: str) -> str:
     return fit_name(base, FILE_NAME_BYTES) if base not in ("", ".", "..") else fallback
 
 
-def screen_image(path: Path, settings: Settings, label: str) -> None:
+def screen_image(path: Path, settings: Settings, label: str) -> ImageHeader | None:
     """Submission checks for one image, header only: 415 when it is not a supported image, 413 beyond the pixel
-    limit, 422 ``image_too_small`` when it is too small to analyse. A file that announces an image but whose
-    header is damaged passes: in a batch it becomes an item that fails alone with the loader's message, as a
-    corrupt scan in a CLI batch does."""
-    require_analysable_header(probe_upload(path, settings, label), label)
+    limit, 422 ``image_too_small`` when it is too small to analyse; its header (None when damaged). A file that
+    announces an image but whose header is damaged passes: in a batch it becomes an item that fails alone with
+    the loader's message, as a corrupt scan in a CLI batch does."""
+    header = probe_upload(path, settings, label)
+    require_analysable_header(header, label)
+    return header
 
 
 def probe_upload(path: Path, settings: Settings, label: str) -> ImageHeader | None:
@@ -69,6 +71,20 @@ def probe_upload(path: Path, settings: Settings, label: str) -> ImageHeader | No
         if error.code != "unreadable":
             raise ApiError(422, "unreadable_image", str(error)) from None
     return None
+
+
+def require_memory(config: Settings, command: str, headers: Sequence[ImageHeader | None],
+                   detectors: Sequence[str] | None, label: str) -> None:
+    """413 ``over_memory_budget`` for an item whose analysis would need more memory than one analysis may use
+    (``RETOUCH_MAX_MEMORY``, :mod:`retouch.run.budget`), told from its files' headers (an item with a damaged
+    header fails alone when it runs)."""
+    if any(header is None for header in headers):
+        return
+    try:
+        require_within_budget(command, sum(header.width * header.height for header in headers if header),
+                              detectors=detectors, name=label, budget=config.max_memory)
+    except InputError as error:
+        raise ApiError(413, "over_memory_budget", str(error)) from None
 
 
 def require_analysable_header(header: ImageHeader | None, label: str) -> None:
@@ -102,16 +118,19 @@ async def save_upload(upload: UploadFile, target: Path, settings: Settings, labe
     return target
 
 
-async def validate_image(path: Path, settings: Settings, label: str) -> None:
-    """Decode the image fully (in a thread) so bad uploads are refused now: 415, 413 or 422."""
-    await run_in_threadpool(screen_image, path, settings, label)  # type and pixel count before decoding
-    data = path.read_bytes()
+def check_upload(path: Path, settings: Settings, label: str) -> ImageHeader:
+    """An uploaded scan checked before its job is queued, in bounded memory (:func:`retouch.io.check_image`:
+    the header, then the image data, decoded whole only up to 4 MP): 415, 413 or 422 as :func:`screen_image`,
+    and 422 ``unreadable_image`` for a truncated or damaged file. Run it in a thread."""
+    header = screen_image(path, settings, label)  # type, pixel count and size from the header
     try:
-        await run_in_threadpool(load_image_bytes, data, name=label, max_pixels=settings.max_pixels)
+        return check_image(path, name=label, max_pixels=settings.max_pixels)
     except ImageTooLargeError as error:
         raise ApiError(413, "too_many_pixels", str(error)) from None
     except InputError as error:
-        raise ApiError(422, "unreadable_image", str(error)) from None
+        if header is None or error.code == "unreadable":
+            raise ApiError(422, "unreadable_image", str(error)) from None
+        raise
 
 
 # errors zipfile and its decompressors raise on a damaged member: bad CRC, truncated or lying data, a member
@@ -147,8 +166,8 @@ def _system_file(name: str) -> bool:
     return path.parts[:1] == ("__MACOSX",) or path.name.startswith("._") or path.name in SYSTEM_FILES
 
 
-def extract_archive(archive: Path, folder: Path, settings: Settings,
-                    label: str) -> tuple[list[Planned], list[str]]:
+def extract_archive(archive: Path, folder: Path, settings: Settings, label: str, *, room: int | None = None
+                    ) -> tuple[list[Planned], list[str], dict[str, ImageHeader | None]]:
     """Unpack a zip of images (with an optional ``manifest.json`` or ``manifest.csv``) into ``folder``.
 
     Each member goes to ``folder/<index>/<its file name>``: the folders are the server's, so no member name can
@@ -157,11 +176,19 @@ def extract_archive(archive: Path, folder: Path, settings: Settings,
     one is a ``bad_manifest`` error. Images get :func:`screen_image`'s header checks (413 for a bomb), the
     minimum size only where an item uses them.
 
-    Returns (the batch's items before their ids are made unique with the whole request's, notes). Raises
-    ApiError 400 (``bad_archive``, ``unsafe_archive``, ``bad_manifest``) for unsafe, damaged or malformed
-    archives; ``label`` (the client's file name) names the archive in messages. The caller removes ``folder`` on
-    failure.
+    What the archive unpacks to is bounded before anything is written, from its directory (whose sizes the
+    unpacking then holds each member to): at most ``RETOUCH_MAX_ZIP_MEMBERS`` files (400 ``too_many_files``),
+    none larger than a file sent alone may be (``RETOUCH_MAX_UPLOAD_BYTES``), and no more in all than ``room``
+    bytes, what the job may still store (``RETOUCH_MAX_JOB_BYTES`` less its other files): 413
+    ``upload_too_large``. The ratio guard (``RETOUCH_MAX_ZIP_RATIO``) and ``RETOUCH_MAX_ZIP_TOTAL_BYTES`` answer
+    400 ``unsafe_archive``.
+
+    Returns (the batch's items before their ids are made unique with the whole request's, notes, each stored
+    member's header by its path, None where damaged). Raises ApiError 400 (``bad_archive``, ``unsafe_archive``,
+    ``bad_manifest``) for unsafe, damaged or malformed archives; ``label`` (the client's file name) names the
+    archive in messages. The caller removes ``folder`` on failure.
     """
+    room = settings.max_job_bytes if room is None else room
     try:
         bundle = zipfile.ZipFile(archive)
     except (zipfile.BadZipFile, OSError):
@@ -176,7 +203,18 @@ def extract_archive(archive: Path, folder: Path, settings: Settings,
         # every file, which would double the member count and the notes; it is checked below, never read
         members = [m for m in every if not _system_file(_member_name(m))]
         if len(members) > settings.max_zip_members:
-            raise ApiError(400, "bad_archive", f"{label}: more than {settings.max_zip_members} files")
+            raise ApiError(400, "too_many_files", f"{label}: {len(members)} files, more than a batch takes "
+                           f"({settings.max_zip_members}, RETOUCH_MAX_ZIP_MEMBERS); split it into several zips")
+        largest = max(members, key=lambda member: member.file_size, default=None)
+        if largest is not None and largest.file_size > settings.max_upload_bytes:
+            raise ApiError(413, "upload_too_large", f"{label}: member {_member_name(largest)!r} unpacks to "
+                           f"{megabytes(largest.file_size)}, more than a file may be "
+                           f"({megabytes(settings.max_upload_bytes)}, RETOUCH_MAX_UPLOAD_BYTES)")
+        unpacked = sum(member.file_size for member in members)
+        if unpacked > room:
+            raise ApiError(413, "upload_too_large", f"{label}: unpacks to {megabytes(unpacked)}, more than the "
+                           f"batch may store ({megabytes(room)} left of {megabytes(settings.max_job_bytes)}, "
+                           "RETOUCH_MAX_JOB_BYTES); split it into several batches")
         if not members:
             raise ApiError(422, "empty_batch", f"{label}: the archive holds no files; zip the scans (or the "
                            "folder holding them) and send it again")
@@ -232,7 +270,7 @@ def extract_archive(archive: Path, folder: Path, settings: Settings,
     for name, path in saved.items():
         if str(path) in used:  # a member no item uses (a thumbnail beside a manifest's scans) may be small
             require_analysable_header(headers[name], f"{label}: {name}")
-    return items, notes
+    return items, notes, {str(path): headers[name] for name, path in saved.items()}
 
 
 def _shown(name: str) -> str:
@@ -284,26 +322,37 @@ def _extract_image_member(bundle: zipfile.ZipFile, member: zipfile.ZipInfo, name
     return True
 
 
-def _manifest_entries(kind: str, data: bytes, label: str) -> list[Entry]:
-    """The manifest's entries (:mod:`retouch.run.manifest`: a CSV read as the command line reads its pairs CSV,
-    under a first row naming the columns; or JSON); a malformed one is a 400 ``bad_manifest``."""
+def manifest_entries(kind: str, data: bytes, name: str) -> list[Entry]:
+    """The entries of a manifest of ``kind`` (``manifest.csv`` or ``manifest.json``), named ``name`` in messages
+    (:mod:`retouch.run.manifest`: a CSV read as the command line reads its pairs CSV, under a first row naming
+    the columns; or JSON); a malformed one is a 400 ``bad_manifest``."""
     try:
         if kind == "manifest.csv":
-            return csv_entries(data, f"{label}: {kind}")
-        return json_entries(data, f"{label}: {kind}")
+            return csv_entries(data, name)
+        return json_entries(data, name)
     except InputError as error:  # read_table's refusals (not UTF-8 text...) as well as the manifest's own
         raise ApiError(400, "bad_manifest", str(error)) from None
 
 
 def _items_from_manifest(manifest: tuple[str, str, bytes], saved: dict[str, Path], not_images: set[str],
                          label: str) -> list[Planned]:
-    """The items a manifest lists, each of its file names found among the archive's members
-    (:class:`retouch.run.manifest.NameIndex`); an id given twice, a name found nowhere or twice, or naming a member
-    that is not an image is a 400 ``bad_manifest`` naming the entry."""
+    """The items a zip's manifest lists (see :func:`items_from_entries`); a manifest listing none is a 400."""
     kind, folder, data = manifest
+    items = items_from_entries(manifest_entries(kind, data, f"{label}: {kind}"), saved, not_images, folder)
+    if not items:
+        raise ApiError(400, "bad_manifest", f"{label}: the manifest lists no items")
+    return items
+
+
+def items_from_entries(entries: list[Entry], saved: Mapping[str, Path | str], not_images: set[str],
+                       folder: str = ".", *, source: str = "the archive") -> list[Planned]:
+    """The items a list of entries names, each of its file names found among ``saved`` (the files sent, by the
+    names they were sent under, and where they are now) with :class:`retouch.run.manifest.NameIndex`, relative
+    to ``folder`` (a manifest's own folder in a zip). An id given twice, a name found nowhere or twice, or naming
+    a file that is not an image (``not_images``) is a 400 ``bad_manifest`` naming the entry and ``source``."""
     members = NameIndex([*saved, *not_images])
     claims, items = IdClaims(), []
-    for index, entry in enumerate(_manifest_entries(kind, data, label)):
+    for index, entry in enumerate(entries):
         try:
             claims.claim(entry)
         except InputError as error:
@@ -312,12 +361,12 @@ def _items_from_manifest(manifest: tuple[str, str, bytes], saved: dict[str, Path
         for name in entry.names:
             found = members.find(name, "" if folder == "." else folder)
             if not found:
-                raise ApiError(400, "bad_manifest", f"{entry.where} names {name!r}, which is not in the archive")
+                raise ApiError(400, "bad_manifest", f"{entry.where} names {name!r}, which is not in {source}")
             if len(found) > 1:
                 raise ApiError(400, "bad_manifest", f"{entry.where} names {name!r}, which matches "
                                f"{' and '.join(repr(member) for member in found[:2])} but for case or Unicode "
-                               "form (an accent stored as one character or two); write the name as it is in the "
-                               "archive")
+                               "form (an accent stored as one character or two); write the name as it is in "
+                               f"{source}")
             if found[0] in not_images:
                 raise ApiError(400, "bad_manifest", f"{entry.where} names {found[0]!r}, which is not an image "
                                f"({SUPPORTED})")
@@ -327,6 +376,4 @@ def _items_from_manifest(manifest: tuple[str, str, bytes], saved: dict[str, Path
         wanted = entry.id or item_id("|".join(PurePosixPath(name).name for name in names), f"item{index}")
         items.append(Planned(wanted, entry.command, tuple(paths), fixed=entry.id is not None,
                              alternative=None if entry.id else item_id("|".join(names), f"item{index}")))
-    if not items:
-        raise ApiError(400, "bad_manifest", f"{label}: the manifest lists no items")
     return items

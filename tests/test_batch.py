@@ -172,7 +172,7 @@ def test_a_stopped_worker_does_not_start_the_item_queued_behind_it(tmp_path: Pat
     while not first.exists() and time.time() < deadline:
         time.sleep(0.05)
     assert first.exists() and not running.done()
-    workers = list(executor._pool._processes.values())
+    workers = executor.processes()
     executor.shutdown(cancel=True)
     time.sleep(0.5)
     assert not second.exists(), "the worker went on to the next item after it was told to stop"

@@ -27,8 +27,8 @@ def test_the_readme_is_a_page_with_the_markers_the_benchmarks_write_between():
 def test_the_examples_in_the_docstrings_of_the_run_modules_run_as_written():
     import doctest
 
-    from retouch.run import manifest, pipeline
+    from retouch.run import budget, manifest, pipeline
 
-    for module in (manifest, pipeline):
+    for module in (budget, manifest, pipeline):
         failed, attempted = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
         assert attempted and not failed, module.__name__

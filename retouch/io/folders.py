@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import errno
 import os
+import secrets
 import shutil
 from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
@@ -128,27 +129,47 @@ def _prepare(out_dir: str | os.PathLike[str], names: Collection[str], *, last: s
     return folder
 
 
-def staging_folder(final: str | os.PathLike[str]) -> Path:
-    """Where a folder retouch owns is written before :func:`publish` puts it at ``final``: beside it, hidden.
+STAGING_SUFFIX = ".partial"
+
+
+def staging_folder(final: str | os.PathLike[str], attempt: str) -> Path:
+    """Where a folder retouch owns is written by one attempt before :func:`publish` puts it at ``final``: beside
+    it, hidden, named for the attempt.
 
     The leading dot keeps the name apart from every item id, which never starts with one
     (:func:`retouch.run.manifest.item_id`): as ``x.partial``, item ``x`` would be written in item
-    ``x.partial``'s folder, clearing away that item's finished reports.
+    ``x.partial``'s folder, clearing away that item's finished reports. The attempt's name keeps two attempts at
+    one item apart (a worker orphaned by a killed server, and the restarted server's): in one shared folder each
+    cleared away and published the other's half-written files.
     """
     final = Path(final)
-    return final.with_name(f".{final.name}.partial")
+    return final.with_name(f".{final.name}.{attempt}{STAGING_SUFFIX}")
 
 
 def begin_staging(final: str | os.PathLike[str], *, option: str = "-o/--out") -> Path:
-    """An empty staging folder for ``final`` (a stale one from an interrupted run is cleared away); refused
-    when ``final`` is something other than a folder, which publishing could not replace."""
+    """A new, empty staging folder for ``final`` (made, with its parents); refused when ``final`` is something
+    other than a folder, which publishing could not replace. Staging folders that interrupted attempts left are
+    not touched here (another attempt may still be writing one): :func:`stale_staging_folders` finds them for
+    the sweep a coordinator makes when no attempt can be running."""
     final = Path(final)
     if final.is_symlink() or (final.exists() and not final.is_dir()):
         raise InputError(f"{final}: retouch writes a folder here but a file (or link) is in the way; remove it "
                          f"or choose another {option}", path=str(final), code="bad_output")
-    staged = staging_folder(final)
-    shutil.rmtree(staged, ignore_errors=True)
+    staged = staging_folder(final, secrets.token_hex(8))
+    staged.parent.mkdir(parents=True, exist_ok=True)
+    staged.mkdir()
     return staged
+
+
+def stale_staging_folders(parent: str | os.PathLike[str]) -> list[Path]:
+    """The staging folders (:func:`staging_folder`) directly under ``parent``: after a crash, what no running
+    attempt will publish."""
+    folder = Path(parent)
+    if not folder.is_dir():
+        return []
+    return sorted(path for path in folder.iterdir()
+                  if path.name.startswith(".") and path.name.endswith(STAGING_SUFFIX) and path.is_dir()
+                  and not path.is_symlink())
 
 
 def publish(staged: str | os.PathLike[str], final: str | os.PathLike[str]) -> Path:

@@ -15,16 +15,19 @@ import io
 import json
 import os
 import re
+import secrets
 import unicodedata
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from retouch import __version__
 from retouch.errors import InputError
 from retouch.io import SNIFF_BYTES, atomic_write_text, max_pixels_from_env, readable_text, sniff_format
-from retouch.io.folders import require_output_folder
+from retouch.io.folders import discard, require_output_folder, stale_staging_folders
+from retouch.run.budget import max_memory_from_env
 from retouch.run.item import ANALYZE, Item, ItemOptions, ItemOutcome, file_sha256, run_item
 from retouch.run.manifest import (
     PAIRS_CSV_ORDER,
@@ -141,16 +144,20 @@ def _plan(input_path: str | os.PathLike[str], out_dir: str | os.PathLike[str] | 
     if source.is_dir():
         planned, legacy, not_images = [], [], []
         own_output = _own_output_under(source, out_dir)
-        # a broken symbolic link (a scan on an unmounted drive, a link to itself) is listed too, so that no scan
-        # goes missing from the run without a word: as an item it fails naming the link, or it is named among
-        # the files that are not images
-        for path in sorted(p for p in source.rglob("*") if p.is_file() or (p.is_symlink() and not p.exists())):
+        # every name but a folder's is listed, so that none goes missing from the run without a word: a broken
+        # symbolic link (a scan on an unmounted drive, a link to itself), a named pipe or a device (or a link to
+        # one, /dev/zero) is an item that fails naming what it is, without being opened (a pipe would block the
+        # run, a device never end); a regular file is an item or named among the files that are not images
+        for path in sorted(p for p in source.rglob("*") if not p.is_dir()):
             where = path.resolve() if path.exists() else path.absolute()  # resolving a link loop raises
             if own_output is not None and own_output in where.parents:
                 continue
             relative = path.relative_to(source).as_posix()
-            if _looks_like_image(path):
-                planned.append(Planned(item_id(relative, "item"), ANALYZE, (str(where),)))
+            special = path.exists() and not path.is_file()
+            if special or _looks_like_image(path):
+                # a link to a device is named as the link: '/dev/zero' alone would not say which name it was
+                named = path.absolute() if special else where
+                planned.append(Planned(item_id(relative, "item"), ANALYZE, (str(named),)))
                 legacy.append(_legacy_id(relative))
             else:
                 not_images.append(relative)
@@ -262,6 +269,30 @@ def _inert(text: str) -> str:
     return "'" + text if text.startswith(_FORMULA_START) else text
 
 
+SUMMARY_COLUMNS = ("id", "command", "paths", "sha256", "score", "regions", "status", "error", "note")
+
+
+def summary_table(records: Iterable[Mapping[str, Any]], copy_groups: Mapping[str, str] | None = None) -> str:
+    """The text of a ``summary.csv``: a row of :data:`SUMMARY_COLUMNS` per record, in the order given, and with
+    ``copy_groups`` (item id -> group label, from ``--group-copies``) a last ``copy_group`` column.
+
+    A record is an item's outcome as ``results.jsonl`` holds it (``paths`` and ``sha256`` lists, ``status``
+    ``ok`` or ``error``); the web service's job summary passes its items in the same shape, so the two files read
+    alike. Cells are made inert for spreadsheets (:func:`_inert`).
+    """
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow([*SUMMARY_COLUMNS, *(["copy_group"] if copy_groups is not None else [])])
+    for record in records:
+        row = [_inert(record["id"]), record["command"], _inert(" | ".join(record["paths"])),
+               " | ".join(s or "" for s in record["sha256"]), record.get("score"), record.get("regions"),
+               record["status"], _inert(record.get("error") or ""), _inert(record.get("note") or "")]
+        if copy_groups is not None:
+            row.append(copy_groups.get(record["id"], ""))
+        writer.writerow(row)
+    return buffer.getvalue()
+
+
 def write_summary(out_dir: str | os.PathLike[str], ids: Collection[str] | None = None,
                   copy_groups: Mapping[str, str] | None = None) -> Path:
     """Write ``summary.csv``: the latest record of each item in ``ids`` (default: every item ever recorded).
@@ -274,16 +305,8 @@ def write_summary(out_dir: str | os.PathLike[str], ids: Collection[str] | None =
     records = read_results(out_dir)
     if ids is not None:
         records = {item_id: record for item_id, record in records.items() if item_id in ids}
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["id", "command", "paths", "sha256", "score", "regions", "status", "error", "note",
-                     "copy_group"])
-    for record in sorted(records.values(), key=lambda r: r["id"]):
-        writer.writerow([_inert(record["id"]), record["command"], _inert(" | ".join(record["paths"])),
-                         " | ".join(s or "" for s in record["sha256"]), record.get("score"), record.get("regions"),
-                         record["status"], _inert(record.get("error", "")), _inert(record.get("note", "")),
-                         (copy_groups or {}).get(record["id"], "")])
-    return atomic_write_text(Path(out_dir) / SUMMARY, buffer.getvalue())
+    text = summary_table(sorted(records.values(), key=lambda r: r["id"]), copy_groups)
+    return atomic_write_text(Path(out_dir) / SUMMARY, text)
 
 
 @dataclass
@@ -357,15 +380,16 @@ def run_batch(
 ) -> BatchReport:
     """Run (or resume) a batch; ``progress(done, total, record)`` is called as items finish.
 
-    Everything a user can get wrong (the input, the output folder, the scheduler, ``RETOUCH_MAX_PIXELS``) is
-    checked before the output folder is created and before the first progress report. Items run on
-    :func:`retouch.run.item.run_item`, as the web service's do.
+    Everything a user can get wrong (the input, the output folder, the scheduler, ``RETOUCH_MAX_PIXELS``,
+    ``RETOUCH_MAX_MEMORY``, another run writing into the same folder) is checked before the output folder is
+    created and before the first progress report. Items run on :func:`retouch.run.item.run_item`, as the web
+    service's do; a worker that dies fails its own item only.
 
     ``group_copies`` groups the scans of a folder that show the same photograph (:mod:`retouch.run.copies`):
     ``OUT/groups.json`` lists the groups and ``summary.csv`` labels each scan with its group. ``pairs_from_groups``
     (which implies it) adds a ``compare`` item for every two members of every group.
     """
-    from retouch.run.executor import as_completed, make_executor
+    from retouch.run.executor import make_executor
 
     group_copies = group_copies or pairs_from_groups
     items, not_images, legacy = _plan(input_path, out_dir)
@@ -374,61 +398,82 @@ def run_batch(
                          "a list of pairs", path=str(input_path))
     _refuse_inputs_among_outputs(Path(input_path), items, out_dir)
     max_pixels_from_env()  # a bad value would otherwise fail every item alike, one by one
+    max_memory_from_env()
     names = [RESULTS, SUMMARY, *(["groups.json"] if group_copies else [])]
     out = require_output_folder(out_dir, names, create=False)
     if (out / ITEMS).exists() and not (out / ITEMS).is_dir():
         raise InputError(f"{out / ITEMS}: retouch keeps each item's reports in this folder but a file is in the "
                          "way; remove it or choose another -o/--out", path=str(out / ITEMS), code="bad_output")
-    keys = {command: params_key(command, detectors, None) for command in {item.command for item in items}}
-    done = read_results(out)
-    _migrate(items, legacy, done, out, keys)
-    todo = [item for item in items if not _is_done(done.get(item.id), item, keys[item.command])]
-    skipped = len(items) - len(todo)
-    # the items summary.csv lists: those already done, then each one as it finishes
-    listed = {item.id for item in items} - {item.id for item in todo}
-    ok = failed = 0
-    # connected before anything is written: an unreachable scheduler leaves no output folder behind
-    executor = make_executor(scheduler, workers=workers) if todo or group_copies else None
+    # a folder that exists is locked before its results are read (a new one once it is created, below)
+    lock = RunLock(out) if out.is_dir() else None
+    executor = None
     try:
+        keys = {command: params_key(command, detectors, None) for command in {item.command for item in items}}
+        done = read_results(out)
+        _migrate(items, legacy, done, out, keys)
+        todo = [item for item in items if not _is_done(done.get(item.id), item, keys[item.command])]
+        skipped = len(items) - len(todo)
+        # the items summary.csv lists: those already done, then each one as it finishes
+        listed = {item.id for item in items} - {item.id for item in todo}
+        # connected before anything is written: an unreachable scheduler leaves no output folder behind
+        executor = make_executor(scheduler, workers=workers) if todo or group_copies else None
         require_output_folder(out, names)
+        lock = lock or RunLock(out)
+        fence = lock.begin_run()
+        labels = groups_found = None
+        if group_copies:
+            from retouch.run.copies import group_items, pair_items, write_groups
+
+            grouping = group_items(items, executor.submit)
+            pairs = pair_items(grouping, items) if pairs_from_groups else []
+            write_groups(out, grouping, pairs)
+            for pair in pairs:
+                keys.setdefault(pair.command, params_key(pair.command, detectors, None))
+            items = [*items, *pairs]
+            pending = [pair for pair in pairs if not _is_done(done.get(pair.id), pair, keys[pair.command])]
+            todo += pending
+            skipped += len(pairs) - len(pending)
+            listed |= {pair.id for pair in pairs} - {pair.id for pair in pending}
+            labels, groups_found = grouping.labels, grouping.groups
+        if progress:
+            progress(0, len(todo), None)
+        if not todo:
+            if executor is not None:
+                idle, executor = executor, None
+                idle.shutdown()
+            write_summary(out, listed, labels)
+            return BatchReport(len(items), skipped, 0, 0, "none (nothing to do)", not_images, groups_found)
+        running, executor = executor, None  # shut down by _run_items, whatever happens
+        report = _run_items(running, todo, out, keys, listed, fence, detectors, progress, labels)
+        return BatchReport(len(items), skipped, report.ok, report.failed, report.executor, not_images,
+                           groups_found)
     except BaseException:
         if executor is not None:
             executor.shutdown(cancel=True)
         raise
-    grouping = None
-    if group_copies:
-        from retouch.run.copies import group_items, pair_items, write_groups
+    finally:
+        if lock is not None:
+            lock.release()
 
-        try:
-            grouping = group_items(items, executor.submit)
-            pairs = pair_items(grouping, items) if pairs_from_groups else []
-            write_groups(out, grouping, pairs)
-        except BaseException:
-            executor.shutdown(cancel=True)
-            raise
-        for pair in pairs:
-            keys.setdefault(pair.command, params_key(pair.command, detectors, None))
-        items = [*items, *pairs]
-        pending = [pair for pair in pairs if not _is_done(done.get(pair.id), pair, keys[pair.command])]
-        todo += pending
-        skipped += len(pairs) - len(pending)
-        listed |= {pair.id for pair in pairs} - {pair.id for pair in pending}
-    labels = grouping.labels if grouping else None
-    groups_found = grouping.groups if grouping else None
-    if progress:
-        progress(0, len(todo), None)
-    if not todo:
-        if executor is not None:
-            executor.shutdown()
-        write_summary(out, listed, labels)
-        return BatchReport(len(items), skipped, 0, 0, "none (nothing to do)", not_images, groups_found)
-    description = executor.description
+
+def _run_items(executor: Any, todo: Sequence[Item], out: Path, keys: Mapping[str, str], listed: set[str],
+               fence: RunFence, detectors: Sequence[str] | None,
+               progress: Callable[[int, int, dict[str, Any] | None], None] | None,
+               copy_groups: Mapping[str, str] | None = None) -> BatchReport:
+    """Run ``todo`` on ``executor`` (shut down on return), recording each outcome as it comes back."""
+    from retouch.run.executor import as_completed
+
+    ok = failed = 0
     options = ItemOptions(detectors=tuple(detectors) if detectors else None)
     try:
         with open(out / RESULTS, "a", encoding="utf-8") as handle:
-            futures = [executor.submit(run_item, item, str(out / ITEMS / item.id), options) for item in todo]
+            futures = {executor.submit(run_item, item, str(out / ITEMS / item.id), options, fence=fence): item
+                       for item in todo}
             for finished, future in enumerate(as_completed(futures), start=1):
-                outcome = future.result()
+                try:
+                    outcome = future.result()
+                except Exception as error:  # noqa: BLE001 - its worker died (killed, out of memory): this one only
+                    outcome = _lost(futures[future], out, error)
                 record = _record(outcome, keys[outcome.command])
                 # listed before it is appended: an interrupt between the two must not leave a recorded item out
                 # of summary.csv (an id listed but not yet recorded is simply absent from it)
@@ -440,8 +485,102 @@ def run_batch(
                     progress(finished, len(todo), record)
     except BaseException:
         executor.shutdown(cancel=True)
-        write_summary(out, listed, labels)
+        write_summary(out, listed, copy_groups)
         raise
     executor.shutdown()
-    write_summary(out, listed, labels)
-    return BatchReport(len(items), skipped, ok, failed, description, not_images, groups_found)
+    write_summary(out, listed, copy_groups)
+    return BatchReport(len(todo), 0, ok, failed, executor.description)
+
+
+def _lost(item: Item, out: Path, error: Exception) -> ItemOutcome:
+    """The outcome of an item whose worker ended before it did (see :class:`retouch.run.executor.WorkerDied`)."""
+    message = (f"{' and '.join(item.inputs)}: {error}; nothing was kept. Run the batch again to retry it; if it "
+               "fails again, the scan may need more memory than this machine has (see RETOUCH_MAX_MEMORY)")
+    return ItemOutcome(id=item.id, command=item.command, inputs=list(item.inputs),
+                       sha256=[file_sha256(path) for path in item.inputs], folder=str(out / ITEMS / item.id),
+                       error=message, internal=True, error_type=type(error).__name__)
+
+
+RUN_LOCK = ".retouch-batch.lock"  # held (flock) by the coordinator of the run writing into the folder
+RUN_TOKEN = ".retouch-run"  # the run now writing into the folder: items of another run may not publish
+
+
+class RunLock:
+    """The output folder of one ``retouch batch`` at a time: an exclusive lock on ``OUT/.retouch-batch.lock``,
+    held by the coordinating process while it runs (the system drops it when the process ends, killed or not).
+
+    A second run on the same folder while the first is alive is refused (``busy_output``): both would append
+    to ``results.jsonl`` and publish the same items.
+    """
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self._handle = open(out / RUN_LOCK, "a+", encoding="utf-8")  # noqa: SIM115 - held for the run
+        try:
+            _lock(self._handle, exclusive=True, wait=False)
+        except BlockingIOError:
+            self._handle.seek(0)
+            holder = self._handle.read().strip() or "another process"
+            self._handle.close()
+            raise InputError(f"{out}: another retouch batch ({holder}) is writing its results into this folder; "
+                             "wait for it to end, or choose another -o/--out", path=str(out),
+                             code="busy_output") from None
+        self._handle.seek(0)
+        self._handle.truncate()
+        self._handle.write(f"process {os.getpid()}\n")
+        self._handle.flush()
+
+    def begin_run(self) -> RunFence:
+        """Make this run the one whose items may publish, and clear away what earlier runs left half-written.
+
+        A worker of an earlier run may still be running: an orphan whose coordinator was killed, until it
+        notices (:func:`retouch.run.executor._prepare_worker`). Its items' fence names the earlier run, so they
+        are thrown away instead of published over this run's. Its staging folders are removed here, with those
+        of runs that died; it notices its folder gone and fails (unrecorded, its coordinator is gone).
+        """
+        token = secrets.token_hex(8)
+        with open(self.out / RUN_TOKEN, "a+", encoding="utf-8") as marker:
+            _lock(marker, exclusive=True)  # waits for a publish in progress under the earlier token
+            marker.seek(0)
+            marker.truncate()
+            marker.write(token)
+            marker.flush()
+            os.fsync(marker.fileno())
+        for stale in stale_staging_folders(self.out / ITEMS):
+            discard(stale)
+        return RunFence(str(self.out / RUN_TOKEN), token)
+
+    def release(self) -> None:
+        if not self._handle.closed:
+            self._handle.close()  # closing drops the lock
+
+
+@dataclass(frozen=True)
+class RunFence:
+    """The fence of a batch item (:class:`retouch.run.item.Fence`): it holds while the output folder's run
+    token is this run's, read under a shared lock that a new run's token waits for."""
+
+    marker: str
+    token: str
+    reason: str = "another run of retouch batch has taken over this output folder"
+
+    def holds(self) -> bool:
+        try:
+            return Path(self.marker).read_text(encoding="utf-8") == self.token
+        except OSError:
+            return False
+
+    @contextmanager
+    def publishing(self) -> Iterator[bool]:
+        with open(self.marker, encoding="utf-8") as marker:
+            _lock(marker, exclusive=False)
+            yield marker.read() == self.token
+
+
+def _lock(handle: IO[str], *, exclusive: bool, wait: bool = True) -> None:
+    """flock ``handle``'s file (released when it is closed); on systems without flock, nothing is locked."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not on POSIX
+        return
+    fcntl.flock(handle.fileno(), (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | (0 if wait else fcntl.LOCK_NB))

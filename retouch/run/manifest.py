@@ -273,3 +273,56 @@ def unique_items(planned: Sequence[Planned]) -> list[Item]:
             taken.add(wanted.casefold())
         items.append(Item(wanted, item.command, item.inputs))
     return items
+
+
+# a pair's two files by name: the same name in the same folder but for a last part naming the role
+PAIR_ROLES = {"a": 0, "b": 1, "reference": 0, "questioned": 1}
+_ROLE_VOCABULARY = {"a": "ab", "b": "ab", "reference": "rq", "questioned": "rq"}
+_MARKED = re.compile(r"^(?P<stem>.*[^ _.-])[ _.-]+(?P<role>a|b|reference|questioned)$", re.IGNORECASE)
+
+
+def pairs_by_name(names: Sequence[str], label: str = "files") -> tuple[list[Entry], list[str]]:
+    """Entries for a list of files in which pairs are told by their names; each other file is a scan to analyse.
+
+    Two files are a pair when they lie in the same folder and their names, extension aside, differ only in a last
+    part naming the role after ' ', '_', '-' or '.': ``a`` (the reference) and ``b`` (the questioned scan), or
+    ``reference`` and ``questioned``, in any case: ``box1/lenin_1920_a.tif`` with ``box1/lenin_1920_b.jpg``. A
+    name with a role but no partner is a scan of its own; where a role is taken by more than one file (``x_a.jpg``
+    and ``x_a.png``), which one is meant cannot be told, so each of those files is a scan of its own and a note
+    (the second value returned) says so.
+
+    Returns (entries in the order of the names, each pair where its first file is; notes).
+
+    Example
+    -------
+    >>> entries, notes = pairs_by_name(["box1/lenin_1920_b.jpg", "box1/lenin_1920_a.tif", "box2/crowd.png"])
+    >>> [entry.names for entry in entries]
+    [('box1/lenin_1920_a.tif', 'box1/lenin_1920_b.jpg'), ('box2/crowd.png',)]
+    """
+    groups: dict[tuple[str, str, str], list[list[str]]] = {}
+    for name in names:
+        path = PurePosixPath(name.replace("\\", "/"))
+        marked = _MARKED.match(path.stem)
+        if marked:
+            role = marked["role"].lower()
+            stem = unicodedata.normalize("NFC", marked["stem"]).casefold()
+            key = (str(path.parent), stem, _ROLE_VOCABULARY[role])
+            groups.setdefault(key, [[], []])[PAIR_ROLES[role]].append(name)
+    position = {name: index for index, name in enumerate(names)}
+    paired: dict[str, tuple[str, str]] = {}  # a pair's first name in the list -> the pair
+    notes = []
+    for references, questioned in groups.values():
+        if len(references) == 1 and len(questioned) == 1:
+            pair = (references[0], questioned[0])
+            paired[min(pair, key=position.__getitem__)] = pair
+        elif references and questioned:
+            notes.append(f"{', '.join(references + questioned)}: more than one file for a role of the same pair; "
+                         "each is analysed on its own (rename them, or list the pairs in a manifest)")
+    members = {name for pair in paired.values() for name in pair}
+    entries = []
+    for number, name in enumerate(names, start=1):
+        if name in paired:
+            entries.append(Entry(f"{label}: {name}", f"file {number}", paired[name], None, None))
+        elif name not in members:
+            entries.append(Entry(f"{label}: {name}", f"file {number}", (name,), None, None))
+    return entries, notes

@@ -18,9 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from retouch.errors import NotSamePhotographError
+from retouch.errors import ImageTooLargeError, InputError, NotSamePhotographError
 from retouch.io import (
     MAX_PIXELS_VARIABLE,
+    ImageHeader,
     LoadedImage,
     atomic_write_bytes,
     atomic_write_json,
@@ -28,12 +29,14 @@ from retouch.io import (
     encode_png,
     heatmap_to_uint8,
     load_image,
+    probe_image,
 )
 from retouch.io.folders import prepared_folder
 from retouch.report import build_report, flicker_gif, overlay, render_html
 from retouch.result import AnalysisResult
+from retouch.run.budget import require_within_budget
 from retouch.run.checks import require_analysable
-from retouch.run.pipeline import analyze_image, compare_images
+from retouch.run.pipeline import analyze_image, compare_images, resolve_detectors
 
 REPORT_JSON = "report.json"
 REPORT_HTML = "report.html"
@@ -155,6 +158,17 @@ def analyze_loaded(
     return _outcome("analyze", folder, fused, report, load_seconds + time.perf_counter() - started, run.params)
 
 
+def _header(path: str | os.PathLike[str], max_pixels: int | None, max_pixels_name: str) -> ImageHeader | None:
+    """The image's header, for the memory budget; None when it cannot be read (the loader then says why, in its
+    own words, naming the file). Beyond the pixel limit it is refused here already."""
+    try:
+        return probe_image(path, max_pixels=max_pixels, max_pixels_name=max_pixels_name)
+    except ImageTooLargeError:
+        raise
+    except InputError:
+        return None
+
+
 def analyze_file(
     image_path: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
@@ -163,10 +177,18 @@ def analyze_file(
     max_pixels: int | None = None,
     options: Mapping[str, Mapping[str, Any]] | None = None,
     max_pixels_name: str = MAX_PIXELS_VARIABLE,
+    max_memory: int | None = None,
 ) -> TaskOutcome:
     """Load ``image_path``, run the detectors and fusion, write ``report.json``, ``report.html``, one
-    ``<detector>.png`` per detector, ``suspect_mask.png``, ``suspect_heatmap.png`` and ``overlay.png``."""
+    ``<detector>.png`` per detector, ``suspect_mask.png``, ``suspect_heatmap.png`` and ``overlay.png``.
+
+    The image is refused from its header, before it is decoded, when the analysis would need more memory than
+    ``max_memory`` bytes (None: ``RETOUCH_MAX_MEMORY``, see :mod:`retouch.run.budget`)."""
     started = time.perf_counter()
+    header = _header(image_path, max_pixels, max_pixels_name)
+    if header is not None:
+        require_within_budget("analyze", header.width * header.height, detectors=resolve_detectors(detectors),
+                              name=str(image_path), budget=max_memory)
     image = load_image(image_path, max_pixels=max_pixels, max_pixels_name=max_pixels_name)
     return analyze_loaded(image, out_dir, detectors=detectors, options=options,
                           load_seconds=time.perf_counter() - started)
@@ -240,10 +262,16 @@ def compare_files(
     max_pixels: int | None = None,
     options: Mapping[str, Any] | None = None,
     max_pixels_name: str = MAX_PIXELS_VARIABLE,
+    max_memory: int | None = None,
 ) -> TaskOutcome:
     """Load both scans, register and compare them, write ``report.json``, ``report.html``, ``changes_mask.png``,
-    ``changes_heatmap.png``, ``aligned_reference.png``, ``overlay.png`` and ``flicker.gif``."""
+    ``changes_heatmap.png``, ``aligned_reference.png``, ``overlay.png`` and ``flicker.gif``; refused from the
+    headers when the comparison would need more memory than ``max_memory`` (as :func:`analyze_file`)."""
     started = time.perf_counter()
+    headers = [_header(path, max_pixels, max_pixels_name) for path in (reference_path, questioned_path)]
+    if None not in headers:
+        require_within_budget("compare", sum(header.width * header.height for header in headers),
+                              name=f"{reference_path} and {questioned_path}", budget=max_memory)
     reference = load_image(reference_path, max_pixels=max_pixels, max_pixels_name=max_pixels_name)
     questioned = load_image(questioned_path, max_pixels=max_pixels, max_pixels_name=max_pixels_name)
     return compare_loaded(reference, questioned, out_dir, options=options,
