@@ -50,8 +50,8 @@ class CopyGrouping:
         return {"groups": [{"group": self.labels[members[0]], "members": members} for members in self.groups],
                 "singles": sorted(i for i in self.hashes if i not in self.labels),
                 "unreadable": self.unreadable, "registrations": self.registrations, "phash": self.hashes,
-                "method": "pHash (8 orientations) proposes, registration (retouch compare's) confirms; "
-                          "see retouch.compare.copies"}
+                "method": "pHash (8 orientations) proposes, a feature registration (keypoints agreeing on one "
+                          "turn, scale and shift) confirms; see retouch.compare.copies"}
 
 
 def group_items(items: Sequence[Item], submit: Callable[..., Any], *, max_pixels: int | None = None
