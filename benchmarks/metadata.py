@@ -39,33 +39,55 @@ RESULTS = ROOT / "benchmarks" / "results" / "metadata.md"
 FORMATS = ("JPEG", "PNG", "TIFF", "WEBP", "BMP")
 
 READER = r"""
-import io, json, sys, warnings, logging
+import io, json, signal, sys, time, warnings, logging
 warnings.simplefilter("ignore"); logging.disable(logging.CRITICAL)
-which, path = sys.argv[1], sys.argv[2]
-data = open(path, "rb").read()
-found = {"exif": 0, "xmp": False, "iptc": 0, "icc": False, "thumbnail": False}
-if which == "pillow":
-    from retouch.io.metadata import read_metadata
-    m = read_metadata(data, credentials=False)
-    found.update(exif=len(m.exif), xmp=bool(m.xmp or m.xmp_history), iptc=len(m.iptc), icc=bool(m.icc_profile),
-                 thumbnail="EXIF thumbnail" in m.thumbnails)
-elif which == "exifread":
-    import exifread
-    from PIL import Image
-    tags = exifread.process_file(io.BytesIO(data), details=True)
-    found.update(exif=len([k for k in tags if k not in ("JPEGThumbnail", "TIFFThumbnail")]),
-                 thumbnail="JPEGThumbnail" in tags)
-    image = Image.open(io.BytesIO(data))  # exifread reads no XMP packet, IPTC or ICC: Pillow's, as retouch would
-    found.update(xmp=bool(image.info.get("xmp") or getattr(image, "tag_v2", {}).get(700)),
-                 icc=bool(image.info.get("icc_profile")))
-elif which == "pyexiv2":
-    import pyexiv2
-    pyexiv2.set_log_level(4)
-    m = pyexiv2.ImageData(data)
-    found.update(exif=len([k for k in m.read_exif() if not k.startswith("Exif.Thumbnail.JPEGInterchange")]),
-                 xmp=bool(m.read_xmp()), iptc=len(m.read_iptc()), icc=bool(m.read_icc()),
-                 thumbnail=bool(m.read_thumbnail()))
-print(json.dumps(found))
+which, paths, limit = sys.argv[1], sys.argv[2:-1], float(sys.argv[-1])
+
+
+def read(data):
+  found = {"exif": 0, "xmp": False, "iptc": 0, "icc": False, "thumbnail": False}
+  if which == "pillow":
+      from retouch.io.metadata import read_metadata
+      m = read_metadata(data, credentials=False)
+      found.update(exif=len(m.exif), xmp=bool(m.xmp or m.xmp_history), iptc=len(m.iptc), icc=bool(m.icc_profile),
+                   thumbnail="EXIF thumbnail" in m.thumbnails)
+  elif which == "exifread":
+      import exifread
+      from PIL import Image
+      tags = exifread.process_file(io.BytesIO(data), details=True)
+      found.update(exif=len([k for k in tags if k not in ("JPEGThumbnail", "TIFFThumbnail")]),
+                   thumbnail="JPEGThumbnail" in tags)
+      image = Image.open(io.BytesIO(data))  # exifread reads no XMP packet, IPTC or ICC: Pillow's, as retouch would
+      found.update(xmp=bool(image.info.get("xmp") or getattr(image, "tag_v2", {}).get(700)),
+                   icc=bool(image.info.get("icc_profile")))
+  elif which == "pyexiv2":
+      import pyexiv2
+      pyexiv2.set_log_level(4)
+      m = pyexiv2.ImageData(data)
+      found.update(exif=len([k for k in m.read_exif() if not k.startswith("Exif.Thumbnail.JPEGInterchange")]),
+                   xmp=bool(m.read_xmp()), iptc=len(m.read_iptc()), icc=bool(m.read_icc()),
+                   thumbnail=bool(m.read_thumbnail()))
+  return found
+
+
+def expired(signum, frame):
+    raise TimeoutError
+
+
+signal.signal(signal.SIGALRM, expired)
+for path in paths:  # one file a line; a file that takes longer than the limit is stopped and counted as hung
+    started = time.perf_counter()
+    signal.alarm(max(1, int(limit)))
+    try:
+        row = {"outcome": "read", **read(open(path, "rb").read())}
+    except TimeoutError:
+        row = {"outcome": f"hung (> {limit:.0f} s)"}
+    except Exception as error:
+        row = {"outcome": f"raised: {type(error).__name__}: {str(error)[:60]}"}
+    finally:
+        signal.alarm(0)
+    row["seconds"] = round(time.perf_counter() - started, 3)
+    print(json.dumps(row), flush=True)
 """
 
 
@@ -130,20 +152,25 @@ def _hostile_files(folder: Path) -> list[Path]:
 
 
 def _read(which: str, path: Path, timeout: float) -> dict:
-    started = time.perf_counter()
+    """One reader on one file, in its own process: a crash (a reader's C++ code) is counted, not suffered."""
+    return _read_many(which, [path], timeout)[0]
+
+
+def _read_many(which: str, paths: list[Path], timeout: float) -> list[dict]:
+    """One reader on many files in one process (``timeout`` seconds a file, by an alarm in that process); if the
+    process itself dies, the files it had not reported are counted as crashed."""
     try:
-        done = subprocess.run([sys.executable, "-c", READER, which, str(path)], capture_output=True, text=True,
-                              timeout=timeout, cwd=ROOT)
-    except subprocess.TimeoutExpired:
-        return {"outcome": f"hung (> {timeout:.0f} s)"}
-    seconds = time.perf_counter() - started
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["no message"])[-1]
-        if "ModuleNotFoundError" in done.stderr:
-            return {"outcome": "not installed"}
-        kind = "crashed" if done.returncode < 0 else "raised"
-        return {"outcome": f"{kind}: {last[:80]}"}
-    return {"outcome": "read", "seconds": round(seconds, 2), **json.loads(done.stdout)}
+        done = subprocess.run([sys.executable, "-c", READER, which, *map(str, paths), str(timeout)],
+                              capture_output=True, text=True, timeout=timeout * len(paths) + 60, cwd=ROOT)
+        stdout, stderr, code = done.stdout, done.stderr, done.returncode
+    except subprocess.TimeoutExpired as expired:  # stuck where the alarm cannot reach (compiled code)
+        stdout = expired.stdout.decode() if isinstance(expired.stdout, bytes) else (expired.stdout or "")
+        stderr, code = f"hung (> {timeout:.0f} s, process stopped)", None
+    rows = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+    rows = [{"outcome": "not installed"} if "ModuleNotFoundError" in row["outcome"] else row for row in rows]
+    last = (stderr.strip().splitlines() or [f"exit {code}"])[-1]
+    kind = "" if code is None else "crashed: " if code < 0 else "raised: "
+    return rows + [{"outcome": f"{kind}{last[:80]}"} for _ in paths[len(rows):]]
 
 
 def coverage(data: Path | None, timeout: float) -> list[str]:
@@ -173,9 +200,8 @@ def coverage(data: Path | None, timeout: float) -> list[str]:
                                                                           ".tiff", ".webp", ".bmp"})
         totals = {which: {"files": 0, "exif": 0, "xmp": 0, "iptc": 0, "icc": 0, "thumbnail": 0, "failed": 0}
                   for which in readers}
-        for path in files:
-            for which in readers:
-                found = _read(which, path, timeout)
+        for which in readers:
+            for path, found in zip(files, _read_many(which, files, timeout)):
                 total = totals[which]
                 total["files"] += 1
                 if found["outcome"] != "read":
@@ -289,12 +315,21 @@ def _box_prints(task: tuple[int, int, int, int]) -> tuple[list[int], list, float
 def groups(boxes: int, scale: int, workers: int) -> list[str]:
     from retouch.compare.copies import NEIGHBOURS, SURE_BITS, group_copies
 
+    from retouch.compare.copies import MIN_INLIERS, feature_inliers, hash_distances
+
     lines = ["## Grouping copies", ""]
     exact = 0
     details = []
     registrations = []
+    bits = {True: [], False: []}  # pHash distance of every pair of scans: copies (True) or not
+    inliers = {True: [], False: []}
     for seed in range(boxes):
         truth, prints, _ = _box_prints((seed, 10, 3, 768))
+        distances = hash_distances(prints)
+        for i in range(len(prints)):
+            for j in range(i + 1, len(prints)):
+                bits[truth[i] == truth[j]].append(int(distances[i, j]))
+                inliers[truth[i] == truth[j]].append(feature_inliers(prints[i], prints[j]))
         started = time.perf_counter()
         found = group_copies(prints)
         seconds = time.perf_counter() - started
@@ -305,7 +340,16 @@ def groups(boxes: int, scale: int, workers: int) -> list[str]:
         details.append(f"box {seed}: {'exact' if ok else 'WRONG'}, {len(found.groups)} groups, "
                        f"{found.registrations} registrations ({len(found.refused)} refused), {seconds:.1f} s")
     lines += [f"Boxes of 30 scans (10 photographs x 3 copies, 768 px prints): {exact} of {boxes} grouped exactly.",
-              "", *[f"- {line}" for line in details], ""]
+              "", *[f"- {line}" for line in details], "",
+              "Every pair of scans in these boxes (not only the candidates), copies against different photographs:", "",
+              "| pairs | n | pHash bits min / median / max | matching keypoints min / median / max | "
+              f"below {MIN_INLIERS} keypoints |", "|---|---|---|---|---|"]
+    for same, name in ((True, "copies"), (False, "different photographs")):
+        if bits[same]:
+            b, k = np.array(bits[same]), np.array(inliers[same])
+            lines.append(f"| {name} | {len(b)} | {b.min()} / {np.median(b):.0f} / {b.max()} | {k.min()} / "
+                         f"{np.median(k):.0f} / {k.max()} | {int((k < MIN_INLIERS).sum())} |")
+    lines.append("")
     if scale:
         # A thousand scans from boxes of 30 (10 photographs x 3 copies, 768 px prints as above). The ten sources
         # are the same in every box, so every scan of one source is a copy of that photograph, whichever box it
@@ -354,18 +398,23 @@ def main(argv: list[str] | None = None) -> None:
     command = "python -m benchmarks.metadata " + " ".join(argv if argv is not None else sys.argv[1:])
     started = time.perf_counter()
     lines = [f"Command: `{command}`", ""]
-    if "coverage" in sections:
-        lines += coverage(args.data, args.timeout) + [""]
-    if "thumbnails" in sections:
-        lines += thumbnails(args.files, args.workers) + [""]
-    if "groups" in sections:
-        lines += groups(args.boxes, args.scale, args.workers) + [""]
+    runs = {"coverage": lambda: coverage(args.data, args.timeout),
+            "thumbnails": lambda: thumbnails(args.files, args.workers),
+            "groups": lambda: groups(args.boxes, args.scale, args.workers)}
+    for section in ("coverage", "thumbnails", "groups"):
+        if section in sections:
+            part = runs[section]() + [""]
+            print("\n".join(part), flush=True)
+            lines += part
+            _write(args.out, lines)  # each section kept as soon as it is measured
     lines.append(f"({time.perf_counter() - started:.0f} s on this machine)")
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n", encoding="utf-8")
+    _write(args.out, lines)
+
+
+def _write(out: Path | None, lines: list[str]) -> None:
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ import numpy as np
 
 from retouch.imaging import checked_image, content_box, to_uint8
 
-REGISTER_SIDE = 640  # px: grainy copies of 300-400 px did not register (benchmarks/results/metadata.md)
+REGISTER_SIDE = 640  # px: longest side of the picture hashed and searched for features (larger scans reduced)
 FEATURES = 1500  # SIFT keypoints kept per scan
 MIN_INLIERS = 25  # matches agreeing on one similarity; measured against different photographs in the benchmark
 MIN_SCALE = 0.25  # a copy is at most four times larger or smaller than another
