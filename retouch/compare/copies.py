@@ -12,14 +12,14 @@ photographs may lie, so a hash alone cannot decide. It proposes: each scan's ``n
 every scan within ``sure_bits``) are candidate copies, nearest first. A feature registration decides: SIFT
 keypoints computed once per scan (on the picture softened and equalised with CLAHE, so tone and fading do not hide
 them), matched with Lowe's ratio test, and fitted with one similarity transform by RANSAC: candidates with enough
-matches agreeing on it are copies. Calling :func:`retouch.compare.register` on each candidate pair instead, as
-``retouch compare`` does, took about 7 s a pair on this machine (features recomputed for every pair, and a
-feature-free fallback for every refusal), too slow for a box of a thousand scans. Copies are joined
-transitively (union-find), and a candidate pair already joined through others is not tried again.
+matches agreeing on it are copies (features are computed once per scan, since grouping tries many pairs).
+Copies are joined transitively (union-find), and a candidate pair already joined through others is not tried
+again.
 
 Limits: a copy whose hash is not among the ``neighbours`` nearest of any other copy of its photograph (a heavy
-crop, in a box of many similar photographs) stays alone; registration refuses copies that share too little
-(a detail enlarged from a print), as ``retouch compare`` does. Measured in ``benchmarks/results/metadata.md``.
+crop, in a box of many similar photographs) stays alone; copies that share too few keypoints (a detail enlarged
+from a print; a photograph as plain as a night sky, under grain) are not confirmed and stay alone. Measured,
+with the rejected alternatives, in ``benchmarks/results/metadata.md``.
 
 References
 ----------
