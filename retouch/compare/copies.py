@@ -30,7 +30,7 @@ Example
 -------
 >>> from retouch.samples.box import make_box
 >>> from retouch.io import load_image_bytes
->>> box = make_box(1, photographs=2, copies=2, size=256)
+>>> box = make_box(1, photographs=2, copies=2, size=768)
 >>> prints = [copy_print(load_image_bytes(s.data, name=s.name).pixels) for s in box]
 >>> sorted(sorted(box[i].photograph for i in group) for group in group_copies(prints).groups)
 [[0, 0], [1, 1]]
