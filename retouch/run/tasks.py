@@ -81,7 +81,7 @@ def _retouch_output_names() -> set[str]:
     """Every file name an analyze or compare run can write into its output folder."""
     from retouch.detect import detectors as registered_detectors
 
-    detector_maps = {f"{name}.png" for name in registered_detectors()}
+    detector_maps = {f"{name}{suffix}.png" for name in registered_detectors() for suffix in ("", "_mask")}
     return detector_maps | set(ANALYZE_ARTIFACTS) | set(COMPARE_ARTIFACTS) | {REPORT_HTML, REPORT_JSON}
 
 
@@ -128,12 +128,16 @@ def analyze_loaded(
                         detector_options=options, orientation=image.exif_orientation, file_data=image.data)
     analyse_seconds = time.perf_counter() - started
     artifacts = {f"{r.method}.png": f"{r.method} heatmap, 0..255 (input size)" for r in run.results}
+    artifacts.update({f"{r.method}_mask.png": f"{r.method}'s own decision: 255 where it flagged the pixel (input size)"
+                      for r in run.results if r.skipped is None})
     artifacts.update(ANALYZE_ARTIFACTS)
     artifacts.update(REPORT_ARTIFACTS)
     with _writing(out_dir, [image], artifacts) as folder:
         write_started = time.perf_counter()
         for result in run.results:
             atomic_write_bytes(folder / f"{result.method}.png", encode_png(heatmap_to_uint8(result.heatmap)))
+            if result.skipped is None:  # each method's decision, so its finding can be checked against a truth mask
+                atomic_write_bytes(folder / f"{result.method}_mask.png", encode_png(result.mask))
         fused = run.fused
         atomic_write_bytes(folder / "suspect_mask.png", encode_png(fused.mask))
         atomic_write_bytes(folder / "suspect_heatmap.png", encode_png(heatmap_to_uint8(fused.heatmap)))
@@ -152,8 +156,8 @@ def analyze_loaded(
         layers = {r.method: r.heatmap for r in run.results if r.skipped is None}
         layers = {"suspect": fused.heatmap, **layers}
         pictures = {r.method: r.images for r in run.results if r.images}
-        page = render_html(report, photo=image.rgb8, layers=layers,
-                           default_layer="suspect" if fused.regions else None, pictures=pictures)
+        # the map is shown over the photograph from the start, found or not: a reader sees where it is bright
+        page = render_html(report, photo=image.rgb8, layers=layers, default_layer="suspect", pictures=pictures)
         _write_report(folder, report, page, write_started)
     return _outcome("analyze", folder, fused, report, load_seconds + time.perf_counter() - started, run.params)
 
@@ -249,7 +253,7 @@ def compare_loaded(
             },
         )
         page = render_html(report, photo=questioned.rgb8, layers={"changes": result.heatmap},
-                           pair=(aligned, questioned.pixels), default_layer=None)
+                           pair=(aligned, questioned.pixels), default_layer="changes")
         _write_report(folder, report, page, write_started)
     return _outcome("compare", folder, result, report, load_seconds + time.perf_counter() - started, result.params)
 
