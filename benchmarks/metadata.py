@@ -369,8 +369,8 @@ def groups(boxes: int, scale: int, workers: int) -> list[str]:
         mixed = sum(len({truth[i] for i in group}) > 1 for group in found.groups)
         per_pair = grouping / max(found.registrations, 1)
         lines += [f"{len(prints)} scans ({len(tasks)} boxes of 10 photographs x 3 copies, 768 px prints; the same "
-                  "ten photographs in every box, so the truth is 10 groups): generating "
-                  f"{generating:.0f} s on {workers} worker(s); reading features and hashes {hashing:.0f} s "
+                  "ten photographs in every box, so the truth is 10 groups): generating and reading "
+                  f"{generating:.0f} s on {workers} worker(s), of which reading features and hashes {hashing:.0f} s "
                   f"({1000 * hashing / len(prints):.0f} ms a scan); grouping {grouping:.0f} s in one process "
                   f"({found.registrations} feature registrations, {len(found.refused)} refused, "
                   f"{1000 * per_pair:.0f} ms each). {len(found.groups)} groups found, "
