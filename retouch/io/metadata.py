@@ -527,9 +527,9 @@ def _credentials_from_store(store: dict[str, Any], state: str) -> ContentCredent
                 if isinstance(action, dict):
                     agent = action.get("softwareAgent")
                     agent = agent.get("name", "") if isinstance(agent, dict) else (agent or "")
+                    source_type = str(action.get("digitalSourceType", "")).rsplit("/", 1)[-1][:60]
                     actions.append({"action": str(action.get("action", "")), "software_agent": str(agent),
-                                    "digital_source_type": str(action.get("digitalSourceType", "")).rsplit("/", 1)[-1][:60],
-                                    "when": str(action.get("when", ""))})
+                                    "digital_source_type": source_type, "when": str(action.get("when", ""))})
     ingredients = [str(item.get("title", "")) for item in active.get("ingredients") or [] if isinstance(item, dict)]
     failures = []
     for status in store.get("validation_status") or []:
