@@ -1,9 +1,11 @@
 """The registry of single-image detectors, shared by the CLI, the API, batch runs and the benchmarks.
 
-A detector is a pure function ``fn(image, *, jpeg_quantization=None, **options) -> AnalysisResult`` where
-``image`` is a uint8/uint16 gray (H, W) or RGB (H, W, 3) array in display orientation and
+A detector is a pure function ``fn(image, *, jpeg_quantization=None, file_data=None, **options) ->
+AnalysisResult`` where ``image`` is a uint8/uint16 gray (H, W) or RGB (H, W, 3) array in display orientation,
 ``jpeg_quantization`` is the file's JPEG quantization tables (natural row-major order, as Pillow gives them)
-or ``None`` for a non-JPEG input. Detectors register themselves with :func:`register` at import time.
+or ``None`` for a non-JPEG input, and ``file_data`` the file's bytes (for the detectors that read the file itself,
+such as its metadata; ``None`` when only pixels were given). A detector receives each keyword only if it declares
+that it uses it. Detectors register themselves with :func:`register` at import time.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ class DetectorSpec:
     ``name`` is what users type (``--detectors ela,grain``) and names the heatmap file (``ela.png``);
     ``title`` and ``description`` are shown in reports and ``retouch analyze --help``; ``default`` says
     whether ``retouch analyze`` runs it when no list is given; ``uses_jpeg`` whether it reads the
-    quantization tables.
+    quantization tables; ``uses_file`` whether it reads the file's bytes.
     """
 
     name: str
@@ -35,11 +37,14 @@ class DetectorSpec:
     description: str
     default: bool = True
     uses_jpeg: bool = False
+    uses_file: bool = False
 
     def run(self, image: np.ndarray, *, jpeg_quantization: dict[int, list[int]] | None = None,
-            **options: Any) -> AnalysisResult:
+            file_data: bytes | None = None, **options: Any) -> AnalysisResult:
         if self.uses_jpeg:
-            return self.function(image, jpeg_quantization=jpeg_quantization, **options)
+            options["jpeg_quantization"] = jpeg_quantization
+        if self.uses_file:
+            options["file_data"] = file_data
         return self.function(image, **options)
 
 
@@ -47,13 +52,13 @@ _REGISTRY: dict[str, DetectorSpec] = {}
 
 
 def register(name: str, *, title: str, description: str, default: bool = True,
-             uses_jpeg: bool = False) -> Callable[[DetectorFunction], DetectorFunction]:
+             uses_jpeg: bool = False, uses_file: bool = False) -> Callable[[DetectorFunction], DetectorFunction]:
     """Decorator that adds a detector function to the registry under ``name``."""
 
     def decorate(function: DetectorFunction) -> DetectorFunction:
         if name in _REGISTRY and _REGISTRY[name].function is not function:
             raise ValueError(f"detector {name!r} is registered twice")
-        _REGISTRY[name] = DetectorSpec(name, function, title, description, default, uses_jpeg)
+        _REGISTRY[name] = DetectorSpec(name, function, title, description, default, uses_jpeg, uses_file)
         return function
 
     return decorate

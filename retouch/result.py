@@ -90,6 +90,27 @@ class Region:
         }
 
 
+@dataclass(frozen=True)
+class Finding:
+    """A fact an analysis read from the file rather than found in its pixels (its metadata, its history): listed
+    in reports, never painted on the image.
+
+    ``kind`` groups findings (``"software"``, ``"history"``, ``"dates"``, ``"thumbnail"``...); ``text`` is one
+    plain sentence for a non-programmer; ``fields`` are the raw, JSON-serialisable values it rests on (tag names
+    and values as the file stores them); ``notable`` marks what an examiner should look at first (dates that
+    contradict each other, a content credential that no longer validates), which is still not a finding of
+    forgery.
+    """
+
+    kind: str
+    text: str
+    fields: dict[str, Any] = field(default_factory=dict)
+    notable: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "text": self.text, "fields": self.fields, "notable": self.notable}
+
+
 @dataclass
 class AnalysisResult:
     """What one analysis found in one image (or one pair).
@@ -118,6 +139,8 @@ class AnalysisResult:
         Extra visualisations as uint8 RGB or gray images (e.g. ``aligned_reference``) for reports.
     skipped : str or None
         Why the analysis did not apply to this input (e.g. JPEG cues on a PNG); heatmap is then all zero.
+    findings : list of Finding
+        Facts read from the file rather than its pixels (metadata, provenance), listed in reports, never painted.
     """
 
     method: str
@@ -131,6 +154,7 @@ class AnalysisResult:
     details: dict[str, Any] = field(default_factory=dict)
     images: dict[str, np.ndarray] = field(default_factory=dict)
     skipped: str | None = None
+    findings: list[Finding] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         heatmap = np.asarray(self.heatmap)
@@ -177,7 +201,9 @@ class AnalysisResult:
             return self
         return replace(self, heatmap=np.ascontiguousarray(to_display(self.heatmap, orientation)),
                        mask=np.ascontiguousarray(to_display(self.mask, orientation)),
-                       regions=[r.oriented(self.shape, orientation) for r in self.regions])
+                       regions=[r.oriented(self.shape, orientation) for r in self.regions],
+                       images={name: np.ascontiguousarray(to_display(picture, orientation))
+                               for name, picture in self.images.items()})
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable summary (without the pixel arrays)."""
@@ -190,6 +216,7 @@ class AnalysisResult:
             "params": self.params,
             "details": self.details,
             "skipped": self.skipped,
+            "findings": [finding.to_dict() for finding in self.findings],
         }
 
     @classmethod

@@ -27,6 +27,11 @@ def batch(
                                        "per core]."),
     scheduler: str | None = typer.Option(None, "--scheduler", help="'local' starts a Dask LocalCluster; "
                                          "tcp://HOST:PORT uses a running Dask scheduler."),
+    group_copies: bool = typer.Option(False, "--group-copies", help="Group the scans of a folder that show the "
+                                      "same photograph (perceptual hash, confirmed by registration): OUT/groups.json, "
+                                      "and a copy_group column in summary.csv."),
+    pairs_from_groups: bool = typer.Option(False, "--pairs-from-groups", help="Also compare every two scans of "
+                                           "each group of copies (implies --group-copies)."),
 ) -> None:
     """Run analyze or compare over many items. Rerunning skips items done successfully with the same inputs and
     parameters and runs failed ones again; an unreadable file is reported in summary.csv, never fatal."""
@@ -55,7 +60,7 @@ def batch(
 
     try:
         report = run_batch(input_path, out, detectors=names, workers=workers, scheduler=scheduler,
-                           progress=progress)
+                           progress=progress, group_copies=group_copies, pairs_from_groups=pairs_from_groups)
     finally:
         if bar.live.is_started:
             bar.stop()
@@ -67,4 +72,8 @@ def batch(
         more = f" and {count - len(shown)} more" if count > len(shown) else ""
         stdout.print(f"Skipped {count} {'file' if count == 1 else 'files'} not read as images (JPEG, PNG, TIFF, "
                      f"WebP or BMP, by content): {', '.join(shown)}{more}.", markup=False)
+    if report.copy_groups is not None:
+        grouped = sum(len(group) for group in report.copy_groups)
+        stdout.print(f"Copies: {len(report.copy_groups)} group(s) of the same photograph, {grouped} scans in them "
+                     f"({out / 'groups.json'}).", markup=False)
     stdout.print(f"Summary: {out / 'summary.csv'}", markup=False)

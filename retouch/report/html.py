@@ -173,8 +173,36 @@ def swipe_html(reference: np.ndarray, questioned: np.ndarray) -> str:
     )
 
 
-def _analysis_cards(analyses: Sequence[Mapping[str, Any]], layers: Mapping[str, np.ndarray], photo: np.ndarray
-                    ) -> str:
+def _card_pictures(pictures: Mapping[str, np.ndarray]) -> str:
+    """An analysis' own pictures (e.g. an embedded thumbnail beside the picture it was compared with), captioned."""
+    if not pictures:
+        return ""
+    figures = "".join(f'<figure><img alt="{escape(caption)}" src="{png_uri(picture, CARD_SIDE)}">'
+                      f"<figcaption>{escape(caption)}</figcaption></figure>" for caption, picture in pictures.items())
+    return f'<div class="pictures">{figures}</div>'
+
+
+def _findings_section(analyses: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Every analysis' findings (facts read from the file, never painted), those to look at first on top."""
+    entries = [(analysis["method"], finding) for analysis in analyses for finding in analysis.get("findings") or []]
+    if not entries:
+        return []
+    entries.sort(key=lambda entry: not entry[1].get("notable"))
+    items = []
+    for method, finding in entries:
+        fields = json.dumps(finding.get("fields") or {}, indent=1, ensure_ascii=False)
+        items.append(f'<li class="finding{" notable" if finding.get("notable") else ""}">'
+                     f'<span class="kind">{escape(finding.get("kind", ""))}</span> {escape(finding.get("text", ""))}'
+                     f'<details><summary>Fields ({escape(method)})</summary><pre>{escape(fields)}</pre></details></li>')
+    return [f"<h2>What the file says about itself ({len(entries)})</h2>",
+            '<p class="note">Facts read from the file rather than found in its pixels: listed, not painted. Software, '
+            "dates and histories can be removed, copied or written by hand; marked items are the ones to look at "
+            "first, and none of them shows on its own that the picture was changed.</p>",
+            '<ul class="findings">' + "".join(items) + "</ul>"]
+
+
+def _analysis_cards(analyses: Sequence[Mapping[str, Any]], layers: Mapping[str, np.ndarray], photo: np.ndarray,
+                    pictures: Mapping[str, Mapping[str, np.ndarray]] | None = None) -> str:
     cards = []
     for analysis in analyses:
         name = analysis["method"]
@@ -182,6 +210,7 @@ def _analysis_cards(analyses: Sequence[Mapping[str, Any]], layers: Mapping[str, 
         if name in layers and not analysis.get("skipped"):
             picture = (f'<img alt="{escape(name)} map over the photograph" '
                        f'src="{photo_uri(heatmap_over_photo(photo, layers[name], max_side=CARD_SIDE), CARD_SIDE)}">')
+        picture += _card_pictures((pictures or {}).get(name, {}))
         count = len(analysis["regions"])
         status = ("did not run" if analysis.get("skipped") else
                   f"{count} area{'' if count == 1 else 's'} marked" if count else "nothing met its threshold")
@@ -272,13 +301,16 @@ def render_html(
     default_layer: str | None = None,
     intro: str = "",
     reference: np.ndarray | None = None,
+    pictures: Mapping[str, Mapping[str, np.ndarray]] | None = None,
 ) -> str:
     """Render ``report`` (see :func:`retouch.report.build_report`) as one self-contained HTML page.
 
     ``photo`` is the image the regions refer to (the questioned image for a comparison); ``layers`` maps names
     to [0, 1] heatmaps at ``photo``'s size, offered as toggles over it; ``pair`` is (aligned reference,
     questioned) for the swipe and flicker view; ``reference``, for a composite, is shown with the source of each
-    shared piece outlined. Words come first (the report's ``reading``), numbers behind folds.
+    shared piece outlined; ``pictures`` maps an analysis' name to its own captioned pictures (its result's
+    ``images``), shown on its card. The analyses' findings are listed in a section of their own. Words come first
+    (the report's ``reading``), numbers behind folds.
     """
     result = report["result"]
     regions = result["regions"]
@@ -317,8 +349,9 @@ def render_html(
         sections += ["<details><summary>How the two scans were aligned</summary>"
                      f"<pre>{escape(json.dumps(report['registration'], indent=1))}</pre></details>"]
     analyses = report.get("analyses", [])
+    sections += _findings_section(analyses)
     if analyses:
-        sections += ["<h2>Each method</h2>", _analysis_cards(analyses, layers, photo)]
+        sections += ["<h2>Each method</h2>", _analysis_cards(analyses, layers, photo, pictures)]
     sections += [
         "<h2>Inputs</h2>",
         _inputs_table(report["inputs"]),

@@ -272,8 +272,9 @@ def _inert(text: str) -> str:
 SUMMARY_COLUMNS = ("id", "command", "paths", "sha256", "score", "regions", "status", "error", "note")
 
 
-def summary_table(records: Iterable[Mapping[str, Any]]) -> str:
-    """The text of a ``summary.csv``: a row of :data:`SUMMARY_COLUMNS` per record, in the order given.
+def summary_table(records: Iterable[Mapping[str, Any]], copy_groups: Mapping[str, str] | None = None) -> str:
+    """The text of a ``summary.csv``: a row of :data:`SUMMARY_COLUMNS` per record, in the order given, and with
+    ``copy_groups`` (item id -> group label, from ``--group-copies``) a last ``copy_group`` column.
 
     A record is an item's outcome as ``results.jsonl`` holds it (``paths`` and ``sha256`` lists, ``status``
     ``ok`` or ``error``); the web service's job summary passes its items in the same shape, so the two files read
@@ -281,25 +282,30 @@ def summary_table(records: Iterable[Mapping[str, Any]]) -> str:
     """
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(SUMMARY_COLUMNS)
+    writer.writerow([*SUMMARY_COLUMNS, *(["copy_group"] if copy_groups is not None else [])])
     for record in records:
-        writer.writerow([_inert(record["id"]), record["command"], _inert(" | ".join(record["paths"])),
-                         " | ".join(s or "" for s in record["sha256"]), record.get("score"), record.get("regions"),
-                         record["status"], _inert(record.get("error") or ""), _inert(record.get("note") or "")])
+        row = [_inert(record["id"]), record["command"], _inert(" | ".join(record["paths"])),
+               " | ".join(s or "" for s in record["sha256"]), record.get("score"), record.get("regions"),
+               record["status"], _inert(record.get("error") or ""), _inert(record.get("note") or "")]
+        if copy_groups is not None:
+            row.append(copy_groups.get(record["id"], ""))
+        writer.writerow(row)
     return buffer.getvalue()
 
 
-def write_summary(out_dir: str | os.PathLike[str], ids: Collection[str] | None = None) -> Path:
+def write_summary(out_dir: str | os.PathLike[str], ids: Collection[str] | None = None,
+                  copy_groups: Mapping[str, str] | None = None) -> Path:
     """Write ``summary.csv``: the latest record of each item in ``ids`` (default: every item ever recorded).
 
     ``results.jsonl`` keeps every run's records, so that reruns resume; a batch passes the ids of its own input,
     so that the summary lists what this run was given, as the command prints it, not items of earlier runs on
-    other inputs or of files since removed.
+    other inputs or of files since removed. ``copy_groups`` labels each item with the group of copies it belongs
+    to (``--group-copies``), in a last column, empty for items in no group.
     """
     records = read_results(out_dir)
     if ids is not None:
         records = {item_id: record for item_id, record in records.items() if item_id in ids}
-    text = summary_table(sorted(records.values(), key=lambda r: r["id"]))
+    text = summary_table(sorted(records.values(), key=lambda r: r["id"]), copy_groups)
     return atomic_write_text(Path(out_dir) / SUMMARY, text)
 
 
@@ -311,6 +317,7 @@ class BatchReport:
     failed: int
     executor: str
     not_images: list[str] = field(default_factory=list)  # files of an input folder left out (relative paths)
+    copy_groups: list[list[str]] | None = None  # with --group-copies: item ids of each group of copies
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -368,6 +375,8 @@ def run_batch(
     workers: int | None = None,
     scheduler: str | None = None,
     progress: Callable[[int, int, dict[str, Any] | None], None] | None = None,
+    group_copies: bool = False,
+    pairs_from_groups: bool = False,
 ) -> BatchReport:
     """Run (or resume) a batch; ``progress(done, total, record)`` is called as items finish.
 
@@ -375,14 +384,22 @@ def run_batch(
     ``RETOUCH_MAX_MEMORY``, another run writing into the same folder) is checked before the output folder is
     created and before the first progress report. Items run on :func:`retouch.run.item.run_item`, as the web
     service's do; a worker that dies fails its own item only.
+
+    ``group_copies`` groups the scans of a folder that show the same photograph (:mod:`retouch.run.copies`):
+    ``OUT/groups.json`` lists the groups and ``summary.csv`` labels each scan with its group. ``pairs_from_groups``
+    (which implies it) adds a ``compare`` item for every two members of every group.
     """
     from retouch.run.executor import make_executor
 
+    group_copies = group_copies or pairs_from_groups
     items, not_images, legacy = _plan(input_path, out_dir)
+    if group_copies and any(item.command != ANALYZE for item in items):
+        raise InputError(f"{input_path}: --group-copies groups the scans of a folder; give a folder of scans, not "
+                         "a list of pairs", path=str(input_path))
     _refuse_inputs_among_outputs(Path(input_path), items, out_dir)
     max_pixels_from_env()  # a bad value would otherwise fail every item alike, one by one
     max_memory_from_env()
-    names = [RESULTS, SUMMARY]
+    names = [RESULTS, SUMMARY, *(["groups.json"] if group_copies else [])]
     out = require_output_folder(out_dir, names, create=False)
     if (out / ITEMS).exists() and not (out / ITEMS).is_dir():
         raise InputError(f"{out / ITEMS}: retouch keeps each item's reports in this folder but a file is in the "
@@ -399,18 +416,37 @@ def run_batch(
         # the items summary.csv lists: those already done, then each one as it finishes
         listed = {item.id for item in items} - {item.id for item in todo}
         # connected before anything is written: an unreachable scheduler leaves no output folder behind
-        executor = make_executor(scheduler, workers=workers) if todo else None
+        executor = make_executor(scheduler, workers=workers) if todo or group_copies else None
         require_output_folder(out, names)
         lock = lock or RunLock(out)
         fence = lock.begin_run()
+        labels = groups_found = None
+        if group_copies:
+            from retouch.run.copies import group_items, pair_items, write_groups
+
+            grouping = group_items(items, executor.submit)
+            pairs = pair_items(grouping, items) if pairs_from_groups else []
+            write_groups(out, grouping, pairs)
+            for pair in pairs:
+                keys.setdefault(pair.command, params_key(pair.command, detectors, None))
+            items = [*items, *pairs]
+            pending = [pair for pair in pairs if not _is_done(done.get(pair.id), pair, keys[pair.command])]
+            todo += pending
+            skipped += len(pairs) - len(pending)
+            listed |= {pair.id for pair in pairs} - {pair.id for pair in pending}
+            labels, groups_found = grouping.labels, grouping.groups
         if progress:
             progress(0, len(todo), None)
-        if executor is None:
-            write_summary(out, listed)
-            return BatchReport(len(items), skipped, 0, 0, "none (nothing to do)", not_images)
+        if not todo:
+            if executor is not None:
+                idle, executor = executor, None
+                idle.shutdown()
+            write_summary(out, listed, labels)
+            return BatchReport(len(items), skipped, 0, 0, "none (nothing to do)", not_images, groups_found)
         running, executor = executor, None  # shut down by _run_items, whatever happens
-        report = _run_items(running, todo, out, keys, listed, fence, detectors, progress)
-        return BatchReport(len(items), skipped, report.ok, report.failed, report.executor, not_images)
+        report = _run_items(running, todo, out, keys, listed, fence, detectors, progress, labels)
+        return BatchReport(len(items), skipped, report.ok, report.failed, report.executor, not_images,
+                           groups_found)
     except BaseException:
         if executor is not None:
             executor.shutdown(cancel=True)
@@ -422,7 +458,8 @@ def run_batch(
 
 def _run_items(executor: Any, todo: Sequence[Item], out: Path, keys: Mapping[str, str], listed: set[str],
                fence: RunFence, detectors: Sequence[str] | None,
-               progress: Callable[[int, int, dict[str, Any] | None], None] | None) -> BatchReport:
+               progress: Callable[[int, int, dict[str, Any] | None], None] | None,
+               copy_groups: Mapping[str, str] | None = None) -> BatchReport:
     """Run ``todo`` on ``executor`` (shut down on return), recording each outcome as it comes back."""
     from retouch.run.executor import as_completed
 
@@ -448,10 +485,10 @@ def _run_items(executor: Any, todo: Sequence[Item], out: Path, keys: Mapping[str
                     progress(finished, len(todo), record)
     except BaseException:
         executor.shutdown(cancel=True)
-        write_summary(out, listed)
+        write_summary(out, listed, copy_groups)
         raise
     executor.shutdown()
-    write_summary(out, listed)
+    write_summary(out, listed, copy_groups)
     return BatchReport(len(todo), 0, ok, failed, executor.description)
 
 

@@ -75,6 +75,7 @@ def analyze_image(
     detectors: Sequence[str] | str | None = None,
     detector_options: Mapping[str, Mapping[str, Any]] | None = None,
     orientation: int = 1,
+    file_data: bytes | None = None,
 ) -> AnalyzeRun:
     """Run the chosen detectors (default: every default detector) on ``image`` and fuse their decisions.
 
@@ -97,6 +98,9 @@ def analyze_image(
         The file's EXIF orientation (1-8) by which ``image`` was turned for display. The detectors see the pixels
         as stored, on the file's own JPEG block grid (turning an image whose sides are not multiples of 8 moves
         that grid, which the JPEG evidence is measured on); results come back in display orientation.
+    file_data : bytes, optional
+        The file's bytes, for the detectors that read the file itself (``metadata``); without them those
+        detectors return a skipped result.
 
     Returns
     -------
@@ -145,7 +149,7 @@ def analyze_image(
                 name, shape, f"the image is too small ({display_shape[1]}x{display_shape[0]}); detectors need "
                 f"at least {MIN_SIDE} pixels on each side"))
             continue
-        result = _detected(name, picture, tables, options[name])
+        result = _detected(name, picture, tables, options[name], file_data)
         results.append(result.placed_in(shape, top, left) if cropped else result)
         timings[name] = round(time.perf_counter() - started, 4)
     started = time.perf_counter()
@@ -178,9 +182,9 @@ def _checked_tables(jpeg_quantization: Mapping[int, Sequence[int]] | None) -> di
 
 
 def _detected(name: str, picture: np.ndarray, tables: dict[int, list[int]] | None,
-              options: Mapping[str, Any]) -> AnalysisResult:
+              options: Mapping[str, Any], file_data: bytes | None) -> AnalysisResult:
     """One detector's result on ``picture``, checked to be at the picture's size."""
-    result = registered_detectors()[name].run(picture, jpeg_quantization=tables, **options)
+    result = registered_detectors()[name].run(picture, jpeg_quantization=tables, file_data=file_data, **options)
     if result.heatmap.shape != picture.shape[:2]:
         raise RuntimeError(f"detector {name} returned a {result.heatmap.shape} map for a {picture.shape[:2]} "
                            "image")

@@ -125,7 +125,7 @@ def analyze_loaded(
     require_analysable(image)
     started = time.perf_counter()
     run = analyze_image(image.pixels, jpeg_quantization=image.jpeg_quantization, detectors=detectors,
-                        detector_options=options, orientation=image.exif_orientation)
+                        detector_options=options, orientation=image.exif_orientation, file_data=image.data)
     analyse_seconds = time.perf_counter() - started
     artifacts = {f"{r.method}.png": f"{r.method} heatmap, 0..255 (input size)" for r in run.results}
     artifacts.update({f"{r.method}_mask.png": f"{r.method}'s own decision: 255 where it flagged the pixel (input size)"
@@ -155,8 +155,9 @@ def analyze_loaded(
         )
         layers = {r.method: r.heatmap for r in run.results if r.skipped is None}
         layers = {"suspect": fused.heatmap, **layers}
+        pictures = {r.method: r.images for r in run.results if r.images}
         # the map is shown over the photograph from the start, found or not: a reader sees where it is bright
-        page = render_html(report, photo=image.rgb8, layers=layers, default_layer="suspect")
+        page = render_html(report, photo=image.rgb8, layers=layers, default_layer="suspect", pictures=pictures)
         _write_report(folder, report, page, write_started)
     return _outcome("analyze", folder, fused, report, load_seconds + time.perf_counter() - started, run.params)
 

@@ -60,6 +60,12 @@ SOURCES: dict[str, Source] = {
                _skimage("coins")),
         Source("hubble", "Hubble eXtreme Deep Field, NASA (scikit-image data)", "public domain",
                _skimage("hubble_deep_field")),
+        Source("gravel", "gravel, a texture photograph from CC0Textures (scikit-image data)", "CC0",
+               _skimage("gravel")),
+        Source("grass", "grass, a texture photograph by linolafett on DeviantArt (scikit-image data)", "CC0",
+               _skimage("grass")),
+        Source("immunohistochemistry", "stained colonic glands, CMMI (scikit-image data)",
+               "no known copyright restrictions", _skimage("immunohistochemistry")),
     ]
 }
 
@@ -67,6 +73,10 @@ SOURCES: dict[str, Source] = {
 # field) are kept as sources for paste-ups only: under archival grain they hold too little texture for a fair
 # test of registration or grain statistics.
 PHOTO_SOURCES = ["astronaut", "camera", "grace_hopper", "coffee", "chelsea", "coins"]
+# Ten different photographs for a generated box of prints (``retouch.samples.box``): the forgery sources, one
+# paste-up donor and three more that are used nowhere else. The night launch (``rocket``) is left out: its copies
+# under grain share too few features to be confirmed as copies (benchmarks/results/metadata.md).
+BOX_SOURCES = [*PHOTO_SOURCES, "hubble", "immunohistochemistry", "gravel", "grass"]
 
 
 def load_source(name: str) -> np.ndarray:
