@@ -84,7 +84,7 @@ from retouch.result import AnalysisResult, Finding, Region
 
 # Untouched generated JPEGs carrying their own EXIF thumbnail, through the same comparison (benchmarks/metadata.py,
 # results in benchmarks/results/metadata.md): regions marked per file, and the file count.
-CALIBRATION_FALSE_REGIONS = 1
+CALIBRATION_FALSE_REGIONS = 0
 CALIBRATION_FILES = 25
 
 EDITORS = ("photoshop", "lightroom", "gimp", "affinity", "paint.net", "paintshop", "pixelmator", "snapseed",
@@ -123,11 +123,10 @@ class MetadataOptions:
     compare_scale : float
         The picture is reduced to this many times the thumbnail's size for the comparison: detail finer than the
         thumbnail holds cannot be compared, and a larger picture only adds the scans' grain.
-    thumbnail_threshold : float
-        Decision threshold of the comparison (:func:`retouch.compare.compare_pair`'s ``threshold``; 7.5 there).
-        A thumbnail is a small, separately compressed copy, whose differences from the reduced picture run
-        higher than two scans' do: at 7.5, 6 of 24 untouched generated files had a region; at 12.5, 1 (the
-        calibration in ``benchmarks/results/metadata.md``).
+    thumbnail_false_alarms : float
+        Expected number of regions a thumbnail of the untouched picture would get by chance (the comparison's
+        ``false_alarms``, see :func:`retouch.compare.compare_pair`): a region is reported when its NFA is below
+        it. Specks the comparison lists as ``damage`` are not painted (they are not edits).
     max_thumbnail_pixels : int
         Larger embedded images are not decoded.
     same_moment_s : float
@@ -141,7 +140,7 @@ class MetadataOptions:
     compare_thumbnail: bool = True
     min_thumbnail_side: int = 64
     compare_scale: float = 1.0
-    thumbnail_threshold: float = 12.5
+    thumbnail_false_alarms: float = 1.0
     max_thumbnail_pixels: int = 4_000_000
     same_moment_s: float = 2.0
     zone_slack_h: float = 14.0
@@ -176,7 +175,7 @@ def metadata_evidence(image: np.ndarray, *, jpeg_quantization: Mapping[int, Sequ
     options = options or MetadataOptions()
     shape = (int(image.shape[0]), int(image.shape[1]))
     params = {"compare_thumbnail": options.compare_thumbnail, "min_thumbnail_side": options.min_thumbnail_side,
-              "compare_scale": options.compare_scale, "thumbnail_threshold": options.thumbnail_threshold,
+              "compare_scale": options.compare_scale, "thumbnail_false_alarms": options.thumbnail_false_alarms,
               "nfa_source": "calibration on untouched files with their "
               "own thumbnails (benchmarks/results/metadata.md)"}
     if file_data is None:
@@ -575,7 +574,7 @@ def _thumbnail_comparison(picture: np.ndarray, where: str, data: bytes, options:
     reduced = picture if scale >= 1.0 else cv2.resize(picture, None, fx=scale, fy=scale,
                                                       interpolation=cv2.INTER_AREA)
     try:
-        comparison = compare_pair(thumbnail, reduced, threshold=options.thumbnail_threshold)
+        comparison = compare_pair(thumbnail, reduced, false_alarms=options.thumbnail_false_alarms)
     except NotSamePhotographError:
         return Finding("thumbnail", f"The file holds an {where} of {width}x{height} pixels that could not be "
                        "aligned with the picture: it may show another picture (a thumbnail kept from a file whose "
@@ -584,13 +583,18 @@ def _thumbnail_comparison(picture: np.ndarray, where: str, data: bytes, options:
         return Finding("thumbnail", f"The {where} could not be compared ({error}).", fields), None
     result = comparison.result
     fields["compared_fraction"] = result.details.get("compared_fraction")
-    if not result.regions:
+    edits = [region for region in result.regions if region.kind != "damage"]  # specks are not edits
+    if not edits:
         return Finding("thumbnail", f"The {where} ({width}x{height} pixels) was aligned with the picture and "
                        "shows the same content: no difference above the noise of this pair, at the thumbnail's "
                        "scale.", fields), None
     heatmap = upscale_to(result.heatmap, shape)
-    mask = upscale_to(result.mask.astype(np.float32), shape) >= 0.5
-    regions = [_picture_region(region, 1.0 / scale, mask, where) for region in result.regions]
+    edited = np.zeros_like(result.mask)
+    for region in edits:
+        x, y, w, h = region.bbox
+        edited[y:y + h, x:x + w] = result.mask[y:y + h, x:x + w]
+    mask = upscale_to(edited.astype(np.float32), shape) >= 0.5
+    regions = [_picture_region(region, 1.0 / scale, mask, where) for region in edits]
     regions = [region for region in regions if region is not None]
     kinds = ", ".join(sorted({region.kind for region in regions}))
     images = {"thumbnail": to_uint8(thumbnail), "thumbnail aligned": to_uint8(comparison.aligned_reference),
