@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from retouch.report.visual import colorize_heatmap, heatmap_rgba, jpeg_bytes, png_bytes, shrink
+from retouch.report.visual import jpeg_bytes, map_preview, palette_png, png_bytes, shrink
 
 DISPLAY_SIDE = 1600
 CARD_SIDE = 640
@@ -50,6 +50,12 @@ def photo_uri(image: np.ndarray, side: int = DISPLAY_SIDE) -> str:
 
 def png_uri(image: np.ndarray, side: int = DISPLAY_SIDE) -> str:
     return _data_uri(png_bytes(shrink(image, side)), "image/png")
+
+
+def map_uri(levels: np.ndarray, side: int = DISPLAY_SIDE, *, see_through: bool = False) -> str:
+    """A map preview (uint8 levels, see :func:`retouch.report.visual.map_preview`) as an inferno palette PNG,
+    shrunk to ``side``; ``see_through`` for a layer over the photograph."""
+    return _data_uri(palette_png(shrink(levels, side), see_through=see_through), "image/png")
 
 
 def escape(value: Any) -> str:
@@ -112,15 +118,15 @@ def _region_table(regions: Sequence[Mapping[str, Any]], width: int, height: int)
             "<th>Evidence</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
 
 
-def _figure(photo: np.ndarray, layers: Mapping[str, np.ndarray], regions: Sequence[Mapping[str, Any]],
+def _figure(photo: np.ndarray, previews: Mapping[str, np.ndarray], regions: Sequence[Mapping[str, Any]],
             default_layer: str | None) -> str:
     height, width = photo.shape[:2]
     layer_imgs, toggles = [], ['<label><input type="radio" name="layer" data-layer=""'
                                + ("" if default_layer else " checked") + "> photograph only</label>"]
-    for name, heatmap in layers.items():
+    for name, levels in previews.items():
         on = name == default_layer
         layer_imgs.append(f'<img class="layer{" on" if on else ""}" data-name="{escape(name)}" alt="{escape(name)} map" '
-                          f'src="{png_uri(heatmap_rgba(heatmap, max_side=DISPLAY_SIDE))}">')
+                          f'src="{map_uri(levels, see_through=True)}">')
         toggles.append(f'<label><input type="radio" name="layer" data-layer="{escape(name)}"'
                        f'{" checked" if on else ""}> {escape(name)}</label>')
     controls = ('<div class="controls">Show over the photograph: ' + " ".join(toggles)
@@ -145,13 +151,13 @@ def swipe_html(reference: np.ndarray, questioned: np.ndarray) -> str:
     )
 
 
-def _analysis_cards(analyses: Sequence[Mapping[str, Any]], layers: Mapping[str, np.ndarray]) -> str:
+def _analysis_cards(analyses: Sequence[Mapping[str, Any]], previews: Mapping[str, np.ndarray]) -> str:
     cards = []
     for analysis in analyses:
         name = analysis["method"]
         picture = ""
-        if name in layers and not analysis.get("skipped"):
-            picture = f'<img alt="{escape(name)} heatmap" src="{png_uri(colorize_heatmap(layers[name]), CARD_SIDE)}">'
+        if name in previews and not analysis.get("skipped"):
+            picture = f'<img alt="{escape(name)} heatmap" src="{map_uri(previews[name], CARD_SIDE)}">'
         status = "not applicable" if analysis.get("skipped") else f"score {analysis['score']:.2f}"
         cards.append(
             f'<div class="card{" skipped" if analysis.get("skipped") else ""}"><h3>{escape(name)}</h3>'
@@ -198,8 +204,10 @@ def render_html(
 
     ``photo`` is the image the regions refer to (the questioned image for a comparison); ``layers`` maps names
     to [0, 1] heatmaps at ``photo``'s size, offered as toggles over it; ``pair`` is (aligned reference,
-    questioned) for the swipe and flicker view.
+    questioned) for the swipe and flicker view. Every picture is a compact preview: photographs as JPEG and
+    maps as palette PNG, at most ``DISPLAY_SIDE`` pixels on a side, each map shrunk once for all its pictures.
     """
+    previews = {name: map_preview(heatmap, DISPLAY_SIDE) for name, heatmap in layers.items()}
     result = report["result"]
     regions = result["regions"]
     height, width = photo.shape[:2]
@@ -219,7 +227,7 @@ def render_html(
         sections += ["<h2>The two versions, aligned</h2>", swipe_html(*pair)]
     sections += [
         "<h2>Where</h2>",
-        _figure(photo, layers, regions, default_layer),
+        _figure(photo, previews, regions, default_layer),
         f"<h2>Regions ({len(regions)})</h2>",
         _region_table(regions, width, height),
         f"<p>{escape(result.get('explanation', ''))}</p>",
@@ -229,7 +237,7 @@ def render_html(
                      f"<pre>{escape(json.dumps(report['registration'], indent=1))}</pre>"]
     analyses = report.get("analyses", [])
     if analyses:
-        sections += ["<h2>Each analysis</h2>", _analysis_cards(analyses, layers)]
+        sections += ["<h2>Each analysis</h2>", _analysis_cards(analyses, previews)]
     sections += [
         "<h2>Inputs</h2>",
         _inputs_table(report["inputs"]),

@@ -151,7 +151,9 @@ def analyze_loaded(
         )
         layers = {r.method: r.heatmap for r in run.results if r.skipped is None}
         layers = {"suspect": fused.heatmap, **layers}
-        page = render_html(report, photo=image.rgb8, layers=layers,
+        # the pixels as loaded: the page shrinks them before anything else (a full-size RGB copy of a gray scan
+        # would cost three bytes a pixel for a 1600 px preview)
+        page = render_html(report, photo=image.pixels, layers=layers,
                            default_layer="suspect" if fused.regions else None)
         _write_report(folder, report, page, write_started)
     return _outcome("analyze", folder, fused, report, load_seconds + time.perf_counter() - started, run.params)
@@ -247,7 +249,7 @@ def compare_loaded(
                 "compared_fraction": round(float(np.mean(comparison.valid_mask)), 6),
             },
         )
-        page = render_html(report, photo=questioned.rgb8, layers={"changes": result.heatmap},
+        page = render_html(report, photo=questioned.pixels, layers={"changes": result.heatmap},
                            pair=(aligned, questioned.pixels), default_layer=None)
         _write_report(folder, report, page, write_started)
     return _outcome("compare", folder, result, report, load_seconds + time.perf_counter() - started, result.params)
