@@ -112,3 +112,37 @@ def localisation_scores(heatmap: np.ndarray, decision: np.ndarray, truth: np.nda
         "pixel_auc": pixel_auc(heatmap, truth, valid=valid),
         "flagged_fraction": float(_flat(decision, valid).mean()) if _flat(decision, valid).size else 0.0,
     }
+
+
+# Verdict thresholds of the teaching gallery: a finding covers the truth when at least half of the truth is flagged
+# and at least half of what was flagged is truth; below a tenth on both counts the flag is elsewhere.
+FOUND_SHARE = 0.5
+ELSEWHERE_SHARE = 0.1
+
+
+def overlap_verdict(flagged: np.ndarray, truth: np.ndarray) -> dict[str, object]:
+    """A method's decision against the truth, as a word and the overlap behind it.
+
+    ``verdict`` is ``"found"`` (at least half of the truth flagged, and at least half of the flag on the truth),
+    ``"partly"`` (some of each), ``"missed"`` (nothing flagged where there was something), ``"false alarm"``
+    (flagged where nothing was changed: on an untouched image, or almost entirely beside the truth), or
+    ``"quiet"`` (nothing to find and nothing flagged). ``overlap_px``, ``truth_px`` and ``flagged_px`` are the
+    pixel counts it rests on.
+    """
+    flagged = np.asarray(flagged, bool)
+    truth = np.asarray(truth, bool)
+    if flagged.shape != truth.shape:
+        raise ValueError(f"flagged mask {flagged.shape} and truth mask {truth.shape} differ in shape")
+    overlap = int(np.count_nonzero(flagged & truth))
+    flagged_px, truth_px = int(np.count_nonzero(flagged)), int(np.count_nonzero(truth))
+    if truth_px == 0:
+        word = "false alarm" if flagged_px else "quiet"
+    elif flagged_px == 0:
+        word = "missed"
+    elif overlap / truth_px >= FOUND_SHARE and overlap / flagged_px >= FOUND_SHARE:
+        word = "found"
+    elif overlap / truth_px < ELSEWHERE_SHARE and overlap / flagged_px < ELSEWHERE_SHARE:
+        word = "false alarm"
+    else:
+        word = "partly"
+    return {"verdict": word, "overlap_px": overlap, "truth_px": truth_px, "flagged_px": flagged_px}

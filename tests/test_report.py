@@ -290,6 +290,9 @@ def test_report_folder_keeps_full_size_maps_and_embeds_bounded_previews(tmp_path
                                   heatmap_to_uint8(run.fused.heatmap))
     mask = cv2.imread(str(out / "suspect_mask.png"), cv2.IMREAD_UNCHANGED)
     np.testing.assert_array_equal(mask, run.fused.mask.astype(np.uint8) * 255)
+    for result in run.results:
+        own = cv2.imread(str(out / f"{result.method}_mask.png"), cv2.IMREAD_UNCHANGED)
+        np.testing.assert_array_equal(own, result.mask.astype(np.uint8) * 255)
     assert cv2.imread(str(out / "overlay.png"), cv2.IMREAD_UNCHANGED).shape == (height, width, 3)
 
     page = (out / "report.html").read_text(encoding="utf-8")
@@ -305,6 +308,6 @@ def test_report_folder_keeps_full_size_maps_and_embeds_bounded_previews(tmp_path
     levels = np.asarray(layers["grain"])  # a palette image: its indices are the map's levels
     assert layers["grain"].mode == "P" and layers["grain"].info["transparency"] == LAYER_ALPHA.tobytes()
     np.testing.assert_array_equal(levels, map_preview(grain.heatmap, DISPLAY_SIDE))
-    cards = [picture for alt, mime, picture in images if alt.endswith(" heatmap")]
-    assert len(cards) == 2 and all(max(card.size) == CARD_SIDE and card.mode == "P" for card in cards)
+    cards = [(mime, picture) for alt, mime, picture in images if alt.endswith(" map over the photograph")]
+    assert len(cards) == 2 and all(mime == "image/jpeg" and max(card.size) == CARD_SIDE for mime, card in cards)
     assert len(page.encode("utf-8")) < 3_000_000, "previews, not full-size maps"

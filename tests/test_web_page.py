@@ -139,7 +139,10 @@ def test_pairs_are_told_by_their_names_and_shown_before_sending(page: Page, tmp_
     page.wait_for_selector("#result:not([hidden])")
     page.wait_for_function(PHOTO_SHOWN)
     assert page.is_visible("#swipe")  # a comparison: the aligned pair to swipe between
-    assert "not probabilities" in page.inner_text("#score-note")
+    assert "not probabilities" in page.text_content("#score-note")  # beside the score, in the fold
+    # words first: the report's reading and its next step, the score folded away
+    assert "between the two copies" in page.inner_text("#summary") and not page.is_visible("#score")
+    assert "retouch compare" in page.inner_text("#next-step")
     page.wait_for_selector("#regions tbody tr")  # drawn once the heatmap is
     regions = page.locator("#regions tbody tr").count()
     assert regions >= 1 and page.locator("#boxes .box").count() == regions

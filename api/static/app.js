@@ -485,7 +485,16 @@
     report.inputs.forEach(function (input) {
       (input.notes || []).forEach(function (note) { inputNotes.push(" " + input.name + " " + note); });
     });
-    $("summary").textContent = result.summary + inputNotes.join("");
+    // the report's plain-words reading first (reports of older versions have none: their summary stands in)
+    var words = report.reading || { headline: result.summary, how_sure: "", cannot_see: [], next_step: "" };
+    $("summary").textContent = words.headline + inputNotes.join("");
+    $("how-sure").textContent = words.how_sure;
+    var limits = $("cannot-see"); limits.innerHTML = "";
+    words.cannot_see.forEach(function (line) {
+      var li = document.createElement("li"); li.textContent = line; limits.appendChild(li);
+    });
+    $("next-step").textContent = words.next_step;
+    $("method-summary").textContent = result.summary;
     $("score-note").textContent = report.score_note || "";
     var isPair = report.command === "compare";
     var photoIndex = isPair ? 1 : 0;

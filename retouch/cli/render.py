@@ -9,6 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from retouch.cli.app import stdout
+from retouch.report.reading import reading_lines
 from retouch.run.tasks import REPORT_HTML, REPORT_JSON, TaskOutcome
 
 
@@ -20,7 +21,14 @@ def print_outcome(outcome: TaskOutcome, *, as_json: bool = False) -> None:
         return
     report = json.loads((folder / REPORT_JSON).read_text(encoding="utf-8"))
     result = report["result"]
-    stdout.print(f"[bold]{escape(result['summary'])}[/bold]")
+    words = report.get("reading")
+    if words:  # the plain-words reading first, the numbers after it
+        first, *rest = reading_lines(words)
+        stdout.print(f"[bold]{escape(first)}[/bold]")
+        for line in rest:
+            stdout.print(line, markup=False)
+    else:
+        stdout.print(f"[bold]{escape(result['summary'])}[/bold]")
     if result["regions"]:
         table = Table(show_header=True, header_style="bold")
         for column in ("#", "kind", "x", "y", "w", "h", "area px", "score", "evidence"):

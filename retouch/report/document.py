@@ -9,6 +9,7 @@ from typing import Any
 
 from retouch import __version__
 from retouch.report.html import SCORE_NOTE
+from retouch.report.reading import reading
 from retouch.result import AnalysisResult
 
 SCHEMA = "retouch-report/1"
@@ -56,6 +57,9 @@ def build_report(
         analysis_entries.append(entry)
     headline = result.to_dict()
     headline["explanation"] = result.explanation
+    extra = dict(extra or {})
+    words = reading(command=command, result=headline, analyses=analysis_entries, inputs=inputs,
+                    compared_fraction=extra.get("compared_fraction"))
     return {
         "schema": SCHEMA,
         "tool": {"name": "retouch", "version": __version__, "versions": tool_versions()},
@@ -64,9 +68,10 @@ def build_report(
         "inputs": [dict(item) for item in inputs],
         "parameters": dict(parameters),
         "timings_s": {key: round(float(value), 4) for key, value in timings.items()},
+        "reading": words,  # the plain-words account every rendering (page, terminal, gallery) shows first
         "result": headline,
         "score_note": SCORE_NOTE,  # the caption every rendering shows beside a score
         "analyses": analysis_entries,
         "artifacts": dict(artifacts),
-        **dict(extra or {}),
+        **extra,
     }

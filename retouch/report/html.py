@@ -14,12 +14,15 @@ from typing import Any
 
 import numpy as np
 
-from retouch.report.visual import jpeg_bytes, map_preview, palette_png, png_bytes, shrink
+from retouch.report.reading import certainty_words, kind_phrase, place_words, reading
+from retouch.report.visual import colorize_heatmap, jpeg_bytes, map_preview, palette_png, png_bytes, \
+    preview_over_photo, shrink
 
 DISPLAY_SIDE = 1600
 CARD_SIDE = 640
 
-KIND_MEANING = {
+KIND_MEANING = {  # the table's short gloss; the words above the table use retouch.report.reading.KIND_WORDS
+    "damage": "dust, scratches or specks on the print or scan, not retouching",
     "removed": "present in the reference, missing from the questioned image",
     "added": "present in the questioned image, absent from the reference",
     "retouched": "same place, altered surface (paint, airbrush, local tone)",
@@ -108,11 +111,12 @@ def _region_table(regions: Sequence[Mapping[str, Any]], width: int, height: int)
     for index, region in enumerate(regions, start=1):
         x, y, w, h = region["bbox"]
         rows.append(
-            f'<tr data-region="{index}"><td class="num">{index}</td><td>{escape(region["kind"])}'
-            f'<div class="note">{escape(KIND_MEANING.get(region["kind"], ""))}</div></td>'
-            f"<td class=\"mono\">x={x}, y={y}, {w}×{h}</td>"
-            f'<td class="num">{region["area"]:,} px<br>{100.0 * region["area"] / total:.2f} %</td>'
-            f'<td class="num">{region["score"]:.2f}</td><td>{escape(_evidence_text(region))}</td></tr>'
+            f'<tr data-region="{index}"><td class="num" data-label="#">{index}</td><td data-label="Kind">'
+            f'{escape(region["kind"])}<div class="note">{escape(KIND_MEANING.get(region["kind"], ""))}</div></td>'
+            f'<td class="mono" data-label="Where">x={x}, y={y}, {w}×{h}</td>'
+            f'<td class="num" data-label="Area">{region["area"]:,} px<br>{100.0 * region["area"] / total:.2f} %</td>'
+            f'<td class="num" data-label="Score">{region["score"]:.2f}</td>'
+            f'<td data-label="Evidence">{escape(_evidence_text(region))}</td></tr>'
         )
     return ("<table><thead><tr><th>#</th><th>Kind</th><th>Where (pixels)</th><th>Area</th><th>Score</th>"
             "<th>Evidence</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
@@ -151,22 +155,28 @@ def swipe_html(reference: np.ndarray, questioned: np.ndarray) -> str:
     )
 
 
-def _analysis_cards(analyses: Sequence[Mapping[str, Any]], previews: Mapping[str, np.ndarray]) -> str:
+def _analysis_cards(analyses: Sequence[Mapping[str, Any]], previews: Mapping[str, np.ndarray],
+                    photo: np.ndarray) -> str:
+    card_photo = shrink(photo, CARD_SIDE)  # once for every card
     cards = []
     for analysis in analyses:
         name = analysis["method"]
         picture = ""
         if name in previews and not analysis.get("skipped"):
-            picture = f'<img alt="{escape(name)} heatmap" src="{map_uri(previews[name], CARD_SIDE)}">'
-        status = "not applicable" if analysis.get("skipped") else f"score {analysis['score']:.2f}"
+            picture = (f'<img alt="{escape(name)} map over the photograph" '
+                       f'src="{photo_uri(preview_over_photo(card_photo, previews[name]), CARD_SIDE)}">')
+        count = len(analysis["regions"])
+        status = ("did not run" if analysis.get("skipped") else
+                  f"{count} area{'' if count == 1 else 's'} marked" if count else "nothing met its threshold")
         cards.append(
             f'<div class="card{" skipped" if analysis.get("skipped") else ""}"><h3>{escape(name)}</h3>'
-            f'<div class="meta">{escape(status)} · {len(analysis["regions"])} region(s) · '
-            f'{100.0 * analysis.get("flagged_fraction", 0.0):.2f} % flagged</div>{picture}'
-            f"<p>{escape(analysis.get('summary', ''))}</p>"
-            f"<details><summary>What this map shows and where it fails</summary>"
+            f'<div class="meta">{escape(status)}</div>{picture}'
+            + (f"<p>{escape(analysis['skipped'])}</p>" if analysis.get("skipped") else "")
+            + "<details><summary>What this map shows and where it fails</summary>"
             f"<p>{escape(analysis.get('explanation', ''))}</p></details>"
-            f"<details><summary>Parameters</summary><pre>{escape(json.dumps(analysis.get('params', {}), indent=1))}"
+            + f"<details><summary>The numbers</summary><p>score {analysis['score']:.2f}, "
+            f"{100.0 * analysis.get('flagged_fraction', 0.0):.2f} % of the picture flagged. "
+            f"{escape(analysis.get('summary', ''))}</p><pre>{escape(json.dumps(analysis.get('params', {}), indent=1))}"
             "</pre></details></div>"
         )
     return '<div class="cards">' + "".join(cards) + "</div>"
@@ -180,15 +190,60 @@ def _inputs_table(inputs: Sequence[Mapping[str, Any]]) -> str:
     rows = []
     for item in inputs:
         rows.append(
-            f"<tr><td>{escape(item.get('role', 'image'))}</td><td>{escape(item.get('name', ''))}</td>"
-            f"<td>{escape(item.get('format', ''))}, {item.get('width')}×{item.get('height')}, "
+            f"<tr><td data-label=\"Role\">{escape(item.get('role', 'image'))}</td>"
+            f"<td data-label=\"File\">{escape(item.get('name', ''))}</td>"
+            f"<td data-label=\"Format\">{escape(item.get('format', ''))}, {item.get('width')}×{item.get('height')}, "
             f"{escape(item.get('mode', ''))} {item.get('bit_depth', '')}-bit{_input_notes(item)}</td>"
-            f"<td class=\"mono\">{escape(item.get('sha256', ''))}</td></tr>"
+            f"<td class=\"mono\" data-label=\"SHA-256\">{escape(item.get('sha256', ''))}</td></tr>"
         )
     return ("<table><thead><tr><th>Role</th><th>File</th><th>Format</th><th>SHA-256</th></tr></thead><tbody>"
             + "".join(rows) + "</tbody></table>"
             '<p class="note">To confirm this report refers to your file, compute its SHA-256 '
             "(for example <code>sha256sum FILE</code>) and compare it with the value above.</p>")
+
+
+def colour_scale_html() -> str:
+    """The heatmaps' colour scale as a bar with words at its ends (the same inferno map the pictures use)."""
+    stops = ", ".join(f"rgb{tuple(int(v) for v in colorize_heatmap(np.full((1, 1), value, np.float32))[0, 0])}"
+                      for value in np.linspace(0.0, 1.0, 6))
+    return ('<div class="scale" role="img" aria-label="colour scale: dark is unremarkable, bright yellow is the '
+            f'most unusual"><div class="scale-bar" style="background:linear-gradient(to right, {stops})"></div>'
+            '<div class="scale-words"><span>0 · nothing unusual (transparent over the photograph)</span>'
+            "<span>1 · most unusual</span></div></div>")
+
+
+def reading_html(words: Mapping[str, Any], *, nothing_found: bool) -> str:
+    """The report's plain-words reading (see :mod:`retouch.report.reading`): the first thing a reader sees."""
+    limits = "".join(f"<li>{escape(line)}</li>" for line in words.get("cannot_see", []))
+    return (f'<div class="verdict{" nothing" if nothing_found else ""}">'
+            f"<p class=\"headline\"><strong>{escape(words['headline'])}</strong></p>"
+            f"<p>{escape(words['how_sure'])}</p>"
+            + (f"<p class=\"label\">What these methods cannot see in this file</p><ul>{limits}</ul>" if limits else "")
+            + f"<p class=\"label\">Next step</p><p>{_code_spans(words['next_step'])}</p></div>")
+
+
+def _code_spans(text: str) -> str:
+    """Escaped text with `backticked` commands set as code."""
+    parts = escape(text).split("`")
+    return "".join(f"<code>{part}</code>" if index % 2 else part for index, part in enumerate(parts))
+
+
+def _regions_in_words(regions: Sequence[Mapping[str, Any]], width: int, height: int) -> str:
+    if not regions:
+        return '<p class="note">No region met the threshold.</p>'
+    items = []
+    total = float(max(width * height, 1))
+    for index, region in enumerate(regions[:30], start=1):
+        kind = str(region.get("kind", "region"))
+        share = 100.0 * float(region.get("area", 0)) / total
+        detectors = (region.get("evidence") or {}).get("detectors")
+        by = f"; found by {', '.join(map(str, detectors))}" if isinstance(detectors, list) and detectors else ""
+        items.append(f'<li data-region="{index}"><strong>{escape(kind)}</strong>: an area '
+                     f"{escape(kind_phrase(kind))}, {escape(place_words(region['bbox'], width, height))}, "
+                     f"{share:.1f} % of the picture, {escape(certainty_words(float(region.get('score', 0.0))))} "
+                     f"evidence{escape(by)}.</li>")
+    more = f'<p class="note">… and {len(regions) - 30} more in the numbers below.</p>' if len(regions) > 30 else ""
+    return "<ol>" + "".join(items) + "</ol>" + more
 
 
 def render_html(
@@ -204,8 +259,9 @@ def render_html(
 
     ``photo`` is the image the regions refer to (the questioned image for a comparison); ``layers`` maps names
     to [0, 1] heatmaps at ``photo``'s size, offered as toggles over it; ``pair`` is (aligned reference,
-    questioned) for the swipe and flicker view. Every picture is a compact preview: photographs as JPEG and
-    maps as palette PNG, at most ``DISPLAY_SIDE`` pixels on a side, each map shrunk once for all its pictures.
+    questioned) for the swipe and flicker view. Words come first (the report's ``reading``), numbers behind folds.
+    Every picture is a compact preview: photographs as JPEG and maps as palette PNG, at most ``DISPLAY_SIDE``
+    pixels on a side, each map shrunk once for all its pictures.
     """
     previews = {name: map_preview(heatmap, DISPLAY_SIDE) for name, heatmap in layers.items()}
     result = report["result"]
@@ -213,13 +269,13 @@ def render_html(
     height, width = photo.shape[:2]
     subject = report["inputs"][-1].get("name", "image") if report["inputs"] else "image"
     title = f"retouch {report['command']} report: {subject}"
-    clean = not regions
+    words = report.get("reading") or reading(command=report["command"], result=result,
+                                             analyses=report.get("analyses", []), inputs=report["inputs"])
     sections = [
         f"<h1>{escape(title)}</h1>",
+        reading_html(words, nothing_found=not regions),
         f'<p class="sub">retouch {escape(report["tool"]["version"])} · {escape(report["created_utc"])} · '
         f'schema {escape(report["schema"])}</p>',
-        f'<div class="verdict{" clean" if clean else ""}"><div class="score">{result["score"]:.2f}</div>'
-        f"<p><strong>{escape(result['summary'])}</strong></p><p class=\"note\">{escape(SCORE_NOTE)}</p></div>",
     ]
     if intro:
         sections.append(f"<p>{escape(intro)}</p>")
@@ -228,16 +284,21 @@ def render_html(
     sections += [
         "<h2>Where</h2>",
         _figure(photo, previews, regions, default_layer),
-        f"<h2>Regions ({len(regions)})</h2>",
-        _region_table(regions, width, height),
+        colour_scale_html(),
+        f"<h2>What was marked ({len(regions)})</h2>",
+        _regions_in_words(regions, width, height),
         f"<p>{escape(result.get('explanation', ''))}</p>",
+        "<details class=\"numbers\"><summary>The numbers: scores, boxes, areas, evidence</summary>"
+        f"<p>Image score <strong>{result['score']:.2f}</strong>. {escape(SCORE_NOTE)}</p>"
+        f"<p>{escape(result.get('summary', ''))}</p>"
+        + _region_table(regions, width, height) + "</details>",
     ]
     if report.get("registration"):
-        sections += ["<h2>How the two scans were aligned</h2>",
-                     f"<pre>{escape(json.dumps(report['registration'], indent=1))}</pre>"]
+        sections += ["<details><summary>How the two scans were aligned</summary>"
+                     f"<pre>{escape(json.dumps(report['registration'], indent=1))}</pre></details>"]
     analyses = report.get("analyses", [])
     if analyses:
-        sections += ["<h2>Each analysis</h2>", _analysis_cards(analyses, previews)]
+        sections += ["<h2>Each method</h2>", _analysis_cards(analyses, previews, photo)]
     sections += [
         "<h2>Inputs</h2>",
         _inputs_table(report["inputs"]),

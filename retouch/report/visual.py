@@ -74,6 +74,32 @@ def palette_png(levels: np.ndarray, *, see_through: bool = False) -> bytes:
     return buffer.getvalue()
 
 
+def heatmap_over_photo(photo: np.ndarray, heatmap: np.ndarray, *, max_side: int | None = None) -> np.ndarray:
+    """The photograph in gray with the heatmap's colours laid over it, opaque where the map is high (RGB uint8).
+
+    The same blend as the report's layer over the photograph (:func:`heatmap_rgba`), flattened into one picture:
+    a reader sees where on the photograph a map is bright, which a map alone (mostly dark) does not show.
+    """
+    eight = to_uint8(photo)
+    gray = eight if eight.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(eight[:, :, :3]), cv2.COLOR_RGB2GRAY)
+    values = np.clip(np.asarray(heatmap, np.float32), 0.0, 1.0)
+    if max_side:
+        gray, values = shrink(gray, max_side), shrink(values, max_side)
+    rgba = heatmap_rgba(values)
+    alpha = rgba[:, :, 3:4].astype(np.float32) / 255.0
+    base = np.repeat(gray[:, :, None].astype(np.float32), 3, axis=2)
+    return np.round(base * (1.0 - alpha) + rgba[:, :, :3].astype(np.float32) * alpha).astype(np.uint8)
+
+
+def preview_over_photo(photo: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """:func:`heatmap_over_photo` for a photograph already shrunk and a map preview (uint8 levels, see
+    :func:`map_preview`), the preview resized to the photograph's size: no full-size array is touched."""
+    height, width = photo.shape[:2]
+    if levels.shape[:2] != (height, width):
+        levels = cv2.resize(levels, (width, height), interpolation=cv2.INTER_AREA)
+    return heatmap_over_photo(photo, levels.astype(np.float32) / np.float32(255.0))
+
+
 def shrink(image: np.ndarray, max_side: int) -> np.ndarray:
     """Downscale (area interpolation) so the longest side is at most ``max_side``; never upscales."""
     height, width = image.shape[:2]

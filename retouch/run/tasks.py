@@ -83,7 +83,7 @@ def _retouch_output_names() -> set[str]:
     """Every file name an analyze or compare run can write into its output folder."""
     from retouch.detect import detectors as registered_detectors
 
-    detector_maps = {f"{name}.png" for name in registered_detectors()}
+    detector_maps = {f"{name}{suffix}.png" for name in registered_detectors() for suffix in ("", "_mask")}
     return detector_maps | set(ANALYZE_ARTIFACTS) | set(COMPARE_ARTIFACTS) | {REPORT_HTML, REPORT_JSON}
 
 
@@ -164,6 +164,8 @@ def analyze_loaded(
                         detector_options=options, orientation=image.exif_orientation)
     analyse_seconds = time.perf_counter() - started
     artifacts = {f"{r.method}.png": f"{r.method} heatmap, 0..255 (input size)" for r in run.results}
+    artifacts.update({f"{r.method}_mask.png": f"{r.method}'s own decision: 255 where it flagged the pixel (input size)"
+                      for r in run.results if r.skipped is None})
     artifacts.update(ANALYZE_ARTIFACTS)
     artifacts.update(REPORT_ARTIFACTS)
     with _writing(out_dir, [image], artifacts) as folder:
@@ -172,6 +174,8 @@ def analyze_loaded(
         with _file_writer(folder) as write:
             for result in run.results:
                 write(f"{result.method}.png", lambda heatmap=result.heatmap: encode_png(heatmap_to_uint8(heatmap)))
+                if result.skipped is None:  # each method's decision, so its finding can be checked against a truth
+                    write(f"{result.method}_mask.png", lambda mask=result.mask: encode_png(mask))
             write("suspect_mask.png", lambda: encode_png(fused.mask))
             write("suspect_heatmap.png", lambda: encode_png(heatmap_to_uint8(fused.heatmap)))
             write("overlay.png", lambda: encode_png(overlay(image.pixels, fused.heatmap, fused.mask,
@@ -189,9 +193,9 @@ def analyze_loaded(
             layers = {r.method: r.heatmap for r in run.results if r.skipped is None}
             layers = {"suspect": fused.heatmap, **layers}
             # the pixels as loaded: the page shrinks them before anything else (a full-size RGB copy of a gray
-            # scan would cost three bytes a pixel for a 1600 px preview)
-            page = render_html(report, photo=image.pixels, layers=layers,
-                               default_layer="suspect" if fused.regions else None)
+            # scan would cost three bytes a pixel for a 1600 px preview); the map is shown over the photograph
+            # from the start, found or not: a reader sees where it is bright
+            page = render_html(report, photo=image.pixels, layers=layers, default_layer="suspect")
         _write_report(folder, report, page, write_started)
     return _outcome("analyze", folder, fused, report, load_seconds + time.perf_counter() - started, run.params)
 
@@ -288,7 +292,7 @@ def compare_loaded(
             },
         )
         page = render_html(report, photo=questioned.pixels, layers={"changes": result.heatmap},
-                           pair=(aligned, questioned.pixels), default_layer=None)
+                           pair=(aligned, questioned.pixels), default_layer="changes")
         _write_report(folder, report, page, write_started)
     return _outcome("compare", folder, result, report, load_seconds + time.perf_counter() - started, result.params)
 

@@ -88,6 +88,66 @@ def figure_mask(shape: tuple[int, int], rng: np.random.Generator, *, area_fracti
     return mask
 
 
+def person_mask(shape: tuple[int, int], rng: np.random.Generator, *, area_fraction: float) -> np.ndarray:
+    """A standing person seen from the front (head, neck, shoulders, coat, arms, legs), covering about
+    ``area_fraction`` of the image, feet in the lower part of the frame as in a group photograph."""
+    height, width = shape
+    tall = float(np.clip(np.sqrt(area_fraction * height * width / 0.16), 0.2 * height, 0.95 * height))
+    cx = float(rng.uniform(0.15 * width + 0.15 * tall, 0.85 * width - 0.15 * tall))
+    feet = float(rng.uniform(min(height - 2.0, max(tall, 0.8 * height)), height - 2.0))
+    top = feet - tall
+    unit = tall / 8.0  # a head is an eighth of a figure
+    mask = np.zeros(shape, np.uint8)
+
+    def pt(dx: float, dy: float) -> tuple[int, int]:
+        return (int(round(cx + dx * unit)), int(round(top + dy * unit)))
+
+    cv2.ellipse(mask, pt(0, 0.55), (int(0.38 * unit), int(0.5 * unit)), 0, 0, 360, 1, -1)  # head
+    cv2.fillConvexPoly(mask, np.array([pt(-0.18, 0.9), pt(0.18, 0.9), pt(0.2, 1.3), pt(-0.2, 1.3)]), 1)  # neck
+    lean = float(rng.uniform(-0.08, 0.08))
+    coat = np.array([pt(-0.95, 1.35), pt(0.95, 1.35), pt(0.8 + lean, 4.3), pt(0.85, 5.0), pt(-0.85, 5.0),
+                     pt(-0.8 + lean, 4.3)])
+    cv2.fillPoly(mask, [coat], 1)  # shoulders and coat
+    for side in (-1, 1):  # arms hang beside the coat, slightly out from the body
+        swing = float(rng.uniform(0.0, 0.25))
+        cv2.fillConvexPoly(mask, np.array([pt(side * 0.75, 1.4), pt(side * 1.05, 1.5),
+                                           pt(side * (1.15 + swing), 4.3), pt(side * (0.85 + swing), 4.4)]), 1)
+        cv2.fillConvexPoly(mask, np.array([pt(side * 0.08, 4.8), pt(side * 0.62, 4.8), pt(side * 0.55, 7.8),
+                                           pt(side * 0.15, 7.8)]), 1)  # a leg
+        cv2.ellipse(mask, pt(side * 0.42, 7.85), (int(0.32 * unit), int(0.15 * unit)), 0, 0, 360, 1, -1)  # a shoe
+    return mask.astype(bool)
+
+
+def paint_person(print_image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, *,
+                 style: PrintStyle) -> np.ndarray:
+    """The print with a person standing in ``mask``: a dark coat shaded from the light side, a lighter face, soft
+    photographic edges and the print's own grain, so that the untouched print shows someone to vanish."""
+    ys, xs = np.nonzero(mask)
+    top, bottom = ys.min(), ys.max()
+    span = max(bottom - top, 1)
+    yy, xx = np.mgrid[0:mask.shape[0], 0:mask.shape[1]].astype(np.float32)
+    depth = float(style.white - style.black)
+    coat = style.black + depth * float(rng.uniform(0.08, 0.22))
+    light = np.clip((xx - xs.mean()) / max(xs.std(), 1.0), -2, 2) * float(rng.choice([-1, 1])) * 0.03 * depth
+    tone = coat + light
+    head = (yy - top) < 0.12 * span
+    tone = np.where(head, style.black + depth * float(rng.uniform(0.55, 0.75)) + light, tone).astype(np.float32)
+    alpha = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), 0.8)
+    figure = add_grain(np.clip(tone, 0, 1).astype(np.float32), rng, strength=style.grain,
+                       correlation=style.grain_correlation)
+    return (print_image * (1 - alpha) + figure * alpha).astype(np.float32)
+
+
+def _with_person(clean_print: np.ndarray, rng: np.random.Generator, *, style: PrintStyle, area_fraction: float
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """The print with a person painted in, and the area a retoucher removing them paints over: the figure and a
+    margin of a few pixels, as a brush never follows an outline exactly."""
+    figure = person_mask(clean_print.shape, rng, area_fraction=area_fraction)
+    margin = max(3, round(max(clean_print.shape) / 250)) | 1
+    target = cv2.dilate(figure.astype(np.uint8), np.ones((margin, margin), np.uint8)).astype(bool)
+    return paint_person(clean_print, figure, rng, style=style), target
+
+
 def _feather(mask: np.ndarray, radius: float) -> np.ndarray:
     if radius <= 0:
         return mask.astype(np.float32)
@@ -258,9 +318,12 @@ def _footprint(before: np.ndarray, after: np.ndarray) -> np.ndarray:
 
 def forge_print(print_image: np.ndarray, rng: np.random.Generator, *, method: str, area_fraction: float,
                 regrain: bool, style: PrintStyle, size: int,
-                stamp: tuple[float, float] | tuple[float, float, bool] | None = None
-                ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+                stamp: tuple[float, float] | tuple[float, float, bool] | None = None,
+                target: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Apply ``method`` to a print; returns (forged print, changed-pixel mask, description).
+
+    ``target``: the area to remove (e.g. a person painted in by :func:`paint_person`); by default a figure-shaped
+    area of ``area_fraction`` is drawn at random.
 
     ``stamp``: (angle in degrees, scale[, mirror]) of a clone stamp, instead of the random geometry (see
     ``clone_fill``);
@@ -268,7 +331,8 @@ def forge_print(print_image: np.ndarray, rng: np.random.Generator, *, method: st
     """
     if stamp is not None and method != "clone":
         raise ValueError(f"a stamp geometry is only meaningful for method 'clone', not {method!r}")
-    target = figure_mask(print_image.shape, rng, area_fraction=area_fraction)
+    if target is None:
+        target = figure_mask(print_image.shape, rng, area_fraction=area_fraction)
     info: dict[str, Any] = {"target_bbox": list(cv2.boundingRect(target.astype(np.uint8)))}
     if method == "diffusion":
         forged = diffusion_fill(print_image, target, method=str(rng.choice(["telea", "ns"])))
@@ -294,13 +358,15 @@ def forge_print(print_image: np.ndarray, rng: np.random.Generator, *, method: st
 
 
 def make_forgery(seed: int, *, method: str, size: int = 512, source: str | None = None, regrain: bool = False,
-                 history: str = "print", scan_style: ScanStyle | None = None,
+                 history: str = "print", scan_style: ScanStyle | None = None, person: bool = False,
                  area_fraction: float | None = None,
                  stamp: tuple[float, float] | tuple[float, float, bool] | None = None) -> ForgeryCase:
     """An archive-style forged scan with its exact ground-truth mask.
 
     ``history="print"``: the print was retouched, then scanned once (the Soviet workflow).
     ``history="digital"``: a JPEG scan was edited and saved again (a modern fake; leaves JPEG traces).
+    ``person=True``: a person is painted into the print first (the untouched scan shows them) and the forgery
+    removes exactly that person.
     ``stamp``: (angle in degrees, scale) of a clone stamp, e.g. ``(45, 1.33)``, instead of the random geometry,
     or (angle, scale, mirror) with ``mirror=True`` for a block flipped left to right before it is turned; only
     for ``method="clone"`` (ValueError otherwise). Without it every case is generated exactly as before.
@@ -314,11 +380,13 @@ def make_forgery(seed: int, *, method: str, size: int = 512, source: str | None 
     fraction = area_fraction if area_fraction is not None else float(rng.uniform(0.015, 0.07))
     scan_style = scan_style or ScanStyle.random(rng)
     scan_seed = int(rng.integers(0, 2**31))
+    clean_print, target = _with_person(clean_print, rng, style=style, area_fraction=fraction) if person else (
+        clean_print, None)
     info: dict[str, Any] = {"seed": seed, "source": source, "method": method, "regrain": regrain,
                             "history": history, "print_style": style.to_dict(), "scan_style": scan_style.to_dict()}
     if history == "print":
         forged_print, mask, extra = forge_print(clean_print, rng, method=method, area_fraction=fraction,
-                                                regrain=regrain, style=style, size=size, stamp=stamp)
+                                                regrain=regrain, style=style, size=size, stamp=stamp, target=target)
         original, _, _ = scan(clean_print, np.random.default_rng(scan_seed), scan_style)
         image, data, fmt = scan(forged_print, np.random.default_rng(scan_seed), scan_style)
     elif history == "digital":
@@ -329,7 +397,7 @@ def make_forgery(seed: int, *, method: str, size: int = 512, source: str | None 
         if gray.ndim == 3:
             gray = cv2.cvtColor(gray, cv2.COLOR_RGB2GRAY)
         forged_gray, mask, extra = forge_print(gray, rng, method=method, area_fraction=fraction,
-                                               regrain=regrain, style=style, size=size, stamp=stamp)
+                                               regrain=regrain, style=style, size=size, stamp=stamp, target=target)
         forged = original.astype(np.float32) / 255.0
         if forged.ndim == 3:  # apply the gray edit as a luminance change, keeping the sepia tint
             forged = np.clip(forged * (forged_gray / np.maximum(gray, 1e-3))[:, :, None], 0, 1)
@@ -397,12 +465,13 @@ def random_view(shape: tuple[int, int], rng: np.random.Generator, *, scale_range
 
 
 def make_pair(seed: int, *, size: int = 512, edit: str = "diffusion", source: str | None = None,
-              geometry: dict[str, Any] | None = None, regrain: bool = False) -> PairCase:
+              geometry: dict[str, Any] | None = None, regrain: bool = False, person: bool = False) -> PairCase:
     """A reference scan of the untouched print and a re-photographed scan of the doctored print.
 
     ``edit`` is a removal method (``diffusion``, ``exemplar``, ``clone``, ``airbrush``), ``added`` (a piece of
     another print pasted in) or ``none`` (two honest scans of one print). ``transform`` maps reference pixel
-    coordinates to questioned pixel coordinates.
+    coordinates to questioned pixel coordinates. ``person=True`` (removals only): the removed figure is a person
+    painted into the print first, visible in the reference.
     """
     rng = np.random.default_rng(seed)
     source = source or str(rng.choice(PHOTO_SOURCES))
@@ -413,9 +482,12 @@ def make_pair(seed: int, *, size: int = 512, edit: str = "diffusion", source: st
         forged, mask = clean_print, np.zeros(clean_print.shape, bool)
     else:
         method = "pasteup" if edit == "added" else edit
-        forged, mask, extra = forge_print(clean_print, rng, method=method,
-                                          area_fraction=float(rng.uniform(0.015, 0.06)), regrain=regrain,
-                                          style=style, size=size)
+        fraction = float(rng.uniform(0.015, 0.06))
+        target = None
+        if person and edit != "added":
+            clean_print, target = _with_person(clean_print, rng, style=style, area_fraction=fraction)
+        forged, mask, extra = forge_print(clean_print, rng, method=method, area_fraction=fraction, regrain=regrain,
+                                          style=style, size=size, target=target)
         info.update(extra)
     reference_style = ScanStyle.random(rng)
     reference, reference_bytes, reference_format = scan(clean_print, rng, reference_style)
