@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks import write_markdown
+
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = "grace_hopper"  # 600 x 512: the print side for a requested area follows from its aspect
 
@@ -144,10 +146,7 @@ def write(args: argparse.Namespace, rows: list[dict], false_rows: list[dict]) ->
         counts = ", ".join(str(row["fused_regions"]) for row in chosen)
         lines.append(f"| {megapixels} | {len(chosen)} | {counts} | "
                      + ", ".join(f"{name} {count}" for name, count in sorted(per.items())) + " |")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print("\n".join(lines))
+    write_markdown(args.out, lines)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks import write_markdown
+
 ROOT = Path(__file__).resolve().parents[1]
 SEED = 11
 FLOOR_JPEG_QUALITY = 90
@@ -292,10 +294,7 @@ def write(args: argparse.Namespace, rows: list[dict], skipped: list[str], batch:
                   f"--workers {batch['workers']}`, start-up included: {batch['seconds']} s, "
                   f"**{batch['scans_per_minute']} scans a minute**; {batch['per_scan_over_floor']}x the 1 MP floor "
                   f"({batch['floor_s']} s) per scan; {batch['results']} results written."]
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print("\n".join(lines))
+    write_markdown(args.out, lines)
 
 
 if __name__ == "__main__":
