@@ -482,6 +482,25 @@ def test_heatmap_to_uint8_rounds_to_the_nearest_level_and_clips() -> None:
     assert got[0].tolist() == [0, 1, 64, 255] and got[1, :3].tolist() == [255, 255, 0] and got[1, 3] in (0, 1)
 
 
+def test_heatmap_to_uint8_matches_the_plain_numpy_rounding_and_reads_nan_as_no_evidence() -> None:
+    from retouch.io.write import heatmap_to_uint8
+
+    heat = np.random.default_rng(4).uniform(-0.1, 1.1, (301, 203)).astype(np.float32)
+    heat[0, :3] = [np.nan, 2.5 / 255, 3.5 / 255]  # halves go to the even level, as np.round does
+    expected = np.round(np.clip(np.nan_to_num(heat, nan=0.0), 0, 1) * np.float32(255)).astype(np.uint8)
+    np.testing.assert_array_equal(heatmap_to_uint8(heat), expected)
+    assert heatmap_to_uint8(heat)[0, 0] == 0, "a NaN is no evidence, never the brightest level"
+
+
+def test_encode_png_round_trips_16_bit_samples() -> None:
+    from retouch.io.write import encode_png
+
+    image = np.random.default_rng(2).integers(0, 65536, (13, 11), dtype=np.uint16)
+    decoded = cv2.imdecode(np.frombuffer(encode_png(image), np.uint8), cv2.IMREAD_UNCHANGED)
+    assert decoded.dtype == np.uint16
+    np.testing.assert_array_equal(decoded, image)
+
+
 @pytest.mark.parametrize("channels", [None, 3, 4])
 def test_encode_png_keeps_rgb_channel_order(channels: int | None) -> None:
     # the arrays are RGB(A); OpenCV writes BGR(A): a missed conversion swaps red and blue in every overlay

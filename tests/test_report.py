@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from typing import Any
 
 import numpy as np
 import pytest
@@ -243,3 +244,70 @@ def test_the_printed_report_shows_both_versions_the_map_and_every_folded_section
             assert page.evaluate(visible, "img.layer") == 0
         finally:
             browser.close()
+
+
+def _embedded_images(page: str) -> list[tuple[str, str, Any]]:
+    """Every data: image of a page as (alt text, MIME type, the opened picture)."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    found = []
+    for alt, mime, data in re.findall(r'<img[^>]*?alt="([^"]*)"[^>]*?src="data:(image/[a-z]+);base64,([^"]+)"', page):
+        picture = Image.open(io.BytesIO(base64.b64decode(data)))
+        found.append((alt, mime, picture))
+    return found
+
+
+def test_report_folder_keeps_full_size_maps_and_embeds_bounded_previews(tmp_path) -> None:
+    # what a user relies on: every map at the scan's size with the analysis' own values, the mask exactly the
+    # decision; the page shows small previews whose levels are the map's, shrunk, not a second analysis
+    import cv2
+
+    from retouch.io import heatmap_to_uint8, load_image_bytes
+    from retouch.report.html import CARD_SIDE, DISPLAY_SIDE
+    from retouch.report.visual import LAYER_ALPHA, map_preview
+    from retouch.run.pipeline import analyze_image
+    from retouch.run.tasks import analyze_loaded
+
+    rng = np.random.default_rng(5)
+    height, width = 1300, 2100  # longer than the page's previews on both kinds of picture
+    scene = cv2.GaussianBlur(rng.normal(128, 60, (height, width)).astype(np.float32), (0, 0), 25)
+    scene = np.clip((scene - scene.mean()) * 6 + 128 + rng.normal(0, 4, scene.shape), 0, 255).astype(np.uint8)
+    scene[400:600, 700:1000] = cv2.GaussianBlur(scene[400:600, 700:1000], (0, 0), 4)  # grain removed here
+    data = cv2.imencode(".jpg", scene, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
+    loaded = load_image_bytes(data, name="scan.jpg")
+    detectors = "ela,grain"
+    run = analyze_image(loaded.pixels, jpeg_quantization=loaded.jpeg_quantization, detectors=detectors)
+    analyze_loaded(loaded, tmp_path / "out", detectors=detectors)
+    out = tmp_path / "out"
+
+    for result in run.results:
+        written = cv2.imread(str(out / f"{result.method}.png"), cv2.IMREAD_UNCHANGED)
+        np.testing.assert_array_equal(written, heatmap_to_uint8(result.heatmap))
+    np.testing.assert_array_equal(cv2.imread(str(out / "suspect_heatmap.png"), cv2.IMREAD_UNCHANGED),
+                                  heatmap_to_uint8(run.fused.heatmap))
+    mask = cv2.imread(str(out / "suspect_mask.png"), cv2.IMREAD_UNCHANGED)
+    np.testing.assert_array_equal(mask, run.fused.mask.astype(np.uint8) * 255)
+    for result in run.results:
+        own = cv2.imread(str(out / f"{result.method}_mask.png"), cv2.IMREAD_UNCHANGED)
+        np.testing.assert_array_equal(own, result.mask.astype(np.uint8) * 255)
+    assert cv2.imread(str(out / "overlay.png"), cv2.IMREAD_UNCHANGED).shape == (height, width, 3)
+
+    page = (out / "report.html").read_text(encoding="utf-8")
+    images = _embedded_images(page)
+    assert images, "the page embeds its pictures"
+    for alt, mime, picture in images:
+        assert max(picture.size) <= DISPLAY_SIDE, (alt, picture.size)
+    photo = [(mime, picture) for alt, mime, picture in images if alt == "analysed photograph"]
+    assert [(mime, picture.size) for mime, picture in photo] == [("image/jpeg", (DISPLAY_SIDE, 990))]
+    layers = {alt.removesuffix(" map"): picture for alt, mime, picture in images if alt.endswith(" map")}
+    assert set(layers) == {"suspect", "ela", "grain"}
+    grain = next(result for result in run.results if result.method == "grain")
+    levels = np.asarray(layers["grain"])  # a palette image: its indices are the map's levels
+    assert layers["grain"].mode == "P" and layers["grain"].info["transparency"] == LAYER_ALPHA.tobytes()
+    np.testing.assert_array_equal(levels, map_preview(grain.heatmap, DISPLAY_SIDE))
+    cards = [(mime, picture) for alt, mime, picture in images if alt.endswith(" map over the photograph")]
+    assert len(cards) == 2 and all(mime == "image/jpeg" and max(card.size) == CARD_SIDE for mime, card in cards)
+    assert len(page.encode("utf-8")) < 3_000_000, "previews, not full-size maps"

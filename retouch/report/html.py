@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from retouch.report.reading import certainty_words, kind_phrase, place_words, reading
-from retouch.report.visual import colorize_heatmap, heatmap_over_photo, heatmap_rgba, jpeg_bytes, png_bytes, shrink
+from retouch.report.visual import colorize_heatmap, jpeg_bytes, map_preview, palette_png, png_bytes, \
+    preview_over_photo, shrink
 
 DISPLAY_SIDE = 1600
 CARD_SIDE = 640
@@ -54,6 +55,12 @@ def photo_uri(image: np.ndarray, side: int = DISPLAY_SIDE) -> str:
 
 def png_uri(image: np.ndarray, side: int = DISPLAY_SIDE) -> str:
     return _data_uri(png_bytes(shrink(image, side)), "image/png")
+
+
+def map_uri(levels: np.ndarray, side: int = DISPLAY_SIDE, *, see_through: bool = False) -> str:
+    """A map preview (uint8 levels, see :func:`retouch.report.visual.map_preview`) as an inferno palette PNG,
+    shrunk to ``side``; ``see_through`` for a layer over the photograph."""
+    return _data_uri(palette_png(shrink(levels, side), see_through=see_through), "image/png")
 
 
 def escape(value: Any) -> str:
@@ -119,15 +126,15 @@ def _region_table(regions: Sequence[Mapping[str, Any]], width: int, height: int)
             "<th>Evidence</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
 
 
-def _figure(photo: np.ndarray, layers: Mapping[str, np.ndarray], regions: Sequence[Mapping[str, Any]],
+def _figure(photo: np.ndarray, previews: Mapping[str, np.ndarray], regions: Sequence[Mapping[str, Any]],
             default_layer: str | None) -> str:
     height, width = photo.shape[:2]
     layer_imgs, toggles = [], ['<label><input type="radio" name="layer" data-layer=""'
                                + ("" if default_layer else " checked") + "> photograph only</label>"]
-    for name, heatmap in layers.items():
+    for name, levels in previews.items():
         on = name == default_layer
         layer_imgs.append(f'<img class="layer{" on" if on else ""}" data-name="{escape(name)}" alt="{escape(name)} map" '
-                          f'src="{png_uri(heatmap_rgba(heatmap, max_side=DISPLAY_SIDE))}">')
+                          f'src="{map_uri(levels, see_through=True)}">')
         toggles.append(f'<label><input type="radio" name="layer" data-layer="{escape(name)}"'
                        f'{" checked" if on else ""}> {escape(name)}</label>')
     controls = ('<div class="controls">Show over the photograph: ' + " ".join(toggles)
@@ -201,15 +208,16 @@ def _findings_section(analyses: Sequence[Mapping[str, Any]]) -> list[str]:
             '<ul class="findings">' + "".join(items) + "</ul>"]
 
 
-def _analysis_cards(analyses: Sequence[Mapping[str, Any]], layers: Mapping[str, np.ndarray], photo: np.ndarray,
+def _analysis_cards(analyses: Sequence[Mapping[str, Any]], previews: Mapping[str, np.ndarray], photo: np.ndarray,
                     pictures: Mapping[str, Mapping[str, np.ndarray]] | None = None) -> str:
+    card_photo = shrink(photo, CARD_SIDE)  # once for every card
     cards = []
     for analysis in analyses:
         name = analysis["method"]
         picture = ""
-        if name in layers and not analysis.get("skipped"):
+        if name in previews and not analysis.get("skipped"):
             picture = (f'<img alt="{escape(name)} map over the photograph" '
-                       f'src="{photo_uri(heatmap_over_photo(photo, layers[name], max_side=CARD_SIDE), CARD_SIDE)}">')
+                       f'src="{photo_uri(preview_over_photo(card_photo, previews[name]), CARD_SIDE)}">')
         picture += _card_pictures((pictures or {}).get(name, {}))
         count = len(analysis["regions"])
         status = ("did not run" if analysis.get("skipped") else
@@ -310,8 +318,10 @@ def render_html(
     questioned) for the swipe and flicker view; ``reference``, for a composite, is shown with the source of each
     shared piece outlined; ``pictures`` maps an analysis' name to its own captioned pictures (its result's
     ``images``), shown on its card. The analyses' findings are listed in a section of their own. Words come first
-    (the report's ``reading``), numbers behind folds.
+    (the report's ``reading``), numbers behind folds. Every picture is a compact preview: photographs as JPEG and
+    maps as palette PNG, at most ``DISPLAY_SIDE`` pixels on a side, each map shrunk once for all its pictures.
     """
+    previews = {name: map_preview(heatmap, DISPLAY_SIDE) for name, heatmap in layers.items()}
     result = report["result"]
     regions = result["regions"]
     height, width = photo.shape[:2]
@@ -331,7 +341,7 @@ def render_html(
         sections += ["<h2>The two versions, aligned</h2>", swipe_html(*pair)]
     sections += [
         "<h2>Where</h2>",
-        _figure(photo, layers, regions, default_layer),
+        _figure(photo, previews, regions, default_layer),
         colour_scale_html(),
     ]
     if reference is not None and any(r["kind"] == "shared" for r in regions):
@@ -351,7 +361,7 @@ def render_html(
     analyses = report.get("analyses", [])
     sections += _findings_section(analyses)
     if analyses:
-        sections += ["<h2>Each method</h2>", _analysis_cards(analyses, layers, photo, pictures)]
+        sections += ["<h2>Each method</h2>", _analysis_cards(analyses, previews, photo, pictures)]
     sections += [
         "<h2>Inputs</h2>",
         _inputs_table(report["inputs"]),

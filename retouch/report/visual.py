@@ -46,6 +46,36 @@ def heatmap_rgba(heatmap: np.ndarray, *, max_side: int | None = None) -> np.ndar
     return np.dstack([rgb, alpha])
 
 
+def _inferno_palette() -> np.ndarray:
+    """The inferno colour map as a (256, 3) RGB table, the colours :func:`colorize_heatmap` gives each level."""
+    return colorize_heatmap(np.arange(256, dtype=np.float32)[None, :] / np.float32(255.0))[0]
+
+
+INFERNO = _inferno_palette()
+# the opacity of each level in a layer, as in heatmap_rgba: rising with the square root of the value
+LAYER_ALPHA = np.round(np.sqrt(np.arange(256) / 255.0) * 230.0).astype(np.uint8)
+PREVIEW_PNG_LEVEL = 3  # zlib level of the report's map previews: small palette images, quick at any level
+
+
+def map_preview(heatmap: np.ndarray, max_side: int) -> np.ndarray:
+    """A [0, 1] heatmap shrunk (area interpolation) to at most ``max_side`` on its longest side, as uint8
+    levels 0..255: the one small copy a report's pictures of that map are drawn from."""
+    values = shrink(np.asarray(heatmap, np.float32), max_side)
+    return np.round(np.clip(values, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def palette_png(levels: np.ndarray, *, see_through: bool = False) -> bytes:
+    """PNG bytes of uint8 map ``levels`` as an 8-bit palette image in the inferno colours (one byte a pixel,
+    a quarter of RGBA); ``see_through`` adds each level's opacity (``LAYER_ALPHA``) for layering over the
+    photograph, as :func:`heatmap_rgba` draws it."""
+    picture = Image.fromarray(np.ascontiguousarray(levels, dtype=np.uint8))
+    picture.putpalette(INFERNO.tobytes(), rawmode="RGB")
+    options = {"transparency": LAYER_ALPHA.tobytes()} if see_through else {}
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG", compress_level=PREVIEW_PNG_LEVEL, **options)
+    return buffer.getvalue()
+
+
 def heatmap_over_photo(photo: np.ndarray, heatmap: np.ndarray, *, max_side: int | None = None) -> np.ndarray:
     """The photograph in gray with the heatmap's colours laid over it, opaque where the map is high (RGB uint8).
 
@@ -61,6 +91,15 @@ def heatmap_over_photo(photo: np.ndarray, heatmap: np.ndarray, *, max_side: int 
     alpha = rgba[:, :, 3:4].astype(np.float32) / 255.0
     base = np.repeat(gray[:, :, None].astype(np.float32), 3, axis=2)
     return np.round(base * (1.0 - alpha) + rgba[:, :, :3].astype(np.float32) * alpha).astype(np.uint8)
+
+
+def preview_over_photo(photo: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """:func:`heatmap_over_photo` for a photograph already shrunk and a map preview (uint8 levels, see
+    :func:`map_preview`), the preview resized to the photograph's size: no full-size array is touched."""
+    height, width = photo.shape[:2]
+    if levels.shape[:2] != (height, width):
+        levels = cv2.resize(levels, (width, height), interpolation=cv2.INTER_AREA)
+    return heatmap_over_photo(photo, levels.astype(np.float32) / np.float32(255.0))
 
 
 def shrink(image: np.ndarray, max_side: int) -> np.ndarray:

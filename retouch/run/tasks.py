@@ -9,9 +9,11 @@ mixes two runs. Inputs are only read, and a task refuses an output folder where 
 from __future__ import annotations
 
 import os
+import threading
 import time
-from collections.abc import Mapping, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,6 +95,40 @@ def _writing(out_dir: str | os.PathLike[str], inputs: Sequence[LoadedImage], nam
                            inputs=[image.path for image in inputs if image.path])
 
 
+# OpenCV encodes PNG outside the GIL: two pictures at once on two cores, while the page is rendered
+ENCODING_THREADS = 2
+
+
+@contextmanager
+def _file_writer(folder: Path) -> Iterator[Callable[[str, Callable[[], bytes]], None]]:
+    """``write(name, make)`` queues ``folder/name`` with the bytes of ``make()``, made on a small thread pool.
+    Leaving the block waits for every file and raises the first failure; after a failure no queued file is
+    begun (the one other thread may be finishing its own), and ``report.json``, written after the block, is not."""
+    futures: list[Future[Path | None]] = []
+    failed = threading.Event()
+
+    def made(name: str, make: Callable[[], bytes]) -> Path | None:
+        if failed.is_set():
+            return None
+        try:
+            return atomic_write_bytes(folder / name, make())
+        except BaseException:
+            failed.set()
+            raise
+
+    with ThreadPoolExecutor(ENCODING_THREADS, thread_name_prefix="retouch-write") as pool:
+        def write(name: str, make: Callable[[], bytes]) -> None:
+            futures.append(pool.submit(made, name, make))
+
+        try:
+            yield write
+        except BaseException:  # the page failed: the queued files are not begun either
+            failed.set()
+            raise
+        for future in futures:
+            future.result()
+
+
 def _write_report(folder: Path, report: dict[str, Any], page: str, write_started: float) -> None:
     """The two reports, ``report.json`` last: its presence says every file of the folder is written."""
     atomic_write_text(folder / REPORT_HTML, page)
@@ -134,30 +170,34 @@ def analyze_loaded(
     artifacts.update(REPORT_ARTIFACTS)
     with _writing(out_dir, [image], artifacts) as folder:
         write_started = time.perf_counter()
-        for result in run.results:
-            atomic_write_bytes(folder / f"{result.method}.png", encode_png(heatmap_to_uint8(result.heatmap)))
-            if result.skipped is None:  # each method's decision, so its finding can be checked against a truth mask
-                atomic_write_bytes(folder / f"{result.method}_mask.png", encode_png(result.mask))
         fused = run.fused
-        atomic_write_bytes(folder / "suspect_mask.png", encode_png(fused.mask))
-        atomic_write_bytes(folder / "suspect_heatmap.png", encode_png(heatmap_to_uint8(fused.heatmap)))
-        atomic_write_bytes(folder / "overlay.png", encode_png(overlay(image.pixels, fused.heatmap, fused.mask,
-                                                                     fused.regions)))
-        timings = {"load": load_seconds, **run.timings, "analysis_total": analyse_seconds}
-        report = build_report(
-            command="analyze",
-            inputs=[_input_record(image, "image")],
-            result=fused,
-            analyses=run.results,
-            parameters=run.params,
-            timings=timings,
-            artifacts=artifacts,
-        )
-        layers = {r.method: r.heatmap for r in run.results if r.skipped is None}
-        layers = {"suspect": fused.heatmap, **layers}
-        pictures = {r.method: r.images for r in run.results if r.images}
-        # the map is shown over the photograph from the start, found or not: a reader sees where it is bright
-        page = render_html(report, photo=image.rgb8, layers=layers, default_layer="suspect", pictures=pictures)
+        with _file_writer(folder) as write:
+            for result in run.results:
+                write(f"{result.method}.png", lambda heatmap=result.heatmap: encode_png(heatmap_to_uint8(heatmap)))
+                if result.skipped is None:  # each method's decision, so its finding can be checked against a truth
+                    write(f"{result.method}_mask.png", lambda mask=result.mask: encode_png(mask))
+            write("suspect_mask.png", lambda: encode_png(fused.mask))
+            write("suspect_heatmap.png", lambda: encode_png(heatmap_to_uint8(fused.heatmap)))
+            write("overlay.png", lambda: encode_png(overlay(image.pixels, fused.heatmap, fused.mask,
+                                                            fused.regions)))
+            timings = {"load": load_seconds, **run.timings, "analysis_total": analyse_seconds}
+            report = build_report(
+                command="analyze",
+                inputs=[_input_record(image, "image")],
+                result=fused,
+                analyses=run.results,
+                parameters=run.params,
+                timings=timings,
+                artifacts=artifacts,
+            )
+            layers = {r.method: r.heatmap for r in run.results if r.skipped is None}
+            layers = {"suspect": fused.heatmap, **layers}
+            pictures = {r.method: r.images for r in run.results if r.images}
+            # the pixels as loaded: the page shrinks them before anything else (a full-size RGB copy of a gray
+            # scan would cost three bytes a pixel for a 1600 px preview); the map is shown over the photograph
+            # from the start, found or not: a reader sees where it is bright
+            page = render_html(report, photo=image.pixels, layers=layers, default_layer="suspect",
+                               pictures=pictures)
         _write_report(folder, report, page, write_started)
     return _outcome("analyze", folder, fused, report, load_seconds + time.perf_counter() - started, run.params)
 
@@ -227,12 +267,13 @@ def compare_loaded(
         write_started = time.perf_counter()
         result = comparison.result
         aligned = comparison.aligned_reference
-        atomic_write_bytes(folder / "changes_mask.png", encode_png(result.mask))
-        atomic_write_bytes(folder / "changes_heatmap.png", encode_png(heatmap_to_uint8(result.heatmap)))
-        atomic_write_bytes(folder / "aligned_reference.png", encode_png(aligned))
-        atomic_write_bytes(folder / "overlay.png", encode_png(overlay(questioned.pixels, result.heatmap,
-                                                                     result.mask, result.regions)))
-        atomic_write_bytes(folder / "flicker.gif", flicker_gif(aligned, questioned.pixels))
+        with _file_writer(folder) as write:
+            write("changes_mask.png", lambda: encode_png(result.mask))
+            write("changes_heatmap.png", lambda: encode_png(heatmap_to_uint8(result.heatmap)))
+            write("aligned_reference.png", lambda: encode_png(aligned))
+            write("overlay.png", lambda: encode_png(overlay(questioned.pixels, result.heatmap, result.mask,
+                                                            result.regions)))
+            write("flicker.gif", lambda: flicker_gif(aligned, questioned.pixels))
         timings = {"load": load_seconds, **result.details.get("timings_s", {}), "compare_total": compare_seconds}
         registration = comparison.registration.to_dict()
         report = build_report(
@@ -252,7 +293,7 @@ def compare_loaded(
                 "compared_fraction": round(float(np.mean(comparison.valid_mask)), 6),
             },
         )
-        page = render_html(report, photo=questioned.rgb8, layers={"changes": result.heatmap},
+        page = render_html(report, photo=questioned.pixels, layers={"changes": result.heatmap},
                            pair=(aligned, questioned.pixels), default_layer="changes",
                            reference=reference.rgb8 if result.details.get("composite") else None)
         _write_report(folder, report, page, write_started)
