@@ -1,11 +1,12 @@
 # The two set-up commands: `make demo` and `make test`. Each creates .venv and installs what it needs.
+# `make test-fast` is the development loop: every test but the slow ones (real servers, browsers, kills, clusters).
 PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 DEMO_OUT ?= demo-out
 
-.PHONY: demo test install browser bench quality clean
+.PHONY: demo test test-fast install browser bench quality clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "retouch needs Python >= 3.11; set PYTHON=/path/to/python3.11")'
@@ -29,6 +30,9 @@ browser:
 
 test: $(STAMP) browser
 	$(BIN)/python -m pytest
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.speed && $(BIN)/python -m benchmarks.batch_throughput && $(BIN)/python -m benchmarks.api_load && $(BIN)/python -m benchmarks.pyifd_compare && $(BIN)/python -m benchmarks.clone_robustness && $(BIN)/python -m benchmarks.thumbnails

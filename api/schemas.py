@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
+
+JobState = Literal["queued", "running", "done", "done_with_errors", "failed"]  # see api.store.job_state
 
 
 class ErrorDetail(BaseModel):
@@ -42,12 +44,30 @@ class ItemStatus(BaseModel):
 
 class JobStatus(BaseModel):
     id: str
-    kind: str
-    state: str
-    created: float
+    kind: str  # analysis, comparison or batch
+    label: str = ""  # the client's file names, shortened: what a person knows the job by
+    state: JobState
+    created: float  # seconds since the epoch
     progress: Progress
     notes: list[str] = []
-    items: list[ItemStatus]
+    items: list[ItemStatus] | None  # None in a listing asked for without items
+
+
+class PlannedItem(BaseModel):
+    id: str
+    command: str  # analyze or compare
+    files: list[str]  # as the client named them: (image,) or (reference, questioned)
+
+
+class Plan(BaseModel):
+    items: list[PlannedItem]
+    notes: list[str] = []
+
+
+class DownloadLinks(BaseModel):
+    archive: str
+    summary_csv: str
+    expires: float | None  # seconds since the epoch; None where the service needs no key
 
 
 class JobList(BaseModel):
@@ -57,7 +77,14 @@ class JobList(BaseModel):
     offset: int
 
 
+class Problem(BaseModel):
+    component: str  # "store", "disk", "dispatcher"
+    reason: str
+    since: float  # seconds since the epoch, as a job's ``created``
+
+
 class Health(BaseModel):
-    status: str
+    status: str  # "ok", "degraded" (a fault holds work up; see problems) or "unavailable" (503)
     version: str
     queue: dict[str, int]
+    problems: list[Problem] = []

@@ -22,13 +22,16 @@ from contextlib import contextmanager
 from pathlib import Path, PurePath
 from typing import Any
 
+from retouch.run.item import Item, ItemOptions
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
     kind TEXT NOT NULL,
     created REAL NOT NULL,
     options TEXT NOT NULL DEFAULT '{}',
-    notes TEXT NOT NULL DEFAULT '[]'
+    notes TEXT NOT NULL DEFAULT '[]',
+    label TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS items (
     job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
@@ -85,10 +88,12 @@ def resolve_input(recorded: str, data_dir: Path) -> Path | None:
 
 
 class JobStore:
-    def __init__(self, path: Path, *, data_dir: Path) -> None:
-        """The store in the database file ``path``; recorded uploads are relative to ``data_dir``."""
+    def __init__(self, path: Path, *, data_dir: Path, busy_timeout_s: float = 30.0) -> None:
+        """The store in the database file ``path``; recorded uploads are relative to ``data_dir``. A write waits
+        up to ``busy_timeout_s`` for another connection's write to end before it fails ("database is locked")."""
         self.path = path
         self.data_dir = data_dir
+        self.busy_timeout_s = busy_timeout_s
         path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
@@ -96,21 +101,37 @@ class JobStore:
             columns = {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}
             if "notes" not in columns:  # a database from before job notes existed
                 db.execute("ALTER TABLE jobs ADD COLUMN notes TEXT NOT NULL DEFAULT '[]'")
+            if "label" not in columns:  # a database from before jobs were labelled
+                db.execute("ALTER TABLE jobs ADD COLUMN label TEXT NOT NULL DEFAULT ''")
+        # held open for the store's life, never used: a connection opening a WAL database that no other
+        # connection holds open rebuilds its shared index (a write), and the last one to close checkpoints it
+        # (another), so on a full disk every read failed with "disk I/O error"; with this one open, reads work
+        # and writes fail cleanly ("database or disk is full")
+        self._keeper: sqlite3.Connection | None = sqlite3.connect(path, check_same_thread=False)
+        self._keeper.execute("SELECT 1 FROM jobs LIMIT 1").fetchall()
+
+    def close(self) -> None:
+        if self._keeper is not None:
+            self._keeper.close()
+            self._keeper = None
 
     @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        db.row_factory = sqlite3.Row
-        db.execute("PRAGMA foreign_keys=ON")
-        db.execute("PRAGMA busy_timeout=30000")
+    def _connect(self, timeout_s: float | None = None) -> Iterator[sqlite3.Connection]:
+        timeout_s = self.busy_timeout_s if timeout_s is None else timeout_s
+        db = sqlite3.connect(self.path, timeout=timeout_s, isolation_level=None)
         try:
+            db.row_factory = sqlite3.Row
+            db.create_function("job_state", 4, job_state, deterministic=True)  # one rule for SQL and Python
+            db.execute("PRAGMA foreign_keys=ON")
+            db.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
             yield db
         finally:
             db.close()
 
-    def create_job(self, kind: str, items: Sequence[dict[str, Any]], options: dict[str, Any],
-                   notes: Sequence[str] = ()) -> str:
-        """Record a job and its items (all queued); ``notes`` tell the client about the submission.
+    def create_job(self, kind: str, items: Sequence[Item], options: ItemOptions, notes: Sequence[str] = (),
+                   label: str = "") -> str:
+        """Record a job, the options its items run with and its items (all queued); ``notes`` tell the client
+        about the submission, ``label`` names the job in listings (the client's file names).
 
         Each item's ``inputs`` are paths of uploads under the data folder; they are recorded relative to it.
         """
@@ -118,20 +139,29 @@ class JobStore:
         now = time.time()
         with self._connect() as db:
             db.execute("BEGIN IMMEDIATE")
-            db.execute("INSERT INTO jobs (id, kind, created, options, notes) VALUES (?, ?, ?, ?, ?)",
-                       (job_id, kind, now, json.dumps(options), json.dumps(list(notes))))
+            db.execute("INSERT INTO jobs (id, kind, created, options, notes, label) VALUES (?, ?, ?, ?, ?, ?)",
+                       (job_id, kind, now, json.dumps(options.to_json()), json.dumps(list(notes)), label))
             db.executemany(
                 "INSERT INTO items (job_id, item_id, position, command, inputs, updated) VALUES (?, ?, ?, ?, ?, ?)",
-                [(job_id, item["item_id"], index, item["command"],
-                  json.dumps([recorded_input(path, self.data_dir) for path in item["inputs"]]), now)
+                [(job_id, item.id, index, item.command,
+                  json.dumps([recorded_input(path, self.data_dir) for path in item.inputs]), now)
                  for index, item in enumerate(items)])
             db.execute("COMMIT")
         return job_id
 
     def requeue_interrupted(self) -> int:
+        """Queue again the items a dead process was running (at start-up, when no attempt can be running)."""
         with self._connect() as db:
             return db.execute("UPDATE items SET state = 'queued', updated = ? WHERE state = 'running'",
                               (time.time(),)).rowcount
+
+    def requeue_attempt(self, job_id: str, item_id: str, attempt: int) -> bool:
+        """Queue an item again if ``attempt`` still runs it (its worker was stopped, or could not write or publish
+        its results); False when the item was taken over, finished or deleted meanwhile."""
+        with self._connect() as db:
+            return db.execute("UPDATE items SET state = 'queued', updated = ? "
+                              "WHERE job_id = ? AND item_id = ? AND state = 'running' AND attempt = ?",
+                              (time.time(), job_id, item_id, attempt)).rowcount == 1
 
     def claim(self) -> dict[str, Any] | None:
         """Atomically take the oldest queued item (state -> running, attempt + 1); its ``inputs`` are resolved
@@ -164,20 +194,37 @@ class JobStore:
 
     def job(self, job_id: str) -> dict[str, Any] | None:
         with self._connect() as db:
-            job = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
-            if job is None:
+            db.execute("BEGIN")  # one snapshot: the counts and the items agree
+            found = _tallied(db, "WHERE jobs.id = ?", (job_id,), limit=1, offset=0)
+            if not found:
                 return None
             items = db.execute("SELECT * FROM items WHERE job_id = ? ORDER BY position", (job_id,)).fetchall()
-        return _describe(dict(job), [dict(item) for item in items])
+        return _describe(found[0], [dict(item) for item in items])
 
-    def jobs(self, *, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+    def progress(self, job_id: str) -> dict[str, Any] | None:
+        """The job's state, created time and item counts (total, done, failed, running), without its items."""
         with self._connect() as db:
-            total = db.execute("SELECT COUNT(*) FROM jobs").fetchone()[0]
-            rows = db.execute("SELECT * FROM jobs ORDER BY created DESC LIMIT ? OFFSET ?", (limit, offset)).fetchall()
+            found = _tallied(db, "WHERE jobs.id = ?", (job_id,), limit=1, offset=0)
+        return found[0] if found else None
+
+    def jobs(self, *, limit: int, offset: int, state: str | None = None, since: float | None = None,
+             with_items: bool = True) -> tuple[list[dict[str, Any]], int]:
+        """Jobs newest first, ``limit`` from ``offset`` on, and how many there are in all: those in ``state``
+        (see :func:`job_state`) and created at or after ``since`` (seconds since the epoch) when given; each
+        with its items, or with ``items`` None when ``with_items`` is false (a listing light enough to poll)."""
+        having = "HAVING job_state(total, done, failed, running) = ?" if state else ""
+        where, params = ("WHERE jobs.created >= ?", (since,)) if since is not None else ("", ())
+        params += (state,) if state else ()
+        with self._connect() as db:
+            db.execute("BEGIN")  # one snapshot: the total, the counts and the items agree
+            total = db.execute(f"SELECT COUNT(*) FROM ({TALLY} {where} GROUP BY jobs.id {having})",
+                               params).fetchone()[0]
+            rows = _tallied(db, where, params, limit=limit, offset=offset, having=having)
             described = []
             for row in rows:
-                items = db.execute("SELECT * FROM items WHERE job_id = ? ORDER BY position", (row["id"],)).fetchall()
-                described.append(_describe(dict(row), [dict(item) for item in items]))
+                items = db.execute("SELECT * FROM items WHERE job_id = ? ORDER BY position",
+                                   (row["id"],)).fetchall() if with_items else None
+                described.append(_describe(row, None if items is None else [dict(item) for item in items]))
         return described, total
 
     def input_paths(self, job_id: str) -> list[Path]:
@@ -200,33 +247,76 @@ class JobStore:
         with self._connect() as db:
             return db.execute("DELETE FROM jobs WHERE id = ?", (job_id,)).rowcount == 1
 
-    def counts(self) -> dict[str, int]:
-        with self._connect() as db:
+    def counts(self, *, timeout_s: float | None = None) -> dict[str, int]:
+        """Items by state; ``timeout_s`` bounds the wait for a lock (a health check must answer quickly)."""
+        with self._connect(timeout_s) as db:
             return {row["state"]: row["n"] for row in
                     db.execute("SELECT state, COUNT(*) AS n FROM items GROUP BY state").fetchall()}
 
+    def job_ids(self) -> set[str]:
+        with self._connect() as db:
+            return {row["id"] for row in db.execute("SELECT id FROM jobs")}
 
-def _describe(job: dict[str, Any], items: list[dict[str, Any]]) -> dict[str, Any]:
-    states = [item["state"] for item in items]
-    finished = sum(state in ("done", "failed") for state in states)
-    if all(state == "done" for state in states):
-        state = "done"
-    elif finished == len(states):
-        state = "failed" if all(s == "failed" for s in states) else "done_with_errors"
-    elif any(state in ("running", "done", "failed") for state in states):
-        state = "running"
-    else:
-        state = "queued"
+    def upload_folders(self) -> set[str]:
+        """The request folders (``uploads/<request>``, by name) that recorded inputs lie in."""
+        with self._connect() as db:
+            rows = db.execute("SELECT inputs FROM items").fetchall()
+        folders = set()
+        for row in rows:
+            for recorded in json.loads(row["inputs"]):
+                path = resolve_input(recorded, self.data_dir)
+                if path is not None:
+                    folders.add(path.relative_to(self.data_dir / UPLOADS).parts[0])
+        return folders
+
+
+JOB_STATES = ("queued", "running", "done", "done_with_errors", "failed")
+
+
+def job_state(total: int, done: int, failed: int, running: int) -> str:
+    """A job's state from its items' counts: ``done`` when every item is (a job of no items too), ``failed``
+    when every item failed, ``done_with_errors`` when all finished otherwise, ``running`` once any item has
+    started or finished, else ``queued``. Registered in SQLite too, so listings filter by the same rule."""
+    finished = done + failed
+    if done == total:
+        return "done"
+    if finished == total:
+        return "failed" if failed == total else "done_with_errors"
+    return "running" if running or finished else "queued"
+
+
+# every job with its items' counts; a WHERE on jobs, GROUP BY jobs.id and a HAVING on the counts follow
+TALLY = ("SELECT jobs.*, COUNT(items.item_id) AS total, "
+         "COALESCE(SUM(items.state = 'done'), 0) AS done, COALESCE(SUM(items.state = 'failed'), 0) AS failed, "
+         "COALESCE(SUM(items.state = 'running'), 0) AS running "
+         "FROM jobs LEFT JOIN items ON items.job_id = jobs.id")
+
+
+def _tallied(db: sqlite3.Connection, where: str, params: tuple, *, limit: int, offset: int,
+             having: str = "") -> list[dict[str, Any]]:
+    rows = db.execute(f"{TALLY} {where} GROUP BY jobs.id {having} ORDER BY jobs.created DESC, jobs.id "
+                      "LIMIT ? OFFSET ?", (*params, limit, offset)).fetchall()
+    tallies = []
+    for row in rows:
+        tally = dict(row)
+        tally["state"] = job_state(tally["total"], tally["done"], tally["failed"], tally["running"])
+        tallies.append(tally)
+    return tallies
+
+
+def _describe(job: dict[str, Any], items: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """A job as the API shows it, from its row with counts (:func:`_tallied`) and its items (None: left out)."""
     return {
         "id": job["id"],
         "kind": job["kind"],
-        "state": state,
+        "label": job.get("label") or "",
+        "state": job["state"],
         "created": job["created"],
-        "progress": {"total": len(items), "finished": finished, "failed": states.count("failed")},
+        "progress": {"total": job["total"], "finished": job["done"] + job["failed"], "failed": job["failed"]},
         "notes": json.loads(job.get("notes") or "[]"),
-        "items": [
-            {"id": item["item_id"], "command": item["command"], "state": item["state"], "attempts": item["attempt"],
-             "completions": item["completions"], "error": item["error"],
+        "items": None if items is None else [
+            {"id": item["item_id"], "command": item["command"], "state": item["state"],
+             "attempts": item["attempt"], "completions": item["completions"], "error": item["error"],
              "result": json.loads(item["result"]) if item["result"] else None,
              "inputs": [Path(p).name for p in json.loads(item["inputs"])]}
             for item in items

@@ -8,34 +8,32 @@ decompression-bomb guard), without decoding it.
 
 from __future__ import annotations
 
-import codecs
-import json
-import posixpath
 import re
 import stat
 import unicodedata
 import zipfile
 import zlib
-from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import closing
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 from fastapi import UploadFile
-from starlette.concurrency import run_in_threadpool
 
 from api.errors import ApiError
 from api.guard import megabytes
 from api.settings import Settings
 from retouch.errors import ImageTooLargeError, InputError
-from retouch.io import SNIFF_BYTES, ImageHeader, load_image_bytes, probe_image, read_table, sniff_format
-from retouch.requirements import require_analysable_size
+from retouch.io import SNIFF_BYTES, ImageHeader, check_image, probe_image, sniff_format
+from retouch.run.budget import require_within_budget
+from retouch.run.checks import require_analysable_size
+from retouch.run.item import ANALYZE
+from retouch.run.manifest import Entry, IdClaims, NameIndex, Planned, csv_entries, item_id, json_entries
+from retouch.text import fit_name
 
 CHUNK = 1 << 20
 SUPPORTED = "JPEG, PNG, TIFF, WebP or BMP"
 FILE_NAME_BYTES = 200  # file systems hold names of up to 255 bytes
-ID_BYTES = 120  # an item id names its folder, which is '.ID.partial' while the item runs (api.workers)
+MANIFESTS = ("manifest.json", "manifest.csv")
 
 
 def client_file_name(name: str | None, fallback: str) -> str:
@@ -44,67 +42,21 @@ def client_file_name(name: str | None, fallback: str) -> str:
     It is the last part of the name sent, as sent but for control and format characters (a newline, a
     right-to-left override), which become '_', and cut to :data:`FILE_NAME_BYTES` keeping the extension. It
     only ever ends a path the server chose, so no client name can reach another folder or clash with another
-    upload; it is not an item id (see :func:`item_id_from`).
+    upload; it is not an item id (see :func:`retouch.run.manifest.item_id`).
     """
     base = PurePosixPath((name or "").replace("\\", "/")).name
     base = "".join("_" if unicodedata.category(char).startswith("C") else char for char in base)
-    return _fit(base, FILE_NAME_BYTES) if base not in ("", ".", "..") else fallback
+    return fit_name(base, FILE_NAME_BYTES) if base not in ("", ".", "..") else fallback
 
 
-def item_id_from(name: str, fallback: str) -> str:
-    """An item id made from a client's name: letters and digits of any script, '.', '_' and '-' are kept and
-    other runs become '_' ('a b.jpg' -> 'a_b.jpg'; 'фото.jpg' stays readable). The id names the item's folder
-    and a segment of its URLs (clients percent-encode it as UTF-8), so it never holds '/', spaces or '%'; nor
-    does it start with '.', which keeps it apart from the folder an item runs in (api.workers)."""
-    cleaned = re.sub(r"[^\w.-]+", "_", unicodedata.normalize("NFC", name)).strip("._")
-    return _fit(cleaned, ID_BYTES) or fallback
-
-
-def _fit(name: str, limit: int) -> str:
-    """``name`` cut to at most ``limit`` bytes of UTF-8, from the end of its stem so that its extension stays."""
-    if len(name.encode()) <= limit:
-        return name
-    suffix = PurePosixPath(name).suffix
-    suffix = suffix if len(suffix.encode()) <= limit // 4 else ""
-    stem = name[: len(name) - len(suffix)].encode()[: limit - len(suffix.encode())]
-    return stem.decode("utf-8", "ignore") + suffix  # "ignore": a character cut in two is dropped
-
-
-def make_ids_unique(items: list[dict[str, Any]]) -> None:
-    """Give every item of a batch an id no other item has, in place, the same way for the same request.
-
-    An id the client gave in a manifest (``"fixed": True``) is kept as it is: a repeated one was refused with
-    the manifest. Ids made from file names can clash (``a b.jpg`` and ``a_b.jpg``; ``001.jpg`` in two folders of
-    a zip), and the client cannot rename them: an id shared by several items is replaced by the item's
-    ``"path_id"`` (made from its path inside the zip: ``box1_001.jpg``, ``box2_001.jpg``) where it has one, and an
-    id still taken gets the first free suffix ``-2``, ``-3``... before its extension (``a_b-2.jpg``). Ids are
-    compared ignoring case: ``Scan.jpg`` and ``scan.jpg`` would name one folder where the data folder is on a
-    case-insensitive file system (macOS, Windows), and one item's reports would replace the other's.
-    """
-    taken = {item["item_id"].casefold() for item in items if item.get("fixed")}
-    shared = Counter(item["item_id"].casefold() for item in items if not item.get("fixed"))
-    for item in items:
-        fixed, path_id = item.pop("fixed", False), item.pop("path_id", None)
-        if fixed:
-            continue
-        wanted = item["item_id"]
-        if path_id and (shared[wanted.casefold()] > 1 or wanted.casefold() in taken):
-            wanted = path_id
-        suffix = PurePosixPath(wanted).suffix
-        candidate, number = wanted, 2
-        while candidate.casefold() in taken:
-            candidate = f"{wanted[: len(wanted) - len(suffix)]}-{number}{suffix}"
-            number += 1
-        taken.add(candidate.casefold())
-        item["item_id"] = candidate
-
-
-def screen_image(path: Path, settings: Settings, label: str) -> None:
+def screen_image(path: Path, settings: Settings, label: str) -> ImageHeader | None:
     """Submission checks for one image, header only: 415 when it is not a supported image, 413 beyond the pixel
-    limit, 422 ``image_too_small`` when it is too small to analyse. A file that announces an image but whose
-    header is damaged passes: in a batch it becomes an item that fails alone with the loader's message, as a
-    corrupt scan in a CLI batch does."""
-    require_analysable_header(probe_upload(path, settings, label), label)
+    limit, 422 ``image_too_small`` when it is too small to analyse; its header (None when damaged). A file that
+    announces an image but whose header is damaged passes: in a batch it becomes an item that fails alone with
+    the loader's message, as a corrupt scan in a CLI batch does."""
+    header = probe_upload(path, settings, label)
+    require_analysable_header(header, label)
+    return header
 
 
 def probe_upload(path: Path, settings: Settings, label: str) -> ImageHeader | None:
@@ -119,6 +71,20 @@ def probe_upload(path: Path, settings: Settings, label: str) -> ImageHeader | No
         if error.code != "unreadable":
             raise ApiError(422, "unreadable_image", str(error)) from None
     return None
+
+
+def require_memory(config: Settings, command: str, headers: Sequence[ImageHeader | None],
+                   detectors: Sequence[str] | None, label: str) -> None:
+    """413 ``over_memory_budget`` for an item whose analysis would need more memory than one analysis may use
+    (``RETOUCH_MAX_MEMORY``, :mod:`retouch.run.budget`), told from its files' headers (an item with a damaged
+    header fails alone when it runs)."""
+    if any(header is None for header in headers):
+        return
+    try:
+        require_within_budget(command, sum(header.width * header.height for header in headers if header),
+                              detectors=detectors, name=label, budget=config.max_memory)
+    except InputError as error:
+        raise ApiError(413, "over_memory_budget", str(error)) from None
 
 
 def require_analysable_header(header: ImageHeader | None, label: str) -> None:
@@ -152,16 +118,19 @@ async def save_upload(upload: UploadFile, target: Path, settings: Settings, labe
     return target
 
 
-async def validate_image(path: Path, settings: Settings, label: str) -> None:
-    """Decode the image fully (in a thread) so bad uploads are refused now: 415, 413 or 422."""
-    await run_in_threadpool(screen_image, path, settings, label)  # type and pixel count before decoding
-    data = path.read_bytes()
+def check_upload(path: Path, settings: Settings, label: str) -> ImageHeader:
+    """An uploaded scan checked before its job is queued, in bounded memory (:func:`retouch.io.check_image`:
+    the header, then the image data, decoded whole only up to 4 MP): 415, 413 or 422 as :func:`screen_image`,
+    and 422 ``unreadable_image`` for a truncated or damaged file. Run it in a thread."""
+    header = screen_image(path, settings, label)  # type, pixel count and size from the header
     try:
-        await run_in_threadpool(load_image_bytes, data, name=label, max_pixels=settings.max_pixels)
+        return check_image(path, name=label, max_pixels=settings.max_pixels)
     except ImageTooLargeError as error:
         raise ApiError(413, "too_many_pixels", str(error)) from None
     except InputError as error:
-        raise ApiError(422, "unreadable_image", str(error)) from None
+        if header is None or error.code == "unreadable":
+            raise ApiError(422, "unreadable_image", str(error)) from None
+        raise
 
 
 # errors zipfile and its decompressors raise on a damaged member: bad CRC, truncated or lying data, a member
@@ -197,8 +166,8 @@ def _system_file(name: str) -> bool:
     return path.parts[:1] == ("__MACOSX",) or path.name.startswith("._") or path.name in SYSTEM_FILES
 
 
-def extract_archive(archive: Path, folder: Path, settings: Settings,
-                    label: str) -> tuple[list[dict[str, Any]], list[str]]:
+def extract_archive(archive: Path, folder: Path, settings: Settings, label: str, *, room: int | None = None
+                    ) -> tuple[list[Planned], list[str], dict[str, ImageHeader | None]]:
     """Unpack a zip of images (with an optional ``manifest.json`` or ``manifest.csv``) into ``folder``.
 
     Each member goes to ``folder/<index>/<its file name>``: the folders are the server's, so no member name can
@@ -207,10 +176,19 @@ def extract_archive(archive: Path, folder: Path, settings: Settings,
     one is a ``bad_manifest`` error. Images get :func:`screen_image`'s header checks (413 for a bomb), the
     minimum size only where an item uses them.
 
-    Returns (batch items ``{"item_id", "command", "inputs"}``, notes). Raises ApiError 400 (``bad_archive``,
-    ``unsafe_archive``, ``bad_manifest``) for unsafe, damaged or malformed archives; ``label`` (the client's file
-    name) names the archive in messages. The caller removes ``folder`` on failure.
+    What the archive unpacks to is bounded before anything is written, from its directory (whose sizes the
+    unpacking then holds each member to): at most ``RETOUCH_MAX_ZIP_MEMBERS`` files (400 ``too_many_files``),
+    none larger than a file sent alone may be (``RETOUCH_MAX_UPLOAD_BYTES``), and no more in all than ``room``
+    bytes, what the job may still store (``RETOUCH_MAX_JOB_BYTES`` less its other files): 413
+    ``upload_too_large``. The ratio guard (``RETOUCH_MAX_ZIP_RATIO``) and ``RETOUCH_MAX_ZIP_TOTAL_BYTES`` answer
+    400 ``unsafe_archive``.
+
+    Returns (the batch's items before their ids are made unique with the whole request's, notes, each stored
+    member's header by its path, None where damaged). Raises ApiError 400 (``bad_archive``, ``unsafe_archive``,
+    ``bad_manifest``) for unsafe, damaged or malformed archives; ``label`` (the client's file name) names the
+    archive in messages. The caller removes ``folder`` on failure.
     """
+    room = settings.max_job_bytes if room is None else room
     try:
         bundle = zipfile.ZipFile(archive)
     except (zipfile.BadZipFile, OSError):
@@ -225,7 +203,18 @@ def extract_archive(archive: Path, folder: Path, settings: Settings,
         # every file, which would double the member count and the notes; it is checked below, never read
         members = [m for m in every if not _system_file(_member_name(m))]
         if len(members) > settings.max_zip_members:
-            raise ApiError(400, "bad_archive", f"{label}: more than {settings.max_zip_members} files")
+            raise ApiError(400, "too_many_files", f"{label}: {len(members)} files, more than a batch takes "
+                           f"({settings.max_zip_members}, RETOUCH_MAX_ZIP_MEMBERS); split it into several zips")
+        largest = max(members, key=lambda member: member.file_size, default=None)
+        if largest is not None and largest.file_size > settings.max_upload_bytes:
+            raise ApiError(413, "upload_too_large", f"{label}: member {_member_name(largest)!r} unpacks to "
+                           f"{megabytes(largest.file_size)}, more than a file may be "
+                           f"({megabytes(settings.max_upload_bytes)}, RETOUCH_MAX_UPLOAD_BYTES)")
+        unpacked = sum(member.file_size for member in members)
+        if unpacked > room:
+            raise ApiError(413, "upload_too_large", f"{label}: unpacks to {megabytes(unpacked)}, more than the "
+                           f"batch may store ({megabytes(room)} left of {megabytes(settings.max_job_bytes)}, "
+                           "RETOUCH_MAX_JOB_BYTES); split it into several batches")
         if not members:
             raise ApiError(422, "empty_batch", f"{label}: the archive holds no files; zip the scans (or the "
                            "folder holding them) and send it again")
@@ -256,7 +245,7 @@ def extract_archive(archive: Path, folder: Path, settings: Settings,
         manifest_data, manifest_name = None, None
         for index, member in enumerate(members):
             name = _member_name(member)
-            if PurePosixPath(name).name in ("manifest.json", "manifest.csv"):
+            if PurePosixPath(name).name in MANIFESTS:
                 if manifest_name is not None:  # which one the client meant cannot be told
                     raise ApiError(400, "bad_manifest", f"{label}: holds two manifests, {manifest_name!r} and "
                                    f"{name!r}; keep one and re-create the zip")
@@ -272,16 +261,16 @@ def extract_archive(archive: Path, folder: Path, settings: Settings,
             saved[name] = target
     if manifest_data is None:
         notes = [f"{label}: {_shown(name)} skipped: not an image ({SUPPORTED})" for name in not_images]
-        items = [{"item_id": item_id_from(PurePosixPath(name).name, f"item{index}"),
-                  "path_id": item_id_from(name, f"item{index}"), "command": "analyze", "inputs": [str(path)]}
-                 for index, (name, path) in enumerate(saved.items())]  # ids made unique with the whole batch's
+        items = [Planned(item_id(PurePosixPath(name).name, f"item{index}"), ANALYZE, (str(path),),
+                         alternative=item_id(name, f"item{index}"))  # (made unique with the whole request's)
+                 for index, (name, path) in enumerate(saved.items())]
     else:
         items, notes = _items_from_manifest(manifest_data, saved, set(not_images), label), []
-    used = {path for item in items for path in item["inputs"]}
+    used = {path for item in items for path in item.inputs}
     for name, path in saved.items():
         if str(path) in used:  # a member no item uses (a thumbnail beside a manifest's scans) may be small
             require_analysable_header(headers[name], f"{label}: {name}")
-    return items, notes
+    return items, notes, {str(path): headers[name] for name, path in saved.items()}
 
 
 def _shown(name: str) -> str:
@@ -333,128 +322,58 @@ def _extract_image_member(bundle: zipfile.ZipFile, member: zipfile.ZipInfo, name
     return True
 
 
-def _manifest_rows(kind: str, data: bytes, label: str) -> list[tuple[str, Any]]:
-    """The manifest's entries, each with where it is (``line 3``, ``entry 2``) for error messages: a JSON list
-    (or ``{"items": [...]}``), or the CSV's rows under its header.
-
-    The CSV is read as the CLI reads its pairs CSV (:func:`retouch.io.read_table`): a byte-order mark, any line
-    ends, ',' or ';' or tabs, UTF-8 or UTF-16; cells stripped, column names in any case, blank rows skipped.
-    """
-    if kind == "manifest.csv":
-        try:
-            table = read_table(data, f"{label}: {kind}")
-        except InputError as error:
-            raise ApiError(400, "bad_manifest", str(error)) from None
-        if not table:
-            return []
-        (line, header), *rows = table
-        columns = [name.lower() for name in header]
-        if not {"image", "reference", "questioned"} & set(columns):  # a first row of file names, say
-            raise ApiError(400, "bad_manifest", f"{label}: {kind} line {line}: the first row must name the "
-                           "columns: image (or reference and questioned), and id if you like; it holds "
-                           f"{', '.join(repr(cell) for cell in header[:4])}")
-        return [(f"line {number}", dict(zip(columns, cells))) for number, cells in rows]
+def manifest_entries(kind: str, data: bytes, name: str) -> list[Entry]:
+    """The entries of a manifest of ``kind`` (``manifest.csv`` or ``manifest.json``), named ``name`` in messages
+    (:mod:`retouch.run.manifest`: a CSV read as the command line reads its pairs CSV, under a first row naming
+    the columns; or JSON); a malformed one is a 400 ``bad_manifest``."""
     try:
-        data = data.removeprefix(codecs.BOM_UTF8)  # json.loads reads UTF-8, -16 and -32, but not a UTF-8 BOM
-        parsed = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ApiError(400, "bad_manifest", f"{label}: {kind} cannot be parsed ({error})") from None
-    entries = parsed.get("items") if isinstance(parsed, dict) else parsed
-    if not isinstance(entries, list):
-        raise ApiError(400, "bad_manifest", f"{label}: {kind} must be a list of items or an object "
-                       '{"items": [...]}, each item with "image" or "reference" and "questioned"')
-    return [(f"entry {number}", entry) for number, entry in enumerate(entries, start=1)]
-
-
-def _name_key(name: str) -> str:
-    # macOS stores 'é' as 'e' and a combining accent, names typed elsewhere as one character: both mean one name
-    return unicodedata.normalize("NFC", name)
-
-
-def _members_named(entry: str, folder: str, exact: dict[str, list[str]],
-                   folded: dict[str, list[str]]) -> list[str]:
-    """The archive members a manifest's file name may mean: relative to the manifest's folder (a zip of a folder
-    holds 'scans/manifest.csv' beside 'scans/a.jpg'), else to the archive's root; with '/' or '\\' (Windows)
-    between folders; spelt as the member is, else in either Unicode form; and, where nothing matches so, in
-    another case (names typed on Windows, where 'Scan.JPG' opens 'scan.jpg'). The last two may match several.
-    """
-    written = entry.replace("\\", "/").lstrip("/")
-    spelt = [posixpath.normpath(posixpath.join(folder, written)), posixpath.normpath(written)]
-    # of two members whose names differ only in Unicode form, the one spelt as the manifest spells it is meant
-    for candidate in spelt:
-        if candidate in exact.get(_name_key(candidate), []):
-            return [candidate]
-    for candidate in map(_name_key, spelt):
-        if candidate in exact:
-            return exact[candidate]
-    for candidate in map(_name_key, spelt):
-        if candidate.casefold() in folded:
-            return folded[candidate.casefold()]
-    return []
-
-
-def _given_id(value: Any, where: str) -> str | None:
-    """A manifest entry's id as text, None when it gives none. A JSON whole number is written as it is; a list,
-    an object, true or a fraction is refused, as any text made of it would be an id the client never gave."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, str):
-        return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    raise ApiError(400, "bad_manifest", f"{where}: the id {json.dumps(value)[:60]} is not text; give each id as "
-                   'a string ("id": "box1-017") or leave it out')
+        if kind == "manifest.csv":
+            return csv_entries(data, name)
+        return json_entries(data, name)
+    except InputError as error:  # read_table's refusals (not UTF-8 text...) as well as the manifest's own
+        raise ApiError(400, "bad_manifest", str(error)) from None
 
 
 def _items_from_manifest(manifest: tuple[str, str, bytes], saved: dict[str, Path], not_images: set[str],
-                         label: str) -> list[dict[str, Any]]:
+                         label: str) -> list[Planned]:
+    """The items a zip's manifest lists (see :func:`items_from_entries`); a manifest listing none is a 400."""
     kind, folder, data = manifest
-    exact: dict[str, list[str]] = {}  # in one Unicode form -> the members so named (two, written in both forms)
-    folded: dict[str, list[str]] = {}
-    for name in [*saved, *not_images]:
-        exact.setdefault(_name_key(name), []).append(name)
-        folded.setdefault(_name_key(name).casefold(), []).append(name)
-    items = []
-    given_ids: dict[str, str] = {}  # item id, case ignored (see make_ids_unique) -> the id as the manifest has it
-    for index, (where, row) in enumerate(_manifest_rows(kind, data, label)):
-        if not isinstance(row, dict):
-            raise ApiError(400, "bad_manifest", f"{label}: {kind} {where} is not an object")
-        given = _given_id(row.get("id"), f"{label}: {kind} {where}")
-        item_id = f"item{index}" if given is None else item_id_from(given, "")
-        if given is not None and not item_id:
-            raise ApiError(400, "bad_manifest", f"{label}: {kind} {where}: the id {given!r} holds no letter or "
-                           "digit to name the item's folder by; give one that does, or leave it out")
-        if given is not None:
-            if item_id.casefold() in given_ids:
-                first = given_ids[item_id.casefold()]
-                clash = (f"the id {given!r} is given to two entries" if first == given else
-                         f"the ids {first!r} and {given!r} name one item folder (ids keep letters, digits, '.', "
-                         "'_' and '-', other characters become '_', and case is not told apart, as on macOS and "
-                         "Windows)")
-                raise ApiError(400, "bad_manifest", f"{label}: {kind}: {clash}; give each entry its own id")
-            given_ids[item_id.casefold()] = given
-        pair = [row.get("reference"), row.get("questioned")]
-        names = pair if any(pair) else [row.get("image")]
-        paths = []
-        for name in names:
-            if not isinstance(name, str) or not name:
-                raise ApiError(400, "bad_manifest", f"{label}: {kind} {where} needs a file name in "
-                               '"image", or in both "reference" and "questioned"')
-            found = _members_named(name, "" if folder == "." else folder, exact, folded)
-            if not found:
-                raise ApiError(400, "bad_manifest", f"{label}: {kind} {where} names {name!r}, which is not in "
-                               "the archive")
-            if len(found) > 1:
-                raise ApiError(400, "bad_manifest", f"{label}: {kind} {where} names {name!r}, which matches "
-                               f"{' and '.join(repr(member) for member in found[:2])} but for case or Unicode "
-                               "form (an accent stored as one character or two); write the name as it is in the "
-                               "archive")
-            if found[0] in not_images:
-                raise ApiError(400, "bad_manifest", f"{label}: {kind} {where} names {found[0]!r}, which is not "
-                               f"an image ({SUPPORTED})")
-            paths.append(str(saved[found[0]]))
-        items.append({"item_id": item_id, "fixed": given is not None, "command": "compare" if len(paths) == 2
-                      else "analyze", "inputs": paths})
+    items = items_from_entries(manifest_entries(kind, data, f"{label}: {kind}"), saved, not_images, folder)
     if not items:
         raise ApiError(400, "bad_manifest", f"{label}: the manifest lists no items")
+    return items
+
+
+def items_from_entries(entries: list[Entry], saved: Mapping[str, Path | str], not_images: set[str],
+                       folder: str = ".", *, source: str = "the archive") -> list[Planned]:
+    """The items a list of entries names, each of its file names found among ``saved`` (the files sent, by the
+    names they were sent under, and where they are now) with :class:`retouch.run.manifest.NameIndex`, relative
+    to ``folder`` (a manifest's own folder in a zip). An id given twice, a name found nowhere or twice, or naming
+    a file that is not an image (``not_images``) is a 400 ``bad_manifest`` naming the entry and ``source``."""
+    members = NameIndex([*saved, *not_images])
+    claims, items = IdClaims(), []
+    for index, entry in enumerate(entries):
+        try:
+            claims.claim(entry)
+        except InputError as error:
+            raise ApiError(400, "bad_manifest", str(error)) from None
+        paths, names = [], []
+        for name in entry.names:
+            found = members.find(name, "" if folder == "." else folder)
+            if not found:
+                raise ApiError(400, "bad_manifest", f"{entry.where} names {name!r}, which is not in {source}")
+            if len(found) > 1:
+                raise ApiError(400, "bad_manifest", f"{entry.where} names {name!r}, which matches "
+                               f"{' and '.join(repr(member) for member in found[:2])} but for case or Unicode "
+                               "form (an accent stored as one character or two); write the name as it is in "
+                               f"{source}")
+            if found[0] in not_images:
+                raise ApiError(400, "bad_manifest", f"{entry.where} names {found[0]!r}, which is not an image "
+                               f"({SUPPORTED})")
+            paths.append(str(saved[found[0]]))
+            names.append(found[0])
+        # an entry without an id is named by its files, as the command line names a pairs CSV's rows
+        wanted = entry.id or item_id("|".join(PurePosixPath(name).name for name in names), f"item{index}")
+        items.append(Planned(wanted, entry.command, tuple(paths), fixed=entry.id is not None,
+                             alternative=None if entry.id else item_id("|".join(names), f"item{index}")))
     return items

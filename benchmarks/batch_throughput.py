@@ -19,7 +19,7 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=16)
     parser.add_argument("--size", type=int, default=768)
     args = parser.parse_args()
-    from retouch.batch import run_batch
+    from retouch.run.batch import run_batch
     from retouch.samples import make_authentic, make_forgery
 
     rows = []

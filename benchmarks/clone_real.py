@@ -40,7 +40,7 @@ RESULTS = ROOT / "benchmarks" / "results" / "clone.md"
 def _run_case(case: Case) -> dict:
     from retouch.io import load_image
     from retouch.metrics import best_f1, f1_score, pixel_auc
-    from retouch.pipeline import analyze_image
+    from retouch.run.pipeline import analyze_image
 
     loaded = load_image(case.path, max_pixels=400_000_000)
     started = time.perf_counter()

@@ -66,7 +66,7 @@ def _at(axis: str, value) -> dict:
 def _case(task: tuple[dict | None, int, int]) -> dict:
     from retouch.io import load_image_bytes
     from retouch.metrics import localisation_scores
-    from retouch.pipeline import analyze_image
+    from retouch.run.pipeline import analyze_image
     from retouch.samples import ScanStyle, make_authentic, make_forgery, stamp_source
 
     setting, seed, size = task

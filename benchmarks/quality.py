@@ -3,7 +3,7 @@
 Runs every registered detector, their fusion, and ``compare`` over a generated set (seed fixed, size
 configurable), and every detector over the untouched photographs the samples are made from, saved in six ways
 (their false-positive area outside the generator's world), and writes Markdown tables to
-``benchmarks/results/quality.md`` and into README.md between the ``quality-table`` markers.
+``benchmarks/results/quality.md``, and two headline lines into README.md between the ``quality-table`` markers.
 
     python -m benchmarks.quality [--per-method 30] [--size 768] [--seed 7] [--workers 2] [--no-readme]
 
@@ -52,7 +52,7 @@ def _single_case(task: tuple[str, str, int, int]) -> list[dict]:
     from retouch.detect import detectors
     from retouch.io import load_image_bytes
     from retouch.metrics import localisation_scores
-    from retouch.pipeline import analyze_image
+    from retouch.run.pipeline import analyze_image
     from retouch.samples import make_authentic, make_forgery, stamp_source
 
     method, history, seed, size = task
@@ -79,7 +79,7 @@ def _photo_case(task: tuple[str, str, int | None, int | None]) -> list[dict]:
     """An untouched photograph of the sample sources, saved as ``PHOTO_SAVES`` says, through ``analyze``."""
     from retouch.detect import detectors
     from retouch.io import load_image_bytes
-    from retouch.pipeline import analyze_image
+    from retouch.run.pipeline import analyze_image
     from retouch.samples.archive import encode
     from retouch.samples.sources import load_source
 
@@ -216,6 +216,40 @@ def pair_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def headline_table(single_rows: list[dict], pair_rows: list[dict]) -> str:
+    """The two lines README.md shows: ``compare`` and the fused ``analyze`` decision, forged against untouched.
+
+    Forged: the median F1 of the analysis' own decision per kind of edit (pairs: edits covering at least 1 % of
+    the image, as in :func:`pair_table`), as a range, and for ``analyze`` also over all forged scans; untouched:
+    the mean area marked, and on how many untouched scans anything is marked.
+    """
+    edits = [edit for edit in PAIR_EDITS if edit != "none"]
+    done = [r for r in pair_rows if not r["refused"]]
+    by_edit = [finite_median([r["f1_fixed"] for r in done if r["edit"] == edit and r["truth_fraction"] >= 0.01])
+               for edit in edits]
+    pairs_each = len([r for r in pair_rows if r["edit"] == edits[0]])
+    unedited = [r for r in done if r["edit"] == "none"]
+    fused = [r for r in single_rows if r["detector"] == "fused"]
+    forged = [r for r in fused if r["manipulation"] != "none"]
+    untouched = [r for r in fused if r["manipulation"] == "none"]
+    manipulations = list(dict.fromkeys(r["manipulation"] for r in forged))
+    by_manipulation = [finite_median([r["f1_fixed"] for r in forged if r["manipulation"] == manipulation])
+                       for manipulation in manipulations]
+    scans_each = len([r for r in forged if r["manipulation"] == manipulations[0]])
+    marked = sum(r["flagged"] > 0 for r in untouched)
+    return "\n".join([
+        "| analysis | forged: median F1 of its own decision | untouched: area marked |",
+        "|---|---|---|",
+        f"| `compare`, {len(edits)} kinds of edit, {pairs_each} pairs each | {min(by_edit):.3f} to "
+        f"{max(by_edit):.3f} by kind | {100 * np.mean([r['flagged'] for r in unedited]):.3f} % over "
+        f"{len(unedited)} pairs without an edit |",
+        f"| `analyze` (fused), {len(manipulations)} manipulations, {scans_each} scans each | "
+        f"{finite_median([r['f1_fixed'] for r in forged]):.3f} over all; {min(by_manipulation):.3f} to "
+        f"{max(by_manipulation):.3f} by manipulation | {100 * np.mean([r['flagged'] for r in untouched]):.2f} % "
+        f"over {len(untouched)} scans; something marked on {marked} |",
+    ])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--per-method", type=int, default=30, help="cases per manipulation (and untouched)")
@@ -257,11 +291,14 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("# Detection quality\n\n" + body, encoding="utf-8")
     print(body)
-    if not args.no_readme:
+    if not args.no_readme:  # README.md shows the two headline lines; the tables are in quality.md
         readme = ROOT / "README.md"
         text = readme.read_text(encoding="utf-8")
+        headline = (f"Generated set: seed {args.seed}, prints {args.size} px on the longest side "
+                    f"(`python -m benchmarks.quality --per-method {args.per_method} --size {args.size} --seed "
+                    f"{args.seed}`).\n\n{headline_table(single_rows, pair_rows)}")
         replaced = re.sub(r"(<!-- quality-table:start -->\n).*?(\n<!-- quality-table:end -->)",
-                          lambda m: m.group(1) + body.strip() + m.group(2), text, flags=re.S)
+                          lambda m: m.group(1) + headline + m.group(2), text, flags=re.S)
         readme.write_text(replaced, encoding="utf-8")
 
 

@@ -12,7 +12,7 @@ altered versions). Nothing of that material is copied into the repository: it is
 Sections:
 
 - ``single``: every forged image with a mask, and every unedited original, through the same pipeline as
-  ``retouch analyze`` (``retouch.io.load_image`` then ``retouch.pipeline.analyze_image`` with the default
+  ``retouch analyze`` (``retouch.io.load_image`` then ``retouch.run.pipeline.analyze_image`` with the default
   detectors). Per data set and manipulation kind: F1 and MCC of the fused decision (the tool's own threshold),
   pixel AUC and best-threshold F1 of each detector's map; on originals: the share of images with anything marked
   and the mean marked area; image level: AUC of the fused score, forged against originals, and the true-positive
@@ -113,7 +113,7 @@ def read_mask(path: str, shape: tuple[int, int]) -> np.ndarray:
 def _single(case: Case) -> dict:
     from retouch.io import load_image
     from retouch.metrics import best_f1, f1_score, mcc, pixel_auc
-    from retouch.pipeline import analyze_image
+    from retouch.run.pipeline import analyze_image
 
     started = time.perf_counter()
     loaded = load_image(case.path, max_pixels=400_000_000)
@@ -362,7 +362,7 @@ def _pair(task: tuple[str, str, str, str | None, str | None]) -> dict:
     from retouch.errors import NotSamePhotographError
     from retouch.io import load_image
     from retouch.metrics import f1_score
-    from retouch.pipeline import compare_images
+    from retouch.run.pipeline import compare_images
 
     dataset, case_id, original_path, forged_path, mask_path = task
     reference = load_image(original_path, max_pixels=400_000_000)
@@ -458,7 +458,7 @@ def pair_tables(rows: list[dict]) -> str:
 def write_reports(tasks: list[tuple], out: Path) -> list[str]:
     """Full ``compare`` reports (the CLI's own writer) for a person to look at; returns the folders written."""
     from retouch.errors import NotSamePhotographError
-    from retouch.tasks import compare_files
+    from retouch.run.tasks import compare_files
 
     written = []
     for dataset, case_id, original, forged, _ in tasks:

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from retouch.samples import make_pair
-from retouch.tasks import compare_files
+from retouch.run.tasks import compare_files
 
 
 def main(out_dir: str) -> Path:

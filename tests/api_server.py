@@ -12,6 +12,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.helpers import wait_job
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -21,8 +23,9 @@ def free_port() -> int:
 
 class Server:
     def __init__(self, data_dir: Path, *, workers: int = 1, env: dict[str, str] | None = None,
-                 api_key: str | None = None, cwd: Path | None = None) -> None:
+                 api_key: str | None = None, cwd: Path | None = None, logs: Path | None = None) -> None:
         self.data_dir = data_dir  # relative paths are relative to ``cwd``, the server's working folder
+        self.logs = logs or ((cwd or Path.cwd()) / data_dir).parent  # where server-<port>.log is written
         self.cwd = cwd
         self.workers = workers
         self.env = dict(os.environ, **(env or {}))
@@ -36,8 +39,7 @@ class Server:
                    str(self.data_dir), "--workers", str(self.workers)]
         if self.api_key:
             command += ["--api-key", self.api_key]
-        logs = ((self.cwd or Path.cwd()) / self.data_dir).parent
-        log = open(logs / f"server-{self.port}.log", "ab")  # noqa: SIM115 - lives with the process
+        log = open(self.logs / f"server-{self.port}.log", "ab")  # noqa: SIM115 - lives with the process
         self.process = subprocess.Popen(command, env=self.env, stdout=log, stderr=log, start_new_session=True,
                                         cwd=self.cwd)
         deadline = time.time() + 60
@@ -57,6 +59,23 @@ class Server:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
 
+    def kill_server_only(self) -> None:
+        """SIGKILL the server process alone (as the out-of-memory killer does), leaving its workers to notice."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def worker_pids(self) -> list[int]:
+        """The server's worker processes (spawned by multiprocessing), by process id."""
+        import psutil
+
+        assert self.process is not None
+        return [child.pid for child in psutil.Process(self.process.pid).children()
+                if "spawn_main" in " ".join(child.cmdline())]
+
+    def log(self) -> str:
+        return (self.logs / f"server-{self.port}.log").read_text(errors="replace")
+
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
@@ -70,10 +89,4 @@ class Server:
         return httpx.Client(base_url=self.url, headers=headers, timeout=60)
 
     def wait_job(self, client: httpx.Client, job_id: str, timeout: float = 180) -> dict:
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            job = client.get(f"/v1/jobs/{job_id}").json()
-            if job["state"] in ("done", "failed", "done_with_errors"):
-                return job
-            time.sleep(0.2)
-        raise TimeoutError(f"job {job_id} not finished: {job}")
+        return wait_job(client, job_id, timeout)

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from retouch.batch import RESULTS, plan, read_results, run_batch
+from retouch.run.batch import RESULTS, plan, read_results, run_batch
 from retouch.samples import make_authentic, make_forgery, make_pair
+from tests.helpers import CliRunner
 
 DETECTORS = ["grain", "ela", "jpeg"]
 
@@ -63,8 +64,8 @@ def test_mixed_batch_reports_each_item_and_reruns_do_no_work(collection: Path, t
     report = run_batch(collection, tmp_path, detectors=DETECTORS, workers=2)
     assert (report.total, report.ok, report.failed) == (9, 8, 1)
     statuses = _statuses(tmp_path)
-    assert [k for k, v in statuses.items() if v == "error"] == [k for k in statuses if k.startswith("box1-mouldy")]
-    failed = read_results(tmp_path)[next(k for k in statuses if k.startswith("box1-mouldy"))]
+    assert [k for k, v in statuses.items() if v == "error"] == ["box1_mouldy.jpg"]  # named by its path
+    failed = read_results(tmp_path)["box1_mouldy.jpg"]
     assert "mouldy.jpg" in failed["error"]
     summary = (tmp_path / "summary.csv").read_text().splitlines()
     assert len(summary) == 10 and summary[0] == "id,command,paths,sha256,score,regions,status,error,note"
@@ -76,6 +77,7 @@ def test_mixed_batch_reports_each_item_and_reruns_do_no_work(collection: Path, t
     assert [json.loads(line)["id"] for line in new_lines] == [failed["id"]]
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_and_completes_each_item_once(collection: Path, tmp_path: Path) -> None:
     command = [sys.executable, "-m", "retouch", "batch", str(collection), "-o", str(tmp_path), "-w", "1",
                "-d", ",".join(DETECTORS)]
@@ -100,6 +102,7 @@ def test_killed_run_resumes_and_completes_each_item_once(collection: Path, tmp_p
     assert len(done) == len(set(done)) == 8, "every successful item recorded exactly once"
 
 
+@pytest.mark.slow
 def test_dask_local_cluster_gives_the_same_results(collection: Path, tmp_path: Path) -> None:
     local = tmp_path / "local"
     dask = tmp_path / "dask"
@@ -126,6 +129,7 @@ def test_pairs_csv_runs_compare(tmp_path: Path) -> None:
     assert "missing.jpg" in read_results(tmp_path / "out")["bad"]["error"]
 
 
+@pytest.mark.slow
 def test_ctrl_c_exits_130_and_leaves_consistent_results(collection: Path, tmp_path: Path) -> None:
     command = [sys.executable, "-m", "retouch", "batch", str(collection), "-o", str(tmp_path), "-w", "1",
                "-d", ",".join(DETECTORS)]
@@ -154,10 +158,11 @@ def _mark_then_wait(marker: str, seconds: float) -> None:
     time.sleep(seconds)
 
 
+@pytest.mark.slow
 def test_a_stopped_worker_does_not_start_the_item_queued_behind_it(tmp_path: Path) -> None:
     # ProcessPoolExecutor hands a worker its next item before the current one ends; SIGTERM unwinds the current
     # item, and the worker must then exit, not start the next one (to be killed mid-write 5 s later)
-    from retouch.executor import LocalExecutor
+    from retouch.run.executor import LocalExecutor
 
     executor = LocalExecutor(1)
     first, second = tmp_path / "first", tmp_path / "second"
@@ -167,7 +172,7 @@ def test_a_stopped_worker_does_not_start_the_item_queued_behind_it(tmp_path: Pat
     while not first.exists() and time.time() < deadline:
         time.sleep(0.05)
     assert first.exists() and not running.done()
-    workers = list(executor._pool._processes.values())
+    workers = executor.processes()
     executor.shutdown(cancel=True)
     time.sleep(0.5)
     assert not second.exists(), "the worker went on to the next item after it was told to stop"
@@ -185,12 +190,7 @@ def test_output_folder_inside_the_input_folder_is_not_scanned(tmp_path: Path) ->
     assert (again.total, again.skipped, again.ok) == (1, 1, 0), "the run's own maps are not new items"
 
 
-def _retouch(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "retouch", *args], capture_output=True, text=True, timeout=300,
-                          cwd=cwd)
-
-
-def test_unusable_output_folders_exit_2_with_one_line(tmp_path: Path) -> None:
+def test_unusable_output_folders_exit_2_with_one_line(cli: CliRunner, tmp_path: Path) -> None:
     (tmp_path / "a.png").write_bytes(make_authentic(8, size=128).file_bytes)
     (tmp_path / "pairs.csv").write_text("a.png,a.png\n")
     (tmp_path / "a-file").write_text("not a folder\n")
@@ -199,29 +199,29 @@ def test_unusable_output_folders_exit_2_with_one_line(tmp_path: Path) -> None:
     cases = {"a-file": "is not a folder", "blocked-results.jsonl": "results.jsonl: retouch writes a file here",
              "blocked-summary.csv": "summary.csv: retouch writes a file here"}
     for out, expected in cases.items():
-        done = _retouch("batch", str(tmp_path / "pairs.csv"), "-o", str(tmp_path / out), "-w", "1")
+        done = cli("batch", str(tmp_path / "pairs.csv"), "-o", str(tmp_path / out), "-w", "1")
         lines = [line for line in done.stderr.splitlines() if line.strip()]
         assert done.returncode == 2 and len(lines) == 1 and expected in lines[0], (out, done.stderr)
     assert (tmp_path / "a-file").read_text() == "not a folder\n"
     (tmp_path / "analyze-out" / "report.json").mkdir(parents=True)
-    single = _retouch("analyze", str(tmp_path / "a.png"), "-o", str(tmp_path / "analyze-out"), "-d", "grain")
+    single = cli("analyze", str(tmp_path / "a.png"), "-o", str(tmp_path / "analyze-out"), "-d", "grain")
     assert single.returncode == 2 and "report.json: retouch writes a file here" in single.stderr, single.stderr
 
 
-def test_csv_ids_that_are_not_plain_names_are_refused_naming_the_row(tmp_path: Path) -> None:
+def test_csv_ids_that_are_not_plain_names_are_refused_naming_the_row(cli: CliRunner, tmp_path: Path) -> None:
     (tmp_path / "a.png").write_bytes(make_authentic(9, size=128).file_bytes)
     for bad_id in ("..", ".", "box/1", "box\\1"):
         (tmp_path / "pairs.csv").write_text(f"reference,questioned,id\na.png,a.png,fine\na.png,a.png,{bad_id}\n")
-        done = _retouch("batch", str(tmp_path / "pairs.csv"), "-o", str(tmp_path / "out"), "-w", "1")
+        done = cli("batch", str(tmp_path / "pairs.csv"), "-o", str(tmp_path / "out"), "-w", "1")
         lines = [line for line in done.stderr.splitlines() if line.strip()]
         assert done.returncode == 2 and len(lines) == 1, (bad_id, done.stderr)
         assert "pairs.csv:3: id" in lines[0] and "not a plain name" in lines[0], lines[0]
         assert not (tmp_path / "out").exists()
 
 
-def test_a_csv_that_is_not_utf8_is_named_with_advice(tmp_path: Path) -> None:
+def test_a_csv_that_is_not_utf8_is_named_with_advice(cli: CliRunner, tmp_path: Path) -> None:
     (tmp_path / "pairs.csv").write_bytes("référence,questionné\n".encode("cp1252"))
-    done = _retouch("batch", str(tmp_path / "pairs.csv"), "-o", str(tmp_path / "out"))
+    done = cli("batch", str(tmp_path / "pairs.csv"), "-o", str(tmp_path / "out"))
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert done.returncode == 2 and len(lines) == 1, done.stderr
     assert "pairs.csv: the CSV is not UTF-8 text" in lines[0] and "save it as UTF-8" in lines[0], lines[0]
@@ -246,22 +246,22 @@ def test_a_failed_item_runs_again_once_its_cause_is_fixed(tmp_path: Path) -> Non
 
 
 def test_an_output_folder_above_the_input_folder_is_used_and_the_input_folder_itself_is_refused(
-        tmp_path: Path) -> None:
+        cli: CliRunner, tmp_path: Path) -> None:
     scans = tmp_path / "scans"
     scans.mkdir()
     (scans / "a.png").write_bytes(make_authentic(11, size=128).file_bytes)
-    above = _retouch("batch", "scans", "-o", ".", "-d", "grain", "-w", "1", cwd=tmp_path)
+    above = cli("batch", "scans", "-o", ".", "-d", "grain", "-w", "1", cwd=tmp_path)
     assert above.returncode == 0, above.stderr
     assert "1 items: 1 done" in above.stdout and (tmp_path / "summary.csv").exists()
     for args, expected in ((("scans", "-o", "scans"), "scans: the output folder is the input folder scans"),
                            ((f"items/{plan(scans)[0].id}", "-o", "."), "the input folder is inside")):
-        refused = _retouch("batch", *args, "-d", "grain", "-w", "1", cwd=tmp_path)
+        refused = cli("batch", *args, "-d", "grain", "-w", "1", cwd=tmp_path)
         lines = [line for line in refused.stderr.splitlines() if line.strip()]
         assert refused.returncode == 2 and len(lines) == 1 and expected in lines[0], (args, refused.stderr)
     assert sorted(p.name for p in scans.iterdir()) == ["a.png"], "nothing written into the input folder"
 
 
-def test_the_summary_lists_exactly_this_runs_input(tmp_path: Path) -> None:
+def test_the_summary_lists_exactly_this_runs_input(cli: CliRunner, tmp_path: Path) -> None:
     import csv
 
     first, second, out = tmp_path / "first", tmp_path / "second", tmp_path / "out"
@@ -275,7 +275,7 @@ def test_the_summary_lists_exactly_this_runs_input(tmp_path: Path) -> None:
             return sorted(Path(row["paths"]).name for row in csv.DictReader(handle))
 
     assert run_batch(first, out, detectors=["grain"], workers=1).total == 2 and listed() == ["a.png", "b.png"]
-    done = _retouch("batch", str(second), "-o", str(out), "-d", "grain", "-w", "1")
+    done = cli("batch", str(second), "-o", str(out), "-d", "grain", "-w", "1")
     assert done.returncode == 0 and "1 items: 1 done" in done.stdout, done.stderr
     assert listed() == ["c.png"]
     (first / "b.png").unlink()
@@ -290,12 +290,13 @@ def test_a_pairs_csv_header_is_recognised_in_any_case_with_spaces_and_a_byte_ord
     assert [item.id for item in plan(tmp_path / "pairs.csv")] == ["same"]
 
 
-def test_a_first_row_of_other_column_names_is_refused_as_a_header_not_run_as_files(tmp_path: Path) -> None:
+def test_a_first_row_of_other_column_names_is_refused_as_a_header_not_run_as_files(
+        cli: CliRunner, tmp_path: Path) -> None:
     (tmp_path / "a.png").write_bytes(make_authentic(12, size=128).file_bytes)
     for separator, header in ((",", "Original,Modified"), (";", "reference;modified;id"),
                               ("\t", "Before\tAfter\tName")):
         (tmp_path / "pairs.csv").write_text(f"{header}\n" + separator.join(["a.png", "a.png", "x"]) + "\n")
-        done = _retouch("batch", str(tmp_path / "pairs.csv"), "-o", str(tmp_path / "out"), "-w", "1")
+        done = cli("batch", str(tmp_path / "pairs.csv"), "-o", str(tmp_path / "out"), "-w", "1")
         lines = [line for line in done.stderr.splitlines() if line.strip()]
         assert done.returncode == 2 and len(lines) == 1, (header, done.stderr)
         assert "pairs.csv:1:" in lines[0] and "column names" in lines[0] and "reference" in lines[0], lines[0]
@@ -305,19 +306,19 @@ def test_a_first_row_of_other_column_names_is_refused_as_a_header_not_run_as_fil
     assert [item.id for item in plan(tmp_path / "pairs.csv")] == ["x", "y"]
 
 
-def test_an_unusable_scheduler_exits_2_before_anything_is_written(tmp_path: Path) -> None:
+def test_an_unusable_scheduler_exits_2_before_anything_is_written(cli: CliRunner, tmp_path: Path) -> None:
     (tmp_path / "scans").mkdir()
     (tmp_path / "scans" / "a.png").write_bytes(make_authentic(13, size=128).file_bytes)
     for scheduler, expected in (("tcp://127.0.0.1:1", "cannot connect to the Dask scheduler at tcp://127.0.0.1:1"),
                                 ("bogus", "unknown scheduler 'bogus'")):
-        done = _retouch("batch", str(tmp_path / "scans"), "-o", str(tmp_path / "out"), "--scheduler", scheduler)
+        done = cli("batch", str(tmp_path / "scans"), "-o", str(tmp_path / "out"), "--scheduler", scheduler)
         lines = [line for line in done.stderr.splitlines() if line.strip()]
         assert done.returncode == 2 and len(lines) == 1, (scheduler, done.stderr)  # no progress bar either
         assert expected in lines[0] and "--scheduler" in lines[0], lines[0]
         assert not (tmp_path / "out").exists()
 
 
-def test_a_folder_batch_names_the_files_it_skipped_as_not_images(tmp_path: Path) -> None:
+def test_a_folder_batch_names_the_files_it_skipped_as_not_images(cli: CliRunner, tmp_path: Path) -> None:
     from PIL import Image
 
     scans = tmp_path / "scans"
@@ -325,7 +326,7 @@ def test_a_folder_batch_names_the_files_it_skipped_as_not_images(tmp_path: Path)
     (scans / "a.png").write_bytes(make_authentic(14, size=128).file_bytes)
     Image.new("L", (40, 40), 128).save(scans / "anim.gif")
     (scans / "readme.txt").write_text("box 4, folder 2\n")
-    done = _retouch("batch", str(scans), "-o", str(tmp_path / "out"), "-d", "grain", "-w", "1")
+    done = cli("batch", str(scans), "-o", str(tmp_path / "out"), "-d", "grain", "-w", "1")
     assert done.returncode == 0, done.stderr
     assert "Skipped 2 files not read as images" in done.stdout and "anim.gif, readme.txt." in done.stdout
 
@@ -347,13 +348,13 @@ def test_broken_symbolic_links_in_a_folder_are_reported_not_dropped(tmp_path: Pa
     assert all("is a symbolic link to nothing" in error for error in errors.values()), errors
 
 
-def test_a_failed_item_is_named_by_its_path_even_with_square_brackets(tmp_path: Path) -> None:
+def test_a_failed_item_is_named_by_its_path_even_with_square_brackets(cli: CliRunner, tmp_path: Path) -> None:
     scans = tmp_path / "box [old]"
     (scans / "a[").mkdir(parents=True)
     (scans / "scan [draft].jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 40)  # a JPEG header, no image
     (scans / "a[" / "x].jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 40)  # the path holds '[/x]'
     out = tmp_path / "out [run]"
-    done = _retouch("batch", str(scans), "-o", str(out), "-d", "grain", "-w", "1")
+    done = cli("batch", str(scans), "-o", str(out), "-d", "grain", "-w", "1")
     assert done.returncode == 0, done.stderr
     stderr = " ".join(done.stderr.split())  # rich wraps long lines
     assert str(scans / "scan [draft].jpg") in stderr and str(scans / "a[" / "x].jpg") in stderr
@@ -374,8 +375,8 @@ def test_no_summary_cell_is_read_as_a_spreadsheet_formula(tmp_path: Path) -> Non
 
     (tmp_path / "=2+3.png").write_bytes(make_authentic(14, size=96).file_bytes)
     pairs = tmp_path / "pairs.csv"
-    # the id "=1+1" becomes the folder name "-1-1", which a spreadsheet would also compute (-2)
-    pairs.write_text("reference,questioned,id\n=2+3.png,=2+3.png,=1+1\n")
+    # the id "-1-1" names the item's folder as it is, and a spreadsheet would compute it (-2)
+    pairs.write_text("reference,questioned,id\n=2+3.png,=2+3.png,-1-1\n")
     run_batch(pairs, tmp_path / "out", detectors=["grain"], workers=1)
     with open(tmp_path / "out" / "summary.csv", newline="") as handle:
         (row,) = csv.DictReader(handle)
@@ -396,13 +397,13 @@ def test_a_pairs_csv_is_read_as_any_spreadsheet_saves_it(tmp_path: Path) -> None
     for shape, data in shapes.items():
         (tmp_path / f"{shape}.csv").write_bytes(data)
         items = plan(tmp_path / f"{shape}.csv")
-        assert [(item.id, [Path(p).name for p in item.paths]) for item in items] == [
+        assert [(item.id, [Path(p).name for p in item.inputs]) for item in items] == [
             ("one", ["a.png", "b.png"]), ("two", ["a.png", "b.png"])], shape
 
 
-def test_a_cp1252_csv_is_refused_naming_the_line(tmp_path: Path) -> None:
+def test_a_cp1252_csv_is_refused_naming_the_line(cli: CliRunner, tmp_path: Path) -> None:
     (tmp_path / "pairs.csv").write_bytes("reference,questioned\na.png,b.png\ncafé.png,b.png\n".encode("cp1252"))
-    done = _retouch("batch", str(tmp_path / "pairs.csv"), "-o", str(tmp_path / "out"))
+    done = cli("batch", str(tmp_path / "pairs.csv"), "-o", str(tmp_path / "out"))
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert done.returncode == 2 and len(lines) == 1, done.stderr
     assert "pairs.csv: the CSV is not UTF-8 text (line 3 holds byte 0xe9" in lines[0], lines[0]
@@ -426,21 +427,22 @@ def test_pairs_csv_columns_by_header_home_folder_unicode_forms_and_windows_folde
     (tmp_path / "pairs.csv").write_text(csv_text, encoding="utf-8")
     items = plan(tmp_path / "pairs.csv")
     expected = [("x", (home / composed, home / "b.png")), ("y", (home / "b.png", tmp_path / "box1" / "c.png"))]
-    assert [(item.id, item.paths) for item in items] == [(i, (str(r), str(q))) for i, (r, q) in expected]
+    assert [(item.id, item.inputs) for item in items] == [(i, (str(r), str(q))) for i, (r, q) in expected]
 
 
-def test_a_pairs_csv_row_without_both_files_is_refused_naming_the_row(tmp_path: Path) -> None:
+def test_a_pairs_csv_row_without_both_files_is_refused_naming_the_row(cli: CliRunner, tmp_path: Path) -> None:
     (tmp_path / "a.png").write_bytes(make_authentic(14, size=128).file_bytes)
     for row, role in ((",a.png,x", "reference"), ("a.png,,x", "questioned"), ("a.png", "questioned")):
         (tmp_path / "pairs.csv").write_text(f"reference,questioned,id\na.png,a.png,fine\n{row}\n")
-        done = _retouch("batch", str(tmp_path / "pairs.csv"), "-o", str(tmp_path / "out"), "-w", "1")
+        done = cli("batch", str(tmp_path / "pairs.csv"), "-o", str(tmp_path / "out"), "-w", "1")
         lines = [line for line in done.stderr.splitlines() if line.strip()]
         assert done.returncode == 2 and len(lines) == 1, (row, done.stderr)
         assert f"pairs.csv:3: no {role} file" in lines[0], lines[0]
         assert not (tmp_path / "out").exists()
 
 
-def test_pairs_csv_ids_keep_any_script_and_clashing_rows_are_refused_naming_both_lines(tmp_path: Path) -> None:
+def test_pairs_csv_ids_keep_any_script_and_clashing_rows_are_refused_naming_both_lines(
+        cli: CliRunner, tmp_path: Path) -> None:
     (tmp_path / "pairs.csv").write_text("a.png,b.png,фото-1\na.png,b.png,снимок-1\n", encoding="utf-8")
     assert [item.id for item in plan(tmp_path / "pairs.csv")] == ["фото-1", "снимок-1"]
     # 'Lenin' and 'lenin' are one folder on macOS and Windows: the second item's reports would replace the first's
@@ -449,14 +451,14 @@ def test_pairs_csv_ids_keep_any_script_and_clashing_rows_are_refused_naming_both
                            ("a.png,b.png\n\na.png,b.png\n", "pairs.csv:3: lists the same pair as line 1"),
                            ("a.png,b.png," + "x" * 130 + "\n", "pairs.csv:1: id 'xxxx")):
         (tmp_path / "pairs.csv").write_text(rows)
-        done = _retouch("batch", str(tmp_path / "pairs.csv"), "-o", str(tmp_path / "out"))
+        done = cli("batch", str(tmp_path / "pairs.csv"), "-o", str(tmp_path / "out"))
         lines = [line for line in done.stderr.splitlines() if line.strip()]
         assert done.returncode == 2 and len(lines) == 1 and expected in lines[0], done.stderr
         assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="Linux file names are bytes; others must be valid text")
-def test_a_file_name_that_is_not_utf8_is_an_item_like_any_other(tmp_path: Path) -> None:
+def test_a_file_name_that_is_not_utf8_is_an_item_like_any_other(cli: CliRunner, tmp_path: Path) -> None:
     import csv
 
     scans = tmp_path / "scans"
@@ -464,7 +466,7 @@ def test_a_file_name_that_is_not_utf8_is_an_item_like_any_other(tmp_path: Path) 
     # a Latin-1 'é' from an old disk: the id's digest and summary.csv could not encode it (internal error, exit 1)
     Path(os.fsdecode(os.fsencode(scans) + b"/d\xe9p\xf4t.png")).write_bytes(make_authentic(16, size=96).file_bytes)
     for run in ("first", "again"):
-        done = _retouch("batch", str(scans), "-o", str(tmp_path / "out"), "-d", "grain", "-w", "1")
+        done = cli("batch", str(scans), "-o", str(tmp_path / "out"), "-d", "grain", "-w", "1")
         assert done.returncode == 0 and "failed" not in done.stderr, (run, done.stderr)
     assert "0 done, 0 failed, 1 already done" in done.stdout, "the id is the same on a rerun"
     with open(tmp_path / "out" / "summary.csv", newline="", encoding="utf-8") as handle:
@@ -472,7 +474,8 @@ def test_a_file_name_that_is_not_utf8_is_an_item_like_any_other(tmp_path: Path) 
     assert row["status"] == "ok" and row["paths"].endswith("/scans/d\\xe9p\\xf4t.png"), row
 
 
-def test_inputs_where_the_batch_writes_are_refused_before_anything_is_written(tmp_path: Path) -> None:
+def test_inputs_where_the_batch_writes_are_refused_before_anything_is_written(
+        cli: CliRunner, tmp_path: Path) -> None:
     pair = make_pair(17, size=160, edit="diffusion")
     out = tmp_path / "out"
     (out / "items" / "b").mkdir(parents=True)
@@ -487,7 +490,7 @@ def test_inputs_where_the_batch_writes_are_refused_before_anything_is_written(tm
             source.write_text(f"reference,questioned,id\n{'../' * (source == pairs)}{spelling},q.png,a\n"
                               f"{'../' * (source == pairs)}r.png,q.png,b\n")
             listed = source.read_bytes()
-            done = _retouch("batch", str(source), "-o", str(out), "-w", "1")
+            done = cli("batch", str(source), "-o", str(out), "-w", "1")
             lines = [line for line in done.stderr.splitlines() if line.strip()]
             assert done.returncode == 2 and len(lines) == 1, (spelling, source.name, done.stderr)
             assert "overlay.png" in lines[0] or "summary.csv" in lines[0], lines[0]
@@ -496,3 +499,67 @@ def test_inputs_where_the_batch_writes_are_refused_before_anything_is_written(tm
             written = sorted(p.name for p in out.iterdir())
             assert written == sorted(["items", *(["summary.csv"] * (source == pairs))]), written
             source.unlink()
+
+
+def _id_by_the_old_rule(text: str) -> str:
+    """The id retouch gave an item made from a path (or a pairs CSV row's files, joined by '|') before its ids
+    had one rule with the web service's: '-' for each run of other characters than ASCII letters and digits, the
+    first 60 characters, then 6 hex digits of the text's SHA-1."""
+    import hashlib
+    import re
+
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")[:60] or "item"
+    return f"{slug}-{hashlib.sha1(os.fsencode(text)).hexdigest()[:6]}"
+
+
+def _as_the_old_rule_left_it(out: Path, old_ids: dict[str, str]) -> None:
+    """Turn a batch folder into the one the old id rule made: each item's folder and record under its old id."""
+    records = read_results(out)
+    lines = []
+    for new, old in old_ids.items():
+        (out / "items" / new).rename(out / "items" / old)
+        record = {**records[new], "id": old, "artifacts": str(out / "items" / old)}
+        lines.append(json.dumps(record, sort_keys=True))
+    (out / RESULTS).write_text("\n".join(lines) + "\n")
+
+
+def test_a_batch_folder_made_by_the_old_id_rule_resumes_without_running_anything_again(tmp_path: Path) -> None:
+    import csv
+
+    scans, out = tmp_path / "scans", tmp_path / "out"
+    (scans / "box 1").mkdir(parents=True)
+    (scans / "a.png").write_bytes(make_authentic(30, size=96).file_bytes)
+    (scans / "box 1" / "scan one.png").write_bytes(make_authentic(31, size=96).file_bytes)
+    assert run_batch(scans, out, detectors=["grain"], workers=1).ok == 2
+    old_ids = {"a.png": _id_by_the_old_rule("a.png"),
+               "box_1_scan_one.png": _id_by_the_old_rule("box 1/scan one.png")}
+    _as_the_old_rule_left_it(out, old_ids)
+    assert sorted(p.name for p in (out / "items").iterdir()) == sorted(old_ids.values())
+    again = run_batch(scans, out, detectors=["grain"], workers=1)
+    assert (again.total, again.skipped, again.ok, again.failed) == (2, 2, 0, 0), "every old item was found"
+    # carried over to the ids of the rule now: folders renamed, records under the new ids
+    assert sorted(p.name for p in (out / "items").iterdir()) == sorted(old_ids)
+    records = read_results(out)
+    for new in old_ids:
+        assert records[new]["artifacts"] == str(out / "items" / new) and records[new]["status"] == "ok"
+        assert (out / "items" / new / "report.json").exists()
+    with open(out / "summary.csv", newline="") as handle:
+        assert sorted(row["id"] for row in csv.DictReader(handle)) == sorted(old_ids)
+    third = run_batch(scans, out, detectors=["grain"], workers=1)
+    assert (third.skipped, third.ok) == (2, 0)
+
+
+@pytest.mark.slow
+def test_a_pairs_csv_batch_made_by_the_old_id_rule_resumes_without_running_anything_again(tmp_path: Path) -> None:
+    pair = make_pair(18, size=160, edit="diffusion")
+    (tmp_path / "r.png").write_bytes(pair.reference_bytes)
+    (tmp_path / "q.png").write_bytes(pair.questioned_bytes)
+    pairs, out = tmp_path / "pairs.csv", tmp_path / "out"
+    # a row's own id kept all but other characters than letters, digits, '.', '_' and '-', made '-'
+    pairs.write_text("reference,questioned,id\nr.png,q.png,Lenin 1920\nq.png,r.png,\n")
+    assert [item.id for item in plan(pairs)] == ["Lenin_1920", "q.png_r.png"]
+    assert run_batch(pairs, out, workers=1).ok == 2
+    _as_the_old_rule_left_it(out, {"Lenin_1920": "Lenin-1920", "q.png_r.png": _id_by_the_old_rule("q.png|r.png")})
+    again = run_batch(pairs, out, workers=1)
+    assert (again.skipped, again.ok, again.failed) == (2, 0, 0)
+    assert sorted(p.name for p in (out / "items").iterdir()) == ["Lenin_1920", "q.png_r.png"]

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -17,100 +18,88 @@ import numpy as np
 import pytest
 
 from retouch import __version__
-from retouch.cli.app import main
-from retouch.detect.registry import register
 from retouch.result import AnalysisResult
-
-
-def retouch(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "retouch", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=300)
-
-
-def _one_line(stderr: str) -> str:
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, stderr
-    assert "Traceback" not in stderr
-    return lines[0]
+from tests.helpers import CliRunner, one_line, retouch_process
 
 
 def test_version_and_help() -> None:
-    done = retouch("--version")
+    done = retouch_process("--version")
     assert done.returncode == 0 and done.stdout.strip() == f"retouch {__version__}"
-    shown = retouch("--help")
+    shown = retouch_process("--help")
     assert shown.returncode == 0
     for command in ("analyze", "compare"):
         assert command in shown.stdout
 
 
-def test_misuse_exits_2_with_one_line(tmp_path: Path) -> None:
-    misuse = retouch("anything.txt")
+def test_misuse_exits_2_with_one_line(cli: CliRunner, tmp_path: Path) -> None:
+    misuse = cli("anything.txt")
     assert misuse.returncode == 2
-    assert "No such command 'anything.txt'" in _one_line(misuse.stderr)
-    missing_arg = retouch("compare", "only-one.jpg")
+    assert "No such command 'anything.txt'" in one_line(misuse.stderr)
+    missing_arg = cli("compare", "only-one.jpg")
     assert missing_arg.returncode == 2
-    _one_line(missing_arg.stderr)
+    one_line(missing_arg.stderr)
 
 
-def test_missing_and_non_image_inputs_exit_2_naming_the_file(tmp_path: Path) -> None:
-    missing = retouch("analyze", str(tmp_path / "lost.jpg"), "-o", str(tmp_path / "out"))
+def test_missing_and_non_image_inputs_exit_2_naming_the_file(cli: CliRunner, tmp_path: Path) -> None:
+    missing = cli("analyze", str(tmp_path / "lost.jpg"), "-o", str(tmp_path / "out"))
     assert missing.returncode == 2
-    assert "lost.jpg" in _one_line(missing.stderr)
+    assert "lost.jpg" in one_line(missing.stderr)
     notes = tmp_path / "notes.txt"
     notes.write_text("minutes of the Politburo meeting\n")
-    wrong = retouch("analyze", str(notes), "-o", str(tmp_path / "out"))
+    wrong = cli("analyze", str(notes), "-o", str(tmp_path / "out"))
     assert wrong.returncode == 2
-    assert "notes.txt" in _one_line(wrong.stderr)
+    assert "notes.txt" in one_line(wrong.stderr)
     assert not (tmp_path / "out" / "report.json").exists()
 
 
-def test_truncated_16bit_colour_png_gets_one_line(tmp_path: Path) -> None:
+def test_truncated_16bit_colour_png_gets_one_line(cli: CliRunner, tmp_path: Path) -> None:
     # 16-bit colour files are read by OpenCV, whose libpng would print its own complaint to stderr if it saw the
     # truncated data before Pillow's decoder refused it
     deep = (np.random.default_rng(0).random((64, 64, 3)) * 65535).astype(np.uint16)
     data = cv2.imencode(".png", deep)[1].tobytes()
     cut = tmp_path / "deep.png"
     cut.write_bytes(data[: len(data) // 2])
-    done = retouch("analyze", str(cut), "-o", str(tmp_path / "out"))
+    done = cli("analyze", str(cut), "-o", str(tmp_path / "out"))
     assert done.returncode == 2
-    assert "deep.png: truncated" in _one_line(done.stderr)
+    assert "deep.png: truncated" in one_line(done.stderr)
     assert not (tmp_path / "out").exists()
 
 
-def test_unknown_detector_exits_2(tmp_path: Path) -> None:
+def test_unknown_detector_exits_2(cli: CliRunner, tmp_path: Path) -> None:
     image = tmp_path / "scan.png"
     cv2.imwrite(str(image), np.full((40, 40), 128, np.uint8))
-    done = retouch("analyze", str(image), "-o", str(tmp_path / "out"), "--detectors", "tea-leaves")
+    done = cli("analyze", str(image), "-o", str(tmp_path / "out"), "--detectors", "tea-leaves")
     assert done.returncode == 2
-    assert "tea-leaves" in _one_line(done.stderr)
+    assert "tea-leaves" in one_line(done.stderr)
 
 
-@register("test-explodes", title="fails on purpose", description="raises to test exit code 1", default=False)
 def _explodes(image: np.ndarray) -> AnalysisResult:
     raise RuntimeError("simulated defect")
 
 
-def test_internal_error_exits_1_with_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_internal_error_exits_1_with_log(cli: CliRunner, extra_detector: Callable[..., None], tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    extra_detector("test-explodes", _explodes, title="fails on purpose", description="raises to test exit code 1",
+                   default=False)
     monkeypatch.setenv("RETOUCH_LOG_DIR", str(tmp_path / "logs"))
     image = tmp_path / "scan.png"
     cv2.imwrite(str(image), np.full((40, 40), 128, np.uint8))
-    code = main(["analyze", str(image), "-o", str(tmp_path / "out"), "--detectors", "test-explodes"])
-    assert code == 1
-    line = _one_line(capsys.readouterr().err)
+    done = cli("analyze", str(image), "-o", str(tmp_path / "out"), "--detectors", "test-explodes")
+    assert done.returncode == 1
+    line = one_line(done.stderr)
     assert "internal error" in line and "simulated defect" in line
     log = Path(re.search(r"details in (\S+)", line).group(1))
     assert "Traceback" in log.read_text()
 
 
-def test_analyze_writes_complete_report(tmp_path: Path) -> None:
+def test_analyze_writes_complete_report(cli: CliRunner, tmp_path: Path) -> None:
     rng = np.random.default_rng(3)
     scan = np.clip(rng.normal(128, 12, (180, 240)), 0, 255).astype(np.uint8)
     image = tmp_path / "scan.jpg"
     cv2.imwrite(str(image), scan, [cv2.IMWRITE_JPEG_QUALITY, 85])
     before = image.read_bytes()
     out = tmp_path / "report"
-    done = retouch("analyze", str(image), "-o", str(out))
+    done = cli("analyze", str(image), "-o", str(out))
     assert done.returncode == 0, done.stderr
     assert f"Report: {out / 'report.html'}" in done.stdout
     assert image.read_bytes() == before
@@ -131,19 +120,20 @@ def test_analyze_writes_complete_report(tmp_path: Path) -> None:
     assert not list(out.glob("*.part")), "no temp files left behind"
 
 
-def test_paths_with_square_brackets_are_printed_as_they_are(tmp_path: Path) -> None:
+def test_paths_with_square_brackets_are_printed_as_they_are(cli: CliRunner, tmp_path: Path) -> None:
     # the terminal output is rich markup: '[draft]' in a folder name was taken for a style and dropped, and a
     # path reading '[/x]' (folder 'a[', then 'x]') was a closing tag that crashed the command after its work
     rng = np.random.default_rng(4)
     image = tmp_path / "scan [draft].png"
     cv2.imwrite(str(image), np.clip(rng.normal(128, 12, (96, 128)), 0, 255).astype(np.uint8))
     for out in (tmp_path / "box [old]", tmp_path / "a[" / "x]"):
-        done = retouch("analyze", str(image), "-o", str(out), "-d", "grain")
+        done = cli("analyze", str(image), "-o", str(out), "-d", "grain")
         assert done.returncode == 0, done.stderr
         assert f"Report: {out / 'report.html'}" in done.stdout
 
 
-def test_a_multi_page_tiff_is_analysed_on_its_first_page_and_the_report_says_so(tmp_path: Path) -> None:
+def test_a_multi_page_tiff_is_analysed_on_its_first_page_and_the_report_says_so(
+        cli: CliRunner, tmp_path: Path) -> None:
     from PIL import Image
 
     rng = np.random.default_rng(4)
@@ -151,7 +141,7 @@ def test_a_multi_page_tiff_is_analysed_on_its_first_page_and_the_report_says_so(
     image = tmp_path / "scans.tif"
     Image.fromarray(first).save(image, save_all=True, append_images=[Image.fromarray(second)])
     out = tmp_path / "report"
-    done = retouch("analyze", str(image), "-o", str(out), "--detectors", "grain")
+    done = cli("analyze", str(image), "-o", str(out), "--detectors", "grain")
     assert done.returncode == 0, done.stderr
     assert "scans.tif holds 2 images" in done.stdout and "only the first was analysed" in done.stdout
     [record] = json.loads((out / "report.json").read_text())["inputs"]
@@ -163,7 +153,9 @@ def test_a_multi_page_tiff_is_analysed_on_its_first_page_and_the_report_says_so(
     assert np.array_equal(load_image(image).pixels, first)
 
 
-def test_twelve_bit_data_in_a_16_bit_file_are_analysed_like_the_same_picture_at_8_bits(tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_twelve_bit_data_in_a_16_bit_file_are_analysed_like_the_same_picture_at_8_bits(
+        cli: CliRunner, tmp_path: Path) -> None:
     from PIL import Image
 
     from retouch.io import load_image_bytes
@@ -177,7 +169,7 @@ def test_twelve_bit_data_in_a_16_bit_file_are_analysed_like_the_same_picture_at_
     masks = {}
     for name in ("scan8.png", "scan12.png"):
         out = tmp_path / name.replace(".", "-")
-        done = retouch("analyze", str(tmp_path / name), "-o", str(out), "--detectors", "grain,inpaint")
+        done = cli("analyze", str(tmp_path / name), "-o", str(out), "--detectors", "grain,inpaint")
         assert done.returncode == 0, done.stderr
         masks[name] = cv2.imread(str(out / "suspect_mask.png"), cv2.IMREAD_GRAYSCALE) > 0
     assert "scan12.png its 16-bit samples use only the low 12 bits" in " ".join(done.stdout.split())
@@ -192,18 +184,18 @@ def test_twelve_bit_data_in_a_16_bit_file_are_analysed_like_the_same_picture_at_
     assert overlap >= 0.9
 
 
-def test_refuses_to_overwrite_an_input(tmp_path: Path) -> None:
+def test_refuses_to_overwrite_an_input(cli: CliRunner, tmp_path: Path) -> None:
     image = tmp_path / "overlay.png"
     cv2.imwrite(str(image), np.full((40, 40), 90, np.uint8))
     before = image.read_bytes()
-    done = retouch("analyze", str(image), "-o", str(tmp_path))
+    done = cli("analyze", str(image), "-o", str(tmp_path))
     assert done.returncode == 2
-    assert "overwrite an input" in _one_line(done.stderr)
+    assert "overwrite an input" in one_line(done.stderr)
     assert image.read_bytes() == before
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="Linux file names are bytes; others must be valid text")
-def test_file_names_that_are_not_utf8_are_analysed_and_shown(tmp_path: Path) -> None:
+def test_file_names_that_are_not_utf8_are_analysed_and_shown(cli: CliRunner, tmp_path: Path) -> None:
     # Linux file names are bytes (a scan copied from an old Windows or Mac disk keeps its Latin-1 'é'): Python
     # holds such a byte as a lone surrogate, which report.html could not encode (internal error, exit 1)
     from retouch.samples import make_pair
@@ -215,8 +207,8 @@ def test_file_names_that_are_not_utf8_are_analysed_and_shown(tmp_path: Path) -> 
     Path(os.fsdecode(questioned)).write_bytes(pair.questioned_bytes)
     for command, args in (("analyze", [questioned, b"-d", b"grain"]), ("compare", [reference, questioned])):
         out = tmp_path / command
-        done = subprocess.run([sys.executable, "-m", "retouch", command, *args, "-o", str(out)],
-                              capture_output=True, timeout=300)
+        # decoded as Python decodes the command line's bytes (os.fsdecode: surrogate escapes)
+        done = cli(command, *map(os.fsdecode, args), "-o", str(out))
         assert done.returncode == 0, (command, done.stderr)
         page = (out / "report.html").read_bytes().decode("utf-8")  # valid UTF-8, so a browser shows it
         assert "d\\xe9p\\xf4t.jpg" in page, command
@@ -229,40 +221,40 @@ def test_file_names_that_are_not_utf8_are_analysed_and_shown(tmp_path: Path) -> 
 def test_an_error_naming_a_file_that_is_not_utf8_shows_its_bytes_as_python_does(tmp_path: Path) -> None:
     # such a name reached the terminal as '\\udce9', a code that names no character and no byte of the file
     missing = os.fsencode(tmp_path) + b"/d\xe9p\xf4t.png"
-    done = subprocess.run([sys.executable, "-m", "retouch", "analyze", missing, "-o", str(tmp_path / "out")],
-                          capture_output=True, timeout=300)
+    done = retouch_process("analyze", missing, "-o", str(tmp_path / "out"), text=False)
     assert done.returncode == 2
-    line = _one_line(done.stderr.decode("utf-8"))  # valid UTF-8 on any terminal
+    line = one_line(done.stderr.decode("utf-8"))  # valid UTF-8 on any terminal
     assert "d\\xe9p\\xf4t.png" in line and "\\udc" not in line, line
 
 
-def test_an_output_path_that_is_a_dangling_link_is_named_as_such(tmp_path: Path) -> None:
+def test_an_output_path_that_is_a_dangling_link_is_named_as_such(cli: CliRunner, tmp_path: Path) -> None:
     image = tmp_path / "scan.png"
     cv2.imwrite(str(image), np.full((40, 40), 90, np.uint8))
     (tmp_path / "out").symlink_to(tmp_path / "unmounted" / "reports")
-    done = retouch("analyze", str(image), "-o", str(tmp_path / "out"), "-d", "grain")
+    done = cli("analyze", str(image), "-o", str(tmp_path / "out"), "-d", "grain")
     assert done.returncode == 2
-    line = _one_line(done.stderr)  # was "out: cannot create the output folder (File exists)"
+    line = one_line(done.stderr)  # was "out: cannot create the output folder (File exists)"
     assert "out: the output path is a symbolic link to" in line
     assert "unmounted/reports, which does not exist" in line
     assert not (tmp_path / "unmounted").exists()
 
 
-def test_compare_unrelated_photographs_exits_2(tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_compare_unrelated_photographs_exits_2(cli: CliRunner, tmp_path: Path) -> None:
     from retouch.samples import load_source
 
     cat, coffee = tmp_path / "cat.png", tmp_path / "coffee.png"
     cv2.imwrite(str(cat), load_source("chelsea")[:, :, ::-1])
     cv2.imwrite(str(coffee), load_source("coffee")[:, :, ::-1])
-    done = retouch("compare", str(cat), str(coffee), "-o", str(tmp_path / "out"))
+    done = cli("compare", str(cat), str(coffee), "-o", str(tmp_path / "out"))
     assert done.returncode == 2
-    line = _one_line(done.stderr)
+    line = one_line(done.stderr)
     assert "these images do not show the same photograph" in line
     assert "cat.png and " in line and "coffee.png:" in line and "check that both are scans" in line, line
     assert not (tmp_path / "out" / "report.json").exists()
 
 
-def test_compare_writes_every_artifact_in_the_questioned_frame(tmp_path: Path) -> None:
+def test_compare_writes_every_artifact_in_the_questioned_frame(cli: CliRunner, tmp_path: Path) -> None:
     from retouch.samples import make_pair
 
     pair = make_pair(12, size=384, edit="diffusion")
@@ -270,7 +262,7 @@ def test_compare_writes_every_artifact_in_the_questioned_frame(tmp_path: Path) -
     reference.write_bytes(pair.reference_bytes)
     questioned.write_bytes(pair.questioned_bytes)
     out = tmp_path / "out"
-    done = retouch("compare", str(reference), str(questioned), "-o", str(out))
+    done = cli("compare", str(reference), str(questioned), "-o", str(out))
     assert done.returncode == 0, done.stderr
     height, width = pair.questioned.shape[:2]
     for name in ("changes_mask.png", "changes_heatmap.png", "aligned_reference.png", "overlay.png"):
@@ -281,19 +273,20 @@ def test_compare_writes_every_artifact_in_the_questioned_frame(tmp_path: Path) -
     assert {entry["role"] for entry in report["inputs"]} == {"reference", "questioned"}
 
 
-def test_degenerate_images_get_reports_not_crashes(tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_degenerate_images_get_reports_not_crashes(cli: CliRunner, tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     strip = tmp_path / "strip.jpg"
     cv2.imwrite(str(strip), (rng.random((12, 900, 3)) * 255).astype(np.uint8))
-    done = retouch("analyze", str(strip), "-o", str(tmp_path / "strip"), "--json")
+    done = cli("analyze", str(strip), "-o", str(tmp_path / "strip"), "--json")
     assert done.returncode == 2, done.stderr
-    assert "strip.jpg: the image is 900x12 pixels" in _one_line(done.stderr)
+    assert "strip.jpg: the image is 900x12 pixels" in one_line(done.stderr)
     flat = tmp_path / "flat.png"
     cv2.imwrite(str(flat), np.full((300, 300), 128, np.uint8))
-    same = retouch("compare", str(flat), str(flat), "-o", str(tmp_path / "same"))
+    same = cli("compare", str(flat), str(flat), "-o", str(tmp_path / "same"))
     assert same.returncode in (0, 2), same.stderr  # refused or compared, never an internal error
     if same.returncode == 2:
-        _one_line(same.stderr)
+        one_line(same.stderr)
     else:
         assert not same.stderr.strip(), "no warnings"
     if same.returncode == 0:
@@ -306,7 +299,7 @@ def test_degenerate_images_get_reports_not_crashes(tmp_path: Path) -> None:
     blank, sheet = np.zeros((300, 400), np.uint8), np.full((300, 400, 3), 255, np.uint8)
     for name, pixels in (("black", blank), ("white", sheet), ("drawing", drawing)):
         cv2.imwrite(str(tmp_path / f"{name}.png"), pixels)
-        done = retouch("analyze", str(tmp_path / f"{name}.png"), "-o", str(tmp_path / name), "--json")
+        done = cli("analyze", str(tmp_path / f"{name}.png"), "-o", str(tmp_path / name), "--json")
         assert done.returncode == 0, (name, done.stderr)
         report = json.loads((tmp_path / name / "report.json").read_text())
         analyses = {a["method"]: a for a in report["analyses"]}
@@ -340,6 +333,7 @@ def _interrupt_once_busy(command: list[str], started: Path | None = None, *, cpu
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads CPU time from /proc")
 def test_ctrl_c_exits_130_with_one_line_and_no_report(tmp_path: Path) -> None:
     image = tmp_path / "big.png"
@@ -348,10 +342,11 @@ def test_ctrl_c_exits_130_with_one_line_and_no_report(tmp_path: Path) -> None:
                     ["compare", str(image), str(image), "-o", str(tmp_path / "compare")]):
         done = _interrupt_once_busy(command)
         assert done.returncode == 130, (command[0], done.stderr)
-        assert _one_line(done.stderr) == "retouch: error: interrupted"
+        assert one_line(done.stderr) == "retouch: error: interrupted"
         assert not (Path(command[-1]) / "report.json").exists()
 
 
+@pytest.mark.slow
 def test_sigterm_while_writing_leaves_no_part_of_the_new_report(tmp_path: Path) -> None:
     # SIGTERM (kill, a closed terminal, a job scheduler) ended the process at once: the maps written so far stayed
     # beside the previous run's others, without a report.json, and a temp file could stay too
@@ -377,11 +372,12 @@ def test_sigterm_while_writing_leaves_no_part_of_the_new_report(tmp_path: Path) 
         process.terminate()
         _, stderr = process.communicate(timeout=60)
         assert process.returncode == 143, (delay, stderr)
-        assert _one_line(stderr) == "retouch: error: terminated"
+        assert one_line(stderr) == "retouch: error: terminated"
         assert sorted(p.name for p in out.iterdir()) == [], delay  # none of the new files, no temp file
         assert subprocess.run(command, capture_output=True, timeout=300).returncode == 0
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads CPU time from /proc")
 def test_ctrl_c_while_the_command_line_loads_exits_130_with_one_line(tmp_path: Path) -> None:
     image = tmp_path / "scan.png"
@@ -390,7 +386,7 @@ def test_ctrl_c_while_the_command_line_loads_exits_130_with_one_line(tmp_path: P
     # own handler printed an import traceback there, and under load the test above could land in that window
     done = _interrupt_once_busy(["analyze", str(image), "-o", str(tmp_path / "out")], cpu_seconds=0.25)
     assert done.returncode == 130, done.stderr
-    assert _one_line(done.stderr) == "retouch: error: interrupted"
+    assert one_line(done.stderr) == "retouch: error: interrupted"
     assert not (tmp_path / "out").exists()
 
 
@@ -411,6 +407,7 @@ sys.exit(main(["detectors"]))
 """
 
 
+@pytest.mark.slow
 def test_ctrl_c_while_typer_evaluates_annotations_still_exits_130(tmp_path: Path) -> None:
     # seen about once in ten interrupts a third of a second in: CPython took the interrupt, which had left an
     # eval(), for an unhandled one and ended 'python -m retouch' by SIGINT (-2) after the right one line
@@ -419,29 +416,29 @@ def test_ctrl_c_while_typer_evaluates_annotations_still_exits_130(tmp_path: Path
     done = subprocess.run([sys.executable, "-m", "ctrl_c_probe"], capture_output=True, text=True, cwd=tmp_path,
                           env=environment, timeout=120)
     assert done.returncode == 130, done.stderr
-    assert _one_line(done.stderr) == "retouch: error: interrupted"
+    assert one_line(done.stderr) == "retouch: error: interrupted"
 
 
-def test_blank_detectors_mean_the_defaults_and_a_bare_comma_is_refused(tmp_path: Path) -> None:
+def test_blank_detectors_mean_the_defaults_and_a_bare_comma_is_refused(cli: CliRunner, tmp_path: Path) -> None:
     image = tmp_path / "scan.png"
     cv2.imwrite(str(image), (np.random.default_rng(5).random((48, 48)) * 255).astype(np.uint8))
     # the defaults as the command itself sees them (tests in this process may register detectors of their own)
     runs = {}
     for name, extra in (("omitted", []), ("blank", ["--detectors", " "])):
-        done = retouch("analyze", str(image), "-o", str(tmp_path / name), *extra)
+        done = cli("analyze", str(image), "-o", str(tmp_path / name), *extra)
         assert done.returncode == 0, done.stderr
         runs[name] = json.loads((tmp_path / name / "report.json").read_text())["parameters"]["detectors"]
     assert runs["blank"] == runs["omitted"] and "ela" in runs["blank"]
     for command in (["analyze", str(image), "-o", str(tmp_path / "comma")], ["batch", str(tmp_path), "-o",
                                                                              str(tmp_path / "batch")]):
-        comma = retouch(*command, "--detectors", ",")
+        comma = cli(*command, "--detectors", ",")
         assert comma.returncode == 2, (command[0], comma.stderr)
-        line = _one_line(comma.stderr)
+        line = one_line(comma.stderr)
         assert "names no detector" in line and "ela" in line and "grain" in line, line
     assert not (tmp_path / "comma").exists() and not (tmp_path / "batch").exists()
 
 
-def test_images_too_small_to_analyse_are_refused_naming_the_file_and_size(tmp_path: Path) -> None:
+def test_images_too_small_to_analyse_are_refused_naming_the_file_and_size(cli: CliRunner, tmp_path: Path) -> None:
     rng = np.random.default_rng(6)
     sizes = {"tiny7.png": (7, 7), "line.png": (1, 50), "dot.png": (1, 1), "small8.png": (8, 8), "ok.png": (64, 64)}
     for name, shape in sizes.items():
@@ -452,20 +449,20 @@ def test_images_too_small_to_analyse_are_refused_naming_the_file_and_size(tmp_pa
              ("compare", "ok.png", "small8.png"): "small8.png: the image is 8x8 pixels"}
     for (command, *images), expected in cases.items():
         out = tmp_path / f"out-{command}-{images[0]}"
-        done = retouch(command, *(str(tmp_path / image) for image in images), "-o", str(out))
+        done = cli(command, *(str(tmp_path / image) for image in images), "-o", str(out))
         assert done.returncode == 2, (command, images, done.stderr)
-        line = _one_line(done.stderr)  # and no warnings
+        line = one_line(done.stderr)  # and no warnings
         assert expected in line and "at least 32 x 32 pixels" in line, line
         assert not out.exists()
 
 
-def test_a_rerun_into_the_same_folder_leaves_only_its_own_outputs(tmp_path: Path) -> None:
+def test_a_rerun_into_the_same_folder_leaves_only_its_own_outputs(cli: CliRunner, tmp_path: Path) -> None:
     first, out = tmp_path / "first.png", tmp_path / "out"
     cv2.imwrite(str(first), (np.random.default_rng(7).random((64, 64)) * 255).astype(np.uint8))
-    assert retouch("analyze", str(first), "-o", str(out), "-d", "ela,grain,jpeg").returncode == 0
+    assert cli("analyze", str(first), "-o", str(out), "-d", "ela,grain,jpeg").returncode == 0
     (out / "notes.txt").write_text("the archivist's own file\n")
     # the second input is the first run's ela.png, inside the folder: an input is never removed
-    done = retouch("analyze", str(out / "ela.png"), "-o", str(out), "-d", "grain")
+    done = cli("analyze", str(out / "ela.png"), "-o", str(out), "-d", "grain")
     assert done.returncode == 0, done.stderr
     artifacts = set(json.loads((out / "report.json").read_text())["artifacts"])
     assert artifacts == {"grain.png", "suspect_mask.png", "suspect_heatmap.png", "overlay.png", "report.html",
@@ -473,7 +470,8 @@ def test_a_rerun_into_the_same_folder_leaves_only_its_own_outputs(tmp_path: Path
     assert {p.name for p in out.iterdir()} == artifacts | {"ela.png", "notes.txt"}
 
 
-def test_empty_paths_and_non_positive_pixel_limits_are_refused_naming_the_option(tmp_path: Path) -> None:
+def test_empty_paths_and_non_positive_pixel_limits_are_refused_naming_the_option(
+        cli: CliRunner, tmp_path: Path) -> None:
     image = tmp_path / "scan.png"
     cv2.imwrite(str(image), (np.random.default_rng(8).random((48, 48)) * 255).astype(np.uint8))
     cases = {("analyze", ""): "'image': the path is empty",
@@ -483,13 +481,14 @@ def test_empty_paths_and_non_positive_pixel_limits_are_refused_naming_the_option
              ("analyze", "scan.png", "--max-pixels", "0"): "'--max-pixels'",
              ("compare", "scan.png", "scan.png", "--max-pixels", "-5"): "'--max-pixels'"}
     for args, expected in cases.items():
-        done = retouch(*args, cwd=tmp_path)
+        done = cli(*args, cwd=tmp_path)
         assert done.returncode == 2, (args, done.stderr)
-        assert expected in _one_line(done.stderr), (args, done.stderr)
+        assert expected in one_line(done.stderr), (args, done.stderr)
     assert {p.name for p in tmp_path.iterdir()} == {"scan.png"}, "nothing written into the current folder"
 
 
-def test_serve_misconfiguration_exits_2_with_one_line_before_starting(tmp_path: Path) -> None:
+def test_serve_misconfiguration_exits_2_with_one_line_before_starting(cli: CliRunner, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     import socket
 
     (tmp_path / "a-file").write_text("not a folder\n")
@@ -503,17 +502,15 @@ def test_serve_misconfiguration_exits_2_with_one_line_before_starting(tmp_path: 
                  ("--scheduler", "tcp://127.0.0.1:1"): "cannot connect to the Dask scheduler at tcp://127.0.0.1:1",
                  ("--port", port): f"127.0.0.1:{port}: the port is already in use"}
         for args, expected in cases.items():
-            done = subprocess.run([sys.executable, "-m", "retouch", "serve", "--data-dir", str(tmp_path / "data"),
-                                   *args], capture_output=True, text=True, timeout=60)
+            done = cli("serve", "--data-dir", str(tmp_path / "data"), *args)
             assert done.returncode == 2, (args, done.stderr)
-            assert expected in _one_line(done.stderr), (args, done.stderr)
-    unparsable = subprocess.run([sys.executable, "-m", "retouch", "serve", "--data-dir", str(tmp_path / "data")],
-                                capture_output=True, text=True, timeout=60,
-                                env={**os.environ, "RETOUCH_MAX_PIXELS": "1k"})
-    assert unparsable.returncode == 2 and "RETOUCH_MAX_PIXELS='1k'" in _one_line(unparsable.stderr)
+            assert expected in one_line(done.stderr), (args, done.stderr)
+    monkeypatch.setenv("RETOUCH_MAX_PIXELS", "1k")
+    unparsable = cli("serve", "--data-dir", str(tmp_path / "data"))
+    assert unparsable.returncode == 2 and "RETOUCH_MAX_PIXELS='1k'" in one_line(unparsable.stderr)
 
 
-def test_samples_and_demo_refuse_bad_output_paths_and_seeds_with_exit_2(tmp_path: Path) -> None:
+def test_samples_and_demo_refuse_bad_output_paths_and_seeds_with_exit_2(cli: CliRunner, tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder\n")
     not_a_folder = "a-file: the output path exists and is not a folder"
@@ -521,15 +518,16 @@ def test_samples_and_demo_refuse_bad_output_paths_and_seeds_with_exit_2(tmp_path
              ("samples", "build", "-o", str(tmp_path / "out"), "--seed", "-1"): "'--seed'",
              ("demo", "-o", str(blocker)): not_a_folder}
     for args, expected in cases.items():
-        done = retouch(*args)
+        done = cli(*args)
         assert done.returncode == 2, (args, done.stderr)
-        assert expected in _one_line(done.stderr), (args, done.stderr)
+        assert expected in one_line(done.stderr), (args, done.stderr)
     assert blocker.read_text() == "not a folder\n" and not (tmp_path / "out").exists()
 
 
-def test_a_samples_rebuild_leaves_exactly_the_new_set_and_the_users_own_files(tmp_path: Path) -> None:
+def test_a_samples_rebuild_leaves_exactly_the_new_set_and_the_users_own_files(
+        cli: CliRunner, tmp_path: Path) -> None:
     def build(seed: int, count: int) -> dict:
-        done = retouch("samples", "build", "-o", str(tmp_path), "--seed", str(seed), "--count", str(count),
+        done = cli("samples", "build", "-o", str(tmp_path), "--seed", str(seed), "--count", str(count),
                        "--size", "128")
         assert done.returncode == 0, done.stderr
         return json.loads((tmp_path / "cases.json").read_text())
@@ -545,10 +543,10 @@ def test_a_samples_rebuild_leaves_exactly_the_new_set_and_the_users_own_files(tm
 
 
 def test_a_full_disk_exits_2_naming_the_folder_and_leaves_no_partial_output(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+        cli: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import errno
 
-    import retouch.tasks
+    import retouch.run.tasks
     from retouch.io import atomic_write_bytes
     from retouch.samples import make_pair
 
@@ -564,7 +562,7 @@ def test_a_full_disk_exits_2_naming_the_folder_and_leaves_no_partial_output(
             raise OSError(errno.ENOSPC, "No space left on device")
         return atomic_write_bytes(path, data)
 
-    monkeypatch.setattr(retouch.tasks, "atomic_write_bytes", fills_the_disk)
+    monkeypatch.setattr(retouch.run.tasks, "atomic_write_bytes", fills_the_disk)
     kept = tmp_path / "kept"
     kept.mkdir()
     (kept / "notes.txt").write_text("the archivist's own file\n")
@@ -573,8 +571,9 @@ def test_a_full_disk_exits_2_naming_the_folder_and_leaves_no_partial_output(
                       (["compare", str(reference), str(questioned)], tmp_path / "new" / "compare"),
                       (["analyze", str(questioned), "-d", "grain,ela"], kept)):
         writes.clear()
-        assert main([*args, "-o", str(out)]) == 2
-        line = _one_line(capsys.readouterr().err)
+        done = cli(*args, "-o", str(out))
+        assert done.returncode == 2
+        line = one_line(done.stderr)
         assert f"{out}: no space left on device" in line and "choose another -o/--out" in line, line
         assert len(writes) == 3
     assert not (tmp_path / "new").exists(), "the folders the runs created are gone"
@@ -582,31 +581,35 @@ def test_a_full_disk_exits_2_naming_the_folder_and_leaves_no_partial_output(
 
 
 @pytest.mark.skipif(not Path("/dev/zero").exists() or not hasattr(os, "mkfifo"), reason="needs /dev/zero, FIFOs")
-def test_devices_and_pipes_are_refused_naming_the_file_without_reading_them(tmp_path: Path) -> None:
+def test_devices_and_pipes_are_refused_naming_the_file_without_reading_them(
+        cli: CliRunner, tmp_path: Path) -> None:
     pipe = tmp_path / "scan.jpg"
     os.mkfifo(pipe)  # nobody writes to it: opening it to read would wait forever
     cases = {"/dev/zero": "/dev/zero: is a character device", str(pipe): "scan.jpg: is a named pipe"}
     for source, expected in cases.items():
-        done = retouch("analyze", source, "-o", str(tmp_path / "out"))  # /dev/zero was read until memory ran out
+        done = cli("analyze", source, "-o", str(tmp_path / "out"))  # /dev/zero was read until memory ran out
         assert done.returncode == 2, (source, done.stderr)
-        assert expected in _one_line(done.stderr)
+        assert expected in one_line(done.stderr)
         assert not (tmp_path / "out").exists()
 
 
 def test_pixel_limit_refusals_give_exact_counts_and_name_the_setting_used(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+        cli: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     image = tmp_path / "scan.png"
     cv2.imwrite(str(image), np.full((400, 600), 128, np.uint8))
     out = str(tmp_path / "out")
-    assert main(["analyze", str(image), "-o", out, "--max-pixels", "1000"]) == 2
-    line = _one_line(capsys.readouterr().err)  # it said "600x400 is 0 MP, over the 0 MP limit"
+    done = cli("analyze", str(image), "-o", out, "--max-pixels", "1000")
+    assert done.returncode == 2
+    line = one_line(done.stderr)  # it said "600x400 is 0 MP, over the 0 MP limit"
     assert "600x400 is 240,000 pixels, over the limit of 1,000 pixels" in line and "raise --max-pixels" in line
     monkeypatch.setenv("RETOUCH_MAX_PIXELS", "239999")
-    assert main(["compare", str(image), str(image), "-o", out]) == 2
-    assert "over the limit of 239,999 pixels" in (line := _one_line(capsys.readouterr().err))
+    done = cli("compare", str(image), str(image), "-o", out)
+    assert done.returncode == 2
+    assert "over the limit of 239,999 pixels" in (line := one_line(done.stderr))
     assert "raise RETOUCH_MAX_PIXELS" in line
     monkeypatch.setenv("RETOUCH_MAX_PIXELS", "1k")  # was silently replaced by the default 200 MP
     for command in (["analyze", str(image)], ["batch", str(tmp_path)]):
-        assert main([*command, "-o", out]) == 2, command
-        assert "RETOUCH_MAX_PIXELS='1k' is not a positive whole number" in _one_line(capsys.readouterr().err)
+        done = cli(*command, "-o", out)
+        assert done.returncode == 2, command
+        assert "RETOUCH_MAX_PIXELS='1k' is not a positive whole number" in one_line(done.stderr)
     assert not Path(out).exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from retouch.detect import get_detector
 from retouch.io import load_image_bytes
@@ -74,6 +75,7 @@ def test_block_regions_match_full_size_labelling() -> None:
         assert all(abs(r.score - by_key[key(r)]) < 1e-4 for r in found)
 
 
+@pytest.mark.slow
 def test_block_detectors_quiet_on_untouched_textured_photographs() -> None:
     """Real pictures' pooled block scores have heavier tails than the Gaussian bound assumes: at the bound
     itself, ela, grain and inpaint marked 0.41, 0.22 and 0.49 % of these on average (see _blocks.TAIL_MARGIN)."""

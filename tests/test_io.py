@@ -16,16 +16,11 @@ from PIL import Image, ImageOps
 
 from retouch.errors import ImageTooLargeError, InputError
 from retouch.io import atomic_write_bytes, atomic_write_json, load_image, load_image_bytes
+from tests.helpers import image_bytes
 
 RNG = np.random.default_rng(7)
 RGB = (RNG.random((37, 53, 3)) * 255).astype(np.uint8)
 GRAY = (RNG.random((37, 53)) * 255).astype(np.uint8)
-
-
-def _pil_bytes(image: Image.Image, fmt: str, **kwargs) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt, **kwargs)
-    return buffer.getvalue()
 
 
 @pytest.mark.parametrize(
@@ -47,7 +42,7 @@ def test_loads_each_format_and_mode(tmp_path: Path, fmt: str, mode: str, lossles
         source = source.quantize(colors=64)
     elif mode == "1":
         source = Image.fromarray(GRAY).convert("1")
-    data = _pil_bytes(source, fmt)
+    data = image_bytes(source, fmt)
     path = tmp_path / f"image.{fmt.lower()}"
     path.write_bytes(data)
     loaded = load_image(path)
@@ -148,7 +143,7 @@ def test_a_damaged_compressed_tiff_is_refused_without_libtiff_printing(depth: in
                                                                        capfd: pytest.CaptureFixture[str]) -> None:
     # Pillow silences libtiff's warnings but not its errors: "ZIPDecode: Decoding error at scanline 0, incorrect
     # data check." reached stderr before retouch's own line
-    data = bytearray(_pil_bytes(Image.fromarray(GRAY.astype(np.uint16) * 257 if depth == 16 else RGB), "TIFF",
+    data = bytearray(image_bytes(Image.fromarray(GRAY.astype(np.uint16) * 257 if depth == 16 else RGB), "TIFF",
                                 compression="tiff_adobe_deflate"))
     strip = Image.open(io.BytesIO(bytes(data))).tag_v2[273][0]
     data[strip + 20:strip + 30] = bytes(10)
@@ -161,13 +156,13 @@ def test_a_damaged_compressed_tiff_is_refused_without_libtiff_printing(depth: in
 
 def test_jpeg_keeps_quantization_tables_and_subsampling(tmp_path: Path) -> None:
     path = tmp_path / "q.jpg"
-    path.write_bytes(_pil_bytes(Image.fromarray(RGB), "JPEG", quality=75))
+    path.write_bytes(image_bytes(Image.fromarray(RGB), "JPEG", quality=75))
     loaded = load_image(path)
     assert set(loaded.jpeg_quantization) == {0, 1}
     # IJG quality 75 scales the standard luminance table by 0.5: its first entry 16 becomes 8.
     assert loaded.jpeg_quantization[0][0] == 8 and len(loaded.jpeg_quantization[0]) == 64
     assert loaded.jpeg_subsampling == "4:2:0"
-    assert load_image_bytes(_pil_bytes(Image.fromarray(RGB), "PNG"), name="x.png").jpeg_quantization is None
+    assert load_image_bytes(image_bytes(Image.fromarray(RGB), "PNG"), name="x.png").jpeg_quantization is None
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))
@@ -176,7 +171,7 @@ def test_applies_exif_orientation_like_pillow(tmp_path: Path, orientation: int) 
     exif = image.getexif()
     exif[0x0112] = orientation
     path = tmp_path / "o.png"
-    path.write_bytes(_pil_bytes(image, "PNG", exif=exif))
+    path.write_bytes(image_bytes(image, "PNG", exif=exif))
     loaded = load_image(path)
     expected = np.asarray(ImageOps.exif_transpose(Image.open(path)).convert("RGB"))
     assert loaded.exif_orientation == orientation
@@ -225,7 +220,7 @@ def test_tiff_orientation_is_applied_once(orientation: int, kind: str) -> None:
 
 def test_never_modifies_the_input(tmp_path: Path) -> None:
     path = tmp_path / "keep.jpg"
-    path.write_bytes(_pil_bytes(Image.fromarray(RGB), "JPEG"))
+    path.write_bytes(image_bytes(Image.fromarray(RGB), "JPEG"))
     before = (path.read_bytes(), path.stat().st_mtime_ns)
     load_image(path)
     assert (path.read_bytes(), path.stat().st_mtime_ns) == before
@@ -266,7 +261,7 @@ def test_a_broken_or_looping_symbolic_link_is_named_as_a_link(tmp_path: Path) ->
 
 def test_refuses_unreadable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "locked.png"
-    path.write_bytes(_pil_bytes(Image.fromarray(RGB), "PNG"))
+    path.write_bytes(image_bytes(Image.fromarray(RGB), "PNG"))
 
     def denied(*_args, **_kwargs):  # root reads any file, so deny the way a locked file would
         raise PermissionError(13, "Permission denied")
@@ -294,9 +289,9 @@ def test_refuses_float_images_with_nan_or_infinity() -> None:
         broken[3, 4] = bad
         # before, the min/max stretch turned every pixel into 0 and the image was analysed as all black
         with pytest.raises(InputError, match="NaN or infinite") as refused:
-            load_image_bytes(_pil_bytes(Image.fromarray(broken, mode="F"), "TIFF"), name="depth.tif")
+            load_image_bytes(image_bytes(Image.fromarray(broken, mode="F"), "TIFF"), name="depth.tif")
         _assert_one_line_naming(refused.value, "depth.tif")
-    assert load_image_bytes(_pil_bytes(Image.fromarray(values, mode="F"), "TIFF"), name="ok.tif").bit_depth == 16
+    assert load_image_bytes(image_bytes(Image.fromarray(values, mode="F"), "TIFF"), name="ok.tif").bit_depth == 16
 
 
 def test_unreadable_variant_of_a_known_format_says_which_format() -> None:
@@ -308,7 +303,7 @@ def test_unreadable_variant_of_a_known_format_says_which_format() -> None:
 
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG", "TIFF", "WEBP", "BMP"])
 def test_refuses_truncated_files(fmt: str) -> None:
-    data = _pil_bytes(Image.fromarray((RNG.random((64, 64, 3)) * 255).astype(np.uint8)), fmt)
+    data = image_bytes(Image.fromarray((RNG.random((64, 64, 3)) * 255).astype(np.uint8)), fmt)
     for cut in (len(data) // 2, len(data) * 3 // 4):
         with pytest.raises(InputError) as refused:
             load_image_bytes(data[:cut], name=f"cut.{fmt.lower()}")
@@ -321,7 +316,7 @@ def test_a_png_cut_short_and_padded_with_zeros_is_refused(mode: str) -> None:
     # size (a preallocated download) decoded to a picture of garbage, which was analysed as a scan
     source = {"RGB": Image.fromarray(RGB), "I;16": Image.fromarray(GRAY.astype(np.uint16) * 257),
               "P": Image.fromarray(RGB).quantize(colors=64)}[mode]
-    data = _pil_bytes(source, "PNG")
+    data = image_bytes(source, "PNG")
     for cut in (len(data) // 2, len(data) * 9 // 10):
         with pytest.raises(InputError, match="truncated or corrupt PNG data") as refused:
             load_image_bytes(data[:cut] + bytes(len(data) - cut), name="copying.png")
@@ -332,8 +327,8 @@ def test_a_png_cut_short_and_padded_with_zeros_is_refused(mode: str) -> None:
 def test_a_jpeg_header_followed_by_zeros_is_refused() -> None:
     # libjpeg reads zeros as valid image data and only warns that the end marker is missing: a JPEG whose copy
     # stopped part-way and was padded with zeros decoded to a picture of garbage, which was analysed as a scan
-    data = _pil_bytes(Image.fromarray(RGB), "JPEG", quality=90)
-    thumbnail = _pil_bytes(Image.fromarray(RGB[:8, :8]), "JPEG")
+    data = image_bytes(Image.fromarray(RGB), "JPEG", quality=90)
+    thumbnail = image_bytes(Image.fromarray(RGB[:8, :8]), "JPEG")
     # an embedded thumbnail's own end marker (here in a comment segment) must not pass for the image's
     with_thumbnail = data[:2] + b"\xff\xfe" + (len(thumbnail) + 2).to_bytes(2, "big") + thumbnail + data[2:]
     for whole in (data, with_thumbnail):
@@ -343,7 +338,7 @@ def test_a_jpeg_header_followed_by_zeros_is_refused() -> None:
         _assert_one_line_naming(refused.value, "copying.jpg")
         assert load_image_bytes(whole + b"bytes after the end", name="whole.jpg").width == 53
     second = Image.fromarray(RGB[::-1].copy())
-    multi = _pil_bytes(Image.fromarray(RGB), "MPO", save_all=True, append_images=[second])
+    multi = image_bytes(Image.fromarray(RGB), "MPO", save_all=True, append_images=[second])
     assert load_image_bytes(multi, name="stereo.mpo").format == "JPEG"
 
 
@@ -351,7 +346,7 @@ def test_a_progressive_jpeg_cut_after_a_comment_holding_an_end_marker_is_refused
     # the end marker was searched for as bytes after the first scan, so a comment between the scans of a
     # progressive JPEG that happens to hold 0xFF 0xD9 passed for it; a file cut after it was then refused only by
     # Pillow's decoder, as "image file is truncated (0 bytes not processed)", without saying what to do
-    data = _pil_bytes(Image.fromarray(RGB), "JPEG", quality=90, progressive=True)
+    data = image_bytes(Image.fromarray(RGB), "JPEG", quality=90, progressive=True)
     second_scan = data.index(b"\xff\xda", data.index(b"\xff\xda") + 2)
     comment = b"\xff\xfe\x00\x06\xff\xd9ok"
     whole = data[:second_scan] + comment + data[second_scan:]
@@ -367,7 +362,7 @@ def test_a_progressive_jpeg_cut_after_a_comment_holding_an_end_marker_is_refused
 
 def test_refuses_decompression_bomb_before_decoding() -> None:
     # A 20000 x 20000 gray PNG of zeros compresses to a few hundred kilobytes: a classic bomb.
-    bomb = _pil_bytes(Image.new("L", (20000, 20000)), "PNG")
+    bomb = image_bytes(Image.new("L", (20000, 20000)), "PNG")
     assert len(bomb) < 1_000_000
     with pytest.raises(ImageTooLargeError, match="decompression-bomb") as refused:
         load_image_bytes(bomb, name="bomb.png", max_pixels=50_000_000)
@@ -375,7 +370,7 @@ def test_refuses_decompression_bomb_before_decoding() -> None:
 
 
 def test_pixel_limit_is_configurable(monkeypatch: pytest.MonkeyPatch) -> None:
-    data = _pil_bytes(Image.fromarray(RGB), "PNG")
+    data = image_bytes(Image.fromarray(RGB), "PNG")
     with pytest.raises(ImageTooLargeError):
         load_image_bytes(data, name="small.png", max_pixels=100)
     monkeypatch.setenv("RETOUCH_MAX_PIXELS", "1000")
@@ -385,7 +380,7 @@ def test_pixel_limit_is_configurable(monkeypatch: pytest.MonkeyPatch) -> None:
     assert load_image_bytes(data, name="small.png").width == 53
 
 
-_VALID = {fmt: _pil_bytes(Image.fromarray(RGB[:16, :16]), fmt) for fmt in ("JPEG", "PNG", "TIFF", "WEBP", "BMP")}
+_VALID = {fmt: image_bytes(Image.fromarray(RGB[:16, :16]), fmt) for fmt in ("JPEG", "PNG", "TIFF", "WEBP", "BMP")}
 
 
 @settings(max_examples=120, deadline=15000, suppress_health_check=[HealthCheck.too_slow])

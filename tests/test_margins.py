@@ -6,11 +6,12 @@ import io
 
 import cv2
 import numpy as np
+
 from retouch.imaging import content_box
 from retouch.io import load_image_bytes
 from retouch.metrics import f1_score
-from retouch.pipeline import analyze_image
 from retouch.result import AnalysisResult, Region
+from retouch.run.pipeline import analyze_image
 from retouch.samples import make_authentic, make_forgery
 
 

@@ -13,8 +13,9 @@ from skimage import data
 
 from retouch.imaging import display_box, display_point, display_vector, to_display, to_stored
 from retouch.io import load_image_bytes
-from retouch.pipeline import analyze_image
 from retouch.result import Region
+from retouch.run.pipeline import analyze_image
+from tests.helpers import image_bytes
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))
@@ -40,12 +41,6 @@ def test_points_boxes_and_vectors_follow_the_pixels(orientation: int) -> None:
     assert turned.evidence["offset_px"] == [x2 - x1, y2 - y1] and turned.evidence["pair_id"] == 1
 
 
-def _jpeg(pixels: np.ndarray, quality: int) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, "JPEG", quality=quality)
-    return buffer.getvalue()
-
-
 def _tagged(jpeg: bytes, orientation: int) -> bytes:
     """The same JPEG data with an EXIF block holding only the orientation tag (nothing re-encoded)."""
     tiff = (b"MM\x00*\x00\x00\x00\x08" + struct.pack(">H", 1) + struct.pack(">HHIHH", 0x0112, 3, 1, orientation, 0)
@@ -58,10 +53,11 @@ def _tagged(jpeg: bytes, orientation: int) -> bytes:
 def pasted_jpeg() -> tuple[bytes, tuple[int, int, int, int]]:
     """A photograph saved at quality 65, a piece of another pasted in, saved again at 92; its sides (500 x 372)
     are not multiples of 8, so turning the pixels moves the JPEG grid."""
-    first = np.asarray(Image.open(io.BytesIO(_jpeg(data.astronaut()[6:378, 6:506], 65))))
+    first = np.asarray(Image.open(io.BytesIO(image_bytes(data.astronaut()[6:378, 6:506], "JPEG",
+                                                         quality=65))))
     forged = first.copy()
     forged[150:250, 200:280] = data.coffee()[100:200, 200:280]
-    return _jpeg(forged, 92), (200, 150, 80, 100)
+    return image_bytes(forged, "JPEG", quality=92), (200, 150, 80, 100)
 
 
 def _overlaps(box: list[int] | tuple[int, ...], other: list[int] | tuple[int, ...]) -> bool:

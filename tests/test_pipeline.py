@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from retouch.detect.registry import detectors
 from retouch.errors import InputError
 from retouch.io import load_image_bytes
-from retouch.pipeline import DetectorChoiceError, analyze_image, resolve_detectors
+from retouch.registry import detectors
+from retouch.run.pipeline import DetectorChoiceError, analyze_image, resolve_detectors
 from retouch.samples import make_forgery
 
 

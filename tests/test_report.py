@@ -9,7 +9,7 @@ import re
 import numpy as np
 import pytest
 
-from retouch.detect.fuse import fuse_results
+from retouch.fuse import fuse_results
 from retouch.report import build_report, render_html
 from retouch.result import AnalysisResult, Region, regions_from_mask
 
@@ -109,7 +109,7 @@ def test_fusion_is_union_with_support() -> None:
 
 
 def test_fused_score_is_a_noisy_or_above_one_half_only_when_decided() -> None:
-    from retouch.detect.fuse import fused_score
+    from retouch.fuse import fused_score
 
     # excesses 2 s - 1 of 0.8 and 0.5: 0.5 + 0.5 (1 - 0.2 * 0.5) = 0.95, above either detector alone
     assert fused_score([0.9, 0.75], decided=True) == pytest.approx(0.95)

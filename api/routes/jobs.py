@@ -7,9 +7,9 @@ import re
 import shutil
 import threading
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path, PurePosixPath
 from typing import Annotated
 from urllib.parse import quote
 
@@ -19,18 +19,29 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import require_key, settings, store
 from api.errors import ApiError
-from api.schemas import ErrorResponse, JobCreated, JobList, JobStatus
+from api.schemas import ErrorResponse, JobCreated, JobList, JobState, JobStatus, Plan, PlannedItem
 from api.settings import Settings
 from api.store import UPLOADS, JobStore
-from api.uploads import (client_file_name, extract_archive, item_id_from, make_ids_unique, save_upload,
-                         screen_image, validate_image)
-from api.workers import job_folder
+from api.uploads import (
+    check_upload,
+    client_file_name,
+    extract_archive,
+    items_from_entries,
+    manifest_entries,
+    require_memory,
+    save_upload,
+    screen_image,
+)
+from api.workers import item_folder, job_folder
 from retouch.errors import InputError
-from retouch.io import load_image
-from retouch.pipeline import resolve_detectors
+from retouch.io import MAX_PIXELS_VARIABLE, ImageHeader, load_image
+from retouch.io.folders import removed_on_failure
 from retouch.report.visual import jpeg_bytes, shrink
+from retouch.run.checks import detector_selection
+from retouch.run.item import ANALYZE, COMPARE, Item, ItemOptions
+from retouch.run.manifest import Planned, item_id, pairs_by_name, unique_items
 
-ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 415, 422)}
+ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 404, 408, 413, 415, 422, 431, 503, 507)}
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)], responses=ERRORS)
 PREVIEW_SIDE = 2400
 _preview_slots = threading.BoundedSemaphore(2)
@@ -46,23 +57,16 @@ def _upload_dir(config: Settings) -> Path:
     return config.data_dir / UPLOADS / uuid.uuid4().hex  # the request folder api.store expects
 
 
-@contextmanager
-def _removed_on_failure(folder: Path) -> Iterator[Path]:
-    """Remove a request's upload folder when anything fails, so a rejected upload leaves nothing on disk."""
+def _options(config: Settings, detectors: str | None = None) -> ItemOptions:
+    """The options a job's items run with: the detectors asked for (422 ``unknown_detector`` for a choice naming
+    an unknown one, or none) and the service's pixel limit, which the worker decodes with as the upload was
+    checked with it."""
     try:
-        yield folder
-    except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
-
-
-def _options(detectors: str | None) -> dict:
-    if not detectors:
-        return {}
-    try:
-        return {"detectors": resolve_detectors(detectors)}
-    except ValueError as error:
+        chosen = detector_selection(detectors, field="detectors")
+    except InputError as error:
         raise ApiError(422, "unknown_detector", str(error)) from None
+    return ItemOptions(detectors=tuple(chosen) if chosen else None, max_pixels=config.max_pixels,
+                       max_pixels_name=MAX_PIXELS_VARIABLE, max_memory=config.max_memory)
 
 
 def _created(request: Request, job_id: str, count: int, notes: list[str] | None = None) -> JSONResponse:
@@ -78,13 +82,13 @@ async def submit_analysis(
     detectors: Annotated[str | None, Form(description="Comma-separated detectors (default: all default)")] = None,
     config: Settings = Depends(settings), jobs: JobStore = Depends(store),
 ) -> JSONResponse:
-    options = _options(detectors)
+    options = _options(config, detectors)
     label = image.filename or "image"
-    with _removed_on_failure(_upload_dir(config)) as folder:
+    with removed_on_failure(_upload_dir(config)) as folder:
         path = await save_upload(image, folder / client_file_name(image.filename, "image"), config, label)
-        await validate_image(path, config, label)
-        job_id = jobs.create_job("analysis", [{"item_id": "image", "command": "analyze", "inputs": [str(path)]}],
-                                 options)
+        header = await run_in_threadpool(check_upload, path, config, label)
+        require_memory(config, ANALYZE, [header], options.detectors, label)
+        job_id = jobs.create_job("analysis", [Item("image", ANALYZE, (str(path),))], options, label=path.name)
     return _created(request, job_id, 1)
 
 
@@ -95,16 +99,93 @@ async def submit_comparison(
     questioned: Annotated[UploadFile, File(description="The scan suspected of being altered")],
     config: Settings = Depends(settings), jobs: JobStore = Depends(store),
 ) -> JSONResponse:
-    paths = []
-    with _removed_on_failure(_upload_dir(config)) as folder:
+    paths, headers, labels = [], [], []
+    with removed_on_failure(_upload_dir(config)) as folder:
         for role, upload in (("reference", reference), ("questioned", questioned)):
             label = upload.filename or role
             path = await save_upload(upload, folder / role / client_file_name(upload.filename, role), config,
                                      label)
-            await validate_image(path, config, label)
+            headers.append(await run_in_threadpool(check_upload, path, config, label))
             paths.append(str(path))
-        job_id = jobs.create_job("comparison", [{"item_id": "pair", "command": "compare", "inputs": paths}], {})
+            labels.append(label)
+        require_memory(config, COMPARE, headers, None, " and ".join(labels))
+        job_id = jobs.create_job("comparison", [Item("pair", COMPARE, tuple(paths))], _options(config),
+                                 label=job_label([Path(path).name for path in paths]))
     return _created(request, job_id, 1)
+
+
+MANIFEST_BYTES = 10 * 1024 * 1024  # a manifest sent beside the files: a list of names, not a scan
+MANIFEST_KINDS = {".csv": "manifest.csv", ".json": "manifest.json"}
+SendsManifest = Annotated[UploadFile | None, File(
+    description="manifest.json or manifest.csv listing items or pairs of `files` by the names they are sent "
+                "under, as a zip's manifest lists its members")]
+PairsByName = Annotated[bool, Form(description="Pair `files` by name: box1/lenin_a.tif (reference) with "
+                                               "box1/lenin_b.jpg (questioned); see POST /v1/batches/plan")]
+
+
+LABEL_CHARACTERS = 200
+
+
+def job_label(names: Sequence[str]) -> str:
+    """What a person knows a job by in a listing: its first two file names and how many more."""
+    more = f" and {len(names) - 2} more" if len(names) > 2 else ""
+    shown = ", ".join(names[:2])
+    if len(shown) + len(more) > LABEL_CHARACTERS:  # two names of a few hundred characters: the count must stay
+        shown = shown[: LABEL_CHARACTERS - len(more) - 1] + "…"
+    return shown + more
+
+
+def sent_name(name: str | None, fallback: str) -> str:
+    """A file's name as its client sent it, which a manifest names it by: with its folders (a page sends
+    ``box1/scan.jpg``), '/' between them, no leading '/'."""
+    return (name or "").replace("\\", "/").lstrip("/") or fallback
+
+
+async def _manifest(upload: UploadFile | None) -> tuple[str, str, bytes] | None:
+    """(kind, the client's name for it, content) of a manifest sent beside the files."""
+    if upload is None:
+        return None
+    label = upload.filename or "manifest"
+    kind = MANIFEST_KINDS.get(Path(label).suffix.lower())
+    if kind is None:
+        raise ApiError(400, "bad_manifest", f"{label}: a manifest is a .csv or .json file (see the API's manifest "
+                       "format)")
+    data = await upload.read(MANIFEST_BYTES + 1)
+    if len(data) > MANIFEST_BYTES:
+        raise ApiError(413, "upload_too_large", f"{label}: a manifest is at most {MANIFEST_BYTES // 1048576} MB")
+    return kind, label, data
+
+
+def plan_files(sent: Sequence[tuple[str, str]], manifest: tuple[str, str, bytes] | None,
+               pair_by_name: bool) -> tuple[list[Planned], list[str]]:
+    """The items of files sent by name (``sent``: (name sent, where it is) in order), and notes: one item per
+    file, in order (ids ``00000-scan.jpg``); or the items ``manifest`` lists, or pairs told by their names
+    (:func:`retouch.run.manifest.pairs_by_name`), with the ids of a zip's manifest. A file a manifest leaves out
+    is not analysed, and a note says so."""
+    if manifest is None and not pair_by_name:
+        return [Planned(f"{index:05d}-{item_id(client_file_name(name, 'file'), 'file')}", ANALYZE, (path,))
+                for index, (name, path) in enumerate(sent)], []
+    _check_sent_names([name for name, _ in sent])
+    if manifest is not None:
+        kind, label, data = manifest
+        entries, notes = manifest_entries(kind, data, label), []
+    else:
+        entries, notes = pairs_by_name([name for name, _ in sent])
+    planned = items_from_entries(entries, dict(sent), set(), source="the files sent")
+    if not planned:
+        raise ApiError(400, "bad_manifest", f"{manifest[1] if manifest else 'files'}: lists no items")
+    if manifest is not None:
+        used = {path for item in planned for path in item.inputs}
+        notes += [f"{name}: not listed in {manifest[1]}; not analysed" for name, path in sent if path not in used]
+    return planned, notes
+
+
+def _check_sent_names(names: Sequence[str]) -> None:
+    """Files listed by a manifest or paired by name are told apart by their names: two sent under one are a 400."""
+    repeated = [name for name, count in Counter(names).items() if count > 1]
+    if repeated:
+        raise ApiError(400, "bad_manifest", f"two files were sent as {repeated[0]!r}; send each under its own "
+                       "name (with its folder: box1/scan.jpg)")
 
 
 @router.post("/batches", status_code=202, response_model=JobCreated, summary="Submit many scans or pairs")
@@ -113,6 +194,8 @@ async def submit_batch(
     files: Annotated[list[UploadFile] | None, File(description="Scans to analyse, one item each")] = None,
     archive: Annotated[UploadFile | None, File(description="A zip of scans, optionally with manifest.json "
                                                            "or manifest.csv listing items or pairs")] = None,
+    manifest: SendsManifest = None,
+    pair_by_name: PairsByName = False,
     detectors: Annotated[str | None, Form()] = None,
     config: Settings = Depends(settings), jobs: JobStore = Depends(store),
 ) -> JSONResponse:
@@ -130,46 +213,108 @@ async def submit_batch(
     named in ``notes`` (in this answer and in the job), so nothing is dropped silently. With a manifest, only
     the members it names matter, and an entry naming a non-image is a 400 ``bad_manifest``.
 
+    ``files`` may instead be listed by a ``manifest`` sent beside them, or paired by name (``pair_by_name``),
+    as ``POST /v1/batches/plan`` shows beforehand: each file is then named by the name it was sent under, folders
+    included (``box1/lenin_a.tif``), and two files sent under one name are a 400 ``bad_manifest``.
+
     Item ids are the manifest's (a repeated one is a 400 ``bad_manifest``), else made from the file names and
-    made unique (:func:`api.uploads.make_ids_unique`); every input keeps the client's file name.
+    made unique (:func:`retouch.run.manifest.unique_items`); every input keeps the client's file name.
     """
-    options = _options(detectors)
+    options = _options(config, detectors)
     files = files or []
     if len(files) > config.max_zip_members:  # before anything is written
         raise ApiError(400, "too_many_files", f"{len(files)} files: a batch takes at most {config.max_zip_members}"
                        " (RETOUCH_MAX_ZIP_MEMBERS); split it")
-    items, notes = [], []
+    listed = await _manifest(manifest)
+    if (listed is not None or pair_by_name) and not files:
+        raise ApiError(422, "invalid_request", "manifest and pair_by_name list the files sent with them: send "
+                       "those as files (a zip's own manifest lists its members)")
+    names = [sent_name(upload.filename, f"file {index + 1}") for index, upload in enumerate(files)]
+    if listed is not None or pair_by_name:  # before anything is written
+        _check_sent_names(names)
+    items: list[Planned] = []
+    notes: list[str] = []
+    headers: dict[str, ImageHeader | None] = {}
+    labels: dict[str, str] = {}
+    stored = 0  # bytes the job stores: the files, then the archive's members (RETOUCH_MAX_JOB_BYTES)
     # every path below the request's folder is chosen by the server (client names only ever end a path), so
     # no upload name can collide with another upload or with the folder layout
-    with _removed_on_failure(_upload_dir(config)) as folder:
+    with removed_on_failure(_upload_dir(config)) as folder:
+        sent: list[tuple[str, str]] = []
         for index, upload in enumerate(files):
             label = upload.filename or f"file {index + 1}"
             name = client_file_name(upload.filename, "file")
             path = await save_upload(upload, folder / "files" / f"{index:05d}" / name, config, label)
-            await run_in_threadpool(screen_image, path, config, label)
-            items.append({"item_id": f"{index:05d}-{item_id_from(name, 'file')}", "command": "analyze",
-                          "inputs": [str(path)]})
+            stored += path.stat().st_size
+            headers[str(path)] = await run_in_threadpool(screen_image, path, config, label)
+            labels[str(path)] = label
+            sent.append((names[index], str(path)))
+        items, notes = plan_files(sent, listed, pair_by_name)
+        job_names = names
         if archive is not None:
             label = archive.filename or "archive"
             saved = await save_upload(archive, folder / "archive.zip", config, label)
-            members, notes = await run_in_threadpool(extract_archive, saved, folder / "members", config, label)
-            items += members
+            members, archive_notes, found = await run_in_threadpool(
+                extract_archive, saved, folder / "members", config, label, room=config.max_job_bytes - stored)
+            headers.update(found)
+            labels.update({path: f"{label}: {PurePosixPath(path).name}" for path in found})
+            items, notes, job_names = items + members, notes + archive_notes, [label, *job_names]
             saved.unlink(missing_ok=True)
+        for item in items:
+            require_memory(config, item.command, [headers.get(path) for path in item.inputs], options.detectors,
+                           " and ".join(labels.get(path, Path(path).name) for path in item.inputs))
         if not items:
             raise ApiError(422, "empty_batch", "send image files or a zip archive holding images" +
                            (f" ({'; '.join(notes[:5])})" if notes else ""))
         if len(items) > config.max_zip_members:
             raise ApiError(400, "too_many_files", f"{len(items)} items from files and archive: a batch takes at "
                            f"most {config.max_zip_members} (RETOUCH_MAX_ZIP_MEMBERS); split it")
-        make_ids_unique(items)  # ids made from names may clash, in the archive or with the files'
-        job_id = jobs.create_job("batch", items, options, notes=notes)
+        # ids made from names may clash, in the archive or with the files'
+        job_id = jobs.create_job("batch", unique_items(items), options, notes=notes, label=job_label(job_names))
     return _created(request, job_id, len(items), notes)
 
 
-@router.get("/jobs", response_model=JobList, summary="List jobs, newest first")
+@router.post("/batches/plan", response_model=Plan, summary="The items a batch of files would make, before "
+                                                              "sending them")
+async def plan_batch(
+    names: Annotated[str, Form(description='The files\' names as they will be sent, a JSON list: '
+                                           '["box1/lenin_a.tif", "box1/lenin_b.jpg"]')],
+    manifest: SendsManifest = None,
+    pair_by_name: PairsByName = True,
+    config: Settings = Depends(settings),
+) -> Plan:
+    """What ``POST /v1/batches`` would make of ``files`` sent under these names with the same ``manifest`` or
+    ``pair_by_name``: the items (ids, analyse or compare, the files of each) and notes, or the error it would
+    answer (400 ``bad_manifest`` naming the entry). Only names are sent, so a client can show the plan for
+    confirmation before uploading anything; the files' contents are checked when they are sent."""
+    try:
+        sent = json.loads(names)
+    except ValueError:
+        sent = None
+    if not isinstance(sent, list) or not all(isinstance(name, str) for name in sent):
+        raise ApiError(422, "invalid_request", 'names: a JSON list of file names, ["a.jpg", "b.jpg"]')
+    sent = [sent_name(name, f"file {index + 1}") for index, name in enumerate(sent)]
+    if len(sent) > config.max_zip_members:
+        raise ApiError(400, "too_many_files", f"{len(sent)} files: a batch takes at most {config.max_zip_members}"
+                       " (RETOUCH_MAX_ZIP_MEMBERS); split it")
+    listed = await _manifest(manifest)
+    planned, notes = plan_files([(name, name) for name in sent], listed, pair_by_name)
+    return Plan(items=[PlannedItem(id=item.id, command=item.command, files=list(item.inputs))
+                       for item in unique_items(planned)], notes=notes)
+
+
+@router.get("/jobs", response_model=JobList, summary="List jobs, newest first, a page at a time")
 def list_jobs(limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0, le=SQLITE_MAX_INTEGER),
+              state: Annotated[JobState | None, Query(description="Only jobs in this state")] = None,
+              since: Annotated[float | None, Query(ge=0, description="Only jobs created at or after this time, "
+                                                                     "in seconds since the epoch")] = None,
+              items: Annotated[bool, Query(description="false: each job's items are left out (null), for a "
+                                                       "listing light enough to poll")] = True,
               jobs: JobStore = Depends(store)) -> JobList:
-    found, total = jobs.jobs(limit=limit, offset=offset)
+    """``total`` counts the jobs that match, so a client pages with ``offset`` += ``limit`` until it is reached.
+    A job's state follows its items: queued, running, done, done_with_errors (some items failed) or failed (all
+    did)."""
+    found, total = jobs.jobs(limit=limit, offset=offset, state=state, since=since, with_items=items)
     return JobList(jobs=found, total=total, limit=limit, offset=offset)
 
 
@@ -203,7 +348,7 @@ def _item_folder(config: Settings, jobs: JobStore, job_id: str, item_id: str) ->
     item = next(i for i in job["items"] if i["id"] == item_id)
     if item["state"] != "done":
         raise ApiError(404, "not_ready", f"item {item_id} is {item['state']}: no files yet")
-    return config.data_dir / "jobs" / job_id / "items" / item_id
+    return item_folder(config.data_dir, job_id, item_id)
 
 
 def _stored_report(folder: Path) -> dict:
@@ -216,18 +361,18 @@ def _stored_report(folder: Path) -> dict:
                        "data folder (deleted or damaged there); submit the item again") from None
 
 
-def _client_report(folder: Path) -> JSONResponse:
+def client_report(folder: Path) -> dict:
     """An item's report.json as clients see it: inputs named by their file names, without server paths."""
     report = _stored_report(folder)
     for entry in report.get("inputs", []):
         entry["path"] = None  # server paths are not the client's business
-    return JSONResponse(report)
+    return report
 
 
 @router.get("/jobs/{job_id}/items/{item_id}/report", summary="An item's report.json")
 def get_report(job_id: str, item_id: str, config: Settings = Depends(settings),
                jobs: JobStore = Depends(store)) -> JSONResponse:
-    return _client_report(_item_folder(config, jobs, job_id, item_id))
+    return JSONResponse(client_report(_item_folder(config, jobs, job_id, item_id)))
 
 
 @router.get("/jobs/{job_id}/items/{item_id}/files/{name}", summary="An artifact: report.html, masks, heatmaps")
@@ -237,7 +382,7 @@ def get_file(job_id: str, item_id: str, name: str, config: Settings = Depends(se
         raise ApiError(404, "not_found", f"no file {name!r}")
     folder = _item_folder(config, jobs, job_id, item_id)
     if name == "report.json":  # the file on disk records server paths; clients get the same view as /report
-        return _client_report(folder)
+        return JSONResponse(client_report(folder))
     path = folder / name
     if not path.is_file():
         raise ApiError(404, "not_found", f"no file {name!r} for item {item_id}")

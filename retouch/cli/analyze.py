@@ -29,8 +29,8 @@ def analyze(
     as_json: bool = typer.Option(False, "--json", help="Print the outcome as JSON instead of a table."),
 ) -> None:
     """Look for retouching in one scan: error levels, JPEG traces, grain, clones and inpainting."""
-    from retouch.requirements import detector_selection
-    from retouch.tasks import analyze_file
+    from retouch.run.checks import detector_selection
+    from retouch.run.tasks import analyze_file
 
     names = detector_selection(detectors)
     outcome = analyze_file(image, out or _default_out(image), detectors=names, max_pixels=max_pixels,

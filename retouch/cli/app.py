@@ -74,14 +74,6 @@ def max_pixels_name(max_pixels: int | None) -> str:
     return "--max-pixels" if max_pixels is not None else MAX_PIXELS_VARIABLE
 
 
-class UsageFailure(Exception):
-    """A command-level usage problem found after parsing (bad option combination, bad value)."""
-
-
-def fail_usage(message: str) -> None:
-    raise UsageFailure(message)
-
-
 def log_dir() -> Path:
     base = os.environ.get("RETOUCH_LOG_DIR") or os.path.join(tempfile.gettempdir(), "retouch-logs")
     return Path(base)
@@ -184,7 +176,7 @@ def _run_command(args: list[str], interrupt: _InterruptWatch) -> tuple[int, str 
         if error.ctx is not None:
             hint = f" (see '{error.ctx.command_path} --help')"
         return 2, f"{error.format_message()}{hint}"
-    except (InputError, UsageFailure) as error:
+    except InputError as error:
         return 2, str(error)
     except (typer.Abort, KeyboardInterrupt):
         return 130, "interrupted"

@@ -17,7 +17,8 @@ NAMED = 5  # files named in the note on what a folder batch left out
 def batch(
     input_path: Path = typer.Argument(..., metavar="INPUT", parser=non_empty_path,
                                       help="A folder of scans (searched recursively) or a CSV of pairs: "
-                                      "reference,questioned[,id] (paths relative to the CSV)."),
+                                      "reference,questioned[,id] (paths relative to the CSV), or of scans under "
+                                      "a column named image."),
     out: Path = typer.Option(..., "-o", "--out", parser=non_empty_path,
                              help="Folder for results.jsonl, summary.csv and each item's reports (items/<id>/)."),
     detectors: str = typer.Option("", "--detectors", "-d", help="Detectors for analyze items (default: all "
@@ -29,8 +30,8 @@ def batch(
 ) -> None:
     """Run analyze or compare over many items. Rerunning skips items done successfully with the same inputs and
     parameters and runs failed ones again; an unreadable file is reported in summary.csv, never fatal."""
-    from retouch.batch import run_batch
-    from retouch.requirements import detector_selection
+    from retouch.run.batch import run_batch
+    from retouch.run.checks import detector_selection
 
     names = detector_selection(detectors)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),

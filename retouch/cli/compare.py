@@ -24,7 +24,7 @@ def compare(
 ) -> None:
     """Find what was removed, added or retouched between two scans that differ in crop, scale, rotation,
     perspective, tone, grain and compression."""
-    from retouch.tasks import compare_files
+    from retouch.run.tasks import compare_files
 
     folder = out or Path(f"retouch-compare-{questioned.stem}")
     outcome = compare_files(reference, questioned, folder, max_pixels=max_pixels,

@@ -9,7 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from retouch.cli.app import stdout
-from retouch.tasks import REPORT_HTML, REPORT_JSON, TaskOutcome
+from retouch.run.tasks import REPORT_HTML, REPORT_JSON, TaskOutcome
 
 
 def print_outcome(outcome: TaskOutcome, *, as_json: bool = False) -> None:

@@ -40,9 +40,9 @@ def demo(
     """Build the bundled samples, compare a doctored pair, analyse forged and honest scans, write the gallery."""
     from retouch.gallery import render_gallery
     from retouch.io import atomic_write_text
-    from retouch.requirements import require_output_folder
+    from retouch.io.folders import require_output_folder
+    from retouch.run.tasks import analyze_file, compare_files
     from retouch.samples.build import build_samples
-    from retouch.tasks import analyze_file, compare_files
 
     started = time.perf_counter()
     gallery = require_output_folder(out, ["index.html"]) / "index.html"  # before a minute of work, not after

@@ -19,6 +19,8 @@ from retouch.cli.app import app
 from retouch.errors import InputError
 
 if TYPE_CHECKING:
+    import uvicorn
+
     from api.settings import Settings
 
 
@@ -31,12 +33,22 @@ def serve(
     scheduler: str | None = typer.Option(None, "--scheduler", help="'local' (Dask LocalCluster) or tcp://HOST:PORT."),
     api_key: str | None = typer.Option(None, "--api-key", envvar="RETOUCH_API_KEY",
                                        help="Require 'Authorization: Bearer KEY' on every data route."),
+    log_format: str = typer.Option("text", "--log-format", envvar="RETOUCH_LOG_FORMAT",
+                                   help="'text' (uvicorn's style) or 'json' (one object a line, for collectors)."),
 ) -> None:
-    """Run the web service: JSON API under /v1 (docs at /docs) and the browser page at /."""
+    """Run the web service: JSON API under /v1 (docs at /docs) and the browser page at /.
+
+    Once it listens it prints one line: its URL, data folder, workers and whether a key is required; then a line
+    as each job starts and ends (id, items, seconds since it was submitted).
+    """
     import uvicorn
 
+    from api.http import guarded_protocol
+    from api.logs import LOG_FORMATS, log_config
     from api.main import create_app
 
+    if log_format not in LOG_FORMATS:
+        raise InputError(f"--log-format {log_format}: choose {' or '.join(LOG_FORMATS)}")
     overrides = {"data_dir": data_dir, "workers": workers, "scheduler": scheduler, "api_key": api_key}
     config = _settings({k: v for k, v in overrides.items() if v is not None})
     # uvicorn starts the app (and its worker pool) before it binds the port, and reports a failure of either as a
@@ -44,8 +56,50 @@ def serve(
     _check_service(config)
     _check_port(host, port)
     os.environ.setdefault("RETOUCH_LOG_DIR", str(config.data_dir / "logs"))
+    application = create_app(config)
+    # the request head's limits and timeout live in the protocol (api.http), the body's in api.guard
+    protocol = guarded_protocol(header_timeout_s=config.header_timeout_s, max_header_bytes=config.max_header_bytes,
+                                max_headers=config.max_headers)
+    server = _server(uvicorn.Config(application, host=host, port=port, log_config=log_config(log_format),
+                                     access_log=False, http=protocol))
     with _stopped_quietly_by_sigterm():
-        uvicorn.run(create_app(config), host=host, port=port, log_level="warning")
+        server.run()
+
+
+def _service_url(host: str, port: int) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}" + (" (every interface)" if host in ("0.0.0.0", "::") else "")
+
+
+def _server(config: uvicorn.Config) -> uvicorn.Server:
+    """uvicorn's server, which says where the service is once it listens (uvicorn's own lines are off)."""
+    import uvicorn
+
+    class Service(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if not self.should_exit:  # listening: a failed bind or start-up has asked to exit
+                _announce(self.config)
+
+    return Service(config)
+
+
+def _announce(config: uvicorn.Config) -> None:
+    """The service's one start line: URL, data folder, workers, whether a key is required."""
+    import logging
+
+    settings, dispatcher = config.app.state.settings, config.app.state.dispatcher
+    url = _service_url(config.host, config.port)
+    count = dispatcher.capacity
+    workers = f"{count} worker{'s' if count != 1 else ''}"
+    if settings.scheduler:
+        workers += f" on {settings.scheduler}"
+    key = "API key required" if settings.api_key else "no API key"
+    logging.getLogger("retouch.serve").info(
+        "retouch serving %s · data %s · %s · %s (Ctrl+C to stop)", url, settings.data_dir, workers, key,
+        extra={"event": "service_started", "url": url.split(" ")[0], "data_dir": str(settings.data_dir),
+               "workers": dispatcher.capacity, "scheduler": settings.scheduler,
+               "key_required": bool(settings.api_key)})
 
 
 class _Stopped(BaseException):
@@ -91,11 +145,16 @@ def _settings(overrides: dict[str, object]) -> Settings:
 
 def _check_service(config: Settings) -> None:
     """Refuse a data folder the service cannot use and a scheduler it cannot reach."""
+    from api.recovery import DataFolderInUse, DataFolderLock
     from api.store import DATABASE
-    from retouch.executor import check_scheduler, make_executor
-    from retouch.requirements import require_output_folder
+    from retouch.io.folders import require_output_folder
+    from retouch.run.executor import check_scheduler, make_executor
 
     require_output_folder(config.data_dir, [DATABASE], option="--data-dir")
+    try:
+        DataFolderLock(config.data_dir).release()  # taken for good as the service starts
+    except DataFolderInUse as error:
+        raise InputError(str(error)) from None
     check_scheduler(config.scheduler)
     if config.scheduler and config.scheduler not in {"local", "processes"}:
         make_executor(config.scheduler).shutdown()  # connect once: an unreachable cluster is refused now

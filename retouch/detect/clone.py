@@ -77,8 +77,8 @@ from retouch.detect._clone_significance import (
     recurrent_ratios,
 )
 from retouch.detect._patchmatch import local_affine_residual, patchmatch, reduce_features, zernike_features
-from retouch.detect.registry import register
 from retouch.imaging import bounded, to_gray_float, upscale_to
+from retouch.registry import register
 from retouch.result import AnalysisResult, Region
 
 EXPLANATION = (

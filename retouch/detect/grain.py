@@ -46,7 +46,7 @@ from retouch.detect._blocks import (
     standardise,
     strength_to_heat,
 )
-from retouch.detect.registry import register
+from retouch.registry import register
 from retouch.imaging import for_each_strip, strip_workers, to_gray_float
 from retouch.result import AnalysisResult
 

@@ -55,7 +55,7 @@ from retouch.detect._blocks import (
     strength_to_heat,
 )
 from retouch.detect._patchmatch import patchmatch, raw_patch_features, reduce_features
-from retouch.detect.registry import register
+from retouch.registry import register
 from retouch.imaging import bounded, to_gray_float, upscale_to
 from retouch.result import AnalysisResult
 

@@ -46,7 +46,7 @@ from retouch.detect._blocks import (
     strength_to_heat,
 )
 from retouch.detect._recompress import recompression_error
-from retouch.detect.registry import register
+from retouch.registry import register
 from retouch.imaging import to_uint8
 from retouch.result import AnalysisResult
 

@@ -12,6 +12,7 @@ import ctypes
 import functools
 import hashlib
 import io
+import mmap
 import os
 import stat
 import threading
@@ -121,23 +122,118 @@ def probe_image(path: str | os.PathLike[str], *, name: str | None = None, max_pi
     return ImageHeader(format=file_format, width=width, height=height)
 
 
+PROBE_PIXELS = 4_000_000  # images up to this size are decoded whole by check_image (at most about 50 MB)
+PROBE_SIDE = 1024  # larger JPEGs are decoded at a reduced scale, their longest side at least this
+
+
+def check_image(path: str | os.PathLike[str], *, name: str | None = None, max_pixels: int | None = None,
+                max_pixels_name: str = MAX_PIXELS_VARIABLE) -> ImageHeader:
+    """:func:`probe_image`, then a look at the image data in bounded memory: a file that is truncated or damaged
+    is refused before anyone waits for its analysis, and no file, however many pixels its header claims, is
+    decoded whole at full size.
+
+    Images up to :data:`PROBE_PIXELS` are decoded whole by :func:`load_image`. Larger JPEGs are decoded at a
+    reduced scale (libjpeg's DCT scaling reads every coefficient but builds at most 1/64 of the pixels), after
+    the walk of their markers that :func:`load_image` makes; larger PNGs have every image-data chunk's CRC
+    checked and their compressed stream inflated to its end, a megabyte at a time, without keeping the pixels.
+    Larger TIFF, WebP and BMP files are checked by their header only: damage is then found when the file is
+    analysed.
+
+    Raises what :func:`probe_image` raises, and :class:`InputError` ``code="unreadable"`` for damaged data.
+    """
+    label = name or str(path)
+    header = probe_image(path, name=label, max_pixels=max_pixels, max_pixels_name=max_pixels_name)
+    if header.width * header.height <= PROBE_PIXELS:
+        try:
+            load_image(path, max_pixels=max_pixels, max_pixels_name=max_pixels_name)
+        except ImageTooLargeError:
+            raise
+        except InputError as error:
+            raise InputError(str(error).replace(str(Path(path).resolve()), label).replace(str(path), label),
+                             path=label, code="unreadable") from None
+        return header
+    if header.format not in ("JPEG", "PNG"):
+        return header
+    check = _jpeg_damage if header.format == "JPEG" else lambda data: _png_damage(data) or _png_stream_damage(data)
+    try:
+        with _open_regular_file(path, label) as handle:
+            with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:  # read, never held in memory
+                damage = check(data)
+            if damage is None and header.format == "JPEG":
+                damage = _jpeg_scaled_decode_damage(handle, header)
+    except OSError as error:
+        raise InputError(f"{label}: cannot be read ({error.strerror or error})", path=label) from None
+    if damage:
+        raise InputError(f"{label}: truncated or corrupt {header.format} data ({damage}); re-export or re-scan "
+                         "the file, or wait until it is completely written", path=label, code="unreadable")
+    return header
+
+
+def _jpeg_scaled_decode_damage(handle: BinaryIO, header: ImageHeader) -> str | None:
+    """Why a JPEG cannot be decoded, found by decoding it at the smallest DCT scale that keeps its longest side
+    at least :data:`PROBE_SIDE` (None when it decodes)."""
+    handle.seek(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            with Image.open(handle) as image:
+                scale = max(1, min(8, max(header.width, header.height) // PROBE_SIDE))
+                image.draft(image.mode, (max(1, header.width // scale), max(1, header.height // scale)))
+                image.load()
+        except Exception as error:  # noqa: BLE001 - any decoder failure on hostile bytes is a damaged file
+            return _reason(error)
+    return None
+
+
+def _png_stream_damage(data: Any) -> str | None:
+    """Why a PNG's compressed image data do not inflate to their end (None when they do), a megabyte of output
+    at a time: the CRCs (see :func:`_png_damage`) do not catch data that were damaged before they were written."""
+    inflate, position, seen = zlib.decompressobj(), len(_PNG_SIGNATURE), False
+    try:
+        while position + 8 <= len(data) and not inflate.eof:
+            length = int.from_bytes(data[position:position + 4], "big")
+            kind = data[position + 4:position + 8]
+            if kind == b"IDAT":
+                seen = True
+                with memoryview(data)[position + 8:position + 8 + length] as piece:  # released: data may be a map
+                    pending: Any = piece
+                    while len(pending) and not inflate.eof:
+                        inflate.decompress(pending, 1 << 20)
+                        pending = inflate.unconsumed_tail
+                    del pending
+            elif seen or kind == b"IEND":
+                break
+            position += 12 + length
+    except zlib.error as error:
+        return f"the image data cannot be inflated ({error})"
+    return None if inflate.eof else "the image data end before their compressed stream does"
+
+
 def max_pixels_from_env() -> int:
     """The pixel limit in force: ``RETOUCH_MAX_PIXELS`` if set, else :data:`DEFAULT_MAX_PIXELS`.
 
     The value is a whole number, as the service's settings read the same variable ("200000000" or
     "200_000_000"); anything else is refused rather than silently replaced by the default limit.
     """
-    value = os.environ.get(MAX_PIXELS_VARIABLE, "").strip()
+    return positive_setting(MAX_PIXELS_VARIABLE, DEFAULT_MAX_PIXELS, unit="pixels", example="200000000",
+                            default_text="200 MP")
+
+
+def positive_setting(variable: str, default: int, *, unit: str, example: str, default_text: str) -> int:
+    """The whole number the environment ``variable`` holds, or ``default`` when it is unset or blank; anything
+    but a positive whole number is refused (``bad_setting``), naming the variable, rather than silently read as
+    the default or as no limit."""
+    value = os.environ.get(variable, "").strip()
     if not value:
-        return DEFAULT_MAX_PIXELS
+        return default
     try:
-        limit = int(value)
+        number = int(value)
     except ValueError:
-        limit = 0
-    if limit < 1:
-        raise InputError(f"{MAX_PIXELS_VARIABLE}={value!r} is not a positive whole number of pixels; set it to "
-                         "one such as 200000000, or unset it for the default of 200 MP", code="bad_setting")
-    return limit
+        number = 0
+    if number < 1:
+        raise InputError(f"{variable}={value!r} is not a positive whole number of {unit}; set it to one such as "
+                         f"{example}, or unset it for the default of {default_text}", code="bad_setting")
+    return number
 
 
 def _pixel_count(count: int) -> str:
@@ -183,14 +279,6 @@ class LoadedImage:
     @property
     def width(self) -> int:
         return int(self.pixels.shape[1])
-
-    @property
-    def megapixels(self) -> float:
-        return self.height * self.width / 1e6
-
-    @property
-    def is_color(self) -> bool:
-        return self.pixels.ndim == 3
 
     @property
     def rgb8(self) -> np.ndarray:

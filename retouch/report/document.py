@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from retouch import __version__
+from retouch.report.html import SCORE_NOTE
 from retouch.result import AnalysisResult
 
 SCHEMA = "retouch-report/1"
@@ -64,6 +65,7 @@ def build_report(
         "parameters": dict(parameters),
         "timings_s": {key: round(float(value), 4) for key, value in timings.items()},
         "result": headline,
+        "score_note": SCORE_NOTE,  # the caption every rendering shows beside a score
         "analyses": analysis_entries,
         "artifacts": dict(artifacts),
         **dict(extra or {}),

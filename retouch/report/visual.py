@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from retouch.imaging import to_rgb8
+from retouch.imaging import to_rgb8, to_uint8
 from retouch.result import Region
 
 KIND_COLOURS = {  # RGB; removals red, additions blue, retouching amber, single-image cues magenta
@@ -60,12 +60,22 @@ def shrink(image: np.ndarray, max_side: int) -> np.ndarray:
 def overlay(image: np.ndarray, heatmap: np.ndarray, mask: np.ndarray, regions: Sequence[Region], *,
             kind_colours: bool = True) -> np.ndarray:
     """The photograph dimmed to gray, the heatmap tinted over it, the decision outlined, regions boxed."""
-    base = to_rgb8(image)
-    gray = cv2.cvtColor(base, cv2.COLOR_RGB2GRAY)
-    canvas = np.repeat((gray.astype(np.float32) * 0.8 + 20.0)[:, :, None], 3, axis=2)
-    weight = np.clip(np.asarray(heatmap, np.float32), 0.0, 1.0)[:, :, None] * 0.65
-    canvas = canvas * (1.0 - weight) + np.array(DEFAULT_COLOUR, np.float32) * weight
-    out = np.clip(canvas, 0, 255).astype(np.uint8)
+    eight = to_uint8(image)
+    gray = eight if eight.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(eight[:, :, :3]), cv2.COLOR_RGB2GRAY)
+    # one gray plane and one channel at a time in float32 (about 16 bytes a pixel at the peak, where three-channel
+    # float canvases took 40): the overlay is drawn at the scan's full size
+    weight = np.clip(np.asarray(heatmap, np.float32), 0.0, 1.0) * np.float32(0.65)
+    dimmed = gray.astype(np.float32)
+    dimmed *= np.float32(0.8)
+    dimmed += np.float32(20.0)
+    dimmed *= np.float32(1.0) - weight
+    out = np.empty((*gray.shape, 3), np.uint8)
+    for channel, colour in enumerate(DEFAULT_COLOUR):
+        tinted = weight * np.float32(colour)
+        tinted += dimmed
+        np.clip(tinted, 0, 255, out=tinted)
+        out[:, :, channel] = tinted
+    del weight, dimmed
     thickness = max(2, round(max(out.shape[:2]) / 500))
     if mask.any():
         contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from retouch.io import atomic_write_bytes, atomic_write_json, encode_png
-from retouch.requirements import require_output_folder
+from retouch.io.folders import require_output_folder
 from retouch.samples.forge import FORGERY_METHODS, make_authentic, make_forgery, make_pair
 from retouch.samples.sources import SOURCES
 

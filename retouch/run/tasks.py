@@ -8,20 +8,20 @@ mixes two runs. Inputs are only read, and a task refuses an output folder where 
 
 from __future__ import annotations
 
-import errno
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from retouch.errors import InputError, NotSamePhotographError
+from retouch.errors import ImageTooLargeError, InputError, NotSamePhotographError
 from retouch.io import (
     MAX_PIXELS_VARIABLE,
+    ImageHeader,
     LoadedImage,
     atomic_write_bytes,
     atomic_write_json,
@@ -29,10 +29,14 @@ from retouch.io import (
     encode_png,
     heatmap_to_uint8,
     load_image,
+    probe_image,
 )
-from retouch.pipeline import DetectorChoiceError, analyze_image, compare_images
+from retouch.io.folders import prepared_folder
 from retouch.report import build_report, flicker_gif, overlay, render_html
-from retouch.requirements import require_analysable, require_output_folder
+from retouch.result import AnalysisResult
+from retouch.run.budget import require_within_budget
+from retouch.run.checks import require_analysable
+from retouch.run.pipeline import analyze_image, compare_images, resolve_detectors
 
 REPORT_JSON = "report.json"
 REPORT_HTML = "report.html"
@@ -41,6 +45,10 @@ ANALYZE_ARTIFACTS = {
     "suspect_mask.png": "fused decision: 255 where at least one detector flagged the pixel (input size)",
     "suspect_heatmap.png": "fused heatmap: per-pixel maximum of the detectors' maps, 0..255 (input size)",
     "overlay.png": "the image with the fused heatmap tinted and suspect regions boxed",
+}
+REPORT_ARTIFACTS = {
+    REPORT_HTML: "this report for people (self-contained)",
+    REPORT_JSON: "this report for programs",
 }
 COMPARE_ARTIFACTS = {
     "changes_mask.png": "255 where the content differs (questioned image's size and frame)",
@@ -69,72 +77,34 @@ class TaskOutcome:
         return asdict(self)
 
 
-@contextmanager
-def _writing(out_dir: str | os.PathLike[str], inputs: Sequence[LoadedImage],
-             names: Sequence[str]) -> Iterator[Path]:
-    """The output folder, prepared for this run's files ``names``; if writing them fails, what was written goes.
-
-    Without ``report.json`` (written last) a folder's maps belong to no report, so a failed write (a full disk, an
-    interrupt) removes this run's files and the folders it created: no half-written output is left. A full disk
-    is the user's to fix, so it is reported as bad input naming the folder (exit 2), not as an internal error.
-    """
-    created = []  # the folders this run creates, deepest first
-    for folder in (Path(out_dir), *Path(out_dir).parents):
-        if folder.exists():
-            break
-        created.append(folder)
-    folder, prepared = Path(out_dir), False
-    try:
-        folder = _prepare_out_dir(out_dir, inputs, names)
-        prepared = True
-        yield folder
-    except BaseException as error:
-        # a refusal comes before anything changed (nothing to undo); an interrupt while the old report was being
-        # cleared away, once its report.json had gone, would leave its maps belonging to no report
-        if not prepared and not (isinstance(error, KeyboardInterrupt) and not (folder / REPORT_JSON).exists()):
-            raise
-        input_paths = {os.path.realpath(item.path) for item in inputs if item.path}
-        for name in names if prepared else _retouch_output_names():
-            written = folder / name
-            if written.is_file() and os.path.realpath(written) not in input_paths:
-                written.unlink()
-        for new in created:
-            try:
-                new.rmdir()
-            except OSError:  # not empty: someone else's files arrived meanwhile
-                break
-        if isinstance(error, OSError) and error.errno in {errno.ENOSPC, errno.EDQUOT}:
-            raise InputError(f"{folder}: no space left on device writing the report (nothing was kept); free some "
-                             "space or choose another -o/--out", path=str(folder), code="no_space") from None
-        raise
-
-
-def _prepare_out_dir(out_dir: str | os.PathLike[str], inputs: Sequence[LoadedImage],
-                     names: Sequence[str]) -> Path:
-    folder = require_output_folder(out_dir, names)
-    input_paths = {os.path.realpath(item.path) for item in inputs if item.path}
-    for name in names:
-        if os.path.realpath(folder / name) in input_paths:
-            raise InputError(f"{folder / name}: writing the report here would overwrite an input; "
-                             "choose another output folder")
-    stale = folder / REPORT_JSON
-    if stale.exists():
-        stale.unlink()  # an old report must not vouch for a half-rewritten folder
-    # outputs of an earlier run that this one does not write (other detectors, the other command) would sit
-    # beside the new report as if they belonged to it; only names retouch itself writes are removed, never an input
-    for name in sorted(_retouch_output_names() - set(names)):
-        old = folder / name
-        if old.is_file() and os.path.realpath(old) not in input_paths:
-            old.unlink()
-    return folder
-
-
 def _retouch_output_names() -> set[str]:
     """Every file name an analyze or compare run can write into its output folder."""
     from retouch.detect import detectors as registered_detectors
 
     detector_maps = {f"{name}.png" for name in registered_detectors()}
     return detector_maps | set(ANALYZE_ARTIFACTS) | set(COMPARE_ARTIFACTS) | {REPORT_HTML, REPORT_JSON}
+
+
+def _writing(out_dir: str | os.PathLike[str], inputs: Sequence[LoadedImage], names: Sequence[str]
+             ) -> AbstractContextManager[Path]:
+    """The report folder ``out_dir`` prepared for this run's files ``names``, report.json written last
+    (:func:`retouch.io.folders.prepared_folder`): a failed write leaves none of them."""
+    return prepared_folder(out_dir, list(names), last=REPORT_JSON, owned=_retouch_output_names(),
+                           inputs=[image.path for image in inputs if image.path])
+
+
+def _write_report(folder: Path, report: dict[str, Any], page: str, write_started: float) -> None:
+    """The two reports, ``report.json`` last: its presence says every file of the folder is written."""
+    atomic_write_text(folder / REPORT_HTML, page)
+    report["timings_s"]["write"] = round(time.perf_counter() - write_started, 4)
+    atomic_write_json(folder / REPORT_JSON, report)
+
+
+def _outcome(command: str, folder: Path, result: AnalysisResult, report: dict[str, Any], seconds: float,
+             params: dict[str, Any]) -> TaskOutcome:
+    return TaskOutcome(command=command, out_dir=str(folder), score=result.score, region_count=len(result.regions),
+                       artifacts=list(report["artifacts"]), inputs=report["inputs"], seconds=round(seconds, 4),
+                       params=params, summary=result.summary)
 
 
 def _input_record(image: LoadedImage, role: str) -> dict[str, Any]:
@@ -154,17 +124,13 @@ def analyze_loaded(
     """Run ``retouch analyze`` on an already loaded image and write its artifacts into ``out_dir``."""
     require_analysable(image)
     started = time.perf_counter()
-    try:
-        run = analyze_image(image.pixels, jpeg_quantization=image.jpeg_quantization, detectors=detectors,
-                            detector_options=options, orientation=image.exif_orientation)
-    except DetectorChoiceError as error:
-        raise InputError(str(error)) from None
+    run = analyze_image(image.pixels, jpeg_quantization=image.jpeg_quantization, detectors=detectors,
+                        detector_options=options, orientation=image.exif_orientation)
     analyse_seconds = time.perf_counter() - started
     artifacts = {f"{r.method}.png": f"{r.method} heatmap, 0..255 (input size)" for r in run.results}
     artifacts.update(ANALYZE_ARTIFACTS)
-    artifacts[REPORT_HTML] = "this report for people (self-contained)"
-    artifacts[REPORT_JSON] = "this report for programs"
-    with _writing(out_dir, [image], list(artifacts)) as folder:
+    artifacts.update(REPORT_ARTIFACTS)
+    with _writing(out_dir, [image], artifacts) as folder:
         write_started = time.perf_counter()
         for result in run.results:
             atomic_write_bytes(folder / f"{result.method}.png", encode_png(heatmap_to_uint8(result.heatmap)))
@@ -187,20 +153,19 @@ def analyze_loaded(
         layers = {"suspect": fused.heatmap, **layers}
         page = render_html(report, photo=image.rgb8, layers=layers,
                            default_layer="suspect" if fused.regions else None)
-        atomic_write_text(folder / REPORT_HTML, page)
-        report["timings_s"]["write"] = round(time.perf_counter() - write_started, 4)
-        atomic_write_json(folder / REPORT_JSON, report)
-    return TaskOutcome(
-        command="analyze",
-        out_dir=str(folder),
-        score=fused.score,
-        region_count=len(fused.regions),
-        artifacts=list(artifacts),
-        inputs=report["inputs"],
-        seconds=round(load_seconds + time.perf_counter() - started, 4),
-        params=run.params,
-        summary=fused.summary,
-    )
+        _write_report(folder, report, page, write_started)
+    return _outcome("analyze", folder, fused, report, load_seconds + time.perf_counter() - started, run.params)
+
+
+def _header(path: str | os.PathLike[str], max_pixels: int | None, max_pixels_name: str) -> ImageHeader | None:
+    """The image's header, for the memory budget; None when it cannot be read (the loader then says why, in its
+    own words, naming the file). Beyond the pixel limit it is refused here already."""
+    try:
+        return probe_image(path, max_pixels=max_pixels, max_pixels_name=max_pixels_name)
+    except ImageTooLargeError:
+        raise
+    except InputError:
+        return None
 
 
 def analyze_file(
@@ -211,10 +176,18 @@ def analyze_file(
     max_pixels: int | None = None,
     options: Mapping[str, Mapping[str, Any]] | None = None,
     max_pixels_name: str = MAX_PIXELS_VARIABLE,
+    max_memory: int | None = None,
 ) -> TaskOutcome:
     """Load ``image_path``, run the detectors and fusion, write ``report.json``, ``report.html``, one
-    ``<detector>.png`` per detector, ``suspect_mask.png``, ``suspect_heatmap.png`` and ``overlay.png``."""
+    ``<detector>.png`` per detector, ``suspect_mask.png``, ``suspect_heatmap.png`` and ``overlay.png``.
+
+    The image is refused from its header, before it is decoded, when the analysis would need more memory than
+    ``max_memory`` bytes (None: ``RETOUCH_MAX_MEMORY``, see :mod:`retouch.run.budget`)."""
     started = time.perf_counter()
+    header = _header(image_path, max_pixels, max_pixels_name)
+    if header is not None:
+        require_within_budget("analyze", header.width * header.height, detectors=resolve_detectors(detectors),
+                              name=str(image_path), budget=max_memory)
     image = load_image(image_path, max_pixels=max_pixels, max_pixels_name=max_pixels_name)
     return analyze_loaded(image, out_dir, detectors=detectors, options=options,
                           load_seconds=time.perf_counter() - started)
@@ -244,10 +217,8 @@ def compare_loaded(
             "same print. If one shows only a small part of the other (heavily cropped), crop the larger scan to "
             "about the same area and compare again") from None
     compare_seconds = time.perf_counter() - started
-    artifacts = dict(COMPARE_ARTIFACTS)
-    artifacts[REPORT_HTML] = "this report for people (self-contained)"
-    artifacts[REPORT_JSON] = "this report for programs"
-    with _writing(out_dir, [reference, questioned], list(artifacts)) as folder:
+    artifacts = {**COMPARE_ARTIFACTS, **REPORT_ARTIFACTS}
+    with _writing(out_dir, [reference, questioned], artifacts) as folder:
         write_started = time.perf_counter()
         result = comparison.result
         aligned = comparison.aligned_reference
@@ -278,20 +249,8 @@ def compare_loaded(
         )
         page = render_html(report, photo=questioned.rgb8, layers={"changes": result.heatmap},
                            pair=(aligned, questioned.pixels), default_layer=None)
-        atomic_write_text(folder / REPORT_HTML, page)
-        report["timings_s"]["write"] = round(time.perf_counter() - write_started, 4)
-        atomic_write_json(folder / REPORT_JSON, report)
-    return TaskOutcome(
-        command="compare",
-        out_dir=str(folder),
-        score=result.score,
-        region_count=len(result.regions),
-        artifacts=list(artifacts),
-        inputs=report["inputs"],
-        seconds=round(load_seconds + time.perf_counter() - started, 4),
-        params=result.params,
-        summary=result.summary,
-    )
+        _write_report(folder, report, page, write_started)
+    return _outcome("compare", folder, result, report, load_seconds + time.perf_counter() - started, result.params)
 
 
 def compare_files(
@@ -302,10 +261,16 @@ def compare_files(
     max_pixels: int | None = None,
     options: Mapping[str, Any] | None = None,
     max_pixels_name: str = MAX_PIXELS_VARIABLE,
+    max_memory: int | None = None,
 ) -> TaskOutcome:
     """Load both scans, register and compare them, write ``report.json``, ``report.html``, ``changes_mask.png``,
-    ``changes_heatmap.png``, ``aligned_reference.png``, ``overlay.png`` and ``flicker.gif``."""
+    ``changes_heatmap.png``, ``aligned_reference.png``, ``overlay.png`` and ``flicker.gif``; refused from the
+    headers when the comparison would need more memory than ``max_memory`` (as :func:`analyze_file`)."""
     started = time.perf_counter()
+    headers = [_header(path, max_pixels, max_pixels_name) for path in (reference_path, questioned_path)]
+    if None not in headers:
+        require_within_budget("compare", sum(header.width * header.height for header in headers),
+                              name=f"{reference_path} and {questioned_path}", budget=max_memory)
     reference = load_image(reference_path, max_pixels=max_pixels, max_pixels_name=max_pixels_name)
     questioned = load_image(questioned_path, max_pixels=max_pixels, max_pixels_name=max_pixels_name)
     return compare_loaded(reference, questioned, out_dir, options=options,

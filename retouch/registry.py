@@ -72,16 +72,13 @@ def get_detector(name: str) -> DetectorSpec:
     return available[name]
 
 
-_NOT_DETECTORS = {"registry", "fuse"}
-
-
 def _load_builtin() -> None:
-    """Import every module of ``retouch.detect``; each detector module registers itself on import."""
+    """Import every public module of ``retouch.detect``: each is a detector and registers itself on import."""
     import importlib
     import pkgutil
 
     import retouch.detect as package
 
     for module in pkgutil.iter_modules(package.__path__):
-        if not module.name.startswith("_") and module.name not in _NOT_DETECTORS:
+        if not module.name.startswith("_"):
             importlib.import_module(f"retouch.detect.{module.name}")

@@ -1,7 +1,8 @@
 """Run analyses on decoded images: the detectors plus fusion, or a paired comparison.
 
 Pure orchestration (arrays in, results out, no files): the CLI, the API workers, batch runs and the benchmarks
-all call these functions, so every front end reports the same numbers.
+all call these functions, so every front end reports the same numbers. :mod:`retouch.run.tasks` wraps them with
+files: loading, and writing the report folder.
 """
 
 from __future__ import annotations
@@ -13,17 +14,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from retouch.detect.fuse import fuse_results
-from retouch.detect.registry import detectors as registered_detectors
 from retouch.errors import InputError
+from retouch.fuse import fuse_results
 from retouch.imaging import checked_image, content_box, display_box, to_stored
+from retouch.registry import detectors as registered_detectors
 from retouch.result import AnalysisResult
 
 if TYPE_CHECKING:
     from retouch.compare import PairComparison
 
 
-MIN_SIDE = 32
+MIN_SIDE = 32  # px: the detectors' blocks and windows, and registration's features, need this much
 
 
 @dataclass
@@ -36,8 +37,11 @@ class AnalyzeRun:
     params: dict[str, Any] = field(default_factory=dict)
 
 
-class DetectorChoiceError(ValueError):
+class DetectorChoiceError(InputError):
     """The detectors asked for are unknown, or the choice names none."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="bad_detectors")
 
 
 def resolve_detectors(names: Sequence[str] | str | None) -> list[str]:
@@ -74,21 +78,31 @@ def analyze_image(
 ) -> AnalyzeRun:
     """Run the chosen detectors (default: every default detector) on ``image`` and fuse their decisions.
 
+    The stages: the pixels are turned back as the file stores them (:func:`retouch.imaging.to_stored`); uniform
+    margins are left out (:func:`retouch.imaging.content_box`); each detector runs on the picture inside them
+    and its result is placed back on the whole image; the results are fused where the detectors worked, then
+    everything is turned to display orientation.
+
     Parameters
     ----------
     image : ndarray
         uint8/uint16 gray (H, W) or RGB (H, W, 3), display orientation.
-    orientation : int
-        The file's EXIF orientation (1-8) by which ``image`` was turned for display. The detectors see the pixels
-        as stored, on the file's own JPEG block grid (turning an image whose sides are not multiples of 8 moves
-        that grid, and error-level analysis then missed a paste it found in the same file untagged); results
-        come back in display orientation.
     jpeg_quantization : mapping, optional
-        The file's JPEG quantization tables (natural order); ``None`` for non-JPEG inputs.
+        The file's JPEG quantization tables (natural order, 64 entries each); ``None`` for non-JPEG inputs.
     detectors : sequence of str or comma-separated str, optional
         Registry names; ``None`` runs the default set.
     detector_options : mapping, optional
         Per-detector keyword options, e.g. ``{"ela": {"quality": 90}}``.
+    orientation : int
+        The file's EXIF orientation (1-8) by which ``image`` was turned for display. The detectors see the pixels
+        as stored, on the file's own JPEG block grid (turning an image whose sides are not multiples of 8 moves
+        that grid, which the JPEG evidence is measured on); results come back in display orientation.
+
+    Returns
+    -------
+    AnalyzeRun
+        Each detector's result and their fusion, at the input's size and orientation, with the stages' timings
+        and the parameters used (``params["analysed_area"]`` gives the picture inside the margins).
 
     Raises
     ------
@@ -96,31 +110,34 @@ def analyze_image(
         ``image`` is not a gray or RGB image with pixels, or a quantization table does not hold 64 entries.
     DetectorChoiceError
         The detectors asked for are unknown, or the choice names none.
+
+    Notes
+    -----
+    An image under ``MIN_SIDE`` pixels on a side gets a skipped result from every detector: their blocks and
+    windows do not fit. Uniform margins (frames, padding, a scanner bed clipped to white) hold no evidence, but
+    their straight borders and flat blocks would skew every detector's image-wide statistics.
+
+    Examples
+    --------
+    >>> from retouch.samples import make_forgery
+    >>> case = make_forgery(7, method="airbrush", size=320)
+    >>> run = analyze_image(case.image, detectors="grain,inpaint")
+    >>> [result.method for result in run.results], run.fused.heatmap.shape == case.image.shape[:2]
+    (['grain', 'inpaint'], True)
     """
     image = checked_image(image)
     names = resolve_detectors(detectors)
-    available = registered_detectors()
     options = {name: dict((detector_options or {}).get(name, {})) for name in names}
+    tables = _checked_tables(jpeg_quantization)
     display_shape = (int(image.shape[0]), int(image.shape[1]))
     orientation = orientation if orientation in range(1, 9) else 1
     image = to_stored(image, orientation)
     shape = (int(image.shape[0]), int(image.shape[1]))
-    tables = {int(k): list(v) for k, v in jpeg_quantization.items()} if jpeg_quantization else None
-    # a JPEG file's tables always hold 64 entries (one per DCT coefficient); a shorter one, which only a caller
-    # of this function can pass, failed inside the JPEG detector's quality estimate with numpy's broadcast error
-    for key, table in (tables or {}).items():
-        if len(table) != 64:
-            raise InputError(f"JPEG quantization table {key} has {len(table)} entries; a table holds 64 (pass the "
-                             "file's tables as read, or None)")
-    results: list[AnalysisResult] = []
-    timings: dict[str, float] = {}
-    # Uniform margins (frames, padding, a scanner bed clipped to white) hold no evidence, but their straight
-    # borders and flat blocks skew every detector's image-wide statistics: a padded untouched scan had 11 % of
-    # its area marked. The detectors see the picture inside them; their results are placed back on the whole.
     top, bottom, left, right = content_box(image)
     inside = (bottom - top, right - left)
     cropped = inside != shape and min(inside) >= MIN_SIDE
     picture = np.ascontiguousarray(image[top:bottom, left:right] if cropped else image)
+    results, timings = [], {}
     for name in names:
         started = time.perf_counter()
         if min(shape) < MIN_SIDE:
@@ -128,14 +145,9 @@ def analyze_image(
                 name, shape, f"the image is too small ({display_shape[1]}x{display_shape[0]}); detectors need "
                 f"at least {MIN_SIDE} pixels on each side"))
             continue
-        result = available[name].run(picture, jpeg_quantization=tables, **options[name])
-        if result.heatmap.shape != picture.shape[:2]:
-            raise RuntimeError(f"detector {name} returned a {result.heatmap.shape} map for a "
-                               f"{picture.shape[:2]} image")
-        if cropped:
-            result = result.placed_in(shape, top, left)
+        result = _detected(name, picture, tables, options[name])
+        results.append(result.placed_in(shape, top, left) if cropped else result)
         timings[name] = round(time.perf_counter() - started, 4)
-        results.append(result)
     started = time.perf_counter()
     # fused where the detectors worked (its closing kernel is not symmetric under a quarter turn), then turned
     fused = fuse_results(results, shape=shape).oriented(orientation)
@@ -152,8 +164,32 @@ def analyze_image(
                       params={"detectors": names, "detector_options": options, "analysed_area": area})
 
 
+def _checked_tables(jpeg_quantization: Mapping[int, Sequence[int]] | None) -> dict[int, list[int]] | None:
+    """The quantization tables as lists; refused, naming the table, unless each holds 64 entries (one per DCT
+    coefficient, as in every JPEG file), which only a caller passing its own tables can get wrong."""
+    if not jpeg_quantization:
+        return None
+    tables = {int(key): list(table) for key, table in jpeg_quantization.items()}
+    for key, table in tables.items():
+        if len(table) != 64:
+            raise InputError(f"JPEG quantization table {key} has {len(table)} entries; a table holds 64 (pass the "
+                             "file's tables as read, or None)")
+    return tables
+
+
+def _detected(name: str, picture: np.ndarray, tables: dict[int, list[int]] | None,
+              options: Mapping[str, Any]) -> AnalysisResult:
+    """One detector's result on ``picture``, checked to be at the picture's size."""
+    result = registered_detectors()[name].run(picture, jpeg_quantization=tables, **options)
+    if result.heatmap.shape != picture.shape[:2]:
+        raise RuntimeError(f"detector {name} returned a {result.heatmap.shape} map for a {picture.shape[:2]} "
+                           "image")
+    return result
+
+
 def compare_images(reference: np.ndarray, questioned: np.ndarray, **options: Any) -> PairComparison:
-    """Register ``reference`` onto ``questioned`` and localise what differs (see :func:`retouch.compare.compare_pair`)."""
+    """Register ``reference`` onto ``questioned`` and localise what differs
+    (:func:`retouch.compare.compare_pair`)."""
     from retouch.compare import compare_pair
 
     return compare_pair(reference, questioned, **options)
