@@ -24,6 +24,7 @@ REGION_KINDS = frozenset(
         "shared",  # a piece of the questioned image taken from the reference (a composite), placed anew
         "clone-target",  # filled with material copied from elsewhere in the image
         "clone-source",  # where that material came from
+        "clone-pair",  # one of two areas that are copies of each other, the copy not told from its source
         "inpainted",  # exemplar or diffusion fill
         "noise-low",  # grain far below what the image's noise-level function predicts
         "noise-high",  # grain far above, or of a different texture

@@ -9,6 +9,7 @@ from retouch.samples.forge import (
     make_authentic,
     make_forgery,
     make_pair,
+    stamp_source,
 )
 from retouch.samples.sources import SOURCES, load_source
 
@@ -24,4 +25,5 @@ __all__ = [
     "make_authentic",
     "make_forgery",
     "make_pair",
+    "stamp_source",
 ]

@@ -414,6 +414,25 @@ def make_forgery(seed: int, *, method: str, size: int = 512, source: str | None 
                        file_format=fmt, info=info)
 
 
+def stamp_source(case: ForgeryCase) -> np.ndarray:
+    """Where a clone stamp's material came from: the stamped area mapped back through the stamp's own geometry
+    (``info``: offset, angle, scale, mirrored), outside the stamped area itself; all False for other methods.
+    Copy-move detectors rightly mark it: it is the other side of the copy, though its pixels were not changed."""
+    if case.method != "clone" or "offset" not in case.info or not case.mask.any():
+        return np.zeros(case.mask.shape, bool)
+    ys, xs = np.nonzero(case.mask)
+    dx, dy = case.info["offset"]
+    centre = (float(xs.mean() + dx), float(ys.mean() + dy))
+    forward = cv2.getRotationMatrix2D(centre, case.info["angle_deg"], case.info["scale"])
+    if case.info.get("mirrored"):  # the block was flipped about the source centre before it was turned
+        forward = forward @ np.array([[-1.0, 0.0, 2 * centre[0]], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    forward[:, 2] -= (dx, dy)
+    height, width = case.mask.shape
+    source = cv2.warpAffine(case.mask.astype(np.uint8), forward, (width, height),
+                            flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP).astype(bool)
+    return source & ~case.mask
+
+
 def make_authentic(seed: int, *, size: int = 512, source: str | None = None,
                    scan_style: ScanStyle | None = None) -> ForgeryCase:
     """An untouched archive-style scan (the negatives of every benchmark)."""
