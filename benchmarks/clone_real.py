@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.real import SETS, Case, read_cases, read_mask
+from benchmarks.real import SETS, Case, chosen_sets, read_cases, read_mask
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "clone.md"
@@ -122,15 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench-out" / "clone-real")
     parser.add_argument("--no-write", action="store_true", help="print the tables, do not write results/clone.md")
     args = parser.parse_args(argv)
-    if not (args.data / "README.md").exists():
-        print(f"benchmarks.clone_real: no real data at {args.data} (give --data PATH to the realdata folder)",
-              file=sys.stderr)
-        return 2
-    sets = [s for s in args.sets.split(",") if s]
-    unknown = [s for s in sets if s not in SETS]
-    if unknown:
-        print(f"benchmarks.clone_real: unknown set {', '.join(unknown)}; choose from {', '.join(SETS)}",
-              file=sys.stderr)
+    sets = chosen_sets(args.data, args.sets, "benchmarks.clone_real")
+    if sets is None:
         return 2
     cases = [c for c in read_cases(args.data, sets) if (c.kind == "copy-move" and c.mask) or c.kind == "original"]
     if args.only:

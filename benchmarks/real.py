@@ -614,6 +614,20 @@ def _run(function, tasks: list, workers: int) -> list[dict]:
         return list(pool.map(function, tasks, chunksize=1))
 
 
+def chosen_sets(data: Path, sets: str, program: str) -> list[str] | None:
+    """The sets named in ``sets`` (comma-separated), or None once the problem is printed: no real data at
+    ``data``, or a set not in :data:`SETS`."""
+    if not (data / "README.md").exists():
+        print(f"{program}: no real data at {data} (give --data PATH to the realdata folder)", file=sys.stderr)
+        return None
+    chosen = [name for name in sets.split(",") if name]
+    unknown = [name for name in chosen if name not in SETS]
+    if unknown:
+        print(f"{program}: unknown set {', '.join(unknown)}; choose from {', '.join(SETS)}", file=sys.stderr)
+        return None
+    return chosen
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "realdata")
@@ -628,14 +642,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reuse", action="store_true",
                         help="render the single-image tables from the rows of the last run (--out/single.jsonl)")
     args = parser.parse_args(argv)
-    if not (args.data / "README.md").exists():
-        print(f"benchmarks.real: no real data at {args.data} (give --data PATH to the realdata folder)",
-              file=sys.stderr)
-        return 2
-    sets = [s for s in args.sets.split(",") if s]
-    unknown = [s for s in sets if s not in SETS]
-    if unknown:
-        print(f"benchmarks.real: unknown set {', '.join(unknown)}; choose from {', '.join(SETS)}", file=sys.stderr)
+    sets = chosen_sets(args.data, args.sets, "benchmarks.real")
+    if sets is None:
         return 2
     sections = set(args.section.split(","))
     args.out.mkdir(parents=True, exist_ok=True)
