@@ -362,13 +362,17 @@ def test_sigterm_while_writing_leaves_no_part_of_the_new_report(tmp_path: Path) 
             time.sleep(0.005)
         return process, time.perf_counter()
 
-    process, since = started()  # how long the run goes on after that, on this machine
-    assert process.wait(timeout=300) == 0
+    # how long the run goes on writing after that, on this machine: until its report.json is there (the process
+    # then still ends the interpreter, a few tenths of a second in which a SIGTERM finds the report complete)
+    process, since = started()
+    while process.poll() is None and not (out / "report.json").exists():
+        time.sleep(0.005)
     window = time.perf_counter() - since
+    assert process.wait(timeout=300) == 0
     for delay in (0.0, 0.3 * window, 0.6 * window):
         process, _ = started()
         time.sleep(delay)
-        assert process.poll() is None, "finished before it could be stopped; use a bigger input"
+        assert process.poll() is None and not (out / "report.json").exists(), "done before it could be stopped"
         process.terminate()
         _, stderr = process.communicate(timeout=60)
         assert process.returncode == 143, (delay, stderr)
