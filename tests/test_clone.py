@@ -81,6 +81,7 @@ def _text_page(seed: int) -> np.ndarray:
     return paper * (1 - coverage) + 25 * coverage
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scene", [_facade, _tiled_floor, _text_page], ids=["facade", "tiled-floor", "text-page"])
 def test_repeated_structure_is_not_marked_as_copied(scene) -> None:
     # each repeat matches many others as well as any one: nothing is exclusive. Photographed (noise of its own at
@@ -91,6 +92,7 @@ def test_repeated_structure_is_not_marked_as_copied(scene) -> None:
         assert result.score < 0.5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["astronaut", "coffee", "chelsea", "camera"])
 def test_untouched_photographs_are_not_marked_as_jpeg_or_png(name: str) -> None:
     photo = load_source(name)
@@ -100,6 +102,7 @@ def test_untouched_photographs_are_not_marked_as_jpeg_or_png(name: str) -> None:
         assert result.score < 0.5
 
 
+@pytest.mark.slow
 def test_untouched_generated_scans_are_not_marked() -> None:
     for seed in (700, 701):
         case = make_authentic(seed, size=640)
@@ -132,6 +135,7 @@ def _photo_with_copy(*, angle: float = 0.0, scale: float = 1.0, quality: int | N
     return pixels, target, cv2.erode(source.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("angle", "scale", "quality", "aligned"),
                          [(0, 1.0, None, False), (0, 1.0, 95, False), (0, 1.0, 80, True), (15, 1.0, None, False),
                           (0, 1.25, None, False), (-10, 0.85, 95, False), (0, 1.5, None, False),
@@ -190,6 +194,7 @@ BENCH_SCAN = ScanStyle(blur=0.6, jpeg_quality=90)  # the clone robustness benchm
     (4007, "print", (0, 0.75, True), 768, BENCH_SCAN),
 ], ids=["print", "digital", "digital-resampled", "half-turn", "enlarged-1.7", "enlarged-1.7-b",
         "enlarged-1.7-loose-keypoints", "mirrored", "mirrored-shrunk", "mirrored-shrunk-b"])
+@pytest.mark.slow
 def test_generated_clone_stamps_are_found(seed: int, history: str, stamp, size: int, style) -> None:
     case = make_forgery(seed, method="clone", size=size, history=history, stamp=stamp, scan_style=style)
     result = _clone(load_image_bytes(case.file_bytes, name="c").pixels)
@@ -200,6 +205,7 @@ def test_generated_clone_stamps_are_found(seed: int, history: str, stamp, size: 
     assert all(region.evidence["nfa"] <= THRESHOLD for region in result.regions)
 
 
+@pytest.mark.slow
 def test_the_enlarged_side_of_an_enlarged_stamp_is_called_the_copy() -> None:
     # the sides differ in size, so their grain cannot be compared directly: each against its own surroundings,
     # the upsampled copy's grain is weaker than the native grain around it, its source's is not
@@ -218,6 +224,7 @@ def _mirror_left_half(gray: np.ndarray) -> np.ndarray:
     return out
 
 
+@pytest.mark.slow
 def test_mirror_symmetric_subjects_are_not_marked() -> None:
     # the two halves of a symmetric subject follow a mirror map, but each carries its own grain: (a) a photograph
     # given a symmetric outline, its fine texture its own on each side; (b) a symmetric scene printed with grain
@@ -233,6 +240,7 @@ def test_mirror_symmetric_subjects_are_not_marked() -> None:
         assert not _clone(image).mask.any()
 
 
+@pytest.mark.slow
 def test_repeated_objects_in_photographs_are_not_marked() -> None:
     # a flag's stars and a lattice tower match themselves in shape at consistent displacements
     for name in ("grace_hopper", "rocket"):
@@ -240,6 +248,7 @@ def test_repeated_objects_in_photographs_are_not_marked() -> None:
         assert not result.mask.any() and not result.regions, name
 
 
+@pytest.mark.slow
 def test_every_candidate_is_graded_in_the_heatmap_below_the_decided_level() -> None:
     # the astronaut's flag: look-alike stars are candidates, never decided; the map keeps them below a decided
     # pair's 0.6
