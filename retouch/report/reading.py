@@ -25,6 +25,8 @@ KIND_WORDS = {
     "suspect": "that one or more single-scan methods found unusual",
     "clone-target": "that repeats another part of the picture (copied material)",
     "clone-source": "that other material was copied from",
+    "clone-pair": "that is one of two copies of each other (which one is the copy cannot be told)",
+    "shared": "taken from the other copy and placed anew here (a composite of two pictures)",
     "inpainted": "that looks filled in (patches or a smooth fill)",
     "noise-low": "whose grain is far weaker than elsewhere at the same brightness",
     "noise-high": "whose grain is far stronger or different from elsewhere",
