@@ -138,7 +138,8 @@ def test_pairs_are_told_by_their_names_and_shown_before_sending(page: Page, tmp_
     compared.get_by_role("button", name="Show report").click()
     page.wait_for_selector("#result:not([hidden])")
     page.wait_for_function(PHOTO_SHOWN)
-    assert page.is_visible("#swipe")  # a comparison: the aligned pair to swipe between
+    # a comparison: the aligned pair to swipe between (it has a size once its images have decoded)
+    page.wait_for_selector("#swipe", state="visible")
     assert "not probabilities" in page.text_content("#score-note")  # beside the score, in the fold
     # words first: the report's reading and its next step, the score folded away
     assert "between the two copies" in page.inner_text("#summary") and not page.is_visible("#score")

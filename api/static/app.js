@@ -498,11 +498,16 @@
     $("score-note").textContent = report.score_note || "";
     var isPair = report.command === "compare";
     var photoIndex = isPair ? 1 : 0;
-    $("photo").src = await blobUrl(base + "/inputs/" + photoIndex + "/preview");
+    // both images fetched before either is shown, so a comparison never appears with its aligned half missing
+    var fetched = await Promise.all([
+      blobUrl(base + "/inputs/" + photoIndex + "/preview"),
+      isPair ? blobUrl(base + "/files/aligned_reference.png") : Promise.resolve(""),
+    ]);
+    $("photo").src = fetched[0];
     $("pair").hidden = !isPair;
     if (isPair) {
-      $("left").src = await blobUrl(base + "/files/aligned_reference.png");
-      $("right").src = $("photo").src;
+      $("left").src = fetched[1];
+      $("right").src = fetched[0];
     }
     var layers = isPair ? { changes: "changes_heatmap.png" } : { suspect: "suspect_heatmap.png" };
     report.analyses.forEach(function (a) { if (a.heatmap_file && !a.skipped) { layers[a.method] = a.heatmap_file; } });
