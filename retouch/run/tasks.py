@@ -81,9 +81,9 @@ class TaskOutcome:
 
 def _retouch_output_names() -> set[str]:
     """Every file name an analyze or compare run can write into its output folder."""
-    from retouch.detect import detectors as registered_detectors
+    from retouch.detect import detector_names
 
-    detector_maps = {f"{name}{suffix}.png" for name in registered_detectors() for suffix in ("", "_mask")}
+    detector_maps = {f"{name}{suffix}.png" for name in detector_names() for suffix in ("", "_mask")}
     return detector_maps | set(ANALYZE_ARTIFACTS) | set(COMPARE_ARTIFACTS) | {REPORT_HTML, REPORT_JSON}
 
 
@@ -250,13 +250,15 @@ def analyze_file(
 
     The image is refused from its header, before it is decoded, when the analysis would need more memory than
     ``max_memory`` bytes (None: ``RETOUCH_MAX_MEMORY``, see :mod:`retouch.run.budget`)."""
+    # resolved (the detectors' modules imported) before the clock starts: "load" is the file's reading only
+    names = resolve_detectors(detectors)
     started = time.perf_counter()
     header = _header(image_path, max_pixels, max_pixels_name)
     if header is not None:
-        require_within_budget("analyze", header.width * header.height, detectors=resolve_detectors(detectors),
-                              name=str(image_path), budget=max_memory)
+        require_within_budget("analyze", header.width * header.height, detectors=names, name=str(image_path),
+                              budget=max_memory)
     image = load_image(image_path, max_pixels=max_pixels, max_pixels_name=max_pixels_name)
-    return analyze_loaded(image, out_dir, detectors=detectors, options=options,
+    return analyze_loaded(image, out_dir, detectors=names, options=options,
                           load_seconds=time.perf_counter() - started)
 
 
