@@ -63,8 +63,9 @@ PREVIEW_PNG_STRATEGY = 3  # zlib's Z_RLE
 def map_preview(heatmap: np.ndarray, max_side: int) -> np.ndarray:
     """A [0, 1] heatmap shrunk (area interpolation) to at most ``max_side`` on its longest side, as uint8
     levels 0..255: the one small copy a report's pictures of that map are drawn from."""
-    values = shrink(np.asarray(heatmap, np.float32), max_side)
-    return np.round(np.clip(values, 0.0, 1.0) * 255.0).astype(np.uint8)
+    values = np.clip(shrink(np.asarray(heatmap, np.float32), max_side), 0.0, 1.0)
+    # OpenCV's rounding (half to even, as np.round) and saturation in one pass over the float copy
+    return cv2.convertScaleAbs(values, alpha=255.0)
 
 
 def palette_png(levels: np.ndarray, *, see_through: bool = False) -> bytes:
