@@ -173,7 +173,7 @@ def child_size(megapixels: float, folder: Path, do_png: bool, fast: str = "") ->
         if not spec.default:
             continue
         started = time.perf_counter()
-        spec.run(pixels, jpeg_quantization=loaded.jpeg_quantization)
+        spec.run(pixels, jpeg_quantization=loaded.jpeg_quantization, file_data=loaded.data)
         record["detectors"][name] = round(time.perf_counter() - started, 3)
     del pixels, loaded
     out = folder / f"report_{megapixels:g}"
