@@ -196,7 +196,8 @@ def png_levels(folder: Path) -> dict:
     strategies = {"default": cv2.IMWRITE_PNG_STRATEGY_DEFAULT, "rle": cv2.IMWRITE_PNG_STRATEGY_RLE,
                   "huffman": cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY}
     images = {item.name: cv2.imread(str(item), cv2.IMREAD_UNCHANGED) for item in sorted(folder.glob("*.png"))}
-    filters = {"up": getattr(cv2, "IMWRITE_PNG_FILTER_UP", None), "none": getattr(cv2, "IMWRITE_PNG_FILTER_NONE", None)}
+    filters = {"up": getattr(cv2, "IMWRITE_PNG_FILTER_UP", None),
+               "none": getattr(cv2, "IMWRITE_PNG_FILTER_NONE", None)}
     table = {}
     for label, level, strategy, row_filter in PNG_CHOICES:
         options = [cv2.IMWRITE_PNG_COMPRESSION, level, cv2.IMWRITE_PNG_STRATEGY, strategies[strategy]]
@@ -259,7 +260,8 @@ def batch_run(count: int, workers: int, folder: Path, detectors: str | None) -> 
     return {"scans": count, "workers": workers, "detectors": detectors or "every default detector",
             "seconds": round(seconds, 1), "cpu_s": measured["cpu_s"], "results": len(lines),
             "ok": sum(json.loads(line)["status"] == "ok" for line in lines),
-            "scans_per_minute": round(60.0 * count / seconds, 1), "cpu_s_per_scan": round(measured["cpu_s"] / count, 3),
+            "scans_per_minute": round(60.0 * count / seconds, 1),
+            "cpu_s_per_scan": round(measured["cpu_s"] / count, 3),
             "floor_s": round(floor, 4), "per_scan_over_floor": round(seconds / count / floor, 1)}
 
 
@@ -277,7 +279,8 @@ def compare_run(megapixels: float, folder: Path) -> dict:
         paths[-1].write_bytes(data)
     del pair
     out = folder / "compare_out"
-    measured = run_measured([sys.executable, "-m", "retouch", "compare", *map(str, paths), "-o", str(out), "--json"])
+    command = [sys.executable, "-m", "retouch", "compare", *map(str, paths), "-o", str(out), "--json"]
+    measured = run_measured(command)
     timings = json.loads((out / "report.json").read_text(encoding="utf-8"))["timings_s"]
     shape = image_shape(paths[1])
     return {"megapixels": round(shape[0] * shape[1] / 1e6, 2), **measured, "timings": timings}
@@ -430,7 +433,8 @@ def write(args: argparse.Namespace, rows: list[dict], skipped: list[str], batche
                 timings = run["timings"]
                 share = timings["write"] / run["seconds"] if run["seconds"] else 0.0
                 lines.append(f"| {row['megapixels']} | {row['floor_s']} | {label} | {run['seconds']:.1f} "
-                             f"({run['seconds'] / row['floor_s']:.0f}x) | {run['cpu_s']:.1f} | {timings['load']:.2f} | "
+                             f"({run['seconds'] / row['floor_s']:.0f}x) | {run['cpu_s']:.1f} | "
+                             f"{timings['load']:.2f} | "
                              f"{timings['analysis_total']:.1f} | {timings['write']:.2f} ({100 * share:.0f} %) | "
                              f"{run['outside_detectors_s']:.2f} | {run['peak_mb']:.0f} | "
                              f"{run['seconds'] / row['megapixels']:.2f} |")
@@ -475,7 +479,8 @@ def write(args: argparse.Namespace, rows: list[dict], skipped: list[str], batche
                   "|---|---|---|---|---|---|---|"]
         for batch in batches:
             lines.append(f"| {batch['detectors']} | {batch['scans']} | {batch['seconds']} | "
-                         f"**{batch['scans_per_minute']}** | {batch['cpu_s_per_scan']} | {batch['per_scan_over_floor']} | "
+                         f"**{batch['scans_per_minute']}** | {batch['cpu_s_per_scan']} | "
+                         f"{batch['per_scan_over_floor']} | "
                          f"{batch['ok']} of {batch['results']} |")
     if compare:
         timings = compare["timings"]

@@ -103,7 +103,8 @@ def _builtin_modules() -> list[str]:
 
     import retouch.detect as package
 
-    return sorted(module.name for module in pkgutil.iter_modules(package.__path__) if not module.name.startswith("_"))
+    modules = pkgutil.iter_modules(package.__path__)
+    return sorted(module.name for module in modules if not module.name.startswith("_"))
 
 
 def _load_builtin() -> None:

@@ -298,29 +298,32 @@ def compare_loaded(
             write("overlay.png", lambda: encode_png(overlay(questioned.pixels, result.heatmap, result.mask,
                                                             result.regions)))
             write("flicker.gif", lambda: flicker_gif(aligned, questioned.pixels))
-        timings = {"load": load_seconds, **result.details.get("timings_s", {}), "compare_total": compare_seconds}
-        registration = comparison.registration.to_dict()
-        report = build_report(
-            command="compare",
-            inputs=[_input_record(reference, "reference"), _input_record(questioned, "questioned")],
-            result=result,
-            analyses=[],
-            parameters=result.params,
-            timings=timings,
-            artifacts=artifacts,
-            extra={
-                "registration": registration,
-                "transform": {
-                    "maps": "reference pixel (x, y, 1) -> questioned pixel, homogeneous 3x3",
-                    "matrix": np.asarray(comparison.transform, float).round(8).tolist(),
+            # the page is rendered while the files above are encoded on the writer's threads
+            timings = {"load": load_seconds, **result.details.get("timings_s", {}),
+                       "compare_total": compare_seconds}
+            registration = comparison.registration.to_dict()
+            report = build_report(
+                command="compare",
+                inputs=[_input_record(reference, "reference"), _input_record(questioned, "questioned")],
+                result=result,
+                analyses=[],
+                parameters=result.params,
+                timings=timings,
+                artifacts=artifacts,
+                extra={
+                    "registration": registration,
+                    "transform": {
+                        "maps": "reference pixel (x, y, 1) -> questioned pixel, homogeneous 3x3",
+                        "matrix": np.asarray(comparison.transform, float).round(8).tolist(),
+                    },
+                    "compared_fraction": round(float(np.mean(comparison.valid_mask)), 6),
                 },
-                "compared_fraction": round(float(np.mean(comparison.valid_mask)), 6),
-            },
-        )
-        page = render_html(report, photo=questioned.pixels, layers={"changes": result.heatmap},
-                           pair=(aligned, questioned.pixels), default_layer="changes",
-                           reference=reference.rgb8 if result.details.get("composite") else None)
-        _write_report(folder, report, page, write_started)
+            )
+            page = render_html(report, photo=questioned.pixels, layers={"changes": result.heatmap},
+                               pair=(aligned, questioned.pixels), default_layer="changes",
+                               reference=reference.rgb8 if result.details.get("composite") else None)
+            write(REPORT_HTML, lambda: page.encode("utf-8"))
+        _write_report(folder, report, None, write_started)
     return _outcome("compare", folder, result, report, load_seconds + time.perf_counter() - started, result.params)
 
 
