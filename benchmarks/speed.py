@@ -319,7 +319,7 @@ def main() -> None:
     parser.add_argument("--batch-all", type=int, default=100, help="1 MP scans through retouch batch with every "
                         "default detector (0: none)")
     parser.add_argument("--workers", type=int, default=1, help="batch workers")
-    parser.add_argument("--fast", default=FAST, help="the fast detectors of the floor columns ('' : none)")
+    parser.add_argument("--fast", default=FAST, help="the fast detectors of the floor columns, the overhead and --batch ('': none of those)")
     parser.add_argument("--compare", type=float, default=24.0, help="megapixels of the compare pair (0: none)")
     parser.add_argument("--what", default="analyze,overhead,pyifd,batch,png,compare")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "speed.md"))
@@ -344,7 +344,7 @@ def main() -> None:
     rows, skipped, batches, overhead, compare = [], [], [], None, None
     with tempfile.TemporaryDirectory(prefix="retouch-speed-") as scratch:
         folder = Path(scratch)
-        if "overhead" in what:
+        if "overhead" in what and args.fast:  # measured with the fast detectors only
             overhead = run_overhead(folder, args.fast)
             print(json.dumps(overhead), flush=True)
         if "analyze" in what:
@@ -363,7 +363,7 @@ def main() -> None:
                 for item in folder.glob(f"*{megapixels:g}mp*"):
                     item.unlink()
         if "batch" in what:
-            for count, chosen in ((args.batch, args.fast), (args.batch_all, None)):
+            for count, chosen in ((args.batch if args.fast else 0, args.fast), (args.batch_all, None)):
                 if count:
                     batches.append(batch_run(count, args.workers, folder, chosen or None))
                     print(json.dumps(batches[-1]), flush=True)
