@@ -319,7 +319,8 @@ def main() -> None:
     parser.add_argument("--batch-all", type=int, default=100, help="1 MP scans through retouch batch with every "
                         "default detector (0: none)")
     parser.add_argument("--workers", type=int, default=1, help="batch workers")
-    parser.add_argument("--fast", default=FAST, help="the fast detectors of the floor columns, the overhead and --batch ('': none of those)")
+    parser.add_argument("--fast", default=FAST, help="the fast detectors of the floor columns, the overhead and "
+                        "--batch ('': none of those)")
     parser.add_argument("--compare", type=float, default=24.0, help="megapixels of the compare pair (0: none)")
     parser.add_argument("--what", default="analyze,overhead,pyifd,batch,png,compare")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "speed.md"))
