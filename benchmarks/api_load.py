@@ -43,7 +43,16 @@ def main() -> None:
     parser.add_argument("--health", type=int, default=400, help="/health calls per condition")
     parser.add_argument("--archive-items", type=int, default=100)
     parser.add_argument("--baseline", type=Path, help="a checkout to compare status calls with, in turns")
+    parser.add_argument("--jobs", type=int, default=0, help="single-image jobs on generated 1 MP scans, submitted "
+                        "at once: jobs a minute (0: none)")
+    parser.add_argument("--jobs-detectors", default="", help="the jobs' detectors, comma-separated, or '' for every "
+                        "default detector; several sets with ';' between them")
+    parser.add_argument("--only-jobs", action="store_true", help="measure the jobs only (into --out)")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "api_load.md"))
     args = parser.parse_args()
+    if args.only_jobs:
+        jobs_only(args)
+        return
     load = os.getloadavg()
     from retouch.samples import make_authentic
     from tests.api_server import Server
@@ -128,6 +137,50 @@ ROUNDS, ROUND_CALLS = 20, 200
 def _resident_mb(pid: int) -> float:
     with open(f"/proc/{pid}/status", encoding="ascii") as status:
         return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) / 1024
+
+
+def jobs_per_minute(server: object, client: object, scans: list[bytes], detectors: str) -> dict:
+    """Submit one single-image job per scan, all at once (as a fact-checking team's script would), and wait for
+    the last one: jobs a minute from the first submission to the last job done."""
+    form = {"detectors": detectors} if detectors else {}
+    started = time.perf_counter()
+    ids = [client.post("/v1/analyses", files={"image": (f"scan{index}.jpg", scan)}, data=form).json()["job_id"]
+           for index, scan in enumerate(scans)]
+    states = [server.wait_job(client, job_id, timeout=3600)["state"] for job_id in ids]
+    seconds = time.perf_counter() - started
+    return {"detectors": detectors or "every default detector", "jobs": len(ids), "seconds": round(seconds, 1),
+            "jobs_per_minute": round(60.0 * len(ids) / seconds, 1), "done": states.count("done")}
+
+
+def jobs_only(args: argparse.Namespace) -> None:
+    """``--only-jobs``: a server with ``--workers`` workers, ``--jobs`` single-image jobs per detector set."""
+    from benchmarks import write_markdown
+    from benchmarks.speed import write_scan
+    from tests.api_server import Server
+
+    load = os.getloadavg()
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        scans = [write_scan(1.0, folder, seed=100 + index, method="airbrush" if index % 2 else "none").read_bytes()
+                 for index in range(args.jobs)]
+        server = Server(folder / "data", workers=args.workers).start()
+        try:
+            with server.client() as client:
+                rows = [jobs_per_minute(server, client, scans, chosen.strip())
+                        for chosen in args.jobs_detectors.split(";")]
+        finally:
+            server.stop()
+    lines = ["# Web service: jobs a minute", "",
+             f"Command: `python -m benchmarks.api_load --only-jobs --jobs {args.jobs} --workers {args.workers} "
+             f"--jobs-detectors '{args.jobs_detectors}'`", "",
+             f"Machine: 2 cores shared with other work, load average {load[0]:.1f} at the start and "
+             f"{os.getloadavg()[0]:.1f} at the end. A real `retouch serve` on loopback with {args.workers} workers; "
+             f"{args.jobs} generated 1 MP scans (half airbrushed, half untouched; JPEG and PNG) submitted at once "
+             "as single-image jobs (`POST /v1/analyses`), timed from the first submission to the last job done.", "",
+             "| detectors | jobs | seconds | jobs a minute | done |", "|---|---|---|---|---|"]
+    lines += [f"| {row['detectors']} | {row['jobs']} | {row['seconds']} | **{row['jobs_per_minute']}** | "
+              f"{row['done']} of {row['jobs']} |" for row in rows]
+    write_markdown(args.out, lines)
 
 
 def _archive_download(server, client, items: int) -> dict[str, float]:  # noqa: ANN001 - an httpx.Client

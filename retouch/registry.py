@@ -65,25 +65,51 @@ def register(name: str, *, title: str, description: str, default: bool = True,
 
 
 def detectors() -> dict[str, DetectorSpec]:
-    """All registered detectors by name, in registration order."""
+    """All registered detectors by name: the built-in ones in the order of their modules' names, then any other
+    in registration order."""
     _load_builtin()
-    return dict(_REGISTRY)
+    return _ordered()
+
+
+def detector_names() -> list[str]:
+    """The names of every detector, as :func:`detectors` orders them, without importing a detector that has not
+    been imported yet: each built-in detector is the module of its name in ``retouch.detect``."""
+    names = _builtin_modules()
+    return names + [name for name in _REGISTRY if name not in names]
 
 
 def get_detector(name: str) -> DetectorSpec:
-    available = detectors()
-    if name not in available:
-        raise KeyError(f"unknown detector {name!r}; choose from {', '.join(available)}")
-    return available[name]
+    """The detector ``name``, importing only its own module (and its dependencies) if it is not loaded yet: a
+    run of the fast detectors does not pay for importing the slow ones' libraries."""
+    if name not in _REGISTRY and name in _builtin_modules():
+        import importlib
+
+        importlib.import_module(f"retouch.detect.{name}")
+    if name not in _REGISTRY:  # a module that registers under another name than its own
+        _load_builtin()
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown detector {name!r}; choose from {', '.join(detector_names())}")
+    return _REGISTRY[name]
+
+
+def _ordered() -> dict[str, DetectorSpec]:
+    builtin = [name for name in _builtin_modules() if name in _REGISTRY]
+    return {name: _REGISTRY[name] for name in [*builtin, *(name for name in _REGISTRY if name not in builtin)]}
+
+
+def _builtin_modules() -> list[str]:
+    """The public modules of ``retouch.detect`` (each one a detector registering itself on import), sorted."""
+    import pkgutil
+
+    import retouch.detect as package
+
+    modules = pkgutil.iter_modules(package.__path__)
+    return sorted(module.name for module in modules if not module.name.startswith("_"))
 
 
 def _load_builtin() -> None:
     """Import every public module of ``retouch.detect``: each is a detector and registers itself on import."""
     import importlib
-    import pkgutil
 
-    import retouch.detect as package
-
-    for module in pkgutil.iter_modules(package.__path__):
-        if not module.name.startswith("_"):
-            importlib.import_module(f"retouch.detect.{module.name}")
+    for name in _builtin_modules():
+        importlib.import_module(f"retouch.detect.{name}")

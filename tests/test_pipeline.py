@@ -75,3 +75,22 @@ def test_a_quantization_table_without_64_entries_is_refused() -> None:
     gray, _ = _gray_case()
     with pytest.raises(InputError, match="JPEG quantization table 0 has 10 entries; a table holds 64"):
         analyze_image(gray, jpeg_quantization={0: [16] * 10})
+
+
+def test_a_choice_of_detectors_imports_only_theirs_and_the_order_stays_the_registry_s() -> None:
+    # a run of the fast detectors must not pay for importing the slow ones (clone's libraries took about a
+    # second on a loaded machine); whatever was imported first, every detector is listed in the same order
+    import subprocess
+    import sys
+
+    script = ("import sys\n"
+              "from retouch.run.pipeline import resolve_detectors\n"
+              "from retouch.registry import detectors\n"
+              "assert resolve_detectors('grain,ela') == ['grain', 'ela']\n"
+              "print(sorted(m for m in sys.modules if m.startswith('retouch.detect.') and '._' not in m))\n"
+              "print(list(detectors()))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    imported, order = done.stdout.strip().splitlines()
+    assert imported == "['retouch.detect.ela', 'retouch.detect.grain']"
+    assert order == str(list(detectors()))

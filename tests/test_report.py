@@ -311,3 +311,24 @@ def test_report_folder_keeps_full_size_maps_and_embeds_bounded_previews(tmp_path
     cards = [(mime, picture) for alt, mime, picture in images if alt.endswith(" map over the photograph")]
     assert len(cards) == 2 and all(mime == "image/jpeg" and max(card.size) == CARD_SIDE for mime, card in cards)
     assert len(page.encode("utf-8")) < 3_000_000, "previews, not full-size maps"
+
+
+def test_pictures_drawn_by_table_look_up_match_the_float_blend_they_replace() -> None:
+    # slow, obvious references: the map's colour over the gray photograph at the layer's opacity (cards), and
+    # the dimmed photograph tinted by the heat (overlay), computed pixel by pixel in floating point
+    from retouch.report.visual import DEFAULT_COLOUR, INFERNO, LAYER_ALPHA, levels_over_gray, overlay
+
+    rng = np.random.default_rng(11)
+    gray = rng.integers(0, 256, (37, 53), dtype=np.uint8)
+    levels = rng.integers(0, 256, gray.shape, dtype=np.uint8)
+    alpha = LAYER_ALPHA[levels].astype(np.float64)[:, :, None] / 255.0
+    expected = np.round(gray[:, :, None] * (1.0 - alpha) + INFERNO[levels].astype(np.float64) * alpha)
+    np.testing.assert_array_equal(levels_over_gray(gray, levels), expected.astype(np.uint8))
+
+    heat = rng.random(gray.shape).astype(np.float32)
+    heat[0, :3] = (0.0, 1.0, 0.5)
+    weight = np.round(heat.astype(np.float64) * 255.0)[:, :, None] / 255.0 * 0.65
+    tinted = (gray[:, :, None] * 0.8 + 20.0) * (1.0 - weight) + weight * np.asarray(DEFAULT_COLOUR, np.float64)
+    drawn = overlay(np.dstack([gray] * 3), heat, np.zeros(gray.shape, bool), [])
+    assert drawn.shape == (*gray.shape, 3) and drawn.dtype == np.uint8
+    assert np.abs(drawn.astype(np.float64) - np.clip(tinted, 0, 255)).max() <= 1.0  # a uint8 cast truncates

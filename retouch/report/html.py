@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from retouch.report.reading import certainty_words, kind_phrase, place_words, reading
-from retouch.report.visual import colorize_heatmap, jpeg_bytes, map_preview, palette_png, png_bytes, \
+from retouch.report.visual import colorize_heatmap, gray8, jpeg_bytes, map_preview, palette_png, png_bytes, \
     preview_over_photo, shrink
 
 DISPLAY_SIDE = 1600
@@ -211,7 +211,7 @@ def _findings_section(analyses: Sequence[Mapping[str, Any]]) -> list[str]:
 
 def _analysis_cards(analyses: Sequence[Mapping[str, Any]], previews: Mapping[str, np.ndarray], photo: np.ndarray,
                     pictures: Mapping[str, Mapping[str, np.ndarray]] | None = None) -> str:
-    card_photo = shrink(photo, CARD_SIDE)  # once for every card
+    card_photo = gray8(shrink(photo, CARD_SIDE))  # once for every card
     cards = []
     for analysis in analyses:
         name = analysis["method"]

@@ -17,6 +17,7 @@ import numpy as np
 from retouch.errors import InputError
 from retouch.fuse import fuse_results
 from retouch.imaging import checked_image, content_box, display_box, to_stored
+from retouch.registry import detector_names, get_detector
 from retouch.registry import detectors as registered_detectors
 from retouch.result import AnalysisResult
 
@@ -51,20 +52,22 @@ def resolve_detectors(names: Sequence[str] | str | None) -> list[str]:
     Raises :class:`DetectorChoiceError` naming the unknown detector, or saying that a non-blank choice such as
     ``","`` names none, with the available ones.
     """
-    available = registered_detectors()
     if names is None or (isinstance(names, str) and not names.strip()) or (not isinstance(names, str) and
                                                                              not names):
-        return [name for name, spec in available.items() if spec.default]
+        return [name for name, spec in registered_detectors().items() if spec.default]
+    available = detector_names()  # a choice imports only the detectors it names
     chosen = [part.strip() for part in (names.split(",") if isinstance(names, str) else names)]
     chosen = [name for name in chosen if name]
     if not chosen:
         raise DetectorChoiceError(f"the detector choice {names!r} names no detector; name one or more of: "
                                   f"{', '.join(available)} (or leave it out for the defaults)")
     if chosen == ["all"]:
-        return list(available)
+        return list(registered_detectors())
     unknown = [name for name in chosen if name not in available]
     if unknown:
         raise DetectorChoiceError(f"unknown detector {', '.join(unknown)}; available: {', '.join(available)}")
+    for name in chosen:  # imported now, not inside the first image's timings
+        get_detector(name)
     return list(dict.fromkeys(chosen))
 
 
@@ -184,7 +187,7 @@ def _checked_tables(jpeg_quantization: Mapping[int, Sequence[int]] | None) -> di
 def _detected(name: str, picture: np.ndarray, tables: dict[int, list[int]] | None,
               options: Mapping[str, Any], file_data: bytes | None) -> AnalysisResult:
     """One detector's result on ``picture``, checked to be at the picture's size."""
-    result = registered_detectors()[name].run(picture, jpeg_quantization=tables, file_data=file_data, **options)
+    result = get_detector(name).run(picture, jpeg_quantization=tables, file_data=file_data, **options)
     if result.heatmap.shape != picture.shape[:2]:
         raise RuntimeError(f"detector {name} returned a {result.heatmap.shape} map for a {picture.shape[:2]} "
                            "image")
