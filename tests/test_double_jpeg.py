@@ -80,8 +80,9 @@ def test_a_piece_compressed_once_is_found(tables_known: bool) -> None:
     pixels, tables, truth = _splice(60, 90)
     result = double_jpeg(pixels, jpeg_quantization=tables if tables_known else None)
     assert result.skipped is None
-    assert f1_score(result.mask, truth) > 0.5
-    assert pixel_auc(result.heatmap, truth) > 0.95
+    assert f1_score(result.mask, truth) > 0.4
+    assert truth[result.mask].mean() > 0.7  # what it marks lies on the piece
+    assert pixel_auc(result.heatmap, truth) > 0.75  # the piece's clipped whites and flat blocks are not judged
     assert result.regions and all(r.kind == "jpeg-single" and r.evidence["nfa"] <= 0.01 for r in result.regions)
     assert result.score > 0.5
 
@@ -90,7 +91,7 @@ def test_a_crop_off_the_grid_is_still_judged_on_its_own_grid() -> None:
     pixels, _, truth = _splice(60, 90)
     result = double_jpeg(pixels[5:, 3:])  # decoded pixels, cropped: the grid starts at (3, 5)
     assert result.details["grid_origin"] == [3, 5]
-    assert f1_score(result.mask, truth[5:, 3:]) > 0.5
+    assert f1_score(result.mask, truth[5:, 3:]) > 0.4
 
 
 def test_when_the_last_save_is_the_stronger_nothing_is_claimed() -> None:

@@ -48,6 +48,7 @@ import cv2
 import numpy as np
 
 from retouch.detect._blocks import (
+    binned_reference,
     block_result,
     finite_or_none,
     group_decision,
@@ -191,11 +192,18 @@ def dq_period(histogram: np.ndarray) -> tuple[int, float]:
     return period, strengths[period]
 
 
-def single_compression_evidence(coefficients: np.ndarray, steps: Sequence[int], *, min_strength: float
-                                ) -> tuple[np.ndarray, int]:
-    """Per block, the summed log-ratio of singly to doubly compressed over the frequencies whose histogram shows a
-    double-quantisation period; and how many frequencies did."""
+def single_compression_evidence(coefficients: np.ndarray, steps: Sequence[int], *, min_strength: float,
+                                min_support: float = 10.0) -> tuple[np.ndarray, np.ndarray, int]:
+    """Per block, the log-ratio of singly to doubly compressed summed over the coefficients of the frequencies
+    whose histogram shows a double-quantisation period, and the number of coefficients counted; and how many
+    frequencies counted.
+
+    A coefficient counts when it is not zero (zeros occur under both hypotheses) and its period of the histogram
+    holds at least ``min_support`` values per bin: in the sparse tails a bin's count is noise, and textured blocks,
+    which have many large coefficients, would gather that noise.
+    """
     evidence = np.zeros(coefficients.shape[:2], np.float64)
+    counted = np.zeros(coefficients.shape[:2], np.float64)
     periodic = 0
     for (u, v), step in zip(ZIGZAG, steps):
         if step < 1:
@@ -210,9 +218,12 @@ def single_compression_evidence(coefficients: np.ndarray, steps: Sequence[int], 
         around = np.convolve(histogram, np.ones(period), mode="same")
         doubly = np.clip(histogram / np.maximum(around, 1e-9), 1e-3, 1.0)
         ratio = np.clip(np.log((1.0 / period) / doubly), -3.0, 3.0)
-        ratio[LIMIT] = 0.0  # zeros occur under both hypotheses
+        usable = around >= min_support * period
+        usable[LIMIT] = False
+        ratio[~usable] = 0.0
         evidence += ratio[quantised]
-    return evidence, periodic
+        counted += usable[quantised]
+    return evidence, counted, periodic
 
 
 def clipped_blocks(image: np.ndarray, origin: tuple[int, int], shape: tuple[int, int]) -> np.ndarray:
@@ -272,7 +283,8 @@ def double_jpeg(image: np.ndarray, *, jpeg_quantization: Mapping[int, Sequence[i
         steps = [last_step(coefficients[:, :, u, v]) for u, v in chosen]
         details["steps_from"] = "coefficients"
     steps = [s if s >= 2 else 0 for s in steps]  # a step of 1 keeps no trace of an earlier one
-    evidence, periodic = single_compression_evidence(coefficients, steps, min_strength=options.min_strength)
+    evidence, counted, periodic = single_compression_evidence(coefficients, steps,
+                                                              min_strength=options.min_strength)
     details["periodic_frequencies"] = periodic
     if periodic < options.min_periodic:
         return AnalysisResult.skipped_result("dq", shape, "no trace of a double JPEG compression on one grid (the "
@@ -280,8 +292,11 @@ def double_jpeg(image: np.ndarray, *, jpeg_quantization: Mapping[int, Sequence[i
                                              params=params, explanation=EXPLANATION, details=details)
     # blocks with some non-zero coefficient on a periodic frequency and no clipped pixel: clipping to black or
     # white after the last decoding moves the coefficients off the lattice of either history
-    informative = (np.abs(evidence) > 0) & ~clipped_blocks(image, origin, evidence.shape)
-    z = standardise(evidence, informative)
+    informative = (counted > 0) & ~clipped_blocks(image, origin, evidence.shape)
+    # a sum of n log-ratios centres and spreads with n: each block is judged against blocks with about as many
+    # counted coefficients (a textured block gathers more of them, and more of their noise, than a smooth one)
+    centre, spread = binned_reference(evidence, counted, informative, bins=8)
+    z = (evidence - centre) / spread
     z = np.where(informative, z, 0.0)
     pooled = standardise(pooled_z(z.astype(np.float32), 1), informative)
     pooled = np.where(informative, pooled, 0.0).astype(np.float32)
@@ -303,7 +318,7 @@ def double_jpeg(image: np.ndarray, *, jpeg_quantization: Mapping[int, Sequence[i
                         kind_of={"jpeg-single": decision.mask}, score=score,
                         params={**params, "threshold_z": round(decision.threshold_z, 3)}, summary=summary,
                         explanation=EXPLANATION, details=details, min_area=6 * 64, nfa=decision.nfa,
-                        what="area compressed once")
+                        what="piece compressed once")
     if not (top or left):
         return part
     heatmap = np.empty(shape, np.float32)

@@ -104,7 +104,7 @@ class ResidualOptions:
     window: int = 0
     components: int = 25
     nfa_threshold: float = 0.01
-    tail_margin: float = 5.0
+    tail_margin: float = 3.0
     min_windows: int = 60
     texture_bins: int = 8
 
@@ -351,8 +351,9 @@ def noise_residual(image: np.ndarray, *, options: ResidualOptions | None = None,
     held = cv2.boxFilter(weight, -1, size, normalize=False, anchor=anchor, borderType=cv2.BORDER_CONSTANT)
     covered = held > 0
     cell_z = np.where(covered, summed / np.maximum(held, 1e-6), 0.0).astype(np.float32)
-    z = standardise(cell_z, covered)
-    z = np.where(covered, z, 0.0).astype(np.float32)
+    # the mean of unit-scale window scores: not standardised again, since averaging over a window's cells
+    # shrinks the spread of the map and a second standardisation would inflate any smooth bump of content
+    z = np.where(covered, cell_z, 0.0).astype(np.float32)
     # independent tests: windows that do not overlap
     tests = max(int(valid.sum()) // (window_cells * window_cells), 1)
     decision = group_decision(z, tests=tests, margin=options.tail_margin, nfa_threshold=options.nfa_threshold,
