@@ -61,10 +61,11 @@ def test_residual_patterns_and_histograms_match_a_pixel_by_pixel_reference() -> 
         assert classes[y, x] == CLASSES[code]
     valid = np.ones(luminance.shape, bool)
     valid[0, 0] = False
-    counts = cell_histograms(classes, valid)
+    counts = cell_histograms([classes], valid)
     assert counts.shape == (3, 4, BINS)
     assert counts[0, 0].sum() == 63 and counts[1, 2].sum() == 64
     np.testing.assert_array_equal(counts[1, 2], np.bincount(classes[8:16, 16:24].ravel(), minlength=BINS))
+    np.testing.assert_array_equal(cell_histograms([classes, classes], valid), 2 * counts)
 
 
 def test_robust_host_ignores_a_compact_minority() -> None:

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 import cv2
@@ -158,14 +159,16 @@ def pattern_classes(quantised: np.ndarray, *, along_rows: bool) -> np.ndarray:
     return CLASSES[code]
 
 
-def cell_histograms(classes: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Per 8x8 cell, the count of each pattern class among its valid pixels: (rows, cols, BINS) float32."""
-    rows, cols = classes.shape[0] // CELL, classes.shape[1] // CELL
-    cell_row = (np.arange(rows * CELL) // CELL)[:, None]
-    cell_col = (np.arange(cols * CELL) // CELL)[None, :]
-    index = ((cell_row * cols + cell_col) * BINS + classes[: rows * CELL, : cols * CELL]).astype(np.int64)
+def cell_histograms(class_maps: Sequence[np.ndarray], valid: np.ndarray) -> np.ndarray:
+    """Per 8x8 cell, the count of each pattern class among its valid pixels, summed over ``class_maps``:
+    (rows, cols, BINS) float32."""
+    rows, cols = valid.shape[0] // CELL, valid.shape[1] // CELL
     keep = valid[: rows * CELL, : cols * CELL]
-    counts = np.bincount(index[keep], minlength=rows * cols * BINS)
+    cell = ((np.arange(rows * CELL, dtype=np.int32) // CELL)[:, None] * cols
+            + (np.arange(cols * CELL, dtype=np.int32) // CELL)[None, :])
+    base = cell[keep] * BINS  # the cell of every valid pixel, once for all maps
+    index = np.concatenate([base + classes[: rows * CELL, : cols * CELL][keep] for classes in class_maps])
+    counts = np.bincount(index, minlength=rows * cols * BINS)
     return counts.reshape(rows, cols, BINS).astype(np.float32)
 
 
@@ -193,10 +196,10 @@ def window_features(image: np.ndarray, *, step: float, window_cells: int
     luminance = to_gray_float(image) * np.float32(255.0)
     valid = usable_pixels(image, luminance)
     along_rows_residual, along_cols_residual = quantised_residuals(luminance, step)
-    along = (cell_histograms(pattern_classes(along_rows_residual, along_rows=True), valid)
-             + cell_histograms(pattern_classes(along_cols_residual, along_rows=False), valid))
-    across = (cell_histograms(pattern_classes(along_rows_residual, along_rows=False), valid)
-              + cell_histograms(pattern_classes(along_cols_residual, along_rows=True), valid))
+    along = cell_histograms([pattern_classes(along_rows_residual, along_rows=True),
+                             pattern_classes(along_cols_residual, along_rows=False)], valid)
+    across = cell_histograms([pattern_classes(along_rows_residual, along_rows=False),
+                              pattern_classes(along_cols_residual, along_rows=True)], valid)
     cells = np.concatenate([along, across], axis=2)
     rows, cols = cells.shape[:2]
     usable = cells[..., :BINS].sum(axis=2) / np.float32(2 * CELL * CELL)
@@ -224,11 +227,12 @@ def conditional_centre(features: np.ndarray, covariate: np.ndarray, eligible: np
     """Per window, the median feature vector of the eligible windows of its covariate bin (bins: covariate
     quantiles), linearly interpolated between bin centres so that neighbouring textures get close centres."""
     pool = covariate[eligible]
+    pooled = features[eligible]
     edges = np.quantile(pool, np.linspace(0, 1, bins + 1))
     index = np.clip(np.searchsorted(edges, covariate, side="right") - 1, 0, bins - 1)
     eligible_index = index[eligible]
-    centres = np.stack([np.median(features[eligible][eligible_index == b], axis=0)
-                        if np.any(eligible_index == b) else np.median(features[eligible], axis=0)
+    overall = np.median(pooled, axis=0)
+    centres = np.stack([np.median(pooled[eligible_index == b], axis=0) if np.any(eligible_index == b) else overall
                         for b in range(bins)])
     positions = np.array([np.median(pool[eligible_index == b]) if np.any(eligible_index == b) else np.nan
                           for b in range(bins)])
@@ -284,8 +288,10 @@ def _mahalanobis_squared(points: np.ndarray, mean: np.ndarray, covariance: np.nd
                          ) -> tuple[np.ndarray, float]:
     """Squared Mahalanobis distances of ``points`` and the log-determinant of ``covariance``."""
     factor = np.linalg.cholesky(covariance)
-    solved = np.linalg.solve(factor, (points - mean).T)
-    return (solved * solved).sum(axis=0), 2.0 * float(np.log(np.diag(factor)).sum())
+    # the inverse of the small triangular factor once, then one matrix product for all points (a solve per call
+    # cost as much as the rest of the detector)
+    whitened = (points - mean) @ np.linalg.inv(factor).T
+    return np.einsum("ij,ij->i", whitened, whitened), 2.0 * float(np.log(np.diag(factor)).sum())
 
 
 def _window_cells(shape: tuple[int, int], window: int) -> int:
@@ -333,7 +339,10 @@ def noise_residual(image: np.ndarray, *, options: ResidualOptions | None = None,
         flat = flat - conditional_centre(flat, texture.ravel(), valid.ravel(), options.texture_bins)
         fit_on = flat[valid.ravel()]
     reduced = whiten(flat, fit_on, components)
-    mean, covariance = robust_host(reduced[valid.ravel()])
+    # the host model from at most 4,000 windows spread over the picture (neighbouring windows overlap and share
+    # most of their pixels; more add time, not information)
+    fit_rows = reduced[valid.ravel()]
+    mean, covariance = robust_host(fit_rows[:: max(fit_rows.shape[0] // 4000, 1)])
     distance, _ = _mahalanobis_squared(reduced, mean, covariance)
     # the log distance, on the picture's own robust scale: on real photographs the distances of untouched
     # windows are far heavier-tailed than the chi-square law of a Gaussian host (scene content shows through)
