@@ -298,7 +298,7 @@ def double_jpeg(image: np.ndarray, *, jpeg_quantization: Mapping[int, Sequence[i
     centre, spread = binned_reference(evidence, counted, informative, bins=8)
     z = (evidence - centre) / spread
     z = np.where(informative, z, 0.0)
-    pooled = standardise(pooled_z(z.astype(np.float32), 1), informative)
+    pooled = standardise(pooled_z(z.astype(np.float32), 2), informative)
     pooled = np.where(informative, pooled, 0.0).astype(np.float32)
     tests = max(int(informative.sum()), 1)
     decision = group_decision(pooled, tests=tests, margin=options.tail_margin, nfa_threshold=options.nfa_threshold,
