@@ -116,3 +116,16 @@ def test_a_never_compressed_picture_is_not_judged() -> None:
     result = double_jpeg(data.camera())
     assert result.skipped is not None and "grid" in result.skipped
     assert not result.mask.any()
+
+
+def test_the_pipeline_reads_the_file_and_reports_the_piece() -> None:
+    from retouch.io import load_image_bytes
+    from retouch.run.pipeline import analyze_image
+
+    pixels, _, truth = _splice(60, 90)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "PNG")  # decoded pixels kept losslessly, as CASIA v1's files are
+    loaded = load_image_bytes(buffer.getvalue(), name="splice.png")
+    run = analyze_image(loaded.pixels, jpeg_quantization=loaded.jpeg_quantization, detectors="dq")
+    assert f1_score(run.fused.mask, truth) > 0.4
+    assert any(r.kind == "jpeg-single" for r in run.results[0].regions)
