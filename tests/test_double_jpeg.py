@@ -11,7 +11,15 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from retouch.detect.double_jpeg import ZIGZAG, block_dct, double_jpeg, dq_period, grid_origin, last_step
+from retouch.detect.double_jpeg import (
+    ZIGZAG,
+    block_dct,
+    double_jpeg,
+    dq_period,
+    grid_origin,
+    last_step,
+    zigzag_coefficients,
+)
 from retouch.metrics import f1_score, pixel_auc
 
 
@@ -47,6 +55,15 @@ def test_block_dct_matches_the_definition_block_by_block() -> None:
         for col in range(5):
             block = gray[3 + 8 * row: 11 + 8 * row, 5 + 8 * col: 13 + 8 * col] - 128
             np.testing.assert_allclose(fast[row, col], basis @ block @ basis.T, atol=1e-9)
+
+
+def test_zigzag_coefficients_are_the_block_dct_band_by_band() -> None:
+    gray = data.camera()[:203, :150].astype(np.float32)
+    full = block_dct(gray, (2, 6))
+    banded = zigzag_coefficients(gray, (2, 6), 20, band=7)
+    assert banded.shape == (full.shape[0], full.shape[1], 20)
+    for index, (u, v) in enumerate(ZIGZAG[:20]):
+        np.testing.assert_allclose(banded[:, :, index], full[:, :, u, v], atol=1e-3)
 
 
 def test_zigzag_is_jpegs_order() -> None:

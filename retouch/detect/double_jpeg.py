@@ -114,7 +114,8 @@ LIMIT = 64  # quantised values beyond +-LIMIT are rare and counted at the limit
 
 
 def _dct_basis() -> np.ndarray:
-    """The orthonormal 8-point DCT-II matrix (row k is the k-th basis vector), as JPEG uses."""
+    """The orthonormal 8-point DCT-II matrix (row k is the k-th basis vector), as JPEG uses, in float64: the
+    coefficients are compared with multiples of the quantisation steps (``grid._dct_rows`` is float32)."""
     k = np.arange(8)[:, None]
     i = np.arange(8)[None, :]
     basis = np.cos(np.pi * (2 * i + 1) * k / 16) * np.sqrt(2 / 8)
@@ -148,6 +149,22 @@ def block_dct(luminance: np.ndarray, origin: tuple[int, int]) -> np.ndarray:
     blocks = (part[: rows * 8, : cols * 8].astype(np.float64) - 128.0).reshape(rows, 8, cols, 8).swapaxes(1, 2)
     basis = _dct_basis()
     return basis @ blocks @ basis.T
+
+
+def zigzag_coefficients(luminance: np.ndarray, origin: tuple[int, int], count: int, *, band: int = 64
+                        ) -> np.ndarray:
+    """The first ``count`` AC coefficients (zig-zag order) of every block of the grid at ``origin``: (rows, cols,
+    count) float32, computed ``band`` block rows at a time so that a large picture never holds its full DCT."""
+    top, left = origin
+    rows, cols = (luminance.shape[0] - top) // 8, (luminance.shape[1] - left) // 8
+    out = np.empty((rows, cols, count), np.float32)
+    chosen_rows = np.array([u for u, _ in ZIGZAG[:count]])
+    chosen_cols = np.array([v for _, v in ZIGZAG[:count]])
+    for first in range(0, rows, band):
+        last = min(first + band, rows)
+        part = block_dct(luminance[top + 8 * first: top + 8 * last], (0, left))
+        out[first:last] = part[:, :, chosen_rows, chosen_cols]
+    return out
 
 
 def last_step(coefficients: np.ndarray) -> int:
@@ -196,7 +213,8 @@ def single_compression_evidence(coefficients: np.ndarray, steps: Sequence[int], 
                                 min_support: float = 10.0) -> tuple[np.ndarray, np.ndarray, int]:
     """Per block, the log-ratio of singly to doubly compressed summed over the coefficients of the frequencies
     whose histogram shows a double-quantisation period, and the number of coefficients counted; and how many
-    frequencies counted.
+    frequencies counted. ``coefficients`` is (rows, cols, n) in zig-zag order (:func:`zigzag_coefficients`),
+    ``steps`` the last quantisation step of each of the n frequencies (0 to leave one out).
 
     A coefficient counts when it is not zero (zeros occur under both hypotheses) and its period of the histogram
     holds at least ``min_support`` values per bin: in the sparse tails a bin's count is noise, and textured blocks,
@@ -205,10 +223,10 @@ def single_compression_evidence(coefficients: np.ndarray, steps: Sequence[int], 
     evidence = np.zeros(coefficients.shape[:2], np.float64)
     counted = np.zeros(coefficients.shape[:2], np.float64)
     periodic = 0
-    for (u, v), step in zip(ZIGZAG, steps):
+    for index, step in enumerate(steps):
         if step < 1:
             continue
-        quantised = np.clip(np.rint(coefficients[:, :, u, v] / step), -LIMIT, LIMIT).astype(np.int64) + LIMIT
+        quantised = np.clip(np.rint(coefficients[:, :, index] / step), -LIMIT, LIMIT).astype(np.int64) + LIMIT
         histogram = np.bincount(quantised.ravel(), minlength=2 * LIMIT + 1).astype(np.float64)
         magnitude = histogram[LIMIT + 1:] + histogram[LIMIT - 1::-1]  # |k| = 1 .. LIMIT
         period, strength = dq_period(magnitude)
@@ -273,14 +291,14 @@ def double_jpeg(image: np.ndarray, *, jpeg_quantization: Mapping[int, Sequence[i
         return AnalysisResult.skipped_result("dq", shape, "the pixels show no JPEG block grid (never compressed, "
                                              "or resized after their last compression)", params=params,
                                              explanation=EXPLANATION, details=details)
-    coefficients = block_dct(luminance, origin)
     chosen = ZIGZAG[: options.frequencies]
+    coefficients = zigzag_coefficients(luminance, origin, len(chosen))
     if jpeg_quantization is not None and origin == (0, 0):
         table = np.asarray(jpeg_quantization.get(0, next(iter(jpeg_quantization.values()))), np.int64)
         steps = [int(table[u * 8 + v]) for u, v in chosen]
         details["steps_from"] = "file"
     else:
-        steps = [last_step(coefficients[:, :, u, v]) for u, v in chosen]
+        steps = [last_step(coefficients[:, :, index]) for index in range(len(chosen))]
         details["steps_from"] = "coefficients"
     steps = [s if s >= 2 else 0 for s in steps]  # a step of 1 keeps no trace of an earlier one
     evidence, counted, periodic = single_compression_evidence(coefficients, steps,
