@@ -244,18 +244,32 @@ def single_compression_evidence(coefficients: np.ndarray, steps: Sequence[int], 
     return evidence, counted, periodic
 
 
-def clipped_blocks(image: np.ndarray, origin: tuple[int, int], shape: tuple[int, int]) -> np.ndarray:
-    """Blocks of the grid at ``origin`` (``shape`` blocks) holding a pixel clipped to black or white in
-    any channel."""
+def clipped_blocks(image: np.ndarray, origin: tuple[int, int], shape: tuple[int, int], *, band: int = 512
+                   ) -> np.ndarray:
+    """Blocks of the grid at ``origin`` (``shape`` blocks) holding a pixel clipped to black or white in any
+    channel (computed ``band`` rows at a time)."""
     channels = np.asarray(image)
-    scale = 257 if channels.dtype == np.uint16 else 1
-    near = (channels == 0) | (channels >= 255 * scale)
-    if near.ndim == 3:
-        near = near[..., :3].any(axis=2)
+    white = 65535 if channels.dtype == np.uint16 else 255
     top, left = origin
     rows, cols = shape
-    part = near[top: top + rows * 8, left: left + cols * 8]
-    return part.reshape(rows, 8, cols, 8).any(axis=(1, 3))
+    out = np.zeros(shape, bool)
+    for first in range(0, rows, band // 8):
+        last = min(first + band // 8, rows)
+        part = channels[top + 8 * first: top + 8 * last, left: left + cols * 8]
+        near = (part == 0) | (part >= white)
+        if near.ndim == 3:
+            near = near[..., :3].any(axis=2)
+        out[first:last] = near.reshape(last - first, 8, cols, 8).any(axis=(1, 3))
+    return out
+
+
+def _luminance(image: np.ndarray, *, band: int = 512) -> np.ndarray:
+    """JPEG's luminance in 8-bit units, unrounded, float32, converted ``band`` rows at a time (a whole-picture
+    float copy of the colours would cost 12 bytes a pixel)."""
+    out = np.empty(image.shape[:2], np.float32)
+    for first in range(0, image.shape[0], band):
+        out[first: first + band] = to_gray_float(image[first: first + band]) * np.float32(255.0)
+    return out
 
 
 @register("dq", title="Double JPEG compression (pieces compressed once)", uses_jpeg=True,
@@ -282,7 +296,7 @@ def double_jpeg(image: np.ndarray, *, jpeg_quantization: Mapping[int, Sequence[i
         ``details``.
     """
     options = resolve_options(DoubleJpegOptions(), options, changes)
-    luminance = to_gray_float(image) * np.float32(255.0)
+    luminance = _luminance(image)
     shape = luminance.shape
     params = {**options_params(options), "block": 8, "false_alarm_control": FALSE_ALARM_CONTROL}
     origin, share = grid_origin(luminance)
