@@ -146,3 +146,22 @@ def test_the_pipeline_reads_the_file_and_reports_the_piece() -> None:
     run = analyze_image(loaded.pixels, jpeg_quantization=loaded.jpeg_quantization, detectors="dq")
     assert f1_score(run.fused.mask, truth) > 0.4
     assert any(r.kind == "jpeg-single" for r in run.results[0].regions)
+
+
+def test_the_newcomers_painted_out_stars_are_found_as_compressed_once() -> None:
+    """Issue 23's newcomer case: the astronaut saved at quality 75, the flag's stars painted out with cv2.inpaint,
+    saved at 90. The painted area was never compressed at 75."""
+    first = _jpeg(data.astronaut(), 75)[0]
+    canton = np.zeros(first.shape[:2], bool)
+    canton[:115, :62] = True  # the flag's blue field with its stars
+    stars = cv2.dilate((canton & (first[..., 0] > 90)).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    painted = cv2.inpaint(first, stars.astype(np.uint8), 3, cv2.INPAINT_TELEA)
+    pixels, tables = _jpeg(painted, 90)
+    result = double_jpeg(pixels, jpeg_quantization=tables)
+    assert result.regions and result.score > 0.5
+    covered = result.mask[stars].mean()
+    assert covered > 0.5  # most of the painted stars are marked
+    assert result.mask[~canton].mean() < 0.01  # and almost nothing outside the flag's field
+    assert all(region.evidence["nfa"] <= 0.01 for region in result.regions)
+    untouched, untouched_tables = _jpeg(first, 90)
+    assert not double_jpeg(untouched, jpeg_quantization=untouched_tables).mask.any()
