@@ -58,7 +58,6 @@ import cv2
 import numpy as np
 
 from retouch.detect._blocks import (
-    NOTHING_TO_JUDGE,
     block_result,
     finite_or_none,
     group_decision,
@@ -323,7 +322,8 @@ def noise_residual(image: np.ndarray, *, options: ResidualOptions | None = None,
     Returns
     -------
     AnalysisResult
-        ``noise-residual`` regions, each with ``evidence["nfa"]``; the host model's outlier share in ``details``.
+        ``noise-residual`` regions, each with ``evidence["nfa"]``; the windows judged and the whitened dimensions
+        in ``details``.
     """
     options = resolve_options(ResidualOptions(), options, changes)
     image = np.asarray(image)
@@ -334,10 +334,8 @@ def noise_residual(image: np.ndarray, *, options: ResidualOptions | None = None,
     features, share, texture = window_features(image, step=options.step, window_cells=window_cells)
     valid = share >= 0.6
     if int(valid.sum()) < options.min_windows:
-        reason = (NOTHING_TO_JUDGE if features.size else
-                  f"the picture is too small for {window_cells * CELL}-pixel windows")
-        if features.size:
-            reason = "too few windows with usable noise (clipped or flat areas) to model the picture's residual"
+        reason = ("too few windows with usable noise (clipped or flat areas) to model the picture's residual"
+                  if features.size else f"the picture is too small for {window_cells * CELL}-pixel windows")
         return AnalysisResult.skipped_result("residual", shape, reason, params=params, explanation=EXPLANATION)
     flat = features.reshape(-1, features.shape[2]).astype(np.float64)
     fit_on = flat[valid.ravel()]
@@ -366,10 +364,9 @@ def noise_residual(image: np.ndarray, *, options: ResidualOptions | None = None,
     summed = cv2.boxFilter(padded, -1, size, normalize=False, anchor=anchor, borderType=cv2.BORDER_CONSTANT)
     held = cv2.boxFilter(weight, -1, size, normalize=False, anchor=anchor, borderType=cv2.BORDER_CONSTANT)
     covered = held > 0
-    cell_z = np.where(covered, summed / np.maximum(held, 1e-6), 0.0).astype(np.float32)
     # the mean of unit-scale window scores: not standardised again, since averaging over a window's cells
     # shrinks the spread of the map and a second standardisation would inflate any smooth bump of content
-    z = np.where(covered, cell_z, 0.0).astype(np.float32)
+    z = np.where(covered, summed / np.maximum(held, 1e-6), 0.0).astype(np.float32)
     # independent tests: windows that do not overlap
     tests = max(int(valid.sum()) // (window_cells * window_cells), 1)
     decision = group_decision(z, tests=tests, margin=options.tail_margin, nfa_threshold=options.nfa_threshold,
