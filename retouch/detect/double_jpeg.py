@@ -92,10 +92,13 @@ class DoubleJpegOptions:
         Width of the null model of a pooled block score against a standard Gaussian (see
         ``_blocks.null_tail``), calibrated on untouched photographs by ``benchmarks.false_alarms``.
     min_periodic : int
-        Fewest frequencies whose histogram must show a double-quantisation period for the analysis to apply (3).
+        Fewest frequencies that must count (a last step of at least 2, a period found, the strength below) for
+        the analysis to apply (3).
     min_strength : float
         Periodic strength (see :func:`dq_period`: an F ratio of the folded histogram) a frequency needs to count
-        as doubly quantised (4).
+        (0: every frequency counts; a bin emptier than its neighbours is evidence even where the period is not
+        clean, and a stricter gate skipped most of the real development material, see
+        ``benchmarks/results/detector_notes.md``).
     """
 
     frequencies: int = 35
@@ -322,9 +325,10 @@ def double_jpeg(image: np.ndarray, *, jpeg_quantization: Mapping[int, Sequence[i
                                                               min_strength=options.min_strength)
     details["periodic_frequencies"] = periodic
     if periodic < options.min_periodic:
-        return AnalysisResult.skipped_result("dq", shape, "no trace of a double JPEG compression on one grid (the "
-                                             "picture was compressed once, or resized between compressions)",
-                                             params=params, explanation=EXPLANATION, details=details)
+        return AnalysisResult.skipped_result("dq", shape, "too few DCT frequencies keep a quantisation step to "
+                                             "compare the picture's compression histories (a JPEG saved at a "
+                                             "quality near 100)", params=params, explanation=EXPLANATION,
+                                             details=details)
     # blocks with some non-zero coefficient on a periodic frequency and no clipped pixel: clipping to black or
     # white after the last decoding moves the coefficients off the lattice of either history
     informative = (counted > 0) & ~clipped_blocks(image, origin, evidence.shape)
@@ -345,7 +349,8 @@ def double_jpeg(image: np.ndarray, *, jpeg_quantization: Mapping[int, Sequence[i
         summary = (f"{100 * decision.mask.mean():.2f} % of the picture looks compressed once where the rest "
                    "looks compressed twice.")
     else:
-        summary = "The picture shows a double JPEG compression; no area looks compressed once beyond chance."
+        summary = ("No area looks compressed once against the rest of the picture beyond chance (which needs the "
+                   "picture to have been saved twice, the last time at the higher quality).")
     top, left = origin
     # the block maps sit on the grid, which starts at the origin: built on that part, then placed in the picture
     part = block_result("dq", heat_blocks=strength_to_heat(pooled, decision.threshold_z),
