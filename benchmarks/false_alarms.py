@@ -32,7 +32,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "false_alarms.md"
-DETECTORS = ["ela", "grain", "inpaint", "jpeg", "grid"]
+DETECTORS = ["ela", "grain", "inpaint", "jpeg", "grid", "residual", "dq"]
 # photographs only: scikit-image's microscopy (immunohistochemistry, retina, cell) and its page of text are not
 # pictures of the kinds the tool claims to handle, and were left out of the calibration
 EXTRA_PHOTOS = ["brick", "grass", "gravel", "moon"]
@@ -133,14 +133,17 @@ def smallest_nfa(row: dict, margin: float) -> float:
 
 def _default_margin(detector: str) -> float:
     """The detector's null width for digital photographs, from its options' defaults."""
+    from retouch.detect.double_jpeg import DoubleJpegOptions
     from retouch.detect.ela import ElaOptions
     from retouch.detect.grain import GrainOptions
     from retouch.detect.grid import GridOptions
     from retouch.detect.inpaint import InpaintOptions
     from retouch.detect.jpeg import JpegOptions
+    from retouch.detect.noise_residual import ResidualOptions
 
     options = {"ela": ElaOptions, "grain": GrainOptions, "inpaint": InpaintOptions, "jpeg": JpegOptions,
-               "grid": GridOptions}[detector]()
+               "grid": GridOptions, "residual": ResidualOptions,
+               "dq": DoubleJpegOptions}[detector]()
     return float(options.tail_margin)
 
 

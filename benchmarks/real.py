@@ -38,6 +38,7 @@ rows to ``--out``). When the data folder is absent the script says so in one lin
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -114,7 +115,7 @@ def read_mask(path: str, shape: tuple[int, int]) -> np.ndarray:
 
 # ---------------------------------------------------------------------------------------------------- single
 
-def _single(case: Case) -> dict:
+def _single(case: Case, detectors: str | None = None) -> dict:
     from retouch.io import load_image
     from retouch.metrics import best_f1, f1_score, mcc, pixel_auc
     from retouch.run.pipeline import analyze_image
@@ -122,7 +123,7 @@ def _single(case: Case) -> dict:
     started = time.perf_counter()
     loaded = load_image(case.path, max_pixels=400_000_000)
     run = analyze_image(loaded.pixels, jpeg_quantization=loaded.jpeg_quantization,
-                        orientation=loaded.exif_orientation)
+                        orientation=loaded.exif_orientation, detectors=detectors)
     seconds = time.perf_counter() - started
     fused = run.fused
     row = {**asdict(case), "seconds": round(seconds, 3), "megapixels": fused.mask.size / 1e6,
@@ -636,6 +637,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sets", default=",".join(SETS))
     parser.add_argument("--pyifd", action="store_true", help="score pyIFD's maps on the same forged files")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--detectors", default=None,
+                        help="comma-separated detectors for the single section (default: the default set, as "
+                             "`retouch analyze` runs them); e.g. the defaults plus one that is off by default")
     parser.add_argument("--reports", type=int, default=6, help="compare reports written for this many PS-Battles pairs")
     parser.add_argument("--out", type=Path, default=ROOT / "bench-out" / "real")
     parser.add_argument("--no-write", action="store_true", help="print the tables, do not write results/real.md")
@@ -649,7 +653,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     command = (f"python -m benchmarks.real --data {os.path.relpath(args.data, ROOT)} --section {args.section} "
-               f"--sets {args.sets}" + (" --pyifd" if args.pyifd else ""))
+               f"--sets {args.sets}" + (" --pyifd" if args.pyifd else "")
+               + (f" --detectors {args.detectors}" if args.detectors else ""))
     sections_text: dict[str, str] = {}
     if "single" in sections:
         saved = args.out / "single.jsonl"
@@ -657,7 +662,7 @@ def main(argv: list[str] | None = None) -> int:
             rows = [row for row in map(json.loads, saved.read_text().splitlines()) if row["dataset"] in sets]
         else:
             cases = [c for c in read_cases(args.data, sets) if c.mask or c.kind == "original"]
-            rows = _run(_single, cases, args.workers)
+            rows = _run(functools.partial(_single, detectors=args.detectors), cases, args.workers)
             saved.write_text("".join(json.dumps(r) + "\n" for r in rows))
         pyifd = _pyifd_scores([Case(**{k: r[k] for k in Case.__dataclass_fields__}) for r in rows], args.out) \
             if args.pyifd else None

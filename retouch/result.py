@@ -28,8 +28,10 @@ REGION_KINDS = frozenset(
         "inpainted",  # exemplar or diffusion fill
         "noise-low",  # grain far below what the image's noise-level function predicts
         "noise-high",  # grain far above, or of a different texture
+        "noise-residual",  # fine noise pattern (residual co-occurrences) unlike the rest: another source
         "jpeg-ghost",  # region compressed at a different quality than the rest
         "jpeg-grid",  # region whose 8x8 grid origin differs from the image's
+        "jpeg-single",  # region compressed once where the rest of the image was compressed twice
         "error-level",  # error-level outlier
         "suspect",  # fused decision supported by one or more detectors
     }

@@ -35,8 +35,10 @@ KIND_MEANING = {  # the table's short gloss; the words above the table use retou
     "inpainted": "filled by inpainting (exemplar patches or smooth diffusion)",
     "noise-low": "grain far weaker than elsewhere at this brightness",
     "noise-high": "grain far stronger or different from elsewhere",
+    "noise-residual": "fine noise pattern unlike the rest of the picture (another camera or file)",
     "jpeg-ghost": "compressed at a different JPEG quality than the rest",
     "jpeg-grid": "JPEG block grid shifted against the rest of the image",
+    "jpeg-single": "compressed once where the rest of the image was compressed twice",
     "error-level": "recompression error unlike similar areas",
 }
 

@@ -30,8 +30,10 @@ KIND_WORDS = {
     "inpainted": "that looks filled in (patches or a smooth fill)",
     "noise-low": "whose grain is far weaker than elsewhere at the same brightness",
     "noise-high": "whose grain is far stronger or different from elsewhere",
+    "noise-residual": "whose fine noise pattern is unlike the rest of the picture (as from another camera or file)",
     "jpeg-ghost": "compressed at a different JPEG quality from the rest",
     "jpeg-grid": "whose JPEG block grid is shifted against the rest",
+    "jpeg-single": "that looks compressed once where the rest of the picture was compressed twice",
     "error-level": "whose recompression error differs from similar areas",
 }
 # kinds that are reported but never made the headline of a comparison: an old print's dust is not a forgery

@@ -1,0 +1,370 @@
+"""Double JPEG compression: areas compressed once where the rest of the picture was compressed twice.
+
+Method
+------
+A photograph taken as a JPEG, edited and saved again as a JPEG on the same 8x8 grid is compressed twice: its DCT
+coefficients were rounded to multiples of the first table's steps, then of the second's, which leaves a periodic
+pattern of full and empty values in each frequency's histogram (aligned double quantisation). A piece pasted in
+from another picture (resized, moved off the grid, or taken from a file of another quality) lost or never had
+the first rounding, so its coefficients fill the histogram evenly. Following Lin, He, Tang & Tang (2009), for
+each of the first ``frequencies`` AC frequencies (zig-zag order) the last quantisation step is read from the
+file's table or, for decoded pixels, estimated from the coefficients themselves; the period ``p`` of the
+histogram of quantised values is measured, and each coefficient of value ``k`` gets the log-ratio of its
+probability if compressed once (``1 / p``, even over a period) to its probability if compressed twice
+(``h(k)`` over the sum of ``h`` on the period around ``k``). A block's evidence is the sum over its counted
+coefficients (not zeros, which occur in both cases, nor values in sparse parts of the histogram), judged against
+blocks with about as many counted coefficients (``_blocks.binned_reference``) and pooled over 5x5 blocks; blocks
+holding a clipped pixel are not judged (clipping moves coefficients off either lattice). Groups of blocks are
+judged a-contrario (``_blocks.group_decision``).
+
+Limits
+------
+It needs a picture compressed at least twice on one grid with a first quality lower than the last (or with
+steps that are not multiples of each other); when the last compression is the stronger one (Q2 >= Q1) the
+first leaves no trace and nothing is found (Bianchi & Piva). A picture resized, rotated or cropped off the
+grid after the first compression, or compressed only once has no periodic histogram and nothing stands out;
+one never compressed has no grid and is not judged (``skipped``). Flat areas carry few non-zero coefficients and
+little evidence. Fine regular texture (a mesh, a lattice) makes its own peaks in the histograms and can read as
+compressed once: on real web photographs it marked 2 of 35 untouched originals (``benchmarks/results``).
+
+References
+----------
+Z. Lin, J. He, X. Tang, C.-K. Tang, "Fast, automatic and fine-grained tampered JPEG image detection via DCT
+coefficient analysis", Pattern Recognition 42(11), 2009.
+T. Bianchi, A. Piva, "Image forgery localization via block-grained analysis of JPEG artifacts", IEEE TIFS 7(3),
+2012.
+
+Examples
+--------
+>>> from skimage import data
+>>> double_jpeg(data.camera()).skipped is not None  # never compressed: no JPEG history to compare
+True
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from retouch.detect._blocks import (
+    binned_reference,
+    block_result,
+    finite_or_none,
+    group_decision,
+    nfa_score,
+    pooled_z,
+    standardise,
+    strength_to_heat,
+)
+from retouch.detect._options import options_params, resolve_options
+from retouch.imaging import to_gray_float
+from retouch.registry import register
+from retouch.result import AnalysisResult
+
+FALSE_ALARM_CONTROL = ("a-contrario: a region's NFA is the number of 8x8 blocks tested times the chance that a "
+                       "pooled block of an untouched doubly compressed picture looks as singly compressed (a "
+                       "Gaussian widened by tail_margin)")
+
+EXPLANATION = (
+    "A photograph saved as a JPEG, edited, and saved as a JPEG again carries the traces of both compressions in "
+    "its fine detail. A piece pasted in from another picture usually carries only the last one. Bright areas look "
+    "compressed once where the rest of the picture looks compressed twice. Limits: it needs a picture saved at "
+    "least twice on the same 8x8 grid, the last time at a higher quality than the first; a picture resized or "
+    "cropped between the two saves, or saved only once, cannot be judged; plain areas carry little evidence."
+)
+
+
+@dataclass(frozen=True)
+class DoubleJpegOptions:
+    """Options of :func:`double_jpeg`.
+
+    Attributes
+    ----------
+    frequencies : int
+        AC frequencies analysed, in zig-zag order from the lowest (35).
+    nfa_threshold : float
+        A region is decided when its number of false alarms is at most this (0.01).
+    tail_margin : float
+        Width of the null model of a pooled block score against a standard Gaussian (see
+        ``_blocks.null_tail``), calibrated on untouched photographs by ``benchmarks.false_alarms``.
+    min_periodic : int
+        Fewest frequencies that must count (a last step of at least 2, a period found, the strength below) for
+        the analysis to apply (3).
+    min_strength : float
+        Periodic strength (see :func:`dq_period`: an F ratio of the folded histogram) a frequency needs to count
+        (0: every frequency counts; a bin emptier than its neighbours is evidence even where the period is not
+        clean, and a stricter gate skipped most of the real development material, see
+        ``benchmarks/results/detector_notes.md``).
+    """
+
+    frequencies: int = 35
+    nfa_threshold: float = 0.01
+    tail_margin: float = 1.6
+    min_periodic: int = 3
+    min_strength: float = 0.0
+
+
+def _zigzag() -> list[tuple[int, int]]:
+    """The 63 AC frequencies (row, column) in JPEG's zig-zag order."""
+    order = sorted(((u, v) for u in range(8) for v in range(8)),
+                   key=lambda t: (t[0] + t[1], t[0] if (t[0] + t[1]) % 2 else t[1]))
+    return order[1:]
+
+
+ZIGZAG = _zigzag()
+LIMIT = 64  # quantised values beyond +-LIMIT are rare and counted at the limit
+
+
+def _dct_basis() -> np.ndarray:
+    """The orthonormal 8-point DCT-II matrix (row k is the k-th basis vector), as JPEG uses, in float64: the
+    coefficients are compared with multiples of the quantisation steps (``grid._dct_rows`` is float32)."""
+    k = np.arange(8)[:, None]
+    i = np.arange(8)[None, :]
+    basis = np.cos(np.pi * (2 * i + 1) * k / 16) * np.sqrt(2 / 8)
+    basis[0] /= math.sqrt(2)
+    return basis
+
+
+def grid_origin(luminance: np.ndarray, *, side: int = 512) -> tuple[tuple[int, int], float]:
+    """The JPEG grid's origin (row, column) by ZERO's votes (``retouch.detect.grid``) on a central crop of at most
+    ``side`` x ``side`` pixels (its corner on the 8-pixel lattice, so the origin carries over), with the share of
+    the cells that voted for it (1/64 by chance)."""
+    from retouch.detect.grid import cell_votes, dct_zero_counts
+
+    height, width = luminance.shape
+    top = max((height - side) // 2, 0) // 8 * 8
+    left = max((width - side) // 2, 0) // 8 * 8
+    votes = cell_votes(dct_zero_counts(luminance[top: top + side + 8, left: left + side + 8]))
+    decisive = votes[votes >= 0]
+    if decisive.size == 0:
+        return (0, 0), 0.0
+    histogram = np.bincount(decisive.astype(np.int64), minlength=64)
+    main = int(histogram.argmax())
+    return (main // 8, main % 8), float(histogram[main] / decisive.size)
+
+
+def block_dct(luminance: np.ndarray, origin: tuple[int, int]) -> np.ndarray:
+    """JPEG-scale DCT of every whole 8x8 block of the grid starting at ``origin``: (rows, cols, 8, 8)."""
+    top, left = origin
+    part = luminance[top:, left:]
+    rows, cols = part.shape[0] // 8, part.shape[1] // 8
+    blocks = (part[: rows * 8, : cols * 8].astype(np.float64) - 128.0).reshape(rows, 8, cols, 8).swapaxes(1, 2)
+    basis = _dct_basis()
+    return basis @ blocks @ basis.T
+
+
+def zigzag_coefficients(luminance: np.ndarray, origin: tuple[int, int], count: int, *, band: int = 64
+                        ) -> np.ndarray:
+    """The first ``count`` AC coefficients (zig-zag order) of every block of the grid at ``origin``: (rows, cols,
+    count) float32, computed ``band`` block rows at a time so that a large picture never holds its full DCT."""
+    top, left = origin
+    rows, cols = (luminance.shape[0] - top) // 8, (luminance.shape[1] - left) // 8
+    out = np.empty((rows, cols, count), np.float32)
+    chosen_rows = np.array([u for u, _ in ZIGZAG[:count]])
+    chosen_cols = np.array([v for _, v in ZIGZAG[:count]])
+    for first in range(0, rows, band):
+        last = min(first + band, rows)
+        part = block_dct(luminance[top + 8 * first: top + 8 * last], (0, left))
+        out[first:last] = part[:, :, chosen_rows, chosen_cols]
+    return out
+
+
+def last_step(coefficients: np.ndarray) -> int:
+    """The last quantisation step of one frequency, estimated from its dequantised values: the largest step
+    whose multiples the non-zero values cluster on (1 when none does)."""
+    values = coefficients[np.abs(coefficients) > 1.5]
+    if values.size < 50:
+        return 1
+    for step in range(40, 1, -1):
+        if np.abs(np.exp(2j * np.pi * values / step).mean()) > 0.6:
+            return step
+    return 1
+
+
+def dq_period(histogram: np.ndarray) -> tuple[int, float]:
+    """The period (2..10) of a histogram of absolute quantised values (``histogram[0]`` counts 1) and its
+    strength: the histogram over its own moving average of 9 bins is folded on each period; the strength is the
+    variance between the folded phases over the variance within them (an F ratio, near 1 without a period).
+    Multiples of the true period fold almost as well: the shortest divisor of the best period within 20 % of its
+    strength is kept."""
+    counts = histogram[:32].astype(np.float64)
+    trend = np.convolve(counts, np.ones(9) / 9, mode="same")
+    occupied = trend > 2.0
+    ratio = np.where(occupied, counts / np.maximum(trend, 1e-9), np.nan)
+    strengths = {}
+    for period in range(2, 11):
+        phases = np.arange(counts.size) % period
+        keep = occupied
+        if keep.sum() < 2 * period + 2:
+            break
+        groups = [ratio[keep & (phases == phase)] for phase in range(period)]
+        if min(g.size for g in groups) < 2:
+            break
+        means = np.array([g.mean() for g in groups])
+        within = float(np.mean([g.var(ddof=1) for g in groups])) + 1e-6
+        per_phase = float(np.mean([g.size for g in groups]))
+        strengths[period] = float(per_phase * means.var(ddof=1) / within)
+    if not strengths:
+        return 1, 0.0
+    best = max(strengths, key=strengths.get)
+    period = min(p for p, value in strengths.items() if best % p == 0 and value >= 0.8 * strengths[best])
+    return period, strengths[period]
+
+
+def single_compression_evidence(coefficients: np.ndarray, steps: Sequence[int], *, min_strength: float,
+                                min_support: float = 10.0) -> tuple[np.ndarray, np.ndarray, int]:
+    """Per block, the log-ratio of singly to doubly compressed summed over the coefficients of the frequencies
+    whose histogram shows a double-quantisation period, and the number of coefficients counted; and how many
+    frequencies counted. ``coefficients`` is (rows, cols, n) in zig-zag order (:func:`zigzag_coefficients`),
+    ``steps`` the last quantisation step of each of the n frequencies (0 to leave one out).
+
+    A coefficient counts when it is not zero (zeros occur under both hypotheses) and its period of the histogram
+    holds at least ``min_support`` values per bin: in the sparse tails a bin's count is noise, and textured blocks,
+    which have many large coefficients, would gather that noise.
+    """
+    evidence = np.zeros(coefficients.shape[:2], np.float64)
+    counted = np.zeros(coefficients.shape[:2], np.float64)
+    periodic = 0
+    for index, step in enumerate(steps):
+        if step < 1:
+            continue
+        quantised = np.clip(np.rint(coefficients[:, :, index] / step), -LIMIT, LIMIT).astype(np.int64) + LIMIT
+        histogram = np.bincount(quantised.ravel(), minlength=2 * LIMIT + 1).astype(np.float64)
+        magnitude = histogram[LIMIT + 1:] + histogram[LIMIT - 1::-1]  # |k| = 1 .. LIMIT
+        period, strength = dq_period(magnitude)
+        if period < 2 or strength < min_strength:
+            continue
+        periodic += 1
+        around = np.convolve(histogram, np.ones(period), mode="same")
+        doubly = np.clip(histogram / np.maximum(around, 1e-9), 1e-3, 1.0)
+        ratio = np.clip(np.log((1.0 / period) / doubly), -3.0, 3.0)
+        usable = around >= min_support * period
+        usable[LIMIT] = False
+        ratio[~usable] = 0.0
+        evidence += ratio[quantised]
+        counted += usable[quantised]
+    return evidence, counted, periodic
+
+
+def clipped_blocks(image: np.ndarray, origin: tuple[int, int], shape: tuple[int, int], *, band: int = 512
+                   ) -> np.ndarray:
+    """Blocks of the grid at ``origin`` (``shape`` blocks) holding a pixel clipped to black or white in any
+    channel (computed ``band`` rows at a time)."""
+    channels = np.asarray(image)
+    white = 65535 if channels.dtype == np.uint16 else 255
+    top, left = origin
+    rows, cols = shape
+    out = np.zeros(shape, bool)
+    for first in range(0, rows, band // 8):
+        last = min(first + band // 8, rows)
+        part = channels[top + 8 * first: top + 8 * last, left: left + cols * 8]
+        near = (part == 0) | (part >= white)
+        if near.ndim == 3:
+            near = near[..., :3].any(axis=2)
+        out[first:last] = near.reshape(last - first, 8, cols, 8).any(axis=(1, 3))
+    return out
+
+
+def _luminance(image: np.ndarray, *, band: int = 512) -> np.ndarray:
+    """JPEG's luminance in 8-bit units, unrounded, float32, converted ``band`` rows at a time (a whole-picture
+    float copy of the colours would cost 12 bytes a pixel)."""
+    out = np.empty(image.shape[:2], np.float32)
+    for first in range(0, image.shape[0], band):
+        out[first: first + band] = to_gray_float(image[first: first + band]) * np.float32(255.0)
+    return out
+
+
+@register("dq", title="Double JPEG compression (pieces compressed once)", uses_jpeg=True,
+          description="Areas whose DCT coefficients show one JPEG compression where the rest of the picture shows "
+                      "two (aligned double quantisation): pieces pasted in before the last save.", default=False)
+def double_jpeg(image: np.ndarray, *, jpeg_quantization: Mapping[int, Sequence[int]] | None = None,
+                options: DoubleJpegOptions | None = None, **changes: Any) -> AnalysisResult:
+    """Singly compressed areas in a doubly compressed picture (aligned double quantisation).
+
+    Parameters
+    ----------
+    image : ndarray
+        uint8/uint16 gray or RGB image, as the file stores its pixels.
+    jpeg_quantization : mapping, optional
+        The file's quantization tables (natural order); ``None`` for decoded pixels (the last steps are then
+        estimated from the coefficients).
+    options : DoubleJpegOptions, optional
+        Decision options (defaults: ``DoubleJpegOptions()``); keyword ``changes`` override its fields.
+
+    Returns
+    -------
+    AnalysisResult
+        ``jpeg-single`` regions, each with ``evidence["nfa"]``; the grid origin and the periodic frequencies in
+        ``details``.
+    """
+    options = resolve_options(DoubleJpegOptions(), options, changes)
+    luminance = _luminance(image)
+    shape = luminance.shape
+    params = {**options_params(options), "block": 8, "false_alarm_control": FALSE_ALARM_CONTROL}
+    origin, share = grid_origin(luminance)
+    details: dict[str, Any] = {"grid_origin": list(origin), "grid_vote_share": round(share, 3)}
+    if shape[0] < 64 or shape[1] < 64 or share < 0.2:
+        return AnalysisResult.skipped_result("dq", shape, "the pixels show no JPEG block grid (never compressed, "
+                                             "or resized after their last compression)", params=params,
+                                             explanation=EXPLANATION, details=details)
+    chosen = ZIGZAG[: options.frequencies]
+    coefficients = zigzag_coefficients(luminance, origin, len(chosen))
+    if jpeg_quantization is not None and origin == (0, 0):
+        table = np.asarray(jpeg_quantization.get(0, next(iter(jpeg_quantization.values()))), np.int64)
+        steps = [int(table[u * 8 + v]) for u, v in chosen]
+        details["steps_from"] = "file"
+    else:
+        steps = [last_step(coefficients[:, :, index]) for index in range(len(chosen))]
+        details["steps_from"] = "coefficients"
+    steps = [s if s >= 2 else 0 for s in steps]  # a step of 1 keeps no trace of an earlier one
+    evidence, counted, periodic = single_compression_evidence(coefficients, steps,
+                                                              min_strength=options.min_strength)
+    details["periodic_frequencies"] = periodic
+    if periodic < options.min_periodic:
+        return AnalysisResult.skipped_result("dq", shape, "too few DCT frequencies keep a quantisation step to "
+                                             "compare the picture's compression histories (a JPEG saved at a "
+                                             "quality near 100)", params=params, explanation=EXPLANATION,
+                                             details=details)
+    # blocks with some non-zero coefficient on a periodic frequency and no clipped pixel: clipping to black or
+    # white after the last decoding moves the coefficients off the lattice of either history
+    informative = (counted > 0) & ~clipped_blocks(image, origin, evidence.shape)
+    # a sum of n log-ratios centres and spreads with n: each block is judged against blocks with about as many
+    # counted coefficients (a textured block gathers more of them, and more of their noise, than a smooth one)
+    centre, spread = binned_reference(evidence, counted, informative, bins=8)
+    z = (evidence - centre) / spread
+    z = np.where(informative, z, 0.0)
+    pooled = standardise(pooled_z(z.astype(np.float32), 2), informative)
+    pooled = np.where(informative, pooled, 0.0).astype(np.float32)
+    tests = max(int(informative.sum()), 1)
+    decision = group_decision(pooled, tests=tests, margin=options.tail_margin, nfa_threshold=options.nfa_threshold,
+                              min_blocks=6)
+    score = nfa_score(decision.best_nfa, options.nfa_threshold, decided=bool(decision.mask.any()))
+    details.update({"smallest_nfa": finite_or_none(decision.best_nfa), "null": decision.null_record(),
+                    "steps": steps})
+    if decision.mask.any():
+        summary = (f"{100 * decision.mask.mean():.2f} % of the picture looks compressed once where the rest "
+                   "looks compressed twice.")
+    else:
+        summary = ("No area looks compressed once against the rest of the picture beyond chance (which needs the "
+                   "picture to have been saved twice, the last time at the higher quality).")
+    top, left = origin
+    # the block maps sit on the grid, which starts at the origin: built on that part, then placed in the picture
+    part = block_result("dq", heat_blocks=strength_to_heat(pooled, decision.threshold_z),
+                        mask_blocks=decision.mask, block=8, shape=(shape[0] - top, shape[1] - left),
+                        kind_of={"jpeg-single": decision.mask}, score=score,
+                        params={**params, "threshold_z": round(decision.threshold_z, 3)}, summary=summary,
+                        explanation=EXPLANATION, details=details, min_area=6 * 64, nfa=decision.nfa,
+                        what="piece compressed once")
+    if not (top or left):
+        return part
+    heatmap = np.empty(shape, np.float32)
+    heatmap[top:, left:] = part.heatmap
+    heatmap[:top, left:] = part.heatmap[:1]
+    heatmap[:, :left] = heatmap[:, left: left + 1]
+    mask = np.zeros(shape, bool)
+    mask[top:, left:] = part.mask
+    return replace(part, heatmap=heatmap, mask=mask, regions=[r.shifted(left, top) for r in part.regions])

@@ -1,0 +1,167 @@
+"""Double JPEG compression: the block DCT against its definition, the last steps and the period read from the
+coefficients, a piece compressed once found in a doubly compressed photograph, untouched JPEGs left alone."""
+
+from __future__ import annotations
+
+import io
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data
+
+from retouch.detect.double_jpeg import (
+    ZIGZAG,
+    block_dct,
+    double_jpeg,
+    dq_period,
+    grid_origin,
+    last_step,
+    zigzag_coefficients,
+)
+from retouch.metrics import f1_score, pixel_auc
+
+
+def _jpeg(pixels: np.ndarray, quality: int) -> tuple[np.ndarray, dict[int, list[int]]]:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "JPEG", quality=quality)
+    image = Image.open(buffer)
+    return np.asarray(image), {int(k): list(v) for k, v in image.quantization.items()}
+
+
+def _splice(first: int, last: int) -> tuple[np.ndarray, dict[int, list[int]], np.ndarray]:
+    """The astronaut saved at quality ``first``, a piece of the coffee photograph (also a JPEG at ``first``,
+    resized, which erases its first compression) pasted in, the whole saved again at quality ``last``."""
+    base = _jpeg(data.astronaut(), first)[0].copy()
+    donor = _jpeg(data.coffee(), first)[0]
+    piece = cv2.resize(donor[100:300, 150:350], None, fx=0.9, fy=0.9, interpolation=cv2.INTER_AREA)
+    top, left = 240, 280
+    base[top:top + piece.shape[0], left:left + piece.shape[1]] = piece
+    truth = np.zeros(base.shape[:2], bool)
+    truth[top:top + piece.shape[0], left:left + piece.shape[1]] = True
+    pixels, tables = _jpeg(base, last)
+    return pixels, tables, truth
+
+
+def test_block_dct_matches_the_definition_block_by_block() -> None:
+    gray = data.camera()[:40, :48].astype(np.float64)
+    fast = block_dct(gray, (3, 5))
+    k = np.arange(8)[:, None]
+    i = np.arange(8)[None, :]
+    basis = np.where(k == 0, np.sqrt(1 / 8), np.sqrt(2 / 8)) * np.cos((2 * i + 1) * k * np.pi / 16)
+    assert fast.shape == (4, 5, 8, 8)
+    for row in range(4):
+        for col in range(5):
+            block = gray[3 + 8 * row: 11 + 8 * row, 5 + 8 * col: 13 + 8 * col] - 128
+            np.testing.assert_allclose(fast[row, col], basis @ block @ basis.T, atol=1e-9)
+
+
+def test_zigzag_coefficients_are_the_block_dct_band_by_band() -> None:
+    gray = data.camera()[:203, :150].astype(np.float32)
+    full = block_dct(gray, (2, 6))
+    banded = zigzag_coefficients(gray, (2, 6), 20, band=7)
+    assert banded.shape == (full.shape[0], full.shape[1], 20)
+    for index, (u, v) in enumerate(ZIGZAG[:20]):
+        np.testing.assert_allclose(banded[:, :, index], full[:, :, u, v], atol=1e-3)
+
+
+def test_zigzag_is_jpegs_order() -> None:
+    assert ZIGZAG[:9] == [(0, 1), (1, 0), (2, 0), (1, 1), (0, 2), (0, 3), (1, 2), (2, 1), (3, 0)]
+    assert len(set(ZIGZAG)) == 63 and (0, 0) not in ZIGZAG
+
+
+def test_grid_origin_and_last_steps_are_read_from_decoded_pixels() -> None:
+    pixels, tables = _jpeg(data.astronaut(), 75)
+    shifted = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)[3:, 5:].astype(np.float32)  # a crop moves the grid
+    assert grid_origin(shifted)[0] == (5, 3)
+    coefficients = block_dct(cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY).astype(np.float64), (0, 0))
+    table = np.asarray(tables[0])
+    for u, v in ZIGZAG[:6]:
+        assert last_step(coefficients[:, :, u, v]) == table[u * 8 + v]
+
+
+def test_period_of_a_doubly_quantised_histogram() -> None:
+    rng = np.random.default_rng(0)
+    values = rng.laplace(0, 40, 200_000)
+    twice = np.rint(np.rint(values / 7) * 7 / 4)  # first step 7, then 4: a period of 7 in the last step's units
+    histogram = np.bincount(np.abs(twice[twice != 0]).astype(int))[1:]
+    period, strength = dq_period(histogram)
+    assert period == 7 and strength > 4
+    once = np.rint(values / 4)
+    assert dq_period(np.bincount(np.abs(once[once != 0]).astype(int))[1:])[1] < 2
+
+
+@pytest.mark.parametrize("tables_known", [True, False])
+def test_a_piece_compressed_once_is_found(tables_known: bool) -> None:
+    pixels, tables, truth = _splice(60, 90)
+    result = double_jpeg(pixels, jpeg_quantization=tables if tables_known else None)
+    assert result.skipped is None
+    assert f1_score(result.mask, truth) > 0.4
+    assert truth[result.mask].mean() > 0.7  # what it marks lies on the piece
+    assert pixel_auc(result.heatmap, truth) > 0.75  # the piece's clipped whites and flat blocks are not judged
+    assert result.regions and all(r.kind == "jpeg-single" and r.evidence["nfa"] <= 0.01 for r in result.regions)
+    assert result.score > 0.5
+
+
+def test_a_crop_off_the_grid_is_still_judged_on_its_own_grid() -> None:
+    pixels, _, truth = _splice(60, 90)
+    result = double_jpeg(pixels[5:, 3:])  # decoded pixels, cropped: the grid starts at (3, 5)
+    assert result.details["grid_origin"] == [3, 5]
+    assert f1_score(result.mask, truth[5:, 3:]) > 0.4
+
+
+def test_when_the_last_save_is_the_stronger_nothing_is_claimed() -> None:
+    pixels, tables, truth = _splice(90, 70)
+    result = double_jpeg(pixels, jpeg_quantization=tables)
+    assert not result.mask.any()
+
+
+@pytest.mark.parametrize("name", ["astronaut", "coffee", "chelsea", "camera"])
+@pytest.mark.parametrize("saves", [(75,), (95,), (70, 90)])
+def test_untouched_jpegs_are_not_marked(name: str, saves: tuple[int, ...]) -> None:
+    pixels = getattr(data, name)()
+    tables = None
+    for quality in saves:
+        pixels, tables = _jpeg(pixels, quality)
+    result = double_jpeg(pixels, jpeg_quantization=tables)
+    assert not result.mask.any() and not result.regions
+    assert result.score < 0.5
+
+
+def test_a_never_compressed_picture_is_not_judged() -> None:
+    result = double_jpeg(data.camera())
+    assert result.skipped is not None and "grid" in result.skipped
+    assert not result.mask.any()
+
+
+def test_the_pipeline_reads_the_file_and_reports_the_piece() -> None:
+    from retouch.io import load_image_bytes
+    from retouch.run.pipeline import analyze_image
+
+    pixels, _, truth = _splice(60, 90)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "PNG")  # decoded pixels kept losslessly, as CASIA v1's files are
+    loaded = load_image_bytes(buffer.getvalue(), name="splice.png")
+    run = analyze_image(loaded.pixels, jpeg_quantization=loaded.jpeg_quantization, detectors="dq")
+    assert f1_score(run.fused.mask, truth) > 0.4
+    assert any(r.kind == "jpeg-single" for r in run.results[0].regions)
+
+
+def test_the_newcomers_painted_out_stars_are_found_as_compressed_once() -> None:
+    """Issue 23's newcomer case: the astronaut saved at quality 75, the flag's stars painted out with cv2.inpaint,
+    saved at 90. The painted area was never compressed at 75."""
+    first = _jpeg(data.astronaut(), 75)[0]
+    canton = np.zeros(first.shape[:2], bool)
+    canton[:115, :62] = True  # the flag's blue field with its stars
+    stars = cv2.dilate((canton & (first[..., 0] > 90)).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    painted = cv2.inpaint(first, stars.astype(np.uint8), 3, cv2.INPAINT_TELEA)
+    pixels, tables = _jpeg(painted, 90)
+    result = double_jpeg(pixels, jpeg_quantization=tables)
+    assert result.regions and result.score > 0.5
+    covered = result.mask[stars].mean()
+    assert covered > 0.5  # most of the painted stars are marked
+    assert result.mask[~canton].mean() < 0.01  # and almost nothing outside the flag's field
+    assert all(region.evidence["nfa"] <= 0.01 for region in result.regions)
+    untouched, untouched_tables = _jpeg(first, 90)
+    assert not double_jpeg(untouched, jpeg_quantization=untouched_tables).mask.any()
