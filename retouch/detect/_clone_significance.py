@@ -71,7 +71,7 @@ class CellEvidence:
     cell: int
     min_detail: float  # mean squared detail a cell needs on both sides to carry evidence
     cell_energy: np.ndarray  # mean squared detail of every cell (grid shape)
-    detail_noise: np.ndarray  # detail and noise as one (H, W, 2) array: a cell's pixels gathered in one read
+    detail_noise: np.ndarray  # detail + 1j * noise (H, W) complex64: a pixel's two values gathered in one read
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -111,7 +111,7 @@ def cell_evidence(gray: np.ndarray, *, cell: int, quantum: float, min_detail_qua
     np.maximum(noise, floor, out=noise)
     return CellEvidence(gray=gray, detail=detail, noise=noise, cell=cell,
                         min_detail=(min_detail_quanta * quantum) ** 2, cell_energy=energy,
-                        detail_noise=cv2.merge([detail, noise]))
+                        detail_noise=cv2.merge([detail, noise]).view(np.complex64).reshape(gray.shape))
 
 
 def informative_cells(evidence: CellEvidence) -> np.ndarray:
@@ -152,7 +152,7 @@ def _ratio_cells(evidence: CellEvidence, cy: np.ndarray, cx: np.ndarray, dy: np.
     cell's pixels and its twin's are gathered with one flat index into the image's (detail, noise) planes."""
     cell = evidence.cell
     height, width = evidence.detail.shape
-    planes = evidence.detail_noise.reshape(-1, 2)
+    planes = evidence.detail_noise.reshape(-1)
     ratio = np.full(cy.shape, np.inf, np.float32)
     share = np.full(cy.shape, np.inf, np.float32)
     steps = np.arange(cell, dtype=np.int64)
@@ -165,11 +165,11 @@ def _ratio_cells(evidence: CellEvidence, cy: np.ndarray, cx: np.ndarray, dy: np.
         if not inside.any():
             continue
         top, left, twin_top, twin_left = top[inside], left[inside], twin_top[inside], twin_left[inside]
-        own = planes[(top * width + left)[:, None] + within]  # (cells, cell * cell, 2)
-        twin = planes[(twin_top * width + twin_left)[:, None] + within]
-        difference = ((own[:, :, 0] - twin[:, :, 0]) ** 2).mean(axis=1)
-        noise = own[:, :, 1].mean(axis=1) + twin[:, :, 1].mean(axis=1)
-        energy = evidence.cell_energy[top // cell, left // cell] + (twin[:, :, 0] ** 2).mean(axis=1)
+        own = np.take(planes, (top * width + left)[:, None] + within)  # (cells, cell * cell): detail + 1j noise
+        twin = np.take(planes, (twin_top * width + twin_left)[:, None] + within)
+        difference = ((own.real - twin.real) ** 2).mean(axis=1)
+        noise = own.imag.mean(axis=1) + twin.imag.mean(axis=1)
+        energy = evidence.cell_energy[top // cell, left // cell] + (twin.real ** 2).mean(axis=1)
         where = np.flatnonzero(inside) + first
         ratio[where] = difference / np.maximum(noise, 1e-12)
         share[where] = difference / np.maximum(energy, 1e-12)
@@ -231,14 +231,23 @@ def null_rate(evidence: CellEvidence, oy: np.ndarray, ox: np.ndarray, excluded: 
     best_share = np.ones(cy.shape, np.float32)
     best_dy = np.zeros(cy.shape, np.int64)
     best_dx = np.zeros(cy.shape, np.int64)
+    seen: list[tuple[np.ndarray, np.ndarray]] = []
     for py, px in _sample_points(cell):
         dy, dx = _field_at(oy, ox, cy * cell + py, cx * cell + px)
-        ratio, share = _ratio_cells(evidence, cy, cx, dy, dx)
-        better = ratio < best
-        best = np.where(better, ratio, best)
-        best_share = np.where(better, share, best_share)
-        best_dy = np.where(better, dy, best_dy)
-        best_dx = np.where(better, dx, best_dx)
+        # a coherent field gives several of a cell's points the same displacement: each is measured once (a
+        # repeat could not be strictly better)
+        fresh = np.ones(cy.shape, bool)
+        for earlier_dy, earlier_dx in seen:
+            fresh &= (dy != earlier_dy) | (dx != earlier_dx)
+        seen.append((dy, dx))
+        chosen = np.flatnonzero(fresh)
+        ratio, share = _ratio_cells(evidence, cy[chosen], cx[chosen], dy[chosen], dx[chosen])
+        better = ratio < best[chosen]
+        where = chosen[better]
+        best[where] = ratio[better]
+        best_share[where] = share[better]
+        best_dy[where] = dy[where]
+        best_dx[where] = dx[where]
     counted = np.isfinite(best)
     candidates = np.flatnonzero(counted & (best <= max_difference) & (best_share <= max_unshared))
     alternative = _alternative_ratio(evidence, oy, ox, recurrent, cy[candidates], cx[candidates],
