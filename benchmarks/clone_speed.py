@@ -87,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     copy_move(np.zeros((64, 64), np.uint8))  # imports and first-call set-up out of the timings
     start_load = os.getloadavg()
     columns = [*(key for key in STAGES if key != "total"), "other"]
-    lines = ["| case | pixels | clone s (best) | " + " | ".join(columns) + " |", "|---|---|---|" + "---|" * len(columns)]
+    lines = ["| case | pixels | clone s (best) | " + " | ".join(columns) + " |",
+             "|---|---|---|" + "---|" * len(columns)]
     with tempfile.TemporaryDirectory(prefix="retouch-clone-speed-") as scratch:
         for label, pixels in _cases([float(s) for s in args.sizes.split(",")], Path(scratch)):
             best = float("inf")

@@ -212,7 +212,8 @@ def _alternative_ratio(evidence: CellEvidence, oy: np.ndarray, ox: np.ndarray, r
     for dy, dx in recurrent:
         far = np.flatnonzero(np.hypot(dy - own_dy, dx - own_dx) > cell)
         if far.size:
-            ratio, _ = _ratio_cells(evidence, cy[far], cx[far], np.full(far.size, int(dy)), np.full(far.size, int(dx)))
+            shift_y, shift_x = np.full(far.size, int(dy)), np.full(far.size, int(dx))
+            ratio, _ = _ratio_cells(evidence, cy[far], cx[far], shift_y, shift_x)
             best[far] = np.minimum(best[far], ratio)
     return best
 
@@ -251,8 +252,8 @@ def null_rate(evidence: CellEvidence, oy: np.ndarray, ox: np.ndarray, excluded: 
     counted = np.isfinite(best)
     candidates = np.flatnonzero(counted & (best <= max_difference) & (best_share <= max_unshared))
     alternative = _alternative_ratio(evidence, oy, ox, recurrent, cy[candidates], cx[candidates],
-                                     best_dy[candidates].astype(np.float32), best_dx[candidates].astype(np.float32),
-                                     min_offset=min_offset)
+                                     best_dy[candidates].astype(np.float32),
+                                     best_dx[candidates].astype(np.float32), min_offset=min_offset)
     supporting = best[candidates] + TIE <= exclusivity * (alternative + TIE)
     rate = (float(supporting.sum()) + 1.0) / (float(counted.sum()) + 2.0)
     return max(rate, min_rate), int(informative.sum())
