@@ -71,6 +71,7 @@ class CellEvidence:
     cell: int
     min_detail: float  # mean squared detail a cell needs on both sides to carry evidence
     cell_energy: np.ndarray  # mean squared detail of every cell (grid shape)
+    detail_noise: np.ndarray  # detail + 1j * noise (H, W) complex64: a pixel's two values gathered in one read
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -109,7 +110,8 @@ def cell_evidence(gray: np.ndarray, *, cell: int, quantum: float, min_detail_qua
         noise = np.full(gray.shape, float(np.quantile(energy, 0.25)) if energy.size else floor, np.float32)
     np.maximum(noise, floor, out=noise)
     return CellEvidence(gray=gray, detail=detail, noise=noise, cell=cell,
-                        min_detail=(min_detail_quanta * quantum) ** 2, cell_energy=energy)
+                        min_detail=(min_detail_quanta * quantum) ** 2, cell_energy=energy,
+                        detail_noise=cv2.merge([detail, noise]).view(np.complex64).reshape(gray.shape))
 
 
 def informative_cells(evidence: CellEvidence) -> np.ndarray:
@@ -117,15 +119,9 @@ def informative_cells(evidence: CellEvidence) -> np.ndarray:
     return evidence.cell_energy >= evidence.min_detail
 
 
-def recurrent_ratios(evidence: CellEvidence, offsets: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
-    """Per cell, ``d`` under each of the image's recurrent displacements (dy, dx): (K, rows, cols), inf where the
-    twin leaves the image; and the displacements as a (K, 2) array."""
-    rows, cols = evidence.grid
-    ratios = np.full((len(offsets), rows, cols), np.inf, np.float32)
-    for index, (dy, dx) in enumerate(offsets):
-        ratios[index] = _ratio_at(evidence, slice(0, rows), slice(0, cols), np.full((rows, cols), dy),
-                                  np.full((rows, cols), dx))[0]
-    return ratios, np.asarray(offsets, np.float32).reshape(-1, 2)
+def recurrent_offsets(offsets: list[tuple[int, int]]) -> np.ndarray:
+    """The image's recurrent displacements (dy, dx) as a (K, 2) array, the form the tests take them in."""
+    return np.asarray(offsets, np.float32).reshape(-1, 2)
 
 
 def _sample_points(cell: int) -> list[tuple[int, int]]:
@@ -141,41 +137,60 @@ def _field_at(oy: np.ndarray, ox: np.ndarray, ys: np.ndarray, xs: np.ndarray) ->
     return oy[ys, xs].astype(np.int64), ox[ys, xs].astype(np.int64)
 
 
-def _ratio_at(evidence: CellEvidence, rows: slice, cols: slice, dy: np.ndarray, dx: np.ndarray,
-              ) -> tuple[np.ndarray, np.ndarray]:
-    """``d`` of every cell of the window ``rows`` x ``cols`` against its twin at the whole-pixel displacement
-    (``dy``, ``dx``) given per cell, inf where the twin leaves the image; and the unshared share of the two
-    cells' detail (their difference over the sum of their energies: 0 identical, about 1 independent)."""
+# Cells whose pixels are gathered at once: bounds the temporary arrays (a 24-megapixel image has 375,000 cells of
+# 8 px, whose pixels and twins would take 200 MB at once) while keeping each numpy call long enough to be cheap
+_CELLS_PER_CHUNK = 16_384
+
+
+def _ratio_cells(evidence: CellEvidence, cy: np.ndarray, cx: np.ndarray, dy: np.ndarray, dx: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """``d`` of the cells (``cy``, ``cx``) (grid indices, 1-D) against their twins at the whole-pixel
+    displacements (``dy``, ``dx``) given per cell, inf where the twin leaves the image; and the unshared share of
+    the two cells' detail (their difference over the sum of their energies: 0 identical, about 1 independent).
+
+    Only the listed cells' pixels are read (the tests ask about a few cells, or about the informative ones): each
+    cell's pixels and its twin's are gathered with one flat index into the image's (detail, noise) planes."""
     cell = evidence.cell
     height, width = evidence.detail.shape
-    y0, x0 = rows.start * cell, cols.start * cell
-    ys = np.arange(y0, rows.stop * cell)[:, None]
-    xs = np.arange(x0, cols.stop * cell)[None, :]
-    ty = ys + np.repeat(np.repeat(dy, cell, axis=0), cell, axis=1)
-    tx = xs + np.repeat(np.repeat(dx, cell, axis=0), cell, axis=1)
-    inside = (ty >= 0) & (ty < height) & (tx >= 0) & (tx < width)
-    ty, tx = np.clip(ty, 0, height - 1), np.clip(tx, 0, width - 1)
-    pixels = (slice(y0, rows.stop * cell), slice(x0, cols.stop * cell))
-    twin = evidence.detail[ty, tx]
-    difference = block_mean((evidence.detail[pixels] - twin) ** 2, cell)
-    noise = block_mean(evidence.noise[pixels] + evidence.noise[ty, tx], cell)
-    ratio = difference / np.maximum(noise, 1e-12)
-    share = difference / np.maximum(evidence.cell_energy[rows, cols] + block_mean(twin * twin, cell), 1e-12)
-    return np.where(block_mean(inside.astype(np.float32), cell) > 0.999, ratio, np.inf), share
+    planes = evidence.detail_noise.reshape(-1)
+    ratio = np.full(cy.shape, np.inf, np.float32)
+    share = np.full(cy.shape, np.inf, np.float32)
+    steps = np.arange(cell, dtype=np.int64)
+    within = (steps[:, None] * width + steps[None, :]).ravel()  # a cell's pixels, from its top-left corner
+    for first in range(0, cy.size, _CELLS_PER_CHUNK):
+        chunk = slice(first, first + _CELLS_PER_CHUNK)
+        top, left = cy[chunk].astype(np.int64) * cell, cx[chunk].astype(np.int64) * cell
+        twin_top, twin_left = top + dy[chunk].astype(np.int64), left + dx[chunk].astype(np.int64)
+        inside = ((twin_top >= 0) & (twin_top + cell <= height) & (twin_left >= 0) & (twin_left + cell <= width))
+        if not inside.any():
+            continue
+        top, left, twin_top, twin_left = top[inside], left[inside], twin_top[inside], twin_left[inside]
+        own = np.take(planes, (top * width + left)[:, None] + within)  # (cells, cell * cell): detail + 1j noise
+        twin = np.take(planes, (twin_top * width + twin_left)[:, None] + within)
+        difference = ((own.real - twin.real) ** 2).mean(axis=1)
+        noise = own.imag.mean(axis=1) + twin.imag.mean(axis=1)
+        energy = evidence.cell_energy[top // cell, left // cell] + (twin.real ** 2).mean(axis=1)
+        where = np.flatnonzero(inside) + first
+        ratio[where] = difference / np.maximum(noise, 1e-12)
+        share[where] = difference / np.maximum(energy, 1e-12)
+    return ratio, share
 
 
-def _alternative_ratio(evidence: CellEvidence, oy: np.ndarray, ox: np.ndarray,
-                       recurrent: tuple[np.ndarray, np.ndarray], rows: slice, cols: slice, own_dy: np.ndarray,
-                       own_dx: np.ndarray, *, min_offset: float) -> np.ndarray:
-    """Per cell of the window, the smallest ``d`` among the twins it could have had instead of its own
-    (displacement ``own_dy``, ``own_dx`` per cell): its own displacement reversed and doubled, its neighbours
-    ``LINE_SHIFTS`` away, the nearest neighbours of its five sample points, the neighbours of its twin's points
-    (a repeat's twin has twins of its own: a window of a facade, a letter), and the image's recurrent
-    displacements. Displacements shorter than ``min_offset`` (the cell itself, reached back from its twin) are
-    not alternatives, nor, except the line shifts, any within a cell of its own."""
+def _alternative_ratio(evidence: CellEvidence, oy: np.ndarray, ox: np.ndarray, recurrent: np.ndarray,
+                       cy: np.ndarray, cx: np.ndarray, own_dy: np.ndarray, own_dx: np.ndarray, *,
+                       min_offset: float) -> np.ndarray:
+    """Per cell (``cy``, ``cx``: grid indices, 1-D), the smallest ``d`` among the twins it could have had instead
+    of its own (displacement ``own_dy``, ``own_dx`` per cell): its own displacement reversed and doubled, its
+    neighbours ``LINE_SHIFTS`` away, the nearest neighbours of its five sample points, the neighbours of its
+    twin's points (a repeat's twin has twins of its own: a window of a facade, a letter), and the image's
+    ``recurrent`` displacements ((K, 2): dy, dx). Displacements shorter than ``min_offset`` (the cell itself,
+    reached back from its twin) are not alternatives, nor, except the line shifts, any within a cell of its
+    own."""
     cell = evidence.cell
-    centres_y = np.arange(rows.start, rows.stop)[:, None] * cell
-    centres_x = np.arange(cols.start, cols.stop)[None, :] * cell
+    best = np.full(cy.shape, np.inf, np.float32)
+    if cy.size == 0:
+        return best
+    corner_y, corner_x = cy.astype(np.int64) * cell, cx.astype(np.int64) * cell
     twin_y = np.round(own_dy).astype(np.int64)
     twin_x = np.round(own_dx).astype(np.int64)
     # a periodic structure matches a period away in both directions (and two periods away), a copy its source
@@ -185,54 +200,61 @@ def _alternative_ratio(evidence: CellEvidence, oy: np.ndarray, ox: np.ndarray,
     options: list[tuple[np.ndarray, np.ndarray]] = [(-twin_y, -twin_x), (2 * twin_y, 2 * twin_x)]
     options += [(twin_y + sy, twin_x + sx) for sy, sx in LINE_SHIFTS]
     for py, px in _sample_points(cell):
-        options.append(_field_at(oy, ox, centres_y + py, centres_x + px))
-        back_y, back_x = _field_at(oy, ox, centres_y + py + twin_y, centres_x + px + twin_x)
+        options.append(_field_at(oy, ox, corner_y + py, corner_x + px))
+        back_y, back_x = _field_at(oy, ox, corner_y + py + twin_y, corner_x + px + twin_x)
         options.append((twin_y + back_y, twin_x + back_x))
-    best = np.full(own_dy.shape, np.inf, np.float32)
     for index, (dy, dx) in enumerate(options):
         near_own = np.hypot(dy - own_dy, dx - own_dx) <= (cell if index >= 2 + len(LINE_SHIFTS) else 1.5)
-        usable = ~near_own & (np.hypot(dy, dx) >= min_offset)
-        if usable.any():
-            ratio, _ = _ratio_at(evidence, rows, cols, np.where(usable, dy, 0), np.where(usable, dx, 0))
-            np.minimum(best, np.where(usable, ratio, np.inf), out=best)
-    ratios, offsets = recurrent
-    for index in range(len(offsets)):
-        far = np.hypot(offsets[index, 0] - own_dy, offsets[index, 1] - own_dx) > cell
-        np.minimum(best, np.where(far, ratios[index, rows, cols], np.inf), out=best)
+        usable = np.flatnonzero(~near_own & (np.hypot(dy, dx) >= min_offset))
+        if usable.size:
+            ratio, _ = _ratio_cells(evidence, cy[usable], cx[usable], dy[usable], dx[usable])
+            best[usable] = np.minimum(best[usable], ratio)
+    for dy, dx in recurrent:
+        far = np.flatnonzero(np.hypot(dy - own_dy, dx - own_dx) > cell)
+        if far.size:
+            shift_y, shift_x = np.full(far.size, int(dy)), np.full(far.size, int(dx))
+            ratio, _ = _ratio_cells(evidence, cy[far], cx[far], shift_y, shift_x)
+            best[far] = np.minimum(best[far], ratio)
     return best
 
 
 def null_rate(evidence: CellEvidence, oy: np.ndarray, ox: np.ndarray, excluded: np.ndarray,
-              recurrent: tuple[np.ndarray, np.ndarray], *, max_difference: float, max_unshared: float,
+              recurrent: np.ndarray, *, max_difference: float, max_unshared: float,
               exclusivity: float, min_offset: float, min_rate: float) -> tuple[float, int]:
-    """The image's own rate of supporting cells: each cell outside ``excluded`` (the candidates, both sides)
-    against its best twin elsewhere (the best of the nearest-neighbour displacements at its five sample points),
-    with Laplace's rule and at least ``min_rate``. Also returns the number of informative cells of the image."""
+    """The image's own rate of supporting cells: each informative cell outside ``excluded`` (the candidates,
+    both sides) against its best twin elsewhere (the best of the nearest-neighbour displacements at its five
+    sample points), with Laplace's rule and at least ``min_rate``. Also returns the number of informative cells
+    of the image."""
     cell = evidence.cell
-    rows_n, cols_n = evidence.grid
-    rows, cols = slice(0, rows_n), slice(0, cols_n)
-    centres_y = np.arange(rows_n)[:, None] * cell
-    centres_x = np.arange(cols_n)[None, :] * cell
-    best = np.full((rows_n, cols_n), np.inf, np.float32)
-    best_share = np.ones((rows_n, cols_n), np.float32)
-    best_dy = np.zeros((rows_n, cols_n), np.int64)
-    best_dx = np.zeros((rows_n, cols_n), np.int64)
-    for py, px in _sample_points(cell):
-        dy, dx = _field_at(oy, ox, centres_y + py, centres_x + px)
-        ratio, share = _ratio_at(evidence, rows, cols, dy, dx)
-        better = ratio < best
-        best = np.where(better, ratio, best)
-        best_share = np.where(better, share, best_share)
-        best_dy = np.where(better, dy, best_dy)
-        best_dx = np.where(better, dx, best_dx)
     informative = informative_cells(evidence)
-    counted = informative & np.isfinite(best) & ~excluded
-    candidates = counted & (best <= max_difference) & (best_share <= max_unshared)
-    alternative = np.full(best.shape, np.inf, np.float32)
-    if candidates.any():
-        alternative = _alternative_ratio(evidence, oy, ox, recurrent, rows, cols, best_dy.astype(np.float32),
-                                         best_dx.astype(np.float32), min_offset=min_offset)
-    supporting = candidates & (best + TIE <= exclusivity * (alternative + TIE))
+    cy, cx = np.nonzero(informative & ~excluded)
+    best = np.full(cy.shape, np.inf, np.float32)
+    best_share = np.ones(cy.shape, np.float32)
+    best_dy = np.zeros(cy.shape, np.int64)
+    best_dx = np.zeros(cy.shape, np.int64)
+    seen: list[tuple[np.ndarray, np.ndarray]] = []
+    for py, px in _sample_points(cell):
+        dy, dx = _field_at(oy, ox, cy * cell + py, cx * cell + px)
+        # a coherent field gives several of a cell's points the same displacement: each is measured once (a
+        # repeat could not be strictly better)
+        fresh = np.ones(cy.shape, bool)
+        for earlier_dy, earlier_dx in seen:
+            fresh &= (dy != earlier_dy) | (dx != earlier_dx)
+        seen.append((dy, dx))
+        chosen = np.flatnonzero(fresh)
+        ratio, share = _ratio_cells(evidence, cy[chosen], cx[chosen], dy[chosen], dx[chosen])
+        better = ratio < best[chosen]
+        where = chosen[better]
+        best[where] = ratio[better]
+        best_share[where] = share[better]
+        best_dy[where] = dy[where]
+        best_dx[where] = dx[where]
+    counted = np.isfinite(best)
+    candidates = np.flatnonzero(counted & (best <= max_difference) & (best_share <= max_unshared))
+    alternative = _alternative_ratio(evidence, oy, ox, recurrent, cy[candidates], cx[candidates],
+                                     best_dy[candidates].astype(np.float32),
+                                     best_dx[candidates].astype(np.float32), min_offset=min_offset)
+    supporting = best[candidates] + TIE <= exclusivity * (alternative + TIE)
     rate = (float(supporting.sum()) + 1.0) / (float(counted.sum()) + 2.0)
     return max(rate, min_rate), int(informative.sum())
 
@@ -293,7 +315,7 @@ def twin_detail(evidence: CellEvidence, affine: np.ndarray, rows: slice, cols: s
 
 
 def pair_test(evidence: CellEvidence, region: np.ndarray, affine: np.ndarray, oy: np.ndarray, ox: np.ndarray,
-              recurrent: tuple[np.ndarray, np.ndarray], *, rate: float, tests: float, max_difference: float,
+              recurrent: np.ndarray, *, rate: float, tests: float, max_difference: float,
               max_unshared: float, exclusivity: float, min_offset: float
               ) -> tuple[PairTest, np.ndarray, np.ndarray]:
     """Test the cells of ``region`` against their twins under ``affine``. Returns the test, the per-cell ratio
@@ -320,11 +342,13 @@ def pair_test(evidence: CellEvidence, region: np.ndarray, affine: np.ndarray, oy
     own_dx = affine[0, 0] * centres_x + affine[0, 1] * centres_y + affine[0, 2] - centres_x
     own_dy = affine[1, 0] * centres_x + affine[1, 1] * centres_y + affine[1, 2] - centres_y
     close = informative & (ratio <= max_difference) & (share <= max_unshared)
-    alternative = np.full(ratio.shape, np.inf, np.float32)
-    if close.any():
-        alternative = _alternative_ratio(evidence, oy, ox, recurrent, rows, cols, own_dy, own_dx,
-                                         min_offset=min_offset)
-    supporting = close & (ratio + TIE <= exclusivity * (alternative + TIE))
+    # only the close cells can support: their alternatives alone are measured
+    near_y, near_x = np.nonzero(close)
+    alternative = _alternative_ratio(evidence, oy, ox, recurrent, near_y + rows.start, near_x + cols.start,
+                                     np.broadcast_to(own_dy, close.shape)[close],
+                                     np.broadcast_to(own_dx, close.shape)[close], min_offset=min_offset)
+    supporting = np.zeros(close.shape, bool)
+    supporting[near_y, near_x] = ratio[close] + TIE <= exclusivity * (alternative + TIE)
     ratio_grid[rows, cols] = np.where(informative, ratio, np.inf)
     supporting_grid[rows, cols] = supporting
     n, k = int(informative.sum()), int(supporting.sum())

@@ -74,7 +74,7 @@ from retouch.detect._clone_significance import (
     cell_evidence,
     null_rate,
     pair_test,
-    recurrent_ratios,
+    recurrent_offsets,
 )
 from retouch.detect._patchmatch import local_affine_residual, patchmatch, reduce_features, zernike_features
 from retouch.imaging import bounded, to_gray_float, upscale_to
@@ -374,7 +374,7 @@ def significant_pairs(small: np.ndarray, field: DenseField, candidates: list[Can
     evidence = cell_evidence(small, cell=options.cell, quantum=quantum, min_detail_quanta=options.min_detail)
     recurrent_list = dominant_offsets(field.oy, field.ox, np.ones(small.shape, bool),
                                       min_count=max(30, small.size // 5000), most=8)
-    recurrent = recurrent_ratios(evidence, recurrent_list)
+    recurrent = recurrent_offsets(recurrent_list)
     rows, cols = evidence.grid
     excluded = np.zeros(small.shape, bool)
     for candidate in candidates:

@@ -1,0 +1,115 @@
+"""Where the copy-move detector spends its time: ``copy_move`` at several scan sizes, split by stage.
+
+Each case is the scan ``benchmarks.speed`` times (a generated grace_hopper print, diffusion fill, grain, JPEG) at
+``--sizes`` megapixels, plus the astronaut photograph (scikit-image) at 1155 x 866 saved as JPEG 90. For each:
+the wall time of ``copy_move`` (best of ``--repeats``), and one run under ``cProfile`` split into its stages by
+the cumulative time of the functions that make them:
+
+- ``patchmatch``: the nearest-neighbour field (``_patchmatch.patchmatch``, every call);
+- ``zernike`` and ``pca``: the dense features (``zernike_features``, ``reduce_features``);
+- ``sift``: keypoint detection and description (``sift_keypoints``, plain and mirrored);
+- ``keypoint matching``: ``keypoint_maps`` without its SIFT (descriptor matching, RANSAC grouping);
+- ``candidates``: ``candidate_pairs`` (coherent areas, keypoint maps checked at the pixels);
+- ``significance``: ``significant_pairs`` (the a-contrario test, refinement, outlines and target calls);
+- ``other``: the rest (grey conversion, bounding, the field's filtering, the result and its upscaling).
+
+The shares are measured in one process moments apart, so they hold under load, when seconds do not; the load
+average is printed with them. ``patchmatch`` is the share a faster nearest-neighbour kernel would divide.
+
+    python -m benchmarks.clone_speed [--sizes 1,6,24] [--repeats 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import os
+import pstats
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+STAGES = {  # stage -> (module file suffix, function name)
+    "patchmatch": ("_patchmatch.py", "patchmatch"),
+    "zernike": ("_patchmatch.py", "zernike_features"),
+    "pca": ("_patchmatch.py", "reduce_features"),
+    "sift": ("_clone_keypoints.py", "sift_keypoints"),
+    "keypoint_maps": ("_clone_keypoints.py", "keypoint_maps"),
+    "candidates": ("clone.py", "candidate_pairs"),
+    "significance": ("clone.py", "significant_pairs"),
+    "total": ("clone.py", "copy_move"),
+}
+
+
+def _cases(sizes: list[float], folder: Path):
+    import cv2
+    from skimage import data
+
+    from benchmarks.speed import write_scan
+    from retouch.io import load_image
+
+    astronaut = cv2.resize(data.astronaut(), (1155, 866), interpolation=cv2.INTER_AREA)
+    path = folder / "astronaut.jpg"
+    cv2.imwrite(str(path), astronaut[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
+    yield "astronaut 1155x866 JPEG 90", load_image(path).pixels
+    for megapixels in sizes:
+        path = write_scan(megapixels, folder)
+        yield f"scan {megapixels:g} MP", load_image(path, max_pixels=400_000_000).pixels
+        path.unlink()
+
+
+def _split(profile: cProfile.Profile) -> dict[str, float]:
+    stats = pstats.Stats(profile).stats  # (file, line, name) -> (calls, primitive, tottime, cumtime, callers)
+    seconds = dict.fromkeys(STAGES, 0.0)
+    for (file, _, name), (_, _, _, cumulative, _) in stats.items():
+        for stage, (suffix, function) in STAGES.items():
+            if name == function and file.endswith(suffix):
+                seconds[stage] += cumulative
+    # keypoint_maps calls sift_keypoints for the mirrored image: its share is counted under sift only
+    mirrored_sift = sum(timing[3] for (file, _, name), (_, _, _, _, callers) in stats.items()
+                        if name == "sift_keypoints" and file.endswith("_clone_keypoints.py")
+                        for caller, timing in callers.items() if caller[2] == "keypoint_maps")
+    seconds["keypoint_maps"] -= mirrored_sift
+    seconds["other"] = seconds["total"] - sum(value for key, value in seconds.items() if key != "total")
+    return seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="1,6,24", help="scan sizes in megapixels")
+    parser.add_argument("--repeats", type=int, default=1)
+    args = parser.parse_args(argv)
+    import numpy as np
+
+    from retouch.detect.clone import copy_move
+
+    copy_move(np.zeros((64, 64), np.uint8))  # imports and first-call set-up out of the timings
+    start_load = os.getloadavg()
+    columns = [*(key for key in STAGES if key != "total"), "other"]
+    lines = ["| case | pixels | clone s (best) | " + " | ".join(columns) + " |",
+             "|---|---|---|" + "---|" * len(columns)]
+    with tempfile.TemporaryDirectory(prefix="retouch-clone-speed-") as scratch:
+        for label, pixels in _cases([float(s) for s in args.sizes.split(",")], Path(scratch)):
+            best = float("inf")
+            for _ in range(args.repeats):
+                started = time.perf_counter()
+                copy_move(pixels)
+                best = min(best, time.perf_counter() - started)
+            profile = cProfile.Profile()
+            profile.runcall(copy_move, pixels)
+            seconds = _split(profile)
+            shares = " | ".join(f"{seconds[key]:.2f} s ({100 * seconds[key] / seconds['total']:.0f} %)"
+                                for key in columns)
+            lines.append(f"| {label} | {pixels.shape[1]}x{pixels.shape[0]} | {best:.2f} | {shares} |")
+            print(lines[-1], flush=True)
+    end_load = os.getloadavg()
+    print(f"\nCommand: `python -m benchmarks.clone_speed --sizes {args.sizes} --repeats {args.repeats}`; load "
+          f"average (1 min) {start_load[0]:.1f} at the start, {end_load[0]:.1f} at the end, on {os.cpu_count()} "
+          "cores.\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
