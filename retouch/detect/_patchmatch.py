@@ -1,12 +1,14 @@
-"""Rotation-invariant patch features and a vectorised PatchMatch nearest-neighbour field (shared by clone and
+"""Rotation-invariant patch features and a compiled PatchMatch nearest-neighbour field (shared by clone and
 inpaint).
 
 Features are magnitudes of Zernike moments (Khotanzad & Hong 1990) of a disc around every pixel, computed by
 convolving the image with the Zernike filter bank; a rotation of the patch only changes the moments' phases.
 The nearest-neighbour field follows PatchMatch (Barnes et al. 2009) as adapted to copy-move detection by
 Cozzolino, Poggi & Verdoliva (2015): random initialisation, propagation of good offsets from neighbours and
-random search, every step evaluated for all pixels at once (whole-array numpy), with offsets shorter than a
-minimum length forbidden so a patch cannot match itself.
+random search, with offsets shorter than a minimum length forbidden so a patch cannot match itself. The search is
+a numba kernel that reads candidates' feature vectors directly (no gathered copies of the feature planes); numba
+caches the compiled kernel beside the module, or in the user's cache folder where the install is read-only
+(``NUMBA_CACHE_DIR`` chooses another), so only the first call after an install compiles it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import math
 
 import cv2
 import numpy as np
+from numba import njit
 
 ZERNIKE_ORDERS = [(1, 1), (2, 0), (2, 2), (3, 1), (3, 3), (4, 0), (4, 2), (4, 4), (5, 1), (5, 3), (5, 5)]
 
@@ -73,23 +76,119 @@ def reduce_features(features: np.ndarray, dims: int) -> np.ndarray:
     return np.ascontiguousarray(reduced.reshape(features.shape[0], features.shape[1], dims), dtype=np.float32)
 
 
-# cv2.remap refuses a plane with a side of SHRT_MAX pixels or more: a strip scan some thousand times longer than it
-# is high keeps such a side even at analysis scale, and the detectors stopped with an internal error
-_REMAP_LIMIT = 32767
+@njit(cache=True, nogil=True, inline="always")
+def _random(state: np.uint64) -> np.uint64:
+    """One step of xorshift64 (Marsaglia 2003): a fast, seedable stream; its high bits are used."""
+    state ^= state << np.uint64(13)
+    state ^= state >> np.uint64(7)
+    state ^= state << np.uint64(17)
+    return state
 
 
-def _fetch(plane: np.ndarray, map_x: np.ndarray, map_y: np.ndarray) -> np.ndarray:
-    """``plane`` (H, W, up to 4 channels) at the integer-valued positions (``map_x``, ``map_y``), NaN outside it:
-    cv2.remap (nearest), or the same values gathered by numpy where remap cannot take the plane's size."""
-    height, width = plane.shape[:2]
-    if max(height, width) < _REMAP_LIMIT:
-        return cv2.remap(plane, map_x, map_y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
-                         borderValue=(float("nan"),) * 4)
-    xs, ys = map_x.astype(np.int64), map_y.astype(np.int64)
-    inside = (xs >= 0) & (xs < width) & (ys >= 0) & (ys < height)
-    candidate = np.full(plane.shape, np.nan, plane.dtype)
-    candidate[inside] = plane[ys[inside], xs[inside]]
-    return candidate
+@njit(cache=True, nogil=True, inline="always")
+def _below(state: np.uint64, bound: int) -> int:
+    """An integer in [0, bound) from the state's high 32 bits (multiply-shift, no division)."""
+    return int(((state >> np.uint64(32)) * np.uint64(bound)) >> np.uint64(32))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _distance(features: np.ndarray, own: np.ndarray, target: int) -> np.float32:
+    total = np.float32(0.0)
+    for channel in range(own.shape[0]):
+        diff = own[channel] - features[target, channel]
+        total += diff * diff
+    return total
+
+
+@njit(cache=True, nogil=True)
+def _search(features: np.ndarray, height: int, width: int, oy: np.ndarray, ox: np.ndarray, best: np.ndarray,
+            proposals: np.ndarray, min_offset_sq: int, iterations: int, global_samples: int, local_samples: int,
+            local_radius: int, seed: int) -> None:
+    """PatchMatch in place on flat (H*W, D) features and flat fields: the kernel of :func:`patchmatch`."""
+    state = np.uint64(0x9E3779B97F4A7C15) ^ np.uint64(seed * 2 + 1)
+    for _ in range(8):
+        state = _random(state)
+    own = np.empty(features.shape[1], np.float32)
+    first_radius = max(height, width) / 8.0
+    local_span = 2 * local_radius + 1
+    # pass 0 tries the proposals; then each iteration is two passes: random samples (global and local) for every
+    # pixel, then a sweep (raster order, reverse raster order in every other iteration) that propagates the
+    # neighbours' offsets and searches around the best one; sampling first lets every pixel propagate from
+    # neighbours on both sides that have already sampled in this iteration
+    for phase in range(2 * iterations + 1):
+        if phase == 0 and proposals.shape[0] == 0:
+            continue
+        sweep = -1 if phase == 0 else (phase - 1) // 2
+        sampling = phase % 2 == 1
+        step = 1 if sweep % 2 == 0 else -1
+        for row in range(height):
+            y = row if step == 1 else height - 1 - row
+            for column in range(width):
+                x = column if step == 1 else width - 1 - column
+                index = y * width + x
+                for channel in range(own.shape[0]):
+                    own[channel] = features[index, channel]
+                best_d, best_y, best_x = best[index], oy[index], ox[index]
+                # candidates, in order: proposals (pass 0); global and local samples (sampling passes); the
+                # offsets of the neighbours at 1, 2, 4 and 8 pixels (the ones visited before in this sweep carry
+                # fresh offsets, so a good offset travels across the whole image in one sweep); random offsets
+                # around the best at radii shrinking by four
+                if sweep == -1:
+                    count, first = proposals.shape[0], 0
+                elif sampling:
+                    count, first = global_samples + local_samples, 0
+                else:
+                    count, first = 16 + 32, global_samples + local_samples
+                radius = first_radius
+                for position in range(count):
+                    slot = position + first
+                    if sweep == -1:
+                        affine = proposals[slot]
+                        ty = int(np.rint(affine[1, 0] * x + affine[1, 1] * y + affine[1, 2])) - y
+                        tx = int(np.rint(affine[0, 0] * x + affine[0, 1] * y + affine[0, 2])) - x
+                    elif slot < global_samples:
+                        state = _random(state)
+                        ty = _below(state, height) - y
+                        state = _random(state)
+                        tx = _below(state, width) - x
+                    elif slot < global_samples + local_samples:
+                        state = _random(state)
+                        ty = _below(state, local_span) - local_radius
+                        state = _random(state)
+                        tx = _below(state, local_span) - local_radius
+                    elif slot < global_samples + local_samples + 16:
+                        which = slot - global_samples - local_samples
+                        jump = step << (which >> 2)
+                        side = which & 3
+                        ny = y - jump if side == 0 else (y + jump if side == 2 else y)
+                        nx = x - jump if side == 1 else (x + jump if side == 3 else x)
+                        if ny < 0 or ny >= height or nx < 0 or nx >= width:
+                            continue
+                        neighbour = ny * width + nx
+                        if best[neighbour] == np.inf:
+                            continue
+                        ty, tx = oy[neighbour], ox[neighbour]
+                        if ty == best_y and tx == best_x:
+                            continue
+                    else:
+                        if radius < 1.0:
+                            break
+                        reach = int(radius)
+                        radius /= 4.0
+                        if best_d == np.inf:
+                            continue
+                        state = _random(state)
+                        ty = best_y + _below(state, 2 * reach + 1) - reach
+                        state = _random(state)
+                        tx = best_x + _below(state, 2 * reach + 1) - reach
+                    target_y, target_x = y + ty, x + tx
+                    if (target_y < 0 or target_y >= height or target_x < 0 or target_x >= width
+                            or ty * ty + tx * tx < min_offset_sq):
+                        continue
+                    cost = _distance(features, own, target_y * width + target_x)
+                    if cost < best_d:
+                        best_d, best_y, best_x = cost, ty, tx
+                best[index], oy[index], ox[index] = best_d, best_y, best_x
 
 
 def patchmatch(features: np.ndarray, *, min_offset: int, iterations: int = 5, global_samples: int = 3,
@@ -98,27 +197,25 @@ def patchmatch(features: np.ndarray, *, min_offset: int, iterations: int = 5, gl
                local_samples: int = 0, local_radius: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Approximate nearest neighbour (excluding offsets shorter than ``min_offset``) for every pixel.
 
-    Each iteration tries, for all pixels at once: the offsets of neighbours at distances 8, 4, 2 and 1
-    (propagation, jump-flooding style), ``global_samples`` uniformly random targets (so that small copied areas
-    are hit at all), and random offsets around the current one at shrinking radii.
+    PatchMatch (Barnes et al. 2009), compiled with numba. Each of the ``iterations`` first tries, at every
+    pixel, ``global_samples`` uniformly random targets (so that small copied areas are hit at all) and
+    ``local_samples`` random offsets within ``local_radius`` (exemplar fills copy from close by); then sweeps
+    the image (raster order, reverse raster order in every other iteration) trying at each pixel the offsets of
+    its neighbours at 1, 2, 4 and 8 pixels in the four directions (propagation; the neighbours already visited
+    in the sweep carry fresh offsets, so a good offset travels across the whole image in one sweep) and random
+    offsets around its best one at radii shrinking by four from an eighth of the image's longer side. A
+    candidate is kept when its target lies inside the image, it is at least ``min_offset`` long and its squared
+    feature distance is smaller.
 
-    ``local_samples`` further random offsets per iteration are drawn within ``local_radius`` (exemplar fills copy
-    from close by). ``proposals`` are 2x3 affine maps (pixel -> its presumed copy) tried for every pixel before the iterations,
-    e.g. from keypoint matches: they seed the field where random sampling would rarely land.
+    ``proposals`` are 2x3 affine maps (pixel -> its presumed copy) tried for every pixel before the sweeps, e.g.
+    from keypoint matches: they seed the field where random sampling would rarely land. ``initial`` (offset y,
+    offset x, distance) continues an earlier field. The same ``seed`` gives the same field.
 
-    Returns (offset y, offset x, squared feature distance), each (H, W).
+    Returns (offset y, offset x, squared feature distance), each (H, W); the distance is ``inf`` (offsets 0) at
+    a pixel for which no allowed candidate was tried.
     """
-    height, width, dims = features.shape
-    rng = np.random.default_rng(seed)
-    ys, xs = np.mgrid[0:height, 0:width].astype(np.int32)
-    ys_f, xs_f = ys.astype(np.float32), xs.astype(np.float32)
-    # candidates are fetched four channels at a time with cv2.remap (nearest, NaN outside the image): the gather
-    # is bound by the latency of random reads, so a 16-byte pixel costs about what a 4-byte one does, and four
-    # planes at once took a third of the time of one plane after another. Squared differences are summed in
-    # groups of four and the groups added, the order numpy's float32 sum over (H, W, 4) slices used, so the
-    # costs are the same to the bit.
-    groups = [np.ascontiguousarray(features[:, :, start:start + 4]) for start in range(0, dims, 4)]
-    min_offset_sq = np.float32(min_offset**2)
+    features = np.ascontiguousarray(features, dtype=np.float32)
+    height, width = features.shape[:2]
     if initial is not None:
         oy, ox, best = (np.array(a, copy=True) for a in initial)
         oy, ox, best = oy.astype(np.int32), ox.astype(np.int32), best.astype(np.float32)
@@ -126,48 +223,11 @@ def patchmatch(features: np.ndarray, *, min_offset: int, iterations: int = 5, gl
         best = np.full((height, width), np.inf, np.float32)
         oy = np.zeros((height, width), np.int32)
         ox = np.zeros((height, width), np.int32)
-
-    def consider(cy: np.ndarray, cx: np.ndarray) -> None:
-        offset_y, offset_x = cy.astype(np.float32), cx.astype(np.float32)
-        map_y, map_x = cv2.add(ys_f, offset_y), cv2.add(xs_f, offset_x)
-        cost = None
-        for group_features in groups:
-            candidate = _fetch(group_features, map_x, map_y).reshape(group_features.shape)
-            diff = cv2.subtract(group_features, candidate, dst=candidate)
-            squared = cv2.multiply(diff, diff, dst=diff)
-            group = squared[:, :, 0].copy()
-            for channel in range(1, squared.shape[2]):
-                group += squared[:, :, channel]
-            cost = group if cost is None else cv2.add(cost, group, dst=cost)
-        # NaN (outside the image) never compares below the best; too-short offsets are excluded explicitly
-        better = cost < best
-        better &= cv2.add(cv2.multiply(offset_y, offset_y), cv2.multiply(offset_x, offset_x)) >= min_offset_sq
-        np.copyto(oy, cy, where=better)
-        np.copyto(ox, cx, where=better)
-        np.copyto(best, cost, where=better)
-
-    def uniform() -> None:
-        consider(rng.integers(0, height, size=(height, width), dtype=np.int32) - ys,
-                 rng.integers(0, width, size=(height, width), dtype=np.int32) - xs)
-
-    for affine in proposals or []:
-        mapped_x = affine[0, 0] * xs + affine[0, 1] * ys + affine[0, 2]
-        mapped_y = affine[1, 0] * xs + affine[1, 1] * ys + affine[1, 2]
-        consider(np.round(mapped_y).astype(np.int32) - ys, np.round(mapped_x).astype(np.int32) - xs)
-    for _ in range(iterations):
-        for _ in range(global_samples):
-            uniform()
-        for _ in range(local_samples):
-            consider(rng.integers(-local_radius, local_radius + 1, size=(height, width), dtype=np.int32),
-                     rng.integers(-local_radius, local_radius + 1, size=(height, width), dtype=np.int32))
-        for step in (8, 4, 2, 1):
-            for dy, dx in ((step, 0), (-step, 0), (0, step), (0, -step)):
-                consider(np.roll(oy, (dy, dx), axis=(0, 1)), np.roll(ox, (dy, dx), axis=(0, 1)))
-        radius = max(height, width) / 8
-        while radius >= 1:
-            consider(oy + rng.integers(-int(radius), int(radius) + 1, size=(height, width), dtype=np.int32),
-                     ox + rng.integers(-int(radius), int(radius) + 1, size=(height, width), dtype=np.int32))
-            radius /= 4
+    affines = np.array([np.asarray(a, dtype=np.float64)[:2, :3] for a in proposals or []],
+                       dtype=np.float64).reshape(-1, 2, 3)
+    _search(features.reshape(height * width, -1), height, width, oy.reshape(-1), ox.reshape(-1), best.reshape(-1),
+            affines, int(min_offset) ** 2, int(iterations), int(global_samples), int(local_samples),
+            int(local_radius), int(seed))
     return oy, ox, best
 
 

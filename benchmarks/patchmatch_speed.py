@@ -1,0 +1,223 @@
+"""PatchMatch: the compiled kernel against the whole-array numpy version it replaced, in one process.
+
+Both run on the same features of the same picture, with the settings the detectors use: ``inpaint`` (raw 5 x 5
+neighbourhoods reduced to 8 dimensions, 2 iterations, 1 global and 8 local samples within 48 px, minimum offset 6)
+and ``clone`` (Zernike disc moments reduced to 8 dimensions, 5 iterations, 3 global samples, minimum offset a
+tenth of the side; no keypoint proposals). Reported per setting: seconds of each (best of ``--repeats``, after
+one warm-up call, so numba's compilation or cache load is not counted; it is reported apart), the ratio, and how
+good the two fields are: the mean squared feature distance of the match found, the share of pixels where the
+kernel's match is at least as close as the numpy version's, and for ``inpaint`` the share of pixels with a
+near-exact twin (relative distance under 0.15, what the exemplar cue counts).
+
+The numpy version is kept below as it was at 1e88316 (``_numpy_patchmatch``), only as this baseline.
+
+    python -m benchmarks.patchmatch_speed [--megapixels 1] [--repeats 2] [--out benchmarks/results/patchmatch.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from benchmarks import write_markdown
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# ------------------------------------------------------------------------ the baseline, as it was at 1e88316
+
+# cv2.remap refuses a plane with a side of SHRT_MAX pixels or more: a strip scan some thousand times longer than it
+# is high keeps such a side even at analysis scale, and the detectors stopped with an internal error
+_REMAP_LIMIT = 32767
+
+
+def _numpy_fetch(plane: np.ndarray, map_x: np.ndarray, map_y: np.ndarray) -> np.ndarray:
+    """``plane`` (H, W, up to 4 channels) at the integer-valued positions (``map_x``, ``map_y``), NaN outside it:
+    cv2.remap (nearest), or the same values gathered by numpy where remap cannot take the plane's size."""
+    height, width = plane.shape[:2]
+    if max(height, width) < _REMAP_LIMIT:
+        return cv2.remap(plane, map_x, map_y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
+                         borderValue=(float("nan"),) * 4)
+    xs, ys = map_x.astype(np.int64), map_y.astype(np.int64)
+    inside = (xs >= 0) & (xs < width) & (ys >= 0) & (ys < height)
+    candidate = np.full(plane.shape, np.nan, plane.dtype)
+    candidate[inside] = plane[ys[inside], xs[inside]]
+    return candidate
+
+
+def _numpy_patchmatch(features: np.ndarray, *, min_offset: int, iterations: int = 5, global_samples: int = 3,
+               proposals: list[np.ndarray] | None = None,
+               initial: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None, seed: int = 0,
+               local_samples: int = 0, local_radius: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Approximate nearest neighbour (excluding offsets shorter than ``min_offset``) for every pixel.
+
+    Each iteration tries, for all pixels at once: the offsets of neighbours at distances 8, 4, 2 and 1
+    (propagation, jump-flooding style), ``global_samples`` uniformly random targets (so that small copied areas
+    are hit at all), and random offsets around the current one at shrinking radii.
+
+    ``local_samples`` further random offsets per iteration are drawn within ``local_radius`` (exemplar fills copy
+    from close by). ``proposals`` are 2x3 affine maps (pixel -> its presumed copy) tried for every pixel before the iterations,
+    e.g. from keypoint matches: they seed the field where random sampling would rarely land.
+
+    Returns (offset y, offset x, squared feature distance), each (H, W).
+    """
+    height, width, dims = features.shape
+    rng = np.random.default_rng(seed)
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.int32)
+    ys_f, xs_f = ys.astype(np.float32), xs.astype(np.float32)
+    # candidates are fetched four channels at a time with cv2.remap (nearest, NaN outside the image): the gather
+    # is bound by the latency of random reads, so a 16-byte pixel costs about what a 4-byte one does, and four
+    # planes at once took a third of the time of one plane after another. Squared differences are summed in
+    # groups of four and the groups added, the order numpy's float32 sum over (H, W, 4) slices used, so the
+    # costs are the same to the bit.
+    groups = [np.ascontiguousarray(features[:, :, start:start + 4]) for start in range(0, dims, 4)]
+    min_offset_sq = np.float32(min_offset**2)
+    if initial is not None:
+        oy, ox, best = (np.array(a, copy=True) for a in initial)
+        oy, ox, best = oy.astype(np.int32), ox.astype(np.int32), best.astype(np.float32)
+    else:
+        best = np.full((height, width), np.inf, np.float32)
+        oy = np.zeros((height, width), np.int32)
+        ox = np.zeros((height, width), np.int32)
+
+    def consider(cy: np.ndarray, cx: np.ndarray) -> None:
+        offset_y, offset_x = cy.astype(np.float32), cx.astype(np.float32)
+        map_y, map_x = cv2.add(ys_f, offset_y), cv2.add(xs_f, offset_x)
+        cost = None
+        for group_features in groups:
+            candidate = _numpy_fetch(group_features, map_x, map_y).reshape(group_features.shape)
+            diff = cv2.subtract(group_features, candidate, dst=candidate)
+            squared = cv2.multiply(diff, diff, dst=diff)
+            group = squared[:, :, 0].copy()
+            for channel in range(1, squared.shape[2]):
+                group += squared[:, :, channel]
+            cost = group if cost is None else cv2.add(cost, group, dst=cost)
+        # NaN (outside the image) never compares below the best; too-short offsets are excluded explicitly
+        better = cost < best
+        better &= cv2.add(cv2.multiply(offset_y, offset_y), cv2.multiply(offset_x, offset_x)) >= min_offset_sq
+        np.copyto(oy, cy, where=better)
+        np.copyto(ox, cx, where=better)
+        np.copyto(best, cost, where=better)
+
+    def uniform() -> None:
+        consider(rng.integers(0, height, size=(height, width), dtype=np.int32) - ys,
+                 rng.integers(0, width, size=(height, width), dtype=np.int32) - xs)
+
+    for affine in proposals or []:
+        mapped_x = affine[0, 0] * xs + affine[0, 1] * ys + affine[0, 2]
+        mapped_y = affine[1, 0] * xs + affine[1, 1] * ys + affine[1, 2]
+        consider(np.round(mapped_y).astype(np.int32) - ys, np.round(mapped_x).astype(np.int32) - xs)
+    for _ in range(iterations):
+        for _ in range(global_samples):
+            uniform()
+        for _ in range(local_samples):
+            consider(rng.integers(-local_radius, local_radius + 1, size=(height, width), dtype=np.int32),
+                     rng.integers(-local_radius, local_radius + 1, size=(height, width), dtype=np.int32))
+        for step in (8, 4, 2, 1):
+            for dy, dx in ((step, 0), (-step, 0), (0, step), (0, -step)):
+                consider(np.roll(oy, (dy, dx), axis=(0, 1)), np.roll(ox, (dy, dx), axis=(0, 1)))
+        radius = max(height, width) / 8
+        while radius >= 1:
+            consider(oy + rng.integers(-int(radius), int(radius) + 1, size=(height, width), dtype=np.int32),
+                     ox + rng.integers(-int(radius), int(radius) + 1, size=(height, width), dtype=np.int32))
+            radius /= 4
+    return oy, ox, best
+
+
+# --------------------------------------------------------------------------------------------- measurement
+
+def _picture(megapixels: float) -> np.ndarray:
+    """A generated archive-style print (grain, scanning) of about ``megapixels``, gray in [0, 1]."""
+    from retouch.imaging import to_gray_float
+    from retouch.samples import make_forgery
+
+    side = int(round(np.sqrt(megapixels * 1e6 * 600 / 512)))
+    return to_gray_float(make_forgery(11, method="exemplar", size=side, source="grace_hopper").image)
+
+
+def _settings(gray: np.ndarray) -> dict[str, tuple[np.ndarray, dict]]:
+    from retouch.detect._patchmatch import raw_patch_features, reduce_features, zernike_features
+
+    inpaint = reduce_features(raw_patch_features(gray, 5), 8)
+    clone_scale = min(1.0, np.sqrt(700_000 / gray.size))
+    small = cv2.resize(gray, None, fx=clone_scale, fy=clone_scale, interpolation=cv2.INTER_AREA)
+    clone = reduce_features(zernike_features(cv2.GaussianBlur(small, (0, 0), 0.7), 6), 8)
+    return {
+        "inpaint": (inpaint, dict(min_offset=6, iterations=2, seed=3, global_samples=1, local_samples=8,
+                                  local_radius=48)),
+        "clone": (clone, dict(min_offset=max(13, int(0.1 * max(small.shape))), iterations=5)),
+    }
+
+
+def _best_seconds(run, repeats: int) -> tuple[float, float]:
+    """Best wall seconds and best CPU seconds of this process over ``repeats`` runs."""
+    wall = cpu = float("inf")
+    for _ in range(repeats):
+        started, started_cpu = time.perf_counter(), time.process_time()
+        run()
+        wall = min(wall, time.perf_counter() - started)
+        cpu = min(cpu, time.process_time() - started_cpu)
+    return wall, cpu
+
+
+def measure(megapixels: float, repeats: int) -> list[dict]:
+    from retouch.detect._patchmatch import patchmatch
+
+    gray = _picture(megapixels)
+    rows = []
+    for name, (features, options) in _settings(gray).items():
+        started = time.perf_counter()
+        patchmatch(features[:32, :32], **options)  # compiles, or loads numba's cache
+        first_call = time.perf_counter() - started
+        old = _numpy_patchmatch(features, **options)
+        new = patchmatch(features, **options)
+        old_s, old_cpu = _best_seconds(lambda: _numpy_patchmatch(features, **options), repeats)
+        new_s, new_cpu = _best_seconds(lambda: patchmatch(features, **options), repeats)
+        energy = np.einsum("ijk,ijk->ij", features, features)
+        row = {"setting": name, "shape": f"{features.shape[1]} x {features.shape[0]}", "numpy_s": old_s,
+               "kernel_s": new_s, "ratio": old_s / new_s,
+               "numpy_cpu_s": old_cpu, "kernel_cpu_s": new_cpu, "cpu_ratio": old_cpu / new_cpu, "first_call_s": first_call,
+               "numpy_mean_d": float(np.mean(old[2])), "kernel_mean_d": float(np.mean(new[2])),
+               "kernel_as_close": float(np.mean(new[2] <= old[2]))}
+        if name == "inpaint":
+            for label, (oy, ox, distance) in (("numpy", old), ("kernel", new)):
+                height, width = distance.shape
+                ys, xs = np.mgrid[0:height, 0:width]
+                partner = energy[np.clip(ys + oy, 0, height - 1), np.clip(xs + ox, 0, width - 1)]
+                row[f"{label}_twins"] = float(np.mean(distance / (energy + partner + 1e-3) < 0.15))
+        rows.append(row)
+        print(row, flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--megapixels", type=float, default=1.0)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "patchmatch.md"))
+    args = parser.parse_args()
+    load_before = os.getloadavg()
+    rows = measure(args.megapixels, args.repeats)
+    load_after = os.getloadavg()
+    lines = ["# PatchMatch: compiled kernel against the numpy version", "",
+             f"`python -m benchmarks.patchmatch_speed --megapixels {args.megapixels:g} --repeats {args.repeats}`; "
+             f"load average {load_before[0]:.1f} before, {load_after[0]:.1f} after (2 cores, shared). Seconds "
+             "drift with the load; the ratio of the two, measured in the same process, is the figure.", "",
+             "| setting | field | numpy s | kernel s | ratio | first call s | mean d numpy | mean d kernel | "
+             "kernel as close | twins numpy | twins kernel |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        lines.append(f"| {row['setting']} | {row['shape']} | {row['numpy_s']:.2f} | {row['kernel_s']:.2f} | "
+                     f"{row['ratio']:.1f} | {row['first_call_s']:.2f} | {row['numpy_mean_d']:.4f} | "
+                     f"{row['kernel_mean_d']:.4f} | {100 * row['kernel_as_close']:.1f} % | "
+                     + (f"{100 * row['numpy_twins']:.2f} % | {100 * row['kernel_twins']:.2f} % |"
+                        if "numpy_twins" in row else "- | - |"))
+    write_markdown(args.out, lines)
+
+
+if __name__ == "__main__":
+    main()
