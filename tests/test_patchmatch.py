@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from retouch.detect._patchmatch import patchmatch
+from retouch.detect._patchmatch import patchmatch, projected_patch_features, raw_patch_features, reduce_features
 
 
 def brute_force_nearest(features: np.ndarray, min_offset: int) -> np.ndarray:
@@ -88,3 +88,15 @@ def test_degenerate_shapes_give_a_valid_field(shape: tuple[int, int, int]) -> No
     ys, xs = np.mgrid[0:shape[0], 0:shape[1]]
     assert ((ys + oy)[reachable] < shape[0]).all() and ((xs + ox)[reachable] < shape[1]).all()
     assert (oy[~reachable] == 0).all() and (ox[~reachable] == 0).all()
+
+
+def test_projected_features_equal_the_reduced_patch_stack() -> None:
+    from skimage import data
+
+    gray = data.camera()[100:260, 150:330].astype(np.float32) / 255
+    stacked = reduce_features(raw_patch_features(gray, 5), 8)
+    projected = projected_patch_features(gray, 5, 8)
+    assert projected.shape == stacked.shape == (160, 180, 8)
+    for channel in range(8):  # a principal component is defined up to its sign
+        sign = np.sign((stacked[..., channel] * projected[..., channel]).sum())
+        np.testing.assert_allclose(sign * projected[..., channel], stacked[..., channel], atol=2e-5)

@@ -76,6 +76,32 @@ def reduce_features(features: np.ndarray, dims: int) -> np.ndarray:
     return np.ascontiguousarray(reduced.reshape(features.shape[0], features.shape[1], dims), dtype=np.float32)
 
 
+def projected_patch_features(gray: np.ndarray, size: int, dims: int) -> np.ndarray:
+    """``reduce_features(raw_patch_features(gray, size), dims)`` (each component up to its sign) without the
+    (H, W, size*size) stack: the principal components are found on the same sample of patches, then each
+    projection is one correlation of the image with the component as a size x size kernel."""
+    half = size // 2
+    image = gray.astype(np.float32)
+    padded = cv2.copyMakeBorder(image, half, half, half, half, cv2.BORDER_REFLECT)
+    height, width = gray.shape
+    shifts = [(dy, dx) for dy in range(size) for dx in range(size)]
+    # the mean of every raw feature over all pixels, as reduce_features centres by it
+    window_means = np.array([padded[dy:dy + height, dx:dx + width].mean(dtype=np.float64) for dy, dx in shifts])
+    feature_mean = window_means - window_means.mean()
+    chosen = np.arange(0, height * width, max(1, (height * width) // 50_000))
+    ys, xs = np.divmod(chosen, width)
+    patches = np.stack([padded[ys + dy, xs + dx] for dy, dx in shifts], axis=1).astype(np.float64)
+    patches -= patches.mean(axis=1, keepdims=True)
+    _, _, components = np.linalg.svd(patches - feature_mean, full_matrices=False)
+    planes = []
+    for component in components[:dims]:
+        # component . (patch - its mean) = (component - its mean) . patch
+        kernel = (component - component.mean()).reshape(size, size).astype(np.float32)
+        plane = cv2.filter2D(image, cv2.CV_32F, kernel, borderType=cv2.BORDER_REFLECT)
+        planes.append(plane - np.float32(component @ feature_mean))
+    return np.ascontiguousarray(np.stack(planes, axis=2), dtype=np.float32)
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _random(state: np.uint64) -> np.uint64:
     """One step of xorshift64 (Marsaglia 2003): a fast, seedable stream; its high bits are used."""

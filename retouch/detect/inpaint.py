@@ -48,7 +48,7 @@ from retouch.detect._blocks import (
     strength_to_heat,
 )
 from retouch.detect._options import options_params, resolve_options
-from retouch.detect._patchmatch import patchmatch, raw_patch_features, reduce_features
+from retouch.detect._patchmatch import patchmatch, projected_patch_features
 from retouch.detect.grain import grain_level
 from retouch.registry import register
 from retouch.imaging import bounded, to_gray_float
@@ -110,7 +110,7 @@ def _twin_share(gray: np.ndarray, *, radius: int, min_offset: int, near_exact: f
     twin at least ``min_offset`` away (relative squared distance under ``near_exact``)."""
     # exemplar patches are copied unrotated and small: a pixel's own small neighbourhood, not a rotation-
     # invariant disc that would straddle several copied patches, is what finds its twin
-    reduced = reduce_features(raw_patch_features(gray, 2 * radius - 1), 8)
+    reduced = projected_patch_features(gray, 2 * radius - 1, 8)
     energy = np.einsum("ijk,ijk->ij", reduced, reduced)
     oy, ox, distance = patchmatch(reduced, min_offset=min_offset, iterations=2, seed=3, global_samples=1,
                                   local_samples=8, local_radius=48)
