@@ -118,12 +118,21 @@ def _below(state: np.uint64, bound: int) -> int:
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _distance(features: np.ndarray, own: np.ndarray, target: int) -> np.float32:
+def _try(features: np.ndarray, own: np.ndarray, height: int, width: int, y: int, x: int, dy: int, dx: int,
+         min_offset_sq: int, best_d: np.float32, best_y: int, best_x: int) -> tuple[np.float32, int, int]:
+    """The better of the current match and offset (dy, dx) for pixel (y, x): the candidate counts when its target
+    lies inside the image, it is at least ``min_offset`` long and its squared feature distance is smaller."""
+    target_y, target_x = y + dy, x + dx
+    if target_y < 0 or target_y >= height or target_x < 0 or target_x >= width or dy * dy + dx * dx < min_offset_sq:
+        return best_d, best_y, best_x
+    target = target_y * width + target_x
     total = np.float32(0.0)
     for channel in range(own.shape[0]):
         diff = own[channel] - features[target, channel]
         total += diff * diff
-    return total
+    if total < best_d:
+        return total, dy, dx
+    return best_d, best_y, best_x
 
 
 @njit(cache=True, nogil=True)
@@ -139,13 +148,14 @@ def _search(features: np.ndarray, height: int, width: int, oy: np.ndarray, ox: n
     local_span = 2 * local_radius + 1
     # pass 0 tries the proposals; then each iteration is two passes: random samples (global and local) for every
     # pixel, then a sweep (raster order, reverse raster order in every other iteration) that propagates the
-    # neighbours' offsets and searches around the best one; sampling first lets every pixel propagate from
-    # neighbours on both sides that have already sampled in this iteration
+    # offsets of the neighbours at 1, 2, 4 and 8 pixels (the ones visited before in this sweep carry fresh
+    # offsets, so a good offset travels across the whole image in one sweep) and searches around the best one at
+    # radii shrinking by four. Sampling first lets every pixel propagate from neighbours on both sides that have
+    # already sampled in this iteration.
     for phase in range(2 * iterations + 1):
         if phase == 0 and proposals.shape[0] == 0:
             continue
-        sweep = -1 if phase == 0 else (phase - 1) // 2
-        sampling = phase % 2 == 1
+        sweep = (phase - 1) // 2
         step = 1 if sweep % 2 == 0 else -1
         for row in range(height):
             y = row if step == 1 else height - 1 - row
@@ -155,65 +165,53 @@ def _search(features: np.ndarray, height: int, width: int, oy: np.ndarray, ox: n
                 for channel in range(own.shape[0]):
                     own[channel] = features[index, channel]
                 best_d, best_y, best_x = best[index], oy[index], ox[index]
-                # candidates, in order: proposals (pass 0); global and local samples (sampling passes); the
-                # offsets of the neighbours at 1, 2, 4 and 8 pixels (the ones visited before in this sweep carry
-                # fresh offsets, so a good offset travels across the whole image in one sweep); random offsets
-                # around the best at radii shrinking by four
-                if sweep == -1:
-                    count, first = proposals.shape[0], 0
-                elif sampling:
-                    count, first = global_samples + local_samples, 0
+                if phase == 0:
+                    for which in range(proposals.shape[0]):
+                        affine = proposals[which]
+                        dy = int(np.rint(affine[1, 0] * x + affine[1, 1] * y + affine[1, 2])) - y
+                        dx = int(np.rint(affine[0, 0] * x + affine[0, 1] * y + affine[0, 2])) - x
+                        best_d, best_y, best_x = _try(features, own, height, width, y, x, dy, dx, min_offset_sq,
+                                                      best_d, best_y, best_x)
+                elif phase % 2 == 1:
+                    for _ in range(global_samples):
+                        state = _random(state)
+                        dy = _below(state, height) - y
+                        state = _random(state)
+                        dx = _below(state, width) - x
+                        best_d, best_y, best_x = _try(features, own, height, width, y, x, dy, dx, min_offset_sq,
+                                                      best_d, best_y, best_x)
+                    for _ in range(local_samples):
+                        state = _random(state)
+                        dy = _below(state, local_span) - local_radius
+                        state = _random(state)
+                        dx = _below(state, local_span) - local_radius
+                        best_d, best_y, best_x = _try(features, own, height, width, y, x, dy, dx, min_offset_sq,
+                                                      best_d, best_y, best_x)
                 else:
-                    count, first = 16 + 32, global_samples + local_samples
-                radius = first_radius
-                for position in range(count):
-                    slot = position + first
-                    if sweep == -1:
-                        affine = proposals[slot]
-                        ty = int(np.rint(affine[1, 0] * x + affine[1, 1] * y + affine[1, 2])) - y
-                        tx = int(np.rint(affine[0, 0] * x + affine[0, 1] * y + affine[0, 2])) - x
-                    elif slot < global_samples:
-                        state = _random(state)
-                        ty = _below(state, height) - y
-                        state = _random(state)
-                        tx = _below(state, width) - x
-                    elif slot < global_samples + local_samples:
-                        state = _random(state)
-                        ty = _below(state, local_span) - local_radius
-                        state = _random(state)
-                        tx = _below(state, local_span) - local_radius
-                    elif slot < global_samples + local_samples + 16:
-                        which = slot - global_samples - local_samples
-                        jump = step << (which >> 2)
-                        side = which & 3
-                        ny = y - jump if side == 0 else (y + jump if side == 2 else y)
-                        nx = x - jump if side == 1 else (x + jump if side == 3 else x)
-                        if ny < 0 or ny >= height or nx < 0 or nx >= width:
-                            continue
-                        neighbour = ny * width + nx
-                        if best[neighbour] == np.inf:
-                            continue
-                        ty, tx = oy[neighbour], ox[neighbour]
-                        if ty == best_y and tx == best_x:
-                            continue
-                    else:
-                        if radius < 1.0:
-                            break
+                    jump = step
+                    for _ in range(4):
+                        for side in range(4):
+                            ny = y - jump if side == 0 else (y + jump if side == 2 else y)
+                            nx = x - jump if side == 1 else (x + jump if side == 3 else x)
+                            if ny < 0 or ny >= height or nx < 0 or nx >= width:
+                                continue
+                            neighbour = ny * width + nx
+                            dy, dx = oy[neighbour], ox[neighbour]
+                            if best[neighbour] == np.inf or (dy == best_y and dx == best_x):
+                                continue
+                            best_d, best_y, best_x = _try(features, own, height, width, y, x, dy, dx,
+                                                          min_offset_sq, best_d, best_y, best_x)
+                        jump *= 2
+                    radius = first_radius
+                    while radius >= 1.0 and best_d < np.inf:
                         reach = int(radius)
+                        state = _random(state)
+                        dy = best_y + _below(state, 2 * reach + 1) - reach
+                        state = _random(state)
+                        dx = best_x + _below(state, 2 * reach + 1) - reach
+                        best_d, best_y, best_x = _try(features, own, height, width, y, x, dy, dx, min_offset_sq,
+                                                      best_d, best_y, best_x)
                         radius /= 4.0
-                        if best_d == np.inf:
-                            continue
-                        state = _random(state)
-                        ty = best_y + _below(state, 2 * reach + 1) - reach
-                        state = _random(state)
-                        tx = best_x + _below(state, 2 * reach + 1) - reach
-                    target_y, target_x = y + ty, x + tx
-                    if (target_y < 0 or target_y >= height or target_x < 0 or target_x >= width
-                            or ty * ty + tx * tx < min_offset_sq):
-                        continue
-                    cost = _distance(features, own, target_y * width + target_x)
-                    if cost < best_d:
-                        best_d, best_y, best_x = cost, ty, tx
                 best[index], oy[index], ox[index] = best_d, best_y, best_x
 
 

@@ -51,7 +51,7 @@ from retouch.detect._options import options_params, resolve_options
 from retouch.detect._patchmatch import patchmatch, projected_patch_features
 from retouch.detect.grain import grain_level
 from retouch.registry import register
-from retouch.imaging import bounded, to_gray_float
+from retouch.imaging import bounded, to_gray_float, upscale_to
 from retouch.result import AnalysisResult
 
 FALSE_ALARM_CONTROL = ("a-contrario: a region's NFA is the number of block tests times the chance that one block "
@@ -78,55 +78,6 @@ def _isophote_energy(gray: np.ndarray) -> np.ndarray:
     ixy = cv2.Sobel(gray, cv2.CV_32F, 1, 1, ksize=3)
     norm = ix * ix + iy * iy + 1e-4
     return np.abs(ixx * iy * iy - 2 * ixy * ix * iy + iyy * ix * ix) / norm
-
-
-# rows of the scan handled at once by the full-resolution diffusion cue: memory is bounded by the band, not the scan
-_BAND_ROWS = 1024
-
-
-def _diffusion_blocks(gray: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per ``block`` x ``block`` block of the full-resolution ``gray``: mean brightness (after a 2-pixel Gaussian)
-    and log mean isophote curvature energy, computed in bands of rows with a margin, so that the result is the
-    whole-image one while memory stays bounded by the band."""
-    height, width = gray.shape
-    rows, cols = height // block, width // block
-    brightness = np.zeros((rows, cols), np.float32)
-    energy = np.zeros((rows, cols), np.float32)
-    band = max(1, _BAND_ROWS // block) * block
-    margin = 16  # the Gaussian's reach (sigma 2: 8 pixels) and the Sobel filters' (1 pixel), with room to spare
-    for start in range(0, rows * block, band):
-        stop = min(start + band, rows * block)
-        top, bottom = max(0, start - margin), min(height, stop + margin)
-        piece = gray[top:bottom]
-        inner = slice(start - top, start - top + stop - start)
-        blurred = cv2.GaussianBlur(piece, (0, 0), 2.0)[inner]
-        brightness[start // block:stop // block] = block_mean(blurred, block)
-        energy[start // block:stop // block] = block_mean(_isophote_energy(piece)[inner], block)
-    return brightness, np.log(energy + 1e-4)
-
-
-def _twin_share(gray: np.ndarray, *, radius: int, min_offset: int, near_exact: float) -> np.ndarray:
-    """Per 8 x 8 block of ``gray``: the share of pixels whose (2 radius - 1)-pixel neighbourhood has a near-exact
-    twin at least ``min_offset`` away (relative squared distance under ``near_exact``)."""
-    # exemplar patches are copied unrotated and small: a pixel's own small neighbourhood, not a rotation-
-    # invariant disc that would straddle several copied patches, is what finds its twin
-    reduced = projected_patch_features(gray, 2 * radius - 1, 8)
-    energy = np.einsum("ijk,ijk->ij", reduced, reduced)
-    oy, ox, distance = patchmatch(reduced, min_offset=min_offset, iterations=2, seed=3, global_samples=1,
-                                  local_samples=8, local_radius=48)
-    height, width = gray.shape
-    ys, xs = np.mgrid[0:height, 0:width]
-    partner = energy[np.clip(ys + oy, 0, height - 1), np.clip(xs + ox, 0, width - 1)]
-    relative = np.where(np.isfinite(distance), distance / (energy + partner + 1e-3), 1.0)
-    return block_mean((relative < near_exact).astype(np.float32), 8)
-
-
-def _grid_like(values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """``values`` on a block grid of ``shape``: the same grid, or the nearest block of a grid of nearly the same
-    size (the bounded copy's 8-pixel grid against the scan's grid of 8 / scale pixels)."""
-    if values.shape == shape:
-        return values
-    return cv2.resize(values, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
 
 
 @dataclass(frozen=True)
@@ -197,22 +148,31 @@ def inpainting_traces(image: np.ndarray, *, options: InpaintOptions | None = Non
     gray_full = to_gray_float(image)
     shape = gray_full.shape
     gray, scale = bounded(gray_full, analysis_pixels)
-    # one grid of blocks for both cues and the decision: 8 analysis pixels, that is 8 / scale pixels of the scan
-    block = max(8, int(round(8 / scale)))
+    block = 8
     params = {**options_params(options), "analysis_scale": round(scale, 6), "block": block,
               "false_alarm_control": FALSE_ALARM_CONTROL}
-    brightness, curvature = _diffusion_blocks(gray_full, block)
+    brightness = block_mean(cv2.GaussianBlur(gray, (0, 0), 2.0), block)
     usable = (brightness > 0.02) & (brightness < 0.98)
     if not usable.any():
         return AnalysisResult.skipped_result("inpaint", shape, NOTHING_TO_JUDGE, params=params,
                                              explanation=EXPLANATION)
-    # exemplar: the fraction of near-exact twins (on the bounded copy), against blocks of the same brightness
-    twins = _grid_like(_twin_share(gray, radius=radius, min_offset=min_offset, near_exact=near_exact),
-                       brightness.shape)
+    # exemplar patches are copied unrotated and small: a pixel's own small neighbourhood, not a rotation-
+    # invariant disc that would straddle several copied patches, is what finds its twin
+    reduced = projected_patch_features(gray, 2 * radius - 1, 8)
+    energy = np.einsum("ijk,ijk->ij", reduced, reduced)
+    oy, ox, distance = patchmatch(reduced, min_offset=min_offset, iterations=2, seed=3, global_samples=1,
+                                  local_samples=8, local_radius=48)
+    height, width = gray.shape
+    ys, xs = np.mgrid[0:height, 0:width]
+    partner = energy[np.clip(ys + oy, 0, height - 1), np.clip(xs + ox, 0, width - 1)]
+    relative = np.where(np.isfinite(distance), distance / (energy + partner + 1e-3), 1.0)
+    twins = block_mean((relative < near_exact).astype(np.float32), block)
+    # exemplar: the fraction of near-exact twins, against blocks of the same brightness
     twin_score = np.log(twins + 0.02)
     expected, spread = binned_reference(twin_score, brightness, usable, bins=8)
     exemplar = standardise(pooled_z(np.clip((twin_score - expected) / spread, -6, 6), 1), usable)
-    # diffusion: isophote curvature energy (at full resolution) far below its level at that brightness
+    # diffusion: isophote curvature energy far below its level at that brightness
+    curvature = np.log(block_mean(_isophote_energy(gray), block) + 1e-4)
     expected, spread = binned_reference(curvature, brightness, usable, bins=10)
     diffusion = standardise(pooled_z(np.clip((expected - curvature) / spread, -6, 6), 1), usable)
     exemplar[~usable] = 0.0
@@ -231,20 +191,20 @@ def inpainting_traces(image: np.ndarray, *, options: InpaintOptions | None = Non
     strength = np.maximum(exemplar, diffusion)
     heat = strength_to_heat(strength, threshold)
     score = nfa_score(best_nfa, options.nfa_threshold, decided=bool(mask_blocks.any()))
-    full_result = block_result(
-        "inpaint", heat_blocks=heat, mask_blocks=mask_blocks, block=block, shape=shape,
+    small_result = block_result(
+        "inpaint", heat_blocks=heat, mask_blocks=mask_blocks, block=block, shape=gray.shape,
         kind_of={"inpainted": mask_blocks}, score=score, params={}, summary="", explanation="", details={},
         min_area=4 * block * block, nfa=nfa, what="inpainting trace",
     )
     regions = []
-    for region in full_result.regions:
+    exemplar_full = upscale_to(np.repeat(np.repeat(exemplar_mask, block, 0), block, 1), gray.shape)
+    for region in small_result.regions:
         x, y, w, h = region.bbox
-        covered = exemplar_mask[y // block:max(y // block + 1, -(-(y + h) // block)),
-                                x // block:max(x // block + 1, -(-(x + w) // block))]
-        share = float(covered.mean()) if covered.size else 0.0
+        share = float(exemplar_full[y:y + h, x:x + w].mean()) if w and h else 0.0
         cue = "exemplar" if share >= 0.5 else "diffusion"
         regions.append(type(region)(
-            bbox=region.bbox, area=region.area, score=region.score, kind="inpainted",
+            bbox=(int(x / scale), int(y / scale), max(1, int(round(w / scale))), max(1, int(round(h / scale)))),
+            area=int(round(region.area / scale**2)), score=region.score, kind="inpainted",
             evidence={"cue": cue, "exemplar_share": round(share, 3), **region.evidence}))
     flagged = float(mask_blocks.mean())
     if regions:
@@ -253,7 +213,8 @@ def inpainting_traces(image: np.ndarray, *, options: InpaintOptions | None = Non
     else:
         summary = "No exemplar or diffusion inpainting trace stands out."
     return AnalysisResult(
-        method="inpaint", heatmap=full_result.heatmap, mask=full_result.mask,
+        method="inpaint", heatmap=upscale_to(small_result.heatmap, shape),
+        mask=upscale_to(small_result.mask, shape),
         regions=regions, score=score,
         params={**params, "threshold_z": round(threshold, 3)},
         summary=summary, explanation=EXPLANATION,
