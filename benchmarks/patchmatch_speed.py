@@ -3,9 +3,10 @@
 Both run on the same features of the same picture, with the settings the detectors use: ``inpaint`` (raw 5 x 5
 neighbourhoods reduced to 8 dimensions, 2 iterations, 1 global and 8 local samples within 48 px, minimum offset 6)
 and ``clone`` (Zernike disc moments reduced to 8 dimensions, 5 iterations, 3 global samples, minimum offset a
-tenth of the side; no keypoint proposals). Reported per setting: seconds of each (best of ``--repeats``, after
-one warm-up call, so numba's compilation or cache load is not counted; it is reported apart), the ratio, and how
-good the two fields are: the mean squared feature distance of the match found, the share of pixels where the
+tenth of the side; no keypoint proposals). Reported per setting: wall and CPU seconds of this process for each
+(best of ``--repeats``, after one warm-up call, so numba's compilation or cache load is not counted; it is
+reported apart) and their ratios (CPU seconds drift less with the load of a shared machine), and how good the
+two fields are: the mean squared feature distance of the match found, the share of pixels where the
 kernel's match is at least as close as the numpy version's, and for ``inpaint`` the share of pixels with a
 near-exact twin (relative distance under 0.15, what the exemplar cue counts).
 
@@ -53,18 +54,7 @@ def _numpy_patchmatch(features: np.ndarray, *, min_offset: int, iterations: int 
                proposals: list[np.ndarray] | None = None,
                initial: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None, seed: int = 0,
                local_samples: int = 0, local_radius: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Approximate nearest neighbour (excluding offsets shorter than ``min_offset``) for every pixel.
-
-    Each iteration tries, for all pixels at once: the offsets of neighbours at distances 8, 4, 2 and 1
-    (propagation, jump-flooding style), ``global_samples`` uniformly random targets (so that small copied areas
-    are hit at all), and random offsets around the current one at shrinking radii.
-
-    ``local_samples`` further random offsets per iteration are drawn within ``local_radius`` (exemplar fills copy
-    from close by). ``proposals`` are 2x3 affine maps (pixel -> its presumed copy) tried for every pixel before the iterations,
-    e.g. from keypoint matches: they seed the field where random sampling would rarely land.
-
-    Returns (offset y, offset x, squared feature distance), each (H, W).
-    """
+    """The whole-array numpy PatchMatch of 1e88316 (every candidate for all pixels at once, cv2.remap fetches)."""
     height, width, dims = features.shape
     rng = np.random.default_rng(seed)
     ys, xs = np.mgrid[0:height, 0:width].astype(np.int32)
@@ -140,9 +130,9 @@ def _picture(megapixels: float) -> np.ndarray:
 
 
 def _settings(gray: np.ndarray) -> dict[str, tuple[np.ndarray, dict]]:
-    from retouch.detect._patchmatch import raw_patch_features, reduce_features, zernike_features
+    from retouch.detect._patchmatch import projected_patch_features, reduce_features, zernike_features
 
-    inpaint = reduce_features(raw_patch_features(gray, 5), 8)
+    inpaint = projected_patch_features(gray, 5, 8)
     clone_scale = min(1.0, np.sqrt(700_000 / gray.size))
     small = cv2.resize(gray, None, fx=clone_scale, fy=clone_scale, interpolation=cv2.INTER_AREA)
     clone = reduce_features(zernike_features(cv2.GaussianBlur(small, (0, 0), 0.7), 6), 8)
@@ -180,7 +170,8 @@ def measure(megapixels: float, repeats: int) -> list[dict]:
         energy = np.einsum("ijk,ijk->ij", features, features)
         row = {"setting": name, "shape": f"{features.shape[1]} x {features.shape[0]}", "numpy_s": old_s,
                "kernel_s": new_s, "ratio": old_s / new_s,
-               "numpy_cpu_s": old_cpu, "kernel_cpu_s": new_cpu, "cpu_ratio": old_cpu / new_cpu, "first_call_s": first_call,
+               "numpy_cpu_s": old_cpu, "kernel_cpu_s": new_cpu, "cpu_ratio": old_cpu / new_cpu,
+               "first_call_s": first_call,
                "numpy_mean_d": float(np.mean(old[2])), "kernel_mean_d": float(np.mean(new[2])),
                "kernel_as_close": float(np.mean(new[2] <= old[2]))}
         if name == "inpaint":
@@ -207,12 +198,13 @@ def main() -> None:
              f"`python -m benchmarks.patchmatch_speed --megapixels {args.megapixels:g} --repeats {args.repeats}`; "
              f"load average {load_before[0]:.1f} before, {load_after[0]:.1f} after (2 cores, shared). Seconds "
              "drift with the load; the ratio of the two, measured in the same process, is the figure.", "",
-             "| setting | field | numpy s | kernel s | ratio | first call s | mean d numpy | mean d kernel | "
-             "kernel as close | twins numpy | twins kernel |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| setting | field | numpy s | kernel s | ratio | numpy CPU s | kernel CPU s | CPU ratio | "
+             "first call s | mean d numpy | mean d kernel | kernel as close | twins numpy | twins kernel |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         lines.append(f"| {row['setting']} | {row['shape']} | {row['numpy_s']:.2f} | {row['kernel_s']:.2f} | "
-                     f"{row['ratio']:.1f} | {row['first_call_s']:.2f} | {row['numpy_mean_d']:.4f} | "
+                     f"{row['ratio']:.1f} | {row['numpy_cpu_s']:.2f} | {row['kernel_cpu_s']:.2f} | "
+                     f"{row['cpu_ratio']:.1f} | {row['first_call_s']:.2f} | {row['numpy_mean_d']:.4f} | "
                      f"{row['kernel_mean_d']:.4f} | {100 * row['kernel_as_close']:.1f} % | "
                      + (f"{100 * row['numpy_twins']:.2f} % | {100 * row['kernel_twins']:.2f} % |"
                         if "numpy_twins" in row else "- | - |"))

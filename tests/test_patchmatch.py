@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from retouch.detect._patchmatch import patchmatch, projected_patch_features, raw_patch_features, reduce_features
+from retouch.detect._patchmatch import patchmatch, projected_patch_features, reduce_features
 
 
 def brute_force_nearest(features: np.ndarray, min_offset: int) -> np.ndarray:
@@ -88,6 +88,15 @@ def test_degenerate_shapes_give_a_valid_field(shape: tuple[int, int, int]) -> No
     ys, xs = np.mgrid[0:shape[0], 0:shape[1]]
     assert ((ys + oy)[reachable] < shape[0]).all() and ((xs + ox)[reachable] < shape[1]).all()
     assert (oy[~reachable] == 0).all() and (ox[~reachable] == 0).all()
+
+
+def raw_patch_features(gray: np.ndarray, size: int) -> np.ndarray:
+    """(H, W, size*size): each pixel's size x size neighbourhood, mean removed (what the projection avoids)."""
+    half = size // 2
+    padded = cv2.copyMakeBorder(gray.astype(np.float32), half, half, half, half, cv2.BORDER_REFLECT)
+    height, width = gray.shape
+    stack = np.stack([padded[dy:dy + height, dx:dx + width] for dy in range(size) for dx in range(size)], axis=2)
+    return (stack - stack.mean(axis=2, keepdims=True)).astype(np.float32)
 
 
 def test_projected_features_equal_the_reduced_patch_stack() -> None:

@@ -2,13 +2,13 @@
 inpaint).
 
 Features are magnitudes of Zernike moments (Khotanzad & Hong 1990) of a disc around every pixel, computed by
-convolving the image with the Zernike filter bank; a rotation of the patch only changes the moments' phases.
+convolving the image with the Zernike filter bank (a rotation of the patch only changes the moments' phases), or
+a small square neighbourhood projected on its principal components (for unrotated copies).
 The nearest-neighbour field follows PatchMatch (Barnes et al. 2009) as adapted to copy-move detection by
 Cozzolino, Poggi & Verdoliva (2015): random initialisation, propagation of good offsets from neighbours and
 random search, with offsets shorter than a minimum length forbidden so a patch cannot match itself. The search is
-a numba kernel that reads candidates' feature vectors directly (no gathered copies of the feature planes); numba
-caches the compiled kernel beside the module, or in the user's cache folder where the install is read-only
-(``NUMBA_CACHE_DIR`` chooses another), so only the first call after an install compiles it.
+a numba kernel (``_patchmatch_kernel``) that reads candidates' feature vectors directly (no gathered copies of
+the feature planes).
 """
 
 from __future__ import annotations
@@ -17,19 +17,8 @@ import math
 
 import cv2
 import numpy as np
-from numba import njit
 
 ZERNIKE_ORDERS = [(1, 1), (2, 0), (2, 2), (3, 1), (3, 3), (4, 0), (4, 2), (4, 4), (5, 1), (5, 3), (5, 5)]
-
-
-def raw_patch_features(gray: np.ndarray, size: int) -> np.ndarray:
-    """(H, W, size*size) float32: each pixel's size x size neighbourhood, mean removed (for unrotated copies)."""
-    half = size // 2
-    padded = cv2.copyMakeBorder(gray.astype(np.float32), half, half, half, half, cv2.BORDER_REFLECT)
-    height, width = gray.shape
-    channels = [padded[dy:dy + height, dx:dx + width] for dy in range(size) for dx in range(size)]
-    stack = np.stack(channels, axis=2)
-    return (stack - stack.mean(axis=2, keepdims=True)).astype(np.float32)
 
 
 def _radial(n: int, m: int, rho: np.ndarray) -> np.ndarray:
@@ -102,119 +91,6 @@ def projected_patch_features(gray: np.ndarray, size: int, dims: int) -> np.ndarr
     return np.ascontiguousarray(np.stack(planes, axis=2), dtype=np.float32)
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _random(state: np.uint64) -> np.uint64:
-    """One step of xorshift64 (Marsaglia 2003): a fast, seedable stream; its high bits are used."""
-    state ^= state << np.uint64(13)
-    state ^= state >> np.uint64(7)
-    state ^= state << np.uint64(17)
-    return state
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _below(state: np.uint64, bound: int) -> int:
-    """An integer in [0, bound) from the state's high 32 bits (multiply-shift, no division)."""
-    return int(((state >> np.uint64(32)) * np.uint64(bound)) >> np.uint64(32))
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _try(features: np.ndarray, own: np.ndarray, height: int, width: int, y: int, x: int, dy: int, dx: int,
-         min_offset_sq: int, best_d: np.float32, best_y: int, best_x: int) -> tuple[np.float32, int, int]:
-    """The better of the current match and offset (dy, dx) for pixel (y, x): the candidate counts when its target
-    lies inside the image, it is at least ``min_offset`` long and its squared feature distance is smaller."""
-    target_y, target_x = y + dy, x + dx
-    if target_y < 0 or target_y >= height or target_x < 0 or target_x >= width or dy * dy + dx * dx < min_offset_sq:
-        return best_d, best_y, best_x
-    target = target_y * width + target_x
-    total = np.float32(0.0)
-    for channel in range(own.shape[0]):
-        diff = own[channel] - features[target, channel]
-        total += diff * diff
-    if total < best_d:
-        return total, dy, dx
-    return best_d, best_y, best_x
-
-
-@njit(cache=True, nogil=True)
-def _search(features: np.ndarray, height: int, width: int, oy: np.ndarray, ox: np.ndarray, best: np.ndarray,
-            proposals: np.ndarray, min_offset_sq: int, iterations: int, global_samples: int, local_samples: int,
-            local_radius: int, seed: int) -> None:
-    """PatchMatch in place on flat (H*W, D) features and flat fields: the kernel of :func:`patchmatch`."""
-    state = np.uint64(0x9E3779B97F4A7C15) ^ np.uint64(seed * 2 + 1)
-    for _ in range(8):
-        state = _random(state)
-    own = np.empty(features.shape[1], np.float32)
-    first_radius = max(height, width) / 8.0
-    local_span = 2 * local_radius + 1
-    # pass 0 tries the proposals; then each iteration is two passes: random samples (global and local) for every
-    # pixel, then a sweep (raster order, reverse raster order in every other iteration) that propagates the
-    # offsets of the neighbours at 1, 2, 4 and 8 pixels (the ones visited before in this sweep carry fresh
-    # offsets, so a good offset travels across the whole image in one sweep) and searches around the best one at
-    # radii shrinking by four. Sampling first lets every pixel propagate from neighbours on both sides that have
-    # already sampled in this iteration.
-    for phase in range(2 * iterations + 1):
-        if phase == 0 and proposals.shape[0] == 0:
-            continue
-        sweep = (phase - 1) // 2
-        step = 1 if sweep % 2 == 0 else -1
-        for row in range(height):
-            y = row if step == 1 else height - 1 - row
-            for column in range(width):
-                x = column if step == 1 else width - 1 - column
-                index = y * width + x
-                for channel in range(own.shape[0]):
-                    own[channel] = features[index, channel]
-                best_d, best_y, best_x = best[index], oy[index], ox[index]
-                if phase == 0:
-                    for which in range(proposals.shape[0]):
-                        affine = proposals[which]
-                        dy = int(np.rint(affine[1, 0] * x + affine[1, 1] * y + affine[1, 2])) - y
-                        dx = int(np.rint(affine[0, 0] * x + affine[0, 1] * y + affine[0, 2])) - x
-                        best_d, best_y, best_x = _try(features, own, height, width, y, x, dy, dx, min_offset_sq,
-                                                      best_d, best_y, best_x)
-                elif phase % 2 == 1:
-                    for _ in range(global_samples):
-                        state = _random(state)
-                        dy = _below(state, height) - y
-                        state = _random(state)
-                        dx = _below(state, width) - x
-                        best_d, best_y, best_x = _try(features, own, height, width, y, x, dy, dx, min_offset_sq,
-                                                      best_d, best_y, best_x)
-                    for _ in range(local_samples):
-                        state = _random(state)
-                        dy = _below(state, local_span) - local_radius
-                        state = _random(state)
-                        dx = _below(state, local_span) - local_radius
-                        best_d, best_y, best_x = _try(features, own, height, width, y, x, dy, dx, min_offset_sq,
-                                                      best_d, best_y, best_x)
-                else:
-                    jump = step
-                    for _ in range(4):
-                        for side in range(4):
-                            ny = y - jump if side == 0 else (y + jump if side == 2 else y)
-                            nx = x - jump if side == 1 else (x + jump if side == 3 else x)
-                            if ny < 0 or ny >= height or nx < 0 or nx >= width:
-                                continue
-                            neighbour = ny * width + nx
-                            dy, dx = oy[neighbour], ox[neighbour]
-                            if best[neighbour] == np.inf or (dy == best_y and dx == best_x):
-                                continue
-                            best_d, best_y, best_x = _try(features, own, height, width, y, x, dy, dx,
-                                                          min_offset_sq, best_d, best_y, best_x)
-                        jump *= 2
-                    radius = first_radius
-                    while radius >= 1.0 and best_d < np.inf:
-                        reach = int(radius)
-                        state = _random(state)
-                        dy = best_y + _below(state, 2 * reach + 1) - reach
-                        state = _random(state)
-                        dx = best_x + _below(state, 2 * reach + 1) - reach
-                        best_d, best_y, best_x = _try(features, own, height, width, y, x, dy, dx, min_offset_sq,
-                                                      best_d, best_y, best_x)
-                        radius /= 4.0
-                best[index], oy[index], ox[index] = best_d, best_y, best_x
-
-
 def patchmatch(features: np.ndarray, *, min_offset: int, iterations: int = 5, global_samples: int = 3,
                proposals: list[np.ndarray] | None = None,
                initial: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None, seed: int = 0,
@@ -249,9 +125,12 @@ def patchmatch(features: np.ndarray, *, min_offset: int, iterations: int = 5, gl
         ox = np.zeros((height, width), np.int32)
     affines = np.array([np.asarray(a, dtype=np.float64)[:2, :3] for a in proposals or []],
                        dtype=np.float64).reshape(-1, 2, 3)
-    _search(features.reshape(height * width, -1), height, width, oy.reshape(-1), ox.reshape(-1), best.reshape(-1),
-            affines, int(min_offset) ** 2, int(iterations), int(global_samples), int(local_samples),
-            int(local_radius), int(seed))
+    # numba is imported here, not with the module: commands that never search a field do not pay for it
+    from retouch.detect._patchmatch_kernel import search
+
+    search(features.reshape(height * width, -1), height, width, oy.reshape(-1), ox.reshape(-1), best.reshape(-1),
+           affines, int(min_offset) ** 2, int(iterations), int(global_samples), int(local_samples),
+           int(local_radius), int(seed))
     return oy, ox, best
 
 
