@@ -81,7 +81,11 @@ def projected_patch_features(gray: np.ndarray, size: int, dims: int) -> np.ndarr
     ys, xs = np.divmod(chosen, width)
     patches = np.stack([padded[ys + dy, xs + dx] for dy, dx in shifts], axis=1).astype(np.float64)
     patches -= patches.mean(axis=1, keepdims=True)
-    _, _, components = np.linalg.svd(patches - feature_mean, full_matrices=False)
+    # the right singular vectors of the sample are the eigenvectors of its scatter matrix: a size^2 x size^2
+    # eigenproblem instead of an SVD of the 50,000-row sample (half a second of a loaded core at 1 MP)
+    centred = patches - feature_mean
+    eigenvalues, eigenvectors = np.linalg.eigh(centred.T @ centred)
+    components = eigenvectors[:, np.argsort(eigenvalues)[::-1]].T
     planes = []
     for component in components[:dims]:
         # component . (patch - its mean) = (component - its mean) . patch
