@@ -10,7 +10,7 @@ two fields are: the mean squared feature distance of the match found, the share 
 kernel's match is at least as close as the numpy version's, and for ``inpaint`` the share of pixels with a
 near-exact twin (relative distance under 0.15, what the exemplar cue counts).
 
-The numpy version is kept below as it was at 1e88316 (``_numpy_patchmatch``), only as this baseline.
+The numpy version is ``retouch.detect._patchmatch.patchmatch``, which clone still uses.
 
     python -m benchmarks.patchmatch_speed [--megapixels 1] [--repeats 2] [--out benchmarks/results/patchmatch.md]
 """
@@ -28,95 +28,6 @@ import numpy as np
 from benchmarks import write_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
-
-# ------------------------------------------------------------------------ the baseline, as it was at 1e88316
-
-# cv2.remap refuses a plane with a side of SHRT_MAX pixels or more: a strip scan some thousand times longer than it
-# is high keeps such a side even at analysis scale, and the detectors stopped with an internal error
-_REMAP_LIMIT = 32767
-
-
-def _numpy_fetch(plane: np.ndarray, map_x: np.ndarray, map_y: np.ndarray) -> np.ndarray:
-    """``plane`` (H, W, up to 4 channels) at the integer-valued positions (``map_x``, ``map_y``), NaN outside it:
-    cv2.remap (nearest), or the same values gathered by numpy where remap cannot take the plane's size."""
-    height, width = plane.shape[:2]
-    if max(height, width) < _REMAP_LIMIT:
-        return cv2.remap(plane, map_x, map_y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
-                         borderValue=(float("nan"),) * 4)
-    xs, ys = map_x.astype(np.int64), map_y.astype(np.int64)
-    inside = (xs >= 0) & (xs < width) & (ys >= 0) & (ys < height)
-    candidate = np.full(plane.shape, np.nan, plane.dtype)
-    candidate[inside] = plane[ys[inside], xs[inside]]
-    return candidate
-
-
-def _numpy_patchmatch(features: np.ndarray, *, min_offset: int, iterations: int = 5, global_samples: int = 3,
-               proposals: list[np.ndarray] | None = None,
-               initial: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None, seed: int = 0,
-               local_samples: int = 0, local_radius: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The whole-array numpy PatchMatch of 1e88316 (every candidate for all pixels at once, cv2.remap fetches)."""
-    height, width, dims = features.shape
-    rng = np.random.default_rng(seed)
-    ys, xs = np.mgrid[0:height, 0:width].astype(np.int32)
-    ys_f, xs_f = ys.astype(np.float32), xs.astype(np.float32)
-    # candidates are fetched four channels at a time with cv2.remap (nearest, NaN outside the image): the gather
-    # is bound by the latency of random reads, so a 16-byte pixel costs about what a 4-byte one does, and four
-    # planes at once took a third of the time of one plane after another. Squared differences are summed in
-    # groups of four and the groups added, the order numpy's float32 sum over (H, W, 4) slices used, so the
-    # costs are the same to the bit.
-    groups = [np.ascontiguousarray(features[:, :, start:start + 4]) for start in range(0, dims, 4)]
-    min_offset_sq = np.float32(min_offset**2)
-    if initial is not None:
-        oy, ox, best = (np.array(a, copy=True) for a in initial)
-        oy, ox, best = oy.astype(np.int32), ox.astype(np.int32), best.astype(np.float32)
-    else:
-        best = np.full((height, width), np.inf, np.float32)
-        oy = np.zeros((height, width), np.int32)
-        ox = np.zeros((height, width), np.int32)
-
-    def consider(cy: np.ndarray, cx: np.ndarray) -> None:
-        offset_y, offset_x = cy.astype(np.float32), cx.astype(np.float32)
-        map_y, map_x = cv2.add(ys_f, offset_y), cv2.add(xs_f, offset_x)
-        cost = None
-        for group_features in groups:
-            candidate = _numpy_fetch(group_features, map_x, map_y).reshape(group_features.shape)
-            diff = cv2.subtract(group_features, candidate, dst=candidate)
-            squared = cv2.multiply(diff, diff, dst=diff)
-            group = squared[:, :, 0].copy()
-            for channel in range(1, squared.shape[2]):
-                group += squared[:, :, channel]
-            cost = group if cost is None else cv2.add(cost, group, dst=cost)
-        # NaN (outside the image) never compares below the best; too-short offsets are excluded explicitly
-        better = cost < best
-        better &= cv2.add(cv2.multiply(offset_y, offset_y), cv2.multiply(offset_x, offset_x)) >= min_offset_sq
-        np.copyto(oy, cy, where=better)
-        np.copyto(ox, cx, where=better)
-        np.copyto(best, cost, where=better)
-
-    def uniform() -> None:
-        consider(rng.integers(0, height, size=(height, width), dtype=np.int32) - ys,
-                 rng.integers(0, width, size=(height, width), dtype=np.int32) - xs)
-
-    for affine in proposals or []:
-        mapped_x = affine[0, 0] * xs + affine[0, 1] * ys + affine[0, 2]
-        mapped_y = affine[1, 0] * xs + affine[1, 1] * ys + affine[1, 2]
-        consider(np.round(mapped_y).astype(np.int32) - ys, np.round(mapped_x).astype(np.int32) - xs)
-    for _ in range(iterations):
-        for _ in range(global_samples):
-            uniform()
-        for _ in range(local_samples):
-            consider(rng.integers(-local_radius, local_radius + 1, size=(height, width), dtype=np.int32),
-                     rng.integers(-local_radius, local_radius + 1, size=(height, width), dtype=np.int32))
-        for step in (8, 4, 2, 1):
-            for dy, dx in ((step, 0), (-step, 0), (0, step), (0, -step)):
-                consider(np.roll(oy, (dy, dx), axis=(0, 1)), np.roll(ox, (dy, dx), axis=(0, 1)))
-        radius = max(height, width) / 8
-        while radius >= 1:
-            consider(oy + rng.integers(-int(radius), int(radius) + 1, size=(height, width), dtype=np.int32),
-                     ox + rng.integers(-int(radius), int(radius) + 1, size=(height, width), dtype=np.int32))
-            radius /= 4
-    return oy, ox, best
-
 
 # --------------------------------------------------------------------------------------------- measurement
 
@@ -155,18 +66,18 @@ def _best_seconds(run, repeats: int) -> tuple[float, float]:
 
 
 def measure(megapixels: float, repeats: int) -> list[dict]:
-    from retouch.detect._patchmatch import patchmatch
+    from retouch.detect._patchmatch import compiled_patchmatch, patchmatch
 
     gray = _picture(megapixels)
     rows = []
     for name, (features, options) in _settings(gray).items():
         started = time.perf_counter()
-        patchmatch(features[:32, :32], **options)  # compiles, or loads numba's cache
+        compiled_patchmatch(features[:32, :32], **options)  # compiles, or loads numba's cache
         first_call = time.perf_counter() - started
-        old = _numpy_patchmatch(features, **options)
-        new = patchmatch(features, **options)
-        old_s, old_cpu = _best_seconds(lambda: _numpy_patchmatch(features, **options), repeats)
-        new_s, new_cpu = _best_seconds(lambda: patchmatch(features, **options), repeats)
+        old = patchmatch(features, **options)
+        new = compiled_patchmatch(features, **options)
+        old_s, old_cpu = _best_seconds(lambda: patchmatch(features, **options), repeats)
+        new_s, new_cpu = _best_seconds(lambda: compiled_patchmatch(features, **options), repeats)
         energy = np.einsum("ijk,ijk->ij", features, features)
         row = {"setting": name, "shape": f"{features.shape[1]} x {features.shape[0]}", "numpy_s": old_s,
                "kernel_s": new_s, "ratio": old_s / new_s,

@@ -1,4 +1,5 @@
-"""The compiled PatchMatch kernel against a slow, obvious reference: the exact nearest neighbour by brute force."""
+"""The compiled PatchMatch kernel against a slow, obvious reference: the exact nearest neighbour by brute force
+(``patchmatch`` below is ``compiled_patchmatch``)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from retouch.detect._patchmatch import patchmatch, projected_patch_features, reduce_features
+from retouch.detect._patchmatch import compiled_patchmatch as patchmatch
+from retouch.detect._patchmatch import projected_patch_features, reduce_features
 
 
 def brute_force_nearest(features: np.ndarray, min_offset: int) -> np.ndarray:

@@ -6,9 +6,13 @@ convolving the image with the Zernike filter bank (a rotation of the patch only 
 a small square neighbourhood projected on its principal components (for unrotated copies).
 The nearest-neighbour field follows PatchMatch (Barnes et al. 2009) as adapted to copy-move detection by
 Cozzolino, Poggi & Verdoliva (2015): random initialisation, propagation of good offsets from neighbours and
-random search, with offsets shorter than a minimum length forbidden so a patch cannot match itself. The search is
-a numba kernel (``_patchmatch_kernel``) that reads candidates' feature vectors directly (no gathered copies of
-the feature planes).
+random search, with offsets shorter than a minimum length forbidden so a patch cannot match itself. Two searches
+give such a field: :func:`patchmatch` evaluates every step for all pixels at once (whole-array numpy and
+cv2.remap), :func:`compiled_patchmatch` visits pixel after pixel in a numba kernel (``_patchmatch_kernel``) that
+reads candidates' feature vectors directly. At inpaint's settings (many local samples) the kernel takes 2.4 times
+less CPU for a field as good; at clone's (global samples, whose random reads dominate both) it saves nothing, and
+clone's tests were calibrated on the numpy search's fields, so clone keeps that one
+(``benchmarks/results/patchmatch.md``).
 """
 
 from __future__ import annotations
@@ -95,11 +99,14 @@ def projected_patch_features(gray: np.ndarray, size: int, dims: int) -> np.ndarr
     return np.ascontiguousarray(np.stack(planes, axis=2), dtype=np.float32)
 
 
-def patchmatch(features: np.ndarray, *, min_offset: int, iterations: int = 5, global_samples: int = 3,
-               proposals: list[np.ndarray] | None = None,
-               initial: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None, seed: int = 0,
-               local_samples: int = 0, local_radius: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Approximate nearest neighbour (excluding offsets shorter than ``min_offset``) for every pixel.
+def compiled_patchmatch(features: np.ndarray, *, min_offset: int, iterations: int = 5, global_samples: int = 3,
+                        proposals: list[np.ndarray] | None = None,
+                        initial: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None, seed: int = 0,
+                        local_samples: int = 0, local_radius: int = 64
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Approximate nearest neighbour (excluding offsets shorter than ``min_offset``) for every pixel: the
+    options and results of :func:`patchmatch`, searched by a compiled kernel (a different random stream and
+    order, so the field differs in detail at equal settings).
 
     PatchMatch (Barnes et al. 2009), compiled with numba. Each of the ``iterations`` first tries, at every
     pixel, ``global_samples`` uniformly random targets (so that small copied areas are hit at all) and
@@ -135,6 +142,104 @@ def patchmatch(features: np.ndarray, *, min_offset: int, iterations: int = 5, gl
     search(features.reshape(height * width, -1), height, width, oy.reshape(-1), ox.reshape(-1), best.reshape(-1),
            affines, int(min_offset) ** 2, int(iterations), int(global_samples), int(local_samples),
            int(local_radius), int(seed))
+    return oy, ox, best
+
+
+# cv2.remap refuses a plane with a side of SHRT_MAX pixels or more: a strip scan some thousand times longer than it
+# is high keeps such a side even at analysis scale, and the detectors stopped with an internal error
+_REMAP_LIMIT = 32767
+
+
+def _fetch(plane: np.ndarray, map_x: np.ndarray, map_y: np.ndarray) -> np.ndarray:
+    """``plane`` (H, W, up to 4 channels) at the integer-valued positions (``map_x``, ``map_y``), NaN outside it:
+    cv2.remap (nearest), or the same values gathered by numpy where remap cannot take the plane's size."""
+    height, width = plane.shape[:2]
+    if max(height, width) < _REMAP_LIMIT:
+        return cv2.remap(plane, map_x, map_y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
+                         borderValue=(float("nan"),) * 4)
+    xs, ys = map_x.astype(np.int64), map_y.astype(np.int64)
+    inside = (xs >= 0) & (xs < width) & (ys >= 0) & (ys < height)
+    candidate = np.full(plane.shape, np.nan, plane.dtype)
+    candidate[inside] = plane[ys[inside], xs[inside]]
+    return candidate
+
+
+def patchmatch(features: np.ndarray, *, min_offset: int, iterations: int = 5, global_samples: int = 3,
+               proposals: list[np.ndarray] | None = None,
+               initial: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None, seed: int = 0,
+               local_samples: int = 0, local_radius: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Approximate nearest neighbour (excluding offsets shorter than ``min_offset``) for every pixel.
+
+    Each iteration tries, for all pixels at once: the offsets of neighbours at distances 8, 4, 2 and 1
+    (propagation, jump-flooding style), ``global_samples`` uniformly random targets (so that small copied areas
+    are hit at all), and random offsets around the current one at shrinking radii.
+
+    ``local_samples`` further random offsets per iteration are drawn within ``local_radius`` (exemplar fills copy
+    from close by). ``proposals`` are 2x3 affine maps (pixel -> its presumed copy) tried for every pixel before the iterations,
+    e.g. from keypoint matches: they seed the field where random sampling would rarely land.
+
+    Returns (offset y, offset x, squared feature distance), each (H, W).
+    """
+    height, width, dims = features.shape
+    rng = np.random.default_rng(seed)
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.int32)
+    ys_f, xs_f = ys.astype(np.float32), xs.astype(np.float32)
+    # candidates are fetched four channels at a time with cv2.remap (nearest, NaN outside the image): the gather
+    # is bound by the latency of random reads, so a 16-byte pixel costs about what a 4-byte one does, and four
+    # planes at once took a third of the time of one plane after another. Squared differences are summed in
+    # groups of four and the groups added, the order numpy's float32 sum over (H, W, 4) slices used, so the
+    # costs are the same to the bit.
+    groups = [np.ascontiguousarray(features[:, :, start:start + 4]) for start in range(0, dims, 4)]
+    min_offset_sq = np.float32(min_offset**2)
+    if initial is not None:
+        oy, ox, best = (np.array(a, copy=True) for a in initial)
+        oy, ox, best = oy.astype(np.int32), ox.astype(np.int32), best.astype(np.float32)
+    else:
+        best = np.full((height, width), np.inf, np.float32)
+        oy = np.zeros((height, width), np.int32)
+        ox = np.zeros((height, width), np.int32)
+
+    def consider(cy: np.ndarray, cx: np.ndarray) -> None:
+        offset_y, offset_x = cy.astype(np.float32), cx.astype(np.float32)
+        map_y, map_x = cv2.add(ys_f, offset_y), cv2.add(xs_f, offset_x)
+        cost = None
+        for group_features in groups:
+            candidate = _fetch(group_features, map_x, map_y).reshape(group_features.shape)
+            diff = cv2.subtract(group_features, candidate, dst=candidate)
+            squared = cv2.multiply(diff, diff, dst=diff)
+            group = squared[:, :, 0].copy()
+            for channel in range(1, squared.shape[2]):
+                group += squared[:, :, channel]
+            cost = group if cost is None else cv2.add(cost, group, dst=cost)
+        # NaN (outside the image) never compares below the best; too-short offsets are excluded explicitly
+        better = cost < best
+        better &= cv2.add(cv2.multiply(offset_y, offset_y), cv2.multiply(offset_x, offset_x)) >= min_offset_sq
+        np.copyto(oy, cy, where=better)
+        np.copyto(ox, cx, where=better)
+        np.copyto(best, cost, where=better)
+
+    def uniform() -> None:
+        consider(rng.integers(0, height, size=(height, width), dtype=np.int32) - ys,
+                 rng.integers(0, width, size=(height, width), dtype=np.int32) - xs)
+
+    for affine in proposals or []:
+        mapped_x = affine[0, 0] * xs + affine[0, 1] * ys + affine[0, 2]
+        mapped_y = affine[1, 0] * xs + affine[1, 1] * ys + affine[1, 2]
+        consider(np.round(mapped_y).astype(np.int32) - ys, np.round(mapped_x).astype(np.int32) - xs)
+    for _ in range(iterations):
+        for _ in range(global_samples):
+            uniform()
+        for _ in range(local_samples):
+            consider(rng.integers(-local_radius, local_radius + 1, size=(height, width), dtype=np.int32),
+                     rng.integers(-local_radius, local_radius + 1, size=(height, width), dtype=np.int32))
+        for step in (8, 4, 2, 1):
+            for dy, dx in ((step, 0), (-step, 0), (0, step), (0, -step)):
+                consider(np.roll(oy, (dy, dx), axis=(0, 1)), np.roll(ox, (dy, dx), axis=(0, 1)))
+        radius = max(height, width) / 8
+        while radius >= 1:
+            consider(oy + rng.integers(-int(radius), int(radius) + 1, size=(height, width), dtype=np.int32),
+                     ox + rng.integers(-int(radius), int(radius) + 1, size=(height, width), dtype=np.int32))
+            radius /= 4
     return oy, ox, best
 
 

@@ -48,7 +48,7 @@ from retouch.detect._blocks import (
     strength_to_heat,
 )
 from retouch.detect._options import options_params, resolve_options
-from retouch.detect._patchmatch import patchmatch, projected_patch_features
+from retouch.detect._patchmatch import compiled_patchmatch, projected_patch_features
 from retouch.detect.grain import grain_level
 from retouch.registry import register
 from retouch.imaging import bounded, to_gray_float, upscale_to
@@ -160,8 +160,8 @@ def inpainting_traces(image: np.ndarray, *, options: InpaintOptions | None = Non
     # invariant disc that would straddle several copied patches, is what finds its twin
     reduced = projected_patch_features(gray, 2 * radius - 1, 8)
     energy = np.einsum("ijk,ijk->ij", reduced, reduced)
-    oy, ox, distance = patchmatch(reduced, min_offset=min_offset, iterations=2, seed=3, global_samples=1,
-                                  local_samples=8, local_radius=48)
+    oy, ox, distance = compiled_patchmatch(reduced, min_offset=min_offset, iterations=2, seed=3,
+                                           global_samples=1, local_samples=8, local_radius=48)
     height, width = gray.shape
     ys, xs = np.mgrid[0:height, 0:width]
     partner = energy[np.clip(ys + oy, 0, height - 1), np.clip(xs + ox, 0, width - 1)]
