@@ -3,7 +3,7 @@
 Method
 ------
 - Exemplar cue: exemplar inpainting (Criminisi, Pérez & Toyama 2004) fills a hole with small patches copied from
-  nearby, each at its own displacement. A dense nearest-neighbour field (vectorised PatchMatch with local search,
+  nearby, each at its own displacement. A dense nearest-neighbour field (compiled PatchMatch with local search,
   ``retouch.detect._patchmatch``) with a short minimum offset finds near-exact twins for such pixels; the density
   of such twins per block, against blocks of the same brightness, is the exemplar evidence.
 - Diffusion cue (cf. Li, Luo & Huang 2017): diffusion inpainting propagates intensities along isophotes, so the
