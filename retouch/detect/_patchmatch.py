@@ -99,6 +99,17 @@ def projected_patch_features(gray: np.ndarray, size: int, dims: int) -> np.ndarr
     return np.ascontiguousarray(np.stack(planes, axis=2), dtype=np.float32)
 
 
+def _starting_field(initial: tuple[np.ndarray, np.ndarray, np.ndarray] | None, height: int, width: int
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Own copies (offset y, offset x as int32, distance as float32) of ``initial``, or an empty field: offsets
+    0 at distance inf."""
+    if initial is not None:
+        oy, ox, best = (np.array(a, copy=True) for a in initial)
+        return oy.astype(np.int32), ox.astype(np.int32), best.astype(np.float32)
+    return (np.zeros((height, width), np.int32), np.zeros((height, width), np.int32),
+            np.full((height, width), np.inf, np.float32))
+
+
 def compiled_patchmatch(features: np.ndarray, *, min_offset: int, iterations: int = 5, global_samples: int = 3,
                         proposals: list[np.ndarray] | None = None,
                         initial: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None, seed: int = 0,
@@ -127,13 +138,7 @@ def compiled_patchmatch(features: np.ndarray, *, min_offset: int, iterations: in
     """
     features = np.ascontiguousarray(features, dtype=np.float32)
     height, width = features.shape[:2]
-    if initial is not None:
-        oy, ox, best = (np.array(a, copy=True) for a in initial)
-        oy, ox, best = oy.astype(np.int32), ox.astype(np.int32), best.astype(np.float32)
-    else:
-        best = np.full((height, width), np.inf, np.float32)
-        oy = np.zeros((height, width), np.int32)
-        ox = np.zeros((height, width), np.int32)
+    oy, ox, best = _starting_field(initial, height, width)
     affines = np.array([np.asarray(a, dtype=np.float64)[:2, :3] for a in proposals or []],
                        dtype=np.float64).reshape(-1, 2, 3)
     # numba is imported here, not with the module: commands that never search a field do not pay for it
@@ -191,13 +196,7 @@ def patchmatch(features: np.ndarray, *, min_offset: int, iterations: int = 5, gl
     # costs are the same to the bit.
     groups = [np.ascontiguousarray(features[:, :, start:start + 4]) for start in range(0, dims, 4)]
     min_offset_sq = np.float32(min_offset**2)
-    if initial is not None:
-        oy, ox, best = (np.array(a, copy=True) for a in initial)
-        oy, ox, best = oy.astype(np.int32), ox.astype(np.int32), best.astype(np.float32)
-    else:
-        best = np.full((height, width), np.inf, np.float32)
-        oy = np.zeros((height, width), np.int32)
-        ox = np.zeros((height, width), np.int32)
+    oy, ox, best = _starting_field(initial, height, width)
 
     def consider(cy: np.ndarray, cx: np.ndarray) -> None:
         offset_y, offset_x = cy.astype(np.float32), cx.astype(np.float32)
