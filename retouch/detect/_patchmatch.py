@@ -1,12 +1,18 @@
-"""Rotation-invariant patch features and a vectorised PatchMatch nearest-neighbour field (shared by clone and
+"""Rotation-invariant patch features and a compiled PatchMatch nearest-neighbour field (shared by clone and
 inpaint).
 
 Features are magnitudes of Zernike moments (Khotanzad & Hong 1990) of a disc around every pixel, computed by
-convolving the image with the Zernike filter bank; a rotation of the patch only changes the moments' phases.
+convolving the image with the Zernike filter bank (a rotation of the patch only changes the moments' phases), or
+a small square neighbourhood projected on its principal components (for unrotated copies).
 The nearest-neighbour field follows PatchMatch (Barnes et al. 2009) as adapted to copy-move detection by
 Cozzolino, Poggi & Verdoliva (2015): random initialisation, propagation of good offsets from neighbours and
-random search, every step evaluated for all pixels at once (whole-array numpy), with offsets shorter than a
-minimum length forbidden so a patch cannot match itself.
+random search, with offsets shorter than a minimum length forbidden so a patch cannot match itself. Two searches
+give such a field: :func:`patchmatch` evaluates every step for all pixels at once (whole-array numpy and
+cv2.remap), :func:`compiled_patchmatch` visits pixel after pixel in a numba kernel (``_patchmatch_kernel``) that
+reads candidates' feature vectors directly. At inpaint's settings (many local samples) the kernel takes 2.4 times
+less CPU for a field as good; at clone's (global samples, whose random reads dominate both) it saves nothing, and
+clone's tests were calibrated on the numpy search's fields, so clone keeps that one
+(``benchmarks/results/patchmatch.md``).
 """
 
 from __future__ import annotations
@@ -17,16 +23,6 @@ import cv2
 import numpy as np
 
 ZERNIKE_ORDERS = [(1, 1), (2, 0), (2, 2), (3, 1), (3, 3), (4, 0), (4, 2), (4, 4), (5, 1), (5, 3), (5, 5)]
-
-
-def raw_patch_features(gray: np.ndarray, size: int) -> np.ndarray:
-    """(H, W, size*size) float32: each pixel's size x size neighbourhood, mean removed (for unrotated copies)."""
-    half = size // 2
-    padded = cv2.copyMakeBorder(gray.astype(np.float32), half, half, half, half, cv2.BORDER_REFLECT)
-    height, width = gray.shape
-    channels = [padded[dy:dy + height, dx:dx + width] for dy in range(size) for dx in range(size)]
-    stack = np.stack(channels, axis=2)
-    return (stack - stack.mean(axis=2, keepdims=True)).astype(np.float32)
 
 
 def _radial(n: int, m: int, rho: np.ndarray) -> np.ndarray:
@@ -71,6 +67,87 @@ def reduce_features(features: np.ndarray, dims: int) -> np.ndarray:
     _, _, components = np.linalg.svd(sample, full_matrices=False)
     reduced = centred @ components[:dims].T
     return np.ascontiguousarray(reduced.reshape(features.shape[0], features.shape[1], dims), dtype=np.float32)
+
+
+def projected_patch_features(gray: np.ndarray, size: int, dims: int) -> np.ndarray:
+    """``reduce_features(raw_patch_features(gray, size), dims)`` (each component up to its sign) without the
+    (H, W, size*size) stack: the principal components are found on the same sample of patches, then each
+    projection is one correlation of the image with the component as a size x size kernel."""
+    half = size // 2
+    image = gray.astype(np.float32)
+    padded = cv2.copyMakeBorder(image, half, half, half, half, cv2.BORDER_REFLECT)
+    height, width = gray.shape
+    shifts = [(dy, dx) for dy in range(size) for dx in range(size)]
+    # the mean of every raw feature over all pixels, as reduce_features centres by it
+    window_means = np.array([padded[dy:dy + height, dx:dx + width].mean(dtype=np.float64) for dy, dx in shifts])
+    feature_mean = window_means - window_means.mean()
+    chosen = np.arange(0, height * width, max(1, (height * width) // 50_000))
+    ys, xs = np.divmod(chosen, width)
+    patches = np.stack([padded[ys + dy, xs + dx] for dy, dx in shifts], axis=1).astype(np.float64)
+    patches -= patches.mean(axis=1, keepdims=True)
+    # the right singular vectors of the sample are the eigenvectors of its scatter matrix: a size^2 x size^2
+    # eigenproblem instead of an SVD of the 50,000-row sample (half a second of a loaded core at 1 MP)
+    centred = patches - feature_mean
+    eigenvalues, eigenvectors = np.linalg.eigh(centred.T @ centred)
+    components = eigenvectors[:, np.argsort(eigenvalues)[::-1]].T
+    planes = []
+    for component in components[:dims]:
+        # component . (patch - its mean) = (component - its mean) . patch
+        kernel = (component - component.mean()).reshape(size, size).astype(np.float32)
+        plane = cv2.filter2D(image, cv2.CV_32F, kernel, borderType=cv2.BORDER_REFLECT)
+        planes.append(plane - np.float32(component @ feature_mean))
+    return np.ascontiguousarray(np.stack(planes, axis=2), dtype=np.float32)
+
+
+def _starting_field(initial: tuple[np.ndarray, np.ndarray, np.ndarray] | None, height: int, width: int
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Own copies (offset y, offset x as int32, distance as float32) of ``initial``, or an empty field: offsets
+    0 at distance inf."""
+    if initial is not None:
+        oy, ox, best = (np.array(a, copy=True) for a in initial)
+        return oy.astype(np.int32), ox.astype(np.int32), best.astype(np.float32)
+    return (np.zeros((height, width), np.int32), np.zeros((height, width), np.int32),
+            np.full((height, width), np.inf, np.float32))
+
+
+def compiled_patchmatch(features: np.ndarray, *, min_offset: int, iterations: int = 5, global_samples: int = 3,
+                        proposals: list[np.ndarray] | None = None,
+                        initial: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None, seed: int = 0,
+                        local_samples: int = 0, local_radius: int = 64
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Approximate nearest neighbour (excluding offsets shorter than ``min_offset``) for every pixel: the
+    options and results of :func:`patchmatch`, searched by a compiled kernel (a different random stream and
+    order, so the field differs in detail at equal settings).
+
+    PatchMatch (Barnes et al. 2009), compiled with numba. Each of the ``iterations`` first tries, at every
+    pixel, ``global_samples`` uniformly random targets (so that small copied areas are hit at all) and
+    ``local_samples`` random offsets within ``local_radius`` (exemplar fills copy from close by); then sweeps
+    the image (raster order, reverse raster order in every other iteration) trying at each pixel the offsets of
+    its neighbours at 1, 2, 4 and 8 pixels in the four directions (propagation; the neighbours already visited
+    in the sweep carry fresh offsets, so a good offset travels across the whole image in one sweep) and random
+    offsets around its best one at radii shrinking by four from an eighth of the image's longer side. A
+    candidate is kept when its target lies inside the image, it is at least ``min_offset`` long and its squared
+    feature distance is smaller.
+
+    ``proposals`` are 2x3 affine maps (pixel -> its presumed copy) tried for every pixel before the sweeps, e.g.
+    from keypoint matches: they seed the field where random sampling would rarely land. ``initial`` (offset y,
+    offset x, distance) continues an earlier field. The same ``seed`` gives the same field.
+
+    Returns (offset y, offset x, squared feature distance), each (H, W); the distance is ``inf`` (offsets 0) at
+    a pixel for which no allowed candidate was tried.
+    """
+    features = np.ascontiguousarray(features, dtype=np.float32)
+    height, width = features.shape[:2]
+    oy, ox, best = _starting_field(initial, height, width)
+    affines = np.array([np.asarray(a, dtype=np.float64)[:2, :3] for a in proposals or []],
+                       dtype=np.float64).reshape(-1, 2, 3)
+    # numba is imported here, not with the module: commands that never search a field do not pay for it
+    from retouch.detect._patchmatch_kernel import search
+
+    search(features.reshape(height * width, -1), height, width, oy.reshape(-1), ox.reshape(-1), best.reshape(-1),
+           affines, int(min_offset) ** 2, int(iterations), int(global_samples), int(local_samples),
+           int(local_radius), int(seed))
+    return oy, ox, best
 
 
 # cv2.remap refuses a plane with a side of SHRT_MAX pixels or more: a strip scan some thousand times longer than it
@@ -119,13 +196,7 @@ def patchmatch(features: np.ndarray, *, min_offset: int, iterations: int = 5, gl
     # costs are the same to the bit.
     groups = [np.ascontiguousarray(features[:, :, start:start + 4]) for start in range(0, dims, 4)]
     min_offset_sq = np.float32(min_offset**2)
-    if initial is not None:
-        oy, ox, best = (np.array(a, copy=True) for a in initial)
-        oy, ox, best = oy.astype(np.int32), ox.astype(np.int32), best.astype(np.float32)
-    else:
-        best = np.full((height, width), np.inf, np.float32)
-        oy = np.zeros((height, width), np.int32)
-        ox = np.zeros((height, width), np.int32)
+    oy, ox, best = _starting_field(initial, height, width)
 
     def consider(cy: np.ndarray, cx: np.ndarray) -> None:
         offset_y, offset_x = cy.astype(np.float32), cx.astype(np.float32)

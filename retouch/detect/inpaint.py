@@ -3,7 +3,7 @@
 Method
 ------
 - Exemplar cue: exemplar inpainting (Criminisi, Pérez & Toyama 2004) fills a hole with small patches copied from
-  nearby, each at its own displacement. A dense nearest-neighbour field (vectorised PatchMatch with local search,
+  nearby, each at its own displacement. A dense nearest-neighbour field (compiled PatchMatch with local search,
   ``retouch.detect._patchmatch``) with a short minimum offset finds near-exact twins for such pixels; the density
   of such twins per block, against blocks of the same brightness, is the exemplar evidence.
 - Diffusion cue (cf. Li, Luo & Huang 2017): diffusion inpainting propagates intensities along isophotes, so the
@@ -48,7 +48,7 @@ from retouch.detect._blocks import (
     strength_to_heat,
 )
 from retouch.detect._options import options_params, resolve_options
-from retouch.detect._patchmatch import patchmatch, raw_patch_features, reduce_features
+from retouch.detect._patchmatch import compiled_patchmatch, projected_patch_features
 from retouch.detect.grain import grain_level
 from retouch.registry import register
 from retouch.imaging import bounded, to_gray_float, upscale_to
@@ -158,10 +158,10 @@ def inpainting_traces(image: np.ndarray, *, options: InpaintOptions | None = Non
                                              explanation=EXPLANATION)
     # exemplar patches are copied unrotated and small: a pixel's own small neighbourhood, not a rotation-
     # invariant disc that would straddle several copied patches, is what finds its twin
-    reduced = reduce_features(raw_patch_features(gray, 2 * radius - 1), 8)
+    reduced = projected_patch_features(gray, 2 * radius - 1, 8)
     energy = np.einsum("ijk,ijk->ij", reduced, reduced)
-    oy, ox, distance = patchmatch(reduced, min_offset=min_offset, iterations=2, seed=3, global_samples=1,
-                                  local_samples=8, local_radius=48)
+    oy, ox, distance = compiled_patchmatch(reduced, min_offset=min_offset, iterations=2, seed=3,
+                                           global_samples=1, local_samples=8, local_radius=48)
     height, width = gray.shape
     ys, xs = np.mgrid[0:height, 0:width]
     partner = energy[np.clip(ys + oy, 0, height - 1), np.clip(xs + ox, 0, width - 1)]

@@ -1,0 +1,125 @@
+"""The compiled PatchMatch search behind :func:`retouch.detect._patchmatch.patchmatch` (numba).
+
+numba caches the compiled kernel beside this module, or in the user's cache folder where the install is read-only
+(``NUMBA_CACHE_DIR`` chooses another); only the first call after an install compiles it (about ten seconds),
+later processes load it from the cache.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _random(state: np.uint64) -> np.uint64:
+    """One step of xorshift64 (Marsaglia 2003): a fast, seedable stream; its high bits are used."""
+    state ^= state << np.uint64(13)
+    state ^= state >> np.uint64(7)
+    state ^= state << np.uint64(17)
+    return state
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _below(state: np.uint64, bound: int) -> int:
+    """An integer in [0, bound) from the state's high 32 bits (multiply-shift, no division)."""
+    return int(((state >> np.uint64(32)) * np.uint64(bound)) >> np.uint64(32))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _try(features: np.ndarray, own: np.ndarray, height: int, width: int, y: int, x: int, dy: int, dx: int,
+         min_offset_sq: int, best_d: np.float32, best_y: int, best_x: int) -> tuple[np.float32, int, int]:
+    """The better of the current match and offset (dy, dx) for pixel (y, x): the candidate counts when its target
+    lies inside the image, it is at least ``min_offset`` long and its squared feature distance is smaller."""
+    target_y, target_x = y + dy, x + dx
+    outside = target_y < 0 or target_y >= height or target_x < 0 or target_x >= width
+    if outside or dy * dy + dx * dx < min_offset_sq:
+        return best_d, best_y, best_x
+    target = target_y * width + target_x
+    total = np.float32(0.0)
+    for channel in range(own.shape[0]):
+        diff = own[channel] - features[target, channel]
+        total += diff * diff
+    if total < best_d:
+        return total, dy, dx
+    return best_d, best_y, best_x
+
+
+@njit(cache=True, nogil=True)
+def search(features: np.ndarray, height: int, width: int, oy: np.ndarray, ox: np.ndarray, best: np.ndarray,
+            proposals: np.ndarray, min_offset_sq: int, iterations: int, global_samples: int, local_samples: int,
+            local_radius: int, seed: int) -> None:
+    """PatchMatch in place on flat (H*W, D) features and flat fields: the kernel of :func:`patchmatch`."""
+    state = np.uint64(0x9E3779B97F4A7C15) ^ np.uint64(seed * 2 + 1)
+    for _ in range(8):
+        state = _random(state)
+    own = np.empty(features.shape[1], np.float32)
+    first_radius = max(height, width) / 8.0
+    local_span = 2 * local_radius + 1
+    # pass 0 tries the proposals; then each iteration is two passes: random samples (global and local) for every
+    # pixel, then a sweep (raster order, reverse raster order in every other iteration) that propagates the
+    # offsets of the neighbours at 1, 2, 4 and 8 pixels (the ones visited before in this sweep carry fresh
+    # offsets, so a good offset travels across the whole image in one sweep) and searches around the best one at
+    # radii shrinking by four. Sampling first lets every pixel propagate from neighbours on both sides that have
+    # already sampled in this iteration.
+    for phase in range(2 * iterations + 1):
+        if phase == 0 and proposals.shape[0] == 0:
+            continue
+        sweep = (phase - 1) // 2
+        step = 1 if sweep % 2 == 0 else -1
+        for row in range(height):
+            y = row if step == 1 else height - 1 - row
+            for column in range(width):
+                x = column if step == 1 else width - 1 - column
+                index = y * width + x
+                for channel in range(own.shape[0]):
+                    own[channel] = features[index, channel]
+                best_d, best_y, best_x = best[index], oy[index], ox[index]
+                if phase == 0:
+                    for which in range(proposals.shape[0]):
+                        affine = proposals[which]
+                        dy = int(np.rint(affine[1, 0] * x + affine[1, 1] * y + affine[1, 2])) - y
+                        dx = int(np.rint(affine[0, 0] * x + affine[0, 1] * y + affine[0, 2])) - x
+                        best_d, best_y, best_x = _try(features, own, height, width, y, x, dy, dx, min_offset_sq,
+                                                      best_d, best_y, best_x)
+                elif phase % 2 == 1:
+                    for _ in range(global_samples):
+                        state = _random(state)
+                        dy = _below(state, height) - y
+                        state = _random(state)
+                        dx = _below(state, width) - x
+                        best_d, best_y, best_x = _try(features, own, height, width, y, x, dy, dx, min_offset_sq,
+                                                      best_d, best_y, best_x)
+                    for _ in range(local_samples):
+                        state = _random(state)
+                        dy = _below(state, local_span) - local_radius
+                        state = _random(state)
+                        dx = _below(state, local_span) - local_radius
+                        best_d, best_y, best_x = _try(features, own, height, width, y, x, dy, dx, min_offset_sq,
+                                                      best_d, best_y, best_x)
+                else:
+                    jump = step
+                    for _ in range(4):
+                        for side in range(4):
+                            ny = y - jump if side == 0 else (y + jump if side == 2 else y)
+                            nx = x - jump if side == 1 else (x + jump if side == 3 else x)
+                            if ny < 0 or ny >= height or nx < 0 or nx >= width:
+                                continue
+                            neighbour = ny * width + nx
+                            dy, dx = oy[neighbour], ox[neighbour]
+                            if best[neighbour] == np.inf or (dy == best_y and dx == best_x):
+                                continue
+                            best_d, best_y, best_x = _try(features, own, height, width, y, x, dy, dx,
+                                                          min_offset_sq, best_d, best_y, best_x)
+                        jump *= 2
+                    radius = first_radius
+                    while radius >= 1.0 and best_d < np.inf:
+                        reach = int(radius)
+                        state = _random(state)
+                        dy = best_y + _below(state, 2 * reach + 1) - reach
+                        state = _random(state)
+                        dx = best_x + _below(state, 2 * reach + 1) - reach
+                        best_d, best_y, best_x = _try(features, own, height, width, y, x, dy, dx, min_offset_sq,
+                                                      best_d, best_y, best_x)
+                        radius /= 4.0
+                best[index], oy[index], ox[index] = best_d, best_y, best_x
