@@ -46,8 +46,9 @@ def _stars_painted_out(first_quality: int) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.mark.xfail(strict=True, reason="a known miss at the calibrated widths: the jpeg detector finds the stars "
                    "only with its null width at 1.4, below the 1.6 its calibration on untouched photographs "
-                   "supports (benchmarks/results/false_alarms.md); a double-JPEG test of areas compressed once "
-                   "(Bianchi and Piva) is the method that would find it")
+                   "supports (benchmarks/results/false_alarms.md); the double-JPEG detector `dq` finds it "
+                   "(tests/test_double_jpeg.py) but is off by default while it marks fine regular texture on "
+                   "real originals")
 def test_the_newcomers_painted_out_stars_are_found_with_an_improbable_region() -> None:
     painted, stars = _stars_painted_out(75)
     run = _analyse(_saved(painted, 90))
