@@ -5,10 +5,12 @@ Method
 Per block the grain is the mean absolute high-pass residual of the luminance (minus a twice-applied 5x5 median,
 which keeps the grain's clumps and drops shading). A noise-level function sigma(brightness) is estimated from the
 flattest blocks of the image (Liu et al. 2006); each block's log-ratio of measured to predicted grain becomes a
-robust z-score, pooled over 3x3 blocks. Groups of blocks are judged a-contrario (``_blocks.group_decision``, in
+robust z-score, pooled over 3x3 blocks and put on the scale of the blocks of the same brightness and colourfulness
+(``_blocks.standardise_by_content``). Groups of blocks are judged a-contrario (``_blocks.group_decision``, in
 the spirit of Gardella et al.'s Noisesniffer): ``noise-low`` regions have far less grain than the print elsewhere
 (airbrush, gouache, diffusion fills, smoothing), ``noise-high`` regions far more (paste-ups from a grainier print),
-sought only in blocks without strong structure.
+sought only in blocks without strong structure. A picture whose flattest blocks all carry grain (a film print or
+its scan, :func:`grain_profile`) is judged with a narrower null than a digital photograph.
 
 Limits
 ------
@@ -283,7 +285,8 @@ def grain_consistency(image: np.ndarray, *, options: GrainOptions | None = None,
     expected, spread = binned_reference(grain, brightness, flat, bins=10)
     z = (grain - expected) / spread
     z[clipped] = 0.0
-    classes = content_classes(usable, structure, brightness, block_saturation(image, block))
+    # not structure: it holds the grain itself, so a grainless fill would be judged against its own kind
+    classes = content_classes(usable, brightness, block_saturation(image, block))
     low = standardise_by_content(pooled_z(np.minimum(-z, 6.0), pool_radius), usable, classes)
     # strong structure raises the residual on its own: only structure-poor blocks may testify to excess grain
     high = standardise_by_content(pooled_z(np.where(flat, np.minimum(z, 6.0), 0.0), pool_radius), flat,
