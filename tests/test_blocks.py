@@ -228,10 +228,10 @@ def _flood(z_passes: np.ndarray, start: tuple[int, int]) -> list[tuple[int, int]
 
 
 def _groups_by_flood_fill(z: np.ndarray, tests: int, margin: float, nfa_threshold: float, min_blocks: int,
-                          candidate_nfa: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+                          candidate_nfa: float = 1.0, extent_z: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """group_decision the slow, obvious way: flood-fill 8-connected groups above the growing level, one block at a
     time, each group's NFA from its peak by the Gaussian tail written out with math.erfc; then flood-fill from
-    every decided block through the blocks above the extent level."""
+    every decided block through the blocks above ``extent_z`` (when given)."""
     import math
     from statistics import NormalDist
 
@@ -252,12 +252,12 @@ def _groups_by_flood_fill(z: np.ndarray, tests: int, margin: float, nfa_threshol
             nfa = tests * 0.5 * math.erfc(peak / margin / math.sqrt(2))
             for y, x in group:
                 nfa_map[y, x] = nfa
-    from retouch.detect._blocks import EXTENT_Z
-
     decided = nfa_map <= nfa_threshold
+    if extent_z is None:
+        return decided, nfa_map
     grown, final_nfa = decided.copy(), nfa_map.copy()
     for start in zip(*np.nonzero(decided)):
-        component = _flood((z > EXTENT_Z) | decided, start)
+        component = _flood((z > extent_z) | decided, start)
         smallest = min(nfa_map[y, x] for y, x in component if decided[y, x])
         for y, x in component:
             grown[y, x] = True
@@ -266,15 +266,17 @@ def _groups_by_flood_fill(z: np.ndarray, tests: int, margin: float, nfa_threshol
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_group_decision_matches_a_flood_fill_reference(seed: int) -> None:
-    from retouch.detect._blocks import group_decision
+@pytest.mark.parametrize("extent", [False, True])
+def test_group_decision_matches_a_flood_fill_reference(seed: int, extent: bool) -> None:
+    from retouch.detect._blocks import EXTENT_Z, group_decision
 
     rng = np.random.default_rng(seed)
     z = rng.standard_normal((40, 50)) * 1.6
     z[10:14, 20:25] += rng.uniform(4, 9)  # an anomaly of varying strength
     tests, margin = 2000, 1.3
-    decision = group_decision(z, tests=tests, margin=margin, nfa_threshold=0.01, min_blocks=4)
-    want_mask, want_nfa = _groups_by_flood_fill(z, tests, margin, 0.01, 4)
+    extent_z = EXTENT_Z if extent else None
+    decision = group_decision(z, tests=tests, margin=margin, nfa_threshold=0.01, min_blocks=4, extent_z=extent_z)
+    want_mask, want_nfa = _groups_by_flood_fill(z, tests, margin, 0.01, 4, extent_z=extent_z)
     np.testing.assert_array_equal(decision.mask, want_mask)
     finite = np.isfinite(want_nfa)
     np.testing.assert_array_equal(np.isfinite(decision.nfa), finite)
@@ -383,15 +385,15 @@ def test_a_decided_group_reaches_its_connected_blocks_above_the_extent_level_but
     z[2, 2] = z[2, 3] = z[3, 2] = z[3, 3] = decide + 1.0  # a decided group of four
     z[2:6, 4:7] = EXTENT_Z + 0.5  # its weaker surroundings: below the growing level 0.7 * decide
     z[6:8, 9:12] = EXTENT_Z + 0.5  # as weak, not touching it: not decided, not grown into
-    decision = group_decision(z, tests=tests, margin=margin, nfa_threshold=0.01, min_blocks=4)
+    decision = group_decision(z, tests=tests, margin=margin, nfa_threshold=0.01, min_blocks=4, extent_z=EXTENT_Z)
     expected = np.zeros(z.shape, bool)
     expected[2:4, 2:4] = True
     expected[2:6, 4:7] = True
     np.testing.assert_array_equal(decision.mask, expected)
     assert np.all(decision.nfa[expected] == decision.nfa[2, 2]) and np.isinf(decision.nfa[7, 10])
-    without_extent = group_decision(z, tests=tests, margin=margin, nfa_threshold=0.01, min_blocks=4,
-                                    extent_z=np.inf)
+    without_extent = group_decision(z, tests=tests, margin=margin, nfa_threshold=0.01, min_blocks=4)
     assert without_extent.mask.sum() == 4
     # nothing decided: nothing grown
     z[2:4, 2:4] = EXTENT_Z + 0.5
-    assert not group_decision(z, tests=tests, margin=margin, nfa_threshold=0.01, min_blocks=4).mask.any()
+    assert not group_decision(z, tests=tests, margin=margin, nfa_threshold=0.01, min_blocks=4,
+                              extent_z=EXTENT_Z).mask.any()

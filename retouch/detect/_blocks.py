@@ -301,8 +301,9 @@ class GroupDecision:
 CALIBRATION_MARGINS = (1.0, 1.2, 1.4, 1.6, 1.8, 2.0)
 
 
-# How far a decided group reaches: its connected blocks scoring above this (in the units of the map judged, each
-# block against its content class). See group_decision.
+# How far a decided group of grain or inpainting evidence reaches: its connected blocks scoring above this (in the
+# units of the map judged, each block against its content class). See group_decision; the JPEG-trace maps (ela,
+# jpeg, grid) do not grow their groups (benchmarks/results/detector_notes.md).
 EXTENT_Z = 2.5
 
 
@@ -343,11 +344,11 @@ def group_decision(z: np.ndarray, *, tests: int, margin: float, nfa_threshold: f
     an untouched photograph with as many tests. Groups with ``NFA <= candidate_nfa`` are candidates (their NFA is
     reported), those with ``NFA <= nfa_threshold`` are decided.
 
-    A decided group's extent then reaches every connected block above ``extent_z`` (default :data:`EXTENT_Z`,
-    2.5 in the units of the map, whose blocks are each judged against their own content class, see
-    :func:`standardise_by_content`): the NFA says whether a group is improbable, not how far it reaches, and the
-    decision level left most of a decided edit unmarked. Growing a decided group changes its area, never the
-    number of groups decided nor their NFA.
+    With ``extent_z`` (grain and inpaint pass :data:`EXTENT_Z`, 2.5 in the units of the map, whose blocks are
+    each judged against their own content class, see :func:`standardise_by_content`), a decided group's extent
+    then reaches every connected block above it: the NFA says whether a group is improbable, not how far it
+    reaches, and the decision level left most of a decided fill unmarked. Growing a decided group changes its
+    area, never the number of groups decided nor their NFA.
     """
     tests = max(int(tests), 1)
     decide_z = margin * bonferroni_z(tests, nfa_threshold)
@@ -372,9 +373,7 @@ def group_decision(z: np.ndarray, *, tests: int, margin: float, nfa_threshold: f
     nfa = np.where(candidate, nfa, np.inf)
     nfa_map = nfa[labels]
     mask = nfa_map <= nfa_threshold
-    if extent_z is None:
-        extent_z = EXTENT_Z
-    if mask.any() and math.isfinite(extent_z):
+    if mask.any() and extent_z is not None and math.isfinite(extent_z):
         mask, nfa_map = _extend_decided(z, mask, nfa_map, extent_z)
     return GroupDecision(mask, nfa_map, best_nfa, decide_z, peak, tests, group_nfa)
 

@@ -36,6 +36,7 @@ import cv2
 import numpy as np
 
 from retouch.detect._blocks import (
+    EXTENT_Z,
     NOTHING_TO_JUDGE,
     binned_reference,
     block_mean,
@@ -299,7 +300,7 @@ def grain_consistency(image: np.ndarray, *, options: GrainOptions | None = None,
                                 grain_uniformity=options.grain_uniformity)
     margin = options.grain_tail_margin if dominated else options.tail_margin
     decisions = [group_decision(values, tests=tests, margin=margin,
-                                nfa_threshold=options.nfa_threshold, min_blocks=min_blocks)
+                                nfa_threshold=options.nfa_threshold, min_blocks=min_blocks, extent_z=EXTENT_Z)
                  for values in (low, high)]
     low_mask, high_mask = (d.mask for d in decisions)
     nfa = np.minimum(decisions[0].nfa, decisions[1].nfa)

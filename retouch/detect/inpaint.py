@@ -36,6 +36,7 @@ import cv2
 import numpy as np
 
 from retouch.detect._blocks import (
+    EXTENT_Z,
     NOTHING_TO_JUDGE,
     binned_reference,
     block_mean,
@@ -200,7 +201,7 @@ def inpainting_traces(image: np.ndarray, *, options: InpaintOptions | None = Non
                                 grain_uniformity=options.grain_uniformity)
     margin = options.grain_tail_margin if dominated else options.tail_margin
     decisions = [group_decision(values, tests=tests, margin=margin,
-                                nfa_threshold=options.nfa_threshold, min_blocks=4)
+                                nfa_threshold=options.nfa_threshold, min_blocks=4, extent_z=EXTENT_Z)
                  for values in (exemplar, diffusion)]
     exemplar_mask, diffusion_mask = (d.mask for d in decisions)
     nfa = np.minimum(decisions[0].nfa, decisions[1].nfa)
