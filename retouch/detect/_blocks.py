@@ -2,7 +2,8 @@
 
 The null a block score is judged against is content-aware: before a decision, each block's score is centred and
 scaled by the blocks of its own content class (texture, brightness and colourfulness terciles,
-:func:`content_classes` and :func:`standardise_by_content`), never more strictly than by the image-wide figures.
+:func:`content_classes` and :func:`standardise_by_content`); a class can only ask more evidence of its blocks
+than the image-wide figures do, never less.
 
 Per-block means are computed with ``cv2.resize(..., INTER_AREA)`` (exact block averaging when the image is
 cropped to whole blocks), so a 24-megapixel image is summarised in a few tens of milliseconds.
@@ -246,9 +247,10 @@ def standardise_by_content(values: np.ndarray, where: np.ndarray, classes: np.nd
     A block score's spread on an untouched photograph depends on what the block shows: JPEG flattens skies and
     deep shadows, saturated colours clip a channel, foliage and crowds vary more from block to block than walls.
     Each class (see :func:`content_classes`) with at least ``min_count`` blocks in ``where`` gets its own median
-    and MAD; a class may only make the test stricter than the image-wide one (its centre is never below the
-    image-wide median, its spread never below the image-wide MAD), so the calibrated image-wide null stays an
-    upper bound on the false alarms; classes too small use the image-wide figures.
+    and MAD; a class can only ask more evidence of its blocks than the image-wide null does, never less (its
+    centre is never below the image-wide median, its spread never below the image-wide MAD: no block scores higher
+    above 0 than image-wide), so the image-wide null the widths were calibrated with stays an upper bound on the
+    false alarms; classes too small use the image-wide figures.
     """
     sample = values[where]
     if sample.size == 0:

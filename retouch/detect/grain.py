@@ -59,7 +59,7 @@ from retouch.result import AnalysisResult
 
 FALSE_ALARM_CONTROL = ("a-contrario: a region's NFA is the number of block tests times the chance that one block "
                        "of an untouched photograph scores as high against the blocks of its content class "
-                       "(texture, brightness, colourfulness; a Gaussian widened by tail_margin, or by "
+                       "(brightness, colourfulness; a Gaussian widened by tail_margin, or by "
                        "grain_tail_margin for grain-dominated pictures such as scanned prints)")
 
 EXPLANATION = (
