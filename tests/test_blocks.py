@@ -228,9 +228,10 @@ def _flood(z_passes: np.ndarray, start: tuple[int, int]) -> list[tuple[int, int]
 
 
 def _groups_by_flood_fill(z: np.ndarray, tests: int, margin: float, nfa_threshold: float, min_blocks: int,
-                          candidate_nfa: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+                          candidate_nfa: float = 1.0, extent_z: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """group_decision the slow, obvious way: flood-fill 8-connected groups above the growing level, one block at a
-    time, each group's NFA from its peak by the Gaussian tail written out with math.erfc."""
+    time, each group's NFA from its peak by the Gaussian tail written out with math.erfc; then flood-fill from
+    every decided block through the blocks above ``extent_z`` (when given)."""
     import math
     from statistics import NormalDist
 
@@ -251,19 +252,31 @@ def _groups_by_flood_fill(z: np.ndarray, tests: int, margin: float, nfa_threshol
             nfa = tests * 0.5 * math.erfc(peak / margin / math.sqrt(2))
             for y, x in group:
                 nfa_map[y, x] = nfa
-    return nfa_map <= nfa_threshold, nfa_map
+    decided = nfa_map <= nfa_threshold
+    if extent_z is None:
+        return decided, nfa_map
+    grown, final_nfa = decided.copy(), nfa_map.copy()
+    for start in zip(*np.nonzero(decided)):
+        component = _flood((z > extent_z) | decided, start)
+        smallest = min(nfa_map[y, x] for y, x in component if decided[y, x])
+        for y, x in component:
+            grown[y, x] = True
+            final_nfa[y, x] = min(final_nfa[y, x], smallest)
+    return grown, final_nfa
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_group_decision_matches_a_flood_fill_reference(seed: int) -> None:
-    from retouch.detect._blocks import group_decision
+@pytest.mark.parametrize("extent", [False, True])
+def test_group_decision_matches_a_flood_fill_reference(seed: int, extent: bool) -> None:
+    from retouch.detect._blocks import EXTENT_Z, group_decision
 
     rng = np.random.default_rng(seed)
     z = rng.standard_normal((40, 50)) * 1.6
     z[10:14, 20:25] += rng.uniform(4, 9)  # an anomaly of varying strength
     tests, margin = 2000, 1.3
-    decision = group_decision(z, tests=tests, margin=margin, nfa_threshold=0.01, min_blocks=4)
-    want_mask, want_nfa = _groups_by_flood_fill(z, tests, margin, 0.01, 4)
+    extent_z = EXTENT_Z if extent else None
+    decision = group_decision(z, tests=tests, margin=margin, nfa_threshold=0.01, min_blocks=4, extent_z=extent_z)
+    want_mask, want_nfa = _groups_by_flood_fill(z, tests, margin, 0.01, 4, extent_z=extent_z)
     np.testing.assert_array_equal(decision.mask, want_mask)
     finite = np.isfinite(want_nfa)
     np.testing.assert_array_equal(np.isfinite(decision.nfa), finite)
@@ -315,3 +328,72 @@ def test_strength_to_heat_is_one_half_at_the_threshold_and_increasing() -> None:
     # a logistic of width threshold / 4, as documented: 0.12 at half the threshold, 0.88 at 1.5 times it
     np.testing.assert_allclose(heat[2:5], [1 / (1 + math.e ** 2), 0.5, 1 / (1 + math.e ** -2)], rtol=1e-6)
     assert (np.diff(heat) >= 0).all() and heat[0] < 1e-6 and heat[-1] > 1 - 1e-6
+
+
+def test_content_classes_split_each_covariate_into_quantile_bins_and_coarsen_small_maps() -> None:
+    from retouch.detect._blocks import content_classes
+
+    rng = np.random.default_rng(0)
+    texture, brightness = rng.uniform(size=(60, 60)), rng.uniform(size=(60, 60))
+    where = np.ones(texture.shape, bool)
+    classes = content_classes(where, texture, brightness, None, min_count=48)  # 3600 blocks: 3 x 3 classes
+    assert sorted(np.unique(classes)) == list(range(9))
+    for cls in range(9):
+        assert abs((classes == cls).mean() - 1 / 9) < 0.02
+    # the class follows texture first: a block in the top texture tercile is in classes 6..8
+    top = texture >= np.quantile(texture, 2 / 3) + 1e-9
+    assert np.all(classes[top] >= 6)
+    # 300 blocks cannot fill 9 classes, nor 4, of 96 blocks: texture alone, in three bins
+    small = content_classes(where[:15, :20], texture[:15, :20], brightness[:15, :20], min_count=48)
+    assert sorted(np.unique(small)) == [0, 1, 2]
+    np.testing.assert_array_equal(small, content_classes(where[:15, :20], texture[:15, :20], min_count=48))
+    # 100 blocks: one covariate in two bins; 50: a single class
+    assert sorted(np.unique(content_classes(where[:10, :10], texture[:10, :10], brightness[:10, :10],
+                                            min_count=24))) == [0, 1]
+    assert np.all(content_classes(where[:5, :10], texture[:5, :10], min_count=48) == 0)
+
+
+def test_content_null_judges_blocks_against_their_class_and_never_more_strictly_than_the_image() -> None:
+    from retouch.detect._blocks import standardise, standardise_by_content
+
+    rng = np.random.default_rng(1)
+    values = rng.standard_normal((80, 80))
+    classes = np.zeros(values.shape, np.int32)
+    classes[:40] = 1  # a content class (say a JPEG-flattened sky) with a wider spread, shifted up
+    values[:40] = 2.0 + 3.0 * values[:40]
+    classes[78:, 78:] = 2  # four blocks: too few for their own null
+    where = np.ones(values.shape, bool)
+    plain = standardise(values, where)
+    judged = standardise_by_content(values, where, classes, min_count=48)
+    # the wide class is on its own scale: median 0 and MAD 1
+    sky = judged[:40].ravel()
+    assert abs(np.median(sky)) < 1e-6
+    assert 1.4826 * np.median(np.abs(sky)) == pytest.approx(1.0, rel=1e-4)
+    # a class may only relax the test: no block scores higher than under the image-wide null (above 0)
+    assert np.all(judged <= np.maximum(plain, 0) + 1e-9)
+    # the narrow class keeps the image-wide figures (never stricter than the calibrated null), as does the tiny one
+    np.testing.assert_allclose(judged[40:78], plain[40:78], rtol=1e-5)
+    np.testing.assert_allclose(judged[78:, 78:], plain[78:, 78:], rtol=1e-5)
+
+
+def test_a_decided_group_reaches_its_connected_blocks_above_the_extent_level_but_decides_nothing_new() -> None:
+    from retouch.detect._blocks import EXTENT_Z, bonferroni_z, group_decision
+
+    tests, margin = 100, 2.0
+    decide = margin * bonferroni_z(tests, 0.01)  # 8.5
+    z = np.zeros((8, 12))
+    z[2, 2] = z[2, 3] = z[3, 2] = z[3, 3] = decide + 1.0  # a decided group of four
+    z[2:6, 4:7] = EXTENT_Z + 0.5  # its weaker surroundings: below the growing level 0.7 * decide
+    z[6:8, 9:12] = EXTENT_Z + 0.5  # as weak, not touching it: not decided, not grown into
+    decision = group_decision(z, tests=tests, margin=margin, nfa_threshold=0.01, min_blocks=4, extent_z=EXTENT_Z)
+    expected = np.zeros(z.shape, bool)
+    expected[2:4, 2:4] = True
+    expected[2:6, 4:7] = True
+    np.testing.assert_array_equal(decision.mask, expected)
+    assert np.all(decision.nfa[expected] == decision.nfa[2, 2]) and np.isinf(decision.nfa[7, 10])
+    without_extent = group_decision(z, tests=tests, margin=margin, nfa_threshold=0.01, min_blocks=4)
+    assert without_extent.mask.sum() == 4
+    # nothing decided: nothing grown
+    z[2:4, 2:4] = EXTENT_Z + 0.5
+    assert not group_decision(z, tests=tests, margin=margin, nfa_threshold=0.01, min_blocks=4,
+                              extent_z=EXTENT_Z).mask.any()

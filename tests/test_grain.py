@@ -96,3 +96,39 @@ def test_block_detectors_quiet_on_untouched_textured_photographs() -> None:
             for name, values in marked.items():
                 values.append(float(get_detector(name).run(loaded.pixels).mask.mean()))
     assert all(np.mean(values) < 0.002 for values in marked.values()), marked
+
+
+def _textured_digital_photograph(seed: int = 0) -> np.ndarray:
+    """A camera-like JPEG of a clean sky above dense foliage: strong texture, almost no noise in the flat sky."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    height, width = 512, 640
+    sky = np.linspace(200, 150, height * 3 // 20)[:, None] * np.ones((1, width))
+    foliage = cv2.GaussianBlur(rng.normal(0, 1, (height - sky.shape[0], width)), (0, 0), 1.5)
+    foliage = 90 + 60 * foliage / foliage.std()
+    gray = np.clip(np.vstack([sky, foliage]), 0, 255).astype(np.uint8)
+    ok, encoded = cv2.imencode(".jpg", gray, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    assert ok
+    return cv2.imdecode(encoded, cv2.IMREAD_GRAYSCALE)
+
+
+def test_texture_is_not_taken_for_film_grain() -> None:
+    from retouch.detect.grain import GrainOptions, grain_consistency, grain_dominated, grain_profile
+
+    options = GrainOptions()
+    photo = _textured_digital_photograph()
+    level, uniformity = grain_profile(photo)
+    # the flattest 40 % of its blocks reach into the foliage: a "grain" level as high as a print's...
+    assert level >= options.grain_level
+    # ... which vanishes in its flattest tenth (the sky), as film grain never does
+    assert uniformity < options.grain_uniformity
+    assert not grain_dominated(level, uniformity, grain_level=options.grain_level,
+                               grain_uniformity=options.grain_uniformity)
+    assert grain_consistency(photo).details["null_width_used"] == options.tail_margin
+    # an untouched generated scan of a print is grain-dominated and judged with the prints' null
+    scan = load_image_bytes(make_authentic(750_000, size=512).file_bytes, name="scan").pixels
+    level, uniformity = grain_profile(scan)
+    assert grain_dominated(level, uniformity, grain_level=options.grain_level,
+                           grain_uniformity=options.grain_uniformity)
+    assert grain_consistency(scan).details["null_width_used"] == options.grain_tail_margin

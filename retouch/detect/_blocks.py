@@ -1,5 +1,10 @@
 """Block statistics and the a-contrario decision shared by the block-based detectors (ela, grain, inpaint, jpeg).
 
+The null a block score is judged against is content-aware: before a decision, each block's score is centred and
+scaled by the blocks of its own content class (texture, brightness and colourfulness terciles,
+:func:`content_classes` and :func:`standardise_by_content`); a class can only ask more evidence of its blocks
+than the image-wide figures do, never less.
+
 Per-block means are computed with ``cv2.resize(..., INTER_AREA)`` (exact block averaging when the image is
 cropped to whole blocks), so a 24-megapixel image is summarised in a few tens of milliseconds.
 """
@@ -191,6 +196,80 @@ def standardise(values: np.ndarray, where: np.ndarray) -> np.ndarray:
     return (values - centre) / spread
 
 
+def block_saturation(image: np.ndarray, block: int, shape: tuple[int, int] | None = None) -> np.ndarray | None:
+    """Mean colourfulness of each ``block`` x ``block`` tile: the spread of the RGB channels (max - min, in
+    [0, 1] of full scale), computed at ``shape`` (H, W; the image's own by default); None for a gray image."""
+    array = np.asarray(image)
+    if array.ndim != 3 or array.shape[2] < 3:
+        return None
+    rgb = array[..., :3]
+    if rgb.dtype != np.uint8:
+        rgb = (rgb >> 8).astype(np.uint8) if rgb.dtype == np.uint16 else np.round(
+            np.clip(rgb, 0.0, 1.0) * 255.0).astype(np.uint8)
+    spread = cv2.subtract(cv2.max(cv2.max(rgb[..., 0], rgb[..., 1]), rgb[..., 2]),
+                          cv2.min(cv2.min(rgb[..., 0], rgb[..., 1]), rgb[..., 2]))
+    if shape is not None and spread.shape != tuple(shape):
+        spread = cv2.resize(spread, (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
+    return block_mean(spread, block) / np.float32(255.0)
+
+
+def content_classes(where: np.ndarray, *covariates: np.ndarray | None, min_count: int = 48) -> np.ndarray:
+    """Each block's content class: the product of its quantile bin (over ``where``) in every covariate given, most
+    important first (texture, brightness, colourfulness...; None entries are skipped), as small integers.
+
+    Three bins per covariate where the blocks in ``where`` fill every class with ``2 min_count`` blocks on
+    average, else two, else the last covariates are dropped: a small image gets coarse classes, not empty ones.
+    """
+    given = [c for c in covariates if c is not None]
+    available = int(where.sum())
+    chosen: list[np.ndarray] = []
+    levels = 1
+    for kept in range(len(given), 0, -1):
+        fitting = [k for k in (3, 2) if available >= 2 * min_count * k ** kept]
+        if fitting:
+            chosen, levels = given[:kept], fitting[0]
+            break
+    classes = np.zeros(where.shape, np.int32)
+    for covariate in chosen:
+        edges = quantiles_of_sorted(np.sort(covariate[where].astype(np.float64)),
+                                    np.linspace(0, 1, levels + 1)[1:-1])
+        index = np.zeros(where.shape, np.int32)
+        for edge in edges:
+            index += covariate >= edge
+        classes = classes * levels + index
+    return classes
+
+
+def standardise_by_content(values: np.ndarray, where: np.ndarray, classes: np.ndarray, *,
+                           min_count: int = 48) -> np.ndarray:
+    """:func:`standardise`, with the null of each block taken from blocks of its own content class.
+
+    A block score's spread on an untouched photograph depends on what the block shows: JPEG flattens skies and
+    deep shadows, saturated colours clip a channel, foliage and crowds vary more from block to block than walls.
+    Each class (see :func:`content_classes`) with at least ``min_count`` blocks in ``where`` gets its own median
+    and MAD; a class can only ask more evidence of its blocks than the image-wide null does, never less (its
+    centre is never below the image-wide median, its spread never below the image-wide MAD: no block scores higher
+    above 0 than image-wide), so the image-wide null the widths were calibrated with stays an upper bound on the
+    false alarms; classes too small use the image-wide figures.
+    """
+    sample = values[where]
+    if sample.size == 0:
+        return standardise(values, where)
+    centre = float(median_of(sample))
+    spread = float(1.4826 * median_of(np.abs(sample - centre))) + 1e-6
+    labels = classes[where]
+    count = int(classes.max()) + 1 if classes.size else 1
+    counts = np.bincount(labels, minlength=count)
+    class_centre = _grouped_quantile(sample, labels, counts, 50.0)
+    deviation = np.abs(sample - class_centre[labels])
+    class_spread = 1.4826 * _grouped_quantile(deviation, labels, counts, 50.0) + 1e-6
+    enough = counts >= min_count
+    dtype = values.dtype if np.issubdtype(values.dtype, np.floating) else np.float64
+    block_centre = np.where(enough, np.maximum(class_centre, centre), centre).astype(dtype)
+    block_spread = np.where(enough, np.maximum(class_spread, spread), spread).astype(dtype)
+    return (values - block_centre[classes]) / block_spread[classes]
+
+
 @dataclass(frozen=True)
 class GroupDecision:
     """Groups of blocks judged a-contrario: candidate groups, each with its number of false alarms.
@@ -224,6 +303,12 @@ class GroupDecision:
 CALIBRATION_MARGINS = (1.0, 1.2, 1.4, 1.6, 1.8, 2.0)
 
 
+# How far a decided group of grain or inpainting evidence reaches: its connected blocks scoring above this (in the
+# units of the map judged, each block against its content class). See group_decision; the JPEG-trace maps (ela,
+# jpeg, grid) do not grow their groups (benchmarks/results/detector_notes.md).
+EXTENT_Z = 2.5
+
+
 def _smallest_group_nfa(z: np.ndarray, tests: int, margin: float, nfa_threshold: float, min_blocks: int,
                         grow: float) -> float:
     """The smallest NFA among the groups :func:`group_decision` would form at ``margin`` (inf when none)."""
@@ -251,7 +336,8 @@ def null_tail(z: np.ndarray | float, margin: float) -> np.ndarray | float:
 
 
 def group_decision(z: np.ndarray, *, tests: int, margin: float, nfa_threshold: float, min_blocks: int,
-                   grow: float = 0.7, candidate_nfa: float = 1.0) -> GroupDecision:
+                   grow: float = 0.7, candidate_nfa: float = 1.0, extent_z: float | None = None
+                   ) -> GroupDecision:
     """A-contrario decision on a map of block scores (Desolneux, Moisan & Morel; as ZERO and Noisesniffer use).
 
     A group is a connected set (8-neighbours) of at least ``min_blocks`` blocks above ``grow`` times the
@@ -259,6 +345,12 @@ def group_decision(z: np.ndarray, *, tests: int, margin: float, nfa_threshold: f
     ``NFA = tests * P(Z > peak)`` under :func:`null_tail`: the expected number of groups at least this strong on
     an untouched photograph with as many tests. Groups with ``NFA <= candidate_nfa`` are candidates (their NFA is
     reported), those with ``NFA <= nfa_threshold`` are decided.
+
+    With ``extent_z`` (grain and inpaint pass :data:`EXTENT_Z`, 2.5 in the units of the map, whose blocks are
+    each judged against their own content class, see :func:`standardise_by_content`), a decided group's extent
+    then reaches every connected block above it: the NFA says whether a group is improbable, not how far it
+    reaches, and the decision level left most of a decided fill unmarked. Growing a decided group changes its
+    area, never the number of groups decided nor their NFA.
     """
     tests = max(int(tests), 1)
     decide_z = margin * bonferroni_z(tests, nfa_threshold)
@@ -283,7 +375,21 @@ def group_decision(z: np.ndarray, *, tests: int, margin: float, nfa_threshold: f
     nfa = np.where(candidate, nfa, np.inf)
     nfa_map = nfa[labels]
     mask = nfa_map <= nfa_threshold
+    if mask.any() and extent_z is not None and math.isfinite(extent_z):
+        mask, nfa_map = _extend_decided(z, mask, nfa_map, extent_z)
     return GroupDecision(mask, nfa_map, best_nfa, decide_z, peak, tests, group_nfa)
+
+
+def _extend_decided(z: np.ndarray, mask: np.ndarray, nfa_map: np.ndarray,
+                    extent_z: float) -> tuple[np.ndarray, np.ndarray]:
+    """Decided groups grown over the connected blocks above ``extent_z``; a grown block takes the smallest NFA
+    of the decided blocks its component holds."""
+    count, labels = cv2.connectedComponents(((z > extent_z) | mask).view(np.uint8), connectivity=8)
+    component_nfa = np.full(count, np.inf)
+    np.minimum.at(component_nfa, labels[mask], nfa_map[mask])
+    component_nfa[0] = np.inf
+    grown = component_nfa[labels]
+    return np.isfinite(grown), np.minimum(nfa_map, grown)
 
 
 def nfa_score(nfa: float, nfa_threshold: float, *, decided: bool) -> float:

@@ -5,7 +5,8 @@ Method
 The image is recompressed in memory as JPEG at ``quality`` (and each quality of ``sweep``); the error level is the
 mean absolute difference per 8x8 block of the JPEG grid (Krawetz 2007). Raw error levels mostly show texture, so
 each block's log error is compared with blocks of the same texture (gradient energy) and brightness elsewhere in
-the image (a robust binned regression); the residual z-scores are pooled 3x3 and put on their own empirical scale
+the image (a robust binned regression); the residual z-scores are pooled 3x3 and put on the empirical scale of
+the blocks of the same content class (texture, brightness and colourfulness; ``_blocks.standardise_by_content``)
 (blocks that recompress exactly, tied at 0, left out of it). Groups of blocks far above or below their peers are
 judged a-contrario (``_blocks.group_decision``): a region is kept when its number of false alarms is at most
 ``nfa_threshold``. A quality at which the image reproduces itself (it was last saved so) is replaced by one 10
@@ -38,12 +39,14 @@ from retouch.detect._blocks import (
     block_max,
     block_mean,
     block_result,
+    block_saturation,
+    content_classes,
     finite_or_none,
     group_decision,
     median_of,
     nfa_score,
     pooled_z,
-    standardise,
+    standardise_by_content,
     strength_to_heat,
 )
 from retouch.detect._options import options_params, resolve_options
@@ -64,7 +67,8 @@ EXPLANATION = (
 
 
 FALSE_ALARM_CONTROL = ("a-contrario: a region's NFA is the number of 8x8 blocks tested times the chance that "
-                       "one block of an untouched photograph scores as high (a Gaussian widened by tail_margin)")
+                       "one block of an untouched photograph scores as high against the blocks of its content "
+                       "class (texture, brightness, colourfulness; a Gaussian widened by tail_margin)")
 
 
 def _content_blocks(gray: np.ndarray, block: int, *, band_pixels: int = 1 << 18
@@ -200,6 +204,7 @@ def error_level_analysis(image: np.ndarray, *, options: ElaOptions | None = None
         return AnalysisResult.skipped_result("ela", shape, NOTHING_TO_JUDGE, params=params,
                                              explanation=EXPLANATION)
     covariate = np.log(texture + 1e-3) + 0.5 * brightness  # texture dominates; brightness splits ties
+    classes = content_classes(usable, texture, brightness, block_saturation(eight, block))
     qualities: list[int] = []
     reproducing: list[int] = []
     high: np.ndarray | None = None  # per block, the strongest evidence over the qualities used
@@ -218,8 +223,8 @@ def error_level_analysis(image: np.ndarray, *, options: ElaOptions | None = None
         z[~usable] = 0.0
         pooled = pooled_z(z, 1)
         scale_from = _spread_bearing(pooled, usable)
-        high_here = standardise(pooled, scale_from)
-        low_here = -high_here  # standardise(-pooled, scale_from): the median and MAD of -x are -median and MAD
+        high_here = standardise_by_content(pooled, scale_from, classes)
+        low_here = standardise_by_content(-pooled, scale_from, classes)
         high = high_here if high is None else np.maximum(high, high_here)
         low = low_here if low is None else np.maximum(low, low_here)
         levels[q] = round(float(np.exp(median_of(error))), 4)

@@ -5,10 +5,12 @@ Method
 Per block the grain is the mean absolute high-pass residual of the luminance (minus a twice-applied 5x5 median,
 which keeps the grain's clumps and drops shading). A noise-level function sigma(brightness) is estimated from the
 flattest blocks of the image (Liu et al. 2006); each block's log-ratio of measured to predicted grain becomes a
-robust z-score, pooled over 3x3 blocks. Groups of blocks are judged a-contrario (``_blocks.group_decision``, in
+robust z-score, pooled over 3x3 blocks and put on the scale of the blocks of the same brightness and colourfulness
+(``_blocks.standardise_by_content``). Groups of blocks are judged a-contrario (``_blocks.group_decision``, in
 the spirit of Gardella et al.'s Noisesniffer): ``noise-low`` regions have far less grain than the print elsewhere
 (airbrush, gouache, diffusion fills, smoothing), ``noise-high`` regions far more (paste-ups from a grainier print),
-sought only in blocks without strong structure.
+sought only in blocks without strong structure. A picture whose flattest blocks all carry grain (a film print or
+its scan, :func:`grain_profile`) is judged with a narrower null than a digital photograph.
 
 Limits
 ------
@@ -34,17 +36,20 @@ import cv2
 import numpy as np
 
 from retouch.detect._blocks import (
+    EXTENT_Z,
     NOTHING_TO_JUDGE,
     binned_reference,
     block_mean,
     block_result,
+    block_saturation,
+    content_classes,
     finite_or_none,
     group_decision,
     median_of,
     nfa_score,
     percentile_of,
     pooled_z,
-    standardise,
+    standardise_by_content,
     strength_to_heat,
 )
 from retouch.detect._options import options_params, resolve_options
@@ -53,7 +58,8 @@ from retouch.imaging import for_each_strip, strip_workers, to_gray_float
 from retouch.result import AnalysisResult
 
 FALSE_ALARM_CONTROL = ("a-contrario: a region's NFA is the number of block tests times the chance that one block "
-                       "of an untouched photograph scores as high (a Gaussian widened by tail_margin, or by "
+                       "of an untouched photograph scores as high against the blocks of its content class "
+                       "(brightness, colourfulness; a Gaussian widened by tail_margin, or by "
                        "grain_tail_margin for grain-dominated pictures such as scanned prints)")
 
 EXPLANATION = (
@@ -136,15 +142,40 @@ def grain_level(image: np.ndarray) -> float:
     """The picture's grain level: the median grain residual of its flattest blocks (in units of full scale), the
     level of the noise-level function :func:`grain_consistency` estimates. Film prints and their scans lie above
     about 0.009; most digital photographs below 0.006 (``benchmarks/results/false_alarms.md``)."""
-    eight = _gray8(np.asarray(image)) if np.asarray(image).dtype != np.uint16 else cv2.convertScaleAbs(
-        to_gray_float(image), alpha=255.0)
+    return grain_profile(image)[0]
+
+
+def grain_profile(image: np.ndarray) -> tuple[float, float]:
+    """The grain level (:func:`grain_level`) and its uniformity: the level of the flattest tenth of the blocks
+    divided by that of the flattest 40 %.
+
+    Film grain covers a print whatever it shows, so the flattest tenth carries about the grain of the flattest
+    40 % (0.76 to 0.9 on generated scans); in a textured digital photograph the "grain" of the flattest 40 % is
+    mostly texture, and it falls away in the flattest tenth (0.1 to 0.67 on most real camera originals).
+    """
+    image = np.asarray(image)
+    eight = _gray8(image) if image.dtype != np.uint16 else cv2.convertScaleAbs(to_gray_float(image), alpha=255.0)
     measures = _block_measures(eight, _block_size(eight.shape))
     usable = measures["unclipped"] >= 0.8 * 255
     if not usable.any():
-        return 0.0
-    structure = measures["structure"]
-    flat = usable & (structure <= percentile_of(structure[usable], 40))
-    return float(np.exp(median_of(np.log(measures["residual"][flat] / 255.0 + 1e-5))))
+        return 0.0, 0.0
+    return _flat_levels(measures["residual"] / 255.0, measures["structure"], usable)
+
+
+def _flat_levels(residual: np.ndarray, structure: np.ndarray, usable: np.ndarray) -> tuple[float, float]:
+    """(median residual of the flattest 40 % of the usable blocks, that of the flattest 10 % divided by it)."""
+    def level(percent: float) -> float:
+        flat = usable & (structure <= percentile_of(structure[usable], percent))
+        return float(np.exp(median_of(np.log(residual[flat] + 1e-5))))
+
+    broad = level(40)
+    return broad, level(10) / max(broad, 1e-12)
+
+
+def grain_dominated(level: float, uniformity: float, *, grain_level: float, grain_uniformity: float) -> bool:
+    """Whether a picture is judged as grain-dominated (a film print or its scan): grain at least ``grain_level``
+    in its flattest blocks, and about as strong in the flattest of them (``uniformity >= grain_uniformity``)."""
+    return level >= grain_level and uniformity >= grain_uniformity
 
 
 def _block_size(shape: tuple[int, int]) -> int:
@@ -165,6 +196,9 @@ class GrainOptions:
     grain_level : float
         Grain level (median residual of the flattest blocks, in units of full scale) from which a picture is
         grain-dominated, as film prints and their scans are, and judged with ``grain_tail_margin`` (0.0085).
+    grain_uniformity : float
+        A grain-dominated picture also keeps at least this share of its grain level in its flattest tenth of
+        blocks (see :func:`grain_profile`; 0.7): texture mistaken for grain does not.
     grain_tail_margin : float
         Null width for grain-dominated pictures (1.3), calibrated on untouched generated scans and grainy
         photographs by ``benchmarks.false_alarms``.
@@ -178,6 +212,7 @@ class GrainOptions:
     block: int | None = None
     nfa_threshold: float = 0.01
     grain_level: float = 0.0085
+    grain_uniformity: float = 0.7
     grain_tail_margin: float = 1.3
     tail_margin: float = 1.6
     pool_radius: int = 1
@@ -251,15 +286,21 @@ def grain_consistency(image: np.ndarray, *, options: GrainOptions | None = None,
     expected, spread = binned_reference(grain, brightness, flat, bins=10)
     z = (grain - expected) / spread
     z[clipped] = 0.0
-    low = standardise(pooled_z(np.minimum(-z, 6.0), pool_radius), usable)
+    # not structure: it holds the grain itself, so a grainless fill would be judged against its own kind
+    classes = content_classes(usable, brightness, block_saturation(image, block))
+    low = standardise_by_content(pooled_z(np.minimum(-z, 6.0), pool_radius), usable, classes)
     # strong structure raises the residual on its own: only structure-poor blocks may testify to excess grain
-    high = standardise(pooled_z(np.where(flat, np.minimum(z, 6.0), 0.0), pool_radius), flat)
+    high = standardise_by_content(pooled_z(np.where(flat, np.minimum(z, 6.0), 0.0), pool_radius), flat,
+                                  classes)
     tests = int(usable.sum()) * 2
     min_blocks = 4
     level = float(np.exp(median_of(expected)))
-    margin = options.grain_tail_margin if level >= options.grain_level else options.tail_margin
+    uniformity = _flat_levels(residual, structure, usable)[1]
+    dominated = grain_dominated(level, uniformity, grain_level=options.grain_level,
+                                grain_uniformity=options.grain_uniformity)
+    margin = options.grain_tail_margin if dominated else options.tail_margin
     decisions = [group_decision(values, tests=tests, margin=margin,
-                                nfa_threshold=options.nfa_threshold, min_blocks=min_blocks)
+                                nfa_threshold=options.nfa_threshold, min_blocks=min_blocks, extent_z=EXTENT_Z)
                  for values in (low, high)]
     low_mask, high_mask = (d.mask for d in decisions)
     nfa = np.minimum(decisions[0].nfa, decisions[1].nfa)
@@ -285,6 +326,7 @@ def grain_consistency(image: np.ndarray, *, options: GrainOptions | None = None,
         summary=summary, explanation=EXPLANATION,
         details={"smallest_nfa": finite_or_none(best_nfa), "null": decisions[0].null_record(decisions[1:]),
                  "blocks_tested": int(usable.sum()), "blocks_low": low_count, "blocks_high": high_count,
-                 "noise_level_median": round(level, 6), "null_width_used": margin},
+                 "noise_level_median": round(level, 6), "grain_uniformity": round(uniformity, 3),
+                 "null_width_used": margin},
         min_area=min_blocks * block * block,
     )

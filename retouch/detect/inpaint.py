@@ -36,26 +36,30 @@ import cv2
 import numpy as np
 
 from retouch.detect._blocks import (
+    EXTENT_Z,
     NOTHING_TO_JUDGE,
     binned_reference,
     block_mean,
     block_result,
+    block_saturation,
+    content_classes,
     finite_or_none,
     group_decision,
     nfa_score,
     pooled_z,
-    standardise,
+    standardise_by_content,
     strength_to_heat,
 )
 from retouch.detect._options import options_params, resolve_options
 from retouch.detect._patchmatch import compiled_patchmatch, projected_patch_features
-from retouch.detect.grain import grain_level
+from retouch.detect.grain import grain_dominated, grain_profile
 from retouch.registry import register
 from retouch.imaging import bounded, to_gray_float, upscale_to
 from retouch.result import AnalysisResult
 
 FALSE_ALARM_CONTROL = ("a-contrario: a region's NFA is the number of block tests times the chance that one block "
-                       "of an untouched photograph scores as high (a Gaussian widened by tail_margin, or by "
+                       "of an untouched photograph scores as high against the blocks of its content class "
+                       "(texture, brightness, colourfulness; a Gaussian widened by tail_margin, or by "
                        "grain_tail_margin for grain-dominated pictures such as scanned prints)")
 
 EXPLANATION = (
@@ -80,6 +84,12 @@ def _isophote_energy(gray: np.ndarray) -> np.ndarray:
     return np.abs(ixx * iy * iy - 2 * ixy * ix * iy + iyy * ix * ix) / norm
 
 
+def _block_texture(gray: np.ndarray, block: int) -> np.ndarray:
+    """Mean gradient magnitude of each block (the texture a block's content class is judged by)."""
+    dx = cv2.Sobel(gray, cv2.CV_32F, 1, 0)
+    return block_mean(cv2.magnitude(dx, cv2.Sobel(gray, cv2.CV_32F, 0, 1)), block)
+
+
 @dataclass(frozen=True)
 class InpaintOptions:
     """Options of :func:`inpainting_traces`.
@@ -99,6 +109,9 @@ class InpaintOptions:
     grain_level : float
         Grain level (see ``grain.grain_level``) from which a picture is grain-dominated, as film prints and their
         scans are, and judged with ``grain_tail_margin`` (0.0085).
+    grain_uniformity : float
+        ... and keeps at least this share of that level in its flattest tenth of blocks (see
+        ``grain.grain_profile``; 0.7).
     grain_tail_margin : float
         Null width for grain-dominated pictures (1.4), calibrated by ``benchmarks.false_alarms``.
     tail_margin : float
@@ -112,6 +125,7 @@ class InpaintOptions:
     near_exact: float = 0.15
     nfa_threshold: float = 0.01
     grain_level: float = 0.0085
+    grain_uniformity: float = 0.7
     grain_tail_margin: float = 1.4
     tail_margin: float = 2.0
 
@@ -170,18 +184,24 @@ def inpainting_traces(image: np.ndarray, *, options: InpaintOptions | None = Non
     # exemplar: the fraction of near-exact twins, against blocks of the same brightness
     twin_score = np.log(twins + 0.02)
     expected, spread = binned_reference(twin_score, brightness, usable, bins=8)
-    exemplar = standardise(pooled_z(np.clip((twin_score - expected) / spread, -6, 6), 1), usable)
+    classes = content_classes(usable, _block_texture(gray, block), brightness,
+                              block_saturation(image, block, gray.shape))
+    exemplar = standardise_by_content(pooled_z(np.clip((twin_score - expected) / spread, -6, 6), 1), usable,
+                                      classes)
     # diffusion: isophote curvature energy far below its level at that brightness
     curvature = np.log(block_mean(_isophote_energy(gray), block) + 1e-4)
     expected, spread = binned_reference(curvature, brightness, usable, bins=10)
-    diffusion = standardise(pooled_z(np.clip((expected - curvature) / spread, -6, 6), 1), usable)
+    diffusion = standardise_by_content(pooled_z(np.clip((expected - curvature) / spread, -6, 6), 1), usable,
+                                       classes)
     exemplar[~usable] = 0.0
     diffusion[~usable] = 0.0
     tests = int(usable.sum()) * 2
-    level = grain_level(image)
-    margin = options.grain_tail_margin if level >= options.grain_level else options.tail_margin
+    level, uniformity = grain_profile(image)
+    dominated = grain_dominated(level, uniformity, grain_level=options.grain_level,
+                                grain_uniformity=options.grain_uniformity)
+    margin = options.grain_tail_margin if dominated else options.tail_margin
     decisions = [group_decision(values, tests=tests, margin=margin,
-                                nfa_threshold=options.nfa_threshold, min_blocks=4)
+                                nfa_threshold=options.nfa_threshold, min_blocks=4, extent_z=EXTENT_Z)
                  for values in (exemplar, diffusion)]
     exemplar_mask, diffusion_mask = (d.mask for d in decisions)
     nfa = np.minimum(decisions[0].nfa, decisions[1].nfa)
@@ -219,6 +239,7 @@ def inpainting_traces(image: np.ndarray, *, options: InpaintOptions | None = Non
         params={**params, "threshold_z": round(threshold, 3)},
         summary=summary, explanation=EXPLANATION,
         details={"smallest_nfa": finite_or_none(best_nfa), "null": decisions[0].null_record(decisions[1:]),
-                 "grain_level": round(level, 6), "null_width_used": margin,
+                 "grain_level": round(level, 6), "grain_uniformity": round(uniformity, 3),
+                 "null_width_used": margin,
                  "blocks_exemplar": int(exemplar_mask.sum()), "blocks_diffusion": int(diffusion_mask.sum())},
     )

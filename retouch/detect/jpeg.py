@@ -38,12 +38,15 @@ import numpy as np
 from retouch.detect._blocks import (
     block_mean,
     block_result,
+    block_saturation,
+    content_classes,
     finite_or_none,
     bonferroni_z,
     group_decision,
     nfa_score,
     pooled_z,
     standardise,
+    standardise_by_content,
     strength_to_heat,
 )
 from retouch.detect._options import options_params, resolve_options
@@ -58,7 +61,8 @@ STANDARD_LUMINANCE = np.array([
     49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99], np.float64)
 
 FALSE_ALARM_CONTROL = ("a-contrario: a region's NFA is the number of 16x16 tile tests times the chance that one "
-                       "tile of an untouched photograph scores as high (a Gaussian widened by tail_margin)")
+                       "tile of an untouched photograph scores as high against the tiles of its content class "
+                       "(texture, brightness, colourfulness; a Gaussian widened by tail_margin)")
 
 EXPLANATION = (
     "A JPEG file remembers how it was compressed. This analysis reads the file's compression tables (and so its "
@@ -213,6 +217,11 @@ def jpeg_traces(image: np.ndarray, *, jpeg_quantization: Mapping[int, Sequence[i
                                              params=params, explanation=EXPLANATION, details=details)
     brightness = block_mean(gray.astype(np.float32) / 255.0, window)[: tiles[0], : tiles[1]]
     usable = (brightness > 0.03) & (brightness < 0.97)
+    dx = cv2.Sobel(gray, cv2.CV_32F, 1, 0)
+    texture = block_mean(cv2.magnitude(dx, cv2.Sobel(gray, cv2.CV_32F, 0, 1)), window)[: tiles[0], : tiles[1]]
+    saturation = block_saturation(eight, window)
+    classes = content_classes(usable, texture, brightness,
+                              None if saturation is None else saturation[: tiles[0], : tiles[1]])
     tests = int(usable.sum()) * 2
     nfa = np.full(tiles, np.inf)
     best_nfa = np.inf
@@ -233,7 +242,7 @@ def jpeg_traces(image: np.ndarray, *, jpeg_quantization: Mapping[int, Sequence[i
     if grid_test:
         # a tile testifies to a shifted grid when another phase beats the main one clearly
         shift = np.log(others + 1e-3) - np.log(main + 1e-3)
-        grid_z = standardise(pooled_z(np.clip(standardise(shift, usable), -6, 6), 1), usable)
+        grid_z = standardise_by_content(pooled_z(np.clip(standardise(shift, usable), -6, 6), 1), usable, classes)
         # a statistical outlier is not enough: another phase must really dominate the main one locally
         dominated = (cv2.blur(others.astype(np.float32), (3, 3)) > 1.5) & (cv2.blur(main.astype(np.float32), (3, 3)) < 1.15)
         grid_z[(~usable) | ~dominated] = 0.0
@@ -253,8 +262,8 @@ def jpeg_traces(image: np.ndarray, *, jpeg_quantization: Mapping[int, Sequence[i
         best = int(np.argmax(contrasts))
         # both directions: a dip where the rest is high (earlier compression at this quality) or the reverse
         ghost = np.where(informative, np.clip(standardise(normalised[best], informative), -6, 6), 0.0)
-        ghost_z = np.maximum(standardise(pooled_z(ghost, 1), informative),
-                             standardise(pooled_z(-ghost, 1), informative))
+        ghost_z = np.maximum(standardise_by_content(pooled_z(ghost, 1), informative, classes),
+                             standardise_by_content(pooled_z(-ghost, 1), informative, classes))
         ghost_z[~informative] = 0.0
         ghost_mask = decide(ghost_z)
         kinds["jpeg-ghost"] = ghost_mask
