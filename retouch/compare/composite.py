@@ -7,7 +7,8 @@ lies in both images.
 
 Method
 ------
-SIFT keypoints (Lowe 2004) on two copies of each image (contrast-normalised, as registration uses, and as
+SIFT keypoints (Lowe 2004), a questioned image under a quarter of ``FEATURE_PIXELS`` doubled in size first, on
+two copies of each image (contrast-normalised, as registration uses, and as
 scanned, since a painted-over print keeps its outlines better than its grain), Lowe's ratio test, matches made
 one-to-one; the same against the questioned image mirrored left to right, since a piece is often pasted
 mirrored (a figure turned to face the other way). Pieces are then found one after the other (sequential RANSAC),
@@ -190,6 +191,12 @@ def shared_pieces(reference: np.ndarray, questioned: np.ndarray, *, nfa_threshol
     the module docstring)."""
     ref_small, ref_scale = bounded(to_gray_float(reference), FEATURE_PIXELS)
     q_small, q_scale = bounded(to_gray_float(questioned), FEATURE_PIXELS)
+    if q_small.size * 4 <= FEATURE_PIXELS:
+        # a piece pasted into a small picture is a few dozen pixels across, too few for SIFT's finest octave:
+        # the picture is matched at twice its size (PS-Battles I46, a photograph shown on a screen 120 px wide,
+        # had no piece found as it was and 153 matched places doubled)
+        q_small = cv2.resize(q_small, None, fx=2.0, fy=2.0, interpolation=cv2.INTER_CUBIC)
+        q_scale *= 2.0
     tolerance = TOLERANCE_FRACTION * max(q_small.shape)
     p_chance = min(1.0, np.pi * tolerance**2 / float(q_small.size))
     rng = np.random.default_rng(seed)
@@ -212,10 +219,6 @@ def shared_pieces(reference: np.ndarray, questioned: np.ndarray, *, nfa_threshol
                 small = flip @ small
                 q_points = np.stack([width - 1.0 - q_points[:, 0], q_points[:, 1]], axis=1)
             q_outline = _outline(q_points)
-            if mirrored and any(cv2.pointPolygonTest((piece.questioned_outline * q_scale).astype(np.float32),
-                                                     tuple(float(v) for v in q_outline.mean(axis=0)), False) >= 0
-                                for piece in pieces):
-                continue  # a symmetric piece found both ways is one piece
             transform = np.diag([1 / q_scale, 1 / q_scale, 1.0]) @ small @ np.diag([ref_scale, ref_scale, 1.0])
             pieces.append(SharedPiece(
                 transform=transform, scale=float(abs(a) * ref_scale / q_scale),
@@ -225,7 +228,13 @@ def shared_pieces(reference: np.ndarray, questioned: np.ndarray, *, nfa_threshol
                 nfa=float(10.0 ** max(log_nfa, -300.0)),
                 mirrored=mirrored))
     pieces.sort(key=lambda piece: (piece.nfa, -piece.matches))
-    return pieces[:MAX_PIECES]
+    kept: list[SharedPiece] = []
+    for piece in pieces:  # a symmetric piece (a face) is found both ways: one piece, the stronger
+        centre = tuple(float(v) for v in piece.questioned_outline.mean(axis=0))
+        if not any(cv2.pointPolygonTest(other.questioned_outline.astype(np.float32), centre, False) >= 0
+                   for other in kept):
+            kept.append(piece)
+    return kept[:MAX_PIECES]
 
 
 def _pieces_of(src: np.ndarray, dst: np.ndarray, tolerance: float, p_chance: float, orientations: int,

@@ -128,9 +128,9 @@ def _small_components(where: np.ndarray, smallest: float) -> np.ndarray:
     return small[labels]
 
 
-def replaced_parts(frames: _Frames, region: np.ndarray, area: int) -> np.ndarray | None:
+def replaced_parts(frames: _Frames, region: np.ndarray, area: int, min_area: int = 1) -> np.ndarray | None:
     """Within ``region`` (a bool mask), where content was replaced rather than reshaped (module docstring, 1), or
-    None when the region is one part."""
+    None when the region is one part (each part must hold ``min_area`` pixels, as a region must)."""
     radius = int(np.clip(round(NEIGHBOURHOOD_SHARE * np.sqrt(area)), *NEIGHBOURHOOD_PX))
     ys, xs = np.nonzero(region)
     pad = radius + 1
@@ -147,7 +147,7 @@ def replaced_parts(frames: _Frames, region: np.ndarray, area: int) -> np.ndarray
     share = cv2.GaussianBlur(replaced * weight, (0, 0), radius / 2.0) / np.maximum(
         cv2.GaussianBlur(weight, (0, 0), radius / 2.0), 1e-6)
     part = (share >= 0.5) & inside
-    smallest = max(SPLIT_SHARE * area, 1.0)
+    smallest = max(SPLIT_SHARE * area, float(min_area))
     for _ in range(2):  # a part of either class too small to stand alone joins the other class
         part &= ~_small_components(part, smallest)
         part |= _small_components(inside & ~part, smallest)
@@ -174,7 +174,7 @@ def classify_regions(mask: np.ndarray, heatmap: np.ndarray, reference: np.ndarra
         # the component this region is (its box may cut into a neighbour's pixels)
         ids = np.bincount(components[y:y + h, x:x + w][mask[y:y + h, x:x + w]].ravel())
         whole = components == int(np.argmax(ids))
-        replaced = replaced_parts(frames, whole, region.area)
+        replaced = replaced_parts(frames, whole, region.area, min_area)
         if replaced is None:
             kind, evidence = _judged(frames, mask, whole, region.bbox)
             labelled.append(replace(region, kind=kind, evidence=evidence))
