@@ -46,7 +46,6 @@ GRAIN_WEIGHT = 2.0
 GRAIN_FLOOR = (0.25 / 255.0) ** 2
 # A correlation over a window of a few dozen pixels is never exact: the least spread its loss is scored against.
 GRAIN_SPREAD_FLOOR = 0.05
-FILL_RIM = 7  # px: specks are filled with this disc of margin (see remove_defects)
 HALF_LEVEL = 0.5 / 255.0  # the least difference that can mean anything in 8-bit scans
 STRUCTURE_FLOOR = 0.01  # the least structural dissimilarity (of 2) that can mean anything, likewise
 
@@ -191,13 +190,7 @@ def remove_defects(reference: np.ndarray, questioned: np.ndarray, prediction: np
     defects = Defects(either=either, specks=specks,
                       reference_only=_absent_in_other(specks_r & ~near_q, found_r.contrast, found_q.contrast),
                       questioned_only=_absent_in_other(specks_q & ~near_r, found_q.contrast, found_r.contrast))
-    # a speck's soft rim (the scan's blur, and the warp's interpolation where the reference is enlarged onto the
-    # questioned frame) lies outside the test's mask and, left in, outlines the speck as a change of its own
-    # (scratches, long and filled along their length, are not widened: a wide smooth band is a difference too)
-    dots = (found_r.specks | found_q.specks).astype(np.uint8)
-    rim = cv2.dilate(dots, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (FILL_RIM, FILL_RIM)))
-    holes = specks | rim.astype(bool)
-    return _filled(filtered_p, holes), _filled(filtered_c, holes), defects
+    return _filled(filtered_p, specks), _filled(filtered_c, specks), defects
 
 
 def _filled(image: np.ndarray, holes: np.ndarray, sigma: float = 4.0) -> np.ndarray:
@@ -208,13 +201,7 @@ def _filled(image: np.ndarray, holes: np.ndarray, sigma: float = 4.0) -> np.ndar
     keep = (~holes).astype(np.float32)
     weight = cv2.GaussianBlur(keep, (0, 0), sigma)
     average = cv2.GaussianBlur(image * keep, (0, 0), sigma) / np.maximum(weight, 1e-6)
-    # a hole wider than the Gaussian's reach (a large speck with its rim) is filled from farther around, and
-    # only a hole wider than that falls back on the image as it is there
-    if (holes & (weight <= 0.02)).any():
-        wide = cv2.GaussianBlur(keep, (0, 0), 4.0 * sigma)
-        wide_average = cv2.GaussianBlur(image * keep, (0, 0), 4.0 * sigma) / np.maximum(wide, 1e-6)
-        average = np.where(weight > 0.02, average, wide_average)
-        weight = np.maximum(weight, wide)
+    # a hole wider than the Gaussian's reach: fall back on the image as it is there
     fill = np.where(weight > 0.02, average, image)
     return np.where(holes, fill, image).astype(np.float32)
 

@@ -164,13 +164,11 @@ def classify_regions(mask: np.ndarray, heatmap: np.ndarray, reference: np.ndarra
     """Regions of ``mask`` split into parts by what happened in each and labelled removed / added / retouched
     (module docstring), and a label map (the index of each pixel's region plus one; 0 outside them)."""
     frames = _frames(mask, reference, questioned, valid)
-    count, components = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+    _, components = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
     labelled: list[Region] = []
     label_map = np.zeros(mask.shape, np.int32)
     for region in regions_from_mask(mask, heatmap, kind="retouched", min_area=min_area):
         x, y, w, h = region.bbox
-        window = np.zeros(mask.shape, bool)
-        window[y:y + h, x:x + w] = True
         # the component this region is (its box may cut into a neighbour's pixels)
         ids = np.bincount(components[y:y + h, x:x + w][mask[y:y + h, x:x + w]].ravel())
         whole = components == int(np.argmax(ids))
@@ -183,8 +181,7 @@ def classify_regions(mask: np.ndarray, heatmap: np.ndarray, reference: np.ndarra
         for part, reshaped in ((replaced, False), (whole & ~replaced, True)):
             for piece in regions_from_mask(part, heatmap, kind="retouched", min_area=1):
                 px, py, pw, ph = piece.bbox
-                count_p, labels_p = cv2.connectedComponents(part[py:py + ph, px:px + pw].astype(np.uint8),
-                                                            connectivity=8)
+                _, labels_p = cv2.connectedComponents(part[py:py + ph, px:px + pw].astype(np.uint8), connectivity=8)
                 own = np.zeros(mask.shape, bool)
                 crop = labels_p == np.argmax(np.bincount(labels_p[labels_p > 0].ravel()))
                 own[py:py + ph, px:px + pw] = crop
