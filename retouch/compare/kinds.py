@@ -107,7 +107,8 @@ def _frames(mask: np.ndarray, reference: np.ndarray, questioned: np.ndarray, val
 
 def _judged(frames: _Frames, mask: np.ndarray, part: np.ndarray, bbox: tuple[int, int, int, int]
             ) -> tuple[str, dict]:
-    """The kind of ``part`` (within its ``bbox``) by its structure and how it stands out (module docstring, 2)."""
+    """The kind of ``part`` (within its ``bbox``; the whole ``mask`` for an unsplit region) by its structure and how
+    it stands out from what lies around the change (module docstring, 2)."""
     x, y, w, h = bbox
     pad = max(w, h) // 2 + 4
     y0, y1 = max(0, y - pad), min(mask.shape[0], y + h + pad)
@@ -179,8 +180,8 @@ def classify_regions(mask: np.ndarray, heatmap: np.ndarray, reference: np.ndarra
         ids = np.bincount(components[y:y + h, x:x + w][mask[y:y + h, x:x + w]].ravel())
         whole = components == int(np.argmax(ids))
         replaced = replaced_parts(frames, whole, region.area, min_area)
-        if replaced is None:
-            kind, evidence = _judged(frames, mask, whole, region.bbox)
+        if replaced is None:  # one part: judged as whole regions always were, against what lies around them
+            kind, evidence = _judged(frames, mask, mask, region.bbox)
             labelled.append(replace(region, kind=kind, evidence=evidence))
             label_map[whole] = len(labelled)
             continue
