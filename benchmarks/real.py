@@ -415,13 +415,26 @@ def _polygon(points: list, shape: tuple[int, int], transform: np.ndarray | None 
 
 
 def _kind_mask(regions: list, mask: np.ndarray, kinds: tuple[str, ...]) -> np.ndarray:
-    """The decision's pixels inside the boxes of the regions of ``kinds``."""
-    chosen = np.zeros(mask.shape, bool)
-    for region in regions:
-        if region.kind in kinds:
+    """The decision's pixels that belong to the regions of ``kinds``: a region's outline where it has one (the
+    parts of a change split by kind, whose boxes overlap), else its box; a pixel in several belongs to the
+    smallest (a part nested in another's outline)."""
+    import cv2
+
+    owner = np.full(mask.shape, -1, np.int32)
+    for index in sorted(range(len(regions)), key=lambda i: -regions[i].area):
+        region = regions[index]
+        if region.kind == "damage":
+            continue
+        if "outline_questioned" in region.evidence and region.kind != "shared":
+            own = np.zeros(mask.shape, np.uint8)
+            cv2.fillPoly(own, [np.int32(region.evidence["outline_questioned"]).reshape(-1, 1, 2)], 1)
+            owner[own > 0] = index
+        else:
             x, y, w, h = region.bbox
-            chosen[y:y + h, x:x + w] = True
-    return chosen & mask
+            owner[y:y + h, x:x + w] = index
+    chosen = np.zeros(len(regions) + 1, bool)
+    chosen[:-1] = [region.kind in kinds for region in regions]
+    return chosen[owner] & mask
 
 
 def _share(part: np.ndarray, whole: np.ndarray) -> float:

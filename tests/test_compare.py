@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from retouch.compare import compare_pair
+from retouch.compare.composite import shared_pieces
 from retouch.errors import InputError, NotSamePhotographError
 from retouch.imaging import inverted_tones
 from retouch.io import load_image_bytes
@@ -367,5 +368,72 @@ def test_a_piece_pasted_scaled_and_turned_into_another_picture_is_located_in_bot
     assert overlap_x * overlap_y > 0.5 * rw * rh  # the donor box lies on the pasted head
     # OpenCV's positive angle turns anticlockwise as seen; rotation_deg counts clockwise (y down)
     assert abs(first.evidence["scale"] - scale) < 0.03 and abs(first.evidence["rotation_deg"] + angle) < 1.5
-    assert "anticlockwise" in result.summary
+    assert "anticlockwise" in result.summary and "mirrored" not in result.summary
+    assert first.evidence["mirrored"] is False
     assert first.evidence["nfa"] <= 0.01 and "false_alarm_control" in first.evidence
+
+
+def test_a_piece_pasted_mirrored_is_found_with_its_mirror() -> None:
+    # a figure pasted facing the other way (PS-Battles pairs I00, I20 and I44: a cat, an athlete, a fox) shares
+    # no feature with its donor as it stands, and such pairs were refused as not the same photograph
+    donor = load_source("astronaut")
+    host = cv2.resize(load_source("coffee"), (640, 480), interpolation=cv2.INTER_AREA)
+    x, y, w, h = 150, 40, 180, 200
+    piece = np.ascontiguousarray(donor[y:y + h, x:x + w][:, ::-1])
+    place = cv2.getRotationMatrix2D((w / 2, h / 2), 0.0, 0.6)
+    place[:, 2] += np.array([380.0, 150.0]) - np.array([w / 2, h / 2])
+    inside = cv2.erode(cv2.warpAffine(np.ones((h, w), np.uint8), place, (640, 480)), np.ones((3, 3), np.uint8)) > 0
+    composite = np.where(inside[..., None], cv2.warpAffine(piece, place, (640, 480)), host)
+    pieces = shared_pieces(donor, composite)
+    assert pieces and pieces[0].mirrored and pieces[0].nfa <= 0.01
+    first = pieces[0]
+    qx, qy, qw, qh = first.questioned_box(composite.shape[:2])
+    assert inside[qy:qy + qh, qx:qx + qw].mean() > 0.5
+    rx, ry, rw, rh = first.reference_box(donor.shape[:2])
+    overlap = max(0, min(rx + rw, x + w) - max(rx, x)) * max(0, min(ry + rh, y + h) - max(ry, y))
+    assert overlap > 0.5 * rw * rh  # the donor box lies on the head
+    # the transform maps the donor's head onto its mirrored copy: a reflection (negative determinant), scale 0.6
+    assert np.linalg.det(first.transform[:2, :2]) < 0 and abs(first.scale - 0.6) < 0.03
+    corner = cv2.perspectiveTransform(np.float32([[[x + 5, y + 100]]]), first.transform).ravel()
+    expected = cv2.transform(np.float32([[[w - 1 - 5, 100]]]), place).ravel()
+    assert np.hypot(*(corner - expected)) < 4.0
+    # and the same piece as it stands (not mirrored) is found unmirrored
+    assert not shared_pieces(donor, np.where(inside[..., None], cv2.warpAffine(piece[:, ::-1], place, (640, 480)),
+                                             host))[0].mirrored
+
+
+def test_a_figure_removed_and_another_extended_beside_it_are_told_apart() -> None:
+    # a censor's two strokes in one change (the Yenukidze photograph): a seated figure's dark head painted out
+    # with the sky, and the standing figure's coat above it lengthened into the gap; one region of one kind said
+    # "removed" for both
+    photo = load_source("camera").astype(np.float32) / 255.0
+    height, width = photo.shape
+    ys, xs = np.mgrid[0:height, 0:width]
+    head = (xs - 370) ** 2 + (ys - 182) ** 2 < 28 ** 2
+    coat = (xs >= 300) & (xs < 440) & (ys >= 40) & (ys < 150)
+    lengthened = (xs >= 300) & (xs < 440) & (ys >= 40) & (ys < 162)
+    original, altered = photo.copy(), photo.copy()
+    original[coat], original[head] = 0.35, 0.08
+    altered[lengthened] = 0.35
+    grain = cv2.GaussianBlur(np.random.default_rng(5).normal(0, 0.03, photo.shape).astype(np.float32), (0, 0), 0.8)
+
+    def scanned(image: np.ndarray, seed: int) -> np.ndarray:  # one print's grain, each scan its own noise
+        noise = np.random.default_rng(seed).normal(0, 0.01, image.shape)
+        return np.clip((cv2.GaussianBlur(image, (0, 0), 0.6) + grain + noise) * 255, 0, 255).astype(np.uint8)
+
+    result = compare_pair(scanned(original, 1), scanned(altered, 2)).result
+    edits = [r for r in result.regions if r.kind != "damage"]
+
+    def share(region, truth: np.ndarray) -> float:
+        own = np.zeros(truth.shape, np.uint8)
+        cv2.fillPoly(own, [np.int32(region.evidence["outline_questioned"]).reshape(-1, 1, 2)], 1)
+        return float((own.astype(bool) & result.mask & truth).sum()) / float(truth.sum())
+
+    removed = [r for r in edits if r.kind == "removed"]
+    retouched = [r for r in edits if r.kind == "retouched"]
+    assert removed and retouched, [(r.kind, r.bbox) for r in edits]
+    assert max(share(r, head & ~lengthened) for r in removed) > 0.6
+    assert max(share(r, lengthened & ~coat) for r in retouched) > 0.6
+    # the parts are one change: their areas add up to the marked area, each knows the change it belongs to
+    assert sum(r.area for r in removed + retouched) == int(result.mask.sum())
+    assert len({tuple(r.evidence["change_bbox"]) for r in removed + retouched}) == 1

@@ -53,7 +53,8 @@ EXPLANATION = (
 COMPOSITE_EXPLANATION = (
     "No single transform maps the reference onto the questioned image, so they are not one photograph edited. "
     "Their shared pieces were sought instead: matching features of the two images, grouped by the scale, turn "
-    "and shift each group agrees on, one group after another. Each piece is shown on the questioned image and, "
+    "and shift each group agrees on, one group after another, in the questioned image as it is and mirrored "
+    "(a piece pasted facing the other way). Each piece is shown on the questioned image and, "
     "with its scale and turn, where it comes from on the reference; the swipe view lays the reference over the "
     "first piece. Limits: a piece needs several distinct textured places in common (a piece repainted all over "
     "keeps few); its outline is the hull of the matched places, not the paste's traced edge; what lies outside "
@@ -171,6 +172,9 @@ def _placed(inner: PairComparison, reference: np.ndarray, questioned: np.ndarray
         if "bbox_reference" in evidence:
             x, y, w, h = evidence["bbox_reference"]
             evidence["bbox_reference"] = [x + r_left, y + r_top, w, h]
+        for key, (dx, dy) in (("outline_questioned", (q_left, q_top)), ("outline_reference", (r_left, r_top))):
+            if key in evidence:
+                evidence[key] = [[px + dx, py + dy] for px, py in evidence[key]]
         regions.append(replace(region, evidence=evidence))
     valid = np.zeros(full_shape, bool)
     height, width = inner.valid_mask.shape
@@ -236,6 +240,7 @@ class _Changes:
     damage_count: int
     model: PairModel
     decision: Decision
+    region_labels: np.ndarray  # each pixel's region (index + 1), 0 outside them
 
 
 def _detect_changes(frame: _Frame, *, min_area_fraction: float, options: CompareOptions,
@@ -263,14 +268,15 @@ def _detect_changes(frame: _Frame, *, min_area_fraction: float, options: Compare
     confirmed = cv2.dilate(cues.local, np.ones((3, 3), np.uint8))
     capped = np.minimum(cues.evidence, confirmed / max(GROW_SHARE, 1e-6))
     heatmap = np.clip(capped / (2.0 * max(threshold, 1e-6)), 0.0, 1.0).astype(np.float32)
-    regions = classify_regions(decision.mask, heatmap, clean_p, clean_q, min_area=min_area, valid=frame.valid)
+    regions, region_labels = classify_regions(decision.mask, heatmap, clean_p, clean_q, min_area=min_area,
+                                              valid=frame.valid)
     regions = [_with_false_alarm_control(region, decision, options.decision.false_alarms) for region in regions]
     # a speck inside an edit belongs to the edit
     outside = frame.valid & ~cv2.dilate(decision.mask.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
     damage, damage_count = damage_regions(defects.reference_only, defects.questioned_only, outside)
     timings["decision"] = time.perf_counter() - started
     return _Changes(mask=decision.mask, heatmap=heatmap, regions=regions, damage=damage, damage_count=damage_count,
-                    model=model, decision=decision)
+                    model=model, decision=decision, region_labels=region_labels)
 
 
 def _with_false_alarm_control(region: Region, decision: Decision, false_alarms: float) -> Region:
@@ -317,7 +323,8 @@ def _compare_pictures(reference: np.ndarray, questioned: np.ndarray, *, min_area
     heatmap = upscale_to(changes.heatmap, full_shape)
     mask = upscale_to(changes.mask.astype(np.float32), full_shape) >= 0.5
     valid_full = upscale_to(pair.valid, full_shape)
-    edits = _regions_to_full(changes.regions, mask, pair.scale, registration.transform, reference.shape[:2])
+    edits = _regions_to_full(changes.regions, mask, pair.scale, registration.transform, reference.shape[:2],
+                             labels=changes.region_labels)
     damage = _regions_to_full(changes.damage, None, pair.scale, registration.transform, reference.shape[:2],
                               full_shape)
     aligned = _warp_to(to_uint8(reference), registration.transform, full_shape)
@@ -377,7 +384,7 @@ def _composite(reference: np.ndarray, questioned: np.ndarray, pieces: list[Share
         score = float(np.clip(-np.log10(max(piece.nfa, 1e-300)) / 20.0, 0.0, 1.0))
         evidence = {
             "bbox_reference": list(piece.reference_box(reference.shape[:2])),
-            "scale": round(piece.scale, 3), "rotation_deg": round(piece.rotation_deg, 1),
+            "scale": round(piece.scale, 3), "rotation_deg": round(piece.rotation_deg, 1), "mirrored": piece.mirrored,
             "matched_places": piece.matches, "nfa": float(f"{piece.nfa:.3g}"),
             "false_alarm_control": PIECE_FALSE_ALARM_CONTROL.format(matches=piece.matches,
                                                                     nfa=f"{piece.nfa:.2g}"),
@@ -392,17 +399,18 @@ def _composite(reference: np.ndarray, questioned: np.ndarray, pieces: list[Share
         f"the piece at x={r.bbox[0]}, y={r.bbox[1]} ({r.bbox[2]}x{r.bbox[3]} px) comes from the reference's "
         f"x={r.evidence['bbox_reference'][0]}, y={r.evidence['bbox_reference'][1]} "
         f"({r.evidence['bbox_reference'][2]}x{r.evidence['bbox_reference'][3]} px), scaled "
-        f"{r.evidence['scale']:g}, {_turn_words(r.evidence['rotation_deg'])}" for r in regions)
+        f"{r.evidence['scale']:g}, {_turn_words(r.evidence['rotation_deg'])}"
+        f"{', mirrored' if r.evidence['mirrored'] else ''}" for r in regions)
     summary = (f"Not one photograph edited: no single transform maps the reference onto the questioned image, but "
                f"{len(regions)} piece(s) of it come from the reference (a composite): {words}. Nothing outside "
                "the pieces was compared.")
     registration = Registration(
-        transform=first.transform, model="similarity", method="shared pieces (composite)", mirrored=False,
+        transform=first.transform, model="similarity", method="shared pieces (composite)", mirrored=first.mirrored,
         matches=sum(p.matches for p in pieces), inliers=first.matches, inlier_ratio=float("nan"),
         residual_px=float("nan"), rotation_deg=first.rotation_deg, scale=first.scale, refined=False,
         timings_s=dict(timings))
     pieces_record = [{"bbox": list(r.bbox), **{k: r.evidence[k] for k in
-                                               ("bbox_reference", "scale", "rotation_deg", "nfa")}}
+                                               ("bbox_reference", "scale", "rotation_deg", "mirrored", "nfa")}}
                      for r in regions]
     result = AnalysisResult(
         method="compare", heatmap=mask.astype(np.float32), mask=mask.astype(bool), regions=regions,
@@ -453,24 +461,39 @@ def _alignment_words(registration: Registration) -> str:
 
 
 def _regions_to_full(regions: list[Region], mask: np.ndarray | None, scale: float, transform: np.ndarray,
-                     reference_shape: tuple[int, int], shape: tuple[int, int] | None = None) -> list[Region]:
+                     reference_shape: tuple[int, int], shape: tuple[int, int] | None = None, *,
+                     labels: np.ndarray | None = None) -> list[Region]:
     """Scale analysis-resolution regions to full size; area counted on the full-size mask (scaled when there is
-    none, as for damage, which is not part of the mask); bbox in the reference."""
+    none, as for damage, which is not part of the mask); bbox in the reference. A region that is one part of a
+    change split by kind (its boxes overlap its neighbours') has its area and outline from ``labels``."""
     inverse = np.linalg.inv(transform)
     height, width = mask.shape if mask is not None else shape
     out = []
-    for region in regions:
+    for index, region in enumerate(regions):
         x, y, w, h = region.bbox
         x0, y0 = int(np.floor(x / scale)), int(np.floor(y / scale))
         x1, y1 = min(width, int(np.ceil((x + w) / scale))), min(height, int(np.ceil((y + h) / scale)))
-        area = int(np.count_nonzero(mask[y0:y1, x0:x1])) if mask is not None else int(round(region.area / scale**2))
+        evidence = dict(region.evidence)
+        if labels is not None and "change_bbox" in evidence:
+            own = labels[y:y + h, x:x + w] == index + 1
+            area = int(round(np.count_nonzero(own) / scale**2))
+            contours, _ = cv2.findContours(own.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+            if contours:
+                ring = cv2.approxPolyDP(max(contours, key=cv2.contourArea), 1.0, True).reshape(-1, 2)
+                evidence["outline_questioned"] = np.round((ring + [x, y]) / scale).astype(int).tolist()
+            px, py, pw, ph = evidence["change_bbox"]
+            evidence["change_bbox"] = [int(px / scale), int(py / scale), int(np.ceil(pw / scale)),
+                                          int(np.ceil(ph / scale))]
+        elif mask is not None:
+            area = int(np.count_nonzero(mask[y0:y1, x0:x1]))
+        else:
+            area = int(round(region.area / scale**2))
         if area == 0 or x1 <= x0 or y1 <= y0:
             continue
         corners = np.float32([[x0, y0], [x1, y0], [x1, y1], [x0, y1]]).reshape(-1, 1, 2)
         mapped = cv2.perspectiveTransform(corners, inverse).reshape(-1, 2)
         rx0, ry0 = np.clip(mapped.min(axis=0), 0, [reference_shape[1] - 1, reference_shape[0] - 1])
         rx1, ry1 = np.clip(mapped.max(axis=0), 0, [reference_shape[1], reference_shape[0]])
-        evidence = dict(region.evidence)
         evidence["bbox_reference"] = [int(rx0), int(ry0), max(1, int(rx1 - rx0)), max(1, int(ry1 - ry0))]
         out.append(Region(bbox=(x0, y0, x1 - x0, y1 - y0), area=area, score=region.score, kind=region.kind,
                           evidence=evidence))

@@ -7,16 +7,20 @@ lies in both images.
 
 Method
 ------
-SIFT keypoints (Lowe 2004) on two copies of each image (contrast-normalised, as registration uses, and as
+SIFT keypoints (Lowe 2004), a questioned image under a quarter of ``FEATURE_PIXELS`` doubled in size first, on
+two copies of each image (contrast-normalised, as registration uses, and as
 scanned, since a painted-over print keeps its outlines better than its grain), Lowe's ratio test, matches made
-one-to-one. Pieces are then found one after the other (sequential RANSAC): 2-point similarity hypotheses drawn
+one-to-one; the same against the questioned image mirrored left to right, since a piece is often pasted
+mirrored (a figure turned to face the other way). Pieces are then found one after the other (sequential RANSAC),
+in each orientation: 2-point similarity hypotheses drawn
 from a seeded generator, the hypothesis with most matches within ``tolerance`` kept and refitted by least squares
 on them, its matches and every match that falls inside its outline taken away, and the search run again.
 A piece is accepted a contrario (Moisan & Stival 2004, as in ORSA): under the null hypothesis the questioned end
 of a wrong match falls anywhere in the questioned image, so it lands within ``tolerance`` of where the piece
 predicts with probability ``p = pi tolerance^2 / area``; the number of false alarms of a piece with ``k``
 distinct matching places out of ``n`` is ``tests * P(Binomial(n, p) >= k)``, with ``tests`` the number of 2-match
-samples that could have proposed it, counted for every piece tried. A piece is reported when its NFA is at most
+samples that could have proposed it, counted for every piece tried in either orientation (the mirrored search
+doubles the tests, so a chance piece is no likelier for it). A piece is reported when its NFA is at most
 ``nfa_threshold`` (0.01: about one false piece in a hundred pairs of different photographs).
 
 Parameters
@@ -77,6 +81,7 @@ class SharedPiece:
     reference_outline: np.ndarray
     matches: int
     nfa: float
+    mirrored: bool = False  # the piece is the reference's mirror image (``rotation_deg`` then turns the mirror)
 
     @staticmethod
     def _box(outline: np.ndarray, shape: tuple[int, int]) -> tuple[int, int, int, int]:
@@ -182,18 +187,64 @@ def _outline(points: np.ndarray) -> np.ndarray:
 
 def shared_pieces(reference: np.ndarray, questioned: np.ndarray, *, nfa_threshold: float = 0.01,
                   min_matches: int = MIN_MATCHES, seed: int = 0) -> list[SharedPiece]:
-    """The pieces of ``questioned`` taken from ``reference``, largest evidence first (see the module docstring)."""
+    """The pieces of ``questioned`` taken from ``reference``, as they are or mirrored, largest evidence first (see
+    the module docstring)."""
     ref_small, ref_scale = bounded(to_gray_float(reference), FEATURE_PIXELS)
     q_small, q_scale = bounded(to_gray_float(questioned), FEATURE_PIXELS)
-    as_scanned = [np.round(255 * np.clip(image, 0, 1)).astype(np.uint8) for image in (ref_small, q_small)]
-    src, dst = _matches([normalise_for_matching(ref_small), as_scanned[0]],
-                        [normalise_for_matching(q_small), as_scanned[1]])
+    if q_small.size * 4 <= FEATURE_PIXELS:
+        # a piece pasted into a small picture is a few dozen pixels across, too few for SIFT's finest octave:
+        # the picture is matched at twice its size (PS-Battles I46, a photograph shown on a screen 120 px wide,
+        # had no piece found as it was and 153 matched places doubled)
+        q_small = cv2.resize(q_small, None, fx=2.0, fy=2.0, interpolation=cv2.INTER_CUBIC)
+        q_scale *= 2.0
     tolerance = TOLERANCE_FRACTION * max(q_small.shape)
     p_chance = min(1.0, np.pi * tolerance**2 / float(q_small.size))
     rng = np.random.default_rng(seed)
+    reference8 = [normalise_for_matching(ref_small), np.round(255 * np.clip(ref_small, 0, 1)).astype(np.uint8)]
+    width = q_small.shape[1]
+    flip = np.array([[-1.0, 0.0, width - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])  # its own inverse
+    searches = []
+    for mirrored in (False, True):
+        shown = np.ascontiguousarray(q_small[:, ::-1]) if mirrored else q_small
+        src, dst = _matches(reference8, [normalise_for_matching(shown),
+                                         np.round(255 * np.clip(shown, 0, 1)).astype(np.uint8)])
+        searches.append((mirrored, src, dst))
+    pieces = []
+    for mirrored, src, dst in searches:
+        for a, b, members, log_nfa in _pieces_of(src, dst, tolerance, p_chance, len(searches), rng,
+                                                 nfa_threshold=nfa_threshold, min_matches=min_matches):
+            small = np.array([[a.real, -a.imag, b.real], [a.imag, a.real, b.imag], [0.0, 0.0, 1.0]])
+            q_points = dst[members]
+            if mirrored:  # back to the questioned image's own frame
+                small = flip @ small
+                q_points = np.stack([width - 1.0 - q_points[:, 0], q_points[:, 1]], axis=1)
+            q_outline = _outline(q_points)
+            transform = np.diag([1 / q_scale, 1 / q_scale, 1.0]) @ small @ np.diag([ref_scale, ref_scale, 1.0])
+            pieces.append(SharedPiece(
+                transform=transform, scale=float(abs(a) * ref_scale / q_scale),
+                rotation_deg=float(np.degrees(np.angle(a))), questioned_outline=q_outline / q_scale,
+                reference_outline=_outline(src[members]) / ref_scale,
+                matches=min(_distinct(src[members], tolerance), _distinct(dst[members], tolerance)),
+                nfa=float(10.0 ** max(log_nfa, -300.0)),
+                mirrored=mirrored))
+    pieces.sort(key=lambda piece: (piece.nfa, -piece.matches))
+    kept: list[SharedPiece] = []
+    for piece in pieces:  # a symmetric piece (a face) is found both ways: one piece, the stronger
+        centre = tuple(float(v) for v in piece.questioned_outline.mean(axis=0))
+        if not any(cv2.pointPolygonTest(other.questioned_outline.astype(np.float32), centre, False) >= 0
+                   for other in kept):
+            kept.append(piece)
+    return kept[:MAX_PIECES]
+
+
+def _pieces_of(src: np.ndarray, dst: np.ndarray, tolerance: float, p_chance: float, orientations: int,
+               rng: np.random.Generator, *, nfa_threshold: float, min_matches: int
+               ) -> list[tuple[complex, complex, np.ndarray, float]]:
+    """Sequential RANSAC over one set of matches: each piece's similarity ``(a, b)``, its matches (indices) and its
+    log10 NFA, the tests counted over every round so far and every orientation searched."""
     alive = np.ones(len(src), bool)
     tests = 0.0
-    pieces = []
+    found_pieces = []
     for _ in range(MAX_PIECES):
         index = np.flatnonzero(alive)
         if len(index) < min_matches:
@@ -205,7 +256,7 @@ def shared_pieces(reference: np.ndarray, questioned: np.ndarray, *, nfa_threshol
         members = index[agree]
         k = min(_distinct(src[members], tolerance), _distinct(dst[members], tolerance))
         tests += len(index) * (len(index) - 1) / 2.0
-        log_nfa = _log10_nfa(len(index), k, p_chance, tests)
+        log_nfa = _log10_nfa(len(index), k, p_chance, orientations * tests)
         if k < min_matches or log_nfa > np.log10(nfa_threshold):
             break
         q_outline = _outline(dst[members])
@@ -213,11 +264,5 @@ def shared_pieces(reference: np.ndarray, questioned: np.ndarray, *, nfa_threshol
         inside = np.array([cv2.pointPolygonTest(q_outline.astype(np.float32), (float(x), float(y)), False) >= 0
                            for x, y in dst])
         alive &= ~inside
-        small = np.array([[a.real, -a.imag, b.real], [a.imag, a.real, b.imag], [0.0, 0.0, 1.0]])
-        transform = np.diag([1 / q_scale, 1 / q_scale, 1.0]) @ small @ np.diag([ref_scale, ref_scale, 1.0])
-        pieces.append(SharedPiece(
-            transform=transform, scale=float(abs(a) * ref_scale / q_scale),
-            rotation_deg=float(np.degrees(np.angle(a))), questioned_outline=q_outline / q_scale,
-            reference_outline=_outline(src[members]) / ref_scale, matches=int(k),
-            nfa=float(10.0 ** max(log_nfa, -300.0))))
-    return pieces
+        found_pieces.append((a, b, members, log_nfa))
+    return found_pieces

@@ -2,24 +2,45 @@
 
 Method
 ------
-A region is judged by the image structure above the grain (detail of the grain-smoothed image at a coarser
-scale) in both frames, relative to what the two scans show elsewhere: much less structure in the questioned
-frame is ``removed`` (content erased and filled), much more is ``added``; otherwise the frame in which the
-region stands out from its surroundings decides, and failing that it is ``retouched`` (an altered surface).
+1. Parts. One changed region can hold several edits side by side: a figure painted out and, beside it, another
+   figure extended into the gap. Each pixel of a region is asked what the two scans' tones there (both
+   smoothed by 3 analysis pixels, the reference's through the pair model, corrected for the slow local tone
+   drift the unchanged pixels around show) say happened. Content is *replaced* where the tone of one scan
+   appears nowhere in the other scan's neighbourhood (a square reaching a fifth of the region's side, 4 to 24
+   pixels, either way) within three robust standard deviations of the pair's own residual: the reference
+   showed something the questioned scan lacks there, or the opposite. Content is *reshaped* where each scan's tone is found in
+   the other's neighbourhood: the same content, moved, stretched or repainted in its own tones. The two
+   classes are smoothed over the neighbourhood and the region is split only when each class holds at least a
+   fifth of it (``SPLIT_SHARE``); smaller parts of one class are the fringe of the other. A reshaped part is
+   ``retouched``.
+2. Direction. A replaced part (or an unsplit region) is judged by the image structure above the grain (detail
+   of the grain-smoothed image at a coarser scale) in both frames, relative to what the two scans show
+   elsewhere: much less structure in the questioned frame is ``removed`` (content erased and filled), much more
+   is ``added``; otherwise the frame in which the part stands out from its surroundings decides, and failing
+   that it is ``retouched`` (an altered surface).
 Specks and scratches present in one scan only (found before the comparison, see
 :mod:`retouch.compare.evidence`) are ``damage``: a fact about the prints, never an edit and never the headline.
 
 Limits: a clone stamp swaps one content for another, so removed, added and retouched can all be argued for it;
-a faint speck that the defect test misses and that grows into a region of its own is judged like any region.
+a faint speck that the defect test misses and that grows into a region of its own is judged like any region;
+where one figure is removed and another extended over the same pixels, each pixel gets one kind: the parts
+whose tones changed read as removed (or added), those whose tones moved as retouched.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
 
 from retouch.result import Region, regions_from_mask
 
+SPLIT_SHARE = 0.2  # a region splits into parts by kind only when each kind holds at least this share of it
+SPLIT_SMOOTHING = 3.0  # analysis px: the tones compared are smoothed by this, averaging grain away
+TONE_DRIFT_PX = 32.0  # the slow local tone difference of the unchanged pixels is estimated over this scale
+NEIGHBOURHOOD_SHARE = 0.2  # the neighbourhood searched for a tone, as a share of the square root of region area
+NEIGHBOURHOOD_PX = (4, 24)
 DAMAGE_MIN_PX = 4  # specks smaller than this (analysis pixels) are not listed
 DAMAGE_LISTED = 25  # at most this many damage regions are listed (largest first); the rest are counted
 
@@ -42,35 +63,144 @@ def _kind(texture_ratio: float, out_r: float, out_q: float) -> str:
     return "retouched"
 
 
-def classify_regions(mask: np.ndarray, heatmap: np.ndarray, reference: np.ndarray, questioned: np.ndarray,
-                     *, min_area: int, valid: np.ndarray) -> list[Region]:
-    """Regions of ``mask`` labelled removed / added / retouched from how each frame's content stands out."""
-    regions = regions_from_mask(mask, heatmap, kind="retouched", min_area=min_area)
+@dataclass
+class _Frames:
+    """What judging a region needs from the pair: the grain-smoothed images and their detail, the two scans' tones
+    for the parts test, the scans' overall detail ratio and the residual spread of their tones."""
+
+    smooth_r: np.ndarray
+    smooth_q: np.ndarray
+    detail_r: np.ndarray
+    detail_q: np.ndarray
+    tone_r: np.ndarray
+    tone_q: np.ndarray
+    overall: float
+    tone_spread: float
+
+
+def _frames(mask: np.ndarray, reference: np.ndarray, questioned: np.ndarray, valid: np.ndarray) -> _Frames:
     smooth_r = cv2.GaussianBlur(reference, (0, 0), 1.5)
     smooth_q = cv2.GaussianBlur(questioned, (0, 0), 1.5)
     detail_r = np.abs(smooth_r - cv2.GaussianBlur(smooth_r, (0, 0), 4.0))
     detail_q = np.abs(smooth_q - cv2.GaussianBlur(smooth_q, (0, 0), 4.0))
     # the two scans differ in sharpness and grain overall; a region's structure ratio is judged against that
     unchanged = valid & ~mask
-    overall = (float(np.median(detail_q[unchanged])) + 1e-4) / (float(np.median(detail_r[unchanged])) + 1e-4)
-    labelled = []
-    for region in regions:
+    overall = (float(np.median(detail_q[unchanged])) + 1e-4) / (float(np.median(detail_r[unchanged])) + 1e-4) \
+        if unchanged.any() else 1.0
+    tone_r = cv2.GaussianBlur(reference, (0, 0), SPLIT_SMOOTHING)
+    tone_q = cv2.GaussianBlur(questioned, (0, 0), SPLIT_SMOOTHING)
+    # a re-photographed or repainted print drifts in tone slowly (uneven exposure, a retoucher's wash over a whole
+    # side) beyond what the global pair model maps; the drift is estimated from the unchanged pixels around
+    # (a slow field: estimated on a grid an eighth of the size, where a Gaussian of 4 px is one of 32)
+    step = 8
+    small = (max(1, mask.shape[1] // step), max(1, mask.shape[0] // step))
+    weight = cv2.resize(unchanged.astype(np.float32), small, interpolation=cv2.INTER_AREA)
+    offset = cv2.resize((tone_q - tone_r) * unchanged, small, interpolation=cv2.INTER_AREA)
+    support = cv2.GaussianBlur(weight, (0, 0), TONE_DRIFT_PX / step)
+    drift = cv2.GaussianBlur(offset, (0, 0), TONE_DRIFT_PX / step) / np.maximum(support, 1e-3)
+    drift = np.where(support > 0.01, drift, 0.0).astype(np.float32)
+    tone_r = (tone_r + cv2.resize(drift, (mask.shape[1], mask.shape[0]), interpolation=cv2.INTER_LINEAR))
+    residual = (tone_q - tone_r)[unchanged] if unchanged.any() else np.zeros(1, np.float32)
+    spread = 1.4826 * float(np.median(np.abs(residual - np.median(residual))))
+    return _Frames(smooth_r, smooth_q, detail_r, detail_q, tone_r, tone_q, overall, max(spread, 1.0 / 255.0))
+
+
+def _judged(frames: _Frames, mask: np.ndarray, part: np.ndarray, bbox: tuple[int, int, int, int]
+            ) -> tuple[str, dict]:
+    """The kind of ``part`` (within its ``bbox``; the whole ``mask`` for an unsplit region) by its structure and how
+    it stands out from what lies around the change (module docstring, 2)."""
+    x, y, w, h = bbox
+    pad = max(w, h) // 2 + 4
+    y0, y1 = max(0, y - pad), min(mask.shape[0], y + h + pad)
+    x0, x1 = max(0, x - pad), min(mask.shape[1], x + w + pad)
+    local = part[y0:y1, x0:x1]
+    # the ring around a part is what lies outside the whole change, not the neighbouring part of another kind
+    ring = cv2.dilate(local.astype(np.uint8), np.ones((2 * (pad // 2) + 1,) * 2, np.uint8)).astype(bool)
+    ring &= ~mask[y0:y1, x0:x1]
+    out_r = _stand_out(frames.smooth_r[y0:y1, x0:x1], local, ring)
+    out_q = _stand_out(frames.smooth_q[y0:y1, x0:x1], local, ring)
+    texture_r = float(frames.detail_r[y0:y1, x0:x1][local].mean())
+    texture_q = float(frames.detail_q[y0:y1, x0:x1][local].mean())
+    texture_ratio = (texture_q + 1e-4) / (texture_r + 1e-4) / frames.overall
+    return _kind(texture_ratio, out_r, out_q), {
+        "stand_out_reference": round(out_r, 3), "stand_out_questioned": round(out_q, 3),
+        "texture_ratio_questioned_to_reference": round(texture_ratio, 3)}
+
+
+def _small_components(where: np.ndarray, smallest: float) -> np.ndarray:
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(where.astype(np.uint8), connectivity=8)
+    small = np.zeros(count, bool)
+    small[1:] = stats[1:, cv2.CC_STAT_AREA] < smallest
+    return small[labels]
+
+
+def replaced_parts(frames: _Frames, region: np.ndarray, area: int, min_area: int = 1) -> np.ndarray | None:
+    """Within ``region`` (a bool mask), where content was replaced rather than reshaped (module docstring, 1), or
+    None when the region is one part (each part must hold ``min_area`` pixels, as a region must)."""
+    radius = int(np.clip(round(NEIGHBOURHOOD_SHARE * np.sqrt(area)), *NEIGHBOURHOOD_PX))
+    ys, xs = np.nonzero(region)
+    pad = radius + 1
+    y0, y1 = max(0, ys.min() - pad), min(region.shape[0], ys.max() + pad + 1)
+    x0, x1 = max(0, xs.min() - pad), min(region.shape[1], xs.max() + pad + 1)
+    inside = region[y0:y1, x0:x1]
+    tone_r, tone_q = frames.tone_r[y0:y1, x0:x1], frames.tone_q[y0:y1, x0:x1]
+    # a square neighbourhood: OpenCV's rectangular erosion and dilation are separable, a disc's are not
+    disc = np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)
+    margin = 3.0 * frames.tone_spread
+    reference_absent = (tone_r < cv2.erode(tone_q, disc) - margin) | (tone_r > cv2.dilate(tone_q, disc) + margin)
+    questioned_absent = (tone_q < cv2.erode(tone_r, disc) - margin) | (tone_q > cv2.dilate(tone_r, disc) + margin)
+    replaced = (reference_absent | questioned_absent).astype(np.float32)
+    weight = inside.astype(np.float32)
+    share = cv2.GaussianBlur(replaced * weight, (0, 0), radius / 2.0) / np.maximum(
+        cv2.GaussianBlur(weight, (0, 0), radius / 2.0), 1e-6)
+    part = (share >= 0.5) & inside
+    smallest = max(SPLIT_SHARE * area, float(min_area))
+    for _ in range(2):  # a part of either class too small to stand alone joins the other class
+        part &= ~_small_components(part, smallest)
+        part |= _small_components(inside & ~part, smallest)
+    replaced_area = int(part.sum())
+    if replaced_area < smallest or int(inside.sum()) - replaced_area < smallest:
+        return None
+    out = np.zeros(region.shape, bool)
+    out[y0:y1, x0:x1] = part
+    return out
+
+
+def classify_regions(mask: np.ndarray, heatmap: np.ndarray, reference: np.ndarray, questioned: np.ndarray,
+                     *, min_area: int, valid: np.ndarray) -> tuple[list[Region], np.ndarray]:
+    """Regions of ``mask`` split into parts by what happened in each and labelled removed / added / retouched
+    (module docstring), and a label map (the index of each pixel's region plus one; 0 outside them)."""
+    frames = _frames(mask, reference, questioned, valid)
+    _, components = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+    labelled: list[Region] = []
+    label_map = np.zeros(mask.shape, np.int32)
+    for region in regions_from_mask(mask, heatmap, kind="retouched", min_area=min_area):
         x, y, w, h = region.bbox
-        pad = max(w, h) // 2 + 4
-        y0, y1 = max(0, y - pad), min(mask.shape[0], y + h + pad)
-        x0, x1 = max(0, x - pad), min(mask.shape[1], x + w + pad)
-        local = mask[y0:y1, x0:x1]
-        ring = cv2.dilate(local.astype(np.uint8), np.ones((2 * (pad // 2) + 1,) * 2, np.uint8)).astype(bool) & ~local
-        out_r = _stand_out(smooth_r[y0:y1, x0:x1], local, ring)
-        out_q = _stand_out(smooth_q[y0:y1, x0:x1], local, ring)
-        texture_r = float(detail_r[y0:y1, x0:x1][local].mean())
-        texture_q = float(detail_q[y0:y1, x0:x1][local].mean())
-        texture_ratio = (texture_q + 1e-4) / (texture_r + 1e-4) / overall
-        labelled.append(Region(bbox=region.bbox, area=region.area, score=region.score,
-                               kind=_kind(texture_ratio, out_r, out_q), evidence={
-                                   "stand_out_reference": round(out_r, 3), "stand_out_questioned": round(out_q, 3),
-                                   "texture_ratio_questioned_to_reference": round(texture_ratio, 3)}))
-    return labelled
+        # the component this region is (its box may cut into a neighbour's pixels)
+        ids = np.bincount(components[y:y + h, x:x + w][mask[y:y + h, x:x + w]].ravel())
+        whole = components == int(np.argmax(ids))
+        replaced = replaced_parts(frames, whole, region.area, min_area)
+        if replaced is None:  # one part: judged as whole regions always were, against what lies around them
+            kind, evidence = _judged(frames, mask, mask, region.bbox)
+            labelled.append(replace(region, kind=kind, evidence=evidence))
+            label_map[whole] = len(labelled)
+            continue
+        for part, reshaped in ((replaced, False), (whole & ~replaced, True)):
+            for piece in regions_from_mask(part, heatmap, kind="retouched", min_area=1):
+                px, py, pw, ph = piece.bbox
+                _, labels_p = cv2.connectedComponents(part[py:py + ph, px:px + pw].astype(np.uint8), connectivity=8)
+                own = np.zeros(mask.shape, bool)
+                crop = labels_p == np.argmax(np.bincount(labels_p[labels_p > 0].ravel()))
+                own[py:py + ph, px:px + pw] = crop
+                if reshaped:
+                    kind, evidence = "retouched", {"reshaped": True}
+                else:
+                    kind, evidence = _judged(frames, mask, own, piece.bbox)
+                    evidence["reshaped"] = False
+                evidence["change_bbox"] = list(region.bbox)
+                labelled.append(replace(piece, kind=kind, evidence=evidence))
+                label_map[own] = len(labelled)
+    return labelled, label_map
 
 
 DAMAGE_CONTROL = ("Listed as damage, not as an edit: a small or thin spot departing from its neighbourhood by more "
