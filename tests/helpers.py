@@ -115,3 +115,17 @@ def in_process_service(data_dir: Path, *, workers: int = 1, api_key: str | None 
     config = Settings(data_dir=data_dir, workers=workers, api_key=api_key, **limits)
     with TestClient(create_app(config)) as client:
         yield InProcessService(client, config.data_dir)
+
+
+def assert_offset_field(features: np.ndarray, oy: np.ndarray, ox: np.ndarray, distance: np.ndarray,
+                        min_offset: int) -> tuple[np.ndarray, np.ndarray]:
+    """A PatchMatch field is valid: every partner inside the image, at least ``min_offset`` away, and the reported
+    distance the plain squared feature distance to that partner. Returns the partners' rows and columns."""
+    height, width = features.shape[:2]
+    ys, xs = np.mgrid[0:height, 0:width]
+    ty, tx = ys + oy, xs + ox
+    assert ((ty >= 0) & (ty < height) & (tx >= 0) & (tx < width)).all()
+    assert (oy.astype(np.int64) ** 2 + ox.astype(np.int64) ** 2 >= min_offset**2).all()
+    recomputed = ((features - features[ty, tx]) ** 2).sum(axis=2, dtype=np.float64)
+    np.testing.assert_allclose(distance, recomputed, rtol=1e-5, atol=1e-6)
+    return ty, tx

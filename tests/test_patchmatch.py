@@ -9,6 +9,7 @@ import pytest
 
 from retouch.detect._patchmatch import compiled_patchmatch as patchmatch
 from retouch.detect._patchmatch import projected_patch_features, reduce_features
+from tests.helpers import assert_offset_field
 
 
 def brute_force_nearest(features: np.ndarray, min_offset: int) -> np.ndarray:
@@ -37,13 +38,8 @@ def test_kernel_finds_the_exact_nearest_neighbour_almost_everywhere() -> None:
     oy, ox, distance = patchmatch(features, min_offset=5, iterations=10, global_samples=3, local_samples=4,
                                   local_radius=16, seed=2)
     exact = brute_force_nearest(features, 5)
-    ys, xs = np.mgrid[0:36, 0:48]
-    ty, tx = ys + oy, xs + ox
-    assert ((ty >= 0) & (ty < 36) & (tx >= 0) & (tx < 48)).all()
-    assert (oy.astype(np.int64) ** 2 + ox.astype(np.int64) ** 2 >= 25).all()
     # the reported distance is the true distance to the reported partner, never below the exact minimum
-    recomputed = ((features - features[ty, tx]) ** 2).sum(axis=2, dtype=np.float64)
-    np.testing.assert_allclose(distance, recomputed, rtol=1e-5, atol=1e-7)
+    assert_offset_field(features, oy, ox, distance, 5)
     assert (distance >= exact * (1 - 1e-5) - 1e-7).all()
     # it is an approximation: on this field the whole-array numpy version it replaced found the exact minimum at
     # half the pixels after 10 iterations, at a mean distance 1.4 times the exact one; one iteration is at 2.3
