@@ -665,8 +665,10 @@ def main(argv: list[str] | None = None) -> int:
     sections = set(args.section.split(","))
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    command = (f"python -m benchmarks.real --data {os.path.relpath(args.data, ROOT)} --section {args.section} "
-               f"--sets {args.sets}" + (" --pyifd" if args.pyifd else "")
+    soviet_given = "pairs" in args.section.split(",") and (args.soviet / "manifest.json").exists()
+    command = (f"python -m benchmarks.real --data {os.path.relpath(args.data, ROOT)}"
+               + (f" --soviet {os.path.relpath(args.soviet, ROOT)}" if soviet_given else "")
+               + f" --section {args.section} --sets {args.sets}" + (" --pyifd" if args.pyifd else "")
                + (f" --detectors {args.detectors}" if args.detectors else ""))
     sections_text: dict[str, str] = {}
     if "single" in sections:
