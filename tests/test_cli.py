@@ -161,7 +161,7 @@ def test_twelve_bit_data_in_a_16_bit_file_are_analysed_like_the_same_picture_at_
     from retouch.io import load_image_bytes
     from retouch.samples import make_forgery
 
-    case = make_forgery(9000, method="diffusion", size=512, history="print")
+    case = make_forgery(9001, method="diffusion", size=512, history="print")
     pixels = load_image_bytes(case.file_bytes, name="scan").pixels
     gray = pixels if pixels.ndim == 2 else cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)
     Image.fromarray(gray).save(tmp_path / "scan8.png")
