@@ -49,7 +49,7 @@ PHOTO_SAVES = [("once, quality 75", None, 75), ("once, quality 90", None, 90), (
 
 
 def _single_case(task: tuple[str, str, int, int]) -> list[dict]:
-    from retouch.detect import detectors
+    from retouch.detect import default_detectors
     from retouch.io import load_image_bytes
     from retouch.metrics import localisation_scores
     from retouch.run.pipeline import analyze_image
@@ -59,7 +59,7 @@ def _single_case(task: tuple[str, str, int, int]) -> list[dict]:
     case = make_authentic(seed, size=size) if method == "none" else make_forgery(seed, method=method, size=size,
                                                                                  history=history)
     loaded = load_image_bytes(case.file_bytes, name=f"case-{seed}")
-    run = analyze_image(loaded.pixels, jpeg_quantization=loaded.jpeg_quantization, detectors=[name for name, spec in detectors().items() if spec.default],
+    run = analyze_image(loaded.pixels, jpeg_quantization=loaded.jpeg_quantization, detectors=default_detectors(),
                         orientation=loaded.exif_orientation)
     # a clone stamp's source is the copy's other side: unchanged, yet rightly marked by a copy-move detector, so
     # it is left out of every map's pixel scores (neither a hit nor a false alarm)
@@ -77,7 +77,7 @@ def _single_case(task: tuple[str, str, int, int]) -> list[dict]:
 
 def _photo_case(task: tuple[str, str, int | None, int | None]) -> list[dict]:
     """An untouched photograph of the sample sources, saved as ``PHOTO_SAVES`` says, through ``analyze``."""
-    from retouch.detect import detectors
+    from retouch.detect import default_detectors
     from retouch.io import load_image_bytes
     from retouch.run.pipeline import analyze_image
     from retouch.samples.archive import encode
@@ -88,7 +88,7 @@ def _photo_case(task: tuple[str, str, int | None, int | None]) -> list[dict]:
     if first is not None:
         pixels = encode(pixels, first)[0]
     loaded = load_image_bytes(encode(pixels, last)[1], name=f"{source}.jpg")
-    run = analyze_image(loaded.pixels, jpeg_quantization=loaded.jpeg_quantization, detectors=[name for name, spec in detectors().items() if spec.default],
+    run = analyze_image(loaded.pixels, jpeg_quantization=loaded.jpeg_quantization, detectors=default_detectors(),
                         orientation=loaded.exif_orientation)
     return [{"detector": result.method, "save": save, "source": source, "flagged": float(result.mask.mean())}
             for result in [*run.results, run.fused]]

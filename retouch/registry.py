@@ -71,6 +71,11 @@ def detectors() -> dict[str, DetectorSpec]:
     return _ordered()
 
 
+def default_detectors() -> list[str]:
+    """The names of the detectors ``retouch analyze`` runs when none are chosen, in :func:`detectors`' order."""
+    return [name for name, spec in detectors().items() if spec.default]
+
+
 def detector_names() -> list[str]:
     """The names of every detector, as :func:`detectors` orders them, without importing a detector that has not
     been imported yet: each built-in detector is the module of its name in ``retouch.detect``."""

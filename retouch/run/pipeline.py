@@ -17,7 +17,7 @@ import numpy as np
 from retouch.errors import InputError
 from retouch.fuse import fuse_results
 from retouch.imaging import checked_image, content_box, display_box, to_stored
-from retouch.registry import detector_names, get_detector
+from retouch.registry import default_detectors, detector_names, get_detector
 from retouch.registry import detectors as registered_detectors
 from retouch.result import AnalysisResult
 
@@ -54,7 +54,7 @@ def resolve_detectors(names: Sequence[str] | str | None) -> list[str]:
     """
     if names is None or (isinstance(names, str) and not names.strip()) or (not isinstance(names, str) and
                                                                              not names):
-        return [name for name, spec in registered_detectors().items() if spec.default]
+        return default_detectors()
     available = detector_names()  # a choice imports only the detectors it names
     chosen = [part.strip() for part in (names.split(",") if isinstance(names, str) else names)]
     chosen = [name for name in chosen if name]
