@@ -441,10 +441,13 @@ def _share(part: np.ndarray, whole: np.ndarray) -> float:
     return round(float((part & whole).sum()) / max(float(whole.sum()), 1.0), 3)
 
 
-def soviet_scores(case_id: str, comparison, reference_shape: tuple[int, int]) -> dict:
+def soviet_scores(case_id: str, comparison, reference_shape: tuple[int, int], *,
+                  outlines: dict | None = None) -> dict:
     """How a comparison of a Soviet pair matches the hand-drawn outlines of its figures (see the module
-    docstring); {} for a case without outlines."""
-    outlines = json.loads(SOVIET_OUTLINES.read_text())["cases"].get(case_id, {})
+    docstring); {} for a case without outlines. ``outlines`` replaces the case's outlines from
+    ``soviet_annotations.json`` (e.g. mapped into a copy made from the given files)."""
+    if outlines is None:
+        outlines = json.loads(SOVIET_OUTLINES.read_text())["cases"].get(case_id, {})
     result = comparison.result
     shape = result.mask.shape
     scores: dict = {}

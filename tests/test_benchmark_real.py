@@ -33,3 +33,24 @@ def test_results_keep_the_section_not_run():
     previous = real.merged_results("", {"single": "A\n", "pairs": "B\n"})
     updated = real.merged_results(previous, {"pairs": "C\n"})
     assert "A\n" in updated and "C\n" in updated and "B\n" not in updated
+
+
+def test_soviet_copies_carry_their_outlines_with_them(tmp_path, capsys):
+    """A copy made by benchmarks.soviet_variants (scaled, turned, cropped) maps the drawn outlines onto the same
+    content: a bright disc in the given file stays inside its mapped outline in every copy."""
+    import cv2
+
+    from benchmarks import soviet_variants
+
+    given = np.full((400, 600, 3), 40, np.uint8)
+    cv2.circle(given, (450, 120), 14, (250, 250, 250), -1)
+    outline = {"disc": {"frame": "questioned", "polygon": [[430, 100], [470, 100], [470, 140], [430, 140]]}}
+    for variant in soviet_variants.VARIANTS:
+        copy, transform = soviet_variants.make_copy(given, variant)
+        mapped = soviet_variants.mapped_outlines(outline, "questioned", transform)["disc"]["polygon"]
+        inside = np.zeros(copy.shape[:2], np.uint8)
+        cv2.fillPoly(inside, [np.round(np.float32(mapped)).astype(np.int32)], 1)
+        bright = copy[..., 0] > 150
+        assert bright.any() and (bright & (inside > 0)).sum() >= 0.95 * bright.sum(), variant.name
+    assert soviet_variants.main(["--soviet", str(tmp_path / "nowhere"), "--no-write"]) == 2
+    assert "nowhere" in capsys.readouterr().err
