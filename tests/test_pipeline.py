@@ -94,3 +94,26 @@ def test_a_choice_of_detectors_imports_only_theirs_and_the_order_stays_the_regis
     imported, order = done.stdout.strip().splitlines()
     assert imported == "['retouch.detect.ela', 'retouch.detect.grain']"
     assert order == str(list(detectors()))
+
+
+def test_detectors_run_at_once_give_the_same_results_in_the_same_order() -> None:
+    case = make_forgery(11, method="airbrush", size=320)
+    names = ["grain", "ela", "inpaint", "jpeg"]
+    one = analyze_image(case.image, detectors=names, threads=1)
+    several = analyze_image(case.image, detectors=names, threads=3)
+    assert [r.method for r in several.results] == names
+    for alone, together in zip(one.results, several.results, strict=True):
+        assert np.array_equal(alone.heatmap, together.heatmap) and np.array_equal(alone.mask, together.mask)
+        assert [r.bbox for r in alone.regions] == [r.bbox for r in together.regions]
+    assert np.array_equal(one.fused.mask, several.fused.mask) and one.fused.score == several.fused.score
+    assert set(several.timings) == {*names, "fusion"}
+
+
+def test_detectors_run_one_after_another_when_two_at_once_would_break_the_memory_budget() -> None:
+    from retouch.run.budget import concurrent_detectors, estimated_bytes
+
+    pixels = 24_000_000
+    alone = estimated_bytes("analyze", pixels)
+    assert concurrent_detectors(2, pixels, budget=4 * alone) == 2
+    assert concurrent_detectors(2, pixels, budget=alone) == 1
+    assert concurrent_detectors(1, pixels, budget=4 * alone) == 1

@@ -27,14 +27,18 @@ def analyze(
                                           "this (decompression-bomb guard) [default: 200 MP or "
                                           "$RETOUCH_MAX_PIXELS]."),
     as_json: bool = typer.Option(False, "--json", help="Print the outcome as JSON instead of a table."),
+    threads: int | None = typer.Option(None, "--threads", min=1, help="Detectors run at once [default: this "
+                                       "machine's cores, while the memory budget allows; the results are the "
+                                       "same]."),
 ) -> None:
     """Look for retouching in one scan: error levels, JPEG traces, grain, clones and inpainting."""
     from retouch.run.checks import detector_selection
+    from retouch.run.executor import default_workers
     from retouch.run.tasks import analyze_file
 
     names = detector_selection(detectors)
     outcome = analyze_file(image, out or _default_out(image), detectors=names, max_pixels=max_pixels,
-                           max_pixels_name=max_pixels_name(max_pixels))
+                           max_pixels_name=max_pixels_name(max_pixels), threads=threads or default_workers())
     print_outcome(outcome, as_json=as_json)
 
 

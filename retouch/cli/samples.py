@@ -54,6 +54,7 @@ def demo(
     from retouch.io import atomic_write_json, atomic_write_text
     from retouch.io.folders import require_output_folder
     from retouch.io.historical import fetch_commons_pair, read_pairs
+    from retouch.run.executor import default_workers
     from retouch.run.tasks import analyze_file, compare_files
     from retouch.samples.lesson import LESSON_MANIFEST, build_lesson
 
@@ -78,7 +79,7 @@ def demo(
             atomic_write_json(lesson / LESSON_MANIFEST, manifest)
         for case in manifest["cases"]:
             stdout.print(f"Analysing {case['key']} (seed {seed}) ...", markup=False)
-            analyze_file(lesson / case["image"], lesson / f"analyze-{case['key']}")
+            analyze_file(lesson / case["image"], lesson / f"analyze-{case['key']}", threads=default_workers())
         lessons.append(lesson)
     sections = []
     for description, cases in real_sets:

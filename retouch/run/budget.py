@@ -89,3 +89,15 @@ def require_within_budget(command: str, pixels: int, *, detectors: Sequence[str]
     raise MemoryBudgetError(f"{name}: {pixels / 1e6:.0f} MP would need about {_gigabytes(needed)} of memory to "
                             f"{what}, over the budget of {_gigabytes(budget)} for one analysis; raise "
                             f"{budget_name} if this machine has the memory{fewer}", path=name)
+
+
+def concurrent_detectors(threads: int, pixels: int, detectors: Sequence[str] | None = None, *,
+                         budget: int | None = None) -> int:
+    """How many detectors may run at once on ``pixels`` pixels within ``budget`` (None: the environment's):
+    ``threads`` when the estimate plus one more detector's working arrays (taken as the shared bytes per pixel,
+    which hold the largest detector's) still fits, else 1, one after another, as the estimate assumes."""
+    if threads <= 1:
+        return 1
+    budget = max_memory_from_env() if budget is None else budget
+    extra = SHARED_BYTES_PER_PIXEL * pixels * (threads - 1)
+    return threads if estimated_bytes("analyze", pixels, detectors) + extra <= budget else 1

@@ -79,6 +79,7 @@ def analyze_image(
     detector_options: Mapping[str, Mapping[str, Any]] | None = None,
     orientation: int = 1,
     file_data: bytes | None = None,
+    threads: int = 1,
 ) -> AnalyzeRun:
     """Run the chosen detectors (default: every default detector) on ``image`` and fuse their decisions.
 
@@ -104,6 +105,10 @@ def analyze_image(
     file_data : bytes, optional
         The file's bytes, for the detectors that read the file itself (``metadata``); without them those
         detectors return a skipped result.
+    threads : int
+        How many detectors run at once, each in its own thread (their heavy steps, OpenCV, numpy on whole arrays
+        and the compiled kernels, release the GIL). 1 (the default) runs them one after another, as a batch or
+        service worker should, since it already has a process per core; results are the same either way.
 
     Returns
     -------
@@ -144,17 +149,24 @@ def analyze_image(
     inside = (bottom - top, right - left)
     cropped = inside != shape and min(inside) >= MIN_SIDE
     picture = np.ascontiguousarray(image[top:bottom, left:right] if cropped else image)
-    results, timings = [], {}
-    for name in names:
+    def detected(name: str) -> tuple[AnalysisResult, float | None]:
         started = time.perf_counter()
         if min(shape) < MIN_SIDE:
-            results.append(AnalysisResult.skipped_result(
+            return AnalysisResult.skipped_result(
                 name, shape, f"the image is too small ({display_shape[1]}x{display_shape[0]}); detectors need "
-                f"at least {MIN_SIDE} pixels on each side"))
-            continue
+                f"at least {MIN_SIDE} pixels on each side"), None
         result = _detected(name, picture, tables, options[name], file_data)
-        results.append(result.placed_in(shape, top, left) if cropped else result)
-        timings[name] = round(time.perf_counter() - started, 4)
+        return (result.placed_in(shape, top, left) if cropped else result), round(time.perf_counter() - started, 4)
+
+    if threads > 1 and len(names) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(min(threads, len(names)), thread_name_prefix="retouch-detector") as pool:
+            outcomes = list(pool.map(detected, names))
+    else:
+        outcomes = [detected(name) for name in names]
+    results = [result for result, _ in outcomes]
+    timings = {name: seconds for name, (_, seconds) in zip(names, outcomes) if seconds is not None}
     started = time.perf_counter()
     # fused where the detectors worked (its closing kernel is not symmetric under a quarter turn), then turned
     fused = fuse_results(results, shape=shape).oriented(orientation)

@@ -36,7 +36,7 @@ from retouch.io import (
 from retouch.io.folders import prepared_folder
 from retouch.report import build_report, flicker_gif, overlay, render_html
 from retouch.result import AnalysisResult
-from retouch.run.budget import require_within_budget
+from retouch.run.budget import concurrent_detectors, require_within_budget
 from retouch.run.checks import require_analysable
 from retouch.run.pipeline import analyze_image, compare_images, resolve_detectors
 
@@ -178,12 +178,15 @@ def analyze_loaded(
     detectors: Sequence[str] | str | None = None,
     options: Mapping[str, Mapping[str, Any]] | None = None,
     load_seconds: float = 0.0,
+    threads: int = 1,
 ) -> TaskOutcome:
-    """Run ``retouch analyze`` on an already loaded image and write its artifacts into ``out_dir``."""
+    """Run ``retouch analyze`` on an already loaded image and write its artifacts into ``out_dir``
+    (``threads``: detectors run at once, see :func:`retouch.run.pipeline.analyze_image`)."""
     require_analysable(image)
     started = time.perf_counter()
     run = analyze_image(image.pixels, jpeg_quantization=image.jpeg_quantization, detectors=detectors,
-                        detector_options=options, orientation=image.exif_orientation, file_data=image.data)
+                        detector_options=options, orientation=image.exif_orientation, file_data=image.data,
+                        threads=threads)
     analyse_seconds = time.perf_counter() - started
     artifacts = {f"{r.method}.png": f"{r.method} heatmap, 0..255 (input size)" for r in run.results}
     artifacts.update({f"{r.method}_mask.png": f"{r.method}'s own decision: 255 where it flagged the pixel (input size)"
@@ -245,12 +248,14 @@ def analyze_file(
     options: Mapping[str, Mapping[str, Any]] | None = None,
     max_pixels_name: str = MAX_PIXELS_VARIABLE,
     max_memory: int | None = None,
+    threads: int = 1,
 ) -> TaskOutcome:
     """Load ``image_path``, run the detectors and fusion, write ``report.json``, ``report.html``, one
     ``<detector>.png`` per detector, ``suspect_mask.png``, ``suspect_heatmap.png`` and ``overlay.png``.
 
     The image is refused from its header, before it is decoded, when the analysis would need more memory than
-    ``max_memory`` bytes (None: ``RETOUCH_MAX_MEMORY``, see :mod:`retouch.run.budget`)."""
+    ``max_memory`` bytes (None: ``RETOUCH_MAX_MEMORY``, see :mod:`retouch.run.budget`). Up to ``threads``
+    detectors run at once while the budget allows it (:func:`retouch.run.budget.concurrent_detectors`)."""
     # resolved (the detectors' modules imported) before the clock starts: "load" is the file's reading only
     names = resolve_detectors(detectors)
     started = time.perf_counter()
@@ -259,8 +264,10 @@ def analyze_file(
         require_within_budget("analyze", header.width * header.height, detectors=names, name=str(image_path),
                               budget=max_memory)
     image = load_image(image_path, max_pixels=max_pixels, max_pixels_name=max_pixels_name)
+    pixels = int(image.pixels.shape[0]) * int(image.pixels.shape[1])
     return analyze_loaded(image, out_dir, detectors=names, options=options,
-                          load_seconds=time.perf_counter() - started)
+                          load_seconds=time.perf_counter() - started,
+                          threads=concurrent_detectors(threads, pixels, names, budget=max_memory))
 
 
 def compare_loaded(
