@@ -23,13 +23,12 @@ import argparse
 import json
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.real import SOVIET_OUTLINES, soviet_scores
+from benchmarks.real import SOVIET_OUTLINES, _run, soviet_scores
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "soviet_variants.md"
@@ -185,11 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     tasks = [(c["id"], str(args.soviet / c["original"]), str(args.soviet / c["altered"]), v)
              for c in cases for v in VARIANTS]
     started = time.perf_counter()
-    if args.workers <= 1:
-        rows = [_compare(t) for t in tasks]
-    else:
-        with ProcessPoolExecutor(args.workers) as pool:
-            rows = list(pool.map(_compare, tasks, chunksize=1))
+    rows = _run(_compare, tasks, args.workers)
     text = ("# The Soviet pairs as other copies would show them\n\n"
             "Written by `python -m benchmarks.soviet_variants` (its docstring states the conventions). Each copy "
             "is made in code from the files in `../shared/soviet` and changes one file of the pair; shares are of "
