@@ -342,8 +342,7 @@ def test_specks_on_one_scan_are_damage_not_edits() -> None:
 
 def test_a_hair_scratch_on_one_scan_marks_no_edit() -> None:
     # this generated pair's reference carries a one-pixel scratch across a dark coat, which the registration warp
-    # breaks into short runs that the straight-scratch test misses: only its pixels were masked from the grain
-    # test, and the lobes a plain high-pass spread beside it read as grain lost along a 27 x 81 px band (0.46 %)
+    # breaks into runs too short for the straight-scratch test; the grain beside it must not read as lost
     pair = make_pair(780_006, size=768, edit="none")
     result = compare_pair(pair.reference, pair.questioned).result
     edits = [(r.kind, r.bbox) for r in result.regions if r.kind != "damage"]
@@ -464,8 +463,8 @@ def _mirrored_paste(box: tuple[int, int, int, int], scale: float) -> tuple[np.nd
 
 @pytest.mark.parametrize("box, scale", [((100, 20, 300, 360), 1.0), ((150, 40, 180, 200), 0.6)])
 def test_a_large_mirrored_paste_is_a_composite_piece_not_a_mirrored_print(box: tuple, scale: float) -> None:
-    # registration fits the mirrored questioned image on the pasted piece alone; compared as one mirrored print,
-    # the host around the piece (over half of the overlap) swamped the pair's background and little was marked
+    # registration fits the mirrored questioned image on the pasted piece alone; the host around it covers over
+    # half of the overlap, more than the robust background of a one-print comparison can take
     donor, composite, inside = _mirrored_paste(box, scale)
     result = compare_pair(donor, composite).result
     assert result.details.get("composite"), result.summary

@@ -52,7 +52,8 @@ EXPLANATION = (
     "restored print shows as a change too: the map says what differs, an expert says why."
 )
 COMPOSITE_EXPLANATION = (
-    "No single transform maps the reference onto the questioned image, so they are not one photograph edited. "
+    "No single transform maps the whole reference onto the questioned image (a mirrored fit that holds over "
+    "less than half of their overlap counts as none), so they are not one photograph edited. "
     "Their shared pieces were sought instead: matching features of the two images, grouped by the scale, turn "
     "and shift each group agrees on, one group after another, in the questioned image as it is and mirrored "
     "(a piece pasted facing the other way). Each piece is shown on the questioned image and, "
@@ -399,8 +400,9 @@ PIECE_FALSE_ALARM_CONTROL = (
 def _composite(reference: np.ndarray, questioned: np.ndarray, pieces: list[SharedPiece], refusal: str,
                timings: dict[str, float],
                why: str = "no single transform maps the reference onto the questioned image") -> PairComparison:
-    """The comparison of a composite: no single transform maps the reference onto the questioned image, but
-    ``pieces`` of it were found in the questioned image, each placed with its own scale and turn. The mask and
+    """The comparison of a composite: no single transform maps the reference onto the questioned image (or, in
+    the words of ``why``, the one that does maps only a piece), but ``pieces`` of it were found in the questioned
+    image, each placed with its own scale and turn. The mask and
     the regions are the pieces (kind ``shared``), each with its outline and box in the reference too; nothing
     outside them is compared."""
     shape = questioned.shape[:2]
