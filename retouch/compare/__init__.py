@@ -33,6 +33,7 @@ from retouch.result import AnalysisResult, Region
 ANALYSIS_PIXELS = 2_500_000
 MIN_PICTURE_SIDE = 32  # px; a picture inside margins smaller than this is compared with its margins, as before
 EDIT_KINDS = ("removed", "added", "retouched")
+MIN_SHARED_SHARE = 0.5  # a mirrored fit is one print only when its shared piece covers this share of the overlap
 
 EXPLANATION = (
     "The reference scan was aligned onto the questioned scan (features, a robust geometric fit and a sub-pixel "
@@ -51,7 +52,8 @@ EXPLANATION = (
     "restored print shows as a change too: the map says what differs, an expert says why."
 )
 COMPOSITE_EXPLANATION = (
-    "No single transform maps the reference onto the questioned image, so they are not one photograph edited. "
+    "No single transform maps the whole reference onto the questioned image (a mirrored fit that holds over "
+    "less than half of their overlap counts as none), so they are not one photograph edited. "
     "Their shared pieces were sought instead: matching features of the two images, grouped by the scale, turn "
     "and shift each group agrees on, one group after another, in the questioned image as it is and mirrored "
     "(a piece pasted facing the other way). Each piece is shown on the questioned image and, "
@@ -308,6 +310,17 @@ def _compare_pictures(reference: np.ndarray, questioned: np.ndarray, *, min_area
             raise error from None
         timings["shared_pieces"] = time.perf_counter() - started
         return _composite(reference, questioned, pieces, str(error), timings)
+    if registration.mirrored and not registration.inverted:
+        # a mirrored fit is a whole print reproduced mirrored, or a piece pasted facing the other way
+        # (PS-Battles' cats and foxes): it is compared as one print only when what the pair shares covers at least
+        # half of the overlap, the breakdown point of the robust pair model and background the comparison rests on
+        pieces = shared_pieces(reference, questioned)
+        if pieces and max(_shared_share(piece, registration.transform, reference.shape[:2], questioned.shape[:2])
+                          for piece in pieces) < MIN_SHARED_SHARE:
+            timings["shared_pieces"] = time.perf_counter() - started
+            why = ("the mirrored questioned image matches the reference over less than half of where they "
+                   "overlap, not as a whole print")
+            return _composite(reference, questioned, pieces, why, timings, why)
     if registration.inverted:  # a film negative of the print: compared as a positive from here on
         reference = inverted_tones(reference)
     timings.update({f"register_{k}": v for k, v in registration.timings_s.items()})
@@ -361,6 +374,22 @@ def _compare_pictures(reference: np.ndarray, questioned: np.ndarray, *, min_area
                           aligned_reference=aligned, valid_mask=valid_full)
 
 
+def _shared_share(piece: SharedPiece, transform: np.ndarray, reference_shape: tuple[int, int],
+                  questioned_shape: tuple[int, int]) -> float:
+    """The share of the registered overlap (where ``transform`` lands the reference in the questioned frame) that
+    ``piece``'s outline covers, measured on a grid of at most a quarter megapixel."""
+    factor = min(1.0, float(np.sqrt(250_000 / (questioned_shape[0] * questioned_shape[1]))))
+    shape = (max(1, round(questioned_shape[0] * factor)), max(1, round(questioned_shape[1] * factor)))
+    height, width = reference_shape
+    corners = cv2.perspectiveTransform(np.float32([[0, 0], [width, 0], [width, height], [0, height]])
+                                       .reshape(-1, 1, 2), transform).reshape(-1, 2)
+    overlap = np.zeros(shape, np.uint8)
+    cv2.fillPoly(overlap, [np.round(corners * factor).astype(np.int32)], 1)
+    covered = np.zeros(shape, np.uint8)
+    cv2.fillPoly(covered, [np.round(piece.questioned_outline * factor).astype(np.int32)], 1)
+    return float((overlap & covered).sum()) / max(float(overlap.sum()), 1.0)
+
+
 PIECE_FALSE_ALARM_CONTROL = (
     "{matches} distinct places agree on one scale, turn and shift; between two unrelated pictures of this size, "
     "the expected number of pieces that agree as well by chance (NFA) is {nfa}, and a piece is reported only "
@@ -369,9 +398,11 @@ PIECE_FALSE_ALARM_CONTROL = (
 
 
 def _composite(reference: np.ndarray, questioned: np.ndarray, pieces: list[SharedPiece], refusal: str,
-               timings: dict[str, float]) -> PairComparison:
-    """The comparison of a composite: no single transform maps the reference onto the questioned image, but
-    ``pieces`` of it were found in the questioned image, each placed with its own scale and turn. The mask and
+               timings: dict[str, float],
+               why: str = "no single transform maps the reference onto the questioned image") -> PairComparison:
+    """The comparison of a composite: no single transform maps the reference onto the questioned image (or, in
+    the words of ``why``, the one that does maps only a piece), but ``pieces`` of it were found in the questioned
+    image, each placed with its own scale and turn. The mask and
     the regions are the pieces (kind ``shared``), each with its outline and box in the reference too; nothing
     outside them is compared."""
     shape = questioned.shape[:2]
@@ -401,7 +432,7 @@ def _composite(reference: np.ndarray, questioned: np.ndarray, pieces: list[Share
         f"({r.evidence['bbox_reference'][2]}x{r.evidence['bbox_reference'][3]} px), scaled "
         f"{r.evidence['scale']:g}, {_turn_words(r.evidence['rotation_deg'])}"
         f"{', mirrored' if r.evidence['mirrored'] else ''}" for r in regions)
-    summary = (f"Not one photograph edited: no single transform maps the reference onto the questioned image, but "
+    summary = (f"Not one photograph edited: {why}, but "
                f"{len(regions)} piece(s) of it come from the reference (a composite): {words}. Nothing outside "
                "the pieces was compared.")
     registration = Registration(

@@ -248,8 +248,11 @@ def grain_decorrelation(prediction: np.ndarray, questioned: np.ndarray, valid: n
     if specks is not None:
         masked |= cv2.dilate(specks.astype(np.uint8), np.ones((11, 11), np.uint8)).astype(bool)
     keep = (~masked).astype(np.float32)
-    a = (prediction - cv2.GaussianBlur(prediction, (0, 0), GRAIN_HIGHPASS_PX)) * keep
-    b = (questioned - cv2.GaussianBlur(questioned, (0, 0), GRAIN_HIGHPASS_PX)) * keep
+    # the high-pass subtracts an average of the kept pixels only (normalised convolution): a plain blur carries a
+    # bright scratch's or speck's lobes several pixels beyond the masked margin, where they read as lost grain
+    kept_weight = np.maximum(cv2.GaussianBlur(keep, (0, 0), GRAIN_HIGHPASS_PX), 1e-3)
+    a = (prediction - cv2.GaussianBlur(prediction * keep, (0, 0), GRAIN_HIGHPASS_PX) / kept_weight) * keep
+    b = (questioned - cv2.GaussianBlur(questioned * keep, (0, 0), GRAIN_HIGHPASS_PX) / kept_weight) * keep
     var_a = cv2.GaussianBlur(a * a, (0, 0), GRAIN_WINDOW_PX)
     var_b = cv2.GaussianBlur(b * b, (0, 0), GRAIN_WINDOW_PX)
     cov = cv2.GaussianBlur(a * b, (0, 0), GRAIN_WINDOW_PX)
