@@ -45,6 +45,20 @@ def _try(features: np.ndarray, own: np.ndarray, height: int, width: int, y: int,
     return best_d, best_y, best_x
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _try_proposals(features: np.ndarray, own: np.ndarray, height: int, width: int, y: int, x: int,
+                   proposals: np.ndarray, min_offset_sq: int, best_d: np.float32, best_y: int, best_x: int
+                   ) -> tuple[np.float32, int, int]:
+    """The best of the current match and the twins of pixel (y, x) under each 2x3 map of ``proposals``."""
+    for which in range(proposals.shape[0]):
+        affine = proposals[which]
+        dy = int(np.rint(affine[1, 0] * x + affine[1, 1] * y + affine[1, 2])) - y
+        dx = int(np.rint(affine[0, 0] * x + affine[0, 1] * y + affine[0, 2])) - x
+        best_d, best_y, best_x = _try(features, own, height, width, y, x, dy, dx, min_offset_sq, best_d, best_y,
+                                      best_x)
+    return best_d, best_y, best_x
+
+
 @njit(cache=True, nogil=True)
 def search(features: np.ndarray, height: int, width: int, oy: np.ndarray, ox: np.ndarray, best: np.ndarray,
             proposals: np.ndarray, min_offset_sq: int, iterations: int, global_samples: int, local_samples: int,
@@ -76,12 +90,8 @@ def search(features: np.ndarray, height: int, width: int, oy: np.ndarray, ox: np
                     own[channel] = features[index, channel]
                 best_d, best_y, best_x = best[index], oy[index], ox[index]
                 if phase == 0:
-                    for which in range(proposals.shape[0]):
-                        affine = proposals[which]
-                        dy = int(np.rint(affine[1, 0] * x + affine[1, 1] * y + affine[1, 2])) - y
-                        dx = int(np.rint(affine[0, 0] * x + affine[0, 1] * y + affine[0, 2])) - x
-                        best_d, best_y, best_x = _try(features, own, height, width, y, x, dy, dx, min_offset_sq,
-                                                      best_d, best_y, best_x)
+                    best_d, best_y, best_x = _try_proposals(features, own, height, width, y, x, proposals,
+                                                            min_offset_sq, best_d, best_y, best_x)
                 elif phase % 2 == 1:
                     for _ in range(global_samples):
                         state = _random(state)
@@ -153,12 +163,8 @@ def refine(features: np.ndarray, height: int, width: int, oy: np.ndarray, ox: np
                     own[channel] = features[index, channel]
                 best_d, best_y, best_x = best[index], oy[index], ox[index]
                 if sweep == 0:
-                    for which in range(proposals.shape[0]):
-                        affine = proposals[which]
-                        dy = int(np.rint(affine[1, 0] * x + affine[1, 1] * y + affine[1, 2])) - y
-                        dx = int(np.rint(affine[0, 0] * x + affine[0, 1] * y + affine[0, 2])) - x
-                        best_d, best_y, best_x = _try(features, own, height, width, y, x, dy, dx, min_offset_sq,
-                                                      best_d, best_y, best_x)
+                    best_d, best_y, best_x = _try_proposals(features, own, height, width, y, x, proposals,
+                                                            min_offset_sq, best_d, best_y, best_x)
                     parent = (y // 2) * coarse_width + x // 2
                     centre_y, centre_x = 2 * coarse_oy[parent], 2 * coarse_ox[parent]
                     for shift_y in range(-1, 2):
