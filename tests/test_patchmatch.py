@@ -143,7 +143,8 @@ def test_the_upsampling_pass_agrees_with_its_reference() -> None:
     shift = np.float32([[1, 0, -11], [0, 1, 7]])
     turn = cv2.getRotationMatrix2D((16.0, 13.0), 25.0, 1.1)
     expected = reference_upsampling_pass(features, coarse_oy, coarse_ox, [shift, turn], 6)
-    found = upsampled_field(features, (coarse_oy, coarse_ox, None), min_offset=6, proposals=[shift, turn], sweeps=0)
+    found = upsampled_field(features, (coarse_oy, coarse_ox, None), min_offset=6, proposals=[shift, turn],
+                            sweeps=0)
     np.testing.assert_array_equal(found[0], expected[0])
     np.testing.assert_array_equal(found[1], expected[1])
     np.testing.assert_allclose(found[2], expected[2], rtol=1e-5, atol=1e-6)

@@ -163,12 +163,13 @@ def halved_map(affine: np.ndarray) -> np.ndarray:
     return np.hstack([affine[:, :2], affine[:, 2:3] / 2])
 
 
-def upsampled_field(features: np.ndarray, coarse: tuple[np.ndarray, np.ndarray, np.ndarray], *, min_offset: int,
+def upsampled_field(features: np.ndarray, coarse: tuple[np.ndarray, ...], *, min_offset: int,
                     proposals: list[np.ndarray] | None = None, sweeps: int = 2, radius: int = 4, seed: int = 0
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The full-resolution field from a field of the grid (:func:`coarse_grid`): at every pixel, the
-    ``proposals`` and its grid parent's offset doubled and moved by up to a pixel either way (a doubled offset is
-    even, the true one within a pixel of it); then ``sweeps`` sweeps (raster order, reverse raster order in every
+    """The full-resolution field from a field of the grid (:func:`coarse_grid`; ``coarse`` is its offset y and
+    offset x, with its distance or not, which is not read): at every pixel, the ``proposals`` and its grid
+    parent's offset doubled and moved by up to a pixel either way (a doubled offset is even, the true one within
+    a pixel of it); then ``sweeps`` sweeps (raster order, reverse raster order in every
     other one) of propagation from the four nearest neighbours and random search around the best at radii
     ``radius``, ``radius // 2``, ... 1 (``_patchmatch_kernel.refine``). Offsets shorter than ``min_offset`` are
     excluded. Returns (offset y, offset x, squared feature distance) as :func:`patchmatch` does."""
@@ -177,7 +178,8 @@ def upsampled_field(features: np.ndarray, coarse: tuple[np.ndarray, np.ndarray, 
     coarse_oy = np.ascontiguousarray(coarse[0], dtype=np.int32)
     coarse_ox = np.ascontiguousarray(coarse[1], dtype=np.int32)
     if coarse_oy.shape != ((height + 1) // 2, (width + 1) // 2):
-        raise ValueError(f"a coarse field of shape {coarse_oy.shape} is not the grid of a {height} x {width} image")
+        raise ValueError(f"a coarse field of shape {coarse_oy.shape} is not the grid of a {height} x {width} "
+                         "image")
     oy, ox, best = _starting_field(None, height, width)
     affines = np.array([np.asarray(a, dtype=np.float64)[:2, :3] for a in proposals or []],
                        dtype=np.float64).reshape(-1, 2, 3)

@@ -170,7 +170,8 @@ def refine(features: np.ndarray, height: int, width: int, oy: np.ndarray, ox: np
                     for shift_y in range(-1, 2):
                         for shift_x in range(-1, 2):
                             best_d, best_y, best_x = _try(features, own, height, width, y, x, centre_y + shift_y,
-                                                          centre_x + shift_x, min_offset_sq, best_d, best_y, best_x)
+                                                          centre_x + shift_x, min_offset_sq, best_d, best_y,
+                                                          best_x)
                 else:
                     for side in range(4):
                         ny = y - step if side == 0 else (y + step if side == 2 else y)
