@@ -169,9 +169,9 @@ def upsampled_field(features: np.ndarray, coarse: tuple[np.ndarray, ...], *, min
     """The full-resolution field from a field of the grid (:func:`coarse_grid`; ``coarse`` is its offset y and
     offset x, with its distance or not, which is not read): at every pixel, the ``proposals`` and its grid
     parent's offset doubled and moved by up to a pixel either way (a doubled offset is even, the true one within
-    a pixel of it); then ``sweeps`` sweeps (raster order, reverse raster order in every
-    other one) of propagation from the four nearest neighbours and random search around the best at radii
-    ``radius``, ``radius // 2``, ... 1 (``_patchmatch_kernel.refine``). Offsets shorter than ``min_offset`` are
+    a pixel of it); then ``sweeps`` sweeps (raster order, reverse raster order in every other one) of propagation
+    from the four nearest neighbours and random search around the best at radii ``radius``, ``radius // 2``, ...
+    1 (``_patchmatch_kernel.refine``). Offsets shorter than ``min_offset`` are
     excluded. Returns (offset y, offset x, squared feature distance) as :func:`patchmatch` does."""
     features = np.ascontiguousarray(features, dtype=np.float32)
     height, width = features.shape[:2]

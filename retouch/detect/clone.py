@@ -119,7 +119,8 @@ class CopyMoveOptions:
     min_offset_fraction : float
         Shortest displacement between copy and source, as a fraction of the analysed image's longer side.
     iterations : int
-        PatchMatch iterations.
+        PatchMatch iterations on the grid of every second pixel of every second row (one more follows with the
+        field's dominant displacements as proposals).
     max_affine_residual : float
         Largest mean squared residual (px^2) of the local affine fit of the displacement field inside a copy.
     match_ratio : float
