@@ -46,6 +46,39 @@ def _try(features: np.ndarray, own: np.ndarray, height: int, width: int, y: int,
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _visit(features: np.ndarray, own: np.ndarray, width: int, height: int, row: int, column: int,
+           step: int) -> tuple[int, int, int]:
+    """The pixel a sweep visits at (``row``, ``column``) of its order (raster order for ``step`` 1, reverse raster
+    order for -1): its y, x and flat index, with its feature vector copied into ``own``."""
+    y = row if step == 1 else height - 1 - row
+    x = column if step == 1 else width - 1 - column
+    index = y * width + x
+    for channel in range(own.shape[0]):
+        own[channel] = features[index, channel]
+    return y, x, index
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _propagate(features: np.ndarray, own: np.ndarray, height: int, width: int, y: int, x: int, oy: np.ndarray,
+               ox: np.ndarray, best: np.ndarray, jump: int, min_offset_sq: int, best_d: np.float32, best_y: int,
+               best_x: int) -> tuple[np.float32, int, int]:
+    """The best of the current match and the offsets of the four neighbours ``jump`` pixels away (above, left,
+    below, right for a positive ``jump``; a neighbour without a match, or with the current offset, is skipped)."""
+    for side in range(4):
+        ny = y - jump if side == 0 else (y + jump if side == 2 else y)
+        nx = x - jump if side == 1 else (x + jump if side == 3 else x)
+        if ny < 0 or ny >= height or nx < 0 or nx >= width:
+            continue
+        neighbour = ny * width + nx
+        dy, dx = oy[neighbour], ox[neighbour]
+        if best[neighbour] == np.inf or (dy == best_y and dx == best_x):
+            continue
+        best_d, best_y, best_x = _try(features, own, height, width, y, x, dy, dx, min_offset_sq, best_d, best_y,
+                                      best_x)
+    return best_d, best_y, best_x
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _try_proposals(features: np.ndarray, own: np.ndarray, height: int, width: int, y: int, x: int,
                    proposals: np.ndarray, min_offset_sq: int, best_d: np.float32, best_y: int, best_x: int
                    ) -> tuple[np.float32, int, int]:
@@ -82,12 +115,8 @@ def search(features: np.ndarray, height: int, width: int, oy: np.ndarray, ox: np
         sweep = (phase - 1) // 2
         step = 1 if sweep % 2 == 0 else -1
         for row in range(height):
-            y = row if step == 1 else height - 1 - row
             for column in range(width):
-                x = column if step == 1 else width - 1 - column
-                index = y * width + x
-                for channel in range(own.shape[0]):
-                    own[channel] = features[index, channel]
+                y, x, index = _visit(features, own, width, height, row, column, step)
                 best_d, best_y, best_x = best[index], oy[index], ox[index]
                 if phase == 0:
                     best_d, best_y, best_x = _try_proposals(features, own, height, width, y, x, proposals,
@@ -110,17 +139,8 @@ def search(features: np.ndarray, height: int, width: int, oy: np.ndarray, ox: np
                 else:
                     jump = step
                     for _ in range(4):
-                        for side in range(4):
-                            ny = y - jump if side == 0 else (y + jump if side == 2 else y)
-                            nx = x - jump if side == 1 else (x + jump if side == 3 else x)
-                            if ny < 0 or ny >= height or nx < 0 or nx >= width:
-                                continue
-                            neighbour = ny * width + nx
-                            dy, dx = oy[neighbour], ox[neighbour]
-                            if best[neighbour] == np.inf or (dy == best_y and dx == best_x):
-                                continue
-                            best_d, best_y, best_x = _try(features, own, height, width, y, x, dy, dx,
-                                                          min_offset_sq, best_d, best_y, best_x)
+                        best_d, best_y, best_x = _propagate(features, own, height, width, y, x, oy, ox, best, jump,
+                                                            min_offset_sq, best_d, best_y, best_x)
                         jump *= 2
                     radius = first_radius
                     while radius >= 1.0 and best_d < np.inf:
@@ -155,12 +175,8 @@ def refine(features: np.ndarray, height: int, width: int, oy: np.ndarray, ox: np
     for sweep in range(sweeps + 1):
         step = 1 if sweep % 2 == 0 else -1
         for row in range(height):
-            y = row if step == 1 else height - 1 - row
             for column in range(width):
-                x = column if step == 1 else width - 1 - column
-                index = y * width + x
-                for channel in range(own.shape[0]):
-                    own[channel] = features[index, channel]
+                y, x, index = _visit(features, own, width, height, row, column, step)
                 best_d, best_y, best_x = best[index], oy[index], ox[index]
                 if sweep == 0:
                     best_d, best_y, best_x = _try_proposals(features, own, height, width, y, x, proposals,
@@ -173,17 +189,8 @@ def refine(features: np.ndarray, height: int, width: int, oy: np.ndarray, ox: np
                                                           centre_x + shift_x, min_offset_sq, best_d, best_y,
                                                           best_x)
                 else:
-                    for side in range(4):
-                        ny = y - step if side == 0 else (y + step if side == 2 else y)
-                        nx = x - step if side == 1 else (x + step if side == 3 else x)
-                        if ny < 0 or ny >= height or nx < 0 or nx >= width:
-                            continue
-                        neighbour = ny * width + nx
-                        dy, dx = oy[neighbour], ox[neighbour]
-                        if best[neighbour] == np.inf or (dy == best_y and dx == best_x):
-                            continue
-                        best_d, best_y, best_x = _try(features, own, height, width, y, x, dy, dx, min_offset_sq,
-                                                      best_d, best_y, best_x)
+                    best_d, best_y, best_x = _propagate(features, own, height, width, y, x, oy, ox, best, step,
+                                                        min_offset_sq, best_d, best_y, best_x)
                     reach = radius
                     while reach >= 1 and best_d < np.inf:
                         state = _random(state)
