@@ -5,7 +5,8 @@ Each case is the scan ``benchmarks.speed`` times (a generated grace_hopper print
 the wall time of ``copy_move`` (best of ``--repeats``), and one run under ``cProfile`` split into its stages by
 the cumulative time of the functions that make them:
 
-- ``patchmatch``: the nearest-neighbour field (``_patchmatch.patchmatch``, every call);
+- ``patchmatch``: the nearest-neighbour field (the grid's search ``compiled_patchmatch`` and the full-resolution
+  pass ``upsampled_field``, every call);
 - ``zernike`` and ``pca``: the dense features (``zernike_features``, ``reduce_features``);
 - ``sift``: keypoint detection and description (``sift_keypoints``, plain and mirrored);
 - ``keypoint matching``: ``keypoint_maps`` without its SIFT (descriptor matching, RANSAC grouping);
@@ -13,8 +14,10 @@ the cumulative time of the functions that make them:
 - ``significance``: ``significant_pairs`` (the a-contrario test, refinement, outlines and target calls);
 - ``other``: the rest (grey conversion, bounding, the field's filtering, the result and its upscaling).
 
-The shares are measured in one process moments apart, so they hold under load, when seconds do not; the load
-average is printed with them. ``patchmatch`` is the share a faster nearest-neighbour kernel would divide.
+The profile counts CPU seconds of this process (``time.process_time``, every thread), which drift less with the
+load of a shared machine than wall seconds; the shares are measured in one process moments apart, so they hold
+under load, when seconds do not; the load average is printed with them. ``patchmatch`` is the share a faster
+nearest-neighbour kernel would divide.
 
     python -m benchmarks.clone_speed [--sizes 1,6,24] [--repeats 1]
 """
@@ -30,15 +33,15 @@ import tempfile
 import time
 from pathlib import Path
 
-STAGES = {  # stage -> (module file suffix, function name)
-    "patchmatch": ("_patchmatch.py", "patchmatch"),
-    "zernike": ("_patchmatch.py", "zernike_features"),
-    "pca": ("_patchmatch.py", "reduce_features"),
-    "sift": ("_clone_keypoints.py", "sift_keypoints"),
-    "keypoint_maps": ("_clone_keypoints.py", "keypoint_maps"),
-    "candidates": ("clone.py", "candidate_pairs"),
-    "significance": ("clone.py", "significant_pairs"),
-    "total": ("clone.py", "copy_move"),
+STAGES = {  # stage -> (module file suffix, function names)
+    "patchmatch": ("_patchmatch.py", ("patchmatch", "compiled_patchmatch", "upsampled_field")),
+    "zernike": ("_patchmatch.py", ("zernike_features",)),
+    "pca": ("_patchmatch.py", ("reduce_features",)),
+    "sift": ("_clone_keypoints.py", ("sift_keypoints",)),
+    "keypoint_maps": ("_clone_keypoints.py", ("keypoint_maps",)),
+    "candidates": ("clone.py", ("candidate_pairs",)),
+    "significance": ("clone.py", ("significant_pairs",)),
+    "total": ("clone.py", ("copy_move",)),
 }
 
 
@@ -63,8 +66,8 @@ def _split(profile: cProfile.Profile) -> dict[str, float]:
     stats = pstats.Stats(profile).stats  # (file, line, name) -> (calls, primitive, tottime, cumtime, callers)
     seconds = dict.fromkeys(STAGES, 0.0)
     for (file, _, name), (_, _, _, cumulative, _) in stats.items():
-        for stage, (suffix, function) in STAGES.items():
-            if name == function and file.endswith(suffix):
+        for stage, (suffix, functions) in STAGES.items():
+            if name in functions and file.endswith(suffix):
                 seconds[stage] += cumulative
     # keypoint_maps calls sift_keypoints for the mirrored image: its share is counted under sift only
     mirrored_sift = sum(timing[3] for (file, _, name), (_, _, _, _, callers) in stats.items()
@@ -87,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     copy_move(np.zeros((64, 64), np.uint8))  # imports and first-call set-up out of the timings
     start_load = os.getloadavg()
     columns = [*(key for key in STAGES if key != "total"), "other"]
-    lines = ["| case | pixels | clone s (best) | " + " | ".join(columns) + " |",
+    lines = ["| case | pixels | clone s (best, wall) | " + " | ".join(f"{c} (CPU)" for c in columns) + " |",
              "|---|---|---|" + "---|" * len(columns)]
     with tempfile.TemporaryDirectory(prefix="retouch-clone-speed-") as scratch:
         for label, pixels in _cases([float(s) for s in args.sizes.split(",")], Path(scratch)):
@@ -96,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
                 started = time.perf_counter()
                 copy_move(pixels)
                 best = min(best, time.perf_counter() - started)
-            profile = cProfile.Profile()
+            profile = cProfile.Profile(time.process_time)
             profile.runcall(copy_move, pixels)
             seconds = _split(profile)
             shares = " | ".join(f"{seconds[key]:.2f} s ({100 * seconds[key] / seconds['total']:.0f} %)"

@@ -107,3 +107,60 @@ def test_projected_features_equal_the_reduced_patch_stack() -> None:
     for channel in range(8):  # a principal component is defined up to its sign
         sign = np.sign((stacked[..., channel] * projected[..., channel]).sum())
         np.testing.assert_allclose(sign * projected[..., channel], stacked[..., channel], atol=2e-5)
+
+
+def reference_upsampling_pass(features: np.ndarray, coarse_oy: np.ndarray, coarse_ox: np.ndarray,
+                              proposals: list[np.ndarray], min_offset: int) -> tuple[np.ndarray, ...]:
+    """Pass 0 of the full-resolution kernel, one pixel and one candidate at a time: the proposals, then the grid
+    parent's offset doubled and moved by up to a pixel, in that order, the first strictly closer one kept."""
+    height, width, _ = features.shape
+    oy = np.zeros((height, width), np.int64)
+    ox = np.zeros((height, width), np.int64)
+    best = np.full((height, width), np.inf)
+    for y in range(height):
+        for x in range(width):
+            candidates = [(int(np.rint(a[1, 0] * x + a[1, 1] * y + a[1, 2])) - y,
+                           int(np.rint(a[0, 0] * x + a[0, 1] * y + a[0, 2])) - x) for a in proposals]
+            parent_y, parent_x = 2 * coarse_oy[y // 2, x // 2], 2 * coarse_ox[y // 2, x // 2]
+            candidates += [(parent_y + sy, parent_x + sx) for sy in (-1, 0, 1) for sx in (-1, 0, 1)]
+            for dy, dx in candidates:
+                ty, tx = y + dy, x + dx
+                if not (0 <= ty < height and 0 <= tx < width) or dy * dy + dx * dx < min_offset**2:
+                    continue
+                distance = float(((features[y, x] - features[ty, tx]) ** 2).sum(dtype=np.float32))
+                if distance < best[y, x]:
+                    oy[y, x], ox[y, x], best[y, x] = dy, dx, distance
+    return oy, ox, best
+
+
+def test_the_upsampling_pass_agrees_with_its_reference() -> None:
+    from retouch.detect._patchmatch import upsampled_field
+
+    features = smooth_field(15, (27, 33, 4))  # odd sides: the grid has a last row and column of its own
+    rng = np.random.default_rng(4)
+    coarse_oy = rng.integers(-13, 14, (14, 17))
+    coarse_ox = rng.integers(-16, 17, (14, 17))
+    shift = np.float32([[1, 0, -11], [0, 1, 7]])
+    turn = cv2.getRotationMatrix2D((16.0, 13.0), 25.0, 1.1)
+    expected = reference_upsampling_pass(features, coarse_oy, coarse_ox, [shift, turn], 6)
+    found = upsampled_field(features, (coarse_oy, coarse_ox, None), min_offset=6, proposals=[shift, turn],
+                            sweeps=0)
+    np.testing.assert_array_equal(found[0], expected[0])
+    np.testing.assert_array_equal(found[1], expected[1])
+    np.testing.assert_allclose(found[2], expected[2], rtol=1e-5, atol=1e-6)
+
+
+def test_coarse_to_fine_search_is_as_close_as_the_full_search_and_finds_an_odd_copy() -> None:
+    from retouch.detect._patchmatch import coarse_to_fine_patchmatch
+
+    features = smooth_field(16, (48, 64, 4))
+    features[5:21, 40:56] = features[22:38, 9:25]  # a copy 17 px down and 31 px left of its source: odd offsets
+    exact = brute_force_nearest(features, 7)
+    oy, ox, distance = coarse_to_fine_patchmatch(features, min_offset=7, iterations=4, seed=3)
+    assert_offset_field(features, oy, ox, distance, 7)
+    assert (distance >= exact * (1 - 1e-5) - 1e-7).all()
+    full = patchmatch(features, min_offset=7, iterations=4, seed=3)
+    # the grid's field doubled is within a pixel of the full one, and the full-resolution sweeps finish it
+    assert distance.mean() <= 1.1 * full[2].mean(), (distance.mean(), full[2].mean())
+    assert (distance[7:19, 42:54] == 0).all()
+    assert (oy[7:19, 42:54] == 17).all() and (ox[7:19, 42:54] == -31).all()

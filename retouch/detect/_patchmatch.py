@@ -6,13 +6,14 @@ convolving the image with the Zernike filter bank (a rotation of the patch only 
 a small square neighbourhood projected on its principal components (for unrotated copies).
 The nearest-neighbour field follows PatchMatch (Barnes et al. 2009) as adapted to copy-move detection by
 Cozzolino, Poggi & Verdoliva (2015): random initialisation, propagation of good offsets from neighbours and
-random search, with offsets shorter than a minimum length forbidden so a patch cannot match itself. Two searches
+random search, with offsets shorter than a minimum length forbidden so a patch cannot match itself. Three searches
 give such a field: :func:`patchmatch` evaluates every step for all pixels at once (whole-array numpy and
-cv2.remap), :func:`compiled_patchmatch` visits pixel after pixel in a numba kernel (``_patchmatch_kernel``) that
-reads candidates' feature vectors directly. At inpaint's settings (many local samples) the kernel takes 2.4 times
-less CPU for a field as good; at clone's (global samples, whose random reads dominate both) it saves nothing, and
-clone's tests were calibrated on the numpy search's fields, so clone keeps that one
-(``benchmarks/results/patchmatch.md``).
+cv2.remap); :func:`compiled_patchmatch` visits pixel after pixel in a numba kernel (``_patchmatch_kernel``) that
+reads candidates' feature vectors directly (inpaint's search); :func:`coarse_to_fine_patchmatch` runs that kernel
+on the grid of every second pixel of every second row and brings the field to full resolution with a few sweeps
+(clone's search, for features smooth at that step). Random candidates anywhere in the image are what a search
+spends its time on (the latency of reading their feature vectors); on the grid most of those reads stay in the
+processor's cache (``benchmarks/results/patchmatch.md``).
 """
 
 from __future__ import annotations
@@ -148,6 +149,67 @@ def compiled_patchmatch(features: np.ndarray, *, min_offset: int, iterations: in
            affines, int(min_offset) ** 2, int(iterations), int(global_samples), int(local_samples),
            int(local_radius), int(seed))
     return oy, ox, best
+
+
+def coarse_grid(features: np.ndarray) -> np.ndarray:
+    """Every second pixel of every second row of ``features`` (H, W, D), contiguous: the grid
+    :func:`coarse_to_fine_patchmatch` searches first (grid pixel (y, x) is pixel (2y, 2x))."""
+    return np.ascontiguousarray(features[::2, ::2], dtype=np.float32)
+
+
+def halved_map(affine: np.ndarray) -> np.ndarray:
+    """A 2x3 map between pixels (x -> A x + b) as a map between grid pixels (x' -> A x' + b / 2, x = 2 x')."""
+    affine = np.asarray(affine, np.float64)[:2, :3]
+    return np.hstack([affine[:, :2], affine[:, 2:3] / 2])
+
+
+def upsampled_field(features: np.ndarray, coarse: tuple[np.ndarray, ...], *, min_offset: int,
+                    proposals: list[np.ndarray] | None = None, sweeps: int = 2, radius: int = 4, seed: int = 0
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The full-resolution field from a field of the grid (:func:`coarse_grid`; ``coarse`` is its offset y and
+    offset x, with its distance or not, which is not read): at every pixel, the ``proposals`` and its grid
+    parent's offset doubled and moved by up to a pixel either way (a doubled offset is even, the true one within
+    a pixel of it); then ``sweeps`` sweeps (raster order, reverse raster order in every other one) of propagation
+    from the four nearest neighbours and random search around the best at radii ``radius``, ``radius // 2``, ...
+    1 (``_patchmatch_kernel.refine``). Offsets shorter than ``min_offset`` are
+    excluded. Returns (offset y, offset x, squared feature distance) as :func:`patchmatch` does."""
+    features = np.ascontiguousarray(features, dtype=np.float32)
+    height, width = features.shape[:2]
+    coarse_oy = np.ascontiguousarray(coarse[0], dtype=np.int32)
+    coarse_ox = np.ascontiguousarray(coarse[1], dtype=np.int32)
+    if coarse_oy.shape != ((height + 1) // 2, (width + 1) // 2):
+        raise ValueError(f"a coarse field of shape {coarse_oy.shape} is not the grid of a {height} x {width} "
+                         "image")
+    oy, ox, best = _starting_field(None, height, width)
+    affines = np.array([np.asarray(a, dtype=np.float64)[:2, :3] for a in proposals or []],
+                       dtype=np.float64).reshape(-1, 2, 3)
+    from retouch.detect._patchmatch_kernel import refine
+
+    refine(features.reshape(height * width, -1), height, width, oy.reshape(-1), ox.reshape(-1), best.reshape(-1),
+           coarse_oy.reshape(-1), coarse_ox.reshape(-1), coarse_oy.shape[1], affines, int(min_offset) ** 2,
+           int(sweeps), int(radius), int(seed))
+    return oy, ox, best
+
+
+def coarse_to_fine_patchmatch(features: np.ndarray, *, min_offset: int, iterations: int = 2,
+                              global_samples: int = 3, proposals: list[np.ndarray] | None = None, seed: int = 0,
+                              sweeps: int = 2, radius: int = 4) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Approximate nearest neighbour (excluding offsets shorter than ``min_offset``) for every pixel, searched on
+    the grid of every second pixel of every second row first, for smooth features (the Zernike moments of a disc
+    several pixels wide): the options and results of :func:`patchmatch` without local samples.
+
+    The search's cost is the latency of reading the feature vectors of random candidates across the whole
+    image; on a grid a quarter the size most of those reads stay in the processor's cache. The grid's field is
+    searched by :func:`compiled_patchmatch` (``iterations``, ``global_samples``, the ``proposals`` carried to the
+    grid, ``min_offset`` halved), then brought to full resolution by :func:`upsampled_field` (``sweeps``,
+    ``radius``). The same ``seed`` gives the same field.
+    """
+    grid = coarse_grid(features)
+    coarse_min = (int(min_offset) + 1) // 2
+    coarse = compiled_patchmatch(grid, min_offset=coarse_min, iterations=iterations, global_samples=global_samples,
+                                 proposals=[halved_map(a) for a in proposals or []], seed=seed)
+    return upsampled_field(features, coarse, min_offset=min_offset, proposals=proposals, sweeps=sweeps,
+                           radius=radius, seed=seed + 1)
 
 
 # cv2.remap refuses a plane with a side of SHRT_MAX pixels or more: a strip scan some thousand times longer than it

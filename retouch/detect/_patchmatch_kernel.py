@@ -45,6 +45,53 @@ def _try(features: np.ndarray, own: np.ndarray, height: int, width: int, y: int,
     return best_d, best_y, best_x
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _visit(features: np.ndarray, own: np.ndarray, width: int, height: int, row: int, column: int,
+           step: int) -> tuple[int, int, int]:
+    """The pixel a sweep visits at (``row``, ``column``) of its order (raster order for ``step`` 1, reverse raster
+    order for -1): its y, x and flat index, with its feature vector copied into ``own``."""
+    y = row if step == 1 else height - 1 - row
+    x = column if step == 1 else width - 1 - column
+    index = y * width + x
+    for channel in range(own.shape[0]):
+        own[channel] = features[index, channel]
+    return y, x, index
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _propagate(features: np.ndarray, own: np.ndarray, height: int, width: int, y: int, x: int, oy: np.ndarray,
+               ox: np.ndarray, best: np.ndarray, jump: int, min_offset_sq: int, best_d: np.float32, best_y: int,
+               best_x: int) -> tuple[np.float32, int, int]:
+    """The best of the current match and the offsets of the four neighbours ``jump`` pixels away (above, left,
+    below, right for a positive ``jump``; a neighbour without a match, or with the current offset, is skipped)."""
+    for side in range(4):
+        ny = y - jump if side == 0 else (y + jump if side == 2 else y)
+        nx = x - jump if side == 1 else (x + jump if side == 3 else x)
+        if ny < 0 or ny >= height or nx < 0 or nx >= width:
+            continue
+        neighbour = ny * width + nx
+        dy, dx = oy[neighbour], ox[neighbour]
+        if best[neighbour] == np.inf or (dy == best_y and dx == best_x):
+            continue
+        best_d, best_y, best_x = _try(features, own, height, width, y, x, dy, dx, min_offset_sq, best_d, best_y,
+                                      best_x)
+    return best_d, best_y, best_x
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _try_proposals(features: np.ndarray, own: np.ndarray, height: int, width: int, y: int, x: int,
+                   proposals: np.ndarray, min_offset_sq: int, best_d: np.float32, best_y: int, best_x: int
+                   ) -> tuple[np.float32, int, int]:
+    """The best of the current match and the twins of pixel (y, x) under each 2x3 map of ``proposals``."""
+    for which in range(proposals.shape[0]):
+        affine = proposals[which]
+        dy = int(np.rint(affine[1, 0] * x + affine[1, 1] * y + affine[1, 2])) - y
+        dx = int(np.rint(affine[0, 0] * x + affine[0, 1] * y + affine[0, 2])) - x
+        best_d, best_y, best_x = _try(features, own, height, width, y, x, dy, dx, min_offset_sq, best_d, best_y,
+                                      best_x)
+    return best_d, best_y, best_x
+
+
 @njit(cache=True, nogil=True)
 def search(features: np.ndarray, height: int, width: int, oy: np.ndarray, ox: np.ndarray, best: np.ndarray,
             proposals: np.ndarray, min_offset_sq: int, iterations: int, global_samples: int, local_samples: int,
@@ -68,20 +115,12 @@ def search(features: np.ndarray, height: int, width: int, oy: np.ndarray, ox: np
         sweep = (phase - 1) // 2
         step = 1 if sweep % 2 == 0 else -1
         for row in range(height):
-            y = row if step == 1 else height - 1 - row
             for column in range(width):
-                x = column if step == 1 else width - 1 - column
-                index = y * width + x
-                for channel in range(own.shape[0]):
-                    own[channel] = features[index, channel]
+                y, x, index = _visit(features, own, width, height, row, column, step)
                 best_d, best_y, best_x = best[index], oy[index], ox[index]
                 if phase == 0:
-                    for which in range(proposals.shape[0]):
-                        affine = proposals[which]
-                        dy = int(np.rint(affine[1, 0] * x + affine[1, 1] * y + affine[1, 2])) - y
-                        dx = int(np.rint(affine[0, 0] * x + affine[0, 1] * y + affine[0, 2])) - x
-                        best_d, best_y, best_x = _try(features, own, height, width, y, x, dy, dx, min_offset_sq,
-                                                      best_d, best_y, best_x)
+                    best_d, best_y, best_x = _try_proposals(features, own, height, width, y, x, proposals,
+                                                            min_offset_sq, best_d, best_y, best_x)
                 elif phase % 2 == 1:
                     for _ in range(global_samples):
                         state = _random(state)
@@ -100,17 +139,8 @@ def search(features: np.ndarray, height: int, width: int, oy: np.ndarray, ox: np
                 else:
                     jump = step
                     for _ in range(4):
-                        for side in range(4):
-                            ny = y - jump if side == 0 else (y + jump if side == 2 else y)
-                            nx = x - jump if side == 1 else (x + jump if side == 3 else x)
-                            if ny < 0 or ny >= height or nx < 0 or nx >= width:
-                                continue
-                            neighbour = ny * width + nx
-                            dy, dx = oy[neighbour], ox[neighbour]
-                            if best[neighbour] == np.inf or (dy == best_y and dx == best_x):
-                                continue
-                            best_d, best_y, best_x = _try(features, own, height, width, y, x, dy, dx,
-                                                          min_offset_sq, best_d, best_y, best_x)
+                        best_d, best_y, best_x = _propagate(features, own, height, width, y, x, oy, ox, best, jump,
+                                                            min_offset_sq, best_d, best_y, best_x)
                         jump *= 2
                     radius = first_radius
                     while radius >= 1.0 and best_d < np.inf:
@@ -122,4 +152,52 @@ def search(features: np.ndarray, height: int, width: int, oy: np.ndarray, ox: np
                         best_d, best_y, best_x = _try(features, own, height, width, y, x, dy, dx, min_offset_sq,
                                                       best_d, best_y, best_x)
                         radius /= 4.0
+                best[index], oy[index], ox[index] = best_d, best_y, best_x
+
+
+@njit(cache=True, nogil=True)
+def refine(features: np.ndarray, height: int, width: int, oy: np.ndarray, ox: np.ndarray, best: np.ndarray,
+           coarse_oy: np.ndarray, coarse_ox: np.ndarray, coarse_width: int, proposals: np.ndarray,
+           min_offset_sq: int, sweeps: int, radius: int, seed: int) -> None:
+    """The full-resolution pass of :func:`retouch.detect._patchmatch.upsampled_field`, in place on flat (H*W, D)
+    features and flat fields; ``coarse_oy`` and ``coarse_ox`` (flat, ``coarse_width`` columns) are the field of
+    the grid of every second pixel of every second row.
+
+    Pass 0 tries, at every pixel, the proposals and its grid parent's offset (the grid pixel at or just above and
+    left of it) doubled and moved by up to a pixel either way; the other grid neighbours' offsets arrive by
+    propagation from the pixels they are parent to. Each of the ``sweeps`` then propagates the offsets of the
+    four nearest neighbours (raster order, reverse raster order in every other sweep) and searches around the
+    best at radii ``radius``, ``radius // 2``, ... 1."""
+    state = np.uint64(0x9E3779B97F4A7C15) ^ np.uint64(seed * 2 + 1)
+    for _ in range(8):
+        state = _random(state)
+    own = np.empty(features.shape[1], np.float32)
+    for sweep in range(sweeps + 1):
+        step = 1 if sweep % 2 == 0 else -1
+        for row in range(height):
+            for column in range(width):
+                y, x, index = _visit(features, own, width, height, row, column, step)
+                best_d, best_y, best_x = best[index], oy[index], ox[index]
+                if sweep == 0:
+                    best_d, best_y, best_x = _try_proposals(features, own, height, width, y, x, proposals,
+                                                            min_offset_sq, best_d, best_y, best_x)
+                    parent = (y // 2) * coarse_width + x // 2
+                    centre_y, centre_x = 2 * coarse_oy[parent], 2 * coarse_ox[parent]
+                    for shift_y in range(-1, 2):
+                        for shift_x in range(-1, 2):
+                            best_d, best_y, best_x = _try(features, own, height, width, y, x, centre_y + shift_y,
+                                                          centre_x + shift_x, min_offset_sq, best_d, best_y,
+                                                          best_x)
+                else:
+                    best_d, best_y, best_x = _propagate(features, own, height, width, y, x, oy, ox, best, step,
+                                                        min_offset_sq, best_d, best_y, best_x)
+                    reach = radius
+                    while reach >= 1 and best_d < np.inf:
+                        state = _random(state)
+                        dy = best_y + _below(state, 2 * reach + 1) - reach
+                        state = _random(state)
+                        dx = best_x + _below(state, 2 * reach + 1) - reach
+                        best_d, best_y, best_x = _try(features, own, height, width, y, x, dy, dx, min_offset_sq,
+                                                      best_d, best_y, best_x)
+                        reach //= 2
                 best[index], oy[index], ox[index] = best_d, best_y, best_x

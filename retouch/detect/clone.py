@@ -6,7 +6,8 @@ Method
    Verdoliva 2015), and SIFT keypoints of the image and of its mirror image.
 2. Matching: a dense nearest-neighbour field by PatchMatch with a minimum displacement, seeded by the similarity
    maps that SIFT self-matches follow (Amerini et al. 2011; grouped by sequential RANSAC) and by the field's own
-   dominant displacements.
+   dominant displacements; searched on the grid of every second pixel of every second row, then brought to full
+   resolution (the disc features are smooth at that step).
 3. Filtering: the field is median filtered and fitted by local affine maps (dense linear fitting): a copy, also
    turned or rescaled, has a locally affine field, chance matches do not. Coherent areas become candidate pairs,
    each with the affine map between its two sides. Keypoint maps that rescale, turn strongly or mirror are
@@ -76,7 +77,15 @@ from retouch.detect._clone_significance import (
     pair_test,
     recurrent_offsets,
 )
-from retouch.detect._patchmatch import local_affine_residual, patchmatch, reduce_features, zernike_features
+from retouch.detect._patchmatch import (
+    coarse_grid,
+    compiled_patchmatch,
+    halved_map,
+    local_affine_residual,
+    reduce_features,
+    upsampled_field,
+    zernike_features,
+)
 from retouch.imaging import bounded, to_gray_float, upscale_to
 from retouch.registry import register
 from retouch.result import AnalysisResult, Region
@@ -110,7 +119,8 @@ class CopyMoveOptions:
     min_offset_fraction : float
         Shortest displacement between copy and source, as a fraction of the analysed image's longer side.
     iterations : int
-        PatchMatch iterations.
+        PatchMatch iterations on the grid of every second pixel of every second row (one more follows with the
+        field's dominant displacements as proposals).
     max_affine_residual : float
         Largest mean squared residual (px^2) of the local affine fit of the displacement field inside a copy.
     match_ratio : float
@@ -257,18 +267,28 @@ def dense_field(small: np.ndarray, options: CopyMoveOptions, *, levels: np.ndarr
     shifts = [np.float32([[1, 0, sx * dx], [0, 1, sx * dy]]) for dy, dx in (exact.offsets if exact else [])
               for sx in (1, -1)]
     features = reduce_features(zernike_features(cv2.GaussianBlur(small, (0, 0), 0.7), radius), 8)
-    energy = np.einsum("ijk,ijk->ij", features, features)
-    oy, ox, distance = patchmatch(features, min_offset=min_offset, iterations=options.iterations,
-                                  proposals=seeds + shifts)
+    # the search runs on the grid of every second pixel of every second row (the disc features are smooth at
+    # that step, and a quarter of the image's feature vectors mostly stays in the processor's cache), then once
+    # at full resolution
+    grid = coarse_grid(features)
+    grid_energy = np.einsum("ijk,ijk->ij", grid, grid)
+    grid_min_offset = (min_offset + 1) // 2
+    coarse = compiled_patchmatch(grid, min_offset=grid_min_offset, iterations=options.iterations,
+                                 proposals=[halved_map(a) for a in seeds + shifts])
     # displacements shared by many unusually close matches become proposals for every pixel, so that a copied
-    # area random sampling hit in a few places is filled in everywhere
-    closeness = _closeness(distance, energy, oy, ox)
-    dominant = dominant_offsets(oy, ox, closeness < options.match_ratio, min_count=max(30, small.size // 5000))
+    # area random sampling hit in a few places is filled in everywhere (each grid pixel stands for four)
+    grid_closeness = _closeness(coarse[2], grid_energy, coarse[0], coarse[1])
+    dominant = dominant_offsets(2 * coarse[0], 2 * coarse[1], grid_closeness < options.match_ratio,
+                                min_count=-(-max(30, small.size // 5000) // 4))
+    dominant_maps = [np.float32([[1, 0, dx], [0, 1, dy]]) for dy, dx in dominant]
     if dominant:
-        proposals = seeds + [np.float32([[1, 0, dx], [0, 1, dy]]) for dy, dx in dominant]
-        oy, ox, distance = patchmatch(features, min_offset=min_offset, iterations=1, proposals=proposals,
-                                      initial=(oy, ox, distance), seed=1)
-        closeness = _closeness(distance, energy, oy, ox)
+        coarse = compiled_patchmatch(grid, min_offset=grid_min_offset, iterations=1,
+                                     proposals=[halved_map(a) for a in seeds + dominant_maps], initial=coarse,
+                                     seed=1)
+    oy, ox, distance = upsampled_field(features, coarse, min_offset=min_offset,
+                                       proposals=seeds + shifts + dominant_maps, seed=2)
+    energy = np.einsum("ijk,ijk->ij", features, features)
+    closeness = _closeness(distance, energy, oy, ox)
     oy_smooth = cv2.medianBlur(oy.astype(np.float32), 5)
     ox_smooth = cv2.medianBlur(ox.astype(np.float32), 5)
     residual = local_affine_residual(oy_smooth, ox_smooth, window=2 * radius + 1)
