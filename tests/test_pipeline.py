@@ -94,3 +94,20 @@ def test_a_choice_of_detectors_imports_only_theirs_and_the_order_stays_the_regis
     imported, order = done.stdout.strip().splitlines()
     assert imported == "['retouch.detect.ela', 'retouch.detect.grain']"
     assert order == str(list(detectors()))
+
+
+def test_detectors_registered_under_another_name_than_their_module_can_be_chosen_first() -> None:
+    # dq lives in double_jpeg.py and residual in noise_residual.py: in a fresh process, before any detector module
+    # is imported, `--detectors dq,residual` must be accepted (it was refused as unknown)
+    import subprocess
+    import sys
+
+    script = ("import sys\n"
+              "from retouch.run.pipeline import resolve_detectors\n"
+              "print(resolve_detectors('dq,residual'))\n"
+              "print(sorted(m for m in sys.modules if m.startswith('retouch.detect.') and '._' not in m))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    chosen, imported = done.stdout.strip().splitlines()
+    assert chosen == "['dq', 'residual']"
+    assert "retouch.detect.clone" not in imported and "retouch.detect.double_jpeg" in imported
