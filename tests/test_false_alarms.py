@@ -1,6 +1,5 @@
 """The false-alarm convention: every region says how improbable it is by chance, decisions keep only improbable
-ones, untouched photographs are not marked; the newcomer's painted-out flag is a known miss at the calibrated
-widths."""
+ones, untouched photographs are not marked, and the newcomer's painted-out flag is found."""
 
 from __future__ import annotations
 
@@ -44,12 +43,10 @@ def _stars_painted_out(first_quality: int) -> tuple[np.ndarray, np.ndarray]:
     return cv2.inpaint(first, stars, 3, cv2.INPAINT_TELEA), stars > 0
 
 
-@pytest.mark.xfail(strict=True, reason="a known miss at the calibrated widths: the jpeg detector finds the stars "
-                   "only with its null width at 1.4, below the 1.6 its calibration on untouched photographs "
-                   "supports (benchmarks/results/false_alarms.md); the double-JPEG detector `dq` finds it "
-                   "(tests/test_double_jpeg.py) but is off by default while it marks fine regular texture on "
-                   "real originals")
 def test_the_newcomers_painted_out_stars_are_found_with_an_improbable_region() -> None:
+    """Issue 23's newcomer: the painted stars were never compressed at the first quality. The default detectors
+    find them through dq (aligned double quantisation); jpeg's ghosts alone would need a null narrower than its
+    calibration supports."""
     painted, stars = _stars_painted_out(75)
     run = _analyse(_saved(painted, 90))
     fused = run.fused
