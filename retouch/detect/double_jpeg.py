@@ -15,17 +15,22 @@ probability if compressed once (``1 / p``, even over a period) to its probabilit
 coefficients (not zeros, which occur in both cases, nor values in sparse parts of the histogram), judged against
 blocks with about as many counted coefficients (``_blocks.binned_reference``) and pooled over 5x5 blocks; blocks
 holding a clipped pixel are not judged (clipping moves coefficients off either lattice). Groups of blocks are
-judged a-contrario (``_blocks.group_decision``).
+judged a-contrario (``_blocks.group_decision``), and only in a picture that shows double compression: at least
+``min_clear`` frequencies whose histogram is clearly periodic (:func:`dq_period`'s strength at least
+``clear_strength``). In a picture compressed once there is nothing for a piece to lack, and what reads as
+"compressed once" is then the histograms' chance irregularities or the picture's own regular texture.
 
 Limits
 ------
 It needs a picture compressed at least twice on one grid with a first quality lower than the last (or with
 steps that are not multiples of each other); when the last compression is the stronger one (Q2 >= Q1) the
 first leaves no trace and nothing is found (Bianchi & Piva). A picture resized, rotated or cropped off the
-grid after the first compression, or compressed only once has no periodic histogram and nothing stands out;
-one never compressed has no grid and is not judged (``skipped``). Flat areas carry few non-zero coefficients and
-little evidence. Fine regular texture (a mesh, a lattice) makes its own peaks in the histograms and can read as
-compressed once: on real web photographs it marked 2 of 35 untouched originals (``benchmarks/results``).
+grid after the first compression, or compressed only once, has no periodic histogram and is not judged
+(``skipped``), nor is one never compressed (no grid). A first save at a quality near the last leaves weak periods:
+many such pictures are skipped (about half of the CASIA splices of the development material). Flat areas carry
+few non-zero coefficients and little evidence. Fine regular texture (a mesh, a lattice) makes its own peaks in
+the histograms; in a picture compressed once it read as compressed once, which the double-compression test
+excludes, but in a picture compressed twice it may still stand out.
 
 References
 ----------
