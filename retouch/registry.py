@@ -84,14 +84,14 @@ def detector_names() -> list[str]:
     """The names of every detector, as :func:`detectors` orders them, without importing a detector that has not
     been imported yet: each built-in detector is the module of its name in ``retouch.detect`` (or of the name
     :data:`REGISTERED_AS` gives it)."""
-    names = [REGISTERED_AS.get(module, module) for module in _builtin_modules()]
+    names = list(_builtin_names())
     return names + [name for name in _REGISTRY if name not in names]
 
 
 def get_detector(name: str) -> DetectorSpec:
     """The detector ``name``, importing only its own module (and its dependencies) if it is not loaded yet: a
     run of the fast detectors does not pay for importing the slow ones' libraries."""
-    modules = {REGISTERED_AS.get(module, module): module for module in _builtin_modules()}
+    modules = _builtin_names()
     if name not in _REGISTRY and name in modules:
         import importlib
 
@@ -104,7 +104,7 @@ def get_detector(name: str) -> DetectorSpec:
 
 
 def _ordered() -> dict[str, DetectorSpec]:
-    builtin = [name for name in map(lambda m: REGISTERED_AS.get(m, m), _builtin_modules()) if name in _REGISTRY]
+    builtin = [name for name in _builtin_names() if name in _REGISTRY]
     return {name: _REGISTRY[name] for name in [*builtin, *(name for name in _REGISTRY if name not in builtin)]}
 
 
@@ -116,6 +116,11 @@ def _builtin_modules() -> list[str]:
 
     modules = pkgutil.iter_modules(package.__path__)
     return sorted(module.name for module in modules if not module.name.startswith("_"))
+
+
+def _builtin_names() -> dict[str, str]:
+    """The built-in detectors' names, each with its module, in the modules' order."""
+    return {REGISTERED_AS.get(module, module): module for module in _builtin_modules()}
 
 
 def _load_builtin() -> None:
