@@ -299,7 +299,7 @@ def _luminance(image: np.ndarray, *, band: int = 512) -> np.ndarray:
 
 @register("dq", title="Double JPEG compression (pieces compressed once)", uses_jpeg=True,
           description="Areas whose DCT coefficients show one JPEG compression where the rest of the picture shows "
-                      "two (aligned double quantisation): pieces pasted in before the last save.")
+                      "two (aligned double quantisation): pieces pasted in before the last save.", default=False)
 def double_jpeg(image: np.ndarray, *, jpeg_quantization: Mapping[int, Sequence[int]] | None = None,
                 options: DoubleJpegOptions | None = None, **changes: Any) -> AnalysisResult:
     """Singly compressed areas in a doubly compressed picture (aligned double quantisation).
