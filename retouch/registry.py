@@ -76,20 +76,26 @@ def default_detectors() -> list[str]:
     return [name for name, spec in detectors().items() if spec.default]
 
 
+# Built-in modules that register their detector under a shorter name than their own (the name users type)
+REGISTERED_AS = {"double_jpeg": "dq", "noise_residual": "residual"}
+
+
 def detector_names() -> list[str]:
     """The names of every detector, as :func:`detectors` orders them, without importing a detector that has not
-    been imported yet: each built-in detector is the module of its name in ``retouch.detect``."""
-    names = _builtin_modules()
+    been imported yet: each built-in detector is the module of its name in ``retouch.detect`` (or of the name
+    :data:`REGISTERED_AS` gives it)."""
+    names = list(_builtin_names())
     return names + [name for name in _REGISTRY if name not in names]
 
 
 def get_detector(name: str) -> DetectorSpec:
     """The detector ``name``, importing only its own module (and its dependencies) if it is not loaded yet: a
     run of the fast detectors does not pay for importing the slow ones' libraries."""
-    if name not in _REGISTRY and name in _builtin_modules():
+    modules = _builtin_names()
+    if name not in _REGISTRY and name in modules:
         import importlib
 
-        importlib.import_module(f"retouch.detect.{name}")
+        importlib.import_module(f"retouch.detect.{modules[name]}")
     if name not in _REGISTRY:  # a module that registers under another name than its own
         _load_builtin()
     if name not in _REGISTRY:
@@ -98,7 +104,7 @@ def get_detector(name: str) -> DetectorSpec:
 
 
 def _ordered() -> dict[str, DetectorSpec]:
-    builtin = [name for name in _builtin_modules() if name in _REGISTRY]
+    builtin = [name for name in _builtin_names() if name in _REGISTRY]
     return {name: _REGISTRY[name] for name in [*builtin, *(name for name in _REGISTRY if name not in builtin)]}
 
 
@@ -110,6 +116,11 @@ def _builtin_modules() -> list[str]:
 
     modules = pkgutil.iter_modules(package.__path__)
     return sorted(module.name for module in modules if not module.name.startswith("_"))
+
+
+def _builtin_names() -> dict[str, str]:
+    """The built-in detectors' names, each with its module, in the modules' order."""
+    return {REGISTERED_AS.get(module, module): module for module in _builtin_modules()}
 
 
 def _load_builtin() -> None:

@@ -1,6 +1,6 @@
 """The false-alarm convention: every region says how improbable it is by chance, decisions keep only improbable
-ones, untouched photographs are not marked; the newcomer's painted-out flag is a known miss at the calibrated
-widths."""
+ones, untouched photographs are not marked; the newcomer's painted-out flag is a known miss of the default
+detectors."""
 
 from __future__ import annotations
 
@@ -44,12 +44,13 @@ def _stars_painted_out(first_quality: int) -> tuple[np.ndarray, np.ndarray]:
     return cv2.inpaint(first, stars, 3, cv2.INPAINT_TELEA), stars > 0
 
 
-@pytest.mark.xfail(strict=True, reason="a known miss at the calibrated widths: the jpeg detector finds the stars "
-                   "only with its null width at 1.4, below the 1.6 its calibration on untouched photographs "
-                   "supports (benchmarks/results/false_alarms.md); the double-JPEG detector `dq` finds it "
-                   "(tests/test_double_jpeg.py) but is off by default while it marks fine regular texture on "
-                   "real originals")
+@pytest.mark.xfail(strict=True, reason="a known miss of the default detectors: jpeg finds the stars only with its "
+                   "null width at 1.4, below the 1.6 its calibration supports; dq finds them (it marks no real "
+                   "original of the development set) but stays off by default: on the generated benchmark it "
+                   "lowered the fused F1 of the digital rows by 0.16-0.23 and marked untouched photographs saved "
+                   "twice (benchmarks/results/detector_notes.md)")
 def test_the_newcomers_painted_out_stars_are_found_with_an_improbable_region() -> None:
+    """Issue 23's newcomer: the painted stars were never compressed at the first quality."""
     painted, stars = _stars_painted_out(75)
     run = _analyse(_saved(painted, 90))
     fused = run.fused

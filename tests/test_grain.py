@@ -132,3 +132,38 @@ def test_texture_is_not_taken_for_film_grain() -> None:
     assert grain_dominated(level, uniformity, grain_level=options.grain_level,
                            grain_uniformity=options.grain_uniformity)
     assert grain_consistency(scan).details["null_width_used"] == options.grain_tail_margin
+
+
+def test_digital_photographs_get_a_map_but_no_grain_decision() -> None:
+    """A noiseless patch in a camera-like JPEG (sensor noise of 1.5 grey levels, far below a print's grain) is
+    as "grainless" as a fill in a print; on a digital photograph JPEG and the camera's processing leave such areas
+    (skies, deep shadows), so grain shows its map and decides nothing there."""
+    import cv2
+
+    from retouch.detect.grain import grain_consistency
+
+    rng = np.random.default_rng(0)
+    shading = np.linspace(60, 190, 400)[None, :] * np.ones((400, 1))
+    image = shading + 1.5 * rng.standard_normal((400, 400))
+    image[150:250, 100:220] = shading[150:250, 100:220]
+    pixels = np.clip(np.round(image), 0, 255).astype(np.uint8)
+    photo = cv2.imdecode(cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, 90])[1], cv2.IMREAD_GRAYSCALE)
+    truth = np.zeros(photo.shape, bool)
+    truth[150:250, 100:220] = True
+    judged_anyway = grain_consistency(photo, judge_digital=True)
+    assert f1_score(judged_anyway.mask, truth) > 0.8  # the evidence is there, and strong
+    result = grain_consistency(photo)
+    assert not result.details["grain_dominated"] and not result.details["judged"]
+    assert not result.mask.any() and not result.regions and result.score < 0.5
+    assert result.summary.startswith("Not judged")
+    # the map still ranks the patch first
+    assert result.heatmap[truth].mean() > 2 * result.heatmap[~truth].mean()
+
+
+def test_a_large_fill_does_not_hide_the_prints_grain() -> None:
+    """A grainless fill of a seventh of a print is most of its flattest blocks, which alone would read as "no
+    grain in the flattest areas" (a digital photograph); judged on the rest of the print, it is found."""
+    case = make_forgery(8, method="airbrush", size=768, area_fraction=0.15)
+    result = run(case)
+    assert not result.details["grain_dominated"] and result.details["judged"]
+    assert f1_score(result.mask, case.mask) > 0.7

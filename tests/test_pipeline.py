@@ -77,21 +77,29 @@ def test_a_quantization_table_without_64_entries_is_refused() -> None:
         analyze_image(gray, jpeg_quantization={0: [16] * 10})
 
 
-def test_a_choice_of_detectors_imports_only_theirs_and_the_order_stays_the_registry_s() -> None:
-    # a run of the fast detectors must not pay for importing the slow ones (clone's libraries took about a
-    # second on a loaded machine); whatever was imported first, every detector is listed in the same order
+def _choice_in_a_fresh_process(choice: str) -> tuple[str, list[str], str]:
+    """``resolve_detectors(choice)`` in a new interpreter: what it returned, the detector modules it imported, and
+    the registry's order of every detector afterwards."""
     import subprocess
     import sys
 
     script = ("import sys\n"
               "from retouch.run.pipeline import resolve_detectors\n"
               "from retouch.registry import detectors\n"
-              "assert resolve_detectors('grain,ela') == ['grain', 'ela']\n"
+              f"print(resolve_detectors({choice!r}))\n"
               "print(sorted(m for m in sys.modules if m.startswith('retouch.detect.') and '._' not in m))\n"
               "print(list(detectors()))\n")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    imported, order = done.stdout.strip().splitlines()
+    chosen, imported, order = done.stdout.strip().splitlines()
+    return chosen, imported, order
+
+
+def test_a_choice_of_detectors_imports_only_theirs_and_the_order_stays_the_registry_s() -> None:
+    # a run of the fast detectors must not pay for importing the slow ones (clone's libraries took about a
+    # second on a loaded machine); whatever was imported first, every detector is listed in the same order
+    chosen, imported, order = _choice_in_a_fresh_process("grain,ela")
+    assert chosen == "['grain', 'ela']"
     assert imported == "['retouch.detect.ela', 'retouch.detect.grain']"
     assert order == str(list(detectors()))
 
@@ -117,3 +125,11 @@ def test_detectors_run_one_after_another_when_two_at_once_would_break_the_memory
     assert concurrent_detectors(2, pixels, budget=4 * alone) == 2
     assert concurrent_detectors(2, pixels, budget=alone) == 1
     assert concurrent_detectors(1, pixels, budget=4 * alone) == 1
+
+
+def test_detectors_registered_under_another_name_than_their_module_can_be_chosen_first() -> None:
+    # dq lives in double_jpeg.py and residual in noise_residual.py: in a fresh process, before any detector module
+    # is imported, `--detectors dq,residual` must be accepted (it was refused as unknown)
+    chosen, imported, _ = _choice_in_a_fresh_process("dq,residual")
+    assert chosen == "['dq', 'residual']"
+    assert imported == "['retouch.detect.double_jpeg', 'retouch.detect.noise_residual']"

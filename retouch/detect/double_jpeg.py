@@ -15,17 +15,22 @@ probability if compressed once (``1 / p``, even over a period) to its probabilit
 coefficients (not zeros, which occur in both cases, nor values in sparse parts of the histogram), judged against
 blocks with about as many counted coefficients (``_blocks.binned_reference``) and pooled over 5x5 blocks; blocks
 holding a clipped pixel are not judged (clipping moves coefficients off either lattice). Groups of blocks are
-judged a-contrario (``_blocks.group_decision``).
+judged a-contrario (``_blocks.group_decision``), and only in a picture that shows double compression: at least
+``min_clear`` frequencies whose histogram is clearly periodic (:func:`dq_period`'s strength at least
+``clear_strength``). In a picture compressed once there is nothing for a piece to lack, and what reads as
+"compressed once" is then the histograms' chance irregularities or the picture's own regular texture.
 
 Limits
 ------
 It needs a picture compressed at least twice on one grid with a first quality lower than the last (or with
 steps that are not multiples of each other); when the last compression is the stronger one (Q2 >= Q1) the
 first leaves no trace and nothing is found (Bianchi & Piva). A picture resized, rotated or cropped off the
-grid after the first compression, or compressed only once has no periodic histogram and nothing stands out;
-one never compressed has no grid and is not judged (``skipped``). Flat areas carry few non-zero coefficients and
-little evidence. Fine regular texture (a mesh, a lattice) makes its own peaks in the histograms and can read as
-compressed once: on real web photographs it marked 2 of 35 untouched originals (``benchmarks/results``).
+grid after the first compression, or compressed only once, has no periodic histogram and is not judged
+(``skipped``), nor is one never compressed (no grid). A first save at a quality near the last leaves weak periods:
+many such pictures are skipped (about half of the CASIA splices of the development material). Flat areas carry
+few non-zero coefficients and little evidence. Fine regular texture (a mesh, a lattice) makes its own peaks in
+the histograms; in a picture compressed once it read as compressed once, which the double-compression test
+excludes, but in a picture compressed twice it may still stand out.
 
 References
 ----------
@@ -99,6 +104,13 @@ class DoubleJpegOptions:
         (0: every frequency counts; a bin emptier than its neighbours is evidence even where the period is not
         clean, and a stricter gate skipped most of the real development material, see
         ``benchmarks/results/detector_notes.md``).
+    clear_strength : float
+        Periodic strength from which a frequency's histogram is clearly periodic (2.0: twice the variance
+        between phases that chance gives).
+    min_clear : int
+        Fewest clearly periodic frequencies for the picture to be judged at all (3): a picture compressed once
+        has no double compression for a piece to lack, and its histograms' chance irregularities and its own
+        regular texture (a mesh, a lattice) then decide what reads as "compressed once".
     """
 
     frequencies: int = 35
@@ -106,6 +118,8 @@ class DoubleJpegOptions:
     tail_margin: float = 1.6
     min_periodic: int = 3
     min_strength: float = 0.0
+    clear_strength: float = 2.0
+    min_clear: int = 3
 
 
 def _zigzag() -> list[tuple[int, int]]:
@@ -216,7 +230,8 @@ def dq_period(histogram: np.ndarray) -> tuple[int, float]:
 
 
 def single_compression_evidence(coefficients: np.ndarray, steps: Sequence[int], *, min_strength: float,
-                                min_support: float = 10.0) -> tuple[np.ndarray, np.ndarray, int]:
+                                min_support: float = 10.0, clear_strength: float = 2.0
+                                ) -> tuple[np.ndarray, np.ndarray, int, int]:
     """Per block, the log-ratio of singly to doubly compressed summed over the coefficients of the frequencies
     whose histogram shows a double-quantisation period, and the number of coefficients counted; and how many
     frequencies counted. ``coefficients`` is (rows, cols, n) in zig-zag order (:func:`zigzag_coefficients`),
@@ -225,10 +240,13 @@ def single_compression_evidence(coefficients: np.ndarray, steps: Sequence[int], 
     A coefficient counts when it is not zero (zeros occur under both hypotheses) and its period of the histogram
     holds at least ``min_support`` values per bin: in the sparse tails a bin's count is noise, and textured blocks,
     which have many large coefficients, would gather that noise.
+
+    Also returned: how many of those frequencies have a clearly periodic histogram (strength at least
+    ``clear_strength``), the picture-level sign that it was compressed twice on one grid.
     """
     evidence = np.zeros(coefficients.shape[:2], np.float64)
     counted = np.zeros(coefficients.shape[:2], np.float64)
-    periodic = 0
+    periodic = clear = 0
     for index, step in enumerate(steps):
         if step < 1:
             continue
@@ -239,6 +257,7 @@ def single_compression_evidence(coefficients: np.ndarray, steps: Sequence[int], 
         if period < 2 or strength < min_strength:
             continue
         periodic += 1
+        clear += strength >= clear_strength
         around = np.convolve(histogram, np.ones(period), mode="same")
         doubly = np.clip(histogram / np.maximum(around, 1e-9), 1e-3, 1.0)
         ratio = np.clip(np.log((1.0 / period) / doubly), -3.0, 3.0)
@@ -247,7 +266,7 @@ def single_compression_evidence(coefficients: np.ndarray, steps: Sequence[int], 
         ratio[~usable] = 0.0
         evidence += ratio[quantised]
         counted += usable[quantised]
-    return evidence, counted, periodic
+    return evidence, counted, periodic, clear
 
 
 def clipped_blocks(image: np.ndarray, origin: tuple[int, int], shape: tuple[int, int], *, band: int = 512
@@ -321,13 +340,19 @@ def double_jpeg(image: np.ndarray, *, jpeg_quantization: Mapping[int, Sequence[i
         steps = [last_step(coefficients[:, :, index]) for index in range(len(chosen))]
         details["steps_from"] = "coefficients"
     steps = [s if s >= 2 else 0 for s in steps]  # a step of 1 keeps no trace of an earlier one
-    evidence, counted, periodic = single_compression_evidence(coefficients, steps,
-                                                              min_strength=options.min_strength)
-    details["periodic_frequencies"] = periodic
+    evidence, counted, periodic, clear = single_compression_evidence(
+        coefficients, steps, min_strength=options.min_strength, clear_strength=options.clear_strength)
+    details.update({"periodic_frequencies": periodic, "clearly_periodic_frequencies": clear})
     if periodic < options.min_periodic:
         return AnalysisResult.skipped_result("dq", shape, "too few DCT frequencies keep a quantisation step to "
                                              "compare the picture's compression histories (a JPEG saved at a "
                                              "quality near 100)", params=params, explanation=EXPLANATION,
+                                             details=details)
+    if clear < options.min_clear:
+        return AnalysisResult.skipped_result("dq", shape, "the picture shows no sign of two compressions on one "
+                                             f"grid ({clear} DCT frequencies with a clearly periodic histogram, "
+                                             f"{options.min_clear} needed): there is no double compression for a "
+                                             "piece to lack", params=params, explanation=EXPLANATION,
                                              details=details)
     # blocks with some non-zero coefficient on a periodic frequency and no clipped pixel: clipping to black or
     # white after the last decoding moves the coefficients off the lattice of either history
@@ -335,8 +360,7 @@ def double_jpeg(image: np.ndarray, *, jpeg_quantization: Mapping[int, Sequence[i
     # a sum of n log-ratios centres and spreads with n: each block is judged against blocks with about as many
     # counted coefficients (a textured block gathers more of them, and more of their noise, than a smooth one)
     centre, spread = binned_reference(evidence, counted, informative, bins=8)
-    z = (evidence - centre) / spread
-    z = np.where(informative, z, 0.0)
+    z = np.where(informative, (evidence - centre) / spread, 0.0)
     pooled = standardise(pooled_z(z.astype(np.float32), 2), informative)
     pooled = np.where(informative, pooled, 0.0).astype(np.float32)
     tests = max(int(informative.sum()), 1)

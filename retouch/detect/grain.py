@@ -9,15 +9,19 @@ robust z-score, pooled over 3x3 blocks and put on the scale of the blocks of the
 (``_blocks.standardise_by_content``). Groups of blocks are judged a-contrario (``_blocks.group_decision``, in
 the spirit of Gardella et al.'s Noisesniffer): ``noise-low`` regions have far less grain than the print elsewhere
 (airbrush, gouache, diffusion fills, smoothing), ``noise-high`` regions far more (paste-ups from a grainier print),
-sought only in blocks without strong structure. A picture whose flattest blocks all carry grain (a film print or
-its scan, :func:`grain_profile`) is judged with a narrower null than a digital photograph.
+sought only in blocks without strong structure. Only a picture whose flattest blocks all carry grain (a film
+print or its scan, :func:`grain_profile`) is judged; on any other picture (a digital photograph, a heavily
+compressed copy) the map is computed and no region is decided (``judge_digital``).
 
 Limits
 ------
 A fill re-grained to match is invisible; clipped blacks and whites carry no grain; heavy JPEG or denoising of the
 whole scan lowers sensitivity; coarse grain over image structure is rarely told from texture. On digital
-photographs (as opposed to scanned prints) the noise is weaker than JPEG's own traces and this test is close to
-chance (``benchmarks/results/real.md``); measured alternatives are in ``benchmarks/results/detector_notes.md``.
+photographs (as opposed to scanned prints) the residual measures the camera's noise reduction and JPEG, which
+flatten deep shadows and clear skies, not grain: there the map is close to chance and its decisions marked
+authentic shadows, skies and woven cloth, so no region is decided on them (``benchmarks/results/real.md`` and
+``detector_notes.md``). A print scanned and then heavily compressed (a web copy) can lose the grain test and go
+unjudged.
 
 References
 ----------
@@ -202,9 +206,15 @@ class GrainOptions:
     grain_tail_margin : float
         Null width for grain-dominated pictures (1.3), calibrated on untouched generated scans and grainy
         photographs by ``benchmarks.false_alarms``.
+    judge_digital : bool
+        Whether pictures that are not grain-dominated (digital photographs, heavily compressed copies) are
+        judged too (False: their map is computed and shown, and their score still ranks them, but no region is
+        decided: there the residual measures the camera's processing and JPEG, which flatten shadows and skies,
+        not grain; see ``benchmarks/results/detector_notes.md``).
     tail_margin : float
         Width of the null model of a block score against a standard Gaussian (see
-        ``_blocks.null_tail``), calibrated on untouched photographs and scans by ``benchmarks.false_alarms``.
+        ``_blocks.null_tail``) when ``judge_digital`` is set, calibrated on untouched photographs and scans by
+        ``benchmarks.false_alarms``.
     pool_radius : int
         Neighbourhood (in blocks) over which block z-scores are pooled before the decision (1).
     """
@@ -214,6 +224,7 @@ class GrainOptions:
     grain_level: float = 0.0085
     grain_uniformity: float = 0.7
     grain_tail_margin: float = 1.3
+    judge_digital: bool = False
     tail_margin: float = 1.6
     pool_radius: int = 1
 
@@ -302,7 +313,15 @@ def grain_consistency(image: np.ndarray, *, options: GrainOptions | None = None,
     decisions = [group_decision(values, tests=tests, margin=margin,
                                 nfa_threshold=options.nfa_threshold, min_blocks=min_blocks, extent_z=EXTENT_Z)
                  for values in (low, high)]
-    low_mask, high_mask = (d.mask for d in decisions)
+    judged = dominated or options.judge_digital
+    if not judged and (decisions[0].mask | decisions[1].mask).any() and level >= options.grain_level:
+        # a grainless fill of a tenth of a print or more is itself the print's flattest tenth, and lowers the
+        # uniformity it is judged by: the picture is asked again with the decided groups (and the blocks around
+        # them) left out, so the hypothesis "film grain everywhere" is tested on the rest of the picture only
+        candidate = cv2.dilate((decisions[0].mask | decisions[1].mask).view(np.uint8), np.ones((3, 3), np.uint8))
+        uniformity = _flat_levels(residual, structure, usable & ~candidate.view(bool))[1]
+        judged = uniformity >= options.grain_uniformity
+    low_mask, high_mask = (d.mask & judged for d in decisions)
     nfa = np.minimum(decisions[0].nfa, decisions[1].nfa)
     threshold = decisions[0].threshold_z
     best_nfa = min(d.best_nfa for d in decisions)
@@ -312,9 +331,17 @@ def grain_consistency(image: np.ndarray, *, options: GrainOptions | None = None,
     score = nfa_score(best_nfa, options.nfa_threshold, decided=bool(mask_blocks.any()))
     low_count = int(low_mask.sum())
     high_count = int(high_mask.sum())
+    null = decisions[0].null_record(decisions[1:])
+    if not judged:  # no margin decides anything here: what the false-alarm calibration must count
+        null["group_nfa"] = dict.fromkeys(null["group_nfa"])
     if mask_blocks.any():
         summary = (f"Grain inconsistent with the rest of the print in {100 * mask_blocks.mean():.2f} % of the "
                    f"image ({'too weak' if low_count >= high_count else 'too strong'} in most of it).")
+    elif not judged:
+        summary = ("Not judged: this picture's noise is not film grain (its flattest areas carry "
+                   f"{'little noise' if level < options.grain_level else 'noise that fades where they are flattest'}"
+                   ", as in a digital photograph or a heavily compressed copy); the map shows where the noise "
+                   "departs most from the rest of the picture, without a decision.")
     else:
         summary = "Grain is consistent with one noise-level function across the print."
     return block_result(
@@ -324,9 +351,9 @@ def grain_consistency(image: np.ndarray, *, options: GrainOptions | None = None,
                 "false_alarm_control": FALSE_ALARM_CONTROL},
         nfa=nfa, what="grain anomaly",
         summary=summary, explanation=EXPLANATION,
-        details={"smallest_nfa": finite_or_none(best_nfa), "null": decisions[0].null_record(decisions[1:]),
+        details={"smallest_nfa": finite_or_none(best_nfa), "null": null,
                  "blocks_tested": int(usable.sum()), "blocks_low": low_count, "blocks_high": high_count,
                  "noise_level_median": round(level, 6), "grain_uniformity": round(uniformity, 3),
-                 "null_width_used": margin},
+                 "grain_dominated": dominated, "judged": judged, "null_width_used": margin},
         min_area=min_blocks * block * block,
     )

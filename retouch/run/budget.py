@@ -39,7 +39,10 @@ DEFAULT_MAX_MEMORY = 4_000_000_000  # bytes: 4 GB for one analysis (the service 
 BASE_BYTES = 450_000_000  # the interpreter, numpy, OpenCV and the detectors' modules, with their own buffers
 SHARED_BYTES_PER_PIXEL = 30.0  # the decoded image, its gray copies, fusion, the report's pictures: every analysis
 DETECTOR_BYTES_PER_PIXEL = {"clone": 4.0, "ela": 5.0, "grain": 4.0, "grid": 5.0, "inpaint": 4.0,  # maps kept
-                            "jpeg": 5.0, "metadata": 5.0}  # measured at about 0 without a thumbnail; a full-size map with one
+                            "jpeg": 5.0, "metadata": 5.0,  # measured at about 0 without a thumbnail; a full-size map with one
+                            # dq: not yet measured by benchmarks.memory; its traced peak on a 24 MP picture (12 bytes
+                            # a pixel, its result's maps included) was twice grain's (6), so twice grain's figure
+                            "dq": 8.0}
 UNMEASURED_DETECTOR_BYTES_PER_PIXEL = 8.0  # a detector registered by a plug-in: twice the costliest measured
 COMPARE_BYTES_PER_PIXEL = 18.0  # per pixel of both scans together
 BUDGET_MEASURE = "a constant for the imports plus bytes per pixel: shared, and each detector's own"
