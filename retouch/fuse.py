@@ -34,7 +34,10 @@ from retouch.result import AnalysisResult, Region, regions_from_mask
 FUSED_EXPLANATION = (
     "The suspect map combines every detector that ran: a pixel is suspect when at least one detector flagged it "
     "at that detector's own threshold, which keeps only findings that would arise by chance in fewer than about 1 "
-    "in 100 untouched photographs of this size (each region states this number of false alarms, NFA). Regions "
+    "in 100 untouched photographs of this size (each region states this number of false alarms, NFA). Small "
+    "regions are kept only where a detector that works on a copy of fixed size (inpainting, copy-move) supports "
+    "them; a region found only by the detectors that examine every pixel (error levels, grain, JPEG traces) must "
+    "cover at least 0.2 % of the image, because on a large scan those find more small chance patches. Regions "
     "list the detectors that support them; a region backed "
     "by several independent cues (for example missing grain and copied texture) is stronger evidence than one "
     "backed by a single cue. None of these maps proves a forgery on its own: each one marks a statistical "

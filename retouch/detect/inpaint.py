@@ -147,7 +147,8 @@ def _full_resolution_outline(gray: np.ndarray, decided: np.ndarray, analysis_sha
     around it (memory bounded by the tile), in ``block``-pixel blocks judged against the same measure on a lattice
     of reference tiles over the whole scan (about ``reference_pixels``, brightness-binned as on the copy, pooled
     3 x 3 and put on the lattice's own scale); the group's outline is the full-resolution blocks above
-    ``extent_z`` connected to it, in parts of at least ``min_blocks`` blocks. The outline only redraws a group already decided: it decides nothing.
+    ``extent_z`` (one-block gaps closed) connected to it, in parts of at least ``min_blocks`` blocks and a tenth
+    of the largest part. The outline only redraws a group already decided: it decides nothing.
 
     Returns, per group label of ``decided`` (8-connected), its tile (top, left, height, width), the group's own
     pixels in the tile as the coarse mask maps them, and the outline (all False when nothing stands out at full
@@ -157,6 +158,8 @@ def _full_resolution_outline(gray: np.ndarray, decided: np.ndarray, analysis_sha
     scale = analysis_shape[0] / shape[0]
     tile = 32 * block
     corners = _reference_tiles(shape, tile, reference_pixels)
+    if not corners:  # a strip narrower than a tile: no reference to judge the outline by
+        return {}
     reference = [_tile_blocks(gray, top, left, tile, tile, block) for top, left in corners]
     count, labels = cv2.connectedComponents(decided.view(np.uint8), connectivity=8)
     margin = int(np.ceil(2 * coarse_block / scale / block)) * block
@@ -181,6 +184,8 @@ def _full_resolution_outline(gray: np.ndarray, decided: np.ndarray, analysis_sha
     usable = (brightness > 0.02) & (brightness < 0.98)
     eligible = usable.copy()
     eligible[sum(b.size for b, _ in reference):] = False
+    if eligible.sum() < 100:  # the lattice is almost all clipped: no reference either
+        return {}
     expected, spread = binned_reference(curvature, brightness, eligible, bins=10)
     z = np.where(usable, np.clip((expected - curvature) / spread, -6, 6), 0.0).astype(np.float32)
     pooled, start = [], 0
@@ -193,12 +198,17 @@ def _full_resolution_outline(gray: np.ndarray, decided: np.ndarray, analysis_sha
     outlines = {}
     for (label, top, left, height, width), fine in zip(groups, pooled[len(reference):]):
         above = (fine - centre) / mad > extent_z
+        # one-block gaps (a grain clump left in a fill, a bridge of brighter blocks) do not split an outline
+        above = cv2.morphologyEx(above.view(np.uint8), cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8)).view(bool)
         centres_y = top + block * np.arange(height // block) + block // 2
         centres_x = left + block * np.arange(width // block) + block // 2
         group_blocks = _coarse_labels_at(labels, centres_y, centres_x, analysis_shape, shape, coarse_block) == label
         _, parts, sizes, _ = cv2.connectedComponentsWithStats(above.view(np.uint8), connectivity=8)
         touching = np.unique(parts[group_blocks & above])
-        touching = touching[(touching > 0) & (sizes[touching, cv2.CC_STAT_AREA] >= min_blocks)]
+        touching = touching[touching > 0]
+        areas = sizes[touching, cv2.CC_STAT_AREA]
+        # fragments beside the outline of one decided group are noise of the measure, not a second finding
+        touching = touching[areas >= max(min_blocks, areas.max(initial=0) / 10)]
         outline = np.isin(parts, touching)
         group = _coarse_labels_at(labels, top + np.arange(height), left + np.arange(width), analysis_shape, shape,
                                   coarse_block) == label
@@ -358,7 +368,10 @@ def inpainting_traces(image: np.ndarray, *, options: InpaintOptions | None = Non
         if cue == "diffusion" and outline is not None and outline[2].any():
             (top, left, height, width), group, drawn = outline
             window = mask[top:top + height, left:left + width]
-            window &= ~group
+            # the coarse group's pixels, whole: its components in the tile, should resizing have rounded an edge
+            _, pieces = cv2.connectedComponents(window.view(np.uint8), connectivity=8)
+            hit = np.unique(pieces[group & window])
+            window[np.isin(pieces, hit[hit > 0])] = False
             window |= drawn
             regions += [replace(part.shifted(left, top), kind="inpainted",
                                 evidence={**evidence, "outline": "full resolution"})
