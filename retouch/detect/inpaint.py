@@ -12,11 +12,11 @@ Method
 Both cues become pooled block z-scores judged a-contrario (``_blocks.group_decision``) on a copy bounded to
 ``analysis_pixels``, so the number of tests, and the false regions per image, do not grow with the scan; regions
 say which cue fired (``evidence["cue"]``) and their number of false alarms (``evidence["nfa"]``).
-- Full-resolution outline: on a larger scan each group decided by the diffusion cue is measured again at full resolution in a tile
-  around it (the diffusion cue in 8-pixel blocks, against the same measure on a lattice of reference tiles over
-  the scan), and its outline is redrawn from the full-resolution blocks that stand out and touch it
-  (``evidence["outline"]``). The outline changes where a decided region lies, never how many are decided nor their
-  NFA; memory is bounded by the tiles.
+- Full-resolution outline: on a larger scan each group decided by the diffusion cue is measured again at full
+  resolution in a tile around it (the diffusion cue in 8-pixel blocks, against the same measure on a lattice of
+  reference tiles over the scan), and its outline is redrawn from the full-resolution blocks that stand out and
+  touch it (``evidence["outline"]``). The outline changes where a decided region lies, never how many are decided
+  nor their NFA; memory is bounded by the tiles.
 
 Limits
 ------
@@ -48,10 +48,10 @@ from retouch.detect._blocks import (
     block_mean,
     block_result,
     block_saturation,
-    median_of,
     content_classes,
     finite_or_none,
     group_decision,
+    median_of,
     nfa_score,
     pooled_z,
     standardise_by_content,
@@ -168,8 +168,9 @@ def _full_resolution_outline(gray: np.ndarray, decided: np.ndarray, analysis_sha
         block_rows, block_cols = np.nonzero(labels == label)
         top = max(0, (int(block_rows.min() * coarse_block / scale) - margin) // block * block)
         left = max(0, (int(block_cols.min() * coarse_block / scale) - margin) // block * block)
-        bottom = min(shape[0] // block * block, int(np.ceil((block_rows.max() + 1) * coarse_block / scale)) + margin)
-        right = min(shape[1] // block * block, int(np.ceil((block_cols.max() + 1) * coarse_block / scale)) + margin)
+        bottom = int(np.ceil((block_rows.max() + 1) * coarse_block / scale)) + margin
+        right = int(np.ceil((block_cols.max() + 1) * coarse_block / scale)) + margin
+        bottom, right = min(shape[0] // block * block, bottom), min(shape[1] // block * block, right)
         height, width = (bottom - top) // block * block, (right - left) // block * block
         if height < 3 * block or width < 3 * block:
             continue
@@ -202,7 +203,8 @@ def _full_resolution_outline(gray: np.ndarray, decided: np.ndarray, analysis_sha
         above = cv2.morphologyEx(above.view(np.uint8), cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8)).view(bool)
         centres_y = top + block * np.arange(height // block) + block // 2
         centres_x = left + block * np.arange(width // block) + block // 2
-        group_blocks = _coarse_labels_at(labels, centres_y, centres_x, analysis_shape, shape, coarse_block) == label
+        group_blocks = _coarse_labels_at(labels, centres_y, centres_x, analysis_shape, shape,
+                                         coarse_block) == label
         _, parts, sizes, _ = cv2.connectedComponentsWithStats(above.view(np.uint8), connectivity=8)
         touching = np.unique(parts[group_blocks & above])
         touching = touching[touching > 0]
@@ -355,7 +357,7 @@ def inpainting_traces(image: np.ndarray, *, options: InpaintOptions | None = Non
         outlines = _full_resolution_outline(gray_full, mask_blocks, gray.shape, coarse_block=block, block=block,
                                             reference_pixels=analysis_pixels, extent_z=EXTENT_Z, min_blocks=4)
     # the coarse regions, in block_regions' order of labels: the connected groups of the decided blocks
-    _, group_labels, group_stats, _ = cv2.connectedComponentsWithStats(mask_blocks.view(np.uint8), connectivity=8)
+    _, _, group_stats, _ = cv2.connectedComponentsWithStats(mask_blocks.view(np.uint8), connectivity=8)
     label_at = {(int(stats[0]) * block, int(stats[1]) * block): label
                 for label, stats in enumerate(group_stats) if label}
     outlined = 0
