@@ -12,8 +12,9 @@ detector's ``nfa_threshold``. The fused mask is their union after a closing; a f
   resolution (ela, grain, grid, jpeg) test more blocks on a larger scan, and their small false groups grow in
   number with it (``benchmarks/results/small_edits.md``), so their regions must be large against the image.
 
-The expected number of false fused regions per untouched image is then at most the sum of the detectors'
-thresholds (a union bound), which the summary states. Each fused region reports the smallest NFA of the detector
+Where each detector's null holds, the expected number of false fused regions per untouched image is at most the
+sum of the detectors' thresholds (a union bound), which the summary states; the area rule is what keeps the
+full-resolution detectors' small groups out on large scans, where their null was measured not to hold. Each fused region reports the smallest NFA of the detector
 regions that support it. The fused heatmap is the per-pixel maximum of the detectors' heatmaps. The image-level
 score exceeds 0.5 only when a fused region survives, and then combines the detectors' image-level scores (each 0.5
 at its NFA threshold, higher as its smallest NFA falls) by a noisy-OR (see :func:`fused_score`); below 0.5 it is
