@@ -14,12 +14,13 @@ detector's ``nfa_threshold``. The fused mask is their union after a closing; a f
 
 Where each detector's null holds, the expected number of false fused regions per untouched image is at most the
 sum of the detectors' thresholds (a union bound), which the summary states; the area rule is what keeps the
-full-resolution detectors' small groups out on large scans, where their null was measured not to hold. Each fused region reports the smallest NFA of the detector
-regions that support it. The fused heatmap is the per-pixel maximum of the detectors' heatmaps. The image-level
-score exceeds 0.5 only when a fused region survives, and then combines the detectors' image-level scores (each 0.5
-at its NFA threshold, higher as its smallest NFA falls) by a noisy-OR (see :func:`fused_score`); below 0.5 it is
-the strongest detector's score, so it still ranks images where nothing was decided. Every fused region lists which
-detectors support it and how much of the region each one covers.
+full-resolution detectors' small groups out on large scans, where their null was measured not to hold. Each
+fused region reports the smallest NFA of the detector regions that support it. The fused heatmap is the per-pixel
+maximum of the detectors' heatmaps. The image-level score exceeds 0.5 only when a fused region survives, and then
+combines the detectors' image-level scores (each 0.5 at its NFA threshold, higher as its smallest NFA falls) by a
+noisy-OR (see :func:`fused_score`); below 0.5 it is the strongest detector's score, so it still ranks images where
+nothing was decided. Every fused region lists which detectors support it and how much of the region each one
+covers.
 """
 
 from __future__ import annotations
