@@ -5,9 +5,10 @@ the expected number of regions at least as strong on an untouched photograph of 
 detector's ``nfa_threshold``. The fused mask is their union after a closing; a fused region is kept when
 
 - a detector that decided on a copy bounded to a fixed number of pixels (it states ``analysis_pixels`` in its
-  params: inpaint, clone) supports it, whatever its size: such a detector judges the same number of blocks on a
-  24 MP scan as on a 1 MP one, so its false regions per image, calibrated on untouched pictures of that size, do
-  not grow with the scan; or
+  params: inpaint, clone) and at least one other detector support it, whatever its size: such a detector judges
+  the same number of blocks on a 24 MP scan as on a 1 MP one, so its false regions per image do not grow with
+  the scan, and a second cue on the same area keeps out its own false groups on real photographs (inpaint's null
+  underflows to NFA 0 on some); or
 - it is at least ``min_area_fraction`` of the image (0.2 %): the detectors that judge every pixel at full
   resolution (ela, grain, grid, jpeg) test more blocks on a larger scan, and their small false groups grow in
   number with it (``benchmarks/results/small_edits.md``), so their regions must be large against the image.
@@ -36,10 +37,11 @@ from retouch.result import AnalysisResult, Region, regions_from_mask
 FUSED_EXPLANATION = (
     "The suspect map combines every detector that ran: a pixel is suspect when at least one detector flagged it "
     "at that detector's own threshold, which keeps only findings that would arise by chance in fewer than about 1 "
-    "in 100 untouched photographs of this size (each region states this number of false alarms, NFA). Small "
-    "regions are kept only where a detector that works on a copy of fixed size (inpainting, copy-move) supports "
-    "them; a region found only by the detectors that examine every pixel (error levels, grain, JPEG traces) must "
-    "cover at least 0.2 % of the image, because on a large scan those find more small chance patches. Regions "
+    "in 100 untouched photographs of this size (each region states this number of false alarms, NFA). Regions "
+    "under 0.2 % of the image are kept only where a detector that works on a copy of fixed size (inpainting, "
+    "copy-move) and a second detector both flag them: the detectors that examine every pixel (error levels, "
+    "grain, JPEG traces) find more small chance patches on a large scan, and one cue alone on a small area is "
+    "too often a false alarm on real photographs. Regions "
     "list the detectors that support them; a region backed "
     "by several independent cues (for example missing grain and copied texture) is stronger evidence than one "
     "backed by a single cue. None of these maps proves a forgery on its own: each one marks a statistical "
@@ -99,13 +101,20 @@ def decides_on_bounded_copy(result: AnalysisResult) -> bool:
     return isinstance(bound, (int, float)) and not isinstance(bound, bool) and bound > 0
 
 
-def _kept_components(mask: np.ndarray, min_area: int, bounded: np.ndarray | None) -> np.ndarray:
-    """The connected components (8-neighbours) of ``mask`` of at least ``min_area`` pixels or holding a pixel of
-    ``bounded`` (the regions of detectors that decided on a bounded copy)."""
+def _kept_components(mask: np.ndarray, min_area: int, bounded: np.ndarray | None,
+                     masks: Sequence[np.ndarray]) -> np.ndarray:
+    """The connected components (8-neighbours) of ``mask`` of at least ``min_area`` pixels, or holding a pixel of
+    ``bounded`` (the regions of detectors that decided on a bounded copy) and pixels of at least two of the
+    detectors' ``masks``."""
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
     keep = stats[:, cv2.CC_STAT_AREA] >= min_area
     if bounded is not None:
-        keep[np.unique(labels[bounded])] = True
+        supporters = np.zeros(count, np.int32)
+        for detector_mask in masks:
+            supporters[np.unique(labels[detector_mask])] += 1
+        small = np.zeros(count, bool)
+        small[np.unique(labels[bounded])] = True
+        keep |= small & (supporters >= 2)
     keep[0] = False
     if keep[1:].all():
         return mask
@@ -117,7 +126,8 @@ def fuse_results(results: Sequence[AnalysisResult], *, shape: tuple[int, int], m
     """Union of the detectors' masks, max of their heatmaps and scores, regions annotated with support.
 
     A fused region is kept when it is at least ``min_area_fraction`` of the image, or when a detector that
-    decided on a bounded copy (:func:`decides_on_bounded_copy`) flagged part of it (see the module's notes).
+    decided on a bounded copy (:func:`decides_on_bounded_copy`) and another detector flagged parts of it (see the
+    module's notes).
     """
     height, width = shape
     active = [r for r in results if r.skipped is None]
@@ -134,7 +144,7 @@ def fuse_results(results: Sequence[AnalysisResult], *, shape: tuple[int, int], m
         # Close hairline gaps between neighbouring detections so one forged area becomes one region.
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
         mask = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_CLOSE, kernel).astype(bool)
-        mask = _kept_components(mask, min_area, bounded)
+        mask = _kept_components(mask, min_area, bounded, [r.mask for r in active if r.mask.any()])
     regions = regions_from_mask(mask, heatmap, kind="suspect")
     kept = np.zeros(shape, bool)
     annotated: list[Region] = []
@@ -187,7 +197,7 @@ def fuse_results(results: Sequence[AnalysisResult], *, shape: tuple[int, int], m
         regions=annotated,
         score=score,
         params={"rule": "union of detector masks; regions of at least min_area pixels, or supported by a detector "
-                        "that decided on a bounded copy",
+                        "that decided on a bounded copy and another detector",
                 "score": "noisy-OR of detector scores beyond 0.5",
                 "min_area": min_area, "closing_px": 5, "expected_false_regions": round(expected, 4),
                 "bounded_detectors": [r.method for r in active if decides_on_bounded_copy(r)],

@@ -1,5 +1,5 @@
-"""Fusion's region rule: small regions are kept from detectors that decided on a bounded copy (their false regions
-do not grow with the scan), and need a minimum share of the image from detectors that judge every pixel."""
+"""Fusion's region rule: a region under the minimum share of the image is kept only where a detector that decided
+on a bounded copy (its false regions do not grow with the scan) and a second detector agree."""
 
 from __future__ import annotations
 
@@ -24,18 +24,29 @@ def _square(shape: tuple[int, int], top: int, left: int, side: int) -> np.ndarra
     return mask
 
 
-def test_a_small_region_is_kept_from_a_bounded_detector_and_dropped_from_a_full_resolution_one() -> None:
+def test_a_small_region_is_kept_where_a_bounded_detector_and_another_one_agree() -> None:
     shape = (400, 400)  # the minimum share, 0.2 %, is 320 px; each region is 225 px (0.14 %)
     small = _square(shape, 100, 100, 15)
     elsewhere = _square(shape, 300, 250, 15)
-    fused = fuse_results([_decided("inpaint", small, bounded=True), _decided("ela", elsewhere, bounded=False)],
-                         shape=shape)
+    fused = fuse_results([_decided("inpaint", small, bounded=True), _decided("ela", small, bounded=False),
+                          _decided("grid", elsewhere, bounded=False)], shape=shape)
     [region] = fused.regions
-    assert region.bbox == (100, 100, 15, 15) and region.evidence["detectors"] == ["inpaint"]
+    assert region.bbox == (100, 100, 15, 15) and sorted(region.evidence["detectors"]) == ["ela", "inpaint"]
     assert region.evidence["nfa"] == 1e-4
-    # suspect_mask.png holds exactly the kept region: ela's small one is in neither the mask nor the regions
+    # suspect_mask.png holds exactly the kept region: grid's small one is in neither the mask nor the regions
     assert fused.mask.sum() == 225 and not fused.mask[300:315, 250:265].any()
     assert fused.params["bounded_detectors"] == ["inpaint"] and fused.score > 0.5
+
+
+def test_a_small_region_of_one_detector_alone_is_dropped_bounded_or_not() -> None:
+    shape = (400, 400)
+    for bounded in (True, False):
+        alone = fuse_results([_decided("inpaint", _square(shape, 100, 100, 15), bounded=bounded)], shape=shape)
+        assert alone.regions == [] and not alone.mask.any() and alone.score < 0.5, bounded
+    # two full-resolution detectors agreeing on a small area are not enough either
+    both = fuse_results([_decided("ela", _square(shape, 100, 100, 15), bounded=False),
+                         _decided("grain", _square(shape, 100, 100, 15), bounded=False)], shape=shape)
+    assert both.regions == []
 
 
 def test_a_full_resolution_region_joined_to_a_bounded_one_is_kept_with_both_supports() -> None:
