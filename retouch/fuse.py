@@ -2,14 +2,26 @@
 
 Each detector's mask is already an a-contrario decision: it keeps only regions whose number of false alarms (NFA,
 the expected number of regions at least as strong on an untouched photograph of this size) is at most that
-detector's ``nfa_threshold``. The fused mask is their union after a closing and a minimum area (0.2 % of the
-image); its expected number of false regions per untouched image is at most the sum of the detectors' thresholds
-(a union bound), which the summary states. Each fused region reports the smallest NFA of the detector regions that
-support it. The fused heatmap is the per-pixel maximum of the detectors' heatmaps. The image-level score exceeds
-0.5 only when a fused region survives, and then combines the detectors' image-level scores (each 0.5 at its NFA
-threshold, higher as its smallest NFA falls) by a noisy-OR (see :func:`fused_score`); below 0.5 it is the
-strongest detector's score, so it still ranks images where nothing was decided. Every fused region lists which
-detectors support it and how much of the region each one covers.
+detector's ``nfa_threshold``. The fused mask is their union after a closing; a fused region is kept when
+
+- a detector that decided on a copy bounded to a fixed number of pixels (it states ``analysis_pixels`` in its
+  params: inpaint, clone) and at least one other detector support it, whatever its size: such a detector judges
+  the same number of blocks on a 24 MP scan as on a 1 MP one, so its false regions per image do not grow with
+  the scan, and a second cue on the same area keeps out its own false groups on real photographs (inpaint's null
+  underflows to NFA 0 on some); or
+- it is at least ``min_area_fraction`` of the image (0.2 %): the detectors that judge every pixel at full
+  resolution (ela, grain, grid, jpeg) test more blocks on a larger scan, and their small false groups grow in
+  number with it (``benchmarks/results/small_edits.md``), so their regions must be large against the image.
+
+Where each detector's null holds, the expected number of false fused regions per untouched image is at most the
+sum of the detectors' thresholds (a union bound), which the summary states; the area rule is what keeps the
+full-resolution detectors' small groups out on large scans, where their null was measured not to hold. Each
+fused region reports the smallest NFA of the detector regions that support it. The fused heatmap is the per-pixel
+maximum of the detectors' heatmaps. The image-level score exceeds 0.5 only when a fused region survives, and then
+combines the detectors' image-level scores (each 0.5 at its NFA threshold, higher as its smallest NFA falls) by a
+noisy-OR (see :func:`fused_score`); below 0.5 it is the strongest detector's score, so it still ranks images where
+nothing was decided. Every fused region lists which detectors support it and how much of the region each one
+covers.
 """
 
 from __future__ import annotations
@@ -26,6 +38,10 @@ FUSED_EXPLANATION = (
     "The suspect map combines every detector that ran: a pixel is suspect when at least one detector flagged it "
     "at that detector's own threshold, which keeps only findings that would arise by chance in fewer than about 1 "
     "in 100 untouched photographs of this size (each region states this number of false alarms, NFA). Regions "
+    "under 0.2 % of the image are kept only where a detector that works on a copy of fixed size (inpainting, "
+    "copy-move) and a second detector both flag them: the detectors that examine every pixel (error levels, "
+    "grain, JPEG traces) find more small chance patches on a large scan, and one cue alone on a small area is "
+    "too often a false alarm on real photographs. Regions "
     "list the detectors that support them; a region backed "
     "by several independent cues (for example missing grain and copied texture) is stronger evidence than one "
     "backed by a single cue. None of these maps proves a forgery on its own: each one marks a statistical "
@@ -78,22 +94,58 @@ def expected_false_regions(results: Sequence[AnalysisResult]) -> tuple[float, li
     return total, unstated
 
 
+def decides_on_bounded_copy(result: AnalysisResult) -> bool:
+    """True when ``result`` states that its detector decided on a copy bounded to a fixed number of pixels
+    (``params["analysis_pixels"]``): its tests, and so its false regions per image, do not grow with the scan."""
+    bound = result.params.get("analysis_pixels")
+    return isinstance(bound, (int, float)) and not isinstance(bound, bool) and bound > 0
+
+
+def _kept_components(mask: np.ndarray, min_area: int, bounded: np.ndarray | None,
+                     masks: Sequence[np.ndarray]) -> np.ndarray:
+    """The connected components (8-neighbours) of ``mask`` of at least ``min_area`` pixels, or holding a pixel of
+    ``bounded`` (the regions of detectors that decided on a bounded copy) and pixels of at least two of the
+    detectors' ``masks``."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
+    keep = stats[:, cv2.CC_STAT_AREA] >= min_area
+    if bounded is not None:
+        supporters = np.zeros(count, np.int32)
+        for detector_mask in masks:
+            supporters[np.unique(labels[detector_mask])] += 1
+        small = np.zeros(count, bool)
+        small[np.unique(labels[bounded])] = True
+        keep |= small & (supporters >= 2)
+    keep[0] = False
+    if keep[1:].all():
+        return mask
+    return keep[labels]
+
+
 def fuse_results(results: Sequence[AnalysisResult], *, shape: tuple[int, int], min_area_fraction: float = 2e-3
                  ) -> AnalysisResult:
-    """Union of the detectors' masks, max of their heatmaps and scores, regions annotated with support."""
+    """Union of the detectors' masks, max of their heatmaps and scores, regions annotated with support.
+
+    A fused region is kept when it is at least ``min_area_fraction`` of the image, or when a detector that
+    decided on a bounded copy (:func:`decides_on_bounded_copy`) and another detector flagged parts of it (see the
+    module's notes).
+    """
     height, width = shape
     active = [r for r in results if r.skipped is None]
     heatmap = np.zeros(shape, np.float32)
     mask = np.zeros(shape, bool)
+    bounded = None
     for result in active:
         np.maximum(heatmap, result.heatmap, out=heatmap)
         mask |= result.mask
+        if decides_on_bounded_copy(result) and result.mask.any():
+            bounded = result.mask.copy() if bounded is None else bounded | result.mask
     min_area = max(16, int(min_area_fraction * height * width))
     if mask.any():
         # Close hairline gaps between neighbouring detections so one forged area becomes one region.
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
         mask = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_CLOSE, kernel).astype(bool)
-    regions = regions_from_mask(mask, heatmap, kind="suspect", min_area=min_area)
+        mask = _kept_components(mask, min_area, bounded, [r.mask for r in active if r.mask.any()])
+    regions = regions_from_mask(mask, heatmap, kind="suspect")
     kept = np.zeros(shape, bool)
     annotated: list[Region] = []
     for region in regions:
@@ -144,8 +196,11 @@ def fuse_results(results: Sequence[AnalysisResult], *, shape: tuple[int, int], m
         mask=kept,
         regions=annotated,
         score=score,
-        params={"rule": "union of detector masks", "score": "noisy-OR of detector scores beyond 0.5",
+        params={"rule": "union of detector masks; regions of at least min_area pixels, or supported by a detector "
+                        "that decided on a bounded copy and another detector",
+                "score": "noisy-OR of detector scores beyond 0.5",
                 "min_area": min_area, "closing_px": 5, "expected_false_regions": round(expected, 4),
+                "bounded_detectors": [r.method for r in active if decides_on_bounded_copy(r)],
                 "false_alarm_control": "union bound: the sum of the detectors' NFA thresholds"},
         summary=summary,
         explanation=FUSED_EXPLANATION,

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import pytest
 
 from retouch.detect import get_detector
+from retouch.detect.inpaint import inpainting_traces
 from retouch.io import load_image_bytes
 from retouch.metrics import f1_score
 from retouch.samples import make_authentic, make_forgery
@@ -23,6 +25,27 @@ def test_inpaint_quiet_on_untouched_scans() -> None:
     flagged = [get_detector("inpaint").run(load_image_bytes(make_authentic(seed, size=640).file_bytes,
                                                             name="a").pixels).mask.mean() for seed in (710, 711)]
     assert np.mean(flagged) < 0.01
+
+
+@pytest.mark.parametrize(("seed", "method"), [(2, "diffusion"), (2, "airbrush"), (3, "airbrush")])
+def test_inpaint_outlines_a_fill_decided_on_the_bounded_copy_at_full_resolution(seed: int, method: str) -> None:
+    # a copy bounded to 0.2 MP of a 0.8 MP scan: 16-pixel blocks at full size, whose outline overshoots the fill
+    case = make_forgery(seed, method=method, size=1024, area_fraction=0.01)
+    coarse = inpainting_traces(case.image, analysis_pixels=200_000, full_resolution_outline=False)
+    outlined = inpainting_traces(case.image, analysis_pixels=200_000)
+    assert coarse.regions and all(r.evidence["outline"] == "analysis copy" for r in coarse.regions)
+    assert outlined.regions and all(r.evidence["outline"] == "full resolution" for r in outlined.regions)
+    assert f1_score(outlined.mask, case.mask) > max(0.75, f1_score(coarse.mask, case.mask) + 0.05)
+    # the outline redraws the decided regions: the decision, its NFA and the score are the coarse pass's
+    assert {r.evidence["nfa"] for r in outlined.regions} == {r.evidence["nfa"] for r in coarse.regions}
+    assert outlined.score == coarse.score and outlined.details["smallest_nfa"] == coarse.details["smallest_nfa"]
+    assert outlined.details["regions_outlined_at_full_resolution"] == len(coarse.regions)
+    # every region lies inside the mask, which holds nothing else
+    drawn = np.zeros_like(outlined.mask)
+    for region in outlined.regions:
+        x, y, w, h = region.bbox
+        drawn[y:y + h, x:x + w] |= outlined.mask[y:y + h, x:x + w]
+    assert (drawn == outlined.mask).all()
 
 
 def test_patchmatch_returns_exact_distances_of_allowed_offsets() -> None:

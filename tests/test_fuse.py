@@ -1,0 +1,76 @@
+"""Fusion's region rule: a region under the minimum share of the image is kept only where a detector that decided
+on a bounded copy (its false regions do not grow with the scan) and a second detector agree."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from retouch.fuse import decides_on_bounded_copy, fuse_results
+from retouch.result import AnalysisResult, regions_from_mask
+
+
+def _decided(method: str, mask: np.ndarray, *, bounded: bool) -> AnalysisResult:
+    heatmap = mask.astype(np.float32) * 0.8
+    regions = [region.__class__(region.bbox, region.area, region.score, region.kind,
+                                {"nfa": 1e-4, "false_alarm_control": "stated"})
+               for region in regions_from_mask(mask, heatmap, kind="noise-low")]
+    params = {"nfa_threshold": 0.01, **({"analysis_pixels": 1_000_000} if bounded else {})}
+    return AnalysisResult(method, heatmap, mask, regions, 0.8, params=params)
+
+
+def _square(shape: tuple[int, int], top: int, left: int, side: int) -> np.ndarray:
+    mask = np.zeros(shape, bool)
+    mask[top:top + side, left:left + side] = True
+    return mask
+
+
+def test_a_small_region_is_kept_where_a_bounded_detector_and_another_one_agree() -> None:
+    shape = (400, 400)  # the minimum share, 0.2 %, is 320 px; each region is 225 px (0.14 %)
+    small = _square(shape, 100, 100, 15)
+    elsewhere = _square(shape, 300, 250, 15)
+    fused = fuse_results([_decided("inpaint", small, bounded=True), _decided("ela", small, bounded=False),
+                          _decided("grid", elsewhere, bounded=False)], shape=shape)
+    [region] = fused.regions
+    assert region.bbox == (100, 100, 15, 15) and sorted(region.evidence["detectors"]) == ["ela", "inpaint"]
+    assert region.evidence["nfa"] == 1e-4
+    # suspect_mask.png holds exactly the kept region: grid's small one is in neither the mask nor the regions
+    assert fused.mask.sum() == 225 and not fused.mask[300:315, 250:265].any()
+    assert fused.params["bounded_detectors"] == ["inpaint"] and fused.score > 0.5
+
+
+def test_a_small_region_of_one_detector_alone_is_dropped_bounded_or_not() -> None:
+    shape = (400, 400)
+    for bounded in (True, False):
+        alone = fuse_results([_decided("inpaint", _square(shape, 100, 100, 15), bounded=bounded)], shape=shape)
+        assert alone.regions == [] and not alone.mask.any() and alone.score < 0.5, bounded
+    # two full-resolution detectors agreeing on a small area are not enough either
+    both = fuse_results([_decided("ela", _square(shape, 100, 100, 15), bounded=False),
+                         _decided("grain", _square(shape, 100, 100, 15), bounded=False)], shape=shape)
+    assert both.regions == []
+
+
+def test_a_full_resolution_region_joined_to_a_bounded_one_is_kept_with_both_supports() -> None:
+    shape = (400, 400)
+    fused = fuse_results([_decided("inpaint", _square(shape, 100, 100, 15), bounded=True),
+                          _decided("grain", _square(shape, 110, 110, 15), bounded=False)], shape=shape)
+    [region] = fused.regions
+    assert sorted(region.evidence["detectors"]) == ["grain", "inpaint"]
+    assert region.area >= 225 + 225 - 25
+
+
+def test_large_regions_are_kept_from_any_detector_and_nothing_below_the_share_without_a_bounded_detector() -> None:
+    shape = (400, 400)
+    large = _decided("grid", _square(shape, 50, 50, 30), bounded=False)  # 900 px
+    small = _decided("jpeg", _square(shape, 200, 200, 15), bounded=False)
+    fused = fuse_results([large, small], shape=shape)
+    assert [r.bbox for r in fused.regions] == [(50, 50, 30, 30)]
+    alone = fuse_results([small], shape=shape)
+    assert alone.regions == [] and not alone.mask.any() and alone.score < 0.5
+
+
+def test_a_detector_is_bounded_only_when_it_states_a_positive_pixel_bound() -> None:
+    mask = np.zeros((40, 40), bool)
+    for params, expected in [({"analysis_pixels": 1_000_000}, True), ({"analysis_pixels": 0}, False),
+                             ({"analysis_pixels": True}, False), ({"analysis_pixels": "1e6"}, False), ({}, False)]:
+        result = AnalysisResult("x", mask.astype(np.float32), mask, [], 0.1, params=params)
+        assert decides_on_bounded_copy(result) is expected, params
