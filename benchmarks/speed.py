@@ -14,7 +14,7 @@ than wall seconds) beside the wall ones:
   (load, analysis, write), its CPU seconds and its peak resident size; once with every default detector and once
   with the fast ones only (``--fast``, default ``ela,grain,jpeg,grid,metadata``), so that what lies outside the
   slow detectors shows whatever they cost;
-- overhead outside the detectors: of a fresh process, its wall time less its detectors' own timings; of a warm
+- overhead outside the detectors: of a fresh process, its wall time less the span its detectors ran in; of a warm
   process (a batch or service worker after its first item), ``analyze_file`` less ``analyze_image`` on the same
   loaded scan, best of five, wall and CPU;
 - pyIFD's ``ELA`` and ``NOI1`` on the same file in their own venv (see ``benchmarks/pyifd_compare.py``), end to
@@ -116,12 +116,12 @@ def run_measured(command: list[str], *, timeout: float = 3600) -> dict:
 
 def analyze_process(path: Path, out: Path, detectors: str | None) -> dict:
     """``retouch analyze`` in a fresh process, with its ``report.json`` timings and the time outside the
-    detectors (its wall time less the detectors' own timings)."""
+    detectors (its wall time less the span in which the detectors ran: the analysis less fusion, since detectors
+    run at once in threads and their own timings overlap)."""
     command = [sys.executable, "-m", "retouch", "analyze", str(path), "-o", str(out), "--json"]
     record = run_measured(command + (["-d", detectors] if detectors else []))
     timings = json.loads((out / "report.json").read_text(encoding="utf-8"))["timings_s"]
-    detector_seconds = sum(value for key, value in timings.items()
-                           if key not in ("load", "fusion", "analysis_total", "write"))
+    detector_seconds = timings["analysis_total"] - timings.get("fusion", 0.0)
     record["timings"] = {key: timings.get(key) for key in ("load", "analysis_total", "write")}
     record["outside_detectors_s"] = round(record["seconds"] - detector_seconds, 3)
     record["folder_mb"] = {item.name: round(item.stat().st_size / 1e6, 2) for item in sorted(out.iterdir())}
