@@ -298,7 +298,7 @@ def inpainting_traces(image: np.ndarray, *, options: InpaintOptions | None = Non
     block = 8
     params = {**options_params(options), "analysis_scale": round(scale, 6), "block": block,
               "false_alarm_control": FALSE_ALARM_CONTROL}
-    brightness = block_mean(cv2.GaussianBlur(gray, (0, 0), 2.0), block)
+    brightness, curvature = _diffusion_blocks(gray, block)
     usable = (brightness > 0.02) & (brightness < 0.98)
     if not usable.any():
         return AnalysisResult.skipped_result("inpaint", shape, NOTHING_TO_JUDGE, params=params,
@@ -322,7 +322,6 @@ def inpainting_traces(image: np.ndarray, *, options: InpaintOptions | None = Non
     exemplar = standardise_by_content(pooled_z(np.clip((twin_score - expected) / spread, -6, 6), 1), usable,
                                       classes)
     # diffusion: isophote curvature energy far below its level at that brightness
-    curvature = np.log(block_mean(_isophote_energy(gray), block) + 1e-4)
     expected, spread = binned_reference(curvature, brightness, usable, bins=10)
     diffusion = standardise_by_content(pooled_z(np.clip((expected - curvature) / spread, -6, 6), 1), usable,
                                        classes)
