@@ -56,6 +56,7 @@ WHY = {
     ("clone", "brush"): "nothing was copied from elsewhere in the picture; a smooth fill is not a copy",
     ("clone", "pasteup"): "the pasted piece comes from another photograph, so nothing in this one matches it",
     ("inpaint", "pasteup"): "a pasted piece is a photograph with its own texture, not a fill",
+    ("inpaint", "digital"): "a patch-based fill copies texture; this method looks for smooth, grainless fills",
     ("ela", "none"): "error levels vary with texture and with the scan's own compression",
 }
 WHY_MISSED = "what this technique left here stayed below its threshold"

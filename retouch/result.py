@@ -25,7 +25,7 @@ REGION_KINDS = frozenset(
         "clone-target",  # filled with material copied from elsewhere in the image
         "clone-source",  # where that material came from
         "clone-pair",  # one of two areas that are copies of each other, the copy not told from its source
-        "inpainted",  # exemplar or diffusion fill
+        "inpainted",  # a diffusion fill or airbrush
         "noise-low",  # grain far below what the image's noise-level function predicts
         "noise-high",  # grain far above, or of a different texture
         "noise-residual",  # fine noise pattern (residual co-occurrences) unlike the rest: another source

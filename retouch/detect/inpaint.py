@@ -1,17 +1,13 @@
-"""Inpainting artifacts: exemplar fills (many small copied patches) and diffusion fills (smooth along isophotes).
+"""Inpainting artifacts: diffusion fills and airbrush (areas smoothed along isophotes, without grain).
 
 Method
 ------
-- Exemplar cue: exemplar inpainting (Criminisi, Pérez & Toyama 2004) fills a hole with small patches copied from
-  nearby, each at its own displacement. A dense nearest-neighbour field (compiled PatchMatch with local search,
-  ``retouch.detect._patchmatch``) with a short minimum offset finds near-exact twins for such pixels; the density
-  of such twins per block, against blocks of the same brightness, is the exemplar evidence.
 - Diffusion cue (cf. Li, Luo & Huang 2017): diffusion inpainting propagates intensities along isophotes, so the
   second derivative along the isophote is abnormally small in the fill; per block its log energy is compared with
-  blocks of the same brightness.
-Both cues become pooled block z-scores judged a-contrario (``_blocks.group_decision``) on a copy bounded to
+  blocks of the same brightness and content class. Airbrush and digital smoothing leave the same trace.
+The cue becomes pooled block z-scores judged a-contrario (``_blocks.group_decision``) on a copy bounded to
 ``analysis_pixels``, so the number of tests, and the false regions per image, do not grow with the scan; regions
-say which cue fired (``evidence["cue"]``) and their number of false alarms (``evidence["nfa"]``).
+give the cue (``evidence["cue"]``) and their number of false alarms (``evidence["nfa"]``).
 - Full-resolution outline: on a larger scan each group decided by the diffusion cue is measured again at full
   resolution in a tile around it (the diffusion cue in 8-pixel blocks, against the same measure on a lattice of
   reference tiles over the scan), and its outline is redrawn from the full-resolution blocks that stand out and
@@ -20,15 +16,14 @@ say which cue fired (``evidence["cue"]``) and their number of false alarms (``ev
 
 Limits
 ------
-Exemplar fills made of pieces smaller than the compared neighbourhood, fills copied from another photograph or
-re-grained afterwards leave no twins; naturally smooth areas look diffused when a scan has almost no grain;
-airbrush and digital smoothing leave the same diffusion trace. Measured alternatives that were not kept are in
-``benchmarks/results/detector_notes.md``.
+Exemplar fills (patches copied from around the hole) are not this detector's to find: copied texture is not
+smooth (``compare`` with another copy finds them; a digital one saved again as JPEG leaves error-level and JPEG
+traces). A fill re-grained afterwards hides the trace; naturally smooth areas look diffused when a scan has almost
+no grain; airbrush and digital smoothing leave the same trace, so the cue says "smoothed", not which tool. Measured
+alternatives that were not kept (among them an exemplar cue) are in ``benchmarks/results/detector_notes.md``.
 
 References
 ----------
-A. Criminisi, P. Pérez, K. Toyama, "Region filling and object removal by exemplar-based image inpainting", IEEE
-TIP 13(9), 2004.
 H. Li, W. Luo, J. Huang, "Localization of diffusion-based inpainting in digital images", IEEE TIFS 12(12), 2017.
 """
 
@@ -58,7 +53,6 @@ from retouch.detect._blocks import (
     strength_to_heat,
 )
 from retouch.detect._options import options_params, resolve_options
-from retouch.detect._patchmatch import compiled_patchmatch, projected_patch_features
 from retouch.detect.grain import grain_dominated, grain_profile
 from retouch.registry import register
 from retouch.imaging import bounded, to_gray_float, upscale_to
@@ -70,13 +64,12 @@ FALSE_ALARM_CONTROL = ("a-contrario: a region's NFA is the number of block tests
                        "grain_tail_margin for grain-dominated pictures such as scanned prints)")
 
 EXPLANATION = (
-    "Inpainting fills a hole automatically. Exemplar fills copy many small patches from around the hole, so "
-    "each filled point has an almost identical twin nearby, down to the film grain; diffusion fills smear the "
-    "surrounding tones inwards along the lines of equal brightness, leaving an area that is unnaturally smooth "
-    "along those lines and has no grain. This map marks areas where either trace is far stronger than anywhere "
-    "else in the picture. Limits: a fill copied from another photograph or re-grained afterwards leaves no twins; "
-    "a scan with almost no grain makes plain skies and walls look smooth; smoothing by airbrush or software "
-    "leaves the same diffusion trace, so the map says 'smoothed', not which tool did it."
+    "Diffusion inpainting fills a hole by smearing the surrounding tones inwards along the lines of equal "
+    "brightness; an airbrush or a software smoothing tool does much the same. Either leaves an area that is "
+    "unnaturally smooth along those lines and has no grain. This map marks areas where that trace is far stronger "
+    "than anywhere else in the picture. Limits: fills made of copied patches (exemplar or clone-stamp fills) are "
+    "not smooth and are not found here; a fill re-grained afterwards hides the trace; a scan with almost no grain "
+    "makes plain skies and walls look smooth; the map says 'smoothed', not which tool did it."
 )
 
 
@@ -227,12 +220,6 @@ class InpaintOptions:
     ----------
     analysis_pixels : int
         Analysis runs on a copy bounded to this many pixels (1,000,000).
-    radius : int
-        The exemplar cue compares (2 radius - 1)-pixel square neighbourhoods (3).
-    min_offset : int
-        Shortest displacement (analysis pixels) a twin may have (6).
-    near_exact : float
-        Relative match distance below which a twin counts as a copy (0.15).
     nfa_threshold : float
         A region is decided when its number of false alarms is at most this (0.01).
     grain_level : float
@@ -252,9 +239,6 @@ class InpaintOptions:
     """
 
     analysis_pixels: int = 1_000_000
-    radius: int = 3
-    min_offset: int = 6
-    near_exact: float = 0.15
     nfa_threshold: float = 0.01
     grain_level: float = 0.0085
     grain_uniformity: float = 0.7
@@ -263,12 +247,12 @@ class InpaintOptions:
     full_resolution_outline: bool = True
 
 
-@register("inpaint", title="Inpainting (exemplar and diffusion fills)",
-          description="Areas filled by many small copied patches (exemplar inpainting) or smoothed along "
-                      "isophotes without grain (diffusion inpainting, airbrush).")
+@register("inpaint", title="Inpainting and airbrush (diffusion fills)",
+          description="Areas smoothed along isophotes without grain (diffusion inpainting, airbrush, digital "
+                      "smoothing).")
 def inpainting_traces(image: np.ndarray, *, options: InpaintOptions | None = None, **changes: Any
                       ) -> AnalysisResult:
-    """Exemplar and diffusion inpainting evidence.
+    """Diffusion inpainting and airbrush evidence.
 
     Parameters
     ----------
@@ -281,7 +265,7 @@ def inpainting_traces(image: np.ndarray, *, options: InpaintOptions | None = Non
     Returns
     -------
     AnalysisResult
-        ``inpainted`` regions with the cue that fired and ``evidence["nfa"]``.
+        ``inpainted`` regions with their cue and ``evidence["nfa"]``.
 
     Examples
     --------
@@ -290,8 +274,7 @@ def inpainting_traces(image: np.ndarray, *, options: InpaintOptions | None = Non
     'inpaint'
     """
     options = resolve_options(InpaintOptions(), options, changes)
-    analysis_pixels, radius, min_offset = options.analysis_pixels, options.radius, options.min_offset
-    near_exact = options.near_exact
+    analysis_pixels = options.analysis_pixels
     gray_full = to_gray_float(image)
     shape = gray_full.shape
     gray, scale = bounded(gray_full, analysis_pixels)
@@ -303,45 +286,22 @@ def inpainting_traces(image: np.ndarray, *, options: InpaintOptions | None = Non
     if not usable.any():
         return AnalysisResult.skipped_result("inpaint", shape, NOTHING_TO_JUDGE, params=params,
                                              explanation=EXPLANATION)
-    # exemplar patches are copied unrotated and small: a pixel's own small neighbourhood, not a rotation-
-    # invariant disc that would straddle several copied patches, is what finds its twin
-    reduced = projected_patch_features(gray, 2 * radius - 1, 8)
-    energy = np.einsum("ijk,ijk->ij", reduced, reduced)
-    oy, ox, distance = compiled_patchmatch(reduced, min_offset=min_offset, iterations=2, seed=3,
-                                           global_samples=1, local_samples=8, local_radius=48)
-    height, width = gray.shape
-    ys, xs = np.mgrid[0:height, 0:width]
-    partner = energy[np.clip(ys + oy, 0, height - 1), np.clip(xs + ox, 0, width - 1)]
-    relative = np.where(np.isfinite(distance), distance / (energy + partner + 1e-3), 1.0)
-    twins = block_mean((relative < near_exact).astype(np.float32), block)
-    # exemplar: the fraction of near-exact twins, against blocks of the same brightness
-    twin_score = np.log(twins + 0.02)
-    expected, spread = binned_reference(twin_score, brightness, usable, bins=8)
     classes = content_classes(usable, _block_texture(gray, block), brightness,
                               block_saturation(image, block, gray.shape))
-    exemplar = standardise_by_content(pooled_z(np.clip((twin_score - expected) / spread, -6, 6), 1), usable,
-                                      classes)
-    # diffusion: isophote curvature energy far below its level at that brightness
+    # isophote curvature energy far below its level at that brightness
     expected, spread = binned_reference(curvature, brightness, usable, bins=10)
     diffusion = standardise_by_content(pooled_z(np.clip((expected - curvature) / spread, -6, 6), 1), usable,
                                        classes)
-    exemplar[~usable] = 0.0
     diffusion[~usable] = 0.0
-    tests = int(usable.sum()) * 2
+    tests = int(usable.sum())
     level, uniformity = grain_profile(image)
     dominated = grain_dominated(level, uniformity, grain_level=options.grain_level,
                                 grain_uniformity=options.grain_uniformity)
     margin = options.grain_tail_margin if dominated else options.tail_margin
-    decisions = [group_decision(values, tests=tests, margin=margin,
-                                nfa_threshold=options.nfa_threshold, min_blocks=4, extent_z=EXTENT_Z)
-                 for values in (exemplar, diffusion)]
-    exemplar_mask, diffusion_mask = (d.mask for d in decisions)
-    nfa = np.minimum(decisions[0].nfa, decisions[1].nfa)
-    threshold = decisions[0].threshold_z
-    best_nfa = min(d.best_nfa for d in decisions)
-    mask_blocks = exemplar_mask | diffusion_mask
-    strength = np.maximum(exemplar, diffusion)
-    heat = strength_to_heat(strength, threshold)
+    decision = group_decision(diffusion, tests=tests, margin=margin, nfa_threshold=options.nfa_threshold,
+                              min_blocks=4, extent_z=EXTENT_Z)
+    mask_blocks, nfa, threshold, best_nfa = decision.mask, decision.nfa, decision.threshold_z, decision.best_nfa
+    heat = strength_to_heat(diffusion, threshold)
     score = nfa_score(best_nfa, options.nfa_threshold, decided=bool(mask_blocks.any()))
     small_result = block_result(
         "inpaint", heat_blocks=heat, mask_blocks=mask_blocks, block=block, shape=gray.shape,
@@ -349,7 +309,6 @@ def inpainting_traces(image: np.ndarray, *, options: InpaintOptions | None = Non
         min_area=4 * block * block, nfa=nfa, what="inpainting trace",
     )
     regions = []
-    exemplar_full = upscale_to(np.repeat(np.repeat(exemplar_mask, block, 0), block, 1), gray.shape)
     heatmap, mask = upscale_to(small_result.heatmap, shape), upscale_to(small_result.mask, shape)
     outlines = {}
     if scale < 1 and options.full_resolution_outline and mask_blocks.any():
@@ -362,11 +321,9 @@ def inpainting_traces(image: np.ndarray, *, options: InpaintOptions | None = Non
     outlined = 0
     for region in small_result.regions:
         x, y, w, h = region.bbox
-        share = float(exemplar_full[y:y + h, x:x + w].mean()) if w and h else 0.0
-        cue = "exemplar" if share >= 0.5 else "diffusion"
-        evidence = {"cue": cue, "exemplar_share": round(share, 3), **region.evidence}
+        evidence = {"cue": "diffusion", **region.evidence}
         outline = outlines.get(label_at.get((x, y), 0))
-        if cue == "diffusion" and outline is not None and outline[2].any():
+        if outline is not None and outline[2].any():
             (top, left, height, width), group, drawn = outline
             window = mask[top:top + height, left:left + width]
             # the coarse group's pixels, whole: its components in the tile, should resizing have rounded an edge
@@ -386,17 +343,16 @@ def inpainting_traces(image: np.ndarray, *, options: InpaintOptions | None = Non
             evidence={**evidence, "outline": "analysis copy"}))
     flagged = float(mask_blocks.mean())
     if regions:
-        cues = sorted({r.evidence["cue"] for r in regions})
-        summary = f"Inpainting traces ({' and '.join(cues)}) in {100 * flagged:.2f} % of the image."
+        summary = f"Smoothing along isophotes (diffusion fill or airbrush) in {100 * flagged:.2f} % of the image."
     else:
-        summary = "No exemplar or diffusion inpainting trace stands out."
+        summary = "No diffusion or airbrush trace stands out."
     return AnalysisResult(
         method="inpaint", heatmap=heatmap, mask=mask, regions=regions, score=score,
         params={**params, "threshold_z": round(threshold, 3)},
         summary=summary, explanation=EXPLANATION,
-        details={"smallest_nfa": finite_or_none(best_nfa), "null": decisions[0].null_record(decisions[1:]),
+        details={"smallest_nfa": finite_or_none(best_nfa), "null": decision.null_record(),
                  "grain_level": round(level, 6), "grain_uniformity": round(uniformity, 3),
                  "null_width_used": margin,
-                 "blocks_exemplar": int(exemplar_mask.sum()), "blocks_diffusion": int(diffusion_mask.sum()),
+                 "blocks_diffusion": int(mask_blocks.sum()),
                  "regions_outlined_at_full_resolution": outlined},
     )

@@ -32,7 +32,7 @@ KIND_MEANING = {  # the table's short gloss; the words above the table use retou
     "clone-target": "filled with material copied from elsewhere in the picture",
     "clone-source": "where copied material came from",
     "clone-pair": "one of two areas that are copies of each other; which one is the copy could not be told",
-    "inpainted": "filled by inpainting (exemplar patches or smooth diffusion)",
+    "inpainted": "smoothed along isophotes without grain (diffusion fill, airbrush)",
     "noise-low": "grain far weaker than elsewhere at this brightness",
     "noise-high": "grain far stronger or different from elsewhere",
     "noise-residual": "fine noise pattern unlike the rest of the picture (another camera or file)",
