@@ -6,7 +6,7 @@ Method
    extended over where it was. Each pixel of a region is asked what the two scans' tones there (both
    smoothed by 3 analysis pixels, the reference's through the pair model, corrected for the slow local tone
    drift the unchanged pixels around show) say happened. Content is *replaced* where the tone of one scan
-   appears nowhere in the other scan's neighbourhood (a square reaching a fifth of the region's side, 4 to 96
+   appears nowhere in the other scan's neighbourhood (a square reaching a fifth of the region's side, 4 to 24
    pixels, either way) within three robust standard deviations of the pair's own residual: the reference
    showed something the questioned scan lacks there, or the opposite. Content is *reshaped* where each scan's
    tone is found in the other's neighbourhood: the same content, moved, stretched or repainted in its own
@@ -46,7 +46,7 @@ SPLIT_SHARE = 0.2  # a part of one class smaller than this share of its region i
 SPLIT_SMOOTHING = 3.0  # analysis px: the tones compared are smoothed by this, averaging grain away
 TONE_DRIFT_PX = 32.0  # the slow local tone difference of the unchanged pixels is estimated over this scale
 NEIGHBOURHOOD_SHARE = 0.2  # the neighbourhood searched for a tone, as a share of the square root of region area
-NEIGHBOURHOOD_PX = (4, 96)  # the reach stays a fifth of the side up to regions of about 480 analysis px across
+NEIGHBOURHOOD_PX = (4, 24)
 DAMAGE_MIN_PX = 4  # specks smaller than this (analysis pixels) are not listed
 DAMAGE_LISTED = 25  # at most this many damage regions are listed (largest first); the rest are counted
 
