@@ -415,26 +415,21 @@ def _polygon(points: list, shape: tuple[int, int], transform: np.ndarray | None 
 
 
 def _kind_mask(regions: list, mask: np.ndarray, kinds: tuple[str, ...]) -> np.ndarray:
-    """The decision's pixels that belong to the regions of ``kinds``: a region's outline where it has one (the
-    parts of a change split by kind, whose boxes overlap), else its box; a pixel in several belongs to the
-    smallest (a part nested in another's outline)."""
+    """The decision's pixels that belong to a region of ``kinds``: a region's outline where it has one, else its
+    box. A pixel may belong to several regions: a reshaped part listed inside a removed change is both (the
+    reference's content there was taken out, and content both scans show was extended over it)."""
     import cv2
 
-    owner = np.full(mask.shape, -1, np.int32)
-    for index in sorted(range(len(regions)), key=lambda i: -regions[i].area):
-        region = regions[index]
-        if region.kind == "damage":
+    chosen = np.zeros(mask.shape, np.uint8)
+    for region in regions:
+        if region.kind not in kinds:
             continue
         if "outline_questioned" in region.evidence and region.kind != "shared":
-            own = np.zeros(mask.shape, np.uint8)
-            cv2.fillPoly(own, [np.int32(region.evidence["outline_questioned"]).reshape(-1, 1, 2)], 1)
-            owner[own > 0] = index
+            cv2.fillPoly(chosen, [np.int32(region.evidence["outline_questioned"]).reshape(-1, 1, 2)], 1)
         else:
             x, y, w, h = region.bbox
-            owner[y:y + h, x:x + w] = index
-    chosen = np.zeros(len(regions) + 1, bool)
-    chosen[:-1] = [region.kind in kinds for region in regions]
-    return chosen[owner] & mask
+            chosen[y:y + h, x:x + w] = 1
+    return chosen.astype(bool) & mask
 
 
 def _share(part: np.ndarray, whole: np.ndarray) -> float:

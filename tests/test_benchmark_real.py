@@ -54,3 +54,21 @@ def test_soviet_copies_carry_their_outlines_with_them(tmp_path, capsys):
         assert bright.any() and (bright & (inside > 0)).sum() >= 0.95 * bright.sum(), variant.name
     assert soviet_variants.main(["--soviet", str(tmp_path / "nowhere"), "--no-write"]) == 2
     assert "nowhere" in capsys.readouterr().err
+
+
+def test_a_pixel_counts_for_every_kind_whose_region_outlines_it():
+    """A reshaped part listed inside a removed change is both removed and retouched; a pixel of the decision that no
+    region of a kind outlines does not count for it, and a pixel outside the decision never counts."""
+    from retouch.result import Region
+
+    mask = np.zeros((40, 60), bool)
+    mask[5:35, 5:45] = True
+    whole = Region(bbox=(5, 5, 40, 30), area=1200, score=1.0, kind="removed",
+                   evidence={"outline_questioned": [[5, 5], [44, 5], [44, 34], [5, 34]]})
+    inside = Region(bbox=(25, 5, 20, 30), area=600, score=1.0, kind="retouched",
+                    evidence={"outline_questioned": [[25, 5], [44, 5], [44, 34], [25, 34]], "within": [5, 5, 40, 30]})
+    removed = real._kind_mask([whole, inside], mask, ("removed",))
+    retouched = real._kind_mask([whole, inside], mask, ("retouched",))
+    assert removed.sum() == mask.sum()
+    assert retouched[5:35, 25:45].all() and not retouched[:, :24].any()
+    assert not real._kind_mask([whole, inside], np.zeros_like(mask), ("removed", "retouched")).any()

@@ -242,7 +242,7 @@ class _Changes:
     damage_count: int
     model: PairModel
     decision: Decision
-    region_labels: np.ndarray  # each pixel's region (index + 1), 0 outside them
+    region_pixels: list[np.ndarray]  # each region's own pixels within its box
 
 
 def _detect_changes(frame: _Frame, *, min_area_fraction: float, options: CompareOptions,
@@ -270,7 +270,7 @@ def _detect_changes(frame: _Frame, *, min_area_fraction: float, options: Compare
     confirmed = cv2.dilate(cues.local, np.ones((3, 3), np.uint8))
     capped = np.minimum(cues.evidence, confirmed / max(GROW_SHARE, 1e-6))
     heatmap = np.clip(capped / (2.0 * max(threshold, 1e-6)), 0.0, 1.0).astype(np.float32)
-    regions, region_labels = classify_regions(decision.mask, heatmap, clean_p, clean_q, min_area=min_area,
+    regions, region_pixels = classify_regions(decision.mask, heatmap, clean_p, clean_q, min_area=min_area,
                                               valid=frame.valid)
     regions = [_with_false_alarm_control(region, decision, options.decision.false_alarms) for region in regions]
     # a speck inside an edit belongs to the edit
@@ -278,7 +278,7 @@ def _detect_changes(frame: _Frame, *, min_area_fraction: float, options: Compare
     damage, damage_count = damage_regions(defects.reference_only, defects.questioned_only, outside)
     timings["decision"] = time.perf_counter() - started
     return _Changes(mask=decision.mask, heatmap=heatmap, regions=regions, damage=damage, damage_count=damage_count,
-                    model=model, decision=decision, region_labels=region_labels)
+                    model=model, decision=decision, region_pixels=region_pixels)
 
 
 def _with_false_alarm_control(region: Region, decision: Decision, false_alarms: float) -> Region:
@@ -337,7 +337,7 @@ def _compare_pictures(reference: np.ndarray, questioned: np.ndarray, *, min_area
     mask = upscale_to(changes.mask.astype(np.float32), full_shape) >= 0.5
     valid_full = upscale_to(pair.valid, full_shape)
     edits = _regions_to_full(changes.regions, mask, pair.scale, registration.transform, reference.shape[:2],
-                             labels=changes.region_labels)
+                             pixels=changes.region_pixels)
     damage = _regions_to_full(changes.damage, None, pair.scale, registration.transform, reference.shape[:2],
                               full_shape)
     aligned = _warp_to(to_uint8(reference), registration.transform, full_shape)
@@ -472,6 +472,10 @@ def _summary(edits: list[Region], counts: dict[str, int], changed: float, overla
         listed = ", ".join(f"{n} {kind}" for kind, n in counts.items() if n and kind in EDIT_KINDS)
         summary = (f"{len(edits)} changed region(s) ({listed}) covering {100 * changed:.2f} % of the compared "
                    f"area; the scans were aligned with {alignment}.")
+        nested = sum("within" in r.evidence for r in edits)
+        if nested:
+            summary += (f" {nested} of the retouched region(s) lie inside a removed or added change: content both "
+                        "scans show, reshaped or extended over where the reference's content was taken out.")
     else:
         summary = (f"No region met the threshold over the {100 * overlap:.0f} % of the {frame} that both "
                    f"scans show; aligned with {alignment}.")
@@ -493,10 +497,11 @@ def _alignment_words(registration: Registration) -> str:
 
 def _regions_to_full(regions: list[Region], mask: np.ndarray | None, scale: float, transform: np.ndarray,
                      reference_shape: tuple[int, int], shape: tuple[int, int] | None = None, *,
-                     labels: np.ndarray | None = None) -> list[Region]:
-    """Scale analysis-resolution regions to full size; area counted on the full-size mask (scaled when there is
-    none, as for damage, which is not part of the mask); bbox in the reference. A region that is one part of a
-    change split by kind (its boxes overlap its neighbours') has its area and outline from ``labels``."""
+                     pixels: list[np.ndarray] | None = None) -> list[Region]:
+    """Scale analysis-resolution regions to full size; bbox in the reference. A region whose own ``pixels`` (within
+    its box) are given has its area and outline from them (the reshaped part listed inside a removed change shares
+    its pixels); otherwise the area is counted on the full-size mask (scaled when there is none, as for damage,
+    which is not part of the mask)."""
     inverse = np.linalg.inv(transform)
     height, width = mask.shape if mask is not None else shape
     out = []
@@ -505,16 +510,17 @@ def _regions_to_full(regions: list[Region], mask: np.ndarray | None, scale: floa
         x0, y0 = int(np.floor(x / scale)), int(np.floor(y / scale))
         x1, y1 = min(width, int(np.ceil((x + w) / scale))), min(height, int(np.ceil((y + h) / scale)))
         evidence = dict(region.evidence)
-        if labels is not None and "change_bbox" in evidence:
-            own = labels[y:y + h, x:x + w] == index + 1
+        if pixels is not None:
+            own = pixels[index]
             area = int(round(np.count_nonzero(own) / scale**2))
             contours, _ = cv2.findContours(own.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
             if contours:
                 ring = cv2.approxPolyDP(max(contours, key=cv2.contourArea), 1.0, True).reshape(-1, 2)
                 evidence["outline_questioned"] = np.round((ring + [x, y]) / scale).astype(int).tolist()
-            px, py, pw, ph = evidence["change_bbox"]
-            evidence["change_bbox"] = [int(px / scale), int(py / scale), int(np.ceil(pw / scale)),
-                                          int(np.ceil(ph / scale))]
+            if "within" in evidence:
+                px, py, pw, ph = evidence["within"]
+                evidence["within"] = [int(px / scale), int(py / scale), int(np.ceil(pw / scale)),
+                                      int(np.ceil(ph / scale))]
         elif mask is not None:
             area = int(np.count_nonzero(mask[y0:y1, x0:x1]))
         else:

@@ -2,29 +2,35 @@
 
 Method
 ------
-1. Parts. One changed region can hold several edits side by side: a figure painted out and, beside it, another
-   figure extended into the gap. Each pixel of a region is asked what the two scans' tones there (both
+1. Parts. One changed region can hold two edits over the same pixels: a figure painted out and another figure
+   extended over where it was. Each pixel of a region is asked what the two scans' tones there (both
    smoothed by 3 analysis pixels, the reference's through the pair model, corrected for the slow local tone
    drift the unchanged pixels around show) say happened. Content is *replaced* where the tone of one scan
    appears nowhere in the other scan's neighbourhood (a square reaching a fifth of the region's side, 4 to 24
    pixels, either way) within three robust standard deviations of the pair's own residual: the reference
-   showed something the questioned scan lacks there, or the opposite. Content is *reshaped* where each scan's tone is found in
-   the other's neighbourhood: the same content, moved, stretched or repainted in its own tones. The two
-   classes are smoothed over the neighbourhood and the region is split only when each class holds at least a
-   fifth of it (``SPLIT_SHARE``); smaller parts of one class are the fringe of the other. A reshaped part is
-   ``retouched``.
-2. Direction. A replaced part (or an unsplit region) is judged by the image structure above the grain (detail
-   of the grain-smoothed image at a coarser scale) in both frames, relative to what the two scans show
-   elsewhere: much less structure in the questioned frame is ``removed`` (content erased and filled), much more
-   is ``added``; otherwise the frame in which the part stands out from its surroundings decides, and failing
-   that it is ``retouched`` (an altered surface).
+   showed something the questioned scan lacks there, or the opposite. Content is *reshaped* where each scan's
+   tone is found in the other's neighbourhood: the same content, moved, stretched or repainted in its own
+   tones. The two classes are smoothed over the neighbourhood; a part of either class smaller than a fifth of
+   the region (``SPLIT_SHARE``) is the fringe of the other.
+2. Direction. The region's kind is read where content was replaced (the whole region when less than a fifth
+   of it was): the image structure above the grain (detail of the grain-smoothed image at a coarser scale) in
+   both frames, relative to what the two scans show elsewhere: much less structure in the questioned frame is
+   ``removed`` (content erased and filled), much more is ``added``; otherwise the frame in which the part
+   stands out from its surroundings decides, and failing that it is ``retouched`` (an altered surface). The
+   region is the whole change: what the reference showed there was taken out (or what the questioned image
+   shows was put in) over all of it.
+3. Reshaped parts. A removed or added region whose reshaped part holds at least a fifth of it lists that part
+   again, inside it, as ``retouched`` (evidence ``within``: the box of the change it lies in): content both
+   scans show, moved or extended over where the reference's content was taken out. Its pixels belong to both
+   regions; the regions' areas therefore add up to more than the marked area.
 Specks and scratches present in one scan only (found before the comparison, see
 :mod:`retouch.compare.evidence`) are ``damage``: a fact about the prints, never an edit and never the headline.
 
 Limits: a clone stamp swaps one content for another, so removed, added and retouched can all be argued for it;
 a faint speck that the defect test misses and that grows into a region of its own is judged like any region;
-where one figure is removed and another extended over the same pixels, each pixel gets one kind: the parts
-whose tones changed read as removed (or added), those whose tones moved as retouched.
+the tone test cannot tell a figure extended into a gap from background continued over it (water closing over
+a figure painted out is "reshaped" as much as a coat lengthened), and in a textured neighbourhood almost any
+tone is found, so the reshaped part's extent varies with the copy compared.
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ import numpy as np
 
 from retouch.result import Region, regions_from_mask
 
-SPLIT_SHARE = 0.2  # a region splits into parts by kind only when each kind holds at least this share of it
+SPLIT_SHARE = 0.2  # a part of one class smaller than this share of its region is the fringe of the other
 SPLIT_SMOOTHING = 3.0  # analysis px: the tones compared are smoothed by this, averaging grain away
 TONE_DRIFT_PX = 32.0  # the slow local tone difference of the unchanged pixels is estimated over this scale
 NEIGHBOURHOOD_SHARE = 0.2  # the neighbourhood searched for a tone, as a share of the square root of region area
@@ -134,9 +140,10 @@ def _small_components(where: np.ndarray, smallest: float) -> np.ndarray:
     return small[labels]
 
 
-def replaced_parts(frames: _Frames, region: np.ndarray, area: int, min_area: int = 1) -> np.ndarray | None:
-    """Within ``region`` (a bool mask), where content was replaced rather than reshaped (module docstring, 1), or
-    None when the region is one part (each part must hold ``min_area`` pixels, as a region must)."""
+def replaced_parts(frames: _Frames, region: np.ndarray, area: int, min_area: int = 1) -> np.ndarray:
+    """Within ``region`` (a bool mask), where content was replaced rather than reshaped (module docstring, 1); a part
+    of either class smaller than a region may be (``min_area``) or than ``SPLIT_SHARE`` of ``area`` joins the
+    other class."""
     radius = int(np.clip(round(NEIGHBOURHOOD_SHARE * np.sqrt(area)), *NEIGHBOURHOOD_PX))
     ys, xs = np.nonzero(region)
     pad = radius + 1
@@ -158,49 +165,57 @@ def replaced_parts(frames: _Frames, region: np.ndarray, area: int, min_area: int
     for _ in range(2):  # a part of either class too small to stand alone joins the other class
         part &= ~_small_components(part, smallest)
         part |= _small_components(inside & ~part, smallest)
-    replaced_area = int(part.sum())
-    if replaced_area < smallest or int(inside.sum()) - replaced_area < smallest:
-        return None
     out = np.zeros(region.shape, bool)
     out[y0:y1, x0:x1] = part
     return out
 
 
+def _own(where: np.ndarray, bbox: tuple[int, int, int, int]) -> np.ndarray:
+    x, y, w, h = bbox
+    return np.ascontiguousarray(where[y:y + h, x:x + w])
+
+
+def _box(where: np.ndarray) -> tuple[int, int, int, int]:
+    ys, xs = np.nonzero(where)
+    return int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)
+
+
 def classify_regions(mask: np.ndarray, heatmap: np.ndarray, reference: np.ndarray, questioned: np.ndarray,
-                     *, min_area: int, valid: np.ndarray) -> tuple[list[Region], np.ndarray]:
-    """Regions of ``mask`` split into parts by what happened in each and labelled removed / added / retouched
-    (module docstring), and a label map (the index of each pixel's region plus one; 0 outside them)."""
+                     *, min_area: int, valid: np.ndarray) -> tuple[list[Region], list[np.ndarray]]:
+    """Regions of ``mask`` labelled removed / added / retouched, with the reshaped parts of a removed or added
+    change listed again, inside it, as ``retouched`` (module docstring), and each region's own pixels (a bool
+    array the size of its box)."""
     frames = _frames(mask, reference, questioned, valid)
     _, components = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
     labelled: list[Region] = []
-    label_map = np.zeros(mask.shape, np.int32)
+    owns: list[np.ndarray] = []
     for region in regions_from_mask(mask, heatmap, kind="retouched", min_area=min_area):
         x, y, w, h = region.bbox
         # the component this region is (its box may cut into a neighbour's pixels)
         ids = np.bincount(components[y:y + h, x:x + w][mask[y:y + h, x:x + w]].ravel())
         whole = components == int(np.argmax(ids))
         replaced = replaced_parts(frames, whole, region.area, min_area)
-        if replaced is None:  # one part: judged as whole regions always were, against what lies around them
+        reshaped = whole & ~replaced
+        smallest = max(SPLIT_SHARE * region.area, float(min_area))
+        if replaced.sum() >= smallest:  # the direction is read where content was replaced
+            kind, evidence = _judged(frames, mask, replaced, _box(replaced))
+        else:  # judged as whole regions always were, against what lies around them
             kind, evidence = _judged(frames, mask, mask, region.bbox)
-            labelled.append(replace(region, kind=kind, evidence=evidence))
-            label_map[whole] = len(labelled)
+        evidence["reshaped_share"] = round(float(reshaped.sum()) / float(whole.sum()), 3)
+        labelled.append(replace(region, kind=kind, evidence=evidence))
+        owns.append(_own(whole, region.bbox))
+        if kind == "retouched" or reshaped.sum() < smallest:
             continue
-        for part, reshaped in ((replaced, False), (whole & ~replaced, True)):
-            for piece in regions_from_mask(part, heatmap, kind="retouched", min_area=1):
-                px, py, pw, ph = piece.bbox
-                _, labels_p = cv2.connectedComponents(part[py:py + ph, px:px + pw].astype(np.uint8), connectivity=8)
-                own = np.zeros(mask.shape, bool)
-                crop = labels_p == np.argmax(np.bincount(labels_p[labels_p > 0].ravel()))
-                own[py:py + ph, px:px + pw] = crop
-                if reshaped:
-                    kind, evidence = "retouched", {"reshaped": True}
-                else:
-                    kind, evidence = _judged(frames, mask, own, piece.bbox)
-                    evidence["reshaped"] = False
-                evidence["change_bbox"] = list(region.bbox)
-                labelled.append(replace(piece, kind=kind, evidence=evidence))
-                label_map[own] = len(labelled)
-    return labelled, label_map
+        for piece in regions_from_mask(reshaped, heatmap, kind="retouched", min_area=min_area):
+            px, py, pw, ph = piece.bbox
+            _, labels_p = cv2.connectedComponents(reshaped[py:py + ph, px:px + pw].astype(np.uint8),
+                                                  connectivity=8)
+            crop = labels_p == np.argmax(np.bincount(labels_p[labels_p > 0].ravel()))
+            labelled.append(replace(piece, kind="retouched",
+                                    evidence={"reshaped": True, "within": [int(v) for v in region.bbox],
+                                              "within_kind": kind}))
+            owns.append(crop)
+    return labelled, owns
 
 
 DAMAGE_CONTROL = ("Listed as damage, not as an edit: a small or thin spot departing from its neighbourhood by more "
