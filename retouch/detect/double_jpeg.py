@@ -53,16 +53,20 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+import cv2
 import numpy as np
 
 from retouch.detect._blocks import (
     binned_reference,
+    block_max,
+    block_mean,
     block_result,
+    content_classes,
     finite_or_none,
     group_decision,
     nfa_score,
     pooled_z,
-    standardise,
+    standardise_by_content,
     strength_to_heat,
 )
 from retouch.detect._options import options_params, resolve_options
@@ -120,6 +124,7 @@ class DoubleJpegOptions:
     min_strength: float = 0.0
     clear_strength: float = 2.0
     min_clear: int = 3
+    extent_z: float | None = 0.5
 
 
 def _zigzag() -> list[tuple[int, int]]:
@@ -130,6 +135,7 @@ def _zigzag() -> list[tuple[int, int]]:
 
 
 ZIGZAG = _zigzag()
+EXTENT_RADIUS = 0
 LIMIT = 64  # quantised values beyond +-LIMIT are rare and counted at the limit
 
 
@@ -269,23 +275,26 @@ def single_compression_evidence(coefficients: np.ndarray, steps: Sequence[int], 
     return evidence, counted, periodic, clear
 
 
-def clipped_blocks(image: np.ndarray, origin: tuple[int, int], shape: tuple[int, int], *, band: int = 512
-                   ) -> np.ndarray:
-    """Blocks of the grid at ``origin`` (``shape`` blocks) holding a pixel clipped to black or white in any
-    channel (computed ``band`` rows at a time)."""
+def block_extremes(image: np.ndarray, origin: tuple[int, int], shape: tuple[int, int], *, band: int = 512
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """The darkest and the brightest value of any channel in each block of the grid at ``origin`` (``shape``
+    blocks), in the image's own units (computed ``band`` rows at a time)."""
     channels = np.asarray(image)
-    white = 65535 if channels.dtype == np.uint16 else 255
     top, left = origin
     rows, cols = shape
-    out = np.zeros(shape, bool)
+    low = np.empty(shape, channels.dtype)
+    high = np.empty(shape, channels.dtype)
     for first in range(0, rows, band // 8):
         last = min(first + band // 8, rows)
         part = channels[top + 8 * first: top + 8 * last, left: left + cols * 8]
-        near = (part == 0) | (part >= white)
-        if near.ndim == 3:
-            near = near[..., :3].any(axis=2)
-        out[first:last] = near.reshape(last - first, 8, cols, 8).any(axis=(1, 3))
-    return out
+        if part.ndim == 3:
+            part = part[..., :3]
+            darkest, brightest = part.min(axis=2), part.max(axis=2)
+        else:
+            darkest = brightest = part
+        high[first:last] = block_max(brightest, 8)
+        low[first:last] = ~block_max(~darkest, 8)  # the minimum, as the maximum of the complement
+    return low, high
 
 
 def _luminance(image: np.ndarray, *, band: int = 512) -> np.ndarray:
@@ -325,6 +334,7 @@ def double_jpeg(image: np.ndarray, *, jpeg_quantization: Mapping[int, Sequence[i
     shape = luminance.shape
     params = {**options_params(options), "block": 8, "false_alarm_control": FALSE_ALARM_CONTROL}
     origin, share = grid_origin(luminance)
+    top, left = origin
     details: dict[str, Any] = {"grid_origin": list(origin), "grid_vote_share": round(share, 3)}
     if shape[0] < 64 or shape[1] < 64 or share < 0.2:
         return AnalysisResult.skipped_result("dq", shape, "the pixels show no JPEG block grid (never compressed, "
@@ -356,30 +366,46 @@ def double_jpeg(image: np.ndarray, *, jpeg_quantization: Mapping[int, Sequence[i
                                              details=details)
     # blocks with some non-zero coefficient on a periodic frequency and no clipped pixel: clipping to black or
     # white after the last decoding moves the coefficients off the lattice of either history
-    informative = (counted > 0) & ~clipped_blocks(image, origin, evidence.shape)
+    low, high = block_extremes(image, origin, evidence.shape)
+    white = 65535 if np.asarray(image).dtype == np.uint16 else 255
+    informative = (counted > 0) & (low > 0) & (high < white)
     # a sum of n log-ratios centres and spreads with n: each block is judged against blocks with about as many
     # counted coefficients (a textured block gathers more of them, and more of their noise, than a smooth one)
     centre, spread = binned_reference(evidence, counted, informative, bins=8)
     z = np.where(informative, (evidence - centre) / spread, 0.0)
-    pooled = standardise(pooled_z(z.astype(np.float32), 2), informative)
+    # pooled blocks are judged against blocks of their own content: on photographs saved twice, saturated
+    # colours, deep shadows and highlights near white (clipped in an earlier decoding, which moves coefficients
+    # off the first lattice) read as compressed once wherever they gather
+    rows, cols = evidence.shape
+    brightness = block_mean(luminance[top: top + 8 * rows, left: left + 8 * cols], 8)
+    contrast = high.astype(np.float32) - low.astype(np.float32)
+    classes = content_classes(informative, counted, brightness, contrast)
+    pooled = standardise_by_content(pooled_z(z.astype(np.float32), 2), informative, classes)
     pooled = np.where(informative, pooled, 0.0).astype(np.float32)
     tests = max(int(informative.sum()), 1)
     decision = group_decision(pooled, tests=tests, margin=options.tail_margin, nfa_threshold=options.nfa_threshold,
                               min_blocks=6)
+    decided = decision.mask
+    if decided.any() and options.extent_z is not None:
+        # how far a decided piece reaches: its blocks whose evidence pooled over their 3x3 neighbourhood stands
+        # out from blocks of their content (a 5x5 pooling reaches two blocks past the piece on every side)
+        fine = standardise_by_content(pooled_z(z.astype(np.float32), EXTENT_RADIUS), informative, classes)
+        decided = decided & (fine > options.extent_z)
+        decided = cv2.morphologyEx(decided.view(np.uint8), cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8)).view(bool)
+        decided &= decision.mask
     score = nfa_score(decision.best_nfa, options.nfa_threshold, decided=bool(decision.mask.any()))
     details.update({"smallest_nfa": finite_or_none(decision.best_nfa), "null": decision.null_record(),
                     "steps": steps})
-    if decision.mask.any():
-        summary = (f"{100 * decision.mask.mean():.2f} % of the picture looks compressed once where the rest "
+    if decided.any():
+        summary = (f"{100 * decided.mean():.2f} % of the picture looks compressed once where the rest "
                    "looks compressed twice.")
     else:
         summary = ("No area looks compressed once against the rest of the picture beyond chance (which needs the "
                    "picture to have been saved twice, the last time at the higher quality).")
-    top, left = origin
     # the block maps sit on the grid, which starts at the origin: built on that part, then placed in the picture
     part = block_result("dq", heat_blocks=strength_to_heat(pooled, decision.threshold_z),
-                        mask_blocks=decision.mask, block=8, shape=(shape[0] - top, shape[1] - left),
-                        kind_of={"jpeg-single": decision.mask}, score=score,
+                        mask_blocks=decided, block=8, shape=(shape[0] - top, shape[1] - left),
+                        kind_of={"jpeg-single": decided}, score=score,
                         params={**params, "threshold_z": round(decision.threshold_z, 3)}, summary=summary,
                         explanation=EXPLANATION, details=details, min_area=6 * 64, nfa=decision.nfa,
                         what="piece compressed once")
