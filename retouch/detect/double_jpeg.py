@@ -13,9 +13,14 @@ histogram of quantised values is measured, and each coefficient of value ``k`` g
 probability if compressed once (``1 / p``, even over a period) to its probability if compressed twice
 (``h(k)`` over the sum of ``h`` on the period around ``k``). A block's evidence is the sum over its counted
 coefficients (not zeros, which occur in both cases, nor values in sparse parts of the histogram), judged against
-blocks with about as many counted coefficients (``_blocks.binned_reference``) and pooled over 5x5 blocks; blocks
-holding a clipped pixel are not judged (clipping moves coefficients off either lattice). Groups of blocks are
-judged a-contrario (``_blocks.group_decision``), and only in a picture that shows double compression: at least
+blocks with about as many counted coefficients (``_blocks.binned_reference``), pooled over 5x5 blocks and judged
+against pooled blocks of the same content (counted coefficients, brightness, range of values over the block's
+pixels and channels: ``_blocks.standardise_by_content``), since saturated colours, deep shadows and highlights
+clipped in an earlier decoding read as compressed once in photographs saved twice; blocks holding a clipped pixel
+are not judged (clipping moves coefficients off either lattice). Groups of blocks are judged a-contrario
+(``_blocks.group_decision``); a decided group keeps the blocks whose own evidence stands out from their content
+(``extent_z``), as the 5x5 pooling reaches two blocks past a piece. Only a picture that shows double compression
+is judged: at least
 ``min_clear`` frequencies whose histogram is clearly periodic (:func:`dq_period`'s strength at least
 ``clear_strength``). In a picture compressed once there is nothing for a piece to lack, and what reads as
 "compressed once" is then the histograms' chance irregularities or the picture's own regular texture.
@@ -115,6 +120,10 @@ class DoubleJpegOptions:
         Fewest clearly periodic frequencies for the picture to be judged at all (3): a picture compressed once
         has no double compression for a piece to lack, and its histograms' chance irregularities and its own
         regular texture (a mesh, a lattice) then decide what reads as "compressed once".
+    extent_z : float or None
+        A decided group's blocks are kept where their own (unpooled) evidence is above this, in units of their
+        content class's spread, then closed over 3x3 blocks (0.5); None keeps the whole decided group. It only
+        trims a decided group: the number of groups decided and their NFA do not depend on it.
     """
 
     frequencies: int = 35
@@ -135,7 +144,6 @@ def _zigzag() -> list[tuple[int, int]]:
 
 
 ZIGZAG = _zigzag()
-EXTENT_RADIUS = 0
 LIMIT = 64  # quantised values beyond +-LIMIT are rare and counted at the limit
 
 
@@ -387,9 +395,9 @@ def double_jpeg(image: np.ndarray, *, jpeg_quantization: Mapping[int, Sequence[i
                               min_blocks=6)
     decided = decision.mask
     if decided.any() and options.extent_z is not None:
-        # how far a decided piece reaches: its blocks whose evidence pooled over their 3x3 neighbourhood stands
-        # out from blocks of their content (a 5x5 pooling reaches two blocks past the piece on every side)
-        fine = standardise_by_content(pooled_z(z.astype(np.float32), EXTENT_RADIUS), informative, classes)
+        # how far a decided piece reaches: its blocks whose own evidence stands out from blocks of their content
+        # (the 5x5 pooling reaches two blocks past the piece on every side)
+        fine = standardise_by_content(z.astype(np.float32), informative, classes)
         decided = decided & (fine > options.extent_z)
         decided = cv2.morphologyEx(decided.view(np.uint8), cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8)).view(bool)
         decided &= decision.mask
