@@ -74,6 +74,10 @@ def test_block_extremes_are_each_blocks_darkest_and_brightest_channel_value() ->
         for col in range(10):
             block = image[3 + 8 * row: 11 + 8 * row, 2 + 8 * col: 10 + 8 * col]
             assert low[row, col] == block.min() and high[row, col] == block.max()
+    rgba = np.dstack([data.coffee()[:40, :48], np.zeros((40, 48), np.uint8)])  # alpha is not a colour channel
+    low, high = block_extremes(rgba, (0, 0), (5, 6))
+    assert np.array_equal(low, rgba[..., :3].reshape(5, 8, 6, 8, 3).min(axis=(1, 3, 4)))
+    assert np.array_equal(high, rgba[..., :3].reshape(5, 8, 6, 8, 3).max(axis=(1, 3, 4)))
     gray = data.camera()[:40, :40]
     low, high = block_extremes(gray, (0, 0), (5, 5), band=16)  # bands of two block rows
     assert np.array_equal(high, gray.reshape(5, 8, 5, 8).max(axis=(1, 3)))
