@@ -19,6 +19,7 @@ from retouch.detect.double_jpeg import (
     dq_period,
     grid_origin,
     last_step,
+    trimmed_extent,
     zigzag_coefficients,
 )
 from retouch.metrics import f1_score, pixel_auc
@@ -82,6 +83,19 @@ def test_block_extremes_are_each_blocks_darkest_and_brightest_channel_value() ->
     low, high = block_extremes(gray, (0, 0), (5, 5), band=16)  # bands of two block rows
     assert np.array_equal(high, gray.reshape(5, 8, 5, 8).max(axis=(1, 3)))
     assert np.array_equal(low, gray.reshape(5, 8, 5, 8).min(axis=(1, 3)))
+
+
+def test_a_decided_group_is_trimmed_to_its_own_evidence_and_never_dropped() -> None:
+    decided = np.zeros((12, 20), bool)
+    decided[1:8, 1:8] = True  # a piece with a ring of pooled blocks around it
+    decided[2:5, 12:15] = True  # a second group whose blocks are all weak on their own
+    evidence = np.zeros((12, 20), np.float32)
+    evidence[3:6, 3:6] = 2.0
+    evidence[4, 4] = 0.0  # a hole inside the piece is closed
+    trimmed = trimmed_extent(decided, evidence, 0.5)
+    assert trimmed[3:6, 3:6].all() and trimmed[1:8, 1:8].sum() == 9  # the ring is gone
+    assert trimmed[2:5, 12:15].all()  # fewer than 6 blocks would be left: the group keeps all its blocks
+    assert not (trimmed & ~decided).any()
 
 
 def test_zigzag_is_jpegs_order() -> None:

@@ -80,8 +80,8 @@ from retouch.registry import register
 from retouch.result import AnalysisResult
 
 FALSE_ALARM_CONTROL = ("a-contrario: a region's NFA is the number of 8x8 blocks tested times the chance that a "
-                       "pooled block of an untouched doubly compressed picture looks as singly compressed (a "
-                       "Gaussian widened by tail_margin)")
+                       "pooled block of an untouched doubly compressed picture looks as singly compressed against "
+                       "the pooled blocks of its content class (a Gaussian widened by tail_margin)")
 
 EXPLANATION = (
     "A photograph saved as a JPEG, edited, and saved as a JPEG again carries the traces of both compressions in "
@@ -122,8 +122,9 @@ class DoubleJpegOptions:
         regular texture (a mesh, a lattice) then decide what reads as "compressed once".
     extent_z : float or None
         A decided group's blocks are kept where their own (unpooled) evidence is above this, in units of their
-        content class's spread, then closed over 3x3 blocks (0.5); None keeps the whole decided group. It only
-        trims a decided group: the number of groups decided and their NFA do not depend on it.
+        content class's spread, then closed over 3x3 blocks (0.5); a group left with fewer than 6 blocks keeps
+        them all, and None keeps every decided group whole. It only trims decided groups: the number of groups
+        decided and their NFA do not depend on it.
     """
 
     frequencies: int = 35
@@ -309,6 +310,18 @@ def block_extremes(image: np.ndarray, origin: tuple[int, int], shape: tuple[int,
     return low, high
 
 
+def trimmed_extent(decided: np.ndarray, evidence: np.ndarray, level: float, *, min_blocks: int = 6) -> np.ndarray:
+    """The blocks of each decided group (connected ``decided`` blocks) whose own ``evidence`` is above ``level``,
+    closed over 3x3 blocks within the group; a group left with fewer than ``min_blocks`` keeps all its blocks (the
+    decision stands as made, only its extent is trimmed)."""
+    trimmed = decided & (evidence > level)
+    trimmed = cv2.morphologyEx(trimmed.view(np.uint8), cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8)).view(bool)
+    trimmed &= decided
+    count, labels = cv2.connectedComponents(decided.view(np.uint8), connectivity=8)
+    kept = np.bincount(labels[trimmed], minlength=count) >= min_blocks
+    return trimmed | (decided & ~kept[labels])
+
+
 def _luminance(image: np.ndarray, *, band: int = 512) -> np.ndarray:
     """JPEG's luminance in 8-bit units, unrounded, float32, converted ``band`` rows at a time (a whole-picture
     float copy of the colours would cost 12 bytes a pixel)."""
@@ -401,10 +414,8 @@ def double_jpeg(image: np.ndarray, *, jpeg_quantization: Mapping[int, Sequence[i
     if decided.any() and options.extent_z is not None:
         # how far a decided piece reaches: its blocks whose own evidence stands out from blocks of their content
         # (the 5x5 pooling reaches two blocks past the piece on every side)
-        fine = standardise_by_content(z.astype(np.float32), informative, classes)
-        decided = decided & (fine > options.extent_z)
-        decided = cv2.morphologyEx(decided.view(np.uint8), cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8)).view(bool)
-        decided &= decision.mask
+        decided = trimmed_extent(decided, standardise_by_content(z.astype(np.float32), informative, classes),
+                                 options.extent_z)
     score = nfa_score(decision.best_nfa, options.nfa_threshold, decided=bool(decision.mask.any()))
     details.update({"smallest_nfa": finite_or_none(decision.best_nfa), "null": decision.null_record(),
                     "steps": steps})
