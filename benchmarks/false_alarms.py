@@ -14,7 +14,10 @@ check: about 1 image in 100 is expected there.
     python -m benchmarks.false_alarms [--workers 2] [--real bench-out/real/single.jsonl]
 
 ``--real`` adds the same figures for the unedited originals of a ``benchmarks.real`` run (whose rows record each
-detector's ``details["null"]``), as a check on material the calibration did not see. Results go to
+detector's ``details["null"]``), as a check on material the calibration did not see. ``--resaved FOLDER`` adds
+them for those originals saved again (a central crop of at most 1024 px on their 8-pixel grid, saved at JPEG
+quality 75, 90 or 95, or twice at 75 then 90): authentic photographs compressed twice, the null a double-JPEG
+detector must hold; the pictures are made in memory from the folder and never kept. Results go to
 ``benchmarks/results/false_alarms.md``.
 """
 
@@ -117,6 +120,52 @@ def _case(task: tuple[str, int, tuple[str, ...]]) -> list[dict]:
     return rows
 
 
+# how the real originals are saved again for --resaved: (label, JPEG qualities in order)
+RESAVES = [("saved again at 75", (75,)), ("saved again at 90", (90,)), ("saved again at 95", (95,)),
+           ("saved again at 75, then 90", (75, 90))]
+RESAVED_SETS = ["casia1", "noso", "psbattles"]
+
+
+def _resaved_case(task: tuple[str, int, tuple[str, ...]]) -> list[dict]:
+    """An unedited real original (``path``), cropped and saved again as ``RESAVES[save]`` says, judged by each
+    chosen detector."""
+    import io
+
+    from PIL import Image
+
+    from retouch.detect import detectors
+    from retouch.io import load_image_bytes
+
+    path, save, chosen = task
+    label, qualities = RESAVES[save]
+    with Image.open(path) as opened:
+        pixels = np.asarray(opened.convert("RGB"))
+    height, width = pixels.shape[:2]
+    top, left = max((height - 1024) // 2, 0) // 8 * 8, max((width - 1024) // 2, 0) // 8 * 8
+    image = Image.fromarray(np.ascontiguousarray(pixels[top: top + 1024, left: left + 1024]))
+    for quality in qualities:
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=quality)
+        image = Image.open(io.BytesIO(buffer.getvalue()))
+    loaded = load_image_bytes(buffer.getvalue(), name=Path(path).name)
+    rows = []
+    for detector in chosen:
+        result = detectors()[detector].run(loaded.pixels, jpeg_quantization=loaded.jpeg_quantization)
+        if result.skipped is None and "null" in result.details:
+            rows.append({"photo": Path(path).name, "save": label, "detector": detector, **result.details["null"],
+                         "marked": float(result.mask.mean()), "tail_margin": result.params.get("tail_margin")})
+    return rows
+
+
+def resaved_tasks(data: Path, chosen: tuple[str, ...]) -> list[tuple[str, int, tuple[str, ...]]]:
+    """Every distinct unedited original of ``RESAVED_SETS`` in ``data``, in each way of ``RESAVES``."""
+    from benchmarks.real import SETS, read_cases
+
+    sets = [key for key in RESAVED_SETS if (data / SETS[key] / "manifest.json").exists()]
+    originals = sorted({case.path for case in read_cases(data, sets) if case.kind == "original"})
+    return [(path, save, chosen) for path in originals for save in range(len(RESAVES))]
+
+
 def smallest_nfa(row: dict, margin: float) -> float:
     """The smallest NFA of a region the detector would decide at ``margin`` (its groups as recorded by the
     detector for each calibration margin; a margin between them takes the nearest recorded one). Rows of an
@@ -178,6 +227,8 @@ def main() -> None:
     parser.add_argument("--detectors", default=",".join(DETECTORS), help="comma-separated detectors to check")
     parser.add_argument("--reuse", type=Path, default=None, help="render from the rows of an earlier run")
     parser.add_argument("--real", type=Path, default=None, help="rows of a benchmarks.real run (single.jsonl)")
+    parser.add_argument("--resaved", type=Path, default=None,
+                        help="the real material's folder: its unedited originals saved again (see RESAVES)")
     args = parser.parse_args()
     started = time.time()
     chosen = tuple(d for d in args.detectors.split(",") if d)
@@ -206,6 +257,16 @@ def main() -> None:
                                       "tail_margin": (row.get("detector_margin") or {}).get(detector),
                                       "group_nfa": null.get("group_nfa")})
         body.append(calibration_table(real_rows, f"Unedited originals of {args.real} (check, not calibration)"))
+    if args.resaved:
+        if not (args.resaved / "README.md").exists():
+            raise SystemExit(f"{args.resaved}: no real material there (give the folder with its README.md)")
+        with ProcessPoolExecutor(max_workers=args.workers) as pool:
+            resaved_rows = [row for part in pool.map(_resaved_case, resaved_tasks(args.resaved, chosen), chunksize=2)
+                            for row in part]
+        (ROOT / "bench-out").mkdir(exist_ok=True)
+        (ROOT / "bench-out" / f"false-alarm-resaved-{'-'.join(chosen)}.json").write_text(json.dumps(resaved_rows))
+        body.append(calibration_table(resaved_rows, "Unedited real originals saved again (check, not calibration; "
+                                      "only the pictures each detector judged)"))
     when = f"rendered from {args.reuse.name}" if args.reuse else f"{(time.time() - started) / 60:.1f} min"
     text = ("# False-alarm calibration of the single-image detectors\n\nWritten by "
             f"`python -m benchmarks.false_alarms` ({when}); the conventions are in its docstring. The share of "

@@ -14,10 +14,12 @@ from skimage import data
 from retouch.detect.double_jpeg import (
     ZIGZAG,
     block_dct,
+    block_extremes,
     double_jpeg,
     dq_period,
     grid_origin,
     last_step,
+    trimmed_extent,
     zigzag_coefficients,
 )
 from retouch.metrics import f1_score, pixel_auc
@@ -64,6 +66,36 @@ def test_zigzag_coefficients_are_the_block_dct_band_by_band() -> None:
     assert banded.shape == (full.shape[0], full.shape[1], 20)
     for index, (u, v) in enumerate(ZIGZAG[:20]):
         np.testing.assert_allclose(banded[:, :, index], full[:, :, u, v], atol=1e-3)
+
+
+def test_block_extremes_are_each_blocks_darkest_and_brightest_channel_value() -> None:
+    image = data.astronaut()[:61, :83]
+    low, high = block_extremes(image, (3, 2), (7, 10))
+    for row in range(7):
+        for col in range(10):
+            block = image[3 + 8 * row: 11 + 8 * row, 2 + 8 * col: 10 + 8 * col]
+            assert low[row, col] == block.min() and high[row, col] == block.max()
+    rgba = np.dstack([data.coffee()[:40, :48], np.zeros((40, 48), np.uint8)])  # alpha is not a colour channel
+    low, high = block_extremes(rgba, (0, 0), (5, 6))
+    assert np.array_equal(low, rgba[..., :3].reshape(5, 8, 6, 8, 3).min(axis=(1, 3, 4)))
+    assert np.array_equal(high, rgba[..., :3].reshape(5, 8, 6, 8, 3).max(axis=(1, 3, 4)))
+    gray = data.camera()[:40, :40]
+    low, high = block_extremes(gray, (0, 0), (5, 5), band=16)  # bands of two block rows
+    assert np.array_equal(high, gray.reshape(5, 8, 5, 8).max(axis=(1, 3)))
+    assert np.array_equal(low, gray.reshape(5, 8, 5, 8).min(axis=(1, 3)))
+
+
+def test_a_decided_group_is_trimmed_to_its_own_evidence_and_never_dropped() -> None:
+    decided = np.zeros((12, 20), bool)
+    decided[1:8, 1:8] = True  # a piece with a ring of pooled blocks around it
+    decided[2:5, 12:15] = True  # a second group whose blocks are all weak on their own
+    evidence = np.zeros((12, 20), np.float32)
+    evidence[3:6, 3:6] = 2.0
+    evidence[4, 4] = 0.0  # a hole inside the piece is closed
+    trimmed = trimmed_extent(decided, evidence, 0.5)
+    assert trimmed[3:6, 3:6].all() and trimmed[1:8, 1:8].sum() == 9  # the ring is gone
+    assert trimmed[2:5, 12:15].all()  # fewer than 6 blocks would be left: the group keeps all its blocks
+    assert not (trimmed & ~decided).any()
 
 
 def test_zigzag_is_jpegs_order() -> None:
@@ -118,7 +150,7 @@ def test_when_the_last_save_is_the_stronger_nothing_is_claimed() -> None:
 
 
 @pytest.mark.parametrize("name", ["astronaut", "coffee", "chelsea", "camera"])
-@pytest.mark.parametrize("saves", [(75,), (95,), (70, 90)])
+@pytest.mark.parametrize("saves", [(75,), (95,), (70, 90), (65, 92)])
 def test_untouched_jpegs_are_not_marked(name: str, saves: tuple[int, ...]) -> None:
     pixels = getattr(data, name)()
     tables = None
