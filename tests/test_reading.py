@@ -93,6 +93,16 @@ def test_kinds_and_evidence_it_does_not_know_are_told_by_name() -> None:
     assert only_damage["headline"].startswith("No difference in content between the two copies met the threshold")
 
 
+def test_a_reshaped_part_inside_a_change_is_told_as_lying_inside_it() -> None:
+    removed = {"bbox": [10, 10, 50, 80], "area": 3000, "score": 0.9, "kind": "removed"}
+    reshaped = {"bbox": [20, 40, 30, 40], "area": 900, "score": 0.9, "kind": "retouched",
+                "evidence": {"reshaped": True, "within": [10, 10, 50, 80]}}
+    words = reading(command="compare", result={"regions": [removed, reshaped]})
+    assert "One of these lies inside another" in words["headline"]
+    alone = reading(command="compare", result={"regions": [removed, {**reshaped, "evidence": {}}]})
+    assert "inside another" not in alone["headline"]
+
+
 def test_the_terminal_summary_says_the_reading_first(cli: CliRunner, tmp_path: Path) -> None:
     rng = np.random.default_rng(3)
     image = cv2.GaussianBlur((rng.random((96, 128)) * 255).astype(np.uint8), (0, 0), 1.0)

@@ -125,6 +125,11 @@ def reading(*, command: str, result: Mapping[str, Any], analyses: Sequence[Mappi
         what = "between the two copies" if pair else "in this scan"
         headline = (f"{len(major)} {'area' if len(major) == 1 else 'areas'} {what} to examine: "
                     f"{_counted(Counter(region.get('kind', '?') for region in major))}.")
+        # a comparison lists a reshaped part again inside the change it belongs to (evidence "within")
+        nested = sum(1 for region in major if (region.get("evidence") or {}).get("within"))
+        if nested:
+            headline += (f" {'One of these lies' if nested == 1 else f'{nested} of these lie'} inside another: "
+                         "content both copies show, reshaped or extended over what was taken out.")
         if minor:
             headline += f" Also {_counted(Counter(region.get('kind', '?') for region in minor))}."
         how_sure = (f"The strongest is {certainty_words(best)} evidence (score {best:.2f} of 1). A marked area is where "
