@@ -82,12 +82,17 @@ def refine_map(gray: np.ndarray, affine: np.ndarray, region: np.ndarray, *, max_
 
 
 def copy_extent(gray: np.ndarray, affine: np.ndarray, zone: np.ndarray, seed: np.ndarray,
-                 ratio: float = 0.35) -> np.ndarray:
+                ratio: float = 0.35, *, textured_zone: np.ndarray | None = None,
+                min_contrast: float = 0.0) -> np.ndarray:
     """Pixels of ``zone`` whose neighbourhood equals, down to the grain, its image under ``affine``.
 
     Feature discs blur a copy's outline by their radius; the pixel difference between the image and its warped
     self does not, so it draws the copied area to within the scan's blur (a stamped copy and its source differ
     by scan noise only, look-alikes by their whole grain). Kept: connected parts touching ``seed``.
+
+    ``textured_zone``: pixels that may join too, where the two neighbourhoods' variances add up to at least
+    ``min_contrast`` (flat or clipped areas equal any warped flat area and prove nothing; inside ``zone`` they
+    join a copy they lie in, as before).
     """
     height, width = gray.shape
     warped = cv2.warpAffine(gray, affine.astype(np.float32), (width, height),
@@ -96,7 +101,8 @@ def copy_extent(gray: np.ndarray, affine: np.ndarray, zone: np.ndarray, seed: np
     error = cv2.boxFilter((gray - warped) ** 2, -1, size)
     contrast = (cv2.boxFilter(gray * gray, -1, size) - cv2.boxFilter(gray, -1, size) ** 2
                 + cv2.boxFilter(warped * warped, -1, size) - cv2.boxFilter(warped, -1, size) ** 2)
-    same = (error < ratio * np.maximum(contrast, 1e-6)) & zone
+    allowed = zone if textured_zone is None else zone | (textured_zone & (contrast >= min_contrast))
+    same = (error < ratio * np.maximum(contrast, 1e-6)) & allowed
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
     same = cv2.morphologyEx(same.astype(np.uint8), cv2.MORPH_OPEN, kernel)
     same = cv2.morphologyEx(same, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5)))
