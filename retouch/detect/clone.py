@@ -489,16 +489,16 @@ def _redrawn(small: np.ndarray, member: np.ndarray, affine: np.ndarray, test: Pa
 
 
 def _distinct(pairs: list[Pair]) -> list[Pair]:
-    """The pairs, most significant first, without those whose sides lie mostly inside a more significant pair's
-    (one copy reached from two candidates, e.g. two patches of it or its two sides, grows to one outline)."""
+    """The pairs, most significant first, without those each of whose sides lies mostly inside more significant
+    pairs' sides (one copy reached from two candidates, e.g. two patches of it or its two sides, grows to one
+    outline); a source stamped twice keeps both pairs, as each has a side of its own."""
     kept: list[Pair] = []
-    covered: np.ndarray | None = None
+    covered = np.zeros(pairs[0].member.shape, bool) if pairs else None
     for pair in sorted(pairs, key=lambda p: p.test.nfa):
-        sides = pair.member | pair.other
-        if covered is not None and (sides & covered).sum() >= 0.5 * sides.sum():
+        if all((side & covered).sum() >= 0.5 * side.sum() for side in (pair.member, pair.other)):
             continue
         kept.append(pair)
-        covered = sides if covered is None else covered | sides
+        covered |= pair.member | pair.other
     return kept
 
 
