@@ -475,10 +475,8 @@ def _redrawn(small: np.ndarray, member: np.ndarray, affine: np.ndarray, test: Pa
     height, width = small.shape
     disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * options.radius + 1, 2 * options.radius + 1))
     zone = cv2.dilate(member.astype(np.uint8), disc).astype(bool)
-    # the pixels' own detail must stand above the quantisation floor on both sides together
-    floor = 2.0 * (options.min_detail * quantum) ** 2
     refined = copy_extent(small, affine, zone, member, textured_zone=_twin_zone(affine, small.shape, min_offset),
-                          min_contrast=floor)
+                          min_detail=options.min_detail * quantum)
     if refined.sum() >= 0.25 * member.sum():
         member = refined
     other = _warped(member, affine, (height, width))
