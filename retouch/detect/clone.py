@@ -62,6 +62,7 @@ Example
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
@@ -415,6 +416,13 @@ def significant_pairs(small: np.ndarray, field: DenseField, candidates: list[Can
     tests = float(max(informative, 2)) ** 2
     tested: list[tuple[Candidate, PairTest]] = []
     pairs: list[Pair] = []
+
+    def supporting(region: np.ndarray, affine: np.ndarray) -> np.ndarray:
+        # the cells of ``region`` that support the copy under ``affine``, by the test that decided the pair
+        return pair_test(evidence, region, affine, field.oy, field.ox, recurrent, rate=rate, tests=tests,
+                         max_difference=options.max_difference, max_unshared=options.max_unshared,
+                         exclusivity=options.exclusivity, min_offset=field.min_offset)[2]
+
     for candidate in candidates:
         trials = [(member, trial) for member, affine in _sides_to_test_from(candidate, small.shape)
                   for trial in _maps_to_try(small, member, affine)]
@@ -431,7 +439,7 @@ def significant_pairs(small: np.ndarray, field: DenseField, candidates: list[Can
         tested.append((Candidate(member, affine, candidate.origin), test))
         if test.nfa <= options.nfa_threshold:
             pairs.append(_redrawn(small, member, affine, test, options, min_offset=field.min_offset,
-                                  quantum=quantum))
+                                  quantum=quantum, supporting=supporting))
     return _distinct(pairs), tested
 
 
@@ -463,20 +471,32 @@ def _sides_to_test_from(candidate: Candidate, shape: tuple[int, int]) -> list[tu
 
 
 def _redrawn(small: np.ndarray, member: np.ndarray, affine: np.ndarray, test: PairTest,
-             options: CopyMoveOptions, *, min_offset: int, quantum: float) -> Pair:
+             options: CopyMoveOptions, *, min_offset: int, quantum: float,
+             supporting: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Pair:
     """A decided pair's sides redrawn from the pixel difference between the image and its warped self (the
     feature discs blur an outline by their radius), and its target call.
 
     The candidate is often only part of the copy: where the copied content is plain (grass, a wall) the dense
     field finds the twin in patches, and a turned or rescaled copy has no single displacement the field's
     dominant ones could fill in. The decided map holds across the whole copy, so the outline grows from the
-    candidate over every textured pixel that equals its twin under that map down to the grain (connected to the
-    candidate); flat or clipped pixels join only near the candidate, where they did before."""
+    candidate over the pixels that equal their twin under that map down to the grain (``copy_extent``), connected
+    to the candidate, and away from it only in cells (or next to cells) that pass the pair's own test, exact and
+    exclusive (``supporting``: region, map -> cells): a second print of the same design, or a repeated pattern,
+    equals the copy's twin as well as its source does and is not carried along."""
     height, width = small.shape
     disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * options.radius + 1, 2 * options.radius + 1))
     zone = cv2.dilate(member.astype(np.uint8), disc).astype(bool)
-    refined = copy_extent(small, affine, zone, member, textured_zone=_twin_zone(affine, small.shape, min_offset),
-                          min_detail=options.min_detail * quantum)
+    wide = _twin_zone(affine, small.shape, min_offset)
+    detail = options.min_detail * quantum
+    refined = copy_extent(small, affine, zone, member, textured_zone=wide, min_detail=detail)
+    if (refined & ~zone).any():
+        cells = supporting(refined, affine).astype(np.uint8)
+        cells = cv2.dilate(cells, np.ones((3, 3), np.uint8))  # an outline cell is only partly inside the region
+        backed = np.zeros(small.shape, bool)
+        rows, cols = cells.shape
+        backed[: rows * options.cell, : cols * options.cell] = np.kron(cells, np.ones((options.cell,) * 2,
+                                                                                      np.uint8)).astype(bool)
+        refined = copy_extent(small, affine, zone, member, textured_zone=wide & backed, min_detail=detail)
     if refined.sum() >= 0.25 * member.sum():
         member = refined
     other = _warped(member, affine, (height, width))
