@@ -17,8 +17,9 @@ Method
    matches much better than the image's other recurrent displacements, which repeated windows, tiles and letters
    match equally well). The image's own rate of such cells, measured on its other matches, gives each pair a
    number of false alarms (``nfa``); pairs with ``nfa <= nfa_threshold`` are kept and redrawn at the pixels:
-   from the candidate over every connected, textured pixel that equals its twin under the pair's map down to
-   the grain (the field often finds a plain or turned copy only in patches; the map holds across all of it).
+   from the candidate over every connected pixel that equals its twin under the pair's map down to the grain,
+   in cells that pass the pair's own test (the field often finds a plain or turned copy only in patches; the
+   map holds across all of it).
 5. Target call: a resampled copy has lost some of its source's finest grain, and a stamped copy meets a seam its
    source does not (``_clone_pixels.call_target``); when neither trace is clear the pair is left undecided.
 
