@@ -205,6 +205,38 @@ def test_generated_clone_stamps_are_found(seed: int, history: str, stamp, size: 
     assert all(region.evidence["nfa"] <= THRESHOLD for region in result.regions)
 
 
+def test_a_copy_reached_twice_is_one_pair_and_a_source_stamped_twice_is_two() -> None:
+    from retouch.detect._clone_pixels import TargetCall
+    from retouch.detect._clone_significance import PairTest
+    from retouch.detect.clone import Pair, _distinct
+
+    def side(top: int, left: int) -> np.ndarray:
+        mask = np.zeros((240, 320), bool)
+        mask[top:top + 60, left:left + 80] = True
+        return mask
+
+    def pair(member: np.ndarray, other: np.ndarray, nfa: float) -> Pair:
+        return Pair(member, other, np.eye(2, 3), PairTest(100, 90, 0.01, 1e6, nfa), TargetCall(True, "seam", 1.0))
+
+    source, first, second = side(140, 20), side(20, 200), side(150, 200)
+    kept = _distinct([pair(first, source, 1e-40), pair(source, first, 1e-9),  # its two sides, reached twice
+                      pair(second, source, 1e-20)])  # the same source stamped a second time
+    assert [p.test.nfa for p in kept] == [1e-40, 1e-20]
+
+
+@pytest.mark.slow
+def test_a_turned_stamp_over_plain_ground_is_outlined_whole() -> None:
+    # the teaching gallery's clone-stamped crowd (seed 1917): grass turned 18.6 degrees and enlarged 1.06 over a
+    # figure; the dense field finds only the stamp's upper part and a few patches of the rest, the decided map
+    # holds across all of it
+    case = make_forgery(1917003, method="clone", size=768, history="print", person=True)
+    result = _clone(load_image_bytes(case.file_bytes, name="c").pixels)
+    source = stamp_source(case)
+    assert result.mask[case.mask].mean() > 0.6
+    assert f1_score(result.mask, case.mask, valid=~source) > 0.75
+    assert len({region.evidence["pair_id"] for region in result.regions}) == 1
+
+
 @pytest.mark.slow
 def test_the_enlarged_side_of_an_enlarged_stamp_is_called_the_copy() -> None:
     # the sides differ in size, so their grain cannot be compared directly: each against its own surroundings,

@@ -1,4 +1,5 @@
-"""The compiled PatchMatch kernel against a slow, obvious reference: the exact nearest neighbour by brute force
+"""The compiled PatchMatch kernels against slow, obvious references: each kernel one pixel and one candidate at a
+time in plain Python (the same field to the bit), and the exact nearest neighbour by brute force
 (``patchmatch`` below is ``compiled_patchmatch``)."""
 
 from __future__ import annotations
@@ -109,28 +110,140 @@ def test_projected_features_equal_the_reduced_patch_stack() -> None:
         np.testing.assert_allclose(sign * projected[..., channel], stacked[..., channel], atol=2e-5)
 
 
-def reference_upsampling_pass(features: np.ndarray, coarse_oy: np.ndarray, coarse_ox: np.ndarray,
-                              proposals: list[np.ndarray], min_offset: int) -> tuple[np.ndarray, ...]:
-    """Pass 0 of the full-resolution kernel, one pixel and one candidate at a time: the proposals, then the grid
-    parent's offset doubled and moved by up to a pixel, in that order, the first strictly closer one kept."""
-    height, width, _ = features.shape
-    oy = np.zeros((height, width), np.int64)
-    ox = np.zeros((height, width), np.int64)
-    best = np.full((height, width), np.inf)
-    for y in range(height):
-        for x in range(width):
-            candidates = [(int(np.rint(a[1, 0] * x + a[1, 1] * y + a[1, 2])) - y,
-                           int(np.rint(a[0, 0] * x + a[0, 1] * y + a[0, 2])) - x) for a in proposals]
-            parent_y, parent_x = 2 * coarse_oy[y // 2, x // 2], 2 * coarse_ox[y // 2, x // 2]
-            candidates += [(parent_y + sy, parent_x + sx) for sy in (-1, 0, 1) for sx in (-1, 0, 1)]
-            for dy, dx in candidates:
-                ty, tx = y + dy, x + dx
-                if not (0 <= ty < height and 0 <= tx < width) or dy * dy + dx * dx < min_offset**2:
-                    continue
-                distance = float(((features[y, x] - features[ty, tx]) ** 2).sum(dtype=np.float32))
-                if distance < best[y, x]:
-                    oy[y, x], ox[y, x], best[y, x] = dy, dx, distance
-    return oy, ox, best
+_MASK = (1 << 64) - 1
+
+
+class ReferenceField:
+    """The kernels' field, one pixel and one candidate at a time in plain Python: the same candidates in the same
+    order from the same random stream (xorshift64, its high 32 bits scaled to a bound), float32 distances
+    summed channel by channel, a candidate kept when strictly closer."""
+
+    def __init__(self, features: np.ndarray, min_offset: int, seed: int) -> None:
+        self.features = features.astype(np.float32)
+        self.height, self.width = features.shape[:2]
+        self.min_offset_sq = min_offset**2
+        self.oy = np.zeros((self.height, self.width), np.int64)
+        self.ox = np.zeros((self.height, self.width), np.int64)
+        self.best = np.full((self.height, self.width), np.inf, np.float32)
+        self.state = 0x9E3779B97F4A7C15 ^ (seed * 2 + 1)
+        for _ in range(8):
+            self.random()
+
+    def random(self) -> int:
+        state = self.state
+        state ^= (state << 13) & _MASK
+        state ^= state >> 7
+        state ^= (state << 17) & _MASK
+        self.state = state
+        return state
+
+    def below(self, bound: int) -> int:
+        return ((self.random() >> 32) * bound) >> 32
+
+    def order(self, step: int):
+        for row in range(self.height):
+            for column in range(self.width):
+                yield (row, column) if step == 1 else (self.height - 1 - row, self.width - 1 - column)
+
+    def consider(self, y: int, x: int, dy: int, dx: int) -> None:
+        ty, tx = y + dy, x + dx
+        if not (0 <= ty < self.height and 0 <= tx < self.width) or dy * dy + dx * dx < self.min_offset_sq:
+            return
+        total = np.float32(0.0)
+        for channel in range(self.features.shape[2]):
+            difference = np.float32(self.features[y, x, channel] - self.features[ty, tx, channel])
+            total = np.float32(total + difference * difference)
+        if total < self.best[y, x]:
+            self.oy[y, x], self.ox[y, x], self.best[y, x] = dy, dx, total
+
+    def proposals(self, y: int, x: int, proposals: list[np.ndarray]) -> None:
+        for a in proposals:
+            a = np.asarray(a, np.float64)
+            self.consider(y, x, int(np.rint(a[1, 0] * x + a[1, 1] * y + a[1, 2])) - y,
+                          int(np.rint(a[0, 0] * x + a[0, 1] * y + a[0, 2])) - x)
+
+    def propagate(self, y: int, x: int, jump: int) -> None:
+        for ny, nx in ((y - jump, x), (y, x - jump), (y + jump, x), (y, x + jump)):
+            if not (0 <= ny < self.height and 0 <= nx < self.width) or np.isinf(self.best[ny, nx]):
+                continue
+            if (self.oy[ny, nx], self.ox[ny, nx]) != (self.oy[y, x], self.ox[y, x]):
+                self.consider(y, x, int(self.oy[ny, nx]), int(self.ox[ny, nx]))
+
+    def around(self, y: int, x: int, centre_y: int, centre_x: int, reach: int) -> None:
+        dy = centre_y + self.below(2 * reach + 1) - reach
+        dx = centre_x + self.below(2 * reach + 1) - reach
+        self.consider(y, x, dy, dx)
+
+    def search_around(self, y: int, x: int, radii: list[int]) -> None:
+        for reach in radii:
+            if np.isinf(self.best[y, x]):
+                break
+            self.around(y, x, int(self.oy[y, x]), int(self.ox[y, x]), reach)
+
+
+def reference_search(features: np.ndarray, *, min_offset: int, iterations: int, global_samples: int,
+                     local_samples: int, local_radius: int, proposals: list[np.ndarray], seed: int
+                     ) -> tuple[np.ndarray, ...]:
+    """``compiled_patchmatch``: the proposals; then per iteration random samples for every pixel, and a sweep
+    (raster, reverse raster in every other one) of propagation from 1, 2, 4 and 8 px and random search at radii
+    shrinking by four from an eighth of the longer side."""
+    field = ReferenceField(features, min_offset, seed)
+    for y, x in field.order(1):
+        field.proposals(y, x, proposals)
+    radii, radius = [], max(field.height, field.width) / 8.0
+    while radius >= 1.0:
+        radii.append(int(radius))
+        radius /= 4.0
+    for iteration in range(iterations):
+        step = 1 if iteration % 2 == 0 else -1
+        for y, x in field.order(step):
+            for _ in range(global_samples):
+                field.consider(y, x, field.below(field.height) - y, field.below(field.width) - x)
+            for _ in range(local_samples):
+                field.around(y, x, 0, 0, local_radius)
+        for y, x in field.order(step):
+            for jump in (step, 2 * step, 4 * step, 8 * step):
+                field.propagate(y, x, jump)
+            field.search_around(y, x, radii)
+    return field.oy, field.ox, field.best
+
+
+def reference_refine(features: np.ndarray, coarse_oy: np.ndarray, coarse_ox: np.ndarray,
+                     proposals: list[np.ndarray], *, min_offset: int, sweeps: int, radius: int, seed: int
+                     ) -> tuple[np.ndarray, ...]:
+    """``upsampled_field``: at every pixel the proposals, then the grid parent's offset doubled and moved by up to
+    a pixel; then each sweep (reverse raster in every other one) propagates from the four nearest neighbours and
+    searches around the best at radii ``radius``, ``radius // 2``, ... 1."""
+    field = ReferenceField(features, min_offset, seed)
+    for y, x in field.order(1):
+        field.proposals(y, x, proposals)
+        parent_y, parent_x = 2 * int(coarse_oy[y // 2, x // 2]), 2 * int(coarse_ox[y // 2, x // 2])
+        for shift_y in (-1, 0, 1):
+            for shift_x in (-1, 0, 1):
+                field.consider(y, x, parent_y + shift_y, parent_x + shift_x)
+    radii = [radius >> k for k in range(radius.bit_length())]
+    for sweep in range(1, sweeps + 1):
+        step = 1 if sweep % 2 == 0 else -1
+        for y, x in field.order(step):
+            field.propagate(y, x, step)
+            field.search_around(y, x, radii)
+    return field.oy, field.ox, field.best
+
+
+def assert_same_field(found: tuple[np.ndarray, ...], expected: tuple[np.ndarray, ...]) -> None:
+    np.testing.assert_array_equal(found[0], expected[0])
+    np.testing.assert_array_equal(found[1], expected[1])
+    np.testing.assert_array_equal(found[2], expected[2])
+
+
+def test_the_search_kernel_agrees_with_its_reference() -> None:
+    features = smooth_field(17, (19, 23, 3))
+    features[2:8, 12:20] = features[10:16, 2:10]
+    shift = np.float32([[1, 0, -10], [0, 1, 8]])
+    turn = cv2.getRotationMatrix2D((11.0, 9.0), 25.0, 1.1)
+    settings = dict(min_offset=5, iterations=3, global_samples=2, local_samples=2, local_radius=6, seed=9)
+    expected = reference_search(features, proposals=[shift, turn], **settings)
+    assert_same_field(patchmatch(features, proposals=[shift, turn], **settings), expected)
 
 
 def test_the_upsampling_pass_agrees_with_its_reference() -> None:
@@ -142,12 +255,12 @@ def test_the_upsampling_pass_agrees_with_its_reference() -> None:
     coarse_ox = rng.integers(-16, 17, (14, 17))
     shift = np.float32([[1, 0, -11], [0, 1, 7]])
     turn = cv2.getRotationMatrix2D((16.0, 13.0), 25.0, 1.1)
-    expected = reference_upsampling_pass(features, coarse_oy, coarse_ox, [shift, turn], 6)
-    found = upsampled_field(features, (coarse_oy, coarse_ox, None), min_offset=6, proposals=[shift, turn],
-                            sweeps=0)
-    np.testing.assert_array_equal(found[0], expected[0])
-    np.testing.assert_array_equal(found[1], expected[1])
-    np.testing.assert_allclose(found[2], expected[2], rtol=1e-5, atol=1e-6)
+    for sweeps, radius in ((0, 4), (3, 5)):
+        expected = reference_refine(features, coarse_oy, coarse_ox, [shift, turn], min_offset=6, sweeps=sweeps,
+                                    radius=radius, seed=2)
+        found = upsampled_field(features, (coarse_oy, coarse_ox, None), min_offset=6, proposals=[shift, turn],
+                                sweeps=sweeps, radius=radius, seed=2)
+        assert_same_field(found, expected)
 
 
 def test_coarse_to_fine_search_is_as_close_as_the_full_search_and_finds_an_odd_copy() -> None:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from retouch.detect._clone_significance import fine_detail
+
 def pair_map(member: np.ndarray, oy: np.ndarray, ox: np.ndarray) -> np.ndarray | None:
     """The affine map (2x3, pixel -> its twin) that the offset field follows over ``member`` (RANSAC fit)."""
     ys, xs = np.nonzero(member)
@@ -82,12 +84,18 @@ def refine_map(gray: np.ndarray, affine: np.ndarray, region: np.ndarray, *, max_
 
 
 def copy_extent(gray: np.ndarray, affine: np.ndarray, zone: np.ndarray, seed: np.ndarray,
-                 ratio: float = 0.35) -> np.ndarray:
+                ratio: float = 0.35, *, textured_zone: np.ndarray | None = None, min_detail: float = 0.0,
+                max_unshared: float = 0.5) -> np.ndarray:
     """Pixels of ``zone`` whose neighbourhood equals, down to the grain, its image under ``affine``.
 
     Feature discs blur a copy's outline by their radius; the pixel difference between the image and its warped
     self does not, so it draws the copied area to within the scan's blur (a stamped copy and its source differ
     by scan noise only, look-alikes by their whole grain). Kept: connected parts touching ``seed``.
+
+    ``textured_zone``: pixels that may join too where the finest detail (image minus its 1-px blur, the image
+    resampled first) carries the copy as well: its RMS over both neighbourhoods at least ``min_detail`` and their
+    difference at most ``max_unshared`` of their energy. A smooth gradient or a stripe equals itself moved along
+    its length, and a flat or clipped area any other; none of them carries grain to tell a copy by.
     """
     height, width = gray.shape
     warped = cv2.warpAffine(gray, affine.astype(np.float32), (width, height),
@@ -96,7 +104,13 @@ def copy_extent(gray: np.ndarray, affine: np.ndarray, zone: np.ndarray, seed: np
     error = cv2.boxFilter((gray - warped) ** 2, -1, size)
     contrast = (cv2.boxFilter(gray * gray, -1, size) - cv2.boxFilter(gray, -1, size) ** 2
                 + cv2.boxFilter(warped * warped, -1, size) - cv2.boxFilter(warped, -1, size) ** 2)
-    same = (error < ratio * np.maximum(contrast, 1e-6)) & zone
+    allowed = zone
+    if textured_zone is not None:
+        detail, warped_detail = fine_detail(gray), fine_detail(warped)
+        energy = cv2.boxFilter(detail * detail, -1, size) + cv2.boxFilter(warped_detail * warped_detail, -1, size)
+        unshared = cv2.boxFilter((detail - warped_detail) ** 2, -1, size)
+        allowed = zone | (textured_zone & (energy >= 2.0 * min_detail**2) & (unshared <= max_unshared * energy))
+    same = (error < ratio * np.maximum(contrast, 1e-6)) & allowed
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
     same = cv2.morphologyEx(same.astype(np.uint8), cv2.MORPH_OPEN, kernel)
     same = cv2.morphologyEx(same, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5)))

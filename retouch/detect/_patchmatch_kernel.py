@@ -92,17 +92,53 @@ def _try_proposals(features: np.ndarray, own: np.ndarray, height: int, width: in
     return best_d, best_y, best_x
 
 
-@njit(cache=True, nogil=True)
-def search(features: np.ndarray, height: int, width: int, oy: np.ndarray, ox: np.ndarray, best: np.ndarray,
-            proposals: np.ndarray, min_offset_sq: int, iterations: int, global_samples: int, local_samples: int,
-            local_radius: int, seed: int) -> None:
-    """PatchMatch in place on flat (H*W, D) features and flat fields: the kernel of :func:`patchmatch`."""
+@njit(cache=True, nogil=True, inline="always")
+def _seeded(seed: int) -> np.uint64:
+    """The random stream's starting state for ``seed`` (a few steps in, away from the seed's simple bits)."""
     state = np.uint64(0x9E3779B97F4A7C15) ^ np.uint64(seed * 2 + 1)
     for _ in range(8):
         state = _random(state)
+    return state
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _try_random(features: np.ndarray, own: np.ndarray, height: int, width: int, y: int, x: int,
+                state: np.uint64, centre_y: int, centre_x: int, reach: int, min_offset_sq: int,
+                best_d: np.float32, best_y: int, best_x: int) -> tuple[np.uint64, np.float32, int, int]:
+    """One random offset within ``reach`` of (``centre_y``, ``centre_x``) in each direction, tried for pixel
+    (y, x); returns the advanced random state with the better match."""
+    span = 2 * reach + 1
+    state = _random(state)
+    dy = centre_y + _below(state, span) - reach
+    state = _random(state)
+    dx = centre_x + _below(state, span) - reach
+    best_d, best_y, best_x = _try(features, own, height, width, y, x, dy, dx, min_offset_sq, best_d, best_y,
+                                  best_x)
+    return state, best_d, best_y, best_x
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _search_around(features: np.ndarray, own: np.ndarray, height: int, width: int, y: int, x: int,
+                   state: np.uint64, first_radius: float, shrink: float, min_offset_sq: int, best_d: np.float32,
+                   best_y: int, best_x: int) -> tuple[np.uint64, np.float32, int, int]:
+    """Random search: one random offset around the best one at each radius from ``first_radius`` down to 1,
+    divided by ``shrink`` each time (each placed around the best found by the one before)."""
+    radius = first_radius
+    while radius >= 1.0 and best_d < np.inf:
+        state, best_d, best_y, best_x = _try_random(features, own, height, width, y, x, state, best_y, best_x,
+                                                    int(radius), min_offset_sq, best_d, best_y, best_x)
+        radius /= shrink
+    return state, best_d, best_y, best_x
+
+
+@njit(cache=True, nogil=True)
+def search(features: np.ndarray, height: int, width: int, oy: np.ndarray, ox: np.ndarray, best: np.ndarray,
+           proposals: np.ndarray, min_offset_sq: int, iterations: int, global_samples: int, local_samples: int,
+           local_radius: int, seed: int) -> None:
+    """PatchMatch in place on flat (H*W, D) features and flat fields: the kernel of :func:`patchmatch`."""
+    state = _seeded(seed)
     own = np.empty(features.shape[1], np.float32)
     first_radius = max(height, width) / 8.0
-    local_span = 2 * local_radius + 1
     # pass 0 tries the proposals; then each iteration is two passes: random samples (global and local) for every
     # pixel, then a sweep (raster order, reverse raster order in every other iteration) that propagates the
     # offsets of the neighbours at 1, 2, 4 and 8 pixels (the ones visited before in this sweep carry fresh
@@ -122,6 +158,7 @@ def search(features: np.ndarray, height: int, width: int, oy: np.ndarray, ox: np
                     best_d, best_y, best_x = _try_proposals(features, own, height, width, y, x, proposals,
                                                             min_offset_sq, best_d, best_y, best_x)
                 elif phase % 2 == 1:
+                    # uniform targets anywhere, then offsets within local_radius
                     for _ in range(global_samples):
                         state = _random(state)
                         dy = _below(state, height) - y
@@ -130,28 +167,18 @@ def search(features: np.ndarray, height: int, width: int, oy: np.ndarray, ox: np
                         best_d, best_y, best_x = _try(features, own, height, width, y, x, dy, dx, min_offset_sq,
                                                       best_d, best_y, best_x)
                     for _ in range(local_samples):
-                        state = _random(state)
-                        dy = _below(state, local_span) - local_radius
-                        state = _random(state)
-                        dx = _below(state, local_span) - local_radius
-                        best_d, best_y, best_x = _try(features, own, height, width, y, x, dy, dx, min_offset_sq,
-                                                      best_d, best_y, best_x)
+                        state, best_d, best_y, best_x = _try_random(features, own, height, width, y, x, state, 0,
+                                                                    0, local_radius, min_offset_sq, best_d,
+                                                                    best_y, best_x)
                 else:
                     jump = step
                     for _ in range(4):
                         best_d, best_y, best_x = _propagate(features, own, height, width, y, x, oy, ox, best, jump,
                                                             min_offset_sq, best_d, best_y, best_x)
                         jump *= 2
-                    radius = first_radius
-                    while radius >= 1.0 and best_d < np.inf:
-                        reach = int(radius)
-                        state = _random(state)
-                        dy = best_y + _below(state, 2 * reach + 1) - reach
-                        state = _random(state)
-                        dx = best_x + _below(state, 2 * reach + 1) - reach
-                        best_d, best_y, best_x = _try(features, own, height, width, y, x, dy, dx, min_offset_sq,
-                                                      best_d, best_y, best_x)
-                        radius /= 4.0
+                    state, best_d, best_y, best_x = _search_around(features, own, height, width, y, x, state,
+                                                                   first_radius, 4.0, min_offset_sq, best_d,
+                                                                   best_y, best_x)
                 best[index], oy[index], ox[index] = best_d, best_y, best_x
 
 
@@ -168,9 +195,7 @@ def refine(features: np.ndarray, height: int, width: int, oy: np.ndarray, ox: np
     propagation from the pixels they are parent to. Each of the ``sweeps`` then propagates the offsets of the
     four nearest neighbours (raster order, reverse raster order in every other sweep) and searches around the
     best at radii ``radius``, ``radius // 2``, ... 1."""
-    state = np.uint64(0x9E3779B97F4A7C15) ^ np.uint64(seed * 2 + 1)
-    for _ in range(8):
-        state = _random(state)
+    state = _seeded(seed)
     own = np.empty(features.shape[1], np.float32)
     for sweep in range(sweeps + 1):
         step = 1 if sweep % 2 == 0 else -1
@@ -191,13 +216,8 @@ def refine(features: np.ndarray, height: int, width: int, oy: np.ndarray, ox: np
                 else:
                     best_d, best_y, best_x = _propagate(features, own, height, width, y, x, oy, ox, best, step,
                                                         min_offset_sq, best_d, best_y, best_x)
-                    reach = radius
-                    while reach >= 1 and best_d < np.inf:
-                        state = _random(state)
-                        dy = best_y + _below(state, 2 * reach + 1) - reach
-                        state = _random(state)
-                        dx = best_x + _below(state, 2 * reach + 1) - reach
-                        best_d, best_y, best_x = _try(features, own, height, width, y, x, dy, dx, min_offset_sq,
-                                                      best_d, best_y, best_x)
-                        reach //= 2
+                    # radius, radius // 2, ... 1: integer halving is the float radius halved and truncated
+                    state, best_d, best_y, best_x = _search_around(features, own, height, width, y, x, state,
+                                                                   float(radius), 2.0, min_offset_sq, best_d,
+                                                                   best_y, best_x)
                 best[index], oy[index], ox[index] = best_d, best_y, best_x

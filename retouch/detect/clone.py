@@ -16,7 +16,10 @@ Method
    sides differ by far less than two independent noise fields of this image would, and the twin is exclusive (it
    matches much better than the image's other recurrent displacements, which repeated windows, tiles and letters
    match equally well). The image's own rate of such cells, measured on its other matches, gives each pair a
-   number of false alarms (``nfa``); pairs with ``nfa <= nfa_threshold`` are kept and redrawn at the pixels.
+   number of false alarms (``nfa``); pairs with ``nfa <= nfa_threshold`` are kept and redrawn at the pixels:
+   from the candidate over every connected pixel that equals its twin under the pair's map down to the grain,
+   in cells that pass the pair's own test (the field often finds a plain or turned copy only in patches; the
+   map holds across all of it).
 5. Target call: a resampled copy has lost some of its source's finest grain, and a stamped copy meets a seam its
    source does not (``_clone_pixels.call_target``); when neither trace is clear the pair is left undecided.
 
@@ -54,12 +57,13 @@ Example
 >>> image = rng.integers(0, 256, (240, 320), dtype=np.uint8)
 >>> image[20:80, 200:280] = image[140:200, 20:100]  # stamp a 60 x 80 block
 >>> result = copy_move(image)
->>> sorted({region.kind for region in result.regions}), result.regions[0].evidence["nfa"] < 0.01
-(['clone-source', 'clone-target'], True)
+>>> [region.bbox for region in result.regions], result.regions[0].evidence["nfa"] < 0.01
+([(200, 19, 80, 62), (20, 139, 80, 62)], True)
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
@@ -342,13 +346,8 @@ def candidate_pairs(small: np.ndarray, field: DenseField, options: CopyMoveOptio
         affine = pair_map(member, field.oy_smooth, field.ox_smooth)
         if affine is not None:
             found.append((int(member.sum()), Candidate(member, affine, "dense")))
-    height, width = small.shape
-    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
     for affine in field.checked:
-        twin_x = affine[0, 0] * xs + affine[0, 1] * ys + affine[0, 2]
-        twin_y = affine[1, 0] * xs + affine[1, 1] * ys + affine[1, 2]
-        zone = ((np.hypot(twin_x - xs, twin_y - ys) >= field.min_offset) & (twin_x >= 0) & (twin_x <= width - 1)
-                & (twin_y >= 0) & (twin_y <= height - 1))
+        zone = _twin_zone(affine, small.shape, field.min_offset)
         same = _components(copy_extent(small, affine, zone, zone), min_area)[1] > 0
         if same.any():
             # a keypoint map is good to a pixel or two across an area; the grain the test compares is about a
@@ -365,6 +364,16 @@ def candidate_pairs(small: np.ndarray, field: DenseField, options: CopyMoveOptio
         if len(kept) >= options.max_candidates:
             break
     return kept
+
+
+def _twin_zone(affine: np.ndarray, shape: tuple[int, int], min_offset: int) -> np.ndarray:
+    """The pixels whose twin under ``affine`` lies inside the image and at least ``min_offset`` away."""
+    height, width = shape
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    twin_x = affine[0, 0] * xs + affine[0, 1] * ys + affine[0, 2]
+    twin_y = affine[1, 0] * xs + affine[1, 1] * ys + affine[1, 2]
+    return ((np.hypot(twin_x - xs, twin_y - ys) >= min_offset) & (twin_x >= 0) & (twin_x <= width - 1)
+            & (twin_y >= 0) & (twin_y <= height - 1))
 
 
 def _same_pair(a: Candidate, b: Candidate, shape: tuple[int, int]) -> bool:
@@ -408,6 +417,13 @@ def significant_pairs(small: np.ndarray, field: DenseField, candidates: list[Can
     tests = float(max(informative, 2)) ** 2
     tested: list[tuple[Candidate, PairTest]] = []
     pairs: list[Pair] = []
+
+    def supporting(region: np.ndarray, affine: np.ndarray) -> np.ndarray:
+        # the cells of ``region`` that support the copy under ``affine``, by the test that decided the pair
+        return pair_test(evidence, region, affine, field.oy, field.ox, recurrent, rate=rate, tests=tests,
+                         max_difference=options.max_difference, max_unshared=options.max_unshared,
+                         exclusivity=options.exclusivity, min_offset=field.min_offset)[2]
+
     for candidate in candidates:
         trials = [(member, trial) for member, affine in _sides_to_test_from(candidate, small.shape)
                   for trial in _maps_to_try(small, member, affine)]
@@ -423,8 +439,9 @@ def significant_pairs(small: np.ndarray, field: DenseField, candidates: list[Can
         test, member, affine = best
         tested.append((Candidate(member, affine, candidate.origin), test))
         if test.nfa <= options.nfa_threshold:
-            pairs.append(_redrawn(small, member, affine, test, options))
-    return pairs, tested
+            pairs.append(_redrawn(small, member, affine, test, options, min_offset=field.min_offset,
+                                  quantum=quantum, supporting=supporting))
+    return _distinct(pairs), tested
 
 
 def _maps_to_try(small: np.ndarray, member: np.ndarray, affine: np.ndarray) -> list[np.ndarray]:
@@ -455,13 +472,32 @@ def _sides_to_test_from(candidate: Candidate, shape: tuple[int, int]) -> list[tu
 
 
 def _redrawn(small: np.ndarray, member: np.ndarray, affine: np.ndarray, test: PairTest,
-             options: CopyMoveOptions) -> Pair:
+             options: CopyMoveOptions, *, min_offset: int, quantum: float,
+             supporting: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Pair:
     """A decided pair's sides redrawn from the pixel difference between the image and its warped self (the
-    feature discs blur an outline by their radius), and its target call."""
+    feature discs blur an outline by their radius), and its target call.
+
+    The candidate is often only part of the copy: where the copied content is plain (grass, a wall) the dense
+    field finds the twin in patches, and a turned or rescaled copy has no single displacement the field's
+    dominant ones could fill in. The decided map holds across the whole copy, so the outline grows from the
+    candidate over the pixels that equal their twin under that map down to the grain (``copy_extent``), connected
+    to the candidate, and away from it only in cells (or next to cells) that pass the pair's own test, exact and
+    exclusive (``supporting``: region, map -> cells): a second print of the same design, or a repeated pattern,
+    equals the copy's twin as well as its source does and is not carried along."""
     height, width = small.shape
     disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * options.radius + 1, 2 * options.radius + 1))
     zone = cv2.dilate(member.astype(np.uint8), disc).astype(bool)
-    refined = copy_extent(small, affine, zone, member)
+    wide = _twin_zone(affine, small.shape, min_offset)
+    detail = options.min_detail * quantum
+    refined = copy_extent(small, affine, zone, member, textured_zone=wide, min_detail=detail)
+    if (refined & ~zone).any():
+        cells = supporting(refined, affine).astype(np.uint8)
+        cells = cv2.dilate(cells, np.ones((3, 3), np.uint8))  # an outline cell is only partly inside the region
+        backed = np.zeros(small.shape, bool)
+        rows, cols = cells.shape
+        backed[: rows * options.cell, : cols * options.cell] = np.kron(cells, np.ones((options.cell,) * 2,
+                                                                                      np.uint8)).astype(bool)
+        refined = copy_extent(small, affine, zone, member, textured_zone=wide & backed, min_detail=detail)
     if refined.sum() >= 0.25 * member.sum():
         member = refined
     other = _warped(member, affine, (height, width))
@@ -469,6 +505,20 @@ def _redrawn(small: np.ndarray, member: np.ndarray, affine: np.ndarray, test: Pa
                        interpolation_margin=options.interpolation_margin, seam_margin=options.seam_margin,
                        rescale_margin=options.rescale_margin)
     return Pair(member=member, other=other, affine=affine, test=test, call=call)
+
+
+def _distinct(pairs: list[Pair]) -> list[Pair]:
+    """The pairs, most significant first, without those each of whose sides lies mostly inside more significant
+    pairs' sides (one copy reached from two candidates, e.g. two patches of it or its two sides, grows to one
+    outline); a source stamped twice keeps both pairs, as each has a side of its own."""
+    kept: list[Pair] = []
+    covered = np.zeros(pairs[0].member.shape, bool) if pairs else None
+    for pair in sorted(pairs, key=lambda p: p.test.nfa):
+        if all((side & covered).sum() >= 0.5 * side.sum() for side in (pair.member, pair.other)):
+            continue
+        kept.append(pair)
+        covered |= pair.member | pair.other
+    return kept
 
 
 # --------------------------------------------------------------------------------------------------- result
