@@ -1,5 +1,4 @@
-"""Rotation-invariant patch features and a compiled PatchMatch nearest-neighbour field (shared by clone and
-inpaint).
+"""Rotation-invariant patch features and a compiled PatchMatch nearest-neighbour field (clone's search).
 
 Features are magnitudes of Zernike moments (Khotanzad & Hong 1990) of a disc around every pixel, computed by
 convolving the image with the Zernike filter bank (a rotation of the patch only changes the moments' phases), or
@@ -9,7 +8,7 @@ Cozzolino, Poggi & Verdoliva (2015): random initialisation, propagation of good 
 random search, with offsets shorter than a minimum length forbidden so a patch cannot match itself. Three searches
 give such a field: :func:`patchmatch` evaluates every step for all pixels at once (whole-array numpy and
 cv2.remap); :func:`compiled_patchmatch` visits pixel after pixel in a numba kernel (``_patchmatch_kernel``) that
-reads candidates' feature vectors directly (inpaint's search); :func:`coarse_to_fine_patchmatch` runs that kernel
+reads candidates' feature vectors directly; :func:`coarse_to_fine_patchmatch` runs that kernel
 on the grid of every second pixel of every second row and brings the field to full resolution with a few sweeps
 (clone's search, for features smooth at that step). Random candidates anywhere in the image are what a search
 spends its time on (the latency of reading their feature vectors); on the grid most of those reads stay in the
