@@ -14,6 +14,7 @@ import numpy as np
 
 from retouch.detect._clone_significance import fine_detail
 
+
 def pair_map(member: np.ndarray, oy: np.ndarray, ox: np.ndarray) -> np.ndarray | None:
     """The affine map (2x3, pixel -> its twin) that the offset field follows over ``member`` (RANSAC fit)."""
     ys, xs = np.nonzero(member)
