@@ -476,7 +476,7 @@ def test_delete_removes_uploads_and_cancels_running_items(tmp_path: Path) -> Non
         assert client.delete(f"/v1/jobs/{finished}").status_code == 204
         assert not (data / "jobs" / finished).exists() and not list((data / "uploads").iterdir())
 
-        running = submit(slow, "grain,ela,inpaint")
+        running = submit(slow, "grain,ela,clone")  # about a second: caught running
         deadline = time.time() + 60
         while client.get(f"/v1/jobs/{running}").json()["state"] != "running" and time.time() < deadline:
             time.sleep(0.02)

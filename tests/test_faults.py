@@ -36,7 +36,7 @@ from retouch.samples import make_authentic, make_forgery
 from tests.api_server import Server
 from tests.helpers import image_bytes, in_process_service, retouch_process, zip_bytes
 
-SLOW_DETECTORS = "grain,ela,inpaint"  # a few seconds on a 448 px scan: long enough to be caught running
+SLOW_DETECTORS = "grain,ela,clone"  # about a second on a 448 px scan: long enough to be caught running
 BOUND_S = 120  # how long a test waits for what must happen (a bound for a loaded machine, not a measurement)
 
 
