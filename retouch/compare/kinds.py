@@ -19,10 +19,10 @@ Method
    stands out from its surroundings decides, and failing that it is ``retouched`` (an altered surface). The
    region is the whole change: what the reference showed there was taken out (or what the questioned image
    shows was put in) over all of it.
-3. Reshaped parts. A removed or added region whose reshaped part holds at least a fifth of it lists that part
-   again, inside it, as ``retouched`` (evidence ``within``: the box of the change it lies in): content both
-   scans show, moved or extended over where the reference's content was taken out. Its pixels belong to both
-   regions; the regions' areas therefore add up to more than the marked area.
+3. Reshaped parts. A removed or added region whose replaced and reshaped parts each hold at least a fifth of
+   it lists the reshaped part again, inside it, as ``retouched`` (evidence ``within``: the box of the change it
+   lies in): content both scans show, moved or extended over where the reference's content was taken out. Its
+   pixels belong to both regions; the regions' areas therefore add up to more than the marked area.
 Specks and scratches present in one scan only (found before the comparison, see
 :mod:`retouch.compare.evidence`) are ``damage``: a fact about the prints, never an edit and never the headline.
 
@@ -204,7 +204,8 @@ def classify_regions(mask: np.ndarray, heatmap: np.ndarray, reference: np.ndarra
         evidence["reshaped_share"] = round(float(reshaped.sum()) / float(whole.sum()), 3)
         labelled.append(replace(region, kind=kind, evidence=evidence))
         owns.append(_own(whole, region.bbox))
-        if kind == "retouched" or reshaped.sum() < smallest:
+        # a region of one class (less than a fifth replaced, or reshaped) is one part: nothing to list inside it
+        if kind == "retouched" or reshaped.sum() < smallest or replaced.sum() < smallest:
             continue
         for piece in regions_from_mask(reshaped, heatmap, kind="retouched", min_area=min_area):
             px, py, pw, ph = piece.bbox
