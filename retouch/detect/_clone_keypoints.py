@@ -34,6 +34,22 @@ def sift_keypoints(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     return np.float32([k.pt for k in keypoints]), descriptors
 
 
+def mirrored_descriptors(descriptors: np.ndarray) -> np.ndarray:
+    """The SIFT descriptors of the left-right mirror image of each keypoint's patch, from its own descriptor.
+
+    A SIFT descriptor is a 4 x 4 grid of 8-bin gradient orientation histograms in the frame of the keypoint's
+    dominant orientation (row-major grid, then orientation bin). Mirroring the image turns every gradient angle a
+    into pi - a, the dominant one included, so in the mirrored patch's own frame the grid's rows come in reverse
+    order and each relative angle r becomes -r: bin k moves to bin (8 - k) mod 8 (the bins are centred on
+    multiples of 45 degrees, so the exchange is exact). OpenCV's SIFT is not perfectly symmetric (its sampling
+    and orientation estimates), so these are close to, not equal to, the descriptors of the flipped image
+    (``benchmarks/results/clone.md``); describing the image once instead of twice halves SIFT's cost.
+    X. Guo, X. Cao, J. Zhang, X. Li, "MIFT: a mirror reflection invariant feature descriptor", ACCV 2009, use
+    the same exchange of bins."""
+    grid = descriptors.reshape(-1, 4, 4, 8)[:, ::-1]
+    return np.ascontiguousarray(np.concatenate([grid[..., :1], grid[..., :0:-1]], axis=3).reshape(-1, 128))
+
+
 # Lowe's ratio test for the SIFT pairs whose maps seed the dense field (the looser ``loose_ratio`` pairs only
 # reach the pixel check)
 SEED_RATIO = 0.6
@@ -96,8 +112,9 @@ def keypoint_proposals(gray: np.ndarray, min_offset: int, *, max_maps: int = 8, 
     Each map is returned with its inverse (either side may be the copy).
 
     ``mirrored``: maps that also flip (determinant < 0) instead. SIFT descriptors are not mirror-invariant, so
-    the image's descriptors are matched against those of its left-right flipped self, whose keypoints are mapped
-    back; a keypoint's match with its own mirror image (a locally symmetric blob) is skipped.
+    the image's descriptors are matched against the descriptors of its keypoints' mirrored patches
+    (:func:`mirrored_descriptors`); a keypoint's match with its own mirror image (a locally symmetric blob) is
+    skipped.
 
     ``own``: the image's SIFT keypoints and descriptors (``sift_keypoints(gray)``) when already computed.
     """
@@ -115,11 +132,8 @@ def keypoint_maps(gray: np.ndarray, min_offset: int, *, ratios: tuple[float, ...
     if descriptors is None:
         return [[] for _ in ratios]
     if mirrored:
-        flipped_points, others_descriptors = sift_keypoints(np.ascontiguousarray(gray[:, ::-1]))
-        if others_descriptors is None:
-            return [[] for _ in ratios]
-        other_points = flipped_points.copy()
-        other_points[:, 0] = gray.shape[1] - 1 - flipped_points[:, 0]
+        # the mirror image's keypoints are the image's own at the same places, described as mirrored patches
+        other_points, others_descriptors = points, mirrored_descriptors(descriptors)
     else:
         other_points, others_descriptors = points, descriptors
     # each pair with the smallest ratio (nearest / next distance) at which it was found, from either end

@@ -3,7 +3,7 @@
 Method
 ------
 1. Features: rotation-invariant magnitudes of Zernike moments of the disc around every pixel (Cozzolino, Poggi &
-   Verdoliva 2015), and SIFT keypoints of the image and of its mirror image.
+   Verdoliva 2015), and SIFT keypoints, described as they are and as their patches' mirror images.
 2. Matching: a dense nearest-neighbour field by PatchMatch with a minimum displacement, seeded by the similarity
    maps that SIFT self-matches follow (Amerini et al. 2011; grouped by sequential RANSAC) and by the field's own
    dominant displacements; searched on the grid of every second pixel of every second row, then brought to full
