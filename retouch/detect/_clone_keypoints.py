@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-from scipy.spatial import cKDTree
-
 from retouch.imaging import nearest_neighbours
 
 # The strongest keypoints kept. A 768 px print has about 18,000 at this contrast threshold, and a small stamp on a
@@ -122,6 +120,25 @@ def keypoint_proposals(gray: np.ndarray, min_offset: int, *, max_maps: int = 8, 
                          threshold=threshold, scale_range=scale_range, mirrored=mirrored, own=own)[0]
 
 
+def _pairs_within(points: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
+    """Every ordered pair (i, j) of ``points`` (each paired with itself too) closer than ``radius``, as two index
+    arrays. The points sorted by x, the k-th following point is tried for every point at once while any is
+    less than ``radius`` to the right: a few passes for keypoints, where testing every pair chunk by chunk cost
+    0.3 s of a 0.5-megapixel image's 2 s (and a k-d tree, scipy.spatial's import in every process)."""
+    order = np.argsort(points[:, 0], kind="stable")
+    xs, ys = points[order, 0], points[order, 1]
+    firsts, seconds = [np.arange(len(points))], [np.arange(len(points))]
+    for k in range(1, len(points)):
+        dx = xs[k:] - xs[:-k]
+        if not (dx < radius).any():
+            break
+        dy = ys[k:] - ys[:-k]
+        near = np.flatnonzero(dx * dx + dy * dy < np.float32(radius * radius))
+        firsts += [near, near + k]
+        seconds += [near + k, near]
+    return order[np.concatenate(firsts)], order[np.concatenate(seconds)]
+
+
 def keypoint_maps(gray: np.ndarray, min_offset: int, *, ratios: tuple[float, ...], max_maps: int = 8,
                   min_inliers: int = 5, threshold: float = 3.0, scale_range: tuple[float, float] = (0.4, 2.5),
                   mirrored: bool = False,
@@ -141,14 +158,7 @@ def keypoint_maps(gray: np.ndarray, min_offset: int, *, ratios: tuple[float, ...
     loosest = max(ratios)
     # a keypoint's own twin (itself, or its mirror image at the same place) is no evidence of copying
     if mirrored:
-        # the few keypoint pairs within 2 px, found once with a k-d tree: testing every pair, chunk by chunk,
-        # cost 0.3 s of a 0.5-megapixel image's 2 s
-        near = cKDTree(points).sparse_distance_matrix(cKDTree(other_points), 2.0, output_type="ndarray")
-        query_of, other_of = near["i"], near["j"]
-        dx = other_points[other_of, 0] - points[query_of, 0]
-        dy = other_points[other_of, 1] - points[query_of, 1]
-        twins = dx * dx + dy * dy < 4.0  # the dense test's own float32 arithmetic, so the same pairs are excluded
-        query_of, other_of = query_of[twins], other_of[twins]
+        query_of, other_of = _pairs_within(points, 2.0)
         order = np.argsort(query_of, kind="stable")
         query_of, other_of = query_of[order], other_of[order]
 
