@@ -55,7 +55,8 @@ def zernike_features(gray: np.ndarray, radius: int) -> np.ndarray:
             channels.append(cv2.magnitude(response_re, response_im))
     features = np.stack(channels, axis=2)
     scale = features.reshape(-1, features.shape[2]).std(axis=0) + 1e-6
-    return (features / scale).astype(np.float32)
+    features /= scale  # float32 already: divided in place, no second copy of the stack
+    return features
 
 
 def reduce_features(features: np.ndarray, dims: int) -> np.ndarray:
