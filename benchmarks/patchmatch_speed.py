@@ -105,9 +105,9 @@ def main() -> None:
              f"`python -m benchmarks.patchmatch_speed --megapixels {args.megapixels:g} --repeats {args.repeats}`; "
              f"load average {load_before[0]:.1f} before, {load_after[0]:.1f} after (2 cores, shared). Seconds "
              "drift with the load; the ratio of the two, measured in the same process, is the figure.", "",
-             "| setting | field | full s | coarse-to-fine s | ratio | full CPU s | coarse-to-fine CPU s | CPU ratio | "
-             "first call s | mean d full | mean d coarse-to-fine | coarse-to-fine as close | stamp twins full | "
-             "stamp twins coarse-to-fine |",
+             "| setting | field | full s | coarse-to-fine s | ratio | full CPU s | coarse-to-fine CPU s | "
+             "CPU ratio | first call s | mean d full | mean d coarse-to-fine | coarse-to-fine as close | "
+             "stamp twins full | stamp twins coarse-to-fine |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         lines.append(f"| {row['setting']} | {row['shape']} | {row['full_s']:.2f} | {row['coarse_s']:.2f} | "

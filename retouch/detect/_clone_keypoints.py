@@ -3,8 +3,8 @@ detection).
 
 Keypoints are matched against the image's own keypoints (Amerini et al. 2011, g2NN ratio test) and, for
 mirrored copies, against their own descriptors as mirrored patches (:func:`mirrored_descriptors`); the pairs are
-grouped by the similarity map they follow (sequential RANSAC). The maps seed the dense field and propose rescaled, turned and mirrored copies that the
-pixel check confirms.
+grouped by the similarity map they follow (sequential RANSAC). The maps seed the dense field and propose rescaled,
+turned and mirrored copies that the pixel check confirms.
 """
 
 from __future__ import annotations
