@@ -232,7 +232,7 @@ class Pair:
 def _closeness(distance: np.ndarray, energy: np.ndarray, oy: np.ndarray, ox: np.ndarray) -> np.ndarray:
     """Match distance relative to the two discs' own feature energy (about 1 for look-alikes, near 0 for copies)."""
     height, width = distance.shape
-    ys, xs = np.arange(height)[:, None], np.arange(width)[None, :]  # broadcast: no two full grids
+    ys, xs = np.arange(height)[:, None], np.arange(width)[None, :]  # broadcast, no full grids
     partner = energy[np.clip(ys + oy, 0, height - 1), np.clip(xs + ox, 0, width - 1)]
     return np.where(np.isfinite(distance), distance / (energy + partner + 1e-3), np.inf).astype(np.float32)
 
