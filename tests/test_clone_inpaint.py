@@ -49,7 +49,7 @@ def test_inpaint_outlines_a_fill_decided_on_the_bounded_copy_at_full_resolution(
 
 
 def test_patchmatch_returns_exact_distances_of_allowed_offsets() -> None:
-    from retouch.detect._patchmatch import patchmatch
+    from retouch.detect._patchmatch import compiled_patchmatch as patchmatch
 
     rng = np.random.default_rng(5)
     # smooth random fields, like real patch features: near misses are close, so the search can home in
@@ -63,7 +63,7 @@ def test_patchmatch_returns_exact_distances_of_allowed_offsets() -> None:
 
 
 def test_patchmatch_takes_a_strip_wider_than_opencvs_remap_limit() -> None:
-    from retouch.detect._patchmatch import patchmatch
+    from retouch.detect._patchmatch import compiled_patchmatch as patchmatch
 
     # a 65000 x 32 strip scan keeps a side over 32767 pixels at analysis scale, where cv2.remap stops with an
     # assertion: retouch analyze ended with an internal error (exit 1) in the clone and inpaint detectors

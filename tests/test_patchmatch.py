@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from retouch.detect._patchmatch import compiled_patchmatch as patchmatch
-from retouch.detect._patchmatch import projected_patch_features, reduce_features
 from tests.helpers import assert_offset_field
 
 
@@ -36,8 +35,7 @@ def smooth_field(seed: int, shape: tuple[int, int, int]) -> np.ndarray:
 def test_kernel_finds_the_exact_nearest_neighbour_almost_everywhere() -> None:
     features = smooth_field(11, (36, 48, 4))
     features[4:16, 30:42] = features[20:32, 6:18]  # a copy: its pixels have exact twins 16 px down, 24 px left
-    oy, ox, distance = patchmatch(features, min_offset=5, iterations=10, global_samples=3, local_samples=4,
-                                  local_radius=16, seed=2)
+    oy, ox, distance = patchmatch(features, min_offset=5, iterations=10, global_samples=3, seed=2)
     exact = brute_force_nearest(features, 5)
     # the reported distance is the true distance to the reported partner, never below the exact minimum
     assert_offset_field(features, oy, ox, distance, 5)
@@ -87,27 +85,6 @@ def test_degenerate_shapes_give_a_valid_field(shape: tuple[int, int, int]) -> No
     ys, xs = np.mgrid[0:shape[0], 0:shape[1]]
     assert ((ys + oy)[reachable] < shape[0]).all() and ((xs + ox)[reachable] < shape[1]).all()
     assert (oy[~reachable] == 0).all() and (ox[~reachable] == 0).all()
-
-
-def raw_patch_features(gray: np.ndarray, size: int) -> np.ndarray:
-    """(H, W, size*size): each pixel's size x size neighbourhood, mean removed (what the projection avoids)."""
-    half = size // 2
-    padded = cv2.copyMakeBorder(gray.astype(np.float32), half, half, half, half, cv2.BORDER_REFLECT)
-    height, width = gray.shape
-    stack = np.stack([padded[dy:dy + height, dx:dx + width] for dy in range(size) for dx in range(size)], axis=2)
-    return (stack - stack.mean(axis=2, keepdims=True)).astype(np.float32)
-
-
-def test_projected_features_equal_the_reduced_patch_stack() -> None:
-    from skimage import data
-
-    gray = data.camera()[100:260, 150:330].astype(np.float32) / 255
-    stacked = reduce_features(raw_patch_features(gray, 5), 8)
-    projected = projected_patch_features(gray, 5, 8)
-    assert projected.shape == stacked.shape == (160, 180, 8)
-    for channel in range(8):  # a principal component is defined up to its sign
-        sign = np.sign((stacked[..., channel] * projected[..., channel]).sum())
-        np.testing.assert_allclose(sign * projected[..., channel], stacked[..., channel], atol=2e-5)
 
 
 _MASK = (1 << 64) - 1
@@ -182,8 +159,7 @@ class ReferenceField:
 
 
 def reference_search(features: np.ndarray, *, min_offset: int, iterations: int, global_samples: int,
-                     local_samples: int, local_radius: int, proposals: list[np.ndarray], seed: int
-                     ) -> tuple[np.ndarray, ...]:
+                     proposals: list[np.ndarray], seed: int) -> tuple[np.ndarray, ...]:
     """``compiled_patchmatch``: the proposals; then per iteration random samples for every pixel, and a sweep
     (raster, reverse raster in every other one) of propagation from 1, 2, 4 and 8 px and random search at radii
     shrinking by four from an eighth of the longer side."""
@@ -199,8 +175,6 @@ def reference_search(features: np.ndarray, *, min_offset: int, iterations: int, 
         for y, x in field.order(step):
             for _ in range(global_samples):
                 field.consider(y, x, field.below(field.height) - y, field.below(field.width) - x)
-            for _ in range(local_samples):
-                field.around(y, x, 0, 0, local_radius)
         for y, x in field.order(step):
             for jump in (step, 2 * step, 4 * step, 8 * step):
                 field.propagate(y, x, jump)
@@ -241,7 +215,7 @@ def test_the_search_kernel_agrees_with_its_reference() -> None:
     features[2:8, 12:20] = features[10:16, 2:10]
     shift = np.float32([[1, 0, -10], [0, 1, 8]])
     turn = cv2.getRotationMatrix2D((11.0, 9.0), 25.0, 1.1)
-    settings = dict(min_offset=5, iterations=3, global_samples=2, local_samples=2, local_radius=6, seed=9)
+    settings = dict(min_offset=5, iterations=3, global_samples=2, seed=9)
     expected = reference_search(features, proposals=[shift, turn], **settings)
     assert_same_field(patchmatch(features, proposals=[shift, turn], **settings), expected)
 

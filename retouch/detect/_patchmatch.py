@@ -1,14 +1,13 @@
 """Rotation-invariant patch features and a compiled PatchMatch nearest-neighbour field (clone's search).
 
 Features are magnitudes of Zernike moments (Khotanzad & Hong 1990) of a disc around every pixel, computed by
-convolving the image with the Zernike filter bank (a rotation of the patch only changes the moments' phases), or
-a small square neighbourhood projected on its principal components (for unrotated copies).
+convolving the image with the Zernike filter bank (a rotation of the patch only changes the moments' phases), and
+projected on their principal components.
 The nearest-neighbour field follows PatchMatch (Barnes et al. 2009) as adapted to copy-move detection by
 Cozzolino, Poggi & Verdoliva (2015): random initialisation, propagation of good offsets from neighbours and
-random search, with offsets shorter than a minimum length forbidden so a patch cannot match itself. Three searches
-give such a field: :func:`patchmatch` evaluates every step for all pixels at once (whole-array numpy and
-cv2.remap); :func:`compiled_patchmatch` visits pixel after pixel in a numba kernel (``_patchmatch_kernel``) that
-reads candidates' feature vectors directly; :func:`coarse_to_fine_patchmatch` runs that kernel
+random search, with offsets shorter than a minimum length forbidden so a patch cannot match itself.
+:func:`compiled_patchmatch` visits pixel after pixel in a numba kernel (``_patchmatch_kernel``) that reads
+candidates' feature vectors directly; :func:`coarse_to_fine_patchmatch` runs that kernel
 on the grid of every second pixel of every second row and brings the field to full resolution with a few sweeps
 (clone's search, for features smooth at that step). Random candidates anywhere in the image are what a search
 spends its time on (the latency of reading their feature vectors); on the grid most of those reads stay in the
@@ -56,7 +55,8 @@ def zernike_features(gray: np.ndarray, radius: int) -> np.ndarray:
             channels.append(cv2.magnitude(response_re, response_im))
     features = np.stack(channels, axis=2)
     scale = features.reshape(-1, features.shape[2]).std(axis=0) + 1e-6
-    return (features / scale).astype(np.float32)
+    features /= scale  # float32 already: divided in place, no second copy of the stack
+    return features
 
 
 def reduce_features(features: np.ndarray, dims: int) -> np.ndarray:
@@ -67,36 +67,6 @@ def reduce_features(features: np.ndarray, dims: int) -> np.ndarray:
     _, _, components = np.linalg.svd(sample, full_matrices=False)
     reduced = centred @ components[:dims].T
     return np.ascontiguousarray(reduced.reshape(features.shape[0], features.shape[1], dims), dtype=np.float32)
-
-
-def projected_patch_features(gray: np.ndarray, size: int, dims: int) -> np.ndarray:
-    """``reduce_features(raw_patch_features(gray, size), dims)`` (each component up to its sign) without the
-    (H, W, size*size) stack: the principal components are found on the same sample of patches, then each
-    projection is one correlation of the image with the component as a size x size kernel."""
-    half = size // 2
-    image = gray.astype(np.float32)
-    padded = cv2.copyMakeBorder(image, half, half, half, half, cv2.BORDER_REFLECT)
-    height, width = gray.shape
-    shifts = [(dy, dx) for dy in range(size) for dx in range(size)]
-    # the mean of every raw feature over all pixels, as reduce_features centres by it
-    window_means = np.array([padded[dy:dy + height, dx:dx + width].mean(dtype=np.float64) for dy, dx in shifts])
-    feature_mean = window_means - window_means.mean()
-    chosen = np.arange(0, height * width, max(1, (height * width) // 50_000))
-    ys, xs = np.divmod(chosen, width)
-    patches = np.stack([padded[ys + dy, xs + dx] for dy, dx in shifts], axis=1).astype(np.float64)
-    patches -= patches.mean(axis=1, keepdims=True)
-    # the right singular vectors of the sample are the eigenvectors of its scatter matrix: a size^2 x size^2
-    # eigenproblem instead of an SVD of the 50,000-row sample (half a second of a loaded core at 1 MP)
-    centred = patches - feature_mean
-    eigenvalues, eigenvectors = np.linalg.eigh(centred.T @ centred)
-    components = eigenvectors[:, np.argsort(eigenvalues)[::-1]].T
-    planes = []
-    for component in components[:dims]:
-        # component . (patch - its mean) = (component - its mean) . patch
-        kernel = (component - component.mean()).reshape(size, size).astype(np.float32)
-        plane = cv2.filter2D(image, cv2.CV_32F, kernel, borderType=cv2.BORDER_REFLECT)
-        planes.append(plane - np.float32(component @ feature_mean))
-    return np.ascontiguousarray(np.stack(planes, axis=2), dtype=np.float32)
 
 
 def _starting_field(initial: tuple[np.ndarray, np.ndarray, np.ndarray] | None, height: int, width: int
@@ -112,16 +82,12 @@ def _starting_field(initial: tuple[np.ndarray, np.ndarray, np.ndarray] | None, h
 
 def compiled_patchmatch(features: np.ndarray, *, min_offset: int, iterations: int = 5, global_samples: int = 3,
                         proposals: list[np.ndarray] | None = None,
-                        initial: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None, seed: int = 0,
-                        local_samples: int = 0, local_radius: int = 64
+                        initial: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None, seed: int = 0
                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Approximate nearest neighbour (excluding offsets shorter than ``min_offset``) for every pixel: the
-    options and results of :func:`patchmatch`, searched by a compiled kernel (a different random stream and
-    order, so the field differs in detail at equal settings).
+    """Approximate nearest neighbour (excluding offsets shorter than ``min_offset``) for every pixel.
 
     PatchMatch (Barnes et al. 2009), compiled with numba. Each of the ``iterations`` first tries, at every
-    pixel, ``global_samples`` uniformly random targets (so that small copied areas are hit at all) and
-    ``local_samples`` random offsets within ``local_radius`` (exemplar fills copy from close by); then sweeps
+    pixel, ``global_samples`` uniformly random targets (so that small copied areas are hit at all); then sweeps
     the image (raster order, reverse raster order in every other iteration) trying at each pixel the offsets of
     its neighbours at 1, 2, 4 and 8 pixels in the four directions (propagation; the neighbours already visited
     in the sweep carry fresh offsets, so a good offset travels across the whole image in one sweep) and random
@@ -145,8 +111,7 @@ def compiled_patchmatch(features: np.ndarray, *, min_offset: int, iterations: in
     from retouch.detect._patchmatch_kernel import search
 
     search(features.reshape(height * width, -1), height, width, oy.reshape(-1), ox.reshape(-1), best.reshape(-1),
-           affines, int(min_offset) ** 2, int(iterations), int(global_samples), int(local_samples),
-           int(local_radius), int(seed))
+           affines, int(min_offset) ** 2, int(iterations), int(global_samples), int(seed))
     return oy, ox, best
 
 
@@ -171,7 +136,7 @@ def upsampled_field(features: np.ndarray, coarse: tuple[np.ndarray, ...], *, min
     a pixel of it); then ``sweeps`` sweeps (raster order, reverse raster order in every other one) of propagation
     from the four nearest neighbours and random search around the best at radii ``radius``, ``radius // 2``, ...
     1 (``_patchmatch_kernel.refine``). Offsets shorter than ``min_offset`` are
-    excluded. Returns (offset y, offset x, squared feature distance) as :func:`patchmatch` does."""
+    excluded. Returns (offset y, offset x, squared feature distance) as :func:`compiled_patchmatch` does."""
     features = np.ascontiguousarray(features, dtype=np.float32)
     height, width = features.shape[:2]
     coarse_oy = np.ascontiguousarray(coarse[0], dtype=np.int32)
@@ -195,7 +160,7 @@ def coarse_to_fine_patchmatch(features: np.ndarray, *, min_offset: int, iteratio
                               sweeps: int = 2, radius: int = 4) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Approximate nearest neighbour (excluding offsets shorter than ``min_offset``) for every pixel, searched on
     the grid of every second pixel of every second row first, for smooth features (the Zernike moments of a disc
-    several pixels wide): the options and results of :func:`patchmatch` without local samples.
+    several pixels wide): the options and results of :func:`compiled_patchmatch`.
 
     The search's cost is the latency of reading the feature vectors of random candidates across the whole
     image; on a grid a quarter the size most of those reads stay in the processor's cache. The grid's field is
@@ -209,98 +174,6 @@ def coarse_to_fine_patchmatch(features: np.ndarray, *, min_offset: int, iteratio
                                  proposals=[halved_map(a) for a in proposals or []], seed=seed)
     return upsampled_field(features, coarse, min_offset=min_offset, proposals=proposals, sweeps=sweeps,
                            radius=radius, seed=seed + 1)
-
-
-# cv2.remap refuses a plane with a side of SHRT_MAX pixels or more: a strip scan some thousand times longer than it
-# is high keeps such a side even at analysis scale, and the detectors stopped with an internal error
-_REMAP_LIMIT = 32767
-
-
-def _fetch(plane: np.ndarray, map_x: np.ndarray, map_y: np.ndarray) -> np.ndarray:
-    """``plane`` (H, W, up to 4 channels) at the integer-valued positions (``map_x``, ``map_y``), NaN outside it:
-    cv2.remap (nearest), or the same values gathered by numpy where remap cannot take the plane's size."""
-    height, width = plane.shape[:2]
-    if max(height, width) < _REMAP_LIMIT:
-        return cv2.remap(plane, map_x, map_y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
-                         borderValue=(float("nan"),) * 4)
-    xs, ys = map_x.astype(np.int64), map_y.astype(np.int64)
-    inside = (xs >= 0) & (xs < width) & (ys >= 0) & (ys < height)
-    candidate = np.full(plane.shape, np.nan, plane.dtype)
-    candidate[inside] = plane[ys[inside], xs[inside]]
-    return candidate
-
-
-def patchmatch(features: np.ndarray, *, min_offset: int, iterations: int = 5, global_samples: int = 3,
-               proposals: list[np.ndarray] | None = None,
-               initial: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None, seed: int = 0,
-               local_samples: int = 0, local_radius: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Approximate nearest neighbour (excluding offsets shorter than ``min_offset``) for every pixel.
-
-    Each iteration tries, for all pixels at once: the offsets of neighbours at distances 8, 4, 2 and 1
-    (propagation, jump-flooding style), ``global_samples`` uniformly random targets (so that small copied areas
-    are hit at all), and random offsets around the current one at shrinking radii.
-
-    ``local_samples`` further random offsets per iteration are drawn within ``local_radius`` (exemplar fills copy
-    from close by). ``proposals`` are 2x3 affine maps (pixel -> its presumed copy) tried for every pixel before the iterations,
-    e.g. from keypoint matches: they seed the field where random sampling would rarely land.
-
-    Returns (offset y, offset x, squared feature distance), each (H, W).
-    """
-    height, width, dims = features.shape
-    rng = np.random.default_rng(seed)
-    ys, xs = np.mgrid[0:height, 0:width].astype(np.int32)
-    ys_f, xs_f = ys.astype(np.float32), xs.astype(np.float32)
-    # candidates are fetched four channels at a time with cv2.remap (nearest, NaN outside the image): the gather
-    # is bound by the latency of random reads, so a 16-byte pixel costs about what a 4-byte one does, and four
-    # planes at once took a third of the time of one plane after another. Squared differences are summed in
-    # groups of four and the groups added, the order numpy's float32 sum over (H, W, 4) slices used, so the
-    # costs are the same to the bit.
-    groups = [np.ascontiguousarray(features[:, :, start:start + 4]) for start in range(0, dims, 4)]
-    min_offset_sq = np.float32(min_offset**2)
-    oy, ox, best = _starting_field(initial, height, width)
-
-    def consider(cy: np.ndarray, cx: np.ndarray) -> None:
-        offset_y, offset_x = cy.astype(np.float32), cx.astype(np.float32)
-        map_y, map_x = cv2.add(ys_f, offset_y), cv2.add(xs_f, offset_x)
-        cost = None
-        for group_features in groups:
-            candidate = _fetch(group_features, map_x, map_y).reshape(group_features.shape)
-            diff = cv2.subtract(group_features, candidate, dst=candidate)
-            squared = cv2.multiply(diff, diff, dst=diff)
-            group = squared[:, :, 0].copy()
-            for channel in range(1, squared.shape[2]):
-                group += squared[:, :, channel]
-            cost = group if cost is None else cv2.add(cost, group, dst=cost)
-        # NaN (outside the image) never compares below the best; too-short offsets are excluded explicitly
-        better = cost < best
-        better &= cv2.add(cv2.multiply(offset_y, offset_y), cv2.multiply(offset_x, offset_x)) >= min_offset_sq
-        np.copyto(oy, cy, where=better)
-        np.copyto(ox, cx, where=better)
-        np.copyto(best, cost, where=better)
-
-    def uniform() -> None:
-        consider(rng.integers(0, height, size=(height, width), dtype=np.int32) - ys,
-                 rng.integers(0, width, size=(height, width), dtype=np.int32) - xs)
-
-    for affine in proposals or []:
-        mapped_x = affine[0, 0] * xs + affine[0, 1] * ys + affine[0, 2]
-        mapped_y = affine[1, 0] * xs + affine[1, 1] * ys + affine[1, 2]
-        consider(np.round(mapped_y).astype(np.int32) - ys, np.round(mapped_x).astype(np.int32) - xs)
-    for _ in range(iterations):
-        for _ in range(global_samples):
-            uniform()
-        for _ in range(local_samples):
-            consider(rng.integers(-local_radius, local_radius + 1, size=(height, width), dtype=np.int32),
-                     rng.integers(-local_radius, local_radius + 1, size=(height, width), dtype=np.int32))
-        for step in (8, 4, 2, 1):
-            for dy, dx in ((step, 0), (-step, 0), (0, step), (0, -step)):
-                consider(np.roll(oy, (dy, dx), axis=(0, 1)), np.roll(ox, (dy, dx), axis=(0, 1)))
-        radius = max(height, width) / 8
-        while radius >= 1:
-            consider(oy + rng.integers(-int(radius), int(radius) + 1, size=(height, width), dtype=np.int32),
-                     ox + rng.integers(-int(radius), int(radius) + 1, size=(height, width), dtype=np.int32))
-            radius /= 4
-    return oy, ox, best
 
 
 def local_affine_residual(oy: np.ndarray, ox: np.ndarray, window: int) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""The compiled PatchMatch search behind :func:`retouch.detect._patchmatch.patchmatch` (numba).
+"""The compiled PatchMatch searches behind :func:`retouch.detect._patchmatch.compiled_patchmatch` and
+:func:`retouch.detect._patchmatch.upsampled_field` (numba).
 
 numba caches the compiled kernel beside this module, or in the user's cache folder where the install is read-only
 (``NUMBA_CACHE_DIR`` chooses another); only the first call after an install compiles it (about ten seconds),
@@ -133,13 +134,13 @@ def _search_around(features: np.ndarray, own: np.ndarray, height: int, width: in
 
 @njit(cache=True, nogil=True)
 def search(features: np.ndarray, height: int, width: int, oy: np.ndarray, ox: np.ndarray, best: np.ndarray,
-           proposals: np.ndarray, min_offset_sq: int, iterations: int, global_samples: int, local_samples: int,
-           local_radius: int, seed: int) -> None:
-    """PatchMatch in place on flat (H*W, D) features and flat fields: the kernel of :func:`patchmatch`."""
+           proposals: np.ndarray, min_offset_sq: int, iterations: int, global_samples: int, seed: int) -> None:
+    """PatchMatch in place on flat (H*W, D) features and flat fields: the kernel of
+    :func:`retouch.detect._patchmatch.compiled_patchmatch`."""
     state = _seeded(seed)
     own = np.empty(features.shape[1], np.float32)
     first_radius = max(height, width) / 8.0
-    # pass 0 tries the proposals; then each iteration is two passes: random samples (global and local) for every
+    # pass 0 tries the proposals; then each iteration is two passes: uniformly random samples for every
     # pixel, then a sweep (raster order, reverse raster order in every other iteration) that propagates the
     # offsets of the neighbours at 1, 2, 4 and 8 pixels (the ones visited before in this sweep carry fresh
     # offsets, so a good offset travels across the whole image in one sweep) and searches around the best one at
@@ -158,7 +159,6 @@ def search(features: np.ndarray, height: int, width: int, oy: np.ndarray, ox: np
                     best_d, best_y, best_x = _try_proposals(features, own, height, width, y, x, proposals,
                                                             min_offset_sq, best_d, best_y, best_x)
                 elif phase % 2 == 1:
-                    # uniform targets anywhere, then offsets within local_radius
                     for _ in range(global_samples):
                         state = _random(state)
                         dy = _below(state, height) - y
@@ -166,10 +166,6 @@ def search(features: np.ndarray, height: int, width: int, oy: np.ndarray, ox: np
                         dx = _below(state, width) - x
                         best_d, best_y, best_x = _try(features, own, height, width, y, x, dy, dx, min_offset_sq,
                                                       best_d, best_y, best_x)
-                    for _ in range(local_samples):
-                        state, best_d, best_y, best_x = _try_random(features, own, height, width, y, x, state, 0,
-                                                                    0, local_radius, min_offset_sq, best_d,
-                                                                    best_y, best_x)
                 else:
                     jump = step
                     for _ in range(4):

@@ -3,7 +3,7 @@
 Method
 ------
 1. Features: rotation-invariant magnitudes of Zernike moments of the disc around every pixel (Cozzolino, Poggi &
-   Verdoliva 2015), and SIFT keypoints of the image and of its mirror image.
+   Verdoliva 2015), and SIFT keypoints, described as they are and as their patches' mirror images.
 2. Matching: a dense nearest-neighbour field by PatchMatch with a minimum displacement, seeded by the similarity
    maps that SIFT self-matches follow (Amerini et al. 2011; grouped by sequential RANSAC) and by the field's own
    dominant displacements; searched on the grid of every second pixel of every second row, then brought to full
@@ -232,7 +232,7 @@ class Pair:
 def _closeness(distance: np.ndarray, energy: np.ndarray, oy: np.ndarray, ox: np.ndarray) -> np.ndarray:
     """Match distance relative to the two discs' own feature energy (about 1 for look-alikes, near 0 for copies)."""
     height, width = distance.shape
-    ys, xs = np.mgrid[0:height, 0:width]
+    ys, xs = np.arange(height)[:, None], np.arange(width)[None, :]  # broadcast, no full grids
     partner = energy[np.clip(ys + oy, 0, height - 1), np.clip(xs + ox, 0, width - 1)]
     return np.where(np.isfinite(distance), distance / (energy + partner + 1e-3), np.inf).astype(np.float32)
 
@@ -369,7 +369,7 @@ def candidate_pairs(small: np.ndarray, field: DenseField, options: CopyMoveOptio
 def _twin_zone(affine: np.ndarray, shape: tuple[int, int], min_offset: int) -> np.ndarray:
     """The pixels whose twin under ``affine`` lies inside the image and at least ``min_offset`` away."""
     height, width = shape
-    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    ys, xs = np.arange(height, dtype=np.float32)[:, None], np.arange(width, dtype=np.float32)[None, :]
     twin_x = affine[0, 0] * xs + affine[0, 1] * ys + affine[0, 2]
     twin_y = affine[1, 0] * xs + affine[1, 1] * ys + affine[1, 2]
     return ((np.hypot(twin_x - xs, twin_y - ys) >= min_offset) & (twin_x >= 0) & (twin_x <= width - 1)
