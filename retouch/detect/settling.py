@@ -46,7 +46,7 @@ True
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import cv2
@@ -63,6 +63,7 @@ from retouch.detect._blocks import (
     finite_or_none,
     median_of,
     nfa_score,
+    placed_at_origin,
     null_tail,
     standardise,
     standardise_by_content,
@@ -292,12 +293,4 @@ def jpeg_settling(image: np.ndarray, *, options: SettlingOptions | None = None, 
                         params={**params, "threshold_z": round(decision.threshold_z, 3)}, summary=summary,
                         explanation=EXPLANATION, details=details, min_area=6 * 64, nfa=decision.nfa,
                         what="unsettled piece")
-    if not (top or left):
-        return part
-    heatmap = np.empty(shape, np.float32)
-    heatmap[top:, left:] = part.heatmap
-    heatmap[:top, left:] = part.heatmap[:1]
-    heatmap[:, :left] = heatmap[:, left: left + 1]
-    mask = np.zeros(shape, bool)
-    mask[top:, left:] = part.mask
-    return replace(part, heatmap=heatmap, mask=mask, regions=[r.shifted(left, top) for r in part.regions])
+    return placed_at_origin(part, shape, origin)
