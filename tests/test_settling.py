@@ -127,3 +127,18 @@ def test_the_pipeline_reports_the_piece_from_a_png_of_decoded_pixels() -> None:
     run = analyze_image(loaded.pixels, jpeg_quantization=loaded.jpeg_quantization, detectors="settling")
     assert f1_score(run.fused.mask, truth) > 0.5
     assert any(r.kind == "jpeg-ghost" for r in run.results[0].regions)
+
+
+def test_the_newcomers_painted_out_stars_do_not_share_the_photographs_ghost() -> None:
+    """Issue 23's newcomer case: the astronaut saved at quality 75, the flag's stars painted out with cv2.inpaint,
+    saved at 90. The painted area never settled at 75."""
+    first = _jpeg(data.astronaut(), 75)
+    canton = np.zeros(first.shape[:2], bool)
+    canton[:115, :62] = True  # the flag's blue field with its stars
+    stars = cv2.dilate((canton & (first[..., 0] > 90)).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    painted = cv2.inpaint(first, stars.astype(np.uint8), 3, cv2.INPAINT_TELEA)
+    result = jpeg_settling(_jpeg(painted, 90))
+    assert result.regions and result.score > 0.5
+    assert result.mask[stars].mean() > 0.5  # most of the painted stars are marked
+    assert result.mask[~canton].mean() < 0.01  # and almost nothing outside the flag's field
+    assert not jpeg_settling(_jpeg(first, 90)).mask.any()
