@@ -555,4 +555,3 @@ def placed_at_origin(part: AnalysisResult, shape: tuple[int, int], origin: tuple
     mask = np.zeros(shape, bool)
     mask[top:, left:] = part.mask
     return replace(part, heatmap=heatmap, mask=mask, regions=[r.shifted(left, top) for r in part.regions])
-

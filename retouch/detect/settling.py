@@ -63,8 +63,8 @@ from retouch.detect._blocks import (
     finite_or_none,
     median_of,
     nfa_score,
-    placed_at_origin,
     null_tail,
+    placed_at_origin,
     standardise,
     standardise_by_content,
     strength_to_heat,
@@ -210,13 +210,12 @@ def region_decision(z: np.ndarray, *, tests: int, margin: float, nfa_threshold: 
     return GroupDecision(nfa_map <= nfa_threshold, nfa_map, best_nfa, decide, peak, tests, group_nfa)
 
 
-
-@register("settling", title="JPEG settling (pieces saved fewer times)",
-          description="Areas that still change when the picture is saved again at its last JPEG quality, where the "
-                      "rest has settled, judged against the same pixels recompressed off the grid: pieces pasted "
-                      "in before the last save.", default=False)
+@register("settling", title="JPEG settling (pieces without the picture's JPEG ghost)",
+          description="Areas that change when the picture is saved again at a quality it was saved with before, "
+                      "where the rest has settled, judged against the same pixels recompressed off the grid: "
+                      "pieces pasted in from another picture before the last save.", default=False)
 def jpeg_settling(image: np.ndarray, *, options: SettlingOptions | None = None, **changes: Any) -> AnalysisResult:
-    """Pieces that settled less than the rest under recompression at the picture's last JPEG quality.
+    """Pieces that do not settle, as the rest of the picture does, at the quality whose JPEG ghost it carries.
 
     Parameters
     ----------
@@ -232,6 +231,8 @@ def jpeg_settling(image: np.ndarray, *, options: SettlingOptions | None = None, 
         of its dip in ``details``.
     """
     options = resolve_options(SettlingOptions(), options, changes)
+    if options.channels not in ("gray", "rgb"):
+        raise ValueError(f"channels must be 'gray' or 'rgb', got {options.channels!r}")
     array = np.asarray(image)
     shape = array.shape[:2]
     params = {**options_params(options), "block": 8, "false_alarm_control": FALSE_ALARM_CONTROL}
