@@ -91,6 +91,8 @@ EXPLANATION = (
     "leaves no trace; plain areas carry no evidence."
 )
 
+MIN_BLOCKS = 6  # fewest 8x8 blocks a region holds (the other block detectors' minimum)
+
 
 @dataclass(frozen=True)
 class SettlingOptions:
@@ -182,27 +184,30 @@ def settling_change(pixels: np.ndarray, quality: int) -> tuple[np.ndarray, np.nd
     return aligned, offgrid
 
 
-def region_decision(z: np.ndarray, *, tests: int, margin: float, nfa_threshold: float, level: float,
-                    min_blocks: int) -> GroupDecision:
-    """A-contrario decision on regions of a map of 3x3-pooled block scores (each on a unit scale).
-
-    A candidate region is a connected set (8-neighbours) of at least ``min_blocks`` blocks above ``level``; its
-    evidence is its summed score over ``sqrt(9 n)`` (n blocks whose 3x3 pooling shares each block's evidence with
-    its eight neighbours: unit variance for independent blocks), and its number of false alarms ``tests *
-    P(Z > evidence)`` under :func:`_blocks.null_tail` (``tests`` counts independent 3x3 neighbourhoods). A piece
-    of a tenth of the picture shifts it by a little on each of hundreds of blocks, which a test of the strongest
-    block alone cannot see.
-    """
+def region_evidence(z: np.ndarray, *, level: float, min_blocks: int) -> np.ndarray:
+    """Per block, the evidence of the candidate region holding it (-inf outside every candidate): a candidate
+    region is a connected set (8-neighbours) of at least ``min_blocks`` blocks of ``z`` above ``level``, and its
+    evidence its summed score over ``sqrt(9 n)`` (n blocks of a map pooled over 3x3 blocks, whose pooling shares
+    each block's evidence with its eight neighbours: unit variance for independent blocks)."""
     count, labels, stats, _ = cv2.connectedComponentsWithStats((z > level).view(np.uint8), connectivity=8)
     sums = np.bincount(labels.ravel(), weights=z.ravel().astype(np.float64), minlength=count)
     sizes = stats[:, cv2.CC_STAT_AREA].astype(np.float64)
-    evidence = sums / np.sqrt(9.0 * np.maximum(sizes, 1.0))
-    candidate = sizes >= min_blocks
-    candidate[0] = False
-    evidence = np.where(candidate, evidence, -np.inf)
-    peak = float(evidence.max()) if count > 1 else 0.0
-    nfa = np.where(candidate, tests * null_tail(np.where(candidate, evidence, 0.0), margin), np.inf)
-    nfa_map = nfa[labels]
+    evidence = np.where(sizes >= min_blocks, sums / np.sqrt(9.0 * np.maximum(sizes, 1.0)), -np.inf)
+    evidence[0] = -np.inf
+    return evidence[labels]
+
+
+def region_decision(z: np.ndarray, *, tests: int, margin: float, nfa_threshold: float, level: float,
+                    min_blocks: int) -> GroupDecision:
+    """A-contrario decision on the candidate regions of a map of 3x3-pooled block scores (each on a unit scale;
+    see :func:`region_evidence`): a region's number of false alarms is ``tests * P(Z > evidence)`` under
+    :func:`_blocks.null_tail` (``tests`` counts independent 3x3 neighbourhoods). A piece of a tenth of the picture
+    lifts each of hundreds of blocks a little, which a test of the strongest block alone cannot tell from chance.
+    """
+    evidence = region_evidence(z, level=level, min_blocks=min_blocks)
+    candidate = np.isfinite(evidence)
+    peak = float(evidence[candidate].max()) if candidate.any() else 0.0
+    nfa_map = np.where(candidate, tests * null_tail(np.where(candidate, evidence, 0.0), margin), np.inf)
     best_nfa = float(tests * null_tail(max(peak, 0.0), margin))
     group_nfa = {m: float(tests * null_tail(max(peak, 0.0), m)) if candidate.any() else math.inf
                  for m in CALIBRATION_MARGINS}
@@ -277,7 +282,7 @@ def jpeg_settling(image: np.ndarray, *, options: SettlingOptions | None = None, 
     classes = content_classes(informative, headroom, texture, brightness, colourfulness)
     pooled = np.where(informative, standardise_by_content(ratio, informative, classes), 0.0).astype(np.float32)
     decision = region_decision(pooled, tests=max(int(informative.sum()), 1) // 9 + 1, margin=options.tail_margin,
-                               nfa_threshold=options.nfa_threshold, level=options.region_level, min_blocks=6)
+                               nfa_threshold=options.nfa_threshold, level=options.region_level, min_blocks=MIN_BLOCKS)
     decided = decision.mask
     score = nfa_score(decision.best_nfa, options.nfa_threshold, decided=bool(decided.any()))
     details.update({"smallest_nfa": finite_or_none(decision.best_nfa), "null": decision.null_record(),
@@ -288,7 +293,11 @@ def jpeg_settling(image: np.ndarray, *, options: SettlingOptions | None = None, 
     else:
         summary = (f"No area changes on recompression at quality {quality} beyond what its content explains "
                    "(which needs the picture to have been saved at least twice on one grid).")
-    part = block_result("settling", heat_blocks=strength_to_heat(strength, decision.threshold_z),
+    # the map ranks blocks by their own ratio; a decided region's blocks are lifted to the upper half (in the
+    # same order), so that what is decided shows as such: the decision is on regions, not on single blocks
+    heat = strength_to_heat(strength, decision.threshold_z)
+    heat[decided] = 0.5 + 0.5 * heat[decided]
+    part = block_result("settling", heat_blocks=heat,
                         mask_blocks=decided, block=8, shape=(shape[0] - top, shape[1] - left),
                         kind_of={"jpeg-ghost": decided}, score=score,
                         params={**params, "threshold_z": round(decision.threshold_z, 3)}, summary=summary,
