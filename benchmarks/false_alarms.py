@@ -35,7 +35,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "false_alarms.md"
-DETECTORS = ["ela", "grain", "inpaint", "jpeg", "grid", "residual", "dq"]
+DETECTORS = ["ela", "grain", "inpaint", "jpeg", "grid", "residual", "dq", "settling"]
 # photographs only: scikit-image's microscopy (immunohistochemistry, retina, cell) and its page of text are not
 # pictures of the kinds the tool claims to handle, and were left out of the calibration
 EXTRA_PHOTOS = ["brick", "grass", "gravel", "moon"]
@@ -189,10 +189,11 @@ def _default_margin(detector: str) -> float:
     from retouch.detect.inpaint import InpaintOptions
     from retouch.detect.jpeg import JpegOptions
     from retouch.detect.noise_residual import ResidualOptions
+    from retouch.detect.settling import SettlingOptions
 
     options = {"ela": ElaOptions, "grain": GrainOptions, "inpaint": InpaintOptions, "jpeg": JpegOptions,
                "grid": GridOptions, "residual": ResidualOptions,
-               "dq": DoubleJpegOptions}[detector]()
+               "dq": DoubleJpegOptions, "settling": SettlingOptions}[detector]()
     return float(options.tail_margin)
 
 

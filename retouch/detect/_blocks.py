@@ -12,7 +12,7 @@ cropped to whole blocks), so a 24-megapixel image is summarised in a few tens of
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import cv2
@@ -539,3 +539,19 @@ def block_result(method: str, *, heat_blocks: np.ndarray, mask_blocks: np.ndarra
     regions.sort(key=lambda r: (-r.score, -r.area))
     return AnalysisResult(method=method, heatmap=heatmap, mask=mask, regions=regions, score=score, params=params,
                           summary=summary, explanation=explanation, details=details)
+
+
+def placed_at_origin(part: AnalysisResult, shape: tuple[int, int], origin: tuple[int, int]) -> AnalysisResult:
+    """A result built on the part of a picture from its JPEG grid's ``origin`` (row, column) on, placed in the
+    whole picture of ``shape``: the heatmap's missing rows and columns repeat the nearest ones, the mask is empty
+    there and the regions are shifted."""
+    top, left = origin
+    if not (top or left):
+        return part
+    heatmap = np.empty(shape, np.float32)
+    heatmap[top:, left:] = part.heatmap
+    heatmap[:top, left:] = part.heatmap[:1]
+    heatmap[:, :left] = heatmap[:, left: left + 1]
+    mask = np.zeros(shape, bool)
+    mask[top:, left:] = part.mask
+    return replace(part, heatmap=heatmap, mask=mask, regions=[r.shifted(left, top) for r in part.regions])

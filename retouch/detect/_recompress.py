@@ -50,3 +50,31 @@ def _strip_error(gray: np.ndarray, quality: int) -> np.ndarray:
     ok, buffer = cv2.imencode(".jpg", gray, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     decoded = cv2.imdecode(buffer, cv2.IMREAD_GRAYSCALE)
     return cv2.absdiff(gray, decoded, dst=decoded)
+
+
+def recompression_block_sqdiff(pixels: np.ndarray, quality: int) -> np.ndarray:
+    """Per 8x8 block, the mean over pixels and channels of the squared difference between 8-bit ``pixels`` (gray
+    or BGR, cropped to whole blocks from its own origin) and their JPEG recompression at ``quality``, float32.
+
+    Strips are coded in parallel threads. Colour is coded with OpenCV's chroma subsampling in 16-row units, and
+    its decoder interpolates chroma across those units, so each strip is coded with 16 rows of its neighbours on
+    either side and keeps its own rows: the same pixels as the whole picture's recompression.
+    """
+    rows, cols = pixels.shape[0] // 8, pixels.shape[1] // 8
+    means = np.empty((rows, cols), np.float32)
+    context = 16 if pixels.ndim == 3 else 0
+
+    def recompress(top: int, bottom: int) -> None:
+        first, last = max(top - context, 0), min(bottom + context, rows * 8)
+        part = np.ascontiguousarray(pixels[first:last, : cols * 8])
+        ok, buffer = cv2.imencode(".jpg", part, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+        decoded = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)[top - first: bottom - first]
+        part = part[top - first: bottom - first]
+        difference = cv2.absdiff(part, decoded)
+        squared = cv2.multiply(difference, difference, dtype=cv2.CV_32F)
+        if squared.ndim == 3:
+            squared = squared.mean(axis=2, dtype=np.float32)
+        means[top // 8: bottom // 8] = block_mean(squared, 8)
+
+    for_each_strip(recompress, _strip_cuts(rows * 8, 16))
+    return means

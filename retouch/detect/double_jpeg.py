@@ -55,7 +55,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import cv2
@@ -70,6 +70,7 @@ from retouch.detect._blocks import (
     finite_or_none,
     group_decision,
     nfa_score,
+    placed_at_origin,
     pooled_z,
     standardise_by_content,
     strength_to_heat,
@@ -432,12 +433,4 @@ def double_jpeg(image: np.ndarray, *, jpeg_quantization: Mapping[int, Sequence[i
                         params={**params, "threshold_z": round(decision.threshold_z, 3)}, summary=summary,
                         explanation=EXPLANATION, details=details, min_area=6 * 64, nfa=decision.nfa,
                         what="piece compressed once")
-    if not (top or left):
-        return part
-    heatmap = np.empty(shape, np.float32)
-    heatmap[top:, left:] = part.heatmap
-    heatmap[:top, left:] = part.heatmap[:1]
-    heatmap[:, :left] = heatmap[:, left: left + 1]
-    mask = np.zeros(shape, bool)
-    mask[top:, left:] = part.mask
-    return replace(part, heatmap=heatmap, mask=mask, regions=[r.shifted(left, top) for r in part.regions])
+    return placed_at_origin(part, shape, origin)

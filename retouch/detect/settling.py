@@ -1,0 +1,306 @@
+"""JPEG settling: pieces that do not settle, as the rest of the picture does, at the quality it was saved with before.
+
+Method
+------
+A JPEG recompressed at the quality it was saved with changes little: its pixels have already settled near a
+fixed point of that quantisation. A photograph saved at quality ``q1``, edited and saved again at a higher
+quality keeps that ghost (Farid 2009): recompressed at ``q1`` its untouched part changes less than at the
+qualities around it, while a piece pasted in from another picture (saved at another quality, moved off the grid,
+resized) never settled at ``q1`` and changes as much as its content makes it change. The picture is cut to its
+JPEG grid (``double_jpeg.grid_origin``); ``q1`` is the quality where the median change of a central crop dips
+deepest against the qualities two steps either side (:func:`settling_quality`; the last save's own quality,
+where a picture saved by a codec like OpenCV's reproduces itself, and the qualities above it are left out).
+Per 8x8 block, the change on recompression at ``q1`` (squared difference of the luminance) is compared with the
+change of the same pixels recompressed on the grid shifted by 4 pixels, where no history lines up with the
+blocks and only the content responds (texture and edges change more, flat areas less): the content model of
+settling. The log ratio of the two, each summed over 3x3 blocks, is the map; for the decision it is put on the
+scale of blocks of the same content class (nearness to clipping, off-grid change, brightness, colourfulness;
+``_blocks.standardise_by_content``, which only ever asks more evidence than the picture-wide scale), and
+connected blocks above ``region_level`` form candidate regions, each judged a-contrario on its summed score
+(:func:`region_decision`): a region is kept when its number of false alarms is at most ``nfa_threshold``. A
+piece of a tenth of the picture lifts each of its blocks a little, which a test of the strongest block alone
+cannot tell from chance. Blocks too flat to change off the grid are not judged.
+
+Limits
+------
+Needs a picture saved at least twice on one grid, the last time at a higher quality than the one whose ghost it
+carries, and a piece that does not share that history: a piece saved at the same quality and pasted on the grid
+settles as the host does, and a picture resized or cropped off the grid after its last save shows no grid and is
+not judged. A picture saved once has no ghost to share: its map shows what the off-grid content model did not
+explain. Flat areas carry no evidence, and saturated colours and near-white highlights, clipped on decoding,
+change on recompression whatever their history (their content classes ask more of them). Measured ranges are in
+``benchmarks/results/detector_notes.md``.
+
+References
+----------
+H. Farid, "Exposing digital forgeries from JPEG ghosts", IEEE TIFS 4(1), 2009.
+A. Desolneux, L. Moisan, J.-M. Morel, "From Gestalt Theory to Image Analysis", Springer, 2008 (NFA).
+
+Examples
+--------
+>>> from skimage import data
+>>> jpeg_settling(data.astronaut()).skipped is not None  # never compressed: no grid, no ghost
+True
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+from retouch.detect._blocks import (
+    CALIBRATION_MARGINS,
+    GroupDecision,
+    bonferroni_z,
+    block_mean,
+    block_result,
+    block_saturation,
+    content_classes,
+    finite_or_none,
+    median_of,
+    nfa_score,
+    null_tail,
+    placed_at_origin,
+    standardise,
+    standardise_by_content,
+    strength_to_heat,
+)
+from retouch.detect._options import options_params, resolve_options
+from retouch.detect._recompress import recompression_block_sqdiff
+from retouch.detect.double_jpeg import _luminance, block_extremes, grid_origin
+from retouch.imaging import to_uint8
+from retouch.registry import register
+from retouch.result import AnalysisResult
+
+FALSE_ALARM_CONTROL = ("a-contrario: a region's NFA is the number of 3x3-block neighbourhoods judged times the "
+                       "chance that a region of an untouched JPEG sums as much change on recompression at its "
+                       "ghost quality, against its content class and the same pixels off the grid (a Gaussian "
+                       "widened by tail_margin)")
+
+EXPLANATION = (
+    "A JPEG saved again at a quality it was saved with before changes little: it has settled there. A photograph "
+    "saved as a JPEG, edited, and saved again at a higher quality keeps that trace, and a piece pasted in from "
+    "another picture does not share it: saved again at the photograph's earlier quality, the piece changes more "
+    "than the rest. Each part is compared with the same pixels saved on a shifted grid, which shows how much its "
+    "content alone would change. Limits: it needs a picture saved at least twice on one grid, the last time at "
+    "the higher quality; a piece with the same history as the rest, or a picture resized after its last save, "
+    "leaves no trace; plain areas carry no evidence."
+)
+
+MIN_BLOCKS = 6  # fewest 8x8 blocks a region holds (the other block detectors' minimum)
+
+
+@dataclass(frozen=True)
+class SettlingOptions:
+    """Options of :func:`jpeg_settling`.
+
+    Attributes
+    ----------
+    qualities : tuple of int
+        Lowest and highest JPEG quality sought for the quality whose ghost the picture carries (40, 98).
+    search_side : int
+        Side of the central crop on which that quality is sought (512 px).
+    floor : float
+        Added to the squared changes (8-bit units squared) before their logarithm, so that blocks which do not
+        change at all tie instead of spreading over orders of magnitude of nothing (0.1: a tenth of the pixels
+        changed by one level).
+    min_offgrid : float
+        Blocks whose off-grid change (mean squared, 8-bit units) is below this are too flat to judge (2.0).
+    region_level : float
+        A candidate region gathers connected blocks whose score (in units of their content class) is above
+        this (1.0); see :func:`region_decision`.
+    channels : str
+        What is recompressed for the map: ``"gray"``, the luminance (default), or ``"rgb"``, the colour picture
+        with OpenCV's chroma subsampling, its change the mean over the channels. On the development material
+        colour gave sharper maps of CASIA's splices and false regions on saturated colours of untouched web
+        photographs (``benchmarks/results/detector_notes.md``).
+    nfa_threshold : float
+        A region is decided when its number of false alarms is at most this (0.01).
+    tail_margin : float
+        Width of the null model of a pooled block score against a standard Gaussian (see
+        ``_blocks.null_tail``), calibrated on untouched photographs and their re-saved copies.
+    """
+
+    qualities: tuple[int, int] = (40, 98)
+    search_side: int = 512
+    floor: float = 0.1
+    min_offgrid: float = 2.0
+    region_level: float = 1.0
+    channels: str = "gray"
+    nfa_threshold: float = 0.01
+    tail_margin: float = 2.0
+
+
+def settling_quality(pixels: np.ndarray, qualities: tuple[int, int], *, side: int = 512,
+                     reproduced: float = 0.1) -> tuple[int, float, int | None]:
+    """The quality whose ghost ``pixels`` (8-bit BGR or gray, cropped to the grid) carry: the one where the median
+    block change on recompression dips deepest against the geometric mean of those two qualities either side,
+    sought on a central crop of at most ``side`` px; with that ratio (1 without a dip), and the quality at which
+    the picture reproduces itself (its luminance's median block change below ``reproduced``), if any.
+
+    A picture last saved by a codec like OpenCV's reproduces itself at that last quality, its pasted pieces with
+    it (they went through it too): the ghost of the earlier history is then sought at least three qualities below
+    it. A ghost survives a later save at a higher quality only (Farid 2009); above the last quality, dips come
+    from quantisation steps that divide the last save's, which every part of the picture shares.
+    """
+    height, width = pixels.shape[:2]
+    top = max((height - side) // 2, 0) // 16 * 16
+    left = max((width - side) // 2, 0) // 16 * 16
+    crop = np.ascontiguousarray(pixels[top: top + side, left: left + side])
+    gray = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY) if crop.ndim == 3 else crop
+    low, high = qualities
+    sought = np.arange(low, high + 1)
+    changes = np.array([float(median_of(recompression_block_sqdiff(crop, int(q)))) for q in sought]) + 1e-3
+    dips = np.ones(sought.size)
+    dips[2:-2] = changes[2:-2] / np.sqrt(changes[:-4] * changes[4:])
+    best = int(np.argmin(dips))
+    last = None
+    if gray is crop:
+        luminance_changes = changes - 1e-3
+    else:
+        luminance_changes = np.array([float(median_of(recompression_block_sqdiff(gray, int(q)))) for q in sought])
+    if luminance_changes.min() < reproduced:
+        last = int(sought[int(np.argmin(luminance_changes))])
+        dips[sought >= last - 2] = np.inf
+        best = int(np.argmin(dips))
+    return int(sought[best]), float(min(dips[best], 1.0)), last
+
+
+def settling_change(pixels: np.ndarray, quality: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per 8x8 block of ``pixels`` (8-bit, cropped to whole blocks of its grid), the mean squared change on
+    recompression at ``quality`` on the grid, and that of the same pixels recompressed on the grid shifted by 4
+    px (the mean of the four shifted blocks each covering a quarter of the block; NaN on the outer blocks)."""
+    aligned = recompression_block_sqdiff(pixels, quality)
+    shifted = recompression_block_sqdiff(pixels[4:, 4:], quality)  # blocks at (8 i + 4, 8 j + 4)
+    rows, cols = aligned.shape
+    offgrid = np.full((rows, cols), np.nan, np.float32)
+    if rows > 2 and cols > 2:
+        quarter = shifted[: rows - 1, : cols - 1]
+        offgrid[1:-1, 1:-1] = 0.25 * (quarter[:-1, :-1] + quarter[:-1, 1:] + quarter[1:, :-1] + quarter[1:, 1:])
+    return aligned, offgrid
+
+
+def region_evidence(z: np.ndarray, *, level: float, min_blocks: int) -> np.ndarray:
+    """Per block, the evidence of the candidate region holding it (-inf outside every candidate): a candidate
+    region is a connected set (8-neighbours) of at least ``min_blocks`` blocks of ``z`` above ``level``, and its
+    evidence its summed score over ``sqrt(9 n)`` (n blocks of a map pooled over 3x3 blocks, whose pooling shares
+    each block's evidence with its eight neighbours: unit variance for independent blocks)."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats((z > level).view(np.uint8), connectivity=8)
+    sums = np.bincount(labels.ravel(), weights=z.ravel().astype(np.float64), minlength=count)
+    sizes = stats[:, cv2.CC_STAT_AREA].astype(np.float64)
+    evidence = np.where(sizes >= min_blocks, sums / np.sqrt(9.0 * np.maximum(sizes, 1.0)), -np.inf)
+    evidence[0] = -np.inf
+    return evidence[labels]
+
+
+def region_decision(z: np.ndarray, *, tests: int, margin: float, nfa_threshold: float, level: float,
+                    min_blocks: int) -> GroupDecision:
+    """A-contrario decision on the candidate regions of a map of 3x3-pooled block scores (each on a unit scale;
+    see :func:`region_evidence`): a region's number of false alarms is ``tests * P(Z > evidence)`` under
+    :func:`_blocks.null_tail` (``tests`` counts independent 3x3 neighbourhoods). A piece of a tenth of the picture
+    lifts each of hundreds of blocks a little, which a test of the strongest block alone cannot tell from chance.
+    """
+    evidence = region_evidence(z, level=level, min_blocks=min_blocks)
+    candidate = np.isfinite(evidence)
+    peak = float(evidence[candidate].max()) if candidate.any() else 0.0
+    nfa_map = np.where(candidate, tests * null_tail(np.where(candidate, evidence, 0.0), margin), np.inf)
+    best_nfa = float(tests * null_tail(max(peak, 0.0), margin))
+    group_nfa = {m: float(tests * null_tail(max(peak, 0.0), m)) if candidate.any() else math.inf
+                 for m in CALIBRATION_MARGINS}
+    decide = margin * bonferroni_z(tests, nfa_threshold)
+    return GroupDecision(nfa_map <= nfa_threshold, nfa_map, best_nfa, decide, peak, tests, group_nfa)
+
+
+@register("settling", title="JPEG settling (pieces without the picture's JPEG ghost)",
+          description="Areas that change when the picture is saved again at a quality it was saved with before, "
+                      "where the rest has settled, judged against the same pixels recompressed off the grid: "
+                      "pieces pasted in from another picture before the last save.", default=False)
+def jpeg_settling(image: np.ndarray, *, options: SettlingOptions | None = None, **changes: Any) -> AnalysisResult:
+    """Pieces that do not settle, as the rest of the picture does, at the quality whose JPEG ghost it carries.
+
+    Parameters
+    ----------
+    image : ndarray
+        uint8/uint16 gray or RGB image, as the file stores its pixels.
+    options : SettlingOptions, optional
+        Options (defaults: ``SettlingOptions()``); keyword ``changes`` override its fields.
+
+    Returns
+    -------
+    AnalysisResult
+        ``jpeg-ghost`` regions, each with ``evidence["nfa"]``; the grid origin, the settling quality and the depth
+        of its dip in ``details``.
+    """
+    options = resolve_options(SettlingOptions(), options, changes)
+    if options.channels not in ("gray", "rgb"):
+        raise ValueError(f"channels must be 'gray' or 'rgb', got {options.channels!r}")
+    array = np.asarray(image)
+    shape = array.shape[:2]
+    params = {**options_params(options), "block": 8, "false_alarm_control": FALSE_ALARM_CONTROL}
+    luminance = _luminance(array)
+    origin, share = grid_origin(luminance)
+    top, left = origin
+    details: dict[str, Any] = {"grid_origin": list(origin), "grid_vote_share": round(share, 3)}
+    rows, cols = (shape[0] - top) // 8, (shape[1] - left) // 8
+    if rows < 8 or cols < 8 or share < 0.2:
+        return AnalysisResult.skipped_result("settling", shape, "the pixels show no JPEG block grid (never "
+                                             "compressed, or resized after their last compression)", params=params,
+                                             explanation=EXPLANATION, details=details)
+    pixels = to_uint8(array)
+    if pixels.ndim == 3:
+        pixels = cv2.cvtColor(np.ascontiguousarray(pixels[..., :3]), cv2.COLOR_RGB2BGR)
+    pixels = np.ascontiguousarray(pixels[top: top + 8 * rows, left: left + 8 * cols])
+    # the ghost is sought in colour (the earlier saves' colour conversion and chroma subsampling are part of it)
+    quality, dip, last = settling_quality(pixels, options.qualities, side=options.search_side)
+    low, high = block_extremes(pixels, (0, 0), (rows, cols))
+    headroom = np.minimum(low, 255 - high).astype(np.float32)  # how near a channel comes to clipping
+    if options.channels == "gray" and pixels.ndim == 3:
+        pixels = np.ascontiguousarray(cv2.cvtColor(pixels, cv2.COLOR_BGR2GRAY))
+    aligned, offgrid = settling_change(pixels, quality)
+    details.update({"settling_quality": quality, "settling_dip": round(dip, 4), "reproduced_at": last})
+
+    informative = np.isfinite(offgrid) & (np.nan_to_num(offgrid) >= options.min_offgrid)
+    if informative.sum() < 48:
+        return AnalysisResult.skipped_result("settling", shape, "too few blocks with enough detail to judge",
+                                             params=params, explanation=EXPLANATION, details=details)
+    # the content model: a neighbourhood's change on the grid over its change off the grid (sums over 3x3 blocks
+    # before the ratio: a ratio of sums is steadier than a sum of ratios where single blocks barely change)
+    floor = np.float32(options.floor)
+    on_grid = cv2.blur(np.where(informative, aligned, 0).astype(np.float32), (3, 3), borderType=cv2.BORDER_REFLECT)
+    off_grid = cv2.blur(np.where(informative, offgrid, 0).astype(np.float32), (3, 3), borderType=cv2.BORDER_REFLECT)
+    ratio = np.log(on_grid + floor) - np.log(off_grid + floor)
+    strength = np.where(informative, standardise(ratio, informative), 0.0).astype(np.float32)
+    # the decision judges each block against blocks of its content: clipped pixels (the codec's round trip is
+    # unstable there), off-grid change (texture), brightness and colourfulness; a class only ever asks more
+    brightness = block_mean(luminance[top: top + 8 * rows, left: left + 8 * cols], 8)
+    texture = np.log(np.nan_to_num(offgrid) + floor)
+    colourfulness = block_saturation(array[top: top + 8 * rows, left: left + 8 * cols], 8) if array.ndim == 3 else None
+    classes = content_classes(informative, headroom, texture, brightness, colourfulness)
+    pooled = np.where(informative, standardise_by_content(ratio, informative, classes), 0.0).astype(np.float32)
+    decision = region_decision(pooled, tests=max(int(informative.sum()), 1) // 9 + 1, margin=options.tail_margin,
+                               nfa_threshold=options.nfa_threshold, level=options.region_level, min_blocks=MIN_BLOCKS)
+    decided = decision.mask
+    score = nfa_score(decision.best_nfa, options.nfa_threshold, decided=bool(decided.any()))
+    details.update({"smallest_nfa": finite_or_none(decision.best_nfa), "null": decision.null_record(),
+                    "judged_blocks": int(informative.sum())})
+    if decided.any():
+        summary = (f"{100 * decided.mean():.2f} % of the picture still changes when saved again at quality "
+                   f"{quality}, where the rest has settled.")
+    else:
+        summary = (f"No area changes on recompression at quality {quality} beyond what its content explains "
+                   "(which needs the picture to have been saved at least twice on one grid).")
+    # the map ranks blocks by their own ratio; a decided region's blocks are lifted to the upper half (in the
+    # same order), so that what is decided shows as such: the decision is on regions, not on single blocks
+    heat = strength_to_heat(strength, decision.threshold_z)
+    heat[decided] = 0.5 + 0.5 * heat[decided]
+    part = block_result("settling", heat_blocks=heat,
+                        mask_blocks=decided, block=8, shape=(shape[0] - top, shape[1] - left),
+                        kind_of={"jpeg-ghost": decided}, score=score,
+                        params={**params, "threshold_z": round(decision.threshold_z, 3)}, summary=summary,
+                        explanation=EXPLANATION, details=details, min_area=6 * 64, nfa=decision.nfa,
+                        what="unsettled piece")
+    return placed_at_origin(part, shape, origin)

@@ -1,0 +1,144 @@
+"""JPEG settling: the block change on recompression against its definition, the ghost quality of a picture saved
+twice, a piece with another history found in a photograph saved twice and again, untouched JPEGs and PNGs left
+alone."""
+
+from __future__ import annotations
+
+import io
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data
+
+from retouch.detect._recompress import recompression_block_sqdiff
+from retouch.detect.settling import jpeg_settling, region_decision, settling_change, settling_quality
+from retouch.metrics import f1_score, pixel_auc
+
+
+def _jpeg(pixels: np.ndarray, quality: int) -> np.ndarray:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "JPEG", quality=quality)
+    return np.asarray(Image.open(buffer).convert(Image.fromarray(pixels).mode))
+
+
+def _saved(pixels: np.ndarray, *qualities: int) -> np.ndarray:
+    for quality in qualities:
+        pixels = _jpeg(pixels, quality)
+    return pixels
+
+
+def _splice(host: str, host_saves: tuple[int, ...], piece_quality: int, last: int, *, shift: int = 0
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """The photograph ``host`` saved at each of ``host_saves``, a piece of the coffee photograph saved once at
+    ``piece_quality`` pasted in (``shift`` rows off the 8-pixel grid), the whole saved again at ``last``."""
+    base = _saved(getattr(data, host)(), *host_saves).copy()
+    piece = _jpeg(data.coffee(), piece_quality)[96:256, 200:360]
+    top, left = 120 + shift, 40
+    base[top: top + 160, left: left + 160] = piece
+    truth = np.zeros(base.shape[:2], bool)
+    truth[top: top + 160, left: left + 160] = True
+    return _jpeg(base, last), truth
+
+
+def test_block_change_matches_a_whole_picture_recompression() -> None:
+    pixels = cv2.cvtColor(_saved(data.astronaut(), 80), cv2.COLOR_RGB2BGR)
+    ok, buffer = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    decoded = cv2.imdecode(buffer, cv2.IMREAD_COLOR).astype(np.float64)
+    squared = ((pixels.astype(np.float64) - decoded) ** 2).mean(axis=2)
+    expected = squared.reshape(64, 8, 64, 8).mean(axis=(1, 3))
+    np.testing.assert_allclose(recompression_block_sqdiff(pixels, 85), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_offgrid_change_is_the_mean_of_the_four_shifted_blocks() -> None:
+    gray = cv2.cvtColor(_saved(data.astronaut(), 80), cv2.COLOR_RGB2GRAY)
+    aligned, offgrid = settling_change(gray, 70)
+    shifted = recompression_block_sqdiff(gray[4:, 4:], 70)
+    assert np.isnan(offgrid[0]).all() and np.isnan(offgrid[:, -1]).all()
+    row, col = 10, 20
+    expected = shifted[row - 1: row + 1, col - 1: col + 1].mean()
+    assert offgrid[row, col] == pytest.approx(expected, rel=1e-6)
+    np.testing.assert_allclose(aligned, recompression_block_sqdiff(gray, 70))
+
+
+def test_the_ghost_quality_is_the_earlier_save_not_the_last() -> None:
+    pixels = cv2.cvtColor(_saved(data.astronaut(), 70, 95), cv2.COLOR_RGB2BGR)
+    quality, dip, last = settling_quality(pixels, (40, 98))
+    assert last == 95  # the picture reproduces itself at its last quality
+    assert abs(quality - 70) <= 1 and dip < 0.9
+
+
+def test_a_region_is_decided_on_its_summed_evidence_not_its_peak() -> None:
+    z = np.zeros((60, 60), np.float32)
+    z[10:30, 10:30] = 1.5  # 400 blocks a little above the rest: no block alone is improbable
+    z[45, 45] = 3.0
+    decision = region_decision(z, tests=400, margin=1.0, nfa_threshold=0.01, level=1.0, min_blocks=6)
+    assert decision.mask[10:30, 10:30].all() and decision.mask.sum() == 400
+    assert decision.peak_z == pytest.approx(1.5 * 400 / np.sqrt(9 * 400))
+    small = np.zeros_like(z)
+    small[10:16, 10:16] = 1.5  # 36 such blocks: evidence 3, about 0.5 such regions expected by chance
+    small[45, 45] = 4.0  # one strong block is no region
+    weak = region_decision(small, tests=400, margin=1.0, nfa_threshold=0.01, level=1.0, min_blocks=6)
+    assert not weak.mask.any() and 0.1 < weak.best_nfa < 1
+
+
+@pytest.mark.parametrize("host, host_saves, piece_quality, last, shift", [
+    ("astronaut", (70, 85), 95, 92, 0),
+    ("astronaut", (75, 75), 90, 95, 0),
+    ("astronaut", (70, 90), 90, 95, 4),
+    ("chelsea", (75, 90), 85, 90, 0),
+])
+def test_a_piece_with_another_history_is_found(host: str, host_saves: tuple[int, ...], piece_quality: int,
+                                                last: int, shift: int) -> None:
+    pixels, truth = _splice(host, host_saves, piece_quality, last, shift=shift)
+    result = jpeg_settling(pixels)
+    assert result.skipped is None
+    assert f1_score(result.mask, truth) > 0.5
+    assert truth[result.mask].mean() > 0.7  # what it marks lies on the piece
+    assert pixel_auc(result.heatmap, truth) > 0.9
+    assert result.regions and all(r.kind == "jpeg-ghost" and r.evidence["nfa"] <= 0.01 for r in result.regions)
+    assert result.score > 0.5
+
+
+@pytest.mark.parametrize("name", ["astronaut", "chelsea", "camera"])
+@pytest.mark.parametrize("saves", [(75,), (95,), (65, 92), (70, 85, 92)])
+def test_untouched_jpegs_are_not_marked(name: str, saves: tuple[int, ...]) -> None:
+    result = jpeg_settling(_saved(getattr(data, name)(), *saves))
+    assert not result.mask.any() and not result.regions
+    assert result.score < 0.5
+
+
+@pytest.mark.parametrize("name", ["astronaut", "coffee", "chelsea"])
+def test_a_png_never_compressed_is_not_marked(name: str) -> None:
+    result = jpeg_settling(getattr(data, name)())
+    assert not result.mask.any()
+    assert result.skipped is None or "grid" in result.skipped
+
+
+def test_the_pipeline_reports_the_piece_from_a_png_of_decoded_pixels() -> None:
+    from retouch.io import load_image_bytes
+    from retouch.run.pipeline import analyze_image
+
+    pixels, truth = _splice("astronaut", (75, 75), 90, 95)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "PNG")  # decoded pixels kept losslessly, as CASIA v1's files are
+    loaded = load_image_bytes(buffer.getvalue(), name="splice.png")
+    run = analyze_image(loaded.pixels, jpeg_quantization=loaded.jpeg_quantization, detectors="settling")
+    assert f1_score(run.fused.mask, truth) > 0.5
+    assert any(r.kind == "jpeg-ghost" for r in run.results[0].regions)
+
+
+def test_the_newcomers_painted_out_stars_do_not_share_the_photographs_ghost() -> None:
+    """Issue 23's newcomer case: the astronaut saved at quality 75, the flag's stars painted out with cv2.inpaint,
+    saved at 90. The painted area never settled at 75."""
+    first = _jpeg(data.astronaut(), 75)
+    canton = np.zeros(first.shape[:2], bool)
+    canton[:115, :62] = True  # the flag's blue field with its stars
+    stars = cv2.dilate((canton & (first[..., 0] > 90)).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    painted = cv2.inpaint(first, stars.astype(np.uint8), 3, cv2.INPAINT_TELEA)
+    result = jpeg_settling(_jpeg(painted, 90))
+    assert result.regions and result.score > 0.5
+    assert result.mask[stars].mean() > 0.5  # most of the painted stars are marked
+    assert result.mask[~canton].mean() < 0.01  # and almost nothing outside the flag's field
+    assert not jpeg_settling(_jpeg(first, 90)).mask.any()
