@@ -548,7 +548,8 @@ def test_structure_cells_count_agreement_as_a_loop_over_cells_does() -> None:
             bins_q = (np.mod(angle_q[cell][clear], 2 * np.pi) // (np.pi / 8)).astype(int) % 16
             chance = np.mean([(1.0 if (a - b) % 16 == 0 else 0.5 if (a - b) % 16 in (1, 15) else 0.0)
                               for a in bins_r for b in bins_q])
-            expected = binom.logsf((difference < np.pi / 8).sum() - 1, clear.sum(), max(chance, 1 / 8)) / np.log(10)
+            expected = binom.logsf((difference < np.pi / 8).sum() - 1, clear.sum(), max(chance, 1 / 8))
+            expected /= np.log(10)
             assert tails[row, col] == pytest.approx(expected, abs=1e-9)
     assert tails[0, 0] < -20 and tails[-1, -1] > -2
 
@@ -558,7 +559,8 @@ def _darkest_part_pasted_over() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     picture, every other pixel identical. The reference, the questioned image and the pasted box."""
     photo = load_source("coffee")
     gray = cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY)
-    dark = cv2.morphologyEx((gray <= np.percentile(gray, 4)).astype(np.uint8), cv2.MORPH_CLOSE, np.ones((9, 9), np.uint8))
+    dark = cv2.morphologyEx((gray <= np.percentile(gray, 4)).astype(np.uint8), cv2.MORPH_CLOSE,
+                            np.ones((9, 9), np.uint8))
     _, _, stats, _ = cv2.connectedComponentsWithStats(dark)
     x, y, w, h = stats[1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA])), :4]
     edit = np.zeros(gray.shape, bool)

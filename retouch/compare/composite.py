@@ -52,9 +52,9 @@ Limits: a piece needs at least ``min_matches`` (8) distinct matched places: a pi
 portrait from a photograph) keeps few, and a piece with fewer texture features than that is not found. The
 outline of a piece is the hull of its matched points, widened by a tenth, grown over the cells where the
 pictures share structure beyond chance: the paste's true edge is not traced, and a part repainted smooth
-(shared outline edges only) is not reached. With 49 wrong placements and two grids, an unrelated neighbour
-passes a cell with probability up to about 1 in 25 per pair, and only a passing cell touching the piece grows
-it.
+(shared outline edges only) is not reached. With 49 wrong placements, a pair of unrelated pictures whose
+placements are exchangeable passes a cell of a grid with probability at most 1 in 50 (two grids: 1 in 25), and
+only a passing cell touching the piece grows it.
 The independence the NFA assumes fails on repeated structure (rows of windows, tiles); distinct places are
 counted on a grid of ``tolerance`` cells to limit it.
 
@@ -333,10 +333,10 @@ class _Fields:
 
 
 @dataclass(frozen=True)
-class StructureCells:
-    """One cell grid of :func:`structure_cells`: per cell the log10 binomial tail (NaN where the placed
-    reference covers under half the cell), the lowest tail any cell reached under the wrong placements, the cell
-    side (work-frame pixels) and the number of cells tested."""
+class _StructureCells:
+    """One cell grid of the structure test (see the module docstring): per cell the log10 binomial tail (NaN
+    where the placed reference covers under half the cell), the lowest tail any cell reached under the wrong
+    placements, the cell side (work-frame pixels) and the number of cells tested."""
 
     tails: np.ndarray
     null_lowest: float
@@ -358,7 +358,8 @@ def _agreeing(angle_r: np.ndarray, clear_r: np.ndarray, angle_q: np.ndarray, cle
 
 def _fields(reference: np.ndarray, questioned: np.ndarray, transform: np.ndarray,
             options: GrowthOptions) -> _Fields | None:
-    """The work frame of :func:`structure_cells`; None when the placed reference covers none of it."""
+    """The work frame of :func:`grown_piece`'s structure test; None when the placed reference covers none of
+    it."""
     q_small, q_scale = bounded(to_gray_float(questioned), options.pixels)
     ref = to_gray_float(reference)
     height, width = q_small.shape
@@ -412,7 +413,9 @@ def _cell_tails(angle_r: np.ndarray, clear_r: np.ndarray, angle_q: np.ndarray, c
     return np.where(n > 0, binom.logsf(k - 1, n, chance) / np.log(10.0), 0.0)
 
 
-def _structure_cells(fields: _Fields, options: GrowthOptions) -> list[StructureCells]:
+def _structure_cells(fields: _Fields, options: GrowthOptions) -> list[_StructureCells]:
+    """Per grid of ``options.cells``, the cells' tails and the lowest tail under the wrong placements (the placed
+    reference shifted cyclically by at least a coarse cell): the pair's own null."""
     height, width = fields.angle_q.shape
     rng = np.random.default_rng(options.seed)
     coarse = int(np.ceil(max(height, width) / min(options.cells)))
@@ -430,28 +433,20 @@ def _structure_cells(fields: _Fields, options: GrowthOptions) -> list[StructureC
         inside = padded.reshape(rows, cell, cols, cell).mean(axis=(1, 3)) >= 0.5
         if not inside.any():
             continue
-        tails = _cell_tails(fields.angle_r, fields.clear_r, fields.angle_q, fields.clear_q, cell, options.precision)
+        tails = _cell_tails(fields.angle_r, fields.clear_r, fields.angle_q, fields.clear_q, cell,
+                            options.precision)
         tails[~inside] = np.nan
         lowest = 0.0
         for shift in shifts:
-            null = _cell_tails(np.roll(fields.angle_r, shift, axis=(0, 1)), np.roll(fields.clear_r, shift, axis=(0, 1)),
-                               fields.angle_q, fields.clear_q, cell, options.precision)
+            null = _cell_tails(np.roll(fields.angle_r, shift, axis=(0, 1)),
+                               np.roll(fields.clear_r, shift, axis=(0, 1)), fields.angle_q, fields.clear_q, cell,
+                               options.precision)
             lowest = min(lowest, float(null[inside].min()))
-        grids.append(StructureCells(tails=tails, null_lowest=lowest, cell=cell, tests=int(inside.sum())))
+        grids.append(_StructureCells(tails=tails, null_lowest=lowest, cell=cell, tests=int(inside.sum())))
     return grids
 
 
-def structure_cells(reference: np.ndarray, questioned: np.ndarray, transform: np.ndarray,
-                    options: GrowthOptions = GrowthOptions()) -> list[StructureCells]:
-    """How strongly the reference, placed by ``transform`` (3x3, full-resolution reference to questioned
-    pixels), agrees with the questioned image in gradient orientation, per cell of each grid of
-    ``options.cells``, with the lowest tail the same cells reach under ``options.placements`` wrong placements
-    (the placed reference shifted cyclically by at least a coarse cell): the pair's own null."""
-    fields = _fields(reference, questioned, transform, options)
-    return [] if fields is None else _structure_cells(fields, options)
-
-
-def passing_cells(grid: StructureCells, tests: int, options: GrowthOptions = GrowthOptions()) -> np.ndarray:
+def _passing_cells(grid: _StructureCells, tests: int, options: GrowthOptions = GrowthOptions()) -> np.ndarray:
     """The cells of ``grid`` that pass both controls: the binomial NFA (tail times ``tests``, every cell of every
     grid) at most ``options.nfa_threshold``, and a tail lower than any cell reached under the wrong placements."""
     tails = np.nan_to_num(grid.tails, nan=0.0)
@@ -479,7 +474,7 @@ def grown_piece(reference: np.ndarray, questioned: np.ndarray, piece: SharedPiec
     local_mask = np.kron(local.astype(np.uint8), np.ones((local_cell, local_cell), np.uint8))[:height, :width]
     chosen = np.zeros((height, width), np.uint8)
     for grid in grids:
-        good = passing_cells(grid, tests, options).astype(np.uint8)
+        good = _passing_cells(grid, tests, options).astype(np.uint8)
         chosen |= np.kron(good, np.ones((grid.cell, grid.cell), np.uint8))[:height, :width] & local_mask
     # the chosen parts connected to the piece, each drawn as the hull of its agreeing samples (a part on an
     # outline holds background too), closed over the gaps between neighbouring parts

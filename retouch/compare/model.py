@@ -136,9 +136,9 @@ def _consistent_bins(centres: np.ndarray, levels: np.ndarray, spreads: np.ndarra
                      margin: float = 3.0) -> np.ndarray:
     """Which tone bins to keep: a bin whose level departs from the line through its two neighbours (the next two
     for an end bin) by more than ``margin`` times the pixels' spread about their bin's level (the median over
-    bins, at least half a grey level) is not the same population as its neighbours: an edit covering most of a narrow tone range (NoSo ``04_mod``: the pasted
-    rope over the darkest part of the picture, 81 % of the darkest bin) moved its median, and the isotonic fit
-    pooled it with the next six bins, mapping the darkest unedited pixels a tenth of the range too light. The
+    bins, at least half a grey level) is not the same population as its neighbours: an edit covering most of a
+    narrow tone range (a piece pasted over the darkest part of the picture) moves that bin's median whatever the
+    trimming, and the monotone fit would pool it with the next bins and map their unedited pixels wrongly. The
     worst such bin is dropped and the test repeated, at most a quarter of the bins (beyond that the departure is
     the curve's, not an edit's)."""
     keep = np.ones(centres.size, bool)
