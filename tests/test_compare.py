@@ -553,36 +553,3 @@ def test_structure_cells_count_agreement_as_a_loop_over_cells_does() -> None:
             assert tails[row, col] == pytest.approx(expected, abs=1e-9)
     assert tails[0, 0] < -20 and tails[-1, -1] > -2
 
-
-def _darkest_part_pasted_over() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A digital copy-move saved losslessly (NoSo's pairs): a bright piece pasted over the darkest part of the
-    picture, every other pixel identical. The reference, the questioned image and the pasted box."""
-    photo = load_source("coffee")
-    gray = cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY)
-    dark = cv2.morphologyEx((gray <= np.percentile(gray, 4)).astype(np.uint8), cv2.MORPH_CLOSE,
-                            np.ones((9, 9), np.uint8))
-    _, _, stats, _ = cv2.connectedComponentsWithStats(dark)
-    x, y, w, h = stats[1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA])), :4]
-    edit = np.zeros(gray.shape, bool)
-    edit[y:y + h, x:x + w] = True
-    questioned = photo.copy()
-    questioned[y:y + h, x:x + w] = photo[y - 150:y - 150 + h, x + 100:x + 100 + w]  # from above it
-    return photo, questioned, edit
-
-
-def test_an_edit_over_the_darkest_tones_does_not_bend_the_tone_curve() -> None:
-    # the paste covers nearly all of the darkest tones: their bin's median follows the paste, and pooled with
-    # its neighbours by the monotone fit it mapped the unedited dark pixels up to a tenth of the range too light
-    from retouch.compare.model import fit_tone_curve
-
-    photo, questioned, edit = _darkest_part_pasted_over()
-    reference = cv2.GaussianBlur(cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255, (0, 0), 3.0)
-    changed = cv2.GaussianBlur(cv2.cvtColor(questioned, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255, (0, 0), 3.0)
-    dark = reference <= np.percentile(reference, 4)
-    assert (dark & edit).sum() > 0.9 * dark.sum()
-    levels, values = fit_tone_curve(reference, changed, np.flatnonzero(np.ones(reference.size, bool)), bins=48,
-                                    trim=2.0)
-    unedited = reference[~edit]
-    for level in np.percentile(unedited, [0.5, 1, 2, 5]):  # the darkest unedited pixels are the same file's
-        assert abs(np.interp(level, levels, values) - level) < 1.5 / 255
-

@@ -12,11 +12,8 @@ Method
    ``tone_smoothing_px`` so grain does not flatten the curve. In each of ``tone_bins`` quantile bins of the
    reference the curve takes the median of the questioned levels, trimmed twice to the values within two robust
    standard deviations (a figure painted out makes a second, minority mode that a plain median or histogram
-   matching follows part of the way). A bin whose level departs from the line through its neighbours by more
-   than three times the pixels' typical spread about their bin's level is left out (an edit covering most of
-   a narrow tone range, such as a piece pasted over the darkest part of the picture, moves that bin's median
-   whatever the trimming, and the monotone fit would pool it with its neighbours); then the bins are made
-   non-decreasing (isotonic regression, weights = pixel counts).
+   matching follows part of the way), then the bins are made non-decreasing (isotonic regression, weights =
+   pixel counts).
 2. Illumination: a quadratic surface fitted to the tone-mapped residual by iteratively reweighted least squares
    (Tukey weights) on block medians: a print lit unevenly when re-photographed is brighter on one side.
 3. Sharpness: the sharper of the two images is blurred with the Gaussian (among ``blur_sigmas``) that brings
@@ -132,40 +129,6 @@ def _trimmed_median(values: np.ndarray, trim: float, rounds: int = 2) -> float:
     return centre
 
 
-def _consistent_bins(centres: np.ndarray, levels: np.ndarray, spreads: np.ndarray, *,
-                     margin: float = 3.0) -> np.ndarray:
-    """Which tone bins to keep: a bin whose level departs from the line through its two neighbours (the next two
-    for an end bin) by more than ``margin`` times the pixels' spread about their bin's level (the median over
-    bins, at least half a grey level) is not the same population as its neighbours: an edit covering most of a
-    narrow tone range (a piece pasted over the darkest part of the picture) moves that bin's median whatever the
-    trimming, and the monotone fit would pool it with the next bins and map their unedited pixels wrongly. The
-    worst such bin is dropped and the test repeated, at most a quarter of the bins (beyond that the departure is
-    the curve's, not an edit's)."""
-    keep = np.ones(centres.size, bool)
-    floor = 0.5 / 255.0
-    for _ in range(centres.size // 4):
-        index = np.flatnonzero(keep)
-        if index.size < 4:
-            break
-        c, v = centres[index], levels[index]
-        departure = np.zeros(index.size)
-        for position in range(index.size):
-            if position == 0:
-                a, b = 1, 2
-            elif position == index.size - 1:
-                a, b = position - 2, position - 1
-            else:
-                a, b = position - 1, position + 1
-            slope = (v[b] - v[a]) / max(c[b] - c[a], 1e-6)
-            departure[position] = abs(v[position] - (v[a] + slope * (c[position] - c[a])))
-        excess = departure / (margin * max(float(np.median(spreads[index])), floor))
-        worst = int(np.argmax(excess))
-        if excess[worst] <= 1.0:
-            break
-        keep[index[worst]] = False
-    return keep
-
-
 def fit_tone_curve(reference: np.ndarray, questioned: np.ndarray, sample: np.ndarray, *, bins: int,
                    trim: float) -> tuple[np.ndarray, np.ndarray]:
     """Monotone map of (smoothed) reference levels onto questioned levels: trimmed medians in quantile bins of the
@@ -183,7 +146,7 @@ def fit_tone_curve(reference: np.ndarray, questioned: np.ndarray, sample: np.nda
     index, r, q = index[order], r[order], q[order]
     starts = np.searchsorted(index, np.arange(edges.size - 1))
     ends = np.searchsorted(index, np.arange(edges.size - 1), side="right")
-    centres, levels, counts, spreads = [], [], [], []
+    centres, levels, counts = [], [], []
     for start, end in zip(starts, ends):  # at most ``bins`` bins, each a median of its own pixels
         if end - start < 5:
             continue
@@ -191,14 +154,8 @@ def fit_tone_curve(reference: np.ndarray, questioned: np.ndarray, sample: np.nda
         # themselves shifted a skewed bin's median away from the reference's, and two identical files differed
         centre = float(np.median(r[start:end]))
         centres.append(centre)
-        difference = q[start:end] - r[start:end]
-        levels.append(centre + _trimmed_median(difference, trim))
+        levels.append(centre + _trimmed_median(q[start:end] - r[start:end], trim))
         counts.append(end - start)
-        spreads.append(1.4826 * float(np.median(np.abs(difference - (levels[-1] - centre)))))
-    kept = _consistent_bins(np.asarray(centres), np.asarray(levels), np.asarray(spreads))
-    centres = [c for c, keep in zip(centres, kept) if keep]
-    levels = [v for v, keep in zip(levels, kept) if keep]
-    counts = [n for n, keep in zip(counts, kept) if keep]
     centres_arr = np.asarray(centres)
     mapped = np.asarray(isotonic_regression(np.asarray(levels), weights=np.asarray(counts, float)).x, np.float64)
     # strictly increasing abscissae for np.interp (ties between bins of equal median)
