@@ -175,12 +175,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--soviet", type=Path, default=ROOT.parent / "shared" / "soviet")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--no-write", action="store_true", help="print the table, do not write the results file")
+    parser.add_argument("--cases", default=None,
+                        help="comma-separated case ids to run (a subset is printed, never written)")
     args = parser.parse_args(argv)
     manifest_path = args.soviet / "manifest.json"
     if not manifest_path.exists():
         print(f"benchmarks.soviet_variants: no Soviet pairs at {args.soviet} (give --soviet PATH)", file=sys.stderr)
         return 2
     cases = json.loads(manifest_path.read_text())["cases"]
+    if args.cases:
+        wanted = set(args.cases.split(","))
+        cases = [c for c in cases if c["id"] in wanted]
+        args.no_write = True
     tasks = [(c["id"], str(args.soviet / c["original"]), str(args.soviet / c["altered"]), v)
              for c in cases for v in VARIANTS]
     started = time.perf_counter()

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from retouch.compare import compare_pair
-from retouch.compare.composite import shared_pieces
+from retouch.compare.composite import SharedPiece, _cell_tails, grown_piece, shared_pieces
 from retouch.errors import InputError, NotSamePhotographError
 from retouch.imaging import inverted_tones
 from retouch.io import load_image_bytes
@@ -484,3 +484,72 @@ def test_a_whole_print_mirrored_is_still_one_photograph() -> None:
     comparison = compare_pair(donor, composite)
     assert not comparison.result.details.get("composite") and comparison.registration.mirrored
     assert not [r for r in comparison.result.regions if r.kind in ("removed", "added", "retouched")]
+
+
+def _pasted_figure(content: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``content`` (512 px) placed turned 3 degrees at 0.9 into a coffee picture, re-photographed (softer, flatter,
+    grainier): the composite, where the paste lies, and the 3x3 placement."""
+    host = cv2.resize(load_source("coffee"), (800, 600), interpolation=cv2.INTER_AREA)
+    place = cv2.getRotationMatrix2D((0, 0), 3.0, 0.9)
+    place[:, 2] += [150.0, 140.0]
+    region = np.zeros((512, 512), np.uint8)
+    region[0:420, 120:420] = 1
+    inside = cv2.warpAffine(region, place, (800, 600), flags=cv2.INTER_NEAREST) > 0
+    shown = cv2.warpAffine(content.astype(np.float32), place, (800, 600))
+    shown = cv2.GaussianBlur(shown, (0, 0), 1.2) * 0.8 + 30 + np.random.default_rng(0).normal(0, 4, shown.shape)
+    composite = np.clip(np.where(inside[..., None], shown, host), 0, 255).astype(np.uint8)
+    return composite, inside, np.vstack([place, [0.0, 0.0, 1.0]])
+
+
+def test_a_found_piece_grows_over_the_figure_it_shares_and_not_over_its_neighbour() -> None:
+    # the Stalin composite: features match on the head only, yet the figure below shares its edges under the
+    # head's transform; the piece is grown there, and not over the host around the paste
+    donor = load_source("astronaut")
+    composite, inside, transform = _pasted_figure(donor)
+    head = np.float64([[180, 30], [330, 30], [330, 190], [180, 190]])
+    outline = cv2.perspectiveTransform(head.reshape(-1, 1, 2), transform).reshape(-1, 2)
+    piece = SharedPiece(transform=transform, scale=0.9, rotation_deg=-3.0, questioned_outline=outline,
+                        reference_outline=head, matches=20, nfa=1e-10)
+
+    def covered(found: SharedPiece) -> np.ndarray:
+        mask = np.zeros(inside.shape, np.uint8)
+        cv2.fillPoly(mask, [np.round(found.questioned_outline).astype(np.int32)], 1)
+        return mask.astype(bool)
+
+    grown = grown_piece(donor, composite, piece)
+    before, after = covered(piece), covered(grown)
+    assert (before & inside).sum() < 0.25 * inside.sum()
+    assert (after & inside).sum() > 0.45 * inside.sum() and grown.grown_fraction > 1.0
+    assert (after & ~inside).sum() < 0.03 * after.sum()  # the coffee cup around it is not claimed
+    back = cv2.perspectiveTransform(grown.questioned_outline.reshape(-1, 1, 2), np.linalg.inv(transform))
+    assert np.allclose(back.reshape(-1, 2), grown.reference_outline, atol=1e-6)
+    # the same piece where another photograph was pasted instead shares no structure beyond chance: not grown
+    other = np.dstack([cv2.resize(load_source("camera"), (512, 512))] * 3)
+    unrelated, _, _ = _pasted_figure(other)
+    assert grown_piece(donor, unrelated, piece).grown_fraction == 0.0
+
+
+def test_structure_cells_count_agreement_as_a_loop_over_cells_does() -> None:
+    # the vectorised per-cell count against a plain loop over cells: the binomial tail of agreeing samples among
+    # the clear ones, with each cell's chance from its two orientation histograms
+    from scipy.stats import binom
+
+    rng = np.random.default_rng(3)
+    angle_r, angle_q = rng.uniform(-np.pi, np.pi, (2, 50, 70))
+    angle_r[:20, :30] = angle_q[:20, :30] + rng.normal(0, 0.1, (20, 30))  # one corner agrees
+    clear_r, clear_q = rng.random((2, 50, 70)) < 0.7
+    tails = _cell_tails(angle_r, clear_r, angle_q, clear_q, 16, 1 / 8)
+    for row in range(tails.shape[0]):
+        for col in range(tails.shape[1]):
+            cell = (slice(row * 16, row * 16 + 16), slice(col * 16, col * 16 + 16))
+            clear = clear_r[cell] & clear_q[cell]
+            difference = np.abs(np.angle(np.exp(1j * (angle_r[cell] - angle_q[cell]))))[clear]
+            bins_r = (np.mod(angle_r[cell][clear], 2 * np.pi) // (np.pi / 8)).astype(int) % 16
+            bins_q = (np.mod(angle_q[cell][clear], 2 * np.pi) // (np.pi / 8)).astype(int) % 16
+            chance = np.mean([(1.0 if (a - b) % 16 == 0 else 0.5 if (a - b) % 16 in (1, 15) else 0.0)
+                              for a in bins_r for b in bins_q])
+            expected = binom.logsf((difference < np.pi / 8).sum() - 1, clear.sum(), max(chance, 1 / 8))
+            expected /= np.log(10)
+            assert tails[row, col] == pytest.approx(expected, abs=1e-9)
+    assert tails[0, 0] < -20 and tails[-1, -1] > -2
+

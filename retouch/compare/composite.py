@@ -23,22 +23,45 @@ samples that could have proposed it, counted for every piece tried in either ori
 doubles the tests, so a chance piece is no likelier for it). A piece is reported when its NFA is at most
 ``nfa_threshold`` (0.01: about one false piece in a hundred pairs of different photographs).
 
+Growing a piece (:func:`grown_piece`): features match only where texture survived, so a figure whose face
+was kept and whose coat was repainted is found as its face. Around the matched places the pair may still share
+fine structure under the piece's own transform: the reference is placed by it and, in cells of two grids (12
+and 6 cells along the questioned image's longest side, at most half a megapixel), the clear gradients of both
+(above each picture's median and LSD's quantisation bound, sampled every 3 px after a 2 px Gaussian) are
+counted, with how many point the same way within pi/8 (the alignment count of Desolneux, Moisan and Morel).
+Chance agreement is each cell's own: its two orientation histograms taken independently (1/8 for spread
+orientations, more where both are dominated by one direction). A cell passes when its binomial tail times the
+number of cells tested is at most ``nfa_threshold`` and when it is lower than any cell's under 49 wrong
+placements (the placed reference shifted cyclically by at least a coarse cell): one straight edge crossing a
+cell in both pictures agrees along its length as a single chance event, which the binomial count alone would
+take for dozens, and the wrong placements measure that on the pair itself. Within a passing cell only its
+parts (cells of a grid twice as fine as the finest) that agree beyond chance at the 1 % level on their own are
+taken, those connected to the piece, each as the hull of its agreeing samples, closed over the gaps between
+them: a coarse cell holding a pasted head also holds the host around it.
+
 Parameters
 ----------
 reference, questioned : ndarray
     Gray or RGB images.
 nfa_threshold : float
     Largest number of false alarms for a reported piece.
+grow, growth : bool, GrowthOptions
+    Whether to grow the pieces' outlines, and how.
 
 Limits: a piece needs at least ``min_matches`` (8) distinct matched places: a piece repainted all over (a painted
 portrait from a photograph) keeps few, and a piece with fewer texture features than that is not found. The
-outline of a piece is the hull of its matched points, widened by a tenth: the paste's true edge is not traced.
+outline of a piece is the hull of its matched points, widened by a tenth, grown over the cells where the
+pictures share structure beyond chance: the paste's true edge is not traced, and a part repainted smooth
+(shared outline edges only) is not reached. With 49 wrong placements, a pair of unrelated pictures whose
+placements are exchangeable passes a cell of a grid with probability at most 1 in 50 (two grids: 1 in 25), and
+only a passing cell touching the piece grows it.
 The independence the NFA assumes fails on repeated structure (rows of windows, tiles); distinct places are
 counted on a grid of ``tolerance`` cells to limit it.
 
 References: D. Lowe, "Distinctive image features from scale-invariant keypoints", IJCV 2004; L. Moisan and
 B. Stival, "A probabilistic criterion to detect rigid point matches between two images and estimate the
-fundamental matrix", IJCV 2004.
+fundamental matrix", IJCV 2004; A. Desolneux, L. Moisan and J.-M. Morel, "Meaningful alignments", IJCV 2000;
+R. Grompone von Gioi et al., "LSD: a fast line segment detector with a false detection control", PAMI 2010.
 
 Example
 -------
@@ -49,7 +72,7 @@ Example
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -65,6 +88,7 @@ MAX_PIECES = 6
 HYPOTHESES = 3000
 TOLERANCE_FRACTION = 0.006  # of the questioned image's longest side at matching resolution
 SCALE_RANGE = (1 / 8, 8.0)
+LOCAL_LEVEL = -2.0  # log10: a grown cell's parts agree beyond chance at the 1 % level
 
 
 @dataclass(frozen=True)
@@ -82,6 +106,7 @@ class SharedPiece:
     matches: int
     nfa: float
     mirrored: bool = False  # the piece is the reference's mirror image (``rotation_deg`` then turns the mirror)
+    grown_fraction: float = 0.0  # area its outline was grown by where the pictures share structure, per own
 
     @staticmethod
     def _box(outline: np.ndarray, shape: tuple[int, int]) -> tuple[int, int, int, int]:
@@ -186,9 +211,12 @@ def _outline(points: np.ndarray) -> np.ndarray:
 
 
 def shared_pieces(reference: np.ndarray, questioned: np.ndarray, *, nfa_threshold: float = 0.01,
-                  min_matches: int = MIN_MATCHES, seed: int = 0) -> list[SharedPiece]:
+                  min_matches: int = MIN_MATCHES, seed: int = 0,
+                  grow: bool = True, growth: GrowthOptions | None = None) -> list[SharedPiece]:
     """The pieces of ``questioned`` taken from ``reference``, as they are or mirrored, largest evidence first (see
-    the module docstring)."""
+    the module docstring). With ``grow`` (default) each piece's outline is grown where the pictures share
+    structure under its transform (:func:`grown_piece`, calibrated by ``growth``, ``GrowthOptions()`` when
+    None); without, the outline is the hull of its matched places."""
     ref_small, ref_scale = bounded(to_gray_float(reference), FEATURE_PIXELS)
     q_small, q_scale = bounded(to_gray_float(questioned), FEATURE_PIXELS)
     if q_small.size * 4 <= FEATURE_PIXELS:
@@ -234,7 +262,9 @@ def shared_pieces(reference: np.ndarray, questioned: np.ndarray, *, nfa_threshol
         if not any(cv2.pointPolygonTest(other.questioned_outline.astype(np.float32), centre, False) >= 0
                    for other in kept):
             kept.append(piece)
-    return kept[:MAX_PIECES]
+    if not grow:
+        return kept[:MAX_PIECES]
+    return [grown_piece(reference, questioned, piece, growth or GrowthOptions()) for piece in kept[:MAX_PIECES]]
 
 
 def _pieces_of(src: np.ndarray, dst: np.ndarray, tolerance: float, p_chance: float, orientations: int,
@@ -266,3 +296,209 @@ def _pieces_of(src: np.ndarray, dst: np.ndarray, tolerance: float, p_chance: flo
         alive &= ~inside
         found_pieces.append((a, b, members, log_nfa))
     return found_pieces
+
+
+@dataclass(frozen=True)
+class GrowthOptions:
+    """Calibration of :func:`grown_piece` (see the module docstring).
+
+    ``pixels``: the questioned image is read at most at this size; ``cells``: the cell grids tried, as cells
+    along its longest side; ``precision``: two gradient orientations agree when they differ by less than
+    ``precision * pi``; ``sigma``: Gaussian smoothing (px) before the gradient; ``step``: gradients sampled every
+    ``step`` px, about the smoothing's reach; ``placements``: wrong placements of the reference (cyclic shifts)
+    that form the pair's own null; ``nfa_threshold``: the binomial test's largest expected number of cells
+    passing by chance in one pair; ``seed``: the shifts' generator."""
+
+    pixels: int = 500_000
+    cells: tuple[int, ...] = (12, 6)
+    precision: float = 1 / 8
+    sigma: float = 2.0
+    step: int = 3
+    placements: int = 49
+    nfa_threshold: float = 0.01
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class _Fields:
+    """Gradient orientations of the placed reference and the questioned image in the work frame, their clear
+    samples, where the placed reference covers, and the work frame's scale (per full-resolution pixel)."""
+
+    angle_r: np.ndarray
+    clear_r: np.ndarray
+    angle_q: np.ndarray
+    clear_q: np.ndarray
+    covered: np.ndarray
+    scale: float
+
+
+@dataclass(frozen=True)
+class _StructureCells:
+    """One cell grid of the structure test (see the module docstring): per cell the log10 binomial tail (NaN
+    where the placed reference covers under half the cell), the lowest tail any cell reached under the wrong
+    placements, the cell side (work-frame pixels) and the number of cells tested."""
+
+    tails: np.ndarray
+    null_lowest: float
+    cell: int
+    tests: int
+
+
+def _gradients(gray: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    smooth = cv2.GaussianBlur(gray, (0, 0), sigma)
+    gx = cv2.Sobel(smooth, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(smooth, cv2.CV_32F, 0, 1, ksize=3)
+    return np.hypot(gx, gy), np.arctan2(gy, gx)
+
+
+def _agreeing(angle_r: np.ndarray, clear_r: np.ndarray, angle_q: np.ndarray, clear_q: np.ndarray,
+              precision: float) -> np.ndarray:
+    return clear_r & clear_q & (np.abs(np.angle(np.exp(1j * (angle_r - angle_q)))) < precision * np.pi)
+
+
+def _fields(reference: np.ndarray, questioned: np.ndarray, transform: np.ndarray,
+            options: GrowthOptions) -> _Fields | None:
+    """The work frame of :func:`grown_piece`'s structure test; None when the placed reference covers none of
+    it."""
+    q_small, q_scale = bounded(to_gray_float(questioned), options.pixels)
+    ref = to_gray_float(reference)
+    height, width = q_small.shape
+    placed = np.diag([q_scale, q_scale, 1.0]) @ np.asarray(transform, np.float64)
+    warped = cv2.warpPerspective(ref, placed, (width, height), flags=cv2.INTER_LINEAR,
+                                 borderMode=cv2.BORDER_REPLICATE)
+    covered = cv2.warpPerspective(np.ones(ref.shape, np.uint8), placed, (width, height), flags=cv2.INTER_NEAREST)
+    margin = int(np.ceil(3 * options.sigma)) + 2  # the replicated border is no evidence
+    covered = cv2.erode(covered, np.ones((2 * margin + 1, 2 * margin + 1), np.uint8)).astype(bool)
+    if not covered.any():
+        return None
+    magnitude_r, angle_r = _gradients(warped, options.sigma)
+    magnitude_q, angle_q = _gradients(q_small, options.sigma)
+    sample = np.zeros((height, width), bool)
+    sample[::options.step, ::options.step] = True
+    # a clear gradient: above the median over the compared part in each picture, and above what 8-bit
+    # quantisation alone can turn by the precision (LSD's bound, 2 grey levels / sin(pi/8) per pixel): slow
+    # ramps and flat, JPEG-blocked areas keep one orientation over wide areas and are no evidence
+    floor = 8 * (2.0 / 255.0) / np.sin(options.precision * np.pi)  # Sobel weighs the per-pixel slope by 8
+    clear_r = covered & (magnitude_r > max(floor, float(np.median(magnitude_r[covered]))))
+    clear_q = sample & (magnitude_q > max(floor, float(np.median(magnitude_q[covered]))))
+    return _Fields(angle_r, clear_r, angle_q, clear_q, covered, q_scale)
+
+
+def _cell_tails(angle_r: np.ndarray, clear_r: np.ndarray, angle_q: np.ndarray, clear_q: np.ndarray,
+                cell: int, precision: float) -> np.ndarray:
+    """log10 binomial tail of the orientation agreement per cell, the chance of agreement each cell's own: the
+    two pictures' orientation histograms there (16 bins of pi/8) taken independently. Where both are dominated
+    by one direction (level and upright edges, JPEG blocks) chance agreement is frequent; a contour or texture
+    turning through many directions in both keeps it near ``precision``."""
+    height, width = angle_q.shape
+    rows, cols = -(-height // cell), -(-width // cell)
+    clear = clear_r & clear_q
+    agree = _agreeing(angle_r, clear_r, angle_q, clear_q, precision)
+    index = (np.arange(height)[:, None] // cell) * cols + np.arange(width)[None, :] // cell
+    n = np.bincount(index[clear], minlength=rows * cols).reshape(rows, cols).astype(np.float64)
+    k = np.bincount(index[agree], minlength=rows * cols).reshape(rows, cols).astype(np.float64)
+    bins = 16
+    where = index[clear] * bins
+    histograms = []
+    for angle in (angle_r, angle_q):
+        which = (np.mod(angle[clear], 2 * np.pi) * (bins / (2 * np.pi))).astype(np.int64) % bins
+        counts = np.bincount(where + which, minlength=rows * cols * bins).reshape(rows, cols, bins)
+        histograms.append(counts / np.maximum(n, 1.0)[:, :, None])
+    hist_r, hist_q = histograms
+    # orientations uniform within their bins: the same bin agrees within pi/8 always, a neighbouring one half
+    # the time (uniform histograms give 1/8 exactly, scaled to ``precision``)
+    chance = (hist_r * hist_q).sum(axis=2) + 0.5 * (hist_r * (np.roll(hist_q, 1, axis=2)
+                                                              + np.roll(hist_q, -1, axis=2))).sum(axis=2)
+    chance = np.clip(chance * (8 * precision), precision, 1.0)
+    return np.where(n > 0, binom.logsf(k - 1, n, chance) / np.log(10.0), 0.0)
+
+
+def _structure_cells(fields: _Fields, options: GrowthOptions) -> list[_StructureCells]:
+    """Per grid of ``options.cells``, the cells' tails and the lowest tail under the wrong placements (the placed
+    reference shifted cyclically by at least a coarse cell): the pair's own null."""
+    height, width = fields.angle_q.shape
+    rng = np.random.default_rng(options.seed)
+    coarse = int(np.ceil(max(height, width) / min(options.cells)))
+    shifts: list[tuple[int, int]] = []
+    while len(shifts) < options.placements:  # at least a coarse cell away, along one axis or the other
+        dy, dx = int(rng.integers(0, height)), int(rng.integers(0, width))
+        if min(dy, height - dy) >= coarse or min(dx, width - dx) >= coarse:
+            shifts.append((dy, dx))
+    grids = []
+    for cells in options.cells:
+        cell = max(8, int(np.ceil(max(height, width) / cells)))
+        rows, cols = -(-height // cell), -(-width // cell)
+        padded = np.zeros((rows * cell, cols * cell))
+        padded[:height, :width] = fields.covered
+        inside = padded.reshape(rows, cell, cols, cell).mean(axis=(1, 3)) >= 0.5
+        if not inside.any():
+            continue
+        tails = _cell_tails(fields.angle_r, fields.clear_r, fields.angle_q, fields.clear_q, cell,
+                            options.precision)
+        tails[~inside] = np.nan
+        lowest = 0.0
+        for shift in shifts:
+            null = _cell_tails(np.roll(fields.angle_r, shift, axis=(0, 1)),
+                               np.roll(fields.clear_r, shift, axis=(0, 1)), fields.angle_q, fields.clear_q, cell,
+                               options.precision)
+            lowest = min(lowest, float(null[inside].min()))
+        grids.append(_StructureCells(tails=tails, null_lowest=lowest, cell=cell, tests=int(inside.sum())))
+    return grids
+
+
+def _passing_cells(grid: _StructureCells, tests: int, options: GrowthOptions = GrowthOptions()) -> np.ndarray:
+    """The cells of ``grid`` that pass both controls: the binomial NFA (tail times ``tests``, every cell of every
+    grid) at most ``options.nfa_threshold``, and a tail lower than any cell reached under the wrong placements."""
+    tails = np.nan_to_num(grid.tails, nan=0.0)
+    return (tails + np.log10(max(tests, 1)) <= np.log10(options.nfa_threshold)) & (tails < grid.null_lowest)
+
+
+def grown_piece(reference: np.ndarray, questioned: np.ndarray, piece: SharedPiece,
+                options: GrowthOptions = GrowthOptions()) -> SharedPiece:
+    """``piece`` with its outline grown over the cells connected to it where the two pictures share fine
+    structure under the piece's own transform (see the module docstring); the piece as it is when none does."""
+    fields = _fields(reference, questioned, piece.transform, options)
+    if fields is None:
+        return piece
+    grids = _structure_cells(fields, options)
+    tests = sum(grid.tests for grid in grids)
+    height, width = fields.angle_q.shape
+    own = np.zeros((height, width), np.uint8)
+    cv2.fillPoly(own, [np.round(piece.questioned_outline * fields.scale).astype(np.int32)], 1)
+    # a passing cell is grown over its parts that agree beyond chance on their own, not its whole square: a
+    # coarse cell holding a pasted head also holds the host around it. The parts are the cells of a grid twice
+    # as fine, each at the 1 % level (the cell around it already passed the pair-wide controls)
+    local_cell = max(4, int(np.ceil(max(height, width) / (2 * max(options.cells)))))
+    local = _cell_tails(fields.angle_r, fields.clear_r, fields.angle_q, fields.clear_q, local_cell,
+                        options.precision) <= LOCAL_LEVEL
+    local_mask = np.kron(local.astype(np.uint8), np.ones((local_cell, local_cell), np.uint8))[:height, :width]
+    chosen = np.zeros((height, width), np.uint8)
+    for grid in grids:
+        good = _passing_cells(grid, tests, options).astype(np.uint8)
+        chosen |= np.kron(good, np.ones((grid.cell, grid.cell), np.uint8))[:height, :width] & local_mask
+    # the chosen parts connected to the piece, each drawn as the hull of its agreeing samples (a part on an
+    # outline holds background too), closed over the gaps between neighbouring parts
+    _, labels = cv2.connectedComponents(chosen | own, connectivity=8)
+    touching = np.unique(labels[own > 0])
+    connected = np.isin(labels, touching[touching > 0]) & (chosen > 0) & (own == 0)
+    agree = _agreeing(fields.angle_r, fields.clear_r, fields.angle_q, fields.clear_q, options.precision)
+    hulls = np.zeros((height, width), np.uint8)
+    for row, col in zip(*np.nonzero(local)):
+        y0, x0 = row * local_cell, col * local_cell
+        if not connected[y0:y0 + local_cell, x0:x0 + local_cell].any():
+            continue
+        ys, xs = np.nonzero(agree[y0:y0 + local_cell, x0:x0 + local_cell])
+        if len(xs) >= 3:
+            cv2.fillPoly(hulls, [cv2.convexHull(np.stack([xs + x0, ys + y0], axis=1).astype(np.int32))], 1)
+    grown = (hulls > 0) & (own == 0)
+    if not grown.any():
+        return piece
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (local_cell | 1, local_cell | 1))
+    area = cv2.morphologyEx((own | hulls).astype(np.uint8), cv2.MORPH_CLOSE, disc)
+    grown = (area > 0) & (own == 0)
+    contours, _ = cv2.findContours(area, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    outline = max(contours, key=cv2.contourArea).reshape(-1, 2).astype(np.float64) / fields.scale
+    outline = np.clip(outline, 0, [questioned.shape[1], questioned.shape[0]])
+    back = cv2.perspectiveTransform(outline.reshape(-1, 1, 2), np.linalg.inv(piece.transform)).reshape(-1, 2)
+    return replace(piece, questioned_outline=outline, reference_outline=back,
+                   grown_fraction=round(float(grown.sum()) / max(float(own.sum()), 1.0), 3))
