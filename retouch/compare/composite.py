@@ -76,7 +76,6 @@ from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
-from scipy.stats import binom
 
 from retouch.compare.register import normalise_for_matching
 from retouch.imaging import bounded, nearest_neighbours, to_gray_float
@@ -170,9 +169,17 @@ def _distinct(points: np.ndarray, cell: float) -> int:
     return len(np.unique(np.floor(points / cell).astype(np.int64), axis=0))
 
 
+def _log10_binomial_tail(k: np.ndarray | int, n: np.ndarray | int, p: np.ndarray | float) -> np.ndarray:
+    """log10 of the chance of at least ``k`` successes in ``n`` trials of chance ``p`` (elementwise)."""
+    # imported here: scipy.stats costs about 0.4 s per process, and `retouch analyze` imports this package for
+    # the perceptual hash its metadata detector uses
+    from scipy.stats import binom
+
+    return binom.logsf(np.asarray(k) - 1, n, p) / np.log(10.0)
+
+
 def _log10_nfa(n: int, k: int, p: float, tests: float) -> float:
-    tail = binom.logsf(k - 1, n, p) / np.log(10.0)
-    return float(np.log10(max(tests, 1.0)) + tail)
+    return float(np.log10(max(tests, 1.0)) + _log10_binomial_tail(k, n, p))
 
 
 def _best_piece(src: np.ndarray, dst: np.ndarray, tolerance: float, rng: np.random.Generator
@@ -410,7 +417,7 @@ def _cell_tails(angle_r: np.ndarray, clear_r: np.ndarray, angle_q: np.ndarray, c
     chance = (hist_r * hist_q).sum(axis=2) + 0.5 * (hist_r * (np.roll(hist_q, 1, axis=2)
                                                               + np.roll(hist_q, -1, axis=2))).sum(axis=2)
     chance = np.clip(chance * (8 * precision), precision, 1.0)
-    return np.where(n > 0, binom.logsf(k - 1, n, chance) / np.log(10.0), 0.0)
+    return np.where(n > 0, _log10_binomial_tail(k, n, chance), 0.0)
 
 
 def _structure_cells(fields: _Fields, options: GrowthOptions) -> list[_StructureCells]:
