@@ -101,6 +101,20 @@ def decides_on_bounded_copy(result: AnalysisResult) -> bool:
     return isinstance(bound, (int, float)) and not isinstance(bound, bool) and bound > 0
 
 
+def outline_reach(result: AnalysisResult) -> int:
+    """How far (pixels) ``result`` states that its regions may reach past what they outline
+    (``params["outline_reach"]``: a detector that pools coarse blocks spreads a piece's evidence past its edge);
+    0 when it states none."""
+    reach = result.params.get("outline_reach")
+    return int(reach) if isinstance(reach, int) and not isinstance(reach, bool) and reach > 0 else 0
+
+
+def _beyond(mask: np.ndarray, other: np.ndarray, reach: int) -> np.ndarray:
+    """The pixels of ``mask`` farther than ``reach`` pixels (chessboard distance) from every pixel of ``other``."""
+    near = cv2.dilate(other.view(np.uint8), cv2.getStructuringElement(cv2.MORPH_RECT, (2 * reach + 1,) * 2))
+    return mask & (near == 0)
+
+
 def _kept_components(mask: np.ndarray, min_area: int, bounded: np.ndarray | None,
                      masks: Sequence[np.ndarray]) -> np.ndarray:
     """The connected components (8-neighbours) of ``mask`` of at least ``min_area`` pixels, or holding a pixel of
@@ -134,9 +148,16 @@ def fuse_results(results: Sequence[AnalysisResult], *, shape: tuple[int, int], m
     heatmap = np.zeros(shape, np.float32)
     mask = np.zeros(shape, bool)
     bounded = None
+    finer = np.zeros(shape, bool)
+    for result in active:
+        if not outline_reach(result):
+            finer |= result.mask
     for result in active:
         np.maximum(heatmap, result.heatmap, out=heatmap)
-        mask |= result.mask
+        # a coarse outline adds only what lies beyond its reach from a finer detector's decision: near one, the
+        # finer outline is kept
+        reach = outline_reach(result)
+        mask |= _beyond(result.mask, finer, reach) if reach and finer.any() else result.mask
         if decides_on_bounded_copy(result) and result.mask.any():
             bounded = result.mask.copy() if bounded is None else bounded | result.mask
     min_area = max(16, int(min_area_fraction * height * width))
