@@ -13,6 +13,10 @@ detector's ``nfa_threshold``. The fused mask is their union after a closing; a f
   resolution (ela, grain, grid, jpeg) test more blocks on a larger scan, and their small false groups grow in
   number with it (``benchmarks/results/small_edits.md``), so their regions must be large against the image.
 
+A detector that outlines its regions on coarse pooled blocks states how far they may reach past what they outline
+(``params["outline_reach"]``, settling: 16 px); it adds to the fused mask only its pixels farther than that from
+another detector's decision, so that near one the closer outline is kept and what it found alone stays.
+
 Where each detector's null holds, the expected number of false fused regions per untouched image is at most the
 sum of the detectors' thresholds (a union bound), which the summary states; the area rule is what keeps the
 full-resolution detectors' small groups out on large scans, where their null was measured not to hold. Each
@@ -217,8 +221,9 @@ def fuse_results(results: Sequence[AnalysisResult], *, shape: tuple[int, int], m
         mask=kept,
         regions=annotated,
         score=score,
-        params={"rule": "union of detector masks; regions of at least min_area pixels, or supported by a detector "
-                        "that decided on a bounded copy and another detector",
+        params={"rule": "union of detector masks (a coarse outline only beyond its stated reach from the others' "
+                        "decisions); regions of at least min_area pixels, or supported by a detector that decided on "
+                        "a bounded copy and another detector",
                 "score": "noisy-OR of detector scores beyond 0.5",
                 "min_area": min_area, "closing_px": 5, "expected_false_regions": round(expected, 4),
                 "bounded_detectors": [r.method for r in active if decides_on_bounded_copy(r)],
