@@ -13,6 +13,10 @@ detector's ``nfa_threshold``. The fused mask is their union after a closing; a f
   resolution (ela, grain, grid, jpeg) test more blocks on a larger scan, and their small false groups grow in
   number with it (``benchmarks/results/small_edits.md``), so their regions must be large against the image.
 
+A detector that outlines its regions on coarse pooled blocks states how far they may reach past what they outline
+(``params["outline_reach"]``, settling: 16 px); it adds to the fused mask only its pixels farther than that from
+another detector's decision, so that near one the closer outline is kept and what it found alone stays.
+
 Where each detector's null holds, the expected number of false fused regions per untouched image is at most the
 sum of the detectors' thresholds (a union bound), which the summary states; the area rule is what keeps the
 full-resolution detectors' small groups out on large scans, where their null was measured not to hold. Each
@@ -101,6 +105,20 @@ def decides_on_bounded_copy(result: AnalysisResult) -> bool:
     return isinstance(bound, (int, float)) and not isinstance(bound, bool) and bound > 0
 
 
+def outline_reach(result: AnalysisResult) -> int:
+    """How far (pixels) ``result`` states that its regions may reach past what they outline
+    (``params["outline_reach"]``: a detector that pools coarse blocks spreads a piece's evidence past its edge);
+    0 when it states none."""
+    reach = result.params.get("outline_reach")
+    return int(reach) if isinstance(reach, int) and not isinstance(reach, bool) and reach > 0 else 0
+
+
+def _beyond(mask: np.ndarray, other: np.ndarray, reach: int) -> np.ndarray:
+    """The pixels of ``mask`` farther than ``reach`` pixels (chessboard distance) from every pixel of ``other``."""
+    near = cv2.dilate(other.view(np.uint8), cv2.getStructuringElement(cv2.MORPH_RECT, (2 * reach + 1,) * 2))
+    return mask & (near == 0)
+
+
 def _kept_components(mask: np.ndarray, min_area: int, bounded: np.ndarray | None,
                      masks: Sequence[np.ndarray]) -> np.ndarray:
     """The connected components (8-neighbours) of ``mask`` of at least ``min_area`` pixels, or holding a pixel of
@@ -134,9 +152,16 @@ def fuse_results(results: Sequence[AnalysisResult], *, shape: tuple[int, int], m
     heatmap = np.zeros(shape, np.float32)
     mask = np.zeros(shape, bool)
     bounded = None
+    finer = np.zeros(shape, bool)
+    for result in active:
+        if not outline_reach(result):
+            finer |= result.mask
     for result in active:
         np.maximum(heatmap, result.heatmap, out=heatmap)
-        mask |= result.mask
+        # a coarse outline adds only what lies beyond its reach from a finer detector's decision: near one, the
+        # finer outline is kept
+        reach = outline_reach(result)
+        mask |= _beyond(result.mask, finer, reach) if reach and finer.any() else result.mask
         if decides_on_bounded_copy(result) and result.mask.any():
             bounded = result.mask.copy() if bounded is None else bounded | result.mask
     min_area = max(16, int(min_area_fraction * height * width))
@@ -196,8 +221,9 @@ def fuse_results(results: Sequence[AnalysisResult], *, shape: tuple[int, int], m
         mask=kept,
         regions=annotated,
         score=score,
-        params={"rule": "union of detector masks; regions of at least min_area pixels, or supported by a detector "
-                        "that decided on a bounded copy and another detector",
+        params={"rule": "union of detector masks (a coarse outline only beyond its stated reach from the others' "
+                        "decisions); regions of at least min_area pixels, or supported by a detector that decided on "
+                        "a bounded copy and another detector",
                 "score": "noisy-OR of detector scores beyond 0.5",
                 "min_area": min_area, "closing_px": 5, "expected_false_regions": round(expected, 4),
                 "bounded_detectors": [r.method for r in active if decides_on_bounded_copy(r)],

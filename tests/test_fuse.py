@@ -74,3 +74,22 @@ def test_a_detector_is_bounded_only_when_it_states_a_positive_pixel_bound() -> N
                              ({"analysis_pixels": True}, False), ({"analysis_pixels": "1e6"}, False), ({}, False)]:
         result = AnalysisResult("x", mask.astype(np.float32), mask, [], 0.1, params=params)
         assert decides_on_bounded_copy(result) is expected, params
+
+
+def test_a_coarse_outline_gives_way_near_a_finer_decision_and_stands_alone_elsewhere() -> None:
+    shape = (400, 400)
+    piece = _square(shape, 100, 100, 60)
+    coarse_ring = _square(shape, 88, 88, 84)  # the same piece outlined a block and a half too wide
+    alone = _square(shape, 280, 250, 64)  # a piece only the coarse detector found
+    coarse = _decided("settling", coarse_ring | alone, bounded=False)
+    coarse = AnalysisResult(coarse.method, coarse.heatmap, coarse.mask, coarse.regions, coarse.score,
+                            params={**coarse.params, "outline_reach": 16})
+    fused = fuse_results([_decided("inpaint", piece, bounded=False), coarse], shape=shape)
+    np.testing.assert_array_equal(fused.mask, piece | alone)
+    near, far = sorted(fused.regions, key=lambda region: region.bbox[1])
+    assert sorted(near.evidence["detectors"]) == ["inpaint", "settling"]  # both still support the piece
+    assert far.evidence["detectors"] == ["settling"]
+    # without a stated reach every detector's outline is united, as before
+    wide = fuse_results([_decided("inpaint", piece, bounded=False), _decided("settling", coarse_ring, bounded=False)],
+                        shape=shape)
+    np.testing.assert_array_equal(wide.mask, coarse_ring)

@@ -13,7 +13,14 @@ from PIL import Image
 from skimage import data
 
 from retouch.detect._recompress import recompression_block_sqdiff
-from retouch.detect.settling import jpeg_settling, region_decision, settling_change, settling_quality
+from retouch.detect.settling import (
+    earlier_compression,
+    jpeg_settling,
+    plateau_extent,
+    region_decision,
+    settling_change,
+    settling_quality,
+)
 from retouch.metrics import f1_score, pixel_auc
 
 
@@ -142,3 +149,40 @@ def test_the_newcomers_painted_out_stars_do_not_share_the_photographs_ghost() ->
     assert result.mask[stars].mean() > 0.5  # most of the painted stars are marked
     assert result.mask[~canton].mean() < 0.01  # and almost nothing outside the flag's field
     assert not jpeg_settling(_jpeg(first, 90)).mask.any()
+
+
+@pytest.mark.parametrize("name", ["astronaut", "camera", "coffee"])
+def test_only_a_picture_compressed_before_its_last_save_opens_the_history_test(name: str) -> None:
+    pixels = getattr(data, name)()
+    to_bgr = (lambda p: cv2.cvtColor(p, cv2.COLOR_RGB2BGR)) if pixels.ndim == 3 else (lambda p: p)
+    once = earlier_compression(to_bgr(_saved(pixels, 85)), (40, 98))
+    twice = earlier_compression(to_bgr(_saved(pixels, 65, 85)), (40, 98))
+    assert not once["open"] and once["dip"] >= min(once["reference_dips"])
+    assert twice["open"] and twice["dip"] < min(twice["reference_dips"])
+    assert once["last_quality"] == twice["last_quality"] == 85
+
+
+@pytest.mark.parametrize("seed", [5, 6])
+def test_a_print_retouched_and_scanned_once_is_not_judged(seed: int) -> None:
+    """A retouched print scanned once to JPEG has no compression before the scan, so no piece of it can lack
+    one: whatever settling would mark there is a false alarm (these two scans were marked off the edit when
+    every picture was judged)."""
+    from retouch.io import load_image_bytes
+    from retouch.samples import make_forgery
+
+    case = make_forgery(seed, method="airbrush", size=512, history="print")
+    assert case.file_format == "JPEG"
+    result = jpeg_settling(load_image_bytes(case.file_bytes, name="scan.jpg").pixels)
+    assert result.skipped is None and not result.details["earlier_compression"]["open"]
+    assert not result.mask.any() and not result.regions and result.score < 0.5
+    assert "Not judged" in result.summary
+
+
+def test_a_decided_region_is_trimmed_to_its_piece_whatever_its_strength() -> None:
+    step = np.zeros((48, 48), np.float32)
+    step[6:18, 8:30] = 6.0  # a piece of strong blocks
+    step[28:38, 26:40] = 2.0  # and a weak one
+    pooled = cv2.blur(step, (3, 3), borderType=cv2.BORDER_REFLECT)
+    grown = pooled > 0.5  # what a fixed level keeps: a block past each edge
+    assert grown.sum() > (step > 0).sum()
+    np.testing.assert_array_equal(plateau_extent(pooled, grown), step > 0)

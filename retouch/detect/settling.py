@@ -19,7 +19,13 @@ scale of blocks of the same content class (nearness to clipping, off-grid change
 connected blocks above ``region_level`` form candidate regions, each judged a-contrario on its summed score
 (:func:`region_decision`): a region is kept when its number of false alarms is at most ``nfa_threshold``. A
 piece of a tenth of the picture lifts each of its blocks a little, which a test of the strongest block alone
-cannot tell from chance. Blocks too flat to change off the grid are not judged.
+cannot tell from chance. A decided region keeps the blocks above 0.4 of its plateau (:func:`plateau_extent`):
+the 3x3 pooling spreads a piece's evidence one block past its edge. Blocks too flat to change off the grid are
+not judged. Regions are judged only on a picture that shows a compression before its last one
+(:func:`earlier_compression`): its ghost must dip deeper than those of its own content saved once, off its grid,
+at its last quality; a picture saved once (a print scanned to JPEG) has no earlier history for a piece to lack,
+and what the content model leaves unexplained there is not evidence. Its map is kept either way. The result
+states ``outline_reach`` (16 px): the fusion keeps another detector's closer outline near its decisions.
 
 Limits
 ------
@@ -27,9 +33,10 @@ Needs a picture saved at least twice on one grid, the last time at a higher qual
 carries, and a piece that does not share that history: a piece saved at the same quality and pasted on the grid
 settles as the host does, and a picture resized or cropped off the grid after its last save shows no grid and is
 not judged. A picture saved once has no ghost to share: its map shows what the off-grid content model did not
-explain. Flat areas carry no evidence, and saturated colours and near-white highlights, clipped on decoding,
-change on recompression whatever their history (their content classes ask more of them). Measured ranges are in
-``benchmarks/results/detector_notes.md``.
+explain, and nothing is decided on it; an earlier compression too faint to dip deeper than the once-saved copies
+(a quality close to the last one) is not judged either. Flat areas carry no evidence, and saturated colours and
+near-white highlights, clipped on decoding, change on recompression whatever their history (their content classes
+ask more of them). Measured ranges are in ``benchmarks/results/detector_notes.md``.
 
 References
 ----------
@@ -79,7 +86,9 @@ from retouch.result import AnalysisResult
 FALSE_ALARM_CONTROL = ("a-contrario: a region's NFA is the number of 3x3-block neighbourhoods judged times the "
                        "chance that a region of an untouched JPEG sums as much change on recompression at its "
                        "ghost quality, against its content class and the same pixels off the grid (a Gaussian "
-                       "widened by tail_margin)")
+                       "widened by tail_margin), on pictures whose ghost dips deeper than every one of "
+                       "history_references once-saved copies of their content (a once-saved picture passes this "
+                       "test with a chance of at most 1 / (history_references + 1))")
 
 EXPLANATION = (
     "A JPEG saved again at a quality it was saved with before changes little: it has settled there. A photograph "
@@ -123,6 +132,13 @@ class SettlingOptions:
     tail_margin : float
         Width of the null model of a pooled block score against a standard Gaussian (see
         ``_blocks.null_tail``), calibrated on untouched photographs and their re-saved copies.
+    history_references : int
+        How many once-saved copies of the picture's content its ghost is tested against before any region is
+        judged (:func:`earlier_compression`; 4: a picture saved once passes with a chance of at most 1 in 5);
+        0 judges every picture.
+    extent : str
+        ``"plateau"`` (default): a decided region keeps its blocks above 0.4 of its plateau
+        (:func:`plateau_extent`); ``"level"``: every block above ``region_level`` it gathered.
     """
 
     qualities: tuple[int, int] = (40, 98)
@@ -133,6 +149,30 @@ class SettlingOptions:
     channels: str = "gray"
     nfa_threshold: float = 0.01
     tail_margin: float = 2.0
+    history_references: int = 4
+    extent: str = "plateau"
+
+
+def _central_crop(pixels: np.ndarray, side: int, shift: tuple[int, int] = (0, 0)) -> np.ndarray:
+    """A central crop of at most ``side`` px of ``pixels``, its corner on the 16-px grid moved by ``shift``."""
+    height, width = pixels.shape[:2]
+    top = max((height - side) // 2, 0) // 16 * 16 + shift[0]
+    left = max((width - side) // 2, 0) // 16 * 16 + shift[1]
+    rows, cols = (min(side, height - top)) // 8 * 8, (min(side, width - left)) // 8 * 8
+    return np.ascontiguousarray(pixels[top: top + rows, left: left + cols])
+
+
+def _median_changes(crop: np.ndarray, sought: np.ndarray) -> np.ndarray:
+    """The median block change of ``crop`` on recompression at each quality of ``sought``."""
+    return np.array([float(median_of(recompression_block_sqdiff(crop, int(q)))) for q in sought])
+
+
+def _dips(changes: np.ndarray) -> np.ndarray:
+    """Each quality's change against the geometric mean of the changes two qualities either side (1 at the ends)."""
+    changes = changes + 1e-3
+    dips = np.ones(changes.size)
+    dips[2:-2] = changes[2:-2] / np.sqrt(changes[:-4] * changes[4:])
+    return dips
 
 
 def settling_quality(pixels: np.ndarray, qualities: tuple[int, int], *, side: int = 512,
@@ -147,27 +187,55 @@ def settling_quality(pixels: np.ndarray, qualities: tuple[int, int], *, side: in
     it. A ghost survives a later save at a higher quality only (Farid 2009); above the last quality, dips come
     from quantisation steps that divide the last save's, which every part of the picture shares.
     """
-    height, width = pixels.shape[:2]
-    top = max((height - side) // 2, 0) // 16 * 16
-    left = max((width - side) // 2, 0) // 16 * 16
-    crop = np.ascontiguousarray(pixels[top: top + side, left: left + side])
+    crop = _central_crop(pixels, side)
     gray = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY) if crop.ndim == 3 else crop
     low, high = qualities
     sought = np.arange(low, high + 1)
-    changes = np.array([float(median_of(recompression_block_sqdiff(crop, int(q)))) for q in sought]) + 1e-3
-    dips = np.ones(sought.size)
-    dips[2:-2] = changes[2:-2] / np.sqrt(changes[:-4] * changes[4:])
+    changes = _median_changes(crop, sought)
+    dips = _dips(changes)
     best = int(np.argmin(dips))
     last = None
-    if gray is crop:
-        luminance_changes = changes - 1e-3
-    else:
-        luminance_changes = np.array([float(median_of(recompression_block_sqdiff(gray, int(q)))) for q in sought])
+    luminance_changes = changes if gray is crop else _median_changes(gray, sought)
     if luminance_changes.min() < reproduced:
         last = int(sought[int(np.argmin(luminance_changes))])
         dips[sought >= last - 2] = np.inf
         best = int(np.argmin(dips))
     return int(sought[best]), float(min(dips[best], 1.0)), last
+
+
+REFERENCE_SHIFTS = ((4, 4), (2, 6), (6, 2), (3, 5), (5, 3), (1, 7), (7, 1))
+
+
+def earlier_compression(pixels: np.ndarray, qualities: tuple[int, int], *, side: int = 512, references: int = 4
+                        ) -> dict[str, Any]:
+    """Whether ``pixels`` (8-bit BGR or gray, cropped to their grid) show a JPEG compression before their last
+    one: the deepest dip of their luminance's median block change (as in :func:`settling_quality`) against the
+    same dip in ``references`` copies of the same content saved once.
+
+    Each reference is the central crop moved off the grid by a few pixels (so that no earlier grid lines up with
+    its blocks) and saved once at the picture's last quality (where its luminance changes least on
+    recompression); its dips are sought over the same qualities, below the last one minus 2. Under the hypothesis
+    of a picture saved once, the picture and its references are alike, and the picture dips deeper than all of
+    them with a chance of at most ``1 / (references + 1)``; the test opens only then. A picture saved before at
+    a lower quality dips far deeper (its ghost) than its once-saved references.
+    """
+    gray = cv2.cvtColor(pixels, cv2.COLOR_BGR2GRAY) if pixels.ndim == 3 else pixels
+    low, high = qualities
+    sought = np.arange(low, high + 1)
+    changes = _median_changes(_central_crop(gray, side), sought)
+    last = int(sought[int(np.argmin(changes))])
+    allowed = sought < last - 2
+    if allowed.sum() < 5:
+        return {"open": False, "last_quality": last, "dip": 1.0, "reference_dips": []}
+    dip = float(_dips(changes)[allowed].min())
+    reference_dips = []
+    for shift in REFERENCE_SHIFTS[:references]:
+        crop = _central_crop(gray, side + 8, shift)
+        ok, buffer = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, last])
+        saved_once = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+        reference_dips.append(float(_dips(_median_changes(saved_once, sought))[allowed].min()))
+    return {"open": bool(dip < min(reference_dips)), "last_quality": last, "dip": round(dip, 4),
+            "reference_dips": [round(value, 4) for value in reference_dips]}
 
 
 def settling_change(pixels: np.ndarray, quality: int) -> tuple[np.ndarray, np.ndarray]:
@@ -195,6 +263,29 @@ def region_evidence(z: np.ndarray, *, level: float, min_blocks: int) -> np.ndarr
     evidence = np.where(sizes >= min_blocks, sums / np.sqrt(9.0 * np.maximum(sizes, 1.0)), -np.inf)
     evidence[0] = -np.inf
     return evidence[labels]
+
+
+def plateau_extent(z: np.ndarray, decided: np.ndarray, *, quantile: float = 0.75, share: float = 0.4
+                   ) -> np.ndarray:
+    """The blocks of each connected region of ``decided`` (8-neighbours) whose score in ``z`` reaches ``share``
+    of the region's plateau (its ``quantile`` score).
+
+    ``z`` pools each block with its eight neighbours, which spreads a piece's evidence one block past its edge.
+    Pooled over 3x3 blocks, a piece of height ``h`` gives a block just outside its edge at most ``h / 3`` (one
+    column of three) and keeps at least ``4 h / 9`` on its own corner blocks: a share between the two (0.4)
+    finds the piece's edge whatever its strength, where a fixed level lets a strong piece reach further.
+    """
+    count, labels = cv2.connectedComponents(decided.view(np.uint8), connectivity=8)
+    if count <= 1:
+        return decided
+    inside = labels > 0
+    order = np.argsort(labels[inside], kind="stable")
+    values, owners = z[inside][order], labels[inside][order]
+    starts = np.searchsorted(owners, np.arange(1, count))
+    heights = np.zeros(count)
+    for label, part in enumerate(np.split(values, starts[1:]), start=1):
+        heights[label] = float(np.quantile(part, quantile))
+    return decided & (z >= share * heights[labels])
 
 
 def region_decision(z: np.ndarray, *, tests: int, margin: float, nfa_threshold: float, level: float,
@@ -238,9 +329,12 @@ def jpeg_settling(image: np.ndarray, *, options: SettlingOptions | None = None, 
     options = resolve_options(SettlingOptions(), options, changes)
     if options.channels not in ("gray", "rgb"):
         raise ValueError(f"channels must be 'gray' or 'rgb', got {options.channels!r}")
+    if options.extent not in ("plateau", "level"):
+        raise ValueError(f"extent must be 'plateau' or 'level', got {options.extent!r}")
     array = np.asarray(image)
     shape = array.shape[:2]
-    params = {**options_params(options), "block": 8, "false_alarm_control": FALSE_ALARM_CONTROL}
+    params = {**options_params(options), "block": 8, "false_alarm_control": FALSE_ALARM_CONTROL,
+              "outline_reach": 16}
     luminance = _luminance(array)
     origin, share = grid_origin(luminance)
     top, left = origin
@@ -262,6 +356,11 @@ def jpeg_settling(image: np.ndarray, *, options: SettlingOptions | None = None, 
         pixels = np.ascontiguousarray(cv2.cvtColor(pixels, cv2.COLOR_BGR2GRAY))
     aligned, offgrid = settling_change(pixels, quality)
     details.update({"settling_quality": quality, "settling_dip": round(dip, 4), "reproduced_at": last})
+    history = (earlier_compression(pixels, options.qualities, side=options.search_side,
+                                   references=options.history_references)
+               if options.history_references > 0 else None)
+    if history is not None:
+        details["earlier_compression"] = history
 
     informative = np.isfinite(offgrid) & (np.nan_to_num(offgrid) >= options.min_offgrid)
     if informative.sum() < 48:
@@ -283,11 +382,20 @@ def jpeg_settling(image: np.ndarray, *, options: SettlingOptions | None = None, 
     pooled = np.where(informative, standardise_by_content(ratio, informative, classes), 0.0).astype(np.float32)
     decision = region_decision(pooled, tests=max(int(informative.sum()), 1) // 9 + 1, margin=options.tail_margin,
                                nfa_threshold=options.nfa_threshold, level=options.region_level, min_blocks=MIN_BLOCKS)
-    decided = decision.mask
+    judged = history is None or history["open"]
+    if not judged:
+        decided = np.zeros_like(decision.mask)
+    elif options.extent == "plateau":
+        decided = plateau_extent(pooled, decision.mask)
+    else:
+        decided = decision.mask
     score = nfa_score(decision.best_nfa, options.nfa_threshold, decided=bool(decided.any()))
     details.update({"smallest_nfa": finite_or_none(decision.best_nfa), "null": decision.null_record(),
                     "judged_blocks": int(informative.sum())})
-    if decided.any():
+    if not judged:
+        summary = ("Not judged: the picture shows no JPEG compression before its last one (its ghost dips no "
+                   "deeper than those of the same content saved once), so no piece can lack a history it has not.")
+    elif decided.any():
         summary = (f"{100 * decided.mean():.2f} % of the picture still changes when saved again at quality "
                    f"{quality}, where the rest has settled.")
     else:
