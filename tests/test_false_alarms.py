@@ -44,13 +44,9 @@ def _stars_painted_out(first_quality: int) -> tuple[np.ndarray, np.ndarray]:
     return cv2.inpaint(first, stars, 3, cv2.INPAINT_TELEA), stars > 0
 
 
-@pytest.mark.xfail(strict=True, reason="a known miss of the default detectors: jpeg finds the stars only with its "
-                   "null width at 1.4, below the 1.6 its calibration supports; dq finds them (it marks no real "
-                   "original of the development set) but stays off by default: on the generated benchmark it "
-                   "lowered the fused F1 of the digital rows by 0.08-0.12 (its blocks of 8 px around edits the "
-                   "other detectors outline closer; benchmarks/results/detector_notes.md)")
 def test_the_newcomers_painted_out_stars_are_found_with_an_improbable_region() -> None:
-    """Issue 23's newcomer: the painted stars were never compressed at the first quality."""
+    """Issue 23's newcomer: the painted stars were never compressed at the first quality, so they do not settle
+    there as the rest of the photograph does (the default detectors find them through ``settling``)."""
     painted, stars = _stars_painted_out(75)
     run = _analyse(_saved(painted, 90))
     fused = run.fused
