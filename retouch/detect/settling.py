@@ -309,7 +309,7 @@ def region_decision(z: np.ndarray, *, tests: int, margin: float, nfa_threshold: 
 @register("settling", title="JPEG settling (pieces without the picture's JPEG ghost)",
           description="Areas that change when the picture is saved again at a quality it was saved with before, "
                       "where the rest has settled, judged against the same pixels recompressed off the grid: "
-                      "pieces pasted in from another picture before the last save.")
+                      "pieces pasted in from another picture before the last save.", default=False)
 def jpeg_settling(image: np.ndarray, *, options: SettlingOptions | None = None, **changes: Any) -> AnalysisResult:
     """Pieces that do not settle, as the rest of the picture does, at the quality whose JPEG ghost it carries.
 

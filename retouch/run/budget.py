@@ -23,7 +23,7 @@ Example
 >>> round(estimated_bytes("analyze", 24_000_000, ["grain", "ela"]) / 1e9, 2)
 1.39
 >>> round(estimated_bytes("analyze", 196_000_000) / 1e9, 1)  # every default detector: over the 4 GB budget
-14.0
+12.6
 """
 
 from __future__ import annotations
