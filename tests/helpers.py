@@ -46,6 +46,11 @@ def image_bytes(image: np.ndarray | Image.Image, fmt: str = "PNG", **options: An
     return buffer.getvalue()
 
 
+def jpeg_round_trip(pixels: np.ndarray, quality: int) -> np.ndarray:
+    """``pixels`` (gray or RGB) saved as a JPEG at ``quality`` by Pillow and decoded again."""
+    return np.asarray(Image.open(io.BytesIO(image_bytes(pixels, "JPEG", quality=quality))))
+
+
 def zip_bytes(members: dict[str, bytes] | list[tuple[str, bytes]], *,
               compression: int = zipfile.ZIP_DEFLATED) -> bytes:
     """A zip of ``members``; a list of (name, data) may repeat a name, as some zip tools allow."""

@@ -3,12 +3,10 @@ piece with another noise found on the map; untouched photographs, JPEG and PNG, 
 
 from __future__ import annotations
 
-import io
 import itertools
 
 import numpy as np
 import pytest
-from PIL import Image
 from skimage import data
 
 from retouch.detect.noise_residual import (
@@ -21,12 +19,7 @@ from retouch.detect.noise_residual import (
     robust_host,
 )
 from retouch.metrics import f1_score, pixel_auc
-
-
-def _jpeg(pixels: np.ndarray, quality: int) -> np.ndarray:
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, "JPEG", quality=quality)
-    return np.asarray(Image.open(buffer))
+from tests.helpers import jpeg_round_trip
 
 
 def test_symmetry_classes_merge_reversal_and_sign_into_25() -> None:
@@ -92,7 +85,7 @@ def _two_cameras(host_name: str, donor_name: str) -> tuple[np.ndarray, np.ndarra
 def test_a_piece_from_another_camera_stands_out_on_the_map(quality: int | None) -> None:
     pixels, truth = _two_cameras("astronaut", "chelsea")
     if quality:
-        pixels = _jpeg(pixels, quality)
+        pixels = jpeg_round_trip(pixels, quality)
     result = noise_residual(pixels)
     assert result.skipped is None
     assert pixel_auc(result.heatmap, truth) > 0.9
@@ -116,7 +109,7 @@ def test_a_strong_noise_difference_is_decided() -> None:
 def test_untouched_photographs_are_not_marked(name: str, quality: int | None) -> None:
     pixels = getattr(data, name)()
     if quality:
-        pixels = _jpeg(pixels, quality)
+        pixels = jpeg_round_trip(pixels, quality)
     result = noise_residual(pixels)
     assert not result.mask.any() and not result.regions
     assert result.score < 0.5

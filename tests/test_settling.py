@@ -22,17 +22,12 @@ from retouch.detect.settling import (
     settling_quality,
 )
 from retouch.metrics import f1_score, pixel_auc
-
-
-def _jpeg(pixels: np.ndarray, quality: int) -> np.ndarray:
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, "JPEG", quality=quality)
-    return np.asarray(Image.open(buffer).convert(Image.fromarray(pixels).mode))
+from tests.helpers import jpeg_round_trip
 
 
 def _saved(pixels: np.ndarray, *qualities: int) -> np.ndarray:
     for quality in qualities:
-        pixels = _jpeg(pixels, quality)
+        pixels = jpeg_round_trip(pixels, quality)
     return pixels
 
 
@@ -41,12 +36,12 @@ def _splice(host: str, host_saves: tuple[int, ...], piece_quality: int, last: in
     """The photograph ``host`` saved at each of ``host_saves``, a piece of the coffee photograph saved once at
     ``piece_quality`` pasted in (``shift`` rows off the 8-pixel grid), the whole saved again at ``last``."""
     base = _saved(getattr(data, host)(), *host_saves).copy()
-    piece = _jpeg(data.coffee(), piece_quality)[96:256, 200:360]
+    piece = jpeg_round_trip(data.coffee(), piece_quality)[96:256, 200:360]
     top, left = 120 + shift, 40
     base[top: top + 160, left: left + 160] = piece
     truth = np.zeros(base.shape[:2], bool)
     truth[top: top + 160, left: left + 160] = True
-    return _jpeg(base, last), truth
+    return jpeg_round_trip(base, last), truth
 
 
 def test_block_change_matches_a_whole_picture_recompression() -> None:
@@ -139,16 +134,16 @@ def test_the_pipeline_reports_the_piece_from_a_png_of_decoded_pixels() -> None:
 def test_the_newcomers_painted_out_stars_do_not_share_the_photographs_ghost() -> None:
     """Issue 23's newcomer case: the astronaut saved at quality 75, the flag's stars painted out with cv2.inpaint,
     saved at 90. The painted area never settled at 75."""
-    first = _jpeg(data.astronaut(), 75)
+    first = jpeg_round_trip(data.astronaut(), 75)
     canton = np.zeros(first.shape[:2], bool)
     canton[:115, :62] = True  # the flag's blue field with its stars
     stars = cv2.dilate((canton & (first[..., 0] > 90)).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
     painted = cv2.inpaint(first, stars.astype(np.uint8), 3, cv2.INPAINT_TELEA)
-    result = jpeg_settling(_jpeg(painted, 90))
+    result = jpeg_settling(jpeg_round_trip(painted, 90))
     assert result.regions and result.score > 0.5
     assert result.mask[stars].mean() > 0.5  # most of the painted stars are marked
     assert result.mask[~canton].mean() < 0.01  # and almost nothing outside the flag's field
-    assert not jpeg_settling(_jpeg(first, 90)).mask.any()
+    assert not jpeg_settling(jpeg_round_trip(first, 90)).mask.any()
 
 
 @pytest.mark.parametrize("name", ["astronaut", "camera", "coffee"])
