@@ -23,6 +23,7 @@ from retouch.detect.double_jpeg import (
     zigzag_coefficients,
 )
 from retouch.metrics import f1_score, pixel_auc
+from tests.helpers import image_bytes
 
 
 def _jpeg(pixels: np.ndarray, quality: int) -> tuple[np.ndarray, dict[int, list[int]]]:
@@ -172,9 +173,8 @@ def test_the_pipeline_reads_the_file_and_reports_the_piece() -> None:
     from retouch.run.pipeline import analyze_image
 
     pixels, _, truth = _splice(60, 90)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, "PNG")  # decoded pixels kept losslessly, as CASIA v1's files are
-    loaded = load_image_bytes(buffer.getvalue(), name="splice.png")
+    # decoded pixels kept losslessly, as CASIA v1's files are
+    loaded = load_image_bytes(image_bytes(pixels, "PNG"), name="splice.png")
     run = analyze_image(loaded.pixels, jpeg_quantization=loaded.jpeg_quantization, detectors="dq")
     assert f1_score(run.fused.mask, truth) > 0.4
     assert any(r.kind == "jpeg-single" for r in run.results[0].regions)

@@ -4,12 +4,10 @@ alone."""
 
 from __future__ import annotations
 
-import io
 
 import cv2
 import numpy as np
 import pytest
-from PIL import Image
 from skimage import data
 
 from retouch.detect._recompress import recompression_block_sqdiff
@@ -22,7 +20,7 @@ from retouch.detect.settling import (
     settling_quality,
 )
 from retouch.metrics import f1_score, pixel_auc
-from tests.helpers import jpeg_round_trip
+from tests.helpers import image_bytes, jpeg_round_trip
 
 
 def _saved(pixels: np.ndarray, *qualities: int) -> np.ndarray:
@@ -123,9 +121,8 @@ def test_the_pipeline_reports_the_piece_from_a_png_of_decoded_pixels() -> None:
     from retouch.run.pipeline import analyze_image
 
     pixels, truth = _splice("astronaut", (75, 75), 90, 95)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, "PNG")  # decoded pixels kept losslessly, as CASIA v1's files are
-    loaded = load_image_bytes(buffer.getvalue(), name="splice.png")
+    # decoded pixels kept losslessly, as CASIA v1's files are
+    loaded = load_image_bytes(image_bytes(pixels, "PNG"), name="splice.png")
     run = analyze_image(loaded.pixels, jpeg_quantization=loaded.jpeg_quantization, detectors="settling")
     assert f1_score(run.fused.mask, truth) > 0.5
     assert any(r.kind == "jpeg-ghost" for r in run.results[0].regions)
