@@ -1,8 +1,9 @@
 """Where the copy-move detector spends its time: ``copy_move`` at several scan sizes, split by stage.
 
 Each case is the scan ``benchmarks.speed`` times (a generated grace_hopper print, diffusion fill, grain, JPEG) at
-``--sizes`` megapixels, the same print with a clone stamp instead at 1 MP (a copy the detector decides), plus the
-astronaut photograph (scikit-image) at 1155 x 866 saved as JPEG 90. For each:
+``--sizes`` megapixels, the same print with a clone stamp instead at 1 MP (its candidates reach the significance
+test; at this seed no pair is decided), plus the astronaut photograph (scikit-image) at 1155 x 866 saved as JPEG
+90. For each:
 the wall time of ``copy_move`` (best of ``--repeats``), and one run under ``cProfile`` split into its stages by
 the cumulative time of the functions that make them:
 
