@@ -141,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="1,6,24", help="scan sizes in megapixels")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--decisions", type=Path, help="write every case's decision to this JSON file")
-    parser.add_argument("--against", type=Path, help="compare the decisions with this file's (exit 1 if any differs)")
+    parser.add_argument("--against", type=Path,
+                        help="compare the decisions with this file's (exit 1 if any differs)")
     args = parser.parse_args(argv)
     import numpy as np
 
