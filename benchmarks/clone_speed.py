@@ -1,9 +1,9 @@
 """Where the copy-move detector spends its time: ``copy_move`` at several scan sizes, split by stage.
 
 Each case is the scan ``benchmarks.speed`` times (a generated grace_hopper print, diffusion fill, grain, JPEG) at
-``--sizes`` megapixels, the same print with a clone stamp instead at 1 MP (its candidates reach the significance
-test; at this seed no pair is decided), plus the astronaut photograph (scikit-image) at 1155 x 866 saved as JPEG
-90. For each:
+``--sizes`` megapixels, a generated digital file with a clone stamp at 1 MP (``make_forgery(700, method="clone",
+history="digital")``, a pair the detector decides), plus the astronaut photograph (scikit-image) at 1155 x 866
+saved as JPEG 90. For each:
 the wall time of ``copy_move`` (best of ``--repeats``), and one run under ``cProfile`` split into its stages by
 the cumulative time of the functions that make them:
 
@@ -90,9 +90,12 @@ def _cases(sizes: list[float], folder: Path):
         path = write_scan(megapixels, folder)
         yield f"scan {megapixels:g} MP", load_image(path, max_pixels=400_000_000).pixels
         path.unlink()
-    path = write_scan(1.0, folder, method="clone")
-    yield "clone-stamped scan 1 MP", load_image(path).pixels
-    path.unlink()
+    from benchmarks.speed import side_for
+    from retouch.io import load_image_bytes
+    from retouch.samples import make_forgery
+
+    stamped = make_forgery(700, method="clone", size=side_for(1.0), history="digital")
+    yield "clone-stamped file 1 MP", load_image_bytes(stamped.file_bytes, name="stamped.jpg").pixels
 
 
 def _decision(result) -> dict:
