@@ -64,6 +64,7 @@ Example
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
@@ -261,16 +262,43 @@ def dense_field(small: np.ndarray, options: CopyMoveOptions, *, levels: np.ndarr
     the field's own dominant displacements."""
     radius = options.radius
     min_offset = max(2 * radius + 1, int(options.min_offset_fraction * max(small.shape)))
-    own_keypoints = sift_keypoints(small)  # shared by the plain and the mirrored matching
+    # The keypoint stage (SIFT, then self-matching) and the dense features are independent until the search
+    # needs the keypoint maps: the keypoints run in a second thread meanwhile (OpenCV, BLAS and the numba kernel
+    # release the GIL), and the mirrored matching, needed only after the search, runs during it. This shortens
+    # the wall time on a second core; the work, and so the CPU time and every result, is the same.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="retouch-clone-keypoints") as keypoint_thread:
+        plain = keypoint_thread.submit(_plain_keypoint_maps, small, min_offset, options)
+        # a copy moved by whole pixels and saved without loss is found by its exact duplicate blocks, however
+        # small or however alike its surroundings (a patch of patterned cloth), where random search rarely lands
+        exact = exact_duplicates(levels, min_offset=min_offset) if levels is not None else None
+        shifts = [np.float32([[1, 0, sx * dx], [0, 1, sx * dy]]) for dy, dx in (exact.offsets if exact else [])
+                  for sx in (1, -1)]
+        features = reduce_features(zernike_features(cv2.GaussianBlur(small, (0, 0), 0.7), radius), 8)
+        own_keypoints, seeds, loose = plain.result()
+        mirrored_maps = keypoint_thread.submit(keypoint_proposals, small, min_offset, mirrored=True,
+                                               own=own_keypoints)
+        field = _searched_field(features, seeds, shifts, min_offset, options)
+        mirrored = mirrored_maps.result()
+    checked = [a for a in seeds + loose if _needs_pixel_check(a, options)] + mirrored
+    return DenseField(**field, seeds=seeds, checked=checked, min_offset=min_offset)
+
+
+def _plain_keypoint_maps(small: np.ndarray, min_offset: int, options: CopyMoveOptions
+                         ) -> tuple[tuple[np.ndarray, np.ndarray | None], list[np.ndarray], list[np.ndarray]]:
+    """The image's SIFT keypoints (shared by the plain and the mirrored matching), the maps that seed the dense
+    field and the looser maps that only reach the pixel check (without those the seeds already hold)."""
+    own_keypoints = sift_keypoints(small)
     seeds, loose = keypoint_maps(small, min_offset, ratios=(SEED_RATIO, options.loose_ratio), own=own_keypoints)
     loose = [a for a in loose if not any(same_map(a, b, small.shape) for b in seeds)]
-    mirrored = keypoint_proposals(small, min_offset, mirrored=True, own=own_keypoints)
-    # a copy moved by whole pixels and saved without loss is found by its exact duplicate blocks, however small
-    # or however alike its surroundings (a patch of patterned cloth), where random search rarely lands
-    exact = exact_duplicates(levels, min_offset=min_offset) if levels is not None else None
-    shifts = [np.float32([[1, 0, sx * dx], [0, 1, sx * dy]]) for dy, dx in (exact.offsets if exact else [])
-              for sx in (1, -1)]
-    features = reduce_features(zernike_features(cv2.GaussianBlur(small, (0, 0), 0.7), radius), 8)
+    return own_keypoints, seeds, loose
+
+
+def _searched_field(features: np.ndarray, seeds: list[np.ndarray], shifts: list[np.ndarray], min_offset: int,
+                    options: CopyMoveOptions) -> dict[str, np.ndarray]:
+    """The nearest-neighbour field of ``features`` seeded by ``seeds`` and ``shifts`` and by its own dominant
+    displacements, its median filtered version, local affine residual and closeness (``DenseField``'s fields)."""
+    radius = options.radius
+    size = features.shape[0] * features.shape[1]
     # the search runs on the grid of every second pixel of every second row (the disc features are smooth at
     # that step, and a quarter of the image's feature vectors mostly stays in the processor's cache), then once
     # at full resolution
@@ -283,7 +311,7 @@ def dense_field(small: np.ndarray, options: CopyMoveOptions, *, levels: np.ndarr
     # area random sampling hit in a few places is filled in everywhere (each grid pixel stands for four)
     grid_closeness = _closeness(coarse[2], grid_energy, coarse[0], coarse[1])
     dominant = dominant_offsets(2 * coarse[0], 2 * coarse[1], grid_closeness < options.match_ratio,
-                                min_count=-(-max(30, small.size // 5000) // 4))
+                                min_count=-(-max(30, size // 5000) // 4))
     dominant_maps = [np.float32([[1, 0, dx], [0, 1, dy]]) for dy, dx in dominant]
     if dominant:
         coarse = compiled_patchmatch(grid, min_offset=grid_min_offset, iterations=1,
@@ -296,9 +324,8 @@ def dense_field(small: np.ndarray, options: CopyMoveOptions, *, levels: np.ndarr
     oy_smooth = cv2.medianBlur(oy.astype(np.float32), 5)
     ox_smooth = cv2.medianBlur(ox.astype(np.float32), 5)
     residual = local_affine_residual(oy_smooth, ox_smooth, window=2 * radius + 1)
-    checked = [a for a in seeds + loose if _needs_pixel_check(a, options)] + mirrored
-    return DenseField(oy=oy, ox=ox, oy_smooth=oy_smooth, ox_smooth=ox_smooth, residual=residual,
-                      closeness=closeness, seeds=seeds, checked=checked, min_offset=min_offset)
+    return {"oy": oy, "ox": ox, "oy_smooth": oy_smooth, "ox_smooth": ox_smooth, "residual": residual,
+            "closeness": closeness}
 
 
 def _needs_pixel_check(affine: np.ndarray, options: CopyMoveOptions) -> bool:
