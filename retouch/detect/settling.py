@@ -52,7 +52,9 @@ True
 
 from __future__ import annotations
 
+import io
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,6 +69,7 @@ from retouch.detect._blocks import (
     block_result,
     block_saturation,
     content_classes,
+    content_null,
     finite_or_none,
     median_of,
     nfa_score,
@@ -151,6 +154,7 @@ class SettlingOptions:
     tail_margin: float = 2.0
     history_references: int = 4
     extent: str = "plateau"
+    content_model: str = "rehistory"
 
 
 def _central_crop(pixels: np.ndarray, side: int, shift: tuple[int, int] = (0, 0)) -> np.ndarray:
@@ -200,7 +204,11 @@ def settling_quality(pixels: np.ndarray, qualities: tuple[int, int], *, side: in
         last = int(sought[int(np.argmin(luminance_changes))])
         dips[sought >= last - 2] = np.inf
         best = int(np.argmin(dips))
-    return int(sought[best]), float(min(dips[best], 1.0)), last
+    # the dip finds the valley against the trend of change with quality; the ghost is its floor, where the
+    # picture changes least (Farid 2009): the quality either side of the deepest dip when it changes less there
+    valley = [index for index in (best - 1, best, best + 1) if 0 <= index < dips.size and np.isfinite(dips[index])]
+    floor = min(valley, key=lambda index: changes[index])
+    return int(sought[floor]), float(min(dips[best], 1.0)), last
 
 
 REFERENCE_SHIFTS = ((4, 4), (2, 6), (6, 2), (3, 5), (5, 3), (1, 7), (7, 1))
@@ -250,6 +258,56 @@ def settling_change(pixels: np.ndarray, quality: int) -> tuple[np.ndarray, np.nd
         quarter = shifted[: rows - 1, : cols - 1]
         offgrid[1:-1, 1:-1] = 0.25 * (quarter[:-1, :-1] + quarter[:-1, 1:] + quarter[1:, :-1] + quarter[1:, 1:])
     return aligned, offgrid
+
+
+def resaved(pixels: np.ndarray, last: int | Sequence[Sequence[int]]) -> np.ndarray:
+    """``pixels`` (8-bit gray, or BGR) saved once as JPEG and decoded: at the IJG quality ``last`` (OpenCV), or
+    with the quantisation tables ``last`` (natural order, luminance first; Pillow, chroma subsampled 4:2:0) as
+    the file's last save had them."""
+    if isinstance(last, (int, np.integer)):
+        ok, buffer = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, int(last)])
+        return cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+    from PIL import Image
+
+    tables = [[int(step) for step in table] for table in last]
+    stream = io.BytesIO()
+    if pixels.ndim == 2:
+        Image.fromarray(pixels, "L").save(stream, format="JPEG", qtables=tables[:1])
+    else:
+        tables = tables if len(tables) > 1 else tables * 2
+        Image.fromarray(np.ascontiguousarray(pixels[..., ::-1]), "RGB").save(stream, format="JPEG", qtables=tables,
+                                                                          subsampling=2)
+    decoded = np.asarray(Image.open(io.BytesIO(stream.getvalue())))
+    return decoded if decoded.ndim == 2 else np.ascontiguousarray(decoded[..., ::-1])
+
+
+def rehistoried_change(pixels: np.ndarray, quality: int, last: int | Sequence[Sequence[int]], *,
+                       channels: str = "gray") -> np.ndarray:
+    """Per 8x8 block of ``pixels`` (8-bit gray or BGR, cropped to whole blocks of its grid), the mean squared
+    change on recompression at ``quality`` of the picture given the host's history on its own grid: saved at
+    ``quality``, then as its last save (``last``: an IJG quality or the file's tables), as settled content was,
+    in colour (its clipping on decoding is part of that history); measured on the luminance when ``channels``
+    is ``"gray"``."""
+    history = resaved(resaved(pixels, quality), last)
+    if channels == "gray" and history.ndim == 3:
+        history = np.ascontiguousarray(cv2.cvtColor(history, cv2.COLOR_BGR2GRAY))
+    return recompression_block_sqdiff(history, quality)
+
+
+def _pooled_log_ratio(change: np.ndarray, reference: np.ndarray, informative: np.ndarray, floor: float
+                      ) -> np.ndarray:
+    """log((sum of ``change`` + floor) / (sum of ``reference`` + floor)) over the informative blocks of each 3x3
+    neighbourhood."""
+    def pooled(values: np.ndarray) -> np.ndarray:
+        return cv2.blur(np.where(informative, values, 0).astype(np.float32), (3, 3), borderType=cv2.BORDER_REFLECT)
+
+    return np.log(pooled(change) + np.float32(floor)) - np.log(pooled(reference) + np.float32(floor))
+
+
+def _spread_of(values: np.ndarray, where: np.ndarray) -> float:
+    """1.4826 times the median absolute deviation of ``values`` over ``where`` (a Gaussian's sigma)."""
+    sample = values[where]
+    return float(1.4826 * median_of(np.abs(sample - median_of(sample)))) + 1e-6
 
 
 def region_evidence(z: np.ndarray, *, level: float, min_blocks: int) -> np.ndarray:
@@ -309,8 +367,9 @@ def region_decision(z: np.ndarray, *, tests: int, margin: float, nfa_threshold: 
 @register("settling", title="JPEG settling (pieces without the picture's JPEG ghost)",
           description="Areas that change when the picture is saved again at a quality it was saved with before, "
                       "where the rest has settled, judged against the same pixels recompressed off the grid: "
-                      "pieces pasted in from another picture before the last save.", default=False)
-def jpeg_settling(image: np.ndarray, *, options: SettlingOptions | None = None, **changes: Any) -> AnalysisResult:
+                      "pieces pasted in from another picture before the last save.", default=False, uses_jpeg=True)
+def jpeg_settling(image: np.ndarray, *, jpeg_quantization: Mapping[int, Sequence[int]] | None = None,
+                  options: SettlingOptions | None = None, **changes: Any) -> AnalysisResult:
     """Pieces that do not settle, as the rest of the picture does, at the quality whose JPEG ghost it carries.
 
     Parameters
@@ -352,6 +411,7 @@ def jpeg_settling(image: np.ndarray, *, options: SettlingOptions | None = None, 
     quality, dip, last = settling_quality(pixels, options.qualities, side=options.search_side)
     low, high = block_extremes(pixels, (0, 0), (rows, cols))
     headroom = np.minimum(low, 255 - high).astype(np.float32)  # how near a channel comes to clipping
+    colour = pixels
     if options.channels == "gray" and pixels.ndim == 3:
         pixels = np.ascontiguousarray(cv2.cvtColor(pixels, cv2.COLOR_BGR2GRAY))
     aligned, offgrid = settling_change(pixels, quality)
@@ -362,24 +422,44 @@ def jpeg_settling(image: np.ndarray, *, options: SettlingOptions | None = None, 
     if history is not None:
         details["earlier_compression"] = history
 
+    last_save: int | list[list[int]] | None = None
+    if options.content_model == "rehistory":
+        if jpeg_quantization is not None and origin == (0, 0):
+            last_save = [list(jpeg_quantization[key]) for key in sorted(jpeg_quantization)]
+            details["content_model"] = "re-history (the last save's tables from the file)"
+        elif last is not None and last < options.qualities[1]:
+            last_save = last
+            details["content_model"] = f"re-history (the pixels reproduce themselves at quality {last})"
+    if last_save is None:
+        details["content_model"] = "off the grid (the last save's tables are not known)"
+    reference = offgrid if last_save is None else rehistoried_change(colour, quality, last_save,
+                                                                      channels=options.channels)
     informative = np.isfinite(offgrid) & (np.nan_to_num(offgrid) >= options.min_offgrid)
     if informative.sum() < 48:
         return AnalysisResult.skipped_result("settling", shape, "too few blocks with enough detail to judge",
                                              params=params, explanation=EXPLANATION, details=details)
-    # the content model: a neighbourhood's change on the grid over its change off the grid (sums over 3x3 blocks
-    # before the ratio: a ratio of sums is steadier than a sum of ratios where single blocks barely change)
-    floor = np.float32(options.floor)
-    on_grid = cv2.blur(np.where(informative, aligned, 0).astype(np.float32), (3, 3), borderType=cv2.BORDER_REFLECT)
-    off_grid = cv2.blur(np.where(informative, offgrid, 0).astype(np.float32), (3, 3), borderType=cv2.BORDER_REFLECT)
-    ratio = np.log(on_grid + floor) - np.log(off_grid + floor)
-    strength = np.where(informative, standardise(ratio, informative), 0.0).astype(np.float32)
+    # the content model: a neighbourhood's change on the grid over that of its settled reference (sums over 3x3
+    # blocks before the ratio: a ratio of sums is steadier than a sum of ratios where single blocks barely change)
+    ratio = _pooled_log_ratio(aligned, reference, informative, options.floor)
+    offgrid_ratio = ratio if reference is offgrid else _pooled_log_ratio(aligned, offgrid, informative, options.floor)
     # the decision judges each block against blocks of its content: clipped pixels (the codec's round trip is
     # unstable there), off-grid change (texture), brightness and colourfulness; a class only ever asks more
     brightness = block_mean(luminance[top: top + 8 * rows, left: left + 8 * cols], 8)
-    texture = np.log(np.nan_to_num(offgrid) + floor)
+    texture = np.log(np.nan_to_num(offgrid) + np.float32(options.floor))
     colourfulness = block_saturation(array[top: top + 8 * rows, left: left + 8 * cols], 8) if array.ndim == 3 else None
     classes = content_classes(informative, headroom, texture, brightness, colourfulness)
-    pooled = np.where(informative, standardise_by_content(ratio, informative, classes), 0.0).astype(np.float32)
+    centre, spread = content_null(ratio, informative, classes)
+    if ratio is not offgrid_ratio:
+        # a settled picture given its own history again changes to the last bit as it does: the ratio's own
+        # spread on it is numerical, not a scale of chance; blocks are judged on the spread of the off-grid ratio
+        # of their class (how much such content's change on recompression varies from block to block), or on
+        # their own where it is wider
+        spread = np.maximum(spread, content_null(offgrid_ratio, informative, classes)[1])
+    pooled = (ratio - centre) / spread
+    picture_scale = max(_spread_of(ratio, informative), _spread_of(offgrid_ratio, informative))
+    strength = (ratio - median_of(ratio[informative])) / picture_scale
+    pooled = np.where(informative, pooled, 0.0).astype(np.float32)
+    strength = np.where(informative, strength, 0.0).astype(np.float32)
     decision = region_decision(pooled, tests=max(int(informative.sum()), 1) // 9 + 1, margin=options.tail_margin,
                                nfa_threshold=options.nfa_threshold, level=options.region_level, min_blocks=MIN_BLOCKS)
     judged = history is None or history["open"]
