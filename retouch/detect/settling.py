@@ -155,6 +155,7 @@ class SettlingOptions:
     history_references: int = 4
     extent: str = "plateau"
     content_model: str = "rehistory"
+    resolution: float = 0.05
 
 
 def _central_crop(pixels: np.ndarray, side: int, shift: tuple[int, int] = (0, 0)) -> np.ndarray:
@@ -448,16 +449,16 @@ def jpeg_settling(image: np.ndarray, *, jpeg_quantization: Mapping[int, Sequence
     texture = np.log(np.nan_to_num(offgrid) + np.float32(options.floor))
     colourfulness = block_saturation(array[top: top + 8 * rows, left: left + 8 * cols], 8) if array.ndim == 3 else None
     classes = content_classes(informative, headroom, texture, brightness, colourfulness)
-    centre, spread = content_null(ratio, informative, classes)
+    pooled = standardise_by_content(offgrid_ratio, informative, classes)
+    strength = standardise(offgrid_ratio, informative)
     if ratio is not offgrid_ratio:
-        # a settled picture given its own history again changes to the last bit as it does: the ratio's own
-        # spread on it is numerical, not a scale of chance; blocks are judged on the spread of the off-grid ratio
-        # of their class (how much such content's change on recompression varies from block to block), or on
-        # their own where it is wider
-        spread = np.maximum(spread, content_null(offgrid_ratio, informative, classes)[1])
-    pooled = (ratio - centre) / spread
-    picture_scale = max(_spread_of(ratio, informative), _spread_of(offgrid_ratio, informative))
-    strength = (ratio - median_of(ratio[informative])) / picture_scale
+        # a settled picture given its own history again changes as it does to within rounding: the re-history
+        # ratio's spread on it is no scale of chance, so it is judged on at least `resolution`; a block is evidence
+        # only where both content models leave its change unexplained (never more than the off-grid model alone)
+        centre, spread = content_null(ratio, informative, classes)
+        pooled = np.minimum(pooled, (ratio - centre) / np.maximum(spread, np.float32(options.resolution)))
+        picture_scale = max(_spread_of(ratio, informative), options.resolution)
+        strength = np.minimum(strength, (ratio - median_of(ratio[informative])) / picture_scale)
     pooled = np.where(informative, pooled, 0.0).astype(np.float32)
     strength = np.where(informative, strength, 0.0).astype(np.float32)
     decision = region_decision(pooled, tests=max(int(informative.sum()), 1) // 9 + 1, margin=options.tail_margin,
