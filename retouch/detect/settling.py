@@ -205,11 +205,31 @@ def settling_quality(pixels: np.ndarray, qualities: tuple[int, int], *, side: in
         last = int(sought[int(np.argmin(luminance_changes))])
         dips[sought >= last - 2] = np.inf
         best = int(np.argmin(dips))
-    # the dip finds the valley against the trend of change with quality; the ghost is its floor, where the
-    # picture changes least (Farid 2009): the quality either side of the deepest dip when it changes less there
-    valley = [index for index in (best - 1, best, best + 1) if 0 <= index < dips.size and np.isfinite(dips[index])]
-    floor = min(valley, key=lambda index: changes[index])
-    return int(sought[floor]), float(min(dips[best], 1.0)), last
+    return int(sought[best]), float(min(dips[best], 1.0)), last
+
+
+def rehistory_quality(pixels: np.ndarray, quality: int, last: int | Sequence[Sequence[int]], *,
+                      qualities: tuple[int, int], side: int = 512, floor: float = 0.1) -> int:
+    """Of ``quality`` and the qualities either side (the valley of its dip), the one whose re-history
+    (:func:`rehistoried_change`) reproduces the change of ``pixels`` (8-bit gray or BGR, cropped to their grid)
+    best, on a central crop: the mean over blocks of the absolute log ratio of the two changes is least there (the
+    dip's own quality where they tie).
+
+    The dip finds the valley against the trend of change with quality; its deepest point and the picture's
+    least change can each miss the earlier quality by one where the median change is coarse (a picture saved at
+    61 then 77 dipped deepest at 62; one saved at 66 then 80 changed least at 65). At the earlier save's quality,
+    settled content given that history again changes to the last bit as the picture does.
+    """
+    crop = _central_crop(pixels, side)
+    gray = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY) if crop.ndim == 3 else crop
+    candidates = [q for q in (quality, quality - 1, quality + 1) if qualities[0] <= q <= qualities[1]]
+
+    def misfit(candidate: int) -> float:
+        change = recompression_block_sqdiff(gray, candidate)
+        reference = rehistoried_change(crop, candidate, last)
+        return float(np.abs(np.log(change + floor) - np.log(reference + floor)).mean())
+
+    return min(candidates, key=misfit)
 
 
 REFERENCE_SHIFTS = ((4, 4), (2, 6), (6, 2), (3, 5), (5, 3), (1, 7), (7, 1))
@@ -433,8 +453,16 @@ def jpeg_settling(image: np.ndarray, *, jpeg_quantization: Mapping[int, Sequence
             details["content_model"] = f"re-history (the pixels reproduce themselves at quality {last})"
     if last_save is None:
         details["content_model"] = "off the grid (the last save's tables are not known)"
-    reference = offgrid if last_save is None else rehistoried_change(colour, quality, last_save,
-                                                                      channels=options.channels)
+    if last_save is None:
+        reference = offgrid
+    else:
+        fitted = rehistory_quality(colour, quality, last_save, qualities=options.qualities, side=options.search_side,
+                                   floor=options.floor)
+        if fitted != quality:
+            quality = fitted
+            aligned, offgrid = settling_change(pixels, quality)
+            details["settling_quality"] = quality
+        reference = rehistoried_change(colour, quality, last_save, channels=options.channels)
     informative = np.isfinite(offgrid) & (np.nan_to_num(offgrid) >= options.min_offgrid)
     if informative.sum() < 48:
         return AnalysisResult.skipped_result("settling", shape, "too few blocks with enough detail to judge",
