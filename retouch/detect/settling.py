@@ -10,13 +10,22 @@ resized) never settled at ``q1`` and changes as much as its content makes it cha
 JPEG grid (``double_jpeg.grid_origin``); ``q1`` is the quality where the median change of a central crop dips
 deepest against the qualities two steps either side (:func:`settling_quality`; the last save's own quality,
 where a picture saved by a codec like OpenCV's reproduces itself, and the qualities above it are left out).
-Per 8x8 block, the change on recompression at ``q1`` (squared difference of the luminance) is compared with the
-change of the same pixels recompressed on the grid shifted by 4 pixels, where no history lines up with the
-blocks and only the content responds (texture and edges change more, flat areas less): the content model of
-settling. The log ratio of the two, each summed over 3x3 blocks, is the map; for the decision it is put on the
-scale of blocks of the same content class (nearness to clipping, off-grid change, brightness, colourfulness;
-``_blocks.standardise_by_content``, which only ever asks more evidence than the picture-wide scale), and
-connected blocks above ``region_level`` form candidate regions, each judged a-contrario on its summed score
+Per 8x8 block, the change on recompression at ``q1`` (squared difference of the luminance) is compared with two
+content models of settling. Off the grid: the change of the same pixels recompressed on the grid shifted by 4
+pixels, where no history lines up with the blocks and only the content responds (texture and edges change more,
+flat areas less). Re-history: the change at ``q1`` of the picture given the host's history on its own grid
+(:func:`rehistoried_change`: saved at ``q1``, then as its last save, with the file's own tables, or at the IJG
+quality where decoded pixels reproduce themselves): settled content changes to the last bit as the picture does,
+a piece that never settled changes more. The later save moves fine content (a one-pixel scratch) farther from the
+fixed point of ``q1`` than smooth content, which the off-grid change does not show and the re-history does; with
+a known last save, ``q1`` is the quality of the dip's valley whose re-history fits best
+(:func:`rehistory_quality`). The log ratio of the change to each reference, each summed over 3x3 blocks, is put
+on the scale of blocks of the same content class (nearness to clipping, off-grid change, brightness,
+colourfulness; ``_blocks.standardise_by_content``, which only ever asks more evidence than the picture-wide
+scale; the re-history's spread no less than ``resolution``), and a block's score is the smaller of the two: a
+block is evidence only where both models leave its change unexplained (where the last save is not known, the
+off-grid model alone). Connected blocks above ``region_level`` form candidate regions, each judged a-contrario on
+its summed score
 (:func:`region_decision`): a region is kept when its number of false alarms is at most ``nfa_threshold``. A
 piece of a tenth of the picture lifts each of its blocks a little, which a test of the strongest block alone
 cannot tell from chance. A decided region keeps the blocks above 0.4 of its plateau (:func:`plateau_extent`):
@@ -32,11 +41,14 @@ Limits
 Needs a picture saved at least twice on one grid, the last time at a higher quality than the one whose ghost it
 carries, and a piece that does not share that history: a piece saved at the same quality and pasted on the grid
 settles as the host does, and a picture resized or cropped off the grid after its last save shows no grid and is
-not judged. A picture saved once has no ghost to share: its map shows what the off-grid content model did not
+not judged. A picture saved once has no ghost to share: its map shows what the content models did not
 explain, and nothing is decided on it; an earlier compression too faint to dip deeper than the once-saved copies
 (a quality close to the last one) is not judged either. Flat areas carry no evidence, and saturated colours and
 near-white highlights, clipped on decoding, change on recompression whatever their history (their content classes
-ask more of them). Measured ranges are in ``benchmarks/results/detector_notes.md``.
+ask more of them). Decoded pixels (a PNG) whose last save used other tables than the IJG ones (they reproduce
+themselves at no IJG quality) keep the off-grid model alone, which marks fine content such as a film scratch
+when a later save moved it. The re-history assumes 4:2:0 chroma for a colour picture. Measured ranges are in
+``benchmarks/results/detector_notes.md``.
 
 References
 ----------
@@ -88,7 +100,8 @@ from retouch.result import AnalysisResult
 
 FALSE_ALARM_CONTROL = ("a-contrario: a region's NFA is the number of 3x3-block neighbourhoods judged times the "
                        "chance that a region of an untouched JPEG sums as much change on recompression at its "
-                       "ghost quality, against its content class and the same pixels off the grid (a Gaussian "
+                       "ghost quality, against its content class, the same pixels off the grid and (where the last "
+                       "save is known) the picture given its own history again (a Gaussian "
                        "widened by tail_margin), on pictures whose ghost dips deeper than every one of "
                        "history_references once-saved copies of their content (a once-saved picture passes this "
                        "test with a chance of at most 1 / (history_references + 1))")
@@ -98,9 +111,10 @@ EXPLANATION = (
     "saved as a JPEG, edited, and saved again at a higher quality keeps that trace, and a piece pasted in from "
     "another picture does not share it: saved again at the photograph's earlier quality, the piece changes more "
     "than the rest. Each part is compared with the same pixels saved on a shifted grid, which shows how much its "
-    "content alone would change. Limits: it needs a picture saved at least twice on one grid, the last time at "
-    "the higher quality; a piece with the same history as the rest, or a picture resized after its last save, "
-    "leaves no trace; plain areas carry no evidence."
+    "content alone would change, and with the picture given its own history again, which shows how much a later "
+    "save moved settled content of its kind. Limits: it needs a picture saved at least twice on one grid, the "
+    "last time at the higher quality; a piece with the same history as the rest, or a picture resized after its "
+    "last save, leaves no trace; plain areas carry no evidence."
 )
 
 MIN_BLOCKS = 6  # fewest 8x8 blocks a region holds (the other block detectors' minimum)
@@ -142,6 +156,14 @@ class SettlingOptions:
     extent : str
         ``"plateau"`` (default): a decided region keeps its blocks above 0.4 of its plateau
         (:func:`plateau_extent`); ``"level"``: every block above ``region_level`` it gathered.
+    content_model : str
+        ``"rehistory"`` (default): a block's score is the smaller of the off-grid and the re-history scores where
+        the last save is known (the file's tables, or decoded pixels that reproduce themselves at an IJG quality),
+        the off-grid score elsewhere; ``"offgrid"``: the off-grid score alone.
+    resolution : float
+        The least spread (log ratio units) the re-history score is judged on (0.05: a 5 % difference between the
+        picture's change and its re-historied version's). A settled picture given its history again changes as
+        it does to within rounding, so its own spread is no scale of chance.
     """
 
     qualities: tuple[int, int] = (40, 98)
@@ -387,8 +409,9 @@ def region_decision(z: np.ndarray, *, tests: int, margin: float, nfa_threshold: 
 
 @register("settling", title="JPEG settling (pieces without the picture's JPEG ghost)",
           description="Areas that change when the picture is saved again at a quality it was saved with before, "
-                      "where the rest has settled, judged against the same pixels recompressed off the grid: "
-                      "pieces pasted in from another picture before the last save.", default=False, uses_jpeg=True)
+                      "where the rest has settled, judged against the same pixels recompressed off the grid and "
+                      "the picture given its own history again: pieces pasted in from another picture before the "
+                      "last save.", default=False, uses_jpeg=True)
 def jpeg_settling(image: np.ndarray, *, jpeg_quantization: Mapping[int, Sequence[int]] | None = None,
                   options: SettlingOptions | None = None, **changes: Any) -> AnalysisResult:
     """Pieces that do not settle, as the rest of the picture does, at the quality whose JPEG ghost it carries.
@@ -456,8 +479,8 @@ def jpeg_settling(image: np.ndarray, *, jpeg_quantization: Mapping[int, Sequence
     if last_save is None:
         reference = offgrid
     else:
-        fitted = rehistory_quality(colour, quality, last_save, qualities=options.qualities, side=options.search_side,
-                                   floor=options.floor)
+        fitted = rehistory_quality(colour, quality, last_save, qualities=options.qualities,
+                                   side=options.search_side, floor=options.floor)
         if fitted != quality:
             quality = fitted
             aligned, offgrid = settling_change(pixels, quality)
