@@ -411,7 +411,7 @@ def region_decision(z: np.ndarray, *, tests: int, margin: float, nfa_threshold: 
           description="Areas that change when the picture is saved again at a quality it was saved with before, "
                       "where the rest has settled, judged against the same pixels recompressed off the grid and "
                       "the picture given its own history again: pieces pasted in from another picture before the "
-                      "last save.", default=False, uses_jpeg=True)
+                      "last save.", default=True, uses_jpeg=True)
 def jpeg_settling(image: np.ndarray, *, jpeg_quantization: Mapping[int, Sequence[int]] | None = None,
                   options: SettlingOptions | None = None, **changes: Any) -> AnalysisResult:
     """Pieces that do not settle, as the rest of the picture does, at the quality whose JPEG ghost it carries.
