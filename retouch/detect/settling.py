@@ -100,9 +100,9 @@ from retouch.result import AnalysisResult
 
 FALSE_ALARM_CONTROL = ("a-contrario: a region's NFA is the number of 3x3-block neighbourhoods judged times the "
                        "chance that a region of an untouched JPEG sums as much change on recompression at its "
-                       "ghost quality, against its content class, the same pixels off the grid and (where the last "
-                       "save is known) the picture given its own history again (a Gaussian "
-                       "widened by tail_margin), on pictures whose ghost dips deeper than every one of "
+                       "ghost quality, against its content class, the same pixels off the grid and (where the "
+                       "last save is known) the picture given its own history again, a block scoring the lesser "
+                       "of the two (a Gaussian widened by tail_margin), on pictures whose ghost dips deeper than every one of "
                        "history_references once-saved copies of their content (a once-saved picture passes this "
                        "test with a chance of at most 1 / (history_references + 1))")
 
@@ -231,24 +231,24 @@ def settling_quality(pixels: np.ndarray, qualities: tuple[int, int], *, side: in
 
 
 def rehistory_quality(pixels: np.ndarray, quality: int, last: int | Sequence[Sequence[int]], *,
-                      qualities: tuple[int, int], side: int = 512, floor: float = 0.1) -> int:
+                      qualities: tuple[int, int], side: int = 512, floor: float = 0.1, channels: str = "gray"
+                      ) -> int:
     """Of ``quality`` and the qualities either side (the valley of its dip), the one whose re-history
     (:func:`rehistoried_change`) reproduces the change of ``pixels`` (8-bit gray or BGR, cropped to their grid)
     best, on a central crop: the mean over blocks of the absolute log ratio of the two changes is least there (the
     dip's own quality where they tie).
 
-    The dip finds the valley against the trend of change with quality; its deepest point and the picture's
-    least change can each miss the earlier quality by one where the median change is coarse (a picture saved at
-    61 then 77 dipped deepest at 62; one saved at 66 then 80 changed least at 65). At the earlier save's quality,
+    The dip finds the valley against the trend of change with quality, but the median change it is measured on
+    is coarse, and its deepest point can lie one quality off the earlier save's. At the earlier save's quality,
     settled content given that history again changes to the last bit as the picture does.
     """
     crop = _central_crop(pixels, side)
-    gray = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY) if crop.ndim == 3 else crop
+    measured = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY) if crop.ndim == 3 and channels == "gray" else crop
     candidates = [q for q in (quality, quality - 1, quality + 1) if qualities[0] <= q <= qualities[1]]
 
     def misfit(candidate: int) -> float:
-        change = recompression_block_sqdiff(gray, candidate)
-        reference = rehistoried_change(crop, candidate, last)
+        change = recompression_block_sqdiff(measured, candidate)
+        reference = rehistoried_change(crop, candidate, last, channels=channels)
         return float(np.abs(np.log(change + floor) - np.log(reference + floor)).mean())
 
     return min(candidates, key=misfit)
@@ -420,6 +420,10 @@ def jpeg_settling(image: np.ndarray, *, jpeg_quantization: Mapping[int, Sequence
     ----------
     image : ndarray
         uint8/uint16 gray or RGB image, as the file stores its pixels.
+    jpeg_quantization : mapping, optional
+        The file's quantization tables (natural order); the picture's last save for the re-history content model.
+        ``None`` for decoded pixels (the last save is then known only where they reproduce themselves at an IJG
+        quality).
     options : SettlingOptions, optional
         Options (defaults: ``SettlingOptions()``); keyword ``changes`` override its fields.
 
@@ -434,6 +438,8 @@ def jpeg_settling(image: np.ndarray, *, jpeg_quantization: Mapping[int, Sequence
         raise ValueError(f"channels must be 'gray' or 'rgb', got {options.channels!r}")
     if options.extent not in ("plateau", "level"):
         raise ValueError(f"extent must be 'plateau' or 'level', got {options.extent!r}")
+    if options.content_model not in ("rehistory", "offgrid"):
+        raise ValueError(f"content_model must be 'rehistory' or 'offgrid', got {options.content_model!r}")
     array = np.asarray(image)
     shape = array.shape[:2]
     params = {**options_params(options), "block": 8, "false_alarm_control": FALSE_ALARM_CONTROL,
@@ -466,7 +472,10 @@ def jpeg_settling(image: np.ndarray, *, jpeg_quantization: Mapping[int, Sequence
     if history is not None:
         details["earlier_compression"] = history
 
+    # the last save, where it is known: the file's tables, or the IJG quality where decoded pixels reproduce
+    # themselves (below the top of the search, where every picture nearly does)
     last_save: int | list[list[int]] | None = None
+    details["content_model"] = "off the grid (the last save's tables are not known)"
     if options.content_model == "rehistory":
         if jpeg_quantization is not None and origin == (0, 0):
             last_save = [list(jpeg_quantization[key]) for key in sorted(jpeg_quantization)]
@@ -475,12 +484,10 @@ def jpeg_settling(image: np.ndarray, *, jpeg_quantization: Mapping[int, Sequence
             last_save = last
             details["content_model"] = f"re-history (the pixels reproduce themselves at quality {last})"
     if last_save is None:
-        details["content_model"] = "off the grid (the last save's tables are not known)"
-    if last_save is None:
         reference = offgrid
     else:
         fitted = rehistory_quality(colour, quality, last_save, qualities=options.qualities,
-                                   side=options.search_side, floor=options.floor)
+                                   side=options.search_side, floor=options.floor, channels=options.channels)
         if fitted != quality:
             quality = fitted
             aligned, offgrid = settling_change(pixels, quality)
@@ -493,7 +500,8 @@ def jpeg_settling(image: np.ndarray, *, jpeg_quantization: Mapping[int, Sequence
     # the content model: a neighbourhood's change on the grid over that of its settled reference (sums over 3x3
     # blocks before the ratio: a ratio of sums is steadier than a sum of ratios where single blocks barely change)
     ratio = _pooled_log_ratio(aligned, reference, informative, options.floor)
-    offgrid_ratio = ratio if reference is offgrid else _pooled_log_ratio(aligned, offgrid, informative, options.floor)
+    offgrid_ratio = (ratio if reference is offgrid
+                     else _pooled_log_ratio(aligned, offgrid, informative, options.floor))
     # the decision judges each block against blocks of its content: clipped pixels (the codec's round trip is
     # unstable there), off-grid change (texture), brightness and colourfulness; a class only ever asks more
     brightness = block_mean(luminance[top: top + 8 * rows, left: left + 8 * cols], 8)
