@@ -252,11 +252,22 @@ def standardise_by_content(values: np.ndarray, where: np.ndarray, classes: np.nd
     above 0 than image-wide), so the image-wide null the widths were calibrated with stays an upper bound on the
     false alarms; classes too small use the image-wide figures.
     """
+    centre, spread = content_null(values, where, classes, min_count=min_count)
+    return (values - centre) / spread
+
+
+def content_null(values: np.ndarray, where: np.ndarray, classes: np.ndarray, *, min_count: int = 48
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Per block, the centre and spread :func:`standardise_by_content` judges it with (arrays shaped as
+    ``values``)."""
     sample = values[where]
     if sample.size == 0:
-        return standardise(values, where)
+        sample = values.ravel()
+    dtype = values.dtype if np.issubdtype(values.dtype, np.floating) else np.float64
     centre = float(median_of(sample))
     spread = float(1.4826 * median_of(np.abs(sample - centre))) + 1e-6
+    if not where.any():
+        return np.full(values.shape, centre, dtype), np.full(values.shape, spread, dtype)
     labels = classes[where]
     count = int(classes.max()) + 1 if classes.size else 1
     counts = np.bincount(labels, minlength=count)
@@ -264,10 +275,9 @@ def standardise_by_content(values: np.ndarray, where: np.ndarray, classes: np.nd
     deviation = np.abs(sample - class_centre[labels])
     class_spread = 1.4826 * _grouped_quantile(deviation, labels, counts, 50.0) + 1e-6
     enough = counts >= min_count
-    dtype = values.dtype if np.issubdtype(values.dtype, np.floating) else np.float64
     block_centre = np.where(enough, np.maximum(class_centre, centre), centre).astype(dtype)
     block_spread = np.where(enough, np.maximum(class_spread, spread), spread).astype(dtype)
-    return (values - block_centre[classes]) / block_spread[classes]
+    return block_centre[classes], block_spread[classes]
 
 
 @dataclass(frozen=True)
