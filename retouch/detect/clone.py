@@ -71,6 +71,7 @@ import cv2
 import numpy as np
 
 from retouch.detect._clone_exact import exact_duplicates
+from retouch.detect._clone_fullres import full_resolution_tier
 from retouch.detect._clone_keypoints import SEED_RATIO, keypoint_maps, keypoint_proposals, same_map, sift_keypoints
 from retouch.detect._clone_pixels import TargetCall, call_target, copy_extent, pair_map, refine_map
 from retouch.detect._clone_significance import (
@@ -586,7 +587,10 @@ def copy_move(image: np.ndarray, *, options: CopyMoveOptions | None = None, **ov
     field = dense_field(small, opts, levels=levels)
     candidates = candidate_pairs(small, field, opts)
     pairs, tested = significant_pairs(small, field, candidates, opts, quantum=quantum)
-    return _result(small, scale, shape, field, pairs, tested, opts)
+    result = _result(small, scale, shape, field, pairs, tested, opts)
+    if scale < 1.0:  # a scan above the bounded size: copies too small for the bounded copy, at full resolution
+        result = full_resolution_tier(image, result, opts, analyse=copy_move)
+    return result
 
 
 def _result(small: np.ndarray, scale: float, shape: tuple[int, int], field: DenseField, pairs: list[Pair],
