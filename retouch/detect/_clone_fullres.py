@@ -246,12 +246,19 @@ def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool
 
 def _composite(image: np.ndarray, pair: WindowPair, max_pixels: int
                ) -> tuple[np.ndarray, list[tuple[tuple[int, int, int, int], int]]]:
-    """The window pair as one picture: the box holding both when it fits ``max_pixels``, else the two windows
-    side by side (the second cut to the first's height). Returns it and each window with its column there."""
+    """The window pair as one picture of at most ``max_pixels``: the box holding both when they overlap or it
+    fits (cut down around its centre if it must be), else the two windows side by side (the second cut to the
+    first's height). Returns it and each window with its first column there. Overlapping windows are never set
+    side by side: their shared pixels would be a copy of each other."""
     a, b = pair.first, pair.second
     union = (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
-    if (union[2] - union[0]) * (union[3] - union[1]) <= max_pixels:
-        return image[union[1]:union[3], union[0]:union[2]], [(union, 0)]
+    width, height = union[2] - union[0], union[3] - union[1]
+    if _overlap(a, b) or width * height <= max_pixels:
+        shrink = min(1.0, float(np.sqrt(max_pixels / (width * height))))
+        cut_w, cut_h = int(width * shrink), int(height * shrink)
+        x0, y0 = union[0] + (width - cut_w) // 2, union[1] + (height - cut_h) // 2
+        box = (x0, y0, x0 + cut_w, y0 + cut_h)
+        return image[box[1]:box[3], box[0]:box[2]], [(box, 0)]
     height = min(a[3] - a[1], b[3] - b[1])
     a = (a[0], a[1], a[2], a[1] + height)
     b = (b[0], b[1], b[2], b[1] + height)
