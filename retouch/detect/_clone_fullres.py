@@ -63,6 +63,8 @@ class FullResolutionOptions:
         Rows per band in which keypoints are detected.
     tables, bits : int
         Hash tables, and sign bits per table, of the random-projection matching.
+    neighbours : int
+        Partners taken in each table: the keypoints up to this many places apart in its sorted order, same key.
     min_correlation : float
         Smallest correlation of a pair's descriptors.
     ratio : float
@@ -80,7 +82,8 @@ class FullResolutionOptions:
     per_megapixel: int = 8000
     band: int = 1024
     tables: int = 8
-    bits: int = 18
+    bits: int = 20
+    neighbours: int = 2
     min_correlation: float = 0.8
     ratio: float = 0.6
     min_inliers: int = 6
@@ -135,11 +138,12 @@ def _disc_samples(dog: np.ndarray, xs: np.ndarray, ys: np.ndarray, gx: np.ndarra
 
 
 def matched_pairs(points: np.ndarray, descriptors: np.ndarray, *, tables: int, bits: int, min_correlation: float,
-                  ratio: float, min_distance: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+                  ratio: float, min_distance: float, neighbours: int = 2, seed: int = 0
+                  ) -> tuple[np.ndarray, np.ndarray]:
     """Pairs of keypoints (two index arrays, each pair once) whose descriptors are near-identical and exclusive.
 
     Candidates share a bucket of a random-projection hash (sign bits) in at least one table, taken as the
-    neighbours up to four places apart in each table's sorted order; of every keypoint's candidates the nearest
+    neighbours up to ``neighbours`` places apart in each table's sorted order; of every keypoint's candidates the nearest
     is kept when its distance is below ``ratio`` times the next one's (or it has no other), its correlation at
     least ``min_correlation`` and it lies at least ``min_distance`` px away; both ends must choose each other."""
     count = len(points)
@@ -148,14 +152,18 @@ def matched_pairs(points: np.ndarray, descriptors: np.ndarray, *, tables: int, b
     rng = np.random.default_rng(seed)
     weights = (1 << np.arange(bits)).astype(np.int64)
     found = []
+    # hashed about the descriptors' mean: every keypoint's disc holds a peak at its centre, so raw descriptors
+    # share a direction and would fill a few buckets
+    centred = descriptors - descriptors.mean(axis=0)
     for _ in range(tables):
         projection = rng.standard_normal((descriptors.shape[1], bits)).astype(np.float32)
-        keys = ((descriptors @ projection) > 0).astype(np.int64) @ weights
+        keys = ((centred @ projection) > 0).astype(np.int64) @ weights
         order = np.argsort(keys, kind="stable")
         sorted_keys = keys[order]
-        for step in range(1, 5):
+        for step in range(1, neighbours + 1):
             same = np.flatnonzero(sorted_keys[step:] == sorted_keys[:-step])
             found.append(np.column_stack([order[same], order[same + step]]))
+    del centred
     ordered = np.sort(np.concatenate(found), axis=1)
     codes = np.unique(ordered[:, 0] * count + ordered[:, 1])
     pairs = np.column_stack([codes // count, codes % count])
@@ -216,7 +224,7 @@ def _window(points: np.ndarray, shape: tuple[int, int], options: FullResolutionO
 
 
 def window_pairs(points: np.ndarray, first: np.ndarray, second: np.ndarray, shape: tuple[int, int],
-                 options: FullResolutionOptions, *, min_offset: int, longest: int) -> list[WindowPair]:
+                 options: FullResolutionOptions, *, longest: int) -> list[WindowPair]:
     """The similarity maps the pairs follow (the keypoint stage's sequential RANSAC), each as a window pair of
     windows at most ``longest`` a side."""
     if len(first) < options.min_inliers:
@@ -225,7 +233,9 @@ def window_pairs(points: np.ndarray, first: np.ndarray, second: np.ndarray, shap
     sources = np.concatenate([ends[:, 0], ends[:, 1]])
     targets = np.concatenate([ends[:, 1], ends[:, 0]])
     twin = np.concatenate([np.arange(len(ends)) + len(ends), np.arange(len(ends))])
-    maps = _group_maps(sources, targets, twin, min_offset=min_offset, max_maps=options.max_windows,
+    # ``_group_maps`` also asks a map's pairs to spread over more than one spot (``min_offset`` there): grain
+    # keypoints are distinct peaks a few pixels apart, so three descriptor grids' width is enough
+    maps = _group_maps(sources, targets, twin, min_offset=3 * (2 * _REACH + 1) // 2, max_maps=options.max_windows,
                        min_inliers=options.min_inliers, threshold=3.0, scale_range=(0.8, 1.25), reflect=False)
     found: list[WindowPair] = []
     for affine in maps[::2]:  # each map is followed by its inverse
@@ -288,11 +298,12 @@ def full_resolution_tier(image: np.ndarray, result: AnalysisResult, options: Cop
     min_offset = max(2 * options.radius + 1, 48)
     points, descriptors = grain_keypoints(gray, per_megapixel=tier.per_megapixel, band=tier.band)
     first, second = matched_pairs(points, descriptors, tables=tier.tables, bits=tier.bits,
-                                  min_correlation=tier.min_correlation, ratio=tier.ratio, min_distance=min_offset)
+                                  min_correlation=tier.min_correlation, ratio=tier.ratio, min_distance=min_offset,
+                                  neighbours=tier.neighbours)
     del descriptors
     # two windows side by side stay within the bounded size, so ``analyse`` works on them at full resolution
     longest = min(tier.max_window, int(np.sqrt(options.analysis_pixels / 2)))
-    candidates = window_pairs(points, first, second, shape, tier, min_offset=min_offset, longest=longest)
+    candidates = window_pairs(points, first, second, shape, tier, longest=longest)
     # windows on pairs the bounded copy already decided add nothing
     decided = [tuple(r.bbox) for r in result.regions]
     candidates = [c for c in candidates if not any(
