@@ -29,8 +29,8 @@ stamp, so:
 
 Limits: a stamp whose grain was destroyed (blur, heavy recompression) or that copies a flat area gives no
 keypoint pairs; a stamp turned by more than a few degrees or rescaled changes its grain-scale descriptors (one
-turned 3.5 degrees and enlarged 4 % was found); a stamp larger than a window is outlined within the window only (such stamps
-are found by the bounded copy). Measured figures: ``benchmarks/results/small_edits.md``.
+turned 3.5 degrees and enlarged 4 % was found); a stamp larger than a window is outlined within the window only
+(such stamps are found by the bounded copy). Measured figures: ``benchmarks/results/small_edits.md``.
 """
 
 from __future__ import annotations
@@ -143,8 +143,8 @@ def matched_pairs(points: np.ndarray, descriptors: np.ndarray, *, tables: int, b
     """Pairs of keypoints (two index arrays, each pair once) whose descriptors are near-identical and exclusive.
 
     Candidates share a bucket of a random-projection hash (sign bits) in at least one table, taken as the
-    neighbours up to ``neighbours`` places apart in each table's sorted order; of every keypoint's candidates the nearest
-    is kept when its distance is below ``ratio`` times the next one's (or it has no other), its correlation at
+    neighbours up to ``neighbours`` places apart in each table's sorted order; of every keypoint's candidates the
+    nearest is kept when its distance is below ``ratio`` times the next one's (or it has no other), its correlation at
     least ``min_correlation`` and it lies at least ``min_distance`` px away; both ends must choose each other."""
     count = len(points)
     if count < 2:
@@ -172,7 +172,8 @@ def matched_pairs(points: np.ndarray, descriptors: np.ndarray, *, tables: int, b
     correlation = np.empty(len(pairs), np.float32)
     for start in range(0, len(pairs), 262_144):  # in chunks: the gathered descriptors are 256 bytes a pair
         part = pairs[start:start + 262_144]
-        correlation[start:start + 262_144] = np.einsum("ij,ij->i", descriptors[part[:, 0]], descriptors[part[:, 1]])
+        correlation[start:start + 262_144] = np.einsum("ij,ij->i", descriptors[part[:, 0]],
+                                                       descriptors[part[:, 1]])
     # every candidate from both ends, best first per keypoint
     ends = np.concatenate([pairs[:, 0], pairs[:, 1]])
     partners = np.concatenate([pairs[:, 1], pairs[:, 0]])
@@ -327,8 +328,8 @@ def full_resolution_tier(image: np.ndarray, result: AnalysisResult, options: Cop
         # tried multiply it
         factor = (scan_cells / window_cells) ** 2 * windows_tried
         found = analyse(composite, options=replace(options, nfa_threshold=options.nfa_threshold / factor))
-        tried.append(float(f"{min((float(r.evidence['nfa']) for r in found.regions), default=np.inf) * factor:.3g}")
-                     if found.regions else None)
+        best_here = min((float(r.evidence["nfa"]) for r in found.regions), default=None)
+        tried.append(float(f"{best_here * factor:.3g}") if best_here is not None else None)
         _paste(found, placements, mask, heatmap)
         ids: dict[int, int] = {}
         for region in found.regions:
@@ -339,8 +340,9 @@ def full_resolution_tier(image: np.ndarray, result: AnalysisResult, options: Cop
             regions.append(_scan_region(region, placements, ids[local_id], factor, megapixels))
             nfa = regions[-1].evidence["nfa"]
             best_nfa = nfa if best_nfa is None else min(best_nfa, nfa)
-    details = {**result.details, "full_resolution_windows": len(candidates), "full_resolution_keypoints": len(points),
-               "full_resolution_pairs": int(len(first)), "full_resolution_window_nfa": tried}
+    details = {**result.details, "full_resolution_windows": len(candidates),
+               "full_resolution_keypoints": len(points), "full_resolution_pairs": int(len(first)),
+               "full_resolution_window_nfa": tried}
     params = {**result.params, "full_resolution": True,
               "false_alarm_control": result.params.get("false_alarm_control", "") + "; on scans above "
               "analysis_pixels, windows confirmed at full resolution with the NFA carried over to the scan's cells "

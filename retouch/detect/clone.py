@@ -36,10 +36,10 @@ Limits
 Analysis runs on a copy bounded to ``analysis_pixels``, mapped back: on larger scans, copies smaller than about
 ``min_area_fraction`` of the picture are looked for again at full resolution (``_clone_fullres``: grain-scale
 keypoints over the whole scan, each candidate pair confirmed by this analysis on a window pair, its NFA counted
-over the scan), which finds moved stamps, not strongly turned or rescaled ones; and the bounded copy's resampling
-weakens the exactness that tells a copy from a look-alike. Copies whose noise was destroyed (strong blur, heavy recompression, a flat digital
-fill) carry nothing that could prove them and are not decided; copies of a repeated pattern that match its other
-repeats as well as their source are not decided either. Strongly rescaled, turned or mirrored copies are found
+over the scan), which finds moved stamps, not strongly turned or rescaled ones; and the bounded copy's
+resampling weakens the exactness that tells a copy from a look-alike. Copies whose noise was destroyed (strong
+blur, heavy recompression, a flat digital fill) carry nothing that could prove them and are not decided; copies
+of a repeated pattern that match its other repeats as well as their source are not decided either. Strongly rescaled, turned or mirrored copies are found
 only when SIFT pairs enough keypoints between copy and source. A symmetric or repeated subject that is identical
 down to its noise (a digitally mirrored or repeated graphic) is a copy by this definition. The target call is an
 inference: the interpolation cue says nothing about a whole-pixel shift, and the seam cue fails where the copy
