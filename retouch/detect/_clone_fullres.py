@@ -44,7 +44,7 @@ import numpy as np
 
 from retouch.detect._clone_keypoints import _group_maps
 from retouch.detect._clone_significance import cell_evidence, informative_cells
-from retouch.imaging import to_gray_float
+from retouch.imaging import to_gray_float, upscale_to
 from retouch.result import AnalysisResult, Region
 
 if TYPE_CHECKING:
@@ -91,6 +91,9 @@ class FullResolutionOptions:
     margin: int = 160
     max_window: int = 720
 
+
+# each window pair is analysed at full resolution, then (when nothing was decided) at half: two tests per window
+ZOOMS = (1.0, 0.5)
 
 # descriptor: a 8 x 8 grid at 2 px steps over the disc around the keypoint
 _GRID = np.arange(-7, 8, 2)
@@ -320,26 +323,39 @@ def full_resolution_tier(image: np.ndarray, result: AnalysisResult, options: Cop
     tried = []
     for candidate in candidates:
         composite, placements = _composite(image, candidate, options.analysis_pixels)
-        evidence = cell_evidence(to_gray_float(composite), cell=options.cell, quantum=quantum,
-                                 min_detail_quanta=options.min_detail)
-        window_cells = float(max(int(informative_cells(evidence).sum()), 2))
-        del evidence
-        # the window's NFA counts its own pairs of informative cells; the scan's pairs of cells and every window
-        # tried multiply it
-        factor = (scan_cells / window_cells) ** 2 * windows_tried
-        found = analyse(composite, options=replace(options, nfa_threshold=options.nfa_threshold / factor))
-        best_here = min((float(r.evidence["nfa"]) for r in found.regions), default=None)
-        tried.append(float(f"{best_here * factor:.3g}") if best_here is not None else None)
-        _paste(found, placements, mask, heatmap)
-        ids: dict[int, int] = {}
-        for region in found.regions:
-            local_id = int(region.evidence["pair_id"])
-            if local_id not in ids:
-                pair_id += 1
-                ids[local_id] = pair_id
-            regions.append(_scan_region(region, placements, ids[local_id], factor, megapixels))
-            nfa = regions[-1].evidence["nfa"]
-            best_nfa = nfa if best_nfa is None else min(best_nfa, nfa)
+        best_here = None
+        for zoom in ZOOMS:
+            # the test reads the finest detail; where a scan's blur and noise have buried the copied grain there,
+            # it stands out one octave lower
+            picture = composite if zoom == 1.0 else cv2.resize(composite, None, fx=zoom, fy=zoom,
+                                                                interpolation=cv2.INTER_AREA)
+            evidence = cell_evidence(to_gray_float(picture), cell=options.cell, quantum=quantum,
+                                     min_detail_quanta=options.min_detail)
+            window_cells = float(max(int(informative_cells(evidence).sum()), 2))
+            del evidence
+            # the window's NFA counts its own pairs of informative cells; the scan's pairs of cells at this
+            # resolution, every window and every resolution tried multiply it
+            factor = (scan_cells * zoom * zoom / window_cells) ** 2 * windows_tried * len(ZOOMS)
+            found = analyse(picture, options=replace(options, nfa_threshold=options.nfa_threshold / factor))
+            if not found.regions:
+                continue
+            best_here = min(float(r.evidence["nfa"]) for r in found.regions) * factor
+            _paste(found, placements, mask, heatmap, composite.shape[:2])
+            ids: dict[int, int] = {}
+            seen: set[int] = set()
+            for region in found.regions:
+                local_id = int(region.evidence["pair_id"])
+                if local_id not in ids:
+                    pair_id += 1
+                    ids[local_id] = pair_id
+                # a pair's regions come target side first; both state the target -> source displacement
+                regions.append(_scan_region(region, placements, ids[local_id], factor, megapixels, zoom,
+                                            target_side=ids[local_id] not in seen))
+                seen.add(ids[local_id])
+                nfa = regions[-1].evidence["nfa"]
+                best_nfa = nfa if best_nfa is None else min(best_nfa, nfa)
+            break
+        tried.append(float(f"{best_here:.3g}") if best_here is not None else None)
     details = {**result.details, "full_resolution_windows": len(candidates),
                "full_resolution_keypoints": len(points), "full_resolution_pairs": int(len(first)),
                "full_resolution_window_nfa": tried}
@@ -361,8 +377,10 @@ def full_resolution_tier(image: np.ndarray, result: AnalysisResult, options: Cop
 
 
 def _paste(found: AnalysisResult, placements: list[tuple[tuple[int, int, int, int], int]], mask: np.ndarray,
-           heatmap: np.ndarray) -> None:
-    """The window's decision and its decided pairs' heat, into the scan's mask and heat map."""
+           heatmap: np.ndarray, shape: tuple[int, int]) -> None:
+    """The window's decision and its decided pairs' heat (brought to the composite's ``shape``), into the scan's
+    mask and heat map."""
+    found = replace(found, mask=upscale_to(found.mask, shape), heatmap=upscale_to(found.heatmap, shape))
     for box, column in placements:
         x0, y0, x1, y1 = box
         part = (slice(None), slice(column, column + x1 - x0))
@@ -373,21 +391,30 @@ def _paste(found: AnalysisResult, placements: list[tuple[tuple[int, int, int, in
 
 
 def _scan_region(region: Region, placements: list[tuple[tuple[int, int, int, int], int]], pair_id: int,
-                 factor: float, megapixels: float) -> Region:
-    """A window's region in the scan's coordinates, with its NFA carried over to the scan."""
+                 factor: float, megapixels: float, zoom: float, *, target_side: bool) -> Region:
+    """A window's region (found on the window pair resized by ``zoom``) in the scan's coordinates, with its NFA
+    carried over to the scan. ``target_side``: the region is its pair's first side, from which the pair's
+    displacement (``offset_px``, the same in both regions) is measured."""
     from retouch.detect.clone import false_alarm_sentence
 
-    x, y, w, h = region.bbox
-    sx, sy = _to_scan(x, y, placements)
-    px, py, pw, ph = region.evidence["partner_bbox"]
-    qx, qy = _to_scan(px, py, placements)
-    # the displacement at the region's centre, moved with the two windows
-    offset = region.evidence.get("offset_px", [0.0, 0.0])
-    cx, cy = x + w / 2, y + h / 2
-    tx, ty = _to_scan(cx + offset[0], cy + offset[1], placements)
-    ox, oy = _to_scan(cx, cy, placements)
+    def moved(box: list[int] | tuple[int, ...]) -> tuple[float, float]:
+        # how far the window holding this box's corner moved from the composite to the scan
+        x, y = box[0], box[1]
+        sx, sy = _to_scan(x, y, placements)
+        return sx - x, sy - y
+
+    box = [round(v / zoom) for v in region.bbox]
+    partner = [round(v / zoom) for v in region.evidence["partner_bbox"]]
+    own_shift, partner_shift = moved(box), moved(partner)
+    target_shift, source_shift = (own_shift, partner_shift) if target_side else (partner_shift, own_shift)
+    offset = [v / zoom for v in region.evidence.get("offset_px", [0.0, 0.0])]
+    offset = [round(offset[0] + source_shift[0] - target_shift[0], 1),
+              round(offset[1] + source_shift[1] - target_shift[1], 1)]
     nfa = float(f"{float(region.evidence['nfa']) * factor:.3g}")
-    evidence = {**region.evidence, "pair_id": pair_id, "partner_bbox": [int(qx), int(qy), pw, ph],
-                "offset_px": [round(tx - ox, 1), round(ty - oy, 1)], "nfa": nfa,
-                "false_alarm_control": false_alarm_sentence(nfa, megapixels), "full_resolution": True}
-    return replace(region, bbox=(int(sx), int(sy), w, h), evidence=evidence)
+    evidence = {**region.evidence, "pair_id": pair_id,
+                "partner_bbox": [int(partner[0] + partner_shift[0]), int(partner[1] + partner_shift[1]),
+                                 partner[2], partner[3]],
+                "offset_px": offset, "nfa": nfa, "false_alarm_control": false_alarm_sentence(nfa, megapixels),
+                "full_resolution": True}
+    return replace(region, bbox=(int(box[0] + own_shift[0]), int(box[1] + own_shift[1]), box[2], box[3]),
+                   area=int(round(region.area / zoom**2)), evidence=evidence)
