@@ -21,11 +21,13 @@ stamp, so:
    RANSAC (``_clone_keypoints``); each map with enough pairs gives a window around each side's keypoints.
 4. Confirmation: the two windows, cut from the scan at full resolution and set side by side (or one window when
    the sides are close), are analysed by ``copy_move`` itself: dense field, candidates, the a-contrario test and
-   the redrawn outline. Its number of false alarms counts the window's own informative cells; it is carried over
-   to the scan by the ratio of the scan's cells (all of them, an upper bound on its informative ones) to the
-   window's informative cells, squared (the pairs of places that could have been tested), times the number of
-   windows tried. A pair is kept when that scan-level NFA is at most ``nfa_threshold``, so the expected number
-   of false pairs per untouched scan stays the threshold stated by ``copy_move``.
+   the redrawn outline; when nothing is decided there, again on the window pair at half resolution (the test reads
+   the finest detail, and a scan's blur and noise can bury the copied grain below it). Its number of false
+   alarms counts the window's own informative cells; it is carried over to the scan by the ratio of the scan's
+   cells at that resolution (all of them, an upper bound on its informative ones) to the window's informative
+   cells, squared (the pairs of places that could have been tested), times the number of windows tried and
+   times the two resolutions. A pair is kept when that scan-level NFA is at most ``nfa_threshold``, so the
+   expected number of false pairs per untouched scan stays the threshold stated by ``copy_move``.
 
 Limits: a stamp whose grain was destroyed (blur, heavy recompression) or that copies a flat area gives no
 keypoint pairs; a stamp turned by more than a few degrees or rescaled changes its grain-scale descriptors (one
