@@ -149,8 +149,9 @@ def matched_pairs(points: np.ndarray, descriptors: np.ndarray, *, tables: int, b
 
     Candidates share a bucket of a random-projection hash (sign bits) in at least one table, taken as the
     neighbours up to ``neighbours`` places apart in each table's sorted order; of every keypoint's candidates the
-    nearest is kept when its distance is below ``ratio`` times the next one's (or it has no other), its correlation at
-    least ``min_correlation`` and it lies at least ``min_distance`` px away; both ends must choose each other."""
+    nearest is kept when its distance is below ``ratio`` times the next one's (or it has no other), its
+    correlation at least ``min_correlation`` and it lies at least ``min_distance`` px away; both ends must choose
+    each other."""
     count = len(points)
     if count < 2:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
@@ -363,15 +364,15 @@ def full_resolution_tier(image: np.ndarray, result: AnalysisResult, options: Cop
                "full_resolution_window_nfa": tried}
     params = {**result.params, "full_resolution": True,
               "false_alarm_control": result.params.get("false_alarm_control", "") + "; on scans above "
-              "analysis_pixels, windows confirmed at full resolution with the NFA carried over to the scan's cells "
-              "and multiplied by the windows tried"}
+              "analysis_pixels, windows confirmed at full (or half) resolution with the NFA carried over to the "
+              "scan's cells and multiplied by the windows and resolutions tried"}
     if len(regions) == len(result.regions):
         return replace(result, details=details, params=params)
     pairs = len({r.evidence.get("pair_id") for r in regions})
     score = 0.5 + 0.5 * float(np.tanh((np.log10(options.nfa_threshold) - np.log10(max(best_nfa, 1e-300))) / 10.0))
     summary = (f"{pairs} pair(s) of copied areas found (small ones at full resolution), covering "
-               f"{100 * mask.mean():.3f} % of the image (both sides); the most significant would occur by chance in "
-               f"an untouched photograph of this size with expectation {best_nfa:.1e}.")
+               f"{100 * mask.mean():.3f} % of the image (both sides); the most significant would occur by chance "
+               f"in an untouched photograph of this size with expectation {best_nfa:.1e}.")
     details["pairs"] = pairs
     details["copied_fraction"] = round(float(mask.mean()), 6)
     return replace(result, mask=mask, heatmap=heatmap, regions=regions, score=float(np.clip(score, 0, 1)),
