@@ -34,10 +34,12 @@ Parameters are the fields of :class:`CopyMoveOptions`. Measured ranges and rejec
 Limits
 ------
 Analysis runs on a copy bounded to ``analysis_pixels``, mapped back: on larger scans, copies smaller than about
-``min_area_fraction`` of the picture are missed, and the bounded copy's resampling weakens the exactness that
-tells a copy from a look-alike. Copies whose noise was destroyed (strong blur, heavy recompression, a flat digital
-fill) carry nothing that could prove them and are not decided; copies of a repeated pattern that match its other
-repeats as well as their source are not decided either. Strongly rescaled, turned or mirrored copies are found
+``min_area_fraction`` of the picture are looked for again at full resolution (``_clone_fullres``: grain-scale
+keypoints over the whole scan, each candidate pair confirmed by this analysis on a window pair, its NFA counted
+over the scan), which finds moved stamps, not strongly turned or rescaled ones; and the bounded copy's
+resampling weakens the exactness that tells a copy from a look-alike. Copies whose noise was destroyed (strong
+blur, heavy recompression, a flat digital fill) carry nothing that could prove them and are not decided; copies
+of a repeated pattern that match its other repeats as well as their source are not decided either. Strongly rescaled, turned or mirrored copies are found
 only when SIFT pairs enough keypoints between copy and source. A symmetric or repeated subject that is identical
 down to its noise (a digitally mirrored or repeated graphic) is a copy by this definition. The target call is an
 inference: the interpolation cue says nothing about a whole-pixel shift, and the seam cue fails where the copy
@@ -72,6 +74,7 @@ import cv2
 import numpy as np
 
 from retouch.detect._clone_exact import exact_duplicates
+from retouch.detect._clone_fullres import full_resolution_tier
 from retouch.detect._clone_keypoints import SEED_RATIO, keypoint_maps, keypoint_proposals, same_map, sift_keypoints
 from retouch.detect._clone_pixels import TargetCall, call_target, copy_extent, pair_map, refine_map
 from retouch.detect._clone_significance import (
@@ -613,7 +616,10 @@ def copy_move(image: np.ndarray, *, options: CopyMoveOptions | None = None, **ov
     field = dense_field(small, opts, levels=levels)
     candidates = candidate_pairs(small, field, opts)
     pairs, tested = significant_pairs(small, field, candidates, opts, quantum=quantum)
-    return _result(small, scale, shape, field, pairs, tested, opts)
+    result = _result(small, scale, shape, field, pairs, tested, opts)
+    if scale < 1.0:  # a scan above the bounded size: copies too small for the bounded copy, at full resolution
+        result = full_resolution_tier(image, result, opts, analyse=copy_move)
+    return result
 
 
 def _result(small: np.ndarray, scale: float, shape: tuple[int, int], field: DenseField, pairs: list[Pair],
