@@ -49,7 +49,7 @@ def test_an_untouched_large_scan_is_not_marked() -> None:
     assert result.regions == [] and not result.mask.any() and result.score < 0.5
 
 
-def test_the_tier_does_not_run_at_or_below_the_bounded_size(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_tier_does_not_run_within_twice_the_bounded_size_per_side(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: object, **kwargs: object) -> AnalysisResult:
         raise AssertionError("the full-resolution tier ran on an image within the bounded size")
 
@@ -60,6 +60,9 @@ def test_the_tier_does_not_run_at_or_below_the_bounded_size(monkeypatch: pytest.
     result = copy_move(image, analysis_pixels=240 * 320)  # exactly the bounded size: analysed as it is
     assert result.params["analysis_scale"] == 1.0 and "full_resolution" not in result.params
     assert len(result.regions) == 2
+    # a copy bounded at more than half the scan's resolution per side (a "1 MP" scan of 1.0007 MP) is enough
+    near = copy_move(image, analysis_pixels=200 * 270)
+    assert 0.5 < near.params["analysis_scale"] < 1.0 and "full_resolution" not in near.params
 
 
 def test_matched_pairs_keeps_near_copies_and_drops_ambiguous_ones() -> None:

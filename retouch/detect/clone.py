@@ -34,16 +34,16 @@ Parameters are the fields of :class:`CopyMoveOptions`. Measured ranges and rejec
 Limits
 ------
 Analysis runs on a copy bounded to ``analysis_pixels``, mapped back: on larger scans, copies smaller than about
-``min_area_fraction`` of the picture are looked for again at full resolution (``_clone_fullres``: grain-scale
-keypoints over the whole scan, each candidate pair confirmed by this analysis on a window pair, its NFA counted
-over the scan), which finds moved stamps, not strongly turned or rescaled ones; and the bounded copy's
-resampling weakens the exactness that tells a copy from a look-alike. Copies whose noise was destroyed (strong
-blur, heavy recompression, a flat digital fill) carry nothing that could prove them and are not decided; copies
-of a repeated pattern that match its other repeats as well as their source are not decided either. Strongly rescaled, turned or mirrored copies are found
-only when SIFT pairs enough keypoints between copy and source. A symmetric or repeated subject that is identical
-down to its noise (a digitally mirrored or repeated graphic) is a copy by this definition. The target call is an
-inference: the interpolation cue says nothing about a whole-pixel shift, and the seam cue fails where the copy
-was stamped onto similar, smooth surroundings.
+``min_area_fraction`` of the picture are looked for again at full resolution on scans more than four times the
+bounded size (``_clone_fullres``: grain-scale keypoints over the whole scan, each candidate pair confirmed by this
+analysis on a window pair, its NFA counted over the scan), which finds moved stamps, not strongly turned or rescaled
+ones; and the bounded copy's resampling weakens the exactness that tells a copy from a look-alike. Copies whose
+noise was destroyed (strong blur, heavy recompression, a flat digital fill) carry nothing that could prove them and
+are not decided; copies of a repeated pattern that match its other repeats as well as their source are not decided
+either. Strongly rescaled, turned or mirrored copies are found only when SIFT pairs enough keypoints between copy
+and source. A symmetric or repeated subject that is identical down to its noise (a digitally mirrored or repeated
+graphic) is a copy by this definition. The target call is an inference: the interpolation cue says nothing about a
+whole-pixel shift, and the seam cue fails where the copy was stamped onto similar, smooth surroundings.
 
 References
 ----------
@@ -122,6 +122,11 @@ class CopyMoveOptions:
     ----------
     analysis_pixels : int
         Analysis runs on a copy with at most this many pixels, mapped back to full size.
+    full_resolution_scale : float
+        When the bounded copy is smaller than the scan by more than this factor (per side), small stamps are also
+        looked for at full resolution (``_clone_fullres``). Closer to full size, the bounded copy keeps at least the
+        half resolution that the full-resolution tier itself falls back to, so the tier would add its cost (a few
+        CPU seconds on an untouched scan) for little: a 1 MP scan is not searched twice.
     radius : int
         Radius in analysis pixels of the disc described by the Zernike features.
     min_offset_fraction : float
@@ -172,6 +177,7 @@ class CopyMoveOptions:
     """
 
     analysis_pixels: int = 1_000_000
+    full_resolution_scale: float = 0.5
     radius: int = 6
     min_offset_fraction: float = 0.04
     iterations: int = 2
@@ -617,7 +623,7 @@ def copy_move(image: np.ndarray, *, options: CopyMoveOptions | None = None, **ov
     candidates = candidate_pairs(small, field, opts)
     pairs, tested = significant_pairs(small, field, candidates, opts, quantum=quantum)
     result = _result(small, scale, shape, field, pairs, tested, opts)
-    if scale < 1.0:  # a scan above the bounded size: copies too small for the bounded copy, at full resolution
+    if scale < opts.full_resolution_scale:  # copies too small for the bounded copy, sought at full resolution
         result = full_resolution_tier(image, result, opts, analyse=copy_move)
     return result
 
