@@ -62,16 +62,13 @@ def zernike_features(gray: np.ndarray, radius: int) -> np.ndarray:
 def reduce_features(features: np.ndarray, dims: int) -> np.ndarray:
     """Project features on their ``dims`` principal components (cheaper distances, noise averaged).
 
-    The components are the leading eigenvectors of the covariance of a sample of the rows (the right singular
-    vectors of the centred sample); the projection is one float32 product with the mean's projection taken off
-    after, so no centred or float64 copy of the whole stack is made."""
+    The components are the right singular vectors of a centred sample of the rows, applied to the centred stack
+    in its own precision (float32)."""
     flat = features.reshape(-1, features.shape[2])
-    mean = flat.mean(axis=0, dtype=np.float64)
-    sample = flat[:: max(1, flat.shape[0] // 50_000)].astype(np.float64) - mean
-    _, vectors = np.linalg.eigh(sample.T @ sample)
-    components = vectors[:, ::-1][:, :dims]  # eigh sorts ascending
-    reduced = flat @ components.astype(np.float32)
-    reduced -= (mean @ components).astype(np.float32)
+    centred = flat - flat.mean(axis=0)
+    sample = centred[:: max(1, centred.shape[0] // 50_000)]
+    _, _, components = np.linalg.svd(sample, full_matrices=False)
+    reduced = centred @ components[:dims].T
     return np.ascontiguousarray(reduced.reshape(features.shape[0], features.shape[1], dims), dtype=np.float32)
 
 
