@@ -298,6 +298,8 @@ def full_resolution_tier(image: np.ndarray, result: AnalysisResult, options: Cop
     """``result`` (copy-move on the bounded copy of ``image``) with the pairs confirmed at full resolution added.
 
     ``analyse`` is ``copy_move`` (called on each window pair, which is within the bounded size)."""
+    from retouch.detect.clone import decided_score  # clone imports this module
+
     tier = tier or FullResolutionOptions()
     gray = to_gray_float(image)
     shape = gray.shape
@@ -363,13 +365,14 @@ def full_resolution_tier(image: np.ndarray, result: AnalysisResult, options: Cop
                "full_resolution_keypoints": len(points), "full_resolution_pairs": int(len(first)),
                "full_resolution_window_nfa": tried}
     params = {**result.params, "full_resolution": True,
-              "false_alarm_control": result.params.get("false_alarm_control", "") + "; on scans above "
-              "analysis_pixels, windows confirmed at full (or half) resolution with the NFA carried over to the "
-              "scan's cells and multiplied by the windows and resolutions tried"}
+              "false_alarm_control": result.params.get("false_alarm_control", "") + "; on scans whose "
+              "bounded copy is under full_resolution_scale of their size a side, windows confirmed at full (or half) "
+              "resolution with the NFA carried over to the scan's cells and multiplied by the windows and "
+              "resolutions tried"}
     if len(regions) == len(result.regions):
         return replace(result, details=details, params=params)
     pairs = len({r.evidence.get("pair_id") for r in regions})
-    score = 0.5 + 0.5 * float(np.tanh((np.log10(options.nfa_threshold) - np.log10(max(best_nfa, 1e-300))) / 10.0))
+    score = decided_score(best_nfa, options.nfa_threshold)
     summary = (f"{pairs} pair(s) of copied areas found (small ones at full resolution), covering "
                f"{100 * mask.mean():.3f} % of the image (both sides); the most significant would occur by chance "
                f"in an untouched photograph of this size with expectation {best_nfa:.1e}.")

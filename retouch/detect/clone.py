@@ -569,6 +569,13 @@ def _heat(test: PairTest, threshold: float) -> float:
     return float(0.6 + 0.4 * np.clip((np.log10(threshold) - test.log10_nfa) / 20.0, 0.0, 1.0))
 
 
+def decided_score(best_nfa: float, nfa_threshold: float) -> float:
+    """The image score when pairs were decided: 0.5 at the threshold, rising with how far the most significant
+    pair's NFA lies below it (0.5 + 0.5 tanh of the log10 excess over 10)."""
+    excess = np.log10(nfa_threshold) - np.log10(max(best_nfa, 1e-300))
+    return 0.5 + 0.5 * float(np.tanh(excess / 10.0))
+
+
 def false_alarm_sentence(nfa: float, megapixels: float) -> str:
     """One plain sentence on how often a match this significant occurs by chance."""
     size = f"{megapixels:.1f} MP" if megapixels >= 0.1 else f"{megapixels * 1000:.0f} kilopixel"
@@ -652,7 +659,7 @@ def _result(small: np.ndarray, scale: float, shape: tuple[int, int], field: Dens
     copied = float(decided.mean())
     if pairs:
         best = min(pair.test.nfa for pair in pairs)
-        score = 0.5 + 0.5 * float(np.tanh((np.log10(opts.nfa_threshold) - np.log10(max(best, 1e-300))) / 10.0))
+        score = decided_score(best, opts.nfa_threshold)
         summary = (f"{len(pairs)} pair(s) of copied areas found, covering {100 * copied:.2f} % of the image (both "
                    f"sides); the most significant would occur by chance in an untouched photograph of this size "
                    f"with expectation {best:.1e}.")
