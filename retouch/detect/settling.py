@@ -87,6 +87,7 @@ from retouch.detect._blocks import (
     nfa_score,
     null_tail,
     placed_at_origin,
+    robust_scale,
     standardise,
     standardise_by_content,
     strength_to_heat,
@@ -282,9 +283,7 @@ def earlier_compression(pixels: np.ndarray, qualities: tuple[int, int], *, side:
     reference_dips = []
     for shift in REFERENCE_SHIFTS[:references]:
         crop = _central_crop(gray, side + 8, shift)
-        ok, buffer = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, last])
-        saved_once = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
-        reference_dips.append(float(_dips(_median_changes(saved_once, sought))[allowed].min()))
+        reference_dips.append(float(_dips(_median_changes(resaved(crop, last), sought))[allowed].min()))
     return {"open": bool(dip < min(reference_dips)), "last_quality": last, "dip": round(dip, 4),
             "reference_dips": [round(value, 4) for value in reference_dips]}
 
@@ -345,12 +344,6 @@ def _pooled_log_ratio(change: np.ndarray, reference: np.ndarray, informative: np
         return cv2.blur(np.where(informative, values, 0).astype(np.float32), (3, 3), borderType=cv2.BORDER_REFLECT)
 
     return np.log(pooled(change) + np.float32(floor)) - np.log(pooled(reference) + np.float32(floor))
-
-
-def _spread_of(values: np.ndarray, where: np.ndarray) -> float:
-    """1.4826 times the median absolute deviation of ``values`` over ``where`` (a Gaussian's sigma)."""
-    sample = values[where]
-    return float(1.4826 * median_of(np.abs(sample - median_of(sample)))) + 1e-6
 
 
 def region_evidence(z: np.ndarray, *, level: float, min_blocks: int) -> np.ndarray:
@@ -516,7 +509,7 @@ def jpeg_settling(image: np.ndarray, *, jpeg_quantization: Mapping[int, Sequence
         # only where both content models leave its change unexplained (never more than the off-grid model alone)
         centre, spread = content_null(ratio, informative, classes)
         pooled = np.minimum(pooled, (ratio - centre) / np.maximum(spread, np.float32(options.resolution)))
-        picture_scale = max(_spread_of(ratio, informative), options.resolution)
+        picture_scale = max(robust_scale(ratio, informative)[1], options.resolution)
         strength = np.minimum(strength, (ratio - median_of(ratio[informative])) / picture_scale)
     pooled = np.where(informative, pooled, 0.0).astype(np.float32)
     strength = np.where(informative, strength, 0.0).astype(np.float32)
