@@ -262,16 +262,24 @@ def _pair_section(lesson: Path, manifest: Mapping[str, Any], verdict: Verdict, o
         return head + _refused_pair_section(lesson, manifest, verdict) + others_html + recrop
     folder = lesson / PAIR_FOLDER
     report = _report(folder)
+    # A copy scanned upside down or on its side is shown turned back to the earlier print's orientation, so that
+    # a class sees people standing; the pictures and the places named below are turned alike.
+    turns = upright_turns(report["transform"]["matrix"]) if "transform" in report else 0
     questioned = load_image(lesson / manifest["pair"]["questioned"]).pixels
-    aligned = load_image(folder / "aligned_reference.png").pixels
-    truth = _mask(lesson / manifest["pair"]["truth"])
-    heat = load_image(folder / "changes_heatmap.png").pixels.astype(np.float32) / 255.0
+    file_height, file_width = questioned.shape[:2]
+    questioned, aligned, truth, heat = (np.rot90(picture, turns) for picture in (
+        questioned, load_image(folder / "aligned_reference.png").pixels, _mask(lesson / manifest["pair"]["truth"]),
+        load_image(folder / "changes_heatmap.png").pixels.astype(np.float32) / 255.0))
     height, width = truth.shape
     regions = report["result"]["regions"]
     listed = "".join(f"<li><strong>{escape(r['kind'])}</strong>: an area {escape(kind_phrase(r['kind']))}, "
-                     f"{escape(place_words(r['bbox'], width, height))}</li>" for r in regions[:8])
+                     f"{escape(place_words(turned_box(r['bbox'], turns, file_width, file_height), width, height))}"
+                     "</li>" for r in regions[:8])
+    turned_note = (f'<p class="note">The later print was scanned turned by {90 * turns} degrees; compare found '
+                   "the turn itself, and both prints are shown here as the earlier one stands.</p>" if turns else "")
     return (
         head
+        + turned_note
         + swipe_html(aligned, questioned)
         + reading_html(report["reading"], nothing_found=not regions)
         + '<div class="cards">'
@@ -324,6 +332,28 @@ def historical_section(cases: Sequence[tuple[Any, Path | None, str]], *, source:
     return ("<h2 id=\"historical\">The real cases</h2><p>These are real Soviet photographs and their altered "
             "versions, compared by retouch when this gallery was built. There is no pixel mask for history: set "
             "what compare found beside what historians record, and judge.</p>" + note + "".join(cards))
+
+
+def upright_turns(matrix: Sequence[Sequence[float]], *, tolerance_deg: float = 20.0) -> int:
+    """Quarter turns ``k`` for ``np.rot90(questioned, k)`` to stand as the reference does, from a comparison's
+    transform (reference pixel -> questioned pixel); 0 unless the copy is turned within ``tolerance_deg`` of a
+    quarter, half or three-quarter turn."""
+    linear = np.asarray(matrix, np.float64)[:2, :2]
+    angle = float(np.degrees(np.arctan2(linear[1, 0], linear[0, 0])))
+    quarters = round(angle / 90.0)
+    if abs(angle - 90.0 * quarters) > tolerance_deg:
+        return 0
+    return quarters % 4
+
+
+def turned_box(bbox: Sequence[int], turns: int, width: int, height: int) -> tuple[int, int, int, int]:
+    """An ``(x, y, w, h)`` box of a ``width`` x ``height`` picture, placed as in ``np.rot90(picture, turns)``."""
+    x, y, w, h = (int(v) for v in bbox)
+    for _ in range(turns % 4):
+        # one counter-clockwise quarter turn: a column becomes a row counted from the bottom
+        x, y, w, h = y, width - (x + w), h, w
+        width, height = height, width
+    return x, y, w, h
 
 
 def _shown_fraction(report: Mapping[str, Any]) -> float:

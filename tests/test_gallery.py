@@ -15,10 +15,12 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
 
+from retouch.gallery import turned_box, upright_turns
 from retouch.metrics import overlap_verdict
 
 CHROMIUM = "/usr/bin/chromium"
@@ -264,3 +266,36 @@ def test_the_vanished_figure_is_a_person_seen_in_the_untouched_scan(method: str)
     height = rows[-1] - rows[0] + 1
     head, shoulders = widths[: height // 10].max(), widths[height // 5: height // 2].max()
     assert height > 1.8 * shoulders and shoulders > 1.6 * head  # a standing figure, its head narrower than its coat
+
+
+@pytest.mark.parametrize("quarters", [0, 1, 2, 3])
+def test_a_copy_scanned_turned_is_shown_upright_with_its_places_turned_alike(quarters: int) -> None:
+    height, width = 30, 50
+    rows, cols = np.mgrid[0:height, 0:width]
+    # the questioned copy is the reference turned by whole quarters and slightly more; the transform is fitted
+    # from where each reference pixel lands, as a registration would report it
+    landed_rows, landed_cols = np.rot90(rows, quarters), np.rot90(cols, quarters)
+    q_rows, q_cols = np.mgrid[0:landed_rows.shape[0], 0:landed_rows.shape[1]]
+    reference_xy = np.stack([landed_cols.ravel(), landed_rows.ravel()], 1).astype(np.float32)
+    questioned_xy = np.stack([q_cols.ravel(), q_rows.ravel()], 1).astype(np.float32)
+    slight = cv2.getRotationMatrix2D((0.0, 0.0), 7.0, 1.0)
+    questioned_xy = questioned_xy @ slight[:, :2].T.astype(np.float32)
+    affine, _ = cv2.estimateAffine2D(reference_xy, questioned_xy)
+    matrix = np.vstack([affine, [0.0, 0.0, 1.0]])
+    turns = upright_turns(matrix)
+    questioned = np.rot90(np.arange(height * width).reshape(height, width), quarters)
+    assert np.array_equal(np.rot90(questioned, turns), np.arange(height * width).reshape(height, width))
+    # a box on the questioned copy lands where the same pixels lie once the copy is turned upright
+    q_height, q_width = questioned.shape
+    box = (3, 4, 9, 6)
+    marked = np.zeros((q_height, q_width), bool)
+    marked[box[1]:box[1] + box[3], box[0]:box[0] + box[2]] = True
+    upright = np.rot90(marked, turns)
+    ys, xs = np.nonzero(upright)
+    expected = (int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1))
+    assert turned_box(box, turns, q_width, q_height) == expected
+
+
+def test_a_copy_turned_by_less_than_the_tolerance_is_not_turned() -> None:
+    assert upright_turns(np.vstack([cv2.getRotationMatrix2D((0.0, 0.0), 12.0, 1.3), [0, 0, 1]])) == 0
+    assert upright_turns(np.vstack([cv2.getRotationMatrix2D((0.0, 0.0), 45.0, 1.0), [0, 0, 1]])) == 0
