@@ -7,8 +7,9 @@ The peak resident size of a whole task (load, analyse, write every artifact) gro
 image, each detector's maps (kept until the report is written), the largest detector's working arrays, the
 fusion and the report's pictures. ``benchmarks/memory.py`` measures it for each detector alone, for every
 default detector and for a comparison, at two sizes; the slopes give the bytes per pixel here, rounded up. An
-analysis with detectors ``D`` is estimated at ``BASE_BYTES + pixels * (SHARED + sum of D's own)``, where a
-detector's own bytes per pixel are its measured slope less the part every run shares (see the benchmark's
+analysis with detectors ``D`` is estimated at ``BASE_BYTES + sum of D's constants + pixels * (SHARED + sum of D's
+own)``, where a detector's own bytes per pixel are its measured slope less the part every run shares, and its
+constant the working set of a detector that analyses a bounded copy whatever the scan's size (see the benchmark's
 results, ``benchmarks/results/memory.md``, for the measured peaks beside these estimates). A comparison is
 estimated from the pixels of both scans.
 
@@ -21,9 +22,9 @@ estimate is over the budget is refused, naming the budget and what to do.
 Example
 -------
 >>> round(estimated_bytes("analyze", 24_000_000, ["grain", "ela"]) / 1e9, 2)
-1.39
+1.24
 >>> round(estimated_bytes("analyze", 196_000_000) / 1e9, 1)  # every default detector: over the 4 GB budget
-15.0
+12.7
 """
 
 from __future__ import annotations
@@ -37,19 +38,18 @@ MAX_MEMORY_VARIABLE = "RETOUCH_MAX_MEMORY"
 DEFAULT_MAX_MEMORY = 4_000_000_000  # bytes: 4 GB for one analysis (the service runs one per worker)
 
 BASE_BYTES = 450_000_000  # the interpreter, numpy, OpenCV and the detectors' modules, with their own buffers
-SHARED_BYTES_PER_PIXEL = 30.0  # the decoded image, its gray copies, fusion, the report's pictures: every analysis
-DETECTOR_BYTES_PER_PIXEL = {"clone": 4.0, "ela": 5.0, "grain": 4.0, "grid": 5.0, "inpaint": 4.0,  # maps kept
-                            "jpeg": 5.0, "metadata": 5.0,  # measured at about 0 without a thumbnail; a full-size map with one
-                            # dq: not yet measured by benchmarks.memory; its traced peak on a 24 MP picture (12 bytes
-                            # a pixel, its result's maps included) was twice grain's (6), so twice grain's figure
-                            "dq": 8.0,
-                            # settling: not yet in benchmarks.memory; alone on a twice-saved scan its peak grew 2.4
-                            # bytes a pixel more than grain's alone (6 and 24 MP), so grain's figure plus 3, and 5
-                            # more for the picture given its history again (traced peak alone, 6 MP: 12.3 -> 17.3)
-                            "settling": 12.0}
-UNMEASURED_DETECTOR_BYTES_PER_PIXEL = 8.0  # a detector registered by a plug-in: twice the costliest measured
+SHARED_BYTES_PER_PIXEL = 25.0  # the decoded image, its gray copies, fusion, the report's pictures: every analysis
+# bytes per pixel each detector adds (its maps kept until the report is written, its working arrays): the slope
+# of its peak alone between 6 and 24 MP less the shared figure, rounded up (benchmarks/results/memory.md)
+DETECTOR_BYTES_PER_PIXEL = {"clone": 13.0, "dq": 5.0, "ela": 5.0, "grain": 3.0, "grid": 2.0, "inpaint": 3.0,
+                            "jpeg": 4.0, "metadata": 1.0, "residual": 15.0, "settling": 5.0}
+# bytes a detector needs whatever the scan's size: clone analyses a bounded copy of about 1 MP (its dense field,
+# features and candidates), whose working set shows as the intercept of its peaks above every other detector's
+DETECTOR_BASE_BYTES = {"clone": 300_000_000}
+UNMEASURED_DETECTOR_BYTES_PER_PIXEL = 15.0  # a detector registered by a plug-in: as the costliest measured
 COMPARE_BYTES_PER_PIXEL = 18.0  # per pixel of both scans together
-BUDGET_MEASURE = "a constant for the imports plus bytes per pixel: shared, and each detector's own"
+BUDGET_MEASURE = ("a constant for the imports, and clone's for its bounded copy, plus bytes per pixel: shared, "
+                  "and each detector's own")
 
 
 class MemoryBudgetError(InputError):
@@ -68,8 +68,10 @@ def estimated_bytes(command: str, pixels: int, detectors: Sequence[str] | None =
         from retouch.registry import detectors as registered
 
         detectors = [name for name, spec in registered().items() if spec.default]
-    own = sum(DETECTOR_BYTES_PER_PIXEL.get(name, UNMEASURED_DETECTOR_BYTES_PER_PIXEL) for name in set(detectors))
-    return int(BASE_BYTES + (SHARED_BYTES_PER_PIXEL + own) * pixels)
+    chosen = set(detectors)
+    own = sum(DETECTOR_BYTES_PER_PIXEL.get(name, UNMEASURED_DETECTOR_BYTES_PER_PIXEL) for name in chosen)
+    constant = BASE_BYTES + sum(DETECTOR_BASE_BYTES.get(name, 0) for name in chosen)
+    return int(constant + (SHARED_BYTES_PER_PIXEL + own) * pixels)
 
 
 def max_memory_from_env() -> int:
