@@ -15,7 +15,14 @@ import numpy as np
 
 from retouch.compare.composite import SharedPiece, grown_piece, shared_pieces
 from retouch.compare.decision import GROW_SHARE, Decision, DecisionOptions, decide
-from retouch.compare.evidence import change_evidence, grain_decorrelation, remove_defects
+from retouch.compare.evidence import (
+    ChangeEvidence,
+    Defects,
+    change_evidence,
+    find_defects,
+    grain_decorrelation,
+    without_defects,
+)
 from retouch.compare.kinds import classify_regions, damage_regions
 from retouch.compare.model import ModelOptions, PairModel, fit_pair_model
 from retouch.compare.register import Registration, register
@@ -34,6 +41,14 @@ ANALYSIS_PIXELS = 2_500_000
 MIN_PICTURE_SIDE = 32  # px; a picture inside margins smaller than this is compared with its margins, as before
 EDIT_KINDS = ("removed", "added", "retouched")
 MIN_SHARED_SHARE = 0.5  # a mirrored fit is one print only when its shared piece covers this share of the overlap
+# the pair model refitted without the decided change (``_detect_changes``): at most this many rounds in all, a
+# margin of the widest evidence scale's reach (three times its 4 px) left out around the change, and a refit only
+# while the overlap left is a majority (the robust fits' breakdown point) and what is left out still changes by
+# more than this share of it
+FIT_ROUNDS = 3
+FIT_MARGIN_PX = 12
+MIN_FIT_SHARE = 0.5
+FIT_STABLE_SHARE = 0.05
 
 EXPLANATION = (
     "The reference scan was aligned onto the questioned scan (features, a robust geometric fit and a sub-pixel "
@@ -247,27 +262,73 @@ class _Changes:
     region_pixels: list[np.ndarray]  # each region's own pixels within its box
 
 
-def _detect_changes(frame: _Frame, *, min_area_fraction: float, options: CompareOptions,
-                    timings: dict[str, float]) -> _Changes:
-    """Fit the pair model, score the questioned image against its prediction, decide and classify."""
+def _scored(frame: _Frame, support: np.ndarray, defects: Defects, *, min_area: int, options: CompareOptions,
+            timings: dict[str, float]) -> tuple[PairModel, np.ndarray, np.ndarray, ChangeEvidence, Decision]:
+    """One round: the pair model fitted over ``support``, the evidence of change over the whole overlap scored
+    against the noise measured over ``support``, and the decision. Returns the model, the cleaned prediction and
+    questioned image, the evidence and the decision."""
     started = time.perf_counter()
-    model = fit_pair_model(frame.reference, frame.questioned, frame.valid, options=options.model,
+    model = fit_pair_model(frame.reference, frame.questioned, support, options=options.model,
                            full_resolution=frame.scale >= 1.0)
     prediction = model.compressed(model.predict(frame.reference))
     questioned = model.questioned_view(frame.questioned)
     # outside the overlap the prediction is the questioned image itself, so that smoothing near the overlap's
     # border does not mix in the reference's reflected edge as a difference
     prediction = np.where(frame.valid, prediction, questioned).astype(np.float32)
-    timings["model"] = time.perf_counter() - started
+    timings["model"] = timings.get("model", 0.0) + time.perf_counter() - started
     started = time.perf_counter()
-    clean_p, clean_q, defects = remove_defects(frame.reference, frame.questioned, prediction, questioned)
+    clean_p, clean_q = without_defects(prediction, questioned, defects)
     grain = grain_decorrelation(prediction, questioned, frame.valid, cv2.GaussianBlur(clean_p, (0, 0), 2.0),
-                                defects=defects.either, specks=defects.specks)
-    cues = change_evidence(clean_p, clean_q, frame.valid, grain=grain)
-    timings["evidence"] = time.perf_counter() - started
+                                defects=defects.either, specks=defects.specks, support=support)
+    cues = change_evidence(clean_p, clean_q, frame.valid, grain=grain, support=support)
+    timings["evidence"] = timings.get("evidence", 0.0) + time.perf_counter() - started
     started = time.perf_counter()
+    decision = decide(cues.evidence, cues.local, frame.valid, min_area=min_area, options=options.decision,
+                      support=support)
+    timings["decision"] = timings.get("decision", 0.0) + time.perf_counter() - started
+    return model, clean_p, clean_q, cues, decision
+
+
+def _fit_support(valid: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The overlap without the decided change and a margin of ``FIT_MARGIN_PX`` around it."""
+    size = 2 * FIT_MARGIN_PX + 1
+    near = cv2.dilate(mask.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)))
+    return valid & ~near.astype(bool)
+
+
+def _detect_changes(frame: _Frame, *, min_area_fraction: float, options: CompareOptions,
+                    timings: dict[str, float]) -> _Changes:
+    """Fit the pair model, score the questioned image against its prediction, decide and classify.
+
+    The model and the noise scales are fitted on all of the overlap first; a large edit pulls them toward itself
+    (an edit filling a tone range bends the tone curve and widens that range's noise scale, so the edit's own
+    pixels and the unedited ones of that tone are misjudged). When a change is decided, the model and the scales
+    are fitted again without it and a margin (``_fit_support``), and the pair is scored and decided again, at
+    most ``FIT_ROUNDS`` times, until what is left out no longer changes. The decision's own background and false
+    alarm control's background is likewise measured without it (every block is still tested and counted).
+    """
+    started = time.perf_counter()
+    defects = find_defects(frame.reference, frame.questioned)
+    timings["evidence"] = time.perf_counter() - started
     min_area = max(30, int(min_area_fraction * frame.valid.sum()))
-    decision = decide(cues.evidence, cues.local, frame.valid, min_area=min_area, options=options.decision)
+    support = frame.valid
+    overlap = max(int(frame.valid.sum()), 1)
+    rounds = 0
+    while True:
+        rounds += 1
+        model, clean_p, clean_q, cues, decision = _scored(frame, support, defects, min_area=min_area,
+                                                          options=options, timings=timings)
+        if rounds >= FIT_ROUNDS or not decision.mask.any():
+            break
+        refit = _fit_support(frame.valid, decision.mask)
+        if refit.sum() < MIN_FIT_SHARE * overlap:  # the change is no minority: nothing left to fit without it
+            break
+        if (refit ^ support).sum() <= FIT_STABLE_SHARE * max(int((~support & frame.valid).sum()), 1):
+            break  # converged: what would be left out is what was
+        support = refit
+    model.fit_rounds = rounds
+    model.fit_share = round(float(support.sum()) / overlap, 4)
+    started = time.perf_counter()
     threshold = decision.background.pixel_threshold
     confirmed = cv2.dilate(cues.local, np.ones((3, 3), np.uint8))
     capped = np.minimum(cues.evidence, confirmed / max(GROW_SHARE, 1e-6))
@@ -278,7 +339,7 @@ def _detect_changes(frame: _Frame, *, min_area_fraction: float, options: Compare
     # a speck inside an edit belongs to the edit
     outside = frame.valid & ~cv2.dilate(decision.mask.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
     damage, damage_count = damage_regions(defects.reference_only, defects.questioned_only, outside)
-    timings["decision"] = time.perf_counter() - started
+    timings["decision"] += time.perf_counter() - started
     return _Changes(mask=decision.mask, heatmap=heatmap, regions=regions, damage=damage, damage_count=damage_count,
                     model=model, decision=decision, region_pixels=region_pixels)
 

@@ -166,31 +166,40 @@ def _isolated_line(thin: np.ndarray, start: tuple[int, int], end: tuple[int, int
     return density_on >= 3.0 * density_beside + 0.1
 
 
-def remove_defects(reference: np.ndarray, questioned: np.ndarray, prediction: np.ndarray, compared: np.ndarray
-                   ) -> tuple[np.ndarray, np.ndarray, Defects]:
-    """The prediction and the compared questioned image with dust and scratches removed, and the defects found.
-
-    Defects are found on the registered ``reference`` and the ``questioned`` image as they are (the prediction is
-    smoothed and tone-mapped, which softens a speck below the test); the prediction and ``compared`` (the
-    questioned image as compared) are then median-filtered, and their specks and scratches filled from the
-    pixels around them. A defect found in either image is filled in both: compression can soften a speck below
-    the detection limit in one of two copies of a scan, and filling it in one only made the speck itself a
-    difference.
-    """
+def find_defects(reference: np.ndarray, questioned: np.ndarray) -> Defects:
+    """Dust and scratches of the registered ``reference`` and the ``questioned`` image as they are (the prediction
+    is smoothed and tone-mapped, which softens a speck below the test): those of either image, and those one image
+    has and the other lacks (damage)."""
     found_r, found_q = _defects(reference), _defects(questioned)
     fine_r, fine_q = thin_structures(reference), thin_structures(questioned)
     specks_r = found_r.specks | scratches(fine_r)
     specks_q = found_q.specks | scratches(fine_q)
-    filtered_p, filtered_c = filtered_image(prediction), filtered_image(compared)
     specks = specks_r | specks_q
     either = specks | found_r.thin | found_q.thin
     # damage: a speck or scratch in one image with nothing like it at that place in the other
     near_r = cv2.dilate(specks_r.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
     near_q = cv2.dilate(specks_q.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
-    defects = Defects(either=either, specks=specks,
-                      reference_only=_absent_in_other(specks_r & ~near_q, found_r.contrast, found_q.contrast),
-                      questioned_only=_absent_in_other(specks_q & ~near_r, found_q.contrast, found_r.contrast))
-    return _filled(filtered_p, specks), _filled(filtered_c, specks), defects
+    return Defects(either=either, specks=specks,
+                   reference_only=_absent_in_other(specks_r & ~near_q, found_r.contrast, found_q.contrast),
+                   questioned_only=_absent_in_other(specks_q & ~near_r, found_q.contrast, found_r.contrast))
+
+
+def without_defects(prediction: np.ndarray, compared: np.ndarray, defects: Defects
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """The prediction and the compared questioned image median-filtered, their specks and scratches filled from
+    the pixels around them. A defect found in either image is filled in both: compression can soften a speck below
+    the detection limit in one of two copies of a scan, and filling it in one only made the speck itself a
+    difference."""
+    return (_filled(filtered_image(prediction), defects.specks),
+            _filled(filtered_image(compared), defects.specks))
+
+
+def remove_defects(reference: np.ndarray, questioned: np.ndarray, prediction: np.ndarray, compared: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray, Defects]:
+    """The prediction and the compared questioned image with dust and scratches removed, and the defects found
+    (:func:`find_defects` on ``reference`` and ``questioned``, then :func:`without_defects`)."""
+    defects = find_defects(reference, questioned)
+    return (*without_defects(prediction, compared, defects), defects)
 
 
 def _filled(image: np.ndarray, holes: np.ndarray, sigma: float = 4.0) -> np.ndarray:
@@ -239,9 +248,12 @@ def noise_normalised(difference: np.ndarray, level: np.ndarray, activity: np.nda
 
 
 def grain_decorrelation(prediction: np.ndarray, questioned: np.ndarray, valid: np.ndarray, brightness: np.ndarray,
-                        *, defects: np.ndarray, specks: np.ndarray | None = None, bins: int = 6) -> np.ndarray:
+                        *, defects: np.ndarray, specks: np.ndarray | None = None, bins: int = 6,
+                        support: np.ndarray | None = None) -> np.ndarray:
     """One-sided z-score of the loss of shared fine detail between the prediction and the questioned image
-    (module docstring, step 4). Pass the images before dust removal: its median filter erases the grain."""
+    (module docstring, step 4). Pass the images before dust removal: its median filter erases the grain.
+    ``support`` (default ``valid``): where the loss's median and spread are measured (the overlap without the
+    changes already found, so that a large edit does not widen the scale it is judged against)."""
     # five pixels of margin around a speck: its soft edge, beyond what the defect test marks, decorrelates the
     # grain too; two around thin defects (which fine texture also holds)
     masked = cv2.dilate(defects.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
@@ -256,16 +268,17 @@ def grain_decorrelation(prediction: np.ndarray, questioned: np.ndarray, valid: n
     var_a = cv2.GaussianBlur(a * a, (0, 0), GRAIN_WINDOW_PX)
     var_b = cv2.GaussianBlur(b * b, (0, 0), GRAIN_WINDOW_PX)
     cov = cv2.GaussianBlur(a * b, (0, 0), GRAIN_WINDOW_PX)
-    support = cv2.GaussianBlur(keep, (0, 0), GRAIN_WINDOW_PX)
+    kept_share = cv2.GaussianBlur(keep, (0, 0), GRAIN_WINDOW_PX)
     with np.errstate(divide="ignore", invalid="ignore"):
         loss = 1.0 - cov / np.sqrt(var_a * var_b)
     loss = np.nan_to_num(loss, nan=1.0, posinf=1.0, neginf=1.0)  # a detail-free questioned window: all lost
-    usable = valid & (support > 0.5) & (var_a > GRAIN_FLOOR * support)
+    usable = valid & (kept_share > 0.5) & (var_a > GRAIN_FLOOR * kept_share)
     if usable.sum() < 1000:
         return np.zeros(questioned.shape, np.float32)
+    measured = usable if support is None or (usable & support).sum() < 1000 else usable & support
     rng = np.random.default_rng(2)
-    pick = rng.choice(np.flatnonzero(usable), size=min(int(usable.sum()), 200_000), replace=False)
-    energy = np.log(np.maximum(var_a / np.maximum(support, 1e-3), 1e-12))
+    pick = rng.choice(np.flatnonzero(measured), size=min(int(measured.sum()), 200_000), replace=False)
+    energy = np.log(np.maximum(var_a / np.maximum(kept_share, 1e-3), 1e-12))
     cell = quantile_bins(brightness, pick, bins) * 4 + quantile_bins(energy, pick, 4)
     sampled_cell, sampled_loss = cell.ravel()[pick], loss.ravel()[pick]
     centre = np.zeros(bins * 4, np.float32)
@@ -303,11 +316,13 @@ class ChangeEvidence:
 
 
 def change_evidence(prediction: np.ndarray, questioned: np.ndarray, valid: np.ndarray, *,
-                    grain: np.ndarray | None = None) -> ChangeEvidence:
-    """Per-pixel z-scores of change between a prediction and the questioned image (float gray [0, 1])."""
+                    grain: np.ndarray | None = None, support: np.ndarray | None = None) -> ChangeEvidence:
+    """Per-pixel z-scores of change between a prediction and the questioned image (float gray [0, 1]) over
+    ``valid``; the noise-level function is measured over ``support`` (default ``valid``: see
+    :func:`grain_decorrelation`)."""
     evidence = np.zeros(questioned.shape, np.float32)
     local = np.zeros(questioned.shape, np.float32)
-    sample_index = np.flatnonzero(valid)
+    sample_index = np.flatnonzero(valid if support is None else support & valid)
     sample = np.sort(np.random.default_rng(0).choice(sample_index, size=min(sample_index.size, 300_000),
                                                      replace=False))
     signed = np.zeros(questioned.shape, np.float32)

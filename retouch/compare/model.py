@@ -70,6 +70,8 @@ class PairModel:
     kernel_offset: float
     compression: JpegHistory | None = None
     residual_spread: float = float("nan")  # robust spread of what the model leaves, grey levels / 255
+    fit_rounds: int = 1  # fits in all: the later ones leave out the change the one before decided
+    fit_share: float = 1.0  # share of the overlap the last fit used
     timings_s: dict[str, float] = field(default_factory=dict)
 
     def tone(self, reference: np.ndarray) -> np.ndarray:
@@ -108,6 +110,8 @@ class PairModel:
             "illumination_coefficients": np.round(self.illumination, 5).tolist(),
             "questioned_jpeg": self.compression.to_dict() if self.compression is not None else None,
             "residual_spread": round(float(self.residual_spread), 5),
+            "fit_rounds": self.fit_rounds,
+            "fit_share_of_overlap": self.fit_share,
         }
 
 
