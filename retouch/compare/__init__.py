@@ -289,11 +289,24 @@ def _scored(frame: _Frame, support: np.ndarray, defects: Defects, *, min_area: i
     return model, clean_p, clean_q, cues, decision
 
 
+def _near(mask: np.ndarray) -> np.ndarray:
+    """``mask`` and a margin of ``FIT_MARGIN_PX`` around it."""
+    size = 2 * FIT_MARGIN_PX + 1
+    return cv2.dilate(mask.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))) > 0
+
+
 def _fit_support(valid: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """The overlap without the decided change and a margin of ``FIT_MARGIN_PX`` around it."""
-    size = 2 * FIT_MARGIN_PX + 1
-    near = cv2.dilate(mask.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)))
-    return valid & ~near.astype(bool)
+    return valid & ~_near(mask)
+
+
+def _touching(mask: np.ndarray, found: np.ndarray) -> np.ndarray:
+    """The components of ``mask`` that touch ``found``."""
+    count, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+    keep = np.zeros(count, bool)
+    keep[np.unique(labels[mask & found])] = True
+    keep[0] = False
+    return keep[labels]
 
 
 def _detect_changes(frame: _Frame, *, min_area_fraction: float, options: CompareOptions,
@@ -314,10 +327,18 @@ def _detect_changes(frame: _Frame, *, min_area_fraction: float, options: Compare
     support = frame.valid
     overlap = max(int(frame.valid.sum()), 1)
     rounds = 0
+    first_found: np.ndarray | None = None
     while True:
         rounds += 1
         model, clean_p, clean_q, cues, decision = _scored(frame, support, defects, min_area=min_area,
                                                           options=options, timings=timings)
+        if first_found is None:
+            first_found = _near(decision.mask)
+        else:
+            # a refit sharpens what the first round found (its outline, its kind); it does not find new regions:
+            # a background measured without the change is narrower than the whole overlap's, and heavy-tailed
+            # differences elsewhere (compression on fine texture) then pass it
+            decision.mask = _touching(decision.mask, first_found)
         if rounds >= FIT_ROUNDS or not decision.mask.any():
             break
         refit = _fit_support(frame.valid, decision.mask)
