@@ -11,7 +11,8 @@ is therefore made against the pair's own background:
    median evidence over it (a speck, a misregistered edge or a scratch moves a few of its pixels, not the median).
    The logarithm of ``median + 0.5`` is standardised by its median and robust spread over all blocks (the spread
    never below ``min_spread``): this is the background a pair of scans of one print produces, edits being a
-   minority of the blocks.
+   minority of the blocks. When a change has already been decided (a refit of the pair model without it), the
+   background is measured over the blocks outside it (``support``); every block is still tested.
 2. Regions. For each level ``t`` of a ladder (3 to 8 robust standard deviations), the 4-connected components of
    the blocks above ``t`` are candidate regions. Under the background model a block exceeds ``t`` with
    probability ``p = Phi(-t)`` (Gaussian tail), independently of other blocks; the number of 4-connected shapes of

@@ -23,8 +23,11 @@ Method
    JPEG grid (:mod:`retouch.compare.compression`), the prediction is compressed with the estimated table on
    that grid, so detail that compression removed from the questioned file is removed from the prediction too.
 
-Everything is estimated with robust statistics from the whole overlap, so a change covering a minority of it
-barely moves the model.
+Everything is estimated with robust statistics over the pixels it is given (``valid``), so a change covering a
+minority of them barely moves the model; but an edit that fills one tone range (a dark object pasted over the
+darkest part of a light scene) dominates that range's bins and bends the curve there. ``compare_pair``
+therefore fits the model a second time without the change it decided (and a margin), and a third time when what
+is left out still moved.
 
 Limits: a tone change confined to one part of the print (dodging, a retouched face tone) is not global and is
 left to the change decision; a tone curve that is not monotone (solarisation) is flattened; heavy local
