@@ -317,8 +317,9 @@ def _detect_changes(frame: _Frame, *, min_area_fraction: float, options: Compare
     (an edit filling a tone range bends the tone curve and widens that range's noise scale, so the edit's own
     pixels and the unedited ones of that tone are misjudged). When a change is decided, the model and the scales
     are fitted again without it and a margin (``_fit_support``), and the pair is scored and decided again, at
-    most ``FIT_ROUNDS`` times, until what is left out no longer changes. The decision's own background and false
-    alarm control's background is likewise measured without it (every block is still tested and counted).
+    most ``FIT_ROUNDS`` times, until what is left out no longer changes. The decision's block background is
+    likewise measured without it (every block is still tested and counted); a later round keeps only the changes
+    touching what the first round, against the whole overlap's background, found.
     """
     started = time.perf_counter()
     defects = find_defects(frame.reference, frame.questioned)

@@ -194,14 +194,6 @@ def without_defects(prediction: np.ndarray, compared: np.ndarray, defects: Defec
             _filled(filtered_image(compared), defects.specks))
 
 
-def remove_defects(reference: np.ndarray, questioned: np.ndarray, prediction: np.ndarray, compared: np.ndarray
-                   ) -> tuple[np.ndarray, np.ndarray, Defects]:
-    """The prediction and the compared questioned image with dust and scratches removed, and the defects found
-    (:func:`find_defects` on ``reference`` and ``questioned``, then :func:`without_defects`)."""
-    defects = find_defects(reference, questioned)
-    return (*without_defects(prediction, compared, defects), defects)
-
-
 def _filled(image: np.ndarray, holes: np.ndarray, sigma: float = 4.0) -> np.ndarray:
     """``image`` with the ``holes`` filled from the pixels around them (normalised convolution: a Gaussian average
     of the pixels outside the holes), so a speck's or a scratch's own pixels do not bias its fill."""
