@@ -9,6 +9,10 @@ detector's ``nfa_threshold``. The fused mask is their union after a closing; a f
   the same number of blocks on a 24 MP scan as on a 1 MP one, so its false regions per image do not grow with
   the scan, and a second cue on the same area keeps out its own false groups on real photographs (inpaint's null
   underflows to NFA 0 on some); or
+- it holds a region that a detector confirmed at full resolution with its NFA counted over the whole scan
+  (``evidence["full_resolution"]``: clone's pairs on scans above its bounded size), whatever its size: its
+  tests, every window it tried included, are counted against the scan's own cells, so its false regions per
+  scan stay its threshold; or
 - it is at least ``min_area_fraction`` of the image (0.2 %): the detectors that judge every pixel at full
   resolution (ela, grain, grid, jpeg) test more blocks on a larger scan, and their small false groups grow in
   number with it (``benchmarks/results/small_edits.md``), so their regions must be large against the image.
@@ -45,7 +49,8 @@ FUSED_EXPLANATION = (
     "under 0.2 % of the image are kept only where a detector that works on a copy of fixed size (inpainting, "
     "copy-move) and a second detector both flag them: the detectors that examine every pixel (error levels, "
     "grain, JPEG traces) find more small chance patches on a large scan, and one cue alone on a small area is "
-    "too often a false alarm on real photographs. Regions "
+    "too often a false alarm on real photographs. Copy-move pairs confirmed at full resolution on a large scan, "
+    "whose chance rate is counted over every place of the whole scan, are kept on their own. Regions "
     "list the detectors that support them; a region backed "
     "by several independent cues (for example missing grain and copied texture) is stronger evidence than one "
     "backed by a single cue. None of these maps proves a forgery on its own: each one marks a statistical "
@@ -119,13 +124,28 @@ def _beyond(mask: np.ndarray, other: np.ndarray, reach: int) -> np.ndarray:
     return mask & (near == 0)
 
 
+def full_resolution_pixels(result: AnalysisResult) -> np.ndarray | None:
+    """The pixels of ``result``'s regions confirmed at full resolution with an NFA counted over the whole scan
+    (``evidence["full_resolution"]``), or None when it has none."""
+    chosen = None
+    for region in result.regions:
+        if region.evidence.get("full_resolution") is True:
+            x, y, w, h = region.bbox
+            chosen = np.zeros(result.mask.shape, bool) if chosen is None else chosen
+            chosen[y:y + h, x:x + w] = result.mask[y:y + h, x:x + w]
+    return chosen
+
+
 def _kept_components(mask: np.ndarray, min_area: int, bounded: np.ndarray | None,
-                     masks: Sequence[np.ndarray]) -> np.ndarray:
+                     masks: Sequence[np.ndarray], confirmed: np.ndarray | None = None) -> np.ndarray:
     """The connected components (8-neighbours) of ``mask`` of at least ``min_area`` pixels, or holding a pixel of
-    ``bounded`` (the regions of detectors that decided on a bounded copy) and pixels of at least two of the
-    detectors' ``masks``."""
+    ``confirmed`` (regions confirmed at full resolution over the whole scan), or holding a pixel of ``bounded``
+    (the regions of detectors that decided on a bounded copy) and pixels of at least two of the detectors'
+    ``masks``."""
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
     keep = stats[:, cv2.CC_STAT_AREA] >= min_area
+    if confirmed is not None:
+        keep[np.unique(labels[confirmed])] = True
     if bounded is not None:
         supporters = np.zeros(count, np.int32)
         for detector_mask in masks:
@@ -143,7 +163,8 @@ def fuse_results(results: Sequence[AnalysisResult], *, shape: tuple[int, int], m
                  ) -> AnalysisResult:
     """Union of the detectors' masks, max of their heatmaps and scores, regions annotated with support.
 
-    A fused region is kept when it is at least ``min_area_fraction`` of the image, or when a detector that
+    A fused region is kept when it is at least ``min_area_fraction`` of the image, when it holds a region
+    confirmed at full resolution over the whole scan (:func:`full_resolution_pixels`), or when a detector that
     decided on a bounded copy (:func:`decides_on_bounded_copy`) and another detector flagged parts of it (see the
     module's notes).
     """
@@ -152,6 +173,7 @@ def fuse_results(results: Sequence[AnalysisResult], *, shape: tuple[int, int], m
     heatmap = np.zeros(shape, np.float32)
     mask = np.zeros(shape, bool)
     bounded = None
+    confirmed = None
     finer = np.zeros(shape, bool)
     for result in active:
         if not outline_reach(result):
@@ -164,12 +186,15 @@ def fuse_results(results: Sequence[AnalysisResult], *, shape: tuple[int, int], m
         mask |= _beyond(result.mask, finer, reach) if reach and finer.any() else result.mask
         if decides_on_bounded_copy(result) and result.mask.any():
             bounded = result.mask.copy() if bounded is None else bounded | result.mask
+        own = full_resolution_pixels(result)
+        if own is not None:
+            confirmed = own if confirmed is None else confirmed | own
     min_area = max(16, int(min_area_fraction * height * width))
     if mask.any():
         # Close hairline gaps between neighbouring detections so one forged area becomes one region.
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
         mask = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_CLOSE, kernel).astype(bool)
-        mask = _kept_components(mask, min_area, bounded, [r.mask for r in active if r.mask.any()])
+        mask = _kept_components(mask, min_area, bounded, [r.mask for r in active if r.mask.any()], confirmed)
     regions = regions_from_mask(mask, heatmap, kind="suspect")
     kept = np.zeros(shape, bool)
     annotated: list[Region] = []

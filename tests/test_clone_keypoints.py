@@ -1,12 +1,14 @@
-"""Clone's keypoint stage: the mirrored descriptors against OpenCV's own on the flipped image, and the pairs of
-near keypoints against a brute-force search."""
+"""Clone's keypoint stage: the mirrored descriptors against OpenCV's own on the flipped image, the pairs of
+near keypoints against a brute-force search, and the compiled self-matching against the brute-force matcher."""
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
+import pytest
 
-from retouch.detect._clone_keypoints import _pairs_within, mirrored_descriptors
+from retouch.detect._clone_keypoints import _pairs_within, mirrored_descriptors, self_matches
+from retouch.imaging import nearest_neighbours
 
 
 def test_mirrored_descriptors_are_what_sift_computes_on_the_flipped_image() -> None:
@@ -42,3 +44,36 @@ def test_pairs_within_a_radius_are_every_close_pair_and_no_other() -> None:
         close = (difference**2).sum(axis=2) < 4.0
         assert len(found) == len(set(found)) == int(close.sum())
         assert all(close[i, j] for i, j in found)
+
+
+@pytest.mark.parametrize("mirrored", [False, True])
+def test_self_matching_in_half_the_products_is_the_brute_force_matching(mirrored: bool) -> None:
+    # whole-number descriptors as OpenCV's SIFT gives (products exact in float32), with exact duplicates (ties
+    # at distance 0 and between equal candidates) and mirror-symmetric ones; bands of 64 rows, so the pass reads
+    # blocks along their rows and their columns and folds many of them
+    rng = np.random.default_rng(3)
+    descriptors = np.round(rng.gamma(0.6, 20.0, (700, 128))).clip(0, 255).astype(np.float32)
+    descriptors[500:540] = descriptors[100:140]
+    descriptors[600:620] = mirrored_descriptors(descriptors[200:220])
+    descriptors[650:660] = descriptors[650]
+    points = rng.uniform(0, 60, (700, 2)).astype(np.float32)  # dense: many keypoints have a twin within 2 px
+    if mirrored:
+        rows, columns = _pairs_within(points, 2.0)
+        others = mirrored_descriptors(descriptors)
+    else:
+        rows = columns = np.arange(len(points))
+        others = descriptors
+    order = np.argsort(rows, kind="stable")
+    sorted_rows, sorted_columns = rows[order], columns[order]
+
+    def excluded(part: slice) -> tuple[np.ndarray, np.ndarray]:
+        first, last = np.searchsorted(sorted_rows, [part.start, part.stop])
+        return sorted_rows[first:last] - part.start, sorted_columns[first:last]
+
+    expected_indices, expected_distances = nearest_neighbours(descriptors, others, 2, excluded=excluded)
+    indices, distances = self_matches(descriptors, mirrored=mirrored, excluded=(rows, columns), block=64)
+    np.testing.assert_array_equal(distances, expected_distances)
+    finite = np.isfinite(expected_distances)
+    np.testing.assert_array_equal(indices[finite], expected_indices[finite])
+    # the duplicates found each other (plain: 40 pairs both ways; mirrored: the 20 mirrored copies both ways)
+    assert (distances[:, 0] == 0).sum() >= (40 if mirrored else 80)

@@ -44,10 +44,6 @@ def _stars_painted_out(first_quality: int) -> tuple[np.ndarray, np.ndarray]:
     return cv2.inpaint(first, stars, 3, cv2.INPAINT_TELEA), stars > 0
 
 
-@pytest.mark.xfail(strict=True, reason="a known miss of the default detectors: settling finds the stars (and dq), "
-                   "but stays off by default: on scans of prints saved twice it marks a thin film scratch (NFA 9e-44 "
-                   "on a generated scan; benchmarks/results/detector_notes.md), and jpeg finds them only with its null "
-                   "width at 1.4, below the 1.6 its calibration supports")
 def test_the_newcomers_painted_out_stars_are_found_with_an_improbable_region() -> None:
     """Issue 23's newcomer: the painted stars were never compressed at the first quality, so they do not settle
     there as the rest of the photograph does."""

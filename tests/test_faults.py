@@ -107,6 +107,26 @@ def _note_pid_then_sleep(note: str, seconds: float, answer: str) -> str:
     return answer
 
 
+def _blas_thread_settings() -> dict[str, str | None]:
+    from retouch.run.executor import BLAS_THREAD_VARIABLES
+
+    return {name: os.environ.get(name) for name in BLAS_THREAD_VARIABLES}
+
+
+@pytest.mark.parametrize(("workers", "expected"), [(2, "1"), (1, None)])
+def test_workers_of_a_shared_pool_ask_for_one_blas_thread_unless_the_user_chose(
+        monkeypatch: pytest.MonkeyPatch, workers: int, expected: str | None) -> None:
+    from retouch.run.executor import BLAS_THREAD_VARIABLES, LocalExecutor
+
+    for name in BLAS_THREAD_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    with LocalExecutor(workers) as pool:
+        assert set(pool.submit(_blas_thread_settings).result(timeout=BOUND_S).values()) == {expected}
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")  # a user's own choice is kept
+    with LocalExecutor(2) as pool:
+        assert pool.submit(_blas_thread_settings).result(timeout=BOUND_S)["OPENBLAS_NUM_THREADS"] == "2"
+
+
 @pytest.mark.slow
 def test_a_killed_worker_fails_only_its_own_item_and_is_replaced(tmp_path: Path) -> None:
     from retouch.run.executor import LocalExecutor, WorkerDied

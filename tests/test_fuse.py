@@ -93,3 +93,19 @@ def test_a_coarse_outline_gives_way_near_a_finer_decision_and_stands_alone_elsew
     wide = fuse_results([_decided("inpaint", piece, bounded=False), _decided("settling", coarse_ring, bounded=False)],
                         shape=shape)
     np.testing.assert_array_equal(wide.mask, coarse_ring)
+
+
+def test_a_small_region_confirmed_at_full_resolution_over_the_scan_is_kept_alone() -> None:
+    shape = (400, 400)
+    small = _square(shape, 100, 100, 15)
+    other = _square(shape, 300, 250, 15)
+    clone = _decided("clone", small | other, bounded=True)
+    # only the region that states it was confirmed at full resolution over the whole scan stands alone
+    regions = [region.__class__(region.bbox, region.area, region.score, region.kind,
+                                {**region.evidence, "full_resolution": region.bbox[1] == 100})
+               for region in clone.regions]
+    clone = AnalysisResult("clone", clone.heatmap, clone.mask, regions, 0.8, params=clone.params)
+    fused = fuse_results([clone], shape=shape)
+    [region] = fused.regions
+    assert region.bbox == (100, 100, 15, 15) and region.evidence["detectors"] == ["clone"]
+    assert fused.mask.sum() == 225 and not fused.mask[300:315, 250:265].any()

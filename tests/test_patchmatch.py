@@ -251,3 +251,53 @@ def test_coarse_to_fine_search_is_as_close_as_the_full_search_and_finds_an_odd_c
     assert distance.mean() <= 1.1 * full[2].mean(), (distance.mean(), full[2].mean())
     assert (distance[7:19, 42:54] == 0).all()
     assert (oy[7:19, 42:54] == 17).all() and (ox[7:19, 42:54] == -31).all()
+
+
+def test_local_affine_residual_is_the_least_squares_fit_in_each_window() -> None:
+    # reference: at each pixel, an affine fit (a + b x + c y) of each offset field over the window, by lstsq on
+    # the coordinates and values as the box filter sees them (reflected at the border, edge pixel repeated);
+    # pixels at the corners, the edges and inside
+    from retouch.detect._patchmatch import local_affine_residual
+
+    rng = np.random.default_rng(5)
+    oy = rng.integers(-40, 40, (37, 45)).astype(np.float32)
+    ox = rng.integers(-40, 40, (37, 45)).astype(np.float32)
+    ys, xs = np.mgrid[10:30, 12:36]
+    oy[10:30, 12:36] = np.round(0.2 * xs - 0.1 * ys + 7)  # an area whose field is nearly affine
+    ox[10:30, 12:36] = 0.5 * xs + 0.25 * ys - 30  # and exactly affine
+    window, half = 5, 2
+    residual = local_affine_residual(oy, ox, window=window)
+    pad = [(half, half), (half, half)]
+    padded_y, padded_x = np.pad(np.mgrid[0:37, 0:45].astype(np.float64), [(0, 0)] + pad, mode="symmetric")
+    fields = [np.pad(f.astype(np.float64), pad, mode="symmetric") for f in (oy, ox)]
+    for y, x in [(0, 0), (0, 44), (36, 20), (5, 1), (18, 22), (20, 30), (11, 13), (30, 40)]:
+        cut = (slice(y, y + window), slice(x, x + window))
+        design = np.stack([np.ones(window * window), padded_x[cut].ravel(), padded_y[cut].ravel()], axis=1)
+        expected = 0.0
+        for field in fields:
+            values = field[cut].ravel()
+            fit, *_ = np.linalg.lstsq(design, values, rcond=None)
+            expected += np.mean((values - design @ fit) ** 2)
+        assert residual[y, x] == pytest.approx(expected, rel=1e-4, abs=1e-4), (y, x)
+    assert residual[16:24, 18:30].max() < 0.1 and np.median(residual) > 50
+
+
+def test_reduced_features_keep_the_leading_principal_components() -> None:
+    # reference: the SVD of the centred features; the reduced features must give the same distances and
+    # distances from the mean (signs and order of the components aside)
+    from retouch.detect._patchmatch import reduce_features
+
+    rng = np.random.default_rng(6)
+    mixing = rng.standard_normal((11, 11)) * np.geomspace(10, 0.01, 11)[:, None]
+    features = (rng.standard_normal((60, 70, 11)) @ mixing + 3.0).astype(np.float32)
+    reduced = reduce_features(features, 4)
+    flat = features.reshape(-1, 11).astype(np.float64)
+    centred = flat - flat.mean(axis=0)
+    _, _, components = np.linalg.svd(centred, full_matrices=False)
+    expected = centred @ components[:4].T
+    got = reduced.reshape(-1, 4).astype(np.float64)
+    np.testing.assert_allclose((got**2).sum(axis=1), (expected**2).sum(axis=1), rtol=1e-3, atol=1e-2)
+    pairs = rng.integers(0, len(flat), (500, 2))
+    np.testing.assert_allclose(((got[pairs[:, 0]] - got[pairs[:, 1]]) ** 2).sum(axis=1),
+                               ((expected[pairs[:, 0]] - expected[pairs[:, 1]]) ** 2).sum(axis=1),
+                               rtol=1e-3, atol=1e-2)

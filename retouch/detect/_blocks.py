@@ -188,12 +188,18 @@ def pooled_z(z: np.ndarray, radius: int) -> np.ndarray:
 def standardise(values: np.ndarray, where: np.ndarray) -> np.ndarray:
     """Centre and scale ``values`` by their median and MAD over ``where``: neighbouring blocks share content and
     noise, so pooled scores are not unit-variance; each map is put on its own empirical scale before a bound."""
+    centre, spread = robust_scale(values, where)
+    return (values - centre) / spread
+
+
+def robust_scale(values: np.ndarray, where: np.ndarray) -> tuple[float, float]:
+    """The median of ``values`` over ``where`` (all of them when ``where`` holds none) and 1.4826 times their
+    median absolute deviation (a Gaussian's sigma), never zero."""
     sample = values[where]
     if sample.size == 0:
         sample = values.ravel()
     centre = float(median_of(sample))
-    spread = float(1.4826 * median_of(np.abs(sample - centre))) + 1e-6
-    return (values - centre) / spread
+    return centre, float(1.4826 * median_of(np.abs(sample - centre))) + 1e-6
 
 
 def block_saturation(image: np.ndarray, block: int, shape: tuple[int, int] | None = None) -> np.ndarray | None:
@@ -252,11 +258,19 @@ def standardise_by_content(values: np.ndarray, where: np.ndarray, classes: np.nd
     above 0 than image-wide), so the image-wide null the widths were calibrated with stays an upper bound on the
     false alarms; classes too small use the image-wide figures.
     """
+    centre, spread = content_null(values, where, classes, min_count=min_count)
+    return (values - centre) / spread
+
+
+def content_null(values: np.ndarray, where: np.ndarray, classes: np.ndarray, *, min_count: int = 48
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Per block, the centre and spread :func:`standardise_by_content` judges it with (arrays shaped as
+    ``values``)."""
+    dtype = values.dtype if np.issubdtype(values.dtype, np.floating) else np.float64
+    centre, spread = robust_scale(values, where)
+    if not where.any():
+        return np.full(values.shape, centre, dtype), np.full(values.shape, spread, dtype)
     sample = values[where]
-    if sample.size == 0:
-        return standardise(values, where)
-    centre = float(median_of(sample))
-    spread = float(1.4826 * median_of(np.abs(sample - centre))) + 1e-6
     labels = classes[where]
     count = int(classes.max()) + 1 if classes.size else 1
     counts = np.bincount(labels, minlength=count)
@@ -264,10 +278,9 @@ def standardise_by_content(values: np.ndarray, where: np.ndarray, classes: np.nd
     deviation = np.abs(sample - class_centre[labels])
     class_spread = 1.4826 * _grouped_quantile(deviation, labels, counts, 50.0) + 1e-6
     enough = counts >= min_count
-    dtype = values.dtype if np.issubdtype(values.dtype, np.floating) else np.float64
     block_centre = np.where(enough, np.maximum(class_centre, centre), centre).astype(dtype)
     block_spread = np.where(enough, np.maximum(class_spread, spread), spread).astype(dtype)
-    return (values - block_centre[classes]) / block_spread[classes]
+    return block_centre[classes], block_spread[classes]
 
 
 @dataclass(frozen=True)

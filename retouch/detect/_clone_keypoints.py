@@ -12,7 +12,6 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from retouch.imaging import nearest_neighbours
 
 # The strongest keypoints kept. A 768 px print has about 18,000 at this contrast threshold, and a small stamp on a
 # plain background can keep too few of its own among 8,000 (1 to 3 pairs agreeing with its map where 5 are
@@ -140,6 +139,52 @@ def _pairs_within(points: np.ndarray, radius: float) -> tuple[np.ndarray, np.nda
     return order[np.concatenate(firsts)], order[np.concatenate(seconds)]
 
 
+def _mirror_permutation() -> np.ndarray:
+    """The order of a SIFT descriptor's entries that gives its mirrored patch's (:func:`mirrored_descriptors`)."""
+    return mirrored_descriptors(np.arange(128, dtype=np.float32)[None])[0].astype(np.intp)
+
+
+def self_matches(descriptors: np.ndarray, *, mirrored: bool, excluded: tuple[np.ndarray, np.ndarray],
+                 block: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """Each descriptor's two nearest (Euclidean) among the image's own descriptors, or among their mirrored
+    patches' (``mirrored``): indices (int64) and distances (float32), each (n, 2), nearest first; what
+    ``retouch.imaging.nearest_neighbours(descriptors, others, 2, ...)`` returns, in half its products.
+
+    ``excluded``: the (row, column) pairs that may not be chosen (a keypoint itself, or its own mirror image),
+    as two index arrays, a set that holds each pair both ways. A row with fewer than two others gets distance
+    inf in the last places.
+
+    Both distance matrices are symmetric: plain, trivially; mirrored, because the mirror is a permutation of a
+    descriptor's entries that is its own inverse, so x . Py = Px . y. The dot products are computed in blocks on
+    and above the diagonal (one matrix product each), and a compiled pass (``_clone_match_kernel``) reads each
+    block along its rows and, off the diagonal, along its columns for the rows below. OpenCV's SIFT descriptors
+    hold whole numbers (at most 255, norm about 512), so every product and distance is exact in float32 and the
+    result is the same, to the bit, whichever side a pair is computed from."""
+    from retouch.detect._clone_match_kernel import two_nearest_in_block
+
+    rows = np.ascontiguousarray(descriptors, np.float32)
+    columns = np.ascontiguousarray(rows[:, _mirror_permutation()]) if mirrored else rows
+    count = len(rows)
+    norms = np.einsum("ij,ij->i", rows, rows)  # a permutation keeps the norm
+    indices = np.zeros((count, 2), np.int64)
+    distances = np.full((count, 2), np.inf, np.float32)
+    order = np.argsort(excluded[0], kind="stable")
+    excluded_rows, excluded_columns = excluded[0][order], excluded[1][order]
+    for top in range(0, count, block):
+        # one band of rows against every column from the band's own diagonal block on (a few large products:
+        # BLAS is at its most efficient on those)
+        bottom = min(top + block, count)
+        dots = rows[top:bottom] @ columns[top:].T
+        first, last = np.searchsorted(excluded_rows, [top, bottom])
+        near_rows, near_columns = excluded_rows[first:last], excluded_columns[first:last]
+        ahead = near_columns >= top  # the pairs left of the band come back, exchanged, in an earlier band
+        dots[near_rows[ahead] - top, near_columns[ahead] - top] = -np.inf
+        two_nearest_in_block(dots[:, : bottom - top], norms, top, top, False, indices, distances)
+        two_nearest_in_block(dots[:, bottom - top:], norms, top, bottom, True, indices, distances)
+    np.sqrt(np.maximum(distances, 0.0, out=distances), out=distances)
+    return indices, distances
+
+
 def keypoint_maps(gray: np.ndarray, min_offset: int, *, ratios: tuple[float, ...], max_maps: int = 8,
                   min_inliers: int = 5, threshold: float = 3.0, scale_range: tuple[float, float] = (0.4, 2.5),
                   mirrored: bool = False,
@@ -149,27 +194,16 @@ def keypoint_maps(gray: np.ndarray, min_offset: int, *, ratios: tuple[float, ...
     points, descriptors = own if own is not None else sift_keypoints(gray)
     if descriptors is None:
         return [[] for _ in ratios]
-    if mirrored:
-        # the mirror image's keypoints are the image's own at the same places, described as mirrored patches
-        other_points, others_descriptors = points, mirrored_descriptors(descriptors)
-    else:
-        other_points, others_descriptors = points, descriptors
+    # mirrored, the mirror image's keypoints are the image's own at the same places, described as mirrored
+    # patches (``self_matches``)
+    other_points = points
     # each pair with the smallest ratio (nearest / next distance) at which it was found, from either end
     pairs: dict[tuple, float] = {}
     loosest = max(ratios)
     # a keypoint's own twin (itself, or its mirror image at the same place) is no evidence of copying
-    if mirrored:
-        query_of, other_of = _pairs_within(points, 2.0)
-        order = np.argsort(query_of, kind="stable")
-        query_of, other_of = query_of[order], other_of[order]
-
-        def excluded(rows: slice) -> tuple[np.ndarray, np.ndarray]:
-            first, last = np.searchsorted(query_of, [rows.start, rows.stop])
-            return query_of[first:last] - rows.start, other_of[first:last]
-    else:
-        def excluded(rows: slice) -> tuple[np.ndarray, np.ndarray]:
-            return np.arange(rows.stop - rows.start), np.arange(rows.start, rows.stop)
-    nearest, distance = nearest_neighbours(descriptors, others_descriptors, 2, excluded=excluded)
+    itself = np.arange(len(points))
+    excluded = _pairs_within(points, 2.0) if mirrored else (itself, itself)
+    nearest, distance = self_matches(descriptors, mirrored=mirrored, excluded=excluded)
     first, second = distance.astype(np.float64).T
     usable = np.isfinite(second)
     # two equally near candidates at distance 0 (exact duplicates) are as ambiguous as any tie

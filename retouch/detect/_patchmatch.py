@@ -60,7 +60,10 @@ def zernike_features(gray: np.ndarray, radius: int) -> np.ndarray:
 
 
 def reduce_features(features: np.ndarray, dims: int) -> np.ndarray:
-    """Project features on their ``dims`` principal components (cheaper distances, noise averaged)."""
+    """Project features on their ``dims`` principal components (cheaper distances, noise averaged).
+
+    The components are the right singular vectors of a centred sample of the rows, applied to the centred stack
+    in its own precision (float32)."""
     flat = features.reshape(-1, features.shape[2])
     centred = flat - flat.mean(axis=0)
     sample = centred[:: max(1, centred.shape[0] // 50_000)]
@@ -180,25 +183,29 @@ def local_affine_residual(oy: np.ndarray, ox: np.ndarray, window: int) -> np.nda
     """Mean squared residual of a least-squares affine fit of the offset field in each ``window`` (dense linear
     fitting, Cozzolino et al. 2015): near zero inside a copied region, whatever its rotation or scale."""
     height, width = oy.shape
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float64)
+    # The window's coordinates vary along one axis each: the box filter of x is its one-dimensional box filter
+    # along a row (the same reflection at the border), and as the filter is separable, box(x * y) = box(x) box(y),
+    # so the coordinates' covariance in every window is zero and their variances are a row and a column.
+    xx = np.arange(width, dtype=np.float64)[None, :]
+    yy = np.arange(height, dtype=np.float64)[:, None]
 
     def box(values: np.ndarray) -> np.ndarray:
         return cv2.boxFilter(values, cv2.CV_64F, (window, window), normalize=True, borderType=cv2.BORDER_REFLECT)
 
-    # centre coordinates locally for conditioning
-    mx, my = box(xx), box(yy)
-    sxx = box(xx * xx) - mx * mx
-    syy = box(yy * yy) - my * my
-    sxy = box(xx * yy) - mx * my
-    det = sxx * syy - sxy * sxy + 1e-9
+    def box_along(values: np.ndarray) -> np.ndarray:  # a (1, W) row or an (H, 1) column
+        size = (window, 1) if values.shape[0] == 1 else (1, window)
+        return cv2.boxFilter(values, cv2.CV_64F, size, normalize=True, borderType=cv2.BORDER_REFLECT)
+
+    mx, my = box_along(xx), box_along(yy)
+    sxx = box_along(xx * xx) - mx * mx + 1e-9
+    syy = box_along(yy * yy) - my * my + 1e-9
     residual = np.zeros((height, width))
     for field in (oy.astype(np.float64), ox.astype(np.float64)):
         mf = box(field)
         sfx = box(field * xx) - mf * mx
         sfy = box(field * yy) - mf * my
-        ax = (sfx * syy - sfy * sxy) / det
-        ay = (sfy * sxx - sfx * sxy) / det
         variance = box(field * field) - mf * mf
-        explained = ax * sfx + ay * sfy
+        # the least-squares slopes are sfx / sxx and sfy / syy; what they explain of the variance
+        explained = sfx * sfx / sxx + sfy * sfy / syy
         residual += np.maximum(variance - explained, 0.0)
     return residual.astype(np.float32)

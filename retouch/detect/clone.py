@@ -34,14 +34,16 @@ Parameters are the fields of :class:`CopyMoveOptions`. Measured ranges and rejec
 Limits
 ------
 Analysis runs on a copy bounded to ``analysis_pixels``, mapped back: on larger scans, copies smaller than about
-``min_area_fraction`` of the picture are missed, and the bounded copy's resampling weakens the exactness that
-tells a copy from a look-alike. Copies whose noise was destroyed (strong blur, heavy recompression, a flat digital
-fill) carry nothing that could prove them and are not decided; copies of a repeated pattern that match its other
-repeats as well as their source are not decided either. Strongly rescaled, turned or mirrored copies are found
-only when SIFT pairs enough keypoints between copy and source. A symmetric or repeated subject that is identical
-down to its noise (a digitally mirrored or repeated graphic) is a copy by this definition. The target call is an
-inference: the interpolation cue says nothing about a whole-pixel shift, and the seam cue fails where the copy
-was stamped onto similar, smooth surroundings.
+``min_area_fraction`` of the picture are looked for again at full resolution on scans more than four times the
+bounded size (``_clone_fullres``: grain-scale keypoints over the whole scan, each candidate pair confirmed by this
+analysis on a window pair, its NFA counted over the scan), which finds moved stamps, not strongly turned or rescaled
+ones; and the bounded copy's resampling weakens the exactness that tells a copy from a look-alike. Copies whose
+noise was destroyed (strong blur, heavy recompression, a flat digital fill) carry nothing that could prove them and
+are not decided; copies of a repeated pattern that match its other repeats as well as their source are not decided
+either. Strongly rescaled, turned or mirrored copies are found only when SIFT pairs enough keypoints between copy
+and source. A symmetric or repeated subject that is identical down to its noise (a digitally mirrored or repeated
+graphic) is a copy by this definition. The target call is an inference: the interpolation cue says nothing about a
+whole-pixel shift, and the seam cue fails where the copy was stamped onto similar, smooth surroundings.
 
 References
 ----------
@@ -64,6 +66,7 @@ Example
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
@@ -71,6 +74,7 @@ import cv2
 import numpy as np
 
 from retouch.detect._clone_exact import exact_duplicates
+from retouch.detect._clone_fullres import full_resolution_tier
 from retouch.detect._clone_keypoints import SEED_RATIO, keypoint_maps, keypoint_proposals, same_map, sift_keypoints
 from retouch.detect._clone_pixels import TargetCall, call_target, copy_extent, pair_map, refine_map
 from retouch.detect._clone_significance import (
@@ -118,6 +122,11 @@ class CopyMoveOptions:
     ----------
     analysis_pixels : int
         Analysis runs on a copy with at most this many pixels, mapped back to full size.
+    full_resolution_scale : float
+        When the bounded copy is smaller than the scan by more than this factor (per side), small stamps are also
+        looked for at full resolution (``_clone_fullres``). Closer to full size, the bounded copy keeps at least the
+        half resolution that the full-resolution tier itself falls back to, so the tier would add its cost (a few
+        CPU seconds on an untouched scan) for little: a 1 MP scan is not searched twice.
     radius : int
         Radius in analysis pixels of the disc described by the Zernike features.
     min_offset_fraction : float
@@ -168,6 +177,7 @@ class CopyMoveOptions:
     """
 
     analysis_pixels: int = 1_000_000
+    full_resolution_scale: float = 0.5
     radius: int = 6
     min_offset_fraction: float = 0.04
     iterations: int = 2
@@ -261,16 +271,43 @@ def dense_field(small: np.ndarray, options: CopyMoveOptions, *, levels: np.ndarr
     the field's own dominant displacements."""
     radius = options.radius
     min_offset = max(2 * radius + 1, int(options.min_offset_fraction * max(small.shape)))
-    own_keypoints = sift_keypoints(small)  # shared by the plain and the mirrored matching
+    # The keypoint stage (SIFT, then self-matching) and the dense features are independent until the search
+    # needs the keypoint maps: the keypoints run in a second thread meanwhile (OpenCV, BLAS and the numba kernel
+    # release the GIL), and the mirrored matching, needed only after the search, runs during it. This shortens
+    # the wall time on a second core; the work, and so the CPU time and every result, is the same.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="retouch-clone-keypoints") as keypoint_thread:
+        plain = keypoint_thread.submit(_plain_keypoint_maps, small, min_offset, options)
+        # a copy moved by whole pixels and saved without loss is found by its exact duplicate blocks, however
+        # small or however alike its surroundings (a patch of patterned cloth), where random search rarely lands
+        exact = exact_duplicates(levels, min_offset=min_offset) if levels is not None else None
+        shifts = [np.float32([[1, 0, sx * dx], [0, 1, sx * dy]]) for dy, dx in (exact.offsets if exact else [])
+                  for sx in (1, -1)]
+        features = reduce_features(zernike_features(cv2.GaussianBlur(small, (0, 0), 0.7), radius), 8)
+        own_keypoints, seeds, loose = plain.result()
+        mirrored_maps = keypoint_thread.submit(keypoint_proposals, small, min_offset, mirrored=True,
+                                               own=own_keypoints)
+        field = _searched_field(features, seeds, shifts, min_offset, options)
+        mirrored = mirrored_maps.result()
+    checked = [a for a in seeds + loose if _needs_pixel_check(a, options)] + mirrored
+    return DenseField(**field, seeds=seeds, checked=checked, min_offset=min_offset)
+
+
+def _plain_keypoint_maps(small: np.ndarray, min_offset: int, options: CopyMoveOptions
+                         ) -> tuple[tuple[np.ndarray, np.ndarray | None], list[np.ndarray], list[np.ndarray]]:
+    """The image's SIFT keypoints (shared by the plain and the mirrored matching), the maps that seed the dense
+    field and the looser maps that only reach the pixel check (without those the seeds already hold)."""
+    own_keypoints = sift_keypoints(small)
     seeds, loose = keypoint_maps(small, min_offset, ratios=(SEED_RATIO, options.loose_ratio), own=own_keypoints)
     loose = [a for a in loose if not any(same_map(a, b, small.shape) for b in seeds)]
-    mirrored = keypoint_proposals(small, min_offset, mirrored=True, own=own_keypoints)
-    # a copy moved by whole pixels and saved without loss is found by its exact duplicate blocks, however small
-    # or however alike its surroundings (a patch of patterned cloth), where random search rarely lands
-    exact = exact_duplicates(levels, min_offset=min_offset) if levels is not None else None
-    shifts = [np.float32([[1, 0, sx * dx], [0, 1, sx * dy]]) for dy, dx in (exact.offsets if exact else [])
-              for sx in (1, -1)]
-    features = reduce_features(zernike_features(cv2.GaussianBlur(small, (0, 0), 0.7), radius), 8)
+    return own_keypoints, seeds, loose
+
+
+def _searched_field(features: np.ndarray, seeds: list[np.ndarray], shifts: list[np.ndarray], min_offset: int,
+                    options: CopyMoveOptions) -> dict[str, np.ndarray]:
+    """The nearest-neighbour field of ``features`` seeded by ``seeds`` and ``shifts`` and by its own dominant
+    displacements, its median filtered version, local affine residual and closeness (``DenseField``'s fields)."""
+    radius = options.radius
+    size = features.shape[0] * features.shape[1]
     # the search runs on the grid of every second pixel of every second row (the disc features are smooth at
     # that step, and a quarter of the image's feature vectors mostly stays in the processor's cache), then once
     # at full resolution
@@ -283,7 +320,7 @@ def dense_field(small: np.ndarray, options: CopyMoveOptions, *, levels: np.ndarr
     # area random sampling hit in a few places is filled in everywhere (each grid pixel stands for four)
     grid_closeness = _closeness(coarse[2], grid_energy, coarse[0], coarse[1])
     dominant = dominant_offsets(2 * coarse[0], 2 * coarse[1], grid_closeness < options.match_ratio,
-                                min_count=-(-max(30, small.size // 5000) // 4))
+                                min_count=-(-max(30, size // 5000) // 4))
     dominant_maps = [np.float32([[1, 0, dx], [0, 1, dy]]) for dy, dx in dominant]
     if dominant:
         coarse = compiled_patchmatch(grid, min_offset=grid_min_offset, iterations=1,
@@ -296,9 +333,8 @@ def dense_field(small: np.ndarray, options: CopyMoveOptions, *, levels: np.ndarr
     oy_smooth = cv2.medianBlur(oy.astype(np.float32), 5)
     ox_smooth = cv2.medianBlur(ox.astype(np.float32), 5)
     residual = local_affine_residual(oy_smooth, ox_smooth, window=2 * radius + 1)
-    checked = [a for a in seeds + loose if _needs_pixel_check(a, options)] + mirrored
-    return DenseField(oy=oy, ox=ox, oy_smooth=oy_smooth, ox_smooth=ox_smooth, residual=residual,
-                      closeness=closeness, seeds=seeds, checked=checked, min_offset=min_offset)
+    return {"oy": oy, "ox": ox, "oy_smooth": oy_smooth, "ox_smooth": ox_smooth, "residual": residual,
+            "closeness": closeness}
 
 
 def _needs_pixel_check(affine: np.ndarray, options: CopyMoveOptions) -> bool:
@@ -533,6 +569,13 @@ def _heat(test: PairTest, threshold: float) -> float:
     return float(0.6 + 0.4 * np.clip((np.log10(threshold) - test.log10_nfa) / 20.0, 0.0, 1.0))
 
 
+def decided_score(best_nfa: float, nfa_threshold: float) -> float:
+    """The image score when pairs were decided: 0.5 at the threshold, rising with how far the most significant
+    pair's NFA lies below it (0.5 + 0.5 tanh of the log10 excess over 10)."""
+    excess = np.log10(nfa_threshold) - np.log10(max(best_nfa, 1e-300))
+    return 0.5 + 0.5 * float(np.tanh(excess / 10.0))
+
+
 def false_alarm_sentence(nfa: float, megapixels: float) -> str:
     """One plain sentence on how often a match this significant occurs by chance."""
     size = f"{megapixels:.1f} MP" if megapixels >= 0.1 else f"{megapixels * 1000:.0f} kilopixel"
@@ -586,7 +629,10 @@ def copy_move(image: np.ndarray, *, options: CopyMoveOptions | None = None, **ov
     field = dense_field(small, opts, levels=levels)
     candidates = candidate_pairs(small, field, opts)
     pairs, tested = significant_pairs(small, field, candidates, opts, quantum=quantum)
-    return _result(small, scale, shape, field, pairs, tested, opts)
+    result = _result(small, scale, shape, field, pairs, tested, opts)
+    if scale < opts.full_resolution_scale:  # copies too small for the bounded copy, sought at full resolution
+        result = full_resolution_tier(image, result, opts, analyse=copy_move)
+    return result
 
 
 def _result(small: np.ndarray, scale: float, shape: tuple[int, int], field: DenseField, pairs: list[Pair],
@@ -613,7 +659,7 @@ def _result(small: np.ndarray, scale: float, shape: tuple[int, int], field: Dens
     copied = float(decided.mean())
     if pairs:
         best = min(pair.test.nfa for pair in pairs)
-        score = 0.5 + 0.5 * float(np.tanh((np.log10(opts.nfa_threshold) - np.log10(max(best, 1e-300))) / 10.0))
+        score = decided_score(best, opts.nfa_threshold)
         summary = (f"{len(pairs)} pair(s) of copied areas found, covering {100 * copied:.2f} % of the image (both "
                    f"sides); the most significant would occur by chance in an untouched photograph of this size "
                    f"with expectation {best:.1e}.")

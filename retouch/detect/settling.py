@@ -10,13 +10,22 @@ resized) never settled at ``q1`` and changes as much as its content makes it cha
 JPEG grid (``double_jpeg.grid_origin``); ``q1`` is the quality where the median change of a central crop dips
 deepest against the qualities two steps either side (:func:`settling_quality`; the last save's own quality,
 where a picture saved by a codec like OpenCV's reproduces itself, and the qualities above it are left out).
-Per 8x8 block, the change on recompression at ``q1`` (squared difference of the luminance) is compared with the
-change of the same pixels recompressed on the grid shifted by 4 pixels, where no history lines up with the
-blocks and only the content responds (texture and edges change more, flat areas less): the content model of
-settling. The log ratio of the two, each summed over 3x3 blocks, is the map; for the decision it is put on the
-scale of blocks of the same content class (nearness to clipping, off-grid change, brightness, colourfulness;
-``_blocks.standardise_by_content``, which only ever asks more evidence than the picture-wide scale), and
-connected blocks above ``region_level`` form candidate regions, each judged a-contrario on its summed score
+Per 8x8 block, the change on recompression at ``q1`` (squared difference of the luminance) is compared with two
+content models of settling. Off the grid: the change of the same pixels recompressed on the grid shifted by 4
+pixels, where no history lines up with the blocks and only the content responds (texture and edges change more,
+flat areas less). Re-history: the change at ``q1`` of the picture given the host's history on its own grid
+(:func:`rehistoried_change`: saved at ``q1``, then as its last save, with the file's own tables, or at the IJG
+quality where decoded pixels reproduce themselves): settled content changes to the last bit as the picture does,
+a piece that never settled changes more. The later save moves fine content (a one-pixel scratch) farther from the
+fixed point of ``q1`` than smooth content, which the off-grid change does not show and the re-history does; with
+a known last save, ``q1`` is the quality of the dip's valley whose re-history fits best
+(:func:`rehistory_quality`). The log ratio of the change to each reference, each summed over 3x3 blocks, is put
+on the scale of blocks of the same content class (nearness to clipping, off-grid change, brightness,
+colourfulness; ``_blocks.standardise_by_content``, which only ever asks more evidence than the picture-wide
+scale; the re-history's spread no less than ``resolution``), and a block's score is the smaller of the two: a
+block is evidence only where both models leave its change unexplained (where the last save is not known, the
+off-grid model alone). Connected blocks above ``region_level`` form candidate regions, each judged a-contrario on
+its summed score
 (:func:`region_decision`): a region is kept when its number of false alarms is at most ``nfa_threshold``. A
 piece of a tenth of the picture lifts each of its blocks a little, which a test of the strongest block alone
 cannot tell from chance. A decided region keeps the blocks above 0.4 of its plateau (:func:`plateau_extent`):
@@ -32,11 +41,14 @@ Limits
 Needs a picture saved at least twice on one grid, the last time at a higher quality than the one whose ghost it
 carries, and a piece that does not share that history: a piece saved at the same quality and pasted on the grid
 settles as the host does, and a picture resized or cropped off the grid after its last save shows no grid and is
-not judged. A picture saved once has no ghost to share: its map shows what the off-grid content model did not
+not judged. A picture saved once has no ghost to share: its map shows what the content models did not
 explain, and nothing is decided on it; an earlier compression too faint to dip deeper than the once-saved copies
 (a quality close to the last one) is not judged either. Flat areas carry no evidence, and saturated colours and
 near-white highlights, clipped on decoding, change on recompression whatever their history (their content classes
-ask more of them). Measured ranges are in ``benchmarks/results/detector_notes.md``.
+ask more of them). Decoded pixels (a PNG) whose last save used other tables than the IJG ones (they reproduce
+themselves at no IJG quality) keep the off-grid model alone, which marks fine content such as a film scratch
+when a later save moved it. The re-history assumes 4:2:0 chroma for a colour picture. Measured ranges are in
+``benchmarks/results/detector_notes.md``.
 
 References
 ----------
@@ -52,7 +64,9 @@ True
 
 from __future__ import annotations
 
+import io
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,11 +81,13 @@ from retouch.detect._blocks import (
     block_result,
     block_saturation,
     content_classes,
+    content_null,
     finite_or_none,
     median_of,
     nfa_score,
     null_tail,
     placed_at_origin,
+    robust_scale,
     standardise,
     standardise_by_content,
     strength_to_heat,
@@ -85,8 +101,9 @@ from retouch.result import AnalysisResult
 
 FALSE_ALARM_CONTROL = ("a-contrario: a region's NFA is the number of 3x3-block neighbourhoods judged times the "
                        "chance that a region of an untouched JPEG sums as much change on recompression at its "
-                       "ghost quality, against its content class and the same pixels off the grid (a Gaussian "
-                       "widened by tail_margin), on pictures whose ghost dips deeper than every one of "
+                       "ghost quality, against its content class, the same pixels off the grid and (where the "
+                       "last save is known) the picture given its own history again, a block scoring the lesser "
+                       "of the two (a Gaussian widened by tail_margin), on pictures whose ghost dips deeper than every one of "
                        "history_references once-saved copies of their content (a once-saved picture passes this "
                        "test with a chance of at most 1 / (history_references + 1))")
 
@@ -95,9 +112,10 @@ EXPLANATION = (
     "saved as a JPEG, edited, and saved again at a higher quality keeps that trace, and a piece pasted in from "
     "another picture does not share it: saved again at the photograph's earlier quality, the piece changes more "
     "than the rest. Each part is compared with the same pixels saved on a shifted grid, which shows how much its "
-    "content alone would change. Limits: it needs a picture saved at least twice on one grid, the last time at "
-    "the higher quality; a piece with the same history as the rest, or a picture resized after its last save, "
-    "leaves no trace; plain areas carry no evidence."
+    "content alone would change, and with the picture given its own history again, which shows how much a later "
+    "save moved settled content of its kind. Limits: it needs a picture saved at least twice on one grid, the "
+    "last time at the higher quality; a piece with the same history as the rest, or a picture resized after its "
+    "last save, leaves no trace; plain areas carry no evidence."
 )
 
 MIN_BLOCKS = 6  # fewest 8x8 blocks a region holds (the other block detectors' minimum)
@@ -139,6 +157,14 @@ class SettlingOptions:
     extent : str
         ``"plateau"`` (default): a decided region keeps its blocks above 0.4 of its plateau
         (:func:`plateau_extent`); ``"level"``: every block above ``region_level`` it gathered.
+    content_model : str
+        ``"rehistory"`` (default): a block's score is the smaller of the off-grid and the re-history scores where
+        the last save is known (the file's tables, or decoded pixels that reproduce themselves at an IJG quality),
+        the off-grid score elsewhere; ``"offgrid"``: the off-grid score alone.
+    resolution : float
+        The least spread (log ratio units) the re-history score is judged on (0.05: a 5 % difference between the
+        picture's change and its re-historied version's). A settled picture given its history again changes as
+        it does to within rounding, so its own spread is no scale of chance.
     """
 
     qualities: tuple[int, int] = (40, 98)
@@ -151,6 +177,8 @@ class SettlingOptions:
     tail_margin: float = 2.0
     history_references: int = 4
     extent: str = "plateau"
+    content_model: str = "rehistory"
+    resolution: float = 0.05
 
 
 def _central_crop(pixels: np.ndarray, side: int, shift: tuple[int, int] = (0, 0)) -> np.ndarray:
@@ -203,6 +231,30 @@ def settling_quality(pixels: np.ndarray, qualities: tuple[int, int], *, side: in
     return int(sought[best]), float(min(dips[best], 1.0)), last
 
 
+def rehistory_quality(pixels: np.ndarray, quality: int, last: int | Sequence[Sequence[int]], *,
+                      qualities: tuple[int, int], side: int = 512, floor: float = 0.1, channels: str = "gray"
+                      ) -> int:
+    """Of ``quality`` and the qualities either side (the valley of its dip), the one whose re-history
+    (:func:`rehistoried_change`) reproduces the change of ``pixels`` (8-bit gray or BGR, cropped to their grid)
+    best, on a central crop: the mean over blocks of the absolute log ratio of the two changes is least there (the
+    dip's own quality where they tie).
+
+    The dip finds the valley against the trend of change with quality, but the median change it is measured on
+    is coarse, and its deepest point can lie one quality off the earlier save's. At the earlier save's quality,
+    settled content given that history again changes to the last bit as the picture does.
+    """
+    crop = _central_crop(pixels, side)
+    measured = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY) if crop.ndim == 3 and channels == "gray" else crop
+    candidates = [q for q in (quality, quality - 1, quality + 1) if qualities[0] <= q <= qualities[1]]
+
+    def misfit(candidate: int) -> float:
+        change = recompression_block_sqdiff(measured, candidate)
+        reference = rehistoried_change(crop, candidate, last, channels=channels)
+        return float(np.abs(np.log(change + floor) - np.log(reference + floor)).mean())
+
+    return min(candidates, key=misfit)
+
+
 REFERENCE_SHIFTS = ((4, 4), (2, 6), (6, 2), (3, 5), (5, 3), (1, 7), (7, 1))
 
 
@@ -231,9 +283,7 @@ def earlier_compression(pixels: np.ndarray, qualities: tuple[int, int], *, side:
     reference_dips = []
     for shift in REFERENCE_SHIFTS[:references]:
         crop = _central_crop(gray, side + 8, shift)
-        ok, buffer = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, last])
-        saved_once = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
-        reference_dips.append(float(_dips(_median_changes(saved_once, sought))[allowed].min()))
+        reference_dips.append(float(_dips(_median_changes(resaved(crop, last), sought))[allowed].min()))
     return {"open": bool(dip < min(reference_dips)), "last_quality": last, "dip": round(dip, 4),
             "reference_dips": [round(value, 4) for value in reference_dips]}
 
@@ -250,6 +300,50 @@ def settling_change(pixels: np.ndarray, quality: int) -> tuple[np.ndarray, np.nd
         quarter = shifted[: rows - 1, : cols - 1]
         offgrid[1:-1, 1:-1] = 0.25 * (quarter[:-1, :-1] + quarter[:-1, 1:] + quarter[1:, :-1] + quarter[1:, 1:])
     return aligned, offgrid
+
+
+def resaved(pixels: np.ndarray, last: int | Sequence[Sequence[int]]) -> np.ndarray:
+    """``pixels`` (8-bit gray, or BGR) saved once as JPEG and decoded: at the IJG quality ``last`` (OpenCV), or
+    with the quantisation tables ``last`` (natural order, luminance first; Pillow, chroma subsampled 4:2:0) as
+    the file's last save had them."""
+    if isinstance(last, (int, np.integer)):
+        ok, buffer = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, int(last)])
+        return cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+    from PIL import Image
+
+    tables = [[int(step) for step in table] for table in last]
+    stream = io.BytesIO()
+    if pixels.ndim == 2:
+        Image.fromarray(pixels, "L").save(stream, format="JPEG", qtables=tables[:1])
+    else:
+        tables = tables if len(tables) > 1 else tables * 2
+        Image.fromarray(np.ascontiguousarray(pixels[..., ::-1]), "RGB").save(stream, format="JPEG", qtables=tables,
+                                                                          subsampling=2)
+    decoded = np.asarray(Image.open(io.BytesIO(stream.getvalue())))
+    return decoded if decoded.ndim == 2 else np.ascontiguousarray(decoded[..., ::-1])
+
+
+def rehistoried_change(pixels: np.ndarray, quality: int, last: int | Sequence[Sequence[int]], *,
+                       channels: str = "gray") -> np.ndarray:
+    """Per 8x8 block of ``pixels`` (8-bit gray or BGR, cropped to whole blocks of its grid), the mean squared
+    change on recompression at ``quality`` of the picture given the host's history on its own grid: saved at
+    ``quality``, then as its last save (``last``: an IJG quality or the file's tables), as settled content was,
+    in colour (its clipping on decoding is part of that history); measured on the luminance when ``channels``
+    is ``"gray"``."""
+    history = resaved(resaved(pixels, quality), last)
+    if channels == "gray" and history.ndim == 3:
+        history = np.ascontiguousarray(cv2.cvtColor(history, cv2.COLOR_BGR2GRAY))
+    return recompression_block_sqdiff(history, quality)
+
+
+def _pooled_log_ratio(change: np.ndarray, reference: np.ndarray, informative: np.ndarray, floor: float
+                      ) -> np.ndarray:
+    """log((sum of ``change`` + floor) / (sum of ``reference`` + floor)) over the informative blocks of each 3x3
+    neighbourhood."""
+    def pooled(values: np.ndarray) -> np.ndarray:
+        return cv2.blur(np.where(informative, values, 0).astype(np.float32), (3, 3), borderType=cv2.BORDER_REFLECT)
+
+    return np.log(pooled(change) + np.float32(floor)) - np.log(pooled(reference) + np.float32(floor))
 
 
 def region_evidence(z: np.ndarray, *, level: float, min_blocks: int) -> np.ndarray:
@@ -308,15 +402,21 @@ def region_decision(z: np.ndarray, *, tests: int, margin: float, nfa_threshold: 
 
 @register("settling", title="JPEG settling (pieces without the picture's JPEG ghost)",
           description="Areas that change when the picture is saved again at a quality it was saved with before, "
-                      "where the rest has settled, judged against the same pixels recompressed off the grid: "
-                      "pieces pasted in from another picture before the last save.", default=False)
-def jpeg_settling(image: np.ndarray, *, options: SettlingOptions | None = None, **changes: Any) -> AnalysisResult:
+                      "where the rest has settled, judged against the same pixels recompressed off the grid and "
+                      "the picture given its own history again: pieces pasted in from another picture before the "
+                      "last save.", default=True, uses_jpeg=True)
+def jpeg_settling(image: np.ndarray, *, jpeg_quantization: Mapping[int, Sequence[int]] | None = None,
+                  options: SettlingOptions | None = None, **changes: Any) -> AnalysisResult:
     """Pieces that do not settle, as the rest of the picture does, at the quality whose JPEG ghost it carries.
 
     Parameters
     ----------
     image : ndarray
         uint8/uint16 gray or RGB image, as the file stores its pixels.
+    jpeg_quantization : mapping, optional
+        The file's quantization tables (natural order); the picture's last save for the re-history content model.
+        ``None`` for decoded pixels (the last save is then known only where they reproduce themselves at an IJG
+        quality).
     options : SettlingOptions, optional
         Options (defaults: ``SettlingOptions()``); keyword ``changes`` override its fields.
 
@@ -331,6 +431,8 @@ def jpeg_settling(image: np.ndarray, *, options: SettlingOptions | None = None, 
         raise ValueError(f"channels must be 'gray' or 'rgb', got {options.channels!r}")
     if options.extent not in ("plateau", "level"):
         raise ValueError(f"extent must be 'plateau' or 'level', got {options.extent!r}")
+    if options.content_model not in ("rehistory", "offgrid"):
+        raise ValueError(f"content_model must be 'rehistory' or 'offgrid', got {options.content_model!r}")
     array = np.asarray(image)
     shape = array.shape[:2]
     params = {**options_params(options), "block": 8, "false_alarm_control": FALSE_ALARM_CONTROL,
@@ -352,6 +454,7 @@ def jpeg_settling(image: np.ndarray, *, options: SettlingOptions | None = None, 
     quality, dip, last = settling_quality(pixels, options.qualities, side=options.search_side)
     low, high = block_extremes(pixels, (0, 0), (rows, cols))
     headroom = np.minimum(low, 255 - high).astype(np.float32)  # how near a channel comes to clipping
+    colour = pixels
     if options.channels == "gray" and pixels.ndim == 3:
         pixels = np.ascontiguousarray(cv2.cvtColor(pixels, cv2.COLOR_BGR2GRAY))
     aligned, offgrid = settling_change(pixels, quality)
@@ -362,24 +465,54 @@ def jpeg_settling(image: np.ndarray, *, options: SettlingOptions | None = None, 
     if history is not None:
         details["earlier_compression"] = history
 
+    # the last save, where it is known: the file's tables, or the IJG quality where decoded pixels reproduce
+    # themselves (below the top of the search, where every picture nearly does)
+    last_save: int | list[list[int]] | None = None
+    details["content_model"] = "off the grid (the last save's tables are not known)"
+    if options.content_model == "rehistory":
+        if jpeg_quantization is not None and origin == (0, 0):
+            last_save = [list(jpeg_quantization[key]) for key in sorted(jpeg_quantization)]
+            details["content_model"] = "re-history (the last save's tables from the file)"
+        elif last is not None and last < options.qualities[1]:
+            last_save = last
+            details["content_model"] = f"re-history (the pixels reproduce themselves at quality {last})"
+    if last_save is None:
+        reference = offgrid
+    else:
+        fitted = rehistory_quality(colour, quality, last_save, qualities=options.qualities,
+                                   side=options.search_side, floor=options.floor, channels=options.channels)
+        if fitted != quality:
+            quality = fitted
+            aligned, offgrid = settling_change(pixels, quality)
+            details["settling_quality"] = quality
+        reference = rehistoried_change(colour, quality, last_save, channels=options.channels)
     informative = np.isfinite(offgrid) & (np.nan_to_num(offgrid) >= options.min_offgrid)
     if informative.sum() < 48:
         return AnalysisResult.skipped_result("settling", shape, "too few blocks with enough detail to judge",
                                              params=params, explanation=EXPLANATION, details=details)
-    # the content model: a neighbourhood's change on the grid over its change off the grid (sums over 3x3 blocks
-    # before the ratio: a ratio of sums is steadier than a sum of ratios where single blocks barely change)
-    floor = np.float32(options.floor)
-    on_grid = cv2.blur(np.where(informative, aligned, 0).astype(np.float32), (3, 3), borderType=cv2.BORDER_REFLECT)
-    off_grid = cv2.blur(np.where(informative, offgrid, 0).astype(np.float32), (3, 3), borderType=cv2.BORDER_REFLECT)
-    ratio = np.log(on_grid + floor) - np.log(off_grid + floor)
-    strength = np.where(informative, standardise(ratio, informative), 0.0).astype(np.float32)
+    # the content model: a neighbourhood's change on the grid over that of its settled reference (sums over 3x3
+    # blocks before the ratio: a ratio of sums is steadier than a sum of ratios where single blocks barely change)
+    ratio = _pooled_log_ratio(aligned, reference, informative, options.floor)
+    offgrid_ratio = (ratio if reference is offgrid
+                     else _pooled_log_ratio(aligned, offgrid, informative, options.floor))
     # the decision judges each block against blocks of its content: clipped pixels (the codec's round trip is
     # unstable there), off-grid change (texture), brightness and colourfulness; a class only ever asks more
     brightness = block_mean(luminance[top: top + 8 * rows, left: left + 8 * cols], 8)
-    texture = np.log(np.nan_to_num(offgrid) + floor)
+    texture = np.log(np.nan_to_num(offgrid) + np.float32(options.floor))
     colourfulness = block_saturation(array[top: top + 8 * rows, left: left + 8 * cols], 8) if array.ndim == 3 else None
     classes = content_classes(informative, headroom, texture, brightness, colourfulness)
-    pooled = np.where(informative, standardise_by_content(ratio, informative, classes), 0.0).astype(np.float32)
+    pooled = standardise_by_content(offgrid_ratio, informative, classes)
+    strength = standardise(offgrid_ratio, informative)
+    if ratio is not offgrid_ratio:
+        # a settled picture given its own history again changes as it does to within rounding: the re-history
+        # ratio's spread on it is no scale of chance, so it is judged on at least `resolution`; a block is evidence
+        # only where both content models leave its change unexplained (never more than the off-grid model alone)
+        centre, spread = content_null(ratio, informative, classes)
+        pooled = np.minimum(pooled, (ratio - centre) / np.maximum(spread, np.float32(options.resolution)))
+        picture_scale = max(robust_scale(ratio, informative)[1], options.resolution)
+        strength = np.minimum(strength, (ratio - median_of(ratio[informative])) / picture_scale)
+    pooled = np.where(informative, pooled, 0.0).astype(np.float32)
+    strength = np.where(informative, strength, 0.0).astype(np.float32)
     decision = region_decision(pooled, tests=max(int(informative.sum()), 1) // 9 + 1, margin=options.tail_margin,
                                nfa_threshold=options.nfa_threshold, level=options.region_level, min_blocks=MIN_BLOCKS)
     judged = history is None or history["open"]

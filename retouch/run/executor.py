@@ -47,6 +47,12 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+# Thread pools of the numerical libraries a worker loads. In a pool of several workers the cores are already
+# shared out one process each, and a BLAS pool per process only spins against the other workers: with one BLAS
+# thread per worker a batch of 1 MP scans took about a tenth fewer CPU seconds a scan, measured under load
+# (benchmarks/results/batch.md).
+BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
 WORKER_STOPPED_CODE = 128 + signal.SIGTERM  # a worker's exit code once SIGTERM has unwound its item
 ORPHAN_GRACE_S = 10.0  # how long an orphaned worker's item may take to unwind before the process just ends
 
@@ -72,8 +78,10 @@ def _describe_exit(code: int | None) -> str:
     return f"exit code {code}"
 
 
-def _prepare_worker() -> None:
-    """What a worker process does before its first item: leave interrupts to its coordinator, and watch it.
+def _prepare_worker(one_blas_thread: bool) -> None:
+    """What a worker process does before its first item: leave interrupts to its coordinator, and watch it; in a
+    pool of several workers, ask the numerical libraries for one thread each (before they are imported: this
+    module imports none of them), unless the user set their own.
 
     Ctrl-C in a terminal reaches every process of the group; a worker that raised KeyboardInterrupt while waiting
     for work would print a traceback. The coordinating process handles the interrupt and stops the workers itself
@@ -86,6 +94,9 @@ def _prepare_worker() -> None:
     open, readable once it has died) and then stops the process as SIGTERM does, ending it outright after
     :data:`ORPHAN_GRACE_S` if the item is stuck in native code.
     """
+    if one_blas_thread:
+        for name in BLAS_THREAD_VARIABLES:
+            os.environ.setdefault(name, "1")
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _exit_quietly)
     parent = multiprocessing.parent_process()
@@ -120,11 +131,11 @@ def _portable(error: BaseException) -> BaseException:
     return error
 
 
-def _serve(connection: Connection) -> None:
+def _serve(connection: Connection, one_blas_thread: bool = False) -> None:
     """A worker process's life: run the items its coordinator sends, one at a time, until told to stop (``None``)
     or until the coordinator is gone. After SIGTERM has unwound an item (its atomic writes removing their temp
     files), the process ends instead of taking the next item."""
-    _prepare_worker()
+    _prepare_worker(one_blas_thread)
     while True:
         try:
             task = connection.recv()
@@ -258,7 +269,8 @@ class LocalExecutor:
 
     def _start_worker(self) -> _Worker:
         ours, theirs = self._context.Pipe(duplex=True)
-        process = self._context.Process(target=_serve, args=(theirs,), name="retouch-worker", daemon=True)
+        process = self._context.Process(target=_serve, args=(theirs, self.workers > 1), name="retouch-worker",
+                                        daemon=True)
         process.start()
         theirs.close()  # only the worker holds its end: a dead worker is then an end of file here
         return _Worker(process, ours)
