@@ -41,14 +41,12 @@ ANALYSIS_PIXELS = 2_500_000
 MIN_PICTURE_SIDE = 32  # px; a picture inside margins smaller than this is compared with its margins, as before
 EDIT_KINDS = ("removed", "added", "retouched")
 MIN_SHARED_SHARE = 0.5  # a mirrored fit is one print only when its shared piece covers this share of the overlap
-# the pair model refitted without the decided change (``_detect_changes``): at most this many rounds in all, a
-# margin of the widest evidence scale's reach (three times its 4 px) left out around the change, and a refit only
-# while the overlap left is a majority (the robust fits' breakdown point) and what is left out still changes by
-# more than this share of it
-FIT_ROUNDS = 3
+# the pair model refitted without the decided change (``_detect_changes``): fits in all, a margin of the widest
+# evidence scale's reach (three times its 4 px) left out around the change, and a refit only while the overlap
+# left is a majority (the robust fits' breakdown point)
+FIT_ROUNDS = 2
 FIT_MARGIN_PX = 12
 MIN_FIT_SHARE = 0.5
-FIT_STABLE_SHARE = 0.05
 
 EXPLANATION = (
     "The reference scan was aligned onto the questioned scan (features, a robust geometric fit and a sub-pixel "
@@ -264,9 +262,9 @@ class _Changes:
 
 def _scored(frame: _Frame, support: np.ndarray, defects: Defects, *, min_area: int, options: CompareOptions,
             timings: dict[str, float]) -> tuple[PairModel, np.ndarray, np.ndarray, ChangeEvidence, Decision]:
-    """One round: the pair model fitted over ``support``, the evidence of change over the whole overlap scored
-    against the noise measured over ``support``, and the decision. Returns the model, the cleaned prediction and
-    questioned image, the evidence and the decision."""
+    """One round: the pair model fitted over ``support``, the evidence of change scored against the noise scales
+    measured over the whole overlap, and the decision against the whole overlap's background. Returns the model,
+    the cleaned prediction and questioned image, the evidence and the decision."""
     started = time.perf_counter()
     model = fit_pair_model(frame.reference, frame.questioned, support, options=options.model,
                            full_resolution=frame.scale >= 1.0)
@@ -279,12 +277,11 @@ def _scored(frame: _Frame, support: np.ndarray, defects: Defects, *, min_area: i
     started = time.perf_counter()
     clean_p, clean_q = without_defects(prediction, questioned, defects)
     grain = grain_decorrelation(prediction, questioned, frame.valid, cv2.GaussianBlur(clean_p, (0, 0), 2.0),
-                                defects=defects.either, specks=defects.specks, support=support)
-    cues = change_evidence(clean_p, clean_q, frame.valid, grain=grain, support=support)
+                                defects=defects.either, specks=defects.specks)
+    cues = change_evidence(clean_p, clean_q, frame.valid, grain=grain)
     timings["evidence"] = timings.get("evidence", 0.0) + time.perf_counter() - started
     started = time.perf_counter()
-    decision = decide(cues.evidence, cues.local, frame.valid, min_area=min_area, options=options.decision,
-                      support=support)
+    decision = decide(cues.evidence, cues.local, frame.valid, min_area=min_area, options=options.decision)
     timings["decision"] = timings.get("decision", 0.0) + time.perf_counter() - started
     return model, clean_p, clean_q, cues, decision
 
@@ -313,13 +310,15 @@ def _detect_changes(frame: _Frame, *, min_area_fraction: float, options: Compare
                     timings: dict[str, float]) -> _Changes:
     """Fit the pair model, score the questioned image against its prediction, decide and classify.
 
-    The model and the noise scales are fitted on all of the overlap first; a large edit pulls them toward itself
-    (an edit filling a tone range bends the tone curve and widens that range's noise scale, so the edit's own
-    pixels and the unedited ones of that tone are misjudged). When a change is decided, the model and the scales
-    are fitted again without it and a margin (``_fit_support``), and the pair is scored and decided again, at
-    most ``FIT_ROUNDS`` times, until what is left out no longer changes. The decision's block background is
-    likewise measured without it (every block is still tested and counted); a later round keeps only the changes
-    touching what the first round, against the whole overlap's background, found.
+    The model is fitted on all of the overlap first; a large edit pulls it toward itself (an edit filling a tone
+    range bends the tone curve there, so the unedited pixels of that tone are predicted wrong and marked). When
+    a change is decided, the model (tone curve, lighting, sharpness) is fitted again without it and a margin
+    (``_fit_support``), and the pair is scored and decided once more (``FIT_ROUNDS`` in all). The noise scales
+    and the block background the evidence is judged against stay measured over the whole overlap in every
+    round: measured without the change they are narrower, and whatever differs a little more near it (water
+    repainted or re-photographed around a figure painted out) would then clear them. The refitted round keeps
+    only the changes touching what the first round found: a refit sharpens an outline and a kind, it does not
+    find new regions.
     """
     started = time.perf_counter()
     defects = find_defects(frame.reference, frame.questioned)
@@ -336,17 +335,12 @@ def _detect_changes(frame: _Frame, *, min_area_fraction: float, options: Compare
         if first_found is None:
             first_found = _near(decision.mask)
         else:
-            # a refit sharpens what the first round found (its outline, its kind); it does not find new regions:
-            # a background measured without the change is narrower than the whole overlap's, and heavy-tailed
-            # differences elsewhere (compression on fine texture) then pass it
             decision.mask = _touching(decision.mask, first_found)
         if rounds >= FIT_ROUNDS or not decision.mask.any():
             break
         refit = _fit_support(frame.valid, decision.mask)
         if refit.sum() < MIN_FIT_SHARE * overlap:  # the change is no minority: nothing left to fit without it
             break
-        if (refit ^ support).sum() <= FIT_STABLE_SHARE * max(int((~support & frame.valid).sum()), 1):
-            break  # converged: what would be left out is what was
         support = refit
     model.fit_rounds = rounds
     model.fit_share = round(float(support.sum()) / overlap, 4)

@@ -11,8 +11,7 @@ is therefore made against the pair's own background:
    median evidence over it (a speck, a misregistered edge or a scratch moves a few of its pixels, not the median).
    The logarithm of ``median + 0.5`` is standardised by its median and robust spread over all blocks (the spread
    never below ``min_spread``): this is the background a pair of scans of one print produces, edits being a
-   minority of the blocks. When a change has already been decided (a refit of the pair model without it), the
-   background is measured over the blocks outside it (``support``); every block is still tested.
+   minority of the blocks.
 2. Regions. For each level ``t`` of a ladder (3 to 8 robust standard deviations), the 4-connected components of
    the blocks above ``t`` are candidate regions. Under the background model a block exceeds ``t`` with
    probability ``p = Phi(-t)`` (Gaussian tail), independently of other blocks; the number of 4-connected shapes of
@@ -122,12 +121,11 @@ def block_statistics(evidence: np.ndarray, valid: np.ndarray, block: int) -> tup
 
 
 def fit_background(statistics: np.ndarray, inside: np.ndarray, *, block: int, min_spread: float,
-                   min_location: float, lowest_level: float, min_pixel_threshold: float,
-                   measured: np.ndarray | None = None) -> Background:
-    """The background of the block statistics, measured over the ``measured`` blocks (default ``inside``). Two
-    files identical but for an edit have a background of zero change, against which a rounding difference would
-    be significant: the location and spread have floors, and so does the pixel threshold."""
-    values = np.log(statistics[inside if measured is None else measured & inside] + 0.5)
+                   min_location: float, lowest_level: float, min_pixel_threshold: float) -> Background:
+    """The background of the block statistics. Two files identical but for an edit have a background of zero
+    change, against which a rounding difference would be significant: the location and spread have floors, and
+    so does the pixel threshold."""
+    values = np.log(statistics[inside] + 0.5)
     median = float(np.median(values)) if values.size else 0.0
     spread = max(1.4826 * float(np.median(np.abs(values - median))) if values.size else 0.0, min_spread)
     location = max(median, min_location)
@@ -156,20 +154,16 @@ def clumping(standard: np.ndarray, inside: np.ndarray, *, share: float = 0.1, ig
 
 
 def significant_regions(statistics: np.ndarray, inside: np.ndarray, background: Background, *,
-                        levels: tuple[float, ...], false_alarms: float, confirm_level: float,
-                        measured: np.ndarray | None = None) -> tuple[np.ndarray, dict[int, float]]:
+                        levels: tuple[float, ...], false_alarms: float, confirm_level: float
+                        ) -> tuple[np.ndarray, dict[int, float]]:
     """Block label map of the regions whose NFA is below ``false_alarms`` and their log10 NFA.
 
     A block exceeds a level with the larger of the Gaussian tail and the share of this pair's blocks that exceed
     it (real backgrounds have heavier tails than Gaussian ones), and a region of ``n`` blocks counts as
     ``n x clumping`` independent blocks. Levels are visited from the highest down: a region significant at a level
     below ``confirm_level`` is kept only as the extension of one significant at or above it (hysteresis: a
-    figure's weaker parts join its stronger ones; a faint patch of background on its own does not count).
-    ``measured`` (default ``inside``): the background blocks whose share above a level is that level's empirical
-    tail."""
+    figure's weaker parts join its stronger ones; a faint patch of background on its own does not count)."""
     standard = np.where(inside, (np.log(statistics + 0.5) - background.location) / background.spread, -np.inf)
-    measured = inside if measured is None else measured & inside
-    measured_count = max(int(measured.sum()), 1)
     tests = max(background.blocks, 1) * len(levels)
     theta = clumping(standard, inside)
     background.clumping = theta
@@ -179,7 +173,7 @@ def significant_regions(statistics: np.ndarray, inside: np.ndarray, background: 
     cross = ndimage.generate_binary_structure(2, 1)
     for level in sorted(levels, reverse=True):  # a handful of levels, each a labelling of the block grid
         exceed = standard > level
-        share = float((exceed & measured).sum()) / measured_count
+        share = float(exceed.sum()) / max(background.blocks, 1)
         per_block = math.log10(min(1.0, LATTICE_ANIMAL_GROWTH * max(NormalDist().cdf(-level), share)))
         labels, count = ndimage.label(exceed, structure=cross)
         if count == 0:
@@ -303,24 +297,15 @@ def _main_parts(part: np.ndarray) -> np.ndarray:
 
 
 def decide(evidence: np.ndarray, local: np.ndarray, valid: np.ndarray, *, min_area: int,
-           options: DecisionOptions = DecisionOptions(), support: np.ndarray | None = None) -> Decision:
-    """The change mask of a pair: block regions significant against the pair's background, outlined in pixels.
-    ``support`` (default ``valid``): the part of the overlap whose blocks the background is measured on (the
-    overlap without a change already decided, so that a large edit does not widen the background it is tested
-    against); every block of the overlap is tested and counted in the number of tests."""
+           options: DecisionOptions = DecisionOptions()) -> Decision:
+    """The change mask of a pair: block regions significant against the pair's background, outlined in pixels."""
     block = options.block
     statistics, inside = block_statistics(evidence, valid, block)
-    measured = None
-    if support is not None:
-        _, measured = block_statistics(evidence, valid & support, block)
-        if measured.sum() < 0.5 * inside.sum():  # too little left to measure a background on: all of it
-            measured = None
     background = fit_background(statistics, inside, block=block, min_spread=options.min_spread,
                                 min_location=options.min_location, lowest_level=options.pixel_level,
-                                min_pixel_threshold=options.min_pixel_threshold, measured=measured)
+                                min_pixel_threshold=options.min_pixel_threshold)
     labels, nfas = significant_regions(statistics, inside, background, levels=options.levels,
-                                       false_alarms=options.false_alarms, confirm_level=options.confirm_level,
-                                       measured=measured)
+                                       false_alarms=options.false_alarms, confirm_level=options.confirm_level)
     full_labels = np.zeros(evidence.shape, np.int32)
     rows, cols = labels.shape
     full_labels[:rows * block, :cols * block] = np.kron(labels, np.ones((block, block), np.int32))

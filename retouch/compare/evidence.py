@@ -240,12 +240,9 @@ def noise_normalised(difference: np.ndarray, level: np.ndarray, activity: np.nda
 
 
 def grain_decorrelation(prediction: np.ndarray, questioned: np.ndarray, valid: np.ndarray, brightness: np.ndarray,
-                        *, defects: np.ndarray, specks: np.ndarray | None = None, bins: int = 6,
-                        support: np.ndarray | None = None) -> np.ndarray:
+                        *, defects: np.ndarray, specks: np.ndarray | None = None, bins: int = 6) -> np.ndarray:
     """One-sided z-score of the loss of shared fine detail between the prediction and the questioned image
-    (module docstring, step 4). Pass the images before dust removal: its median filter erases the grain.
-    ``support`` (default ``valid``): where the loss's median and spread are measured (the overlap without the
-    changes already found, so that a large edit does not widen the scale it is judged against)."""
+    (module docstring, step 4). Pass the images before dust removal: its median filter erases the grain."""
     # five pixels of margin around a speck: its soft edge, beyond what the defect test marks, decorrelates the
     # grain too; two around thin defects (which fine texture also holds)
     masked = cv2.dilate(defects.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
@@ -267,9 +264,8 @@ def grain_decorrelation(prediction: np.ndarray, questioned: np.ndarray, valid: n
     usable = valid & (kept_share > 0.5) & (var_a > GRAIN_FLOOR * kept_share)
     if usable.sum() < 1000:
         return np.zeros(questioned.shape, np.float32)
-    measured = usable if support is None or (usable & support).sum() < 1000 else usable & support
     rng = np.random.default_rng(2)
-    pick = rng.choice(np.flatnonzero(measured), size=min(int(measured.sum()), 200_000), replace=False)
+    pick = rng.choice(np.flatnonzero(usable), size=min(int(usable.sum()), 200_000), replace=False)
     energy = np.log(np.maximum(var_a / np.maximum(kept_share, 1e-3), 1e-12))
     cell = quantile_bins(brightness, pick, bins) * 4 + quantile_bins(energy, pick, 4)
     sampled_cell, sampled_loss = cell.ravel()[pick], loss.ravel()[pick]
@@ -308,13 +304,11 @@ class ChangeEvidence:
 
 
 def change_evidence(prediction: np.ndarray, questioned: np.ndarray, valid: np.ndarray, *,
-                    grain: np.ndarray | None = None, support: np.ndarray | None = None) -> ChangeEvidence:
-    """Per-pixel z-scores of change between a prediction and the questioned image (float gray [0, 1]) over
-    ``valid``; the noise-level function is measured over ``support`` (default ``valid``: see
-    :func:`grain_decorrelation`)."""
+                    grain: np.ndarray | None = None) -> ChangeEvidence:
+    """Per-pixel z-scores of change between a prediction and the questioned image (float gray [0, 1])."""
     evidence = np.zeros(questioned.shape, np.float32)
     local = np.zeros(questioned.shape, np.float32)
-    sample_index = np.flatnonzero(valid if support is None else support & valid)
+    sample_index = np.flatnonzero(valid)
     sample = np.sort(np.random.default_rng(0).choice(sample_index, size=min(sample_index.size, 300_000),
                                                      replace=False))
     signed = np.zeros(questioned.shape, np.float32)

@@ -26,8 +26,7 @@ Method
 Everything is estimated with robust statistics over the pixels it is given (``valid``), so a change covering a
 minority of them barely moves the model; but an edit that fills one tone range (a dark object pasted over the
 darkest part of a light scene) dominates that range's bins and bends the curve there. ``compare_pair``
-therefore fits the model a second time without the change it decided (and a margin), and a third time when what
-is left out still moved.
+therefore fits the model a second time without the change it decided (and a margin).
 
 Limits: a tone change confined to one part of the print (dodging, a retouched face tone) is not global and is
 left to the change decision; a tone curve that is not monotone (solarisation) is flattened; heavy local
