@@ -15,7 +15,14 @@ import numpy as np
 
 from retouch.compare.composite import SharedPiece, grown_piece, shared_pieces
 from retouch.compare.decision import GROW_SHARE, Decision, DecisionOptions, decide
-from retouch.compare.evidence import change_evidence, grain_decorrelation, remove_defects
+from retouch.compare.evidence import (
+    ChangeEvidence,
+    Defects,
+    change_evidence,
+    find_defects,
+    grain_decorrelation,
+    without_defects,
+)
 from retouch.compare.kinds import classify_regions, damage_regions
 from retouch.compare.model import ModelOptions, PairModel, fit_pair_model
 from retouch.compare.register import Registration, register
@@ -34,6 +41,12 @@ ANALYSIS_PIXELS = 2_500_000
 MIN_PICTURE_SIDE = 32  # px; a picture inside margins smaller than this is compared with its margins, as before
 EDIT_KINDS = ("removed", "added", "retouched")
 MIN_SHARED_SHARE = 0.5  # a mirrored fit is one print only when its shared piece covers this share of the overlap
+# the pair model refitted without the decided change (``_detect_changes``): fits in all, a margin of the widest
+# evidence scale's reach (three times its 4 px) left out around the change, and a refit only while the overlap
+# left is a majority (the robust fits' breakdown point)
+FIT_ROUNDS = 2
+FIT_MARGIN_PX = 12
+MIN_FIT_SHARE = 0.5
 
 EXPLANATION = (
     "The reference scan was aligned onto the questioned scan (features, a robust geometric fit and a sub-pixel "
@@ -247,27 +260,91 @@ class _Changes:
     region_pixels: list[np.ndarray]  # each region's own pixels within its box
 
 
-def _detect_changes(frame: _Frame, *, min_area_fraction: float, options: CompareOptions,
-                    timings: dict[str, float]) -> _Changes:
-    """Fit the pair model, score the questioned image against its prediction, decide and classify."""
+def _scored(frame: _Frame, support: np.ndarray, defects: Defects, *, min_area: int, options: CompareOptions,
+            timings: dict[str, float]) -> tuple[PairModel, np.ndarray, np.ndarray, ChangeEvidence, Decision]:
+    """One round: the pair model fitted over ``support``, the evidence of change scored against the noise scales
+    measured over the whole overlap, and the decision against the whole overlap's background. Returns the model,
+    the cleaned prediction and questioned image, the evidence and the decision."""
     started = time.perf_counter()
-    model = fit_pair_model(frame.reference, frame.questioned, frame.valid, options=options.model,
+    model = fit_pair_model(frame.reference, frame.questioned, support, options=options.model,
                            full_resolution=frame.scale >= 1.0)
     prediction = model.compressed(model.predict(frame.reference))
     questioned = model.questioned_view(frame.questioned)
     # outside the overlap the prediction is the questioned image itself, so that smoothing near the overlap's
     # border does not mix in the reference's reflected edge as a difference
     prediction = np.where(frame.valid, prediction, questioned).astype(np.float32)
-    timings["model"] = time.perf_counter() - started
+    timings["model"] = timings.get("model", 0.0) + time.perf_counter() - started
     started = time.perf_counter()
-    clean_p, clean_q, defects = remove_defects(frame.reference, frame.questioned, prediction, questioned)
+    clean_p, clean_q = without_defects(prediction, questioned, defects)
     grain = grain_decorrelation(prediction, questioned, frame.valid, cv2.GaussianBlur(clean_p, (0, 0), 2.0),
                                 defects=defects.either, specks=defects.specks)
     cues = change_evidence(clean_p, clean_q, frame.valid, grain=grain)
-    timings["evidence"] = time.perf_counter() - started
+    timings["evidence"] = timings.get("evidence", 0.0) + time.perf_counter() - started
     started = time.perf_counter()
-    min_area = max(30, int(min_area_fraction * frame.valid.sum()))
     decision = decide(cues.evidence, cues.local, frame.valid, min_area=min_area, options=options.decision)
+    timings["decision"] = timings.get("decision", 0.0) + time.perf_counter() - started
+    return model, clean_p, clean_q, cues, decision
+
+
+def _near(mask: np.ndarray) -> np.ndarray:
+    """``mask`` and a margin of ``FIT_MARGIN_PX`` around it."""
+    size = 2 * FIT_MARGIN_PX + 1
+    return cv2.dilate(mask.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))) > 0
+
+
+def _fit_support(valid: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The overlap without the decided change and a margin of ``FIT_MARGIN_PX`` around it."""
+    return valid & ~_near(mask)
+
+
+def _touching(mask: np.ndarray, found: np.ndarray) -> np.ndarray:
+    """The components of ``mask`` that touch ``found``."""
+    count, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+    keep = np.zeros(count, bool)
+    keep[np.unique(labels[mask & found])] = True
+    keep[0] = False
+    return keep[labels]
+
+
+def _detect_changes(frame: _Frame, *, min_area_fraction: float, options: CompareOptions,
+                    timings: dict[str, float]) -> _Changes:
+    """Fit the pair model, score the questioned image against its prediction, decide and classify.
+
+    The model is fitted on all of the overlap first; a large edit pulls it toward itself (an edit filling a tone
+    range bends the tone curve there, so the unedited pixels of that tone are predicted wrong and marked). When
+    a change is decided, the model (tone curve, lighting, sharpness) is fitted again without it and a margin
+    (``_fit_support``), and the pair is scored and decided once more (``FIT_ROUNDS`` in all). The noise scales
+    and the block background the evidence is judged against stay measured over the whole overlap in every
+    round: measured without the change they are narrower, and whatever differs a little more near it (water
+    repainted or re-photographed around a figure painted out) would then clear them. The refitted round keeps
+    only the changes touching what the first round found: a refit sharpens an outline and a kind, it does not
+    find new regions.
+    """
+    started = time.perf_counter()
+    defects = find_defects(frame.reference, frame.questioned)
+    timings["evidence"] = time.perf_counter() - started
+    min_area = max(30, int(min_area_fraction * frame.valid.sum()))
+    support = frame.valid
+    overlap = max(int(frame.valid.sum()), 1)
+    rounds = 0
+    first_found: np.ndarray | None = None
+    while True:
+        rounds += 1
+        model, clean_p, clean_q, cues, decision = _scored(frame, support, defects, min_area=min_area,
+                                                          options=options, timings=timings)
+        if first_found is None:
+            first_found = _near(decision.mask)
+        else:
+            decision.mask = _touching(decision.mask, first_found)
+        if rounds >= FIT_ROUNDS or not decision.mask.any():
+            break
+        refit = _fit_support(frame.valid, decision.mask)
+        if refit.sum() < MIN_FIT_SHARE * overlap:  # the change is no minority: nothing left to fit without it
+            break
+        support = refit
+    model.fit_rounds = rounds
+    model.fit_share = round(float(support.sum()) / overlap, 4)
+    started = time.perf_counter()
     threshold = decision.background.pixel_threshold
     confirmed = cv2.dilate(cues.local, np.ones((3, 3), np.uint8))
     capped = np.minimum(cues.evidence, confirmed / max(GROW_SHARE, 1e-6))
@@ -278,7 +355,7 @@ def _detect_changes(frame: _Frame, *, min_area_fraction: float, options: Compare
     # a speck inside an edit belongs to the edit
     outside = frame.valid & ~cv2.dilate(decision.mask.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
     damage, damage_count = damage_regions(defects.reference_only, defects.questioned_only, outside)
-    timings["decision"] = time.perf_counter() - started
+    timings["decision"] += time.perf_counter() - started
     return _Changes(mask=decision.mask, heatmap=heatmap, regions=regions, damage=damage, damage_count=damage_count,
                     model=model, decision=decision, region_pixels=region_pixels)
 

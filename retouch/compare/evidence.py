@@ -166,31 +166,32 @@ def _isolated_line(thin: np.ndarray, start: tuple[int, int], end: tuple[int, int
     return density_on >= 3.0 * density_beside + 0.1
 
 
-def remove_defects(reference: np.ndarray, questioned: np.ndarray, prediction: np.ndarray, compared: np.ndarray
-                   ) -> tuple[np.ndarray, np.ndarray, Defects]:
-    """The prediction and the compared questioned image with dust and scratches removed, and the defects found.
-
-    Defects are found on the registered ``reference`` and the ``questioned`` image as they are (the prediction is
-    smoothed and tone-mapped, which softens a speck below the test); the prediction and ``compared`` (the
-    questioned image as compared) are then median-filtered, and their specks and scratches filled from the
-    pixels around them. A defect found in either image is filled in both: compression can soften a speck below
-    the detection limit in one of two copies of a scan, and filling it in one only made the speck itself a
-    difference.
-    """
+def find_defects(reference: np.ndarray, questioned: np.ndarray) -> Defects:
+    """Dust and scratches of the registered ``reference`` and the ``questioned`` image as they are (the prediction
+    is smoothed and tone-mapped, which softens a speck below the test): those of either image, and those one image
+    has and the other lacks (damage)."""
     found_r, found_q = _defects(reference), _defects(questioned)
     fine_r, fine_q = thin_structures(reference), thin_structures(questioned)
     specks_r = found_r.specks | scratches(fine_r)
     specks_q = found_q.specks | scratches(fine_q)
-    filtered_p, filtered_c = filtered_image(prediction), filtered_image(compared)
     specks = specks_r | specks_q
     either = specks | found_r.thin | found_q.thin
     # damage: a speck or scratch in one image with nothing like it at that place in the other
     near_r = cv2.dilate(specks_r.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
     near_q = cv2.dilate(specks_q.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
-    defects = Defects(either=either, specks=specks,
-                      reference_only=_absent_in_other(specks_r & ~near_q, found_r.contrast, found_q.contrast),
-                      questioned_only=_absent_in_other(specks_q & ~near_r, found_q.contrast, found_r.contrast))
-    return _filled(filtered_p, specks), _filled(filtered_c, specks), defects
+    return Defects(either=either, specks=specks,
+                   reference_only=_absent_in_other(specks_r & ~near_q, found_r.contrast, found_q.contrast),
+                   questioned_only=_absent_in_other(specks_q & ~near_r, found_q.contrast, found_r.contrast))
+
+
+def without_defects(prediction: np.ndarray, compared: np.ndarray, defects: Defects
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """The prediction and the compared questioned image median-filtered, their specks and scratches filled from
+    the pixels around them. A defect found in either image is filled in both: compression can soften a speck below
+    the detection limit in one of two copies of a scan, and filling it in one only made the speck itself a
+    difference."""
+    return (_filled(filtered_image(prediction), defects.specks),
+            _filled(filtered_image(compared), defects.specks))
 
 
 def _filled(image: np.ndarray, holes: np.ndarray, sigma: float = 4.0) -> np.ndarray:
@@ -256,16 +257,16 @@ def grain_decorrelation(prediction: np.ndarray, questioned: np.ndarray, valid: n
     var_a = cv2.GaussianBlur(a * a, (0, 0), GRAIN_WINDOW_PX)
     var_b = cv2.GaussianBlur(b * b, (0, 0), GRAIN_WINDOW_PX)
     cov = cv2.GaussianBlur(a * b, (0, 0), GRAIN_WINDOW_PX)
-    support = cv2.GaussianBlur(keep, (0, 0), GRAIN_WINDOW_PX)
+    kept_share = cv2.GaussianBlur(keep, (0, 0), GRAIN_WINDOW_PX)
     with np.errstate(divide="ignore", invalid="ignore"):
         loss = 1.0 - cov / np.sqrt(var_a * var_b)
     loss = np.nan_to_num(loss, nan=1.0, posinf=1.0, neginf=1.0)  # a detail-free questioned window: all lost
-    usable = valid & (support > 0.5) & (var_a > GRAIN_FLOOR * support)
+    usable = valid & (kept_share > 0.5) & (var_a > GRAIN_FLOOR * kept_share)
     if usable.sum() < 1000:
         return np.zeros(questioned.shape, np.float32)
     rng = np.random.default_rng(2)
     pick = rng.choice(np.flatnonzero(usable), size=min(int(usable.sum()), 200_000), replace=False)
-    energy = np.log(np.maximum(var_a / np.maximum(support, 1e-3), 1e-12))
+    energy = np.log(np.maximum(var_a / np.maximum(kept_share, 1e-3), 1e-12))
     cell = quantile_bins(brightness, pick, bins) * 4 + quantile_bins(energy, pick, 4)
     sampled_cell, sampled_loss = cell.ravel()[pick], loss.ravel()[pick]
     centre = np.zeros(bins * 4, np.float32)

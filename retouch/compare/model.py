@@ -23,8 +23,10 @@ Method
    JPEG grid (:mod:`retouch.compare.compression`), the prediction is compressed with the estimated table on
    that grid, so detail that compression removed from the questioned file is removed from the prediction too.
 
-Everything is estimated with robust statistics from the whole overlap, so a change covering a minority of it
-barely moves the model.
+Everything is estimated with robust statistics over the pixels it is given (``valid``), so a change covering a
+minority of them barely moves the model; but an edit that fills one tone range (a dark object pasted over the
+darkest part of a light scene) dominates that range's bins and bends the curve there. ``compare_pair``
+therefore fits the model a second time without the change it decided (and a margin).
 
 Limits: a tone change confined to one part of the print (dodging, a retouched face tone) is not global and is
 left to the change decision; a tone curve that is not monotone (solarisation) is flattened; heavy local
@@ -70,6 +72,8 @@ class PairModel:
     kernel_offset: float
     compression: JpegHistory | None = None
     residual_spread: float = float("nan")  # robust spread of what the model leaves, grey levels / 255
+    fit_rounds: int = 1  # fits in all: the later ones leave out the change the one before decided
+    fit_share: float = 1.0  # share of the overlap the last fit used
     timings_s: dict[str, float] = field(default_factory=dict)
 
     def tone(self, reference: np.ndarray) -> np.ndarray:
@@ -108,6 +112,8 @@ class PairModel:
             "illumination_coefficients": np.round(self.illumination, 5).tolist(),
             "questioned_jpeg": self.compression.to_dict() if self.compression is not None else None,
             "residual_spread": round(float(self.residual_spread), 5),
+            "fit_rounds": self.fit_rounds,
+            "fit_share_of_overlap": self.fit_share,
         }
 
 
