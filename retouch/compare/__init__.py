@@ -578,9 +578,16 @@ def _summary(edits: list[Region], counts: dict[str, int], changed: float, overla
 
 
 def _alignment_words(registration: Registration) -> str:
-    """How the scans were aligned, for the summary: "an affine (1359 matching points), mirrored"."""
+    """How the scans were aligned, for the summary: "an affine (1359 matching points; the questioned scan at 1.61
+    times the reference's scale, turned 180 degrees clockwise), mirrored"."""
     article = "an" if registration.model[:1] in "aeiou" else "a"
-    words = f"{article} {registration.model} ({registration.inliers} matching points)"
+    geometry = []
+    if abs(registration.scale - 1.0) >= 0.01:
+        geometry.append(f"the questioned scan at {registration.scale:.2f} times the reference's scale")
+    if abs(registration.rotation_deg) >= 0.5:
+        geometry.append(_turn_words(round(registration.rotation_deg, 1)))
+    where = f"; {', '.join(geometry)}" if geometry else ""
+    words = f"{article} {registration.model} ({registration.inliers} matching points{where})"
     return words + ", mirrored (one print is the other's mirror image)" if registration.mirrored else words
 
 
