@@ -301,3 +301,17 @@ def test_reduced_features_keep_the_leading_principal_components() -> None:
     np.testing.assert_allclose(((got[pairs[:, 0]] - got[pairs[:, 1]]) ** 2).sum(axis=1),
                                ((expected[pairs[:, 0]] - expected[pairs[:, 1]]) ** 2).sum(axis=1),
                                rtol=1e-3, atol=1e-2)
+
+
+def test_interleaved_standardised_channels_equal_numpys_stack_and_std_to_the_bit() -> None:
+    # the slow, obvious reference: the whole stack, numpy's standard deviation of its rows, divided in place
+    from retouch.detect._patchmatch_kernel import interleave_standardised
+
+    rng = np.random.default_rng(3)
+    for shape, count in (((37, 53), 11), ((200, 301), 11), ((9, 4), 3)):
+        channels = [np.abs(rng.normal(5.0, 40.0, shape)).astype(np.float32) * rng.gamma(2.0) for _ in range(count)]
+        expected = np.stack(channels, axis=2)
+        expected /= expected.reshape(-1, count).std(axis=0) + 1e-6
+        found = interleave_standardised(tuple(channels))
+        assert found.dtype == np.float32 and found.shape == (*shape, count)
+        np.testing.assert_array_equal(found, expected)
