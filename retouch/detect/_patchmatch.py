@@ -40,6 +40,9 @@ def zernike_features(gray: np.ndarray, radius: int) -> np.ndarray:
     rho = np.hypot(xx, yy) / (radius + 0.5)
     theta = np.arctan2(yy, xx)
     inside = rho <= 1.0
+    # the compiled kernels (numba) are imported here, as the searches import theirs
+    from retouch.detect._patchmatch_kernel import interleave_standardised, magnitude
+
     image = gray.astype(np.float32)
     channels = []
     for n, m in ZERNIKE_ORDERS:
@@ -52,9 +55,10 @@ def zernike_features(gray: np.ndarray, radius: int) -> np.ndarray:
             channels.append(np.abs(response_re))
         else:
             response_im = cv2.filter2D(image, -1, imag, borderType=cv2.BORDER_REFLECT)
-            channels.append(cv2.magnitude(response_re, response_im))
-    # side by side and standardised per channel in one compiled pass (numba, imported here as in the searches)
-    from retouch.detect._patchmatch_kernel import interleave_standardised
+            # not cv2.magnitude: its vectorised and scalar paths round differently, so its result depends on the
+            # arrays' alignment in memory (and the field, and a borderline decision, would follow the allocator)
+            channels.append(magnitude(response_re, response_im))
+    return interleave_standardised(tuple(channels))
 
     return interleave_standardised(tuple(channels))
 

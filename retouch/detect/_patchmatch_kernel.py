@@ -257,3 +257,16 @@ def interleave_standardised(channels: tuple[np.ndarray, ...]) -> np.ndarray:
             for channel in range(count):
                 features[y, x, channel] /= scale[channel]
     return features
+
+
+@njit(cache=True, nogil=True)
+def magnitude(real: np.ndarray, imag: np.ndarray) -> np.ndarray:
+    """sqrt(real^2 + imag^2) of two (H, W) float32 arrays, element by element in float32 (each product rounded,
+    then the sum, then the root): the same numbers wherever the arrays lie in memory."""
+    height, width = real.shape
+    out = np.empty((height, width), np.float32)
+    for y in range(height):
+        for x in range(width):
+            a, b = real[y, x], imag[y, x]
+            out[y, x] = np.sqrt(a * a + b * b)
+    return out
