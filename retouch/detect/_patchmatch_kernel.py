@@ -1,5 +1,6 @@
 """The compiled PatchMatch searches behind :func:`retouch.detect._patchmatch.compiled_patchmatch` and
-:func:`retouch.detect._patchmatch.upsampled_field` (numba).
+:func:`retouch.detect._patchmatch.upsampled_field`, and the element-wise passes of
+:func:`retouch.detect._patchmatch.zernike_features` (numba).
 
 numba caches the compiled kernel beside this module, or in the user's cache folder where the install is read-only
 (``NUMBA_CACHE_DIR`` chooses another); only the first call after an install compiles it (about ten seconds),
