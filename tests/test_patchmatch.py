@@ -301,3 +301,55 @@ def test_reduced_features_keep_the_leading_principal_components() -> None:
     np.testing.assert_allclose(((got[pairs[:, 0]] - got[pairs[:, 1]]) ** 2).sum(axis=1),
                                ((expected[pairs[:, 0]] - expected[pairs[:, 1]]) ** 2).sum(axis=1),
                                rtol=1e-3, atol=1e-2)
+
+
+def test_interleaved_standardised_channels_equal_numpys_stack_and_std_to_the_bit() -> None:
+    # the slow, obvious reference: the whole stack, numpy's standard deviation of its rows, divided in place
+    from retouch.detect._patchmatch_kernel import interleave_standardised
+
+    rng = np.random.default_rng(3)
+    for shape, count in (((37, 53), 11), ((200, 301), 11), ((9, 4), 3)):
+        channels = [np.abs(rng.normal(5.0, 40.0, shape)).astype(np.float32) * rng.gamma(2.0) for _ in range(count)]
+        expected = np.stack(channels, axis=2)
+        expected /= expected.reshape(-1, count).std(axis=0) + 1e-6
+        found = interleave_standardised(tuple(channels))
+        assert found.dtype == np.float32 and found.shape == (*shape, count)
+        np.testing.assert_array_equal(found, expected)
+
+
+
+def reference_zernike(gray: np.ndarray, radius: int) -> np.ndarray:
+    """Zernike magnitudes the slow, obvious way: every response by OpenCV's filter, the magnitude, the stack and
+    its standardisation by numpy, element by element."""
+    from retouch.detect._patchmatch import ZERNIKE_ORDERS, _radial
+
+    coords = np.arange(-radius, radius + 1, dtype=np.float64)
+    yy, xx = np.meshgrid(coords, coords, indexing="ij")
+    rho, theta = np.hypot(xx, yy) / (radius + 0.5), np.arctan2(yy, xx)
+    inside = rho <= 1.0
+    channels = []
+    for n, m in ZERNIKE_ORDERS:
+        radial = _radial(n, m, rho) * inside
+        real = (radial * np.cos(m * theta)).astype(np.float32)
+        imag = (radial * np.sin(m * theta)).astype(np.float32)
+        if m == 0:
+            real -= real[inside].mean() * inside
+        re = cv2.filter2D(gray, -1, real, borderType=cv2.BORDER_REFLECT)
+        im = cv2.filter2D(gray, -1, imag, borderType=cv2.BORDER_REFLECT)
+        channels.append(np.abs(re) if m == 0 else np.sqrt(re * re + im * im))
+    stack = np.stack(channels, axis=2)
+    return stack / (stack.reshape(-1, stack.shape[2]).std(axis=0) + 1e-6)
+
+
+def test_zernike_features_equal_their_reference_wherever_the_image_lies_in_memory() -> None:
+    # (OpenCV's own magnitude rounds differently in its vectorised and scalar paths, so with it the features
+    # would depend on the arrays' alignment, and differ from this reference)
+    from retouch.detect._patchmatch import zernike_features
+
+    rng = np.random.default_rng(5)
+    image = cv2.GaussianBlur(rng.random((90, 123)).astype(np.float32), (0, 0), 1.0) * 0.8
+    expected = reference_zernike(image, 6)
+    for offset in range(8):  # the same pixels at every float32 alignment of a 32-byte vector
+        moved = np.empty(image.size + offset, np.float32)[offset:].reshape(image.shape)
+        moved[:] = image
+        np.testing.assert_array_equal(zernike_features(moved, 6), expected)

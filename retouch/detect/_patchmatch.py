@@ -40,6 +40,9 @@ def zernike_features(gray: np.ndarray, radius: int) -> np.ndarray:
     rho = np.hypot(xx, yy) / (radius + 0.5)
     theta = np.arctan2(yy, xx)
     inside = rho <= 1.0
+    # the compiled kernels (numba) are imported here, as the searches import theirs
+    from retouch.detect._patchmatch_kernel import interleave_standardised, magnitude
+
     image = gray.astype(np.float32)
     channels = []
     for n, m in ZERNIKE_ORDERS:
@@ -52,11 +55,12 @@ def zernike_features(gray: np.ndarray, radius: int) -> np.ndarray:
             channels.append(np.abs(response_re))
         else:
             response_im = cv2.filter2D(image, -1, imag, borderType=cv2.BORDER_REFLECT)
-            channels.append(cv2.magnitude(response_re, response_im))
-    features = np.stack(channels, axis=2)
-    scale = features.reshape(-1, features.shape[2]).std(axis=0) + 1e-6
-    features /= scale  # float32 already: divided in place, no second copy of the stack
-    return features
+            # not cv2.magnitude: its vectorised and scalar paths round differently, so its result depends on the
+            # arrays' alignment in memory (and the field, and a borderline decision, would follow the allocator)
+            channels.append(magnitude(response_re, response_im))
+    return interleave_standardised(tuple(channels))
+
+    return interleave_standardised(tuple(channels))
 
 
 def reduce_features(features: np.ndarray, dims: int) -> np.ndarray:

@@ -1,5 +1,6 @@
 """The compiled PatchMatch searches behind :func:`retouch.detect._patchmatch.compiled_patchmatch` and
-:func:`retouch.detect._patchmatch.upsampled_field` (numba).
+:func:`retouch.detect._patchmatch.upsampled_field`, and the element-wise passes of
+:func:`retouch.detect._patchmatch.zernike_features` (numba).
 
 numba caches the compiled kernel beside this module, or in the user's cache folder where the install is read-only
 (``NUMBA_CACHE_DIR`` chooses another); only the first call after an install compiles it (about ten seconds),
@@ -217,3 +218,56 @@ def refine(features: np.ndarray, height: int, width: int, oy: np.ndarray, ox: np
                                                                    float(radius), 2.0, min_offset_sq, best_d,
                                                                    best_y, best_x)
                 best[index], oy[index], ox[index] = best_d, best_y, best_x
+
+
+@njit(cache=True, nogil=True)
+def interleave_standardised(channels: tuple[np.ndarray, ...]) -> np.ndarray:
+    """(H, W, F) float32: the F (H, W) float32 ``channels`` side by side, each divided by its standard deviation
+    over the image plus 1e-6; the kernel of :func:`retouch.detect._patchmatch.zernike_features`.
+
+    The same numbers, to the bit, as ``np.stack(channels, axis=2)`` divided by ``std(axis=0) + 1e-6`` of its
+    (H * W, F) rows: numpy reduces a C-ordered stack along its first axis row after row, each column's float32
+    sum in turn, and divides a float32 sum by the count in float64 before rounding to float32; this does the
+    same, without the stack's temporaries (its deviations and their squares)."""
+    count = len(channels)
+    height, width = channels[0].shape
+    pixels = height * width
+    features = np.empty((height, width, count), np.float32)
+    total = np.zeros(count, np.float32)
+    for y in range(height):
+        for x in range(width):
+            for channel in range(count):
+                value = channels[channel][y, x]
+                features[y, x, channel] = value
+                total[channel] += value
+    mean = np.empty(count, np.float32)
+    for channel in range(count):
+        mean[channel] = np.float32(np.float64(total[channel]) / np.float64(pixels))
+    squares = np.zeros(count, np.float32)
+    for y in range(height):
+        for x in range(width):
+            for channel in range(count):
+                deviation = features[y, x, channel] - mean[channel]
+                squares[channel] += deviation * deviation
+    scale = np.empty(count, np.float32)
+    for channel in range(count):
+        deviation = np.sqrt(np.float32(np.float64(squares[channel]) / np.float64(pixels)))
+        scale[channel] = deviation + np.float32(1e-6)
+    for y in range(height):
+        for x in range(width):
+            for channel in range(count):
+                features[y, x, channel] /= scale[channel]
+    return features
+
+
+@njit(cache=True, nogil=True)
+def magnitude(real: np.ndarray, imag: np.ndarray) -> np.ndarray:
+    """sqrt(real^2 + imag^2) of two (H, W) float32 arrays, element by element in float32 (each product rounded,
+    then the sum, then the root): the same numbers wherever the arrays lie in memory."""
+    height, width = real.shape
+    out = np.empty((height, width), np.float32)
+    for y in range(height):
+        for x in range(width):
+            a, b = real[y, x], imag[y, x]
+            out[y, x] = np.sqrt(a * a + b * b)
+    return out
