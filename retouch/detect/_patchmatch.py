@@ -60,8 +60,6 @@ def zernike_features(gray: np.ndarray, radius: int) -> np.ndarray:
             channels.append(magnitude(response_re, response_im))
     return interleave_standardised(tuple(channels))
 
-    return interleave_standardised(tuple(channels))
-
 
 def reduce_features(features: np.ndarray, dims: int) -> np.ndarray:
     """Project features on their ``dims`` principal components (cheaper distances, noise averaged).
