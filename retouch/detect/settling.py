@@ -64,6 +64,7 @@ True
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 from collections.abc import Mapping, Sequence
@@ -94,7 +95,7 @@ from retouch.detect._blocks import (
 )
 from retouch.detect._options import options_params, resolve_options
 from retouch.detect._recompress import recompression_block_sqdiff
-from retouch.detect.double_jpeg import _luminance, block_extremes, grid_origin
+from retouch.detect.double_jpeg import _luminance, block_dct, block_extremes, grid_origin, last_step
 from retouch.imaging import to_uint8
 from retouch.registry import register
 from retouch.result import AnalysisResult
@@ -254,6 +255,41 @@ def rehistory_quality(pixels: np.ndarray, quality: int, last: int | Sequence[Seq
 
     return min(candidates, key=misfit)
 
+
+MIN_READ_STEPS = 15  # fewest luminance steps read from the pixels for their tables to stand for the last save
+
+
+@functools.lru_cache(maxsize=None)
+def ijg_tables(quality: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The IJG luminance and chroma quantisation tables (natural order) at ``quality``, as libjpeg scales them."""
+    from PIL import Image
+
+    stream = io.BytesIO()
+    Image.new("RGB", (16, 16)).save(stream, format="JPEG", quality=int(quality))
+    tables = Image.open(io.BytesIO(stream.getvalue())).quantization
+    return tuple(int(v) for v in tables[0]), tuple(int(v) for v in tables[1])
+
+
+def tables_from_pixels(luminance: np.ndarray, *, min_values: int = 150) -> tuple[list[list[int]], int]:
+    """The quantisation tables of the last save of decoded pixels (``luminance``: JPEG's luma, float, cropped to
+    whole blocks of its grid), natural order, luminance then chroma, and how many luminance steps were read.
+
+    Each luminance step is read from its frequency's dequantised values (``double_jpeg.last_step``) where at
+    least ``min_values`` of them are non-zero; the other steps, and the chroma table, are those of the IJG
+    quality whose luminance table fits the steps read best (least mean absolute log ratio). A frequency that a
+    save before the last quantised more coarsely, by a whole multiple, reads as that multiple (its values all
+    sit on it), which the fit weighs as one step among many.
+    """
+    coefficients = block_dct(luminance, (0, 0)).reshape(-1, 64)
+    counts = (np.abs(coefficients) > 1.5).sum(axis=0)
+    steps = np.array([last_step(coefficients[:, k]) if counts[k] >= min_values else 1 for k in range(64)])
+    read = steps > 1
+    if not read.any():
+        return [list(table) for table in ijg_tables(75)], 0
+    logs = np.log(steps[read])
+    fitted = min(range(10, 101), key=lambda q: float(np.abs(np.log(np.array(ijg_tables(q)[0])[read]) - logs).mean()))
+    luma, chroma = ijg_tables(fitted)
+    return [np.where(read, steps, luma).astype(int).tolist(), list(chroma)], int(read.sum())
 
 REFERENCE_SHIFTS = ((4, 4), (2, 6), (6, 2), (3, 5), (5, 3), (1, 7), (7, 1))
 
@@ -476,6 +512,12 @@ def jpeg_settling(image: np.ndarray, *, jpeg_quantization: Mapping[int, Sequence
         elif last is not None and last < options.qualities[1]:
             last_save = last
             details["content_model"] = f"re-history (the pixels reproduce themselves at quality {last})"
+        elif jpeg_quantization is None:
+            tables, read = tables_from_pixels(luminance[top: top + 8 * rows, left: left + 8 * cols])
+            if read >= MIN_READ_STEPS:
+                last_save = tables
+                details["content_model"] = (f"re-history (the last save's tables read from the pixels: {read} "
+                                            "luminance steps, the others an IJG table's)")
     if last_save is None:
         reference = offgrid
     else:
