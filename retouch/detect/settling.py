@@ -14,7 +14,8 @@ Per 8x8 block, the change on recompression at ``q1`` (squared difference of the 
 content models of settling. Off the grid: the change of the same pixels recompressed on the grid shifted by 4
 pixels, where no history lines up with the blocks and only the content responds (texture and edges change more,
 flat areas less). Re-history: the change at ``q1`` of the picture given the host's history on its own grid
-(:func:`rehistoried_change`: saved at ``q1``, then as its last save, with the file's own tables, or at the IJG
+(:func:`rehistoried_change`: saved at ``q1``, then as its last save, with the file's own tables, those read from
+decoded pixels' coefficients (:func:`tables_from_pixels`), or at the IJG
 quality where decoded pixels reproduce themselves): settled content changes to the last bit as the picture does,
 a piece that never settled changes more. The later save moves fine content (a one-pixel scratch) farther from the
 fixed point of ``q1`` than smooth content, which the off-grid change does not show and the re-history does; with
@@ -45,9 +46,12 @@ not judged. A picture saved once has no ghost to share: its map shows what the c
 explain, and nothing is decided on it; an earlier compression too faint to dip deeper than the once-saved copies
 (a quality close to the last one) is not judged either. Flat areas carry no evidence, and saturated colours and
 near-white highlights, clipped on decoding, change on recompression whatever their history (their content classes
-ask more of them). Decoded pixels (a PNG) whose last save used other tables than the IJG ones (they reproduce
-themselves at no IJG quality) keep the off-grid model alone, which marks fine content such as a film scratch
-when a later save moved it. The re-history assumes 4:2:0 chroma for a colour picture. Measured ranges are in
+ask more of them). Decoded pixels (a PNG) whose last save used other tables than the IJG ones get tables read
+from their coefficients; where too few frequencies hold enough values to read (fewer than 15), they keep the
+off-grid model alone, which marks fine content such as a film scratch when a later save moved it. Decoded
+pixels that change little at a high IJG quality (95 to 97) are taken as saved there, though their last save may
+have used other tables at a lower quality. A host saved before at a quality at or above its last save's carries
+no ghost (Farid 2009): its map does not rank a piece. The re-history assumes 4:2:0 chroma for a colour picture. Measured ranges are in
 ``benchmarks/results/detector_notes.md``.
 
 References
