@@ -51,8 +51,8 @@ from their coefficients; where too few frequencies hold enough values to read (f
 off-grid model alone, which marks fine content such as a film scratch when a later save moved it. Decoded
 pixels that change little at a high IJG quality (95 to 97) are taken as saved there, though their last save may
 have used other tables at a lower quality. A host saved before at a quality at or above its last save's carries
-no ghost (Farid 2009): its map does not rank a piece. The re-history assumes 4:2:0 chroma for a colour picture. Measured ranges are in
-``benchmarks/results/detector_notes.md``.
+no ghost (Farid 2009): its map does not rank a piece. The re-history assumes 4:2:0 chroma for a colour picture.
+Measured ranges are in ``benchmarks/results/detector_notes.md``.
 
 References
 ----------
@@ -261,6 +261,7 @@ def rehistory_quality(pixels: np.ndarray, quality: int, last: int | Sequence[Seq
 
 
 MIN_READ_STEPS = 15  # fewest luminance steps read from the pixels for their tables to stand for the last save
+READ_SIDE = 1024  # side of the central crop the last save's steps are read on (px)
 
 
 @functools.lru_cache(maxsize=None)
@@ -294,6 +295,7 @@ def tables_from_pixels(luminance: np.ndarray, *, min_values: int = 150) -> tuple
     fitted = min(range(10, 101), key=lambda q: float(np.abs(np.log(np.array(ijg_tables(q)[0])[read]) - logs).mean()))
     luma, chroma = ijg_tables(fitted)
     return [np.where(read, steps, luma).astype(int).tolist(), list(chroma)], int(read.sum())
+
 
 REFERENCE_SHIFTS = ((4, 4), (2, 6), (6, 2), (3, 5), (5, 3), (1, 7), (7, 1))
 
@@ -517,7 +519,9 @@ def jpeg_settling(image: np.ndarray, *, jpeg_quantization: Mapping[int, Sequence
             last_save = last
             details["content_model"] = f"re-history (the pixels reproduce themselves at quality {last})"
         elif jpeg_quantization is None:
-            tables, read = tables_from_pixels(luminance[top: top + 8 * rows, left: left + 8 * cols])
+            # read on a central crop: a 24 MP scan holds far more values per frequency than the steps need
+            tables, read = tables_from_pixels(_central_crop(luminance[top: top + 8 * rows, left: left + 8 * cols],
+                                                            READ_SIDE))
             if read >= MIN_READ_STEPS:
                 last_save = tables
                 details["content_model"] = (f"re-history (the last save's tables read from the pixels: {read} "
