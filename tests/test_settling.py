@@ -244,3 +244,29 @@ def test_a_piece_with_another_history_is_found_with_the_files_tables(host: str, 
     assert f1_score(result.mask, truth) > 0.5
     assert truth[result.mask].mean() > 0.7
     assert result.regions and all(r.evidence["nfa"] <= 0.01 for r in result.regions)
+
+
+def test_the_last_saves_tables_are_read_from_decoded_pixels_that_reproduce_at_no_ijg_quality() -> None:
+    """A picture last saved with tables of its own (not IJG's scaled ones) and decoded, as CASIA v1's PNGs are:
+    its steps are read from its coefficients, and the re-history model judges it instead of the off-grid model
+    alone."""
+    import io
+
+    from PIL import Image
+
+    from retouch.detect.double_jpeg import _luminance
+    from retouch.detect.settling import ijg_tables, tables_from_pixels
+
+    luma, chroma = ijg_tables(80)
+    own = [[step + (k % 3 == 1) for k, step in enumerate(luma)], [step + (k % 3 == 1) for k, step in enumerate(chroma)]]
+    stream = io.BytesIO()
+    Image.fromarray(jpeg_round_trip(data.camera(), 70)).save(stream, format="JPEG", qtables=own)
+    decoded = np.asarray(Image.open(io.BytesIO(stream.getvalue())))
+    tables, read = tables_from_pixels(_luminance(decoded))
+    assert read >= 30
+    # steps read where the frequency holds enough values, the fitted IJG table's elsewhere
+    assert np.mean(np.array(tables[0]) == np.array(own[0])) >= 0.8
+    result = jpeg_settling(decoded)
+    assert result.details["reproduced_at"] is None or result.details["reproduced_at"] >= 98
+    assert result.details["content_model"].startswith("re-history (the last save's tables read from the pixels")
+    assert not result.mask.any()

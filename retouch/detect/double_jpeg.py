@@ -205,14 +205,23 @@ def zigzag_coefficients(luminance: np.ndarray, origin: tuple[int, int], count: i
 
 def last_step(coefficients: np.ndarray) -> int:
     """The last quantisation step of one frequency, estimated from its dequantised values: the largest step
-    whose multiples the non-zero values cluster on (1 when none does)."""
+    whose multiples the non-zero values cluster on (1 when none does).
+
+    The values must sit on the multiples themselves (the mean cosine of their phase on the step's lattice,
+    not its modulus): values at +-s have a phase of half a turn on a lattice of 2 s, and of nearly half a
+    turn on one of 2 s / (2 k + 1) + a little, which the modulus accepts. Steps above the values' median
+    magnitude are not tried: every non-zero value is at least one step, and on a lattice far coarser than the
+    values they all sit near zero."""
     values = coefficients[np.abs(coefficients) > 1.5]
     if values.size < 50:
         return 1
-    for step in range(40, 1, -1):
-        if np.abs(np.exp(2j * np.pi * values / step).mean()) > 0.6:
-            return step
-    return 1
+    largest = int(min(255, np.median(np.abs(values)) + 1))
+    steps = np.arange(2, largest + 1)
+    if steps.size == 0:
+        return 1
+    coherence = np.array([np.cos(2 * np.pi * values / step).mean() for step in steps])
+    fitting = steps[(coherence > 0.6) & (coherence >= coherence.max() - 0.01)]
+    return int(fitting.max()) if fitting.size else 1
 
 
 def dq_period(histogram: np.ndarray) -> tuple[int, float]:

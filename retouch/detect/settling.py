@@ -14,7 +14,8 @@ Per 8x8 block, the change on recompression at ``q1`` (squared difference of the 
 content models of settling. Off the grid: the change of the same pixels recompressed on the grid shifted by 4
 pixels, where no history lines up with the blocks and only the content responds (texture and edges change more,
 flat areas less). Re-history: the change at ``q1`` of the picture given the host's history on its own grid
-(:func:`rehistoried_change`: saved at ``q1``, then as its last save, with the file's own tables, or at the IJG
+(:func:`rehistoried_change`: saved at ``q1``, then as its last save, with the file's own tables, those read from
+decoded pixels' coefficients (:func:`tables_from_pixels`), or at the IJG
 quality where decoded pixels reproduce themselves): settled content changes to the last bit as the picture does,
 a piece that never settled changes more. The later save moves fine content (a one-pixel scratch) farther from the
 fixed point of ``q1`` than smooth content, which the off-grid change does not show and the re-history does; with
@@ -45,10 +46,13 @@ not judged. A picture saved once has no ghost to share: its map shows what the c
 explain, and nothing is decided on it; an earlier compression too faint to dip deeper than the once-saved copies
 (a quality close to the last one) is not judged either. Flat areas carry no evidence, and saturated colours and
 near-white highlights, clipped on decoding, change on recompression whatever their history (their content classes
-ask more of them). Decoded pixels (a PNG) whose last save used other tables than the IJG ones (they reproduce
-themselves at no IJG quality) keep the off-grid model alone, which marks fine content such as a film scratch
-when a later save moved it. The re-history assumes 4:2:0 chroma for a colour picture. Measured ranges are in
-``benchmarks/results/detector_notes.md``.
+ask more of them). Decoded pixels (a PNG) whose last save used other tables than the IJG ones get tables read
+from their coefficients; where too few frequencies hold enough values to read (fewer than 15), they keep the
+off-grid model alone, which marks fine content such as a film scratch when a later save moved it. Decoded
+pixels that change little at a high IJG quality (95 to 97) are taken as saved there, though their last save may
+have used other tables at a lower quality. A host saved before at a quality at or above its last save's carries
+no ghost (Farid 2009): its map does not rank a piece. The re-history assumes 4:2:0 chroma for a colour picture.
+Measured ranges are in ``benchmarks/results/detector_notes.md``.
 
 References
 ----------
@@ -64,6 +68,7 @@ True
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 from collections.abc import Mapping, Sequence
@@ -94,7 +99,7 @@ from retouch.detect._blocks import (
 )
 from retouch.detect._options import options_params, resolve_options
 from retouch.detect._recompress import recompression_block_sqdiff
-from retouch.detect.double_jpeg import _luminance, block_extremes, grid_origin
+from retouch.detect.double_jpeg import _luminance, block_dct, block_extremes, grid_origin, last_step
 from retouch.imaging import to_uint8
 from retouch.registry import register
 from retouch.result import AnalysisResult
@@ -253,6 +258,43 @@ def rehistory_quality(pixels: np.ndarray, quality: int, last: int | Sequence[Seq
         return float(np.abs(np.log(change + floor) - np.log(reference + floor)).mean())
 
     return min(candidates, key=misfit)
+
+
+MIN_READ_STEPS = 15  # fewest luminance steps read from the pixels for their tables to stand for the last save
+READ_SIDE = 1024  # side of the central crop the last save's steps are read on (px)
+
+
+@functools.lru_cache(maxsize=None)
+def ijg_tables(quality: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The IJG luminance and chroma quantisation tables (natural order) at ``quality``, as libjpeg scales them."""
+    from PIL import Image
+
+    stream = io.BytesIO()
+    Image.new("RGB", (16, 16)).save(stream, format="JPEG", quality=int(quality))
+    tables = Image.open(io.BytesIO(stream.getvalue())).quantization
+    return tuple(int(v) for v in tables[0]), tuple(int(v) for v in tables[1])
+
+
+def tables_from_pixels(luminance: np.ndarray, *, min_values: int = 150) -> tuple[list[list[int]], int]:
+    """The quantisation tables of the last save of decoded pixels (``luminance``: JPEG's luma, float, cropped to
+    whole blocks of its grid), natural order, luminance then chroma, and how many luminance steps were read.
+
+    Each luminance step is read from its frequency's dequantised values (``double_jpeg.last_step``) where at
+    least ``min_values`` of them are non-zero; the other steps, and the chroma table, are those of the IJG
+    quality whose luminance table fits the steps read best (least mean absolute log ratio). A frequency that a
+    save before the last quantised more coarsely, by a whole multiple, reads as that multiple (its values all
+    sit on it), which the fit weighs as one step among many.
+    """
+    coefficients = block_dct(luminance, (0, 0)).reshape(-1, 64)
+    counts = (np.abs(coefficients) > 1.5).sum(axis=0)
+    steps = np.array([last_step(coefficients[:, k]) if counts[k] >= min_values else 1 for k in range(64)])
+    read = steps > 1
+    if not read.any():
+        return [list(table) for table in ijg_tables(75)], 0
+    logs = np.log(steps[read])
+    fitted = min(range(10, 101), key=lambda q: float(np.abs(np.log(np.array(ijg_tables(q)[0])[read]) - logs).mean()))
+    luma, chroma = ijg_tables(fitted)
+    return [np.where(read, steps, luma).astype(int).tolist(), list(chroma)], int(read.sum())
 
 
 REFERENCE_SHIFTS = ((4, 4), (2, 6), (6, 2), (3, 5), (5, 3), (1, 7), (7, 1))
@@ -476,6 +518,14 @@ def jpeg_settling(image: np.ndarray, *, jpeg_quantization: Mapping[int, Sequence
         elif last is not None and last < options.qualities[1]:
             last_save = last
             details["content_model"] = f"re-history (the pixels reproduce themselves at quality {last})"
+        elif jpeg_quantization is None:
+            # read on a central crop: a 24 MP scan holds far more values per frequency than the steps need
+            tables, read = tables_from_pixels(_central_crop(luminance[top: top + 8 * rows, left: left + 8 * cols],
+                                                            READ_SIDE))
+            if read >= MIN_READ_STEPS:
+                last_save = tables
+                details["content_model"] = (f"re-history (the last save's tables read from the pixels: {read} "
+                                            "luminance steps, the others an IJG table's)")
     if last_save is None:
         reference = offgrid
     else:
