@@ -24,7 +24,7 @@ from retouch.io import load_image
 from retouch.metrics import overlap_verdict
 from retouch.report.html import asset, escape, photo_uri, reading_html, swipe_html
 from retouch.report.reading import MINOR_KINDS, kind_phrase, place_words
-from retouch.report.visual import heatmap_over_photo
+from retouch.report.visual import heatmap_over_photo, turned_box, upright_turns
 from retouch.samples.lesson import LESSON_MANIFEST, PAIR_STORY, RECROP_STORY, TECHNIQUES
 
 PAIR_FOLDER = "compare-pair"
@@ -332,28 +332,6 @@ def historical_section(cases: Sequence[tuple[Any, Path | None, str]], *, source:
     return ("<h2 id=\"historical\">The real cases</h2><p>These are real Soviet photographs and their altered "
             "versions, compared by retouch when this gallery was built. There is no pixel mask for history: set "
             "what compare found beside what historians record, and judge.</p>" + note + "".join(cards))
-
-
-def upright_turns(matrix: Sequence[Sequence[float]], *, tolerance_deg: float = 20.0) -> int:
-    """Quarter turns ``k`` for ``np.rot90(questioned, k)`` to stand as the reference does, from a comparison's
-    transform (reference pixel -> questioned pixel); 0 unless the copy is turned within ``tolerance_deg`` of a
-    quarter, half or three-quarter turn."""
-    linear = np.asarray(matrix, np.float64)[:2, :2]
-    angle = float(np.degrees(np.arctan2(linear[1, 0], linear[0, 0])))
-    quarters = round(angle / 90.0)
-    if abs(angle - 90.0 * quarters) > tolerance_deg:
-        return 0
-    return quarters % 4
-
-
-def turned_box(bbox: Sequence[int], turns: int, width: int, height: int) -> tuple[int, int, int, int]:
-    """An ``(x, y, w, h)`` box of a ``width`` x ``height`` picture, placed as in ``np.rot90(picture, turns)``."""
-    x, y, w, h = (int(v) for v in bbox)
-    for _ in range(turns % 4):
-        # one counter-clockwise quarter turn: a column becomes a row counted from the bottom
-        x, y, w, h = y, width - (x + w), h, w
-        width, height = height, width
-    return x, y, w, h
 
 
 def _shown_fraction(report: Mapping[str, Any]) -> float:

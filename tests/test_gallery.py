@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from retouch.gallery import turned_box, upright_turns
 from retouch.metrics import overlap_verdict
+from retouch.report.visual import turned_box, upright_turns
 
 CHROMIUM = "/usr/bin/chromium"
 VERDICT = re.compile(r'data-seed="(\d+)" data-case="([^"]+)" data-method="([^"]+)" data-verdict="([^"]+)" '

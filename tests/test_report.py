@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import os
 import re
@@ -9,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from retouch.fuse import fuse_results
 from retouch.report import build_report, render_html
@@ -200,6 +203,32 @@ def test_html_is_self_contained_and_renders_the_regions() -> None:
     assert "321" in page  # registration quality shown
     assert not re.search(r"""(src|href)=["']https?://""", page)
     assert page.count("data:image/") >= 3
+
+
+def test_a_questioned_copy_scanned_upside_down_is_shown_as_the_reference_stands() -> None:
+    # a removal in the upper left of the questioned file; the file is the reference turned 180 degrees, so on
+    # the page, turned back, the removal stands in the lower right, while the table keeps the file's pixels
+    region = Region(bbox=(4, 4, 16, 12), area=192, score=0.75, kind="removed")
+    report = _pair_report([region])
+    report["registration"]["transform"] = [[-1.0, 0.0, 79.0], [0.0, -1.0, 59.0], [0.0, 0.0, 1.0]]
+    photo = np.zeros((60, 80, 3), np.uint8)
+    photo[:30, :40] = 255  # the file's upper-left quarter is white
+    page = render_html(report, photo=photo, layers={"changes": np.zeros((60, 80), np.float32)},
+                       pair=(photo, photo))
+    assert "turned by 180 degrees clockwise" in page
+    # the box drawn over the picture: 80 - (4 + 16) = 60 px from the left, 60 - (4 + 12) = 44 px from the top
+    box = re.search(r'class="box removed" data-region="1" style="([^"]+)"', page).group(1)
+    assert box == "left:75.000%;top:73.333%;width:20.000%;height:20.000%", box
+    assert "lower right" in page and "upper left" not in page and "x=4, y=4, 16×12" in page
+    # the photograph is drawn turned too: its white quarter is now the lower right
+    shown = re.search(r'<img alt="analysed photograph" src="data:image/jpeg;base64,([^"]+)"', page).group(1)
+    pixels = np.asarray(Image.open(io.BytesIO(base64.b64decode(shown))).convert("L"), np.float32)
+    half_h, half_w = pixels.shape[0] // 2, pixels.shape[1] // 2
+    assert pixels[half_h:, half_w:].mean() > 200 and pixels[:half_h, :half_w].mean() < 50
+    # a pair turned by no quarter is drawn as the file stands
+    report["registration"]["transform"] = [[1.0, 0.0, 3.0], [0.0, 1.0, 2.0], [0.0, 0.0, 1.0]]
+    plain = render_html(report, photo=photo, layers={}, pair=(photo, photo))
+    assert "turned by" not in plain and 'style="left:5.000%;top:6.667%;width:20.000%;height:20.000%"' in plain
 
 
 def test_html_escapes_file_names() -> None:

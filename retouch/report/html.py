@@ -16,7 +16,7 @@ import numpy as np
 
 from retouch.report.reading import certainty_words, kind_phrase, place_words, reading
 from retouch.report.visual import colorize_heatmap, gray8, jpeg_bytes, map_preview, palette_png, png_bytes, \
-    preview_over_photo, shrink
+    preview_over_photo, shrink, turned_box, upright_turns
 
 DISPLAY_SIDE = 1600
 CARD_SIDE = 640
@@ -324,10 +324,22 @@ def render_html(
     (the report's ``reading``), numbers behind folds. Every picture is a compact preview: photographs as JPEG and
     maps as palette PNG, at most ``DISPLAY_SIDE`` pixels on a side, each map shrunk once for all its pictures.
     """
-    previews = {name: map_preview(heatmap, DISPLAY_SIDE) for name, heatmap in layers.items()}
     result = report["result"]
     regions = result["regions"]
     height, width = photo.shape[:2]
+    # a questioned copy scanned on its side or upside down is shown as the reference stands (the pictures and the
+    # boxes drawn on them turned alike); the table of numbers keeps the file's own pixels
+    transform = (report.get("registration") or {}).get("transform")
+    turns = upright_turns(transform) if pair is not None and transform is not None else 0
+    shown_regions = regions
+    if turns:
+        photo = np.rot90(photo, turns)
+        layers = {name: np.rot90(heatmap, turns) for name, heatmap in layers.items()}
+        pair = (np.rot90(pair[0], turns), np.rot90(pair[1], turns))
+        shown_regions = [{**region, "bbox": list(turned_box(region["bbox"], turns, width, height))}
+                         for region in regions]
+    shown_height, shown_width = photo.shape[:2]
+    previews = {name: map_preview(heatmap, DISPLAY_SIDE) for name, heatmap in layers.items()}
     subject = report["inputs"][-1].get("name", "image") if report["inputs"] else "image"
     title = f"retouch {report['command']} report: {subject}"
     words = report.get("reading") or reading(command=report["command"], result=result,
@@ -341,17 +353,22 @@ def render_html(
     if intro:
         sections.append(f"<p>{escape(intro)}</p>")
     if pair is not None:
-        sections += ["<h2>The two versions, aligned</h2>", swipe_html(*pair)]
+        sections += ["<h2>The two versions, aligned</h2>"]
+        if turns:
+            sections.append(f'<p class="note">The questioned scan is turned by {90 * turns} degrees '
+                            "clockwise against the reference; its pictures here are turned back to stand as the "
+                            "reference does. The boxes' pixels in the table of numbers are the file's own.</p>")
+        sections.append(swipe_html(*pair))
     sections += [
         "<h2>Where</h2>",
-        _figure(photo, previews, regions, default_layer),
+        _figure(photo, previews, shown_regions, default_layer),
         colour_scale_html(),
     ]
     if reference is not None and any(r["kind"] == "shared" for r in regions):
         sections += ["<h2>Where the shared pieces come from (the reference)</h2>", donor_html(reference, regions)]
     sections += [
         f"<h2>What was marked ({len(regions)})</h2>",
-        _regions_in_words(regions, width, height),
+        _regions_in_words(shown_regions, shown_width, shown_height),
         f"<p>{escape(result.get('explanation', ''))}</p>",
         "<details class=\"numbers\"><summary>The numbers: scores, boxes, areas, evidence</summary>"
         f"<p>Image score <strong>{result['score']:.2f}</strong>. {escape(SCORE_NOTE)}</p>"

@@ -203,3 +203,25 @@ def png_bytes(image: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="PNG", optimize=False, compress_level=6)
     return buffer.getvalue()
+
+
+def upright_turns(matrix: Sequence[Sequence[float]], *, tolerance_deg: float = 20.0) -> int:
+    """Quarter turns ``k`` for ``np.rot90(questioned, k)`` to stand as the reference does, from a comparison's
+    transform (reference pixel -> questioned pixel); 0 unless the copy is turned within ``tolerance_deg`` of a
+    quarter, half or three-quarter turn."""
+    linear = np.asarray(matrix, np.float64)[:2, :2]
+    angle = float(np.degrees(np.arctan2(linear[1, 0], linear[0, 0])))
+    quarters = round(angle / 90.0)
+    if abs(angle - 90.0 * quarters) > tolerance_deg:
+        return 0
+    return quarters % 4
+
+
+def turned_box(bbox: Sequence[int], turns: int, width: int, height: int) -> tuple[int, int, int, int]:
+    """An ``(x, y, w, h)`` box of a ``width`` x ``height`` picture, placed as in ``np.rot90(picture, turns)``."""
+    x, y, w, h = (int(v) for v in bbox)
+    for _ in range(turns % 4):
+        # one counter-clockwise quarter turn: a column becomes a row counted from the bottom
+        x, y, w, h = y, width - (x + w), h, w
+        width, height = height, width
+    return x, y, w, h
