@@ -296,6 +296,8 @@ def test_a_copy_scanned_turned_is_shown_upright_with_its_places_turned_alike(qua
     assert turned_box(box, turns, q_width, q_height) == expected
 
 
-def test_a_copy_turned_by_less_than_the_tolerance_is_not_turned() -> None:
+def test_a_copy_turned_by_less_than_the_tolerance_or_mirrored_is_not_turned() -> None:
     assert upright_turns(np.vstack([cv2.getRotationMatrix2D((0.0, 0.0), 12.0, 1.3), [0, 0, 1]])) == 0
     assert upright_turns(np.vstack([cv2.getRotationMatrix2D((0.0, 0.0), 45.0, 1.0), [0, 0, 1]])) == 0
+    # a print mirrored left to right is not half a turn: shown as the file stands, not upside down
+    assert upright_turns([[-1.0, 0.0, 99.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]) == 0

@@ -208,8 +208,11 @@ def png_bytes(image: np.ndarray) -> bytes:
 def upright_turns(matrix: Sequence[Sequence[float]], *, tolerance_deg: float = 20.0) -> int:
     """Quarter turns ``k`` for ``np.rot90(questioned, k)`` to stand as the reference does, from a comparison's
     transform (reference pixel -> questioned pixel); 0 unless the copy is turned within ``tolerance_deg`` of a
-    quarter, half or three-quarter turn."""
+    quarter, half or three-quarter turn. A mirrored copy (negative determinant) is left as the file stands: its
+    angle is not a turn, and a left-right mirror would read as half a turn and be shown upside down."""
     linear = np.asarray(matrix, np.float64)[:2, :2]
+    if np.linalg.det(linear) <= 0:
+        return 0
     angle = float(np.degrees(np.arctan2(linear[1, 0], linear[0, 0])))
     quarters = round(angle / 90.0)
     if abs(angle - 90.0 * quarters) > tolerance_deg:
