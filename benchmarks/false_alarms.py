@@ -8,7 +8,9 @@ several qualities, saved twice, PNG, a resized web copy, a crop of a JPEG), the 
 NFA is at most ``x`` should be at most ``x``. For each detector it prints that share at x = 1, 0.1 and 0.01 for
 the margin in use and the smallest margin that keeps the shares near what is expected. Each detector records, for
 a few margins, the smallest NFA of a group it would decide there (``_blocks.CALIBRATION_MARGINS``), so one run
-calibrates the decisions themselves, their extent rule included. At 0.01 the set is too small for more than a
+calibrates the decisions themselves, their extent rule included. ``clone`` decides by a test of its own (the
+image's own rate of exact, exclusive cell matches), with no margin: its rows hold the smallest NFA of the
+candidates it tested, and the table checks its shares at its own decision. At 0.01 the set is too small for more than a
 check: about 1 image in 100 is expected there.
 
     python -m benchmarks.false_alarms [--workers 2] [--real bench-out/real/single.jsonl]
@@ -35,7 +37,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "false_alarms.md"
-DETECTORS = ["ela", "grain", "inpaint", "jpeg", "grid", "residual", "dq", "settling"]
+DETECTORS = ["ela", "grain", "inpaint", "jpeg", "grid", "residual", "dq", "settling", "clone"]
+# detectors that decide by a test of their own rather than a block null with a tail margin: their row records the
+# smallest NFA of any candidate they tested, the same at every margin
+OWN_TEST = {"clone"}
 # photographs only: scikit-image's microscopy (immunohistochemistry, retina, cell) and its page of text are not
 # pictures of the kinds the tool claims to handle, and were left out of the calibration
 EXTRA_PHOTOS = ["brick", "grass", "gravel", "moon"]
@@ -111,13 +116,25 @@ def _case(task: tuple[str, int, tuple[str, ...]]) -> list[dict]:
     else:
         label, first, last, factor, offset = SAVES[save]
         pixels, tables = _saved(_photos()[name], first, last, factor, offset)
-    rows = []
-    for detector in chosen:
-        result = detectors()[detector].run(pixels, jpeg_quantization=tables)
-        if result.skipped is None and "null" in result.details:
-            rows.append({"photo": name, "save": label, "detector": detector, **result.details["null"],
-                         "marked": float(result.mask.mean()), "tail_margin": result.params.get("tail_margin")})
-    return rows
+    return [row for detector in chosen
+            if (row := _null_row(detector, detectors()[detector].run(pixels, jpeg_quantization=tables), name,
+                                 label))]
+
+
+def _null_row(detector: str, result, photo: str, save: str) -> dict | None:
+    """What calibration reads from one detector's result: its null record, or for a detector with a test of
+    its own (``OWN_TEST``) the smallest NFA of its candidates, recorded alike at every margin."""
+    if result.skipped is not None:
+        return None
+    if detector in OWN_TEST:
+        null = {"tests": None, "peak_z": None,
+                "group_nfa": {str(m): result.details.get("smallest_nfa") for m in MARGINS}}
+    elif "null" in result.details:
+        null = result.details["null"]
+    else:
+        return None
+    return {"photo": photo, "save": save, "detector": detector, **null, "marked": float(result.mask.mean()),
+            "tail_margin": result.params.get("tail_margin")}
 
 
 # how the real originals are saved again for --resaved: (label, JPEG qualities in order)
@@ -148,13 +165,10 @@ def _resaved_case(task: tuple[str, int, tuple[str, ...]]) -> list[dict]:
         image.save(buffer, "JPEG", quality=quality)
         image = Image.open(io.BytesIO(buffer.getvalue()))
     loaded = load_image_bytes(buffer.getvalue(), name=Path(path).name)
-    rows = []
-    for detector in chosen:
-        result = detectors()[detector].run(loaded.pixels, jpeg_quantization=loaded.jpeg_quantization)
-        if result.skipped is None and "null" in result.details:
-            rows.append({"photo": Path(path).name, "save": label, "detector": detector, **result.details["null"],
-                         "marked": float(result.mask.mean()), "tail_margin": result.params.get("tail_margin")})
-    return rows
+    return [row for detector in chosen
+            if (row := _null_row(detector, detectors()[detector].run(loaded.pixels,
+                                                                     jpeg_quantization=loaded.jpeg_quantization),
+                                 Path(path).name, label))]
 
 
 def resaved_tasks(data: Path, chosen: tuple[str, ...]) -> list[tuple[str, int, tuple[str, ...]]]:
@@ -206,7 +220,7 @@ def calibration_table(rows: list[dict], title: str) -> str:
         chosen = [r for r in rows if r["detector"] == detector]
         if not chosen:
             continue
-        in_use = _default_margin(detector)
+        in_use = MARGINS[0] if detector in OWN_TEST else _default_margin(detector)
 
         def shares(margin: float) -> list[float]:
             values = np.array([smallest_nfa(r, margin) for r in chosen])
@@ -216,6 +230,10 @@ def calibration_table(rows: list[dict], title: str) -> str:
         fitting = next((m for m in MARGINS if shares(m)[0] <= 0.63 and shares(m)[1] <= 0.1 and
                         shares(m)[2] <= 0.02), MARGINS[-1])
         fmt = lambda s: " / ".join(f"{100 * v:.0f} %" for v in s)  # noqa: E731
+        if detector in OWN_TEST:  # no margin to fit: the test's own NFA, as the detector decides it
+            lines.append(f"| {detector} | its own test | {fmt(shares(in_use))} | - | - | "
+                         f"{sum(r['marked'] > 0 for r in chosen)} of {len(chosen)} |")
+            continue
         lines.append(f"| {detector} | {in_use} | {fmt(shares(in_use))} | {fitting} | {fmt(shares(fitting))} | "
                      f"{sum(r['marked'] > 0 for r in chosen)} of {len(chosen)} |")
     return "\n".join(lines)

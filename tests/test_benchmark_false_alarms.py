@@ -41,3 +41,20 @@ def test_a_photograph_saved_twice_is_judged_on_its_null(tmp_path):
     # the calibration table reads the row: one judged picture, none marked by the run's decision
     table = false_alarms.calibration_table(rows, "saved again")
     assert "(1 images)" in table and "| dq | 1.6 |" in table and table.rstrip().endswith("| 0 of 1 |")
+
+
+def test_clone_is_checked_at_its_own_test():
+    """clone has no block null: its row holds the smallest NFA of its candidates at every margin, and a stamped
+    photograph reads as decided in the table."""
+    import numpy as np
+
+    from retouch.detect import detectors
+
+    picture = np.ascontiguousarray(data.astronaut()[:384, :384])
+    picture[250:310, 40:100] = picture[60:120, 260:320]  # a 60 px stamp from the sky onto the suit
+    result = detectors()["clone"].run(picture)
+    row = false_alarms._null_row("clone", result, "astronaut", "stamped")
+    assert result.details["smallest_nfa"] <= 0.01 and row["marked"] > 0
+    assert set(row["group_nfa"].values()) == {result.details["smallest_nfa"]}
+    table = false_alarms.calibration_table([row], "stamped")
+    assert "| clone | its own test | 100 % / 100 % / 100 % | - | - | 1 of 1 |" in table

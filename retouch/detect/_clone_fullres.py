@@ -363,7 +363,10 @@ def full_resolution_tier(image: np.ndarray, result: AnalysisResult, options: Cop
         tried.append(float(f"{best_here:.3g}") if best_here is not None else None)
     details = {**result.details, "full_resolution_windows": len(candidates),
                "full_resolution_keypoints": len(points), "full_resolution_pairs": int(len(first)),
-               "full_resolution_window_nfa": tried}
+               "full_resolution_window_nfa": tried,
+               # the smallest NFA over the bounded copy's candidates and the windows' confirmations alike
+               "smallest_nfa": min((v for v in [result.details.get("smallest_nfa"), *tried] if v is not None),
+                                   default=None)}
     params = {**result.params, "full_resolution": True,
               "false_alarm_control": result.params.get("false_alarm_control", "") + "; on scans whose "
               "bounded copy is under full_resolution_scale of their size a side, windows confirmed at full (or half) "

@@ -676,7 +676,8 @@ def _result(small: np.ndarray, scale: float, shape: tuple[int, int], field: Dens
         summary=summary, explanation=EXPLANATION,
         details={"pairs": len(pairs), "candidates": len(tested), "keypoint_maps": len(field.seeds) // 2,
                  "copied_fraction": round(copied, 6),
-                 "candidate_nfa": [float(f"{test.nfa:.3g}") for _, test in tested[:12]]},
+                 "candidate_nfa": [float(f"{test.nfa:.3g}") for _, test in tested[:12]],
+                 "smallest_nfa": min((float(test.nfa) for _, test in tested), default=None)},
     )
 
 
