@@ -381,19 +381,22 @@ def _compare_pictures(reference: np.ndarray, questioned: np.ndarray, *, min_area
 
     timings: dict[str, float] = {}
     started = time.perf_counter()
+    # registration, the shared pieces and the analysis frame all work on gray: each picture is converted once
+    gray_r, gray_q = to_gray_float(reference), to_gray_float(questioned)
     try:
-        registration = register(reference, questioned)
+        registration = register(gray_r, gray_q)
     except NotSamePhotographError as error:
-        pieces = shared_pieces(reference, questioned, grow=False)
+        pieces = shared_pieces(gray_r, gray_q, grow=False)
         if not pieces:  # they share nothing that could be found: refused, for the reason registration gave
             raise error from None
         timings["shared_pieces"] = time.perf_counter() - started
         return _composite(reference, questioned, pieces, str(error), timings)
-    if registration.mirrored and not registration.inverted:
+    if registration.mirrored and not registration.inverted and not registration.inlier_cover >= MIN_SHARED_SHARE:
         # a mirrored fit is a whole print reproduced mirrored, or a piece pasted facing the other way
         # (PS-Battles' cats and foxes): it is compared as one print only when what the pair shares covers at least
         # half of the overlap, the breakdown point of the robust pair model and background the comparison rests on
-        pieces = shared_pieces(reference, questioned, grow=False)
+        # (the fit's own inlier matches spreading over half of it show that without a search for pieces)
+        pieces = shared_pieces(gray_r, gray_q, grow=False)
         if pieces and max(_shared_share(piece, registration.transform, reference.shape[:2], questioned.shape[:2])
                           for piece in pieces) < MIN_SHARED_SHARE:
             timings["shared_pieces"] = time.perf_counter() - started
@@ -401,13 +404,13 @@ def _compare_pictures(reference: np.ndarray, questioned: np.ndarray, *, min_area
                    "overlap, not as a whole print")
             return _composite(reference, questioned, pieces, why, timings, why)
     if registration.inverted:  # a film negative of the print: compared as a positive from here on
-        reference = inverted_tones(reference)
+        reference, gray_r = inverted_tones(reference), to_gray_float(inverted_tones(reference))
     timings.update({f"register_{k}": v for k, v in registration.timings_s.items()})
     timings["register"] = time.perf_counter() - started
 
     full_shape = questioned.shape[:2]
     started = time.perf_counter()
-    pair = _analysis_frame(reference, questioned, registration.transform, analysis_pixels)
+    pair = _analysis_frame(gray_r, gray_q, registration.transform, analysis_pixels)
     timings["warp_analysis"] = time.perf_counter() - started
     changes = _detect_changes(pair, min_area_fraction=min_area_fraction, options=options, timings=timings)
 
