@@ -25,7 +25,7 @@ from retouch.compare.evidence import (
 )
 from retouch.compare.kinds import classify_regions, damage_regions
 from retouch.compare.model import ModelOptions, PairModel, fit_pair_model
-from retouch.compare.register import Registration, register
+from retouch.compare.register import Registration, overlap_share, register
 from retouch.imaging import (
     analysis_scale,
     checked_image,
@@ -459,17 +459,8 @@ def _compare_pictures(reference: np.ndarray, questioned: np.ndarray, *, min_area
 def _shared_share(piece: SharedPiece, transform: np.ndarray, reference_shape: tuple[int, int],
                   questioned_shape: tuple[int, int]) -> float:
     """The share of the registered overlap (where ``transform`` lands the reference in the questioned frame) that
-    ``piece``'s outline covers, measured on a grid of at most a quarter megapixel."""
-    factor = min(1.0, float(np.sqrt(250_000 / (questioned_shape[0] * questioned_shape[1]))))
-    shape = (max(1, round(questioned_shape[0] * factor)), max(1, round(questioned_shape[1] * factor)))
-    height, width = reference_shape
-    corners = cv2.perspectiveTransform(np.float32([[0, 0], [width, 0], [width, height], [0, height]])
-                                       .reshape(-1, 1, 2), transform).reshape(-1, 2)
-    overlap = np.zeros(shape, np.uint8)
-    cv2.fillPoly(overlap, [np.round(corners * factor).astype(np.int32)], 1)
-    covered = np.zeros(shape, np.uint8)
-    cv2.fillPoly(covered, [np.round(piece.questioned_outline * factor).astype(np.int32)], 1)
-    return float((overlap & covered).sum()) / max(float(overlap.sum()), 1.0)
+    ``piece``'s outline covers."""
+    return overlap_share(piece.questioned_outline, transform, reference_shape, questioned_shape)
 
 
 PIECE_FALSE_ALARM_CONTROL = (

@@ -540,24 +540,30 @@ def _verified(prepared: _Prepared, h_small: np.ndarray, method: str) -> float:
     return correlation
 
 
-def _inlier_cover(found: FeatureFit, h_small: np.ndarray, reference_shape: tuple[int, int],
+def overlap_share(outline: np.ndarray, transform: np.ndarray, reference_shape: tuple[int, int],
                   questioned_shape: tuple[int, int]) -> float:
-    """The share of the registered overlap (the reference's frame mapped by ``h_small`` into the questioned frame,
-    at matching resolution) that the hull of the fit's inlier matches covers, on a grid of at most a quarter
-    megapixel; NaN without inliers."""
-    if found.anchors is None or len(found.anchors[1]) < 3:
-        return float("nan")
+    """The share of the registered overlap (where ``transform`` lands the reference's frame in the questioned one)
+    that the polygon ``outline`` (questioned pixels) covers, measured on a grid of at most a quarter megapixel."""
     factor = min(1.0, float(np.sqrt(250_000 / (questioned_shape[0] * questioned_shape[1]))))
     shape = (max(1, round(questioned_shape[0] * factor)), max(1, round(questioned_shape[1] * factor)))
     height, width = reference_shape
     corners = cv2.perspectiveTransform(np.float32([[0, 0], [width, 0], [width, height], [0, height]])
-                                       .reshape(-1, 1, 2), h_small).reshape(-1, 2)
+                                       .reshape(-1, 1, 2), transform).reshape(-1, 2)
     overlap = np.zeros(shape, np.uint8)
     cv2.fillPoly(overlap, [np.round(corners * factor).astype(np.int32)], 1)
     covered = np.zeros(shape, np.uint8)
-    hull = cv2.convexHull(np.float32(found.anchors[1]).reshape(-1, 1, 2)).reshape(-1, 2)
-    cv2.fillPoly(covered, [np.round(hull * factor).astype(np.int32)], 1)
+    cv2.fillPoly(covered, [np.round(np.asarray(outline, np.float64) * factor).astype(np.int32)], 1)
     return float((overlap & covered).sum()) / max(float(overlap.sum()), 1.0)
+
+
+def _inlier_cover(found: FeatureFit, h_small: np.ndarray, reference_shape: tuple[int, int],
+                  questioned_shape: tuple[int, int]) -> float:
+    """The share of the registered overlap (at matching resolution) that the hull of the fit's inlier matches
+    covers; NaN without inliers."""
+    if found.anchors is None or len(found.anchors[1]) < 3:
+        return float("nan")
+    hull = cv2.convexHull(np.float32(found.anchors[1]).reshape(-1, 1, 2)).reshape(-1, 2)
+    return overlap_share(hull, h_small, reference_shape, questioned_shape)
 
 
 def _pixel_exact(h_full: np.ndarray, reference: np.ndarray, questioned: np.ndarray) -> np.ndarray:
