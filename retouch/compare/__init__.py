@@ -404,7 +404,8 @@ def _compare_pictures(reference: np.ndarray, questioned: np.ndarray, *, min_area
                    "overlap, not as a whole print")
             return _composite(reference, questioned, pieces, why, timings, why)
     if registration.inverted:  # a film negative of the print: compared as a positive from here on
-        reference, gray_r = inverted_tones(reference), to_gray_float(inverted_tones(reference))
+        reference = inverted_tones(reference)
+        gray_r = to_gray_float(reference)
     timings.update({f"register_{k}": v for k, v in registration.timings_s.items()})
     timings["register"] = time.perf_counter() - started
 
