@@ -25,7 +25,7 @@ from retouch.compare.evidence import (
 )
 from retouch.compare.kinds import classify_regions, damage_regions
 from retouch.compare.model import ModelOptions, PairModel, fit_pair_model
-from retouch.compare.register import Registration, register
+from retouch.compare.register import Registration, overlap_share, register
 from retouch.imaging import (
     analysis_scale,
     checked_image,
@@ -381,19 +381,22 @@ def _compare_pictures(reference: np.ndarray, questioned: np.ndarray, *, min_area
 
     timings: dict[str, float] = {}
     started = time.perf_counter()
+    # registration, the shared pieces and the analysis frame all work on gray: each picture is converted once
+    gray_r, gray_q = to_gray_float(reference), to_gray_float(questioned)
     try:
-        registration = register(reference, questioned)
+        registration = register(gray_r, gray_q)
     except NotSamePhotographError as error:
-        pieces = shared_pieces(reference, questioned, grow=False)
+        pieces = shared_pieces(gray_r, gray_q, grow=False)
         if not pieces:  # they share nothing that could be found: refused, for the reason registration gave
             raise error from None
         timings["shared_pieces"] = time.perf_counter() - started
         return _composite(reference, questioned, pieces, str(error), timings)
-    if registration.mirrored and not registration.inverted:
+    if registration.mirrored and not registration.inverted and not registration.inlier_cover >= MIN_SHARED_SHARE:
         # a mirrored fit is a whole print reproduced mirrored, or a piece pasted facing the other way
         # (PS-Battles' cats and foxes): it is compared as one print only when what the pair shares covers at least
         # half of the overlap, the breakdown point of the robust pair model and background the comparison rests on
-        pieces = shared_pieces(reference, questioned, grow=False)
+        # (the fit's own inlier matches spreading over half of it show that without a search for pieces)
+        pieces = shared_pieces(gray_r, gray_q, grow=False)
         if pieces and max(_shared_share(piece, registration.transform, reference.shape[:2], questioned.shape[:2])
                           for piece in pieces) < MIN_SHARED_SHARE:
             timings["shared_pieces"] = time.perf_counter() - started
@@ -402,12 +405,13 @@ def _compare_pictures(reference: np.ndarray, questioned: np.ndarray, *, min_area
             return _composite(reference, questioned, pieces, why, timings, why)
     if registration.inverted:  # a film negative of the print: compared as a positive from here on
         reference = inverted_tones(reference)
+        gray_r = to_gray_float(reference)
     timings.update({f"register_{k}": v for k, v in registration.timings_s.items()})
     timings["register"] = time.perf_counter() - started
 
     full_shape = questioned.shape[:2]
     started = time.perf_counter()
-    pair = _analysis_frame(reference, questioned, registration.transform, analysis_pixels)
+    pair = _analysis_frame(gray_r, gray_q, registration.transform, analysis_pixels)
     timings["warp_analysis"] = time.perf_counter() - started
     changes = _detect_changes(pair, min_area_fraction=min_area_fraction, options=options, timings=timings)
 
@@ -456,17 +460,8 @@ def _compare_pictures(reference: np.ndarray, questioned: np.ndarray, *, min_area
 def _shared_share(piece: SharedPiece, transform: np.ndarray, reference_shape: tuple[int, int],
                   questioned_shape: tuple[int, int]) -> float:
     """The share of the registered overlap (where ``transform`` lands the reference in the questioned frame) that
-    ``piece``'s outline covers, measured on a grid of at most a quarter megapixel."""
-    factor = min(1.0, float(np.sqrt(250_000 / (questioned_shape[0] * questioned_shape[1]))))
-    shape = (max(1, round(questioned_shape[0] * factor)), max(1, round(questioned_shape[1] * factor)))
-    height, width = reference_shape
-    corners = cv2.perspectiveTransform(np.float32([[0, 0], [width, 0], [width, height], [0, height]])
-                                       .reshape(-1, 1, 2), transform).reshape(-1, 2)
-    overlap = np.zeros(shape, np.uint8)
-    cv2.fillPoly(overlap, [np.round(corners * factor).astype(np.int32)], 1)
-    covered = np.zeros(shape, np.uint8)
-    cv2.fillPoly(covered, [np.round(piece.questioned_outline * factor).astype(np.int32)], 1)
-    return float((overlap & covered).sum()) / max(float(overlap.sum()), 1.0)
+    ``piece``'s outline covers."""
+    return overlap_share(piece.questioned_outline, transform, reference_shape, questioned_shape)
 
 
 PIECE_FALSE_ALARM_CONTROL = (

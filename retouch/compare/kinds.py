@@ -10,17 +10,24 @@ Method
    pixels, either way) within three robust standard deviations of the pair's own residual: the reference
    showed something the questioned scan lacks there, or the opposite. Content is *reshaped* where each scan's
    tone is found in the other's neighbourhood: the same content, moved, stretched or repainted in its own
-   tones. The two classes are smoothed over the neighbourhood; a part of either class smaller than a fifth of
-   the region (``SPLIT_SHARE``) is the fringe of the other.
-2. Direction. The region's kind is read where content was replaced (the whole region when less than a fifth
-   of it was): the image structure above the grain (detail of the grain-smoothed image at a coarser scale) in
+   tones. The two classes are smoothed over the neighbourhood (a Gaussian of half its reach), and each connected
+   part keeps its class on its own evidence: the share of its pixels read "replaced" must lie on its side of
+   one half by at least ``PART_MARGIN`` (3) binomial standard errors, counted over the part's core (its pixels
+   farther than the smoothing's reach from the other class, where the two are not mixed) in independent
+   readings of one per 4 pi s^2 pixels for tones smoothed by s (``SPLIT_SMOOTHING``), and it must be as large
+   as a region may be. A part that fails joins the other class (the class holding the weakest part gives
+   first, and the evidence is read again); when no part stands, the region is the class most of its pixels
+   read. A thin fringe has no core and so no evidence; no share of the region decides, so a part does not
+   vanish as its share of the change crosses a cut.
+2. Direction. The region's kind is read where content was replaced (on the whole region when no replaced part
+   stands): the image structure above the grain (detail of the grain-smoothed image at a coarser scale) in
    both frames, relative to what the two scans show elsewhere: much less structure in the questioned frame is
    ``removed`` (content erased and filled), much more is ``added``; otherwise the frame in which the part
    stands out from its surroundings decides, and failing that it is ``retouched`` (an altered surface). The
    region is the whole change: what the reference showed there was taken out (or what the questioned image
    shows was put in) over all of it.
-3. Reshaped parts. A removed or added region whose replaced and reshaped parts each hold at least a fifth of
-   it lists the reshaped part again, inside it, as ``retouched`` (evidence ``within``: the box of the change it
+3. Reshaped parts. A removed or added region in which both a replaced and a reshaped part stand lists each
+   reshaped part again, inside it, as ``retouched`` (evidence ``within``: the box of the change it
    lies in): content both scans show, moved or extended over where the reference's content was taken out. Its
    pixels belong to both regions; the regions' areas therefore add up to more than the marked area.
 Specks and scratches present in one scan only (found before the comparison, see
@@ -30,7 +37,9 @@ Limits: a clone stamp swaps one content for another, so removed, added and retou
 a faint speck that the defect test misses and that grows into a region of its own is judged like any region;
 the tone test cannot tell a figure extended into a gap from background continued over it (water closing over
 a figure painted out is "reshaped" as much as a coat lengthened), and in a textured neighbourhood almost any
-tone is found, so the reshaped part's extent varies with the copy compared.
+tone is found, so the reshaped part's extent varies with the copy compared. The readings of the parts test
+share their neighbourhood's tone range beyond the smoothing, so its standard error is a lower bound: a part's
+margin orders the evidence more than it states a chance.
 """
 
 from __future__ import annotations
@@ -42,7 +51,6 @@ import numpy as np
 
 from retouch.result import Region, regions_from_mask
 
-SPLIT_SHARE = 0.2  # a part of one class smaller than this share of its region is the fringe of the other
 SPLIT_SMOOTHING = 3.0  # analysis px: the tones compared are smoothed by this, averaging grain away
 TONE_DRIFT_PX = 32.0  # the slow local tone difference of the unchanged pixels is estimated over this scale
 NEIGHBOURHOOD_SHARE = 0.2  # the neighbourhood searched for a tone, as a share of the square root of region area
@@ -133,17 +141,67 @@ def _judged(frames: _Frames, mask: np.ndarray, part: np.ndarray, bbox: tuple[int
         "texture_ratio_questioned_to_reference": round(texture_ratio, 3)}
 
 
-def _small_components(where: np.ndarray, smallest: float) -> np.ndarray:
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(where.astype(np.uint8), connectivity=8)
-    small = np.zeros(count, bool)
-    small[1:] = stats[1:, cv2.CC_STAT_AREA] < smallest
-    return small[labels]
+PART_MARGIN = 3.0  # a part keeps its own class when its replaced rate clears one half by this many sampling spreads
+SETTLING_ROUNDS = 8  # at most this many rounds of weak parts joining the other class
+
+
+def _part_evidence(classes: np.ndarray, inside: np.ndarray, replaced: np.ndarray, reach: float,
+                   reading: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Components of ``classes`` (replaced, within ``inside``): the labels, each component's lead (how far its
+    replaced rate lies on its own side of one half) in sampling spreads, and its area."""
+    out_labels = np.zeros(inside.shape, np.int32)
+    leads, areas = [np.zeros(1)], [np.zeros(1)]
+    offset = 0
+    for which in (True, False):
+        own = classes if which else inside & ~classes
+        count, labels = cv2.connectedComponents(own.astype(np.uint8), connectivity=8)
+        if count <= 1:
+            continue
+        other = inside & ~own
+        far = cv2.distanceTransform((~other).astype(np.uint8), cv2.DIST_L2, 3) > reach
+        area = np.bincount(labels.ravel(), minlength=count).astype(np.float64)
+        core = np.bincount(labels.ravel(), weights=far.ravel().astype(np.float64), minlength=count)
+        rate = np.bincount(labels.ravel(), weights=replaced.ravel().astype(np.float64), minlength=count) \
+            / np.maximum(area, 1.0)
+        spread = 0.5 / np.sqrt(np.maximum(core / reading, 1e-9))
+        lead = ((rate - 0.5) if which else (0.5 - rate)) / spread
+        out_labels[own] = labels[own] + offset
+        leads.append(lead[1:])
+        areas.append(area[1:])
+        offset += count - 1
+    return out_labels, np.concatenate(leads), np.concatenate(areas)
+
+
+def _settled(part: np.ndarray, inside: np.ndarray, replaced: np.ndarray, radius: int, min_area: int
+             ) -> np.ndarray:
+    """``part`` (the replaced class within ``inside``) after the components of either class that their own evidence
+    does not carry have joined the other class, the weakest class's first (module docstring, 1)."""
+    reach = radius / 2.0  # the two classes are smoothed over this: nearer the other class a pixel is mixed
+    # pixels per independent reading: a field smoothed by a Gaussian of sigma s holds one per 4 pi s^2 of area
+    reading = 4.0 * np.pi * SPLIT_SMOOTHING ** 2
+    for _ in range(SETTLING_ROUNDS):
+        labels, lead, area = _part_evidence(part, inside, replaced, reach, reading)
+        is_replaced = np.zeros(len(lead), bool)
+        is_replaced[np.unique(labels[part])] = True
+        weak = (lead < PART_MARGIN) | (area < min_area)
+        weak[0] = is_replaced[0] = False
+        if not weak.any():
+            break
+        if weak.sum() == len(weak) - 1:  # no part stands on its own: the region is the class most of it reads
+            return inside & (float(replaced[inside].mean()) >= 0.5)
+        # the class holding the weakest part gives its weak parts to the other class; the evidence of what
+        # remains is read again before the other class's weak parts move
+        weakest = np.argmin(np.where(weak, lead, np.inf))
+        moving = weak & (is_replaced == is_replaced[weakest])
+        moving[0] = False
+        part = (part & ~moving[labels]) if is_replaced[weakest] else (part | (moving[labels] & inside))
+    return part
 
 
 def replaced_parts(frames: _Frames, region: np.ndarray, area: int, min_area: int = 1) -> np.ndarray:
     """Within ``region`` (a bool mask), where content was replaced rather than reshaped (module docstring, 1); a part
-    of either class smaller than a region may be (``min_area``) or than ``SPLIT_SHARE`` of ``area`` joins the
-    other class."""
+    of either class whose own evidence does not clear ``PART_MARGIN``, or smaller than a region may be
+    (``min_area``), joins the other class."""
     radius = int(np.clip(round(NEIGHBOURHOOD_SHARE * np.sqrt(area)), *NEIGHBOURHOOD_PX))
     ys, xs = np.nonzero(region)
     pad = radius + 1
@@ -156,15 +214,11 @@ def replaced_parts(frames: _Frames, region: np.ndarray, area: int, min_area: int
     margin = 3.0 * frames.tone_spread
     reference_absent = (tone_r < cv2.erode(tone_q, disc) - margin) | (tone_r > cv2.dilate(tone_q, disc) + margin)
     questioned_absent = (tone_q < cv2.erode(tone_r, disc) - margin) | (tone_q > cv2.dilate(tone_r, disc) + margin)
-    replaced = (reference_absent | questioned_absent).astype(np.float32)
+    replaced = (reference_absent | questioned_absent) & inside
     weight = inside.astype(np.float32)
-    share = cv2.GaussianBlur(replaced * weight, (0, 0), radius / 2.0) / np.maximum(
+    share = cv2.GaussianBlur(replaced.astype(np.float32), (0, 0), radius / 2.0) / np.maximum(
         cv2.GaussianBlur(weight, (0, 0), radius / 2.0), 1e-6)
-    part = (share >= 0.5) & inside
-    smallest = max(SPLIT_SHARE * area, float(min_area))
-    for _ in range(2):  # a part of either class too small to stand alone joins the other class
-        part &= ~_small_components(part, smallest)
-        part |= _small_components(inside & ~part, smallest)
+    part = _settled((share >= 0.5) & inside, inside, replaced, radius, min_area)
     out = np.zeros(region.shape, bool)
     out[y0:y1, x0:x1] = part
     return out
@@ -196,16 +250,15 @@ def classify_regions(mask: np.ndarray, heatmap: np.ndarray, reference: np.ndarra
         whole = components == int(np.argmax(ids))
         replaced = replaced_parts(frames, whole, region.area, min_area)
         reshaped = whole & ~replaced
-        smallest = max(SPLIT_SHARE * region.area, float(min_area))
-        if replaced.sum() >= smallest:  # the direction is read where content was replaced
+        if replaced.any():  # the direction is read where content was replaced
             kind, evidence = _judged(frames, mask, replaced, _box(replaced))
         else:  # judged as whole regions always were, against what lies around them
             kind, evidence = _judged(frames, mask, mask, region.bbox)
         evidence["reshaped_share"] = round(float(reshaped.sum()) / float(whole.sum()), 3)
         labelled.append(replace(region, kind=kind, evidence=evidence))
         owns.append(_own(whole, region.bbox))
-        # a region of one class (less than a fifth replaced, or reshaped) is one part: nothing to list inside it
-        if kind == "retouched" or reshaped.sum() < smallest or replaced.sum() < smallest:
+        # a region of one class is one part: nothing to list inside it
+        if kind == "retouched" or not reshaped.any() or not replaced.any():
             continue
         for piece in regions_from_mask(reshaped, heatmap, kind="retouched", min_area=min_area):
             px, py, pw, ph = piece.bbox

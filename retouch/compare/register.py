@@ -71,11 +71,12 @@ class Registration:
     overlap_correlation: float = float("nan")
     timings_s: dict[str, float] = field(default_factory=dict)
     inverted: bool = False  # the reference registered only as a negative (its tones inverted)
+    inlier_cover: float = float("nan")  # share of the overlap (questioned frame) the inlier matches' hull covers
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["transform"] = np.asarray(self.transform, float).round(8).tolist()
-        for key in ("inlier_ratio", "residual_px", "rotation_deg", "scale", "overlap_correlation"):
+        for key in ("inlier_ratio", "residual_px", "rotation_deg", "scale", "overlap_correlation", "inlier_cover"):
             value = float(data[key])
             data[key] = round(value, 4) if np.isfinite(value) else None  # e.g. no residual without matches
         return data
@@ -539,6 +540,32 @@ def _verified(prepared: _Prepared, h_small: np.ndarray, method: str) -> float:
     return correlation
 
 
+def overlap_share(outline: np.ndarray, transform: np.ndarray, reference_shape: tuple[int, int],
+                  questioned_shape: tuple[int, int]) -> float:
+    """The share of the registered overlap (where ``transform`` lands the reference's frame in the questioned one)
+    that the polygon ``outline`` (questioned pixels) covers, measured on a grid of at most a quarter megapixel."""
+    factor = min(1.0, float(np.sqrt(250_000 / (questioned_shape[0] * questioned_shape[1]))))
+    shape = (max(1, round(questioned_shape[0] * factor)), max(1, round(questioned_shape[1] * factor)))
+    height, width = reference_shape
+    corners = cv2.perspectiveTransform(np.float32([[0, 0], [width, 0], [width, height], [0, height]])
+                                       .reshape(-1, 1, 2), transform).reshape(-1, 2)
+    overlap = np.zeros(shape, np.uint8)
+    cv2.fillPoly(overlap, [np.round(corners * factor).astype(np.int32)], 1)
+    covered = np.zeros(shape, np.uint8)
+    cv2.fillPoly(covered, [np.round(np.asarray(outline, np.float64) * factor).astype(np.int32)], 1)
+    return float((overlap & covered).sum()) / max(float(overlap.sum()), 1.0)
+
+
+def _inlier_cover(found: FeatureFit, h_small: np.ndarray, reference_shape: tuple[int, int],
+                  questioned_shape: tuple[int, int]) -> float:
+    """The share of the registered overlap (at matching resolution) that the hull of the fit's inlier matches
+    covers; NaN without inliers."""
+    if found.anchors is None or len(found.anchors[1]) < 3:
+        return float("nan")
+    hull = cv2.convexHull(np.float32(found.anchors[1]).reshape(-1, 1, 2)).reshape(-1, 2)
+    return overlap_share(hull, h_small, reference_shape, questioned_shape)
+
+
 def _pixel_exact(h_full: np.ndarray, reference: np.ndarray, questioned: np.ndarray) -> np.ndarray:
     """``h_full``, or the whole-pixel translation it nearly is (every corner within two pixels) when, so
     translated, the two images agree to within compression over most of their overlap (median absolute
@@ -596,4 +623,5 @@ def _register_as_is(reference: np.ndarray, questioned: np.ndarray, *, feature_pi
         residual_px=float(found.residual) / prepared.q_scale if np.isfinite(found.residual) else float("nan"),
         rotation_deg=rotation, scale=scale, refined=refined, overlap_correlation=correlation,
         timings_s={k: round(v, 4) for k, v in timings.items()},
+        inlier_cover=_inlier_cover(found, h_small, prepared.ref8.shape, prepared.q8.shape),
     )
