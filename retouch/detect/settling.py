@@ -574,7 +574,7 @@ def jpeg_settling(image: np.ndarray, *, jpeg_quantization: Mapping[int, Sequence
         decided = decision.mask
     score = nfa_score(decision.best_nfa, options.nfa_threshold, decided=bool(decided.any()))
     details.update({"smallest_nfa": finite_or_none(decision.best_nfa), "null": decision.null_record(),
-                    "judged_blocks": int(informative.sum())})
+                    "judged_blocks": int(informative.sum()), "judged": bool(judged)})
     if not judged:
         summary = ("Not judged: the picture shows no JPEG compression before its last one (its ghost dips no "
                    "deeper than those of the same content saved once), so no piece can lack a history it has not.")
