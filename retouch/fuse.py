@@ -303,7 +303,8 @@ def fuse_results(results: Sequence[AnalysisResult], *, shape: tuple[int, int], m
         params={"rule": "union of detector masks (a coarse outline only beyond its stated reach from the others' "
                         "decisions); regions of at least min_area pixels, or supported by a detector that decided on "
                         "a bounded copy and another detector",
-                "score": "noisy-OR of detector scores beyond 0.5",
+                "score": "noisy-OR of the supporting detectors' NFAs over the regions kept, beyond 0.5; below it "
+                         "the strongest candidate the decision admits",
                 "min_area": min_area, "closing_px": 5, "expected_false_regions": round(expected, 4),
                 "bounded_detectors": [r.method for r in active if decides_on_bounded_copy(r)],
                 "false_alarm_control": "union bound: the sum of the detectors' NFA thresholds"},

@@ -34,7 +34,8 @@ the 3x3 pooling spreads a piece's evidence one block past its edge. Blocks too f
 not judged. Regions are judged only on a picture that shows a compression before its last one
 (:func:`earlier_compression`): its ghost must dip deeper than those of its own content saved once, off its grid,
 at its last quality; a picture saved once (a print scanned to JPEG) has no earlier history for a piece to lack,
-and what the content model leaves unexplained there is not evidence. Its map is kept either way. The result
+and what the content model leaves unexplained there is not evidence. Its map is kept either way, and
+``details["judged"]`` says which (fusion takes no image-level candidate from a picture not judged). The result
 states ``outline_reach`` (16 px): the fusion keeps another detector's closer outline near its decisions.
 
 Limits
