@@ -25,11 +25,15 @@ Where each detector's null holds, the expected number of false fused regions per
 sum of the detectors' thresholds (a union bound), which the summary states; the area rule is what keeps the
 full-resolution detectors' small groups out on large scans, where their null was measured not to hold. Each
 fused region reports the smallest NFA of the detector regions that support it. The fused heatmap is the per-pixel
-maximum of the detectors' heatmaps. The image-level score exceeds 0.5 only when a fused region survives, and then
-combines the detectors' image-level scores (each 0.5 at its NFA threshold, higher as its smallest NFA falls) by a
-noisy-OR (see :func:`fused_score`); below 0.5 it is the strongest detector's score, so it still ranks images where
-nothing was decided. Every fused region lists which detectors support it and how much of the region each one
-covers.
+maximum of the detectors' heatmaps. Every fused region lists which detectors support it and how much of the region
+each one covers.
+
+The image-level score follows the fused decision. It exceeds 0.5 only when a fused region survives, and then
+combines, by a noisy-OR (:func:`fused_score`), each supporting detector's smallest NFA among the regions fusion
+kept (0.5 at its threshold, higher as the NFA falls); below 0.5 it is the strongest candidate the decision admits,
+so it still ranks images where nothing was decided. A detector that did not judge the picture, or whose decision
+fusion dropped for a reason its NFA does not cover, gives no candidate (:func:`candidate_scores`): evidence the
+decision itself set aside does not outrank a candidate with a measured NFA.
 """
 
 from __future__ import annotations
@@ -39,8 +43,10 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from retouch.detect._blocks import describe_nfa
+from retouch.detect._blocks import describe_nfa, nfa_score
 from retouch.result import AnalysisResult, Region, regions_from_mask
+
+UNDECIDED_CAP = 0.49  # the image score of a picture where nothing was decided stays below one half
 
 FUSED_EXPLANATION = (
     "The suspect map combines every detector that ran: a pixel is suspect when at least one detector flagged it "
@@ -65,16 +71,64 @@ def fused_score(scores: Sequence[float], *, decided: bool) -> float:
     Each detector's excess ``e = 2 s - 1`` (0 at its threshold, 1 at certainty) is combined by a noisy-OR,
     ``0.5 + 0.5 (1 - prod(1 - e))``: one cue far beyond its threshold scores high, two independent cues score
     higher than either. The fused score follows the fused decision: above 0.5 only when a suspect region
-    survived fusion (``decided``), otherwise it is the strongest detector's score, capped at 0.49.
+    survived fusion (``decided``), otherwise it is the strongest score given, capped at 0.49.
 
     Why not the mean heat of the fused regions (the earlier rule): a single small false alarm of one detector
     (dust read as an error-level anomaly) then scored as high as a forgery backed by several detectors.
     """
     strongest = max(scores, default=0.0)
     if not decided:
-        return float(min(strongest, 0.49))
+        return float(min(strongest, UNDECIDED_CAP))
     excess = np.clip(2.0 * np.asarray(scores, np.float64) - 1.0, 0.0, 1.0)
     return float(0.5 + 0.5 * (1.0 - np.prod(1.0 - excess)))
+
+
+def judged_picture(result: AnalysisResult) -> bool:
+    """False when ``result`` states that its detector did not judge this picture (``details["judged"]`` False:
+    grain on a picture whose noise is not film grain, settling on one with no earlier compression): its map is
+    kept, but no decision, and so no candidate, stands for it."""
+    return result.details.get("judged") is not False
+
+
+def candidate_scores(results: Sequence[AnalysisResult], kept: np.ndarray) -> list[float]:
+    """Each detector's image-level evidence as the fused decision ``kept`` admits it, 0.5 at the detector's NFA
+    threshold (:func:`retouch.detect._blocks.nfa_score`: a logistic of ``log10(threshold / NFA)``).
+
+    - A detector that did not judge the picture (:func:`judged_picture`) gives none.
+    - A detector with regions in the fused decision (``kept``) gives the smallest NFA among those regions.
+    - A detector that decided only regions the fused decision dropped: one that judges every pixel at full
+      resolution gives none (its small groups grow in number with the scan: its NFA does not hold at that size,
+      and its candidates below its threshold are not reported apart from them); one that decided on a bounded
+      copy (:func:`decides_on_bounded_copy`: its NFA holds at any size, and fusion asks a second cue) gives the
+      highest undecided score, ``UNDECIDED_CAP``.
+    - A detector that decided nothing gives its own score for its strongest candidate (below 0.5; the block
+      detectors' is the same logistic of their smallest NFA, clone's its strongest pair's share of the evidence
+      its threshold needs).
+    """
+    scores = []
+    for result in results:
+        if not judged_picture(result):
+            continue
+        threshold = result.params.get("nfa_threshold")
+        if not isinstance(threshold, (int, float)) or isinstance(threshold, bool) or threshold <= 0:
+            scores.append(float(result.score))  # no NFA scale stated: its own score, as it gives it
+            continue
+        if result.mask.any():
+            surviving = [float(r.evidence["nfa"]) for r in result.regions
+                         if isinstance(r.evidence.get("nfa"), (int, float)) and _overlaps(r, result.mask, kept)]
+            if surviving:
+                scores.append(nfa_score(min(surviving), float(threshold), decided=True))
+            elif decides_on_bounded_copy(result):
+                scores.append(UNDECIDED_CAP)
+            continue
+        scores.append(min(float(result.score), UNDECIDED_CAP))
+    return scores
+
+
+def _overlaps(region: Region, mask: np.ndarray, kept: np.ndarray) -> bool:
+    """True when the pixels of ``mask`` inside ``region``'s box reach the fused decision ``kept``."""
+    x, y, w, h = region.bbox
+    return bool((mask[y:y + h, x:x + w] & kept[y:y + h, x:x + w]).any())
 
 
 def _supporting_nfa(result: AnalysisResult, bbox: tuple[int, int, int, int]) -> float | None:
@@ -225,7 +279,7 @@ def fuse_results(results: Sequence[AnalysisResult], *, shape: tuple[int, int], m
                                                "chance")
         annotated.append(Region(bbox=region.bbox, area=region.area, score=region.score, kind="suspect",
                                 evidence=evidence))
-    score = fused_score([r.score for r in active], decided=bool(annotated))
+    score = fused_score(candidate_scores(active, kept), decided=bool(annotated))
     names = ", ".join(r.method for r in active) or "none"
     flagged = 100.0 * kept.mean()
     expected, unstated = expected_false_regions(active)
@@ -249,7 +303,8 @@ def fuse_results(results: Sequence[AnalysisResult], *, shape: tuple[int, int], m
         params={"rule": "union of detector masks (a coarse outline only beyond its stated reach from the others' "
                         "decisions); regions of at least min_area pixels, or supported by a detector that decided on "
                         "a bounded copy and another detector",
-                "score": "noisy-OR of detector scores beyond 0.5",
+                "score": "noisy-OR of the supporting detectors' NFAs over the regions kept, beyond 0.5; below it "
+                         "the strongest candidate the decision admits",
                 "min_area": min_area, "closing_px": 5, "expected_false_regions": round(expected, 4),
                 "bounded_detectors": [r.method for r in active if decides_on_bounded_copy(r)],
                 "false_alarm_control": "union bound: the sum of the detectors' NFA thresholds"},

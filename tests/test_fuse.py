@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from retouch.detect._blocks import nfa_score
 from retouch.fuse import decides_on_bounded_copy, fuse_results
 from retouch.result import AnalysisResult, regions_from_mask
 
@@ -109,3 +110,46 @@ def test_a_small_region_confirmed_at_full_resolution_over_the_scan_is_kept_alone
     [region] = fused.regions
     assert region.bbox == (100, 100, 15, 15) and region.evidence["detectors"] == ["clone"]
     assert fused.mask.sum() == 225 and not fused.mask[300:315, 250:265].any()
+
+
+def _undecided(method: str, shape: tuple[int, int], score: float, **details: object) -> AnalysisResult:
+    """A detector that ran and decided nothing; its strongest candidate scores ``score`` (below 0.5)."""
+    return AnalysisResult(method, np.full(shape, score, np.float32), np.zeros(shape, bool), [], score,
+                          params={"nfa_threshold": 0.01}, details=dict(details))
+
+
+def test_a_detector_that_did_not_judge_the_picture_does_not_set_its_score() -> None:
+    """Grain on a digital photograph (or settling on a picture saved once) keeps its map but decides nothing:
+    its candidate has no stated chance rate there and must not outrank another detector's measured one."""
+    shape = (200, 200)
+    unjudged = _undecided("grain", shape, 0.49, judged=False)
+    measured = _undecided("settling", shape, 0.2, judged=True, smallest_nfa=0.04)
+    fused = fuse_results([unjudged, measured], shape=shape)
+    assert abs(fused.score - 0.2) < 1e-9
+    # judged, the same candidate is the strongest
+    assert fuse_results([_undecided("grain", shape, 0.49, judged=True), measured], shape=shape).score == 0.49
+
+
+def test_a_decision_that_fusion_dropped_does_not_set_the_image_score() -> None:
+    """ela's small region (0.14 % of the picture: under the fused minimum share, and no bounded detector
+    agrees) is not a suspect region, so its NFA does not lift the picture over one that kept a candidate of NFA
+    4: the image score follows the fused decision."""
+    shape = (400, 400)
+    dropped = _decided("ela", _square(shape, 100, 100, 15), bounded=False)
+    other = _undecided("grid", shape, 0.1)
+    fused = fuse_results([dropped, other], shape=shape)
+    assert fused.regions == [] and abs(fused.score - 0.1) < 1e-9
+
+
+def test_the_image_score_counts_only_the_regions_that_survived_fusion() -> None:
+    """A detector with a large kept region (NFA 1e-4) and a small dropped one (NFA 1e-12) scores by the kept one."""
+    shape = (400, 400)
+    mask = _square(shape, 20, 20, 100) | _square(shape, 300, 300, 10)
+    result = _decided("ela", mask, bounded=False)
+    regions = [region.__class__(region.bbox, region.area, region.score, region.kind,
+                                {"nfa": 1e-4 if region.area > 1000 else 1e-12}) for region in result.regions]
+    result = AnalysisResult("ela", result.heatmap, mask, regions, 0.99, params=result.params)
+    fused = fuse_results([result], shape=shape)
+    [kept] = fused.regions
+    assert kept.evidence["nfa"] == 1e-4
+    assert abs(fused.score - nfa_score(1e-4, 0.01, decided=True)) < 1e-9  # 0.98, not 0.99's 1e-12

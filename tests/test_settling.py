@@ -169,6 +169,7 @@ def test_a_print_retouched_and_scanned_once_is_not_judged(seed: int) -> None:
     assert result.skipped is None and not result.details["earlier_compression"]["open"]
     assert not result.mask.any() and not result.regions and result.score < 0.5
     assert "Not judged" in result.summary
+    assert result.details["judged"] is False  # what fusion reads: no candidate of it enters the image score
 
 
 def test_a_decided_region_is_trimmed_to_its_piece_whatever_its_strength() -> None:

@@ -34,7 +34,8 @@ the 3x3 pooling spreads a piece's evidence one block past its edge. Blocks too f
 not judged. Regions are judged only on a picture that shows a compression before its last one
 (:func:`earlier_compression`): its ghost must dip deeper than those of its own content saved once, off its grid,
 at its last quality; a picture saved once (a print scanned to JPEG) has no earlier history for a piece to lack,
-and what the content model leaves unexplained there is not evidence. Its map is kept either way. The result
+and what the content model leaves unexplained there is not evidence. Its map is kept either way, and
+``details["judged"]`` says which (fusion takes no image-level candidate from a picture not judged). The result
 states ``outline_reach`` (16 px): the fusion keeps another detector's closer outline near its decisions.
 
 Limits
@@ -574,7 +575,7 @@ def jpeg_settling(image: np.ndarray, *, jpeg_quantization: Mapping[int, Sequence
         decided = decision.mask
     score = nfa_score(decision.best_nfa, options.nfa_threshold, decided=bool(decided.any()))
     details.update({"smallest_nfa": finite_or_none(decision.best_nfa), "null": decision.null_record(),
-                    "judged_blocks": int(informative.sum())})
+                    "judged_blocks": int(informative.sum()), "judged": bool(judged)})
     if not judged:
         summary = ("Not judged: the picture shows no JPEG compression before its last one (its ghost dips no "
                    "deeper than those of the same content saved once), so no piece can lack a history it has not.")
