@@ -56,6 +56,7 @@ def unrelated_pairs(data: Path) -> list[tuple[str, str, str]]:
 
 def _pair(task: tuple[str, str, str]) -> dict:
     from retouch.compare.composite import MIN_MATCHES, candidate_pieces, confirmed_piece, kept_pieces
+    from retouch.io import load_image
 
     name, reference_path, questioned_path = task
     reference = load_image(reference_path, max_pixels=400_000_000).pixels
