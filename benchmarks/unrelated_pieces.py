@@ -98,7 +98,8 @@ def table(rows: list[dict]) -> str:
                   + f"; NFA {min(b['nfa'] for b in below):.2g} to {max(b['nfa'] for b in below):.2g}. "
                   f"The piece's tail minus the lowest under the wrong placements (log10; it passes only below 0): "
                   f"median {float(np.median(margins)):.1f}, lowest {min(margins):.1f}.", ""]
-    lines += ["| pair | places-alone pieces | under the floor (places, NFA, tail / lowest wrong tail) | reported |",
+    lines += ["| pair | places-alone pieces | under the floor (places, NFA, tail / lowest wrong tail) "
+              "| reported |",
               "|---|---|---|---|"]
     for r in rows:
         below_text = "; ".join(f"{b['places']}, {b['nfa']:.2g}, {b['tail']:g} / {b['null_tail']:g}"
@@ -113,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "realdata")
     parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--limit", type=int, default=None, help="run the first N pairs only (printed, not written)")
+    parser.add_argument("--limit", type=int, default=None,
+                        help="run the first N pairs only (printed, not written)")
     parser.add_argument("--no-write", action="store_true", help="print the table, do not write the results file")
     parser.add_argument("--out", type=Path, default=ROOT / "bench-out" / "unrelated_pieces.jsonl")
     args = parser.parse_args(argv)

@@ -371,9 +371,9 @@ class GrowthOptions:
     along its longest side; ``precision``: two gradient orientations agree when they differ by less than
     ``precision * pi``; ``sigma``: Gaussian smoothing (px) before the gradient; ``step``: gradients sampled every
     ``step`` px, about the smoothing's reach; ``placements``: wrong placements of the reference (cyclic shifts)
-    that form the pair's own null; ``confirming_placements``: the same for the test of a piece under the places'
-    floor (:func:`confirmed_piece`), over its outline alone; ``nfa_threshold``: the binomial test's largest expected number of cells
-    passing by chance in one pair; ``seed``: the shifts' generator."""
+    that form the pair's own null; ``confirming_placements``: the same for the test of a piece under the
+    places' floor (:func:`confirmed_piece`), over its outline alone; ``nfa_threshold``: the binomial test's
+    largest expected number of cells passing by chance in one pair; ``seed``: the shifts' generator."""
 
     pixels: int = 500_000
     cells: tuple[int, ...] = (12, 6)
@@ -617,8 +617,9 @@ def confirmed_piece(reference: np.ndarray, questioned: np.ndarray, piece: Shared
     outline with the placed reference moved to any of ``options.confirming_placements`` wrong places (moves of
     at least a coarse cell that keep the outline on the reference: the piece compared with other parts of the
     reference at its scale and turn; at least 99 are needed). Between unrelated pictures whose placements are
-    exchangeable the second alone passes with probability at most 1 / (placements + 1). The places say a few keypoints agree on one
-    similarity; this says the edges around and between them agree too, measured against the pair itself."""
+    exchangeable the second alone passes with probability at most 1 / (placements + 1). The places say a few
+    keypoints agree on one similarity; this says the edges around and between them agree too, measured against
+    the pair itself."""
     fields = _fields(reference, questioned, piece.transform, options, canvas=True)
     if fields is None:
         return piece
