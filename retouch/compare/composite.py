@@ -23,6 +23,14 @@ samples that could have proposed it, counted for every piece tried in either ori
 doubles the tests, so a chance piece is no likelier for it). A piece is reported when its NFA is at most
 ``nfa_threshold`` (0.01: about one false piece in a hundred pairs of different photographs).
 
+The count's independence fails on real pictures (one texture gives several keypoints), so a piece also needs
+``min_matches`` (8) distinct places. A piece with fewer, down to ``confirmed_matches`` (4), is the last one
+searched in its orientation and is kept only when a second test confirms it (:func:`confirmed_piece`): over the
+piece's own outline, the fine edges of both pictures (sampled as the growth below samples them) point the same
+way under its similarity more often than chance allows (binomial NFA at most ``nfa_threshold``) and more than
+under each of 999 wrong placements of the reference (moved by at least a coarse cell, the piece kept on it), the
+pair's own null. The places test where a few keypoints land; the second tests the edges around and between them.
+
 Growing a piece (:func:`grown_piece`): features match only where texture survived, so a figure whose face
 was kept and whose coat was repainted is found as its face. Around the matched places the pair may still share
 fine structure under the piece's own transform: the reference is placed by it and, in cells of two grids (12
@@ -48,8 +56,15 @@ nfa_threshold : float
 grow, growth : bool, GrowthOptions
     Whether to grow the pieces' outlines, and how.
 
-Limits: a piece needs at least ``min_matches`` (8) distinct matched places: a piece repainted all over (a painted
-portrait from a photograph) keeps few, and a piece with fewer texture features than that is not found. The
+min_matches, confirmed_matches : int
+    Distinct places a piece needs on its own, and with the second test.
+
+Limits: a piece needs at least ``min_matches`` (8) distinct matched places, or 4 and edges over its outline that
+agree beyond the pair's own null: a piece repainted all over (a painted portrait from a photograph) keeps few
+places, and where its outline holds no clear edges in both pictures (a soft, heavily blurred copy) it is not
+confirmed. Between unrelated pictures whose wrong placements are exchangeable with the found one, the second
+test alone passes at most once in 1000; the found placement is not quite exchangeable (its places were chosen
+because keypoints agree there), which is why the joint rate is measured (``benchmarks/unrelated_pieces.py``). The
 outline of a piece is the hull of its matched points, widened by a tenth, grown over the cells where the
 pictures share structure beyond chance: the paste's true edge is not traced, and a part repainted smooth
 (shared outline edges only) is not reached. With 49 wrong placements, a pair of unrelated pictures whose
@@ -83,6 +98,7 @@ from retouch.imaging import bounded, nearest_neighbours, to_gray_float
 FEATURE_PIXELS = 1_200_000
 RATIO = 0.85
 MIN_MATCHES = 8
+CONFIRMED_MATCHES = 4  # a piece with fewer distinct places than MIN_MATCHES, at least this many, if confirmed
 MAX_PIECES = 6
 HYPOTHESES = 3000
 TOLERANCE_FRACTION = 0.006  # of the questioned image's longest side at matching resolution
@@ -106,6 +122,12 @@ class SharedPiece:
     nfa: float
     mirrored: bool = False  # the piece is the reference's mirror image (``rotation_deg`` then turns the mirror)
     grown_fraction: float = 0.0  # area its outline was grown by where the pictures share structure, per own
+    # a piece under ``MIN_MATCHES`` places is kept only when its own outline shares fine structure beyond chance
+    # (:func:`confirmed_piece`): the binomial tail (log10) of the agreement there, and the lowest tail of the same
+    # outline under the wrong placements; 0.0 for a piece its places alone carry
+    structure_log10_tail: float = 0.0
+    structure_null_log10_tail: float = 0.0
+    confirmed: bool = False
 
     @staticmethod
     def _box(outline: np.ndarray, shape: tuple[int, int]) -> tuple[int, int, int, int]:
@@ -218,12 +240,50 @@ def _outline(points: np.ndarray) -> np.ndarray:
 
 
 def shared_pieces(reference: np.ndarray, questioned: np.ndarray, *, nfa_threshold: float = 0.01,
-                  min_matches: int = MIN_MATCHES, seed: int = 0,
+                  min_matches: int = MIN_MATCHES, confirmed_matches: int = CONFIRMED_MATCHES, seed: int = 0,
                   grow: bool = True, growth: GrowthOptions | None = None) -> list[SharedPiece]:
     """The pieces of ``questioned`` taken from ``reference``, as they are or mirrored, largest evidence first (see
-    the module docstring). With ``grow`` (default) each piece's outline is grown where the pictures share
-    structure under its transform (:func:`grown_piece`, calibrated by ``growth``, ``GrowthOptions()`` when
-    None); without, the outline is the hull of its matched places."""
+    the module docstring). A piece with fewer than ``min_matches`` distinct places but at least
+    ``confirmed_matches`` is kept only when :func:`confirmed_piece` finds that the pictures share fine structure
+    over its outline beyond chance (``confirmed_matches=min_matches`` turns that off). With ``grow`` (default) each
+    piece's outline is grown where the pictures share structure under its transform (:func:`grown_piece`,
+    calibrated by ``growth``, ``GrowthOptions()`` when None); without, the outline is the hull of its matched
+    places."""
+    growth = growth or GrowthOptions()
+    candidates = candidate_pieces(reference, questioned, nfa_threshold=nfa_threshold, min_matches=min_matches,
+                                  confirmed_matches=confirmed_matches, seed=seed)
+    kept = kept_pieces(reference, questioned, candidates, growth)
+    if not grow:
+        return kept
+    return [grown_piece(reference, questioned, piece, growth) for piece in kept]
+
+
+def kept_pieces(reference: np.ndarray, questioned: np.ndarray, candidates: list[tuple[SharedPiece, bool]],
+                growth: GrowthOptions | None = None) -> list[SharedPiece]:
+    """The pieces :func:`shared_pieces` reports from :func:`candidate_pieces`' ``candidates``: one piece where
+    two overlap (the stronger), a piece under the places' floor only when :func:`confirmed_piece` confirms it,
+    at most ``MAX_PIECES``."""
+    kept: list[SharedPiece] = []
+    for piece, needs_confirmation in candidates:
+        # a symmetric piece (a face) is found both ways: one piece, the stronger
+        centre = tuple(float(v) for v in piece.questioned_outline.mean(axis=0))
+        if any(cv2.pointPolygonTest(other.questioned_outline.astype(np.float32), centre, False) >= 0
+               for other in kept):
+            continue
+        if needs_confirmation:
+            piece = confirmed_piece(reference, questioned, piece, growth or GrowthOptions())
+            if not piece.confirmed:
+                continue
+        kept.append(piece)
+    return kept[:MAX_PIECES]
+
+
+def candidate_pieces(reference: np.ndarray, questioned: np.ndarray, *, nfa_threshold: float = 0.01,
+                     min_matches: int = MIN_MATCHES, confirmed_matches: int = CONFIRMED_MATCHES, seed: int = 0
+                     ) -> list[tuple[SharedPiece, bool]]:
+    """Every piece the matched places find at NFA ``nfa_threshold``, as outlined by its places, strongest first,
+    each with whether it holds fewer than ``min_matches`` distinct places (and so needs a second test before
+    :func:`shared_pieces` reports it)."""
     ref_small, ref_scale = bounded(to_gray_float(reference), FEATURE_PIXELS)
     q_small, q_scale = bounded(to_gray_float(questioned), FEATURE_PIXELS)
     if q_small.size * 4 <= FEATURE_PIXELS:
@@ -246,8 +306,9 @@ def shared_pieces(reference: np.ndarray, questioned: np.ndarray, *, nfa_threshol
         searches.append((mirrored, src, dst))
     pieces = []
     for mirrored, src, dst in searches:
-        for a, b, members, log_nfa in _pieces_of(src, dst, tolerance, p_chance, len(searches), rng,
-                                                 nfa_threshold=nfa_threshold, min_matches=min_matches):
+        for a, b, members, log_nfa, sub_floor in _pieces_of(
+                src, dst, tolerance, p_chance, len(searches), rng, nfa_threshold=nfa_threshold,
+                min_matches=min_matches, confirmed_matches=min(confirmed_matches, min_matches)):
             small = np.array([[a.real, -a.imag, b.real], [a.imag, a.real, b.imag], [0.0, 0.0, 1.0]])
             q_points = dst[members]
             if mirrored:  # back to the questioned image's own frame
@@ -255,36 +316,30 @@ def shared_pieces(reference: np.ndarray, questioned: np.ndarray, *, nfa_threshol
                 q_points = np.stack([width - 1.0 - q_points[:, 0], q_points[:, 1]], axis=1)
             q_outline = _outline(q_points)
             transform = np.diag([1 / q_scale, 1 / q_scale, 1.0]) @ small @ np.diag([ref_scale, ref_scale, 1.0])
-            pieces.append(SharedPiece(
+            pieces.append((SharedPiece(
                 transform=transform, scale=float(abs(a) * ref_scale / q_scale),
                 rotation_deg=float(np.degrees(np.angle(a))), questioned_outline=q_outline / q_scale,
                 reference_outline=_outline(src[members]) / ref_scale,
                 matches=min(_distinct(src[members], tolerance), _distinct(dst[members], tolerance)),
                 nfa=float(10.0 ** max(log_nfa, -300.0)),
-                mirrored=mirrored))
-    pieces.sort(key=lambda piece: (piece.nfa, -piece.matches))
-    kept: list[SharedPiece] = []
-    for piece in pieces:  # a symmetric piece (a face) is found both ways: one piece, the stronger
-        centre = tuple(float(v) for v in piece.questioned_outline.mean(axis=0))
-        if not any(cv2.pointPolygonTest(other.questioned_outline.astype(np.float32), centre, False) >= 0
-                   for other in kept):
-            kept.append(piece)
-    if not grow:
-        return kept[:MAX_PIECES]
-    return [grown_piece(reference, questioned, piece, growth or GrowthOptions()) for piece in kept[:MAX_PIECES]]
+                mirrored=mirrored), sub_floor))
+    pieces.sort(key=lambda entry: (entry[0].nfa, -entry[0].matches))
+    return pieces
 
 
 def _pieces_of(src: np.ndarray, dst: np.ndarray, tolerance: float, p_chance: float, orientations: int,
-               rng: np.random.Generator, *, nfa_threshold: float, min_matches: int
-               ) -> list[tuple[complex, complex, np.ndarray, float]]:
-    """Sequential RANSAC over one set of matches: each piece's similarity ``(a, b)``, its matches (indices) and its
-    log10 NFA, the tests counted over every round so far and every orientation searched."""
+               rng: np.random.Generator, *, nfa_threshold: float, min_matches: int, confirmed_matches: int
+               ) -> list[tuple[complex, complex, np.ndarray, float, bool]]:
+    """Sequential RANSAC over one set of matches: each piece's similarity ``(a, b)``, its matches (indices), its
+    log10 NFA, the tests counted over every round so far and every orientation searched, and whether it holds
+    fewer than ``min_matches`` distinct places (at least ``confirmed_matches``): such a piece is the last one
+    searched, and it still needs a second test (:func:`shared_pieces`)."""
     alive = np.ones(len(src), bool)
     tests = 0.0
     found_pieces = []
     for _ in range(MAX_PIECES):
         index = np.flatnonzero(alive)
-        if len(index) < min_matches:
+        if len(index) < confirmed_matches:
             break
         found = _best_piece(src[index], dst[index], tolerance, rng)
         if found is None:
@@ -294,14 +349,17 @@ def _pieces_of(src: np.ndarray, dst: np.ndarray, tolerance: float, p_chance: flo
         k = min(_distinct(src[members], tolerance), _distinct(dst[members], tolerance))
         tests += len(index) * (len(index) - 1) / 2.0
         log_nfa = _log10_nfa(len(index), k, p_chance, orientations * tests)
-        if k < min_matches or log_nfa > np.log10(nfa_threshold):
+        if k < confirmed_matches or log_nfa > np.log10(nfa_threshold):
+            break
+        if k < min_matches:
+            found_pieces.append((a, b, members, log_nfa, True))
             break
         q_outline = _outline(dst[members])
         alive[members] = False
         inside = np.array([cv2.pointPolygonTest(q_outline.astype(np.float32), (float(x), float(y)), False) >= 0
                            for x, y in dst])
         alive &= ~inside
-        found_pieces.append((a, b, members, log_nfa))
+        found_pieces.append((a, b, members, log_nfa, False))
     return found_pieces
 
 
@@ -313,8 +371,9 @@ class GrowthOptions:
     along its longest side; ``precision``: two gradient orientations agree when they differ by less than
     ``precision * pi``; ``sigma``: Gaussian smoothing (px) before the gradient; ``step``: gradients sampled every
     ``step`` px, about the smoothing's reach; ``placements``: wrong placements of the reference (cyclic shifts)
-    that form the pair's own null; ``nfa_threshold``: the binomial test's largest expected number of cells
-    passing by chance in one pair; ``seed``: the shifts' generator."""
+    that form the pair's own null; ``confirming_placements``: the same for the test of a piece under the
+    places' floor (:func:`confirmed_piece`), over its outline alone; ``nfa_threshold``: the binomial test's
+    largest expected number of cells passing by chance in one pair; ``seed``: the shifts' generator."""
 
     pixels: int = 500_000
     cells: tuple[int, ...] = (12, 6)
@@ -322,6 +381,7 @@ class GrowthOptions:
     sigma: float = 2.0
     step: int = 3
     placements: int = 49
+    confirming_placements: int = 999
     nfa_threshold: float = 0.01
     seed: int = 0
 
@@ -329,7 +389,8 @@ class GrowthOptions:
 @dataclass(frozen=True)
 class _Fields:
     """Gradient orientations of the placed reference and the questioned image in the work frame, their clear
-    samples, where the placed reference covers, and the work frame's scale (per full-resolution pixel)."""
+    samples, where the placed reference covers, the work frame's scale (per full-resolution pixel), and where the
+    frame lies in the reference's fields (which may reach beyond it)."""
 
     angle_r: np.ndarray
     clear_r: np.ndarray
@@ -337,6 +398,7 @@ class _Fields:
     clear_q: np.ndarray
     covered: np.ndarray
     scale: float
+    offset: tuple[int, int] = (0, 0)  # (rows, columns) of the frame's origin in the reference's fields
 
 
 @dataclass(frozen=True)
@@ -364,19 +426,30 @@ def _agreeing(angle_r: np.ndarray, clear_r: np.ndarray, angle_q: np.ndarray, cle
 
 
 def _fields(reference: np.ndarray, questioned: np.ndarray, transform: np.ndarray,
-            options: GrowthOptions) -> _Fields | None:
-    """The work frame of :func:`grown_piece`'s structure test; None when the placed reference covers none of
-    it."""
+            options: GrowthOptions, *, canvas: bool = False) -> _Fields | None:
+    """The work frame of the structure test; None when the placed reference covers none of it. With ``canvas``
+    the placed reference is kept beyond the frame too (up to a frame's size on every side), its fields offset by
+    ``_Fields.offset``: wrong placements then move it, not wrap it."""
     q_small, q_scale = bounded(to_gray_float(questioned), options.pixels)
     ref = to_gray_float(reference)
     height, width = q_small.shape
     placed = np.diag([q_scale, q_scale, 1.0]) @ np.asarray(transform, np.float64)
-    warped = cv2.warpPerspective(ref, placed, (width, height), flags=cv2.INTER_LINEAR,
-                                 borderMode=cv2.BORDER_REPLICATE)
-    covered = cv2.warpPerspective(np.ones(ref.shape, np.uint8), placed, (width, height), flags=cv2.INTER_NEAREST)
+    x0, y0, x1, y1 = 0, 0, width, height
+    if canvas:
+        corners = cv2.perspectiveTransform(np.float64([[[0, 0]], [[ref.shape[1], 0]], [[0, ref.shape[0]]],
+                                                       [[ref.shape[1], ref.shape[0]]]]), placed).reshape(-1, 2)
+        x0 = int(np.clip(np.floor(corners[:, 0].min()), -width, 0))
+        y0 = int(np.clip(np.floor(corners[:, 1].min()), -height, 0))
+        x1 = int(np.clip(np.ceil(corners[:, 0].max()), width, 2 * width))
+        y1 = int(np.clip(np.ceil(corners[:, 1].max()), height, 2 * height))
+    placed = np.array([[1.0, 0.0, -x0], [0.0, 1.0, -y0], [0.0, 0.0, 1.0]]) @ placed
+    size = (x1 - x0, y1 - y0)
+    warped = cv2.warpPerspective(ref, placed, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    covered = cv2.warpPerspective(np.ones(ref.shape, np.uint8), placed, size, flags=cv2.INTER_NEAREST)
     margin = int(np.ceil(3 * options.sigma)) + 2  # the replicated border is no evidence
     covered = cv2.erode(covered, np.ones((2 * margin + 1, 2 * margin + 1), np.uint8)).astype(bool)
-    if not covered.any():
+    in_frame = covered[-y0:height - y0, -x0:width - x0]
+    if not in_frame.any():
         return None
     magnitude_r, angle_r = _gradients(warped, options.sigma)
     magnitude_q, angle_q = _gradients(q_small, options.sigma)
@@ -387,8 +460,8 @@ def _fields(reference: np.ndarray, questioned: np.ndarray, transform: np.ndarray
     # ramps and flat, JPEG-blocked areas keep one orientation over wide areas and are no evidence
     floor = 8 * (2.0 / 255.0) / np.sin(options.precision * np.pi)  # Sobel weighs the per-pixel slope by 8
     clear_r = covered & (magnitude_r > max(floor, float(np.median(magnitude_r[covered]))))
-    clear_q = sample & (magnitude_q > max(floor, float(np.median(magnitude_q[covered]))))
-    return _Fields(angle_r, clear_r, angle_q, clear_q, covered, q_scale)
+    clear_q = sample & (magnitude_q > max(floor, float(np.median(magnitude_q[in_frame]))))
+    return _Fields(angle_r, clear_r, angle_q, clear_q, covered, q_scale, (-y0, -x0))
 
 
 def _cell_tails(angle_r: np.ndarray, clear_r: np.ndarray, angle_q: np.ndarray, clear_q: np.ndarray,
@@ -414,9 +487,7 @@ def _cell_tails(angle_r: np.ndarray, clear_r: np.ndarray, angle_q: np.ndarray, c
     hist_r, hist_q = histograms
     # orientations uniform within their bins: the same bin agrees within pi/8 always, a neighbouring one half
     # the time (uniform histograms give 1/8 exactly, scaled to ``precision``)
-    chance = (hist_r * hist_q).sum(axis=2) + 0.5 * (hist_r * (np.roll(hist_q, 1, axis=2)
-                                                              + np.roll(hist_q, -1, axis=2))).sum(axis=2)
-    chance = np.clip(chance * (8 * precision), precision, 1.0)
+    chance = _chance(hist_r, hist_q, precision)
     return np.where(n > 0, _log10_binomial_tail(k, n, chance), 0.0)
 
 
@@ -424,13 +495,9 @@ def _structure_cells(fields: _Fields, options: GrowthOptions) -> list[_Structure
     """Per grid of ``options.cells``, the cells' tails and the lowest tail under the wrong placements (the placed
     reference shifted cyclically by at least a coarse cell): the pair's own null."""
     height, width = fields.angle_q.shape
-    rng = np.random.default_rng(options.seed)
     coarse = int(np.ceil(max(height, width) / min(options.cells)))
-    shifts: list[tuple[int, int]] = []
-    while len(shifts) < options.placements:  # at least a coarse cell away, along one axis or the other
-        dy, dx = int(rng.integers(0, height)), int(rng.integers(0, width))
-        if min(dy, height - dy) >= coarse or min(dx, width - dx) >= coarse:
-            shifts.append((dy, dx))
+    shifts = [tuple(shift) for shift in _wrong_placements((height, width), options.placements, coarse,
+                                                          options.seed)]
     grids = []
     for cells in options.cells:
         cell = max(8, int(np.ceil(max(height, width) / cells)))
@@ -460,6 +527,118 @@ def _passing_cells(grid: _StructureCells, tests: int, options: GrowthOptions = G
     return (tails + np.log10(max(tests, 1)) <= np.log10(options.nfa_threshold)) & (tails < grid.null_lowest)
 
 
+def _own_mask(piece: SharedPiece, fields: _Fields) -> np.ndarray:
+    own = np.zeros(fields.angle_q.shape, np.uint8)
+    cv2.fillPoly(own, [np.round(piece.questioned_outline * fields.scale).astype(np.int32)], 1)
+    return own
+
+
+def _chance(hist_r: np.ndarray, hist_q: np.ndarray, precision: float) -> np.ndarray:
+    """Chance that two orientations drawn independently from the histograms (16 bins of pi/8, last axis) agree
+    within ``precision * pi``: orientations uniform within their bins, the same bin agrees always, a neighbouring
+    one half the time (uniform histograms give 1/8, scaled to ``precision``); never below ``precision``."""
+    chance = (hist_r * hist_q).sum(axis=-1) + 0.5 * (hist_r * (np.roll(hist_q, 1, axis=-1)
+                                                               + np.roll(hist_q, -1, axis=-1))).sum(axis=-1)
+    return np.clip(chance * (8 * precision), precision, 1.0)
+
+
+def _region_tails(fields: _Fields, region: np.ndarray, shifts: np.ndarray, precision: float) -> np.ndarray:
+    """log10 binomial tail of the orientation agreement over ``region`` (work frame) with the placed reference
+    moved by each of ``shifts`` (rows of dy, dx; every one keeps the region inside the reference's fields), the
+    chance each placement's own (its two orientation histograms over the region, as :func:`_cell_tails`). Only
+    the questioned image's samples in the region are gathered, so a thousand placements cost about as much as
+    one whole-frame pass."""
+    ys, xs = np.nonzero(region & fields.clear_q)
+    if not len(ys):
+        return np.zeros(len(shifts))
+    bins = 16
+    angle_q = fields.angle_q[ys, xs]
+    bin_q = (np.mod(angle_q, 2 * np.pi) * (bins / (2 * np.pi))).astype(np.int64) % bins
+    tails = np.zeros(len(shifts))
+    for start in range(0, len(shifts), 64):
+        chunk = shifts[start:start + 64]
+        rows = ys[None, :] + fields.offset[0] - chunk[:, :1]
+        cols = xs[None, :] + fields.offset[1] - chunk[:, 1:]
+        clear = fields.clear_r[rows, cols]
+        angle_r = fields.angle_r[rows, cols]
+        agree = clear & (np.abs(np.angle(np.exp(1j * (angle_r - angle_q[None, :])))) < precision * np.pi)
+        n = clear.sum(axis=1).astype(np.float64)
+        k = agree.sum(axis=1).astype(np.float64)
+        placement = np.broadcast_to(np.arange(len(chunk))[:, None], clear.shape)[clear] * bins
+        bin_r = (np.mod(angle_r[clear], 2 * np.pi) * (bins / (2 * np.pi))).astype(np.int64) % bins
+        size = len(chunk) * bins
+        hist_r = np.bincount(placement + bin_r, minlength=size).reshape(len(chunk), bins)
+        hist_q = np.bincount(placement + np.broadcast_to(bin_q, clear.shape)[clear], minlength=size
+                             ).reshape(len(chunk), bins)
+        chance = _chance(hist_r / np.maximum(n, 1.0)[:, None], hist_q / np.maximum(n, 1.0)[:, None], precision)
+        tails[start:start + len(chunk)] = np.where(n > 0, _log10_binomial_tail(k, np.maximum(n, 1.0), chance), 0.0)
+    return tails
+
+
+def _wrong_placements(shape: tuple[int, int], count: int, least: int, seed: int) -> np.ndarray:
+    """``count`` cyclic shifts (dy, dx) of a frame of ``shape``, each at least ``least`` px along one axis."""
+    height, width = shape
+    rng = np.random.default_rng(seed)
+    shifts: list[tuple[int, int]] = []
+    while len(shifts) < count:
+        dy, dx = int(rng.integers(0, height)), int(rng.integers(0, width))
+        if min(dy, height - dy) >= least or min(dx, width - dx) >= least:
+            shifts.append((dy, dx))
+    return np.array(shifts, np.int64).reshape(-1, 2)
+
+
+def _moves_within(fields: _Fields, region: np.ndarray, count: int, least: int, seed: int) -> np.ndarray:
+    """Up to ``count`` moves (dy, dx) of the placed reference, each at least ``least`` px along one axis, that
+    keep at least 95 % of ``region``'s box on the reference: the same part of the questioned image compared
+    with other parts of the reference at the piece's scale and turn. Drawn from a seeded generator, at most 20
+    tries per move; fewer when the reference is little larger than the region."""
+    ys, xs = np.nonzero(region)
+    top, left = ys.min() + fields.offset[0], xs.min() + fields.offset[1]
+    box_h, box_w = ys.max() - ys.min() + 1, xs.max() - xs.min() + 1
+    height, width = fields.covered.shape
+    summed = cv2.integral(fields.covered.astype(np.uint8))
+    rng = np.random.default_rng(seed)
+    tries = 20 * count
+    dy = rng.integers(top + box_h - height, top + 1, tries)  # the moved box stays inside the fields
+    dx = rng.integers(left + box_w - width, left + 1, tries)
+    y0, x0 = top - dy, left - dx
+    inside = (summed[y0 + box_h, x0 + box_w] - summed[y0, x0 + box_w] - summed[y0 + box_h, x0]
+              + summed[y0, x0]) / float(box_h * box_w)
+    usable = (inside >= 0.95) & ((np.abs(dy) >= least) | (np.abs(dx) >= least))
+    return np.stack([dy[usable], dx[usable]], axis=1)[:count].astype(np.int64)
+
+
+def confirmed_piece(reference: np.ndarray, questioned: np.ndarray, piece: SharedPiece,
+                    options: GrowthOptions = GrowthOptions(), *, tests: int = 2) -> SharedPiece:
+    """``piece`` with the second test of a piece under the places' floor done: over the piece's own outline, the
+    fine edges of both pictures (as the structure test samples them, see the module docstring) point the same
+    way under the piece's similarity more often than chance allows (binomial NFA, the tail times ``tests``, the
+    pieces under the floor a pair can offer, at most ``options.nfa_threshold``), and more than over the same
+    outline with the placed reference moved to any of ``options.confirming_placements`` wrong places (moves of
+    at least a coarse cell that keep the outline on the reference: the piece compared with other parts of the
+    reference at its scale and turn; at least 99 are needed). Between unrelated pictures whose placements are
+    exchangeable the second alone passes with probability at most 1 / (placements + 1). The places say a few
+    keypoints agree on one similarity; this says the edges around and between them agree too, measured against
+    the pair itself."""
+    fields = _fields(reference, questioned, piece.transform, options, canvas=True)
+    if fields is None:
+        return piece
+    height, width = fields.angle_q.shape
+    oy, ox = fields.offset
+    region = _own_mask(piece, fields).astype(bool) & fields.covered[oy:oy + height, ox:ox + width]
+    if not region.any():
+        return piece
+    coarse = int(np.ceil(max(height, width) / min(options.cells)))
+    moves = _moves_within(fields, region, options.confirming_placements, coarse, options.seed)
+    tails = _region_tails(fields, region, np.vstack([[[0, 0]], moves]), options.precision)
+    own, null = float(tails[0]), float(tails[1:].min(initial=0.0))
+    # with fewer wrong placements than a hundred the rank alone could not reach 1 %: not confirmed
+    confirmed = (len(moves) >= 99 and own < null
+                 and own + np.log10(max(tests, 1)) <= np.log10(options.nfa_threshold))
+    return replace(piece, structure_log10_tail=round(own, 2), structure_null_log10_tail=round(null, 2),
+                   confirmed=bool(confirmed))
+
+
 def grown_piece(reference: np.ndarray, questioned: np.ndarray, piece: SharedPiece,
                 options: GrowthOptions = GrowthOptions()) -> SharedPiece:
     """``piece`` with its outline grown over the cells connected to it where the two pictures share fine
@@ -470,8 +649,7 @@ def grown_piece(reference: np.ndarray, questioned: np.ndarray, piece: SharedPiec
     grids = _structure_cells(fields, options)
     tests = sum(grid.tests for grid in grids)
     height, width = fields.angle_q.shape
-    own = np.zeros((height, width), np.uint8)
-    cv2.fillPoly(own, [np.round(piece.questioned_outline * fields.scale).astype(np.int32)], 1)
+    own = _own_mask(piece, fields)
     # a passing cell is grown over its parts that agree beyond chance on their own, not its whole square: a
     # coarse cell holding a pasted head also holds the host around it. The parts are the cells of a grid twice
     # as fine, each at the 1 % level (the cell around it already passed the pair-wide controls)
