@@ -2,8 +2,9 @@
 
 A composite's pieces (``retouch.compare.composite``) are accepted a contrario, but the keypoint count's
 independence fails on real pictures (one texture gives several keypoints), so a piece needs ``MIN_MATCHES``
-distinct places on its own, and a piece with fewer is kept only when a second test (cells of the pair's fine
-structure confirming it, against the pair's own null of wrong placements) agrees. This script measures both on
+distinct places on its own, and a piece with fewer is kept only when a second test agrees (the fine edges over
+its own outline pointing the same way under its similarity, beyond chance and beyond the same outline under 999
+wrong placements of the reference: ``composite.confirmed_piece``). This script measures both on
 pairs of unrelated photographs: the PS-Battles source photos of ``../shared/realdata`` sorted by case, each against
 the next one, and each against the photoshop made from the source seven cases on (a different photograph, as
 edited and saved by someone else).
