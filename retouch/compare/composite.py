@@ -87,7 +87,7 @@ Example
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -128,6 +128,10 @@ class SharedPiece:
     structure_log10_tail: float = 0.0
     structure_null_log10_tail: float = 0.0
     confirmed: bool = False
+    structure_half_log10_tails: tuple[float, ...] = ()  # the same tail over each half of the outline
+    places_left_out: int = 0  # matched places the confirmed outline was cut away from (its edges did not agree)
+    # the distinct matched places in the questioned image (full-resolution pixels, one per place cell)
+    questioned_places: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
 
     @staticmethod
     def _box(outline: np.ndarray, shape: tuple[int, int]) -> tuple[int, int, int, int]:
@@ -264,15 +268,18 @@ def kept_pieces(reference: np.ndarray, questioned: np.ndarray, candidates: list[
     two overlap (the stronger), a piece under the places' floor only when :func:`confirmed_piece` confirms it,
     at most ``MAX_PIECES``."""
     kept: list[SharedPiece] = []
+    def on_kept(piece: SharedPiece) -> bool:
+        centre = tuple(float(v) for v in piece.questioned_outline.mean(axis=0))
+        return any(cv2.pointPolygonTest(other.questioned_outline.astype(np.float32), centre, False) >= 0
+                   for other in kept)
+
     for piece, needs_confirmation in candidates:
         # a symmetric piece (a face) is found both ways: one piece, the stronger
-        centre = tuple(float(v) for v in piece.questioned_outline.mean(axis=0))
-        if any(cv2.pointPolygonTest(other.questioned_outline.astype(np.float32), centre, False) >= 0
-               for other in kept):
+        if on_kept(piece):
             continue
         if needs_confirmation:
             piece = confirmed_piece(reference, questioned, piece, growth or GrowthOptions())
-            if not piece.confirmed:
+            if not piece.confirmed or on_kept(piece):  # its outline may have been cut onto a stronger piece
                 continue
         kept.append(piece)
     return kept[:MAX_PIECES]
@@ -322,7 +329,7 @@ def candidate_pieces(reference: np.ndarray, questioned: np.ndarray, *, nfa_thres
                 reference_outline=_outline(src[members]) / ref_scale,
                 matches=min(_distinct(src[members], tolerance), _distinct(dst[members], tolerance)),
                 nfa=float(10.0 ** max(log_nfa, -300.0)),
-                mirrored=mirrored), sub_floor))
+                mirrored=mirrored, questioned_places=q_points / q_scale), sub_floor))
     pieces.sort(key=lambda entry: (entry[0].nfa, -entry[0].matches))
     return pieces
 
@@ -608,35 +615,78 @@ def _moves_within(fields: _Fields, region: np.ndarray, count: int, least: int, s
     return np.stack([dy[usable], dx[usable]], axis=1)[:count].astype(np.int64)
 
 
+def _halves(region: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The two halves of ``region`` (work frame) on either side of the line through its centroid across its
+    longest extent (its principal axis), and that axis as (centroid x, centroid y, direction x, direction y)."""
+    ys, xs = np.nonzero(region)
+    points = np.stack([xs, ys], axis=1).astype(np.float64)
+    centre = points.mean(axis=0)
+    spread = np.cov((points - centre).T) if len(points) > 2 else np.eye(2)
+    axis = np.linalg.eigh(spread)[1][:, -1]
+    ahead = (points - centre) @ axis >= 0
+    first, second = np.zeros_like(region), np.zeros_like(region)
+    first[ys[ahead], xs[ahead]] = True
+    second[ys[~ahead], xs[~ahead]] = True
+    return first, second, np.concatenate([centre, axis])
+
+
 def confirmed_piece(reference: np.ndarray, questioned: np.ndarray, piece: SharedPiece,
-                    options: GrowthOptions = GrowthOptions(), *, tests: int = 2) -> SharedPiece:
-    """``piece`` with the second test of a piece under the places' floor done: over the piece's own outline, the
-    fine edges of both pictures (as the structure test samples them, see the module docstring) point the same
-    way under the piece's similarity more often than chance allows (binomial NFA, the tail times ``tests``, the
-    pieces under the floor a pair can offer, at most ``options.nfa_threshold``), and more than over the same
-    outline with the placed reference moved to any of ``options.confirming_placements`` wrong places (moves of
-    at least a coarse cell that keep the outline on the reference: the piece compared with other parts of the
-    reference at its scale and turn; at least 99 are needed). Between unrelated pictures whose placements are
-    exchangeable the second alone passes with probability at most 1 / (placements + 1). The places say a few
-    keypoints agree on one similarity; this says the edges around and between them agree too, measured against
-    the pair itself."""
+                    options: GrowthOptions = GrowthOptions(), *, tests: int = 2,
+                    confirmed_matches: int = CONFIRMED_MATCHES) -> SharedPiece:
+    """``piece`` with the second test of a piece under the places' floor done, its outline cut to the part its
+    edges agree over.
+
+    Over the piece's outline the fine edges of both pictures (as the structure test samples them, see the module
+    docstring) must point the same way under the piece's similarity more often than chance allows (binomial NFA,
+    the tail times ``tests``, the pieces under the floor a pair can offer, times the parts examined, at most
+    ``options.nfa_threshold``), and more than over the same outline with the placed reference moved to any of
+    ``options.confirming_placements`` wrong places (moves of at least a coarse cell that keep the outline on the
+    reference; at least 99 are needed). Then the agreement must hold in more than one part: each half of the
+    outline (split across its longest extent) must agree beyond chance at the 1 % level and beyond all its own
+    wrong placements. When one half alone does, the piece is cut to it: its outline becomes the hull of the
+    places in that half (at least ``confirmed_matches`` distinct ones needed) and the test is run again on it,
+    the tests doubled. A chance alignment of one repeated edge pattern agrees in one part of a line of places,
+    not across a pasted piece; a place matched by chance stretches the hull to it, and the cut leaves it out."""
     fields = _fields(reference, questioned, piece.transform, options, canvas=True)
     if fields is None:
         return piece
     height, width = fields.angle_q.shape
     oy, ox = fields.offset
-    region = _own_mask(piece, fields).astype(bool) & fields.covered[oy:oy + height, ox:ox + width]
-    if not region.any():
-        return piece
     coarse = int(np.ceil(max(height, width) / min(options.cells)))
-    moves = _moves_within(fields, region, options.confirming_placements, coarse, options.seed)
-    tails = _region_tails(fields, region, np.vstack([[[0, 0]], moves]), options.precision)
-    own, null = float(tails[0]), float(tails[1:].min(initial=0.0))
-    # with fewer wrong placements than a hundred the rank alone could not reach 1 %: not confirmed
-    confirmed = (len(moves) >= 99 and own < null
-                 and own + np.log10(max(tests, 1)) <= np.log10(options.nfa_threshold))
-    return replace(piece, structure_log10_tail=round(own, 2), structure_null_log10_tail=round(null, 2),
-                   confirmed=bool(confirmed))
+    tolerance = TOLERANCE_FRACTION * max(questioned.shape[:2])  # the places' distinct cells, as the search's
+    places, outline, examined = piece.questioned_places, piece.questioned_outline, 1
+    tested = piece
+    while True:
+        tested = replace(tested, questioned_outline=outline, questioned_places=places)
+        region = _own_mask(tested, fields).astype(bool) & fields.covered[oy:oy + height, ox:ox + width]
+        if not region.any():
+            return replace(tested, confirmed=False)
+        moves = _moves_within(fields, region, options.confirming_placements, coarse, options.seed)
+        first, second, axis = _halves(region)
+        tails = [_region_tails(fields, part, np.vstack([[[0, 0]], moves]), options.precision)
+                 for part in (region, first, second)]
+        own, null = float(tails[0][0]), float(tails[0][1:].min(initial=0.0))
+        halves = [(float(t[0]), float(t[1:].min(initial=0.0))) for t in tails[1:]]
+        tested = replace(tested, structure_log10_tail=round(own, 2), structure_null_log10_tail=round(null, 2),
+                         structure_half_log10_tails=tuple(round(t, 2) for t, _ in halves))
+        # with fewer wrong placements than a hundred the rank alone could not reach 1 %: not confirmed
+        if not (len(moves) >= 99 and own < null
+                and own + np.log10(max(tests * examined, 1)) <= np.log10(options.nfa_threshold)):
+            return replace(tested, confirmed=False)
+        agreeing = [tail <= LOCAL_LEVEL and tail < lowest for tail, lowest in halves]
+        if all(agreeing):
+            break
+        if not any(agreeing):
+            return replace(tested, confirmed=False)
+        ahead = (places * fields.scale - axis[:2]) @ axis[2:] >= 0
+        kept = places[ahead if agreeing[0] else ~ahead]
+        if _distinct(kept, tolerance) < confirmed_matches:
+            return replace(tested, confirmed=False)
+        places, outline, examined = kept, _outline(kept), 2 * examined
+    back = cv2.perspectiveTransform(outline.reshape(-1, 1, 2), np.linalg.inv(piece.transform)).reshape(-1, 2)
+    return replace(tested, reference_outline=back if examined > 1 else piece.reference_outline,
+                   matches=min(piece.matches, _distinct(places, tolerance)) if examined > 1 else piece.matches,
+                   places_left_out=len(piece.questioned_places) - len(places), confirmed=True)
 
 
 def grown_piece(reference: np.ndarray, questioned: np.ndarray, piece: SharedPiece,
