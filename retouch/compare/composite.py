@@ -30,6 +30,14 @@ piece's own outline, the fine edges of both pictures (sampled as the growth belo
 way under its similarity more often than chance allows (binomial NFA at most ``nfa_threshold``) and more than
 under each of 999 wrong placements of the reference (moved by at least a coarse cell, the piece kept on it), the
 pair's own null. The places test where a few keypoints land; the second tests the edges around and between them.
+The places were chosen because their keypoints' descriptors (histograms of these same orientations) agree, so
+the found placement is not quite exchangeable with the wrong ones near its places: a chance alignment of one
+repeated edge pattern (a lattice) can agree near one or two places of a line of them. So the agreement must hold
+in more than one part of the outline: each of its two halves (split across its longest extent, through its
+centroid) must agree beyond chance at the 1 % level and beyond all its own wrong placements. When one half alone
+agrees, the piece is cut to the places in it (a place matched by chance stretches the hull of the places to
+itself), which must still be ``confirmed_matches`` distinct ones, a piece's worth on their own, and the cut piece,
+outlined by the hull of those places, must pass the first test again, its tests doubled for the half chosen.
 
 Growing a piece (:func:`grown_piece`): features match only where texture survived, so a figure whose face
 was kept and whose coat was repainted is found as its face. Around the matched places the pair may still share
@@ -63,9 +71,11 @@ Limits: a piece needs at least ``min_matches`` (8) distinct matched places, or 4
 agree beyond the pair's own null: a piece repainted all over (a painted portrait from a photograph) keeps few
 places, and where its outline holds no clear edges in both pictures (a soft, heavily blurred copy) it is not
 confirmed. Between unrelated pictures whose wrong placements are exchangeable with the found one, the second
-test alone passes at most once in 1000; the found placement is not quite exchangeable (its places were chosen
-because keypoints agree there), which is why the joint rate is measured (``benchmarks/unrelated_pieces.py``). The
-outline of a piece is the hull of its matched points, widened by a tenth, grown over the cells where the
+test alone passes at most once in 1000, and the halves and the cut only refuse more (a piece confirmed passed it
+over its outline as found); the found placement is not quite exchangeable (its places were chosen because
+keypoints agree there), which is why the joint rate is measured (``benchmarks/unrelated_pieces.py``). A pasted
+piece whose places crowd into a few pixels has an outline too small to hold the edges that would confirm it, and
+may be refused even where its edges agree around it (more so once cut to such a crowd). The outline of a piece is the hull of its matched points, widened by a tenth, grown over the cells where the
 pictures share structure beyond chance: the paste's true edge is not traced, and a part repainted smooth
 (shared outline edges only) is not reached. With 49 wrong placements, a pair of unrelated pictures whose
 placements are exchangeable passes a cell of a grid with probability at most 1 in 50 (two grids: 1 in 25), and
@@ -130,7 +140,7 @@ class SharedPiece:
     confirmed: bool = False
     structure_half_log10_tails: tuple[float, ...] = ()  # the same tail over each half of the outline
     places_left_out: int = 0  # matched places the confirmed outline was cut away from (its edges did not agree)
-    # the distinct matched places in the questioned image (full-resolution pixels, one per place cell)
+    # the matched places in the questioned image (full-resolution pixels)
     questioned_places: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
 
     @staticmethod
@@ -644,9 +654,12 @@ def confirmed_piece(reference: np.ndarray, questioned: np.ndarray, piece: Shared
     reference; at least 99 are needed). Then the agreement must hold in more than one part: each half of the
     outline (split across its longest extent) must agree beyond chance at the 1 % level and beyond all its own
     wrong placements. When one half alone does, the piece is cut to it: its outline becomes the hull of the
-    places in that half (at least ``confirmed_matches`` distinct ones needed) and the test is run again on it,
-    the tests doubled. A chance alignment of one repeated edge pattern agrees in one part of a line of places,
-    not across a pasted piece; a place matched by chance stretches the hull to it, and the cut leaves it out."""
+    places in that half, which must hold at least ``confirmed_matches`` distinct ones (a piece's worth on its
+    own), and the first test is run again over it, the tests doubled; it is not halved again (a few places
+    crowded into a small hull leave too few edges in each half). A chance alignment of one repeated edge pattern
+    agrees in one part of a line of places, not across a pasted piece; a place matched by chance stretches the
+    hull to it, and the cut leaves it out. Every piece confirmed passed the first test over its outline as found,
+    so the halves and the cut only ever refuse more than that test alone."""
     fields = _fields(reference, questioned, piece.transform, options, canvas=True)
     if fields is None:
         return piece
@@ -674,7 +687,7 @@ def confirmed_piece(reference: np.ndarray, questioned: np.ndarray, piece: Shared
                 and own + np.log10(max(tests * examined, 1)) <= np.log10(options.nfa_threshold)):
             return replace(tested, confirmed=False)
         agreeing = [tail <= LOCAL_LEVEL and tail < lowest for tail, lowest in halves]
-        if all(agreeing):
+        if examined > 1 or all(agreeing):  # a cut piece is not halved again: its places hold a piece's worth
             break
         if not any(agreeing):
             return replace(tested, confirmed=False)
