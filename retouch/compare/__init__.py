@@ -475,12 +475,14 @@ PIECE_CONFIRMATION_CONTROL = (
     "{matches} distinct places agree on one scale, turn and shift, fewer than 8 a piece needs on its own (NFA "
     "{nfa}); it is reported because a second test confirms it: over the piece, the two pictures' fine edges point "
     "the same way under its transform far more often than chance allows (binomial tail 1e{tail:.0f}) and more "
-    "than with the reference moved to any of 999 wrong places (at best 1e{null:.0f}), in each half of the piece "
-    "too.{cut} Measured on {pairs} pairs of unrelated photographs, the two tests together kept {kept} chance "
-    "piece(s): a piece confirmed this way is weaker evidence than one its places alone carry."
+    "than with the reference moved to any of 999 wrong places (at best 1e{null:.0f}){parts}. Measured on {pairs} "
+    "pairs of unrelated photographs, the two tests together kept {kept} chance piece(s): a piece confirmed this "
+    "way is weaker evidence than one its places alone carry."
 )
-PIECE_CUT = (" The piece is cut to the part its edges agree over: {left_out} matched place(s) beyond it agreed by "
-             "chance and are left out.")
+PIECE_HALVES = ", in each half of the piece too"
+PIECE_CUT = ("; the edges agreed over one half of the outline all its places drew, not the other, so the piece is "
+             "cut to the places in that half: {left_out} matched place(s) beyond it agreed by chance and are left "
+             "out")
 PIECE_GROWTH_CONTROL = (
     " Its outline was grown beyond the matched places by {grown:.0%} of their area, over cells where the two "
     "pictures' fine edges point the same way under the piece's transform more often than chance allows (NFA at "
@@ -519,8 +521,8 @@ def _composite(reference: np.ndarray, questioned: np.ndarray, pieces: list[Share
                                                   tail=piece.structure_log10_tail,
                                                   null=piece.structure_null_log10_tail, pairs=UNRELATED_PAIRS,
                                                   kept=UNRELATED_KEPT,
-                                                  cut=PIECE_CUT.format(left_out=piece.places_left_out)
-                                                  if piece.places_left_out else "")
+                                                  parts=PIECE_CUT.format(left_out=piece.places_left_out)
+                                                  if piece.places_left_out else PIECE_HALVES)
                 if piece.confirmed else
                 PIECE_FALSE_ALARM_CONTROL.format(matches=piece.matches, nfa=f"{piece.nfa:.2g}"))
             + (PIECE_GROWTH_CONTROL.format(grown=piece.grown_fraction) if piece.grown_fraction else ""),

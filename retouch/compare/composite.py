@@ -655,7 +655,7 @@ def confirmed_piece(reference: np.ndarray, questioned: np.ndarray, piece: Shared
     outline (split across its longest extent) must agree beyond chance at the 1 % level and beyond all its own
     wrong placements. When one half alone does, the piece is cut to it: its outline becomes the hull of the
     places in that half, which must hold at least ``confirmed_matches`` distinct ones (a piece's worth on its
-    own), and the first test is run again over it, the tests doubled; it is not halved again (a few places
+    own) and leave at least one place out, and the first test is run again over it, the tests doubled; it is not halved again (a few places
     crowded into a small hull leave too few edges in each half). A chance alignment of one repeated edge pattern
     agrees in one part of a line of places, not across a pasted piece; a place matched by chance stretches the
     hull to it, and the cut leaves it out. Every piece confirmed passed the first test over its outline as found,
@@ -693,8 +693,8 @@ def confirmed_piece(reference: np.ndarray, questioned: np.ndarray, piece: Shared
             return replace(tested, confirmed=False)
         ahead = (places * fields.scale - axis[:2]) @ axis[2:] >= 0
         kept = places[ahead if agreeing[0] else ~ahead]
-        if _distinct(kept, tolerance) < confirmed_matches:
-            return replace(tested, confirmed=False)
+        if len(kept) == len(places) or _distinct(kept, tolerance) < confirmed_matches:  # nothing to cut away, or
+            return replace(tested, confirmed=False)  # too few places left for a piece
         places, outline, examined = kept, _outline(kept), 2 * examined
     back = cv2.perspectiveTransform(outline.reshape(-1, 1, 2), np.linalg.inv(piece.transform)).reshape(-1, 2)
     return replace(tested, reference_outline=back if examined > 1 else piece.reference_outline,
