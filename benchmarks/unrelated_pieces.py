@@ -4,10 +4,10 @@ A composite's pieces (``retouch.compare.composite``) are accepted a contrario, b
 independence fails on real pictures (one texture gives several keypoints), so a piece needs ``MIN_MATCHES``
 distinct places on its own, and a piece with fewer is kept only when a second test agrees (the fine edges over
 its own outline pointing the same way under its similarity, beyond chance and beyond the same outline under 999
-wrong placements of the reference, in each half of the outline too: ``composite.confirmed_piece``). This script measures both on
-pairs of unrelated photographs: the PS-Battles source photos of ``../shared/realdata`` sorted by case, each against
-the next one, and each against the photoshop made from the source seven cases on (a different photograph, as
-edited and saved by someone else).
+wrong placements of the reference, in each half of the outline too: ``composite.confirmed_piece``). This
+script measures both on pairs of unrelated photographs: the PS-Battles source photos of ``../shared/realdata``
+sorted by case, each against the next one, and each against the photoshop made from the source seven cases on (a
+different photograph, as edited and saved by someone else).
 
     python -m benchmarks.unrelated_pieces [--data ../shared/realdata] [--workers 1] [--limit N] [--no-write]
 
@@ -17,7 +17,8 @@ many of those the structure test confirmed. Every piece reported between unrelat
 For each piece under the floor the binomial tail (log10) of the structure agreement over its outline is given
 beside the lowest tail of the same outline under the wrong placements, to show how far from passing it was, then
 the tails over the outline's two halves (each must agree on its own; when one alone does, the piece is cut to
-the places in it and tested again: the figures are those of the last outline tested). Results
+the places in it and tested again: the figures are the cut outline's for a piece confirmed so, else the outline's
+as found). Results
 go to ``benchmarks/results/unrelated_pieces.md`` (a full run only; ``--limit`` prints). When the folder is absent
 the script says so in one line and exits 2.
 """

@@ -158,9 +158,9 @@ def _stretched(piece: SharedPiece, places: np.ndarray) -> SharedPiece:
 
 
 def test_a_piece_stretched_to_a_place_matched_by_chance_is_cut_to_the_paste() -> None:
-    # PS-Battles I64: six places on the pasted face and one on the statue's shoulder that agreed by chance drew
-    # the piece as a sliver from the face to the shoulder. The edges agree over the half holding the paste only:
-    # the piece is cut to the places there
+    # PS-Battles I50: six places on a pasted paw and one on the body that agreed by chance drew the piece as a
+    # sliver from the paw to the body. The edges agree over the half holding the paste only: the piece is cut to
+    # the places there
     donor, composite, inside, _ = _small_paste()
     piece = next(p for p, sub_floor in candidate_pieces(donor, composite) if sub_floor)
     stretched = _stretched(piece, np.vstack([piece.questioned_places, [[700.0, 520.0]]]))

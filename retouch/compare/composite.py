@@ -75,8 +75,9 @@ test alone passes at most once in 1000, and the halves and the cut only refuse m
 over its outline as found); the found placement is not quite exchangeable (its places were chosen because
 keypoints agree there), which is why the joint rate is measured (``benchmarks/unrelated_pieces.py``). A pasted
 piece whose places crowd into a few pixels has an outline too small to hold the edges that would confirm it, and
-may be refused even where its edges agree around it (more so once cut to such a crowd). The outline of a piece is the hull of its matched points, widened by a tenth, grown over the cells where the
-pictures share structure beyond chance: the paste's true edge is not traced, and a part repainted smooth
+may be refused even where its edges agree around it (more so once cut to such a crowd). The outline of a piece
+is the hull of its matched points, widened by a tenth, grown over the cells where the pictures share structure
+beyond chance: the paste's true edge is not traced, and a part repainted smooth
 (shared outline edges only) is not reached. With 49 wrong placements, a pair of unrelated pictures whose
 placements are exchangeable passes a cell of a grid with probability at most 1 in 50 (two grids: 1 in 25), and
 only a passing cell touching the piece grows it.
@@ -278,6 +279,7 @@ def kept_pieces(reference: np.ndarray, questioned: np.ndarray, candidates: list[
     two overlap (the stronger), a piece under the places' floor only when :func:`confirmed_piece` confirms it,
     at most ``MAX_PIECES``."""
     kept: list[SharedPiece] = []
+
     def on_kept(piece: SharedPiece) -> bool:
         centre = tuple(float(v) for v in piece.questioned_outline.mean(axis=0))
         return any(cv2.pointPolygonTest(other.questioned_outline.astype(np.float32), centre, False) >= 0
@@ -648,58 +650,71 @@ def confirmed_piece(reference: np.ndarray, questioned: np.ndarray, piece: Shared
 
     Over the piece's outline the fine edges of both pictures (as the structure test samples them, see the module
     docstring) must point the same way under the piece's similarity more often than chance allows (binomial NFA,
-    the tail times ``tests``, the pieces under the floor a pair can offer, times the parts examined, at most
-    ``options.nfa_threshold``), and more than over the same outline with the placed reference moved to any of
-    ``options.confirming_placements`` wrong places (moves of at least a coarse cell that keep the outline on the
-    reference; at least 99 are needed). Then the agreement must hold in more than one part: each half of the
-    outline (split across its longest extent) must agree beyond chance at the 1 % level and beyond all its own
-    wrong placements. When one half alone does, the piece is cut to it: its outline becomes the hull of the
-    places in that half, which must hold at least ``confirmed_matches`` distinct ones (a piece's worth on its
-    own) and leave at least one place out, and the first test is run again over it, the tests doubled; it is not halved again (a few places
-    crowded into a small hull leave too few edges in each half). A chance alignment of one repeated edge pattern
-    agrees in one part of a line of places, not across a pasted piece; a place matched by chance stretches the
-    hull to it, and the cut leaves it out. Every piece confirmed passed the first test over its outline as found,
-    so the halves and the cut only ever refuse more than that test alone."""
+    the tail times ``tests``, the pieces under the floor a pair can offer, at most ``options.nfa_threshold``), and
+    more than over the same outline with the placed reference moved to any of ``options.confirming_placements``
+    wrong places (moves of at least a coarse cell that keep the outline on the reference; at least 99 are
+    needed). Then the agreement must hold in more than one part: each half of the outline (split across its
+    longest extent) must agree beyond chance at the 1 % level and beyond all its own wrong placements. When one
+    half alone does, the piece is cut to it: its outline becomes the hull of the places in that half, which must
+    leave at least one place out and hold at least ``confirmed_matches`` distinct ones (a piece's worth on their
+    own), and the first test is run again over it, the tests doubled for the half chosen; it is not halved again
+    (a few places crowded into a small hull leave too few edges in each half). A chance alignment of one repeated
+    edge pattern agrees in one part of a line of places, not across a pasted piece; a place matched by chance
+    stretches the hull to itself, and the cut leaves it out. Every piece confirmed passed the first test over
+    its outline as found, so the halves and the cut only ever refuse more than that test alone."""
     fields = _fields(reference, questioned, piece.transform, options, canvas=True)
     if fields is None:
         return piece
+    found = _outline_test(fields, piece, options, tests)
+    if found is None:
+        return piece
+    tested, passed, agreeing, axis = found
+    if not passed or not any(agreeing):
+        return tested
+    if all(agreeing):
+        return replace(tested, confirmed=True)
+    places = piece.questioned_places
+    ahead = (places * fields.scale - axis[:2]) @ axis[2:] >= 0
+    kept = places[ahead if agreeing[0] else ~ahead]
+    tolerance = TOLERANCE_FRACTION * max(questioned.shape[:2])  # the places' distinct cells, as the search's
+    distinct = _distinct(kept, tolerance)
+    if len(kept) == len(places) or distinct < confirmed_matches:  # nothing to cut away, or too few places left
+        return tested
+    outline = _outline(kept)
+    back = cv2.perspectiveTransform(outline.reshape(-1, 1, 2), np.linalg.inv(piece.transform)).reshape(-1, 2)
+    cut = replace(piece, questioned_outline=outline, reference_outline=back, questioned_places=kept,
+                  matches=min(piece.matches, distinct), places_left_out=len(places) - len(kept))
+    found = _outline_test(fields, cut, options, 2 * tests)
+    if found is None:
+        return tested
+    tested_cut, passed, _, _ = found
+    return replace(tested_cut, confirmed=True) if passed else tested
+
+
+def _outline_test(fields: _Fields, piece: SharedPiece, options: GrowthOptions, tests: int
+                  ) -> tuple[SharedPiece, bool, list[bool], np.ndarray] | None:
+    """The structure test of :func:`confirmed_piece` over ``piece``'s outline: the piece with its tails (not
+    confirmed), whether the whole outline passes, whether each half agrees, and the halves' axis (as
+    :func:`_halves`); None when the placed reference covers none of the outline."""
     height, width = fields.angle_q.shape
     oy, ox = fields.offset
+    region = _own_mask(piece, fields).astype(bool) & fields.covered[oy:oy + height, ox:ox + width]
+    if not region.any():
+        return None
     coarse = int(np.ceil(max(height, width) / min(options.cells)))
-    tolerance = TOLERANCE_FRACTION * max(questioned.shape[:2])  # the places' distinct cells, as the search's
-    places, outline, examined = piece.questioned_places, piece.questioned_outline, 1
-    tested = piece
-    while True:
-        tested = replace(tested, questioned_outline=outline, questioned_places=places)
-        region = _own_mask(tested, fields).astype(bool) & fields.covered[oy:oy + height, ox:ox + width]
-        if not region.any():
-            return replace(tested, confirmed=False)
-        moves = _moves_within(fields, region, options.confirming_placements, coarse, options.seed)
-        first, second, axis = _halves(region)
-        tails = [_region_tails(fields, part, np.vstack([[[0, 0]], moves]), options.precision)
-                 for part in (region, first, second)]
-        own, null = float(tails[0][0]), float(tails[0][1:].min(initial=0.0))
-        halves = [(float(t[0]), float(t[1:].min(initial=0.0))) for t in tails[1:]]
-        tested = replace(tested, structure_log10_tail=round(own, 2), structure_null_log10_tail=round(null, 2),
-                         structure_half_log10_tails=tuple(round(t, 2) for t, _ in halves))
-        # with fewer wrong placements than a hundred the rank alone could not reach 1 %: not confirmed
-        if not (len(moves) >= 99 and own < null
-                and own + np.log10(max(tests * examined, 1)) <= np.log10(options.nfa_threshold)):
-            return replace(tested, confirmed=False)
-        agreeing = [tail <= LOCAL_LEVEL and tail < lowest for tail, lowest in halves]
-        if examined > 1 or all(agreeing):  # a cut piece is not halved again: its places hold a piece's worth
-            break
-        if not any(agreeing):
-            return replace(tested, confirmed=False)
-        ahead = (places * fields.scale - axis[:2]) @ axis[2:] >= 0
-        kept = places[ahead if agreeing[0] else ~ahead]
-        if len(kept) == len(places) or _distinct(kept, tolerance) < confirmed_matches:  # nothing to cut away, or
-            return replace(tested, confirmed=False)  # too few places left for a piece
-        places, outline, examined = kept, _outline(kept), 2 * examined
-    back = cv2.perspectiveTransform(outline.reshape(-1, 1, 2), np.linalg.inv(piece.transform)).reshape(-1, 2)
-    return replace(tested, reference_outline=back if examined > 1 else piece.reference_outline,
-                   matches=min(piece.matches, _distinct(places, tolerance)) if examined > 1 else piece.matches,
-                   places_left_out=len(piece.questioned_places) - len(places), confirmed=True)
+    moves = _moves_within(fields, region, options.confirming_placements, coarse, options.seed)
+    first, second, axis = _halves(region)
+    tails = [_region_tails(fields, part, np.vstack([[[0, 0]], moves]), options.precision)
+             for part in (region, first, second)]
+    own, null = float(tails[0][0]), float(tails[0][1:].min(initial=0.0))
+    halves = [(float(t[0]), float(t[1:].min(initial=0.0))) for t in tails[1:]]
+    # with fewer wrong placements than a hundred the rank alone could not reach 1 %: not confirmed
+    passed = bool(len(moves) >= 99 and own < null
+                  and own + np.log10(max(tests, 1)) <= np.log10(options.nfa_threshold))
+    agreeing = [tail <= LOCAL_LEVEL and tail < lowest for tail, lowest in halves]
+    tested = replace(piece, structure_log10_tail=round(own, 2), structure_null_log10_tail=round(null, 2),
+                     structure_half_log10_tails=tuple(round(tail, 2) for tail, _ in halves), confirmed=False)
+    return tested, passed, agreeing, axis
 
 
 def grown_piece(reference: np.ndarray, questioned: np.ndarray, piece: SharedPiece,
