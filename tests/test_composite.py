@@ -14,6 +14,7 @@ from retouch.compare.composite import (
     GrowthOptions,
     SharedPiece,
     _Fields,
+    _outline,
     _region_tails,
     candidate_pieces,
     confirmed_piece,
@@ -152,8 +153,6 @@ def test_a_piece_placed_wrongly_on_its_own_paste_is_not_confirmed() -> None:
 
 def _stretched(piece: SharedPiece, places: np.ndarray) -> SharedPiece:
     """``piece`` as the search would give it with ``places`` matched: its outline the hull of them."""
-    from retouch.compare.composite import _outline
-
     return replace(piece, questioned_places=places, questioned_outline=_outline(places))
 
 
