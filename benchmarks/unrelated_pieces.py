@@ -4,10 +4,10 @@ A composite's pieces (``retouch.compare.composite``) are accepted a contrario, b
 independence fails on real pictures (one texture gives several keypoints), so a piece needs ``MIN_MATCHES``
 distinct places on its own, and a piece with fewer is kept only when a second test agrees (the fine edges over
 its own outline pointing the same way under its similarity, beyond chance and beyond the same outline under 999
-wrong placements of the reference: ``composite.confirmed_piece``). This script measures both on
-pairs of unrelated photographs: the PS-Battles source photos of ``../shared/realdata`` sorted by case, each against
-the next one, and each against the photoshop made from the source seven cases on (a different photograph, as
-edited and saved by someone else).
+wrong placements of the reference, in each half of the outline too: ``composite.confirmed_piece``). This
+script measures both on pairs of unrelated photographs: the PS-Battles source photos of ``../shared/realdata``
+sorted by case, each against the next one, and each against the photoshop made from the source seven cases on (a
+different photograph, as edited and saved by someone else).
 
     python -m benchmarks.unrelated_pieces [--data ../shared/realdata] [--workers 1] [--limit N] [--no-write]
 
@@ -15,7 +15,10 @@ Per pair: the pieces the places alone carry (``MIN_MATCHES`` or more distinct pl
 pieces under that floor (``CONFIRMED_MATCHES`` or more places, NFA at most 0.01) that the search found, and how
 many of those the structure test confirmed. Every piece reported between unrelated photographs is a false alarm.
 For each piece under the floor the binomial tail (log10) of the structure agreement over its outline is given
-beside the lowest tail of the same outline under the wrong placements, to show how far from passing it was. Results
+beside the lowest tail of the same outline under the wrong placements, to show how far from passing it was, then
+the tails over the outline's two halves (each must agree on its own; when one alone does, the piece is cut to
+the places in it and tested again: the figures are the cut outline's for a piece confirmed so, else the outline's
+as found). Results
 go to ``benchmarks/results/unrelated_pieces.md`` (a full run only; ``--limit`` prints). When the folder is absent
 the script says so in one line and exits 2.
 """
@@ -73,6 +76,7 @@ def _pair(task: tuple[str, str, str]) -> dict:
             tested = confirmed_piece(reference, questioned, piece)
             below.append({"places": piece.matches, "nfa": float(f"{piece.nfa:.2g}"),
                           "tail": tested.structure_log10_tail, "null_tail": tested.structure_null_log10_tail,
+                          "halves": list(tested.structure_half_log10_tails), "left_out": tested.places_left_out,
                           "confirmed": tested.confirmed})
     return {"pair": name, "cpu_s": round(seconds, 1), "floor": MIN_MATCHES,
             "strong": [{"places": p.matches, "nfa": float(f"{p.nfa:.2g}")} for p in strong],
@@ -99,12 +103,14 @@ def table(rows: list[dict]) -> str:
                   + f"; NFA {min(b['nfa'] for b in below):.2g} to {max(b['nfa'] for b in below):.2g}. "
                   f"The piece's tail minus the lowest under the wrong placements (log10; it passes only below 0): "
                   f"median {float(np.median(margins)):.1f}, lowest {min(margins):.1f}.", ""]
-    lines += ["| pair | places-alone pieces | under the floor (places, NFA, tail / lowest wrong tail) "
-              "| reported |",
+    lines += ["| pair | places-alone pieces | under the floor (places, NFA, tail / lowest wrong tail, the halves' "
+              "tails[, places cut away]) | reported |",
               "|---|---|---|---|"]
     for r in rows:
-        below_text = "; ".join(f"{b['places']}, {b['nfa']:.2g}, {b['tail']:g} / {b['null_tail']:g}"
-                               for b in r["below_floor"]) or "-"
+        below_text = "; ".join(
+            f"{b['places']}, {b['nfa']:.2g}, {b['tail']:g} / {b['null_tail']:g}"
+            + (f", {' '.join(f'{t:g}' for t in b['halves'])}" if b.get("halves") else "")
+            + (f", {b['left_out']} cut" if b.get("left_out") else "") for b in r["below_floor"]) or "-"
         reported_text = "; ".join(f"{p['places']} places" + (", confirmed" if p["confirmed"] else "")
                                   for p in r["reported"]) or "-"
         lines.append(f"| {r['pair']} | {len(r['strong'])} | {below_text} | {reported_text} |")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import cv2
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ from retouch.compare.composite import (
     GrowthOptions,
     SharedPiece,
     _Fields,
+    _outline,
     _region_tails,
     candidate_pieces,
     confirmed_piece,
@@ -146,3 +149,39 @@ def test_a_piece_placed_wrongly_on_its_own_paste_is_not_confirmed() -> None:
                         questioned_outline=found.questioned_outline, reference_outline=found.reference_outline,
                         matches=found.matches, nfa=found.nfa)
     assert not confirmed_piece(donor, composite, wrong, GrowthOptions()).confirmed
+
+
+def _stretched(piece: SharedPiece, places: np.ndarray) -> SharedPiece:
+    """``piece`` as the search would give it with ``places`` matched: its outline the hull of them."""
+    return replace(piece, questioned_places=places, questioned_outline=_outline(places))
+
+
+def test_a_piece_stretched_to_a_place_matched_by_chance_is_cut_to_the_paste() -> None:
+    # PS-Battles I50: six places on a pasted paw and one on the body that agreed by chance drew the piece as a
+    # sliver from the paw to the body. The edges agree over the half holding the paste only: the piece is cut to
+    # the places there
+    donor, composite, inside, _ = _small_paste()
+    piece = next(p for p, sub_floor in candidate_pieces(donor, composite) if sub_floor)
+    stretched = _stretched(piece, np.vstack([piece.questioned_places, [[700.0, 520.0]]]))
+    tested = confirmed_piece(donor, composite, stretched)
+    assert tested.confirmed and tested.places_left_out == 1
+    x, y, w, h = tested.questioned_box(composite.shape[:2])
+    assert inside[y:y + h, x:x + w].mean() > 0.5
+    _, _, sliver_w, sliver_h = stretched.questioned_box(composite.shape[:2])
+    assert w * h < 0.1 * sliver_w * sliver_h
+
+
+def test_agreement_confined_to_one_part_of_a_line_of_places_is_not_confirmed() -> None:
+    # PS-Battles I10 / I12, unrelated: four nearly collinear places along a wooden lattice, the edges agreeing
+    # near one end only (beyond chance and beyond the 999 wrong placements over the whole outline). Here: two
+    # places on the paste and two on a line away from it; the half holding the agreement holds two places, not
+    # a piece
+    donor, composite, _, _ = _small_paste()
+    piece = next(p for p, sub_floor in candidate_pieces(donor, composite) if sub_floor)
+    far = np.array([[700.0, 80.0]])
+    line = np.vstack([piece.questioned_places[:2], far, 0.5 * (far + piece.questioned_places[:1])])
+    tested = confirmed_piece(donor, composite, _stretched(piece, line))
+    # the whole outline passes as the test alone would take it; one half does not agree
+    assert tested.structure_log10_tail < min(tested.structure_null_log10_tail, -3.0)
+    assert min(tested.structure_half_log10_tails) < -5.0 and max(tested.structure_half_log10_tails) > -1.0
+    assert not tested.confirmed

@@ -42,7 +42,7 @@ MIN_PICTURE_SIDE = 32  # px; a picture inside margins smaller than this is compa
 EDIT_KINDS = ("removed", "added", "retouched")
 MIN_SHARED_SHARE = 0.5  # a mirrored fit is one print only when its shared piece covers this share of the overlap
 # two-stage pieces between unrelated photographs: pairs measured and chance pieces kept (results/unrelated_pieces.md)
-UNRELATED_PAIRS, UNRELATED_KEPT = 69, 1
+UNRELATED_PAIRS, UNRELATED_KEPT = 69, 0
 # the pair model refitted without the decided change (``_detect_changes``): fits in all, a margin of the widest
 # evidence scale's reach (three times its 4 px) left out around the change, and a refit only while the overlap
 # left is a majority (the robust fits' breakdown point)
@@ -475,10 +475,14 @@ PIECE_CONFIRMATION_CONTROL = (
     "{matches} distinct places agree on one scale, turn and shift, fewer than 8 a piece needs on its own (NFA "
     "{nfa}); it is reported because a second test confirms it: over the piece, the two pictures' fine edges point "
     "the same way under its transform far more often than chance allows (binomial tail 1e{tail:.0f}) and more "
-    "than with the reference moved to any of 999 wrong places (at best 1e{null:.0f}). Measured on {pairs} pairs "
-    "of unrelated photographs, the two tests together kept {kept} chance piece(s): a piece confirmed this way is "
-    "weaker evidence than one its places alone carry."
+    "than with the reference moved to any of 999 wrong places (at best 1e{null:.0f}){parts}. Measured on {pairs} "
+    "pairs of unrelated photographs, the two tests together kept {kept} chance piece(s): a piece confirmed this "
+    "way is weaker evidence than one its places alone carry."
 )
+PIECE_HALVES = ", in each half of the piece too"
+PIECE_CUT = ("; the edges agreed over one half of the outline all its places drew, not the other, so the piece is "
+             "cut to the places in that half: {left_out} matched place(s) beyond it agreed by chance and are left "
+             "out")
 PIECE_GROWTH_CONTROL = (
     " Its outline was grown beyond the matched places by {grown:.0%} of their area, over cells where the two "
     "pictures' fine edges point the same way under the piece's transform more often than chance allows (NFA at "
@@ -511,11 +515,14 @@ def _composite(reference: np.ndarray, questioned: np.ndarray, pieces: list[Share
             "scale": round(piece.scale, 3), "rotation_deg": round(piece.rotation_deg, 1), "mirrored": piece.mirrored,
             "matched_places": piece.matches, "nfa": float(f"{piece.nfa:.3g}"),
             "grown_fraction": piece.grown_fraction, "confirmed_by_structure": piece.confirmed,
+            "places_left_out": piece.places_left_out,
             "false_alarm_control": (
                 PIECE_CONFIRMATION_CONTROL.format(matches=piece.matches, nfa=f"{piece.nfa:.2g}",
                                                   tail=piece.structure_log10_tail,
                                                   null=piece.structure_null_log10_tail, pairs=UNRELATED_PAIRS,
-                                                  kept=UNRELATED_KEPT)
+                                                  kept=UNRELATED_KEPT,
+                                                  parts=PIECE_CUT.format(left_out=piece.places_left_out)
+                                                  if piece.places_left_out else PIECE_HALVES)
                 if piece.confirmed else
                 PIECE_FALSE_ALARM_CONTROL.format(matches=piece.matches, nfa=f"{piece.nfa:.2g}"))
             + (PIECE_GROWTH_CONTROL.format(grown=piece.grown_fraction) if piece.grown_fraction else ""),

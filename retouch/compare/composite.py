@@ -30,6 +30,14 @@ piece's own outline, the fine edges of both pictures (sampled as the growth belo
 way under its similarity more often than chance allows (binomial NFA at most ``nfa_threshold``) and more than
 under each of 999 wrong placements of the reference (moved by at least a coarse cell, the piece kept on it), the
 pair's own null. The places test where a few keypoints land; the second tests the edges around and between them.
+The places were chosen because their keypoints' descriptors (histograms of these same orientations) agree, so
+the found placement is not quite exchangeable with the wrong ones near its places: a chance alignment of one
+repeated edge pattern (a lattice) can agree near one or two places of a line of them. So the agreement must hold
+in more than one part of the outline: each of its two halves (split across its longest extent, through its
+centroid) must agree beyond chance at the 1 % level and beyond all its own wrong placements. When one half alone
+agrees, the piece is cut to the places in it (a place matched by chance stretches the hull of the places to
+itself), which must still be ``confirmed_matches`` distinct ones, a piece's worth on their own, and the cut piece,
+outlined by the hull of those places, must pass the first test again, its tests doubled for the half chosen.
 
 Growing a piece (:func:`grown_piece`): features match only where texture survived, so a figure whose face
 was kept and whose coat was repainted is found as its face. Around the matched places the pair may still share
@@ -63,10 +71,13 @@ Limits: a piece needs at least ``min_matches`` (8) distinct matched places, or 4
 agree beyond the pair's own null: a piece repainted all over (a painted portrait from a photograph) keeps few
 places, and where its outline holds no clear edges in both pictures (a soft, heavily blurred copy) it is not
 confirmed. Between unrelated pictures whose wrong placements are exchangeable with the found one, the second
-test alone passes at most once in 1000; the found placement is not quite exchangeable (its places were chosen
-because keypoints agree there), which is why the joint rate is measured (``benchmarks/unrelated_pieces.py``). The
-outline of a piece is the hull of its matched points, widened by a tenth, grown over the cells where the
-pictures share structure beyond chance: the paste's true edge is not traced, and a part repainted smooth
+test alone passes at most once in 1000, and the halves and the cut only refuse more (a piece confirmed passed it
+over its outline as found); the found placement is not quite exchangeable (its places were chosen because
+keypoints agree there), which is why the joint rate is measured (``benchmarks/unrelated_pieces.py``). A pasted
+piece whose places crowd into a few pixels has an outline too small to hold the edges that would confirm it, and
+may be refused even where its edges agree around it (more so once cut to such a crowd). The outline of a piece
+is the hull of its matched points, widened by a tenth, grown over the cells where the pictures share structure
+beyond chance: the paste's true edge is not traced, and a part repainted smooth
 (shared outline edges only) is not reached. With 49 wrong placements, a pair of unrelated pictures whose
 placements are exchangeable passes a cell of a grid with probability at most 1 in 50 (two grids: 1 in 25), and
 only a passing cell touching the piece grows it.
@@ -87,7 +98,7 @@ Example
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -128,6 +139,10 @@ class SharedPiece:
     structure_log10_tail: float = 0.0
     structure_null_log10_tail: float = 0.0
     confirmed: bool = False
+    structure_half_log10_tails: tuple[float, ...] = ()  # the same tail over each half of the outline
+    places_left_out: int = 0  # matched places the confirmed outline was cut away from (its edges did not agree)
+    # the matched places in the questioned image (full-resolution pixels)
+    questioned_places: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
 
     @staticmethod
     def _box(outline: np.ndarray, shape: tuple[int, int]) -> tuple[int, int, int, int]:
@@ -264,15 +279,19 @@ def kept_pieces(reference: np.ndarray, questioned: np.ndarray, candidates: list[
     two overlap (the stronger), a piece under the places' floor only when :func:`confirmed_piece` confirms it,
     at most ``MAX_PIECES``."""
     kept: list[SharedPiece] = []
+
+    def on_kept(piece: SharedPiece) -> bool:
+        centre = tuple(float(v) for v in piece.questioned_outline.mean(axis=0))
+        return any(cv2.pointPolygonTest(other.questioned_outline.astype(np.float32), centre, False) >= 0
+                   for other in kept)
+
     for piece, needs_confirmation in candidates:
         # a symmetric piece (a face) is found both ways: one piece, the stronger
-        centre = tuple(float(v) for v in piece.questioned_outline.mean(axis=0))
-        if any(cv2.pointPolygonTest(other.questioned_outline.astype(np.float32), centre, False) >= 0
-               for other in kept):
+        if on_kept(piece):
             continue
         if needs_confirmation:
             piece = confirmed_piece(reference, questioned, piece, growth or GrowthOptions())
-            if not piece.confirmed:
+            if not piece.confirmed or on_kept(piece):  # its outline may have been cut onto a stronger piece
                 continue
         kept.append(piece)
     return kept[:MAX_PIECES]
@@ -322,7 +341,7 @@ def candidate_pieces(reference: np.ndarray, questioned: np.ndarray, *, nfa_thres
                 reference_outline=_outline(src[members]) / ref_scale,
                 matches=min(_distinct(src[members], tolerance), _distinct(dst[members], tolerance)),
                 nfa=float(10.0 ** max(log_nfa, -300.0)),
-                mirrored=mirrored), sub_floor))
+                mirrored=mirrored, questioned_places=q_points / q_scale), sub_floor))
     pieces.sort(key=lambda entry: (entry[0].nfa, -entry[0].matches))
     return pieces
 
@@ -608,35 +627,94 @@ def _moves_within(fields: _Fields, region: np.ndarray, count: int, least: int, s
     return np.stack([dy[usable], dx[usable]], axis=1)[:count].astype(np.int64)
 
 
+def _halves(region: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The two halves of ``region`` (work frame) on either side of the line through its centroid across its
+    longest extent (its principal axis), and that axis as (centroid x, centroid y, direction x, direction y)."""
+    ys, xs = np.nonzero(region)
+    points = np.stack([xs, ys], axis=1).astype(np.float64)
+    centre = points.mean(axis=0)
+    spread = np.cov((points - centre).T) if len(points) > 2 else np.eye(2)
+    axis = np.linalg.eigh(spread)[1][:, -1]
+    ahead = (points - centre) @ axis >= 0
+    first, second = np.zeros_like(region), np.zeros_like(region)
+    first[ys[ahead], xs[ahead]] = True
+    second[ys[~ahead], xs[~ahead]] = True
+    return first, second, np.concatenate([centre, axis])
+
+
 def confirmed_piece(reference: np.ndarray, questioned: np.ndarray, piece: SharedPiece,
-                    options: GrowthOptions = GrowthOptions(), *, tests: int = 2) -> SharedPiece:
-    """``piece`` with the second test of a piece under the places' floor done: over the piece's own outline, the
-    fine edges of both pictures (as the structure test samples them, see the module docstring) point the same
-    way under the piece's similarity more often than chance allows (binomial NFA, the tail times ``tests``, the
-    pieces under the floor a pair can offer, at most ``options.nfa_threshold``), and more than over the same
-    outline with the placed reference moved to any of ``options.confirming_placements`` wrong places (moves of
-    at least a coarse cell that keep the outline on the reference: the piece compared with other parts of the
-    reference at its scale and turn; at least 99 are needed). Between unrelated pictures whose placements are
-    exchangeable the second alone passes with probability at most 1 / (placements + 1). The places say a few
-    keypoints agree on one similarity; this says the edges around and between them agree too, measured against
-    the pair itself."""
+                    options: GrowthOptions = GrowthOptions(), *, tests: int = 2,
+                    confirmed_matches: int = CONFIRMED_MATCHES) -> SharedPiece:
+    """``piece`` with the second test of a piece under the places' floor done, its outline cut to the part its
+    edges agree over.
+
+    Over the piece's outline the fine edges of both pictures (as the structure test samples them, see the module
+    docstring) must point the same way under the piece's similarity more often than chance allows (binomial NFA,
+    the tail times ``tests``, the pieces under the floor a pair can offer, at most ``options.nfa_threshold``), and
+    more than over the same outline with the placed reference moved to any of ``options.confirming_placements``
+    wrong places (moves of at least a coarse cell that keep the outline on the reference; at least 99 are
+    needed). Then the agreement must hold in more than one part: each half of the outline (split across its
+    longest extent) must agree beyond chance at the 1 % level and beyond all its own wrong placements. When one
+    half alone does, the piece is cut to it: its outline becomes the hull of the places in that half, which must
+    leave at least one place out and hold at least ``confirmed_matches`` distinct ones (a piece's worth on their
+    own), and the first test is run again over it, the tests doubled for the half chosen; it is not halved again
+    (a few places crowded into a small hull leave too few edges in each half). A chance alignment of one repeated
+    edge pattern agrees in one part of a line of places, not across a pasted piece; a place matched by chance
+    stretches the hull to itself, and the cut leaves it out. Every piece confirmed passed the first test over
+    its outline as found, so the halves and the cut only ever refuse more than that test alone."""
     fields = _fields(reference, questioned, piece.transform, options, canvas=True)
     if fields is None:
         return piece
+    found = _outline_test(fields, piece, options, tests)
+    if found is None:
+        return piece
+    tested, passed, agreeing, axis = found
+    if not passed or not any(agreeing):
+        return tested
+    if all(agreeing):
+        return replace(tested, confirmed=True)
+    places = piece.questioned_places
+    ahead = (places * fields.scale - axis[:2]) @ axis[2:] >= 0
+    kept = places[ahead if agreeing[0] else ~ahead]
+    tolerance = TOLERANCE_FRACTION * max(questioned.shape[:2])  # the places' distinct cells, as the search's
+    distinct = _distinct(kept, tolerance)
+    if len(kept) == len(places) or distinct < confirmed_matches:  # nothing to cut away, or too few places left
+        return tested
+    outline = _outline(kept)
+    back = cv2.perspectiveTransform(outline.reshape(-1, 1, 2), np.linalg.inv(piece.transform)).reshape(-1, 2)
+    cut = replace(piece, questioned_outline=outline, reference_outline=back, questioned_places=kept,
+                  matches=min(piece.matches, distinct), places_left_out=len(places) - len(kept))
+    found = _outline_test(fields, cut, options, 2 * tests)
+    if found is None:
+        return tested
+    tested_cut, passed, _, _ = found
+    return replace(tested_cut, confirmed=True) if passed else tested
+
+
+def _outline_test(fields: _Fields, piece: SharedPiece, options: GrowthOptions, tests: int
+                  ) -> tuple[SharedPiece, bool, list[bool], np.ndarray] | None:
+    """The structure test of :func:`confirmed_piece` over ``piece``'s outline: the piece with its tails (not
+    confirmed), whether the whole outline passes, whether each half agrees, and the halves' axis (as
+    :func:`_halves`); None when the placed reference covers none of the outline."""
     height, width = fields.angle_q.shape
     oy, ox = fields.offset
     region = _own_mask(piece, fields).astype(bool) & fields.covered[oy:oy + height, ox:ox + width]
     if not region.any():
-        return piece
+        return None
     coarse = int(np.ceil(max(height, width) / min(options.cells)))
     moves = _moves_within(fields, region, options.confirming_placements, coarse, options.seed)
-    tails = _region_tails(fields, region, np.vstack([[[0, 0]], moves]), options.precision)
-    own, null = float(tails[0]), float(tails[1:].min(initial=0.0))
+    first, second, axis = _halves(region)
+    tails = [_region_tails(fields, part, np.vstack([[[0, 0]], moves]), options.precision)
+             for part in (region, first, second)]
+    own, null = float(tails[0][0]), float(tails[0][1:].min(initial=0.0))
+    halves = [(float(t[0]), float(t[1:].min(initial=0.0))) for t in tails[1:]]
     # with fewer wrong placements than a hundred the rank alone could not reach 1 %: not confirmed
-    confirmed = (len(moves) >= 99 and own < null
-                 and own + np.log10(max(tests, 1)) <= np.log10(options.nfa_threshold))
-    return replace(piece, structure_log10_tail=round(own, 2), structure_null_log10_tail=round(null, 2),
-                   confirmed=bool(confirmed))
+    passed = bool(len(moves) >= 99 and own < null
+                  and own + np.log10(max(tests, 1)) <= np.log10(options.nfa_threshold))
+    agreeing = [tail <= LOCAL_LEVEL and tail < lowest for tail, lowest in halves]
+    tested = replace(piece, structure_log10_tail=round(own, 2), structure_null_log10_tail=round(null, 2),
+                     structure_half_log10_tails=tuple(round(tail, 2) for tail, _ in halves), confirmed=False)
+    return tested, passed, agreeing, axis
 
 
 def grown_piece(reference: np.ndarray, questioned: np.ndarray, piece: SharedPiece,
