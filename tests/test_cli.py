@@ -621,3 +621,21 @@ def test_pixel_limit_refusals_give_exact_counts_and_name_the_setting_used(
         assert done.returncode == 2, command
         assert "RETOUCH_MAX_PIXELS='1k' is not a positive whole number" in one_line(done.stderr)
     assert not Path(out).exists()
+
+
+@pytest.mark.parametrize(("argv", "preset", "expected"), [
+    (["retouch", "analyze", "scan.jpg"], None, "1"),  # the detectors' threads use the cores, not a BLAS pool
+    (["retouch", "analyze", "scan.jpg"], "3", "3"),  # the user's own choice stays
+    (["retouch", "compare", "a.jpg", "b.jpg"], None, None),
+])
+def test_analyze_asks_the_numerical_libraries_for_one_thread_before_they_load(argv: list[str], preset: str | None,
+                                                                               expected: str | None) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in {"OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
+                                                            "MKL_NUM_THREADS"}}
+    if preset is not None:
+        env["OPENBLAS_NUM_THREADS"] = preset
+    probe = (f"import sys; sys.argv = {argv!r}; import retouch.cli, os; "
+             "print(os.environ.get('OPENBLAS_NUM_THREADS'), 'numpy' in sys.modules)")
+    shown = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120,
+                           check=True).stdout.split()
+    assert shown == [str(expected), "True"]

@@ -8,6 +8,8 @@ import datetime as dt
 import io
 import json
 import struct
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -336,3 +338,17 @@ def test_random_xmp_never_raises(text: str) -> None:
 def test_without_the_file_the_analysis_does_not_apply() -> None:
     result = metadata_evidence(GRAY)
     assert result.skipped and not result.mask.any()
+
+
+def test_the_hash_of_a_file_without_a_thumbnail_is_recorded_without_loading_the_pair_comparison() -> None:
+    # importing retouch.compare (registration, models, scipy.ndimage) cost each fresh `retouch analyze` its share
+    probe = ("import sys; from retouch.detect.metadata import metadata_evidence; "
+             "from retouch.samples.metadata import jpeg_bytes; from retouch.io import load_image_bytes; "
+             "import numpy as np; data = jpeg_bytes(np.random.default_rng(0).integers(0, 256, (96, 128), np.uint8)); "
+             "image = load_image_bytes(data, name='probe.jpg'); "
+             "result = metadata_evidence(image.pixels, file_data=data); "
+             "print([f.fields.get('phash') for f in result.findings if f.kind == 'hash'], "
+             "'retouch.compare' in sys.modules)")
+    shown = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+                           check=True).stdout.split()
+    assert len(shown[0]) == len("['0123456789abcdef']") and shown[1] == "False", shown

@@ -12,11 +12,17 @@ from skimage import data
 
 from retouch.detect._recompress import recompression_block_sqdiff
 from retouch.detect.settling import (
+    REFERENCE_SHIFTS,
+    _central_crop,
+    _dips,
+    _median_changes,
     earlier_compression,
     jpeg_settling,
+    luminance_changes,
     plateau_extent,
     region_decision,
     settling_change,
+    resaved,
     settling_quality,
 )
 from retouch.metrics import f1_score, pixel_auc
@@ -68,6 +74,23 @@ def test_the_ghost_quality_is_the_earlier_save_not_the_last() -> None:
     quality, dip, last = settling_quality(pixels, (40, 98))
     assert last == 95  # the picture reproduces itself at its last quality
     assert abs(quality - 70) <= 1 and dip < 0.9
+
+
+def test_the_luminance_sweep_measured_once_answers_as_each_test_measuring_its_own() -> None:
+    pixels = cv2.cvtColor(_saved(data.astronaut(), 65, 88), cv2.COLOR_RGB2BGR)
+    gray = np.ascontiguousarray(cv2.cvtColor(pixels, cv2.COLOR_BGR2GRAY))
+    sweep = luminance_changes(pixels, (40, 98))
+    assert settling_quality(pixels, (40, 98), luminance=sweep) == settling_quality(pixels, (40, 98))
+    assert settling_quality(gray, (40, 98), luminance=sweep) == settling_quality(gray, (40, 98))
+    assert earlier_compression(gray, (40, 98), luminance=sweep) == earlier_compression(gray, (40, 98))
+
+
+def test_a_reference_recompressed_below_the_last_quality_only_dips_as_over_every_quality() -> None:
+    gray = cv2.cvtColor(_saved(data.astronaut(), 65, 88), cv2.COLOR_RGB2GRAY)
+    history = earlier_compression(gray, (40, 98), references=1)
+    last, sought = history["last_quality"], np.arange(40, 99)
+    every_quality = _median_changes(resaved(_central_crop(gray, 520, REFERENCE_SHIFTS[0]), last), sought)
+    assert history["reference_dips"] == [round(float(_dips(every_quality)[sought < last - 2].min()), 4)]
 
 
 def test_a_region_is_decided_on_its_summed_evidence_not_its_peak() -> None:

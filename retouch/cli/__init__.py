@@ -6,8 +6,24 @@ import importlib
 import os
 import pkgutil
 import signal
+import sys
 import threading
 from types import FrameType
+
+from retouch.run.executor import BLAS_THREAD_VARIABLES
+
+
+def _one_blas_thread_for_analyze(argv: list[str]) -> None:
+    """``retouch analyze`` runs its detectors in parallel threads, one a core, and clone's keypoint matching
+    beside its own search: a BLAS thread pool on top only spins against them (as against the other workers of
+    a batch, ``retouch.run.executor``), so the command asks the libraries for one thread each, unless the user
+    set their own. It must be asked before numpy loads (measured in ``benchmarks/results/speed.md``)."""
+    if len(argv) > 1 and argv[1] == "analyze":
+        for name in BLAS_THREAD_VARIABLES:
+            os.environ.setdefault(name, "1")
+
+
+_one_blas_thread_for_analyze(sys.argv)
 
 
 def _interrupted_while_loading(signum: int, frame: FrameType | None) -> None:

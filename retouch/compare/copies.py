@@ -44,9 +44,9 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from retouch.imaging import checked_image, content_box, to_uint8
+from retouch.hashing import gray_picture, phash_bits, reduced
+from retouch.hashing import perceptual_hash  # noqa: F401  (grouping's hash, where callers have found it)
 
-REGISTER_SIDE = 640  # px: longest side of the picture hashed and searched for features (larger scans reduced)
 FEATURES = 1500  # SIFT keypoints kept per scan
 MIN_INLIERS = 25  # matches agreeing on one similarity; measured against different photographs in the benchmark
 MIN_SCALE = 0.25  # a copy is at most four times larger or smaller than another
@@ -59,8 +59,8 @@ MAX_BITS = 30  # of 64: no copy lay further in the measurement; two random hashe
 class CopyPrint:
     """What grouping keeps of one scan: the pHash of its picture in its eight orientations (``hashes``, uint64,
     the picture as given first), its SIFT keypoints' positions (``points``, float32 (n, 2)) and descriptors
-    (``descriptors``, float32 (n, 128)) on the picture softened and equalised, at most :data:`REGISTER_SIDE`
-    pixels a side."""
+    (``descriptors``, float32 (n, 128)) on the picture softened and equalised, at most
+    :data:`retouch.hashing.REGISTER_SIDE` pixels a side."""
 
     hashes: np.ndarray
     points: np.ndarray
@@ -83,40 +83,9 @@ class CopyGroups:
     registrations: int = 0
 
 
-def _gray_picture(image: np.ndarray) -> np.ndarray:
-    """uint8 gray picture inside its uniform margins."""
-    gray = to_uint8(checked_image(image))
-    if gray.ndim == 3:
-        gray = cv2.cvtColor(gray[:, :, :3], cv2.COLOR_RGB2GRAY)
-    top, bottom, left, right = content_box(gray)
-    if min(bottom - top, right - left) >= 16:
-        gray = gray[top:bottom, left:right]
-    return np.ascontiguousarray(gray)
-
-
-def _phash(gray: np.ndarray) -> int:
-    import imagehash
-    from PIL import Image
-
-    bits = imagehash.phash(Image.fromarray(gray), hash_size=8).hash.flatten()
-    return int(np.packbits(bits).view(">u8")[0])
-
-
 def _orientations(gray: np.ndarray) -> list[np.ndarray]:
     turned = [np.rot90(gray, k) for k in range(4)]
     return [np.ascontiguousarray(view) for picture in turned for view in (picture, picture[:, ::-1])]
-
-
-def perceptual_hash(image: np.ndarray) -> str:
-    """The pHash of ``image`` inside its uniform margins, as 16 hexadecimal digits (64 bits)."""
-    return f"{_phash(_reduced(_gray_picture(image))):016x}"
-
-
-def _reduced(gray: np.ndarray) -> np.ndarray:
-    scale = min(1.0, REGISTER_SIDE / max(gray.shape))
-    if scale >= 1.0:
-        return gray
-    return cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
 
 
 def _for_features(gray: np.ndarray) -> np.ndarray:
@@ -130,8 +99,8 @@ def _for_features(gray: np.ndarray) -> np.ndarray:
 
 def copy_print(image: np.ndarray) -> CopyPrint:
     """A scan's :class:`CopyPrint` (``image``: uint8/uint16 gray or RGB, display orientation)."""
-    small = _reduced(_gray_picture(image))
-    hashes = np.array([_phash(view) for view in _orientations(small)], np.uint64)
+    small = reduced(gray_picture(image))
+    hashes = np.array([phash_bits(view) for view in _orientations(small)], np.uint64)
     sift = cv2.SIFT_create(nfeatures=FEATURES, contrastThreshold=0.02)
     keypoints, descriptors = sift.detectAndCompute(_for_features(small), None)
     points = np.array([k.pt for k in keypoints], np.float32).reshape(-1, 2)

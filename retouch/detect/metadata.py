@@ -18,7 +18,7 @@ fields behind it:
   scale, Photoshop's settings) as a hint of the last program that saved the file, and whether that agrees with
   the software the file names;
 - C2PA content credentials: present, signer, validation state and the actions they record;
-- a perceptual hash (:func:`retouch.compare.copies.perceptual_hash`), so copies of one photograph can be found;
+- a perceptual hash (:func:`retouch.hashing.perceptual_hash`), so copies of one photograph can be found;
 - an embedded thumbnail or preview, registered onto the picture and compared with it by
   :func:`retouch.compare.compare_pair` at the thumbnail's scale. A thumbnail is made when a camera, scanner or
   editor writes the file; a program that later changes the picture without updating the thumbnail leaves the
@@ -534,7 +534,7 @@ def description_findings(metadata: FileMetadata) -> list[Finding]:
 
 
 def _hash_finding(image: np.ndarray) -> Finding:
-    from retouch.compare.copies import perceptual_hash
+    from retouch.hashing import perceptual_hash
 
     value = perceptual_hash(image)
     return Finding("hash", f"Perceptual hash (pHash) {value}: copies of this photograph in other files have "

@@ -201,6 +201,15 @@ def _median_changes(crop: np.ndarray, sought: np.ndarray) -> np.ndarray:
     return np.array([float(median_of(recompression_block_sqdiff(crop, int(q)))) for q in sought])
 
 
+def luminance_changes(pixels: np.ndarray, qualities: tuple[int, int], *, side: int = 512) -> np.ndarray:
+    """The median block change of the luminance of a central crop of at most ``side`` px of ``pixels`` (8-bit BGR
+    or gray, cropped to the grid) on recompression at each quality of ``qualities`` (both ends included): what
+    :func:`settling_quality` and :func:`earlier_compression` both read, measured once by the detector."""
+    crop = _central_crop(pixels, side)
+    gray = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY) if crop.ndim == 3 else crop
+    return _median_changes(gray, np.arange(qualities[0], qualities[1] + 1))
+
+
 def _dips(changes: np.ndarray) -> np.ndarray:
     """Each quality's change against the geometric mean of the changes two qualities either side (1 at the ends)."""
     changes = changes + 1e-3
@@ -210,7 +219,7 @@ def _dips(changes: np.ndarray) -> np.ndarray:
 
 
 def settling_quality(pixels: np.ndarray, qualities: tuple[int, int], *, side: int = 512,
-                     reproduced: float = 0.1) -> tuple[int, float, int | None]:
+                     reproduced: float = 0.1, luminance: np.ndarray | None = None) -> tuple[int, float, int | None]:
     """The quality whose ghost ``pixels`` (8-bit BGR or gray, cropped to the grid) carry: the one where the median
     block change on recompression dips deepest against the geometric mean of those two qualities either side,
     sought on a central crop of at most ``side`` px; with that ratio (1 without a dip), and the quality at which
@@ -220,18 +229,22 @@ def settling_quality(pixels: np.ndarray, qualities: tuple[int, int], *, side: in
     it (they went through it too): the ghost of the earlier history is then sought at least three qualities below
     it. A ghost survives a later save at a higher quality only (Farid 2009); above the last quality, dips come
     from quantisation steps that divide the last save's, which every part of the picture shares.
+
+    ``luminance``: :func:`luminance_changes` of the same ``pixels``, ``qualities`` and ``side`` when already
+    measured (the detector measures them once for this and :func:`earlier_compression`).
     """
     crop = _central_crop(pixels, side)
     gray = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY) if crop.ndim == 3 else crop
     low, high = qualities
     sought = np.arange(low, high + 1)
-    changes = _median_changes(crop, sought)
+    if luminance is None:
+        luminance = _median_changes(gray, sought)
+    changes = luminance if gray is crop else _median_changes(crop, sought)
     dips = _dips(changes)
     best = int(np.argmin(dips))
     last = None
-    luminance_changes = changes if gray is crop else _median_changes(gray, sought)
-    if luminance_changes.min() < reproduced:
-        last = int(sought[int(np.argmin(luminance_changes))])
+    if luminance.min() < reproduced:
+        last = int(sought[int(np.argmin(luminance))])
         dips[sought >= last - 2] = np.inf
         best = int(np.argmin(dips))
     return int(sought[best]), float(min(dips[best], 1.0)), last
@@ -301,8 +314,8 @@ def tables_from_pixels(luminance: np.ndarray, *, min_values: int = 150) -> tuple
 REFERENCE_SHIFTS = ((4, 4), (2, 6), (6, 2), (3, 5), (5, 3), (1, 7), (7, 1))
 
 
-def earlier_compression(pixels: np.ndarray, qualities: tuple[int, int], *, side: int = 512, references: int = 4
-                        ) -> dict[str, Any]:
+def earlier_compression(pixels: np.ndarray, qualities: tuple[int, int], *, side: int = 512, references: int = 4,
+                        luminance: np.ndarray | None = None) -> dict[str, Any]:
     """Whether ``pixels`` (8-bit BGR or gray, cropped to their grid) show a JPEG compression before their last
     one: the deepest dip of their luminance's median block change (as in :func:`settling_quality`) against the
     same dip in ``references`` copies of the same content saved once.
@@ -313,20 +326,28 @@ def earlier_compression(pixels: np.ndarray, qualities: tuple[int, int], *, side:
     of a picture saved once, the picture and its references are alike, and the picture dips deeper than all of
     them with a chance of at most ``1 / (references + 1)``; the test opens only then. A picture saved before at
     a lower quality dips far deeper (its ghost) than its once-saved references.
+
+    ``luminance``: :func:`luminance_changes` of the same ``pixels``, ``qualities`` and ``side`` when already
+    measured.
     """
     gray = cv2.cvtColor(pixels, cv2.COLOR_BGR2GRAY) if pixels.ndim == 3 else pixels
     low, high = qualities
     sought = np.arange(low, high + 1)
-    changes = _median_changes(_central_crop(gray, side), sought)
+    changes = luminance if luminance is not None else _median_changes(_central_crop(gray, side), sought)
     last = int(sought[int(np.argmin(changes))])
     allowed = sought < last - 2
     if allowed.sum() < 5:
         return {"open": False, "last_quality": last, "dip": 1.0, "reference_dips": []}
     dip = float(_dips(changes)[allowed].min())
+    # a dip is read only at the allowed qualities, each from the changes two qualities either side: a reference
+    # is recompressed below the last quality only (the changes above it stay unread, NaN)
+    read = sought < last
     reference_dips = []
     for shift in REFERENCE_SHIFTS[:references]:
         crop = _central_crop(gray, side + 8, shift)
-        reference_dips.append(float(_dips(_median_changes(resaved(crop, last), sought))[allowed].min()))
+        reference = np.full(sought.size, np.nan)
+        reference[read] = _median_changes(resaved(crop, last), sought[read])
+        reference_dips.append(float(_dips(reference)[allowed].min()))
     return {"open": bool(dip < min(reference_dips)), "last_quality": last, "dip": round(dip, 4),
             "reference_dips": [round(value, 4) for value in reference_dips]}
 
@@ -493,8 +514,11 @@ def jpeg_settling(image: np.ndarray, *, jpeg_quantization: Mapping[int, Sequence
     if pixels.ndim == 3:
         pixels = cv2.cvtColor(np.ascontiguousarray(pixels[..., :3]), cv2.COLOR_RGB2BGR)
     pixels = np.ascontiguousarray(pixels[top: top + 8 * rows, left: left + 8 * cols])
-    # the ghost is sought in colour (the earlier saves' colour conversion and chroma subsampling are part of it)
-    quality, dip, last = settling_quality(pixels, options.qualities, side=options.search_side)
+    # the ghost is sought in colour (the earlier saves' colour conversion and chroma subsampling are part of it);
+    # the luminance's changes over the qualities are read by both the quality search and the history test
+    luminance_sweep = luminance_changes(pixels, options.qualities, side=options.search_side)
+    quality, dip, last = settling_quality(pixels, options.qualities, side=options.search_side,
+                                          luminance=luminance_sweep)
     low, high = block_extremes(pixels, (0, 0), (rows, cols))
     headroom = np.minimum(low, 255 - high).astype(np.float32)  # how near a channel comes to clipping
     colour = pixels
@@ -503,7 +527,7 @@ def jpeg_settling(image: np.ndarray, *, jpeg_quantization: Mapping[int, Sequence
     aligned, offgrid = settling_change(pixels, quality)
     details.update({"settling_quality": quality, "settling_dip": round(dip, 4), "reproduced_at": last})
     history = (earlier_compression(pixels, options.qualities, side=options.search_side,
-                                   references=options.history_references)
+                                   references=options.history_references, luminance=luminance_sweep)
                if options.history_references > 0 else None)
     if history is not None:
         details["earlier_compression"] = history
