@@ -28,6 +28,10 @@ Sections:
   reads the edit scores near 0.5 on the original and the gap is large; a map that reads content scores about as
   high on both and the gap is near 0. CASIA v2 and PS-Battles have no aligned original ("-"). pyIFD's maps have no
   control (their polarity is chosen per image, which would favour the control as well).
+  The control sees only content that was at the place before the edit: a pasted piece brings its own content,
+  which the original does not have there. So every row also scores a map with no forensic meaning
+  (``content-reference``, :func:`content_reference_map`: local colour-edge density) with the same control; a
+  map's AUC and gap say something about the edit only where they exceed that map's.
 - ``pairs``: ``retouch compare ORIGINAL FORGED`` on the pixel-aligned pairs (CASIA v1, NoSo), scored against the
   edited pixels (the ground-truth mask where the two files visibly differ: copy-move masks mark the source too,
   which a comparison rightly leaves alone), beside a naive baseline (the thirty lines a user would write with
@@ -131,6 +135,28 @@ def read_mask(path: str, shape: tuple[int, int]) -> np.ndarray:
 
 # ---------------------------------------------------------------------------------------------------- single
 
+CONTENT_REFERENCE = "content-reference"
+
+
+def content_reference_map(pixels: np.ndarray) -> np.ndarray:
+    """A map with no forensic meaning, scored beside the detectors as the figure content alone reaches: the local
+    density of colour edges (chroma Cb and Cr after a 3 px box, Sobel gradient magnitude summed over the two,
+    mean over a 32 px box), scaled to [0, 1]. Gray pictures give a flat map (AUC 0.5).
+
+    Pasted objects are often more colourful than their host (CASIA v1's flowers, figures, people): this map
+    ranks them without any trace of another origin (``detector_notes.md``, NOI2 on CASIA)."""
+    import cv2
+
+    if pixels.ndim != 3:
+        return np.zeros(pixels.shape[:2], np.float32)
+    rgb = pixels[..., :3].astype(np.float32) / (257.0 if pixels.dtype == np.uint16 else 1.0)
+    red, green, blue = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    density = np.zeros(rgb.shape[:2], np.float32)
+    for chroma in (-0.1687 * red - 0.3313 * green + 0.5 * blue, 0.5 * red - 0.4187 * green - 0.0813 * blue):
+        chroma = cv2.blur(chroma, (3, 3))
+        density += np.hypot(cv2.Sobel(chroma, cv2.CV_32F, 1, 0), cv2.Sobel(chroma, cv2.CV_32F, 0, 1))
+    return _normalised(cv2.blur(density, (32, 32)))
+
 def _single(case: Case, detectors: str | None = None) -> dict:
     from retouch.io import load_image
     from retouch.metrics import best_f1, f1_score, mcc, pixel_auc
@@ -149,11 +175,15 @@ def _single(case: Case, detectors: str | None = None) -> dict:
            "detector_null": {r.method: r.details.get("null") for r in run.results if r.skipped is None},
            "detector_margin": {r.method: r.params.get("tail_margin") for r in run.results if r.skipped is None},
            "region_nfa": [r.evidence.get("nfa") for r in fused.regions]}
+    maps = {r.method: r.heatmap for r in [*run.results, fused] if r.skipped is None}
+    content = content_reference_map(loaded.pixels)
+    if content.shape == fused.mask.shape:
+        maps[CONTENT_REFERENCE] = content
     if case.mask:
         truth = read_mask(case.mask, fused.mask.shape)
         row.update(f1=f1_score(fused.mask, truth), mcc=mcc(fused.mask, truth),
-                   auc={r.method: pixel_auc(r.heatmap, truth) for r in [*run.results, fused] if r.skipped is None},
-                   best={r.method: best_f1(r.heatmap, truth) for r in [*run.results, fused] if r.skipped is None})
+                   auc={method: pixel_auc(heatmap, truth) for method, heatmap in maps.items()},
+                   best={method: best_f1(heatmap, truth) for method, heatmap in maps.items()})
     # the content control: this original's maps scored at the place of each forged case made from it (only where
     # the two files are pixel-aligned); a map that reads the edit, not the content, scores near 0.5 there
     control = {}
@@ -161,8 +191,7 @@ def _single(case: Case, detectors: str | None = None) -> dict:
         if _image_shape(forged) != _image_shape(case.path):
             continue
         truth = read_mask(mask, fused.mask.shape)
-        control[case_id] = {r.method: pixel_auc(r.heatmap, truth) for r in [*run.results, fused]
-                            if r.skipped is None}
+        control[case_id] = {method: pixel_auc(heatmap, truth) for method, heatmap in maps.items()}
     if control:
         row["control"] = control
     return row
@@ -287,7 +316,8 @@ def _map_cell(chosen: list[dict], controls: dict[tuple[str, str], dict[str, floa
 def single_tables(rows: list[dict], pyifd: dict | None) -> str:
     from retouch.metrics import roc_auc
 
-    detectors = sorted({d for r in rows if "auc" in r for d in r["auc"] if d != "fused"})
+    detectors = sorted({d for r in rows if "auc" in r for d in r["auc"] if d not in ("fused", CONTENT_REFERENCE)})
+    reference = [CONTENT_REFERENCE] if any(CONTENT_REFERENCE in r.get("auc", {}) for r in rows) else []
     controls = content_controls(rows)
     lines = ["### Forged images (fused decision and each detector's map)", "",
              "F1 own / MCC: the fused decision at the tool's own threshold; `>0.5`: images with F1 above 0.5; "
@@ -299,9 +329,12 @@ def single_tables(rows: list[dict], pyifd: dict | None) -> str:
              "same polarity; the gap is the median over those images of AUC on the forged image minus AUC on "
              "its original. A map that reads the edit scores near 0.5 on the original; one that reads content "
              "(colourful or textured pasted objects) scores there about as high as on the forgery, so only the "
-             "gap is what the map found. `-`: no aligned original in the row.", ""]
+             "gap is what the map found. `-`: no aligned original in the row. `content-reference`: a map with "
+             "no forensic meaning (local colour-edge density, `content_reference_map`), the figure content alone "
+             "reaches: the control cannot see content that arrived with a pasted piece (the original has other "
+             "content there), so a map's AUC and gap mean something only where they exceed this one's.", ""]
     header = ["set", "kind", "n", "aligned", "F1 own", "F1>0.5", "MCC", "marked", "image AUC", "TPR@5%",
-              "fused AUC/best (control, gap)", *[f"{d} AUC/best (control, gap)" for d in detectors]]
+              "fused AUC/best (control, gap)", *[f"{d} AUC/best (control, gap)" for d in detectors + reference]]
     if pyifd:
         header.append("pyIFD best map AUC/best (which)")
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -316,7 +349,7 @@ def single_tables(rows: list[dict], pyifd: dict | None) -> str:
                  f"{sum(r['f1'] > 0.5 for r in chosen)} of {len(chosen)}", _fmt(_median([r["mcc"] for r in chosen])),
                  f"{100 * np.mean([r['marked'] for r in chosen]):.1f} %", _fmt(image_auc),
                  _fmt(tpr_at_fpr(scores, negatives)), _map_cell(chosen, controls, "fused")]
-        cells += [_map_cell(chosen, controls, detector) for detector in detectors]
+        cells += [_map_cell(chosen, controls, detector) for detector in detectors + reference]
         if pyifd:
             best_method, best_auc = None, -1.0
             for method in PYIFD_METHODS:

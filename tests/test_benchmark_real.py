@@ -109,3 +109,17 @@ def test_an_original_carries_the_forged_cases_made_from_it(tmp_path):
     assert len(originals) == 1
     assert [case_id for case_id, _, _ in originals[0].controls] == ["01_a", "01_b"]
     assert originals[0].controls[1][2] == str(folder / "01_b_gt.png")
+
+
+def test_content_reference_ranks_a_colourful_piece_without_any_trace_of_origin():
+    """The reference map reads colour edges only: a striped red-green patch on a gray picture ranks first, the
+    same picture in gray gives a flat map."""
+    from retouch.metrics import pixel_auc
+
+    picture = np.full((128, 128, 3), 120, np.uint8)
+    picture[40:80, 40:80:4] = (220, 30, 30)
+    picture[40:80, 42:80:4] = (30, 200, 30)
+    truth = np.zeros((128, 128), bool)
+    truth[40:80, 40:80] = True
+    assert pixel_auc(real.content_reference_map(picture), truth) > 0.95
+    assert np.ptp(real.content_reference_map(picture[..., 0])) == 0
