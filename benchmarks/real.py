@@ -157,6 +157,7 @@ def content_reference_map(pixels: np.ndarray) -> np.ndarray:
         density += np.hypot(cv2.Sobel(chroma, cv2.CV_32F, 1, 0), cv2.Sobel(chroma, cv2.CV_32F, 0, 1))
     return _normalised(cv2.blur(density, (32, 32)))
 
+
 def _single(case: Case, detectors: str | None = None) -> dict:
     from retouch.io import load_image
     from retouch.metrics import best_f1, f1_score, mcc, pixel_auc
