@@ -92,6 +92,8 @@ def test_single_table_shows_each_maps_content_control_and_gap():
     assert "0.93 / 0.40 (0.54, +0.39)" in casia1 and "0.93 / 0.40 (0.60, +0.33)" in casia1
     assert casia1.split(" | ")[3] == "1" and casia2.split(" | ")[3] == "0"
     assert "0.80 / 0.40 (-, -)" in casia2
+    peer = real.single_tables([_forged_row("a", 0.93), original], {"a.png": {"NOI1": {"auc": 0.79, "best": 0.35}}})
+    assert "0.79 / 0.35 (NOI1)" in peer  # the pyIFD column stays beside the controls
 
 
 def test_an_original_carries_the_forged_cases_made_from_it(tmp_path):
