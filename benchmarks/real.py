@@ -25,8 +25,8 @@ Sections:
   for the false-alarm rows, nothing is analysed twice) is scored against the forged image's mask in the same fixed
   polarity, bright = suspect. Each map's cell shows the row's median AUC and best F1 and, in brackets, the median
   of that control and the median gap (AUC on the forged image minus AUC on its original, per image): a map that
-  reads the edit scores near 0.5 on the original and the gap is large; a map that reads content scores about as
-  high on both and the gap is near 0. CASIA v2 and PS-Battles have no aligned original ("-"). pyIFD's maps have no
+  reads the edit scores near 0.5 on the original and the gap is large; a map that reads the place's own content
+  scores about as high on both and the gap is near 0. CASIA v2 and PS-Battles have no aligned original ("-"). pyIFD's maps have no
   control (their polarity is chosen per image, which would favour the control as well).
   The control sees only content that was at the place before the edit: a pasted piece brings its own content,
   which the original does not have there. So every row also scores a map with no forensic meaning
@@ -328,9 +328,9 @@ def single_tables(rows: list[dict], pyifd: dict | None) -> str:
              "(control, gap): where a forged image has a pixel-aligned untouched original (`aligned`: how many "
              "of the row's), the same map computed on that original and scored against the forged image's mask, "
              "same polarity; the gap is the median over those images of AUC on the forged image minus AUC on "
-             "its original. A map that reads the edit scores near 0.5 on the original; one that reads content "
-             "(colourful or textured pasted objects) scores there about as high as on the forgery, so only the "
-             "gap is what the map found. `-`: no aligned original in the row. `content-reference`: a map with "
+             "its original. A map that reads the edit scores near 0.5 on the original; one that reads the place's "
+             "own content (texture, colour, position) scores there about as high as on the forgery, so the gap, "
+             "not the AUC, is what the map found beyond that. `-`: no aligned original in the row. `content-reference`: a map with "
              "no forensic meaning (local colour-edge density, `content_reference_map`), the figure content alone "
              "reaches: the control cannot see content that arrived with a pasted piece (the original has other "
              "content there), so a map's AUC and gap mean something only where they exceed this one's.", ""]
