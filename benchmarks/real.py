@@ -19,6 +19,19 @@ Sections:
   rate at 5 % false positives. With ``--pyifd`` the same forged files are scored with pyIFD's maps (installed in
   its own venv, as ``benchmarks.pyifd_compare`` does) in the convention the literature uses for maps without a
   polarity: for each image the better of the map and its inverse (AUC and best F1).
+  Content control: a map can score a high pixel AUC because the pasted or copied object differs in content
+  (colour, texture, edges) from its surroundings, not because the map read the edit. Where a forged image has a
+  pixel-aligned untouched original (CASIA v1 and NoSo: all; CoMoFoD: one), the original's own analysis (run anyway
+  for the false-alarm rows, nothing is analysed twice) is scored against the forged image's mask in the same fixed
+  polarity, bright = suspect. Each map's cell shows the row's median AUC and best F1 and, in brackets, the median
+  of that control and the median gap (AUC on the forged image minus AUC on its original, per image): a map that
+  reads the edit scores near 0.5 on the original and the gap is large; a map that reads the place's own content
+  scores about as high on both and the gap is near 0. CASIA v2 and PS-Battles have no aligned original ("-"). pyIFD's maps have no
+  control (their polarity is chosen per image, which would favour the control as well).
+  The control sees only content that was at the place before the edit: a pasted piece brings its own content,
+  which the original does not have there. So every row also scores a map with no forensic meaning
+  (``content-reference``, :func:`content_reference_map`: local colour-edge density) with the same control; a
+  map's AUC and gap say something about the edit only where they exceed that map's.
 - ``pairs``: ``retouch compare ORIGINAL FORGED`` on the pixel-aligned pairs (CASIA v1, NoSo), scored against the
   edited pixels (the ground-truth mask where the two files visibly differ: copy-move masks mark the source too,
   which a comparison rightly leaves alone), beside a naive baseline (the thirty lines a user would write with
@@ -68,6 +81,8 @@ class Case:
     path: str
     mask: str | None = None
     original: str | None = None
+    # for an original: (case id, forged file, mask) of each forged case made from it, for the content control
+    controls: tuple[tuple[str, str, str], ...] = ()
 
 
 def _kind(text: str) -> str:
@@ -86,16 +101,21 @@ def read_cases(data: Path, sets: list[str]) -> list[Case]:
         folder = data / SETS[key]
         manifest = json.loads((folder / "manifest.json").read_text())
         originals: dict[str, str] = {}
+        controls: dict[str, list[tuple[str, str, str]]] = {}
         for entry in manifest["cases"]:
             original = str(folder / entry["original"]) if entry.get("original") else None
             if original:
                 originals.setdefault(original, Path(entry["original"]).stem)
+            if original and entry.get("mask"):
+                controls.setdefault(original, []).append((entry["id"], str(folder / entry["forged"]),
+                                                          str(folder / entry["mask"])))
             if entry.get("mask"):
                 cases.append(Case(key, entry["id"], _kind(entry.get("kind", "")), str(folder / entry["forged"]),
                                   str(folder / entry["mask"]), original))
             else:
                 cases.append(Case(key, entry["id"], "photoshop", str(folder / entry["forged"]), None, original))
-        cases.extend(Case(key, f"original:{name}", "original", path) for path, name in originals.items())
+        cases.extend(Case(key, f"original:{name}", "original", path, controls=tuple(controls.get(path, ())))
+                     for path, name in originals.items())
     return cases
 
 
@@ -115,6 +135,29 @@ def read_mask(path: str, shape: tuple[int, int]) -> np.ndarray:
 
 # ---------------------------------------------------------------------------------------------------- single
 
+CONTENT_REFERENCE = "content-reference"
+
+
+def content_reference_map(pixels: np.ndarray) -> np.ndarray:
+    """A map with no forensic meaning, scored beside the detectors as the figure content alone reaches: the local
+    density of colour edges (chroma Cb and Cr after a 3 px box, Sobel gradient magnitude summed over the two,
+    mean over a 32 px box), scaled to [0, 1]. Gray pictures give a flat map (AUC 0.5).
+
+    Pasted objects are often more colourful than their host (CASIA v1's flowers, figures, people): this map
+    ranks them without any trace of another origin (``detector_notes.md``, NOI2 on CASIA)."""
+    import cv2
+
+    if pixels.ndim != 3:
+        return np.zeros(pixels.shape[:2], np.float32)
+    rgb = pixels[..., :3].astype(np.float32) / (257.0 if pixels.dtype == np.uint16 else 1.0)
+    red, green, blue = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    density = np.zeros(rgb.shape[:2], np.float32)
+    for chroma in (-0.1687 * red - 0.3313 * green + 0.5 * blue, 0.5 * red - 0.4187 * green - 0.0813 * blue):
+        chroma = cv2.blur(chroma, (3, 3))
+        density += np.hypot(cv2.Sobel(chroma, cv2.CV_32F, 1, 0), cv2.Sobel(chroma, cv2.CV_32F, 0, 1))
+    return _normalised(cv2.blur(density, (32, 32)))
+
+
 def _single(case: Case, detectors: str | None = None) -> dict:
     from retouch.io import load_image
     from retouch.metrics import best_f1, f1_score, mcc, pixel_auc
@@ -133,11 +176,25 @@ def _single(case: Case, detectors: str | None = None) -> dict:
            "detector_null": {r.method: r.details.get("null") for r in run.results if r.skipped is None},
            "detector_margin": {r.method: r.params.get("tail_margin") for r in run.results if r.skipped is None},
            "region_nfa": [r.evidence.get("nfa") for r in fused.regions]}
+    maps = {r.method: r.heatmap for r in [*run.results, fused] if r.skipped is None}
+    content = content_reference_map(loaded.pixels)
+    if content.shape == fused.mask.shape:
+        maps[CONTENT_REFERENCE] = content
     if case.mask:
         truth = read_mask(case.mask, fused.mask.shape)
         row.update(f1=f1_score(fused.mask, truth), mcc=mcc(fused.mask, truth),
-                   auc={r.method: pixel_auc(r.heatmap, truth) for r in [*run.results, fused] if r.skipped is None},
-                   best={r.method: best_f1(r.heatmap, truth) for r in [*run.results, fused] if r.skipped is None})
+                   auc={method: pixel_auc(heatmap, truth) for method, heatmap in maps.items()},
+                   best={method: best_f1(heatmap, truth) for method, heatmap in maps.items()})
+    # the content control: this original's maps scored at the place of each forged case made from it (only where
+    # the two files are pixel-aligned); a map that reads the edit, not the content, scores near 0.5 there
+    control = {}
+    for case_id, forged, mask in case.controls:
+        if _image_shape(forged) != _image_shape(case.path):
+            continue
+        truth = read_mask(mask, fused.mask.shape)
+        control[case_id] = {method: pixel_auc(heatmap, truth) for method, heatmap in maps.items()}
+    if control:
+        row["control"] = control
     return row
 
 
@@ -235,17 +292,50 @@ def tpr_at_fpr(positive: list[float], negative: list[float], fpr: float = 0.05) 
     return float(np.mean(np.asarray(positive) > threshold))
 
 
+def content_controls(rows: list[dict]) -> dict[tuple[str, str], dict[str, float]]:
+    """{(data set, forged case id): {method: pixel AUC of the original's map at that case's mask}} from the
+    originals' rows (see :func:`_single`)."""
+    return {(r["dataset"], case_id): aucs for r in rows if r["kind"] == "original"
+            for case_id, aucs in r.get("control", {}).items()}
+
+
+def _map_cell(chosen: list[dict], controls: dict[tuple[str, str], dict[str, float]], method: str) -> str:
+    """``AUC / best (control, gap)``: medians over the row; control and gap over its cases with an aligned
+    original ("-" when none has one), the gap as the median of each case's AUC minus its control."""
+    nan = float("nan")
+    cell = (f"{_fmt(_median([r['auc'].get(method, nan) for r in chosen]))} / "
+            f"{_fmt(_median([r['best'].get(method, nan) for r in chosen]))}")
+    paired = [(r["auc"].get(method, nan), controls[(r["dataset"], r["case_id"])].get(method, nan))
+              for r in chosen if (r["dataset"], r["case_id"]) in controls]
+    if not paired:
+        return cell + " (-, -)"
+    gap = _median([forged - control for forged, control in paired])
+    return (cell + f" ({_fmt(_median([control for _, control in paired]))}, "
+            + ("n/a" if gap != gap else f"{gap:+.2f}") + ")")
+
+
 def single_tables(rows: list[dict], pyifd: dict | None) -> str:
     from retouch.metrics import roc_auc
 
-    detectors = sorted({d for r in rows if "auc" in r for d in r["auc"] if d != "fused"})
+    detectors = sorted({d for r in rows if "auc" in r for d in r["auc"] if d not in ("fused", CONTENT_REFERENCE)})
+    reference = [CONTENT_REFERENCE] if any(CONTENT_REFERENCE in r.get("auc", {}) for r in rows) else []
+    controls = content_controls(rows)
     lines = ["### Forged images (fused decision and each detector's map)", "",
              "F1 own / MCC: the fused decision at the tool's own threshold; `>0.5`: images with F1 above 0.5; "
              "AUC / best: median pixel AUC and best-threshold F1 of each map (bright = suspect, one fixed "
              "polarity). Image AUC: fused score of these forged images against every original of the run; "
-             "TPR@5%: true positives at 5 % false positives on those originals.", ""]
-    header = ["set", "kind", "n", "F1 own", "F1>0.5", "MCC", "marked", "image AUC", "TPR@5%", "fused AUC/best",
-              *[f"{d} AUC/best" for d in detectors]]
+             "TPR@5%: true positives at 5 % false positives on those originals. Content control, in brackets "
+             "(control, gap): where a forged image has a pixel-aligned untouched original (`aligned`: how many "
+             "of the row's), the same map computed on that original and scored against the forged image's mask, "
+             "same polarity; the gap is the median over those images of AUC on the forged image minus AUC on "
+             "its original. A map that reads the edit scores near 0.5 on the original; one that reads the place's "
+             "own content (texture, colour, position) scores there about as high as on the forgery, so the gap, "
+             "not the AUC, is what the map found beyond that. `-`: no aligned original in the row. `content-reference`: a map with "
+             "no forensic meaning (local colour-edge density, `content_reference_map`), the figure content alone "
+             "reaches: the control cannot see content that arrived with a pasted piece (the original has other "
+             "content there), so a map's AUC and gap mean something only where they exceed this one's.", ""]
+    header = ["set", "kind", "n", "aligned", "F1 own", "F1>0.5", "MCC", "marked", "image AUC", "TPR@5%",
+              "fused AUC/best (control, gap)", *[f"{d} AUC/best (control, gap)" for d in detectors + reference]]
     if pyifd:
         header.append("pyIFD best map AUC/best (which)")
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -255,15 +345,12 @@ def single_tables(rows: list[dict], pyifd: dict | None) -> str:
         chosen = [r for r in rows if r["dataset"] == dataset and r["kind"] == kind and r.get("mask")]
         scores = [r["score"] for r in chosen]
         image_auc = roc_auc(np.array(scores + negatives), np.array([1] * len(scores) + [0] * len(negatives)))
-        cells = [dataset, kind, str(len(chosen)), _fmt(_median([r["f1"] for r in chosen])),
+        aligned = sum((r["dataset"], r["case_id"]) in controls for r in chosen)
+        cells = [dataset, kind, str(len(chosen)), str(aligned), _fmt(_median([r["f1"] for r in chosen])),
                  f"{sum(r['f1'] > 0.5 for r in chosen)} of {len(chosen)}", _fmt(_median([r["mcc"] for r in chosen])),
                  f"{100 * np.mean([r['marked'] for r in chosen]):.1f} %", _fmt(image_auc),
-                 _fmt(tpr_at_fpr(scores, negatives)),
-                 f"{_fmt(_median([r['auc'].get('fused', float('nan')) for r in chosen]))} / "
-                 f"{_fmt(_median([r['best'].get('fused', float('nan')) for r in chosen]))}"]
-        for detector in detectors:
-            cells.append(f"{_fmt(_median([r['auc'].get(detector, float('nan')) for r in chosen]))} / "
-                         f"{_fmt(_median([r['best'].get(detector, float('nan')) for r in chosen]))}")
+                 _fmt(tpr_at_fpr(scores, negatives)), _map_cell(chosen, controls, "fused")]
+        cells += [_map_cell(chosen, controls, detector) for detector in detectors + reference]
         if pyifd:
             best_method, best_auc = None, -1.0
             for method in PYIFD_METHODS:
@@ -677,7 +764,8 @@ def main(argv: list[str] | None = None) -> int:
             cases = [c for c in read_cases(args.data, sets) if c.mask or c.kind == "original"]
             rows = _run(functools.partial(_single, detectors=args.detectors), cases, args.workers)
             saved.write_text("".join(json.dumps(r) + "\n" for r in rows))
-        pyifd = _pyifd_scores([Case(**{k: r[k] for k in Case.__dataclass_fields__}) for r in rows], args.out) \
+        pyifd = _pyifd_scores([Case(**{k: r[k] for k in Case.__dataclass_fields__ if k != "controls"})
+                               for r in rows], args.out) \
             if args.pyifd else None
         sections_text["single"] = (f"## Single image (`retouch analyze`)\n\nCommand: `{command}`\n\n"
                                    + single_tables(rows, pyifd) + "\n")

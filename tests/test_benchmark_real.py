@@ -72,3 +72,56 @@ def test_a_pixel_counts_for_every_kind_whose_region_outlines_it():
     assert removed.sum() == mask.sum()
     assert retouched[5:35, 25:45].all() and not retouched[:, :24].any()
     assert not real._kind_mask([whole, inside], np.zeros_like(mask), ("removed", "retouched")).any()
+
+
+def _forged_row(case_id: str, auc: float) -> dict:
+    return {"dataset": "casia1", "case_id": case_id, "kind": "splicing", "path": f"{case_id}.png",
+            "mask": f"{case_id}_gt.png", "score": 0.9, "marked": 0.01, "f1": 0.5, "mcc": 0.5,
+            "auc": {"fused": auc, "colour": auc}, "best": {"fused": 0.4, "colour": 0.4}}
+
+
+def test_single_table_shows_each_maps_content_control_and_gap():
+    """A map at AUC 0.93 on the forgery that scores 0.54 at the same place on the untouched original has found
+    a gap of 0.39; a row without an aligned original shows "-" for control and gap."""
+    original = {"dataset": "casia1", "case_id": "original:a", "kind": "original", "path": "a.png", "score": 0.1,
+                "marked": 0.0, "detector_marked": {}, "control": {"a": {"fused": 0.60, "colour": 0.54}}}
+    unpaired = {**_forged_row("b", 0.80), "dataset": "casia2"}
+    table = real.single_tables([_forged_row("a", 0.93), original, unpaired], None)
+    casia1 = next(line for line in table.splitlines() if line.startswith("| casia1 | splicing"))
+    casia2 = next(line for line in table.splitlines() if line.startswith("| casia2 | splicing"))
+    assert "0.93 / 0.40 (0.54, +0.39)" in casia1 and "0.93 / 0.40 (0.60, +0.33)" in casia1
+    assert casia1.split(" | ")[3] == "1" and casia2.split(" | ")[3] == "0"
+    assert "0.80 / 0.40 (-, -)" in casia2
+    peer = real.single_tables([_forged_row("a", 0.93), original], {"a.png": {"NOI1": {"auc": 0.79, "best": 0.35}}})
+    assert "0.79 / 0.35 (NOI1)" in peer  # the pyIFD column stays beside the controls
+
+
+def test_an_original_carries_the_forged_cases_made_from_it(tmp_path):
+    """The content control reuses the original's own analysis: its case lists every masked forgery made from it."""
+    import json
+
+    folder = tmp_path / "noso_copymove"
+    folder.mkdir()
+    (tmp_path / "README.md").write_text("x")
+    cases = [{"id": "01_a", "forged": "01_a.png", "mask": "01_a_gt.png", "original": "01.png", "kind": "copy-move"},
+             {"id": "01_b", "forged": "01_b.png", "mask": "01_b_gt.png", "original": "01.png", "kind": "copy-move"},
+             {"id": "02_a", "forged": "02_a.png", "mask": "02_a_gt.png", "original": None, "kind": "copy-move"}]
+    (folder / "manifest.json").write_text(json.dumps({"cases": cases}))
+    originals = [c for c in real.read_cases(tmp_path, ["noso"]) if c.kind == "original"]
+    assert len(originals) == 1
+    assert [case_id for case_id, _, _ in originals[0].controls] == ["01_a", "01_b"]
+    assert originals[0].controls[1][2] == str(folder / "01_b_gt.png")
+
+
+def test_content_reference_ranks_a_colourful_piece_without_any_trace_of_origin():
+    """The reference map reads colour edges only: a striped red-green patch on a gray picture ranks first, the
+    same picture in gray gives a flat map."""
+    from retouch.metrics import pixel_auc
+
+    picture = np.full((128, 128, 3), 120, np.uint8)
+    picture[40:80, 40:80:4] = (220, 30, 30)
+    picture[40:80, 42:80:4] = (30, 200, 30)
+    truth = np.zeros((128, 128), bool)
+    truth[40:80, 40:80] = True
+    assert pixel_auc(real.content_reference_map(picture), truth) > 0.95
+    assert np.ptp(real.content_reference_map(picture[..., 0])) == 0
