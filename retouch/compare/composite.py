@@ -291,8 +291,12 @@ def kept_pieces(reference: np.ndarray, questioned: np.ndarray, candidates: list[
             continue
         if needs_confirmation:
             piece = confirmed_piece(reference, questioned, piece, growth or GrowthOptions())
-            if not piece.confirmed or on_kept(piece):  # its outline may have been cut onto a stronger piece
+            if not piece.confirmed:
                 continue
+        else:
+            piece = cut_piece(reference, questioned, piece, growth or GrowthOptions())
+        if on_kept(piece):  # its outline may have been cut onto a stronger piece
+            continue
         kept.append(piece)
     return kept[:MAX_PIECES]
 
@@ -668,34 +672,97 @@ def confirmed_piece(reference: np.ndarray, questioned: np.ndarray, piece: Shared
     found = _outline_test(fields, piece, options, tests)
     if found is None:
         return piece
-    tested, passed, agreeing, axis = found
+    tested, passed, agreeing, axis, _ = found
     if not passed or not any(agreeing):
         return tested
     if all(agreeing):
         return replace(tested, confirmed=True)
-    places = piece.questioned_places
-    ahead = (places * fields.scale - axis[:2]) @ axis[2:] >= 0
-    kept = places[ahead if agreeing[0] else ~ahead]
-    tolerance = TOLERANCE_FRACTION * max(questioned.shape[:2])  # the places' distinct cells, as the search's
-    distinct = _distinct(kept, tolerance)
-    if len(kept) == len(places) or distinct < confirmed_matches:  # nothing to cut away, or too few places left
+    cut = _cut_to_half(piece, agreeing, axis, fields.scale, questioned.shape[:2])
+    if cut is None or cut.matches < confirmed_matches:  # nothing to cut away, or too few places left
         return tested
-    outline = _outline(kept)
-    back = cv2.perspectiveTransform(outline.reshape(-1, 1, 2), np.linalg.inv(piece.transform)).reshape(-1, 2)
-    cut = replace(piece, questioned_outline=outline, reference_outline=back, questioned_places=kept,
-                  matches=min(piece.matches, distinct), places_left_out=len(places) - len(kept))
     found = _outline_test(fields, cut, options, 2 * tests)
     if found is None:
         return tested
-    tested_cut, passed, _, _ = found
+    tested_cut, passed, _, _, _ = found
     return replace(tested_cut, confirmed=True) if passed else tested
 
 
+def cut_piece(reference: np.ndarray, questioned: np.ndarray, piece: SharedPiece,
+              options: GrowthOptions = GrowthOptions(), *, tests: int = 2, min_matches: int = MIN_MATCHES,
+              confirmed_matches: int = CONFIRMED_MATCHES) -> SharedPiece:
+    """``piece``, one its places alone carry, with its outline cut to the part where the two pictures share fine
+    structure under its transform; ``piece`` as it is when no cut is shown.
+
+    The halves test of :func:`confirmed_piece` over the piece's outline (the hull of its places): when one half
+    agrees beyond chance at the 1 % level and beyond all its own wrong placements and the other does not, and the
+    other half's clear edges agree less often than the agreeing half's do (binomial lower tail at its rate, at the
+    1 % level: enough edges there to show they disagree, not too few to tell), the piece is cut to its places in
+    the agreeing half and tested again, while each cut leaves a place out and keeps ``min_matches`` distinct
+    places. A cut to fewer, down to ``confirmed_matches``, is kept only when its outline passes the whole-outline
+    test of :func:`confirmed_piece` (tests doubled for the half chosen, ``tests`` as there), and is not halved
+    again. Failing never refuses the piece (its places carry it) and a cut only shrinks its outline: no piece is
+    added, and the places left out agreed with its transform yet lie where the pictures' edges do not."""
+    fields = _fields(reference, questioned, piece.transform, options, canvas=True)
+    if fields is None:
+        return piece
+    current = piece
+    while True:
+        found = _outline_test(fields, current, options, tests)
+        if found is None:
+            return current
+        tested, _, agreeing, axis, counts = found
+        if sum(agreeing) != 1 or not _disagrees(tested, counts, agreeing):
+            return current
+        cut = _cut_to_half(current, agreeing, axis, fields.scale, questioned.shape[:2])
+        if cut is None or cut.matches < confirmed_matches:
+            return current
+        if cut.matches >= min_matches:
+            current = cut
+            continue
+        found = _outline_test(fields, cut, options, 2 * tests)
+        if found is None or not found[1]:
+            return current
+        return replace(found[0], confirmed=True)
+
+
+def _cut_to_half(piece: SharedPiece, agreeing: list[bool], axis: np.ndarray, scale: float,
+                 shape: tuple[int, int]) -> SharedPiece | None:
+    """``piece`` cut to its places in the agreeing half (``axis`` as :func:`_halves` gives it, in the work frame of
+    ``scale``), outlined by their hull; None when every place lies there."""
+    places = piece.questioned_places
+    ahead = (places * scale - axis[:2]) @ axis[2:] >= 0
+    kept = places[ahead if agreeing[0] else ~ahead]
+    if len(kept) == len(places) or len(kept) < 3:
+        return None
+    outline = _outline(kept)
+    back = cv2.perspectiveTransform(outline.reshape(-1, 1, 2), np.linalg.inv(piece.transform)).reshape(-1, 2)
+    distinct = _distinct(kept, TOLERANCE_FRACTION * max(shape))  # the places' distinct cells, as the search's
+    return replace(piece, questioned_outline=outline, reference_outline=back, questioned_places=kept,
+                   matches=min(piece.matches, distinct),
+                   places_left_out=piece.places_left_out + len(places) - len(kept))
+
+
+def _disagrees(tested: SharedPiece, counts: list[tuple[int, int]], agreeing: list[bool]) -> bool:
+    """Whether the half of ``tested``'s outline that does not agree is shown not to share structure: its edges do
+    not agree beyond chance even at the 1 % level (its binomial tail, ``tested.structure_half_log10_tails``), and
+    they agree less often than the agreeing half's do, at the 1 % level (``counts``: agreeing and clear samples
+    per half). A half with too few clear edges to tell (repainted smooth), or whose edges agree beyond chance but
+    not beyond its wrong placements, is not."""
+    from scipy.stats import binom
+
+    other = 1 if agreeing[0] else 0
+    (k_agree, n_agree), (k_other, n_other) = counts[1 - other], counts[other]
+    if n_other == 0 or n_agree == 0 or tested.structure_half_log10_tails[other] <= LOCAL_LEVEL:
+        return False
+    return bool(binom.logcdf(k_other, n_other, k_agree / n_agree) / np.log(10.0) <= LOCAL_LEVEL)
+
+
 def _outline_test(fields: _Fields, piece: SharedPiece, options: GrowthOptions, tests: int
-                  ) -> tuple[SharedPiece, bool, list[bool], np.ndarray] | None:
+                  ) -> tuple[SharedPiece, bool, list[bool], np.ndarray, list[tuple[int, int]]] | None:
     """The structure test of :func:`confirmed_piece` over ``piece``'s outline: the piece with its tails (not
-    confirmed), whether the whole outline passes, whether each half agrees, and the halves' axis (as
-    :func:`_halves`); None when the placed reference covers none of the outline."""
+    confirmed), whether the whole outline passes, whether each half agrees, the halves' axis (as
+    :func:`_halves`) and each half's agreeing and clear samples at the found placement; None when the placed
+    reference covers none of the outline."""
     height, width = fields.angle_q.shape
     oy, ox = fields.offset
     region = _own_mask(piece, fields).astype(bool) & fields.covered[oy:oy + height, ox:ox + width]
@@ -708,13 +775,25 @@ def _outline_test(fields: _Fields, piece: SharedPiece, options: GrowthOptions, t
              for part in (region, first, second)]
     own, null = float(tails[0][0]), float(tails[0][1:].min(initial=0.0))
     halves = [(float(t[0]), float(t[1:].min(initial=0.0))) for t in tails[1:]]
-    # with fewer wrong placements than a hundred the rank alone could not reach 1 %: not confirmed
-    passed = bool(len(moves) >= 99 and own < null
-                  and own + np.log10(max(tests, 1)) <= np.log10(options.nfa_threshold))
-    agreeing = [tail <= LOCAL_LEVEL and tail < lowest for tail, lowest in halves]
+    # with fewer wrong placements than a hundred the rank alone could not reach 1 %: neither the outline nor a
+    # half agrees beyond the pair's own null
+    ranked = len(moves) >= 99
+    passed = bool(ranked and own < null and own + np.log10(max(tests, 1)) <= np.log10(options.nfa_threshold))
+    agreeing = [ranked and tail <= LOCAL_LEVEL and tail < lowest for tail, lowest in halves]
     tested = replace(piece, structure_log10_tail=round(own, 2), structure_null_log10_tail=round(null, 2),
                      structure_half_log10_tails=tuple(round(tail, 2) for tail, _ in halves), confirmed=False)
-    return tested, passed, agreeing, axis
+    return tested, passed, agreeing, axis, [_agreement(fields, part, options.precision) for part in (first, second)]
+
+
+def _agreement(fields: _Fields, region: np.ndarray, precision: float) -> tuple[int, int]:
+    """Samples of ``region`` (work frame) clear in both pictures at the found placement, and how many of them
+    agree: (agreeing, clear)."""
+    height, width = fields.angle_q.shape
+    oy, ox = fields.offset
+    angle_r = fields.angle_r[oy:oy + height, ox:ox + width]
+    clear_r = fields.clear_r[oy:oy + height, ox:ox + width]
+    agree = _agreeing(angle_r, clear_r, fields.angle_q, fields.clear_q, precision) & region
+    return int(agree.sum()), int((clear_r & fields.clear_q & region).sum())
 
 
 def grown_piece(reference: np.ndarray, questioned: np.ndarray, piece: SharedPiece,
