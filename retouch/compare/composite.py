@@ -39,6 +39,17 @@ agrees, the piece is cut to the places in it (a place matched by chance stretche
 itself), which must still be ``confirmed_matches`` distinct ones, a piece's worth on their own, and the cut piece,
 outlined by the hull of those places, must pass the first test again, its tests doubled for the half chosen.
 
+A piece its places alone carry is never refused by the edges, but its outline, the hull of its places, is
+stretched as far as a place matched by chance (:func:`cut_piece`). The same halves are tested over it; when one
+half agrees (beyond chance at the 1 % level and beyond all its own wrong placements, at least 99 of them) and the
+other is shown not to share structure (its edges agree no more than chance allows at the 1 % level, and less often
+than the agreeing half's, a binomial lower tail at that half's rate at the 1 % level), the piece is cut to the
+places in the agreeing half, and tested again while each cut leaves a place out and keeps ``min_matches``
+distinct ones; a cut to fewer, down to ``confirmed_matches``, stands only when the cut outline passes the first
+test (then the piece is a confirmed one, not halved again). A half too smooth to tell (few clear edges, or edges
+that agree beyond chance but not beyond the wrong placements) keeps its places: the cut follows evidence that the
+pictures differ there, not the lack of evidence that they agree.
+
 Growing a piece (:func:`grown_piece`): features match only where texture survived, so a figure whose face
 was kept and whose coat was repainted is found as its face. Around the matched places the pair may still share
 fine structure under the piece's own transform: the reference is placed by it and, in cells of two grids (12
@@ -72,7 +83,11 @@ agree beyond the pair's own null: a piece repainted all over (a painted portrait
 places, and where its outline holds no clear edges in both pictures (a soft, heavily blurred copy) it is not
 confirmed. Between unrelated pictures whose wrong placements are exchangeable with the found one, the second
 test alone passes at most once in 1000, and the halves and the cut only refuse more (a piece confirmed passed it
-over its outline as found); the found placement is not quite exchangeable (its places were chosen because
+over its outline as found); the cut of a piece its places alone carry only shrinks its outline, never adds a
+piece, and what it can lose is the part of a true piece beyond the cut line: real places in the half that fails
+(the split runs through the outline's centroid, so a half holding a chance place may hold real ones too), and a
+part whose edges were repainted into other edges. The growth, run after, reaches again what of such a part still
+shares structure; the found placement is not quite exchangeable (its places were chosen because
 keypoints agree there), which is why the joint rate is measured (``benchmarks/unrelated_pieces.py``). A pasted
 piece whose places crowd into a few pixels has an outline too small to hold the edges that would confirm it, and
 may be refused even where its edges agree around it (more so once cut to such a crowd). The outline of a piece
@@ -140,7 +155,7 @@ class SharedPiece:
     structure_null_log10_tail: float = 0.0
     confirmed: bool = False
     structure_half_log10_tails: tuple[float, ...] = ()  # the same tail over each half of the outline
-    places_left_out: int = 0  # matched places the confirmed outline was cut away from (its edges did not agree)
+    places_left_out: int = 0  # matched places the outline was cut away from (its edges did not agree there)
     # the matched places in the questioned image (full-resolution pixels)
     questioned_places: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
 
@@ -277,7 +292,8 @@ def kept_pieces(reference: np.ndarray, questioned: np.ndarray, candidates: list[
                 growth: GrowthOptions | None = None) -> list[SharedPiece]:
     """The pieces :func:`shared_pieces` reports from :func:`candidate_pieces`' ``candidates``: one piece where
     two overlap (the stronger), a piece under the places' floor only when :func:`confirmed_piece` confirms it,
-    at most ``MAX_PIECES``."""
+    a piece its places carry with its outline cut to where the edges agree (:func:`cut_piece`), at most
+    ``MAX_PIECES``."""
     kept: list[SharedPiece] = []
 
     def on_kept(piece: SharedPiece) -> bool:
