@@ -484,10 +484,10 @@ PIECE_CUT = ("; the edges agreed over one half of the outline all its places dre
              "cut to the places in that half: {left_out} matched place(s) beyond it agreed by chance and are left "
              "out")
 PIECE_OUTLINE_CUT = (
-    " Its outline is cut to the places where the two pictures' fine edges agree under its transform, beyond chance "
-    "and beyond the reference moved to wrong places; where its other places drew it, they agree no more than chance "
-    "allows and less often than there, so {left_out} matched place(s) there are taken to agree by chance and left "
-    "out (a cut only shrinks the outline)."
+    " Its outline is cut to the part where the two pictures' fine edges agree under its transform (beyond chance and "
+    "beyond the reference moved to wrong places); over the part that {left_out} further matched place(s) stretched "
+    "it to, the edges agree no more than chance allows and less often, so those places are taken as chance matches "
+    "and left out (a cut only shrinks the outline)."
 )
 PIECE_GROWTH_CONTROL = (
     " Its outline was grown beyond the matched places by {grown:.0%} of their area, over cells where the two "
