@@ -710,11 +710,11 @@ def cut_piece(reference: np.ndarray, questioned: np.ndarray, piece: SharedPiece,
     structure under its transform; ``piece`` as it is when no cut is shown.
 
     The halves test of :func:`confirmed_piece` over the piece's outline (the hull of its places): when one half
-    agrees beyond chance at the 1 % level and beyond all its own wrong placements and the other does not, and the
-    other half's clear edges agree less often than the agreeing half's do (binomial lower tail at its rate, at the
-    1 % level: enough edges there to show they disagree, not too few to tell), the piece is cut to its places in
-    the agreeing half and tested again, while each cut leaves a place out and keeps ``min_matches`` distinct
-    places. A cut to fewer, down to ``confirmed_matches``, is kept only when its outline passes the whole-outline
+    agrees beyond chance at the 1 % level and beyond all its own wrong placements, and the other is shown not to
+    share structure (:func:`_disagrees`: its edges agree no more than chance allows at the 1 % level, and less
+    often than the agreeing half's, a binomial lower tail at that half's rate at the 1 % level: enough edges there
+    to show they disagree, not too few to tell), the piece is cut to its places in the agreeing half and tested
+    again, while each cut leaves a place out and keeps ``min_matches`` distinct places. A cut to fewer, down to ``confirmed_matches``, is kept only when its outline passes the whole-outline
     test of :func:`confirmed_piece` (tests doubled for the half chosen, ``tests`` as there), and is not halved
     again. Failing never refuses the piece (its places carry it) and a cut only shrinks its outline: no piece is
     added, and the places left out agreed with its transform yet lie where the pictures' edges do not."""
