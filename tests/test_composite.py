@@ -1,4 +1,5 @@
-"""Shared pieces with fewer matched places than the floor: kept only when a second test confirms them."""
+"""Shared pieces with fewer matched places than the floor: kept only when a second test confirms them; the outline
+of a piece its places alone carry cut to where the edges agree."""
 
 from __future__ import annotations
 
@@ -14,10 +15,13 @@ from retouch.compare.composite import (
     GrowthOptions,
     SharedPiece,
     _Fields,
+    _fields,
     _outline,
+    _outline_test,
     _region_tails,
     candidate_pieces,
     confirmed_piece,
+    kept_pieces,
     shared_pieces,
 )
 from retouch.samples import load_source
@@ -185,3 +189,59 @@ def test_agreement_confined_to_one_part_of_a_line_of_places_is_not_confirmed() -
     assert tested.structure_log10_tail < min(tested.structure_null_log10_tail, -3.0)
     assert min(tested.structure_half_log10_tails) < -5.0 and max(tested.structure_half_log10_tails) > -1.0
     assert not tested.confirmed
+
+
+@pytest.fixture(scope="module")
+def figure_paste() -> tuple[np.ndarray, np.ndarray, np.ndarray, SharedPiece]:
+    """The astronaut's head and body (180 x 360 px) scaled 0.8 and turned 4 degrees into an 800 x 600 coffee
+    picture, the body below the chin repainted smooth (a 12 px Gaussian): the donor, the composite, where the
+    paste lies, and the piece found on its places alone (on the head)."""
+    donor = load_source("astronaut")
+    host = cv2.resize(load_source("coffee"), (800, 600), interpolation=cv2.INTER_AREA)
+    x, y, w, h = 150, 40, 180, 360
+    piece = donor[y:y + h, x:x + w].copy()
+    piece[150:] = cv2.GaussianBlur(donor[y:y + h, x:x + w], (0, 0), 12)[150:]
+    place = cv2.getRotationMatrix2D((w / 2, h / 2), 4.0, 0.8)
+    place[:, 2] += np.array([400.0, 300.0]) - np.array([w / 2, h / 2])
+    inside = cv2.warpAffine(np.ones((h, w), np.uint8), place, (800, 600)) > 0
+    inside = cv2.erode(inside.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    composite = np.where(inside[..., None], cv2.warpAffine(piece, place, (800, 600)), host)
+    found = next(p for p, sub_floor in candidate_pieces(donor, composite) if not sub_floor)
+    return donor, composite, inside, found
+
+
+def test_a_piece_its_places_carry_stretched_to_far_chance_places_is_cut_to_the_paste(figure_paste) -> None:
+    # PS-Battles I64: 32 places on a face pasted onto a statue and one far down the statue's chest, which agreed
+    # with the face's transform by chance, drew the piece as a sliver 84 x 426 px. Here two places on the saucer
+    # below; the edges there do not agree under the piece's transform: the outline is cut to the head's places,
+    # the piece itself kept (its places carry it)
+    donor, composite, inside, found = figure_paste
+    assert found.matches >= 2 * MIN_MATCHES and not found.places_left_out
+    stretched = _stretched(found, np.vstack([found.questioned_places, [[250.0, 520.0], [258.0, 526.0]]]))
+    kept = kept_pieces(donor, composite, [(stretched, False)])
+    assert len(kept) == 1
+    cut = kept[0]
+    assert cut.places_left_out == 2 and cut.matches == found.matches and not cut.confirmed
+    x, y, w, h = cut.questioned_box(composite.shape[:2])
+    assert inside[y:y + h, x:x + w].mean() > 0.9
+    _, _, sliver_w, sliver_h = stretched.questioned_box(composite.shape[:2])
+    assert w * h < 0.3 * sliver_w * sliver_h
+    back = cv2.perspectiveTransform(cut.questioned_outline.reshape(-1, 1, 2), np.linalg.inv(cut.transform))
+    assert np.allclose(back.reshape(-1, 2), cut.reference_outline, atol=1e-6)
+
+
+def test_real_places_on_a_half_repainted_smooth_are_not_cut_away(figure_paste) -> None:
+    # the same piece with three places on the body, mapped there by its own transform (real matches), where the
+    # paste was repainted smooth: that half's edges are too few and too soft to agree beyond the wrong
+    # placements, but they do not disagree either (they agree beyond chance), so nothing is cut: an outline is
+    # cut only where the pictures are shown not to share structure
+    donor, composite, inside, found = figure_paste
+    body = cv2.perspectiveTransform(np.float64([[[200, 370]], [[280, 380]], [[240, 390]]]), found.transform)
+    stretched = _stretched(found, np.vstack([found.questioned_places, body.reshape(-1, 2)]))
+    # the halves alone would cut: one agrees beyond its wrong placements, the other does not
+    tested, _, agreeing, _, _ = _outline_test(_fields(donor, composite, found.transform, GrowthOptions(),
+                                                      canvas=True), stretched, GrowthOptions(), 2)
+    assert sum(agreeing) == 1 and max(tested.structure_half_log10_tails) < -2.0
+    kept = kept_pieces(donor, composite, [(stretched, False)])
+    assert len(kept) == 1 and kept[0].places_left_out == 0
+    assert np.array_equal(kept[0].questioned_outline, stretched.questioned_outline)

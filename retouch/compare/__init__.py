@@ -483,6 +483,12 @@ PIECE_HALVES = ", in each half of the piece too"
 PIECE_CUT = ("; the edges agreed over one half of the outline all its places drew, not the other, so the piece is "
              "cut to the places in that half: {left_out} matched place(s) beyond it agreed by chance and are left "
              "out")
+PIECE_OUTLINE_CUT = (
+    " Its outline is cut to the part where the two pictures' fine edges agree under its transform (beyond chance and "
+    "beyond the reference moved to wrong places); over the part that {left_out} further matched place(s) stretched "
+    "it to, the edges agree no more than chance allows and less often, so those places are taken as chance matches "
+    "and left out (a cut only shrinks the outline)."
+)
 PIECE_GROWTH_CONTROL = (
     " Its outline was grown beyond the matched places by {grown:.0%} of their area, over cells where the two "
     "pictures' fine edges point the same way under the piece's transform more often than chance allows (NFA at "
@@ -524,7 +530,8 @@ def _composite(reference: np.ndarray, questioned: np.ndarray, pieces: list[Share
                                                   parts=PIECE_CUT.format(left_out=piece.places_left_out)
                                                   if piece.places_left_out else PIECE_HALVES)
                 if piece.confirmed else
-                PIECE_FALSE_ALARM_CONTROL.format(matches=piece.matches, nfa=f"{piece.nfa:.2g}"))
+                PIECE_FALSE_ALARM_CONTROL.format(matches=piece.matches, nfa=f"{piece.nfa:.2g}")
+                + (PIECE_OUTLINE_CUT.format(left_out=piece.places_left_out) if piece.places_left_out else ""))
             + (PIECE_GROWTH_CONTROL.format(grown=piece.grown_fraction) if piece.grown_fraction else ""),
             "outline_questioned": np.round(piece.questioned_outline).astype(int).tolist(),
             "outline_reference": np.round(piece.reference_outline).astype(int).tolist(),

@@ -39,6 +39,17 @@ agrees, the piece is cut to the places in it (a place matched by chance stretche
 itself), which must still be ``confirmed_matches`` distinct ones, a piece's worth on their own, and the cut piece,
 outlined by the hull of those places, must pass the first test again, its tests doubled for the half chosen.
 
+A piece its places alone carry is never refused by the edges, but its outline, the hull of its places, is
+stretched as far as a place matched by chance (:func:`cut_piece`). The same halves are tested over it; when one
+half agrees (beyond chance at the 1 % level and beyond all its own wrong placements, at least 99 of them) and the
+other is shown not to share structure (its edges agree no more than chance allows at the 1 % level, and less often
+than the agreeing half's, a binomial lower tail at that half's rate at the 1 % level), the piece is cut to the
+places in the agreeing half, and tested again while each cut leaves a place out and keeps ``min_matches``
+distinct ones; a cut to fewer, down to ``confirmed_matches``, stands only when the cut outline passes the first
+test (then the piece is a confirmed one, not halved again). A half too smooth to tell (few clear edges, or edges
+that agree beyond chance but not beyond the wrong placements) keeps its places: the cut follows evidence that the
+pictures differ there, not the lack of evidence that they agree.
+
 Growing a piece (:func:`grown_piece`): features match only where texture survived, so a figure whose face
 was kept and whose coat was repainted is found as its face. Around the matched places the pair may still share
 fine structure under the piece's own transform: the reference is placed by it and, in cells of two grids (12
@@ -72,7 +83,11 @@ agree beyond the pair's own null: a piece repainted all over (a painted portrait
 places, and where its outline holds no clear edges in both pictures (a soft, heavily blurred copy) it is not
 confirmed. Between unrelated pictures whose wrong placements are exchangeable with the found one, the second
 test alone passes at most once in 1000, and the halves and the cut only refuse more (a piece confirmed passed it
-over its outline as found); the found placement is not quite exchangeable (its places were chosen because
+over its outline as found); the cut of a piece its places alone carry only shrinks its outline, never adds a
+piece, and what it can lose is the part of a true piece beyond the cut line: real places in the half that fails
+(the split runs through the outline's centroid, so a half holding a chance place may hold real ones too), and a
+part whose edges were repainted into other edges. The growth, run after, reaches again what of such a part still
+shares structure; the found placement is not quite exchangeable (its places were chosen because
 keypoints agree there), which is why the joint rate is measured (``benchmarks/unrelated_pieces.py``). A pasted
 piece whose places crowd into a few pixels has an outline too small to hold the edges that would confirm it, and
 may be refused even where its edges agree around it (more so once cut to such a crowd). The outline of a piece
@@ -140,7 +155,7 @@ class SharedPiece:
     structure_null_log10_tail: float = 0.0
     confirmed: bool = False
     structure_half_log10_tails: tuple[float, ...] = ()  # the same tail over each half of the outline
-    places_left_out: int = 0  # matched places the confirmed outline was cut away from (its edges did not agree)
+    places_left_out: int = 0  # matched places the outline was cut away from (its edges did not agree there)
     # the matched places in the questioned image (full-resolution pixels)
     questioned_places: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
 
@@ -277,7 +292,8 @@ def kept_pieces(reference: np.ndarray, questioned: np.ndarray, candidates: list[
                 growth: GrowthOptions | None = None) -> list[SharedPiece]:
     """The pieces :func:`shared_pieces` reports from :func:`candidate_pieces`' ``candidates``: one piece where
     two overlap (the stronger), a piece under the places' floor only when :func:`confirmed_piece` confirms it,
-    at most ``MAX_PIECES``."""
+    a piece its places carry with its outline cut to where the edges agree (:func:`cut_piece`), at most
+    ``MAX_PIECES``."""
     kept: list[SharedPiece] = []
 
     def on_kept(piece: SharedPiece) -> bool:
@@ -291,8 +307,12 @@ def kept_pieces(reference: np.ndarray, questioned: np.ndarray, candidates: list[
             continue
         if needs_confirmation:
             piece = confirmed_piece(reference, questioned, piece, growth or GrowthOptions())
-            if not piece.confirmed or on_kept(piece):  # its outline may have been cut onto a stronger piece
+            if not piece.confirmed:
                 continue
+        else:
+            piece = cut_piece(reference, questioned, piece, growth or GrowthOptions())
+        if on_kept(piece):  # its outline may have been cut onto a stronger piece
+            continue
         kept.append(piece)
     return kept[:MAX_PIECES]
 
@@ -668,34 +688,97 @@ def confirmed_piece(reference: np.ndarray, questioned: np.ndarray, piece: Shared
     found = _outline_test(fields, piece, options, tests)
     if found is None:
         return piece
-    tested, passed, agreeing, axis = found
+    tested, passed, agreeing, axis, _ = found
     if not passed or not any(agreeing):
         return tested
     if all(agreeing):
         return replace(tested, confirmed=True)
-    places = piece.questioned_places
-    ahead = (places * fields.scale - axis[:2]) @ axis[2:] >= 0
-    kept = places[ahead if agreeing[0] else ~ahead]
-    tolerance = TOLERANCE_FRACTION * max(questioned.shape[:2])  # the places' distinct cells, as the search's
-    distinct = _distinct(kept, tolerance)
-    if len(kept) == len(places) or distinct < confirmed_matches:  # nothing to cut away, or too few places left
+    cut = _cut_to_half(piece, agreeing, axis, fields.scale, questioned.shape[:2])
+    if cut is None or cut.matches < confirmed_matches:  # nothing to cut away, or too few places left
         return tested
-    outline = _outline(kept)
-    back = cv2.perspectiveTransform(outline.reshape(-1, 1, 2), np.linalg.inv(piece.transform)).reshape(-1, 2)
-    cut = replace(piece, questioned_outline=outline, reference_outline=back, questioned_places=kept,
-                  matches=min(piece.matches, distinct), places_left_out=len(places) - len(kept))
     found = _outline_test(fields, cut, options, 2 * tests)
     if found is None:
         return tested
-    tested_cut, passed, _, _ = found
+    tested_cut, passed, _, _, _ = found
     return replace(tested_cut, confirmed=True) if passed else tested
 
 
+def cut_piece(reference: np.ndarray, questioned: np.ndarray, piece: SharedPiece,
+              options: GrowthOptions = GrowthOptions(), *, tests: int = 2, min_matches: int = MIN_MATCHES,
+              confirmed_matches: int = CONFIRMED_MATCHES) -> SharedPiece:
+    """``piece``, one its places alone carry, with its outline cut to the part where the two pictures share fine
+    structure under its transform; ``piece`` as it is when no cut is shown.
+
+    The halves test of :func:`confirmed_piece` over the piece's outline (the hull of its places): when one half
+    agrees beyond chance at the 1 % level and beyond all its own wrong placements, and the other is shown not to
+    share structure (:func:`_disagrees`: its edges agree no more than chance allows at the 1 % level, and less
+    often than the agreeing half's, a binomial lower tail at that half's rate at the 1 % level: enough edges there
+    to show they disagree, not too few to tell), the piece is cut to its places in the agreeing half and tested
+    again, while each cut leaves a place out and keeps ``min_matches`` distinct places. A cut to fewer, down to ``confirmed_matches``, is kept only when its outline passes the whole-outline
+    test of :func:`confirmed_piece` (tests doubled for the half chosen, ``tests`` as there), and is not halved
+    again. Failing never refuses the piece (its places carry it) and a cut only shrinks its outline: no piece is
+    added, and the places left out agreed with its transform yet lie where the pictures' edges do not."""
+    fields = _fields(reference, questioned, piece.transform, options, canvas=True)
+    if fields is None:
+        return piece
+    current = piece
+    while True:
+        found = _outline_test(fields, current, options, tests)
+        if found is None:
+            return current
+        tested, _, agreeing, axis, counts = found
+        if sum(agreeing) != 1 or not _disagrees(tested, counts, agreeing):
+            return current
+        cut = _cut_to_half(current, agreeing, axis, fields.scale, questioned.shape[:2])
+        if cut is None or cut.matches < confirmed_matches:
+            return current
+        if cut.matches >= min_matches:
+            current = cut
+            continue
+        found = _outline_test(fields, cut, options, 2 * tests)
+        if found is None or not found[1]:
+            return current
+        return replace(found[0], confirmed=True)
+
+
+def _cut_to_half(piece: SharedPiece, agreeing: list[bool], axis: np.ndarray, scale: float,
+                 shape: tuple[int, int]) -> SharedPiece | None:
+    """``piece`` cut to its places in the agreeing half (``axis`` as :func:`_halves` gives it, in the work frame of
+    ``scale``), outlined by their hull; None when every place lies there."""
+    places = piece.questioned_places
+    ahead = (places * scale - axis[:2]) @ axis[2:] >= 0
+    kept = places[ahead if agreeing[0] else ~ahead]
+    if len(kept) == len(places) or len(kept) < 3:
+        return None
+    outline = _outline(kept)
+    back = cv2.perspectiveTransform(outline.reshape(-1, 1, 2), np.linalg.inv(piece.transform)).reshape(-1, 2)
+    distinct = _distinct(kept, TOLERANCE_FRACTION * max(shape))  # the places' distinct cells, as the search's
+    return replace(piece, questioned_outline=outline, reference_outline=back, questioned_places=kept,
+                   matches=min(piece.matches, distinct),
+                   places_left_out=piece.places_left_out + len(places) - len(kept))
+
+
+def _disagrees(tested: SharedPiece, counts: list[tuple[int, int]], agreeing: list[bool]) -> bool:
+    """Whether the half of ``tested``'s outline that does not agree is shown not to share structure: its edges do
+    not agree beyond chance even at the 1 % level (its binomial tail, ``tested.structure_half_log10_tails``), and
+    they agree less often than the agreeing half's do, at the 1 % level (``counts``: agreeing and clear samples
+    per half). A half with too few clear edges to tell (repainted smooth), or whose edges agree beyond chance but
+    not beyond its wrong placements, is not."""
+    from scipy.stats import binom
+
+    other = 1 if agreeing[0] else 0
+    (k_agree, n_agree), (k_other, n_other) = counts[1 - other], counts[other]
+    if n_other == 0 or n_agree == 0 or tested.structure_half_log10_tails[other] <= LOCAL_LEVEL:
+        return False
+    return bool(binom.logcdf(k_other, n_other, k_agree / n_agree) / np.log(10.0) <= LOCAL_LEVEL)
+
+
 def _outline_test(fields: _Fields, piece: SharedPiece, options: GrowthOptions, tests: int
-                  ) -> tuple[SharedPiece, bool, list[bool], np.ndarray] | None:
+                  ) -> tuple[SharedPiece, bool, list[bool], np.ndarray, list[tuple[int, int]]] | None:
     """The structure test of :func:`confirmed_piece` over ``piece``'s outline: the piece with its tails (not
-    confirmed), whether the whole outline passes, whether each half agrees, and the halves' axis (as
-    :func:`_halves`); None when the placed reference covers none of the outline."""
+    confirmed), whether the whole outline passes, whether each half agrees, the halves' axis (as
+    :func:`_halves`) and each half's agreeing and clear samples at the found placement; None when the placed
+    reference covers none of the outline."""
     height, width = fields.angle_q.shape
     oy, ox = fields.offset
     region = _own_mask(piece, fields).astype(bool) & fields.covered[oy:oy + height, ox:ox + width]
@@ -708,13 +791,25 @@ def _outline_test(fields: _Fields, piece: SharedPiece, options: GrowthOptions, t
              for part in (region, first, second)]
     own, null = float(tails[0][0]), float(tails[0][1:].min(initial=0.0))
     halves = [(float(t[0]), float(t[1:].min(initial=0.0))) for t in tails[1:]]
-    # with fewer wrong placements than a hundred the rank alone could not reach 1 %: not confirmed
-    passed = bool(len(moves) >= 99 and own < null
-                  and own + np.log10(max(tests, 1)) <= np.log10(options.nfa_threshold))
-    agreeing = [tail <= LOCAL_LEVEL and tail < lowest for tail, lowest in halves]
+    # with fewer wrong placements than a hundred the rank alone could not reach 1 %: neither the outline nor a
+    # half agrees beyond the pair's own null
+    ranked = len(moves) >= 99
+    passed = bool(ranked and own < null and own + np.log10(max(tests, 1)) <= np.log10(options.nfa_threshold))
+    agreeing = [ranked and tail <= LOCAL_LEVEL and tail < lowest for tail, lowest in halves]
     tested = replace(piece, structure_log10_tail=round(own, 2), structure_null_log10_tail=round(null, 2),
                      structure_half_log10_tails=tuple(round(tail, 2) for tail, _ in halves), confirmed=False)
-    return tested, passed, agreeing, axis
+    return tested, passed, agreeing, axis, [_agreement(fields, part, options.precision) for part in (first, second)]
+
+
+def _agreement(fields: _Fields, region: np.ndarray, precision: float) -> tuple[int, int]:
+    """Samples of ``region`` (work frame) clear in both pictures at the found placement, and how many of them
+    agree: (agreeing, clear)."""
+    height, width = fields.angle_q.shape
+    oy, ox = fields.offset
+    angle_r = fields.angle_r[oy:oy + height, ox:ox + width]
+    clear_r = fields.clear_r[oy:oy + height, ox:ox + width]
+    agree = _agreeing(angle_r, clear_r, fields.angle_q, fields.clear_q, precision) & region
+    return int(agree.sum()), int((clear_r & fields.clear_q & region).sum())
 
 
 def grown_piece(reference: np.ndarray, questioned: np.ndarray, piece: SharedPiece,
