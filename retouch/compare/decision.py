@@ -153,6 +153,15 @@ def clumping(standard: np.ndarray, inside: np.ndarray, *, share: float = 0.1, ig
     return float(np.clip(sizes.size / sizes.sum(), 0.1, 1.0))
 
 
+def _log10_exceedance(tail: float, exceeding: int, blocks: int, own: int) -> float:
+    """log10 of a block's chance, times Klarner's constant, of exceeding a level under the null for a candidate
+    of ``own`` blocks: the larger of the Gaussian ``tail`` and the share of the *other* blocks that exceed it
+    (leave-one-out: the candidate is not its own background)."""
+    rest = max(blocks - own, 1)
+    share = max(exceeding - own, 0) / rest
+    return math.log10(min(1.0, LATTICE_ANIMAL_GROWTH * max(tail, share)))
+
+
 def significant_regions(statistics: np.ndarray, inside: np.ndarray, background: Background, *,
                         levels: tuple[float, ...], false_alarms: float, confirm_level: float
                         ) -> tuple[np.ndarray, dict[int, float]]:
@@ -173,8 +182,8 @@ def significant_regions(statistics: np.ndarray, inside: np.ndarray, background: 
     cross = ndimage.generate_binary_structure(2, 1)
     for level in sorted(levels, reverse=True):  # a handful of levels, each a labelling of the block grid
         exceed = standard > level
-        share = float(exceed.sum()) / max(background.blocks, 1)
-        per_block = math.log10(min(1.0, LATTICE_ANIMAL_GROWTH * max(NormalDist().cdf(-level), share)))
+        exceeding = int(exceed.sum())
+        tail = NormalDist().cdf(-level)
         labels, count = ndimage.label(exceed, structure=cross)
         if count == 0:
             continue
@@ -183,6 +192,7 @@ def significant_regions(statistics: np.ndarray, inside: np.ndarray, background: 
         # a line of blocks, an edit an area
         thick = np.unique(labels[ndimage.binary_erosion(exceed, structure=np.ones((3, 3)))])
         for component in thick[thick > 0]:
+            per_block = _log10_exceedance(tail, exceeding, background.blocks, int(sizes[component]))
             log_nfa = math.log10(tests) + sizes[component] * theta * per_block
             if log_nfa >= math.log10(false_alarms):
                 continue
