@@ -20,13 +20,14 @@ is therefore made against the pair's own background:
    levels. A region is kept when ``NFA < false_alarms`` (default 1: in expectation, at most one region per pair
    would be reported from the background alone), and its smallest NFA over the levels is reported.
    Real backgrounds have heavier tails than Gaussian ones, so ``p`` is the larger of the Gaussian tail and the
-   share of the background's blocks exceeding ``t``. The background is the pair without its edits: the regions
-   significant at the highest levels (``edit_level``, 6 robust standard deviations and up, where a Gaussian tail
-   is 1e-9), each tested against the rest of the pair, are left out of the share at every level, and a region
-   holding one is judged without its own blocks. Otherwise an edit covering a quarter of an otherwise identical
-   pair would raise the share above 1 / 4.06 and could never be reported. Weaker regions are judged against a
-   share that still counts their own blocks, as before: a heavy-tailed background's strongest bump is not
-   measured against a background that has just lost it.
+   share of the pair's blocks exceeding ``t``. An edit is not its own background: a region holding an edit beyond
+   doubt (a region at least three blocks thick significant at the highest levels, ``edit_level``, 6 robust
+   standard deviations and up where a Gaussian tail is 1e-9, tested against the rest of the pair) is judged at
+   every level against the share of the blocks outside it. Otherwise an edit covering a quarter of an otherwise
+   identical pair raises the share above 1 / 4.06 and can never be reported. Every other region is judged
+   against the share of all blocks, its own and the edits' included, as before: the strongest bump of a
+   heavy-tailed background is not measured against a background that has just lost it, and texture beside an
+   edit is not measured against a background that has lost the edit.
 3. Outline. Within the kept regions (one block of margin), pixels whose evidence exceeds the level of the
    lowest rung (``pixel_threshold``) are the change; morphological opening and closing clean it, components
    smaller than ``min_area`` are dropped; each region is then cut back to where the fine-scale evidence confirms
@@ -175,8 +176,7 @@ def edit_blocks(standard: np.ndarray, inside: np.ndarray, *, levels: tuple[float
                 theta: float, tests: int, false_alarms: float) -> np.ndarray:
     """The blocks of the regions that are edits beyond doubt: at a level at or above ``edit_level``, components
     at least three blocks thick whose NFA is below ``false_alarms`` against the *rest* of the pair (their own
-    blocks left out of the exceeding share). These are left out of the background's share at every level, as
-    ``clumping`` leaves the largest clusters out: an edit is not its own background."""
+    blocks left out of the exceeding share, as ``clumping`` leaves the largest clusters out)."""
     cross = ndimage.generate_binary_structure(2, 1)
     blocks = int(inside.sum())
     edits = np.zeros(standard.shape, bool)
@@ -201,9 +201,9 @@ def significant_regions(statistics: np.ndarray, inside: np.ndarray, background: 
                         edit_level: float = 6.0) -> tuple[np.ndarray, dict[int, float]]:
     """Block label map of the regions whose NFA is below ``false_alarms`` and their log10 NFA.
 
-    A block exceeds a level with the larger of the Gaussian tail and the share of this pair's background blocks
-    that exceed it (real backgrounds have heavier tails than Gaussian ones; the background leaves out the regions
-    ``edit_blocks`` finds, and a region holding one of them its own blocks too), and a region of ``n`` blocks
+    A block exceeds a level with the larger of the Gaussian tail and the share of this pair's blocks that exceed
+    it (real backgrounds have heavier tails than Gaussian ones; for a region holding one of the edits
+    ``edit_blocks`` finds, the share of the blocks outside it), and a region of ``n`` blocks
     counts as ``n x clumping`` independent blocks. Levels are visited from the highest down: a region significant
     at a level below ``confirm_level`` is kept only as the extension of one significant at or above it (hysteresis:
     a figure's weaker parts join its stronger ones; a faint patch of background on its own does not count)."""
@@ -219,6 +219,7 @@ def significant_regions(statistics: np.ndarray, inside: np.ndarray, background: 
     cross = ndimage.generate_binary_structure(2, 1)
     for level in sorted(levels, reverse=True):  # a handful of levels, each a labelling of the block grid
         exceed = standard > level
+        exceeding = int(exceed.sum())
         tail = NormalDist().cdf(-level)
         labels, count = ndimage.label(exceed, structure=cross)
         if count == 0:
@@ -229,10 +230,10 @@ def significant_regions(statistics: np.ndarray, inside: np.ndarray, background: 
         thick = np.unique(labels[ndimage.binary_erosion(exceed, structure=np.ones((3, 3)))])
         for component in thick[thick > 0]:
             where = labels == component
-            # the background is the pair without its edits; a component holding one is judged without itself
-            left_out = (edits | where) if (edits & where).any() else edits
-            per_block = _log10_exceedance(tail, int((exceed & ~left_out).sum()),
-                                          background.blocks - int((inside & left_out).sum()))
+            # a component holding an edit is judged against the rest of the pair; any other against all of it,
+            # the edits included (leaving them out too put a coat's re-photographed grain beside Yezhov on report)
+            own = int(sizes[component]) if (edits & where).any() else 0
+            per_block = _log10_exceedance(tail, exceeding - own, background.blocks - own)
             log_nfa = math.log10(tests) + sizes[component] * theta * per_block
             if log_nfa >= math.log10(false_alarms):
                 continue
