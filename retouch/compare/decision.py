@@ -35,7 +35,7 @@ is therefore made against the pair's own background:
    feathered edge of a soft brush).
 
 Limits: the test assumes edits cover a minority of the overlap; a change covering most of it (a whole print
-repainted) raises the background and is not reported as a region. A region left out as an edit must exceed 6
+repainted) raises the background and is not reported as a region. A region judged as an edit must exceed 6
 robust standard deviations over at least a 3 x 3 block area: a background whose only heavy-tailed part is one
 coherent region that strong (texture re-saved differently in one area only) is reported as a change. Blocks are
 independent under the background model only approximately: texture that both the pair model and the block median
@@ -76,7 +76,7 @@ class DecisionOptions:
     min_pixel_threshold: float = 3.0  # z; the half-grey-level floor of the noise scale makes this 1.5 levels
     levels: tuple[float, ...] = LEVELS
     confirm_level: float = 3.0  # a region must be significant at this level or above (see significant_regions)
-    edit_level: float = 6.0  # regions significant at this level or above are left out of the background's share
+    edit_level: float = 6.0  # a region significant at this level or above is judged against the rest of the pair
     closing_share: float = 0.04  # closing radius, as a share of the square root of a region's area
     extension_level: float = 2.0  # outlines extend through connected pixels above this level's evidence
     pixel_level: float = 3.0  # the level (robust standard deviations) whose evidence outlines a region in pixels
@@ -228,15 +228,16 @@ def significant_regions(statistics: np.ndarray, inside: np.ndarray, background: 
         # a region must be at least three blocks thick somewhere: a scratch, a misregistered edge or a seam is
         # a line of blocks, an edit an area
         thick = np.unique(labels[ndimage.binary_erosion(exceed, structure=np.ones((3, 3)))])
+        holding_edits = set(np.unique(labels[edits & exceed]).tolist())
         for component in thick[thick > 0]:
-            where = labels == component
             # a component holding an edit is judged against the rest of the pair; any other against all of it,
             # the edits included (leaving them out too put a coat's re-photographed grain beside Yezhov on report)
-            own = int(sizes[component]) if (edits & where).any() else 0
+            own = int(sizes[component]) if int(component) in holding_edits else 0
             per_block = _log10_exceedance(tail, exceeding - own, background.blocks - own)
             log_nfa = math.log10(tests) + sizes[component] * theta * per_block
             if log_nfa >= math.log10(false_alarms):
                 continue
+            where = labels == component
             existing = [int(k) for k in np.unique(kept[where]) if k > 0]
             if not existing and level < confirm_level:
                 continue
