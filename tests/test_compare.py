@@ -610,3 +610,38 @@ def test_refitting_the_model_without_the_change_does_not_spread_the_marks(monkey
     assert single.details["pair_model"]["fit_rounds"] == 1
     assert (single.mask & ~near).mean() > 0.02  # the large splice bends the single fit: it is a test of the refit
     assert (refitted.mask & ~near).mean() <= (single.mask & ~near).mean()
+
+
+def test_an_edit_covering_a_third_of_an_otherwise_identical_pair_is_reported() -> None:
+    # PS-Battles I18 (a bear replaced by a woman, the rest of the forged file the original's pixels): the share of
+    # blocks above each level, the edit included, was above a quarter, so no region could be significant and the
+    # report said nothing was found while its map showed the woman
+    image = load_source("astronaut")
+    height, width = image.shape[:2]
+    box = (slice(int(0.2 * height), int(0.75 * height)), slice(int(0.2 * width), int(0.75 * width)))
+    questioned = image.copy()
+    questioned[box] = image[box][::-1, ::-1]
+    truth = np.zeros((height, width), bool)
+    truth[box] = True
+    truth &= np.any(questioned != image, axis=-1)
+    assert truth.mean() > 0.28
+    comparison = compare_pair(image, questioned)
+    result = comparison.result
+    edits = [r for r in result.regions if r.kind != "damage"]
+    assert edits and f1_score(result.mask, truth, valid=comparison.valid_mask) >= 0.8
+    x, y, w, h = max(edits, key=lambda r: r.area).bbox
+    assert truth[y:y + h, x:x + w].mean() >= 0.5  # the region lies on the edit
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_smooth_heavy_tailed_noise_over_the_whole_pair_is_not_an_edit(seed: int) -> None:
+    # the background's own exceeding share is what keeps a heavy-tailed background unreported: leaving each
+    # candidate's blocks out of it (not only the edits') reported a 31 x 30 px bump of this noise at seed 1
+    image = load_source("camera")
+    rng = np.random.default_rng(seed)
+    field = cv2.GaussianBlur(rng.standard_t(2, size=image.shape[:2]).astype(np.float32), (0, 0), 3.0)
+    field *= 4.0 / field.std()
+    questioned = np.clip(np.round(image.astype(np.float32) + field), 0, 255).astype(np.uint8)
+    result = compare_pair(image, questioned).result
+    edits = [(r.kind, r.bbox) for r in result.regions if r.kind != "damage"]
+    assert not edits and result.mask.mean() <= 0.0005, edits

@@ -19,6 +19,15 @@ is therefore made against the pair's own background:
    regions at least as extreme among all tests is ``NFA = N x L x (4.06 p)^n`` for ``N`` blocks and ``L``
    levels. A region is kept when ``NFA < false_alarms`` (default 1: in expectation, at most one region per pair
    would be reported from the background alone), and its smallest NFA over the levels is reported.
+   Real backgrounds have heavier tails than Gaussian ones, so ``p`` is the larger of the Gaussian tail and the
+   share of the pair's blocks exceeding ``t``. An edit is not its own background: a region holding an edit beyond
+   doubt (a region at least three blocks thick significant at the highest levels, ``edit_level``, 6 robust
+   standard deviations and up where a Gaussian tail is 1e-9, tested against the rest of the pair) is judged at
+   every level against the share of the blocks outside it. Otherwise an edit covering a quarter of an otherwise
+   identical pair raises the share above 1 / 4.06 and can never be reported. Every other region is judged
+   against the share of all blocks, its own and the edits' included, as before: the strongest bump of a
+   heavy-tailed background is not measured against a background that has just lost it, and texture beside an
+   edit is not measured against a background that has lost the edit.
 3. Outline. Within the kept regions (one block of margin), pixels whose evidence exceeds the level of the
    lowest rung (``pixel_threshold``) are the change; morphological opening and closing clean it, components
    smaller than ``min_area`` are dropped; each region is then cut back to where the fine-scale evidence confirms
@@ -26,9 +35,11 @@ is therefore made against the pair's own background:
    feathered edge of a soft brush).
 
 Limits: the test assumes edits cover a minority of the overlap; a change covering most of it (a whole print
-repainted) raises the background and is not reported as a region. Blocks are independent under the
-background model only approximately: texture that both the pair model and the block median miss over a large
-area (a figure repainted in another texture) can be reported, which is what a censor's brush is.
+repainted) raises the background and is not reported as a region. A region judged as an edit must exceed 6
+robust standard deviations over at least a 3 x 3 block area: a background whose only heavy-tailed part is one
+coherent region that strong (texture re-saved differently in one area only) is reported as a change. Blocks are
+independent under the background model only approximately: texture that both the pair model and the block median
+miss over a large area (a figure repainted in another texture) can be reported, which is what a censor's brush is.
 
 References
 ----------
@@ -65,6 +76,7 @@ class DecisionOptions:
     min_pixel_threshold: float = 3.0  # z; the half-grey-level floor of the noise scale makes this 1.5 levels
     levels: tuple[float, ...] = LEVELS
     confirm_level: float = 3.0  # a region must be significant at this level or above (see significant_regions)
+    edit_level: float = 6.0  # a region significant at this level or above is judged against the rest of the pair
     closing_share: float = 0.04  # closing radius, as a share of the square root of a region's area
     extension_level: float = 2.0  # outlines extend through connected pixels above this level's evidence
     pixel_level: float = 3.0  # the level (robust standard deviations) whose evidence outlines a region in pixels
@@ -153,28 +165,62 @@ def clumping(standard: np.ndarray, inside: np.ndarray, *, share: float = 0.1, ig
     return float(np.clip(sizes.size / sizes.sum(), 0.1, 1.0))
 
 
+def _log10_exceedance(tail: float, exceeding: int, blocks: int) -> float:
+    """log10 of a block's chance, times Klarner's constant, of exceeding a level: the larger of the Gaussian
+    ``tail`` and the share of the background's ``blocks`` that exceed it."""
+    share = exceeding / max(blocks, 1)
+    return math.log10(min(1.0, LATTICE_ANIMAL_GROWTH * max(tail, share)))
+
+
+def edit_blocks(standard: np.ndarray, inside: np.ndarray, *, levels: tuple[float, ...], edit_level: float,
+                theta: float, tests: int, false_alarms: float) -> np.ndarray:
+    """The blocks of the regions that are edits beyond doubt: at a level at or above ``edit_level``, components
+    at least three blocks thick whose NFA is below ``false_alarms`` against the *rest* of the pair (their own
+    blocks left out of the exceeding share, as ``clumping`` leaves the largest clusters out)."""
+    cross = ndimage.generate_binary_structure(2, 1)
+    blocks = int(inside.sum())
+    edits = np.zeros(standard.shape, bool)
+    for level in (lv for lv in levels if lv >= edit_level):
+        exceed = standard > level
+        labels, count = ndimage.label(exceed, structure=cross)
+        if count == 0:
+            continue
+        sizes = np.bincount(labels.ravel(), minlength=count + 1)
+        thick = np.unique(labels[ndimage.binary_erosion(exceed, structure=np.ones((3, 3)))])
+        exceeding = int(exceed.sum())
+        for component in thick[thick > 0]:
+            own = int(sizes[component])
+            per_block = _log10_exceedance(NormalDist().cdf(-level), exceeding - own, blocks - own)
+            if math.log10(tests) + own * theta * per_block < math.log10(false_alarms):
+                edits |= labels == component
+    return edits
+
+
 def significant_regions(statistics: np.ndarray, inside: np.ndarray, background: Background, *,
-                        levels: tuple[float, ...], false_alarms: float, confirm_level: float
-                        ) -> tuple[np.ndarray, dict[int, float]]:
+                        levels: tuple[float, ...], false_alarms: float, confirm_level: float,
+                        edit_level: float = 6.0) -> tuple[np.ndarray, dict[int, float]]:
     """Block label map of the regions whose NFA is below ``false_alarms`` and their log10 NFA.
 
     A block exceeds a level with the larger of the Gaussian tail and the share of this pair's blocks that exceed
-    it (real backgrounds have heavier tails than Gaussian ones), and a region of ``n`` blocks counts as
-    ``n x clumping`` independent blocks. Levels are visited from the highest down: a region significant at a level
-    below ``confirm_level`` is kept only as the extension of one significant at or above it (hysteresis: a
-    figure's weaker parts join its stronger ones; a faint patch of background on its own does not count)."""
+    it (real backgrounds have heavier tails than Gaussian ones; for a region holding one of the edits
+    ``edit_blocks`` finds, the share of the blocks outside it), and a region of ``n`` blocks
+    counts as ``n x clumping`` independent blocks. Levels are visited from the highest down: a region significant
+    at a level below ``confirm_level`` is kept only as the extension of one significant at or above it (hysteresis:
+    a figure's weaker parts join its stronger ones; a faint patch of background on its own does not count)."""
     standard = np.where(inside, (np.log(statistics + 0.5) - background.location) / background.spread, -np.inf)
     tests = max(background.blocks, 1) * len(levels)
     theta = clumping(standard, inside)
     background.clumping = theta
+    edits = edit_blocks(standard, inside, levels=levels, edit_level=edit_level, theta=theta, tests=tests,
+                        false_alarms=false_alarms)
     kept = np.zeros(statistics.shape, np.int32)
     nfas: dict[int, float] = {}
     next_label = 1
     cross = ndimage.generate_binary_structure(2, 1)
     for level in sorted(levels, reverse=True):  # a handful of levels, each a labelling of the block grid
         exceed = standard > level
-        share = float(exceed.sum()) / max(background.blocks, 1)
-        per_block = math.log10(min(1.0, LATTICE_ANIMAL_GROWTH * max(NormalDist().cdf(-level), share)))
+        exceeding = int(exceed.sum())
+        tail = NormalDist().cdf(-level)
         labels, count = ndimage.label(exceed, structure=cross)
         if count == 0:
             continue
@@ -182,7 +228,12 @@ def significant_regions(statistics: np.ndarray, inside: np.ndarray, background: 
         # a region must be at least three blocks thick somewhere: a scratch, a misregistered edge or a seam is
         # a line of blocks, an edit an area
         thick = np.unique(labels[ndimage.binary_erosion(exceed, structure=np.ones((3, 3)))])
+        holding_edits = set(np.unique(labels[edits & exceed]).tolist())
         for component in thick[thick > 0]:
+            # a component holding an edit is judged against the rest of the pair; any other against all of it,
+            # the edits included (leaving them out too put a coat's re-photographed grain beside Yezhov on report)
+            own = int(sizes[component]) if int(component) in holding_edits else 0
+            per_block = _log10_exceedance(tail, exceeding - own, background.blocks - own)
             log_nfa = math.log10(tests) + sizes[component] * theta * per_block
             if log_nfa >= math.log10(false_alarms):
                 continue
@@ -305,7 +356,8 @@ def decide(evidence: np.ndarray, local: np.ndarray, valid: np.ndarray, *, min_ar
                                 min_location=options.min_location, lowest_level=options.pixel_level,
                                 min_pixel_threshold=options.min_pixel_threshold)
     labels, nfas = significant_regions(statistics, inside, background, levels=options.levels,
-                                       false_alarms=options.false_alarms, confirm_level=options.confirm_level)
+                                       false_alarms=options.false_alarms, confirm_level=options.confirm_level,
+                                       edit_level=options.edit_level)
     full_labels = np.zeros(evidence.shape, np.int32)
     rows, cols = labels.shape
     full_labels[:rows * block, :cols * block] = np.kron(labels, np.ones((block, block), np.int32))
