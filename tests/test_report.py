@@ -189,6 +189,23 @@ def test_report_document_records_each_analysis_with_its_own_explanation_and_heat
     assert created.utcoffset() == dt.timedelta(0) and before <= created <= after
 
 
+def test_marks_of_damage_are_folded_under_the_edits_and_keep_their_map_numbers() -> None:
+    # a missed edit's texture can be listed as two dozen specks: the words must still open on the edits
+    edits = [Region(bbox=(8, 6, 20, 30), area=600, score=0.75, kind="removed"),
+             Region(bbox=(40, 6, 10, 10), area=100, score=0.6, kind="retouched")]
+    specks = [Region(bbox=(2 + 5 * i, 50, 3, 3), area=9, score=0.0, kind="damage") for i in range(3)]
+    photo = np.full((60, 80, 3), 120, np.uint8)
+    page = render_html(_pair_report(edits + specks), photo=photo,
+                       layers={"changes": np.zeros((60, 80), np.float32)}, pair=(photo, photo))
+    words = page[page.index("What was marked (5)"):]
+    folded = re.search(r"<details><summary>3 marks of damage[^<]*</summary><ol>(.*?)</ol></details>", words)
+    assert folded is not None
+    assert re.findall(r'<li value="(\d)" data-region="\d"><strong>damage', folded.group(1)) == ["3", "4", "5"]
+    opened = words[:folded.start()]
+    assert re.findall(r'<li value="(\d)" data-region="\d"><strong>(\w+)', opened) == [("1", "removed"),
+                                                                                   ("2", "retouched")]
+
+
 def test_html_is_self_contained_and_renders_the_regions() -> None:
     region = Region(bbox=(8, 6, 20, 30), area=600, score=0.75, kind="removed",
                     evidence={"bbox_reference": [5, 5, 22, 33]})

@@ -286,21 +286,29 @@ def _code_spans(text: str) -> str:
 
 
 def _regions_in_words(regions: Sequence[Mapping[str, Any]], width: int, height: int) -> str:
+    """The marked areas in words, each numbered as on the map; marks of damage folded under the edits, so that a
+    page with many specks still opens on what was changed."""
     if not regions:
         return '<p class="note">No region met the threshold.</p>'
-    items = []
+    edits: list[str] = []
+    damage: list[str] = []
     total = float(max(width * height, 1))
     for index, region in enumerate(regions[:30], start=1):
         kind = str(region.get("kind", "region"))
         share = 100.0 * float(region.get("area", 0)) / total
         detectors = (region.get("evidence") or {}).get("detectors")
         by = f"; found by {', '.join(map(str, detectors))}" if isinstance(detectors, list) and detectors else ""
-        items.append(f'<li data-region="{index}"><strong>{escape(kind)}</strong>: an area '
-                     f"{escape(kind_phrase(kind))}, {escape(place_words(region['bbox'], width, height))}, "
-                     f"{share:.1f} % of the picture, {escape(certainty_words(float(region.get('score', 0.0))))} "
-                     f"evidence{escape(by)}.</li>")
+        (damage if kind == "damage" else edits).append(
+            f'<li value="{index}" data-region="{index}"><strong>{escape(kind)}</strong>: an area '
+            f"{escape(kind_phrase(kind))}, {escape(place_words(region['bbox'], width, height))}, "
+            f"{share:.1f} % of the picture, {escape(certainty_words(float(region.get('score', 0.0))))} "
+            f"evidence{escape(by)}.</li>")
     more = f'<p class="note">… and {len(regions) - 30} more in the numbers below.</p>' if len(regions) > 30 else ""
-    return "<ol>" + "".join(items) + "</ol>" + more
+    listed = "<ol>" + "".join(edits) + "</ol>" if edits else ""
+    if damage:
+        listed += (f"<details><summary>{len(damage)} mark{'s' if len(damage) > 1 else ''} of damage (dust, "
+                   f"scratches, specks), not retouching</summary><ol>{''.join(damage)}</ol></details>")
+    return listed + more
 
 
 def render_html(
