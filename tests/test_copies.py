@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from retouch.compare.copies import candidate_pairs, copy_print, group_copies, hash_distances, perceptual_hash
+from retouch.compare.copies import candidate_pairs, copy_print, group_copies, hash_distances
+from retouch.hashing import perceptual_hash
 from retouch.io import load_image_bytes
 from retouch.samples import make_authentic
 from retouch.samples.box import make_box

@@ -45,7 +45,6 @@ import cv2
 import numpy as np
 
 from retouch.hashing import gray_picture, phash_bits, reduced
-from retouch.hashing import perceptual_hash  # noqa: F401  (grouping's hash, where callers have found it)
 
 FEATURES = 1500  # SIFT keypoints kept per scan
 MIN_INLIERS = 25  # matches agreeing on one similarity; measured against different photographs in the benchmark
