@@ -648,16 +648,16 @@ def test_smooth_heavy_tailed_noise_over_the_whole_pair_is_not_an_edit(seed: int)
 
 
 def _placed_into_another_photograph() -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, int, int, int]]:
-    """The astronaut's left part (300 x 512 px) placed at 0.9 into an 800 x 600 coffee picture: a piece large and
-    textured enough that registration maps it as one photograph. The donor, the composite, where the paste lies
+    """The astronaut's left part (200 x 512 px) placed at 0.9 into an 800 x 600 coffee picture: a piece large and
+    textured enough that registration maps it as one photograph, and a minority of the reference's frame there. The donor, the composite, where the paste lies
     and the donor's box."""
     donor = load_source("astronaut")
     host = cv2.resize(load_source("coffee"), (800, 600), interpolation=cv2.INTER_AREA)
-    box = (0, 0, 300, 512)
+    box = (0, 0, 200, 512)
     place = cv2.getRotationMatrix2D((0, 0), 0.0, 0.9)
     place[:, 2] += [250.0, 60.0]
     region = np.zeros(donor.shape[:2], np.uint8)
-    region[:512, :300] = 1
+    region[:512, :200] = 1
     inside = cv2.warpAffine(region, place, (800, 600), flags=cv2.INTER_NEAREST) > 0
     return donor, np.where(inside[..., None], cv2.warpAffine(donor, place, (800, 600)), host), inside, box
 
@@ -702,3 +702,17 @@ def test_one_photograph_with_a_large_edit_from_another_is_not_a_composite(fracti
     assert "overlap_agreement" in result.details["timings_s"]
     edits = [r for r in result.regions if r.kind in ("removed", "added", "retouched")]
     assert edits and result.details["changed_fraction"] > 0.6 * fraction**2
+
+
+@pytest.mark.parametrize("name", ["astronaut", "chelsea"])
+def test_a_reference_cropped_tight_is_not_evidence_of_a_composite(name: str) -> None:
+    # the questioned photograph untouched and the reference a crop of 30 % of it: the picture beyond the reference
+    # holds edges the reference lacks, which is what a crop leaves, not new content; counted as new it made the
+    # untouched photograph "not one photograph edited"
+    image = load_source(name)
+    height, width = image.shape[:2]
+    crop_h, crop_w = int(height * 0.55), int(width * 0.55)
+    y0, x0 = (height - crop_h) // 3, (width - crop_w) // 2
+    result = compare_pair(image[y0:y0 + crop_h, x0:x0 + crop_w].copy(), image).result
+    assert not result.details.get("composite"), result.summary
+    assert not [r for r in result.regions if r.kind in ("removed", "added", "retouched", "shared")]

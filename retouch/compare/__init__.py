@@ -85,8 +85,8 @@ REGISTERED_COMPOSITE_EXPLANATION = (
     "photograph edited: over square cells of it, the two pictures' fine edges (gradient orientations, wherever "
     "either picture has a clear edge) point the same way under the transform beyond chance in a minority of the "
     "cells that can tell, and the rest of those cells are new content: edges shown not to agree as the shared "
-    "part does, or edges beyond where the reference reaches. A photograph with an edit of a quarter or a third of it "
-    "keeps the rest agreeing; a piece of the reference placed into a new picture does not. So the pair is a "
+    "part does (the picture beyond the reference is not compared). A photograph with an edit of a quarter or a "
+    "third of it keeps the rest agreeing; a piece of the reference placed into a new picture does not. So the pair is a "
     "composite, and its edits are not judged against a background that is mostly new content. The part that "
     "agrees is shown as a piece on the questioned image and, through the transform, where it comes from on the "
     "reference; the swipe view lays the reference over it. Limits: the outline follows cells (a sixteenth of the "
@@ -431,10 +431,10 @@ def _compare_pictures(reference: np.ndarray, questioned: np.ndarray, *, min_area
     agreement = overlap_agreement(gray_r, gray_q, registration.transform)
     timings["overlap_agreement"] = time.perf_counter() - started
     if agreement is not None and agreement.composite:
-        telling = agreement.agreeing + agreement.differing + agreement.beyond
+        telling = agreement.agreeing + agreement.differing
         why = (f"the reference registers on it with one transform, yet their fine edges agree under it over only "
-               f"{agreement.agreeing} of the {telling} cells of the questioned picture that can tell (the rest is "
-               "new content)")
+               f"{agreement.agreeing} of the {telling} cells of their overlap that can tell (the rest is new "
+               "content)")
         piece = _registered_piece(agreement, registration)
         return _composite(reference, questioned, [piece], why, timings, why,
                           explanation=REGISTERED_COMPOSITE_EXPLANATION)
@@ -522,9 +522,9 @@ PIECE_REGISTERED_CONTROL = (
     "of the questioned picture, the fine edges of both pictures point the same way under it beyond chance (1 % "
     "level per cell) in {agreeing} cells, the piece being the largest connected group of them (its agreement's "
     "NFA {nfa}); in {differing} cells of the overlap they are shown not to agree as there (below the agreeing "
-    "cells' rate, 1 % level), and {beyond} cells beyond the reference hold edges: new content. Were at most half "
-    "of the {telling} cells that tell new content (one photograph with an edit), {new} or more would be new with "
-    "chance 1e{p:.1f} (binomial, cells taken as independent); a composite needs at most 1e-2."
+    "cells' rate, 1 % level): new content. Were at most half of the {telling} cells that tell new content (one "
+    "photograph with an edit), {new} or more would be new with chance 1e{p:.1f} (binomial, cells taken as "
+    "independent); a composite needs at most 1e-2. The picture beyond the reference is not compared."
 )
 PIECE_GROWTH_CONTROL = (
     " Its outline was grown beyond the matched places by {grown:.0%} of their area, over cells where the two "
@@ -549,11 +549,11 @@ def _piece_control(piece: SharedPiece) -> str:
     """The false-alarm control sentence of a shared piece."""
     if piece.agreement is not None:
         record = piece.agreement
-        new = record["differing_cells"] + record["beyond_cells"]
+        new = record["differing_cells"]
         return PIECE_REGISTERED_CONTROL.format(
             inliers=piece.matches, cell=record["cell_px"], agreeing=record["agreeing_cells"],
             nfa=f"{piece.nfa:.2g}",
-            differing=record["differing_cells"], beyond=record["beyond_cells"],
+            differing=record["differing_cells"],
             telling=record["agreeing_cells"] + new, new=new, p=record["log10_p"])
     if piece.confirmed:
         return PIECE_CONFIRMATION_CONTROL.format(

@@ -18,21 +18,19 @@ into square cells, ``cells`` along the registered overlap's longest side. A cell
 orientations point the same way (within pi/8) more often than chance allows at the 1 % level (binomial tail, the
 chance each cell's own from its two orientation histograms, as :func:`~retouch.compare.composite._cell_tails`);
 it is *shown to differ* when it does not and its agreement falls below the agreeing cells' pooled rate at the 1 %
-level (binomial lower tail): enough edges to tell, and they do not agree as the shared part does. A cell beyond
-the overlap (the reference covers less than half of it) that holds edges (at least a quarter of the clear
-samples a decided cell of the overlap has in the median) is content the reference does not have. Cells too smooth
-to tell count for neither side.
+level (binomial lower tail): enough edges to tell, and they do not agree as the shared part does. Cells too smooth
+to tell count for neither side, and so do cells beyond the overlap: the questioned picture beyond the reference is
+not compared, since a reference cropped tighter than the questioned photograph leaves edges there too.
 
-The test: the questioned picture is one photograph with edits as long as its new content (cells shown to differ
-and cells beyond the reference holding edges) is at most half of the cells that tell; it is a composite when, with
-each telling cell new content with chance one half, as many new cells or more would occur with probability at
-most ``level`` (1 %, binomial upper tail). An edit of a quarter to a third of one photograph leaves the rest
-agreeing and is far from it; the breakdown point is the one the robust pair model and background rest on.
-False-alarm control: under the null hypothesis (at most half of the telling cells new), the test fires with
-probability at most 1 % per pair if cells were independent; neighbouring cells of one large edit are not, so an
-edit covering well over half of the telling cells of one photograph may be called a composite (then its unedited
-part is reported as the piece it shares). A reference that is a small crop of the questioned photograph (the
-questioned picture beyond it holding edges) would be called a composite too: its whole frame is the shared piece.
+The test: the questioned picture is one photograph with edits as long as its new content (cells of the overlap
+shown to differ) is at most half of the cells that tell; it is a composite when, with each telling cell new
+content with chance one half, as many new cells or more would occur with probability at most ``level`` (1 %,
+binomial upper tail). An edit of a quarter to a third of one photograph leaves the rest agreeing and is far from
+it; the breakdown point is the one the robust pair model and background rest on. False-alarm control: under the
+null hypothesis (at most half of the telling cells new), the test fires with probability at most 1 % per pair if
+cells were independent; neighbouring cells of one large edit are not, so an edit covering well over half of the
+telling cells of one photograph may be called a composite (then its unedited part is reported as the piece it
+shares).
 
 The shared piece reported is the largest 8-connected group of agreeing cells, outlined by the hulls of its
 agreeing samples, closed over the gaps between them (as :func:`~retouch.compare.composite.grown_piece` outlines
@@ -63,19 +61,17 @@ from retouch.imaging import bounded, to_gray_float
 
 OVERLAP_CELLS = 16  # cells along the registered overlap's longest side
 COMPOSITE_LEVEL = -2.0  # log10: the new content a majority of the telling cells at the 1 % level
-BEYOND_SHARE = 0.25  # a cell beyond the overlap holds edges: this share of a decided cell's clear samples
 
 
 @dataclass(frozen=True)
 class OverlapAgreement:
     """The structure test of a registered pair (see the module docstring): cells that agree, cells of the overlap
-    shown to differ, cells beyond the overlap holding edges, the cell side (full-resolution pixels), the log10
-    binomial tail of the new content's count, and the largest agreeing part (polygon, questioned full-resolution
-    pixels; None when no cell agrees) with the log10 NFA of its agreement."""
+    shown to differ, the cell side (full-resolution pixels), the log10 binomial tail of the new content's count,
+    and the largest agreeing part (polygon, questioned full-resolution pixels; None when no cell agrees) with the
+    log10 NFA of its agreement."""
 
     agreeing: int
     differing: int
-    beyond: int
     cell_px: float
     log10_p: float
     piece: np.ndarray | None
@@ -89,7 +85,7 @@ class OverlapAgreement:
                 and self.piece_log10_nfa <= self.level)
 
     def to_dict(self) -> dict:
-        return {"agreeing_cells": self.agreeing, "differing_cells": self.differing, "beyond_cells": self.beyond,
+        return {"agreeing_cells": self.agreeing, "differing_cells": self.differing,
                 "cell_px": round(self.cell_px, 1), "log10_p": round(self.log10_p, 2),
                 "piece_log10_nfa": round(max(self.piece_log10_nfa, -300.0), 2), "composite": self.composite}
 
@@ -135,7 +131,6 @@ def overlap_agreement(reference: np.ndarray, questioned: np.ndarray, transform: 
     sample = np.zeros((height, width), bool)
     sample[::options.step, ::options.step] = True
     floor = 8 * (2.0 / 255.0) / np.sin(options.precision * np.pi)  # as the structure test's (composite module)
-    edges_q = sample & (magnitude_q > floor)
     clear = covered & sample & ((magnitude_q > floor) | (magnitude_r > floor))
     ys, xs = np.nonzero(covered)
     extent = max(int(ys.max() - ys.min()) + 1, int(xs.max() - xs.min()) + 1)
@@ -147,7 +142,7 @@ def overlap_agreement(reference: np.ndarray, questioned: np.ndarray, transform: 
     def counts(where: np.ndarray) -> np.ndarray:
         return np.bincount(index[where], minlength=rows * cols).reshape(rows, cols).astype(np.float64)
 
-    n, k, n_q = counts(clear), counts(agree), counts(edges_q)
+    n, k = counts(clear), counts(agree)
     bins = 16
     histograms = []
     for angle in (angle_r, angle_q):
@@ -166,17 +161,14 @@ def overlap_agreement(reference: np.ndarray, questioned: np.ndarray, transform: 
     rate = float(k[agreeing].sum() / max(n[agreeing].sum(), 1.0))
     lower = np.where(n > 0, binom.logcdf(k, np.maximum(n, 1.0), rate) / np.log(10.0), 0.0)
     differing = inside & ~agreeing & (lower <= LOCAL_LEVEL)
-    decided = agreeing | differing
-    needed = BEYOND_SHARE * float(np.median(n[decided])) if decided.any() else np.inf
-    beyond = ~inside & (n_q >= max(needed, 1.0))
-    new = int(differing.sum() + beyond.sum())
+    new = int(differing.sum())
     telling = int(agreeing.sum()) + new
     log10_p = float(binom.logsf(new - 1, telling, 0.5) / np.log(10.0)) if telling else 0.0
     piece, piece_nfa = _largest_part(agreeing, agree, cell, (height, width), n, k, chance)
     if piece is not None:
         piece = np.clip(piece / q_scale, 0, [questioned.shape[1], questioned.shape[0]])
     tests = int(inside.sum())
-    return OverlapAgreement(agreeing=int(agreeing.sum()), differing=int(differing.sum()), beyond=int(beyond.sum()),
+    return OverlapAgreement(agreeing=int(agreeing.sum()), differing=int(differing.sum()),
                             cell_px=cell / q_scale, log10_p=log10_p, piece=piece,
                             piece_log10_nfa=piece_nfa + float(np.log10(max(tests, 1))), level=level)
 
