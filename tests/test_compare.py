@@ -645,3 +645,74 @@ def test_smooth_heavy_tailed_noise_over_the_whole_pair_is_not_an_edit(seed: int)
     result = compare_pair(image, questioned).result
     edits = [(r.kind, r.bbox) for r in result.regions if r.kind != "damage"]
     assert not edits and result.mask.mean() <= 0.0005, edits
+
+
+def _placed_into_another_photograph() -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, int, int, int]]:
+    """The astronaut's left part (200 x 512 px) placed at 0.9 into an 800 x 600 coffee picture: a piece large and
+    textured enough that registration maps it as one photograph, and a minority of the reference's frame there. The donor, the composite, where the paste lies
+    and the donor's box."""
+    donor = load_source("astronaut")
+    host = cv2.resize(load_source("coffee"), (800, 600), interpolation=cv2.INTER_AREA)
+    box = (0, 0, 200, 512)
+    place = cv2.getRotationMatrix2D((0, 0), 0.0, 0.9)
+    place[:, 2] += [250.0, 60.0]
+    region = np.zeros(donor.shape[:2], np.uint8)
+    region[:512, :200] = 1
+    inside = cv2.warpAffine(region, place, (800, 600), flags=cv2.INTER_NEAREST) > 0
+    return donor, np.where(inside[..., None], cv2.warpAffine(donor, place, (800, 600)), host), inside, box
+
+
+def test_a_composite_that_registers_as_one_photograph_is_reported_with_its_piece() -> None:
+    # PS-Battles I02, I12, I42: a piece of the source placed into a new picture, which registration maps as one
+    # photograph; the new content around it became the background edits were judged against, and nothing (or a
+    # sliver) was reported. The fine edges agree under the transform over the piece only: a composite
+    donor, composite, inside, (x, y, w, h) = _placed_into_another_photograph()
+    comparison = compare_pair(donor, composite)
+    result = comparison.result
+    assert result.details.get("composite"), result.summary
+    assert "registers on it with one transform" in result.summary
+    shared = [r for r in result.regions if r.kind == "shared"]
+    assert len(shared) == 1 and not [r for r in result.regions if r.kind in ("removed", "added", "retouched")]
+    piece = shared[0]
+    qx, qy, qw, qh = piece.bbox
+    assert inside[qy:qy + qh, qx:qx + qw].mean() > 0.85  # on the paste, not the coffee around it
+    assert inside[qy:qy + qh, qx:qx + qw].sum() > 0.7 * inside.sum()  # and most of it
+    rx, ry, rw, rh = piece.evidence["bbox_reference"]
+    overlap = max(0, min(rx + rw, x + w) - max(rx, x)) * max(0, min(ry + rh, y + h) - max(ry, y))
+    assert overlap > 0.85 * rw * rh  # the donor outlined on the part that was placed
+    assert abs(piece.evidence["scale"] - 0.9) < 0.02
+    record = piece.evidence["overlap_agreement"]
+    assert record["composite"] and record["log10_p"] <= -2.0
+    assert "binomial" in piece.evidence["false_alarm_control"]
+
+
+@pytest.mark.parametrize("fraction", [0.5, 0.6])
+def test_one_photograph_with_a_large_edit_from_another_is_not_a_composite(fraction: float) -> None:
+    # PS-Battles I18 and I28: an edit of a quarter to a third of the picture (here 25 % and 36 %, content of
+    # another photograph) leaves the rest agreeing: the pair stays one photograph and the edit is reported
+    image = load_source("astronaut")
+    other = cv2.resize(load_source("coffee"), (512, 512), interpolation=cv2.INTER_AREA)
+    height, width = image.shape[:2]
+    box = (slice(int(0.2 * height), int((0.2 + fraction) * height)),
+           slice(int(0.2 * width), int((0.2 + fraction) * width)))
+    questioned = image.copy()
+    questioned[box] = other[box]
+    result = compare_pair(image, questioned).result
+    assert not result.details.get("composite"), result.summary
+    assert "overlap_agreement" in result.details["timings_s"]
+    edits = [r for r in result.regions if r.kind in ("removed", "added", "retouched")]
+    assert edits and result.details["changed_fraction"] > 0.6 * fraction**2
+
+
+@pytest.mark.parametrize("name", ["astronaut", "chelsea"])
+def test_a_reference_cropped_tight_is_not_evidence_of_a_composite(name: str) -> None:
+    # the questioned photograph untouched and the reference a crop of 30 % of it: the picture beyond the reference
+    # holds edges the reference lacks, which is what a crop leaves, not new content; counted as new it made the
+    # untouched photograph "not one photograph edited"
+    image = load_source(name)
+    height, width = image.shape[:2]
+    crop_h, crop_w = int(height * 0.55), int(width * 0.55)
+    y0, x0 = (height - crop_h) // 3, (width - crop_w) // 2
+    result = compare_pair(image[y0:y0 + crop_h, x0:x0 + crop_w].copy(), image).result
+    assert not result.details.get("composite"), result.summary
+    assert not [r for r in result.regions if r.kind in ("removed", "added", "retouched", "shared")]

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, replace
 import cv2
 import numpy as np
 
+from retouch.compare.agreement import OverlapAgreement, overlap_agreement
 from retouch.compare.composite import SharedPiece, grown_piece, shared_pieces
 from retouch.compare.decision import GROW_SHARE, Decision, DecisionOptions, decide
 from retouch.compare.evidence import (
@@ -78,6 +79,20 @@ COMPOSITE_EXPLANATION = (
     "two pictures' fine edges point the same way under the piece's transform beyond chance (a painted-over part "
     "shares few such edges and is not reached), not the paste's traced edge; what lies outside the pieces was "
     "not compared."
+)
+REGISTERED_COMPOSITE_EXPLANATION = (
+    "One transform maps the reference onto the questioned image, but the questioned picture is not that "
+    "photograph edited: over square cells of it, the two pictures' fine edges (gradient orientations, wherever "
+    "either picture has a clear edge) point the same way under the transform beyond chance in a minority of the "
+    "cells that can tell, and the rest of those cells are new content: edges shown not to agree as the shared "
+    "part does (the picture beyond the reference is not compared). A photograph with an edit of a quarter or a "
+    "third of it keeps the rest agreeing; a piece of the reference placed into a new picture does not. So the pair is a "
+    "composite, and its edits are not judged against a background that is mostly new content. The part that "
+    "agrees is shown as a piece on the questioned image and, through the transform, where it comes from on the "
+    "reference; the swipe view lays the reference over it. Limits: the outline follows cells (a sixteenth of the "
+    "overlap), grown where the fine edges agree beyond chance, not the paste's traced edge; new content as smooth "
+    "as sky, or with edges running the same way as the reference's there, counts for neither side; what lies "
+    "outside the piece was not compared."
 )
 FALSE_ALARM_CONTROL = (
     "Reported because a region this far beyond the pair's own differences, over this many blocks, would appear "
@@ -410,6 +425,19 @@ def _compare_pictures(reference: np.ndarray, questioned: np.ndarray, *, min_area
         gray_r = to_gray_float(reference)
     timings.update({f"register_{k}": v for k, v in registration.timings_s.items()})
     timings["register"] = time.perf_counter() - started
+    # an edit is judged against the pair's own differences, which presumes that most of the questioned picture is
+    # the registered photograph; a piece of it placed into a new picture, which the transform maps, is not
+    started = time.perf_counter()
+    agreement = overlap_agreement(gray_r, gray_q, registration.transform)
+    timings["overlap_agreement"] = time.perf_counter() - started
+    if agreement is not None and agreement.composite:
+        telling = agreement.agreeing + agreement.differing
+        why = (f"the reference registers on it with one transform, yet their fine edges agree under it over only "
+               f"{agreement.agreeing} of the {telling} cells of their overlap that can tell (the rest is new "
+               "content)")
+        piece = _registered_piece(agreement, registration)
+        return _composite(reference, questioned, [piece], why, timings, why,
+                          explanation=REGISTERED_COMPOSITE_EXPLANATION)
 
     full_shape = questioned.shape[:2]
     started = time.perf_counter()
@@ -489,6 +517,15 @@ PIECE_OUTLINE_CUT = (
     "it to, the edges agree no more than chance allows and less often, so those places are taken as chance matches "
     "and left out (a cut only shrinks the outline)."
 )
+PIECE_REGISTERED_CONTROL = (
+    "The pair registers on this piece with one transform ({inliers} matching points). Over cells of {cell:.0f} px "
+    "of the questioned picture, the fine edges of both pictures point the same way under it beyond chance (1 % "
+    "level per cell) in {agreeing} cells, the piece being the largest connected group of them (its agreement's "
+    "NFA {nfa}); in {differing} cells of the overlap they are shown not to agree as there (below the agreeing "
+    "cells' rate, 1 % level): new content. Were at most half of the {telling} cells that tell new content (one "
+    "photograph with an edit), {new} or more would be new with chance 1e{p:.1f} (binomial, cells taken as "
+    "independent); a composite needs at most 1e-2. The picture beyond the reference is not compared."
+)
 PIECE_GROWTH_CONTROL = (
     " Its outline was grown beyond the matched places by {grown:.0%} of their area, over cells where the two "
     "pictures' fine edges point the same way under the piece's transform more often than chance allows (NFA at "
@@ -496,9 +533,41 @@ PIECE_GROWTH_CONTROL = (
 )
 
 
+def _registered_piece(agreement: OverlapAgreement, registration: Registration) -> SharedPiece:
+    """The agreeing part of a registered pair the structure test found to be a composite, as a shared piece under
+    the registration's transform."""
+    outline = np.asarray(agreement.piece, np.float64)
+    inverse = np.linalg.inv(registration.transform)
+    back = cv2.perspectiveTransform(outline.reshape(-1, 1, 2), inverse).reshape(-1, 2)
+    return SharedPiece(transform=registration.transform, scale=registration.scale,
+                       rotation_deg=registration.rotation_deg, questioned_outline=outline, reference_outline=back,
+                       matches=registration.inliers, nfa=float(10.0 ** max(agreement.piece_log10_nfa, -300.0)),
+                       mirrored=registration.mirrored, agreement=agreement.to_dict())
+
+
+def _piece_control(piece: SharedPiece) -> str:
+    """The false-alarm control sentence of a shared piece."""
+    if piece.agreement is not None:
+        record = piece.agreement
+        new = record["differing_cells"]
+        return PIECE_REGISTERED_CONTROL.format(
+            inliers=piece.matches, cell=record["cell_px"], agreeing=record["agreeing_cells"],
+            nfa=f"{piece.nfa:.2g}",
+            differing=record["differing_cells"],
+            telling=record["agreeing_cells"] + new, new=new, p=record["log10_p"])
+    if piece.confirmed:
+        return PIECE_CONFIRMATION_CONTROL.format(
+            matches=piece.matches, nfa=f"{piece.nfa:.2g}", tail=piece.structure_log10_tail,
+            null=piece.structure_null_log10_tail, pairs=UNRELATED_PAIRS, kept=UNRELATED_KEPT,
+            parts=PIECE_CUT.format(left_out=piece.places_left_out) if piece.places_left_out else PIECE_HALVES)
+    return (PIECE_FALSE_ALARM_CONTROL.format(matches=piece.matches, nfa=f"{piece.nfa:.2g}")
+            + (PIECE_OUTLINE_CUT.format(left_out=piece.places_left_out) if piece.places_left_out else ""))
+
+
 def _composite(reference: np.ndarray, questioned: np.ndarray, pieces: list[SharedPiece], refusal: str,
                timings: dict[str, float],
-               why: str = "no single transform maps the reference onto the questioned image") -> PairComparison:
+               why: str = "no single transform maps the reference onto the questioned image", *,
+               explanation: str = COMPOSITE_EXPLANATION) -> PairComparison:
     """The comparison of a composite: no single transform maps the reference onto the questioned image (or, in
     the words of ``why``, the one that does maps only a piece), but ``pieces`` of it were found in the questioned
     image, each placed with its own scale and turn. The mask and
@@ -522,20 +591,13 @@ def _composite(reference: np.ndarray, questioned: np.ndarray, pieces: list[Share
             "matched_places": piece.matches, "nfa": float(f"{piece.nfa:.3g}"),
             "grown_fraction": piece.grown_fraction, "confirmed_by_structure": piece.confirmed,
             "places_left_out": piece.places_left_out,
-            "false_alarm_control": (
-                PIECE_CONFIRMATION_CONTROL.format(matches=piece.matches, nfa=f"{piece.nfa:.2g}",
-                                                  tail=piece.structure_log10_tail,
-                                                  null=piece.structure_null_log10_tail, pairs=UNRELATED_PAIRS,
-                                                  kept=UNRELATED_KEPT,
-                                                  parts=PIECE_CUT.format(left_out=piece.places_left_out)
-                                                  if piece.places_left_out else PIECE_HALVES)
-                if piece.confirmed else
-                PIECE_FALSE_ALARM_CONTROL.format(matches=piece.matches, nfa=f"{piece.nfa:.2g}")
-                + (PIECE_OUTLINE_CUT.format(left_out=piece.places_left_out) if piece.places_left_out else ""))
+            "false_alarm_control": _piece_control(piece)
             + (PIECE_GROWTH_CONTROL.format(grown=piece.grown_fraction) if piece.grown_fraction else ""),
             "outline_questioned": np.round(piece.questioned_outline).astype(int).tolist(),
             "outline_reference": np.round(piece.reference_outline).astype(int).tolist(),
         }
+        if piece.agreement is not None:
+            evidence["overlap_agreement"] = piece.agreement
         regions.append(Region(bbox=piece.questioned_box(shape), area=int(own.sum()), score=score, kind="shared",
                               evidence=evidence))
     first = pieces[0]
@@ -561,7 +623,7 @@ def _composite(reference: np.ndarray, questioned: np.ndarray, pieces: list[Share
         method="compare", heatmap=mask.astype(np.float32), mask=mask.astype(bool), regions=regions,
         score=max(r.score for r in regions),
         params={"composite_nfa_threshold": 0.01},
-        summary=summary, explanation=COMPOSITE_EXPLANATION,
+        summary=summary, explanation=explanation,
         details={"composite": True, "pieces": pieces_record, "not_one_photograph": refusal,
                  "timings_s": {k: round(v, 4) for k, v in timings.items()},
                  "changed_fraction": 0.0, "compared_fraction": round(float(mask.mean()), 6),

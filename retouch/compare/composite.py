@@ -158,6 +158,9 @@ class SharedPiece:
     places_left_out: int = 0  # matched places the outline was cut away from (its edges did not agree there)
     # the matched places in the questioned image (full-resolution pixels)
     questioned_places: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
+    # for the part of a registered pair that agrees, where the rest is new content: the structure test's record
+    # (:func:`retouch.compare.agreement.overlap_agreement`); None for a piece the feature search found
+    agreement: dict | None = None
 
     @staticmethod
     def _box(outline: np.ndarray, shape: tuple[int, int]) -> tuple[int, int, int, int]:
