@@ -307,10 +307,9 @@ def test_options_are_one_typed_object_and_overrides_are_checked() -> None:
         copy_move(image, threshold=3)
 
 
-def test_the_dense_field_tries_the_dominant_displacements_alone_then_sweeps_once_at_full_resolution(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    # the search's cost (speeddense12): after the grid's iterations, its dominant displacements are tried as
-    # proposals only (no third random iteration over the grid), and the full-resolution field gets one sweep
+def test_the_dense_field_sweeps_once_at_full_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the search's cost (speeddense12): the grid's iterations, one more with its dominant displacements, then one
+    # sweep of the full-resolution field
     from retouch.detect import clone
 
     searches: list[dict] = []
@@ -331,7 +330,7 @@ def test_the_dense_field_tries_the_dominant_displacements_alone_then_sweeps_once
     image = rng.integers(0, 256, (240, 320), dtype=np.uint8)
     image[20:80, 200:280] = image[140:200, 20:100]
     result = copy_move(image)
-    assert [kwargs["iterations"] for kwargs in searches] == [CopyMoveOptions().iterations, 0]
+    assert [kwargs["iterations"] for kwargs in searches] == [CopyMoveOptions().iterations, 1]
     assert searches[1]["proposals"] and searches[1]["initial"] is not None
     assert [kwargs["sweeps"] for kwargs in refines] == [1] == [CopyMoveOptions().sweeps]
     assert len(result.regions) == 2 and result.regions[0].evidence["nfa"] < THRESHOLD

@@ -132,8 +132,8 @@ class CopyMoveOptions:
     min_offset_fraction : float
         Shortest displacement between copy and source, as a fraction of the analysed image's longer side.
     iterations : int
-        PatchMatch iterations on the grid of every second pixel of every second row; then every grid pixel tries
-        the field's dominant displacements (proposals only, no further random iteration).
+        PatchMatch iterations on the grid of every second pixel of every second row (one more follows with the
+        field's dominant displacements as proposals).
     sweeps : int
         Sweeps of four-neighbour propagation and local search after the grid's field is brought to full
         resolution (``_patchmatch.upsampled_field``).
@@ -327,9 +327,7 @@ def _searched_field(features: np.ndarray, seeds: list[np.ndarray], shifts: list[
                                 min_count=-(-max(30, size // 5000) // 4))
     dominant_maps = [np.float32([[1, 0, dx], [0, 1, dy]]) for dy, dx in dominant]
     if dominant:
-        # iterations=0: the proposals alone, tried at every grid pixel; a further random iteration over the whole
-        # grid cost as much as the two before it for little (benchmarks/results/speed.md, speeddense12)
-        coarse = compiled_patchmatch(grid, min_offset=grid_min_offset, iterations=0,
+        coarse = compiled_patchmatch(grid, min_offset=grid_min_offset, iterations=1,
                                      proposals=[halved_map(a) for a in seeds + dominant_maps], initial=coarse,
                                      seed=1)
     oy, ox, distance = upsampled_field(features, coarse, min_offset=min_offset,
