@@ -305,3 +305,32 @@ def test_options_are_one_typed_object_and_overrides_are_checked() -> None:
     assert result.params["nfa_threshold"] == 1e-3 and result.params["cell"] == CopyMoveOptions().cell
     with pytest.raises(TypeError, match="unknown option"):
         copy_move(image, threshold=3)
+
+
+def test_the_dense_field_sweeps_once_at_full_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the search's cost (speeddense12): the grid's iterations, one more with its dominant displacements, then one
+    # sweep of the full-resolution field
+    from retouch.detect import clone
+
+    searches: list[dict] = []
+    refines: list[dict] = []
+    search, refine = clone.compiled_patchmatch, clone.upsampled_field
+
+    def spy_search(*args, **kwargs):
+        searches.append(kwargs)
+        return search(*args, **kwargs)
+
+    def spy_refine(*args, **kwargs):
+        refines.append(kwargs)
+        return refine(*args, **kwargs)
+
+    monkeypatch.setattr(clone, "compiled_patchmatch", spy_search)
+    monkeypatch.setattr(clone, "upsampled_field", spy_refine)
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (240, 320), dtype=np.uint8)
+    image[20:80, 200:280] = image[140:200, 20:100]
+    result = copy_move(image)
+    assert [kwargs["iterations"] for kwargs in searches] == [CopyMoveOptions().iterations, 1]
+    assert searches[1]["proposals"] and searches[1]["initial"] is not None
+    assert [kwargs["sweeps"] for kwargs in refines] == [1] == [CopyMoveOptions().sweeps]
+    assert len(result.regions) == 2 and result.regions[0].evidence["nfa"] < THRESHOLD

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from retouch.detect._clone_significance import _ratio_cells, cell_evidence
+from retouch.detect._clone_significance import _cell_window, _ratio_cells, cell_evidence
 
 
 def _reference_ratio(evidence, cy: int, cx: int, dy: int, dx: int) -> tuple[float, float]:
@@ -53,3 +53,18 @@ def test_cell_ratios_agree_with_the_definition_and_find_an_exact_copy() -> None:
     inner = (cy[:24] >= 2) & (cy[:24] <= 3) & (cx[:24] >= 3) & (cx[:24] <= 6)
     assert ratio[:24][inner].max() < 1e-6
     assert np.median(ratio[24:][finite[24:]]) > 0.5
+
+
+def test_the_cell_window_is_the_box_of_the_regions_pixels_by_their_coordinates() -> None:
+    # reference: the box from every pixel's coordinates (the earlier implementation), on the cells of the grid
+    rng = np.random.default_rng(3)
+    cell, grid = 8, (12, 17)
+    for _ in range(50):
+        region = np.zeros((grid[0] * cell + 5, grid[1] * cell + 3), bool)
+        for _ in range(rng.integers(0, 4)):
+            y, x = rng.integers(0, region.shape[0]), rng.integers(0, region.shape[1])
+            region[y: y + rng.integers(1, 30), x: x + rng.integers(1, 30)] = True
+        ys, xs = np.nonzero(region[: grid[0] * cell, : grid[1] * cell])
+        expected = None if ys.size == 0 else (slice(ys.min() // cell, ys.max() // cell + 1),
+                                              slice(xs.min() // cell, xs.max() // cell + 1))
+        assert _cell_window(region, cell, grid) == expected

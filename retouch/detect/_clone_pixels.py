@@ -15,9 +15,21 @@ import numpy as np
 from retouch.detect._clone_significance import fine_detail
 
 
+def pixels_of(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.nonzero(mask)`` of a 2-D mask, listed from its bounding box: the same coordinates in the same order,
+    without visiting every pixel of the image for an area that covers a small part of it."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return np.nonzero(mask)
+    columns = np.flatnonzero(mask.any(axis=0))
+    top, left = int(rows[0]), int(columns[0])
+    ys, xs = np.nonzero(mask[top: int(rows[-1]) + 1, left: int(columns[-1]) + 1])
+    return ys + top, xs + left
+
+
 def pair_map(member: np.ndarray, oy: np.ndarray, ox: np.ndarray) -> np.ndarray | None:
     """The affine map (2x3, pixel -> its twin) that the offset field follows over ``member`` (RANSAC fit)."""
-    ys, xs = np.nonzero(member)
+    ys, xs = pixels_of(member)
     if ys.size < 12:
         return None
     step = max(1, ys.size // 4000)
@@ -41,7 +53,7 @@ def refine_map(gray: np.ndarray, affine: np.ndarray, region: np.ndarray, *, max_
     a pixel or two across the area (a mirrored x0.75 stamp: 2.4 px off at its far edge); the area's own pixels
     pin the map down to a small fraction of one. The fit runs on crops around the two sides, at most
     ``max_pixels`` of the region's box (a large area pins the map down long before), so it costs milliseconds."""
-    ys, xs = np.nonzero(region)
+    ys, xs = pixels_of(region)
     if ys.size < 64:
         return None
     height, width = gray.shape

@@ -288,10 +288,14 @@ def number_of_false_alarms(informative: int, supporting: int, rate: float, tests
 
 def _cell_window(region: np.ndarray, cell: int, grid: tuple[int, int]) -> tuple[slice, slice] | None:
     """The rows and columns of cells (grid indices) that cover ``region``'s bounding box."""
-    ys, xs = np.nonzero(region[: grid[0] * cell, : grid[1] * cell])
+    inside = region[: grid[0] * cell, : grid[1] * cell]
+    # the box from the rows and columns holding any pixel: a tenth of listing every pixel's coordinates, and a
+    # pair's test asks for it once per side and map tried
+    ys = np.flatnonzero(inside.any(axis=1))
     if ys.size == 0:
         return None
-    return slice(int(ys.min()) // cell, int(ys.max()) // cell + 1), slice(int(xs.min()) // cell, int(xs.max()) // cell + 1)
+    xs = np.flatnonzero(inside.any(axis=0))
+    return slice(int(ys[0]) // cell, int(ys[-1]) // cell + 1), slice(int(xs[0]) // cell, int(xs[-1]) // cell + 1)
 
 
 def twin_detail(evidence: CellEvidence, affine: np.ndarray, rows: slice, cols: slice

@@ -134,6 +134,9 @@ class CopyMoveOptions:
     iterations : int
         PatchMatch iterations on the grid of every second pixel of every second row (one more follows with the
         field's dominant displacements as proposals).
+    sweeps : int
+        Sweeps of four-neighbour propagation and local search after the grid's field is brought to full
+        resolution (``_patchmatch.upsampled_field``).
     max_affine_residual : float
         Largest mean squared residual (px^2) of the local affine fit of the displacement field inside a copy.
     match_ratio : float
@@ -181,6 +184,7 @@ class CopyMoveOptions:
     radius: int = 6
     min_offset_fraction: float = 0.04
     iterations: int = 2
+    sweeps: int = 1
     max_affine_residual: float = 1.0
     match_ratio: float = 0.3
     min_area_fraction: float = 0.0005
@@ -327,7 +331,7 @@ def _searched_field(features: np.ndarray, seeds: list[np.ndarray], shifts: list[
                                      proposals=[halved_map(a) for a in seeds + dominant_maps], initial=coarse,
                                      seed=1)
     oy, ox, distance = upsampled_field(features, coarse, min_offset=min_offset,
-                                       proposals=seeds + shifts + dominant_maps, seed=2)
+                                       proposals=seeds + shifts + dominant_maps, sweeps=options.sweeps, seed=2)
     energy = np.einsum("ijk,ijk->ij", features, features)
     closeness = _closeness(distance, energy, oy, ox)
     oy_smooth = cv2.medianBlur(oy.astype(np.float32), 5)
