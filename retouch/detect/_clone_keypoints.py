@@ -216,10 +216,10 @@ def self_matches_plain_and_mirrored(descriptors: np.ndarray, *, excluded: tuple[
         found.append((np.zeros((count, 2), np.int64), np.full((count, 2), np.inf, np.float32)))
     for top in range(0, count, block):
         bottom = min(top + block, count)
-        mirrored = sums[top:bottom] @ half_sums[top:].T
-        antisymmetric = differences[top:bottom] @ half_differences[top:].T
-        plain = mirrored + antisymmetric
-        np.subtract(mirrored, antisymmetric, out=mirrored)
+        symmetric = sums[top:bottom] @ half_sums[top:].T  # (x . y + x . Py) / 2
+        antisymmetric = differences[top:bottom] @ half_differences[top:].T  # (x . y - x . Py) / 2
+        plain = symmetric + antisymmetric
+        mirrored = np.subtract(symmetric, antisymmetric, out=symmetric)
         for dots, (excluded_rows, excluded_columns), (indices, distances) in zip((plain, mirrored), skipped, found,
                                                                                  strict=True):
             first, last = np.searchsorted(excluded_rows, [top, bottom])
