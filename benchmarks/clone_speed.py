@@ -11,7 +11,8 @@ the cumulative time of the functions that make them:
   pass ``upsampled_field``, every call);
 - ``zernike`` and ``pca``: the dense features (``zernike_features``, ``reduce_features``);
 - ``sift``: keypoint detection and description (``sift_keypoints``, plain and mirrored);
-- ``keypoint matching``: ``keypoint_maps`` without its SIFT (descriptor matching, RANSAC grouping);
+- ``keypoint matching``: ``plain_and_mirrored_maps`` (descriptor matching, plain and mirrored, and RANSAC
+  grouping);
 - ``candidates``: ``candidate_pairs`` (coherent areas, keypoint maps checked at the pixels);
 - ``significance``: ``significant_pairs`` (the a-contrario test, refinement, outlines and target calls);
 - ``other``: the rest (grey conversion, bounding, the field's filtering, the result and its upscaling).
@@ -68,7 +69,7 @@ STAGES = {  # stage -> (module file suffix, function names)
     "zernike": ("_patchmatch.py", ("zernike_features",)),
     "pca": ("_patchmatch.py", ("reduce_features",)),
     "sift": ("_clone_keypoints.py", ("sift_keypoints",)),
-    "keypoint_maps": ("_clone_keypoints.py", ("keypoint_maps",)),
+    "keypoint_maps": ("_clone_keypoints.py", ("plain_and_mirrored_maps",)),
     "candidates": ("clone.py", ("candidate_pairs",)),
     "significance": ("clone.py", ("significant_pairs",)),
     "total": ("clone.py", ("copy_move",)),

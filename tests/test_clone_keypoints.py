@@ -7,7 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from retouch.detect._clone_keypoints import _pairs_within, mirrored_descriptors, self_matches
+from retouch.detect._clone_keypoints import (_pairs_within, mirrored_descriptors, self_matches,
+                                            self_matches_plain_and_mirrored)
 from retouch.imaging import nearest_neighbours
 
 
@@ -77,3 +78,24 @@ def test_self_matching_in_half_the_products_is_the_brute_force_matching(mirrored
     np.testing.assert_array_equal(indices[finite], expected_indices[finite])
     # the duplicates found each other (plain: 40 pairs both ways; mirrored: the 20 mirrored copies both ways)
     assert (distances[:, 0] == 0).sum() >= (40 if mirrored else 80)
+
+
+@pytest.mark.parametrize("scale", [1.0, 12.0])
+def test_plain_and_mirrored_matching_at_once_is_each_matching_to_the_bit(scale: float) -> None:
+    # descriptors as OpenCV's SIFT gives them (whole numbers, norm about 512; scale 12: norms past 4,096, where
+    # the shared products would no longer be exact and each matching is done on its own), with exact duplicates,
+    # mirror images and keypoints within 2 px of each other; bands of 64 rows
+    rng = np.random.default_rng(5)
+    descriptors = np.round(rng.gamma(0.6, 20.0, (700, 128)) * scale).clip(0, 255 * scale).astype(np.float32)
+    descriptors[500:540] = descriptors[100:140]
+    descriptors[600:620] = mirrored_descriptors(descriptors[200:220])
+    descriptors[650:660] = descriptors[650]
+    points = rng.uniform(0, 60, (700, 2)).astype(np.float32)
+    itself = np.arange(len(points))
+    near = _pairs_within(points, 2.0)
+    plain, mirrored = self_matches_plain_and_mirrored(descriptors, excluded=(itself, itself), excluded_mirrored=near,
+                                                      block=64)
+    for found, expected in ((plain, self_matches(descriptors, mirrored=False, excluded=(itself, itself), block=64)),
+                            (mirrored, self_matches(descriptors, mirrored=True, excluded=near, block=64))):
+        np.testing.assert_array_equal(found[1], expected[1])
+        np.testing.assert_array_equal(found[0], expected[0])

@@ -185,12 +185,86 @@ def self_matches(descriptors: np.ndarray, *, mirrored: bool, excluded: tuple[np.
     return indices, distances
 
 
+def self_matches_plain_and_mirrored(descriptors: np.ndarray, *, excluded: tuple[np.ndarray, np.ndarray],
+                                    excluded_mirrored: tuple[np.ndarray, np.ndarray], block: int = 1024
+                                    ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """``self_matches`` plain and mirrored at once (``excluded`` for the plain, ``excluded_mirrored`` for the
+    mirrored), the same to the bit, in the products of one.
+
+    The mirror P is an involution that moves every entry (a descriptor's grid rows are exchanged in pairs), so the
+    128 entries fall into 64 pairs (i, P i). With s = x_i + x_Pi and a = x_i - x_Pi over one entry of each pair,
+    s . s' = x . y + x . Py and a . a' = x . y - x . Py: two products of 64 columns give both matrices, where
+    two of 128 were taken. Every product and partial sum is a whole number (or a half: the columns' side is
+    halved) below 2^23 while the descriptors' norms stay below 2^11 (OpenCV's are about 512), so both are exact in
+    float32 and equal ``self_matches``; larger norms take ``self_matches`` twice."""
+    rows = np.ascontiguousarray(descriptors, np.float32)
+    norms = np.einsum("ij,ij->i", rows, rows)
+    if len(rows) and norms.max() >= 2.0**22:
+        return (self_matches(rows, mirrored=False, excluded=excluded),
+                self_matches(rows, mirrored=True, excluded=excluded_mirrored))
+    from retouch.detect._clone_match_kernel import two_nearest_in_block
+
+    mirror = _mirror_permutation()
+    one = np.flatnonzero(np.arange(128) < mirror)  # one entry of each pair
+    sums, differences = rows[:, one] + rows[:, mirror[one]], rows[:, one] - rows[:, mirror[one]]
+    half_sums, half_differences = np.float32(0.5) * sums, np.float32(0.5) * differences
+    count = len(rows)
+    found, skipped = [], []
+    for pairs in (excluded, excluded_mirrored):
+        order = np.argsort(pairs[0], kind="stable")
+        skipped.append((pairs[0][order], pairs[1][order]))
+        found.append((np.zeros((count, 2), np.int64), np.full((count, 2), np.inf, np.float32)))
+    for top in range(0, count, block):
+        bottom = min(top + block, count)
+        symmetric = sums[top:bottom] @ half_sums[top:].T  # (x . y + x . Py) / 2
+        antisymmetric = differences[top:bottom] @ half_differences[top:].T  # (x . y - x . Py) / 2
+        plain = symmetric + antisymmetric
+        mirrored = np.subtract(symmetric, antisymmetric, out=symmetric)
+        for dots, (excluded_rows, excluded_columns), (indices, distances) in zip((plain, mirrored), skipped, found,
+                                                                                 strict=True):
+            first, last = np.searchsorted(excluded_rows, [top, bottom])
+            near_rows, near_columns = excluded_rows[first:last], excluded_columns[first:last]
+            ahead = near_columns >= top  # as in ``self_matches``
+            dots[near_rows[ahead] - top, near_columns[ahead] - top] = -np.inf
+            two_nearest_in_block(dots[:, : bottom - top], norms, top, top, False, indices, distances)
+            two_nearest_in_block(dots[:, bottom - top:], norms, top, bottom, True, indices, distances)
+    for _, distances in found:
+        np.sqrt(np.maximum(distances, 0.0, out=distances), out=distances)
+    return found[0], found[1]
+
+
+def excluded_pairs(points: np.ndarray, *, mirrored: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The (row, column) pairs a keypoint may not be matched with: itself, or (``mirrored``) its own mirror image,
+    any keypoint within 2 px (a locally symmetric blob)."""
+    if mirrored:
+        return _pairs_within(points, 2.0)
+    itself = np.arange(len(points))
+    return itself, itself
+
+
+def plain_and_mirrored_maps(gray: np.ndarray, min_offset: int, *, ratios: tuple[float, ...],
+                            own: tuple[np.ndarray, np.ndarray | None] | None = None
+                            ) -> tuple[list[list[np.ndarray]], list[np.ndarray]]:
+    """``keypoint_maps(gray, min_offset, ratios=ratios)`` and ``keypoint_proposals(gray, min_offset,
+    mirrored=True)``, each with its other options at their defaults, from one matching of the descriptors
+    (:func:`self_matches_plain_and_mirrored`): the same maps."""
+    points, descriptors = own if own is not None else sift_keypoints(gray)
+    if descriptors is None:
+        return [[] for _ in ratios], []
+    plain, mirrored = self_matches_plain_and_mirrored(descriptors, excluded=excluded_pairs(points, mirrored=False),
+                                                      excluded_mirrored=excluded_pairs(points, mirrored=True))
+    return (keypoint_maps(gray, min_offset, ratios=ratios, own=(points, descriptors), matches=plain),
+            keypoint_maps(gray, min_offset, ratios=(SEED_RATIO,), mirrored=True, own=(points, descriptors),
+                          matches=mirrored)[0])
+
+
 def keypoint_maps(gray: np.ndarray, min_offset: int, *, ratios: tuple[float, ...], max_maps: int = 8,
                   min_inliers: int = 5, threshold: float = 3.0, scale_range: tuple[float, float] = (0.4, 2.5),
-                  mirrored: bool = False,
-                  own: tuple[np.ndarray, np.ndarray | None] | None = None) -> list[list[np.ndarray]]:
+                  mirrored: bool = False, own: tuple[np.ndarray, np.ndarray | None] | None = None,
+                  matches: tuple[np.ndarray, np.ndarray] | None = None) -> list[list[np.ndarray]]:
     """``keypoint_proposals`` for several ratio-test thresholds at once (one list of maps per entry of
-    ``ratios``): the descriptors are matched once, and only the pairs' grouping is repeated."""
+    ``ratios``): the descriptors are matched once, and only the pairs' grouping is repeated. ``matches``: what
+    ``self_matches`` returns for ``own``'s descriptors, when already computed."""
     points, descriptors = own if own is not None else sift_keypoints(gray)
     if descriptors is None:
         return [[] for _ in ratios]
@@ -201,9 +275,8 @@ def keypoint_maps(gray: np.ndarray, min_offset: int, *, ratios: tuple[float, ...
     pairs: dict[tuple, float] = {}
     loosest = max(ratios)
     # a keypoint's own twin (itself, or its mirror image at the same place) is no evidence of copying
-    itself = np.arange(len(points))
-    excluded = _pairs_within(points, 2.0) if mirrored else (itself, itself)
-    nearest, distance = self_matches(descriptors, mirrored=mirrored, excluded=excluded)
+    nearest, distance = matches if matches is not None else self_matches(
+        descriptors, mirrored=mirrored, excluded=excluded_pairs(points, mirrored=mirrored))
     first, second = distance.astype(np.float64).T
     usable = np.isfinite(second)
     # two equally near candidates at distance 0 (exact duplicates) are as ambiguous as any tie

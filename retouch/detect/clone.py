@@ -75,7 +75,7 @@ import numpy as np
 
 from retouch.detect._clone_exact import exact_duplicates
 from retouch.detect._clone_fullres import full_resolution_tier
-from retouch.detect._clone_keypoints import SEED_RATIO, keypoint_maps, keypoint_proposals, same_map, sift_keypoints
+from retouch.detect._clone_keypoints import SEED_RATIO, plain_and_mirrored_maps, same_map, sift_keypoints
 from retouch.detect._clone_pixels import TargetCall, call_target, copy_extent, pair_map, refine_map
 from retouch.detect._clone_significance import (
     CellEvidence,
@@ -275,35 +275,32 @@ def dense_field(small: np.ndarray, options: CopyMoveOptions, *, levels: np.ndarr
     the field's own dominant displacements."""
     radius = options.radius
     min_offset = max(2 * radius + 1, int(options.min_offset_fraction * max(small.shape)))
-    # The keypoint stage (SIFT, then self-matching) and the dense features are independent until the search
-    # needs the keypoint maps: the keypoints run in a second thread meanwhile (OpenCV, BLAS and the numba kernel
-    # release the GIL), and the mirrored matching, needed only after the search, runs during it. This shortens
-    # the wall time on a second core; the work, and so the CPU time and every result, is the same.
+    # The keypoint stage (SIFT, then self-matching, plain and mirrored at once) and the dense features are
+    # independent until the search needs the keypoint maps: the keypoints run in a second thread meanwhile
+    # (OpenCV, BLAS and the numba kernel release the GIL). This shortens the wall time on a second core; the work,
+    # and so the CPU time and every result, is the same.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="retouch-clone-keypoints") as keypoint_thread:
-        plain = keypoint_thread.submit(_plain_keypoint_maps, small, min_offset, options)
+        keypoints = keypoint_thread.submit(_keypoint_maps, small, min_offset, options)
         # a copy moved by whole pixels and saved without loss is found by its exact duplicate blocks, however
         # small or however alike its surroundings (a patch of patterned cloth), where random search rarely lands
         exact = exact_duplicates(levels, min_offset=min_offset) if levels is not None else None
         shifts = [np.float32([[1, 0, sx * dx], [0, 1, sx * dy]]) for dy, dx in (exact.offsets if exact else [])
                   for sx in (1, -1)]
         features = reduce_features(zernike_features(cv2.GaussianBlur(small, (0, 0), 0.7), radius), 8)
-        own_keypoints, seeds, loose = plain.result()
-        mirrored_maps = keypoint_thread.submit(keypoint_proposals, small, min_offset, mirrored=True,
-                                               own=own_keypoints)
+        seeds, loose, mirrored = keypoints.result()
         field = _searched_field(features, seeds, shifts, min_offset, options)
-        mirrored = mirrored_maps.result()
     checked = [a for a in seeds + loose if _needs_pixel_check(a, options)] + mirrored
     return DenseField(**field, seeds=seeds, checked=checked, min_offset=min_offset)
 
 
-def _plain_keypoint_maps(small: np.ndarray, min_offset: int, options: CopyMoveOptions
-                         ) -> tuple[tuple[np.ndarray, np.ndarray | None], list[np.ndarray], list[np.ndarray]]:
-    """The image's SIFT keypoints (shared by the plain and the mirrored matching), the maps that seed the dense
-    field and the looser maps that only reach the pixel check (without those the seeds already hold)."""
-    own_keypoints = sift_keypoints(small)
-    seeds, loose = keypoint_maps(small, min_offset, ratios=(SEED_RATIO, options.loose_ratio), own=own_keypoints)
+def _keypoint_maps(small: np.ndarray, min_offset: int, options: CopyMoveOptions
+                   ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+    """From one SIFT pass and one matching: the maps that seed the dense field, the looser maps that only reach
+    the pixel check (without those the seeds already hold) and the mirrored maps."""
+    (seeds, loose), mirrored = plain_and_mirrored_maps(small, min_offset, ratios=(SEED_RATIO, options.loose_ratio),
+                                                       own=sift_keypoints(small))
     loose = [a for a in loose if not any(same_map(a, b, small.shape) for b in seeds)]
-    return own_keypoints, seeds, loose
+    return seeds, loose, mirrored
 
 
 def _searched_field(features: np.ndarray, seeds: list[np.ndarray], shifts: list[np.ndarray], min_offset: int,
