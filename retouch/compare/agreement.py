@@ -56,6 +56,7 @@ from retouch.compare.composite import (
     _chance,
     _gradients,
     _log10_binomial_tail,
+    placed_reference,
 )
 from retouch.imaging import bounded, to_gray_float
 
@@ -119,11 +120,7 @@ def overlap_agreement(reference: np.ndarray, questioned: np.ndarray, transform: 
     ref = to_gray_float(reference)
     height, width = q_small.shape
     placed = np.diag([q_scale, q_scale, 1.0]) @ np.asarray(transform, np.float64)
-    warped = cv2.warpPerspective(ref, placed, (width, height), flags=cv2.INTER_LINEAR,
-                                 borderMode=cv2.BORDER_REPLICATE)
-    covered = cv2.warpPerspective(np.ones(ref.shape, np.uint8), placed, (width, height), flags=cv2.INTER_NEAREST)
-    margin = int(np.ceil(3 * options.sigma)) + 2  # the replicated border is no evidence
-    covered = cv2.erode(covered, np.ones((2 * margin + 1, 2 * margin + 1), np.uint8)).astype(bool)
+    warped, covered = placed_reference(ref, placed, (width, height), options.sigma)
     if not covered.any():
         return None
     magnitude_r, angle_r = _gradients(warped, options.sigma)

@@ -467,6 +467,17 @@ def _agreeing(angle_r: np.ndarray, clear_r: np.ndarray, angle_q: np.ndarray, cle
     return clear_r & clear_q & (np.abs(np.angle(np.exp(1j * (angle_r - angle_q)))) < precision * np.pi)
 
 
+def placed_reference(reference: np.ndarray, placed: np.ndarray, size: tuple[int, int], sigma: float
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """``reference`` (gray float) warped by ``placed`` (3x3) into a frame of ``size`` (width, height), replicated
+    at its border, and where it covers the frame, less the reach of gradients smoothed by ``sigma``: the
+    replicated border is no evidence."""
+    warped = cv2.warpPerspective(reference, placed, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    covered = cv2.warpPerspective(np.ones(reference.shape, np.uint8), placed, size, flags=cv2.INTER_NEAREST)
+    margin = int(np.ceil(3 * sigma)) + 2
+    return warped, cv2.erode(covered, np.ones((2 * margin + 1, 2 * margin + 1), np.uint8)).astype(bool)
+
+
 def _fields(reference: np.ndarray, questioned: np.ndarray, transform: np.ndarray,
             options: GrowthOptions, *, canvas: bool = False) -> _Fields | None:
     """The work frame of the structure test; None when the placed reference covers none of it. With ``canvas``
@@ -485,11 +496,7 @@ def _fields(reference: np.ndarray, questioned: np.ndarray, transform: np.ndarray
         x1 = int(np.clip(np.ceil(corners[:, 0].max()), width, 2 * width))
         y1 = int(np.clip(np.ceil(corners[:, 1].max()), height, 2 * height))
     placed = np.array([[1.0, 0.0, -x0], [0.0, 1.0, -y0], [0.0, 0.0, 1.0]]) @ placed
-    size = (x1 - x0, y1 - y0)
-    warped = cv2.warpPerspective(ref, placed, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    covered = cv2.warpPerspective(np.ones(ref.shape, np.uint8), placed, size, flags=cv2.INTER_NEAREST)
-    margin = int(np.ceil(3 * options.sigma)) + 2  # the replicated border is no evidence
-    covered = cv2.erode(covered, np.ones((2 * margin + 1, 2 * margin + 1), np.uint8)).astype(bool)
+    warped, covered = placed_reference(ref, placed, (x1 - x0, y1 - y0), options.sigma)
     in_frame = covered[-y0:height - y0, -x0:width - x0]
     if not in_frame.any():
         return None
