@@ -307,9 +307,9 @@ def test_options_are_one_typed_object_and_overrides_are_checked() -> None:
         copy_move(image, threshold=3)
 
 
-def test_the_dense_field_sweeps_once_at_full_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
-    # the search's cost (speeddense12): the grid's iterations, one more with its dominant displacements, then one
-    # sweep of the full-resolution field
+def test_the_dense_field_sweeps_twice_at_full_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the search's cost: the grid's iterations, one more with its dominant displacements, then two sweeps of the
+    # full-resolution field (one sweep, a third cheaper, lost a copy-move's region on real material)
     from retouch.detect import clone
 
     searches: list[dict] = []
@@ -332,5 +332,5 @@ def test_the_dense_field_sweeps_once_at_full_resolution(monkeypatch: pytest.Monk
     result = copy_move(image)
     assert [kwargs["iterations"] for kwargs in searches] == [CopyMoveOptions().iterations, 1]
     assert searches[1]["proposals"] and searches[1]["initial"] is not None
-    assert [kwargs["sweeps"] for kwargs in refines] == [1] == [CopyMoveOptions().sweeps]
+    assert [kwargs["sweeps"] for kwargs in refines] == [2] == [CopyMoveOptions().sweeps]
     assert len(result.regions) == 2 and result.regions[0].evidence["nfa"] < THRESHOLD

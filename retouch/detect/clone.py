@@ -184,7 +184,7 @@ class CopyMoveOptions:
     radius: int = 6
     min_offset_fraction: float = 0.04
     iterations: int = 2
-    sweeps: int = 1
+    sweeps: int = 2
     max_affine_residual: float = 1.0
     match_ratio: float = 0.3
     min_area_fraction: float = 0.0005
