@@ -649,8 +649,8 @@ def test_smooth_heavy_tailed_noise_over_the_whole_pair_is_not_an_edit(seed: int)
 
 def _placed_into_another_photograph() -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, int, int, int]]:
     """The astronaut's left part (200 x 512 px) placed at 0.9 into an 800 x 600 coffee picture: a piece large and
-    textured enough that registration maps it as one photograph, and a minority of the reference's frame there. The donor, the composite, where the paste lies
-    and the donor's box."""
+    textured enough that registration maps it as one photograph, and a minority of the reference's frame there.
+    The donor, the composite, where the paste lies and the donor's box."""
     donor = load_source("astronaut")
     host = cv2.resize(load_source("coffee"), (800, 600), interpolation=cv2.INTER_AREA)
     box = (0, 0, 200, 512)
